@@ -1,0 +1,234 @@
+//! The flow table: one entry per (protocol, LAN endpoint, remote endpoint), found from
+//! either direction.
+
+use ahash::AHashMap;
+
+use super::packet::{PROTO_ICMP, PROTO_TCP, TCP_FIN, TCP_RST};
+use super::{Timestamp, UplinkId};
+
+/// A flow as the LAN side sees it. For ICMP echo the "port" is the identifier and the remote
+/// port is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub int_addr: u32,
+    pub rem_addr: u32,
+    pub int_port: u16,
+    pub rem_port: u16,
+    pub proto: u8,
+}
+
+/// A flow as a reply on an uplink names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReplyKey {
+    pub rem_addr: u32,
+    pub rem_port: u16,
+    pub ext_port: u16,
+    pub proto: u8,
+    pub uplink: UplinkId,
+}
+
+/// Idle timeouts in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// RFC 5382 REQ-5: at least 2 h 4 min.
+    pub tcp_established: u64,
+    /// Opening and closing connections (RFC 5382: 4 min).
+    pub tcp_transitory: u64,
+    /// After a reset.
+    pub tcp_reset: u64,
+    /// RFC 4787 REQ-5: at least 2 min, 5 min recommended.
+    pub udp: u64,
+    /// RFC 5508 REQ-1: at least 60 s.
+    pub icmp: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            tcp_established: 7440_000,
+            tcp_transitory: 240_000,
+            tcp_reset: 10_000,
+            udp: 300_000,
+            icmp: 60_000,
+        }
+    }
+}
+
+/// What has been seen of a TCP connection: enough to pick a timeout. The table carries it
+/// per flow so a full state machine can replace it without changing the layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSeen(u8);
+
+impl TcpSeen {
+    const OUT: u8 = 1;
+    const IN: u8 = 2;
+    const FIN_OUT: u8 = 4;
+    const FIN_IN: u8 = 8;
+    const RST: u8 = 16;
+
+    pub fn update(&mut self, outbound: bool, flags: u8) {
+        let (seen, fin) = if outbound { (Self::OUT, Self::FIN_OUT) } else { (Self::IN, Self::FIN_IN) };
+        self.0 |= seen;
+        if flags & TCP_FIN != 0 {
+            self.0 |= fin;
+        }
+        if flags & TCP_RST != 0 {
+            self.0 |= Self::RST;
+        }
+    }
+
+    fn timeout(self, t: &Timeouts) -> u64 {
+        let has = |bits: u8| self.0 & bits == bits;
+        if has(Self::RST) {
+            t.tcp_reset
+        } else if has(Self::FIN_OUT | Self::FIN_IN) || !has(Self::OUT | Self::IN) {
+            t.tcp_transitory
+        } else {
+            t.tcp_established
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    pub last_seen: Timestamp,
+    pub ext_port: u16,
+    pub uplink: UplinkId,
+    pub tcp: TcpSeen,
+}
+
+impl Flow {
+    pub fn reply_key(&self) -> ReplyKey {
+        ReplyKey {
+            rem_addr: self.key.rem_addr,
+            rem_port: self.key.rem_port,
+            ext_port: self.ext_port,
+            proto: self.key.proto,
+            uplink: self.uplink,
+        }
+    }
+
+    fn idle_timeout(&self, t: &Timeouts) -> u64 {
+        match self.key.proto {
+            PROTO_TCP => self.tcp.timeout(t),
+            PROTO_ICMP => t.icmp,
+            _ => t.udp,
+        }
+    }
+}
+
+/// Flows in a slab, indexed by both keys.
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    slots: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    by_key: AHashMap<FlowKey, u32>,
+    by_reply: AHashMap<ReplyKey, u32>,
+}
+
+impl FlowTable {
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
+        let slot = *self.by_key.get(key)?;
+        self.slots[slot as usize].as_mut()
+    }
+
+    pub fn get_reply_mut(&mut self, key: &ReplyKey) -> Option<&mut Flow> {
+        let slot = *self.by_reply.get(key)?;
+        self.slots[slot as usize].as_mut()
+    }
+
+    /// Adds a flow whose key is not in the table yet.
+    pub fn insert(&mut self, flow: Flow) {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_key.insert(flow.key, slot);
+        self.by_reply.insert(flow.reply_key(), slot);
+        self.slots[slot as usize] = Some(flow);
+    }
+
+    /// Removes every flow idle for longer than its timeout, handing each to `ended`.
+    pub fn expire(&mut self, now: Timestamp, timeouts: &Timeouts, mut ended: impl FnMut(&Flow)) {
+        for (slot, entry) in self.slots.iter_mut().enumerate() {
+            let Some(flow) = entry else { continue };
+            if now.since(flow.last_seen) < flow.idle_timeout(timeouts) {
+                continue;
+            }
+            self.by_key.remove(&flow.key);
+            self.by_reply.remove(&flow.reply_key());
+            ended(flow);
+            *entry = None;
+            self.free.push(slot as u32);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::packet::{PROTO_UDP, TCP_SYN};
+
+    fn flow(proto: u8, port: u16) -> Flow {
+        Flow {
+            key: FlowKey { int_addr: 1, rem_addr: 2, int_port: port, rem_port: 80, proto },
+            last_seen: Timestamp::from_millis(0),
+            ext_port: 61000 + port,
+            uplink: 0,
+            tcp: TcpSeen::default(),
+        }
+    }
+
+    #[test]
+    fn found_from_both_directions_and_expired_by_protocol_timeout() {
+        let t = Timeouts::default();
+        let mut table = FlowTable::default();
+        let udp = flow(PROTO_UDP, 1);
+        let mut tcp = flow(PROTO_TCP, 2);
+        tcp.tcp.update(true, TCP_SYN);
+        tcp.tcp.update(false, TCP_SYN);
+        table.insert(udp);
+        table.insert(tcp);
+        assert_eq!(table.get_reply_mut(&udp.reply_key()).unwrap().key, udp.key);
+        assert_eq!(table.get_mut(&tcp.key).unwrap().ext_port, 61002);
+
+        let mut ended = vec![];
+        table.expire(Timestamp::from_millis(t.udp), &t, |f| ended.push(f.key.int_port));
+        assert_eq!(ended, [1]);
+        assert!(table.get_mut(&udp.key).is_none());
+        assert!(table.get_reply_mut(&udp.reply_key()).is_none());
+        assert_eq!(table.len(), 1);
+
+        // the freed slot is reused
+        table.insert(flow(PROTO_UDP, 3));
+        assert_eq!(table.slots.len(), 2);
+    }
+
+    #[test]
+    fn tcp_timeout_follows_what_was_seen() {
+        let t = Timeouts::default();
+        let mut seen = TcpSeen::default();
+        seen.update(true, TCP_SYN);
+        assert_eq!(seen.timeout(&t), t.tcp_transitory);
+        seen.update(false, TCP_SYN);
+        assert_eq!(seen.timeout(&t), t.tcp_established);
+        seen.update(true, TCP_FIN);
+        assert_eq!(seen.timeout(&t), t.tcp_established);
+        seen.update(false, TCP_FIN);
+        assert_eq!(seen.timeout(&t), t.tcp_transitory);
+        seen.update(false, TCP_RST);
+        assert_eq!(seen.timeout(&t), t.tcp_reset);
+    }
+}

@@ -1,0 +1,415 @@
+//! The sans-IO core: flow table, NAT, uplink choice and ICMP translation over byte buffers.
+//!
+//! Nothing here reads a clock or makes a syscall: the caller passes `now` and the packet, and
+//! the engine rewrites the packet in place and answers with a [`Verdict`] saying where it goes.
+
+pub mod affinity;
+pub mod checksum;
+pub mod flow;
+pub mod icmp;
+pub mod nat;
+pub mod packet;
+pub mod select;
+
+use affinity::Affinity;
+use flow::{Flow, FlowKey, FlowTable, ReplyKey, TcpSeen, Timeouts};
+use icmp::{Embedded, ErrorDirection};
+use nat::{Endpoint, Nat};
+use packet::{End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, TCP_RST};
+use select::{Pin, Selector};
+
+pub use packet::L4Checksum;
+
+/// Index of an uplink in the configured order.
+pub type UplinkId = u8;
+
+/// Milliseconds on a monotonic clock of the caller's choosing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    pub const fn from_millis(ms: u64) -> Timestamp {
+        Timestamp(ms)
+    }
+
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// Milliseconds from `earlier` to `self`, 0 if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    pub fn after_ms(self, ms: u64) -> Timestamp {
+        Timestamp(self.0 + ms)
+    }
+}
+
+/// Why a packet was not forwarded. Every drop is counted under one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Too short, or a length field that does not fit.
+    Malformed,
+    /// IPv6 or anything else that is not IPv4 (IPv6 support comes later).
+    NotIpv4,
+    /// IP fragments carry no ports in all but the first; not reassembled yet.
+    Fragment,
+    /// An IP protocol other than TCP, UDP and ICMP.
+    UnsupportedProtocol,
+    /// An ICMP message that is neither echo nor an error about a known flow.
+    UnsupportedIcmp,
+    /// No uplink is up.
+    NoUplink,
+    /// The uplink's port pool for the protocol is used up.
+    PortsExhausted,
+    /// A packet from an uplink that matches no flow (or a TCP reset opening one).
+    NoFlow,
+    /// A packet on an uplink not addressed to that uplink's address.
+    NotForUplink,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 9] = [
+        DropReason::Malformed,
+        DropReason::NotIpv4,
+        DropReason::Fragment,
+        DropReason::UnsupportedProtocol,
+        DropReason::UnsupportedIcmp,
+        DropReason::NoUplink,
+        DropReason::PortsExhausted,
+        DropReason::NoFlow,
+        DropReason::NotForUplink,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::Fragment => "fragment",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::UnsupportedIcmp => "unsupported_icmp",
+            DropReason::NoUplink => "no_uplink",
+            DropReason::PortsExhausted => "ports_exhausted",
+            DropReason::NoFlow => "no_flow",
+            DropReason::NotForUplink => "not_for_uplink",
+        }
+    }
+}
+
+/// What to do with a packet the engine has seen (and rewritten, unless dropped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it out on this uplink, to its gateway.
+    Uplink(UplinkId),
+    /// Write it to the TUN device, towards the LAN.
+    Tun,
+    Drop(DropReason),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UplinkConfig {
+    pub name: String,
+    /// The address the uplink's traffic is translated to.
+    pub addr: u32,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub uplinks: Vec<UplinkConfig>,
+    pub pins: Vec<Pin>,
+    pub affinity_timeout_ms: u64,
+    pub timeouts: Timeouts,
+    /// Inclusive range of external ports (and ICMP identifiers) per uplink and protocol.
+    pub ports: (u16, u16),
+    /// Seeds where port searches start; any value works.
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UplinkCounters {
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Flows opened on this uplink.
+    pub flows: u64,
+    /// Times a destination was bound to this uplink (pins included).
+    pub destinations: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub drops: [u64; DropReason::ALL.len()],
+    pub uplinks: Vec<UplinkCounters>,
+}
+
+impl Counters {
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    uplinks: Vec<UplinkConfig>,
+    timeouts: Timeouts,
+    flows: FlowTable,
+    nat: Nat,
+    affinity: Affinity,
+    select: Selector,
+    counters: Counters,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        let weights = config.uplinks.iter().map(|u| u.weight).collect();
+        Engine {
+            timeouts: config.timeouts,
+            flows: FlowTable::default(),
+            nat: Nat::new(config.uplinks.len(), config.ports, config.seed),
+            affinity: Affinity::new(config.affinity_timeout_ms),
+            select: Selector::new(weights, config.pins),
+            counters: Counters {
+                drops: [0; DropReason::ALL.len()],
+                uplinks: vec![UplinkCounters::default(); config.uplinks.len()],
+            },
+            uplinks: config.uplinks,
+        }
+    }
+
+    /// A packet from the LAN (read from TUN). On `Verdict::Uplink` it has been translated to
+    /// that uplink's address. `csum` says how the kernel left the transport checksum and is
+    /// updated if the engine completes it.
+    pub fn outbound(&mut self, now: Timestamp, pkt: &mut [u8], csum: &mut L4Checksum) -> Verdict {
+        match self.translate_outbound(now, pkt, csum) {
+            Ok(uplink) => {
+                let c = &mut self.counters.uplinks[usize::from(uplink)];
+                c.packets_out += 1;
+                c.bytes_out += pkt.len() as u64;
+                Verdict::Uplink(uplink)
+            }
+            Err(reason) => self.dropped(reason),
+        }
+    }
+
+    /// A packet that arrived on `uplink`. On `Verdict::Tun` it has been translated back to the
+    /// LAN endpoint.
+    pub fn inbound(
+        &mut self,
+        now: Timestamp,
+        uplink: UplinkId,
+        pkt: &mut [u8],
+        csum: &mut L4Checksum,
+    ) -> Verdict {
+        match self.translate_inbound(now, uplink, pkt, csum) {
+            Ok(()) => {
+                let c = &mut self.counters.uplinks[usize::from(uplink)];
+                c.packets_in += 1;
+                c.bytes_in += pkt.len() as u64;
+                Verdict::Tun
+            }
+            Err(reason) => self.dropped(reason),
+        }
+    }
+
+    fn dropped(&mut self, reason: DropReason) -> Verdict {
+        self.counters.drops[reason as usize] += 1;
+        Verdict::Drop(reason)
+    }
+
+    fn translate_outbound(
+        &mut self,
+        now: Timestamp,
+        pkt: &mut [u8],
+        csum: &mut L4Checksum,
+    ) -> Result<UplinkId, DropReason> {
+        let ip = Ipv4::parse(pkt, 0)?;
+        if ip.proto == PROTO_ICMP {
+            match ip.icmp_type(pkt) {
+                ICMP_ECHO_REQUEST => {}
+                t if icmp::is_error(t) => return self.outbound_error(pkt, &ip, csum),
+                _ => return Err(DropReason::UnsupportedIcmp),
+            }
+        }
+        let (int_port, rem_port) = ip.ports(pkt);
+        let key = FlowKey { int_addr: ip.src, rem_addr: ip.dst, int_port, rem_port, proto: ip.proto };
+        let flags = ip.tcp_flags(pkt);
+        let (uplink, ext_port) = match self.flows.get_mut(&key) {
+            Some(flow) => {
+                flow.last_seen = now;
+                flow.tcp.update(true, flags);
+                (flow.uplink, flow.ext_port)
+            }
+            None => self.open_flow(now, key, flags)?,
+        };
+        let addr = self.uplinks[usize::from(uplink)].addr;
+        packet::rewrite(pkt, &ip, End::Source, addr, ext_port, *csum);
+        Ok(uplink)
+    }
+
+    fn open_flow(
+        &mut self,
+        now: Timestamp,
+        key: FlowKey,
+        tcp_flags: u8,
+    ) -> Result<(UplinkId, u16), DropReason> {
+        if key.proto == PROTO_TCP && tcp_flags & TCP_RST != 0 {
+            return Err(DropReason::NoFlow);
+        }
+        let uplink = self.choose_uplink(key.rem_addr, now).ok_or(DropReason::NoUplink)?;
+        let endpoint = Endpoint { addr: key.int_addr, port: key.int_port, proto: key.proto, uplink };
+        let ext_port = self.nat.acquire(endpoint).ok_or(DropReason::PortsExhausted)?;
+        let counters = &mut self.counters.uplinks[usize::from(uplink)];
+        counters.flows += 1;
+        if self.affinity.attach(key.rem_addr, uplink, now) {
+            counters.destinations += 1;
+        }
+        let mut tcp = TcpSeen::default();
+        tcp.update(true, tcp_flags);
+        self.flows.insert(Flow { key, last_seen: now, ext_port, uplink, tcp });
+        Ok((uplink, ext_port))
+    }
+
+    /// Pin (if its uplink is up), else the destination's current uplink (if up), else the
+    /// next weighted pick.
+    fn choose_uplink(&mut self, dst: u32, now: Timestamp) -> Option<UplinkId> {
+        let bound = match self.select.pinned(dst) {
+            Some(pinned) => Some(pinned),
+            None => self.affinity.lookup(dst, now),
+        };
+        match bound {
+            Some(u) if self.select.is_up(u) => Some(u),
+            _ => self.select.weighted(),
+        }
+    }
+
+    fn translate_inbound(
+        &mut self,
+        now: Timestamp,
+        uplink: UplinkId,
+        pkt: &mut [u8],
+        csum: &mut L4Checksum,
+    ) -> Result<(), DropReason> {
+        let ip = Ipv4::parse(pkt, 0)?;
+        let uplink_addr = self.uplinks.get(usize::from(uplink)).ok_or(DropReason::NotForUplink)?.addr;
+        if ip.dst != uplink_addr {
+            return Err(DropReason::NotForUplink);
+        }
+        let (src_port, dst_port) = ip.ports(pkt);
+        let reply = if ip.proto == PROTO_ICMP {
+            match ip.icmp_type(pkt) {
+                ICMP_ECHO_REPLY => {}
+                t if icmp::is_error(t) => return self.inbound_error(uplink, pkt, &ip, csum),
+                _ => return Err(DropReason::UnsupportedIcmp),
+            }
+            ReplyKey { rem_addr: ip.src, rem_port: 0, ext_port: src_port, proto: PROTO_ICMP, uplink }
+        } else {
+            ReplyKey { rem_addr: ip.src, rem_port: src_port, ext_port: dst_port, proto: ip.proto, uplink }
+        };
+        let flow = self.flows.get_reply_mut(&reply).ok_or(DropReason::NoFlow)?;
+        flow.last_seen = now;
+        flow.tcp.update(false, ip.tcp_flags(pkt));
+        let (addr, port) = (flow.key.int_addr, flow.key.int_port);
+        packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
+        Ok(())
+    }
+
+    /// An ICMP error from the internet about a packet that left through `uplink`. Errors do
+    /// not refresh the flow: they are not traffic of it.
+    fn inbound_error(
+        &mut self,
+        uplink: UplinkId,
+        pkt: &mut [u8],
+        ip: &Ipv4,
+        csum: &mut L4Checksum,
+    ) -> Result<(), DropReason> {
+        let emb = Embedded::parse(pkt, ip)?;
+        if emb.src != ip.dst {
+            return Err(DropReason::NoFlow);
+        }
+        let reply = ReplyKey {
+            rem_addr: emb.dst,
+            rem_port: emb.dst_port,
+            ext_port: emb.src_port,
+            proto: emb.proto,
+            uplink,
+        };
+        let flow = self.flows.get_reply_mut(&reply).ok_or(DropReason::NoFlow)?;
+        let (addr, port) = (flow.key.int_addr, flow.key.int_port);
+        icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, addr, port);
+        *csum = L4Checksum::Complete;
+        Ok(())
+    }
+
+    /// An ICMP error from a LAN host about a reply wanlb delivered to it (a port unreachable
+    /// for a closed UDP socket, say).
+    fn outbound_error(
+        &mut self,
+        pkt: &mut [u8],
+        ip: &Ipv4,
+        csum: &mut L4Checksum,
+    ) -> Result<UplinkId, DropReason> {
+        let emb = Embedded::parse(pkt, ip)?;
+        if emb.proto == PROTO_ICMP {
+            return Err(DropReason::UnsupportedIcmp);
+        }
+        let key = FlowKey {
+            int_addr: emb.dst,
+            rem_addr: emb.src,
+            int_port: emb.dst_port,
+            rem_port: emb.src_port,
+            proto: emb.proto,
+        };
+        let flow = self.flows.get_mut(&key).ok_or(DropReason::NoFlow)?;
+        let (uplink, ext_port) = (flow.uplink, flow.ext_port);
+        let addr = self.uplinks[usize::from(uplink)].addr;
+        icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, addr, ext_port);
+        *csum = L4Checksum::Complete;
+        Ok(uplink)
+    }
+
+    /// Removes idle flows, returns their ports to the pools and lets idle destination
+    /// bindings lapse.
+    pub fn expire(&mut self, now: Timestamp) {
+        let Engine { flows, nat, affinity, timeouts, .. } = self;
+        flows.expire(now, timeouts, |f| {
+            nat.release(Endpoint {
+                addr: f.key.int_addr,
+                port: f.key.int_port,
+                proto: f.key.proto,
+                uplink: f.uplink,
+            });
+            affinity.detach(f.key.rem_addr, f.last_seen);
+        });
+        affinity.expire(now);
+    }
+
+    pub fn set_uplink_up(&mut self, uplink: UplinkId, up: bool) {
+        self.select.set_up(uplink, up);
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn mapping_count(&self) -> usize {
+        self.nat.len()
+    }
+
+    pub fn destination_count(&self) -> usize {
+        self.affinity.len()
+    }
+
+    pub fn uplinks(&self) -> &[UplinkConfig] {
+        &self.uplinks
+    }
+}
+
+#[cfg(test)]
+mod tests;

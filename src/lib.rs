@@ -1,0 +1,3 @@
+//! wanlb: a userspace multi-WAN load-balancing NAT gateway.
+
+pub mod engine;
