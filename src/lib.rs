@@ -1,3 +1,5 @@
 //! wanlb: a userspace multi-WAN load-balancing NAT gateway.
 
+pub mod config;
 pub mod engine;
+pub mod io;

@@ -1,0 +1,468 @@
+//! Settings from a TOML file and command-line flags, validated before anything on the system
+//! is touched. Every error names the flag or the file, line and key it comes from.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::engine::select::Prefix;
+use crate::io::iface::Interface;
+
+pub const DEFAULT_TUN: &str = "wanlb0";
+pub const DEFAULT_AFFINITY: Duration = Duration::from_secs(600);
+pub const DEFAULT_NAT_PORTS: (u16, u16) = (61000, 65535);
+pub const MAX_WEIGHT: u32 = 1000;
+pub const MAX_UPLINKS: usize = 32;
+
+/// A setting that cannot be used, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    pub origin: String,
+    pub message: String,
+}
+
+fn err<T>(origin: impl fmt::Display, message: impl fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError { origin: origin.to_string(), message: message.to_string() })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UplinkSpec {
+    pub name: String,
+    pub dev: String,
+    pub gw: Ipv4Addr,
+    pub weight: u32,
+    pub src: Option<Ipv4Addr>,
+    /// Where it was given, for errors found later against the system.
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinSpec {
+    pub prefix: Prefix,
+    pub uplink: String,
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub lan: Vec<String>,
+    pub uplinks: Vec<UplinkSpec>,
+    pub pins: Vec<PinSpec>,
+    pub affinity_timeout: Duration,
+    pub tun: String,
+    pub workers: usize,
+    pub nat_ports: (u16, u16),
+}
+
+/// What the command line adds to (or overrides in) the file.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub lan: Vec<String>,
+    pub uplinks: Vec<String>,
+    pub pins: Vec<String>,
+    pub affinity_timeout: Option<String>,
+    pub tun: Option<String>,
+    pub workers: Option<usize>,
+    pub nat_ports: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    lan: Option<Vec<Spanned<String>>>,
+    tun: Option<Spanned<String>>,
+    workers: Option<Spanned<toml::Value>>,
+    affinity_timeout: Option<Spanned<String>>,
+    nat_ports: Option<Spanned<String>>,
+    #[serde(default)]
+    uplink: Vec<FileUplink>,
+    #[serde(default)]
+    pin: Vec<FilePin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUplink {
+    name: Spanned<String>,
+    dev: Spanned<String>,
+    gw: Spanned<String>,
+    weight: Option<Spanned<toml::Value>>,
+    src: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePin {
+    dst: Spanned<String>,
+    uplink: Spanned<String>,
+}
+
+/// "FILE line N, KEY" for a value in a file.
+struct At<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl At<'_> {
+    fn key<T>(&self, v: &Spanned<T>, key: &str) -> String {
+        let line = self.text[..v.span().start.min(self.text.len())].matches('\n').count() + 1;
+        format!("{} line {line}, {key}", self.file.display())
+    }
+}
+
+pub fn parse_ipv4(s: &str, origin: &str, what: &str) -> Result<Ipv4Addr, ConfigError> {
+    s.parse().or_else(|_| err(origin, format!("{what} {s:?} is not an IPv4 address")))
+}
+
+pub fn parse_weight(s: &str, origin: &str) -> Result<u32, ConfigError> {
+    match s.parse::<u32>() {
+        Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
+        _ => err(origin, format!("weight must be a whole number from 1 to {MAX_WEIGHT}, got {s:?}")),
+    }
+}
+
+/// `600s`, `10m`, `1h30m`, `250ms`, `1d`.
+pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
+    let bad = || err(origin, format!("{s:?} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 600s, 10m, 1h"));
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return bad();
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let Ok(n) = rest[..digits].parse::<u64>() else { return bad() };
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86400),
+            _ => return bad(),
+        };
+        rest = &rest[unit_len..];
+        let Some(part) = unit.checked_mul(u32::try_from(n).unwrap_or(u32::MAX)) else { return bad() };
+        total = total.saturating_add(part);
+    }
+    if total.is_zero() {
+        return err(origin, "the duration must be longer than zero");
+    }
+    Ok(total)
+}
+
+/// `A.B.C.D/LEN` (or a bare address, meaning /32).
+pub fn parse_prefix(s: &str, origin: &str) -> Result<Prefix, ConfigError> {
+    let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
+    let addr: Ipv4Addr = addr.parse().or_else(|_| err(origin, format!("{s:?} is not an IPv4 prefix like 174.143.119.91/32")))?;
+    let len = len.parse::<u8>().ok().and_then(|l| Prefix::new(u32::from(addr), l));
+    len.ok_or_else(|| ConfigError { origin: origin.into(), message: format!("{s:?}: the prefix length must be 0 to 32") })
+}
+
+/// `LOW-HIGH`, both from 1024 to 65535.
+pub fn parse_ports(s: &str, origin: &str) -> Result<(u16, u16), ConfigError> {
+    let parsed = s.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    match parsed {
+        Some((lo, hi)) if lo >= 1024 && lo <= hi => Ok((lo, hi)),
+        _ => err(origin, format!("{s:?} is not a port range like 61000-65535 (from 1024 up, low before high)")),
+    }
+}
+
+/// `NAME,dev=IFACE,gw=IPV4[,weight=N][,src=IPV4]`
+pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
+    let origin = format!("--uplink {spec:?}");
+    let mut parts = spec.split(',');
+    let name = parts.next().unwrap_or("").trim();
+    if name.is_empty() || name.contains('=') {
+        return err(&origin, "must start with the uplink's name: NAME,dev=IFACE,gw=IPV4[,weight=N][,src=IPV4]");
+    }
+    let (mut dev, mut gw, mut weight, mut src) = (None, None, 1, None);
+    for part in parts {
+        let Some((k, v)) = part.split_once('=') else {
+            return err(&origin, format!("{part:?} is not KEY=VALUE"));
+        };
+        match k.trim() {
+            "dev" => dev = Some(v.trim().to_string()),
+            "gw" => gw = Some(parse_ipv4(v.trim(), &origin, "gw")?),
+            "weight" => weight = parse_weight(v.trim(), &origin)?,
+            "src" => src = Some(parse_ipv4(v.trim(), &origin, "src")?),
+            other => return err(&origin, format!("unknown key {other:?} (expected dev, gw, weight or src)")),
+        }
+    }
+    let Some(dev) = dev.filter(|d| !d.is_empty()) else { return err(&origin, "dev=IFACE is missing") };
+    let Some(gw) = gw else { return err(&origin, "gw=IPV4 is missing") };
+    Ok(UplinkSpec { name: name.to_string(), dev, gw, weight, src, origin })
+}
+
+/// `CIDR=UPLINK`
+pub fn parse_pin_flag(spec: &str) -> Result<PinSpec, ConfigError> {
+    let origin = format!("--pin {spec:?}");
+    let Some((cidr, uplink)) = spec.split_once('=') else {
+        return err(&origin, "expected CIDR=UPLINK, e.g. 174.143.119.91/32=isp2");
+    };
+    Ok(PinSpec { prefix: parse_prefix(cidr.trim(), &origin)?, uplink: uplink.trim().to_string(), origin })
+}
+
+fn check_name(name: &str, origin: &str, what: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 15 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return err(origin, format!("{what} {name:?} must be 1 to 15 letters, digits, '-', '_' or '.'"));
+    }
+    Ok(())
+}
+
+fn toml_whole_number(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), applies the flags, and checks everything that can be checked
+    /// without looking at the system.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let mut c = Config {
+            lan: Vec::new(),
+            uplinks: Vec::new(),
+            pins: Vec::new(),
+            affinity_timeout: DEFAULT_AFFINITY,
+            tun: DEFAULT_TUN.into(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            nat_ports: DEFAULT_NAT_PORTS,
+        };
+        if let Some(path) = &flags.config {
+            let text = std::fs::read_to_string(path)
+                .or_else(|e| err(format!("--config {}", path.display()), format!("cannot read it: {e}")))?;
+            c.apply_file(path, &text)?;
+        }
+        c.apply_flags(flags)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(text).or_else(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let origin = match line {
+                Some(l) => format!("{} line {l}", path.display()),
+                None => path.display().to_string(),
+            };
+            err(origin, e.message())
+        })?;
+        let at = At { file: path, text };
+        for l in file.lan.unwrap_or_default() {
+            check_name(l.get_ref(), &at.key(&l, "lan"), "interface")?;
+            self.lan.push(l.into_inner());
+        }
+        if let Some(t) = file.tun {
+            check_name(t.get_ref(), &at.key(&t, "tun"), "TUN name")?;
+            self.tun = t.into_inner();
+        }
+        if let Some(w) = file.workers {
+            let origin = at.key(&w, "workers");
+            self.workers = toml_whole_number(w.get_ref())
+                .and_then(|s| s.parse::<usize>().ok())
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| ConfigError { origin, message: "workers must be a whole number from 1 to 64".into() })?;
+        }
+        if let Some(a) = file.affinity_timeout {
+            self.affinity_timeout = parse_duration(a.get_ref(), &at.key(&a, "affinity_timeout"))?;
+        }
+        if let Some(p) = file.nat_ports {
+            self.nat_ports = parse_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
+        }
+        for (i, u) in file.uplink.iter().enumerate() {
+            let origin = at.key(&u.name, &format!("[[uplink]] #{}", i + 1));
+            let weight = match &u.weight {
+                None => 1,
+                Some(w) => {
+                    let origin = at.key(w, &format!("uplink {:?} weight", u.name.get_ref()));
+                    match toml_whole_number(w.get_ref()) {
+                        Some(s) => parse_weight(&s, &origin)?,
+                        None => return err(origin, format!("weight must be a whole number from 1 to {MAX_WEIGHT}")),
+                    }
+                }
+            };
+            let src = match &u.src {
+                Some(s) => Some(parse_ipv4(s.get_ref(), &at.key(s, "src"), "src")?),
+                None => None,
+            };
+            self.uplinks.push(UplinkSpec {
+                name: u.name.get_ref().clone(),
+                dev: u.dev.get_ref().clone(),
+                gw: parse_ipv4(u.gw.get_ref(), &at.key(&u.gw, "gw"), "gw")?,
+                weight,
+                src,
+                origin,
+            });
+        }
+        for p in &file.pin {
+            let origin = at.key(&p.dst, "[[pin]]");
+            self.pins.push(PinSpec {
+                prefix: parse_prefix(p.dst.get_ref(), &at.key(&p.dst, "dst"))?,
+                uplink: p.uplink.get_ref().clone(),
+                origin,
+            });
+        }
+        // Names must be unique within the file itself; flags may then override by name.
+        let mut seen = HashSet::new();
+        for u in &self.uplinks {
+            if !seen.insert(u.name.clone()) {
+                return err(&u.origin, format!("uplink name {:?} is used twice", u.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
+        for l in &flags.lan {
+            check_name(l, &format!("--lan {l:?}"), "interface")?;
+            if !self.lan.contains(l) {
+                self.lan.push(l.clone());
+            }
+        }
+        let mut from_flags = HashSet::new();
+        for spec in &flags.uplinks {
+            let u = parse_uplink_flag(spec)?;
+            if !from_flags.insert(u.name.clone()) {
+                return err(&u.origin, format!("uplink name {:?} is given twice", u.name));
+            }
+            match self.uplinks.iter_mut().find(|x| x.name == u.name) {
+                Some(existing) => *existing = u,
+                None => self.uplinks.push(u),
+            }
+        }
+        for spec in &flags.pins {
+            let p = parse_pin_flag(spec)?;
+            self.pins.retain(|x| x.prefix != p.prefix);
+            self.pins.push(p);
+        }
+        if let Some(a) = &flags.affinity_timeout {
+            self.affinity_timeout = parse_duration(a, &format!("--affinity-timeout {a:?}"))?;
+        }
+        if let Some(t) = &flags.tun {
+            check_name(t, &format!("--tun {t:?}"), "TUN name")?;
+            self.tun = t.clone();
+        }
+        if let Some(w) = flags.workers {
+            if !(1..=64).contains(&w) {
+                return err(format!("--workers {w}"), "must be from 1 to 64");
+            }
+            self.workers = w;
+        }
+        if let Some(p) = &flags.nat_ports {
+            self.nat_ports = parse_ports(p, &format!("--nat-ports {p:?}"))?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.lan.is_empty() {
+            return err("--lan", "at least one LAN interface is needed (--lan IFACE or lan = [...] in the file)");
+        }
+        if self.uplinks.is_empty() {
+            return err("--uplink", "at least one uplink is needed (--uplink NAME,dev=IFACE,gw=IPV4 or [[uplink]] in the file)");
+        }
+        if self.uplinks.len() > MAX_UPLINKS {
+            return err("--uplink", format!("at most {MAX_UPLINKS} uplinks are supported"));
+        }
+        let mut devs = HashSet::new();
+        for u in &self.uplinks {
+            check_name(&u.name, &u.origin, "uplink name")?;
+            check_name(&u.dev, &u.origin, "dev")?;
+            if !devs.insert(&u.dev) {
+                return err(&u.origin, format!("dev {:?} is already used by another uplink", u.dev));
+            }
+            if self.lan.contains(&u.dev) {
+                return err(&u.origin, format!("dev {:?} is also a LAN interface", u.dev));
+            }
+            if self.tun == u.dev {
+                return err(&u.origin, format!("dev {:?} is the TUN device's name", u.dev));
+            }
+        }
+        for p in &self.pins {
+            if !self.uplinks.iter().any(|u| u.name == p.uplink) {
+                let names: Vec<_> = self.uplinks.iter().map(|u| u.name.as_str()).collect();
+                return err(&p.origin, format!("unknown uplink {:?} (uplinks: {})", p.uplink, names.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the settings against the system: interfaces exist, uplink addresses and
+    /// gateways are on their interface's subnet, and the NAT port range leaves the kernel's
+    /// ephemeral ports and the gateway's own services alone. Returns each uplink's interface
+    /// and source address, in order.
+    pub fn resolve(&self, system: &SystemFacts) -> Result<Vec<ResolvedUplink>, ConfigError> {
+        for l in &self.lan {
+            if !system.interfaces.iter().any(|i| &i.name == l) {
+                return err(format!("--lan {l:?}"), "no such interface");
+            }
+        }
+        let (lo, hi) = self.nat_ports;
+        let (klo, khi) = system.ephemeral_ports;
+        if lo <= khi && klo <= hi {
+            return err(
+                "nat_ports",
+                format!("{lo}-{hi} overlaps the kernel's ephemeral ports {klo}-{khi} (net.ipv4.ip_local_port_range); choose a range outside it"),
+            );
+        }
+        let mut out = Vec::new();
+        for u in &self.uplinks {
+            let Some(iface) = system.interfaces.iter().find(|i| i.name == u.dev) else {
+                return err(&u.origin, format!("dev {:?}: no such interface", u.dev));
+            };
+            let addr = match u.src {
+                Some(src) => iface.ipv4.iter().find(|(a, _)| *a == src).copied().ok_or_else(|| ConfigError {
+                    origin: u.origin.clone(),
+                    message: format!("src {src} is not an address of {}", u.dev),
+                })?,
+                None => *iface.ipv4.first().ok_or_else(|| ConfigError {
+                    origin: u.origin.clone(),
+                    message: format!("{} has no IPv4 address", u.dev),
+                })?,
+            };
+            let subnet = Prefix::new(u32::from(addr.0), addr.1).expect("kernel prefix lengths are at most 32");
+            if !subnet.contains(u32::from(u.gw)) || u.gw == addr.0 {
+                return err(
+                    &u.origin,
+                    format!("gw {} is not on {}'s subnet {}/{}", u.gw, u.dev, Ipv4Addr::from(subnet.addr()), addr.1),
+                );
+            }
+            if let Some((proto, port)) = system.services.iter().find(|(_, p)| (lo..=hi).contains(p)) {
+                return err(
+                    "nat_ports",
+                    format!("{lo}-{hi} contains port {proto}/{port}, which a service on this host uses; choose a range without it"),
+                );
+            }
+            out.push(ResolvedUplink { iface: iface.clone(), addr: addr.0 });
+        }
+        Ok(out)
+    }
+}
+
+/// What `resolve` needs to know about the system.
+#[derive(Clone, Debug, Default)]
+pub struct SystemFacts {
+    pub interfaces: Vec<Interface>,
+    pub ephemeral_ports: (u16, u16),
+    pub services: Vec<(String, u16)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedUplink {
+    pub iface: Interface,
+    pub addr: Ipv4Addr,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! What the system knows about an interface: index, MAC, MTU and IPv4 addresses.
+
+use std::ffi::CStr;
+use std::io;
+use std::net::Ipv4Addr;
+
+use super::fd::{check, own};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    /// Addresses with their prefix length, in the order the kernel lists them.
+    pub ipv4: Vec<(Ipv4Addr, u8)>,
+}
+
+/// All interfaces of the current network namespace.
+pub fn list() -> io::Result<Vec<Interface>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    check(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out: Vec<Interface> = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        let idx = match out.iter().position(|i| i.name == name) {
+            Some(i) => i,
+            None => {
+                out.push(Interface { name, index: 0, mac: [0; 6], mtu: 0, ipv4: Vec::new() });
+                out.len() - 1
+            }
+        };
+        let entry = &mut out[idx];
+        // SAFETY: ifa_addr is non-null and points to a sockaddr whose family tells its type.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        if family == libc::AF_PACKET {
+            // SAFETY: an AF_PACKET entry carries a sockaddr_ll.
+            let ll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
+            entry.index = ll.sll_ifindex as u32;
+            if ll.sll_halen == 6 {
+                entry.mac.copy_from_slice(&ll.sll_addr[..6]);
+            }
+        } else if family == libc::AF_INET && !ifa.ifa_netmask.is_null() {
+            // SAFETY: AF_INET entries carry sockaddr_in for the address and the netmask.
+            let (addr, mask) = unsafe {
+                (
+                    &*(ifa.ifa_addr as *const libc::sockaddr_in),
+                    &*(ifa.ifa_netmask as *const libc::sockaddr_in),
+                )
+            };
+            let prefix = u32::from_be(mask.sin_addr.s_addr).leading_ones() as u8;
+            entry.ipv4.push((Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)), prefix));
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    for iface in &mut out {
+        iface.mtu = mtu(&iface.name).unwrap_or(1500);
+    }
+    Ok(out)
+}
+
+fn mtu(name: &str) -> io::Result<u32> {
+    // SAFETY: socket() with integer arguments.
+    let sock = own(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        *dst = src as libc::c_char;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: SIOCGIFMTU fills the ifreq we pass, which lives on our stack.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
+    // SAFETY: SIOCGIFMTU set the mtu member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+}
+
+/// The interface called `name`, if it exists.
+pub fn find(name: &str) -> io::Result<Option<Interface>> {
+    Ok(list()?.into_iter().find(|i| i.name == name))
+}

@@ -1,0 +1,13 @@
+//! Everything that touches the operating system. All `unsafe` in wanlb lives below here.
+
+pub mod arp;
+pub(crate) mod fd;
+pub mod iface;
+pub mod packet;
+pub mod signal;
+pub mod system;
+pub mod tun;
+pub mod vnet;
+pub mod worker;
+
+pub use fd::poll_readable;

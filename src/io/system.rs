@@ -1,0 +1,278 @@
+//! Routes, rules, sysctls and the nftables table wanlb adds, and undoing them.
+//!
+//! Every change is recorded in a journal file *before* it is made, as the command that undoes
+//! it. A clean exit replays the journal backwards and deletes it; a start after a crash finds
+//! it and does the same first. Changes go through `ip` and `nft -j` with fixed arguments; their
+//! output is never parsed.
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("cannot run `{program}`: {source} (is it installed?)")]
+    Spawn { program: String, source: io::Error },
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SystemError {
+    let what = what.into();
+    move |source| SystemError::Io { what, source }
+}
+
+/// Runs `program args...`, feeding `stdin` if given.
+pub fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), SystemError> {
+    let command = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| SystemError::Spawn { program: program.into(), source })?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).map_err(io_err(format!("writing to `{command}`")))?;
+    }
+    let out = child.wait_with_output().map_err(io_err(format!("waiting for `{command}`")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(SystemError::Command { command, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+    }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+pub fn sysctl_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys").join(key.replace('.', "/"))
+}
+
+pub fn read_sysctl(key: &str) -> Result<String, SystemError> {
+    fs::read_to_string(sysctl_path(key)).map(|s| s.trim().to_string()).map_err(io_err(format!("reading sysctl {key}")))
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
+    fs::write(sysctl_path(key), value).map_err(io_err(format!("setting sysctl {key}={value}")))
+}
+
+/// One recorded change, as the line that undoes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Undo {
+    /// `ip ARGS...`
+    Ip(Vec<String>),
+    /// `nft ARGS...`
+    Nft(Vec<String>),
+    /// restore a sysctl to its old value
+    Sysctl(String, String),
+}
+
+impl Undo {
+    fn to_line(&self) -> String {
+        match self {
+            Undo::Ip(a) => format!("ip {}", a.join(" ")),
+            Undo::Nft(a) => format!("nft {}", a.join(" ")),
+            Undo::Sysctl(k, v) => format!("sysctl {k} {v}"),
+        }
+    }
+
+    fn from_line(line: &str) -> Option<Undo> {
+        let mut w = words(line);
+        if w.is_empty() {
+            return None;
+        }
+        let kind = w.remove(0);
+        match kind.as_str() {
+            "ip" => Some(Undo::Ip(w)),
+            "nft" => Some(Undo::Nft(w)),
+            "sysctl" if w.len() == 2 => Some(Undo::Sysctl(w[0].clone(), w[1].clone())),
+            _ => None,
+        }
+    }
+
+    fn apply(&self) -> Result<(), SystemError> {
+        match self {
+            Undo::Ip(a) => run("ip", a, None),
+            Undo::Nft(a) => run("nft", a, None),
+            Undo::Sysctl(k, v) => write_sysctl(k, v),
+        }
+    }
+}
+
+/// The journal of changes made to this network namespace.
+#[derive(Debug)]
+pub struct Plumbing {
+    journal: PathBuf,
+    undo: Vec<Undo>,
+}
+
+/// `dir/NAME-NETNS.undo`: one journal per TUN name and network namespace, so gateways in
+/// different namespaces (the test beds) never share one.
+pub fn journal_path(dir: &Path, tun: &str) -> Result<PathBuf, SystemError> {
+    let ns = fs::metadata("/proc/self/ns/net").map_err(io_err("reading /proc/self/ns/net"))?.ino();
+    Ok(dir.join(format!("{tun}-{ns}.undo")))
+}
+
+impl Plumbing {
+    /// Undoes what a previous run left behind (after a crash or SIGKILL), then starts a new
+    /// journal. Returns the plumbing and how many leftover changes were undone.
+    pub fn start(journal: PathBuf) -> Result<(Plumbing, usize), SystemError> {
+        let mut leftovers = 0;
+        if let Ok(text) = fs::read_to_string(&journal) {
+            let undo: Vec<Undo> = text.lines().filter_map(Undo::from_line).collect();
+            leftovers = undo.len();
+            for u in undo.iter().rev() {
+                if let Err(e) = u.apply() {
+                    // Things that went away with the TUN device are already gone.
+                    tracing::debug!(undo = %u.to_line(), error = %e, "leftover already gone");
+                }
+            }
+            fs::remove_file(&journal).map_err(io_err(format!("removing {}", journal.display())))?;
+        }
+        if let Some(dir) = journal.parent() {
+            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        fs::write(&journal, "").map_err(io_err(format!("creating {}", journal.display())))?;
+        Ok((Plumbing { journal, undo: Vec::new() }, leftovers))
+    }
+
+    fn record(&mut self, undo: Undo) -> Result<(), SystemError> {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.journal)
+            .map_err(io_err(format!("opening {}", self.journal.display())))?;
+        writeln!(f, "{}", undo.to_line()).and_then(|_| f.sync_data()).map_err(io_err("writing the undo journal"))?;
+        self.undo.push(undo);
+        Ok(())
+    }
+
+    /// `ip ARGS` now, `ip UNDO_ARGS` at teardown.
+    pub fn ip(&mut self, args: &str, undo: &str) -> Result<(), SystemError> {
+        self.record(Undo::Ip(words(undo)))?;
+        run("ip", &words(args), None)
+    }
+
+    /// Sets a sysctl, restoring the old value at teardown. Nothing is recorded when the value
+    /// is already right.
+    pub fn sysctl(&mut self, key: &str, value: &str) -> Result<(), SystemError> {
+        let old = read_sysctl(key)?;
+        if old == value {
+            return Ok(());
+        }
+        self.record(Undo::Sysctl(key.into(), old))?;
+        write_sysctl(key, value)
+    }
+
+    /// Loads an nftables JSON batch that creates table `ip NAME`, deleting it at teardown.
+    pub fn nft_table(&mut self, name: &str, batch_json: &str) -> Result<(), SystemError> {
+        self.record(Undo::Nft(words(&format!("delete table ip {name}"))))?;
+        run("nft", &words("-j -f -"), Some(batch_json))
+    }
+
+    /// Undoes everything, newest first, and removes the journal. Keeps going past failures and
+    /// reports the first.
+    pub fn teardown(mut self) -> Result<(), SystemError> {
+        let mut first_error = None;
+        while let Some(u) = self.undo.pop() {
+            if let Err(e) = u.apply() {
+                tracing::warn!(undo = %u.to_line(), error = %e, "undo failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        fs::remove_file(&self.journal).map_err(io_err(format!("removing {}", self.journal.display())))?;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// nftables JSON for a table that drops, before conntrack, what arrives on an uplink for
+/// wanlb's NAT ports: wanlb reads those frames from its packet sockets, and the kernel must
+/// not answer them with a reset or a port unreachable.
+pub fn guard_table_json(table: &str, uplinks: &[(String, Ipv4Addr)], ports: (u16, u16)) -> String {
+    let mut items = vec![
+        format!(r#"{{"add":{{"table":{{"family":"ip","name":"{table}"}}}}}}"#),
+        format!(
+            r#"{{"add":{{"chain":{{"family":"ip","table":"{table}","name":"prerouting","type":"filter","hook":"prerouting","prio":-300,"policy":"accept"}}}}}}"#
+        ),
+    ];
+    for (dev, addr) in uplinks {
+        items.push(format!(
+            concat!(
+                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"prerouting","expr":["#,
+                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":"{dev}"}}}},"#,
+                r#"{{"match":{{"op":"==","left":{{"payload":{{"protocol":"ip","field":"daddr"}}}},"right":"{addr}"}}}},"#,
+                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"l4proto"}}}},"right":{{"set":["tcp","udp"]}}}}}},"#,
+                r#"{{"match":{{"op":"==","left":{{"payload":{{"protocol":"th","field":"dport"}}}},"right":{{"range":[{lo},{hi}]}}}}}},"#,
+                r#"{{"drop":null}}]}}}}}}"#
+            ),
+            table = table,
+            dev = dev,
+            addr = addr,
+            lo = ports.0,
+            hi = ports.1
+        ));
+    }
+    format!(r#"{{"nftables":[{}]}}"#, items.join(","))
+}
+
+/// Ports of TCP listeners and bound UDP sockets on `addrs` or the wildcard address, from
+/// /proc/net/{tcp,udp}: the gateway's own services, which NAT must never take (CVE-2021-3773).
+pub fn local_service_ports(addrs: &[Ipv4Addr]) -> Result<Vec<(String, u16)>, SystemError> {
+    let mut out = Vec::new();
+    for (file, proto) in [("/proc/net/tcp", "tcp"), ("/proc/net/udp", "udp")] {
+        let text = fs::read_to_string(file).map_err(io_err(format!("reading {file}")))?;
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (f.get(1), f.get(3)) else { continue };
+            // TCP: only listeners (0A); UDP: every bound socket (07 = unconnected)
+            if proto == "tcp" && *state != "0A" {
+                continue;
+            }
+            let Some((a, p)) = local.split_once(':') else { continue };
+            let (Ok(a), Ok(p)) = (u32::from_str_radix(a, 16), u16::from_str_radix(p, 16)) else { continue };
+            // the kernel prints the network-order address as a native-endian integer
+            let addr = Ipv4Addr::from(a.to_ne_bytes());
+            if addr.is_unspecified() || addrs.contains(&addr) {
+                out.push((proto.to_string(), p));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_lines_round_trip() {
+        for u in [
+            Undo::Ip(words("rule del iif eth0 lookup 7100 priority 7101")),
+            Undo::Nft(words("delete table ip wanlb_wanlb0")),
+            Undo::Sysctl("net.ipv4.ip_forward".into(), "0".into()),
+        ] {
+            assert_eq!(Undo::from_line(&u.to_line()), Some(u));
+        }
+        assert_eq!(Undo::from_line("rm -rf /"), None);
+    }
+
+    #[test]
+    fn guard_table_is_one_batch_with_a_rule_per_uplink() {
+        let json = guard_table_json(
+            "wanlb_t",
+            &[("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)), ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1))],
+            (61000, 65535),
+        );
+        assert!(json.starts_with(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"wanlb_t"}}}"#));
+        assert_eq!(json.matches(r#""drop":null"#).count(), 2);
+        assert!(json.contains(r#""right":"198.18.2.1""#));
+        assert!(json.contains(r#""range":[61000,65535]"#));
+    }
+}

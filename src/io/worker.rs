@@ -1,0 +1,211 @@
+//! The data path: each worker owns one TUN queue and one packet socket per uplink, and moves
+//! packets between them through the shared engine.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::engine::packet::read_u16;
+use crate::engine::{Engine, L4Checksum, Timestamp, Verdict};
+
+use super::arp::u64_to_mac;
+use super::fd::poll_readable;
+use super::packet::{ETH_HEADER, ETH_P_IP};
+use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
+
+/// Largest packet the kernel hands over (a 64 KiB GSO packet), plus both headers.
+pub const BUFFER: usize = 65536 + vnet::LEN + ETH_HEADER;
+/// Packets taken from one descriptor before the others get a turn.
+const BUDGET: usize = 64;
+
+/// A source and sink of packets; TUN queues and packet sockets are both.
+pub trait PacketIo {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn send(&self, buf: &[u8]) -> io::Result<usize>;
+    fn raw_fd(&self) -> std::os::fd::RawFd;
+}
+
+impl PacketIo for super::tun::TunQueue {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv(buf)
+    }
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send(buf)
+    }
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.raw_fd()
+    }
+}
+
+impl PacketIo for super::packet::PacketSocket {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv(buf)
+    }
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send(buf)
+    }
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.raw_fd()
+    }
+}
+
+/// Per uplink: where frames go.
+#[derive(Debug)]
+pub struct UplinkPath {
+    pub name: String,
+    pub mac: [u8; 6],
+    /// The gateway's MAC as a u64; 0 while unknown.
+    pub gateway_mac: AtomicU64,
+}
+
+/// Drops that happen outside the engine.
+#[derive(Debug, Default)]
+pub struct IoCounters {
+    pub no_gateway_mac: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub tun_write_errors: AtomicU64,
+    pub short_reads: AtomicU64,
+}
+
+/// What the workers and the control threads share.
+#[derive(Debug)]
+pub struct Shared {
+    pub engine: Mutex<Engine>,
+    pub uplinks: Vec<UplinkPath>,
+    pub stop: AtomicBool,
+    pub io: IoCounters,
+    start: Instant,
+}
+
+impl Shared {
+    pub fn new(engine: Engine, uplinks: Vec<UplinkPath>) -> Shared {
+        Shared { engine: Mutex::new(engine), uplinks, stop: AtomicBool::new(false), io: IoCounters::default(), start: Instant::now() }
+    }
+
+    /// The engine's clock: milliseconds since start.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// A worker that panicked while holding the lock leaves the tables consistent (the engine
+    /// has no multi-step invariants across a panic point), so a poisoned lock is still used.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn csum_state(h: &VnetHeader) -> L4Checksum {
+    if h.needs_csum() { L4Checksum::Partial } else { L4Checksum::Complete }
+}
+
+/// The header to send on: offsets moved by `shift`, and no checksum request if the engine
+/// completed the checksum.
+fn passed_on(h: VnetHeader, shift: i32, csum: L4Checksum) -> VnetHeader {
+    let mut out = h.shifted(shift);
+    if csum == L4Checksum::Complete {
+        out.flags &= !F_NEEDS_CSUM;
+    }
+    out
+}
+
+fn header_at(buf: &[u8], at: usize) -> VnetHeader {
+    let mut b = [0u8; vnet::LEN];
+    b.copy_from_slice(&buf[at..at + vnet::LEN]);
+    VnetHeader::read(&b)
+}
+
+pub struct Worker<'a, T: PacketIo, P: PacketIo> {
+    pub shared: &'a Shared,
+    pub tun: T,
+    pub uplinks: Vec<P>,
+}
+
+impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
+    pub fn run(&self) -> io::Result<()> {
+        let mut buf = vec![0u8; BUFFER];
+        let mut fds = vec![self.tun.raw_fd()];
+        fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
+        let mut ready = Vec::with_capacity(fds.len());
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            poll_readable(&fds, 200, &mut ready)?;
+            if ready[0] {
+                for _ in 0..BUDGET {
+                    // Read behind room for an Ethernet header, so the frame is built in place.
+                    match self.tun.recv(&mut buf[ETH_HEADER..]) {
+                        Ok(n) => self.forward_out(&mut buf, n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            for (u, socket) in self.uplinks.iter().enumerate() {
+                if !ready[u + 1] {
+                    continue;
+                }
+                for _ in 0..BUDGET {
+                    match socket.recv(&mut buf) {
+                        Ok(n) => self.forward_in(u as u8, &mut buf, n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `buf[ETH_HEADER..ETH_HEADER + n]` holds a virtio-net header and an IP packet from TUN.
+    fn forward_out(&self, buf: &mut [u8], n: usize) {
+        if n < vnet::LEN {
+            self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let ip_at = ETH_HEADER + vnet::LEN;
+        let header = header_at(buf, ETH_HEADER);
+        let mut csum = csum_state(&header);
+        let now = self.shared.now();
+        let verdict = self.shared.engine().outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum);
+        let Verdict::Uplink(u) = verdict else { return };
+        let path = &self.shared.uplinks[usize::from(u)];
+        let gateway = path.gateway_mac.load(Ordering::Relaxed);
+        if gateway == 0 {
+            self.shared.io.no_gateway_mac.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut out = [0u8; vnet::LEN];
+        passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
+        buf[..vnet::LEN].copy_from_slice(&out);
+        let eth = &mut buf[vnet::LEN..ip_at];
+        eth[0..6].copy_from_slice(&u64_to_mac(gateway));
+        eth[6..12].copy_from_slice(&path.mac);
+        eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+        if self.uplinks[usize::from(u)].send(&buf[..ETH_HEADER + n]).is_err() {
+            self.shared.io.send_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `buf[..n]` holds a virtio-net header and an Ethernet frame from uplink `u`.
+    fn forward_in(&self, u: u8, buf: &mut [u8], n: usize) {
+        let ip_at = vnet::LEN + ETH_HEADER;
+        if n < ip_at {
+            self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let header = header_at(buf, 0);
+        let mut csum = csum_state(&header);
+        let now = self.shared.now();
+        let verdict = self.shared.engine().inbound(now, u, &mut buf[ip_at..n], &mut csum);
+        if verdict != Verdict::Tun {
+            return;
+        }
+        // The engine validated the total length; frames may carry link padding beyond it.
+        let ip_len = usize::from(read_u16(buf, ip_at + 2));
+        let mut out = [0u8; vnet::LEN];
+        passed_on(header, -(ETH_HEADER as i32), csum).write(&mut out);
+        buf[ETH_HEADER..ip_at].copy_from_slice(&out);
+        if self.tun.send(&buf[ETH_HEADER..ip_at + ip_len]).is_err() {
+            self.shared.io.tun_write_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
