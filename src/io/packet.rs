@@ -22,6 +22,8 @@ const PACKET_FANOUT_HASH: u32 = 0;
 /// reaches wanlb whole.
 const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 
+const SOCKET_BUFFER: libc::c_int = 8 << 20;
+
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
@@ -97,6 +99,9 @@ impl PacketSocket {
         let fd = raw_socket()?;
         setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
         setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)?;
+        // The default queue holds only a few 64 KiB GSO frames; a burst would be dropped.
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER)?;
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
         attach_filter(&fd, filter)?;
         bind(&fd, ifindex, ETH_P_IP)?;
         let fanout = u32::from(fanout_group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);

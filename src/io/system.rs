@@ -60,7 +60,7 @@ pub fn read_sysctl(key: &str) -> Result<String, SystemError> {
     fs::read_to_string(sysctl_path(key)).map(|s| s.trim().to_string()).map_err(io_err(format!("reading sysctl {key}")))
 }
 
-fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
+pub fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
     fs::write(sysctl_path(key), value).map_err(io_err(format!("setting sysctl {key}={value}")))
 }
 

@@ -26,6 +26,18 @@ pub trait PacketIo {
     fn raw_fd(&self) -> std::os::fd::RawFd;
 }
 
+impl<T: PacketIo> PacketIo for &T {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (*self).recv(buf)
+    }
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        (*self).send(buf)
+    }
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        (*self).raw_fd()
+    }
+}
+
 impl PacketIo for super::tun::TunQueue {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv(buf)

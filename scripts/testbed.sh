@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The example network in network namespaces, all addresses in 198.18.0.0/15 (RFC 2544).
+#
+#   PREFIXlan   eth0 198.18.3.10/24  -> default via 198.18.3.100
+#   PREFIXgw    eth0 198.18.3.100/24 (LAN)
+#               eth1 198.18.1.1/24   (isp1) -> r1 198.18.1.254
+#               eth2 198.18.2.1/24   (isp2) -> r2 198.18.2.254
+#               default via 198.18.1.254 for the gateway's own traffic
+#   PREFIXr1    eth0 198.18.1.254/24, eth1 198.18.101.1/24 -> inet
+#   PREFIXr2    eth0 198.18.2.254/24, eth1 198.18.102.1/24 -> inet
+#   PREFIXinet  eth1 198.18.101.2/24, eth2 198.18.102.2/24; every address of 198.19.0.0/16 is
+#               local ("the internet"); routes back only to the uplink subnets, so LAN
+#               addresses are unreachable from it unless translated.
+#
+# Offloads stay at their defaults. Usage:
+#   testbed.sh up [PREFIX]        create (PREFIX defaults to "wl")
+#   testbed.sh down [PREFIX]      remove
+#   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
+#                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
+#   testbed.sh nokernel [PREFIX]  remove the kernel recipe again
+set -euo pipefail
+
+cmd=${1:-}
+P=${2:-wl}
+NS=(lan gw r1 r2 inet)
+PIN=198.19.200.91
+
+need() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "testbed: '$tool' is missing (apt-get install -y iproute2 nftables)" >&2; exit 1; }
+  done
+}
+
+x() { ip netns exec "$P$1" "${@:2}"; }
+
+link() { # link NS1 IF1 NS2 IF2
+  ip -n "$P$1" link add "$2" type veth peer name "$4" netns "$P$3"
+}
+
+addr() { # addr NS IF CIDR
+  ip -n "$P$1" addr add "$3" dev "$2"
+  ip -n "$P$1" link set "$2" up
+}
+
+up() {
+  need ip
+  for n in "${NS[@]}"; do
+    if ip netns list | grep -qw "$P$n"; then
+      echo "testbed: namespace $P$n already exists (run: $0 down $P)" >&2
+      exit 1
+    fi
+  done
+  for n in "${NS[@]}"; do
+    ip netns add "$P$n"
+    ip -n "$P$n" link set lo up
+  done
+  link lan eth0 gw eth0
+  link gw eth1 r1 eth0
+  link gw eth2 r2 eth0
+  link r1 eth1 inet eth1
+  link r2 eth1 inet eth2
+
+  addr lan eth0 198.18.3.10/24
+  ip -n "${P}lan" route add default via 198.18.3.100
+
+  addr gw eth0 198.18.3.100/24
+  addr gw eth1 198.18.1.1/24
+  addr gw eth2 198.18.2.1/24
+  ip -n "${P}gw" route add default via 198.18.1.254
+  x gw sysctl -qw net.ipv4.ip_forward=0
+
+  addr r1 eth0 198.18.1.254/24
+  addr r1 eth1 198.18.101.1/24
+  ip -n "${P}r1" route add default via 198.18.101.2
+  x r1 sysctl -qw net.ipv4.ip_forward=1
+
+  addr r2 eth0 198.18.2.254/24
+  addr r2 eth1 198.18.102.1/24
+  ip -n "${P}r2" route add default via 198.18.102.2
+  x r2 sysctl -qw net.ipv4.ip_forward=1
+
+  addr inet eth1 198.18.101.2/24
+  addr inet eth2 198.18.102.2/24
+  ip -n "${P}inet" route add local 198.19.0.0/16 dev lo
+  ip -n "${P}inet" route add 198.18.1.0/24 via 198.18.101.1
+  ip -n "${P}inet" route add 198.18.2.0/24 via 198.18.102.1
+  # the simulated internet answers from every address of 198.19.0.0/16
+  x inet sysctl -qw net.ipv4.ip_nonlocal_bind=1
+}
+
+down() {
+  for n in "${NS[@]}"; do
+    ip netns del "$P$n" 2>/dev/null || true
+  done
+}
+
+kernel() {
+  need ip nft
+  x gw sysctl -qw net.ipv4.ip_forward=1
+  ip -n "${P}gw" route add 198.18.1.0/24 dev eth1 src 198.18.1.1 table 101
+  ip -n "${P}gw" route add default via 198.18.1.254 table 101
+  ip -n "${P}gw" route add 198.18.2.0/24 dev eth2 src 198.18.2.1 table 102
+  ip -n "${P}gw" route add default via 198.18.2.254 table 102
+  ip -n "${P}gw" rule add from 198.18.1.1 table 101 priority 1001
+  ip -n "${P}gw" rule add from 198.18.2.1 table 102 priority 1002
+  ip -n "${P}gw" rule add to $PIN table 102 priority 1000
+  ip -n "${P}gw" route replace default scope global \
+    nexthop via 198.18.1.254 dev eth1 weight 2 \
+    nexthop via 198.18.2.254 dev eth2 weight 1
+  x gw nft -f - <<'NFT'
+table ip kernel_recipe {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "eth1" masquerade
+    oifname "eth2" masquerade
+  }
+}
+NFT
+}
+
+nokernel() {
+  x gw nft delete table ip kernel_recipe 2>/dev/null || true
+  ip -n "${P}gw" rule del priority 1000 2>/dev/null || true
+  ip -n "${P}gw" rule del priority 1001 2>/dev/null || true
+  ip -n "${P}gw" rule del priority 1002 2>/dev/null || true
+  ip -n "${P}gw" route flush table 101 2>/dev/null || true
+  ip -n "${P}gw" route flush table 102 2>/dev/null || true
+  ip -n "${P}gw" route replace default via 198.18.1.254
+  x gw sysctl -qw net.ipv4.ip_forward=0
+}
+
+case "$cmd" in
+  up) up ;;
+  down) down ;;
+  kernel) kernel ;;
+  nokernel) nokernel ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

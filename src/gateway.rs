@@ -1,0 +1,285 @@
+//! Running the gateway: check the settings against the system, set up the TUN device, routes,
+//! rules and the nftables guard, start the workers, and undo it all on the way out.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Config, ConfigError, ResolvedUplink, SystemFacts};
+use crate::engine::flow::Timeouts;
+use crate::engine::select::Pin;
+use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
+use crate::io::arp::{self, ArpTarget};
+use crate::io::packet::{PacketSocket, reply_filter};
+use crate::io::system::{self, Plumbing, SystemError};
+use crate::io::worker::{Shared, UplinkPath, Worker};
+use crate::io::{iface, signal, tun};
+
+/// Routing table and rule priorities wanlb uses for LAN traffic.
+pub const ROUTE_TABLE: u32 = 7100;
+const RULE_PRIORITY: u32 = 7100;
+pub const STATE_DIR: &str = "/run/wanlb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    System(#[from] SystemError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("interface {0:?} already exists; is another wanlb running? (choose another name with --tun)")]
+    TunExists(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GatewayError {
+    let what = what.into();
+    move |source| GatewayError::Io { what, source }
+}
+
+/// Reads what the settings are checked against.
+pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
+    let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
+    let range = system::read_sysctl("net.ipv4.ip_local_port_range")?;
+    let mut bounds = range.split_whitespace().filter_map(|p| p.parse::<u16>().ok());
+    let ephemeral_ports = (bounds.next().unwrap_or(32768), bounds.next().unwrap_or(60999));
+    let uplink_addrs: Vec<Ipv4Addr> = interfaces
+        .iter()
+        .filter(|i| config.uplinks.iter().any(|u| u.dev == i.name))
+        .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
+        .collect();
+    let services = system::local_service_ports(&uplink_addrs)?;
+    Ok(SystemFacts { interfaces, ephemeral_ports, services })
+}
+
+/// Checks `config` against this system without changing anything.
+pub fn check(config: &Config) -> Result<Vec<ResolvedUplink>, GatewayError> {
+    Ok(config.resolve(&system_facts(config)?)?)
+}
+
+fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
+    let pins = config
+        .pins
+        .iter()
+        .map(|p| Pin {
+            prefix: p.prefix,
+            uplink: config.uplinks.iter().position(|u| u.name == p.uplink).expect("validated") as u8,
+        })
+        .collect();
+    let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    EngineConfig {
+        uplinks: config
+            .uplinks
+            .iter()
+            .zip(uplinks)
+            .map(|(u, r)| UplinkConfig { name: u.name.clone(), addr: u32::from(r.addr), weight: u.weight })
+            .collect(),
+        pins,
+        affinity_timeout_ms: config.affinity_timeout.as_millis() as u64,
+        timeouts: Timeouts::default(),
+        ports: config.nat_ports,
+        seed: seed ^ u64::from(std::process::id()),
+    }
+}
+
+/// Routes, rules, sysctls and the nftables guard for `config`, all journaled.
+fn plumb(p: &mut Plumbing, config: &Config, uplinks: &[ResolvedUplink], mtu: u32) -> Result<(), GatewayError> {
+    let tun = &config.tun;
+    // The device, its route and its sysctls vanish with the last queue, crash or not: they
+    // need no undo.
+    system::run("ip", &words(&format!("link set dev {tun} mtu {mtu} up")), None)?;
+    // Replies written to TUN come from internet addresses the main table routes elsewhere;
+    // loose reverse-path filtering on the TUN device accepts them whatever conf.all says.
+    system::write_sysctl(&format!("net.ipv4.conf.{tun}.rp_filter"), "2")?;
+    p.sysctl("net.ipv4.ip_forward", "1")?;
+    system::run("ip", &words(&format!("route add default dev {tun} table {ROUTE_TABLE}")), None)?;
+    for (i, lan) in config.lan.iter().enumerate() {
+        let prio = RULE_PRIORITY + 2 * i as u32;
+        // LAN-to-LAN and directly connected destinations keep using the main table; only
+        // what would have taken a default route goes to wanlb.
+        let local = format!("iif {lan} lookup main suppress_prefixlength 0 priority {prio}");
+        p.ip(&format!("rule add {local}"), &format!("rule del {local}"))?;
+        let to_tun = format!("iif {lan} lookup {ROUTE_TABLE} priority {}", prio + 1);
+        p.ip(&format!("rule add {to_tun}"), &format!("rule del {to_tun}"))?;
+    }
+    let guard: Vec<(String, Ipv4Addr)> = uplinks.iter().map(|u| (u.iface.name.clone(), u.addr)).collect();
+    p.nft_table(&nft_table_name(tun), &system::guard_table_json(&nft_table_name(tun), &guard, config.nat_ports))?;
+    Ok(())
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+pub fn nft_table_name(tun: &str) -> String {
+    let clean: String = tun.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("wanlb_{clean}")
+}
+
+/// Runs until SIGINT or SIGTERM, then removes everything it added. Returns the final
+/// counters.
+pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> {
+    let resolved = check(config)?;
+    signal::block_stop_signals().map_err(io_err("blocking SIGINT and SIGTERM"))?;
+    let journal: PathBuf = system::journal_path(state_dir, &config.tun)?;
+    let (mut plumbing, leftovers) = Plumbing::start(journal)?;
+    if leftovers > 0 {
+        tracing::warn!(changes = leftovers, "undid what a previous run left behind");
+    }
+    if iface::find(&config.tun).map_err(io_err("listing interfaces"))?.is_some() {
+        plumbing.teardown()?;
+        return Err(GatewayError::TunExists(config.tun.clone()));
+    }
+    let result = serve(config, &resolved, &mut plumbing);
+    let teardown = plumbing.teardown();
+    let counters = result?;
+    teardown?;
+    tracing::info!("removed routes, rules and nftables table; stopped");
+    Ok(counters)
+}
+
+fn serve(config: &Config, resolved: &[ResolvedUplink], plumbing: &mut Plumbing) -> Result<Counters, GatewayError> {
+    let (queues, uso) = tun::open(&config.tun, config.workers).map_err(io_err(format!("creating TUN device {}", config.tun)))?;
+    let mtu = resolved.iter().map(|u| u.iface.mtu).min().unwrap_or(1500);
+    tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
+    plumb(plumbing, config, resolved, mtu)?;
+
+    let mut engine = Engine::new(engine_config(config, resolved));
+    for i in 0..resolved.len() {
+        engine.set_uplink_up(i as u8, false); // until its gateway answers ARP
+    }
+    let paths = config
+        .uplinks
+        .iter()
+        .zip(resolved)
+        .map(|(u, r)| UplinkPath { name: u.name.clone(), mac: r.iface.mac, gateway_mac: AtomicU64::new(0) })
+        .collect();
+    let shared = Shared::new(engine, paths);
+
+    let group_base = (std::process::id() as u16).wrapping_mul(32);
+    let mut worker_sockets = Vec::new();
+    for _ in 0..config.workers {
+        let mut sockets = Vec::new();
+        for (i, u) in resolved.iter().enumerate() {
+            let filter = reply_filter(u32::from(u.addr), config.nat_ports);
+            let s = PacketSocket::open_data(u.iface.index, &filter, group_base.wrapping_add(i as u16))
+                .map_err(io_err(format!("opening a packet socket on {}", u.iface.name)))?;
+            sockets.push(s);
+        }
+        worker_sockets.push(sockets);
+    }
+    let arp_targets = resolved
+        .iter()
+        .zip(&config.uplinks)
+        .map(|(u, spec)| {
+            Ok(ArpTarget {
+                socket: PacketSocket::open_arp(u.iface.index).map_err(io_err(format!("opening an ARP socket on {}", u.iface.name)))?,
+                mac: u.iface.mac,
+                addr: u32::from(u.addr),
+                gateway: u32::from(spec.gw),
+            })
+        })
+        .collect::<Result<Vec<_>, GatewayError>>()?;
+
+    let outcome = std::thread::scope(|s| {
+        let shared = &shared;
+        let stop_all = || {
+            shared.stop.store(true, Ordering::Relaxed);
+            signal::raise_in_process(libc::SIGTERM);
+        };
+        let mut handles = Vec::new();
+        for (i, (tun, uplinks)) in queues.iter().zip(worker_sockets).enumerate() {
+            handles.push(std::thread::Builder::new().name(format!("wanlb-worker-{i}")).spawn_scoped(s, move || {
+                let r = Worker { shared, tun, uplinks }.run();
+                if r.is_err() {
+                    stop_all();
+                }
+                r.map_err(io_err(format!("worker {i}")))
+            }).map_err(io_err("starting a worker thread"))?);
+        }
+        let arp = std::thread::Builder::new().name("wanlb-arp".into()).spawn_scoped(s, move || {
+            let r = arp::run(shared, &arp_targets);
+            if r.is_err() {
+                stop_all();
+            }
+            r.map_err(io_err("ARP resolver"))
+        }).map_err(io_err("starting the ARP thread"))?;
+        let control = std::thread::Builder::new().name("wanlb-control".into()).spawn_scoped(s, move || {
+            control_loop(shared, config)
+        }).map_err(io_err("starting the control thread"))?;
+
+        let sig = signal::wait_for_stop_signal().map_err(io_err("waiting for signals"))?;
+        shared.stop.store(true, Ordering::Relaxed);
+        tracing::info!(signal = sig, "stopping");
+        let mut first_error = None;
+        for h in handles.into_iter().chain([arp]) {
+            if let Err(e) = h.join().unwrap_or_else(|_| Ok(())) {
+                first_error.get_or_insert(e);
+            }
+        }
+        let _ = control.join();
+        first_error.map_or(Ok(()), Err)
+    });
+    let counters = shared.engine().counters().clone();
+    log_summary(&shared, &counters);
+    drop(queues);
+    outcome.map(|()| counters)
+}
+
+/// Expires flows every second; announces readiness once every gateway is known (or after a
+/// few seconds, naming those that are not).
+fn control_loop(shared: &Shared, config: &Config) {
+    let started = Instant::now();
+    let mut announced = false;
+    let mut last_expiry = Instant::now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let unresolved: Vec<&str> = shared
+            .uplinks
+            .iter()
+            .filter(|u| u.gateway_mac.load(Ordering::Relaxed) == 0)
+            .map(|u| u.name.as_str())
+            .collect();
+        if !announced && (unresolved.is_empty() || started.elapsed() > Duration::from_secs(5)) {
+            announced = true;
+            if !unresolved.is_empty() {
+                tracing::warn!(uplinks = ?unresolved, "gateway not answering ARP yet; those uplinks stay unused until it does");
+            }
+            tracing::info!(tun = %config.tun, workers = config.workers, uplinks = shared.uplinks.len(), "ready");
+        }
+        if last_expiry.elapsed() >= Duration::from_secs(1) {
+            last_expiry = Instant::now();
+            let now = shared.now();
+            shared.engine().expire(now);
+        }
+    }
+}
+
+fn log_summary(shared: &Shared, counters: &Counters) {
+    for (path, c) in shared.uplinks.iter().zip(&counters.uplinks) {
+        tracing::info!(
+            uplink = %path.name,
+            packets_out = c.packets_out,
+            bytes_out = c.bytes_out,
+            packets_in = c.packets_in,
+            bytes_in = c.bytes_in,
+            flows = c.flows,
+            destinations = c.destinations,
+            "uplink totals"
+        );
+    }
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| counters.drop_count(**r) > 0)
+        .map(|r| format!("{}={}", r.name(), counters.drop_count(*r)))
+        .collect();
+    let io = &shared.io;
+    tracing::info!(
+        engine = %drops.join(" "),
+        no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
+        send_errors = io.send_errors.load(Ordering::Relaxed),
+        tun_write_errors = io.tun_write_errors.load(Ordering::Relaxed),
+        "drops"
+    );
+}
