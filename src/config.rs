@@ -28,7 +28,10 @@ pub struct ConfigError {
 }
 
 fn err<T>(origin: impl fmt::Display, message: impl fmt::Display) -> Result<T, ConfigError> {
-    Err(ConfigError { origin: origin.to_string(), message: message.to_string() })
+    Err(ConfigError {
+        origin: origin.to_string(),
+        message: message.to_string(),
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,35 +115,55 @@ struct At<'a> {
 
 impl At<'_> {
     fn key<T>(&self, v: &Spanned<T>, key: &str) -> String {
-        let line = self.text[..v.span().start.min(self.text.len())].matches('\n').count() + 1;
+        let line = self.text[..v.span().start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
         format!("{} line {line}, {key}", self.file.display())
     }
 }
 
 pub fn parse_ipv4(s: &str, origin: &str, what: &str) -> Result<Ipv4Addr, ConfigError> {
-    s.parse().or_else(|_| err(origin, format!("{what} {s:?} is not an IPv4 address")))
+    s.parse()
+        .or_else(|_| err(origin, format!("{what} {s:?} is not an IPv4 address")))
 }
 
 pub fn parse_weight(s: &str, origin: &str) -> Result<u32, ConfigError> {
     match s.parse::<u32>() {
         Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
-        _ => err(origin, format!("weight must be a whole number from 1 to {MAX_WEIGHT}, got {s:?}")),
+        _ => err(
+            origin,
+            format!("weight must be a whole number from 1 to {MAX_WEIGHT}, got {s:?}"),
+        ),
     }
 }
 
 /// `600s`, `10m`, `1h30m`, `250ms`, `1d`.
 pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
-    let bad = || err(origin, format!("{s:?} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 600s, 10m, 1h"));
+    let bad = || {
+        err(
+            origin,
+            format!(
+                "{s:?} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 600s, 10m, 1h"
+            ),
+        )
+    };
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
     if rest.is_empty() {
         return bad();
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let Ok(n) = rest[..digits].parse::<u64>() else { return bad() };
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let Ok(n) = rest[..digits].parse::<u64>() else {
+            return bad();
+        };
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
@@ -150,7 +173,9 @@ pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
             _ => return bad(),
         };
         rest = &rest[unit_len..];
-        let Some(part) = unit.checked_mul(u32::try_from(n).unwrap_or(u32::MAX)) else { return bad() };
+        let Some(part) = unit.checked_mul(u32::try_from(n).unwrap_or(u32::MAX)) else {
+            return bad();
+        };
         total = total.saturating_add(part);
     }
     if total.is_zero() {
@@ -162,17 +187,33 @@ pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
 /// `A.B.C.D/LEN` (or a bare address, meaning /32).
 pub fn parse_prefix(s: &str, origin: &str) -> Result<Prefix, ConfigError> {
     let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
-    let addr: Ipv4Addr = addr.parse().or_else(|_| err(origin, format!("{s:?} is not an IPv4 prefix like 174.143.119.91/32")))?;
-    let len = len.parse::<u8>().ok().and_then(|l| Prefix::new(u32::from(addr), l));
-    len.ok_or_else(|| ConfigError { origin: origin.into(), message: format!("{s:?}: the prefix length must be 0 to 32") })
+    let addr: Ipv4Addr = addr.parse().or_else(|_| {
+        err(
+            origin,
+            format!("{s:?} is not an IPv4 prefix like 174.143.119.91/32"),
+        )
+    })?;
+    let len = len
+        .parse::<u8>()
+        .ok()
+        .and_then(|l| Prefix::new(u32::from(addr), l));
+    len.ok_or_else(|| ConfigError {
+        origin: origin.into(),
+        message: format!("{s:?}: the prefix length must be 0 to 32"),
+    })
 }
 
 /// `LOW-HIGH`, both from 1024 to 65535.
 pub fn parse_ports(s: &str, origin: &str) -> Result<(u16, u16), ConfigError> {
-    let parsed = s.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    let parsed = s
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
     match parsed {
         Some((lo, hi)) if lo >= 1024 && lo <= hi => Ok((lo, hi)),
-        _ => err(origin, format!("{s:?} is not a port range like 61000-65535 (from 1024 up, low before high)")),
+        _ => err(
+            origin,
+            format!("{s:?} is not a port range like 61000-65535 (from 1024 up, low before high)"),
+        ),
     }
 }
 
@@ -182,7 +223,10 @@ pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
     let mut parts = spec.split(',');
     let name = parts.next().unwrap_or("").trim();
     if name.is_empty() || name.contains('=') {
-        return err(&origin, "must start with the uplink's name: NAME,dev=IFACE,gw=IPV4[,weight=N][,src=IPV4]");
+        return err(
+            &origin,
+            "must start with the uplink's name: NAME,dev=IFACE,gw=IPV4[,weight=N][,src=IPV4]",
+        );
     }
     let (mut dev, mut gw, mut weight, mut src) = (None, None, 1, None);
     for part in parts {
@@ -194,12 +238,28 @@ pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
             "gw" => gw = Some(parse_ipv4(v.trim(), &origin, "gw")?),
             "weight" => weight = parse_weight(v.trim(), &origin)?,
             "src" => src = Some(parse_ipv4(v.trim(), &origin, "src")?),
-            other => return err(&origin, format!("unknown key {other:?} (expected dev, gw, weight or src)")),
+            other => {
+                return err(
+                    &origin,
+                    format!("unknown key {other:?} (expected dev, gw, weight or src)"),
+                );
+            }
         }
     }
-    let Some(dev) = dev.filter(|d| !d.is_empty()) else { return err(&origin, "dev=IFACE is missing") };
-    let Some(gw) = gw else { return err(&origin, "gw=IPV4 is missing") };
-    Ok(UplinkSpec { name: name.to_string(), dev, gw, weight, src, origin })
+    let Some(dev) = dev.filter(|d| !d.is_empty()) else {
+        return err(&origin, "dev=IFACE is missing");
+    };
+    let Some(gw) = gw else {
+        return err(&origin, "gw=IPV4 is missing");
+    };
+    Ok(UplinkSpec {
+        name: name.to_string(),
+        dev,
+        gw,
+        weight,
+        src,
+        origin,
+    })
 }
 
 /// `CIDR=UPLINK`
@@ -208,12 +268,24 @@ pub fn parse_pin_flag(spec: &str) -> Result<PinSpec, ConfigError> {
     let Some((cidr, uplink)) = spec.split_once('=') else {
         return err(&origin, "expected CIDR=UPLINK, e.g. 174.143.119.91/32=isp2");
     };
-    Ok(PinSpec { prefix: parse_prefix(cidr.trim(), &origin)?, uplink: uplink.trim().to_string(), origin })
+    Ok(PinSpec {
+        prefix: parse_prefix(cidr.trim(), &origin)?,
+        uplink: uplink.trim().to_string(),
+        origin,
+    })
 }
 
 fn check_name(name: &str, origin: &str, what: &str) -> Result<(), ConfigError> {
-    if name.is_empty() || name.len() > 15 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return err(origin, format!("{what} {name:?} must be 1 to 15 letters, digits, '-', '_' or '.'"));
+    if name.is_empty()
+        || name.len() > 15
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return err(
+            origin,
+            format!("{what} {name:?} must be 1 to 15 letters, digits, '-', '_' or '.'"),
+        );
     }
     Ok(())
 }
@@ -240,8 +312,12 @@ impl Config {
             nat_ports: DEFAULT_NAT_PORTS,
         };
         if let Some(path) = &flags.config {
-            let text = std::fs::read_to_string(path)
-                .or_else(|e| err(format!("--config {}", path.display()), format!("cannot read it: {e}")))?;
+            let text = std::fs::read_to_string(path).or_else(|e| {
+                err(
+                    format!("--config {}", path.display()),
+                    format!("cannot read it: {e}"),
+                )
+            })?;
             c.apply_file(path, &text)?;
         }
         c.apply_flags(flags)?;
@@ -251,7 +327,9 @@ impl Config {
 
     fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let file: FileConfig = toml::from_str(text).or_else(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let origin = match line {
                 Some(l) => format!("{} line {l}", path.display()),
                 None => path.display().to_string(),
@@ -272,7 +350,10 @@ impl Config {
             self.workers = toml_whole_number(w.get_ref())
                 .and_then(|s| s.parse::<usize>().ok())
                 .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| ConfigError { origin, message: "workers must be a whole number from 1 to 64".into() })?;
+                .ok_or_else(|| ConfigError {
+                    origin,
+                    message: "workers must be a whole number from 1 to 64".into(),
+                })?;
         }
         if let Some(a) = file.affinity_timeout {
             self.affinity_timeout = parse_duration(a.get_ref(), &at.key(&a, "affinity_timeout"))?;
@@ -288,7 +369,12 @@ impl Config {
                     let origin = at.key(w, &format!("uplink {:?} weight", u.name.get_ref()));
                     match toml_whole_number(w.get_ref()) {
                         Some(s) => parse_weight(&s, &origin)?,
-                        None => return err(origin, format!("weight must be a whole number from 1 to {MAX_WEIGHT}")),
+                        None => {
+                            return err(
+                                origin,
+                                format!("weight must be a whole number from 1 to {MAX_WEIGHT}"),
+                            );
+                        }
                     }
                 }
             };
@@ -334,7 +420,10 @@ impl Config {
         for spec in &flags.uplinks {
             let u = parse_uplink_flag(spec)?;
             if !from_flags.insert(u.name.clone()) {
-                return err(&u.origin, format!("uplink name {:?} is given twice", u.name));
+                return err(
+                    &u.origin,
+                    format!("uplink name {:?} is given twice", u.name),
+                );
             }
             match self.uplinks.iter_mut().find(|x| x.name == u.name) {
                 Some(existing) => *existing = u,
@@ -367,32 +456,57 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.lan.is_empty() {
-            return err("--lan", "at least one LAN interface is needed (--lan IFACE or lan = [...] in the file)");
+            return err(
+                "--lan",
+                "at least one LAN interface is needed (--lan IFACE or lan = [...] in the file)",
+            );
         }
         if self.uplinks.is_empty() {
-            return err("--uplink", "at least one uplink is needed (--uplink NAME,dev=IFACE,gw=IPV4 or [[uplink]] in the file)");
+            return err(
+                "--uplink",
+                "at least one uplink is needed (--uplink NAME,dev=IFACE,gw=IPV4 or [[uplink]] in the file)",
+            );
         }
         if self.uplinks.len() > MAX_UPLINKS {
-            return err("--uplink", format!("at most {MAX_UPLINKS} uplinks are supported"));
+            return err(
+                "--uplink",
+                format!("at most {MAX_UPLINKS} uplinks are supported"),
+            );
         }
         let mut devs = HashSet::new();
         for u in &self.uplinks {
             check_name(&u.name, &u.origin, "uplink name")?;
             check_name(&u.dev, &u.origin, "dev")?;
             if !devs.insert(&u.dev) {
-                return err(&u.origin, format!("dev {:?} is already used by another uplink", u.dev));
+                return err(
+                    &u.origin,
+                    format!("dev {:?} is already used by another uplink", u.dev),
+                );
             }
             if self.lan.contains(&u.dev) {
-                return err(&u.origin, format!("dev {:?} is also a LAN interface", u.dev));
+                return err(
+                    &u.origin,
+                    format!("dev {:?} is also a LAN interface", u.dev),
+                );
             }
             if self.tun == u.dev {
-                return err(&u.origin, format!("dev {:?} is the TUN device's name", u.dev));
+                return err(
+                    &u.origin,
+                    format!("dev {:?} is the TUN device's name", u.dev),
+                );
             }
         }
         for p in &self.pins {
             if !self.uplinks.iter().any(|u| u.name == p.uplink) {
                 let names: Vec<_> = self.uplinks.iter().map(|u| u.name.as_str()).collect();
-                return err(&p.origin, format!("unknown uplink {:?} (uplinks: {})", p.uplink, names.join(", ")));
+                return err(
+                    &p.origin,
+                    format!(
+                        "unknown uplink {:?} (uplinks: {})",
+                        p.uplink,
+                        names.join(", ")
+                    ),
+                );
             }
         }
         Ok(())
@@ -413,7 +527,9 @@ impl Config {
         if lo <= khi && klo <= hi {
             return err(
                 "nat_ports",
-                format!("{lo}-{hi} overlaps the kernel's ephemeral ports {klo}-{khi} (net.ipv4.ip_local_port_range); choose a range outside it"),
+                format!(
+                    "{lo}-{hi} overlaps the kernel's ephemeral ports {klo}-{khi} (net.ipv4.ip_local_port_range); choose a range outside it"
+                ),
             );
         }
         let mut out = Vec::new();
@@ -422,29 +538,47 @@ impl Config {
                 return err(&u.origin, format!("dev {:?}: no such interface", u.dev));
             };
             let addr = match u.src {
-                Some(src) => iface.ipv4.iter().find(|(a, _)| *a == src).copied().ok_or_else(|| ConfigError {
-                    origin: u.origin.clone(),
-                    message: format!("src {src} is not an address of {}", u.dev),
-                })?,
+                Some(src) => iface
+                    .ipv4
+                    .iter()
+                    .find(|(a, _)| *a == src)
+                    .copied()
+                    .ok_or_else(|| ConfigError {
+                        origin: u.origin.clone(),
+                        message: format!("src {src} is not an address of {}", u.dev),
+                    })?,
                 None => *iface.ipv4.first().ok_or_else(|| ConfigError {
                     origin: u.origin.clone(),
                     message: format!("{} has no IPv4 address", u.dev),
                 })?,
             };
-            let subnet = Prefix::new(u32::from(addr.0), addr.1).expect("kernel prefix lengths are at most 32");
+            let subnet = Prefix::new(u32::from(addr.0), addr.1)
+                .expect("kernel prefix lengths are at most 32");
             if !subnet.contains(u32::from(u.gw)) || u.gw == addr.0 {
                 return err(
                     &u.origin,
-                    format!("gw {} is not on {}'s subnet {}/{}", u.gw, u.dev, Ipv4Addr::from(subnet.addr()), addr.1),
+                    format!(
+                        "gw {} is not on {}'s subnet {}/{}",
+                        u.gw,
+                        u.dev,
+                        Ipv4Addr::from(subnet.addr()),
+                        addr.1
+                    ),
                 );
             }
-            if let Some((proto, port)) = system.services.iter().find(|(_, p)| (lo..=hi).contains(p)) {
+            if let Some((proto, port)) = system.services.iter().find(|(_, p)| (lo..=hi).contains(p))
+            {
                 return err(
                     "nat_ports",
-                    format!("{lo}-{hi} contains port {proto}/{port}, which a service on this host uses; choose a range without it"),
+                    format!(
+                        "{lo}-{hi} contains port {proto}/{port}, which a service on this host uses; choose a range without it"
+                    ),
                 );
             }
-            out.push(ResolvedUplink { iface: iface.clone(), addr: addr.0 });
+            out.push(ResolvedUplink {
+                iface: iface.clone(),
+                addr: addr.0,
+            });
         }
         Ok(out)
     }

@@ -28,9 +28,16 @@ pub enum GatewayError {
     #[error(transparent)]
     System(#[from] SystemError),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
-    #[error("interface {0:?} already exists; is another wanlb running? (choose another name with --tun)")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "interface {0:?} already exists; is another wanlb running? (choose another name with --tun)"
+    )]
     TunExists(String),
+    #[error("a data-path thread panicked (see the log above)")]
+    ThreadPanicked,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GatewayError {
@@ -42,15 +49,24 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GatewayErro
 pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
     let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
     let range = system::read_sysctl("net.ipv4.ip_local_port_range")?;
-    let mut bounds = range.split_whitespace().filter_map(|p| p.parse::<u16>().ok());
-    let ephemeral_ports = (bounds.next().unwrap_or(32768), bounds.next().unwrap_or(60999));
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u16>().ok());
+    let ephemeral_ports = (
+        bounds.next().unwrap_or(32768),
+        bounds.next().unwrap_or(60999),
+    );
     let uplink_addrs: Vec<Ipv4Addr> = interfaces
         .iter()
         .filter(|i| config.uplinks.iter().any(|u| u.dev == i.name))
         .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
         .collect();
     let services = system::local_service_ports(&uplink_addrs)?;
-    Ok(SystemFacts { interfaces, ephemeral_ports, services })
+    Ok(SystemFacts {
+        interfaces,
+        ephemeral_ports,
+        services,
+    })
 }
 
 /// Checks `config` against this system without changing anything.
@@ -64,16 +80,26 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
         .iter()
         .map(|p| Pin {
             prefix: p.prefix,
-            uplink: config.uplinks.iter().position(|u| u.name == p.uplink).expect("validated") as u8,
+            uplink: config
+                .uplinks
+                .iter()
+                .position(|u| u.name == p.uplink)
+                .expect("validated") as u8,
         })
         .collect();
-    let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
     EngineConfig {
         uplinks: config
             .uplinks
             .iter()
             .zip(uplinks)
-            .map(|(u, r)| UplinkConfig { name: u.name.clone(), addr: u32::from(r.addr), weight: u.weight })
+            .map(|(u, r)| UplinkConfig {
+                name: u.name.clone(),
+                addr: u32::from(r.addr),
+                weight: u.weight,
+            })
             .collect(),
         pins,
         affinity_timeout_ms: config.affinity_timeout.as_millis() as u64,
@@ -84,16 +110,29 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
 }
 
 /// Routes, rules, sysctls and the nftables guard for `config`, all journaled.
-fn plumb(p: &mut Plumbing, config: &Config, uplinks: &[ResolvedUplink], mtu: u32) -> Result<(), GatewayError> {
+fn plumb(
+    p: &mut Plumbing,
+    config: &Config,
+    uplinks: &[ResolvedUplink],
+    mtu: u32,
+) -> Result<(), GatewayError> {
     let tun = &config.tun;
     // The device, its route and its sysctls vanish with the last queue, crash or not: they
     // need no undo.
-    system::run("ip", &words(&format!("link set dev {tun} mtu {mtu} up")), None)?;
+    system::run(
+        "ip",
+        &words(&format!("link set dev {tun} mtu {mtu} up")),
+        None,
+    )?;
     // Replies written to TUN come from internet addresses the main table routes elsewhere;
     // loose reverse-path filtering on the TUN device accepts them whatever conf.all says.
     system::write_sysctl(&format!("net.ipv4.conf.{tun}.rp_filter"), "2")?;
     p.sysctl("net.ipv4.ip_forward", "1")?;
-    system::run("ip", &words(&format!("route add default dev {tun} table {ROUTE_TABLE}")), None)?;
+    system::run(
+        "ip",
+        &words(&format!("route add default dev {tun} table {ROUTE_TABLE}")),
+        None,
+    )?;
     for (i, lan) in config.lan.iter().enumerate() {
         let prio = RULE_PRIORITY + 2 * i as u32;
         // LAN-to-LAN and directly connected destinations keep using the main table; only
@@ -103,8 +142,14 @@ fn plumb(p: &mut Plumbing, config: &Config, uplinks: &[ResolvedUplink], mtu: u32
         let to_tun = format!("iif {lan} lookup {ROUTE_TABLE} priority {}", prio + 1);
         p.ip(&format!("rule add {to_tun}"), &format!("rule del {to_tun}"))?;
     }
-    let guard: Vec<(String, Ipv4Addr)> = uplinks.iter().map(|u| (u.iface.name.clone(), u.addr)).collect();
-    p.nft_table(&nft_table_name(tun), &system::guard_table_json(&nft_table_name(tun), &guard, config.nat_ports))?;
+    let guard: Vec<(String, Ipv4Addr)> = uplinks
+        .iter()
+        .map(|u| (u.iface.name.clone(), u.addr))
+        .collect();
+    p.nft_table(
+        &nft_table_name(tun),
+        &system::guard_table_json(&nft_table_name(tun), &guard, config.nat_ports),
+    )?;
     Ok(())
 }
 
@@ -113,7 +158,10 @@ fn words(s: &str) -> Vec<String> {
 }
 
 pub fn nft_table_name(tun: &str) -> String {
-    let clean: String = tun.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let clean: String = tun
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     format!("wanlb_{clean}")
 }
 
@@ -127,7 +175,10 @@ pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> 
     if leftovers > 0 {
         tracing::warn!(changes = leftovers, "undid what a previous run left behind");
     }
-    if iface::find(&config.tun).map_err(io_err("listing interfaces"))?.is_some() {
+    if iface::find(&config.tun)
+        .map_err(io_err("listing interfaces"))?
+        .is_some()
+    {
         plumbing.teardown()?;
         return Err(GatewayError::TunExists(config.tun.clone()));
     }
@@ -139,8 +190,13 @@ pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> 
     Ok(counters)
 }
 
-fn serve(config: &Config, resolved: &[ResolvedUplink], plumbing: &mut Plumbing) -> Result<Counters, GatewayError> {
-    let (queues, uso) = tun::open(&config.tun, config.workers).map_err(io_err(format!("creating TUN device {}", config.tun)))?;
+fn serve(
+    config: &Config,
+    resolved: &[ResolvedUplink],
+    plumbing: &mut Plumbing,
+) -> Result<Counters, GatewayError> {
+    let (queues, uso) = tun::open(&config.tun, config.workers)
+        .map_err(io_err(format!("creating TUN device {}", config.tun)))?;
     let mtu = resolved.iter().map(|u| u.iface.mtu).min().unwrap_or(1500);
     tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
     plumb(plumbing, config, resolved, mtu)?;
@@ -153,7 +209,11 @@ fn serve(config: &Config, resolved: &[ResolvedUplink], plumbing: &mut Plumbing) 
         .uplinks
         .iter()
         .zip(resolved)
-        .map(|(u, r)| UplinkPath { name: u.name.clone(), mac: r.iface.mac, gateway_mac: AtomicU64::new(0) })
+        .map(|(u, r)| UplinkPath {
+            name: u.name.clone(),
+            mac: r.iface.mac,
+            gateway_mac: AtomicU64::new(0),
+        })
         .collect();
     let shared = Shared::new(engine, paths);
 
@@ -163,8 +223,12 @@ fn serve(config: &Config, resolved: &[ResolvedUplink], plumbing: &mut Plumbing) 
         let mut sockets = Vec::new();
         for (i, u) in resolved.iter().enumerate() {
             let filter = reply_filter(u32::from(u.addr), config.nat_ports);
-            let s = PacketSocket::open_data(u.iface.index, &filter, group_base.wrapping_add(i as u16))
-                .map_err(io_err(format!("opening a packet socket on {}", u.iface.name)))?;
+            let s =
+                PacketSocket::open_data(u.iface.index, &filter, group_base.wrapping_add(i as u16))
+                    .map_err(io_err(format!(
+                        "opening a packet socket on {}",
+                        u.iface.name
+                    )))?;
             sockets.push(s);
         }
         worker_sockets.push(sockets);
@@ -174,7 +238,8 @@ fn serve(config: &Config, resolved: &[ResolvedUplink], plumbing: &mut Plumbing) 
         .zip(&config.uplinks)
         .map(|(u, spec)| {
             Ok(ArpTarget {
-                socket: PacketSocket::open_arp(u.iface.index).map_err(io_err(format!("opening an ARP socket on {}", u.iface.name)))?,
+                socket: PacketSocket::open_arp(u.iface.index)
+                    .map_err(io_err(format!("opening an ARP socket on {}", u.iface.name)))?,
                 mac: u.iface.mac,
                 addr: u32::from(u.addr),
                 gateway: u32::from(spec.gw),
@@ -190,31 +255,46 @@ fn serve(config: &Config, resolved: &[ResolvedUplink], plumbing: &mut Plumbing) 
         };
         let mut handles = Vec::new();
         for (i, (tun, uplinks)) in queues.iter().zip(worker_sockets).enumerate() {
-            handles.push(std::thread::Builder::new().name(format!("wanlb-worker-{i}")).spawn_scoped(s, move || {
-                let r = Worker { shared, tun, uplinks }.run();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("wanlb-worker-{i}"))
+                    .spawn_scoped(s, move || {
+                        let r = Worker {
+                            shared,
+                            tun,
+                            uplinks,
+                        }
+                        .run();
+                        if r.is_err() {
+                            stop_all();
+                        }
+                        r.map_err(io_err(format!("worker {i}")))
+                    })
+                    .map_err(io_err("starting a worker thread"))?,
+            );
+        }
+        let arp = std::thread::Builder::new()
+            .name("wanlb-arp".into())
+            .spawn_scoped(s, move || {
+                let r = arp::run(shared, &arp_targets);
                 if r.is_err() {
                     stop_all();
                 }
-                r.map_err(io_err(format!("worker {i}")))
-            }).map_err(io_err("starting a worker thread"))?);
-        }
-        let arp = std::thread::Builder::new().name("wanlb-arp".into()).spawn_scoped(s, move || {
-            let r = arp::run(shared, &arp_targets);
-            if r.is_err() {
-                stop_all();
-            }
-            r.map_err(io_err("ARP resolver"))
-        }).map_err(io_err("starting the ARP thread"))?;
-        let control = std::thread::Builder::new().name("wanlb-control".into()).spawn_scoped(s, move || {
-            control_loop(shared, config)
-        }).map_err(io_err("starting the control thread"))?;
+                r.map_err(io_err("ARP resolver"))
+            })
+            .map_err(io_err("starting the ARP thread"))?;
+        let control = std::thread::Builder::new()
+            .name("wanlb-control".into())
+            .spawn_scoped(s, move || control_loop(shared, config))
+            .map_err(io_err("starting the control thread"))?;
 
         let sig = signal::wait_for_stop_signal().map_err(io_err("waiting for signals"))?;
         shared.stop.store(true, Ordering::Relaxed);
         tracing::info!(signal = sig, "stopping");
         let mut first_error = None;
         for h in handles.into_iter().chain([arp]) {
-            if let Err(e) = h.join().unwrap_or_else(|_| Ok(())) {
+            let result = h.join().unwrap_or(Err(GatewayError::ThreadPanicked));
+            if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
         }

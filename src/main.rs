@@ -84,7 +84,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let bad_input = e.downcast_ref::<ConfigError>().is_some()
-                || matches!(e.downcast_ref::<GatewayError>(), Some(GatewayError::Config(_)));
+                || matches!(
+                    e.downcast_ref::<GatewayError>(),
+                    Some(GatewayError::Config(_))
+                );
             eprintln!("wanlb: {e:#}");
             ExitCode::from(if bad_input { BAD_INPUT } else { 1 })
         }
@@ -109,12 +112,19 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig { config, offline } => {
-            let flags = Flags { config: Some(config), ..Flags::default() };
+            let flags = Flags {
+                config: Some(config),
+                ..Flags::default()
+            };
             let config = Config::load(&flags)?;
             let addrs = if offline {
                 vec![None; config.uplinks.len()]
             } else {
-                gateway::check(&config).context("checking against this system")?.into_iter().map(|u| Some(u.addr)).collect()
+                gateway::check(&config)
+                    .context("checking against this system")?
+                    .into_iter()
+                    .map(|u| Some(u.addr))
+                    .collect()
             };
             print_summary(&config, &addrs);
             Ok(())
@@ -139,8 +149,16 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
         );
     }
     for p in &config.pins {
-        println!("  pin {}/{} -> {}", std::net::Ipv4Addr::from(p.prefix.addr()), p.prefix.len(), p.uplink);
+        println!(
+            "  pin {}/{} -> {}",
+            std::net::Ipv4Addr::from(p.prefix.addr()),
+            p.prefix.prefix_len(),
+            p.uplink
+        );
     }
     println!("  affinity timeout: {}s", config.affinity_timeout.as_secs());
-    println!("  NAT ports: {}-{}; TUN: {}; workers: {}", config.nat_ports.0, config.nat_ports.1, config.tun, config.workers);
+    println!(
+        "  NAT ports: {}-{}; TUN: {}; workers: {}",
+        config.nat_ports.0, config.nat_ports.1, config.tun, config.workers
+    );
 }

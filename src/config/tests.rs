@@ -31,25 +31,70 @@ fn the_documented_command_line_parses() {
 #[test]
 fn the_example_file_parses_to_the_example_network() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wanlb.toml");
-    let c = Config::load(&Flags { config: Some(path), ..Flags::default() }).unwrap();
+    let c = Config::load(&Flags {
+        config: Some(path),
+        ..Flags::default()
+    })
+    .unwrap();
     assert_eq!(c.lan, ["eth0"]);
-    let u: Vec<_> = c.uplinks.iter().map(|u| (u.name.as_str(), u.dev.as_str(), u.gw.to_string(), u.weight)).collect();
-    assert_eq!(u, [("isp1", "eth1", "192.168.1.254".to_string(), 2), ("isp2", "eth2", "192.168.2.254".to_string(), 1)]);
+    let u: Vec<_> = c
+        .uplinks
+        .iter()
+        .map(|u| (u.name.as_str(), u.dev.as_str(), u.gw.to_string(), u.weight))
+        .collect();
+    assert_eq!(
+        u,
+        [
+            ("isp1", "eth1", "192.168.1.254".to_string(), 2),
+            ("isp2", "eth2", "192.168.2.254".to_string(), 1)
+        ]
+    );
     assert_eq!(c.pins.len(), 1);
-    assert_eq!(c.pins[0].prefix, Prefix::new(u32::from(Ipv4Addr::new(174, 143, 119, 91)), 32).unwrap());
+    assert_eq!(
+        c.pins[0].prefix,
+        Prefix::new(u32::from(Ipv4Addr::new(174, 143, 119, 91)), 32).unwrap()
+    );
 }
 
 #[test]
 fn bad_flags_are_refused_naming_the_flag() {
     let cases: [(&[&str], &[&str], &str); 8] = [
-        (&[ISP1, ISP2], &["174.143.119.91/32=isp3"], r#"--pin "174.143.119.91/32=isp3": unknown uplink "isp3""#),
-        (&["isp1,dev=eth1,gw=192.168.1.254,weight=0"], &[], "--uplink \"isp1,dev=eth1,gw=192.168.1.254,weight=0\": weight must be"),
-        (&["isp1,dev=eth1,gw=192.168.1.254,weight=two"], &[], "weight must be a whole number"),
+        (
+            &[ISP1, ISP2],
+            &["174.143.119.91/32=isp3"],
+            r#"--pin "174.143.119.91/32=isp3": unknown uplink "isp3""#,
+        ),
+        (
+            &["isp1,dev=eth1,gw=192.168.1.254,weight=0"],
+            &[],
+            "--uplink \"isp1,dev=eth1,gw=192.168.1.254,weight=0\": weight must be",
+        ),
+        (
+            &["isp1,dev=eth1,gw=192.168.1.254,weight=two"],
+            &[],
+            "weight must be a whole number",
+        ),
         (&["isp1,gw=192.168.1.254"], &[], "dev=IFACE is missing"),
-        (&["isp1,dev=eth1,gw=192.168.1.999"], &[], r#"gw "192.168.1.999" is not an IPv4 address"#),
-        (&[ISP1, "isp1,dev=eth2,gw=192.168.2.254"], &[], r#"uplink name "isp1" is given twice"#),
-        (&[ISP1, "isp9,dev=eth1,gw=192.168.2.254"], &[], r#"dev "eth1" is already used"#),
-        (&[ISP1], &["174.143.119.91/33=isp1"], "prefix length must be 0 to 32"),
+        (
+            &["isp1,dev=eth1,gw=192.168.1.999"],
+            &[],
+            r#"gw "192.168.1.999" is not an IPv4 address"#,
+        ),
+        (
+            &[ISP1, "isp1,dev=eth2,gw=192.168.2.254"],
+            &[],
+            r#"uplink name "isp1" is given twice"#,
+        ),
+        (
+            &[ISP1, "isp9,dev=eth1,gw=192.168.2.254"],
+            &[],
+            r#"dev "eth1" is already used"#,
+        ),
+        (
+            &[ISP1],
+            &["174.143.119.91/33=isp1"],
+            "prefix length must be 0 to 32",
+        ),
     ];
     for (uplinks, pins, expected) in cases {
         let e = load_err(&flags(uplinks, pins)).to_string();
@@ -57,8 +102,16 @@ fn bad_flags_are_refused_naming_the_flag() {
     }
     let mut f = flags(&[ISP1], &[]);
     f.affinity_timeout = Some("10 minutes".into());
-    assert!(load_err(&f).to_string().starts_with(r#"--affinity-timeout "10 minutes": "10 minutes" is not a duration"#));
-    assert!(load_err(&flags(&[], &[])).to_string().starts_with("--uplink: at least one uplink"));
+    assert!(
+        load_err(&f)
+            .to_string()
+            .starts_with(r#"--affinity-timeout "10 minutes": "10 minutes" is not a duration"#)
+    );
+    assert!(
+        load_err(&flags(&[], &[]))
+            .to_string()
+            .starts_with("--uplink: at least one uplink")
+    );
 }
 
 fn write_temp(name: &str, text: &str) -> PathBuf {
@@ -73,34 +126,66 @@ fn write_temp(name: &str, text: &str) -> PathBuf {
 fn file_errors_name_the_line_and_key() {
     let text = "lan = [\"eth0\"]\n\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\nweight = 0\n";
     let path = write_temp("weight0.toml", text);
-    let e = load_err(&Flags { config: Some(path.clone()), ..Flags::default() });
-    assert_eq!(e.origin, format!("{} line 7, uplink \"isp1\" weight", path.display()));
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
+    assert_eq!(
+        e.origin,
+        format!("{} line 7, uplink \"isp1\" weight", path.display())
+    );
 
     let text = "lan = [\"eth0\"]\n[[uplink]]\nname = \"a\"\ndev = \"eth1\"\ngw = \"1.1.1.1\"\n[[uplink]]\nname = \"a\"\ndev = \"eth2\"\ngw = \"2.2.2.2\"\n";
     let path = write_temp("dup.toml", text);
-    let e = load_err(&Flags { config: Some(path.clone()), ..Flags::default() });
-    assert_eq!(e.to_string(), format!("{} line 7, [[uplink]] #2: uplink name \"a\" is used twice", path.display()));
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} line 7, [[uplink]] #2: uplink name \"a\" is used twice",
+            path.display()
+        )
+    );
 
     let path = write_temp("unknown.toml", "lan = [\"eth0\"]\nlans = 3\n");
-    let e = load_err(&Flags { config: Some(path.clone()), ..Flags::default() });
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
     assert!(e.origin.ends_with("line 2"), "{e}");
     assert!(e.message.contains("lans"), "{e}");
 
     let text = "lan = [\"eth0\"]\n[[uplink]]\nname = \"a\"\ndev = \"eth1\"\ngw = \"1.1.1.1\"\n[[pin]]\ndst = \"9.9.9.9/32\"\nuplink = \"b\"\n";
     let path = write_temp("pin.toml", text);
-    let e = load_err(&Flags { config: Some(path.clone()), ..Flags::default() });
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
     assert_eq!(e.origin, format!("{} line 7, [[pin]]", path.display()));
 }
 
 #[test]
 fn flags_override_file_uplinks_by_name_and_add_new_ones() {
-    let text = "lan = [\"eth0\"]\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    let text =
+        "lan = [\"eth0\"]\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
     let path = write_temp("override.toml", text);
     let mut f = flags(&["isp1,dev=eth1,gw=192.168.1.254,weight=5", ISP2], &[]);
     f.config = Some(path);
     let c = Config::load(&f).unwrap();
-    assert_eq!(c.uplinks.iter().map(|u| (u.name.as_str(), u.weight)).collect::<Vec<_>>(), [("isp1", 5), ("isp2", 1)]);
-    assert_eq!(c.lan, ["eth0"], "the same LAN from file and flag is listed once");
+    assert_eq!(
+        c.uplinks
+            .iter()
+            .map(|u| (u.name.as_str(), u.weight))
+            .collect::<Vec<_>>(),
+        [("isp1", 5), ("isp2", 1)]
+    );
+    assert_eq!(
+        c.lan,
+        ["eth0"],
+        "the same LAN from file and flag is listed once"
+    );
 }
 
 #[test]
@@ -116,7 +201,13 @@ fn durations() {
 }
 
 fn iface(name: &str, addr: [u8; 4], len: u8) -> Interface {
-    Interface { name: name.into(), index: 2, mac: [2, 0, 0, 0, 0, 1], mtu: 1500, ipv4: vec![(Ipv4Addr::from(addr), len)] }
+    Interface {
+        name: name.into(),
+        index: 2,
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        ipv4: vec![(Ipv4Addr::from(addr), len)],
+    }
 }
 
 fn facts() -> SystemFacts {
@@ -139,13 +230,30 @@ fn system_checks() {
 
     let c = Config::load(&flags(&[ISP1, "isp2,dev=eth2,gw=192.168.9.254"], &[])).unwrap();
     let e = c.resolve(&facts()).unwrap_err().to_string();
-    assert_eq!(e, r#"--uplink "isp2,dev=eth2,gw=192.168.9.254": gw 192.168.9.254 is not on eth2's subnet 192.168.2.0/24"#);
+    assert_eq!(
+        e,
+        r#"--uplink "isp2,dev=eth2,gw=192.168.9.254": gw 192.168.9.254 is not on eth2's subnet 192.168.2.0/24"#
+    );
 
     let c = Config::load(&flags(&[ISP1, "isp2,dev=eth7,gw=192.168.2.254"], &[])).unwrap();
-    assert!(c.resolve(&facts()).unwrap_err().to_string().ends_with(r#"dev "eth7": no such interface"#));
+    assert!(
+        c.resolve(&facts())
+            .unwrap_err()
+            .to_string()
+            .ends_with(r#"dev "eth7": no such interface"#)
+    );
 
-    let c = Config::load(&flags(&[ISP1, "isp2,dev=eth2,gw=192.168.2.254,src=192.168.2.7"], &[])).unwrap();
-    assert!(c.resolve(&facts()).unwrap_err().to_string().ends_with("src 192.168.2.7 is not an address of eth2"));
+    let c = Config::load(&flags(
+        &[ISP1, "isp2,dev=eth2,gw=192.168.2.254,src=192.168.2.7"],
+        &[],
+    ))
+    .unwrap();
+    assert!(
+        c.resolve(&facts())
+            .unwrap_err()
+            .to_string()
+            .ends_with("src 192.168.2.7 is not an address of eth2")
+    );
 
     let mut f = flags(&[ISP1], &[]);
     f.nat_ports = Some("50000-65535".into());
@@ -157,5 +265,12 @@ fn system_checks() {
     f.nat_ports = Some("61000-65535".into());
     let mut sys = facts();
     sys.services.push(("udp".into(), 62000));
-    assert!(Config::load(&f).unwrap().resolve(&sys).unwrap_err().message.contains("udp/62000"));
+    assert!(
+        Config::load(&f)
+            .unwrap()
+            .resolve(&sys)
+            .unwrap_err()
+            .message
+            .contains("udp/62000")
+    );
 }

@@ -25,7 +25,10 @@ pub struct Affinity {
 
 impl Affinity {
     pub fn new(idle_timeout_ms: u64) -> Affinity {
-        Affinity { destinations: AHashMap::new(), idle_timeout_ms }
+        Affinity {
+            destinations: AHashMap::new(),
+            idle_timeout_ms,
+        }
     }
 
     fn fresh(&self, d: &Destination, now: Timestamp) -> bool {
@@ -34,7 +37,10 @@ impl Affinity {
 
     /// The uplink `dst` is bound to, if the binding has not expired.
     pub fn lookup(&self, dst: u32, now: Timestamp) -> Option<UplinkId> {
-        self.destinations.get(&dst).filter(|d| self.fresh(d, now)).map(|d| d.uplink)
+        self.destinations
+            .get(&dst)
+            .filter(|d| self.fresh(d, now))
+            .map(|d| d.uplink)
     }
 
     /// A new flow to `dst` on `uplink`. Returns true when this binds the destination anew
@@ -43,7 +49,11 @@ impl Affinity {
         let timeout = self.idle_timeout_ms;
         match self.destinations.entry(dst) {
             Entry::Vacant(v) => {
-                v.insert(Destination { uplink, live_flows: 1, last_used: now });
+                v.insert(Destination {
+                    uplink,
+                    live_flows: 1,
+                    last_used: now,
+                });
                 true
             }
             Entry::Occupied(mut o) => {

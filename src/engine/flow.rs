@@ -45,7 +45,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Timeouts {
         Timeouts {
-            tcp_established: 7440_000,
+            tcp_established: 7_440_000,
             tcp_transitory: 240_000,
             tcp_reset: 10_000,
             udp: 300_000,
@@ -67,7 +67,11 @@ impl TcpSeen {
     const RST: u8 = 16;
 
     pub fn update(&mut self, outbound: bool, flags: u8) {
-        let (seen, fin) = if outbound { (Self::OUT, Self::FIN_OUT) } else { (Self::IN, Self::FIN_IN) };
+        let (seen, fin) = if outbound {
+            (Self::OUT, Self::FIN_OUT)
+        } else {
+            (Self::IN, Self::FIN_IN)
+        };
         self.0 |= seen;
         if flags & TCP_FIN != 0 {
             self.0 |= fin;
@@ -183,7 +187,13 @@ mod tests {
 
     fn flow(proto: u8, port: u16) -> Flow {
         Flow {
-            key: FlowKey { int_addr: 1, rem_addr: 2, int_port: port, rem_port: 80, proto },
+            key: FlowKey {
+                int_addr: 1,
+                rem_addr: 2,
+                int_port: port,
+                rem_port: 80,
+                proto,
+            },
             last_seen: Timestamp::from_millis(0),
             ext_port: 61000 + port,
             uplink: 0,
@@ -205,7 +215,9 @@ mod tests {
         assert_eq!(table.get_mut(&tcp.key).unwrap().ext_port, 61002);
 
         let mut ended = vec![];
-        table.expire(Timestamp::from_millis(t.udp), &t, |f| ended.push(f.key.int_port));
+        table.expire(Timestamp::from_millis(t.udp), &t, |f| {
+            ended.push(f.key.int_port)
+        });
         assert_eq!(ended, [1]);
         assert!(table.get_mut(&udp.key).is_none());
         assert!(table.get_reply_mut(&udp.reply_key()).is_none());

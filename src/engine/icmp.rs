@@ -12,7 +12,10 @@ use super::packet::{
 const ICMP_HEADER: usize = 8;
 
 pub fn is_error(icmp_type: u8) -> bool {
-    matches!(icmp_type, ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM)
+    matches!(
+        icmp_type,
+        ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+    )
 }
 
 /// The packet quoted in an ICMP error: its IPv4 header and the first 8 bytes of its transport
@@ -98,7 +101,11 @@ pub fn translate(
     // quoted packet: address, header checksum, port, and its transport checksum if quoted
     buf[emb_addr_at..emb_addr_at + 4].copy_from_slice(&addr.to_be_bytes());
     let emb_ip_check = emb.base + 10;
-    write_u16(buf, emb_ip_check, addr_delta.apply_complete(read_u16(buf, emb_ip_check)));
+    write_u16(
+        buf,
+        emb_ip_check,
+        addr_delta.apply_complete(read_u16(buf, emb_ip_check)),
+    );
     write_u16(buf, port_at, port);
     let (check_at, delta) = match emb.proto {
         PROTO_TCP => (emb.l4 + 16, addr_delta.plus(port_delta)),
@@ -116,7 +123,11 @@ pub fn translate(
     buf[outer_addr_at..outer_addr_at + 4].copy_from_slice(&addr.to_be_bytes());
     let outer_check = outer.base + 10;
     let outer_delta = Delta::new().addr(old_outer, addr);
-    write_u16(buf, outer_check, outer_delta.apply_complete(read_u16(buf, outer_check)));
+    write_u16(
+        buf,
+        outer_check,
+        outer_delta.apply_complete(read_u16(buf, outer_check)),
+    );
 
     write_u16(buf, outer.l4 + 2, 0);
     let c = checksum(&buf[outer.l4..outer.end], 0);

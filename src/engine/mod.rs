@@ -234,7 +234,13 @@ impl Engine {
             }
         }
         let (int_port, rem_port) = ip.ports(pkt);
-        let key = FlowKey { int_addr: ip.src, rem_addr: ip.dst, int_port, rem_port, proto: ip.proto };
+        let key = FlowKey {
+            int_addr: ip.src,
+            rem_addr: ip.dst,
+            int_port,
+            rem_port,
+            proto: ip.proto,
+        };
         let flags = ip.tcp_flags(pkt);
         let (uplink, ext_port) = match self.flows.get_mut(&key) {
             Some(flow) => {
@@ -258,9 +264,19 @@ impl Engine {
         if key.proto == PROTO_TCP && tcp_flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
         }
-        let uplink = self.choose_uplink(key.rem_addr, now).ok_or(DropReason::NoUplink)?;
-        let endpoint = Endpoint { addr: key.int_addr, port: key.int_port, proto: key.proto, uplink };
-        let ext_port = self.nat.acquire(endpoint).ok_or(DropReason::PortsExhausted)?;
+        let uplink = self
+            .choose_uplink(key.rem_addr, now)
+            .ok_or(DropReason::NoUplink)?;
+        let endpoint = Endpoint {
+            addr: key.int_addr,
+            port: key.int_port,
+            proto: key.proto,
+            uplink,
+        };
+        let ext_port = self
+            .nat
+            .acquire(endpoint)
+            .ok_or(DropReason::PortsExhausted)?;
         let counters = &mut self.counters.uplinks[usize::from(uplink)];
         counters.flows += 1;
         if self.affinity.attach(key.rem_addr, uplink, now) {
@@ -268,7 +284,13 @@ impl Engine {
         }
         let mut tcp = TcpSeen::default();
         tcp.update(true, tcp_flags);
-        self.flows.insert(Flow { key, last_seen: now, ext_port, uplink, tcp });
+        self.flows.insert(Flow {
+            key,
+            last_seen: now,
+            ext_port,
+            uplink,
+            tcp,
+        });
         Ok((uplink, ext_port))
     }
 
@@ -293,7 +315,11 @@ impl Engine {
         csum: &mut L4Checksum,
     ) -> Result<(), DropReason> {
         let ip = Ipv4::parse(pkt, 0)?;
-        let uplink_addr = self.uplinks.get(usize::from(uplink)).ok_or(DropReason::NotForUplink)?.addr;
+        let uplink_addr = self
+            .uplinks
+            .get(usize::from(uplink))
+            .ok_or(DropReason::NotForUplink)?
+            .addr;
         if ip.dst != uplink_addr {
             return Err(DropReason::NotForUplink);
         }
@@ -304,9 +330,21 @@ impl Engine {
                 t if icmp::is_error(t) => return self.inbound_error(uplink, pkt, &ip, csum),
                 _ => return Err(DropReason::UnsupportedIcmp),
             }
-            ReplyKey { rem_addr: ip.src, rem_port: 0, ext_port: src_port, proto: PROTO_ICMP, uplink }
+            ReplyKey {
+                rem_addr: ip.src,
+                rem_port: 0,
+                ext_port: src_port,
+                proto: PROTO_ICMP,
+                uplink,
+            }
         } else {
-            ReplyKey { rem_addr: ip.src, rem_port: src_port, ext_port: dst_port, proto: ip.proto, uplink }
+            ReplyKey {
+                rem_addr: ip.src,
+                rem_port: src_port,
+                ext_port: dst_port,
+                proto: ip.proto,
+                uplink,
+            }
         };
         let flow = self.flows.get_reply_mut(&reply).ok_or(DropReason::NoFlow)?;
         flow.last_seen = now;
@@ -373,7 +411,13 @@ impl Engine {
     /// Removes idle flows, returns their ports to the pools and lets idle destination
     /// bindings lapse.
     pub fn expire(&mut self, now: Timestamp) {
-        let Engine { flows, nat, affinity, timeouts, .. } = self;
+        let Engine {
+            flows,
+            nat,
+            affinity,
+            timeouts,
+            ..
+        } = self;
         flows.expire(now, timeouts, |f| {
             nat.release(Endpoint {
                 addr: f.key.int_addr,

@@ -37,7 +37,11 @@ struct PortPool {
 impl PortPool {
     fn new(first: u16, last: u16) -> PortPool {
         let size = u32::from(last - first) + 1;
-        PortPool { first, size, taken: vec![0; size.div_ceil(64) as usize] }
+        PortPool {
+            first,
+            size,
+            taken: vec![0; size.div_ceil(64) as usize],
+        }
     }
 
     fn is_taken(&self, i: u32) -> bool {
@@ -47,7 +51,9 @@ impl PortPool {
     /// Takes the first free port at or after `start` (wrapping), if any.
     fn take(&mut self, start: u32) -> Option<u16> {
         let start = start % self.size;
-        let i = (start..self.size).chain(0..start).find(|&i| !self.is_taken(i))?;
+        let i = (start..self.size)
+            .chain(0..start)
+            .find(|&i| !self.is_taken(i))?;
         self.taken[(i / 64) as usize] |= 1 << (i % 64);
         Some(self.first + i as u16)
     }
@@ -79,7 +85,11 @@ impl Nat {
         let pools = (0..uplinks)
             .map(|_| std::array::from_fn(|_| PortPool::new(ports.0, ports.1)))
             .collect();
-        Nat { mappings: AHashMap::new(), pools, rng: seed | 1 }
+        Nat {
+            mappings: AHashMap::new(),
+            pools,
+            rng: seed | 1,
+        }
     }
 
     /// xorshift64: a cheap, seeded spread of where port searches start (RFC 6056 asks that
@@ -136,7 +146,12 @@ mod tests {
     use std::collections::HashSet;
 
     fn ep(addr: u32, port: u16, proto: u8, uplink: UplinkId) -> Endpoint {
-        Endpoint { addr, port, proto, uplink }
+        Endpoint {
+            addr,
+            port,
+            proto,
+            uplink,
+        }
     }
 
     #[test]

@@ -118,7 +118,11 @@ impl Ipv4 {
     }
 
     pub fn tcp_flags(&self, buf: &[u8]) -> u8 {
-        if self.proto == PROTO_TCP { buf[self.l4 + 13] } else { 0 }
+        if self.proto == PROTO_TCP {
+            buf[self.l4 + 13]
+        } else {
+            0
+        }
     }
 
     pub fn icmp_type(&self, buf: &[u8]) -> u8 {
@@ -163,17 +167,29 @@ pub fn rewrite(buf: &mut [u8], ip: &Ipv4, end: End, addr: u32, port: u16, csum: 
     write_u32(buf, addr_at, addr);
     write_u16(buf, port_at, port);
     let ip_check = ip.base + IP_CHECKSUM;
-    write_u16(buf, ip_check, addr_delta.apply_complete(read_u16(buf, ip_check)));
+    write_u16(
+        buf,
+        ip_check,
+        addr_delta.apply_complete(read_u16(buf, ip_check)),
+    );
 
     let at = ip.l4_checksum_at();
     let old = read_u16(buf, at);
-    let pseudo = if ip.proto == PROTO_ICMP { Delta::new() } else { addr_delta };
+    let pseudo = if ip.proto == PROTO_ICMP {
+        Delta::new()
+    } else {
+        addr_delta
+    };
     let new = match csum {
         L4Checksum::Partial => pseudo.apply_partial(old),
         L4Checksum::Complete if ip.proto == PROTO_UDP && old == 0 => 0,
         L4Checksum::Complete => {
             let full = pseudo.plus(port_delta).apply_complete(old);
-            if ip.proto == PROTO_UDP && full == 0 { 0xffff } else { full }
+            if ip.proto == PROTO_UDP && full == 0 {
+                0xffff
+            } else {
+                full
+            }
         }
     };
     write_u16(buf, at, new);

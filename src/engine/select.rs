@@ -12,18 +12,25 @@ pub struct Prefix {
 impl Prefix {
     /// `None` when `len` exceeds 32.
     pub fn new(addr: u32, len: u8) -> Option<Prefix> {
-        (len <= 32).then(|| Prefix { addr: addr & Self::mask(len), len })
+        (len <= 32).then(|| Prefix {
+            addr: addr & Self::mask(len),
+            len,
+        })
     }
 
     fn mask(len: u8) -> u32 {
-        if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len))
+        }
     }
 
     pub fn contains(&self, addr: u32) -> bool {
         addr & Self::mask(self.len) == self.addr
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -55,9 +62,14 @@ pub struct Selector {
 impl Selector {
     pub fn new(weights: Vec<u32>, mut pins: Vec<Pin>) -> Selector {
         // Longest prefix first, so the first match is the one that wins.
-        pins.sort_by(|a, b| b.prefix.len.cmp(&a.prefix.len));
+        pins.sort_by_key(|p| std::cmp::Reverse(p.prefix.len));
         let n = weights.len();
-        Selector { weights, credit: vec![0; n], up: vec![true; n], pins }
+        Selector {
+            weights,
+            credit: vec![0; n],
+            up: vec![true; n],
+            pins,
+        }
     }
 
     pub fn set_up(&mut self, uplink: UplinkId, up: bool) {
@@ -72,7 +84,10 @@ impl Selector {
 
     /// The uplink of the longest pin covering `dst`, whether or not it is up.
     pub fn pinned(&self, dst: u32) -> Option<UplinkId> {
-        self.pins.iter().find(|p| p.prefix.contains(dst)).map(|p| p.uplink)
+        self.pins
+            .iter()
+            .find(|p| p.prefix.contains(dst))
+            .map(|p| p.uplink)
     }
 
     /// The next uplink by weight among the healthy ones; `None` when none is up.
@@ -114,7 +129,10 @@ mod tests {
             counts[usize::from(s.weighted().unwrap())] += 1;
             // within one pick of the exact share after every pick
             let total = n;
-            assert!((counts[0] * 3 - 2 * total).abs() <= 3, "after {n}: {counts:?}");
+            assert!(
+                (counts[0] * 3 - 2 * total).abs() <= 3,
+                "after {n}: {counts:?}"
+            );
         }
     }
 
@@ -132,9 +150,18 @@ mod tests {
     #[test]
     fn longest_pin_wins() {
         let pins = vec![
-            Pin { prefix: prefix([198, 19, 0, 0], 16), uplink: 0 },
-            Pin { prefix: prefix([198, 19, 200, 91], 32), uplink: 1 },
-            Pin { prefix: prefix([198, 19, 200, 0], 24), uplink: 2 },
+            Pin {
+                prefix: prefix([198, 19, 0, 0], 16),
+                uplink: 0,
+            },
+            Pin {
+                prefix: prefix([198, 19, 200, 91], 32),
+                uplink: 1,
+            },
+            Pin {
+                prefix: prefix([198, 19, 200, 0], 24),
+                uplink: 2,
+            },
         ];
         let s = Selector::new(vec![1, 1, 1], pins);
         assert_eq!(s.pinned(u32::from_be_bytes([198, 19, 200, 91])), Some(1));
@@ -145,7 +172,10 @@ mod tests {
 
     #[test]
     fn prefix_clears_host_bits_and_rejects_long_lengths() {
-        assert_eq!(prefix([10, 1, 2, 3], 8).addr(), u32::from_be_bytes([10, 0, 0, 0]));
+        assert_eq!(
+            prefix([10, 1, 2, 3], 8).addr(),
+            u32::from_be_bytes([10, 0, 0, 0])
+        );
         assert!(prefix([0, 0, 0, 0], 0).contains(0xffff_ffff));
         assert_eq!(Prefix::new(0, 33), None);
     }

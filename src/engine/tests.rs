@@ -15,8 +15,16 @@ const MIN: u64 = 60_000;
 fn config(ports: (u16, u16), pins: Vec<Pin>) -> EngineConfig {
     EngineConfig {
         uplinks: vec![
-            UplinkConfig { name: "isp1".into(), addr: UPLINK_1, weight: 2 },
-            UplinkConfig { name: "isp2".into(), addr: UPLINK_2, weight: 1 },
+            UplinkConfig {
+                name: "isp1".into(),
+                addr: UPLINK_1,
+                weight: 2,
+            },
+            UplinkConfig {
+                name: "isp2".into(),
+                addr: UPLINK_2,
+                weight: 1,
+            },
         ],
         pins,
         affinity_timeout_ms: 10 * MIN,
@@ -202,7 +210,10 @@ fn icmp_error_from_lan_about_a_reply_is_translated() {
 fn icmp_error_for_unknown_flow_is_dropped() {
     let mut e = single_port_engine();
     let mut err = UNREACH_IN;
-    assert_eq!(inb(&mut e, t(0), 0, &mut err), Verdict::Drop(DropReason::NoFlow));
+    assert_eq!(
+        inb(&mut e, t(0), 0, &mut err),
+        Verdict::Drop(DropReason::NoFlow)
+    );
     assert_eq!(err, UNREACH_IN, "a dropped packet is left as it was");
 }
 
@@ -227,11 +238,17 @@ fn replies_to_the_wrong_uplink_or_endpoint_are_dropped() {
     let mut p = UDP_OUT;
     out(&mut e, t(0), &mut p);
     let mut r = UDP_IN;
-    assert_eq!(inb(&mut e, t(1), 1, &mut r), Verdict::Drop(DropReason::NotForUplink));
+    assert_eq!(
+        inb(&mut e, t(1), 1, &mut r),
+        Verdict::Drop(DropReason::NotForUplink)
+    );
     // same uplink, but from another remote port: filtered (address and port dependent)
     let mut r = UDP_IN;
     r[20] = 0x01;
-    assert_eq!(inb(&mut e, t(1), 0, &mut r), Verdict::Drop(DropReason::NoFlow));
+    assert_eq!(
+        inb(&mut e, t(1), 0, &mut r),
+        Verdict::Drop(DropReason::NoFlow)
+    );
     assert_eq!(e.counters().drop_count(DropReason::NoFlow), 1);
     assert_eq!(e.counters().drop_count(DropReason::NotForUplink), 1);
 }
@@ -242,32 +259,59 @@ fn unparseable_and_unsupported_packets_are_counted_by_reason() {
     let cases: [(&[u8], DropReason); 6] = [
         (&[], DropReason::Malformed),
         (&TCP_SYN_OUT[..30], DropReason::Malformed),
-        (&[0x60, 0, 0, 0, 0, 8, 17, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], DropReason::NotIpv4),
+        (
+            &[
+                0x60, 0, 0, 0, 0, 8, 17, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            DropReason::NotIpv4,
+        ),
         (
             // GRE
-            &[0x45, 0, 0, 24, 0, 1, 0, 0, 64, 47, 0, 0, 198, 18, 3, 10, 198, 19, 0, 1, 0, 0, 8, 0],
+            &[
+                0x45, 0, 0, 24, 0, 1, 0, 0, 64, 47, 0, 0, 198, 18, 3, 10, 198, 19, 0, 1, 0, 0, 8, 0,
+            ],
             DropReason::UnsupportedProtocol,
         ),
         (
             // a non-first fragment of a UDP datagram
-            &[0x45, 0, 0, 28, 0, 1, 0, 0x10, 64, 17, 0, 0, 198, 18, 3, 10, 198, 19, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[
+                0x45, 0, 0, 28, 0, 1, 0, 0x10, 64, 17, 0, 0, 198, 18, 3, 10, 198, 19, 0, 1, 1, 2,
+                3, 4, 5, 6, 7, 8,
+            ],
             DropReason::Fragment,
         ),
         (
             // ICMP timestamp request
-            &[0x45, 0, 0, 28, 0, 1, 0, 0, 64, 1, 0, 0, 198, 18, 3, 10, 198, 19, 0, 1, 13, 0, 0, 0, 0, 0, 0, 0],
+            &[
+                0x45, 0, 0, 28, 0, 1, 0, 0, 64, 1, 0, 0, 198, 18, 3, 10, 198, 19, 0, 1, 13, 0, 0,
+                0, 0, 0, 0, 0,
+            ],
             DropReason::UnsupportedIcmp,
         ),
     ];
     for (bytes, reason) in cases {
         let mut p = bytes.to_vec();
-        assert_eq!(out(&mut e, t(0), &mut p), Verdict::Drop(reason), "{bytes:02x?}");
-        assert_eq!(e.counters().drop_count(reason), if reason == DropReason::Malformed { 1 + u64::from(bytes.len() == 30) } else { 1 });
+        assert_eq!(
+            out(&mut e, t(0), &mut p),
+            Verdict::Drop(reason),
+            "{bytes:02x?}"
+        );
+        assert_eq!(
+            e.counters().drop_count(reason),
+            if reason == DropReason::Malformed {
+                1 + u64::from(bytes.len() == 30)
+            } else {
+                1
+            }
+        );
     }
     // a header claiming more bytes than arrived
     let mut p = TCP_SYN_OUT;
     p[3] = 0x29;
-    assert_eq!(out(&mut e, t(0), &mut p), Verdict::Drop(DropReason::Malformed));
+    assert_eq!(
+        out(&mut e, t(0), &mut p),
+        Verdict::Drop(DropReason::Malformed)
+    );
 }
 
 #[test]
@@ -282,13 +326,19 @@ fn pool_exhaustion_is_a_counted_drop() {
     let mut b = UDP_OUT;
     b[21] ^= 1; // other source port (checksum no longer matters for the drop)
     assert_eq!(out(&mut e2, t(0), &mut a), Verdict::Uplink(0));
-    assert_eq!(out(&mut e2, t(0), &mut b), Verdict::Drop(DropReason::PortsExhausted));
+    assert_eq!(
+        out(&mut e2, t(0), &mut b),
+        Verdict::Drop(DropReason::PortsExhausted)
+    );
     assert_eq!(e2.counters().drop_count(DropReason::PortsExhausted), 1);
     // once the first flow expires its port is free again
     e2.expire(t(Timeouts::default().udp));
     let mut b = UDP_OUT;
     b[21] ^= 1;
-    assert_eq!(out(&mut e2, t(Timeouts::default().udp), &mut b), Verdict::Uplink(0));
+    assert_eq!(
+        out(&mut e2, t(Timeouts::default().udp), &mut b),
+        Verdict::Uplink(0)
+    );
 }
 
 #[test]
@@ -297,7 +347,10 @@ fn no_uplink_up_is_a_counted_drop() {
     e.set_uplink_up(0, false);
     e.set_uplink_up(1, false);
     let mut p = UDP_OUT;
-    assert_eq!(out(&mut e, t(0), &mut p), Verdict::Drop(DropReason::NoUplink));
+    assert_eq!(
+        out(&mut e, t(0), &mut p),
+        Verdict::Drop(DropReason::NoUplink)
+    );
     assert_eq!(e.counters().drop_count(DropReason::NoUplink), 1);
 }
 
@@ -331,7 +384,11 @@ fn fix_checksums(p: &mut [u8]) {
         _ => l4 + 2,
     };
     write_u16(p, at, 0);
-    let init = if proto == 1 { 0 } else { pseudo_header(src, dst, proto, (p.len() - l4) as u16) };
+    let init = if proto == 1 {
+        0
+    } else {
+        pseudo_header(src, dst, proto, (p.len() - l4) as u16)
+    };
     let mut c = checksum(&p[l4..], init);
     if proto == 17 && c == 0 {
         c = 0xffff;
@@ -349,9 +406,14 @@ fn weighted_shares_over_new_destinations_stay_within_one() {
     let mut seen = [0i64; 2];
     for i in 1..=90 {
         let mut p = udp_packet(LAN, dst(i), 5000, 53, b"q");
-        let Verdict::Uplink(u) = out(&mut e, t(0), &mut p) else { panic!("dropped") };
+        let Verdict::Uplink(u) = out(&mut e, t(0), &mut p) else {
+            panic!("dropped")
+        };
         seen[usize::from(u)] += 1;
-        assert!((3 * seen[0] - 2 * i64::from(i)).abs() <= 3, "after {i}: {seen:?}");
+        assert!(
+            (3 * seen[0] - 2 * i64::from(i)).abs() <= 3,
+            "after {i}: {seen:?}"
+        );
     }
     assert_eq!(seen, [60, 30]);
     assert_eq!(e.counters().uplinks[0].destinations, 60);
@@ -389,7 +451,10 @@ fn lan_endpoint_keeps_its_external_port_across_destinations() {
 
 #[test]
 fn pins_win_and_do_not_count_against_weights() {
-    let pin = Pin { prefix: Prefix::new(dst(91), 32).unwrap(), uplink: 1 };
+    let pin = Pin {
+        prefix: Prefix::new(dst(91), 32).unwrap(),
+        uplink: 1,
+    };
     let mut e = Engine::new(config((61000, 65535), vec![pin]));
     for _ in 0..5 {
         let mut p = udp_packet(LAN, dst(91), 6667, 6667, b"irc");
@@ -401,12 +466,18 @@ fn pins_win_and_do_not_count_against_weights() {
     let picks: Vec<_> = (1..=3)
         .map(|i| out(&mut e, t(0), &mut udp_packet(LAN, dst(i), 5000, 53, b"q")))
         .collect();
-    assert_eq!(picks, [Verdict::Uplink(0), Verdict::Uplink(1), Verdict::Uplink(0)]);
+    assert_eq!(
+        picks,
+        [Verdict::Uplink(0), Verdict::Uplink(1), Verdict::Uplink(0)]
+    );
 }
 
 #[test]
 fn pinned_destination_falls_back_when_its_uplink_is_down() {
-    let pin = Pin { prefix: Prefix::new(dst(91), 32).unwrap(), uplink: 1 };
+    let pin = Pin {
+        prefix: Prefix::new(dst(91), 32).unwrap(),
+        uplink: 1,
+    };
     let mut e = Engine::new(config((61000, 65535), vec![pin]));
     e.set_uplink_up(1, false);
     let mut p = udp_packet(LAN, dst(91), 6667, 6667, b"irc");
@@ -418,27 +489,43 @@ fn affinity_holds_for_the_idle_timeout_after_the_last_flow() {
     let udp_timeout = Timeouts::default().udp;
     let mut e = Engine::new(config((61000, 65535), vec![]));
     // dst(1) takes uplink 0; the next weighted pick would be uplink 1
-    assert_eq!(out(&mut e, t(0), &mut udp_packet(LAN, dst(1), 1, 53, b"q")), Verdict::Uplink(0));
+    assert_eq!(
+        out(&mut e, t(0), &mut udp_packet(LAN, dst(1), 1, 53, b"q")),
+        Verdict::Uplink(0)
+    );
     // last packet at 1 min; the flow expires 5 min later; the binding 10 min after the packet
-    assert_eq!(out(&mut e, t(MIN), &mut udp_packet(LAN, dst(1), 1, 53, b"q")), Verdict::Uplink(0));
+    assert_eq!(
+        out(&mut e, t(MIN), &mut udp_packet(LAN, dst(1), 1, 53, b"q")),
+        Verdict::Uplink(0)
+    );
     e.expire(t(MIN + udp_timeout));
     assert_eq!(e.flow_count(), 0);
     assert_eq!(e.destination_count(), 1);
     let now = MIN + 10 * MIN - 1;
     e.expire(t(now));
-    assert_eq!(out(&mut e, t(now), &mut udp_packet(LAN, dst(1), 2, 53, b"q")), Verdict::Uplink(0));
+    assert_eq!(
+        out(&mut e, t(now), &mut udp_packet(LAN, dst(1), 2, 53, b"q")),
+        Verdict::Uplink(0)
+    );
     // that new flow refreshed the binding; let it lapse fully this time
     let later = now + udp_timeout + 10 * MIN;
     e.expire(t(later));
     assert_eq!(e.destination_count(), 0);
-    assert_eq!(out(&mut e, t(later), &mut udp_packet(LAN, dst(1), 3, 53, b"q")), Verdict::Uplink(1));
+    assert_eq!(
+        out(&mut e, t(later), &mut udp_packet(LAN, dst(1), 3, 53, b"q")),
+        Verdict::Uplink(1)
+    );
 }
 
 #[test]
 fn expiry_returns_ports_and_keeps_live_flows() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     out(&mut e, t(0), &mut udp_packet(LAN, dst(1), 1, 53, b"q"));
-    out(&mut e, t(200_000), &mut udp_packet(LAN, dst(2), 2, 53, b"q"));
+    out(
+        &mut e,
+        t(200_000),
+        &mut udp_packet(LAN, dst(2), 2, 53, b"q"),
+    );
     e.expire(t(Timeouts::default().udp));
     assert_eq!((e.flow_count(), e.mapping_count()), (1, 1));
 }
@@ -458,7 +545,7 @@ proptest! {
     /// host gets exactly the reply to what it sent.
     #[test]
     fn translate_then_reverse_is_identity(
-        src in any::<u32>(), d in any::<u32>(), sport in any::<u16>(), dport in 1u16.., 
+        src in any::<u32>(), d in any::<u32>(), sport in any::<u16>(), dport in 1u16..,
         payload in proptest::collection::vec(any::<u8>(), 0..64),
     ) {
         let mut e = Engine::new(config((61000, 65535), vec![]));

@@ -84,12 +84,18 @@ pub fn run(shared: &Shared, targets: &[ArpTarget]) -> io::Result<()> {
                 continue;
             }
             while let Ok(n) = t.socket.recv(&mut buf) {
-                let Some(mac) = sender_mac(&buf[..n], t.gateway) else { continue };
+                let Some(mac) = sender_mac(&buf[..n], t.gateway) else {
+                    continue;
+                };
                 let path = &shared.uplinks[i];
                 let old = path.gateway_mac.swap(mac_to_u64(mac), Ordering::Relaxed);
                 if old != mac_to_u64(mac) {
                     tracing::info!(uplink = %path.name, mac = %format_mac(mac), "gateway resolved");
-                    shared.engine.lock().unwrap_or_else(|p| p.into_inner()).set_uplink_up(i as u8, true);
+                    shared
+                        .engine
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .set_uplink_up(i as u8, true);
                 }
             }
         }
@@ -98,7 +104,10 @@ pub fn run(shared: &Shared, targets: &[ArpTarget]) -> io::Result<()> {
 }
 
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

@@ -31,11 +31,19 @@ pub fn list() -> io::Result<Vec<Interface>> {
             continue;
         }
         // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
         let idx = match out.iter().position(|i| i.name == name) {
             Some(i) => i,
             None => {
-                out.push(Interface { name, index: 0, mac: [0; 6], mtu: 0, ipv4: Vec::new() });
+                out.push(Interface {
+                    name,
+                    index: 0,
+                    mac: [0; 6],
+                    mtu: 0,
+                    ipv4: Vec::new(),
+                });
                 out.len() - 1
             }
         };
@@ -58,7 +66,9 @@ pub fn list() -> io::Result<Vec<Interface>> {
                 )
             };
             let prefix = u32::from_be(mask.sin_addr.s_addr).leading_ones() as u8;
-            entry.ipv4.push((Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)), prefix));
+            entry
+                .ipv4
+                .push((Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)), prefix));
         }
     }
     // SAFETY: `head` came from getifaddrs and is freed once.
@@ -71,10 +81,15 @@ pub fn list() -> io::Result<Vec<Interface>> {
 
 fn mtu(name: &str) -> io::Result<u32> {
     // SAFETY: socket() with integer arguments.
-    let sock = own(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let sock =
+        own(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: ifreq is plain old data; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (dst, src) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *dst = src as libc::c_char;
     }
     use std::os::fd::AsRawFd;

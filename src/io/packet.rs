@@ -47,25 +47,28 @@ const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// Jump offsets count instructions after the jump.
 pub fn reply_filter(addr: u32, ports: (u16, u16)) -> Vec<libc::sock_filter> {
     vec![
-        op(LD_H_ABS, 0, 0, 12),                // 0: ethertype
-        op(JEQ, 0, 11, u32::from(ETH_P_IP)),   // 1: else drop (13)
-        op(LD_W_ABS, 0, 0, 30),                // 2: IPv4 destination
-        op(JEQ, 0, 9, addr),                   // 3: else drop
-        op(LD_B_ABS, 0, 0, 23),                // 4: protocol
-        op(JEQ, 6, 0, 1),                      // 5: ICMP: accept (12)
-        op(JEQ, 1, 0, 6),                      // 6: TCP: ports (8)
-        op(JEQ, 0, 5, 17),                     // 7: UDP: ports, else drop
+        op(LD_H_ABS, 0, 0, 12),                 // 0: ethertype
+        op(JEQ, 0, 11, u32::from(ETH_P_IP)),    // 1: else drop (13)
+        op(LD_W_ABS, 0, 0, 30),                 // 2: IPv4 destination
+        op(JEQ, 0, 9, addr),                    // 3: else drop
+        op(LD_B_ABS, 0, 0, 23),                 // 4: protocol
+        op(JEQ, 6, 0, 1),                       // 5: ICMP: accept (12)
+        op(JEQ, 1, 0, 6),                       // 6: TCP: ports (8)
+        op(JEQ, 0, 5, 17),                      // 7: UDP: ports, else drop
         op(LDX_B_MSH, 0, 0, ETH_HEADER as u32), // 8: X = IPv4 header length
-        op(LD_H_IND, 0, 0, 16),                // 9: destination port at 14 + X + 2
-        op(JGE, 0, 2, u32::from(ports.0)),     // 10: below the pool: drop
-        op(JGT, 1, 0, u32::from(ports.1)),     // 11: above the pool: drop
-        op(RET, 0, 0, u32::MAX),               // 12: accept whole
-        op(RET, 0, 0, 0),                      // 13: drop
+        op(LD_H_IND, 0, 0, 16),                 // 9: destination port at 14 + X + 2
+        op(JGE, 0, 2, u32::from(ports.0)),      // 10: below the pool: drop
+        op(JGT, 1, 0, u32::from(ports.1)),      // 11: above the pool: drop
+        op(RET, 0, 0, u32::MAX),                // 12: accept whole
+        op(RET, 0, 0, 0),                       // 13: drop
     ]
 }
 
 fn attach_filter(fd: &OwnedFd, filter: &[libc::sock_filter]) -> io::Result<()> {
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
@@ -95,16 +98,26 @@ fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
 impl PacketSocket {
     /// A data socket on `ifindex` for IPv4 frames passing `filter`, with the virtio-net header,
     /// joined to fanout group `fanout_group` (one group per uplink).
-    pub fn open_data(ifindex: u32, filter: &[libc::sock_filter], fanout_group: u16) -> io::Result<PacketSocket> {
+    pub fn open_data(
+        ifindex: u32,
+        filter: &[libc::sock_filter],
+        fanout_group: u16,
+    ) -> io::Result<PacketSocket> {
         let fd = raw_socket()?;
         setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &1 as &libc::c_int,
+        )?;
         // The default queue holds only a few 64 KiB GSO frames; a burst would be dropped.
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER)?;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
         attach_filter(&fd, filter)?;
         bind(&fd, ifindex, ETH_P_IP)?;
-        let fanout = u32::from(fanout_group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        let fanout =
+            u32::from(fanout_group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
         setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT, &fanout)?;
         set_nonblocking(&fd)?;
         Ok(PacketSocket { fd })
@@ -113,7 +126,12 @@ impl PacketSocket {
     /// A socket for ARP frames on `ifindex` (no virtio-net header).
     pub fn open_arp(ifindex: u32) -> io::Result<PacketSocket> {
         let fd = raw_socket()?;
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &1 as &libc::c_int,
+        )?;
         bind(&fd, ifindex, ETH_P_ARP)?;
         set_nonblocking(&fd)?;
         Ok(PacketSocket { fd })
@@ -142,17 +160,43 @@ mod tests {
     fn run(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {
         let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
         let load = |at: usize, n: usize| -> Option<u32> {
-            pkt.get(at..at + n).map(|b| b.iter().fold(0u32, |v, &byte| v << 8 | u32::from(byte)))
+            pkt.get(at..at + n)
+                .map(|b| b.iter().fold(0u32, |v, &byte| v << 8 | u32::from(byte)))
         };
         loop {
             let i = prog[pc];
             pc += 1;
             match i.code {
-                LD_H_ABS => a = match load(i.k as usize, 2) { Some(v) => v, None => return 0 },
-                LD_W_ABS => a = match load(i.k as usize, 4) { Some(v) => v, None => return 0 },
-                LD_B_ABS => a = match load(i.k as usize, 1) { Some(v) => v, None => return 0 },
-                LDX_B_MSH => x = match load(i.k as usize, 1) { Some(v) => (v & 0xf) * 4, None => return 0 },
-                LD_H_IND => a = match load((x + i.k) as usize, 2) { Some(v) => v, None => return 0 },
+                LD_H_ABS => {
+                    a = match load(i.k as usize, 2) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
+                LD_W_ABS => {
+                    a = match load(i.k as usize, 4) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
+                LD_B_ABS => {
+                    a = match load(i.k as usize, 1) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
+                LDX_B_MSH => {
+                    x = match load(i.k as usize, 1) {
+                        Some(v) => (v & 0xf) * 4,
+                        None => return 0,
+                    }
+                }
+                LD_H_IND => {
+                    a = match load((x + i.k) as usize, 2) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
                 JEQ => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
                 JGE => pc += usize::from(if a >= i.k { i.jt } else { i.jf }),
                 JGT => pc += usize::from(if a > i.k { i.jt } else { i.jf }),

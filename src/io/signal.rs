@@ -20,7 +20,11 @@ pub fn block_stop_signals() -> io::Result<()> {
     let set = stop_signals();
     // SAFETY: `set` is initialised; the old mask is not wanted.
     let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if ret != 0 { Err(io::Error::from_raw_os_error(ret)) } else { Ok(()) }
+    if ret != 0 {
+        Err(io::Error::from_raw_os_error(ret))
+    } else {
+        Ok(())
+    }
 }
 
 /// Waits for SIGINT or SIGTERM (which must be blocked) and returns its number.
@@ -29,7 +33,11 @@ pub fn wait_for_stop_signal() -> io::Result<i32> {
     let mut sig: libc::c_int = 0;
     // SAFETY: both pointers refer to live values.
     let ret = unsafe { libc::sigwait(&set, &mut sig) };
-    if ret != 0 { Err(io::Error::from_raw_os_error(ret)) } else { Ok(sig) }
+    if ret != 0 {
+        Err(io::Error::from_raw_os_error(ret))
+    } else {
+        Ok(sig)
+    }
 }
 
 /// Sends `sig` to this process (used to wake the signal thread when stopping for another

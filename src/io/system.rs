@@ -32,19 +32,32 @@ pub fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), Sy
     let command = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| SystemError::Spawn { program: program.into(), source })?;
+        .map_err(|source| SystemError::Spawn {
+            program: program.into(),
+            source,
+        })?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).map_err(io_err(format!("writing to `{command}`")))?;
+        pipe.write_all(input.as_bytes())
+            .map_err(io_err(format!("writing to `{command}`")))?;
     }
-    let out = child.wait_with_output().map_err(io_err(format!("waiting for `{command}`")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(io_err(format!("waiting for `{command}`")))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(SystemError::Command { command, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(SystemError::Command {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -57,7 +70,9 @@ pub fn sysctl_path(key: &str) -> PathBuf {
 }
 
 pub fn read_sysctl(key: &str) -> Result<String, SystemError> {
-    fs::read_to_string(sysctl_path(key)).map(|s| s.trim().to_string()).map_err(io_err(format!("reading sysctl {key}")))
+    fs::read_to_string(sysctl_path(key))
+        .map(|s| s.trim().to_string())
+        .map_err(io_err(format!("reading sysctl {key}")))
 }
 
 pub fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
@@ -117,7 +132,9 @@ pub struct Plumbing {
 /// `dir/NAME-NETNS.undo`: one journal per TUN name and network namespace, so gateways in
 /// different namespaces (the test beds) never share one.
 pub fn journal_path(dir: &Path, tun: &str) -> Result<PathBuf, SystemError> {
-    let ns = fs::metadata("/proc/self/ns/net").map_err(io_err("reading /proc/self/ns/net"))?.ino();
+    let ns = fs::metadata("/proc/self/ns/net")
+        .map_err(io_err("reading /proc/self/ns/net"))?
+        .ino();
     Ok(dir.join(format!("{tun}-{ns}.undo")))
 }
 
@@ -141,7 +158,13 @@ impl Plumbing {
             fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
         fs::write(&journal, "").map_err(io_err(format!("creating {}", journal.display())))?;
-        Ok((Plumbing { journal, undo: Vec::new() }, leftovers))
+        Ok((
+            Plumbing {
+                journal,
+                undo: Vec::new(),
+            },
+            leftovers,
+        ))
     }
 
     fn record(&mut self, undo: Undo) -> Result<(), SystemError> {
@@ -149,7 +172,9 @@ impl Plumbing {
             .append(true)
             .open(&self.journal)
             .map_err(io_err(format!("opening {}", self.journal.display())))?;
-        writeln!(f, "{}", undo.to_line()).and_then(|_| f.sync_data()).map_err(io_err("writing the undo journal"))?;
+        writeln!(f, "{}", undo.to_line())
+            .and_then(|_| f.sync_data())
+            .map_err(io_err("writing the undo journal"))?;
         self.undo.push(undo);
         Ok(())
     }
@@ -187,7 +212,8 @@ impl Plumbing {
                 first_error.get_or_insert(e);
             }
         }
-        fs::remove_file(&self.journal).map_err(io_err(format!("removing {}", self.journal.display())))?;
+        fs::remove_file(&self.journal)
+            .map_err(io_err(format!("removing {}", self.journal.display())))?;
         first_error.map_or(Ok(()), Err)
     }
 }
@@ -230,13 +256,19 @@ pub fn local_service_ports(addrs: &[Ipv4Addr]) -> Result<Vec<(String, u16)>, Sys
         let text = fs::read_to_string(file).map_err(io_err(format!("reading {file}")))?;
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (f.get(1), f.get(3)) else { continue };
+            let (Some(local), Some(state)) = (f.get(1), f.get(3)) else {
+                continue;
+            };
             // TCP: only listeners (0A); UDP: every bound socket (07 = unconnected)
             if proto == "tcp" && *state != "0A" {
                 continue;
             }
-            let Some((a, p)) = local.split_once(':') else { continue };
-            let (Ok(a), Ok(p)) = (u32::from_str_radix(a, 16), u16::from_str_radix(p, 16)) else { continue };
+            let Some((a, p)) = local.split_once(':') else {
+                continue;
+            };
+            let (Ok(a), Ok(p)) = (u32::from_str_radix(a, 16), u16::from_str_radix(p, 16)) else {
+                continue;
+            };
             // the kernel prints the network-order address as a native-endian integer
             let addr = Ipv4Addr::from(a.to_ne_bytes());
             if addr.is_unspecified() || addrs.contains(&addr) {
@@ -267,10 +299,15 @@ mod tests {
     fn guard_table_is_one_batch_with_a_rule_per_uplink() {
         let json = guard_table_json(
             "wanlb_t",
-            &[("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)), ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1))],
+            &[
+                ("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)),
+                ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1)),
+            ],
             (61000, 65535),
         );
-        assert!(json.starts_with(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"wanlb_t"}}}"#));
+        assert!(
+            json.starts_with(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"wanlb_t"}}}"#)
+        );
         assert_eq!(json.matches(r#""drop":null"#).count(), 2);
         assert!(json.contains(r#""right":"198.18.2.1""#));
         assert!(json.contains(r#""range":[61000,65535]"#));

@@ -32,7 +32,10 @@ pub struct TunQueue {
 
 fn ifreq(name: &str, flags: libc::c_short) -> io::Result<libc::ifreq> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name must be 1 to 15 bytes"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name must be 1 to 15 bytes",
+        ));
     }
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -72,7 +75,15 @@ fn open_dev(path: &CStr) -> io::Result<OwnedFd> {
 fn set_offload(fd: &OwnedFd) -> io::Result<bool> {
     let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
     // SAFETY: TUNSETOFFLOAD takes its argument by value.
-    if check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, base | TUN_F_USO4 | TUN_F_USO6) }).is_ok() {
+    if check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETOFFLOAD,
+            base | TUN_F_USO4 | TUN_F_USO6,
+        )
+    })
+    .is_ok()
+    {
         return Ok(true);
     }
     // SAFETY: as above.

@@ -73,7 +73,10 @@ mod tests {
         // TCPv4 GSO, partial checksum at IP offset 20 + 16, as TUN hands it over
         let bytes = [0x01, 0x01, 0x42, 0x00, 0xa8, 0x05, 0x14, 0x00, 0x10, 0x00];
         let h = VnetHeader::read(&bytes);
-        assert_eq!((h.gso_size, h.csum_start, h.csum_offset, h.hdr_len), (1448, 20, 16, 66));
+        assert_eq!(
+            (h.gso_size, h.csum_start, h.csum_offset, h.hdr_len),
+            (1448, 20, 16, 66)
+        );
         let eth = h.shifted(14);
         assert_eq!((eth.csum_start, eth.hdr_len), (34, 80));
         let mut out = [0u8; LEN];
@@ -83,7 +86,10 @@ mod tests {
 
     #[test]
     fn offsets_without_meaning_are_left_alone() {
-        let h = VnetHeader { csum_start: 7, ..VnetHeader::default() };
+        let h = VnetHeader {
+            csum_start: 7,
+            ..VnetHeader::default()
+        };
         assert_eq!(h.shifted(14), h);
     }
 }

@@ -92,7 +92,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(engine: Engine, uplinks: Vec<UplinkPath>) -> Shared {
-        Shared { engine: Mutex::new(engine), uplinks, stop: AtomicBool::new(false), io: IoCounters::default(), start: Instant::now() }
+        Shared {
+            engine: Mutex::new(engine),
+            uplinks,
+            stop: AtomicBool::new(false),
+            io: IoCounters::default(),
+            start: Instant::now(),
+        }
     }
 
     /// The engine's clock: milliseconds since start.
@@ -108,7 +114,11 @@ impl Shared {
 }
 
 fn csum_state(h: &VnetHeader) -> L4Checksum {
-    if h.needs_csum() { L4Checksum::Partial } else { L4Checksum::Complete }
+    if h.needs_csum() {
+        L4Checksum::Partial
+    } else {
+        L4Checksum::Complete
+    }
 }
 
 /// The header to send on: offsets moved by `shift`, and no checksum request if the engine
@@ -177,12 +187,18 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let header = header_at(buf, ETH_HEADER);
         let mut csum = csum_state(&header);
         let now = self.shared.now();
-        let verdict = self.shared.engine().outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum);
+        let verdict =
+            self.shared
+                .engine()
+                .outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum);
         let Verdict::Uplink(u) = verdict else { return };
         let path = &self.shared.uplinks[usize::from(u)];
         let gateway = path.gateway_mac.load(Ordering::Relaxed);
         if gateway == 0 {
-            self.shared.io.no_gateway_mac.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .io
+                .no_gateway_mac
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         let mut out = [0u8; vnet::LEN];
@@ -192,7 +208,10 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         eth[0..6].copy_from_slice(&u64_to_mac(gateway));
         eth[6..12].copy_from_slice(&path.mac);
         eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-        if self.uplinks[usize::from(u)].send(&buf[..ETH_HEADER + n]).is_err() {
+        if self.uplinks[usize::from(u)]
+            .send(&buf[..ETH_HEADER + n])
+            .is_err()
+        {
             self.shared.io.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -207,7 +226,10 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let header = header_at(buf, 0);
         let mut csum = csum_state(&header);
         let now = self.shared.now();
-        let verdict = self.shared.engine().inbound(now, u, &mut buf[ip_at..n], &mut csum);
+        let verdict = self
+            .shared
+            .engine()
+            .inbound(now, u, &mut buf[ip_at..n], &mut csum);
         if verdict != Verdict::Tun {
             return;
         }
@@ -217,7 +239,10 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         passed_on(header, -(ETH_HEADER as i32), csum).write(&mut out);
         buf[ETH_HEADER..ip_at].copy_from_slice(&out);
         if self.tun.send(&buf[ETH_HEADER..ip_at + ip_len]).is_err() {
-            self.shared.io.tun_write_errors.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .io
+                .tun_write_errors
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -1,0 +1,35 @@
+# Shared by the scripts: install what they need, build once.
+
+# ensure_tools TOOL:PACKAGE ...  installs the Debian packages of missing tools.
+ensure_tools() {
+  local missing=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "missing packages ${missing[*]}: run as root so they can be installed" >&2
+      exit 1
+    fi
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_rust() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is missing: install Rust (https://rustup.rs), then run this again" >&2
+    exit 1
+  fi
+}
+
+require_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "$0 needs root: it creates network namespaces" >&2
+    exit 1
+  fi
+}
+
+BASE_TOOLS=(ip:iproute2 nft:nftables ping:iputils-ping)

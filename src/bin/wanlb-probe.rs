@@ -1,0 +1,264 @@
+//! wanlb-probe: the test and demo peer. `serve` runs in the simulated internet and tells each
+//! UDP client which address and port it saw (that is, which uplink and NAT port the flow
+//! took); `spread` opens flows to many destinations and reports where each went; `tcp-check`
+//! pushes a byte stream through a TCP echo and checks every byte that comes back.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wanlb-probe", version, about = "Test and demo peer for wanlb")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer UDP on every address of the given prefixes ("SEEN ip:port" + the request), and
+    /// echo TCP on --tcp. Runs until killed.
+    Serve {
+        /// Prefixes to answer UDP on, e.g. 198.19.0.0/24 (repeatable; at most 4096 addresses).
+        #[arg(long, value_name = "CIDR")]
+        udp: Vec<String>,
+        #[arg(long, default_value_t = 7)]
+        udp_port: u16,
+        /// Address to accept TCP echo connections on.
+        #[arg(long, value_name = "IP:PORT")]
+        tcp: Option<SocketAddrV4>,
+    },
+    /// Open FLOWS new UDP flows to each of COUNT destinations starting at DST and print, per
+    /// flow, "DST SEEN-ADDR:PORT", then a summary per seen address.
+    Spread {
+        #[arg(long)]
+        dst: Ipv4Addr,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value_t = 1)]
+        flows: u32,
+        #[arg(long, default_value_t = 7)]
+        port: u16,
+    },
+    /// Send BYTES pseudo-random bytes to a TCP echo and verify what comes back.
+    TcpCheck {
+        #[arg(long, value_name = "IP:PORT")]
+        dst: SocketAddrV4,
+        #[arg(long, default_value_t = 20_000_000)]
+        bytes: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve { udp, udp_port, tcp } => serve(&udp, udp_port, tcp),
+        Command::Spread {
+            dst,
+            count,
+            flows,
+            port,
+        } => spread(dst, count, flows, port),
+        Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wanlb-probe: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn prefix_addrs(cidr: &str) -> Result<Vec<Ipv4Addr>> {
+    let (a, l) = cidr.split_once('/').unwrap_or((cidr, "32"));
+    let base: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("--udp {cidr:?}: not an IPv4 prefix"))?;
+    let len: u32 = l
+        .parse()
+        .ok()
+        .filter(|l| (20..=32).contains(l))
+        .ok_or(format!("--udp {cidr:?}: length must be 20 to 32"))?;
+    let first = u32::from(base) & (u32::MAX << (32 - len));
+    Ok((0..1u32 << (32 - len))
+        .map(|i| Ipv4Addr::from(first + i))
+        .collect())
+}
+
+fn serve(prefixes: &[String], port: u16, tcp: Option<SocketAddrV4>) -> Result<()> {
+    if let Some(addr) = tcp {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("TCP {addr}: {e}"))?;
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || echo(conn));
+            }
+        });
+    }
+    let mut sockets = Vec::new();
+    for p in prefixes {
+        for a in prefix_addrs(p)? {
+            let s = UdpSocket::bind((a, port)).map_err(|e| format!("UDP {a}:{port}: {e}"))?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            sockets.push(s);
+        }
+    }
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    if sockets.is_empty() {
+        loop {
+            std::thread::park();
+        }
+    }
+    let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
+    let mut ready = Vec::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        wanlb::io::poll_readable(&fds, 1000, &mut ready).map_err(|e| e.to_string())?;
+        for (s, _) in sockets.iter().zip(&ready).filter(|(_, r)| **r) {
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let mut reply = format!("SEEN {from}\n").into_bytes();
+                reply.extend_from_slice(&buf[..n.min(1024)]);
+                let _ = s.send_to(&reply, from);
+            }
+        }
+    }
+}
+
+fn echo(mut conn: TcpStream) {
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// Sends one request on a fresh socket (a new flow) and returns the address the far end saw.
+fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .map_err(|e| e.to_string())?;
+    let request = format!("probe {dst}");
+    let mut buf = [0u8; 2048];
+    for _ in 0..6 {
+        s.send_to(request.as_bytes(), dst)
+            .map_err(|e| format!("send to {dst}: {e}"))?;
+        let Ok((n, from)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let Some((first, rest)) = text.split_once('\n') else {
+            return Err(format!("{dst}: bad reply {text:?}"));
+        };
+        if from != dst || rest != request {
+            return Err(format!(
+                "{dst}: reply from {from} echoed {rest:?}, expected {request:?}"
+            ));
+        }
+        let seen = first.strip_prefix("SEEN ").and_then(|a| a.parse().ok());
+        return seen.ok_or(format!("{dst}: bad reply {first:?}"));
+    }
+    Err(format!("{dst}: no reply"))
+}
+
+fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16) -> Result<()> {
+    let mut summary: Vec<(Ipv4Addr, u32, u32)> = Vec::new();
+    for i in 0..count {
+        let d = SocketAddr::from((Ipv4Addr::from(u32::from(dst) + i), port));
+        let mut seen_here: Vec<Ipv4Addr> = Vec::new();
+        for _ in 0..flows {
+            let seen = one_flow(d)?;
+            println!("{} {}", d.ip(), seen);
+            let SocketAddr::V4(v4) = seen else {
+                return Err(format!("{d}: IPv6 seen"));
+            };
+            let ip = *v4.ip();
+            let entry = match summary.iter_mut().find(|e| e.0 == ip) {
+                Some(e) => e,
+                None => {
+                    summary.push((ip, 0, 0));
+                    summary.last_mut().expect("just pushed")
+                }
+            };
+            entry.2 += 1;
+            if !seen_here.contains(&ip) {
+                seen_here.push(ip);
+                entry.1 += 1;
+            }
+        }
+    }
+    summary.sort();
+    for (ip, dests, flows) in summary {
+        println!("via {ip}: {dests} destinations, {flows} flows");
+    }
+    Ok(())
+}
+
+/// xorshift64 stream: the sender and the checker make the same bytes from the same seed.
+struct Stream(u64);
+
+impl Stream {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            chunk.copy_from_slice(&self.0.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+fn tcp_check(dst: SocketAddrV4, bytes: u64) -> Result<()> {
+    const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+    const CHUNK: usize = 64 * 1024;
+    let conn = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))
+        .map_err(|e| format!("connect {dst}: {e}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut writer = conn.try_clone().map_err(|e| e.to_string())?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut s = Stream(SEED);
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            s.fill(&mut buf[..n]);
+            writer.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        writer.shutdown(std::net::Shutdown::Write)
+    });
+    let mut reader = conn;
+    let mut expected = Stream(SEED);
+    let (mut got, mut want) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let mut received = 0u64;
+    let mut hash = 0xcbf2_9ce4_8422_2325u64; // FNV-1a of the stream, for the log
+    while received < bytes {
+        // Compare in the sender's chunking, whatever sizes the reads return.
+        let n = (bytes - received).min(CHUNK as u64) as usize;
+        reader
+            .read_exact(&mut got[..n])
+            .map_err(|e| format!("after {received} bytes: {e}"))?;
+        expected.fill(&mut want[..n]);
+        if got[..n] != want[..n] {
+            let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+            return Err(format!("byte {} differs", received + at as u64));
+        }
+        for b in &got[..n] {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        received += n as u64;
+    }
+    sender
+        .join()
+        .map_err(|_| "sender panicked".to_string())?
+        .map_err(|e| format!("send: {e}"))?;
+    println!("ok {received} bytes echoed intact, fnv1a {hash:016x}");
+    Ok(())
+}

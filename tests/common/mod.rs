@@ -1,0 +1,308 @@
+//! Network-namespace test beds for the integration tests: the example network from
+//! scripts/testbed.sh under a per-test prefix, removed when the guard drops (even on panic).
+//! All addresses are in 198.18.0.0/15 inside namespaces the test made.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const WANLB: &str = env!("CARGO_BIN_EXE_wanlb");
+pub const PROBE: &str = env!("CARGO_BIN_EXE_wanlb-probe");
+pub const UPLINK_1: &str = "198.18.1.1";
+pub const UPLINK_2: &str = "198.18.2.1";
+pub const PINNED: &str = "198.19.200.91";
+
+/// The flags of the example network, as the README documents them.
+pub fn example_args() -> Vec<String> {
+    [
+        "--lan",
+        "eth0",
+        "--uplink",
+        "isp1,dev=eth1,gw=198.18.1.254,weight=2",
+        "--uplink",
+        "isp2,dev=eth2,gw=198.18.2.254,weight=1",
+        "--pin",
+        "198.19.200.91/32=isp2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh")
+}
+
+/// Panics, with a message saying what is missing, unless this can run netns tests.
+pub fn require_root_and_tools() {
+    let uid = Command::new("id").arg("-u").output().expect("running id");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "netns tests need root (CI runs them as root)"
+    );
+    for tool in ["ip", "nft", "ping"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .expect("sh");
+        assert!(
+            found.status.success(),
+            "netns tests need `{tool}`: run scripts/test.sh, which installs it"
+        );
+    }
+}
+
+pub struct Testbed {
+    pub prefix: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Testbed {
+    pub fn up() -> Testbed {
+        require_root_and_tools();
+        let prefix = format!(
+            "wt{}n{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new(script())
+            .args(["up", &prefix])
+            .output()
+            .expect("running testbed.sh");
+        let tb = Testbed { prefix };
+        assert!(
+            out.status.success(),
+            "testbed up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tb
+    }
+
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// Runs a command in namespace `name` and returns its output.
+    pub fn run(&self, name: &str, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(name)])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running ip netns exec")
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    pub fn ok(&self, name: &str, cmd: &[&str]) -> String {
+        let out = self.run(name, cmd);
+        assert!(
+            out.status.success(),
+            "{cmd:?} in {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a process in namespace `name`.
+    pub fn spawn(&self, name: &str, cmd: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(name)])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning in namespace")
+    }
+
+    /// The probe server in the simulated internet: UDP on 198.19.0.0/24 and the pinned
+    /// address, TCP echo on port 9000 of every internet address.
+    pub fn start_internet(&self) -> Process {
+        let p = Process::start(self.spawn(
+            "inet",
+            &[
+                PROBE,
+                "serve",
+                "--udp",
+                "198.19.0.0/24",
+                "--udp",
+                "198.19.200.91/32",
+                "--tcp",
+                "0.0.0.0:9000",
+            ],
+        ));
+        p.wait_for("listening", "probe server");
+        p
+    }
+
+    /// Starts wanlb on gw with `args` and waits until it reports ready.
+    pub fn start_wanlb(&self, args: &[String]) -> Process {
+        let state = format!("/tmp/wanlb-test-{}", self.prefix);
+        let mut cmd: Vec<&str> = vec![WANLB, "run", "--state-dir", &state];
+        cmd.extend(args.iter().map(String::as_str));
+        let p = Process::start(self.spawn("gw", &cmd));
+        p.wait_for(" ready ", "wanlb");
+        p
+    }
+
+    /// What the gateway namespace looks like: rules, routes, nftables, links, forwarding.
+    pub fn gateway_state(&self) -> String {
+        let mut s = String::new();
+        for cmd in [
+            &["ip", "-4", "rule"][..],
+            &["ip", "-6", "rule"],
+            // IPv6 link-local routes come and go with address autoconfiguration, untouched by
+            // wanlb; compare the IPv4 routes
+            &["ip", "-4", "route", "show", "table", "all"],
+            &["nft", "list", "ruleset"],
+            &["ip", "-o", "link"],
+            &["sysctl", "net.ipv4.ip_forward"],
+        ] {
+            s += &format!("$ {}\n{}", cmd.join(" "), self.ok("gw", cmd));
+        }
+        s
+    }
+
+    /// Asserts the gateway namespace is as `before`, showing the lines that differ.
+    pub fn assert_gateway_state(&self, before: &str, context: &str) {
+        let now = self.gateway_state();
+        if now != before {
+            let gone: Vec<_> = before
+                .lines()
+                .filter(|l| !now.lines().any(|n| n == *l))
+                .collect();
+            let new: Vec<_> = now
+                .lines()
+                .filter(|l| !before.lines().any(|b| b == *l))
+                .collect();
+            panic!(
+                "gateway namespace changed.\nmissing now: {gone:#?}\nnew now: {new:#?}\n{context}"
+            );
+        }
+    }
+
+    /// Runs `wanlb-probe spread` from the LAN host and returns (destination, seen address)
+    /// for every flow.
+    pub fn spread(&self, dst: &str, count: u32, flows: u32) -> Vec<(String, String)> {
+        let out = self.ok(
+            "lan",
+            &[
+                PROBE,
+                "spread",
+                "--dst",
+                dst,
+                "--count",
+                &count.to_string(),
+                "--flows",
+                &flows.to_string(),
+            ],
+        );
+        out.lines()
+            .filter(|l| !l.starts_with("via "))
+            .map(|l| {
+                let (d, seen) = l.split_once(' ').expect("DST SEEN");
+                let (ip, _port) = seen.split_once(':').expect("IP:PORT");
+                (d.to_string(), ip.to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).args(["down", &self.prefix]).output();
+        let _ = std::fs::remove_dir_all(format!("/tmp/wanlb-test-{}", self.prefix));
+    }
+}
+
+/// A child whose stdout and stderr are collected as they arrive; killed on drop.
+pub struct Process {
+    pub child: Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    pub fn start(mut child: Child) -> Process {
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sink = output.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }));
+        }
+        Process {
+            child,
+            output,
+            readers,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits for `text` in the output; panics with the output if the process exits first or
+    /// it does not appear within a generous bound (this is a wait, not a timing assertion).
+    pub fn wait_for(&self, text: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.output().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{what} did not print {text:?}; output:\n{}", self.output());
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        self.signal("-TERM");
+        let status = self.child.wait().expect("wait");
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        (status, self.output())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

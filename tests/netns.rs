@@ -1,0 +1,259 @@
+//! End-to-end tests: the real wanlb binary between a LAN host and two ISPs in network
+//! namespaces (root required; CI runs as root).
+
+mod common;
+
+use common::*;
+
+fn via_counts(flows: &[(String, String)]) -> (usize, usize) {
+    let one = flows.iter().filter(|(_, seen)| seen == UPLINK_1).count();
+    let two = flows.iter().filter(|(_, seen)| seen == UPLINK_2).count();
+    assert_eq!(
+        one + two,
+        flows.len(),
+        "every flow leaves through an uplink address: {flows:?}"
+    );
+    (one, two)
+}
+
+fn tun_counter(tb: &Testbed, name: &str) -> u64 {
+    tb.ok(
+        "gw",
+        &["cat", &format!("/sys/class/net/wanlb0/statistics/{name}")],
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let gw = tb.start_wanlb(&example_args());
+
+    // ICMP echo, both ways
+    let ping = tb.ok(
+        "lan",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.1"],
+    );
+    assert!(ping.contains("3 received"), "{ping}");
+
+    // 20 MB through a TCP echo: every byte checked on its way back
+    let tcp = tb.ok(
+        "lan",
+        &[
+            PROBE,
+            "tcp-check",
+            "--dst",
+            "198.19.0.9:9000",
+            "--bytes",
+            "20000000",
+        ],
+    );
+    assert!(tcp.starts_with("ok 20000000 bytes echoed intact"), "{tcp}");
+
+    // UDP request and response, translated to an uplink address and a NAT-pool port
+    let out = tb.ok("lan", &[PROBE, "spread", "--dst", "198.19.0.2"]);
+    let first = out.lines().next().unwrap();
+    let (dst, seen) = first.split_once(' ').unwrap();
+    assert_eq!(dst, "198.19.0.2");
+    let (addr, port) = seen.split_once(':').unwrap();
+    assert!(addr == UPLINK_1 || addr == UPLINK_2, "{seen}");
+    assert!(
+        (61000..=65535).contains(&port.parse::<u32>().unwrap()),
+        "{seen}"
+    );
+
+    // the kernel did no NAT and has no multipath route; the packets went through the TUN
+    let ruleset = tb.ok("gw", &["nft", "list", "ruleset"]);
+    assert!(
+        !ruleset.contains("masquerade") && !ruleset.contains("snat"),
+        "{ruleset}"
+    );
+    let routes = tb.ok("gw", &["ip", "route", "show", "table", "all"]);
+    assert!(!routes.contains("nexthop"), "{routes}");
+    let (to_wanlb, from_wanlb) = (
+        tun_counter(&tb, "tx_packets"),
+        tun_counter(&tb, "rx_packets"),
+    );
+    assert!(
+        to_wanlb >= 3 + 2 && from_wanlb >= 3 + 2,
+        "TUN saw {to_wanlb} out, {from_wanlb} in"
+    );
+
+    // the gateway's own traffic and its own services keep working while wanlb runs
+    let own = tb.ok("gw", &["ping", "-c", "1", "-W", "2", "198.19.0.3"]);
+    assert!(own.contains("1 received"), "{own}");
+    let service = tb.spawn("gw", &[PROBE, "serve", "--tcp", "198.18.1.1:80"]);
+    let service = Process::start(service);
+    service.wait_for("listening", "gateway service");
+    let hit = tb.ok(
+        "inet",
+        &[
+            PROBE,
+            "tcp-check",
+            "--dst",
+            "198.18.1.1:80",
+            "--bytes",
+            "100000",
+        ],
+    );
+    assert!(hit.starts_with("ok 100000 bytes"), "{hit}");
+
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn new_destinations_split_two_to_one() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let gw = tb.start_wanlb(&example_args());
+    let flows = tb.spread("198.19.0.1", 90, 1);
+    assert_eq!(flows.len(), 90);
+    let (one, two) = via_counts(&flows);
+    assert!(
+        one.abs_diff(60) <= 1 && two.abs_diff(30) <= 1,
+        "isp1 {one}, isp2 {two}: not within one of 2:1"
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    // wanlb's own totals agree with what the far end saw
+    assert!(
+        log.contains("uplink=isp1") && log.contains(&format!("destinations={one}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_destination_keeps_its_uplink_and_pins_hold() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let gw = tb.start_wanlb(&example_args());
+    // the pinned server first: the weighted choice would have sent it to isp1
+    let pinned = tb.spread(PINNED, 1, 8);
+    assert_eq!(via_counts(&pinned), (0, 8), "{pinned:?}");
+    // eight flows to one destination share an uplink; do it for a few destinations
+    for d in ["198.19.0.40", "198.19.0.41", "198.19.0.42"] {
+        let flows = tb.spread(d, 1, 8);
+        let (one, two) = via_counts(&flows);
+        assert!(one == 8 || two == 8, "{d}: {flows:?}");
+    }
+    // the pin still holds after other destinations took weighted choices
+    assert_eq!(via_counts(&tb.spread(PINNED, 1, 4)), (0, 4));
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn sigterm_leaves_the_gateway_as_it_was() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let before = tb.gateway_state();
+    let gw = tb.start_wanlb(&example_args());
+    let during = tb.gateway_state();
+    assert_ne!(
+        before, during,
+        "wanlb should have added its TUN, rules and nftables table"
+    );
+    assert!(
+        during.contains("wanlb_wanlb0") && during.contains("lookup 7100"),
+        "{during}"
+    );
+    tb.spread("198.19.0.1", 5, 1);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    tb.assert_gateway_state(&before, &log);
+}
+
+#[test]
+fn sigint_leaves_the_gateway_as_it_was() {
+    let tb = Testbed::up();
+    let before = tb.gateway_state();
+    let gw = tb.start_wanlb(&example_args());
+    gw.signal("-INT");
+    let mut gw = gw;
+    let status = gw.child.wait().unwrap();
+    assert!(status.success());
+    tb.assert_gateway_state(&before, "");
+}
+
+#[test]
+fn after_sigkill_a_restart_cleans_up_and_works() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let before = tb.gateway_state();
+    let mut gw = tb.start_wanlb(&example_args());
+    gw.signal("-KILL");
+    gw.child.wait().unwrap();
+    let left = tb.gateway_state();
+    assert!(
+        left.contains("lookup 7100") && left.contains("wanlb_wanlb0"),
+        "expected leftovers after SIGKILL:\n{left}"
+    );
+
+    let gw = tb.start_wanlb(&example_args());
+    assert!(
+        gw.output()
+            .contains("undid what a previous run left behind"),
+        "{}",
+        gw.output()
+    );
+    let during = tb.gateway_state();
+    assert_eq!(
+        during.matches("lookup 7100").count(),
+        1,
+        "no duplicate rules:\n{during}"
+    );
+    let ping = tb.ok(
+        "lan",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.19.0.1"],
+    );
+    assert!(ping.contains("2 received"), "{ping}");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    tb.assert_gateway_state(&before, "");
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_changes() {
+    let tb = Testbed::up();
+    let before = tb.gateway_state();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--uplink", "isp1,dev=eth1,gw=198.18.9.254"],
+            "gw 198.18.9.254 is not on eth1's subnet 198.18.1.0/24",
+        ),
+        (
+            &["--uplink", "isp1,dev=eth9,gw=198.18.1.254"],
+            "dev \"eth9\": no such interface",
+        ),
+        (
+            &["--uplink", "isp1,dev=eth1,gw=198.18.1.254,weight=0"],
+            "weight must be a whole number",
+        ),
+        (
+            &[
+                "--uplink",
+                "isp1,dev=eth1,gw=198.18.1.254",
+                "--pin",
+                "198.19.0.0/16=isp7",
+            ],
+            "unknown uplink \"isp7\"",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut cmd = vec![WANLB, "run", "--lan", "eth0"];
+        cmd.extend_from_slice(args);
+        let out = tb.run("gw", &cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--uplink") || stderr.contains("--pin"),
+            "names the flag: {stderr}"
+        );
+    }
+    tb.assert_gateway_state(&before, "");
+}
