@@ -31,6 +31,9 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
     let gw = tb.start_wanlb(&example_args());
+    // what wanlb sends to each router, and what reaches the LAN host from its TUN writes
+    let watchers = [("r1", "eth0"), ("r2", "eth0"), ("lan", "eth0")]
+        .map(|(ns, dev)| (ns, tb.watch_checksums(ns, dev)));
 
     // ICMP echo, both ways
     let ping = tb.ok(
@@ -63,6 +66,20 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
     assert!(
         (61000..=65535).contains(&port.parse::<u32>().unwrap()),
         "{seen}"
+    );
+
+    // every frame on the way had valid checksums: complete ones verify, partial ones (veth
+    // offload, including GSO super-packets) hold the pseudo-header sum the device completes
+    let mut gso = 0;
+    for (ns, w) in watchers {
+        let (checked, gso_here, bad, out) = checksum_summary(w);
+        assert_eq!(bad, 0, "{ns}: {out}");
+        assert!(checked > 0 || ns == "r2", "{ns} saw nothing: {out}");
+        gso += gso_here;
+    }
+    assert!(
+        gso > 0,
+        "the 20 MB transfer should have crossed as GSO super-packets"
     );
 
     // the kernel did no NAT and has no multipath route; the packets went through the TUN

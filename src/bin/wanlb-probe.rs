@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use wanlb::io::vnet::{self, VnetHeader};
 
 #[derive(Parser)]
 #[command(name = "wanlb-probe", version, about = "Test and demo peer for wanlb")]
@@ -44,6 +45,13 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         port: u16,
     },
+    /// Check the checksums of every IPv4 frame arriving on DEV until SIGINT or SIGTERM, then
+    /// print a summary. Partial checksums (offloaded, as veth passes them) must hold the
+    /// pseudo-header sum; complete ones must verify.
+    CaptureVerify {
+        #[arg(long)]
+        dev: String,
+    },
     /// Send BYTES pseudo-random bytes to a TCP echo and verify what comes back.
     TcpCheck {
         #[arg(long, value_name = "IP:PORT")]
@@ -63,6 +71,7 @@ fn main() -> ExitCode {
             port,
         } => spread(dst, count, flows, port),
         Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
+        Command::CaptureVerify { dev } => capture_verify(&dev),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,5 +269,125 @@ fn tcp_check(dst: SocketAddrV4, bytes: u64) -> Result<()> {
         .map_err(|_| "sender panicked".to_string())?
         .map_err(|e| format!("send: {e}"))?;
     println!("ok {received} bytes echoed intact, fnv1a {hash:016x}");
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    complete: u64,
+    partial: u64,
+    gso: u64,
+    bad: Vec<String>,
+}
+
+/// Checks one frame (`vnet` header, then Ethernet) and records the outcome.
+fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
+    use wanlb::engine::checksum::{checksum, fold, pseudo_header, sum};
+    let Some(ip) = frame.get(14..) else { return };
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return;
+    }
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ihl < 20
+        || total < ihl + 8
+        || total > ip.len()
+        || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
+    {
+        return;
+    }
+    let (proto, src, dst) = (ip[9], be32(&ip[12..16]), be32(&ip[16..20]));
+    let at = match proto {
+        6 => 16,
+        17 => 6,
+        1 => 2,
+        _ => return,
+    };
+    let describe = |what: &str| {
+        format!(
+            "{what}: proto {proto} {} -> {} len {total}",
+            Ipv4Addr::from(src),
+            Ipv4Addr::from(dst)
+        )
+    };
+    if checksum(&ip[..ihl], 0) != 0 {
+        t.bad.push(describe("IPv4 header checksum"));
+        return;
+    }
+    let l4 = &ip[ihl..total];
+    let field = u16::from_be_bytes([l4[at], l4[at + 1]]);
+    let pseudo = if proto == 1 {
+        0
+    } else {
+        pseudo_header(src, dst, proto, l4.len() as u16)
+    };
+    if h.gso_type != 0 {
+        t.gso += 1;
+    }
+    if h.needs_csum() {
+        t.partial += 1;
+        let placed = usize::from(h.csum_start) == 14 + ihl && usize::from(h.csum_offset) == at;
+        // what the device will compute equals the checksum of the final segment iff the
+        // field holds the pseudo-header sum (one's complement: 0 and 0xffff are equal)
+        let ok = fold(u64::from(field) + (0xffff - u64::from(fold(pseudo)))) % 0xffff == 0;
+        if !placed || !ok {
+            t.bad.push(describe(&format!(
+                "partial checksum {field:04x}, pseudo {:04x}, start {} offset {}",
+                fold(pseudo),
+                h.csum_start,
+                h.csum_offset
+            )));
+        }
+    } else {
+        t.complete += 1;
+        if !(proto == 17 && field == 0) && fold(sum(l4, pseudo)) != 0xffff {
+            t.bad.push(describe(&format!("checksum {field:04x}")));
+        }
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn capture_verify(dev: &str) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use wanlb::io::{iface, packet::PacketSocket, signal};
+    let index = iface::find(dev)
+        .map_err(|e| e.to_string())?
+        .ok_or(format!("no interface {dev}"))?
+        .index;
+    signal::block_stop_signals().map_err(|e| e.to_string())?;
+    let socket = PacketSocket::open_capture(index).map_err(|e| format!("capture on {dev}: {e}"))?;
+    static STOP: AtomicBool = AtomicBool::new(false);
+    std::thread::spawn(|| {
+        let _ = signal::wait_for_stop_signal();
+        STOP.store(true, Ordering::Relaxed);
+    });
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    let mut buf = vec![0u8; 70_000];
+    let mut t = Tally::default();
+    let mut ready = Vec::new();
+    while !STOP.load(Ordering::Relaxed) {
+        wanlb::io::poll_readable(&[socket.raw_fd()], 100, &mut ready).map_err(|e| e.to_string())?;
+        while let Ok(n) = socket.recv(&mut buf) {
+            if n >= vnet::LEN {
+                let h = VnetHeader::read(buf[..vnet::LEN].try_into().expect("10 bytes"));
+                verify_frame(&h, &buf[vnet::LEN..n], &mut t);
+            }
+        }
+    }
+    println!(
+        "checked {} complete {} partial {} gso {} bad {}",
+        t.complete + t.partial,
+        t.complete,
+        t.partial,
+        t.gso,
+        t.bad.len()
+    );
+    for b in t.bad.iter().take(10) {
+        println!("bad: {b}");
+    }
     Ok(())
 }

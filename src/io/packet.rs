@@ -123,6 +123,23 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
+    /// A socket that sees every IPv4 frame arriving on `ifindex`, with the virtio-net header
+    /// (for tests that check what crossed a link).
+    pub fn open_capture(ifindex: u32) -> io::Result<PacketSocket> {
+        let fd = raw_socket()?;
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &1 as &libc::c_int,
+        )?;
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER)?;
+        bind(&fd, ifindex, ETH_P_IP)?;
+        set_nonblocking(&fd)?;
+        Ok(PacketSocket { fd })
+    }
+
     /// A socket for ARP frames on `ifindex` (no virtio-net header).
     pub fn open_arp(ifindex: u32) -> io::Result<PacketSocket> {
         let fd = raw_socket()?;

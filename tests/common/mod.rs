@@ -143,6 +143,13 @@ impl Testbed {
         p
     }
 
+    /// Starts checking the checksums of every IPv4 frame arriving on `dev` in `name`.
+    pub fn watch_checksums(&self, name: &str, dev: &str) -> Process {
+        let p = Process::start(self.spawn(name, &[PROBE, "capture-verify", "--dev", dev]));
+        p.wait_for("listening", "checksum watcher");
+        p
+    }
+
     /// Starts wanlb on gw with `args` and waits until it reports ready.
     pub fn start_wanlb(&self, args: &[String]) -> Process {
         let state = format!("/tmp/wanlb-test-{}", self.prefix);
@@ -296,6 +303,21 @@ impl Process {
         }
         (status, self.output())
     }
+}
+
+/// What a checksum watcher saw: (frames checked, of them GSO, bad).
+pub fn checksum_summary(watcher: Process) -> (u64, u64, u64, String) {
+    let (_, out) = watcher.stop();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("checked "))
+        .unwrap_or_else(|| panic!("no summary: {out}"));
+    let field = |name: &str| -> u64 {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let i = w.iter().position(|x| *x == name).expect("field");
+        w[i + 1].parse().expect("number")
+    };
+    (field("checked"), field("gso"), field("bad"), out)
 }
 
 impl Drop for Process {
