@@ -329,7 +329,7 @@ fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
         let placed = usize::from(h.csum_start) == 14 + ihl && usize::from(h.csum_offset) == at;
         // what the device will compute equals the checksum of the final segment iff the
         // field holds the pseudo-header sum (one's complement: 0 and 0xffff are equal)
-        let ok = fold(u64::from(field) + (0xffff - u64::from(fold(pseudo)))) % 0xffff == 0;
+        let ok = fold(u64::from(field) + (0xffff - u64::from(fold(pseudo)))).is_multiple_of(0xffff);
         if !placed || !ok {
             t.bad.push(describe(&format!(
                 "partial checksum {field:04x}, pseudo {:04x}, start {} offset {}",
