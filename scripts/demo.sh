@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The demo: a simulated LAN and two ISPs in network namespaces, wanlb between them with the
+# example settings (isp1:isp2 = 2:1, the IRC server pinned to isp2), traffic from the LAN
+# host to many destinations, and how it split. Everything it creates is removed at the end.
+#
+#   scripts/demo.sh [DESTINATIONS]     (default 90)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_root
+ensure_tools "${BASE_TOOLS[@]}"
+ensure_rust
+
+DESTS=${1:-90}
+P=wldemo$$
+BIN=target/release
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  scripts/testbed.sh down "$P"
+  rm -rf "/tmp/$P"
+}
+trap cleanup EXIT
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "building wanlb (release)"
+cargo build --release --locked --bins 2>&1 | tail -1
+
+say "testbed $P: lan host -> gw (wanlb) -> isp1 (r1) / isp2 (r2) -> internet, all in 198.18.0.0/15"
+scripts/testbed.sh up "$P"
+
+ip netns exec "${P}inet" "$BIN/wanlb-probe" serve --udp 198.19.0.0/24 --udp 198.19.200.91/32 --tcp 0.0.0.0:9000 >/dev/null &
+pids+=($!)
+
+args=(--lan eth0
+      --uplink isp1,dev=eth1,gw=198.18.1.254,weight=2
+      --uplink isp2,dev=eth2,gw=198.18.2.254,weight=1
+      --pin 198.19.200.91/32=isp2
+      --state-dir "/tmp/$P")
+say "wanlb run ${args[*]}"
+ip netns exec "${P}gw" "$BIN/wanlb" run "${args[@]}" 2>"/tmp/$P.log" &
+wanlb_pid=$!
+pids+=($wanlb_pid)
+for _ in $(seq 100); do grep -q ' ready ' "/tmp/$P.log" && break; sleep 0.1; done
+grep -q ' ready ' "/tmp/$P.log" || { cat "/tmp/$P.log"; echo "wanlb did not start" >&2; exit 1; }
+sed 's/^/  wanlb: /' "/tmp/$P.log"
+
+say "UDP: one new flow to each of $DESTS destinations (the far end reports the address it saw)"
+ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.0.1 --count "$DESTS" > "/tmp/$P.spread"
+head -4 "/tmp/$P.spread" | sed 's/^/  /'; echo "  ..."
+dests_via() { awk -v a="$1:" '$1 == "via" && $2 == a {print $3}' "/tmp/$P.spread"; }
+one=$(dests_via 198.18.1.1); two=$(dests_via 198.18.2.1)
+printf '  %-6s %-12s %13s %10s\n' uplink address destinations "by weight"
+printf '  %-6s %-12s %13d %10s\n' isp1 198.18.1.1 "$one" "$((DESTS * 2 / 3))"
+printf '  %-6s %-12s %13d %10s\n' isp2 198.18.2.1 "$two" "$((DESTS - DESTS * 2 / 3))"
+
+say "ping 198.19.0.1 from the LAN host (it keeps the uplink it got above)"
+ip netns exec "${P}lan" ping -c 3 -i 0.2 198.19.0.1 | sed 's/^/  /'
+
+say "TCP: 20 MB to an echo server and back, every byte checked"
+ip netns exec "${P}lan" "$BIN/wanlb-probe" tcp-check --dst 198.19.0.9:9000 --bytes 20000000 | sed 's/^/  /'
+
+say "stickiness: 6 new flows to 198.19.0.7, which already has an uplink"
+ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.0.7 --flows 6 | grep '^via' | sed 's/^/  /'
+
+say "pin: 6 new flows to the IRC server 198.19.200.91 (pinned to isp2)"
+ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.200.91 --flows 6 | grep '^via' | sed 's/^/  /'
+
+say "stopping wanlb (SIGTERM): its own per-uplink totals"
+kill -TERM "$wanlb_pid"
+wait "$wanlb_pid" || true
+pids=("${pids[@]/$wanlb_pid}")
+grep -E 'uplink totals|drops|stopped' "/tmp/$P.log" | sed -E 's/^[^ ]+ +INFO wanlb::gateway: /  /'
+rm -f "/tmp/$P.log" "/tmp/$P.spread"
