@@ -52,6 +52,28 @@ enum Command {
         #[arg(long)]
         dev: String,
     },
+    /// Count UDP datagrams arriving on every address of the prefix until SIGINT or SIGTERM.
+    UdpSink {
+        #[arg(long, value_name = "CIDR")]
+        udp: String,
+        #[arg(long, default_value_t = 5001)]
+        port: u16,
+    },
+    /// Send UDP datagrams as fast as possible over FLOWS flows (one per destination address
+    /// from DST up) for SECONDS, in batches (sendmmsg).
+    UdpFlood {
+        #[arg(long)]
+        dst: Ipv4Addr,
+        #[arg(long, default_value_t = 64)]
+        flows: u32,
+        /// UDP payload bytes; 18 makes a 64-byte Ethernet frame (with FCS).
+        #[arg(long, default_value_t = 18)]
+        payload: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 5001)]
+        port: u16,
+    },
     /// Send BYTES pseudo-random bytes to a TCP echo and verify what comes back.
     TcpCheck {
         #[arg(long, value_name = "IP:PORT")]
@@ -72,6 +94,14 @@ fn main() -> ExitCode {
         } => spread(dst, count, flows, port),
         Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
         Command::CaptureVerify { dev } => capture_verify(&dev),
+        Command::UdpSink { udp, port } => udp_sink(&udp, port),
+        Command::UdpFlood {
+            dst,
+            flows,
+            payload,
+            seconds,
+            port,
+        } => udp_flood(dst, flows, payload, seconds, port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -351,25 +381,20 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 fn capture_verify(dev: &str) -> Result<()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use wanlb::io::{iface, packet::PacketSocket, signal};
+    use std::sync::atomic::Ordering;
+    use wanlb::io::{iface, packet::PacketSocket};
     let index = iface::find(dev)
         .map_err(|e| e.to_string())?
         .ok_or(format!("no interface {dev}"))?
         .index;
-    signal::block_stop_signals().map_err(|e| e.to_string())?;
+    let stop = stop_flag()?;
     let socket = PacketSocket::open_capture(index).map_err(|e| format!("capture on {dev}: {e}"))?;
-    static STOP: AtomicBool = AtomicBool::new(false);
-    std::thread::spawn(|| {
-        let _ = signal::wait_for_stop_signal();
-        STOP.store(true, Ordering::Relaxed);
-    });
     println!("listening");
     let _ = std::io::stdout().flush();
     let mut buf = vec![0u8; 70_000];
     let mut t = Tally::default();
     let mut ready = Vec::new();
-    while !STOP.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         wanlb::io::poll_readable(&[socket.raw_fd()], 100, &mut ready).map_err(|e| e.to_string())?;
         while let Ok(n) = socket.recv(&mut buf) {
             if n >= vnet::LEN {
@@ -389,5 +414,78 @@ fn capture_verify(dev: &str) -> Result<()> {
     for b in t.bad.iter().take(10) {
         println!("bad: {b}");
     }
+    Ok(())
+}
+
+/// Blocks SIGINT and SIGTERM and returns a flag that one of them sets.
+fn stop_flag() -> Result<&'static std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    wanlb::io::signal::block_stop_signals().map_err(|e| e.to_string())?;
+    std::thread::spawn(|| {
+        let _ = wanlb::io::signal::wait_for_stop_signal();
+        STOP.store(true, Ordering::Relaxed);
+    });
+    Ok(&STOP)
+}
+
+fn udp_sink(cidr: &str, port: u16) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let stop = stop_flag()?;
+    let mut sockets = Vec::new();
+    for a in prefix_addrs(cidr)? {
+        sockets.push(UdpSocket::bind((a, port)).map_err(|e| format!("UDP {a}:{port}: {e}"))?);
+    }
+    let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
+    let mut bufs = vec![[0u8; 2048]; 64];
+    let mut ready = Vec::new();
+    let mut received = 0u64;
+    let mut first = None;
+    let mut last = std::time::Instant::now();
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    while !stop.load(Ordering::Relaxed) {
+        wanlb::io::poll_readable(&fds, 100, &mut ready).map_err(|e| e.to_string())?;
+        for (s, _) in sockets.iter().zip(&ready).filter(|(_, r)| **r) {
+            loop {
+                let n = wanlb::io::batch::recv_many(s, &mut bufs).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                received += n as u64;
+                last = std::time::Instant::now();
+                first.get_or_insert(last);
+            }
+        }
+    }
+    let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    println!("received {received} span {span:.3}");
+    Ok(())
+}
+
+fn udp_flood(dst: Ipv4Addr, flows: u32, payload: usize, seconds: f64, port: u16) -> Result<()> {
+    const BATCH: usize = 64;
+    let data = vec![0x5au8; payload];
+    let mut sockets = Vec::new();
+    for i in 0..flows {
+        let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        s.connect((Ipv4Addr::from(u32::from(dst) + i), port))
+            .map_err(|e| e.to_string())?;
+        sockets.push(s);
+    }
+    let start = std::time::Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    while std::time::Instant::now() < deadline {
+        for s in &sockets {
+            // a full queue (ENOBUFS) or an unreachable answer just means "try the next flow"
+            sent += wanlb::io::batch::send_copies(s, &data, BATCH).unwrap_or(0) as u64;
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "sent {sent} seconds {took:.3} rate {:.0}",
+        sent as f64 / took
+    );
     Ok(())
 }

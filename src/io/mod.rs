@@ -1,6 +1,7 @@
 //! Everything that touches the operating system. All `unsafe` in wanlb lives below here.
 
 pub mod arp;
+pub mod batch;
 pub(crate) mod fd;
 pub mod iface;
 pub mod packet;
