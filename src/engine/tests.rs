@@ -530,12 +530,42 @@ fn expiry_returns_ports_and_keeps_live_flows() {
     assert_eq!((e.flow_count(), e.mapping_count()), (1, 1));
 }
 
-fn swap_ends(p: &[u8]) -> Vec<u8> {
+/// A TCP segment (ACK), UDP datagram or ICMP echo request (identifier `sport`) with correct
+/// checksums.
+fn l4_packet(proto: u8, src: u32, dst: u32, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    if proto == PROTO_UDP {
+        return udp_packet(src, dst, sport, dport, payload);
+    }
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    p.extend_from_slice(&src.to_be_bytes());
+    p.extend_from_slice(&dst.to_be_bytes());
+    if proto == PROTO_TCP {
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    } else {
+        p.extend_from_slice(&[ICMP_ECHO_REQUEST, 0, 0, 0]);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&[0, 1]);
+    }
+    p.extend_from_slice(payload);
+    let len = p.len() as u16;
+    write_u16(&mut p, 2, len);
+    fix_checksums(&mut p);
+    p
+}
+
+/// The answer to `p`: ends swapped (an echo reply for an echo request), checksums recomputed.
+fn reply_to(p: &[u8]) -> Vec<u8> {
     let mut r = p.to_vec();
     r[12..16].copy_from_slice(&p[16..20]);
     r[16..20].copy_from_slice(&p[12..16]);
-    r[20..22].copy_from_slice(&p[22..24]);
-    r[22..24].copy_from_slice(&p[20..22]);
+    if p[9] == PROTO_ICMP {
+        r[20] = ICMP_ECHO_REPLY;
+    } else {
+        r[20..22].copy_from_slice(&p[22..24]);
+        r[22..24].copy_from_slice(&p[20..22]);
+    }
     fix_checksums(&mut r);
     r
 }
@@ -545,16 +575,18 @@ proptest! {
     /// host gets exactly the reply to what it sent.
     #[test]
     fn translate_then_reverse_is_identity(
+        proto in prop_oneof![Just(PROTO_ICMP), Just(PROTO_TCP), Just(PROTO_UDP)],
         src in any::<u32>(), d in any::<u32>(), sport in any::<u16>(), dport in 1u16..,
         payload in proptest::collection::vec(any::<u8>(), 0..64),
     ) {
         let mut e = Engine::new(config((61000, 65535), vec![]));
-        let original = udp_packet(src, d, sport, dport, &payload);
+        let original = l4_packet(proto, src, d, sport, dport, &payload);
         let mut p = original.clone();
         let Verdict::Uplink(u) = out(&mut e, t(0), &mut p) else { panic!("dropped") };
-        let mut reply = swap_ends(&p);
+        prop_assert_eq!(&p[16..20], &original[16..20], "destination untouched");
+        let mut reply = reply_to(&p);
         prop_assert_eq!(inb(&mut e, t(1), u, &mut reply), Verdict::Tun);
-        prop_assert_eq!(reply, swap_ends(&original));
+        prop_assert_eq!(reply, reply_to(&original));
     }
 
     /// Every incremental update equals a full recomputation, for each protocol and end.
