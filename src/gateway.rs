@@ -169,7 +169,7 @@ pub fn nft_table_name(tun: &str) -> String {
 /// counters.
 pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> {
     let resolved = check(config)?;
-    signal::block_stop_signals().map_err(io_err("blocking SIGINT and SIGTERM"))?;
+    signal::block_control_signals().map_err(io_err("blocking SIGINT and SIGTERM"))?;
     let journal: PathBuf = system::journal_path(state_dir, &config.tun)?;
     let (mut plumbing, leftovers) = Plumbing::start(journal)?;
     if leftovers > 0 {
@@ -288,7 +288,12 @@ fn serve(
             .spawn_scoped(s, move || control_loop(shared, config))
             .map_err(io_err("starting the control thread"))?;
 
-        let sig = signal::wait_for_stop_signal().map_err(io_err("waiting for signals"))?;
+        let sig = loop {
+            match signal::wait_for_control_signal().map_err(io_err("waiting for signals"))? {
+                libc::SIGUSR1 => log_status(shared),
+                sig => break sig,
+            }
+        };
         shared.stop.store(true, Ordering::Relaxed);
         tracing::info!(signal = sig, "stopping");
         let mut first_error = None;
@@ -302,7 +307,7 @@ fn serve(
         first_error.map_or(Ok(()), Err)
     });
     let counters = shared.engine().counters().clone();
-    log_summary(&shared, &counters);
+    log_status(&shared);
     drop(queues);
     outcome.map(|()| counters)
 }
@@ -336,7 +341,18 @@ fn control_loop(shared: &Shared, config: &Config) {
     }
 }
 
-fn log_summary(shared: &Shared, counters: &Counters) {
+/// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit).
+fn log_status(shared: &Shared) {
+    let (counters, flows, mappings, destinations) = {
+        let e = shared.engine();
+        (
+            e.counters().clone(),
+            e.flow_count(),
+            e.mapping_count(),
+            e.destination_count(),
+        )
+    };
+    tracing::info!(flows, mappings, destinations, "status");
     for (path, c) in shared.uplinks.iter().zip(&counters.uplinks) {
         tracing::info!(
             uplink = %path.name,

@@ -74,6 +74,16 @@ enum Command {
         #[arg(long, default_value_t = 5001)]
         port: u16,
     },
+    /// Open COUNT new UDP flows, one datagram each, from one socket: flow i goes to address
+    /// DST + i % ADDRS, port 20000 + i / ADDRS. Prints how many were sent and how long it took.
+    UdpNewFlows {
+        #[arg(long)]
+        dst: Ipv4Addr,
+        #[arg(long, default_value_t = 65536)]
+        addrs: u32,
+        #[arg(long)]
+        count: u32,
+    },
     /// Send BYTES pseudo-random bytes to a TCP echo and verify what comes back.
     TcpCheck {
         #[arg(long, value_name = "IP:PORT")]
@@ -95,6 +105,7 @@ fn main() -> ExitCode {
         Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
         Command::CaptureVerify { dev } => capture_verify(&dev),
         Command::UdpSink { udp, port } => udp_sink(&udp, port),
+        Command::UdpNewFlows { dst, addrs, count } => udp_new_flows(dst, addrs, count),
         Command::UdpFlood {
             dst,
             flows,
@@ -421,9 +432,9 @@ fn capture_verify(dev: &str) -> Result<()> {
 fn stop_flag() -> Result<&'static std::sync::atomic::AtomicBool> {
     use std::sync::atomic::{AtomicBool, Ordering};
     static STOP: AtomicBool = AtomicBool::new(false);
-    wanlb::io::signal::block_stop_signals().map_err(|e| e.to_string())?;
+    wanlb::io::signal::block_control_signals().map_err(|e| e.to_string())?;
     std::thread::spawn(|| {
-        let _ = wanlb::io::signal::wait_for_stop_signal();
+        let _ = wanlb::io::signal::wait_for_control_signal();
         STOP.store(true, Ordering::Relaxed);
     });
     Ok(&STOP)
@@ -486,6 +497,38 @@ fn udp_flood(dst: Ipv4Addr, flows: u32, payload: usize, seconds: f64, port: u16)
     println!(
         "sent {sent} seconds {took:.3} rate {:.0}",
         sent as f64 / took
+    );
+    Ok(())
+}
+
+fn udp_new_flows(dst: Ipv4Addr, addrs: u32, count: u32) -> Result<()> {
+    const BATCH: u32 = 256;
+    if addrs == 0 || u64::from(count) > u64::from(addrs) * 40_000 {
+        return Err("--addrs must be at least 1 and --count at most 40000 per address".into());
+    }
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    let flow = |i: u32| {
+        SocketAddrV4::new(
+            Ipv4Addr::from(u32::from(dst) + i % addrs),
+            20000 + (i / addrs) as u16,
+        )
+    };
+    let start = std::time::Instant::now();
+    let mut sent = 0u32;
+    let mut dsts = Vec::with_capacity(BATCH as usize);
+    while sent < count {
+        dsts.clear();
+        dsts.extend((sent..count.min(sent + BATCH)).map(flow));
+        match wanlb::io::batch::send_to_each(&s, b"new flow", &dsts) {
+            Ok(n) => sent += n as u32,
+            // the qdisc or socket buffer is full: let it drain
+            Err(_) => std::thread::sleep(Duration::from_micros(50)),
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "sent {sent} seconds {took:.3} rate {:.0}",
+        f64::from(sent) / took
     );
     Ok(())
 }

@@ -32,6 +32,51 @@ pub fn send_copies(sock: &impl AsRawFd, payload: &[u8], count: usize) -> io::Res
     Ok(n as usize)
 }
 
+/// Sends `payload` once to each of `dsts` from the unconnected socket `sock`; returns how
+/// many the kernel took.
+pub fn send_to_each(
+    sock: &impl AsRawFd,
+    payload: &[u8],
+    dsts: &[std::net::SocketAddrV4],
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut _,
+        iov_len: payload.len(),
+    };
+    let mut names: Vec<libc::sockaddr_in> = dsts
+        .iter()
+        .map(|d| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: d.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*d.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        })
+        .collect();
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut msgs: Vec<libc::mmsghdr> = (0..dsts.len())
+        .map(|_| unsafe { std::mem::zeroed() })
+        .collect();
+    for (m, name) in msgs.iter_mut().zip(&mut names) {
+        m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: each header points to a live sockaddr_in in `names` and to `iov`, which points
+    // to `payload`; all outlive the call and the kernel only reads them.
+    let n = check(unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            0,
+        )
+    })?;
+    Ok(n as usize)
+}
+
 /// Receives up to `bufs.len()` datagrams without blocking; returns how many arrived (0 when
 /// none was queued).
 pub fn recv_many(sock: &impl AsRawFd, bufs: &mut [[u8; 2048]]) -> io::Result<usize> {

@@ -1,9 +1,9 @@
-//! SIGINT and SIGTERM as a stop flag: both are blocked in every thread and one thread waits
-//! for them, so no handler runs in an arbitrary thread's context.
+//! SIGINT and SIGTERM (stop) and SIGUSR1 (report status): blocked in every thread and waited
+//! for by one, so no handler runs in an arbitrary thread's context.
 
 use std::io;
 
-fn stop_signals() -> libc::sigset_t {
+fn control_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a live sigset_t.
@@ -11,13 +11,15 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
     }
     set
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards.
-pub fn block_stop_signals() -> io::Result<()> {
-    let set = stop_signals();
+/// Blocks SIGINT, SIGTERM and SIGUSR1 in the calling thread and every thread it starts
+/// afterwards.
+pub fn block_control_signals() -> io::Result<()> {
+    let set = control_signals();
     // SAFETY: `set` is initialised; the old mask is not wanted.
     let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     if ret != 0 {
@@ -27,9 +29,9 @@ pub fn block_stop_signals() -> io::Result<()> {
     }
 }
 
-/// Waits for SIGINT or SIGTERM (which must be blocked) and returns its number.
-pub fn wait_for_stop_signal() -> io::Result<i32> {
-    let set = stop_signals();
+/// Waits for SIGINT, SIGTERM or SIGUSR1 (which must be blocked) and returns its number.
+pub fn wait_for_control_signal() -> io::Result<i32> {
+    let set = control_signals();
     let mut sig: libc::c_int = 0;
     // SAFETY: both pointers refer to live values.
     let ret = unsafe { libc::sigwait(&set, &mut sig) };
