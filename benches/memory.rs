@@ -1,0 +1,69 @@
+//! Bytes of heap per flow at 1 million flows, counted by a wrapping global allocator.
+//! Run: cargo bench --bench memory
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use wanlb::engine::{L4Checksum, Timestamp};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const FLOWS: u32 = 1_000_000;
+
+/// Heap bytes per flow after opening `FLOWS` flows, flow i going to `dst(i)`.
+fn per_flow(label: &str, dst: impl Fn(u32) -> (u32, u16)) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut e = engine();
+    let now = Timestamp::from_millis(1);
+    for i in 0..FLOWS {
+        let (addr, port) = dst(i);
+        let mut p = udp(LAN_BASE + 10 + i % 64, addr, 40000, port);
+        e.outbound(now, &mut p, &mut L4Checksum::Complete);
+    }
+    assert_eq!(e.flow_count(), FLOWS as usize, "every flow opened");
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "{label}: {} flows, {} destinations, {} mappings: {:.1} MiB, {:.0} bytes per flow",
+        e.flow_count(),
+        e.destination_count(),
+        e.mapping_count(),
+        bytes as f64 / (1 << 20) as f64,
+        bytes as f64 / f64::from(FLOWS)
+    );
+}
+
+fn main() {
+    // criterion-style arguments (--bench) are ignored; this bench prints one line per case
+    per_flow("1M flows to 65,536 destinations x 16 ports", |i| {
+        (INTERNET_BASE + i % 65536, 20000 + (i / 65536) as u16)
+    });
+    per_flow("1M flows to 1M destinations", |i| (INTERNET_BASE + i, 443));
+}
