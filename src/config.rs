@@ -18,6 +18,8 @@ pub const DEFAULT_AFFINITY: Duration = Duration::from_secs(600);
 pub const DEFAULT_NAT_PORTS: (u16, u16) = (61000, 65535);
 pub const MAX_WEIGHT: u32 = 1000;
 pub const MAX_UPLINKS: usize = 32;
+/// Table entries keep 32-bit millisecond stamps, good for ages up to 24 days.
+pub const MAX_AFFINITY: Duration = Duration::from_secs(86400);
 
 /// A setting that cannot be used, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,6 +184,14 @@ pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
         return err(origin, "the duration must be longer than zero");
     }
     Ok(total)
+}
+
+fn parse_affinity(s: &str, origin: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration(s, origin)?;
+    if d > MAX_AFFINITY {
+        return err(origin, "the affinity timeout can be at most 1d");
+    }
+    Ok(d)
 }
 
 /// `A.B.C.D/LEN` (or a bare address, meaning /32).
@@ -356,7 +366,7 @@ impl Config {
                 })?;
         }
         if let Some(a) = file.affinity_timeout {
-            self.affinity_timeout = parse_duration(a.get_ref(), &at.key(&a, "affinity_timeout"))?;
+            self.affinity_timeout = parse_affinity(a.get_ref(), &at.key(&a, "affinity_timeout"))?;
         }
         if let Some(p) = file.nat_ports {
             self.nat_ports = parse_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
@@ -436,7 +446,7 @@ impl Config {
             self.pins.push(p);
         }
         if let Some(a) = &flags.affinity_timeout {
-            self.affinity_timeout = parse_duration(a, &format!("--affinity-timeout {a:?}"))?;
+            self.affinity_timeout = parse_affinity(a, &format!("--affinity-timeout {a:?}"))?;
         }
         if let Some(t) = &flags.tun {
             check_name(t, &format!("--tun {t:?}"), "TUN name")?;

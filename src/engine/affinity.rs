@@ -8,13 +8,13 @@ use std::collections::hash_map::Entry;
 
 use ahash::AHashMap;
 
-use super::{Timestamp, UplinkId};
+use super::{Stamp, Timestamp, UplinkId};
 
 #[derive(Clone, Copy, Debug)]
 struct Destination {
     uplink: UplinkId,
     live_flows: u32,
-    last_used: Timestamp,
+    last_used: Stamp,
 }
 
 #[derive(Debug)]
@@ -32,7 +32,7 @@ impl Affinity {
     }
 
     fn fresh(&self, d: &Destination, now: Timestamp) -> bool {
-        d.live_flows > 0 || now.since(d.last_used) < self.idle_timeout_ms
+        d.live_flows > 0 || now.since_stamp(d.last_used) < self.idle_timeout_ms
     }
 
     /// The uplink `dst` is bound to, if the binding has not expired.
@@ -52,34 +52,34 @@ impl Affinity {
                 v.insert(Destination {
                     uplink,
                     live_flows: 1,
-                    last_used: now,
+                    last_used: now.stamp(),
                 });
                 true
             }
             Entry::Occupied(mut o) => {
                 let d = o.get_mut();
-                let stale = d.live_flows == 0 && now.since(d.last_used) >= timeout;
+                let stale = d.live_flows == 0 && now.since_stamp(d.last_used) >= timeout;
                 let new_binding = stale || d.uplink != uplink;
                 d.uplink = uplink;
                 d.live_flows += 1;
-                d.last_used = d.last_used.max(now);
+                d.last_used = d.last_used.later(now.stamp());
                 new_binding
             }
         }
     }
 
     /// A flow to `dst` ended; its last packet was at `last_seen`.
-    pub fn detach(&mut self, dst: u32, last_seen: Timestamp) {
+    pub fn detach(&mut self, dst: u32, last_seen: Stamp) {
         if let Some(d) = self.destinations.get_mut(&dst) {
             d.live_flows = d.live_flows.saturating_sub(1);
-            d.last_used = d.last_used.max(last_seen);
+            d.last_used = d.last_used.later(last_seen);
         }
     }
 
     pub fn expire(&mut self, now: Timestamp) {
         let timeout = self.idle_timeout_ms;
         self.destinations
-            .retain(|_, d| d.live_flows > 0 || now.since(d.last_used) < timeout);
+            .retain(|_, d| d.live_flows > 0 || now.since_stamp(d.last_used) < timeout);
     }
 
     pub fn len(&self) -> usize {
@@ -104,7 +104,7 @@ mod tests {
         assert!(a.attach(7, 1, t0));
         // flow alive for an hour without being detached: still bound
         assert_eq!(a.lookup(7, t0.after_ms(60 * MIN)), Some(1));
-        a.detach(7, t0.after_ms(5 * MIN));
+        a.detach(7, t0.after_ms(5 * MIN).stamp());
         assert_eq!(a.lookup(7, t0.after_ms(15 * MIN - 1)), Some(1));
         assert_eq!(a.lookup(7, t0.after_ms(15 * MIN)), None);
         a.expire(t0.after_ms(15 * MIN));

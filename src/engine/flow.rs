@@ -4,7 +4,7 @@
 use ahash::AHashMap;
 
 use super::packet::{PROTO_ICMP, PROTO_TCP, TCP_FIN, TCP_RST};
-use super::{Timestamp, UplinkId};
+use super::{Stamp, Timestamp, UplinkId};
 
 /// A flow as the LAN side sees it. For ICMP echo the "port" is the identifier and the remote
 /// port is 0.
@@ -96,7 +96,7 @@ impl TcpSeen {
 #[derive(Clone, Copy, Debug)]
 pub struct Flow {
     pub key: FlowKey,
-    pub last_seen: Timestamp,
+    pub last_seen: Stamp,
     pub ext_port: u16,
     pub uplink: UplinkId,
     pub tcp: TcpSeen,
@@ -122,10 +122,12 @@ impl Flow {
     }
 }
 
-/// Flows in a slab, indexed by both keys.
+/// Flows in a slab, indexed by both keys. A bitmap says which slots are live, so a slot costs
+/// no more than its flow.
 #[derive(Debug, Default)]
 pub struct FlowTable {
-    slots: Vec<Option<Flow>>,
+    slots: Vec<Flow>,
+    live: Vec<u64>,
     free: Vec<u32>,
     by_key: AHashMap<FlowKey, u32>,
     by_reply: AHashMap<ReplyKey, u32>,
@@ -134,40 +136,60 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
         let slot = *self.by_key.get(key)?;
-        self.slots[slot as usize].as_mut()
+        Some(&mut self.slots[slot as usize])
     }
 
     pub fn get_reply_mut(&mut self, key: &ReplyKey) -> Option<&mut Flow> {
         let slot = *self.by_reply.get(key)?;
-        self.slots[slot as usize].as_mut()
+        Some(&mut self.slots[slot as usize])
+    }
+
+    fn set_live(&mut self, slot: usize, live: bool) {
+        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+        if live {
+            self.live[word] |= bit
+        } else {
+            self.live[word] &= !bit
+        }
     }
 
     /// Adds a flow whose key is not in the table yet.
     pub fn insert(&mut self, flow: Flow) {
         let slot = match self.free.pop() {
-            Some(s) => s,
+            Some(s) => {
+                self.slots[s as usize] = flow;
+                s
+            }
             None => {
-                self.slots.push(None);
+                self.slots.push(flow);
+                if self.slots.len() > self.live.len() * 64 {
+                    self.live.push(0);
+                }
                 (self.slots.len() - 1) as u32
             }
         };
+        self.set_live(slot as usize, true);
         self.by_key.insert(flow.key, slot);
         self.by_reply.insert(flow.reply_key(), slot);
-        self.slots[slot as usize] = Some(flow);
     }
 
     /// Removes every flow idle for longer than its timeout, handing each to `ended`.
     pub fn expire(&mut self, now: Timestamp, timeouts: &Timeouts, mut ended: impl FnMut(&Flow)) {
-        for (slot, entry) in self.slots.iter_mut().enumerate() {
-            let Some(flow) = entry else { continue };
-            if now.since(flow.last_seen) < flow.idle_timeout(timeouts) {
-                continue;
+        for word in 0..self.live.len() {
+            let mut bits = self.live[word];
+            while bits != 0 {
+                let slot = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let flow = self.slots[slot];
+                if now.since_stamp(flow.last_seen) < flow.idle_timeout(timeouts) {
+                    continue;
+                }
+                self.by_key.remove(&flow.key);
+                self.by_reply.remove(&flow.reply_key());
+                ended(&flow);
+                self.set_live(slot, false);
+                self.free.push(slot as u32);
             }
-            self.by_key.remove(&flow.key);
-            self.by_reply.remove(&flow.reply_key());
-            ended(flow);
-            *entry = None;
-            self.free.push(slot as u32);
         }
     }
 
@@ -194,7 +216,7 @@ mod tests {
                 rem_port: 80,
                 proto,
             },
-            last_seen: Timestamp::from_millis(0),
+            last_seen: Timestamp::from_millis(0).stamp(),
             ext_port: 61000 + port,
             uplink: 0,
             tcp: TcpSeen::default(),

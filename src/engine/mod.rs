@@ -44,6 +44,32 @@ impl Timestamp {
     pub fn after_ms(self, ms: u64) -> Timestamp {
         Timestamp(self.0 + ms)
     }
+
+    /// The compact form kept in table entries.
+    pub fn stamp(self) -> Stamp {
+        Stamp(self.0 as u32)
+    }
+
+    /// Milliseconds from `earlier` to `self`; correct for ages under 49 days, far beyond any
+    /// timeout (expiry removes entries long before).
+    pub fn since_stamp(self, earlier: Stamp) -> u64 {
+        u64::from((self.0 as u32).wrapping_sub(earlier.0))
+    }
+}
+
+/// The low 32 bits of a [`Timestamp`]: 4 bytes per table entry instead of 8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp(u32);
+
+impl Stamp {
+    /// The later of two stamps less than 24 days apart.
+    pub fn later(self, other: Stamp) -> Stamp {
+        if (other.0.wrapping_sub(self.0) as i32) > 0 {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// Why a packet was not forwarded. Every drop is counted under one of these.
@@ -244,7 +270,7 @@ impl Engine {
         let flags = ip.tcp_flags(pkt);
         let (uplink, ext_port) = match self.flows.get_mut(&key) {
             Some(flow) => {
-                flow.last_seen = now;
+                flow.last_seen = now.stamp();
                 flow.tcp.update(true, flags);
                 (flow.uplink, flow.ext_port)
             }
@@ -286,7 +312,7 @@ impl Engine {
         tcp.update(true, tcp_flags);
         self.flows.insert(Flow {
             key,
-            last_seen: now,
+            last_seen: now.stamp(),
             ext_port,
             uplink,
             tcp,
@@ -347,7 +373,7 @@ impl Engine {
             }
         };
         let flow = self.flows.get_reply_mut(&reply).ok_or(DropReason::NoFlow)?;
-        flow.last_seen = now;
+        flow.last_seen = now.stamp();
         flow.tcp.update(false, ip.tcp_flags(pkt));
         let (addr, port) = (flow.key.int_addr, flow.key.int_port);
         packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
