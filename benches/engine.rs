@@ -13,7 +13,7 @@ use wanlb::engine::{L4Checksum, Timestamp, Verdict};
 const FLOWS: u32 = 10_000;
 
 fn warm_table(c: &mut Criterion) {
-    let mut e = engine();
+    let e = engine();
     let now = Timestamp::from_millis(1);
     // 10,000 flows from 2,000 LAN endpoints (100 hosts x 20 ports) to 10,000 destinations
     let outbound: Vec<[u8; 46]> = (0..FLOWS)
@@ -63,7 +63,7 @@ fn new_flows(c: &mut Criterion) {
     // 64 LAN endpoints; the table starts empty and grows as it would.
     g.bench_function("new UDP flow", |b| {
         b.iter_custom(|iters| {
-            let mut e = engine();
+            let e = engine();
             let now = Timestamp::from_millis(1);
             let packets: Vec<[u8; 46]> = (0..iters as u32)
                 .map(|i| {

@@ -41,7 +41,7 @@ const FLOWS: u32 = 1_000_000;
 /// Heap bytes per flow after opening `FLOWS` flows, flow i going to `dst(i)`.
 fn per_flow(label: &str, dst: impl Fn(u32) -> (u32, u16)) {
     let before = LIVE.load(Ordering::Relaxed);
-    let mut e = engine();
+    let e = engine();
     let now = Timestamp::from_millis(1);
     for i in 0..FLOWS {
         let (addr, port) = dst(i);

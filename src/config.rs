@@ -60,6 +60,8 @@ pub struct Config {
     pub uplinks: Vec<UplinkSpec>,
     pub pins: Vec<PinSpec>,
     pub affinity_timeout: Duration,
+    /// How long a worker keeps looking for packets after one before it sleeps (0: never).
+    pub busy_poll: Duration,
     pub tun: String,
     pub workers: usize,
     pub nat_ports: (u16, u16),
@@ -73,6 +75,7 @@ pub struct Flags {
     pub uplinks: Vec<String>,
     pub pins: Vec<String>,
     pub affinity_timeout: Option<String>,
+    pub busy_poll: Option<String>,
     pub tun: Option<String>,
     pub workers: Option<usize>,
     pub nat_ports: Option<String>,
@@ -85,6 +88,7 @@ struct FileConfig {
     tun: Option<Spanned<String>>,
     workers: Option<Spanned<toml::Value>>,
     affinity_timeout: Option<Spanned<String>>,
+    busy_poll: Option<Spanned<String>>,
     nat_ports: Option<Spanned<String>>,
     #[serde(default)]
     uplink: Vec<FileUplink>,
@@ -146,7 +150,7 @@ pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
         err(
             origin,
             format!(
-                "{s:?} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 600s, 10m, 1h"
+                "{s:?} is not a duration: use a number and a unit (us, ms, s, m, h, d), e.g. 600s, 10m, 1h"
             ),
         )
     };
@@ -167,6 +171,7 @@ pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
+            "us" => Duration::from_micros(1),
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
             "m" => Duration::from_secs(60),
@@ -190,6 +195,18 @@ fn parse_affinity(s: &str, origin: &str) -> Result<Duration, ConfigError> {
     let d = parse_duration(s, origin)?;
     if d > MAX_AFFINITY {
         return err(origin, "the affinity timeout can be at most 1d");
+    }
+    Ok(d)
+}
+
+/// `0` (off) or a duration up to 1s.
+fn parse_busy_poll(s: &str, origin: &str) -> Result<Duration, ConfigError> {
+    if s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = parse_duration(s, origin)?;
+    if d > Duration::from_secs(1) {
+        return err(origin, "busy polling can last at most 1s after a packet");
     }
     Ok(d)
 }
@@ -317,6 +334,7 @@ impl Config {
             uplinks: Vec::new(),
             pins: Vec::new(),
             affinity_timeout: DEFAULT_AFFINITY,
+            busy_poll: Duration::ZERO,
             tun: DEFAULT_TUN.into(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             nat_ports: DEFAULT_NAT_PORTS,
@@ -367,6 +385,9 @@ impl Config {
         }
         if let Some(a) = file.affinity_timeout {
             self.affinity_timeout = parse_affinity(a.get_ref(), &at.key(&a, "affinity_timeout"))?;
+        }
+        if let Some(b) = file.busy_poll {
+            self.busy_poll = parse_busy_poll(b.get_ref(), &at.key(&b, "busy_poll"))?;
         }
         if let Some(p) = file.nat_ports {
             self.nat_ports = parse_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
@@ -447,6 +468,9 @@ impl Config {
         }
         if let Some(a) = &flags.affinity_timeout {
             self.affinity_timeout = parse_affinity(a, &format!("--affinity-timeout {a:?}"))?;
+        }
+        if let Some(b) = &flags.busy_poll {
+            self.busy_poll = parse_busy_poll(b, &format!("--busy-poll {b:?}"))?;
         }
         if let Some(t) = &flags.tun {
             check_name(t, &format!("--tun {t:?}"), "TUN name")?;

@@ -201,7 +201,7 @@ fn serve(
     tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
     plumb(plumbing, config, resolved, mtu)?;
 
-    let mut engine = Engine::new(engine_config(config, resolved));
+    let engine = Engine::new(engine_config(config, resolved));
     for i in 0..resolved.len() {
         engine.set_uplink_up(i as u8, false); // until its gateway answers ARP
     }
@@ -263,6 +263,7 @@ fn serve(
                             shared,
                             tun,
                             uplinks,
+                            busy_poll: config.busy_poll,
                         }
                         .run();
                         if r.is_err() {
@@ -306,7 +307,7 @@ fn serve(
         let _ = control.join();
         first_error.map_or(Ok(()), Err)
     });
-    let counters = shared.engine().counters().clone();
+    let counters = shared.engine.counters();
     log_status(&shared);
     drop(queues);
     outcome.map(|()| counters)
@@ -336,7 +337,7 @@ fn control_loop(shared: &Shared, config: &Config) {
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             last_expiry = Instant::now();
             let now = shared.now();
-            shared.engine().expire(now);
+            shared.engine.expire(now);
         }
     }
 }
@@ -344,9 +345,9 @@ fn control_loop(shared: &Shared, config: &Config) {
 /// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit).
 fn log_status(shared: &Shared) {
     let (counters, flows, mappings, destinations) = {
-        let e = shared.engine();
+        let e = &shared.engine;
         (
-            e.counters().clone(),
+            e.counters(),
             e.flow_count(),
             e.mapping_count(),
             e.destination_count(),

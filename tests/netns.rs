@@ -274,3 +274,33 @@ fn bad_input_is_refused_before_anything_changes() {
     }
     tb.assert_gateway_state(&before, "");
 }
+
+#[test]
+fn busy_polling_forwards_and_stops_cleanly() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let before = tb.gateway_state();
+    let mut args = example_args();
+    args.extend(["--busy-poll".to_string(), "20ms".to_string()]);
+    let gw = tb.start_wanlb(&args);
+    let ping = tb.ok(
+        "lan",
+        &["ping", "-c", "5", "-i", "0.01", "-W", "2", "198.19.0.1"],
+    );
+    assert!(ping.contains("5 received"), "{ping}");
+    let tcp = tb.ok(
+        "lan",
+        &[
+            PROBE,
+            "tcp-check",
+            "--dst",
+            "198.19.0.9:9000",
+            "--bytes",
+            "5000000",
+        ],
+    );
+    assert!(tcp.starts_with("ok 5000000 bytes"), "{tcp}");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    tb.assert_gateway_state(&before, &log);
+}

@@ -166,11 +166,15 @@ fn serve(prefixes: &[String], port: u16, tcp: Option<SocketAddrV4>) -> Result<()
         }
     }
     let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
-    let mut ready = Vec::new();
+    let mut poller = wanlb::io::Poller::new(&fds);
     let mut buf = [0u8; 2048];
     loop {
-        wanlb::io::poll_readable(&fds, 1000, &mut ready).map_err(|e| e.to_string())?;
-        for (s, _) in sockets.iter().zip(&ready).filter(|(_, r)| **r) {
+        poller.wait(1000).map_err(|e| e.to_string())?;
+        for (_, s) in sockets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| poller.is_ready(*i))
+        {
             while let Ok((n, from)) = s.recv_from(&mut buf) {
                 let mut reply = format!("SEEN {from}\n").into_bytes();
                 reply.extend_from_slice(&buf[..n.min(1024)]);
@@ -404,9 +408,9 @@ fn capture_verify(dev: &str) -> Result<()> {
     let _ = std::io::stdout().flush();
     let mut buf = vec![0u8; 70_000];
     let mut t = Tally::default();
-    let mut ready = Vec::new();
+    let mut poller = wanlb::io::Poller::new(&[socket.raw_fd()]);
     while !stop.load(Ordering::Relaxed) {
-        wanlb::io::poll_readable(&[socket.raw_fd()], 100, &mut ready).map_err(|e| e.to_string())?;
+        poller.wait(100).map_err(|e| e.to_string())?;
         while let Ok(n) = socket.recv(&mut buf) {
             if n >= vnet::LEN {
                 let h = VnetHeader::read(buf[..vnet::LEN].try_into().expect("10 bytes"));
@@ -449,15 +453,19 @@ fn udp_sink(cidr: &str, port: u16) -> Result<()> {
     }
     let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
     let mut bufs = vec![[0u8; 2048]; 64];
-    let mut ready = Vec::new();
+    let mut poller = wanlb::io::Poller::new(&fds);
     let mut received = 0u64;
     let mut first = None;
     let mut last = std::time::Instant::now();
     println!("listening");
     let _ = std::io::stdout().flush();
     while !stop.load(Ordering::Relaxed) {
-        wanlb::io::poll_readable(&fds, 100, &mut ready).map_err(|e| e.to_string())?;
-        for (s, _) in sockets.iter().zip(&ready).filter(|(_, r)| **r) {
+        poller.wait(100).map_err(|e| e.to_string())?;
+        for (_, s) in sockets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| poller.is_ready(*i))
+        {
             loop {
                 let n = wanlb::io::batch::recv_many(s, &mut bufs).map_err(|e| e.to_string())?;
                 if n == 0 {

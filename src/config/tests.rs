@@ -189,6 +189,29 @@ fn flags_override_file_uplinks_by_name_and_add_new_ones() {
 }
 
 #[test]
+fn busy_poll_is_off_by_default_and_bounded() {
+    assert_eq!(
+        Config::load(&flags(&[ISP1], &[])).unwrap().busy_poll,
+        Duration::ZERO
+    );
+    let mut f = flags(&[ISP1], &[]);
+    f.busy_poll = Some("50us".into());
+    assert_eq!(
+        Config::load(&f).unwrap().busy_poll,
+        Duration::from_micros(50)
+    );
+    f.busy_poll = Some("20ms".into());
+    assert_eq!(
+        Config::load(&f).unwrap().busy_poll,
+        Duration::from_millis(20)
+    );
+    f.busy_poll = Some("0".into());
+    assert_eq!(Config::load(&f).unwrap().busy_poll, Duration::ZERO);
+    f.busy_poll = Some("2s".into());
+    assert!(load_err(&f).to_string().contains("at most 1s"));
+}
+
+#[test]
 fn durations() {
     let d = |s| parse_duration(s, "x");
     assert_eq!(d("600s").unwrap(), Duration::from_secs(600));

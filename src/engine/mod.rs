@@ -20,6 +20,9 @@ use select::{Pin, Selector};
 
 pub use packet::L4Checksum;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
 /// Index of an uplink in the configured order.
 pub type UplinkId = u8;
 
@@ -171,51 +174,107 @@ pub struct Counters {
     pub uplinks: Vec<UplinkCounters>,
 }
 
+impl UplinkCounters {
+    fn add(&mut self, o: &UplinkCounters) {
+        self.packets_out += o.packets_out;
+        self.bytes_out += o.bytes_out;
+        self.packets_in += o.packets_in;
+        self.bytes_in += o.bytes_in;
+        self.flows += o.flows;
+        self.destinations += o.destinations;
+    }
+}
+
+impl Shard {
+    fn count_out(&mut self, uplink: UplinkId, bytes: usize) {
+        let c = &mut self.uplinks[usize::from(uplink)];
+        c.packets_out += 1;
+        c.bytes_out += bytes as u64;
+    }
+
+    fn count_in(&mut self, uplink: UplinkId, bytes: usize) {
+        let c = &mut self.uplinks[usize::from(uplink)];
+        c.packets_in += 1;
+        c.bytes_in += bytes as u64;
+    }
+}
+
 impl Counters {
     pub fn drop_count(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
     }
 }
 
+/// Shards of the flow table: a power of two, many more than workers, so two workers rarely
+/// want the same one at once.
+const SHARDS: usize = 64;
+
+/// One partition of the tables, by remote address: a flow and its destination's binding live
+/// in the shard of the remote end, which both directions of the flow name.
+#[derive(Debug)]
+struct Shard {
+    flows: FlowTable,
+    affinity: Affinity,
+    uplinks: Vec<UplinkCounters>,
+}
+
+fn shard_of(remote: u32) -> usize {
+    // Fibonacci hashing: the top bits of the product spread neighbouring addresses.
+    (remote.wrapping_mul(0x9e37_79b9) >> (32 - SHARDS.trailing_zeros())) as usize
+}
+
+/// The engine is shared by the workers: each packet locks only the shard of its remote
+/// address. Opening or ending a flow also takes the port pools (and, for a weighted pick, the
+/// selector), always after the shard, never both at once.
 #[derive(Debug)]
 pub struct Engine {
     uplinks: Vec<UplinkConfig>,
     timeouts: Timeouts,
-    flows: FlowTable,
-    nat: Nat,
-    affinity: Affinity,
-    select: Selector,
-    counters: Counters,
+    shards: Box<[Mutex<Shard>]>,
+    nat: Mutex<Nat>,
+    select: Mutex<Selector>,
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+/// A panic while a lock was held leaves the tables consistent (no update spans a panic
+/// point), so a poisoned lock is used as it is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
+        let n = config.uplinks.len();
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    flows: FlowTable::default(),
+                    affinity: Affinity::new(config.affinity_timeout_ms),
+                    uplinks: vec![UplinkCounters::default(); n],
+                })
+            })
+            .collect();
         Engine {
             timeouts: config.timeouts,
-            flows: FlowTable::default(),
-            nat: Nat::new(config.uplinks.len(), config.ports, config.seed),
-            affinity: Affinity::new(config.affinity_timeout_ms),
-            select: Selector::new(weights, config.pins),
-            counters: Counters {
-                drops: [0; DropReason::ALL.len()],
-                uplinks: vec![UplinkCounters::default(); config.uplinks.len()],
-            },
+            shards,
+            nat: Mutex::new(Nat::new(n, config.ports, config.seed)),
+            select: Mutex::new(Selector::new(weights, config.pins)),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
             uplinks: config.uplinks,
         }
+    }
+
+    fn shard(&self, remote: u32) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[shard_of(remote)])
     }
 
     /// A packet from the LAN (read from TUN). On `Verdict::Uplink` it has been translated to
     /// that uplink's address. `csum` says how the kernel left the transport checksum and is
     /// updated if the engine completes it.
-    pub fn outbound(&mut self, now: Timestamp, pkt: &mut [u8], csum: &mut L4Checksum) -> Verdict {
+    pub fn outbound(&self, now: Timestamp, pkt: &mut [u8], csum: &mut L4Checksum) -> Verdict {
         match self.translate_outbound(now, pkt, csum) {
-            Ok(uplink) => {
-                let c = &mut self.counters.uplinks[usize::from(uplink)];
-                c.packets_out += 1;
-                c.bytes_out += pkt.len() as u64;
-                Verdict::Uplink(uplink)
-            }
+            Ok(uplink) => Verdict::Uplink(uplink),
             Err(reason) => self.dropped(reason),
         }
     }
@@ -223,30 +282,25 @@ impl Engine {
     /// A packet that arrived on `uplink`. On `Verdict::Tun` it has been translated back to the
     /// LAN endpoint.
     pub fn inbound(
-        &mut self,
+        &self,
         now: Timestamp,
         uplink: UplinkId,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
     ) -> Verdict {
         match self.translate_inbound(now, uplink, pkt, csum) {
-            Ok(()) => {
-                let c = &mut self.counters.uplinks[usize::from(uplink)];
-                c.packets_in += 1;
-                c.bytes_in += pkt.len() as u64;
-                Verdict::Tun
-            }
+            Ok(()) => Verdict::Tun,
             Err(reason) => self.dropped(reason),
         }
     }
 
-    fn dropped(&mut self, reason: DropReason) -> Verdict {
-        self.counters.drops[reason as usize] += 1;
+    fn dropped(&self, reason: DropReason) -> Verdict {
+        self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
         Verdict::Drop(reason)
     }
 
     fn translate_outbound(
-        &mut self,
+        &self,
         now: Timestamp,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
@@ -268,21 +322,24 @@ impl Engine {
             proto: ip.proto,
         };
         let flags = ip.tcp_flags(pkt);
-        let (uplink, ext_port) = match self.flows.get_mut(&key) {
+        let mut shard = self.shard(key.rem_addr);
+        let (uplink, ext_port) = match shard.flows.get_mut(&key) {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.tcp.update(true, flags);
                 (flow.uplink, flow.ext_port)
             }
-            None => self.open_flow(now, key, flags)?,
+            None => self.open_flow(&mut shard, now, key, flags)?,
         };
         let addr = self.uplinks[usize::from(uplink)].addr;
         packet::rewrite(pkt, &ip, End::Source, addr, ext_port, *csum);
+        shard.count_out(uplink, pkt.len());
         Ok(uplink)
     }
 
     fn open_flow(
-        &mut self,
+        &self,
+        shard: &mut Shard,
         now: Timestamp,
         key: FlowKey,
         tcp_flags: u8,
@@ -291,7 +348,7 @@ impl Engine {
             return Err(DropReason::NoFlow);
         }
         let uplink = self
-            .choose_uplink(key.rem_addr, now)
+            .choose_uplink(shard, key.rem_addr, now)
             .ok_or(DropReason::NoUplink)?;
         let endpoint = Endpoint {
             addr: key.int_addr,
@@ -299,18 +356,17 @@ impl Engine {
             proto: key.proto,
             uplink,
         };
-        let ext_port = self
-            .nat
+        let ext_port = lock(&self.nat)
             .acquire(endpoint)
             .ok_or(DropReason::PortsExhausted)?;
-        let counters = &mut self.counters.uplinks[usize::from(uplink)];
+        let counters = &mut shard.uplinks[usize::from(uplink)];
         counters.flows += 1;
-        if self.affinity.attach(key.rem_addr, uplink, now) {
+        if shard.affinity.attach(key.rem_addr, uplink, now) {
             counters.destinations += 1;
         }
         let mut tcp = TcpSeen::default();
         tcp.update(true, tcp_flags);
-        self.flows.insert(Flow {
+        shard.flows.insert(Flow {
             key,
             last_seen: now.stamp(),
             ext_port,
@@ -322,19 +378,20 @@ impl Engine {
 
     /// Pin (if its uplink is up), else the destination's current uplink (if up), else the
     /// next weighted pick.
-    fn choose_uplink(&mut self, dst: u32, now: Timestamp) -> Option<UplinkId> {
-        let bound = match self.select.pinned(dst) {
+    fn choose_uplink(&self, shard: &Shard, dst: u32, now: Timestamp) -> Option<UplinkId> {
+        let mut select = lock(&self.select);
+        let bound = match select.pinned(dst) {
             Some(pinned) => Some(pinned),
-            None => self.affinity.lookup(dst, now),
+            None => shard.affinity.lookup(dst, now),
         };
         match bound {
-            Some(u) if self.select.is_up(u) => Some(u),
-            _ => self.select.weighted(),
+            Some(u) if select.is_up(u) => Some(u),
+            _ => select.weighted(),
         }
     }
 
     fn translate_inbound(
-        &mut self,
+        &self,
         now: Timestamp,
         uplink: UplinkId,
         pkt: &mut [u8],
@@ -372,18 +429,23 @@ impl Engine {
                 uplink,
             }
         };
-        let flow = self.flows.get_reply_mut(&reply).ok_or(DropReason::NoFlow)?;
+        let mut shard = self.shard(reply.rem_addr);
+        let flow = shard
+            .flows
+            .get_reply_mut(&reply)
+            .ok_or(DropReason::NoFlow)?;
         flow.last_seen = now.stamp();
         flow.tcp.update(false, ip.tcp_flags(pkt));
         let (addr, port) = (flow.key.int_addr, flow.key.int_port);
         packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
+        shard.count_in(uplink, pkt.len());
         Ok(())
     }
 
     /// An ICMP error from the internet about a packet that left through `uplink`. Errors do
     /// not refresh the flow: they are not traffic of it.
     fn inbound_error(
-        &mut self,
+        &self,
         uplink: UplinkId,
         pkt: &mut [u8],
         ip: &Ipv4,
@@ -400,17 +462,22 @@ impl Engine {
             proto: emb.proto,
             uplink,
         };
-        let flow = self.flows.get_reply_mut(&reply).ok_or(DropReason::NoFlow)?;
+        let mut shard = self.shard(reply.rem_addr);
+        let flow = shard
+            .flows
+            .get_reply_mut(&reply)
+            .ok_or(DropReason::NoFlow)?;
         let (addr, port) = (flow.key.int_addr, flow.key.int_port);
         icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, addr, port);
         *csum = L4Checksum::Complete;
+        shard.count_in(uplink, pkt.len());
         Ok(())
     }
 
     /// An ICMP error from a LAN host about a reply wanlb delivered to it (a port unreachable
     /// for a closed UDP socket, say).
     fn outbound_error(
-        &mut self,
+        &self,
         pkt: &mut [u8],
         ip: &Ipv4,
         csum: &mut L4Checksum,
@@ -426,54 +493,66 @@ impl Engine {
             rem_port: emb.src_port,
             proto: emb.proto,
         };
-        let flow = self.flows.get_mut(&key).ok_or(DropReason::NoFlow)?;
+        let mut shard = self.shard(key.rem_addr);
+        let flow = shard.flows.get_mut(&key).ok_or(DropReason::NoFlow)?;
         let (uplink, ext_port) = (flow.uplink, flow.ext_port);
         let addr = self.uplinks[usize::from(uplink)].addr;
         icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, addr, ext_port);
         *csum = L4Checksum::Complete;
+        shard.count_out(uplink, pkt.len());
         Ok(uplink)
     }
 
     /// Removes idle flows, returns their ports to the pools and lets idle destination
     /// bindings lapse.
-    pub fn expire(&mut self, now: Timestamp) {
-        let Engine {
-            flows,
-            nat,
-            affinity,
-            timeouts,
-            ..
-        } = self;
-        flows.expire(now, timeouts, |f| {
-            nat.release(Endpoint {
-                addr: f.key.int_addr,
-                port: f.key.int_port,
-                proto: f.key.proto,
-                uplink: f.uplink,
+    pub fn expire(&self, now: Timestamp) {
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let Shard {
+                flows, affinity, ..
+            } = &mut *shard;
+            let mut nat = lock(&self.nat);
+            flows.expire(now, &self.timeouts, |f| {
+                nat.release(Endpoint {
+                    addr: f.key.int_addr,
+                    port: f.key.int_port,
+                    proto: f.key.proto,
+                    uplink: f.uplink,
+                });
+                affinity.detach(f.key.rem_addr, f.last_seen);
             });
-            affinity.detach(f.key.rem_addr, f.last_seen);
-        });
-        affinity.expire(now);
+            affinity.expire(now);
+        }
     }
 
-    pub fn set_uplink_up(&mut self, uplink: UplinkId, up: bool) {
-        self.select.set_up(uplink, up);
+    pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) {
+        lock(&self.select).set_up(uplink, up);
     }
 
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// Totals so far, summed over the shards.
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters {
+            drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
+            uplinks: vec![UplinkCounters::default(); self.uplinks.len()],
+        };
+        for shard in self.shards.iter() {
+            for (total, part) in c.uplinks.iter_mut().zip(&lock(shard).uplinks) {
+                total.add(part);
+            }
+        }
+        c
     }
 
     pub fn flow_count(&self) -> usize {
-        self.flows.len()
+        self.shards.iter().map(|s| lock(s).flows.len()).sum()
     }
 
     pub fn mapping_count(&self) -> usize {
-        self.nat.len()
+        lock(&self.nat).len()
     }
 
     pub fn destination_count(&self) -> usize {
-        self.affinity.len()
+        self.shards.iter().map(|s| lock(s).affinity.len()).sum()
     }
 
     pub fn uplinks(&self) -> &[UplinkConfig] {

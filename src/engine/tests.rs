@@ -219,7 +219,7 @@ fn icmp_error_for_unknown_flow_is_dropped() {
 
 #[test]
 fn partial_checksum_gets_the_pseudo_header_update_only() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = TCP_SYN_OUT;
     let dst = u32::from_be_bytes([198, 19, 0, 1]);
     write_u16(&mut p, 36, fold(pseudo_header(LAN, dst, 6, 20)));
@@ -633,4 +633,52 @@ proptest! {
         let mut p = bytes;
         let _ = inb(&mut e, t(0), uplink, &mut p);
     }
+}
+
+#[test]
+fn workers_sharing_the_engine_never_share_an_external_port() {
+    let e = Engine::new(config((61000, 65535), vec![]));
+    let ports = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for worker in 0..4u32 {
+            let (e, ports) = (&e, &ports);
+            s.spawn(move || {
+                for i in 0..500u32 {
+                    // each worker its own LAN host, every flow a new LAN port and destination
+                    let mut p = udp_packet(
+                        LAN + worker,
+                        dst(worker * 1000 + i),
+                        10000 + i as u16,
+                        53,
+                        b"q",
+                    );
+                    let Verdict::Uplink(u) = e.outbound(t(0), &mut p, &mut L4Checksum::Complete)
+                    else {
+                        panic!("dropped")
+                    };
+                    ports.lock().unwrap().push((u, read_u16(&p, 20)));
+                }
+            });
+        }
+    });
+    let mut ports = ports.into_inner().unwrap();
+    ports.sort();
+    let total = ports.len();
+    ports.dedup();
+    assert_eq!(
+        ports.len(),
+        total,
+        "an external (uplink, port) was given twice"
+    );
+    assert_eq!(
+        (e.flow_count(), e.mapping_count(), e.destination_count()),
+        (2000, 2000, 2000)
+    );
+    let c = e.counters();
+    assert_eq!(c.uplinks.iter().map(|u| u.packets_out).sum::<u64>(), 2000);
+    assert_eq!(
+        c.uplinks.iter().map(|u| u.destinations).collect::<Vec<_>>(),
+        [1333, 667],
+        "2:1 even when picked from four threads"
+    );
 }

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::fd::poll_readable;
+use super::fd::Poller;
 use super::packet::{ETH_P_ARP, PacketSocket};
 use super::worker::Shared;
 
@@ -65,7 +65,7 @@ const RETRY: Duration = Duration::from_millis(500);
 pub fn run(shared: &Shared, targets: &[ArpTarget]) -> io::Result<()> {
     let mut next_ask = vec![Instant::now(); targets.len()];
     let fds: Vec<_> = targets.iter().map(|t| t.socket.raw_fd()).collect();
-    let mut ready = Vec::new();
+    let mut poller = Poller::new(&fds);
     let mut buf = [0u8; 128];
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -78,9 +78,9 @@ pub fn run(shared: &Shared, targets: &[ArpTarget]) -> io::Result<()> {
                 }
             }
         }
-        poll_readable(&fds, 100, &mut ready)?;
+        poller.wait(100)?;
         for (i, t) in targets.iter().enumerate() {
-            if !ready[i] {
+            if !poller.is_ready(i) {
                 continue;
             }
             while let Ok(n) = t.socket.recv(&mut buf) {
@@ -91,11 +91,7 @@ pub fn run(shared: &Shared, targets: &[ArpTarget]) -> io::Result<()> {
                 let old = path.gateway_mac.swap(mac_to_u64(mac), Ordering::Relaxed);
                 if old != mac_to_u64(mac) {
                     tracing::info!(uplink = %path.name, mac = %format_mac(mac), "gateway resolved");
-                    shared
-                        .engine
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .set_uplink_up(i as u8, true);
+                    shared.engine.set_uplink_up(i as u8, true);
                 }
             }
         }

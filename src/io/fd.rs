@@ -64,29 +64,51 @@ pub(crate) fn setsockopt<T>(
     Ok(())
 }
 
-/// Waits until one of `fds` is readable or `timeout_ms` passes; returns which are readable.
-/// An interrupted wait counts as a timeout, so callers re-check their stop flag.
-pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, ready: &mut Vec<bool>) -> io::Result<()> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structs.
-    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-    ready.clear();
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+/// Waits for any of a fixed set of descriptors to become readable; allocates only once.
+#[derive(Debug)]
+pub struct Poller {
+    fds: Vec<libc::pollfd>,
+}
+
+impl Poller {
+    pub fn new(fds: &[RawFd]) -> Poller {
+        Poller {
+            fds: fds
+                .iter()
+                .map(|&fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect(),
         }
     }
-    ready.extend(
-        pfds.iter()
-            .map(|p| p.revents & (libc::POLLIN | libc::POLLERR) != 0),
-    );
-    Ok(())
+
+    /// Waits until a descriptor is readable or `timeout_ms` passes (0: just look). An
+    /// interrupted wait counts as a timeout, so callers re-check their stop flag.
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {
+        for p in &mut self.fds {
+            p.revents = 0;
+        }
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
+        let ret = unsafe {
+            libc::poll(
+                self.fds.as_mut_ptr(),
+                self.fds.len() as libc::nfds_t,
+                timeout_ms,
+            )
+        };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether descriptor `i` (in the order given to `new`) was readable at the last wait.
+    pub fn is_ready(&self, i: usize) -> bool {
+        self.fds[i].revents & (libc::POLLIN | libc::POLLERR) != 0
+    }
 }

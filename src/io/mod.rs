@@ -11,4 +11,4 @@ pub mod tun;
 pub mod vnet;
 pub mod worker;
 
-pub use fd::poll_readable;
+pub use fd::Poller;
