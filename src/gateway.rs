@@ -20,6 +20,9 @@ use crate::io::{iface, signal, tun};
 pub const ROUTE_TABLE: u32 = 7100;
 const RULE_PRIORITY: u32 = 7100;
 pub const STATE_DIR: &str = "/run/wanlb";
+/// Packets each TUN queue holds for its worker. The default (500) overflows when a LAN host
+/// sends a burst while the worker is waking up; this absorbs a few milliseconds of bursts.
+const TUN_QUEUE_LEN: u32 = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -121,7 +124,9 @@ fn plumb(
     // need no undo.
     system::run(
         "ip",
-        &words(&format!("link set dev {tun} mtu {mtu} up")),
+        &words(&format!(
+            "link set dev {tun} mtu {mtu} txqueuelen {TUN_QUEUE_LEN} up"
+        )),
         None,
     )?;
     // Replies written to TUN come from internet addresses the main table routes elsewhere;

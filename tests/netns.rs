@@ -70,17 +70,20 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
 
     // every frame on the way had valid checksums: complete ones verify, partial ones (veth
     // offload, including GSO super-packets) hold the pseudo-header sum the device completes
-    let mut gso = 0;
+    let (mut gso, mut segments) = (0, 0);
     for (ns, w) in watchers {
-        let (checked, gso_here, bad, out) = checksum_summary(w);
+        let (checked, gso_here, segments_here, bad, out) = checksum_summary(w);
         assert_eq!(bad, 0, "{ns}: {out}");
         assert!(checked > 0 || ns == "r2", "{ns} saw nothing: {out}");
         gso += gso_here;
+        segments += segments_here;
     }
+    // GSO super-packets were cut into wire-sized segments and every segment verified
     assert!(
         gso > 0,
         "the 20 MB transfer should have crossed as GSO super-packets"
     );
+    assert!(segments > gso, "{segments} segments from {gso} GSO packets");
 
     // the kernel did no NAT and has no multipath route; the packets went through the TUN
     let ruleset = tb.ok("gw", &["nft", "list", "ruleset"]);

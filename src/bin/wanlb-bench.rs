@@ -235,7 +235,12 @@ enum Active<'a> {
 }
 
 impl Active<'_> {
-    fn start(bed: &Bed, path: Gateway, workers: usize) -> Result<Active<'_>> {
+    fn start<'a>(
+        bed: &'a Bed,
+        path: Gateway,
+        workers: usize,
+        extra: &[&str],
+    ) -> Result<Active<'a>> {
         match path {
             Gateway::Kernel => {
                 bed.testbed("kernel")?;
@@ -245,25 +250,26 @@ impl Active<'_> {
                 let wanlb = bed.bin.join("wanlb").display().to_string();
                 let state = format!("/tmp/wanlb-bench-{}", bed.prefix);
                 let workers = workers.to_string();
-                let p = Proc::start(bed.cmd(
-                    "gw",
-                    &[
-                        &wanlb,
-                        "run",
-                        "--lan",
-                        "eth0",
-                        "--uplink",
-                        "isp1,dev=eth1,gw=198.18.1.254,weight=2",
-                        "--uplink",
-                        "isp2,dev=eth2,gw=198.18.2.254,weight=1",
-                        "--pin",
-                        "198.19.200.91/32=isp2",
-                        "--workers",
-                        &workers,
-                        "--state-dir",
-                        &state,
-                    ],
-                ))?;
+                let mut args = vec![
+                    wanlb.as_str(),
+                    "run",
+                    "--lan",
+                    "eth0",
+                    "--workers",
+                    &workers,
+                    "--state-dir",
+                    &state,
+                ];
+                args.extend_from_slice(&[
+                    "--uplink",
+                    "isp1,dev=eth1,gw=198.18.1.254,weight=2",
+                    "--uplink",
+                    "isp2,dev=eth2,gw=198.18.2.254,weight=1",
+                    "--pin",
+                    "198.19.200.91/32=isp2",
+                ]);
+                args.extend_from_slice(extra);
+                let p = Proc::start(bed.cmd("gw", &args))?;
                 p.wait_for(" ready ", "wanlb")?;
                 Ok(Active::Wanlb(p))
             }
@@ -305,9 +311,29 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn iperf_bps(json: &str) -> Result<f64> {
     let v: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("iperf3 JSON: {e}"))?;
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .ok_or_else(|| format!("iperf3 gave no result: {}", &json[..json.len().min(300)]))
+    match v["end"]["sum_received"]["bits_per_second"].as_f64() {
+        Some(bps) => Ok(bps),
+        None => Err(format!(
+            "iperf3: {}",
+            v["error"].as_str().unwrap_or("no result")
+        )),
+    }
+}
+
+/// Runs `attempt` up to three times: a single iperf3 run now and then fails to connect.
+fn retry<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                eprintln!("  {what} failed, trying again: {e}");
+                last = e;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    Err(format!("{what}: {last}"))
 }
 
 /// Runs one measurement; pushes its samples.
@@ -339,37 +365,57 @@ impl Run<'_> {
 
     fn tcp(&mut self, path: Gateway, rep: usize) -> Result<()> {
         let secs = self.cli.seconds.to_string();
-        let one = self
-            .bed
-            .run("lan", &["iperf3", "-c", "198.19.0.7", "-t", &secs, "-J"])?;
+        let bed = self.bed;
+        let one = |extra: &[&str]| {
+            let mut args = vec!["iperf3", "-c", "198.19.0.7", "-t", &secs, "-J"];
+            args.extend_from_slice(extra);
+            iperf_bps(&bed.run("lan", &args)?)
+        };
+        let up = retry("TCP 1 stream", || one(&[]))?;
         self.push(
-            "TCP 1 stream",
+            "TCP 1 stream, LAN to internet",
             "Gbit/s",
             true,
             path,
             rep,
-            iperf_bps(&one)? / 1e9,
+            up / 1e9,
         );
-        let clients: Vec<Child> = (11..19)
-            .map(|i| {
-                self.bed
-                    .cmd(
+        let down = retry("TCP 1 stream reverse", || one(&["-R"]))?;
+        self.push(
+            "TCP 1 stream, internet to LAN",
+            "Gbit/s",
+            true,
+            path,
+            rep,
+            down / 1e9,
+        );
+        let eight = || -> Result<f64> {
+            let clients: Vec<Child> = (11..19)
+                .map(|i| {
+                    bed.cmd(
                         "lan",
                         &["iperf3", "-c", &format!("198.19.0.{i}"), "-t", &secs, "-J"],
                     )
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
-            })
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| e.to_string())?;
-        let mut total = 0.0;
-        for c in clients {
-            let out = c.wait_with_output().map_err(|e| e.to_string())?;
-            total += iperf_bps(&String::from_utf8_lossy(&out.stdout))?;
-        }
+                })
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| e.to_string())?;
+            let mut total = 0.0;
+            let mut first_error = None;
+            for c in clients {
+                let out = c.wait_with_output().map_err(|e| e.to_string())?;
+                match iperf_bps(&String::from_utf8_lossy(&out.stdout)) {
+                    Ok(bps) => total += bps,
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            first_error.map_or(Ok(total), Err)
+        };
+        let total = retry("TCP 8 streams", eight)?;
         self.push(
-            "TCP 8 streams, 8 destinations",
+            "TCP 8 streams to 8 destinations",
             "Gbit/s",
             true,
             path,
@@ -425,7 +471,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn latency(&mut self, path: Gateway, rep: usize) -> Result<()> {
+    fn latency(&mut self, path: Gateway, rep: usize, label: &'static str) -> Result<()> {
         // warm the flow, then 300 probes at 10 ms intervals: low load
         self.bed
             .run("lan", &["ping", "-c", "3", "-i", "0.05", "198.19.0.3"])?;
@@ -442,22 +488,15 @@ impl Run<'_> {
             return Err(format!("only {} of 300 pings answered", rtts.len()));
         }
         rtts.sort_by(|a, b| a.total_cmp(b));
-        self.push(
-            "ping RTT p50",
-            "µs",
-            false,
-            path,
-            rep,
-            percentile(&rtts, 0.5),
-        );
-        self.push(
-            "ping RTT p99",
-            "µs",
-            false,
-            path,
-            rep,
-            percentile(&rtts, 0.99),
-        );
+        let (p50, p99) = match label {
+            "" => ("ping RTT p50", "ping RTT p99"),
+            _ => (
+                "ping RTT p50, wanlb --busy-poll 20ms",
+                "ping RTT p99, wanlb --busy-poll 20ms",
+            ),
+        };
+        self.push(p50, "µs", false, path, rep, percentile(&rtts, 0.5));
+        self.push(p99, "µs", false, path, rep, percentile(&rtts, 0.99));
         Ok(())
     }
 
@@ -665,10 +704,14 @@ fn markdown(lines: &[Line], reps: usize, meta: &str) -> String {
             fmt(l.ratio)
         );
     }
-    if let Some(p50) = lines.iter().find(|l| l.metric == "ping RTT p50") {
+    for l in lines
+        .iter()
+        .filter(|l| l.metric.starts_with("ping RTT p50"))
+    {
         md += &format!(
-            "\nLatency wanlb adds at p50: {} µs.\n",
-            fmt(p50.wanlb - p50.kernel)
+            "\n{}: wanlb adds {} µs.\n",
+            l.metric,
+            fmt(l.wanlb - l.kernel)
         );
     }
     md
@@ -744,6 +787,16 @@ fn chart(lines: &[Line], path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A line above the progress bar, or on its own when stderr is not a terminal (the bar is
+/// hidden there).
+fn log(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
@@ -792,7 +845,7 @@ fn run(cli: &Cli) -> Result<()> {
     };
     for rep in 1..=cli.reps {
         for path in [Gateway::Kernel, Gateway::Wanlb] {
-            let active = Active::start(&bed, path, cli.workers)?;
+            let active = Active::start(&bed, path, cli.workers, &[])?;
             for (what, name) in [
                 (What::Tcp, "TCP"),
                 (What::Udp, "UDP"),
@@ -807,21 +860,43 @@ fn run(cli: &Cli) -> Result<()> {
                 match what {
                     What::Tcp => r.tcp(path, rep)?,
                     What::Udp => r.udp(path, rep)?,
-                    What::Latency => r.latency(path, rep)?,
+                    What::Latency => r.latency(path, rep, "")?,
                     _ => r.flows(path, rep, &active)?,
                 }
                 for s in &r.samples[before..] {
-                    bar.println(format!(
-                        "  rep {rep} {:<6} {:<40} {:>10} {}",
-                        path.name(),
-                        s.metric,
-                        fmt(s.value),
-                        s.unit
-                    ));
+                    log(
+                        &bar,
+                        format!(
+                            "  rep {rep} {:<6} {:<45} {:>10} {}",
+                            path.name(),
+                            s.metric,
+                            fmt(s.value),
+                            s.unit
+                        ),
+                    );
                 }
                 bar.inc(1);
             }
             active.stop()?;
+            if want(What::Latency) {
+                // the same ping, against wanlb with busy polling (and the kernel again)
+                let active = Active::start(&bed, path, cli.workers, &["--busy-poll", "20ms"])?;
+                let before = r.samples.len();
+                r.latency(path, rep, "busy")?;
+                for s in &r.samples[before..] {
+                    log(
+                        &bar,
+                        format!(
+                            "  rep {rep} {:<6} {:<45} {:>10} {}",
+                            path.name(),
+                            s.metric,
+                            fmt(s.value),
+                            s.unit
+                        ),
+                    );
+                }
+                active.stop()?;
+            }
             if want(What::Flows) {
                 // let the held flows go before the next path runs
                 std::thread::sleep(Duration::from_secs(1));

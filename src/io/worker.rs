@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::packet::read_u16;
-use crate::engine::{Engine, L4Checksum, Timestamp, Verdict};
+use crate::engine::{Engine, L4Checksum, Timestamp, UplinkId, Verdict};
 
 use super::arp::u64_to_mac;
 use super::fd::Poller;
@@ -17,11 +17,22 @@ use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 pub const BUFFER: usize = 65536 + vnet::LEN + ETH_HEADER;
 /// Packets taken from one descriptor before the others get a turn.
 const BUDGET: usize = 64;
+/// Frames from TUN collected before they go out in one sendmmsg per uplink.
+const TX_BATCH: usize = 32;
 
 /// A source and sink of packets; TUN queues and packet sockets are both.
 pub trait PacketIo {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn send(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Sends several packets; returns how many went. One syscall where the device allows.
+    fn send_many(&self, bufs: &[&[u8]]) -> io::Result<usize> {
+        for (i, b) in bufs.iter().enumerate() {
+            if let Err(e) = self.send(b) {
+                return if i == 0 { Err(e) } else { Ok(i) };
+            }
+        }
+        Ok(bufs.len())
+    }
     fn raw_fd(&self) -> std::os::fd::RawFd;
 }
 
@@ -31,6 +42,9 @@ impl<T: PacketIo> PacketIo for &T {
     }
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
         (*self).send(buf)
+    }
+    fn send_many(&self, bufs: &[&[u8]]) -> io::Result<usize> {
+        (*self).send_many(bufs)
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         (*self).raw_fd()
@@ -55,6 +69,9 @@ impl PacketIo for super::packet::PacketSocket {
     }
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.send(buf)
+    }
+    fn send_many(&self, bufs: &[&[u8]]) -> io::Result<usize> {
+        self.send_many(bufs)
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         self.raw_fd()
@@ -142,6 +159,10 @@ pub struct Worker<'a, T: PacketIo, P: PacketIo> {
 impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
     pub fn run(&self) -> io::Result<()> {
         let mut buf = vec![0u8; BUFFER];
+        // Frames bound for the uplinks are built in place, one slot each, and sent in batches.
+        let mut slots = vec![0u8; TX_BATCH * BUFFER];
+        let mut pending: Vec<Vec<(usize, usize)>> =
+            vec![Vec::with_capacity(TX_BATCH); self.uplinks.len()];
         let mut fds = vec![self.tun.raw_fd()];
         fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
         let mut poller = Poller::new(&fds);
@@ -152,15 +173,27 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             poller.wait(if spinning { 0 } else { 200 })?;
             let mut handled = 0;
             if poller.is_ready(0) {
-                for _ in 0..BUDGET {
+                let mut used = 0;
+                while handled < BUDGET {
+                    let slot = &mut slots[used * BUFFER..(used + 1) * BUFFER];
                     // Read behind room for an Ethernet header, so the frame is built in place.
-                    match self.tun.recv(&mut buf[ETH_HEADER..]) {
-                        Ok(n) => self.forward_out(&mut buf, n),
+                    match self.tun.recv(&mut slot[ETH_HEADER..]) {
+                        Ok(n) => {
+                            handled += 1;
+                            if let Some((u, len)) = self.forward_out(slot, n) {
+                                pending[usize::from(u)].push((used, len));
+                                used += 1;
+                            }
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e),
                     }
-                    handled += 1;
+                    if used == TX_BATCH {
+                        self.flush(&slots, &mut pending);
+                        used = 0;
+                    }
                 }
+                self.flush(&slots, &mut pending);
             }
             for (u, socket) in self.uplinks.iter().enumerate() {
                 if !poller.is_ready(u + 1) {
@@ -182,11 +215,35 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         Ok(())
     }
 
+    /// Sends the frames waiting in `slots`, one batch per uplink.
+    fn flush(&self, slots: &[u8], pending: &mut [Vec<(usize, usize)>]) {
+        for (u, frames) in pending.iter_mut().enumerate() {
+            let mut batch: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
+            for (b, &(slot, len)) in batch.iter_mut().zip(frames.iter()) {
+                *b = &slots[slot * BUFFER..slot * BUFFER + len];
+            }
+            let mut sent = 0;
+            while sent < frames.len() {
+                match self.uplinks[u].send_many(&batch[sent..frames.len()]) {
+                    Ok(n) if n > 0 => sent += n,
+                    // a frame the device refused: count it and go on with the rest
+                    _ => {
+                        self.shared.io.send_errors.fetch_add(1, Ordering::Relaxed);
+                        sent += 1;
+                    }
+                }
+            }
+            frames.clear();
+        }
+    }
+
     /// `buf[ETH_HEADER..ETH_HEADER + n]` holds a virtio-net header and an IP packet from TUN.
-    fn forward_out(&self, buf: &mut [u8], n: usize) {
+    /// Translates it and builds the frame for its uplink in place: returns the uplink and the
+    /// frame's length (from the start of `buf`), or `None` if it is dropped.
+    fn forward_out(&self, buf: &mut [u8], n: usize) -> Option<(UplinkId, usize)> {
         if n < vnet::LEN {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         let ip_at = ETH_HEADER + vnet::LEN;
         let header = header_at(buf, ETH_HEADER);
@@ -196,7 +253,9 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             .shared
             .engine
             .outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum);
-        let Verdict::Uplink(u) = verdict else { return };
+        let Verdict::Uplink(u) = verdict else {
+            return None;
+        };
         let path = &self.shared.uplinks[usize::from(u)];
         let gateway = path.gateway_mac.load(Ordering::Relaxed);
         if gateway == 0 {
@@ -204,7 +263,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 .io
                 .no_gateway_mac
                 .fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         let mut out = [0u8; vnet::LEN];
         passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
@@ -213,12 +272,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         eth[0..6].copy_from_slice(&u64_to_mac(gateway));
         eth[6..12].copy_from_slice(&path.mac);
         eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-        if self.uplinks[usize::from(u)]
-            .send(&buf[..ETH_HEADER + n])
-            .is_err()
-        {
-            self.shared.io.send_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        Some((u, ETH_HEADER + n))
     }
 
     /// `buf[..n]` holds a virtio-net header and an Ethernet frame from uplink `u`.

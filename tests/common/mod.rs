@@ -305,8 +305,8 @@ impl Process {
     }
 }
 
-/// What a checksum watcher saw: (frames checked, of them GSO, bad).
-pub fn checksum_summary(watcher: Process) -> (u64, u64, u64, String) {
+/// What a checksum watcher saw: (frames checked, of them GSO, GSO segments checked, bad).
+pub fn checksum_summary(watcher: Process) -> (u64, u64, u64, u64, String) {
     let (_, out) = watcher.stop();
     let line = out
         .lines()
@@ -317,7 +317,13 @@ pub fn checksum_summary(watcher: Process) -> (u64, u64, u64, String) {
         let i = w.iter().position(|x| *x == name).expect("field");
         w[i + 1].parse().expect("number")
     };
-    (field("checked"), field("gso"), field("bad"), out)
+    (
+        field("checked"),
+        field("gso"),
+        field("segments"),
+        field("bad"),
+        out,
+    )
 }
 
 impl Drop for Process {
