@@ -89,7 +89,15 @@ up() {
 }
 
 down() {
+  # Processes still running inside the namespaces (servers, a benchmark interrupted
+  # half-way) were started for the testbed: stop them, or they outlive it.
   for n in "${NS[@]}"; do
+    pids=$(ip netns pids "$P$n" 2>/dev/null || true)
+    [ -n "$pids" ] && kill $pids 2>/dev/null || true
+  done
+  for n in "${NS[@]}"; do
+    pids=$(ip netns pids "$P$n" 2>/dev/null || true)
+    if [ -n "$pids" ]; then sleep 0.5; kill -9 $(ip netns pids "$P$n" 2>/dev/null) 2>/dev/null || true; fi
     ip netns del "$P$n" 2>/dev/null || true
   done
 }

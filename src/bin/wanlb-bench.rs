@@ -500,31 +500,36 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn flows(&mut self, path: Gateway, rep: usize, active: &Active) -> Result<()> {
+    /// Opens `count` new UDP flows from the LAN host (one datagram each, to 65,536 addresses
+    /// times as many ports as needed); returns how many reached the internet and how long the
+    /// sending took.
+    fn open_flows(&self, count: u32) -> Result<(f64, f64)> {
         let probe = self.bed.probe();
-        // rate: 200k new flows, counted where they arrive
         let before = self.bed.internet_rx()?;
-        let sent = self.bed.run(
-            "lan",
-            &[
-                &probe,
-                "udp-new-flows",
-                "--dst",
-                "198.19.0.0",
-                "--addrs",
-                "65536",
-                "--count",
-                "200000",
-            ],
-        )?;
+        let count = count.to_string();
+        let args = [
+            probe.as_str(),
+            "udp-new-flows",
+            "--dst",
+            "198.19.0.0",
+            "--addrs",
+            "65536",
+            "--count",
+            &count,
+        ];
+        let sent = self.bed.run("lan", &args)?;
         std::thread::sleep(Duration::from_millis(500));
         let delivered = (self.bed.internet_rx()? - before) as f64;
-        let seconds: f64 = sent
+        let seconds = sent
             .split_whitespace()
             .skip_while(|w| *w != "seconds")
             .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or("no seconds")?;
+            .and_then(|s| s.parse().ok());
+        Ok((delivered, seconds.ok_or(format!("no seconds in {sent:?}"))?))
+    }
+
+    fn flows(&mut self, path: Gateway, rep: usize, active: &Active) -> Result<()> {
+        let (delivered, seconds) = self.open_flows(200_000)?;
         self.push(
             "new UDP flows/s",
             "k/s",
@@ -533,25 +538,8 @@ impl Run<'_> {
             rep,
             delivered / seconds / 1e3,
         );
-
         // held: open many more (different ports), then count what the path keeps
-        let before = self.bed.internet_rx()?;
-        let count = self.cli.hold_flows.to_string();
-        self.bed.run(
-            "lan",
-            &[
-                &probe,
-                "udp-new-flows",
-                "--dst",
-                "198.19.0.0",
-                "--addrs",
-                "65536",
-                "--count",
-                &count,
-            ],
-        )?;
-        std::thread::sleep(Duration::from_millis(500));
-        let delivered = (self.bed.internet_rx()? - before) as f64;
+        let (delivered, _) = self.open_flows(self.cli.hold_flows)?;
         self.push(
             "flows opened and delivered",
             "k",

@@ -560,7 +560,7 @@ fn udp_sink(cidr: &str, port: u16) -> Result<()> {
 }
 
 fn udp_flood(dst: Ipv4Addr, flows: u32, payload: usize, seconds: f64, port: u16) -> Result<()> {
-    const BATCH: usize = 64;
+    const BATCH: usize = wanlb::io::batch::MAX_BATCH;
     let data = vec![0x5au8; payload];
     let mut sockets = Vec::new();
     for i in 0..flows {
@@ -587,7 +587,7 @@ fn udp_flood(dst: Ipv4Addr, flows: u32, payload: usize, seconds: f64, port: u16)
 }
 
 fn udp_new_flows(dst: Ipv4Addr, addrs: u32, count: u32) -> Result<()> {
-    const BATCH: u32 = 256;
+    const BATCH: u32 = wanlb::io::batch::MAX_BATCH as u32;
     if addrs == 0 || u64::from(count) > u64::from(addrs) * 40_000 {
         return Err("--addrs must be at least 1 and --count at most 40000 per address".into());
     }

@@ -2,79 +2,72 @@
 //! traffic generator: one syscall moves many packets.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::fd::check;
 
-/// Sends `count` copies of `payload` on the connected socket `sock`; returns how many the
-/// kernel took.
-pub fn send_copies(sock: &impl AsRawFd, payload: &[u8], count: usize) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut _,
-        iov_len: payload.len(),
-    };
-    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-    let mut msgs: Vec<libc::mmsghdr> = (0..count).map(|_| unsafe { std::mem::zeroed() }).collect();
-    for m in &mut msgs {
-        m.msg_hdr.msg_iov = &mut iov;
-        m.msg_hdr.msg_iovlen = 1;
+/// Most datagrams one call sends.
+pub const MAX_BATCH: usize = 64;
+
+/// One sendmmsg: `payloads[i]` goes to `names[i]`, or, when `names` is empty, to the socket's
+/// connected peer (or bound device). Sends at most [`MAX_BATCH`]; returns how many the kernel
+/// took.
+pub(crate) fn send_batch(
+    fd: RawFd,
+    payloads: &[&[u8]],
+    names: &[SocketAddrV4],
+) -> io::Result<usize> {
+    let n = payloads.len().min(MAX_BATCH);
+    // SAFETY: iovec, sockaddr_in and mmsghdr are plain old data; all-zero is valid.
+    let (mut iov, mut addrs, mut msgs): (
+        [libc::iovec; MAX_BATCH],
+        [libc::sockaddr_in; MAX_BATCH],
+        [libc::mmsghdr; MAX_BATCH],
+    ) = unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
+    for i in 0..n {
+        iov[i] = libc::iovec {
+            iov_base: payloads[i].as_ptr() as *mut _,
+            iov_len: payloads[i].len(),
+        };
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        if let Some(d) = names.get(i) {
+            addrs[i] = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: d.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*d.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            msgs[i].msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        }
     }
-    // SAFETY: every header points to `iov`, which points to `payload`; both outlive the call,
-    // and the kernel only reads them.
-    let n = check(unsafe {
-        libc::sendmmsg(
-            sock.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            count as libc::c_uint,
-            0,
-        )
-    })?;
-    Ok(n as usize)
+    // SAFETY: the first `n` headers point to live iovecs (each describing a live payload) and,
+    // where named, to live addresses; the kernel only reads them, and all outlive the call.
+    let sent = check(unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, 0) })?;
+    Ok(sent as usize)
 }
 
-/// Sends `payload` once to each of `dsts` from the unconnected socket `sock`; returns how
-/// many the kernel took.
+/// Sends up to `count` (at most [`MAX_BATCH`]) copies of `payload` on the connected socket
+/// `sock`; returns how many the kernel took.
+pub fn send_copies(sock: &impl AsRawFd, payload: &[u8], count: usize) -> io::Result<usize> {
+    let copies = [payload; MAX_BATCH];
+    send_batch(sock.as_raw_fd(), &copies[..count.min(MAX_BATCH)], &[])
+}
+
+/// Sends `payload` once to each of `dsts` (at most [`MAX_BATCH`]) from the unconnected socket
+/// `sock`; returns how many the kernel took.
 pub fn send_to_each(
     sock: &impl AsRawFd,
     payload: &[u8],
-    dsts: &[std::net::SocketAddrV4],
+    dsts: &[SocketAddrV4],
 ) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut _,
-        iov_len: payload.len(),
-    };
-    let mut names: Vec<libc::sockaddr_in> = dsts
-        .iter()
-        .map(|d| libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: d.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*d.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        })
-        .collect();
-    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-    let mut msgs: Vec<libc::mmsghdr> = (0..dsts.len())
-        .map(|_| unsafe { std::mem::zeroed() })
-        .collect();
-    for (m, name) in msgs.iter_mut().zip(&mut names) {
-        m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
-        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        m.msg_hdr.msg_iov = &mut iov;
-        m.msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: each header points to a live sockaddr_in in `names` and to `iov`, which points
-    // to `payload`; all outlive the call and the kernel only reads them.
-    let n = check(unsafe {
-        libc::sendmmsg(
-            sock.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            msgs.len() as libc::c_uint,
-            0,
-        )
-    })?;
-    Ok(n as usize)
+    let copies = [payload; MAX_BATCH];
+    send_batch(sock.as_raw_fd(), &copies[..dsts.len().min(MAX_BATCH)], dsts)
 }
 
 /// Receives up to `bufs.len()` datagrams without blocking; returns how many arrived (0 when

@@ -78,6 +78,21 @@ fn raw_socket() -> io::Result<OwnedFd> {
     own(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
 }
 
+/// An unbound packet socket for incoming frames with the virtio-net header, with room to
+/// queue bursts: the default buffer holds only a few 64 KiB GSO frames.
+fn vnet_socket() -> io::Result<OwnedFd> {
+    let fd = raw_socket()?;
+    setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
+    setsockopt(
+        &fd,
+        libc::SOL_PACKET,
+        PACKET_IGNORE_OUTGOING,
+        &1 as &libc::c_int,
+    )?;
+    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER)?;
+    Ok(fd)
+}
+
 fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -103,16 +118,7 @@ impl PacketSocket {
         filter: &[libc::sock_filter],
         fanout_group: u16,
     ) -> io::Result<PacketSocket> {
-        let fd = raw_socket()?;
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
-        setsockopt(
-            &fd,
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            &1 as &libc::c_int,
-        )?;
-        // The default queue holds only a few 64 KiB GSO frames; a burst would be dropped.
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER)?;
+        let fd = vnet_socket()?;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
         attach_filter(&fd, filter)?;
         bind(&fd, ifindex, ETH_P_IP)?;
@@ -126,15 +132,7 @@ impl PacketSocket {
     /// A socket that sees every IPv4 frame arriving on `ifindex`, with the virtio-net header
     /// (for tests that check what crossed a link).
     pub fn open_capture(ifindex: u32) -> io::Result<PacketSocket> {
-        let fd = raw_socket()?;
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
-        setsockopt(
-            &fd,
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            &1 as &libc::c_int,
-        )?;
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER)?;
+        let fd = vnet_socket()?;
         bind(&fd, ifindex, ETH_P_IP)?;
         set_nonblocking(&fd)?;
         Ok(PacketSocket { fd })
@@ -166,26 +164,7 @@ impl PacketSocket {
 
     /// Sends up to 64 frames in one sendmmsg; returns how many went.
     pub fn send_many(&self, frames: &[&[u8]]) -> io::Result<usize> {
-        const MAX: usize = 64;
-        let n = frames.len().min(MAX);
-        // SAFETY: iovec and mmsghdr are plain old data; all-zero is valid.
-        let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
-        for i in 0..n {
-            iov[i] = libc::iovec {
-                iov_base: frames[i].as_ptr() as *mut _,
-                iov_len: frames[i].len(),
-            };
-            msgs[i].msg_hdr.msg_iov = &mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: the first `n` headers each point to one iovec describing a live frame; the
-        // kernel only reads them, and all outlive the call.
-        let sent = check(unsafe {
-            libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0)
-        })?;
-        Ok(sent as usize)
+        super::batch::send_batch(self.fd.as_raw_fd(), frames, &[])
     }
 
     pub fn raw_fd(&self) -> RawFd {
