@@ -38,6 +38,9 @@ struct Cli {
     /// wanlb data-path threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Leave out the latency line with wanlb --busy-poll (for wanlb builds without it).
+    #[arg(long)]
+    no_busy_poll: bool,
     /// Where the report goes.
     #[arg(long, default_value = "bench-report")]
     out: PathBuf,
@@ -866,7 +869,7 @@ fn run(cli: &Cli) -> Result<()> {
                 bar.inc(1);
             }
             active.stop()?;
-            if want(What::Latency) {
+            if want(What::Latency) && !cli.no_busy_poll {
                 // the same ping, against wanlb with busy polling (and the kernel again)
                 let active = Active::start(&bed, path, cli.workers, &["--busy-poll", "20ms"])?;
                 let before = r.samples.len();
