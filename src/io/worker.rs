@@ -305,3 +305,177 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::checksum::{checksum, pseudo_header};
+    use crate::engine::flow::Timeouts;
+    use crate::engine::{EngineConfig, UplinkConfig};
+    use std::cell::RefCell;
+
+    /// A device that records what is sent to it and has nothing to read.
+    #[derive(Default)]
+    struct Recorder {
+        sent: RefCell<Vec<Vec<u8>>>,
+    }
+
+    impl PacketIo for Recorder {
+        fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn send(&self, buf: &[u8]) -> io::Result<usize> {
+            self.sent.borrow_mut().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn raw_fd(&self) -> std::os::fd::RawFd {
+            -1
+        }
+    }
+
+    const UPLINK: [u8; 4] = [198, 18, 1, 1];
+    const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const GATEWAY_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+
+    fn worker(shared: &Shared) -> Worker<'_, Recorder, Recorder> {
+        Worker {
+            shared,
+            tun: Recorder::default(),
+            uplinks: vec![Recorder::default()],
+            busy_poll: Duration::ZERO,
+        }
+    }
+
+    fn shared() -> Shared {
+        let engine = Engine::new(EngineConfig {
+            uplinks: vec![UplinkConfig {
+                name: "isp1".into(),
+                addr: u32::from_be_bytes(UPLINK),
+                weight: 1,
+            }],
+            pins: vec![],
+            affinity_timeout_ms: 600_000,
+            timeouts: Timeouts::default(),
+            ports: (61000, 61000),
+            seed: 1,
+        });
+        let path = UplinkPath {
+            name: "isp1".into(),
+            mac: OUR_MAC,
+            gateway_mac: AtomicU64::new(crate::io::arp::mac_to_u64(GATEWAY_MAC)),
+        };
+        Shared::new(engine, vec![path])
+    }
+
+    /// UDP 198.18.3.10:5000 -> 198.19.0.1:53 (or the reverse of `from`/`to`), checksums
+    /// complete.
+    fn udp(from: [u8; 4], to: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&from);
+        p.extend_from_slice(&to);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 12, 0, 0, b'p', b'i', b'n', b'g']);
+        let c = checksum(&p[..20], 0);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let (s, d) = (u32::from_be_bytes(from), u32::from_be_bytes(to));
+        let c = checksum(&p[20..], pseudo_header(s, d, 17, 12));
+        p[26..28].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    const LAN: [u8; 4] = [198, 18, 3, 10];
+    const SERVER: [u8; 4] = [198, 19, 0, 1];
+
+    #[test]
+    fn tun_packet_leaves_as_an_ethernet_frame_to_the_gateway() {
+        let shared = shared();
+        let w = worker(&shared);
+        let mut slot = vec![0u8; BUFFER];
+        // TUN hands over: virtio-net header (partial checksum from IP offset 20 + 6), packet
+        let header = VnetHeader {
+            flags: F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 6,
+            ..VnetHeader::default()
+        };
+        let mut h = [0u8; vnet::LEN];
+        header.write(&mut h);
+        let packet = udp(LAN, SERVER, 5000, 53);
+        slot[ETH_HEADER..ETH_HEADER + vnet::LEN].copy_from_slice(&h);
+        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
+        let n = vnet::LEN + packet.len();
+
+        let (uplink, len) = w.forward_out(&mut slot, n).expect("forwarded");
+        assert_eq!((uplink, len), (0, vnet::LEN + ETH_HEADER + packet.len()));
+        let mut pending = vec![vec![(0, len)]];
+        w.flush(&slot, &mut pending);
+
+        let sent = w.uplinks[0].sent.borrow();
+        assert_eq!(sent.len(), 1);
+        let frame = &sent[0];
+        // the checksum offset moved by the Ethernet header, nothing else changed
+        let mut expected_header = [0u8; vnet::LEN];
+        VnetHeader {
+            csum_start: 34,
+            ..header
+        }
+        .write(&mut expected_header);
+        assert_eq!(frame[..vnet::LEN], expected_header);
+        assert_eq!(frame[10..16], GATEWAY_MAC);
+        assert_eq!(frame[16..22], OUR_MAC);
+        assert_eq!(frame[22..24], [0x08, 0x00]);
+        assert_eq!(
+            frame[24 + 12..24 + 16],
+            UPLINK,
+            "translated to the uplink address"
+        );
+        assert_eq!(
+            frame[24 + 20..24 + 22],
+            61000u16.to_be_bytes(),
+            "and the pool's only port"
+        );
+        assert!(pending[0].is_empty());
+    }
+
+    #[test]
+    fn reply_reaches_tun_without_link_padding() {
+        let shared = shared();
+        let w = worker(&shared);
+        let mut slot = vec![0u8; BUFFER];
+        let packet = udp(LAN, SERVER, 5000, 53);
+        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
+        w.forward_out(&mut slot, vnet::LEN + packet.len())
+            .expect("forwarded");
+
+        // the reply as an uplink frame, padded to the Ethernet minimum
+        let reply = udp(SERVER, UPLINK, 53, 61000);
+        let mut buf = vec![0u8; BUFFER];
+        buf[vnet::LEN..vnet::LEN + 6].copy_from_slice(&OUR_MAC);
+        buf[vnet::LEN + 12..vnet::LEN + 14].copy_from_slice(&[0x08, 0x00]);
+        buf[vnet::LEN + ETH_HEADER..][..reply.len()].copy_from_slice(&reply);
+        let n = vnet::LEN + ETH_HEADER + reply.len() + 14;
+        w.forward_in(0, &mut buf, n);
+
+        let written = w.tun.sent.borrow();
+        assert_eq!(written.len(), 1);
+        let mut expected = vec![0u8; vnet::LEN];
+        expected.extend_from_slice(&udp(SERVER, LAN, 53, 5000));
+        assert_eq!(
+            written[0], expected,
+            "header, then exactly the translated datagram"
+        );
+    }
+
+    #[test]
+    fn nothing_is_sent_while_the_gateway_mac_is_unknown() {
+        let shared = shared();
+        shared.uplinks[0].gateway_mac.store(0, Ordering::Relaxed);
+        let w = worker(&shared);
+        let mut slot = vec![0u8; BUFFER];
+        let packet = udp(LAN, SERVER, 5000, 53);
+        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
+        assert_eq!(w.forward_out(&mut slot, vnet::LEN + packet.len()), None);
+        assert_eq!(shared.io.no_gateway_mac.load(Ordering::Relaxed), 1);
+    }
+}
