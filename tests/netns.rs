@@ -307,3 +307,26 @@ fn busy_polling_forwards_and_stops_cleanly() {
     assert!(status.success(), "{log}");
     tb.assert_gateway_state(&before, &log);
 }
+
+#[test]
+fn a_second_wanlb_is_refused_and_leaves_the_first_alone() {
+    let tb = Testbed::up();
+    let gw = tb.start_wanlb(&example_args());
+    let during = tb.gateway_state();
+    let state = format!("/tmp/wanlb-test-{}", tb.prefix);
+    let mut cmd = vec![WANLB, "run", "--state-dir", &state];
+    let args = example_args();
+    cmd.extend(args.iter().map(String::as_str));
+    let second = tb.run("gw", &cmd);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another wanlb is running"), "{stderr}");
+    tb.assert_gateway_state(&during, &stderr);
+    let ping = tb.ok("lan", &["ping", "-c", "1", "-W", "2", "198.19.0.1"]);
+    assert!(
+        ping.contains("1 received"),
+        "the first still forwards: {ping}"
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}

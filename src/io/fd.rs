@@ -112,3 +112,19 @@ impl Poller {
         self.fds[i].revents & (libc::POLLIN | libc::POLLERR) != 0
     }
 }
+
+/// Takes an exclusive advisory lock on `file` without waiting; false if another process
+/// holds it. The kernel releases it when the file closes or the process dies.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock on a descriptor `file` owns, with integer flags.
+    let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}

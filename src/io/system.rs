@@ -20,6 +20,10 @@ pub enum SystemError {
     Spawn { program: String, source: io::Error },
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
+    #[error(
+        "another wanlb is running with this TUN name in this network namespace (it holds {0}); stop it first or choose another --tun"
+    )]
+    Busy(PathBuf),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SystemError {
@@ -127,6 +131,9 @@ impl Undo {
 pub struct Plumbing {
     journal: PathBuf,
     undo: Vec<Undo>,
+    /// Held while this process runs (the kernel drops it when the process dies, however it
+    /// dies): a second wanlb for the same TUN and namespace must not "clean up" a live one.
+    _lock: fs::File,
 }
 
 /// `dir/NAME-NETNS.undo`: one journal per TUN name and network namespace, so gateways in
@@ -142,6 +149,21 @@ impl Plumbing {
     /// Undoes what a previous run left behind (after a crash or SIGKILL), then starts a new
     /// journal. Returns the plumbing and how many leftover changes were undone.
     pub fn start(journal: PathBuf) -> Result<(Plumbing, usize), SystemError> {
+        if let Some(dir) = journal.parent() {
+            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        let lock_path = journal.with_extension("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(format!("opening {}", lock_path.display())))?;
+        if !super::fd::try_lock_exclusive(&lock)
+            .map_err(io_err(format!("locking {}", lock_path.display())))?
+        {
+            return Err(SystemError::Busy(lock_path));
+        }
         let mut leftovers = 0;
         if let Ok(text) = fs::read_to_string(&journal) {
             let undo: Vec<Undo> = text.lines().filter_map(Undo::from_line).collect();
@@ -154,14 +176,12 @@ impl Plumbing {
             }
             fs::remove_file(&journal).map_err(io_err(format!("removing {}", journal.display())))?;
         }
-        if let Some(dir) = journal.parent() {
-            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        }
         fs::write(&journal, "").map_err(io_err(format!("creating {}", journal.display())))?;
         Ok((
             Plumbing {
                 journal,
                 undo: Vec::new(),
+                _lock: lock,
             },
             leftovers,
         ))

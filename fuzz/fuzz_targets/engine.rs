@@ -1,0 +1,49 @@
+//! Untrusted bytes from the LAN and from an uplink, through the engine in both checksum
+//! states: nothing may panic, and whatever the engine forwards must still parse.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wanlb::engine::flow::Timeouts;
+use wanlb::engine::packet::Ipv4;
+use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig {
+        uplinks: vec![
+            UplinkConfig { name: "a".into(), addr: u32::from_be_bytes([198, 18, 1, 1]), weight: 2 },
+            UplinkConfig { name: "b".into(), addr: u32::from_be_bytes([198, 18, 2, 1]), weight: 1 },
+        ],
+        pins: vec![],
+        affinity_timeout_ms: 600_000,
+        timeouts: Timeouts::default(),
+        ports: (61000, 61007),
+        seed: 1,
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&control, rest)) = data.split_first() else { return };
+    let e = engine();
+    // Several packets in one input, separated by their first byte's length prefix, so the
+    // fuzzer can open a flow and then answer it.
+    let mut input = rest;
+    let mut now = 0;
+    while let Some((&len, tail)) = input.split_first() {
+        let len = usize::from(len).min(tail.len());
+        let mut pkt = tail[..len].to_vec();
+        input = &tail[len..];
+        now += 1000;
+        let mut csum = if control & 1 == 0 { L4Checksum::Complete } else { L4Checksum::Partial };
+        let verdict = if control & 2 == 0 {
+            e.outbound(Timestamp::from_millis(now), &mut pkt, &mut csum)
+        } else {
+            e.inbound(Timestamp::from_millis(now), (control >> 2) % 3, &mut pkt, &mut csum)
+        };
+        if matches!(verdict, Verdict::Uplink(_) | Verdict::Tun) {
+            assert!(Ipv4::parse(&pkt, 0).is_ok(), "forwarded a packet that no longer parses");
+        }
+        if control & 0x80 != 0 {
+            e.expire(Timestamp::from_millis(now + 400_000));
+        }
+    }
+});
