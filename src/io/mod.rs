@@ -5,6 +5,7 @@ pub mod batch;
 pub(crate) mod fd;
 pub mod iface;
 pub mod packet;
+mod ring;
 pub mod signal;
 pub mod system;
 pub mod tun;

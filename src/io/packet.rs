@@ -9,6 +9,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::fd::{check, own, read, set_nonblocking, setsockopt, write};
+pub use super::ring::Frame;
+use super::ring::RxRing;
 
 pub const ETH_HEADER: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -27,7 +29,12 @@ const SOCKET_BUFFER: libc::c_int = 8 << 20;
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
+    /// Data sockets receive through a ring; ARP and capture sockets with read().
+    rx: Option<RxRing>,
 }
+
+/// Slots in each data socket's receive ring: 64 x 68 KiB.
+const RING_FRAMES: usize = 64;
 
 fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
@@ -120,13 +127,14 @@ impl PacketSocket {
     ) -> io::Result<PacketSocket> {
         let fd = vnet_socket()?;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
+        let rx = Some(RxRing::new(&fd, RING_FRAMES)?);
         attach_filter(&fd, filter)?;
         bind(&fd, ifindex, ETH_P_IP)?;
         let fanout =
             u32::from(fanout_group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
         setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT, &fanout)?;
         set_nonblocking(&fd)?;
-        Ok(PacketSocket { fd })
+        Ok(PacketSocket { fd, rx })
     }
 
     /// A socket that sees every IPv4 frame arriving on `ifindex`, with the virtio-net header
@@ -135,7 +143,7 @@ impl PacketSocket {
         let fd = vnet_socket()?;
         bind(&fd, ifindex, ETH_P_IP)?;
         set_nonblocking(&fd)?;
-        Ok(PacketSocket { fd })
+        Ok(PacketSocket { fd, rx: None })
     }
 
     /// A socket for ARP frames on `ifindex` (no virtio-net header).
@@ -149,7 +157,30 @@ impl PacketSocket {
         )?;
         bind(&fd, ifindex, ETH_P_ARP)?;
         set_nonblocking(&fd)?;
-        Ok(PacketSocket { fd })
+        Ok(PacketSocket { fd, rx: None })
+    }
+
+    /// Hands up to `budget` received frames (`[virtio-net header][Ethernet frame]`) to `f`,
+    /// from the ring if the socket has one, else read into `buf`. Returns how many.
+    pub fn receive(
+        &self,
+        buf: &mut [u8],
+        budget: usize,
+        f: &mut dyn FnMut(Frame<'_>),
+    ) -> io::Result<usize> {
+        if let Some(ring) = &self.rx {
+            return Ok(ring.drain(budget, f));
+        }
+        let mut n = 0;
+        while n < budget {
+            match self.recv(buf) {
+                Ok(len) => f(Frame::Whole(&mut buf[..len])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Receives one frame; `WouldBlock` when none is queued.

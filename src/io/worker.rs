@@ -10,7 +10,7 @@ use crate::engine::{Engine, L4Checksum, Timestamp, UplinkId, Verdict};
 
 use super::arp::u64_to_mac;
 use super::fd::Poller;
-use super::packet::{ETH_HEADER, ETH_P_IP};
+use super::packet::{ETH_HEADER, ETH_P_IP, Frame};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
 /// Largest packet the kernel hands over (a 64 KiB GSO packet), plus both headers.
@@ -33,6 +33,25 @@ pub trait PacketIo {
         }
         Ok(bufs.len())
     }
+    /// Hands up to `budget` received packets to `f` (reading into `buf` if the device has no
+    /// ring of its own); returns how many.
+    fn receive(
+        &self,
+        buf: &mut [u8],
+        budget: usize,
+        f: &mut dyn FnMut(Frame<'_>),
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        while n < budget {
+            match self.recv(buf) {
+                Ok(len) => f(Frame::Whole(&mut buf[..len])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
     fn raw_fd(&self) -> std::os::fd::RawFd;
 }
 
@@ -45,6 +64,14 @@ impl<T: PacketIo> PacketIo for &T {
     }
     fn send_many(&self, bufs: &[&[u8]]) -> io::Result<usize> {
         (*self).send_many(bufs)
+    }
+    fn receive(
+        &self,
+        buf: &mut [u8],
+        budget: usize,
+        f: &mut dyn FnMut(Frame<'_>),
+    ) -> io::Result<usize> {
+        (*self).receive(buf, budget, f)
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         (*self).raw_fd()
@@ -73,6 +100,14 @@ impl PacketIo for super::packet::PacketSocket {
     fn send_many(&self, bufs: &[&[u8]]) -> io::Result<usize> {
         self.send_many(bufs)
     }
+    fn receive(
+        &self,
+        buf: &mut [u8],
+        budget: usize,
+        f: &mut dyn FnMut(Frame<'_>),
+    ) -> io::Result<usize> {
+        self.receive(buf, budget, f)
+    }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         self.raw_fd()
     }
@@ -94,6 +129,8 @@ pub struct IoCounters {
     pub send_errors: AtomicU64,
     pub tun_write_errors: AtomicU64,
     pub short_reads: AtomicU64,
+    /// Frames too big for a receive-ring slot.
+    pub truncated: AtomicU64,
 }
 
 /// What the workers and the control threads share.
@@ -196,16 +233,13 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 self.flush(&slots, &mut pending);
             }
             for (u, socket) in self.uplinks.iter().enumerate() {
-                if !poller.is_ready(u + 1) {
-                    continue;
-                }
-                for _ in 0..BUDGET {
-                    match socket.recv(&mut buf) {
-                        Ok(n) => self.forward_in(u as u8, &mut buf, n),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                    handled += 1;
+                if poller.is_ready(u + 1) {
+                    handled += socket.receive(&mut buf, BUDGET, &mut |frame| match frame {
+                        Frame::Whole(frame) => self.forward_in(u as u8, frame),
+                        Frame::Truncated => {
+                            self.shared.io.truncated.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })?;
                 }
             }
             if handled > 0 && !self.busy_poll.is_zero() {
@@ -275,8 +309,9 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         Some((u, ETH_HEADER + n))
     }
 
-    /// `buf[..n]` holds a virtio-net header and an Ethernet frame from uplink `u`.
-    fn forward_in(&self, u: u8, buf: &mut [u8], n: usize) {
+    /// `buf` holds a virtio-net header and an Ethernet frame from uplink `u`.
+    fn forward_in(&self, u: u8, buf: &mut [u8]) {
+        let n = buf.len();
         let ip_at = vnet::LEN + ETH_HEADER;
         if n < ip_at {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +490,7 @@ mod tests {
         buf[vnet::LEN + 12..vnet::LEN + 14].copy_from_slice(&[0x08, 0x00]);
         buf[vnet::LEN + ETH_HEADER..][..reply.len()].copy_from_slice(&reply);
         let n = vnet::LEN + ETH_HEADER + reply.len() + 14;
-        w.forward_in(0, &mut buf, n);
+        w.forward_in(0, &mut buf[..n]);
 
         let written = w.tun.sent.borrow();
         assert_eq!(written.len(), 1);
