@@ -788,6 +788,22 @@ fn log(bar: &ProgressBar, line: String) {
     }
 }
 
+fn log_samples(bar: &ProgressBar, samples: &[Sample]) {
+    for s in samples {
+        log(
+            bar,
+            format!(
+                "  rep {} {:<6} {:<45} {:>10} {}",
+                s.rep,
+                s.path.name(),
+                s.metric,
+                fmt(s.value),
+                s.unit
+            ),
+        );
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
@@ -854,18 +870,7 @@ fn run(cli: &Cli) -> Result<()> {
                     What::Latency => r.latency(path, rep, "")?,
                     _ => r.flows(path, rep, &active)?,
                 }
-                for s in &r.samples[before..] {
-                    log(
-                        &bar,
-                        format!(
-                            "  rep {rep} {:<6} {:<45} {:>10} {}",
-                            path.name(),
-                            s.metric,
-                            fmt(s.value),
-                            s.unit
-                        ),
-                    );
-                }
+                log_samples(&bar, &r.samples[before..]);
                 bar.inc(1);
             }
             active.stop()?;
@@ -874,18 +879,7 @@ fn run(cli: &Cli) -> Result<()> {
                 let active = Active::start(&bed, path, cli.workers, &["--busy-poll", "20ms"])?;
                 let before = r.samples.len();
                 r.latency(path, rep, "busy")?;
-                for s in &r.samples[before..] {
-                    log(
-                        &bar,
-                        format!(
-                            "  rep {rep} {:<6} {:<45} {:>10} {}",
-                            path.name(),
-                            s.metric,
-                            fmt(s.value),
-                            s.unit
-                        ),
-                    );
-                }
+                log_samples(&bar, &r.samples[before..]);
                 active.stop()?;
             }
             if want(What::Flows) {

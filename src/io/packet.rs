@@ -168,19 +168,10 @@ impl PacketSocket {
         budget: usize,
         f: &mut dyn FnMut(Frame<'_>),
     ) -> io::Result<usize> {
-        if let Some(ring) = &self.rx {
-            return Ok(ring.drain(budget, f));
+        match &self.rx {
+            Some(ring) => Ok(ring.drain(budget, f)),
+            None => read_each(|b| self.recv(b), buf, budget, f),
         }
-        let mut n = 0;
-        while n < budget {
-            match self.recv(buf) {
-                Ok(len) => f(Frame::Whole(&mut buf[..len])),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-            n += 1;
-        }
-        Ok(n)
     }
 
     /// Receives one frame; `WouldBlock` when none is queued.
@@ -201,6 +192,24 @@ impl PacketSocket {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// Reads up to `budget` packets one by one into `buf` with `recv`, handing each to `f`;
+/// returns how many (stopping early when none is queued).
+pub fn read_each(
+    recv: impl Fn(&mut [u8]) -> io::Result<usize>,
+    buf: &mut [u8],
+    budget: usize,
+    f: &mut dyn FnMut(Frame<'_>),
+) -> io::Result<usize> {
+    for n in 0..budget {
+        match recv(buf) {
+            Ok(len) => f(Frame::Whole(&mut buf[..len])),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(n),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(budget)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::engine::{Engine, L4Checksum, Timestamp, UplinkId, Verdict};
 
 use super::arp::u64_to_mac;
 use super::fd::Poller;
-use super::packet::{ETH_HEADER, ETH_P_IP, Frame};
+use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
 /// Largest packet the kernel hands over (a 64 KiB GSO packet), plus both headers.
@@ -41,16 +41,7 @@ pub trait PacketIo {
         budget: usize,
         f: &mut dyn FnMut(Frame<'_>),
     ) -> io::Result<usize> {
-        let mut n = 0;
-        while n < budget {
-            match self.recv(buf) {
-                Ok(len) => f(Frame::Whole(&mut buf[..len])),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-            n += 1;
-        }
-        Ok(n)
+        read_each(|b| self.recv(b), buf, budget, f)
     }
     fn raw_fd(&self) -> std::os::fd::RawFd;
 }
