@@ -185,6 +185,11 @@ fn sigterm_leaves_the_gateway_as_it_was() {
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     tb.assert_gateway_state(&before, &log);
+    let state_dir = format!("/tmp/wanlb-test-{}", tb.prefix);
+    assert!(
+        !std::path::Path::new(&state_dir).exists(),
+        "the journal, its lock and the state directory are gone"
+    );
 }
 
 #[test]

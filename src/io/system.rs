@@ -234,6 +234,12 @@ impl Plumbing {
         }
         fs::remove_file(&self.journal)
             .map_err(io_err(format!("removing {}", self.journal.display())))?;
+        // Leave nothing behind: the lock file (still held until we return) and, if no other
+        // gateway uses it, the state directory.
+        let _ = fs::remove_file(self.journal.with_extension("lock"));
+        if let Some(dir) = self.journal.parent() {
+            let _ = fs::remove_dir(dir);
+        }
         first_error.map_or(Ok(()), Err)
     }
 }
