@@ -22,6 +22,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway until SIGINT or SIGTERM.
+    #[command(after_help = "\
+Example (the classic two-line office):
+  wanlb run --lan eth0 \\
+    --uplink isp1,dev=eth1,gw=192.168.1.254,weight=2 \\
+    --uplink isp2,dev=eth2,gw=192.168.2.254,weight=1 \\
+    --pin 174.143.119.91/32=isp2
+
+Signals: SIGINT or SIGTERM stop wanlb and remove everything it added; SIGUSR1 logs
+table sizes, per-uplink totals and drops. Set RUST_LOG=debug for more.
+Exit status: 0 after a clean stop, 1 on a runtime error, 2 for settings that cannot be
+used (the message names the flag, or the file's line and key).")]
     Run(Box<RunArgs>),
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
     /// gateways exist on this system), then print what it means.
