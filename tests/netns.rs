@@ -68,6 +68,22 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
         "{seen}"
     );
 
+    // UDP GSO: one send of 20 datagrams crosses as one super-packet; all come back intact
+    let gso = tb.ok(
+        "lan",
+        &[
+            PROBE,
+            "udp-gso-check",
+            "--dst",
+            "198.19.0.4:7",
+            "--segments",
+            "20",
+            "--size",
+            "1000",
+        ],
+    );
+    assert!(gso.starts_with("ok 20 segments"), "{gso}");
+
     // every frame on the way had valid checksums: complete ones verify, partial ones (veth
     // offload, including GSO super-packets) hold the pseudo-header sum the device completes
     let (mut gso, mut segments) = (0, 0);

@@ -74,6 +74,16 @@ enum Command {
         #[arg(long, default_value_t = 5001)]
         port: u16,
     },
+    /// Send one UDP GSO super-packet of SEGMENTS datagrams of SIZE bytes (UDP_SEGMENT) to the
+    /// reflector and check every datagram comes back answered and intact.
+    UdpGsoCheck {
+        #[arg(long)]
+        dst: SocketAddrV4,
+        #[arg(long, default_value_t = 20)]
+        segments: u16,
+        #[arg(long, default_value_t = 1000)]
+        size: u16,
+    },
     /// Open COUNT new UDP flows, one datagram each, from one socket: flow i goes to address
     /// DST + i % ADDRS, port 20000 + i / ADDRS. Prints how many were sent and how long it took.
     UdpNewFlows {
@@ -106,6 +116,11 @@ fn main() -> ExitCode {
         Command::CaptureVerify { dev } => capture_verify(&dev),
         Command::UdpSink { udp, port } => udp_sink(&udp, port),
         Command::UdpNewFlows { dst, addrs, count } => udp_new_flows(dst, addrs, count),
+        Command::UdpGsoCheck {
+            dst,
+            segments,
+            size,
+        } => udp_gso_check(dst, segments, size),
         Command::UdpFlood {
             dst,
             flows,
@@ -614,6 +629,53 @@ fn udp_new_flows(dst: Ipv4Addr, addrs: u32, count: u32) -> Result<()> {
     println!(
         "sent {sent} seconds {took:.3} rate {:.0}",
         f64::from(sent) / took
+    );
+    Ok(())
+}
+
+fn udp_gso_check(dst: SocketAddrV4, segments: u16, size: u16) -> Result<()> {
+    if segments == 0 || size < 16 || u32::from(segments) * u32::from(size) > 60_000 {
+        return Err("--segments x --size must be at most 60000, --size at least 16".into());
+    }
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    s.connect(dst).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    wanlb::io::batch::set_udp_segment(&s, size).map_err(|e| format!("UDP_SEGMENT: {e}"))?;
+    // segment i: its number, then a byte pattern of its own
+    let mut data = Vec::new();
+    for i in 0..segments {
+        let mut seg = format!("segment {i:05} ").into_bytes();
+        seg.resize(usize::from(size), b'a' + (i % 26) as u8);
+        data.extend_from_slice(&seg);
+    }
+    s.send(&data).map_err(|e| format!("send: {e}"))?;
+    let mut seen = vec![false; usize::from(segments)];
+    let mut buf = [0u8; 4096];
+    let mut via = String::new();
+    while seen.iter().any(|x| !x) {
+        let n = s
+            .recv(&mut buf)
+            .map_err(|e| format!("after {} replies: {e}", seen.iter().filter(|x| **x).count()))?;
+        let reply = &buf[..n];
+        let nl = reply
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("reply without SEEN line")?;
+        via = String::from_utf8_lossy(&reply[5..nl]).into_owned();
+        let body = &reply[nl + 1..];
+        let i: usize = std::str::from_utf8(&body[8..13])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or("bad segment number")?;
+        let start = i * usize::from(size);
+        if i >= seen.len() || body != &data[start..start + usize::from(size)] {
+            return Err(format!("segment {i} came back different"));
+        }
+        seen[i] = true;
+    }
+    println!(
+        "ok {segments} segments of {size} bytes sent as one GSO packet, all answered intact, via {via}"
     );
     Ok(())
 }

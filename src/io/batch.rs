@@ -105,3 +105,21 @@ pub fn recv_many(sock: &impl AsRawFd, bufs: &mut [[u8; 2048]]) -> io::Result<usi
         Err(e) => Err(e),
     }
 }
+
+/// Makes the kernel cut each datagram sent on `sock` into `segment`-byte datagrams as late as
+/// possible (UDP GSO, UDP_SEGMENT): one send becomes one GSO super-packet on the way out.
+pub fn set_udp_segment(sock: &impl AsRawFd, segment: u16) -> io::Result<()> {
+    const UDP_SEGMENT: libc::c_int = 103;
+    let value = libc::c_int::from(segment);
+    // SAFETY: `value` is a live c_int and its size is passed.
+    check(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_UDP,
+            UDP_SEGMENT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
