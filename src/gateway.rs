@@ -254,6 +254,9 @@ fn serve(
 
     let outcome = std::thread::scope(|s| {
         let shared = &shared;
+        // However this closure returns (a thread that cannot start, say), the threads already
+        // running must stop, or the scope would wait for them forever.
+        let _stop_on_return = StopOnDrop(&shared.stop);
         let stop_all = || {
             shared.stop.store(true, Ordering::Relaxed);
             signal::raise_in_process(libc::SIGTERM);
@@ -316,6 +319,14 @@ fn serve(
     log_status(&shared);
     drop(queues);
     outcome.map(|()| counters)
+}
+
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Expires flows every second; announces readiness once every gateway is known (or after a
