@@ -127,7 +127,12 @@ impl PacketSocket {
     ) -> io::Result<PacketSocket> {
         let fd = vnet_socket()?;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
-        let rx = Some(RxRing::new(&fd, RING_FRAMES)?);
+        // Without a ring (a kernel or page size that refuses one) frames are read one by one.
+        let rx = RxRing::new(&fd, RING_FRAMES)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "no receive ring; reading frames one by one"),
+            )
+            .ok();
         attach_filter(&fd, filter)?;
         bind(&fd, ifindex, ETH_P_IP)?;
         let fanout =
