@@ -179,6 +179,10 @@ impl PacketSocket {
         }
     }
 
+    pub fn has_ring(&self) -> bool {
+        self.rx.is_some()
+    }
+
     /// Receives one frame; `WouldBlock` when none is queued.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         read(&self.fd, buf)

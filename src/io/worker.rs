@@ -43,6 +43,10 @@ pub trait PacketIo {
     ) -> io::Result<usize> {
         read_each(|b| self.recv(b), buf, budget, f)
     }
+    /// Whether received packets can be seen without a syscall (a receive ring).
+    fn has_ring(&self) -> bool {
+        false
+    }
     fn raw_fd(&self) -> std::os::fd::RawFd;
 }
 
@@ -63,6 +67,9 @@ impl<T: PacketIo> PacketIo for &T {
         f: &mut dyn FnMut(Frame<'_>),
     ) -> io::Result<usize> {
         (*self).receive(buf, budget, f)
+    }
+    fn has_ring(&self) -> bool {
+        (*self).has_ring()
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         (*self).raw_fd()
@@ -98,6 +105,9 @@ impl PacketIo for super::packet::PacketSocket {
         f: &mut dyn FnMut(Frame<'_>),
     ) -> io::Result<usize> {
         self.receive(buf, budget, f)
+    }
+    fn has_ring(&self) -> bool {
+        self.has_ring()
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         self.raw_fd()
@@ -200,7 +210,8 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             let spinning = !self.busy_poll.is_zero() && Instant::now() < spin_until;
             poller.wait(if spinning { 0 } else { 200 })?;
             let mut handled = 0;
-            if poller.is_ready(0) {
+            let sent_any = poller.is_ready(0);
+            if sent_any {
                 let mut used = 0;
                 while handled < BUDGET {
                     let slot = &mut slots[used * BUFFER..(used + 1) * BUFFER];
@@ -224,7 +235,9 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 self.flush(&slots, &mut pending);
             }
             for (u, socket) in self.uplinks.iter().enumerate() {
-                if poller.is_ready(u + 1) {
+                // A reply often arrives while our own send is still in the kernel; a ring
+                // shows it without another poll, so look whenever we sent something.
+                if poller.is_ready(u + 1) || (sent_any && socket.has_ring()) {
                     handled += socket.receive(&mut buf, BUDGET, &mut |frame| match frame {
                         Frame::Whole(frame) => self.forward_in(u as u8, frame),
                         Frame::Truncated => {
