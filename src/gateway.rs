@@ -393,6 +393,8 @@ fn log_status(shared: &Shared) {
         no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
         send_errors = io.send_errors.load(Ordering::Relaxed),
         tun_write_errors = io.tun_write_errors.load(Ordering::Relaxed),
+        short_reads = io.short_reads.load(Ordering::Relaxed),
+        truncated = io.truncated.load(Ordering::Relaxed),
         "drops"
     );
 }

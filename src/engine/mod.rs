@@ -39,11 +39,6 @@ impl Timestamp {
         self.0
     }
 
-    /// Milliseconds from `earlier` to `self`, 0 if `earlier` is later.
-    pub fn since(self, earlier: Timestamp) -> u64 {
-        self.0.saturating_sub(earlier.0)
-    }
-
     pub fn after_ms(self, ms: u64) -> Timestamp {
         Timestamp(self.0 + ms)
     }
@@ -553,10 +548,6 @@ impl Engine {
 
     pub fn destination_count(&self) -> usize {
         self.shards.iter().map(|s| lock(s).affinity.len()).sum()
-    }
-
-    pub fn uplinks(&self) -> &[UplinkConfig] {
-        &self.uplinks
     }
 }
 

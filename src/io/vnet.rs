@@ -6,9 +6,6 @@
 pub const LEN: usize = 10;
 
 pub const F_NEEDS_CSUM: u8 = 1;
-pub const F_DATA_VALID: u8 = 2;
-
-pub const GSO_NONE: u8 = 0;
 
 /// Little-endian fields (the TUN and packet-socket byte order on little-endian hosts, and
 /// what virtio 1.0 specifies).
