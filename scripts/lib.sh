@@ -32,4 +32,4 @@ require_root() {
   fi
 }
 
-BASE_TOOLS=(ip:iproute2 nft:nftables ping:iputils-ping)
+BASE_TOOLS=(ip:iproute2 nft:nftables ping:iputils-ping sysctl:procps kill:procps)

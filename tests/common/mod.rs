@@ -46,7 +46,7 @@ pub fn require_root_and_tools() {
         "0",
         "netns tests need root (CI runs them as root)"
     );
-    for tool in ["ip", "nft", "ping"] {
+    for tool in ["ip", "nft", "ping", "sysctl", "kill"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
