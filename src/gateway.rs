@@ -337,18 +337,20 @@ fn control_loop(shared: &Shared, config: &Config) {
     let mut last_expiry = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
-        let unresolved: Vec<&str> = shared
-            .uplinks
-            .iter()
-            .filter(|u| u.gateway_mac.load(Ordering::Relaxed) == 0)
-            .map(|u| u.name.as_str())
-            .collect();
-        if !announced && (unresolved.is_empty() || started.elapsed() > Duration::from_secs(5)) {
-            announced = true;
-            if !unresolved.is_empty() {
-                tracing::warn!(uplinks = ?unresolved, "gateway not answering ARP yet; those uplinks stay unused until it does");
+        if !announced {
+            let unresolved: Vec<&str> = shared
+                .uplinks
+                .iter()
+                .filter(|u| u.gateway_mac.load(Ordering::Relaxed) == 0)
+                .map(|u| u.name.as_str())
+                .collect();
+            if unresolved.is_empty() || started.elapsed() > Duration::from_secs(5) {
+                announced = true;
+                if !unresolved.is_empty() {
+                    tracing::warn!(uplinks = ?unresolved, "gateway not answering ARP yet; those uplinks stay unused until it does");
+                }
+                tracing::info!(tun = %config.tun, workers = config.workers, uplinks = shared.uplinks.len(), "ready");
             }
-            tracing::info!(tun = %config.tun, workers = config.workers, uplinks = shared.uplinks.len(), "ready");
         }
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             last_expiry = Instant::now();

@@ -209,6 +209,8 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             // While busy-polling, only look; otherwise sleep until something arrives.
             let spinning = !self.busy_poll.is_zero() && Instant::now() < spin_until;
             poller.wait(if spinning { 0 } else { 200 })?;
+            // One clock read per batch, not per packet: timestamps only drive idle timeouts.
+            let now = self.shared.now();
             let mut handled = 0;
             let sent_any = poller.is_ready(0);
             if sent_any {
@@ -219,7 +221,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                     match self.tun.recv(&mut slot[ETH_HEADER..]) {
                         Ok(n) => {
                             handled += 1;
-                            if let Some((u, len)) = self.forward_out(slot, n) {
+                            if let Some((u, len)) = self.forward_out(now, slot, n) {
                                 pending[usize::from(u)].push((used, len));
                                 used += 1;
                             }
@@ -239,7 +241,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 // shows it without another poll, so look whenever we sent something.
                 if poller.is_ready(u + 1) || (sent_any && socket.has_ring()) {
                     handled += socket.receive(&mut buf, BUDGET, &mut |frame| match frame {
-                        Frame::Whole(frame) => self.forward_in(u as u8, frame),
+                        Frame::Whole(frame) => self.forward_in(now, u as u8, frame),
                         Frame::Truncated => {
                             self.shared.io.truncated.fetch_add(1, Ordering::Relaxed);
                         }
@@ -278,7 +280,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
     /// `buf[ETH_HEADER..ETH_HEADER + n]` holds a virtio-net header and an IP packet from TUN.
     /// Translates it and builds the frame for its uplink in place: returns the uplink and the
     /// frame's length (from the start of `buf`), or `None` if it is dropped.
-    fn forward_out(&self, buf: &mut [u8], n: usize) -> Option<(UplinkId, usize)> {
+    fn forward_out(&self, now: Timestamp, buf: &mut [u8], n: usize) -> Option<(UplinkId, usize)> {
         if n < vnet::LEN {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -286,7 +288,6 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let ip_at = ETH_HEADER + vnet::LEN;
         let header = header_at(buf, ETH_HEADER);
         let mut csum = csum_state(&header);
-        let now = self.shared.now();
         let verdict = self
             .shared
             .engine
@@ -314,7 +315,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
     }
 
     /// `buf` holds a virtio-net header and an Ethernet frame from uplink `u`.
-    fn forward_in(&self, u: u8, buf: &mut [u8]) {
+    fn forward_in(&self, now: Timestamp, u: u8, buf: &mut [u8]) {
         let n = buf.len();
         let ip_at = vnet::LEN + ETH_HEADER;
         if n < ip_at {
@@ -323,7 +324,6 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         }
         let header = header_at(buf, 0);
         let mut csum = csum_state(&header);
-        let now = self.shared.now();
         let verdict = self
             .shared
             .engine
@@ -445,7 +445,9 @@ mod tests {
         slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
         let n = vnet::LEN + packet.len();
 
-        let (uplink, len) = w.forward_out(&mut slot, n).expect("forwarded");
+        let (uplink, len) = w
+            .forward_out(shared.now(), &mut slot, n)
+            .expect("forwarded");
         assert_eq!((uplink, len), (0, vnet::LEN + ETH_HEADER + packet.len()));
         let mut pending = vec![vec![(0, len)]];
         w.flush(&slot, &mut pending);
@@ -484,7 +486,7 @@ mod tests {
         let mut slot = vec![0u8; BUFFER];
         let packet = udp(LAN, SERVER, 5000, 53);
         slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
-        w.forward_out(&mut slot, vnet::LEN + packet.len())
+        w.forward_out(shared.now(), &mut slot, vnet::LEN + packet.len())
             .expect("forwarded");
 
         // the reply as an uplink frame, padded to the Ethernet minimum
@@ -494,7 +496,7 @@ mod tests {
         buf[vnet::LEN + 12..vnet::LEN + 14].copy_from_slice(&[0x08, 0x00]);
         buf[vnet::LEN + ETH_HEADER..][..reply.len()].copy_from_slice(&reply);
         let n = vnet::LEN + ETH_HEADER + reply.len() + 14;
-        w.forward_in(0, &mut buf[..n]);
+        w.forward_in(shared.now(), 0, &mut buf[..n]);
 
         let written = w.tun.sent.borrow();
         assert_eq!(written.len(), 1);
@@ -514,7 +516,10 @@ mod tests {
         let mut slot = vec![0u8; BUFFER];
         let packet = udp(LAN, SERVER, 5000, 53);
         slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
-        assert_eq!(w.forward_out(&mut slot, vnet::LEN + packet.len()), None);
+        assert_eq!(
+            w.forward_out(shared.now(), &mut slot, vnet::LEN + packet.len()),
+            None
+        );
         assert_eq!(shared.io.no_gateway_mac.load(Ordering::Relaxed), 1);
     }
 }
