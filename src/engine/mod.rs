@@ -424,16 +424,27 @@ impl Engine {
                 uplink,
             }
         };
+        let flags = ip.tcp_flags(pkt);
+        self.to_lan(&reply, pkt, |flow, pkt| {
+            flow.last_seen = now.stamp();
+            flow.tcp.update(false, flags);
+            let (addr, port) = (flow.key.int_addr, flow.key.int_port);
+            packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
+        })
+    }
+
+    /// Finds the flow a packet from an uplink belongs to, lets `translate` rewrite the packet
+    /// for it, and counts the packet on the flow's uplink.
+    fn to_lan(
+        &self,
+        reply: &ReplyKey,
+        pkt: &mut [u8],
+        translate: impl FnOnce(&mut Flow, &mut [u8]),
+    ) -> Result<(), DropReason> {
         let mut shard = self.shard(reply.rem_addr);
-        let flow = shard
-            .flows
-            .get_reply_mut(&reply)
-            .ok_or(DropReason::NoFlow)?;
-        flow.last_seen = now.stamp();
-        flow.tcp.update(false, ip.tcp_flags(pkt));
-        let (addr, port) = (flow.key.int_addr, flow.key.int_port);
-        packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
-        shard.count_in(uplink, pkt.len());
+        let flow = shard.flows.get_reply_mut(reply).ok_or(DropReason::NoFlow)?;
+        translate(flow, pkt);
+        shard.count_in(reply.uplink, pkt.len());
         Ok(())
     }
 
@@ -457,16 +468,11 @@ impl Engine {
             proto: emb.proto,
             uplink,
         };
-        let mut shard = self.shard(reply.rem_addr);
-        let flow = shard
-            .flows
-            .get_reply_mut(&reply)
-            .ok_or(DropReason::NoFlow)?;
-        let (addr, port) = (flow.key.int_addr, flow.key.int_port);
-        icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, addr, port);
-        *csum = L4Checksum::Complete;
-        shard.count_in(uplink, pkt.len());
-        Ok(())
+        self.to_lan(&reply, pkt, |flow, pkt| {
+            let (addr, port) = (flow.key.int_addr, flow.key.int_port);
+            icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, addr, port);
+            *csum = L4Checksum::Complete;
+        })
     }
 
     /// An ICMP error from a LAN host about a reply wanlb delivered to it (a port unreachable
