@@ -36,25 +36,10 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
         .map(|(ns, dev)| (ns, tb.watch_checksums(ns, dev)));
 
     // ICMP echo, both ways
-    let ping = tb.ok(
-        "lan",
-        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.1"],
-    );
-    assert!(ping.contains("3 received"), "{ping}");
+    tb.assert_pings("lan", "198.19.0.1", 3, "0.2");
 
     // 20 MB through a TCP echo: every byte checked on its way back
-    let tcp = tb.ok(
-        "lan",
-        &[
-            PROBE,
-            "tcp-check",
-            "--dst",
-            "198.19.0.9:9000",
-            "--bytes",
-            "20000000",
-        ],
-    );
-    assert!(tcp.starts_with("ok 20000000 bytes echoed intact"), "{tcp}");
+    tb.assert_tcp_echo("lan", "198.19.0.9:9000", 20_000_000);
 
     // UDP request and response, translated to an uplink address and a NAT-pool port
     let out = tb.ok("lan", &[PROBE, "spread", "--dst", "198.19.0.2"]);
@@ -119,23 +104,11 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
     );
 
     // the gateway's own traffic and its own services keep working while wanlb runs
-    let own = tb.ok("gw", &["ping", "-c", "1", "-W", "2", "198.19.0.3"]);
-    assert!(own.contains("1 received"), "{own}");
+    tb.assert_pings("gw", "198.19.0.3", 1, "1");
     let service = tb.spawn("gw", &[PROBE, "serve", "--tcp", "198.18.1.1:80"]);
     let service = Process::start(service);
     service.wait_for("listening", "gateway service");
-    let hit = tb.ok(
-        "inet",
-        &[
-            PROBE,
-            "tcp-check",
-            "--dst",
-            "198.18.1.1:80",
-            "--bytes",
-            "100000",
-        ],
-    );
-    assert!(hit.starts_with("ok 100000 bytes"), "{hit}");
+    tb.assert_tcp_echo("inet", "198.18.1.1:80", 100_000);
 
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
@@ -247,11 +220,7 @@ fn after_sigkill_a_restart_cleans_up_and_works() {
         1,
         "no duplicate rules:\n{during}"
     );
-    let ping = tb.ok(
-        "lan",
-        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.19.0.1"],
-    );
-    assert!(ping.contains("2 received"), "{ping}");
+    tb.assert_pings("lan", "198.19.0.1", 2, "0.2");
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     tb.assert_gateway_state(&before, "");
@@ -307,23 +276,8 @@ fn busy_polling_forwards_and_stops_cleanly() {
     let mut args = example_args();
     args.extend(["--busy-poll".to_string(), "20ms".to_string()]);
     let gw = tb.start_wanlb(&args);
-    let ping = tb.ok(
-        "lan",
-        &["ping", "-c", "5", "-i", "0.01", "-W", "2", "198.19.0.1"],
-    );
-    assert!(ping.contains("5 received"), "{ping}");
-    let tcp = tb.ok(
-        "lan",
-        &[
-            PROBE,
-            "tcp-check",
-            "--dst",
-            "198.19.0.9:9000",
-            "--bytes",
-            "5000000",
-        ],
-    );
-    assert!(tcp.starts_with("ok 5000000 bytes"), "{tcp}");
+    tb.assert_pings("lan", "198.19.0.1", 5, "0.01");
+    tb.assert_tcp_echo("lan", "198.19.0.9:9000", 5_000_000);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     tb.assert_gateway_state(&before, &log);
@@ -343,11 +297,8 @@ fn a_second_wanlb_is_refused_and_leaves_the_first_alone() {
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("another wanlb is running"), "{stderr}");
     tb.assert_gateway_state(&during, &stderr);
-    let ping = tb.ok("lan", &["ping", "-c", "1", "-W", "2", "198.19.0.1"]);
-    assert!(
-        ping.contains("1 received"),
-        "the first still forwards: {ping}"
-    );
+    // the first still forwards
+    tb.assert_pings("lan", "198.19.0.1", 1, "1");
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }

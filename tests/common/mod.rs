@@ -143,6 +143,28 @@ impl Testbed {
         p
     }
 
+    /// Pings `dst` `count` times, `interval` seconds apart, from namespace `name`, and asserts
+    /// every echo was answered.
+    pub fn assert_pings(&self, name: &str, dst: &str, count: u32, interval: &str) {
+        let count = count.to_string();
+        let out = self.ok(
+            name,
+            &["ping", "-c", &count, "-i", interval, "-W", "2", dst],
+        );
+        assert!(out.contains(&format!("{count} received")), "{out}");
+    }
+
+    /// Sends `bytes` pseudo-random bytes from namespace `name` through the TCP echo at `dst`
+    /// and asserts every byte came back.
+    pub fn assert_tcp_echo(&self, name: &str, dst: &str, bytes: u64) {
+        let n = bytes.to_string();
+        let out = self.ok(name, &[PROBE, "tcp-check", "--dst", dst, "--bytes", &n]);
+        assert!(
+            out.starts_with(&format!("ok {bytes} bytes echoed intact")),
+            "{out}"
+        );
+    }
+
     /// Starts checking the checksums of every IPv4 frame arriving on `dev` in `name`.
     pub fn watch_checksums(&self, name: &str, dev: &str) -> Process {
         let p = Process::start(self.spawn(name, &[PROBE, "capture-verify", "--dev", dev]));
