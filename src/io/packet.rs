@@ -235,37 +235,20 @@ mod tests {
         loop {
             let i = prog[pc];
             pc += 1;
+            // a load past the end of the packet drops it, as in the kernel
+            let (at, n) = match i.code {
+                LD_H_ABS => (i.k, 2),
+                LD_W_ABS => (i.k, 4),
+                LD_B_ABS | LDX_B_MSH => (i.k, 1),
+                LD_H_IND => (x + i.k, 2),
+                _ => (0, 0),
+            };
+            let Some(loaded) = load(at as usize, n) else {
+                return 0;
+            };
             match i.code {
-                LD_H_ABS => {
-                    a = match load(i.k as usize, 2) {
-                        Some(v) => v,
-                        None => return 0,
-                    }
-                }
-                LD_W_ABS => {
-                    a = match load(i.k as usize, 4) {
-                        Some(v) => v,
-                        None => return 0,
-                    }
-                }
-                LD_B_ABS => {
-                    a = match load(i.k as usize, 1) {
-                        Some(v) => v,
-                        None => return 0,
-                    }
-                }
-                LDX_B_MSH => {
-                    x = match load(i.k as usize, 1) {
-                        Some(v) => (v & 0xf) * 4,
-                        None => return 0,
-                    }
-                }
-                LD_H_IND => {
-                    a = match load((x + i.k) as usize, 2) {
-                        Some(v) => v,
-                        None => return 0,
-                    }
-                }
+                LD_H_ABS | LD_W_ABS | LD_B_ABS | LD_H_IND => a = loaded,
+                LDX_B_MSH => x = (loaded & 0xf) * 4,
                 JEQ => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
                 JGE => pc += usize::from(if a >= i.k { i.jt } else { i.jf }),
                 JGT => pc += usize::from(if a > i.k { i.jt } else { i.jf }),
