@@ -82,7 +82,15 @@ fn attach_filter(fd: &OwnedFd, filter: &[libc::sock_filter]) -> io::Result<()> {
 fn raw_socket() -> io::Result<OwnedFd> {
     // Protocol 0: receive nothing until bound, so no frame slips in before the filter.
     // SAFETY: socket() with integer arguments.
-    own(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
+    let fd = own(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
+    // Our own frames are not ours to read back.
+    setsockopt(
+        &fd,
+        libc::SOL_PACKET,
+        PACKET_IGNORE_OUTGOING,
+        &1 as &libc::c_int,
+    )?;
+    Ok(fd)
 }
 
 /// An unbound packet socket for incoming frames with the virtio-net header, with room to
@@ -90,12 +98,6 @@ fn raw_socket() -> io::Result<OwnedFd> {
 fn vnet_socket() -> io::Result<OwnedFd> {
     let fd = raw_socket()?;
     setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
-    setsockopt(
-        &fd,
-        libc::SOL_PACKET,
-        PACKET_IGNORE_OUTGOING,
-        &1 as &libc::c_int,
-    )?;
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER)?;
     Ok(fd)
 }
@@ -154,12 +156,6 @@ impl PacketSocket {
     /// A socket for ARP frames on `ifindex` (no virtio-net header).
     pub fn open_arp(ifindex: u32) -> io::Result<PacketSocket> {
         let fd = raw_socket()?;
-        setsockopt(
-            &fd,
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            &1 as &libc::c_int,
-        )?;
         bind(&fd, ifindex, ETH_P_ARP)?;
         set_nonblocking(&fd)?;
         Ok(PacketSocket { fd, rx: None })
