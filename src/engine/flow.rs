@@ -81,6 +81,12 @@ impl TcpSeen {
         }
     }
 
+    /// Both directions seen, no FIN or RST: nothing left that the engine must watch.
+    pub fn is_steady(self) -> bool {
+        self.0 & (Self::OUT | Self::IN | Self::FIN_OUT | Self::FIN_IN | Self::RST)
+            == Self::OUT | Self::IN
+    }
+
     fn timeout(self, t: &Timeouts) -> u64 {
         let has = |bits: u8| self.0 & bits == bits;
         if has(Self::RST) {
@@ -100,6 +106,11 @@ pub struct Flow {
     pub ext_port: u16,
     pub uplink: UplinkId,
     pub tcp: TcpSeen,
+    /// Packets the engine has seen, saturating: a flow is offered to the fast path once it
+    /// has shown it is more than a brief exchange.
+    pub hits: u8,
+    /// The fast path carries this flow, so `last_seen` may lag behind its traffic.
+    pub offloaded: bool,
 }
 
 impl Flow {
@@ -173,17 +184,36 @@ impl FlowTable {
         self.by_reply.insert(flow.reply_key(), slot);
     }
 
-    /// Removes every flow idle for longer than its timeout, handing each to `ended`.
-    pub fn expire(&mut self, now: Timestamp, timeouts: &Timeouts, mut ended: impl FnMut(&Flow)) {
+    /// Removes every flow idle for longer than its timeout, handing each to `ended`. For an
+    /// offloaded flow that looks idle, `idle_elsewhere` says how long ago the fast path last
+    /// carried a packet of it (if it did), which may keep it.
+    pub fn expire(
+        &mut self,
+        now: Timestamp,
+        timeouts: &Timeouts,
+        mut idle_elsewhere: impl FnMut(&Flow) -> Option<u64>,
+        mut ended: impl FnMut(&Flow),
+    ) {
         for word in 0..self.live.len() {
             let mut bits = self.live[word];
             while bits != 0 {
                 let slot = word * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let flow = self.slots[slot];
-                if now.since_stamp(flow.last_seen) < flow.idle_timeout(timeouts) {
+                let flow = &mut self.slots[slot];
+                let timeout = flow.idle_timeout(timeouts);
+                if now.since_stamp(flow.last_seen) < timeout {
                     continue;
                 }
+                if flow.offloaded {
+                    if let Some(idle) = idle_elsewhere(flow) {
+                        if idle < timeout {
+                            let seen = Timestamp::from_millis(now.as_millis().saturating_sub(idle));
+                            flow.last_seen = flow.last_seen.later(seen.stamp());
+                            continue;
+                        }
+                    }
+                }
+                let flow = *flow;
                 self.by_key.remove(&flow.key);
                 self.by_reply.remove(&flow.reply_key());
                 ended(&flow);
@@ -217,6 +247,8 @@ mod tests {
                 proto,
             },
             last_seen: Timestamp::from_millis(0).stamp(),
+            hits: 0,
+            offloaded: false,
             ext_port: 61000 + port,
             uplink: 0,
             tcp: TcpSeen::default(),
@@ -237,9 +269,12 @@ mod tests {
         assert_eq!(table.get_mut(&tcp.key).unwrap().ext_port, 61002);
 
         let mut ended = vec![];
-        table.expire(Timestamp::from_millis(t.udp), &t, |f| {
-            ended.push(f.key.int_port)
-        });
+        table.expire(
+            Timestamp::from_millis(t.udp),
+            &t,
+            |_| unreachable!("no flow is offloaded"),
+            |f| ended.push(f.key.int_port),
+        );
         assert_eq!(ended, [1]);
         assert!(table.get_mut(&udp.key).is_none());
         assert!(table.get_reply_mut(&udp.reply_key()).is_none());
@@ -248,6 +283,55 @@ mod tests {
         // the freed slot is reused
         table.insert(flow(PROTO_UDP, 3));
         assert_eq!(table.slots.len(), 2);
+    }
+
+    #[test]
+    fn an_offloaded_flow_lives_as_long_as_the_fast_path_carries_it() {
+        let t = Timeouts::default();
+        let mut table = FlowTable::default();
+        let mut f = flow(PROTO_UDP, 1);
+        f.offloaded = true;
+        table.insert(f);
+        let mut asked = 0;
+        let mut ended = 0;
+        // idle for the engine, but the fast path carried a packet 1 s ago: kept and refreshed
+        table.expire(
+            Timestamp::from_millis(t.udp),
+            &t,
+            |_| {
+                asked += 1;
+                Some(1_000)
+            },
+            |_| ended += 1,
+        );
+        assert_eq!((asked, ended), (1, 0));
+        // refreshed to 1 s before that expiry: not even asked until the timeout runs out again
+        table.expire(
+            Timestamp::from_millis(2 * t.udp - 1_001),
+            &t,
+            |_| unreachable!(),
+            |_| ended += 1,
+        );
+        assert_eq!(ended, 0);
+        // the fast path saw nothing since (or never): it ends
+        table.expire(
+            Timestamp::from_millis(2 * t.udp - 1_000),
+            &t,
+            |_| None,
+            |_| ended += 1,
+        );
+        assert_eq!(ended, 1);
+    }
+
+    #[test]
+    fn steady_means_both_ways_and_not_closing() {
+        let mut seen = TcpSeen::default();
+        seen.update(true, TCP_SYN);
+        assert!(!seen.is_steady());
+        seen.update(false, TCP_SYN | 0x10);
+        assert!(seen.is_steady());
+        seen.update(true, TCP_FIN);
+        assert!(!seen.is_steady());
     }
 
     #[test]

@@ -12,10 +12,13 @@ pub mod packet;
 pub mod select;
 
 use affinity::Affinity;
-use flow::{Flow, FlowKey, FlowTable, ReplyKey, TcpSeen, Timeouts};
+pub use flow::Flow;
+use flow::{FlowKey, FlowTable, ReplyKey, TcpSeen, Timeouts};
 use icmp::{Embedded, ErrorDirection};
 use nat::{Endpoint, Nat};
-use packet::{End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, TCP_RST};
+use packet::{
+    End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_RST,
+};
 use select::{Pin, Selector};
 
 pub use packet::L4Checksum;
@@ -131,6 +134,22 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// A data path outside the engine (wanlb's in-kernel one) that can carry a steady flow's
+/// packets, translated as the engine would. The engine decides which flows to hand over and
+/// when to take them back; the fast path only moves packets.
+pub trait FastPath: Send + Sync + std::fmt::Debug {
+    /// Starts carrying `flow`, translated to `ext_addr`; false if it cannot (full, say).
+    fn offload(&self, flow: &Flow, ext_addr: u32) -> bool;
+    /// Milliseconds since the fast path last carried a packet of `flow`; `None` if never.
+    fn idle_ms(&self, flow: &Flow) -> Option<u64>;
+    /// Stops carrying `flow`: its port is about to be reused.
+    fn withdraw(&self, flow: &Flow, ext_addr: u32);
+}
+
+/// Packets a TCP or UDP flow shows the engine before it is offered to the fast path: short
+/// exchanges (DNS, say) never leave the engine, long ones leave it quickly.
+pub const OFFLOAD_AFTER: u8 = 16;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UplinkConfig {
     pub name: String,
@@ -229,6 +248,7 @@ pub struct Engine {
     nat: Mutex<Nat>,
     select: Mutex<Selector>,
     drops: [AtomicU64; DropReason::ALL.len()],
+    fast_path: Option<Box<dyn FastPath>>,
 }
 
 /// A panic while a lock was held leaves the tables consistent (no update spans a panic
@@ -257,6 +277,30 @@ impl Engine {
             select: Mutex::new(Selector::new(weights, config.pins)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             uplinks: config.uplinks,
+            fast_path: None,
+        }
+    }
+
+    /// Hands steady TCP and UDP flows to `fast_path` from now on.
+    pub fn with_fast_path(mut self, fast_path: Box<dyn FastPath>) -> Engine {
+        self.fast_path = Some(fast_path);
+        self
+    }
+
+    /// Counts a packet of `flow` and offers the flow to the fast path once it is steady. Runs
+    /// under the flow's shard lock, as does withdrawing it, so the two never cross.
+    fn consider_offload(&self, flow: &mut Flow) {
+        let Some(fast) = &self.fast_path else { return };
+        if flow.offloaded || !matches!(flow.key.proto, PROTO_TCP | PROTO_UDP) {
+            return;
+        }
+        flow.hits = flow.hits.saturating_add(1);
+        let steady = flow.key.proto == PROTO_UDP || flow.tcp.is_steady();
+        if flow.hits >= OFFLOAD_AFTER && steady {
+            flow.offloaded = fast.offload(flow, self.uplinks[usize::from(flow.uplink)].addr);
+            if !flow.offloaded {
+                flow.hits = 0; // full: ask again after as many packets
+            }
         }
     }
 
@@ -322,6 +366,7 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.tcp.update(true, flags);
+                self.consider_offload(flow);
                 (flow.uplink, flow.ext_port)
             }
             None => self.open_flow(&mut shard, now, key, flags)?,
@@ -367,6 +412,8 @@ impl Engine {
             ext_port,
             uplink,
             tcp,
+            hits: 1,
+            offloaded: false,
         });
         Ok((uplink, ext_port))
     }
@@ -428,6 +475,7 @@ impl Engine {
         self.to_lan(&reply, pkt, |flow, pkt| {
             flow.last_seen = now.stamp();
             flow.tcp.update(false, flags);
+            self.consider_offload(flow);
             let (addr, port) = (flow.key.int_addr, flow.key.int_port);
             packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
         })
@@ -513,7 +561,12 @@ impl Engine {
                 flows, affinity, ..
             } = &mut *shard;
             let mut nat = lock(&self.nat);
-            flows.expire(now, &self.timeouts, |f| {
+            let fast = self.fast_path.as_deref();
+            let idle_elsewhere = |f: &Flow| fast.and_then(|fp| fp.idle_ms(f));
+            flows.expire(now, &self.timeouts, idle_elsewhere, |f| {
+                if let (true, Some(fp)) = (f.offloaded, fast) {
+                    fp.withdraw(f, self.uplinks[usize::from(f.uplink)].addr);
+                }
                 nat.release(Endpoint {
                     addr: f.key.int_addr,
                     port: f.key.int_port,

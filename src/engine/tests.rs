@@ -6,6 +6,7 @@ use super::packet::{PROTO_UDP, read_u16, write_u16};
 use super::select::{Pin, Prefix};
 use super::*;
 use proptest::prelude::*;
+use std::net::Ipv4Addr;
 
 const LAN: u32 = u32::from_be_bytes([198, 18, 3, 10]);
 const UPLINK_1: u32 = u32::from_be_bytes([198, 18, 1, 1]);
@@ -528,6 +529,95 @@ fn expiry_returns_ports_and_keeps_live_flows() {
     );
     e.expire(t(Timeouts::default().udp));
     assert_eq!((e.flow_count(), e.mapping_count()), (1, 1));
+}
+
+/// Records what the engine asks of a fast path; `idle` is what it answers about every flow.
+#[derive(Debug, Default)]
+struct FakeFastPath {
+    log: Mutex<Vec<String>>,
+    idle: Mutex<Option<u64>>,
+}
+
+impl FastPath for std::sync::Arc<FakeFastPath> {
+    fn offload(&self, f: &Flow, ext_addr: u32) -> bool {
+        let k = f.key;
+        self.log.lock().unwrap().push(format!(
+            "offload {} {}:{} -> {}:{} as {}:{}",
+            k.proto,
+            Ipv4Addr::from(k.int_addr),
+            k.int_port,
+            Ipv4Addr::from(k.rem_addr),
+            k.rem_port,
+            Ipv4Addr::from(ext_addr),
+            f.ext_port
+        ));
+        true
+    }
+    fn idle_ms(&self, _: &Flow) -> Option<u64> {
+        *self.idle.lock().unwrap()
+    }
+    fn withdraw(&self, f: &Flow, _: u32) {
+        let k = f.key;
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("withdraw {} {}", k.proto, k.int_port));
+    }
+}
+
+#[test]
+fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
+    use std::sync::Arc;
+    let fake = Arc::new(FakeFastPath::default());
+    let mut e = single_port_engine().with_fast_path(Box::new(fake.clone()));
+    let log = || fake.log.lock().unwrap().clone();
+    let (tcp_out, tcp_in) = (
+        l4_packet(PROTO_TCP, LAN, dst(1), 40000, 443, b""),
+        l4_packet(PROTO_TCP, dst(1), UPLINK_1, 443, 61000, b""),
+    );
+    // a TCP flow seen one way only is never offloaded, however long it goes on
+    for i in 0..2 * u64::from(OFFLOAD_AFTER) {
+        out(&mut e, t(i), &mut tcp_out.clone());
+    }
+    assert_eq!(log(), Vec::<String>::new());
+    // its first reply makes it steady: offloaded once, whatever follows
+    inb(&mut e, t(100), 0, &mut tcp_in.clone());
+    out(&mut e, t(101), &mut tcp_out.clone());
+    assert_eq!(
+        log(),
+        ["offload 6 198.18.3.10:40000 -> 198.19.0.1:443 as 198.18.1.1:61000"]
+    );
+    // a short UDP exchange stays in the engine; ICMP echo always does
+    for i in 0..u64::from(OFFLOAD_AFTER) - 1 {
+        out(
+            &mut e,
+            t(200 + i),
+            &mut udp_packet(LAN, dst(2), 53, 53, b"q"),
+        );
+    }
+    for i in 0..u64::from(OFFLOAD_AFTER) {
+        out(
+            &mut e,
+            t(300 + i),
+            &mut l4_packet(PROTO_ICMP, LAN, dst(2), 7, 0, b""),
+        );
+    }
+    assert_eq!(log().len(), 1);
+
+    // the fast path keeps the TCP flow alive past the engine's own timeout...
+    *fake.idle.lock().unwrap() = Some(1_000);
+    let timeouts = Timeouts::default();
+    e.expire(t(timeouts.tcp_established + 101));
+    assert_eq!(
+        e.flow_count(),
+        1,
+        "the UDP and ICMP flows expired, the offloaded one did not"
+    );
+    // ...until it reports it idle too; then it is withdrawn before its port is reused
+    *fake.idle.lock().unwrap() = None;
+    e.expire(t(2 * timeouts.tcp_established));
+    assert_eq!(e.flow_count(), 0);
+    assert_eq!(log()[1..], ["withdraw 6 40000"]);
 }
 
 /// A TCP segment (ACK), UDP datagram or ICMP echo request (identifier `sport`) with correct
