@@ -74,5 +74,5 @@ say "stopping wanlb (SIGTERM): its own per-uplink totals"
 kill -TERM "$wanlb_pid"
 wait "$wanlb_pid" || true
 pids=("${pids[@]/$wanlb_pid}")
-grep -E 'uplink totals|drops|stopped' "/tmp/$P.log" | sed -E 's/^[^ ]+ +INFO wanlb::gateway: /  /'
+grep -E 'uplink totals|fast path|drops|stopped' "/tmp/$P.log" | sed -E 's/^[^ ]+ +INFO wanlb::gateway: /  /'
 rm -f "/tmp/$P.log" "/tmp/$P.spread"

@@ -65,6 +65,29 @@ pub struct Config {
     pub tun: String,
     pub workers: usize,
     pub nat_ports: (u16, u16),
+    pub offload: Offload,
+}
+
+/// Whether steady flows move to the in-kernel fast path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Offload {
+    /// Where the kernel can (TCX, Linux 6.6 or later); otherwise warn and carry everything
+    /// in userspace.
+    #[default]
+    Auto,
+    /// Always: refuse to start without it.
+    On,
+    /// Never: every packet through wanlb's own userspace data path.
+    Off,
+}
+
+fn parse_offload(s: &str, origin: &str) -> Result<Offload, ConfigError> {
+    match s {
+        "auto" => Ok(Offload::Auto),
+        "on" => Ok(Offload::On),
+        "off" => Ok(Offload::Off),
+        _ => err(origin, "offload must be auto, on or off"),
+    }
 }
 
 /// What the command line adds to (or overrides in) the file.
@@ -79,6 +102,7 @@ pub struct Flags {
     pub tun: Option<String>,
     pub workers: Option<usize>,
     pub nat_ports: Option<String>,
+    pub offload: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +114,7 @@ struct FileConfig {
     affinity_timeout: Option<Spanned<String>>,
     busy_poll: Option<Spanned<String>>,
     nat_ports: Option<Spanned<String>>,
+    offload: Option<Spanned<String>>,
     #[serde(default)]
     uplink: Vec<FileUplink>,
     #[serde(default)]
@@ -338,6 +363,7 @@ impl Config {
             tun: DEFAULT_TUN.into(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             nat_ports: DEFAULT_NAT_PORTS,
+            offload: Offload::Auto,
         };
         if let Some(path) = &flags.config {
             let text = std::fs::read_to_string(path).or_else(|e| {
@@ -388,6 +414,9 @@ impl Config {
         }
         if let Some(b) = file.busy_poll {
             self.busy_poll = parse_busy_poll(b.get_ref(), &at.key(&b, "busy_poll"))?;
+        }
+        if let Some(o) = file.offload {
+            self.offload = parse_offload(o.get_ref(), &at.key(&o, "offload"))?;
         }
         if let Some(p) = file.nat_ports {
             self.nat_ports = parse_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
@@ -471,6 +500,9 @@ impl Config {
         }
         if let Some(b) = &flags.busy_poll {
             self.busy_poll = parse_busy_poll(b, &format!("--busy-poll {b:?}"))?;
+        }
+        if let Some(o) = &flags.offload {
+            self.offload = parse_offload(o, &format!("--offload {o:?}"))?;
         }
         if let Some(t) = &flags.tun {
             check_name(t, &format!("--tun {t:?}"), "TUN name")?;

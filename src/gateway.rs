@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, ConfigError, ResolvedUplink, SystemFacts};
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError, Offload, ResolvedUplink, SystemFacts};
 use crate::engine::flow::Timeouts;
 use crate::engine::select::Pin;
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::io::arp::{self, ArpTarget};
+use crate::io::offload::{LanLink, TcFastPath, UplinkLink};
 use crate::io::packet::{PacketSocket, reply_filter};
 use crate::io::system::{self, Plumbing, SystemError};
 use crate::io::worker::{Shared, UplinkPath, Worker};
@@ -206,7 +209,11 @@ fn serve(
     tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
     plumb(plumbing, config, resolved, mtu)?;
 
-    let engine = Engine::new(engine_config(config, resolved));
+    let fast_path = start_fast_path(config, resolved)?;
+    let mut engine = Engine::new(engine_config(config, resolved));
+    if let Some(fast) = &fast_path {
+        engine = engine.with_fast_path(Box::new(fast.clone()));
+    }
     for i in 0..resolved.len() {
         engine.set_uplink_up(i as u8, false); // until its gateway answers ARP
     }
@@ -220,7 +227,8 @@ fn serve(
             gateway_mac: AtomicU64::new(0),
         })
         .collect();
-    let shared = Shared::new(engine, paths);
+    let mut shared = Shared::new(engine, paths);
+    shared.fast_path = fast_path;
 
     let group_base = (std::process::id() as u16).wrapping_mul(32);
     let mut worker_sockets = Vec::new();
@@ -321,6 +329,53 @@ fn serve(
     outcome.map(|()| counters)
 }
 
+/// Loads and attaches the kernel fast path, as `config.offload` asks. It detaches itself when
+/// dropped, or when the process dies: nothing of it outlives wanlb.
+fn start_fast_path(
+    config: &Config,
+    resolved: &[ResolvedUplink],
+) -> Result<Option<Arc<TcFastPath>>, GatewayError> {
+    if config.offload == Offload::Off {
+        return Ok(None);
+    }
+    let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
+    let lans = interfaces
+        .iter()
+        .filter(|i| config.lan.contains(&i.name))
+        .flat_map(|i| {
+            i.ipv4.iter().map(|&(addr, prefix_len)| LanLink {
+                ifindex: i.index,
+                mtu: i.mtu,
+                addr,
+                prefix_len,
+            })
+        })
+        .collect();
+    let uplinks = resolved
+        .iter()
+        .map(|u| UplinkLink {
+            ifindex: u.iface.index,
+            mtu: u.iface.mtu,
+            mac: u.iface.mac,
+        })
+        .collect();
+    match TcFastPath::start(lans, uplinks) {
+        Ok(fast) => {
+            tracing::info!("kernel fast path attached: steady flows bypass userspace");
+            Ok(Some(Arc::new(fast)))
+        }
+        Err(e) if config.offload == Offload::Auto => {
+            tracing::warn!(error = %e,
+                "no kernel fast path (it needs Linux 6.6 or later); every packet goes through userspace");
+            Ok(None)
+        }
+        Err(source) => Err(GatewayError::Io {
+            what: "starting the kernel fast path (--offload on)".into(),
+            source,
+        }),
+    }
+}
+
 struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
@@ -389,6 +444,31 @@ fn log_status(shared: &Shared) {
         .filter(|r| counters.drop_count(**r) > 0)
         .map(|r| format!("{}={}", r.name(), counters.drop_count(*r)))
         .collect();
+    if let Some(fast) = &shared.fast_path {
+        let (offloaded, withdrawn, refused) = fast.flow_counts();
+        tracing::info!(
+            flows = offloaded - withdrawn,
+            offloaded,
+            withdrawn,
+            refused,
+            "kernel fast path"
+        );
+        match fast.totals() {
+            Ok(totals) => {
+                for (path, t) in shared.uplinks.iter().zip(totals) {
+                    tracing::info!(
+                        uplink = %path.name,
+                        packets_out = t.packets_out,
+                        bytes_out = t.bytes_out,
+                        packets_in = t.packets_in,
+                        bytes_in = t.bytes_in,
+                        "uplink fast path totals"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the fast path's counters"),
+        }
+    }
     let io = &shared.io;
     tracing::info!(
         engine = %drops.join(" "),

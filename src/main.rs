@@ -79,6 +79,11 @@ struct RunArgs {
     /// External port range for NAT, outside net.ipv4.ip_local_port_range [default: 61000-65535].
     #[arg(long, value_name = "LOW-HIGH")]
     nat_ports: Option<String>,
+    /// Carry steady TCP and UDP flows in the kernel (TC programs on the LAN and uplink
+    /// interfaces) instead of copying every packet through wanlb: auto (if the kernel has
+    /// TCX, Linux 6.6+), on (required), off [default: auto].
+    #[arg(long, value_name = "auto|on|off")]
+    offload: Option<String>,
     /// Where the undo journal lives, so a restart after a crash can clean up.
     #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
     state_dir: PathBuf,
@@ -122,6 +127,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 tun: args.tun,
                 workers: args.workers,
                 nat_ports: args.nat_ports,
+                offload: args.offload,
             };
             let config = Config::load(&flags)?;
             gateway::run(&config, &args.state_dir)?;
@@ -177,4 +183,5 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
         "  NAT ports: {}-{}; TUN: {}; workers: {}",
         config.nat_ports.0, config.nat_ports.1, config.tun, config.workers
     );
+    println!("  kernel fast path: {:?}", config.offload);
 }

@@ -212,6 +212,23 @@ fn busy_poll_is_off_by_default_and_bounded() {
 }
 
 #[test]
+fn offload_is_auto_by_default_and_named_when_wrong() {
+    assert_eq!(
+        Config::load(&flags(&[ISP1], &[])).unwrap().offload,
+        Offload::Auto
+    );
+    let mut f = flags(&[ISP1], &[]);
+    f.offload = Some("off".into());
+    assert_eq!(Config::load(&f).unwrap().offload, Offload::Off);
+    f.offload = Some("yes".into());
+    let e = load_err(&f).to_string();
+    assert!(
+        e.contains("--offload \"yes\"") && e.contains("auto, on or off"),
+        "{e}"
+    );
+}
+
+#[test]
 fn durations() {
     let d = |s| parse_duration(s, "x");
     assert_eq!(d("600s").unwrap(), Duration::from_secs(600));

@@ -204,14 +204,13 @@ impl FlowTable {
                 if now.since_stamp(flow.last_seen) < timeout {
                     continue;
                 }
-                if flow.offloaded {
-                    if let Some(idle) = idle_elsewhere(flow) {
-                        if idle < timeout {
-                            let seen = Timestamp::from_millis(now.as_millis().saturating_sub(idle));
-                            flow.last_seen = flow.last_seen.later(seen.stamp());
-                            continue;
-                        }
-                    }
+                if flow.offloaded
+                    && let Some(idle) = idle_elsewhere(flow)
+                    && idle < timeout
+                {
+                    let seen = Timestamp::from_millis(now.as_millis().saturating_sub(idle));
+                    flow.last_seen = flow.last_seen.later(seen.stamp());
+                    continue;
                 }
                 let flow = *flow;
                 self.by_key.remove(&flow.key);

@@ -141,7 +141,7 @@ pub trait FastPath: Send + Sync + std::fmt::Debug {
     /// Starts carrying `flow`, translated to `ext_addr`; false if it cannot (full, say).
     fn offload(&self, flow: &Flow, ext_addr: u32) -> bool;
     /// Milliseconds since the fast path last carried a packet of `flow`; `None` if never.
-    fn idle_ms(&self, flow: &Flow) -> Option<u64>;
+    fn idle_ms(&self, flow: &Flow, ext_addr: u32) -> Option<u64>;
     /// Stops carrying `flow`: its port is about to be reused.
     fn withdraw(&self, flow: &Flow, ext_addr: u32);
 }
@@ -562,7 +562,8 @@ impl Engine {
             } = &mut *shard;
             let mut nat = lock(&self.nat);
             let fast = self.fast_path.as_deref();
-            let idle_elsewhere = |f: &Flow| fast.and_then(|fp| fp.idle_ms(f));
+            let uplinks = &self.uplinks;
+            let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, uplinks[usize::from(f.uplink)].addr);
             flows.expire(now, &self.timeouts, idle_elsewhere, |f| {
                 if let (true, Some(fp)) = (f.offloaded, fast) {
                     fp.withdraw(f, self.uplinks[usize::from(f.uplink)].addr);

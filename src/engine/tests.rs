@@ -553,7 +553,7 @@ impl FastPath for std::sync::Arc<FakeFastPath> {
         ));
         true
     }
-    fn idle_ms(&self, _: &Flow) -> Option<u64> {
+    fn idle_ms(&self, _: &Flow, _: u32) -> Option<u64> {
         *self.idle.lock().unwrap()
     }
     fn withdraw(&self, f: &Flow, _: u32) {

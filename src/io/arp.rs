@@ -92,6 +92,12 @@ pub fn run(shared: &Shared, targets: &[ArpTarget]) -> io::Result<()> {
                 if old != mac_to_u64(mac) {
                     tracing::info!(uplink = %path.name, mac = %format_mac(mac), "gateway resolved");
                     shared.engine.set_uplink_up(i as u8, true);
+                    if let Some(fast) = &shared.fast_path
+                        && let Err(e) = fast.set_gateway(i as u8, Some(mac))
+                    {
+                        tracing::warn!(uplink = %path.name, error = %e,
+                            "the kernel fast path cannot reach this gateway; its flows stay in userspace");
+                    }
                 }
             }
         }

@@ -2,8 +2,10 @@
 
 pub mod arp;
 pub mod batch;
+pub mod bpf;
 pub(crate) mod fd;
 pub mod iface;
+pub mod offload;
 pub mod packet;
 mod ring;
 pub mod signal;

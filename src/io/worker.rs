@@ -2,6 +2,7 @@
 //! packets between them through the shared engine.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use crate::engine::{Engine, L4Checksum, Timestamp, UplinkId, Verdict};
 
 use super::arp::u64_to_mac;
 use super::fd::Poller;
+use super::offload::TcFastPath;
 use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
@@ -141,6 +143,8 @@ pub struct Shared {
     pub uplinks: Vec<UplinkPath>,
     pub stop: AtomicBool,
     pub io: IoCounters,
+    /// The in-kernel fast path the engine offloads to, if it runs.
+    pub fast_path: Option<Arc<TcFastPath>>,
     start: Instant,
 }
 
@@ -151,6 +155,7 @@ impl Shared {
             uplinks,
             stop: AtomicBool::new(false),
             io: IoCounters::default(),
+            fast_path: None,
             start: Instant::now(),
         }
     }
