@@ -26,11 +26,31 @@ fn tun_counter(tb: &Testbed, name: &str) -> u64 {
     .unwrap()
 }
 
+/// `example_args()` with the kernel fast path set to `mode`.
+fn args_with_offload(mode: &str) -> Vec<String> {
+    let mut args = example_args();
+    args.extend(["--offload".into(), mode.into()]);
+    args
+}
+
+/// The numbers after `key=` on every log line containing `marker`.
+fn logged(log: &str, marker: &str, key: &str) -> Vec<u64> {
+    let prefix = format!("{key}=");
+    log.lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(&prefix)?.parse().ok())
+        })
+        .collect()
+}
+
 #[test]
 fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
-    let gw = tb.start_wanlb(&example_args());
+    // every packet through the userspace data path (TUN, engine, AF_PACKET)
+    let gw = tb.start_wanlb(&args_with_offload("off"));
     // what wanlb sends to each router, and what reaches the LAN host from its TUN writes
     let watchers = [("r1", "eth0"), ("r2", "eth0"), ("lan", "eth0")]
         .map(|(ns, dev)| (ns, tb.watch_checksums(ns, dev)));
@@ -112,6 +132,83 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
 
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
+}
+
+#[test]
+fn steady_flows_move_to_the_kernel_fast_path_unchanged() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    // "on": a kernel without TCX fails this test instead of quietly testing userspace
+    let gw = tb.start_wanlb(&args_with_offload("on"));
+    gw.wait_for("kernel fast path attached", "wanlb --offload on");
+    let watchers = [("r1", "eth0"), ("r2", "eth0"), ("lan", "eth0")]
+        .map(|(ns, dev)| (ns, tb.watch_checksums(ns, dev)));
+
+    // One UDP flow, 200 exchanges: the first ones through the engine, the rest through the
+    // kernel. The far end must see the same address and port throughout, and every reply
+    // must come back to the LAN socket intact.
+    let udp = tb.ok(
+        "lan",
+        &[
+            PROBE,
+            "udp-check",
+            "--dst",
+            "198.19.0.5:7",
+            "--count",
+            "200",
+        ],
+    );
+    assert!(udp.starts_with("ok 200 exchanges"), "{udp}");
+    // a UDP GSO super-packet on a flow the kernel already carries
+    let gso = tb.ok(
+        "lan",
+        &[
+            PROBE,
+            "udp-gso-check",
+            "--dst",
+            "198.19.0.4:7",
+            "--warmup",
+            "40",
+            "--segments",
+            "20",
+            "--size",
+            "1000",
+        ],
+    );
+    assert!(gso.starts_with("ok 20 segments"), "{gso}");
+    // 20 MB through a TCP echo, every byte checked
+    tb.assert_tcp_echo("lan", "198.19.0.9:9000", 20_000_000);
+
+    // frames the kernel path built are as valid as wanlb's: checksums, GSO segments
+    let mut gso_seen = 0;
+    for (ns, w) in watchers {
+        let (checked, gso_here, _, bad, out) = checksum_summary(w);
+        assert_eq!(bad, 0, "{ns}: {out}");
+        assert!(checked > 0 || ns == "r2", "{ns} saw nothing: {out}");
+        gso_seen += gso_here;
+    }
+    assert!(gso_seen > 0, "TCP crossed the fast path as GSO packets");
+
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let offloaded = logged(&log, "kernel fast path", "offloaded");
+    assert!(
+        offloaded.last().is_some_and(|n| *n >= 3),
+        "the UDP flows and the TCP connection were offloaded: {log}"
+    );
+    // most of the 20 MB went through the kernel, only the start of each flow through wanlb
+    let fast: u64 = logged(&log, "uplink fast path totals", "bytes_out")
+        .iter()
+        .sum();
+    let slow: u64 = logged(&log, "uplink totals", "bytes_out").iter().sum();
+    assert!(
+        fast > 15_000_000 && slow < 5_000_000,
+        "fast path {fast} bytes out, userspace {slow}: {log}"
+    );
+    let fast_in: u64 = logged(&log, "uplink fast path totals", "bytes_in")
+        .iter()
+        .sum();
+    assert!(fast_in > 15_000_000, "fast path {fast_in} bytes in: {log}");
 }
 
 #[test]

@@ -83,6 +83,18 @@ enum Command {
         segments: u16,
         #[arg(long, default_value_t = 1000)]
         size: u16,
+        /// Single request/reply exchanges on the same socket first (a flow this long is
+        /// carried by wanlb's kernel fast path).
+        #[arg(long, default_value_t = 0)]
+        warmup: u32,
+    },
+    /// COUNT request/reply exchanges with the reflector on one socket (one flow), each reply
+    /// checked, and the address the far end saw the same every time.
+    UdpCheck {
+        #[arg(long)]
+        dst: SocketAddrV4,
+        #[arg(long, default_value_t = 100)]
+        count: u32,
     },
     /// Open COUNT new UDP flows, one datagram each, from one socket: flow i goes to address
     /// DST + i % ADDRS, port 20000 + i / ADDRS. Prints how many were sent and how long it took.
@@ -120,7 +132,9 @@ fn main() -> ExitCode {
             dst,
             segments,
             size,
-        } => udp_gso_check(dst, segments, size),
+            warmup,
+        } => udp_gso_check(dst, segments, size, warmup),
+        Command::UdpCheck { dst, count } => udp_check(dst, count),
         Command::UdpFlood {
             dst,
             flows,
@@ -213,7 +227,12 @@ fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
-    let request = format!("probe {dst}");
+    exchange(&s, dst, &format!("probe {dst}"))
+}
+
+/// Sends `request` (again, up to 6 times, while no reply comes) and checks the reflector's
+/// answer echoes it; returns the address the far end saw.
+fn exchange(s: &UdpSocket, dst: SocketAddr, request: &str) -> Result<SocketAddr> {
     let mut buf = [0u8; 2048];
     for _ in 0..6 {
         s.send_to(request.as_bytes(), dst)
@@ -234,6 +253,31 @@ fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
         return seen.ok_or(format!("{dst}: bad reply {first:?}"));
     }
     Err(format!("{dst}: no reply"))
+}
+
+/// Exchanges `count` numbered requests on `s`; the far end must see one address throughout.
+fn exchanges(s: &UdpSocket, dst: SocketAddr, count: u32) -> Result<Option<SocketAddr>> {
+    let mut seen: Option<SocketAddr> = None;
+    for i in 0..count {
+        let now = exchange(s, dst, &format!("exchange {i} of {count}"))?;
+        if *seen.get_or_insert(now) != now {
+            return Err(format!(
+                "exchange {i}: the far end saw {now}, before it saw {}",
+                seen.unwrap_or(now)
+            ));
+        }
+    }
+    Ok(seen)
+}
+
+fn udp_check(dst: SocketAddrV4, count: u32) -> Result<()> {
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .map_err(|e| e.to_string())?;
+    let seen = exchanges(&s, dst.into(), count)?;
+    let via = seen.map_or("nothing".into(), |a| a.to_string());
+    println!("ok {count} exchanges answered intact, all via {via}");
+    Ok(())
 }
 
 fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16) -> Result<()> {
@@ -633,14 +677,15 @@ fn udp_new_flows(dst: Ipv4Addr, addrs: u32, count: u32) -> Result<()> {
     Ok(())
 }
 
-fn udp_gso_check(dst: SocketAddrV4, segments: u16, size: u16) -> Result<()> {
+fn udp_gso_check(dst: SocketAddrV4, segments: u16, size: u16, warmup: u32) -> Result<()> {
     if segments == 0 || size < 16 || u32::from(segments) * u32::from(size) > 60_000 {
         return Err("--segments x --size must be at most 60000, --size at least 16".into());
     }
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    s.connect(dst).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| e.to_string())?;
+    exchanges(&s, dst.into(), warmup)?;
+    s.connect(dst).map_err(|e| e.to_string())?;
     wanlb::io::batch::set_udp_segment(&s, size).map_err(|e| format!("UDP_SEGMENT: {e}"))?;
     // segment i: its number, then a byte pattern of its own
     let mut data = Vec::new();
