@@ -38,9 +38,14 @@ struct Cli {
     /// wanlb data-path threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Leave out the latency line with wanlb --busy-poll (for wanlb builds without it).
+    /// Leave out the latency lines of wanlb's userspace path (--offload off), which show what
+    /// the first packets of every flow see.
     #[arg(long)]
-    no_busy_poll: bool,
+    no_userspace_ping: bool,
+    /// An argument added to every `wanlb run` (repeatable), e.g. --wanlb-arg=--offload
+    /// --wanlb-arg=off to measure the userspace data path alone.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    wanlb_arg: Vec<String>,
     /// Where the report goes.
     #[arg(long, default_value = "bench-report")]
     out: PathBuf,
@@ -494,8 +499,8 @@ impl Run<'_> {
         let (p50, p99) = match label {
             "" => ("ping RTT p50", "ping RTT p99"),
             _ => (
-                "ping RTT p50, wanlb --busy-poll 20ms",
-                "ping RTT p99, wanlb --busy-poll 20ms",
+                "ping RTT p50, userspace path (wanlb --offload off)",
+                "ping RTT p99, userspace path (wanlb --offload off)",
             ),
         };
         self.push(p50, "µs", false, path, rep, percentile(&rtts, 0.5));
@@ -852,7 +857,8 @@ fn run(cli: &Cli) -> Result<()> {
     };
     for rep in 1..=cli.reps {
         for path in [Gateway::Kernel, Gateway::Wanlb] {
-            let active = Active::start(&bed, path, cli.workers, &[])?;
+            let extra: Vec<&str> = cli.wanlb_arg.iter().map(String::as_str).collect();
+            let active = Active::start(&bed, path, cli.workers, &extra)?;
             for (what, name) in [
                 (What::Tcp, "TCP"),
                 (What::Udp, "UDP"),
@@ -874,11 +880,13 @@ fn run(cli: &Cli) -> Result<()> {
                 bar.inc(1);
             }
             active.stop()?;
-            if want(What::Latency) && !cli.no_busy_poll {
-                // the same ping, against wanlb with busy polling (and the kernel again)
-                let active = Active::start(&bed, path, cli.workers, &["--busy-poll", "20ms"])?;
+            if want(What::Latency) && !cli.no_userspace_ping {
+                // the same ping through wanlb's userspace path (and the kernel again)
+                let mut extra = extra.clone();
+                extra.extend(["--offload", "off"]);
+                let active = Active::start(&bed, path, cli.workers, &extra)?;
                 let before = r.samples.len();
-                r.latency(path, rep, "busy")?;
+                r.latency(path, rep, "userspace")?;
                 log_samples(&bar, &r.samples[before..]);
                 active.stop()?;
             }

@@ -146,8 +146,8 @@ pub trait FastPath: Send + Sync + std::fmt::Debug {
     fn withdraw(&self, flow: &Flow, ext_addr: u32);
 }
 
-/// Packets a TCP or UDP flow shows the engine before it is offered to the fast path: short
-/// exchanges (DNS, say) never leave the engine, long ones leave it quickly.
+/// Packets a flow shows the engine before it is offered to the fast path: short exchanges
+/// (DNS, say) never leave the engine, long ones (and ping sessions) leave it quickly.
 pub const OFFLOAD_AFTER: u8 = 16;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,7 +281,7 @@ impl Engine {
         }
     }
 
-    /// Hands steady TCP and UDP flows to `fast_path` from now on.
+    /// Hands steady flows (TCP, UDP, ICMP echo) to `fast_path` from now on.
     pub fn with_fast_path(mut self, fast_path: Box<dyn FastPath>) -> Engine {
         self.fast_path = Some(fast_path);
         self
@@ -291,10 +291,11 @@ impl Engine {
     /// under the flow's shard lock, as does withdrawing it, so the two never cross.
     fn consider_offload(&self, flow: &mut Flow) {
         let Some(fast) = &self.fast_path else { return };
-        if flow.offloaded || !matches!(flow.key.proto, PROTO_TCP | PROTO_UDP) {
+        if flow.offloaded {
             return;
         }
         flow.hits = flow.hits.saturating_add(1);
+        // UDP can be one-way (streaming, say); TCP and ICMP echo must have been answered
         let steady = flow.key.proto == PROTO_UDP || flow.tcp.is_steady();
         if flow.hits >= OFFLOAD_AFTER && steady {
             flow.offloaded = fast.offload(flow, self.uplinks[usize::from(flow.uplink)].addr);

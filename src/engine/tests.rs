@@ -587,7 +587,7 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
         log(),
         ["offload 6 198.18.3.10:40000 -> 198.19.0.1:443 as 198.18.1.1:61000"]
     );
-    // a short UDP exchange stays in the engine; ICMP echo always does
+    // a short UDP exchange stays in the engine, and so does a ping nobody answers
     for i in 0..u64::from(OFFLOAD_AFTER) - 1 {
         out(
             &mut e,

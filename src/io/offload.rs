@@ -3,8 +3,8 @@
 //! one on each uplink (to the LAN). They translate exactly as the engine does (address, port,
 //! TTL, checksums through the kernel's helpers, which keep partial checksums and GSO packets
 //! intact) and pass everything they do not know, or should not handle (SYN, FIN, RST, IP
-//! options, fragments, TTL 1, oversized packets, ICMP), on to the normal path, which leads to
-//! wanlb's own data path. The engine remains the only one that decides.
+//! options, fragments, TTL 1, oversized packets, ICMP other than echo), on to the normal path,
+//! which leads to wanlb's own data path. The engine remains the only one that decides.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -30,8 +30,11 @@ const SKB_GSO_SIZE: i16 = 176;
 
 const ETH: i16 = 14;
 const L4: i16 = ETH + 20;
+const PROTO_ICMP: i32 = 1;
 const PROTO_TCP: i32 = 6;
 const PROTO_UDP: i32 = 17;
+const ICMP_ECHO_REPLY: i32 = 0;
+const ICMP_ECHO_REQUEST: i32 = 8;
 /// tc verdicts: go on as if the program were not there, or drop.
 const TC_NEXT: i32 = -1;
 const TC_DROP: i32 = 2;
@@ -132,16 +135,33 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
     a.load(B, R2, R7, ETH + 8)
         .jump_if_imm(Cond::Lt, R2, 2, pass);
     a.load(B, R9, R7, ETH + 9);
-    let keyed = a.label();
-    a.jump_if_imm(Cond::Eq, R9, PROTO_UDP, keyed)
+    let (ports, icmp, addrs) = (a.label(), a.label(), a.label());
+    a.jump_if_imm(Cond::Eq, R9, PROTO_UDP, ports)
+        .jump_if_imm(Cond::Eq, R9, PROTO_ICMP, icmp)
         .jump_if_imm(Cond::Ne, R9, PROTO_TCP, pass);
     ensure_linear(&mut a, i32::from(L4 + 20), pass);
     // SYN, FIN and RST change a connection's state: the engine must see them
     a.load(B, R2, R7, L4 + 13)
         .and_imm(R2, 0x07)
         .jump_if_imm(Cond::Ne, R2, 0, pass);
-    a.bind(keyed);
-    for off in [0, 4, 8] {
+    a.bind(ports);
+    a.load(W, R2, R7, L4).store(W, R10, S_KEY + 8, R2);
+    a.jump(addrs);
+    // ICMP: echo requests out, echo replies back (type and code read as one little-endian
+    // word); errors and the rest are the engine's. The identifier is the flow's port: the
+    // LAN end's on the way out, the translated one on the way back (remote port 0).
+    a.bind(icmp);
+    let (echo, id_at) = match way {
+        Way::ToUplink => (ICMP_ECHO_REQUEST, S_KEY + 8),
+        Way::ToLan => (ICMP_ECHO_REPLY, S_KEY + 10),
+    };
+    a.load(H, R2, R7, L4).jump_if_imm(Cond::Ne, R2, echo, pass);
+    a.mov_imm(R2, 0)
+        .store(W, R10, S_KEY + 8, R2)
+        .load(H, R2, R7, L4 + 4)
+        .store(H, R10, id_at, R2);
+    a.bind(addrs);
+    for off in [0, 4] {
         a.load(W, R2, R7, ETH + 12 + off)
             .store(W, R10, S_KEY + off, R2);
     }
@@ -179,11 +199,18 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
         .load(W, R3, R4, V_ADDR)
         .store(W, R10, S_NEW_ADDR, R3)
         .store(W, R7, addr_at, R3);
+    let (not_icmp, port_done) = (a.label(), a.label());
+    a.load(H, R3, R4, V_PORT).store(W, R10, S_NEW_PORT, R3);
+    a.jump_if_imm(Cond::Ne, R9, PROTO_ICMP, not_icmp);
+    a.load(H, R2, R7, L4 + 4)
+        .store(W, R10, S_OLD_PORT, R2)
+        .store(H, R7, L4 + 4, R3)
+        .jump(port_done);
+    a.bind(not_icmp);
     a.load(H, R2, R7, port_at)
         .store(W, R10, S_OLD_PORT, R2)
-        .load(H, R3, R4, V_PORT)
-        .store(W, R10, S_NEW_PORT, R3)
         .store(H, R7, port_at, R3);
+    a.bind(port_done);
     // TTL and protocol as one 16-bit word, TTL in the low byte as read; TTL >= 2 so no borrow
     a.load(H, R2, R7, ETH + 8)
         .store(W, R10, S_OLD_TTL, R2)
@@ -222,9 +249,16 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
     // Checksums: the kernel's helpers update a complete checksum, or only the pseudo-header
     // part of a partial one (the port is then summed with the data later). A UDP checksum of
     // 0 (none) stays 0.
-    let (udp, sums) = (a.label(), a.label());
-    a.jump_if_imm(Cond::Eq, R9, PROTO_UDP, udp);
+    let (udp, icmp_sum, sums) = (a.label(), a.label(), a.label());
+    a.jump_if_imm(Cond::Eq, R9, PROTO_UDP, udp)
+        .jump_if_imm(Cond::Eq, R9, PROTO_ICMP, icmp_sum);
     a.mov_imm(R2, i32::from(L4 + 16))
+        .store(W, R10, S_CSUM_AT, R2)
+        .mov_imm(R2, 0)
+        .store(W, R10, S_CSUM_FLAGS, R2)
+        .jump(sums);
+    a.bind(icmp_sum);
+    a.mov_imm(R2, i32::from(L4 + 2))
         .store(W, R10, S_CSUM_AT, R2)
         .mov_imm(R2, 0)
         .store(W, R10, S_CSUM_FLAGS, R2)
@@ -256,7 +290,11 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
             .call(Helper::L4CsumReplace)
             .jump_if_imm(Cond::Ne, R0, 0, drop);
     };
+    // ICMP has no pseudo-header: only the identifier is in its checksum
+    let no_pseudo = a.label();
+    a.jump_if_imm(Cond::Eq, R9, PROTO_ICMP, no_pseudo);
     l4_sum(&mut a, S_OLD_ADDR, S_NEW_ADDR, F_PSEUDO_HDR | 4);
+    a.bind(no_pseudo);
     l4_sum(&mut a, S_OLD_PORT, S_NEW_PORT, 2);
 
     match way {
