@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use wanlb::io::batch::RawUdp;
 use wanlb::io::vnet::{self, VnetHeader};
 
 #[derive(Parser)]
@@ -95,6 +96,10 @@ enum Command {
         dst: SocketAddrV4,
         #[arg(long, default_value_t = 100)]
         count: u32,
+        /// Send the requests through a raw socket with checksums computed here (complete,
+        /// not offloaded), as a NIC without offloads would deliver them.
+        #[arg(long)]
+        software_checksum: bool,
     },
     /// Open COUNT new UDP flows, one datagram each, from one socket: flow i goes to address
     /// DST + i % ADDRS, port 20000 + i / ADDRS. Prints how many were sent and how long it took.
@@ -134,7 +139,11 @@ fn main() -> ExitCode {
             size,
             warmup,
         } => udp_gso_check(dst, segments, size, warmup),
-        Command::UdpCheck { dst, count } => udp_check(dst, count),
+        Command::UdpCheck {
+            dst,
+            count,
+            software_checksum,
+        } => udp_check(dst, count, software_checksum),
         Command::UdpFlood {
             dst,
             flows,
@@ -227,16 +236,47 @@ fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
-    exchange(&s, dst, &format!("probe {dst}"))
+    exchange(&s, None, dst, &format!("probe {dst}"))
+}
+
+/// A UDP header and `payload` from `src` to `dst`, with the checksum computed here.
+fn udp_datagram(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    use wanlb::engine::checksum::{checksum, pseudo_header};
+    let len = (8 + payload.len()) as u16;
+    let mut d = Vec::with_capacity(usize::from(len));
+    d.extend_from_slice(&src.port().to_be_bytes());
+    d.extend_from_slice(&dst.port().to_be_bytes());
+    d.extend_from_slice(&len.to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    let pseudo = pseudo_header(u32::from(*src.ip()), u32::from(*dst.ip()), 17, len);
+    let sum = match checksum(&d, pseudo) {
+        0 => 0xffff, // 0 means "no checksum" in UDP
+        c => c,
+    };
+    d[6..8].copy_from_slice(&sum.to_be_bytes());
+    d
 }
 
 /// Sends `request` (again, up to 6 times, while no reply comes) and checks the reflector's
-/// answer echoes it; returns the address the far end saw.
-fn exchange(s: &UdpSocket, dst: SocketAddr, request: &str) -> Result<SocketAddr> {
+/// answer echoes it; returns the address the far end saw. With `raw`, the request leaves
+/// through it with a checksum computed in software, from the address and port of `s`.
+fn exchange(
+    s: &UdpSocket,
+    raw: Option<&RawUdp>,
+    dst: SocketAddr,
+    request: &str,
+) -> Result<SocketAddr> {
     let mut buf = [0u8; 2048];
     for _ in 0..6 {
-        s.send_to(request.as_bytes(), dst)
-            .map_err(|e| format!("send to {dst}: {e}"))?;
+        let sent = match (raw, dst, s.local_addr()) {
+            (Some(raw), SocketAddr::V4(d), Ok(SocketAddr::V4(local))) => {
+                raw.send_to(&udp_datagram(local, d, request.as_bytes()), d)
+            }
+            (Some(_), ..) => return Err("raw sends need IPv4 and a connected socket".into()),
+            (None, ..) => s.send_to(request.as_bytes(), dst),
+        };
+        sent.map_err(|e| format!("send to {dst}: {e}"))?;
         let Ok((n, from)) = s.recv_from(&mut buf) else {
             continue;
         };
@@ -256,10 +296,15 @@ fn exchange(s: &UdpSocket, dst: SocketAddr, request: &str) -> Result<SocketAddr>
 }
 
 /// Exchanges `count` numbered requests on `s`; the far end must see one address throughout.
-fn exchanges(s: &UdpSocket, dst: SocketAddr, count: u32) -> Result<Option<SocketAddr>> {
+fn exchanges(
+    s: &UdpSocket,
+    raw: Option<&RawUdp>,
+    dst: SocketAddr,
+    count: u32,
+) -> Result<Option<SocketAddr>> {
     let mut seen: Option<SocketAddr> = None;
     for i in 0..count {
-        let now = exchange(s, dst, &format!("exchange {i} of {count}"))?;
+        let now = exchange(s, raw, dst, &format!("exchange {i} of {count}"))?;
         if *seen.get_or_insert(now) != now {
             return Err(format!(
                 "exchange {i}: the far end saw {now}, before it saw {}",
@@ -270,11 +315,18 @@ fn exchanges(s: &UdpSocket, dst: SocketAddr, count: u32) -> Result<Option<Socket
     Ok(seen)
 }
 
-fn udp_check(dst: SocketAddrV4, count: u32) -> Result<()> {
+fn udp_check(dst: SocketAddrV4, count: u32, software_checksum: bool) -> Result<()> {
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
-    let seen = exchanges(&s, dst.into(), count)?;
+    let raw = if software_checksum {
+        // the raw socket needs the source address the route gives: connect to learn it
+        s.connect(dst).map_err(|e| e.to_string())?;
+        Some(RawUdp::open().map_err(|e| format!("raw socket: {e}"))?)
+    } else {
+        None
+    };
+    let seen = exchanges(&s, raw.as_ref(), dst.into(), count)?;
     let via = seen.map_or("nothing".into(), |a| a.to_string());
     println!("ok {count} exchanges answered intact, all via {via}");
     Ok(())
@@ -684,7 +736,7 @@ fn udp_gso_check(dst: SocketAddrV4, segments: u16, size: u16, warmup: u32) -> Re
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| e.to_string())?;
-    exchanges(&s, dst.into(), warmup)?;
+    exchanges(&s, None, dst.into(), warmup)?;
     s.connect(dst).map_err(|e| e.to_string())?;
     wanlb::io::batch::set_udp_segment(&s, size).map_err(|e| format!("UDP_SEGMENT: {e}"))?;
     // segment i: its number, then a byte pattern of its own

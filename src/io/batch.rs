@@ -33,14 +33,7 @@ pub(crate) fn send_batch(
         msgs[i].msg_hdr.msg_iov = &mut iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
         if let Some(d) = names.get(i) {
-            addrs[i] = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: d.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*d.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
+            addrs[i] = sockaddr(*d);
             msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
             msgs[i].msg_hdr.msg_namelen =
                 std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
@@ -122,4 +115,55 @@ pub fn set_udp_segment(sock: &impl AsRawFd, segment: u16) -> io::Result<()> {
         )
     })?;
     Ok(())
+}
+
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A raw IPv4 socket for UDP: the caller writes the UDP header and its checksum, the kernel
+/// the IP header. Datagrams sent this way carry a complete checksum computed in software, as
+/// a NIC that offloads nothing would deliver them.
+#[derive(Debug)]
+pub struct RawUdp {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawUdp {
+    pub fn open() -> io::Result<RawUdp> {
+        // SAFETY: socket() with constant arguments; the result is checked and owned.
+        let fd = super::fd::own(unsafe {
+            libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP)
+        })?;
+        Ok(RawUdp { fd })
+    }
+
+    /// Sends `udp` (a UDP header and payload) to `dst`'s address.
+    pub fn send_to(&self, udp: &[u8], dst: SocketAddrV4) -> io::Result<usize> {
+        let sa = sockaddr(dst);
+        // SAFETY: `udp` is valid for reads of its length and `sa` is a sockaddr_in whose
+        // size is passed.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                udp.as_ptr().cast(),
+                udp.len(),
+                0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
 }

@@ -250,24 +250,21 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
     // part of a partial one (the port is then summed with the data later). A UDP checksum of
     // 0 (none) stays 0.
     let (udp, icmp_sum, sums) = (a.label(), a.label(), a.label());
+    let site = |a: &mut Asm, at: i16, flags: i32| {
+        a.mov_imm(R2, i32::from(at))
+            .store(W, R10, S_CSUM_AT, R2)
+            .mov_imm(R2, flags)
+            .store(W, R10, S_CSUM_FLAGS, R2);
+    };
     a.jump_if_imm(Cond::Eq, R9, PROTO_UDP, udp)
         .jump_if_imm(Cond::Eq, R9, PROTO_ICMP, icmp_sum);
-    a.mov_imm(R2, i32::from(L4 + 16))
-        .store(W, R10, S_CSUM_AT, R2)
-        .mov_imm(R2, 0)
-        .store(W, R10, S_CSUM_FLAGS, R2)
-        .jump(sums);
+    site(&mut a, L4 + 16, 0);
+    a.jump(sums);
     a.bind(icmp_sum);
-    a.mov_imm(R2, i32::from(L4 + 2))
-        .store(W, R10, S_CSUM_AT, R2)
-        .mov_imm(R2, 0)
-        .store(W, R10, S_CSUM_FLAGS, R2)
-        .jump(sums);
+    site(&mut a, L4 + 2, 0);
+    a.jump(sums);
     a.bind(udp);
-    a.mov_imm(R2, i32::from(L4 + 6))
-        .store(W, R10, S_CSUM_AT, R2)
-        .mov_imm(R2, F_MARK_MANGLED_0)
-        .store(W, R10, S_CSUM_FLAGS, R2);
+    site(&mut a, L4 + 6, F_MARK_MANGLED_0);
     a.bind(sums);
     let ip_sum = |a: &mut Asm, old: i16, new: i16, size: i32| {
         a.mov(R1, R6)
