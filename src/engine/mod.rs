@@ -146,9 +146,13 @@ pub trait FastPath: Send + Sync + std::fmt::Debug {
     fn withdraw(&self, flow: &Flow, ext_addr: u32);
 }
 
-/// Packets a flow shows the engine before it is offered to the fast path: short exchanges
-/// (DNS, say) never leave the engine, long ones (and ping sessions) leave it quickly.
-pub const OFFLOAD_AFTER: u8 = 16;
+/// Packets an answered flow (TCP past its handshake, UDP or ping with a reply) shows the
+/// engine before it is offered to the fast path. Handing a flow over costs two map updates,
+/// about what moving one packet through userspace costs, so anything but the briefest
+/// exchange (a DNS query and its answer) is worth handing over early.
+pub const OFFLOAD_AFTER: u8 = 4;
+/// Packets of one-way UDP (a stream nobody answers, or not yet) before it is offered.
+pub const OFFLOAD_ONE_WAY_AFTER: u8 = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UplinkConfig {
@@ -295,9 +299,14 @@ impl Engine {
             return;
         }
         flow.hits = flow.hits.saturating_add(1);
-        // UDP can be one-way (streaming, say); TCP and ICMP echo must have been answered
-        let steady = flow.key.proto == PROTO_UDP || flow.tcp.is_steady();
-        if flow.hits >= OFFLOAD_AFTER && steady {
+        // both ways and, for TCP, no SYN, FIN or RST pending: nothing left for the engine to
+        // watch; UDP may also be one-way (a media stream, say)
+        let ready = if flow.tcp.is_steady() {
+            flow.hits >= OFFLOAD_AFTER
+        } else {
+            flow.key.proto == PROTO_UDP && flow.hits >= OFFLOAD_ONE_WAY_AFTER
+        };
+        if ready {
             flow.offloaded = fast.offload(flow, self.uplinks[usize::from(flow.uplink)].addr);
             if !flow.offloaded {
                 flow.hits = 0; // full: ask again after as many packets

@@ -587,15 +587,15 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
         log(),
         ["offload 6 198.18.3.10:40000 -> 198.19.0.1:443 as 198.18.1.1:61000"]
     );
-    // a short UDP exchange stays in the engine, and so does a ping nobody answers
-    for i in 0..u64::from(OFFLOAD_AFTER) - 1 {
-        out(
-            &mut e,
-            t(200 + i),
-            &mut udp_packet(LAN, dst(2), 53, 53, b"q"),
-        );
-    }
-    for i in 0..u64::from(OFFLOAD_AFTER) {
+    // a query and its answer stay in the engine, and so does a ping nobody answers
+    out(&mut e, t(200), &mut udp_packet(LAN, dst(2), 53, 53, b"q"));
+    inb(
+        &mut e,
+        t(201),
+        0,
+        &mut udp_packet(dst(2), UPLINK_1, 53, 61000, b"a"),
+    );
+    for i in 0..2 * u64::from(OFFLOAD_ONE_WAY_AFTER) {
         out(
             &mut e,
             t(300 + i),
@@ -603,21 +603,39 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
         );
     }
     assert_eq!(log().len(), 1);
+    // a one-way UDP stream moves after more packets than an answered flow
+    for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) - 1 {
+        out(
+            &mut e,
+            t(500 + i),
+            &mut udp_packet(LAN, dst(3), 5004, 5004, b"rtp"),
+        );
+    }
+    assert_eq!(log().len(), 1);
+    out(
+        &mut e,
+        t(600),
+        &mut udp_packet(LAN, dst(3), 5004, 5004, b"rtp"),
+    );
+    assert_eq!(
+        log()[1],
+        "offload 17 198.18.3.10:5004 -> 198.19.0.3:5004 as 198.18.1.1:61000"
+    );
 
-    // the fast path keeps the TCP flow alive past the engine's own timeout...
+    // the fast path keeps the offloaded flows alive past the engine's own timeouts...
     *fake.idle.lock().unwrap() = Some(1_000);
     let timeouts = Timeouts::default();
     e.expire(t(timeouts.tcp_established + 101));
     assert_eq!(
         e.flow_count(),
-        1,
-        "the UDP and ICMP flows expired, the offloaded one did not"
+        2,
+        "the DNS and ICMP flows expired, the offloaded ones did not"
     );
-    // ...until it reports it idle too; then it is withdrawn before its port is reused
+    // ...until it reports them idle too; then they are withdrawn before their ports return
     *fake.idle.lock().unwrap() = None;
     e.expire(t(2 * timeouts.tcp_established));
     assert_eq!(e.flow_count(), 0);
-    assert_eq!(log()[1..], ["withdraw 6 40000"]);
+    assert_eq!(log()[2..], ["withdraw 6 40000", "withdraw 17 5004"]);
 }
 
 /// A TCP segment (ACK), UDP datagram or ICMP echo request (identifier `sport`) with correct

@@ -4,7 +4,7 @@
 //! no libbpf and no object files.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::fd::own;
 
@@ -417,10 +417,6 @@ impl Program {
         Ok(Link {
             _fd: own(a.call(BPF_LINK_CREATE)?)?,
         })
-    }
-
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 }
 
