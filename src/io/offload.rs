@@ -72,6 +72,10 @@ const S_NEW_TTL: i16 = -56;
 const S_CSUM_AT: i16 = -60;
 const S_CSUM_FLAGS: i16 = -64;
 const S_SMALL_KEY: i16 = -68;
+/// `struct bpf_redir_neigh`: address family, then the next hop's address (20 bytes).
+const S_NEXT_HOP: i16 = -96;
+const NEXT_HOP_LEN: i32 = 20;
+const AF_INET: i32 = 2;
 
 /// Which way a program carries packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,10 +307,21 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
                 .exit();
         }
         Way::ToLan => {
+            // The LAN host is on the link (offload checks), so it is its own next hop: the
+            // kernel only looks up its neighbour entry, not a route.
             a.load(DW, R4, R10, S_FLOW)
-                .load(W, R1, R4, V_IFINDEX)
-                .mov_imm(R2, 0)
-                .mov_imm(R3, 0)
+                .mov_imm(R2, AF_INET)
+                .store(W, R10, S_NEXT_HOP, R2)
+                .load(W, R2, R4, V_ADDR)
+                .store(W, R10, S_NEXT_HOP + 4, R2)
+                .mov_imm(R2, 0);
+            for off in [8, 12, 16] {
+                a.store(W, R10, S_NEXT_HOP + off, R2);
+            }
+            a.load(W, R1, R4, V_IFINDEX)
+                .mov(R2, R10)
+                .add_imm(R2, i32::from(S_NEXT_HOP))
+                .mov_imm(R3, NEXT_HOP_LEN)
                 .mov_imm(R4, 0)
                 .call(Helper::RedirectNeigh)
                 .exit();
