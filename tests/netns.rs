@@ -33,6 +33,28 @@ fn args_with_offload(mode: &str) -> Vec<String> {
     args
 }
 
+/// One UDP GSO send of 20 datagrams, after `warmup` single exchanges on the same flow, must
+/// come back answered and intact.
+fn assert_udp_gso(tb: &Testbed, warmup: u32) {
+    let warmup = warmup.to_string();
+    let gso = tb.ok(
+        "lan",
+        &[
+            PROBE,
+            "udp-gso-check",
+            "--dst",
+            "198.19.0.4:7",
+            "--warmup",
+            &warmup,
+            "--segments",
+            "20",
+            "--size",
+            "1000",
+        ],
+    );
+    assert!(gso.starts_with("ok 20 segments"), "{gso}");
+}
+
 /// The numbers after `key=` on every log line containing `marker`.
 fn logged(log: &str, marker: &str, key: &str) -> Vec<u64> {
     let prefix = format!("{key}=");
@@ -74,20 +96,7 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
     );
 
     // UDP GSO: one send of 20 datagrams crosses as one super-packet; all come back intact
-    let gso = tb.ok(
-        "lan",
-        &[
-            PROBE,
-            "udp-gso-check",
-            "--dst",
-            "198.19.0.4:7",
-            "--segments",
-            "20",
-            "--size",
-            "1000",
-        ],
-    );
-    assert!(gso.starts_with("ok 20 segments"), "{gso}");
+    assert_udp_gso(&tb, 0);
 
     // every frame on the way had valid checksums: complete ones verify, partial ones (veth
     // offload, including GSO super-packets) hold the pseudo-header sum the device completes
@@ -177,22 +186,7 @@ fn steady_flows_move_to_the_kernel_fast_path_unchanged() {
     // a ping session: echo requests and replies cross the kernel once it is steady
     tb.assert_pings("lan", "198.19.0.6", 40, "0.01");
     // a UDP GSO super-packet on a flow the kernel already carries
-    let gso = tb.ok(
-        "lan",
-        &[
-            PROBE,
-            "udp-gso-check",
-            "--dst",
-            "198.19.0.4:7",
-            "--warmup",
-            "40",
-            "--segments",
-            "20",
-            "--size",
-            "1000",
-        ],
-    );
-    assert!(gso.starts_with("ok 20 segments"), "{gso}");
+    assert_udp_gso(&tb, 40);
     // 20 MB through a TCP echo, every byte checked
     tb.assert_tcp_echo("lan", "198.19.0.9:9000", 20_000_000);
 
