@@ -359,7 +359,11 @@ fn start_fast_path(
             mac: u.iface.mac,
         })
         .collect();
-    match TcFastPath::start(lans, uplinks) {
+    let started = TcFastPath::load(lans, uplinks).and_then(|mut fast| {
+        fast.attach()?;
+        Ok(fast)
+    });
+    match started {
         Ok(fast) => {
             tracing::info!("kernel fast path attached: steady flows bypass userspace");
             Ok(Some(Arc::new(fast)))

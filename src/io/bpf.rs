@@ -225,6 +225,7 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 /// `enum bpf_attach_type`: TCX (Linux 6.6) attaches through a link, so the program detaches
@@ -405,6 +406,25 @@ impl Program {
                 ))
             }
         }
+    }
+
+    /// Runs the program once on `frame` (an Ethernet frame, as received on the current
+    /// namespace's loopback device) without sending anything: its return value and the frame
+    /// as the program left it.
+    pub fn test_run(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut a = Attr::new();
+        a.u32_at(0, self.fd.as_raw_fd() as u32)
+            .u32_at(8, frame.len() as u32)
+            .u32_at(12, out.len() as u32)
+            .u64_at(16, frame.as_ptr() as u64)
+            .u64_at(24, out.as_mut_ptr() as u64)
+            .u32_at(32, 1);
+        a.call(BPF_PROG_TEST_RUN)?;
+        let retval = (a.0[0] >> 32) as u32 as i32;
+        let len = (a.0[1] >> 32) as usize;
+        out.truncate(len);
+        Ok((retval, out))
     }
 
     /// Runs the program on every packet `ifindex` receives, before the IP stack and

@@ -35,9 +35,11 @@ const PROTO_TCP: i32 = 6;
 const PROTO_UDP: i32 = 17;
 const ICMP_ECHO_REPLY: i32 = 0;
 const ICMP_ECHO_REQUEST: i32 = 8;
-/// tc verdicts: go on as if the program were not there, or drop.
-const TC_NEXT: i32 = -1;
+/// tc verdicts: go on as if the program were not there, drop, or (from the redirect
+/// helpers) sent elsewhere.
+pub const TC_NEXT: i32 = -1;
 const TC_DROP: i32 = 2;
+pub const TC_REDIRECT: i32 = 7;
 const F_PSEUDO_HDR: i32 = 1 << 4;
 const F_MARK_MANGLED_0: i32 = 1 << 5;
 
@@ -79,7 +81,7 @@ const AF_INET: i32 = 2;
 
 /// Which way a program carries packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Way {
+pub enum Way {
     /// From the LAN to an uplink: source translated, frame addressed to the uplink's gateway.
     ToUplink = 0,
     /// From an uplink to the LAN: destination translated back, frame addressed by the
@@ -407,17 +409,19 @@ pub struct TcFastPath {
     counters: Map,
     uplinks: Vec<UplinkLink>,
     lans: Vec<LanLink>,
+    to_uplink_prog: Program,
+    to_lan_prog: Program,
     cpus: usize,
-    _links: Vec<Link>,
+    links: Vec<Link>,
     offloaded: AtomicU64,
     withdrawn: AtomicU64,
     refused: AtomicU64,
 }
 
 impl TcFastPath {
-    /// Loads the programs and attaches them to `lans` and `uplinks` (TCX, Linux 6.6 or
-    /// later). Uplinks stay off until [`TcFastPath::set_gateway`] names their gateway.
-    pub fn start(lans: Vec<LanLink>, uplinks: Vec<UplinkLink>) -> io::Result<TcFastPath> {
+    /// Creates the maps and loads the programs for `lans` and `uplinks`, attached nowhere
+    /// yet. Uplinks stay off until [`TcFastPath::set_gateway`] names their gateway.
+    pub fn load(lans: Vec<LanLink>, uplinks: Vec<UplinkLink>) -> io::Result<TcFastPath> {
         let n = uplinks.len() as u32;
         let flows = |name| {
             Map::create(
@@ -433,34 +437,52 @@ impl TcFastPath {
         let to_lan = flows("wanlb_in")?;
         let uplink_info = Map::create("wanlb_uplinks", MAP_ARRAY, 4, INFO_LEN, n, 0)?;
         let counters = Map::create("wanlb_count", MAP_PERCPU_ARRAY, 4, 16, 2 * n, 0)?;
-        let out = Program::load_tc(
+        let to_uplink_prog = Program::load_tc(
             "wanlb_out",
             &program(Way::ToUplink, &to_uplink, &uplink_info, &counters),
         )?;
-        let back = Program::load_tc(
+        let to_lan_prog = Program::load_tc(
             "wanlb_in",
             &program(Way::ToLan, &to_lan, &uplink_info, &counters),
         )?;
-        let mut links = Vec::new();
-        for l in &lans {
-            links.push(out.attach_ingress(l.ifindex)?);
-        }
-        for u in &uplinks {
-            links.push(back.attach_ingress(u.ifindex)?);
-        }
         Ok(TcFastPath {
             to_uplink,
             to_lan,
             uplink_info,
             counters,
+            to_uplink_prog,
+            to_lan_prog,
             uplinks,
             lans,
             cpus: possible_cpus()?,
-            _links: links,
+            links: Vec::new(),
             offloaded: AtomicU64::new(0),
             withdrawn: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
+    }
+
+    /// Attaches the programs to the ingress of the LAN interfaces and the uplinks (TCX,
+    /// Linux 6.6 or later).
+    pub fn attach(&mut self) -> io::Result<()> {
+        for l in &self.lans {
+            self.links
+                .push(self.to_uplink_prog.attach_ingress(l.ifindex)?);
+        }
+        for u in &self.uplinks {
+            self.links.push(self.to_lan_prog.attach_ingress(u.ifindex)?);
+        }
+        Ok(())
+    }
+
+    /// Runs the program for `way` once on `frame` in the kernel (BPF_PROG_TEST_RUN) without
+    /// sending anything: returns its verdict and the frame as it left it. For tests and
+    /// diagnosis.
+    pub fn test_run(&self, way: Way, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+        match way {
+            Way::ToUplink => self.to_uplink_prog.test_run(frame),
+            Way::ToLan => self.to_lan_prog.test_run(frame),
+        }
     }
 
     /// Sends the uplink's offloaded traffic to `gateway_mac`, or stops offloading on it.

@@ -1,0 +1,432 @@
+//! The kernel fast path against the engine. Once the engine has handed a flow over, the eBPF
+//! programs must produce, byte for byte, the packet the engine produces, less the one TTL the
+//! kernel's forwarding takes off on the userspace path; and they must leave alone everything
+//! that is the engine's to see. The programs run in the kernel through BPF_PROG_TEST_RUN,
+//! which sends nothing: root and Linux 6.6 or later are needed (CI has both), namespaces not.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use wanlb::engine::checksum::{checksum, pseudo_header};
+use wanlb::engine::flow::Timeouts;
+use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
+use wanlb::io::offload::{LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink, Way};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ACK: u8 = 0x10;
+const SYN: u8 = 0x02;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+
+const LAN_HOST: u32 = u32::from_be_bytes([198, 18, 3, 10]);
+const UPLINK_ADDRS: [u32; 2] = [
+    u32::from_be_bytes([198, 18, 1, 1]),
+    u32::from_be_bytes([198, 18, 2, 1]),
+];
+const UPLINK_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]];
+const GATEWAY_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 0xfe], [2, 0, 0, 0, 2, 0xfe]];
+/// Test frames go "to" the loopback device's all-zero address, so the kernel classifies them
+/// as sent to this host, as frames addressed to the gateway are.
+const HOST_MAC: [u8; 6] = [0; 6];
+const LAN_HOST_MAC: [u8; 6] = [2, 0, 0, 0, 3, 10];
+
+fn fast_path() -> Arc<TcFastPath> {
+    let lan = LanLink {
+        ifindex: 1,
+        mtu: 1500,
+        addr: Ipv4Addr::new(198, 18, 3, 100),
+        prefix_len: 24,
+    };
+    let uplinks = UPLINK_MACS
+        .iter()
+        .map(|&mac| UplinkLink {
+            ifindex: 1,
+            mtu: 1500,
+            mac,
+        })
+        .collect();
+    let fast = TcFastPath::load(vec![lan], uplinks).unwrap_or_else(|e| {
+        panic!("loading the fast path needs root and Linux 6.6 or later (CI has both): {e}")
+    });
+    for (i, mac) in GATEWAY_MACS.iter().enumerate() {
+        fast.set_gateway(i as u8, Some(*mac)).expect("uplink map");
+    }
+    Arc::new(fast)
+}
+
+fn engine(fast: &Arc<TcFastPath>) -> Engine {
+    Engine::new(EngineConfig {
+        uplinks: UPLINK_ADDRS
+            .iter()
+            .enumerate()
+            .map(|(i, &addr)| UplinkConfig {
+                name: format!("isp{}", i + 1),
+                addr,
+                weight: 1,
+            })
+            .collect(),
+        pins: vec![],
+        affinity_timeout_ms: 600_000,
+        timeouts: Timeouts::default(),
+        ports: (61000, 65535),
+        seed: 7,
+    })
+    .with_fast_path(Box::new(fast.clone()))
+}
+
+/// An IPv4 packet with correct checksums: TCP (with `flags`), UDP (checksum 0 if `flags` is
+/// 1: none) or an ICMP echo request/reply (`sport` the identifier, `flags` the type).
+fn packet(proto: u8, src: u32, dst: u32, ports: (u16, u16), flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+    p.extend_from_slice(&src.to_be_bytes());
+    p.extend_from_slice(&dst.to_be_bytes());
+    match proto {
+        TCP => {
+            p.extend_from_slice(&ports.0.to_be_bytes());
+            p.extend_from_slice(&ports.1.to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0x20, 0, 0x50, flags, 0xff, 0xff]);
+            p.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        UDP => {
+            p.extend_from_slice(&ports.0.to_be_bytes());
+            p.extend_from_slice(&ports.1.to_be_bytes());
+            p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            p.extend_from_slice(&[0, 0]);
+        }
+        _ => {
+            p.extend_from_slice(&[flags, 0, 0, 0]);
+            p.extend_from_slice(&ports.0.to_be_bytes());
+            p.extend_from_slice(&[0, 1]);
+        }
+    }
+    p.extend_from_slice(payload);
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    let sum_at = match proto {
+        TCP => Some(36),
+        UDP if flags != 1 => Some(26),
+        UDP => None,
+        _ => Some(22),
+    };
+    if let Some(at) = sum_at {
+        let initial = if proto == ICMP {
+            0
+        } else {
+            pseudo_header(src, dst, proto, len - 20)
+        };
+        let mut sum = checksum(&p[20..], initial);
+        if sum == 0 && proto == UDP {
+            sum = 0xffff;
+        }
+        p[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+    fix_ip_checksum(&mut p);
+    p
+}
+
+fn fix_ip_checksum(p: &mut [u8]) {
+    p[10..12].copy_from_slice(&[0, 0]);
+    let sum = checksum(&p[..20], 0);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+fn frame(ip: &[u8]) -> Vec<u8> {
+    let mut f = HOST_MAC.to_vec();
+    f.extend_from_slice(&LAN_HOST_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(ip);
+    f
+}
+
+/// What the userspace path delivers: the engine's translation, one TTL less.
+fn forwarded(mut translated: Vec<u8>) -> Vec<u8> {
+    translated[8] -= 1;
+    fix_ip_checksum(&mut translated);
+    translated
+}
+
+/// Small xorshift: varied ports and payload lengths (odd ones included), the same every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// A flow the engine has handed to the fast path: the uplink, its external port, and where
+/// the engine's clock is.
+struct Offloaded {
+    proto: u8,
+    remote: u32,
+    lan_port: u16,
+    remote_port: u16,
+    uplink: usize,
+    ext_port: u16,
+    now: u64,
+}
+
+/// Runs a flow through the engine until it is offloaded: a TCP handshake and one data
+/// segment, or two exchanges of UDP or ping.
+fn open(engine: &Engine, proto: u8, remote: u32, lan_port: u16, remote_port: u16) -> Offloaded {
+    let mut now = 0;
+    let mut out_and_back = |out_flags: u8, in_flags: u8, reply: bool| {
+        now += 1;
+        let (out_type, in_type) = if proto == ICMP {
+            (8, 0)
+        } else {
+            (out_flags, in_flags)
+        };
+        let mut p = packet(
+            proto,
+            LAN_HOST,
+            remote,
+            (lan_port, remote_port),
+            out_type,
+            b"x",
+        );
+        let Verdict::Uplink(u) = engine.outbound(
+            Timestamp::from_millis(now),
+            &mut p,
+            &mut L4Checksum::Complete,
+        ) else {
+            panic!("the engine dropped an outbound packet");
+        };
+        let ext_port = u16::from_be_bytes([p[20], p[21]]);
+        let ext_port = if proto == ICMP {
+            u16::from_be_bytes([p[24], p[25]])
+        } else {
+            ext_port
+        };
+        if reply {
+            let ports = if proto == ICMP {
+                (ext_port, 0)
+            } else {
+                (remote_port, ext_port)
+            };
+            let mut r = packet(
+                proto,
+                remote,
+                UPLINK_ADDRS[usize::from(u)],
+                ports,
+                in_type,
+                b"y",
+            );
+            let verdict = engine.inbound(
+                Timestamp::from_millis(now),
+                u,
+                &mut r,
+                &mut L4Checksum::Complete,
+            );
+            assert_eq!(verdict, Verdict::Tun);
+        }
+        (usize::from(u), ext_port)
+    };
+    let (uplink, ext_port) = if proto == TCP {
+        out_and_back(SYN, SYN | ACK, true);
+        out_and_back(ACK, 0, false);
+        out_and_back(ACK, 0, false);
+        out_and_back(ACK, ACK, true)
+    } else {
+        out_and_back(0, 0, true);
+        out_and_back(0, 0, true)
+    };
+    Offloaded {
+        proto,
+        remote,
+        lan_port,
+        remote_port,
+        uplink,
+        ext_port,
+        now,
+    }
+}
+
+impl Offloaded {
+    fn outbound(&self, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let flags = if self.proto == ICMP { 8 } else { flags };
+        let ports = (self.lan_port, self.remote_port);
+        packet(self.proto, LAN_HOST, self.remote, ports, flags, payload)
+    }
+
+    fn inbound(&self, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let (flags, ports) = if self.proto == ICMP {
+            (0, (self.ext_port, 0))
+        } else {
+            (flags, (self.remote_port, self.ext_port))
+        };
+        let dst = UPLINK_ADDRS[self.uplink];
+        packet(self.proto, self.remote, dst, ports, flags, payload)
+    }
+
+    /// The engine's translation of `p` (which must go out on this flow's uplink).
+    fn engine_out(&self, engine: &Engine, p: &[u8]) -> Vec<u8> {
+        let mut e = p.to_vec();
+        let v = engine.outbound(
+            Timestamp::from_millis(self.now),
+            &mut e,
+            &mut L4Checksum::Complete,
+        );
+        assert_eq!(v, Verdict::Uplink(self.uplink as u8));
+        e
+    }
+
+    fn engine_in(&self, engine: &Engine, p: &[u8]) -> Vec<u8> {
+        let mut e = p.to_vec();
+        let v = engine.inbound(
+            Timestamp::from_millis(self.now),
+            self.uplink as u8,
+            &mut e,
+            &mut L4Checksum::Complete,
+        );
+        assert_eq!(v, Verdict::Tun);
+        e
+    }
+}
+
+fn assert_passed(fast: &TcFastPath, way: Way, frame: &[u8], what: &str) {
+    let (verdict, out) = fast.test_run(way, frame).expect("test run");
+    assert_eq!(
+        verdict, TC_NEXT,
+        "{what}: the fast path should leave it to the engine"
+    );
+    assert_eq!(out, frame, "{what}: passed on, but changed");
+}
+
+#[test]
+fn the_fast_path_translates_byte_for_byte_as_the_engine_does() {
+    let fast = fast_path();
+    let engine = engine(&fast);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..60u32 {
+        let proto = [TCP, UDP, ICMP][case as usize % 3];
+        let remote = u32::from_be_bytes([198, 19, 0, 0]) + case;
+        let lan_port = 1024 + (rng.next() % 60000) as u16;
+        let remote_port = 1 + (rng.next() % 65000) as u16;
+        let flow = open(&engine, proto, remote, lan_port, remote_port);
+        // UDP without a checksum (0) in every other UDP case: it must stay 0
+        let flags = if proto == UDP {
+            (case / 3 % 2) as u8
+        } else {
+            ACK
+        };
+        for _ in 0..3 {
+            let payload: Vec<u8> = (0..rng.next() % 1400).map(|_| rng.next() as u8).collect();
+            let what = format!(
+                "case {case}: proto {proto}, {} payload bytes",
+                payload.len()
+            );
+
+            let out = flow.outbound(flags, &payload);
+            let (verdict, sent) = fast
+                .test_run(Way::ToUplink, &frame(&out))
+                .expect("test run");
+            assert_eq!(verdict, TC_REDIRECT, "{what}: outbound not carried");
+            assert_eq!(
+                sent[..6],
+                GATEWAY_MACS[flow.uplink],
+                "{what}: to the uplink's gateway"
+            );
+            assert_eq!(
+                sent[6..12],
+                UPLINK_MACS[flow.uplink],
+                "{what}: from the uplink"
+            );
+            assert_eq!(sent[12..14], [0x08, 0x00], "{what}");
+            assert_eq!(
+                sent[14..],
+                forwarded(flow.engine_out(&engine, &out)),
+                "{what}: outbound differs from the engine's"
+            );
+
+            let back = flow.inbound(flags, &payload);
+            let (verdict, delivered) = fast.test_run(Way::ToLan, &frame(&back)).expect("test run");
+            assert_eq!(verdict, TC_REDIRECT, "{what}: inbound not carried");
+            assert_eq!(
+                delivered[14..],
+                forwarded(flow.engine_in(&engine, &back)),
+                "{what}: inbound differs from the engine's"
+            );
+        }
+    }
+}
+
+#[test]
+fn what_the_engine_must_see_passes_the_fast_path_untouched() {
+    let fast = fast_path();
+    let engine = engine(&fast);
+    let tcp = open(
+        &engine,
+        TCP,
+        u32::from_be_bytes([198, 19, 1, 1]),
+        40000,
+        443,
+    );
+    let udp = open(&engine, UDP, u32::from_be_bytes([198, 19, 1, 2]), 40001, 53);
+
+    // connection state changes, both ways
+    for flags in [SYN, SYN | ACK, FIN | ACK, RST] {
+        let what = format!("TCP flags {flags:#04x}");
+        assert_passed(
+            &fast,
+            Way::ToUplink,
+            &frame(&tcp.outbound(flags, b"")),
+            &what,
+        );
+        assert_passed(&fast, Way::ToLan, &frame(&tcp.inbound(flags, b"")), &what);
+    }
+    // TTL 1: the kernel answers with time exceeded
+    let mut p = udp.outbound(0, b"ttl");
+    p[8] = 1;
+    fix_ip_checksum(&mut p);
+    assert_passed(&fast, Way::ToUplink, &frame(&p), "TTL 1");
+    // IP options (IHL 6), and a fragment
+    let mut p = udp.outbound(0, b"opts");
+    p.splice(20..20, [1, 1, 1, 0]);
+    p[0] = 0x46;
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    fix_ip_checksum(&mut p);
+    assert_passed(&fast, Way::ToUplink, &frame(&p), "IP options");
+    let mut p = udp.outbound(0, b"frag");
+    p[6] = 0x20; // more fragments
+    fix_ip_checksum(&mut p);
+    assert_passed(&fast, Way::ToUplink, &frame(&p), "a first fragment");
+    // too big for the uplink (MTU 1500) and not a GSO packet: the kernel answers with
+    // "fragmentation needed"
+    let big = udp.outbound(0, &[7u8; 1500 - 28 + 1]);
+    assert_passed(&fast, Way::ToUplink, &frame(&big), "one byte over the MTU");
+    // a frame for another host on the link
+    let mut f = frame(&udp.outbound(0, b"other"));
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 9, 9]);
+    assert_passed(&fast, Way::ToUplink, &f, "a frame for another MAC address");
+    // flows the engine has not handed over: another port, another protocol, ICMP errors
+    let mut unknown = udp.outbound(0, b"?");
+    unknown[20..22].copy_from_slice(&40999u16.to_be_bytes());
+    assert_passed(&fast, Way::ToUplink, &frame(&unknown), "an unknown flow");
+    let remote = u32::from_be_bytes([198, 19, 1, 2]);
+    let error = packet(ICMP, remote, UPLINK_ADDRS[udp.uplink], (0, 0), 3, &[0; 28]);
+    assert_passed(&fast, Way::ToLan, &frame(&error), "an ICMP error");
+    // an unanswered ping never leaves the engine
+    let ping = packet(ICMP, LAN_HOST, remote, (77, 0), 8, b"");
+    for now in 0..10 {
+        let mut p = ping.clone();
+        engine.outbound(
+            Timestamp::from_millis(now),
+            &mut p,
+            &mut L4Checksum::Complete,
+        );
+    }
+    assert_passed(&fast, Way::ToUplink, &frame(&ping), "an unanswered ping");
+
+    // and what was handed over is still carried
+    let (verdict, _) = fast
+        .test_run(Way::ToUplink, &frame(&udp.outbound(0, b"ok")))
+        .expect("test run");
+    assert_eq!(verdict, TC_REDIRECT);
+}
