@@ -345,7 +345,6 @@ fn start_fast_path(
         .flat_map(|i| {
             i.ipv4.iter().map(|&(addr, prefix_len)| LanLink {
                 ifindex: i.index,
-                mtu: i.mtu,
                 addr,
                 prefix_len,
             })
@@ -355,7 +354,6 @@ fn start_fast_path(
         .iter()
         .map(|u| UplinkLink {
             ifindex: u.iface.index,
-            mtu: u.iface.mtu,
             mac: u.iface.mac,
         })
         .collect();
@@ -370,7 +368,7 @@ fn start_fast_path(
         }
         Err(e) if config.offload == Offload::Auto => {
             tracing::warn!(error = %e,
-                "no kernel fast path (it needs Linux 6.6 or later); every packet goes through userspace");
+                "could not start the kernel fast path (it needs Linux 6.6 or later); every packet goes through userspace");
             Ok(None)
         }
         Err(source) => Err(GatewayError::Io {

@@ -79,7 +79,7 @@ struct RunArgs {
     /// External port range for NAT, outside net.ipv4.ip_local_port_range [default: 61000-65535].
     #[arg(long, value_name = "LOW-HIGH")]
     nat_ports: Option<String>,
-    /// Carry steady TCP and UDP flows in the kernel (TC programs on the LAN and uplink
+    /// Carry steady flows (TCP, UDP, ping) in the kernel (eBPF on the LAN and uplink
     /// interfaces) instead of copying every packet through wanlb: auto (if the kernel has
     /// TCX, Linux 6.6+), on (required), off [default: auto].
     #[arg(long, value_name = "auto|on|off")]

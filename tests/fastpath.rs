@@ -2,10 +2,13 @@
 //! programs must produce, byte for byte, the packet the engine produces, less the one TTL the
 //! kernel's forwarding takes off on the userspace path; and they must leave alone everything
 //! that is the engine's to see. The programs run in the kernel through BPF_PROG_TEST_RUN,
-//! which sends nothing: root and Linux 6.6 or later are needed (CI has both), namespaces not.
+//! which sends nothing, inside a network namespace of the test's own with LAN and uplink
+//! devices: root and Linux 6.6 or later are needed (CI has both).
 
 use std::net::Ipv4Addr;
+use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use wanlb::engine::checksum::{checksum, pseudo_header};
 use wanlb::engine::flow::Timeouts;
@@ -32,20 +35,94 @@ const GATEWAY_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 0xfe], [2, 0, 0, 0, 2, 0xfe]
 const HOST_MAC: [u8; 6] = [0; 6];
 const LAN_HOST_MAC: [u8; 6] = [2, 0, 0, 0, 3, 10];
 
-fn fast_path() -> Arc<TcFastPath> {
+/// Set in the copy of the test that runs inside the namespace.
+const INSIDE: &str = "WANLB_FASTPATH_NETNS";
+
+/// Interface indexes of the devices (veth, MTU 1500) in the test's namespace.
+struct Links {
+    lan: u32,
+    uplinks: [u32; 2],
+}
+
+fn ifindex(name: &str) -> u32 {
+    wanlb::io::iface::find(name)
+        .expect("listing interfaces")
+        .unwrap_or_else(|| panic!("no {name} in the test namespace"))
+        .index
+}
+
+/// Runs `body` in a network namespace of its own (with veth devices lan0, up0 and up1),
+/// by running test `name` again inside it; the namespace is removed afterwards.
+fn in_own_netns(name: &str, body: impl FnOnce(&Links)) {
+    if std::env::var_os(INSIDE).is_some() {
+        let links = Links {
+            lan: ifindex("lan0"),
+            uplinks: [ifindex("up0"), ifindex("up1")],
+        };
+        return body(&links);
+    }
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ns = Netns(format!(
+        "wlfp{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    ns.ip(&["netns", "add", &ns.0]);
+    for dev in ["lan0", "up0", "up1"] {
+        let peer = format!("{dev}p");
+        ns.ip(&[
+            "-n", &ns.0, "link", "add", dev, "mtu", "1500", "type", "veth", "peer", "name", &peer,
+        ]);
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env(INSIDE, "1")
+        .output()
+        .expect("running ip netns exec (root needed; CI runs as root)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name} inside its namespace:\n{text}"
+    );
+}
+
+/// A namespace this test created; deleted on drop, pass or fail.
+struct Netns(String);
+
+impl Netns {
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().expect("running ip");
+        assert!(
+            out.status.success(),
+            "ip {args:?} (root and iproute2 needed; CI has both): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn fast_path(links: &Links) -> Arc<TcFastPath> {
     let lan = LanLink {
-        ifindex: 1,
-        mtu: 1500,
+        ifindex: links.lan,
         addr: Ipv4Addr::new(198, 18, 3, 100),
         prefix_len: 24,
     };
     let uplinks = UPLINK_MACS
         .iter()
-        .map(|&mac| UplinkLink {
-            ifindex: 1,
-            mtu: 1500,
-            mac,
-        })
+        .zip(links.uplinks)
+        .map(|(&mac, ifindex)| UplinkLink { ifindex, mac })
         .collect();
     let fast = TcFastPath::load(vec![lan], uplinks).unwrap_or_else(|e| {
         panic!("loading the fast path needs root and Linux 6.6 or later (CI has both): {e}")
@@ -289,8 +366,8 @@ impl Offloaded {
     }
 }
 
-fn assert_passed(fast: &TcFastPath, way: Way, frame: &[u8], what: &str) {
-    let (verdict, out) = fast.test_run(way, frame).expect("test run");
+fn assert_passed(fast: &TcFastPath, way: Way, frame: &[u8], arrived_on: u32, what: &str) {
+    let (verdict, out) = fast.test_run(way, frame, arrived_on).expect("test run");
     assert_eq!(
         verdict, TC_NEXT,
         "{what}: the fast path should leave it to the engine"
@@ -300,7 +377,14 @@ fn assert_passed(fast: &TcFastPath, way: Way, frame: &[u8], what: &str) {
 
 #[test]
 fn the_fast_path_translates_byte_for_byte_as_the_engine_does() {
-    let fast = fast_path();
+    in_own_netns(
+        "the_fast_path_translates_byte_for_byte_as_the_engine_does",
+        translates_as_the_engine,
+    );
+}
+
+fn translates_as_the_engine(links: &Links) {
+    let fast = fast_path(links);
     let engine = engine(&fast);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..60u32 {
@@ -309,22 +393,22 @@ fn the_fast_path_translates_byte_for_byte_as_the_engine_does() {
         let lan_port = 1024 + (rng.next() % 60000) as u16;
         let remote_port = 1 + (rng.next() % 65000) as u16;
         let flow = open(&engine, proto, remote, lan_port, remote_port);
+        let from_uplink = links.uplinks[flow.uplink];
         // UDP without a checksum (0) in every other UDP case: it must stay 0
         let flags = if proto == UDP {
             (case / 3 % 2) as u8
         } else {
             ACK
         };
-        for _ in 0..3 {
-            let payload: Vec<u8> = (0..rng.next() % 1400).map(|_| rng.next() as u8).collect();
-            let what = format!(
-                "case {case}: proto {proto}, {} payload bytes",
-                payload.len()
-            );
+        // payloads up to what fills the MTU (1500) exactly
+        let room = if proto == TCP { 1460 } else { 1472 };
+        for size in [rng.next() % room, rng.next() % room, room] {
+            let payload: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+            let what = format!("case {case}: proto {proto}, {size} payload bytes");
 
             let out = flow.outbound(flags, &payload);
             let (verdict, sent) = fast
-                .test_run(Way::ToUplink, &frame(&out))
+                .test_run(Way::ToUplink, &frame(&out), links.lan)
                 .expect("test run");
             assert_eq!(verdict, TC_REDIRECT, "{what}: outbound not carried");
             assert_eq!(
@@ -338,27 +422,51 @@ fn the_fast_path_translates_byte_for_byte_as_the_engine_does() {
                 "{what}: from the uplink"
             );
             assert_eq!(sent[12..14], [0x08, 0x00], "{what}");
-            assert_eq!(
-                sent[14..],
-                forwarded(flow.engine_out(&engine, &out)),
-                "{what}: outbound differs from the engine's"
+            assert_bytes(
+                &sent[14..],
+                &forwarded(flow.engine_out(&engine, &out)),
+                &what,
             );
 
             let back = flow.inbound(flags, &payload);
-            let (verdict, delivered) = fast.test_run(Way::ToLan, &frame(&back)).expect("test run");
+            let (verdict, delivered) = fast
+                .test_run(Way::ToLan, &frame(&back), from_uplink)
+                .expect("test run");
             assert_eq!(verdict, TC_REDIRECT, "{what}: inbound not carried");
-            assert_eq!(
-                delivered[14..],
-                forwarded(flow.engine_in(&engine, &back)),
-                "{what}: inbound differs from the engine's"
+            assert_bytes(
+                &delivered[14..],
+                &forwarded(flow.engine_in(&engine, &back)),
+                &what,
             );
         }
     }
 }
 
+/// Equal bytes; on a difference, the first differing offset and the headers of both.
+fn assert_bytes(kernel: &[u8], engine: &[u8], what: &str) {
+    if kernel != engine {
+        let at = kernel.iter().zip(engine).position(|(a, b)| a != b);
+        panic!(
+            "{what}: the kernel's packet differs from the engine's at byte {at:?} \
+             (lengths {} and {})\nkernel: {:02x?}\nengine: {:02x?}",
+            kernel.len(),
+            engine.len(),
+            &kernel[..kernel.len().min(40)],
+            &engine[..engine.len().min(40)]
+        );
+    }
+}
+
 #[test]
 fn what_the_engine_must_see_passes_the_fast_path_untouched() {
-    let fast = fast_path();
+    in_own_netns(
+        "what_the_engine_must_see_passes_the_fast_path_untouched",
+        passes_what_the_engine_must_see,
+    );
+}
+
+fn passes_what_the_engine_must_see(links: &Links) {
+    let fast = fast_path(links);
     let engine = engine(&fast);
     let tcp = open(
         &engine,
@@ -368,50 +476,77 @@ fn what_the_engine_must_see_passes_the_fast_path_untouched() {
         443,
     );
     let udp = open(&engine, UDP, u32::from_be_bytes([198, 19, 1, 2]), 40001, 53);
+    let (lan, tcp_uplink) = (links.lan, links.uplinks[tcp.uplink]);
+    let out = |p: &[u8], what: &str| assert_passed(&fast, Way::ToUplink, &frame(p), lan, what);
 
     // connection state changes, both ways
     for flags in [SYN, SYN | ACK, FIN | ACK, RST] {
         let what = format!("TCP flags {flags:#04x}");
-        assert_passed(
-            &fast,
-            Way::ToUplink,
-            &frame(&tcp.outbound(flags, b"")),
-            &what,
-        );
-        assert_passed(&fast, Way::ToLan, &frame(&tcp.inbound(flags, b"")), &what);
+        out(&tcp.outbound(flags, b""), &what);
+        let back = frame(&tcp.inbound(flags, b""));
+        assert_passed(&fast, Way::ToLan, &back, tcp_uplink, &what);
     }
+    // a reply arriving on the other uplink (two uplinks may share an address)
+    let back = frame(&tcp.inbound(ACK, b"wrong link"));
+    let other = links.uplinks[1 - tcp.uplink];
+    assert_passed(
+        &fast,
+        Way::ToLan,
+        &back,
+        other,
+        "a reply on the other uplink",
+    );
     // TTL 1: the kernel answers with time exceeded
     let mut p = udp.outbound(0, b"ttl");
     p[8] = 1;
     fix_ip_checksum(&mut p);
-    assert_passed(&fast, Way::ToUplink, &frame(&p), "TTL 1");
-    // IP options (IHL 6), and a fragment
+    out(&p, "TTL 1");
+    // IP options (IHL 6), a fragment, a total length beyond what arrived
     let mut p = udp.outbound(0, b"opts");
     p.splice(20..20, [1, 1, 1, 0]);
     p[0] = 0x46;
     let len = p.len() as u16;
     p[2..4].copy_from_slice(&len.to_be_bytes());
     fix_ip_checksum(&mut p);
-    assert_passed(&fast, Way::ToUplink, &frame(&p), "IP options");
+    out(&p, "IP options");
     let mut p = udp.outbound(0, b"frag");
     p[6] = 0x20; // more fragments
     fix_ip_checksum(&mut p);
-    assert_passed(&fast, Way::ToUplink, &frame(&p), "a first fragment");
-    // too big for the uplink (MTU 1500) and not a GSO packet: the kernel answers with
+    out(&p, "a first fragment");
+    let mut p = udp.outbound(0, b"short");
+    p[3] += 1;
+    fix_ip_checksum(&mut p);
+    out(&p, "a truncated packet");
+    // one byte more than the uplink's MTU (1500), not a GSO packet: the kernel answers with
     // "fragmentation needed"
-    let big = udp.outbound(0, &[7u8; 1500 - 28 + 1]);
-    assert_passed(&fast, Way::ToUplink, &frame(&big), "one byte over the MTU");
+    out(
+        &udp.outbound(0, &[7u8; 1500 - 28 + 1]),
+        "one byte over the MTU",
+    );
     // a frame for another host on the link
     let mut f = frame(&udp.outbound(0, b"other"));
     f[..6].copy_from_slice(&[2, 0, 0, 0, 9, 9]);
-    assert_passed(&fast, Way::ToUplink, &f, "a frame for another MAC address");
-    // flows the engine has not handed over: another port, another protocol, ICMP errors
+    assert_passed(
+        &fast,
+        Way::ToUplink,
+        &f,
+        lan,
+        "a frame for another MAC address",
+    );
+    // flows the engine has not handed over: another port, ICMP errors
     let mut unknown = udp.outbound(0, b"?");
     unknown[20..22].copy_from_slice(&40999u16.to_be_bytes());
-    assert_passed(&fast, Way::ToUplink, &frame(&unknown), "an unknown flow");
+    out(&unknown, "an unknown flow");
     let remote = u32::from_be_bytes([198, 19, 1, 2]);
     let error = packet(ICMP, remote, UPLINK_ADDRS[udp.uplink], (0, 0), 3, &[0; 28]);
-    assert_passed(&fast, Way::ToLan, &frame(&error), "an ICMP error");
+    let udp_uplink = links.uplinks[udp.uplink];
+    assert_passed(
+        &fast,
+        Way::ToLan,
+        &frame(&error),
+        udp_uplink,
+        "an ICMP error",
+    );
     // an unanswered ping never leaves the engine
     let ping = packet(ICMP, LAN_HOST, remote, (77, 0), 8, b"");
     for now in 0..10 {
@@ -422,11 +557,10 @@ fn what_the_engine_must_see_passes_the_fast_path_untouched() {
             &mut L4Checksum::Complete,
         );
     }
-    assert_passed(&fast, Way::ToUplink, &frame(&ping), "an unanswered ping");
+    out(&ping, "an unanswered ping");
 
-    // and what was handed over is still carried
-    let (verdict, _) = fast
-        .test_run(Way::ToUplink, &frame(&udp.outbound(0, b"ok")))
-        .expect("test run");
-    assert_eq!(verdict, TC_REDIRECT);
+    // and what was handed over is still carried, up to exactly the MTU
+    let full = frame(&udp.outbound(0, &[7u8; 1500 - 28]));
+    let (verdict, _) = fast.test_run(Way::ToUplink, &full, lan).expect("test run");
+    assert_eq!(verdict, TC_REDIRECT, "a packet of exactly the MTU");
 }

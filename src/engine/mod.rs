@@ -565,28 +565,36 @@ impl Engine {
     /// Removes idle flows, returns their ports to the pools and lets idle destination
     /// bindings lapse.
     pub fn expire(&self, now: Timestamp) {
+        let fast = self.fast_path.as_deref();
+        let ext_addr = |f: &Flow| self.uplinks[usize::from(f.uplink)].addr;
+        let mut ended = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             let Shard {
                 flows, affinity, ..
             } = &mut *shard;
-            let mut nat = lock(&self.nat);
-            let fast = self.fast_path.as_deref();
-            let uplinks = &self.uplinks;
-            let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, uplinks[usize::from(f.uplink)].addr);
+            let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, ext_addr(f));
             flows.expire(now, &self.timeouts, idle_elsewhere, |f| {
                 if let (true, Some(fp)) = (f.offloaded, fast) {
-                    fp.withdraw(f, self.uplinks[usize::from(f.uplink)].addr);
+                    fp.withdraw(f, ext_addr(f));
                 }
-                nat.release(Endpoint {
+                affinity.detach(f.key.rem_addr, f.last_seen);
+                ended.push(Endpoint {
                     addr: f.key.int_addr,
                     port: f.key.int_port,
                     proto: f.key.proto,
                     uplink: f.uplink,
                 });
-                affinity.detach(f.key.rem_addr, f.last_seen);
             });
             affinity.expire(now);
+            // Ports return to the pools only now, after the fast path has let go of their
+            // flows, and the pools are not held while it is asked (syscalls, for the kernel's).
+            if !ended.is_empty() {
+                let mut nat = lock(&self.nat);
+                for endpoint in ended.drain(..) {
+                    nat.release(endpoint);
+                }
+            }
         }
     }
 

@@ -50,11 +50,13 @@ pub enum Helper {
     Redirect = 23,
     SkbPullData = 39,
     RedirectNeigh = 152,
+    CheckMtu = 163,
 }
 
 const CLASS_LD: u8 = 0x00;
 const CLASS_LDX: u8 = 0x01;
 const CLASS_STX: u8 = 0x03;
+const CLASS_ALU: u8 = 0x04;
 const CLASS_JMP: u8 = 0x05;
 const CLASS_ALU64: u8 = 0x07;
 const MODE_IMM: u8 = 0x00;
@@ -65,6 +67,9 @@ const ALU_OR: u8 = 0x40;
 const ALU_AND: u8 = 0x50;
 const ALU_LSH: u8 = 0x60;
 const ALU_MOV: u8 = 0xb0;
+const ALU_END: u8 = 0xd0;
+/// With ALU_END: convert to big-endian (a swap on little-endian machines).
+const END_TO_BE: u8 = 0x08;
 const JMP_JA: u8 = 0x00;
 const JMP_CALL: u8 = 0x80;
 const JMP_EXIT: u8 = 0x90;
@@ -154,6 +159,12 @@ impl Asm {
 
     pub fn lsh_imm(&mut self, dst: u8, imm: i32) -> &mut Self {
         self.emit(Insn::new(CLASS_ALU64 | ALU_LSH, dst, 0, 0, imm))
+    }
+
+    /// `dst = be16(dst)`: the low 16 bits byte-swapped (on a little-endian machine), zero
+    /// extended.
+    pub fn be16(&mut self, dst: u8) -> &mut Self {
+        self.emit(Insn::new(CLASS_ALU | ALU_END | END_TO_BE, dst, 0, 0, 16))
     }
 
     /// `dst = *(size *)(src + off)`
@@ -293,7 +304,9 @@ fn name_bytes(name: &str) -> [u64; 2] {
 pub struct Map {
     fd: OwnedFd,
     key_size: usize,
-    value_size: usize,
+    /// What a lookup or update moves: the value, or for a per-CPU map one value (rounded
+    /// up to 8 bytes) per possible CPU.
+    buffer_size: usize,
 }
 
 impl Map {
@@ -319,36 +332,47 @@ impl Map {
         {
             a.u32_at(28 + 4 * i, chunk);
         }
+        let buffer_size = if kind == MAP_PERCPU_ARRAY {
+            value_size.next_multiple_of(8) * possible_cpus()?
+        } else {
+            value_size
+        };
         Ok(Map {
             fd: own(a.call(BPF_MAP_CREATE)?)?,
             key_size,
-            value_size,
+            buffer_size,
         })
     }
 
-    fn elem_attr(&self, key: &[u8], value: u64) -> Attr {
+    /// The size of the value buffer [`Map::lookup`] and [`Map::update`] take.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    /// The kernel reads the key and reads or writes the whole value buffer: both sizes are
+    /// checked here, so a wrong one is a panic rather than memory out of bounds.
+    fn elem_attr(&self, key: &[u8], value: Option<&[u8]>) -> Attr {
         assert_eq!(key.len(), self.key_size, "map key of the wrong size");
+        if let Some(v) = value {
+            assert_eq!(v.len(), self.buffer_size, "map value of the wrong size");
+        }
         let mut a = Attr::new();
         a.u32_at(0, self.fd.as_raw_fd() as u32)
             .u64_at(8, key.as_ptr() as u64)
-            .u64_at(16, value);
+            .u64_at(16, value.map_or(0, |v| v.as_ptr() as u64));
         a
     }
 
     pub fn update(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
-        assert_eq!(value.len(), self.value_size, "map value of the wrong size");
-        self.elem_attr(key, value.as_ptr() as u64)
+        self.elem_attr(key, Some(value))
             .call(BPF_MAP_UPDATE_ELEM)
             .map(drop)
     }
 
-    /// Reads the value under `key` into `value` (for per-CPU maps: one value per possible
-    /// CPU, each rounded up to 8 bytes); false if there is none.
+    /// Reads the value under `key` into `value` (of [`Map::buffer_size`] bytes); false if
+    /// there is none.
     pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
-        match self
-            .elem_attr(key, value.as_mut_ptr() as u64)
-            .call(BPF_MAP_LOOKUP_ELEM)
-        {
+        match self.elem_attr(key, Some(value)).call(BPF_MAP_LOOKUP_ELEM) {
             Ok(_) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),
@@ -356,11 +380,27 @@ impl Map {
     }
 
     pub fn delete(&self, key: &[u8]) -> io::Result<()> {
-        match self.elem_attr(key, 0).call(BPF_MAP_DELETE_ELEM) {
+        match self.elem_attr(key, None).call(BPF_MAP_DELETE_ELEM) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
             _ => Ok(()),
         }
     }
+}
+
+/// How many values a per-CPU map holds: one per possible CPU ("0-3,6" is 5).
+fn possible_cpus() -> io::Result<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    Ok(count_cpus(text.trim()))
+}
+
+fn count_cpus(list: &str) -> usize {
+    list.split(',')
+        .filter_map(|part| {
+            let (first, last) = part.split_once('-').unwrap_or((part, part));
+            Some(last.parse::<usize>().ok()? + 1 - first.parse::<usize>().ok()?)
+        })
+        .sum::<usize>()
+        .max(1)
 }
 
 /// A loaded traffic-control program.
@@ -408,18 +448,23 @@ impl Program {
         }
     }
 
-    /// Runs the program once on `frame` (an Ethernet frame, as received on the current
-    /// namespace's loopback device) without sending anything: its return value and the frame
-    /// as the program left it.
-    pub fn test_run(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+    /// Runs the program once on `frame` (an Ethernet frame, handed to it by the current
+    /// namespace's loopback device but marked as arrived on `ingress_ifindex`) without
+    /// sending anything: its return value and the frame as the program left it.
+    pub fn test_run(&self, frame: &[u8], ingress_ifindex: u32) -> io::Result<(i32, Vec<u8>)> {
         let mut out = vec![0u8; frame.len() + 256];
+        // struct __sk_buff (192 bytes): only ingress_ifindex set
+        let mut ctx = [0u8; 192];
+        ctx[36..40].copy_from_slice(&ingress_ifindex.to_le_bytes());
         let mut a = Attr::new();
         a.u32_at(0, self.fd.as_raw_fd() as u32)
             .u32_at(8, frame.len() as u32)
             .u32_at(12, out.len() as u32)
             .u64_at(16, frame.as_ptr() as u64)
             .u64_at(24, out.as_mut_ptr() as u64)
-            .u32_at(32, 1);
+            .u32_at(32, 1)
+            .u32_at(40, ctx.len() as u32)
+            .u64_at(48, ctx.as_ptr() as u64);
         a.call(BPF_PROG_TEST_RUN)?;
         let retval = (a.0[0] >> 32) as u32 as i32;
         let len = (a.0[1] >> 32) as usize;
@@ -457,6 +502,7 @@ mod tests {
         a.mov_imm(R0, -1)
             .load(Size::W, R2, R1, 76)
             .store(Size::H, R10, -8, R3)
+            .be16(R2)
             .jump_if_imm(Cond::Ne, R2, 0x45, out)
             .call(Helper::Redirect);
         a.bind(out);
@@ -468,11 +514,20 @@ mod tests {
                 [0xb7, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff], // r0 = -1
                 [0x61, 0x12, 0x4c, 0x00, 0x00, 0x00, 0x00, 0x00], // r2 = *(u32 *)(r1 + 76)
                 [0x6b, 0x3a, 0xf8, 0xff, 0x00, 0x00, 0x00, 0x00], // *(u16 *)(r10 - 8) = r3
+                [0xdc, 0x02, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00], // r2 = be16 r2
                 [0x55, 0x02, 0x01, 0x00, 0x45, 0x00, 0x00, 0x00], // if r2 != 0x45 goto +1
                 [0x85, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00], // call bpf_redirect
                 [0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00], // exit
             ]
         );
+    }
+
+    #[test]
+    fn cpu_lists_count_every_cpu_in_them() {
+        assert_eq!(count_cpus("0"), 1);
+        assert_eq!(count_cpus("0-1"), 2);
+        assert_eq!(count_cpus("0-3,6"), 5);
+        assert_eq!(count_cpus("0,2-3"), 3);
     }
 
     #[test]

@@ -23,10 +23,11 @@ pub const CAPACITY: u32 = 262_144;
 // __sk_buff fields the programs read.
 const SKB_LEN: i16 = 0;
 const SKB_PKT_TYPE: i16 = 4;
+const SKB_VLAN_PRESENT: i16 = 20;
+const SKB_INGRESS_IFINDEX: i16 = 36;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 const SKB_GSO_SEGS: i16 = 164;
-const SKB_GSO_SIZE: i16 = 176;
 
 const ETH: i16 = 14;
 const L4: i16 = ETH + 20;
@@ -42,40 +43,43 @@ const TC_DROP: i32 = 2;
 pub const TC_REDIRECT: i32 = 7;
 const F_PSEUDO_HDR: i32 = 1 << 4;
 const F_MARK_MANGLED_0: i32 = 1 << 5;
+/// bpf_check_mtu: check each segment a GSO packet will be cut into, not only its length.
+const MTU_CHECK_SEGMENTS: i32 = 1;
 
-/// Flow map key: the packet's own addresses, ports and protocol, as they appear in it.
-const KEY_LEN: usize = 16;
-/// Flow map value: what to translate to, which uplink, where to send, and the last time
-/// (`bpf_ktime_get_ns`) the program carried a packet of the flow.
+/// Flow map key: the packet's own addresses, ports and protocol, as they appear in it, and
+/// for replies the interface they must arrive on (0 on the way out): two uplinks may share
+/// an address.
+const KEY_LEN: usize = 20;
+/// Flow map value: what to translate to, which uplink, where to send (LAN side), and the
+/// last time (`bpf_ktime_get_ns`) the program carried a packet of the flow.
 const VALUE_LEN: usize = 24;
 const V_ADDR: i16 = 0;
 const V_PORT: i16 = 4;
 const V_UPLINK: i16 = 6;
 const V_IFINDEX: i16 = 8;
-const V_MTU: i16 = 12;
 const V_LAST_SEEN: i16 = 16;
 /// Uplink map value: where frames for an uplink go. Interface index 0 stops the fast path
 /// for the uplink (its gateway is not known yet).
 const INFO_LEN: usize = 24;
 const I_IFINDEX: i16 = 0;
-const I_MTU: i16 = 4;
 const I_ETH: i16 = 8;
 
 // Stack slots, below the frame pointer.
-const S_KEY: i16 = -16;
-const S_FLOW: i16 = -24;
-const S_INFO: i16 = -32;
-const S_OLD_ADDR: i16 = -36;
-const S_NEW_ADDR: i16 = -40;
-const S_OLD_PORT: i16 = -44;
-const S_NEW_PORT: i16 = -48;
-const S_OLD_TTL: i16 = -52;
-const S_NEW_TTL: i16 = -56;
-const S_CSUM_AT: i16 = -60;
-const S_CSUM_FLAGS: i16 = -64;
-const S_SMALL_KEY: i16 = -68;
+const S_KEY: i16 = -24;
+const S_FLOW: i16 = -32;
+const S_INFO: i16 = -40;
+const S_OLD_ADDR: i16 = -44;
+const S_NEW_ADDR: i16 = -48;
+const S_OLD_PORT: i16 = -52;
+const S_NEW_PORT: i16 = -56;
+const S_OLD_TTL: i16 = -60;
+const S_NEW_TTL: i16 = -64;
+const S_CSUM_AT: i16 = -68;
+const S_CSUM_FLAGS: i16 = -72;
+const S_SMALL_KEY: i16 = -76;
+const S_MTU: i16 = -80;
 /// `struct bpf_redir_neigh`: address family, then the next hop's address (20 bytes).
-const S_NEXT_HOP: i16 = -96;
+const S_NEXT_HOP: i16 = -104;
 const NEXT_HOP_LEN: i32 = 20;
 const AF_INET: i32 = 2;
 
@@ -128,8 +132,12 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
         Way::ToLan => (ETH + 16, L4 + 2),
     };
     a.mov(R6, R1);
+    // only frames sent to this host, without a VLAN tag the NIC took off (it would be put
+    // back on the way out, on the wrong link)
     a.load(W, R2, R6, SKB_PKT_TYPE)
-        .jump_if_imm(Cond::Ne, R2, 0, pass); // only frames sent to this host
+        .jump_if_imm(Cond::Ne, R2, 0, pass);
+    a.load(W, R2, R6, SKB_VLAN_PRESENT)
+        .jump_if_imm(Cond::Ne, R2, 0, pass);
     ensure_linear(&mut a, i32::from(L4 + 8), pass);
     // IPv4 (08 00, read little-endian), no options, not a fragment, a TTL left to forward with
     a.load(H, R2, R7, 12)
@@ -140,6 +148,13 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
         .jump_if_imm(Cond::Ne, R2, 0, pass);
     a.load(B, R2, R7, ETH + 8)
         .jump_if_imm(Cond::Lt, R2, 2, pass);
+    // a total length that fits what arrived (Ethernet may pad, never truncate)
+    a.load(H, R2, R7, ETH + 2)
+        .be16(R2)
+        .jump_if_imm(Cond::Lt, R2, i32::from(L4 + 8 - ETH), pass)
+        .load(W, R3, R6, SKB_LEN)
+        .add_imm(R3, -i32::from(ETH))
+        .jump_if(Cond::Gt, R2, R3, pass);
     a.load(B, R9, R7, ETH + 9);
     let (ports, icmp, addrs) = (a.label(), a.label(), a.label());
     a.jump_if_imm(Cond::Eq, R9, PROTO_UDP, ports)
@@ -172,31 +187,35 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
             .store(W, R10, S_KEY + off, R2);
     }
     a.store(W, R10, S_KEY + 12, R9);
+    match way {
+        Way::ToUplink => a.mov_imm(R2, 0),
+        Way::ToLan => a.load(W, R2, R6, SKB_INGRESS_IFINDEX),
+    };
+    a.store(W, R10, S_KEY + 16, R2);
     lookup(&mut a, flows, S_KEY, pass);
     a.store(DW, R10, S_FLOW, R0);
     match way {
         Way::ToUplink => {
             a.load(H, R2, R0, V_UPLINK).store(W, R10, S_SMALL_KEY, R2);
             lookup(&mut a, uplinks, S_SMALL_KEY, pass);
-            a.load(W, R2, R0, I_IFINDEX)
-                .jump_if_imm(Cond::Eq, R2, 0, pass);
-            a.store(DW, R10, S_INFO, R0).load(W, R3, R0, I_MTU);
+            a.store(DW, R10, S_INFO, R0).load(W, R2, R0, I_IFINDEX);
         }
         Way::ToLan => {
-            a.load(W, R2, R0, V_IFINDEX)
-                .jump_if_imm(Cond::Eq, R2, 0, pass);
-            a.load(W, R3, R0, V_MTU);
+            a.load(W, R2, R0, V_IFINDEX);
         }
     }
-    // A packet too big for the next link, and not one the kernel will segment, takes the
-    // normal path, which answers with the ICMP error.
-    let fits = a.label();
-    a.add_imm(R3, i32::from(ETH))
-        .load(W, R2, R6, SKB_LEN)
-        .jump_if(Cond::Le, R2, R3, fits);
-    a.load(W, R2, R6, SKB_GSO_SIZE)
-        .jump_if_imm(Cond::Eq, R2, 0, pass);
-    a.bind(fits);
+    // R2: the interface it leaves by; 0 while the uplink's gateway is unknown. A packet too
+    // big for it, or a GSO packet whose segments would be, takes the normal path, which
+    // answers with the ICMP error.
+    a.jump_if_imm(Cond::Eq, R2, 0, pass);
+    a.mov_imm(R3, 0).store(W, R10, S_MTU, R3);
+    a.mov(R1, R6)
+        .mov(R3, R10)
+        .add_imm(R3, i32::from(S_MTU))
+        .mov_imm(R4, 0)
+        .mov_imm(R5, MTU_CHECK_SEGMENTS)
+        .call(Helper::CheckMtu)
+        .jump_if_imm(Cond::Ne, R0, 0, pass);
 
     // Committed: rewrite in place, remembering old and new values for the checksums.
     a.load(DW, R4, R10, S_FLOW);
@@ -232,25 +251,6 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
     a.call(Helper::KtimeGetNs)
         .load(DW, R4, R10, S_FLOW)
         .store(DW, R4, V_LAST_SEEN, R0);
-
-    // Per-CPU counters per uplink and way: packets (segments of a GSO packet) and bytes.
-    let counted = a.label();
-    a.load(H, R2, R4, V_UPLINK)
-        .lsh_imm(R2, 1)
-        .add_imm(R2, way as i32)
-        .store(W, R10, S_SMALL_KEY, R2);
-    lookup(&mut a, counters, S_SMALL_KEY, counted);
-    let segs_known = a.label();
-    a.load(W, R2, R6, SKB_GSO_SEGS)
-        .jump_if_imm(Cond::Ne, R2, 0, segs_known)
-        .mov_imm(R2, 1);
-    a.bind(segs_known);
-    a.load(DW, R3, R0, 0).add(R3, R2).store(DW, R0, 0, R3);
-    a.load(W, R2, R6, SKB_LEN)
-        .load(DW, R3, R0, 8)
-        .add(R3, R2)
-        .store(DW, R0, 8, R3);
-    a.bind(counted);
 
     // Checksums: the kernel's helpers update a complete checksum, or only the pseudo-header
     // part of a partial one (the port is then summed with the data later). A UDP checksum of
@@ -300,6 +300,27 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
     a.bind(no_pseudo);
     l4_sum(&mut a, S_OLD_PORT, S_NEW_PORT, 2);
 
+    // Per-CPU counters per uplink and way: packets (segments of a GSO packet) and IP bytes.
+    let counted = a.label();
+    a.load(DW, R4, R10, S_FLOW)
+        .load(H, R2, R4, V_UPLINK)
+        .lsh_imm(R2, 1)
+        .add_imm(R2, way as i32)
+        .store(W, R10, S_SMALL_KEY, R2);
+    lookup(&mut a, counters, S_SMALL_KEY, counted);
+    let segs_known = a.label();
+    a.load(W, R2, R6, SKB_GSO_SEGS)
+        .jump_if_imm(Cond::Ne, R2, 0, segs_known)
+        .mov_imm(R2, 1);
+    a.bind(segs_known);
+    a.load(DW, R3, R0, 0).add(R3, R2).store(DW, R0, 0, R3);
+    a.load(W, R2, R6, SKB_LEN)
+        .add_imm(R2, -i32::from(ETH))
+        .load(DW, R3, R0, 8)
+        .add(R3, R2)
+        .store(DW, R0, 8, R3);
+    a.bind(counted);
+
     match way {
         Way::ToUplink => {
             a.load(DW, R5, R10, S_INFO)
@@ -340,7 +361,6 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LanLink {
     pub ifindex: u32,
-    pub mtu: u32,
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
 }
@@ -358,36 +378,43 @@ impl LanLink {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UplinkLink {
     pub ifindex: u32,
-    pub mtu: u32,
     pub mac: [u8; 6],
 }
 
-fn key(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> [u8; KEY_LEN] {
+fn key(saddr: u32, daddr: u32, ports: (u16, u16), proto: u8, ifindex: u32) -> [u8; KEY_LEN] {
+    let (sport, dport) = ports;
     let mut k = [0u8; KEY_LEN];
     k[0..4].copy_from_slice(&saddr.to_be_bytes());
     k[4..8].copy_from_slice(&daddr.to_be_bytes());
     k[8..10].copy_from_slice(&sport.to_be_bytes());
     k[10..12].copy_from_slice(&dport.to_be_bytes());
     k[12] = proto;
+    k[16..20].copy_from_slice(&ifindex.to_le_bytes());
     k
 }
 
-fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32, mtu: u32) -> [u8; VALUE_LEN] {
+fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32) -> [u8; VALUE_LEN] {
     let mut v = [0u8; VALUE_LEN];
     v[0..4].copy_from_slice(&addr.to_be_bytes());
     v[4..6].copy_from_slice(&port.to_be_bytes());
     v[6..8].copy_from_slice(&u16::from(uplink).to_le_bytes());
     v[8..12].copy_from_slice(&ifindex.to_le_bytes());
-    v[12..16].copy_from_slice(&mtu.to_le_bytes());
     v
 }
 
-/// The keys a flow is found under: on the way out (LAN ingress) and back (uplink ingress).
-fn keys(flow: &Flow, ext_addr: u32) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
+/// The keys a flow is found under: on the way out (LAN ingress) and back (ingress of the
+/// uplink's interface `uplink_ifindex`).
+fn keys(flow: &Flow, ext_addr: u32, uplink_ifindex: u32) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
     let k = flow.key;
     (
-        key(k.int_addr, k.rem_addr, k.int_port, k.rem_port, k.proto),
-        key(k.rem_addr, ext_addr, k.rem_port, flow.ext_port, k.proto),
+        key(k.int_addr, k.rem_addr, (k.int_port, k.rem_port), k.proto, 0),
+        key(
+            k.rem_addr,
+            ext_addr,
+            (k.rem_port, flow.ext_port),
+            k.proto,
+            uplink_ifindex,
+        ),
     )
 }
 
@@ -411,7 +438,6 @@ pub struct TcFastPath {
     lans: Vec<LanLink>,
     to_uplink_prog: Program,
     to_lan_prog: Program,
-    cpus: usize,
     links: Vec<Link>,
     offloaded: AtomicU64,
     withdrawn: AtomicU64,
@@ -454,7 +480,6 @@ impl TcFastPath {
             to_lan_prog,
             uplinks,
             lans,
-            cpus: possible_cpus()?,
             links: Vec::new(),
             offloaded: AtomicU64::new(0),
             withdrawn: AtomicU64::new(0),
@@ -464,24 +489,32 @@ impl TcFastPath {
 
     /// Attaches the programs to the ingress of the LAN interfaces and the uplinks (TCX,
     /// Linux 6.6 or later).
+    /// Each interface gets each program once, however many LAN subnets or uplinks it
+    /// carries (attaching a program twice to one interface is an error).
     pub fn attach(&mut self) -> io::Result<()> {
-        for l in &self.lans {
-            self.links
-                .push(self.to_uplink_prog.attach_ingress(l.ifindex)?);
+        let mut lans: Vec<u32> = self.lans.iter().map(|l| l.ifindex).collect();
+        let mut uplinks: Vec<u32> = self.uplinks.iter().map(|u| u.ifindex).collect();
+        for list in [&mut lans, &mut uplinks] {
+            list.sort_unstable();
+            list.dedup();
         }
-        for u in &self.uplinks {
-            self.links.push(self.to_lan_prog.attach_ingress(u.ifindex)?);
+        for ifindex in lans {
+            self.links
+                .push(self.to_uplink_prog.attach_ingress(ifindex)?);
+        }
+        for ifindex in uplinks {
+            self.links.push(self.to_lan_prog.attach_ingress(ifindex)?);
         }
         Ok(())
     }
 
-    /// Runs the program for `way` once on `frame` in the kernel (BPF_PROG_TEST_RUN) without
-    /// sending anything: returns its verdict and the frame as it left it. For tests and
-    /// diagnosis.
-    pub fn test_run(&self, way: Way, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+    /// Runs the program for `way` once on `frame`, as if it had arrived on interface
+    /// `arrived_on`, in the kernel (BPF_PROG_TEST_RUN) without sending anything: returns its
+    /// verdict and the frame as it left it. For tests and diagnosis.
+    pub fn test_run(&self, way: Way, frame: &[u8], arrived_on: u32) -> io::Result<(i32, Vec<u8>)> {
         match way {
-            Way::ToUplink => self.to_uplink_prog.test_run(frame),
-            Way::ToLan => self.to_lan_prog.test_run(frame),
+            Way::ToUplink => self.to_uplink_prog.test_run(frame, arrived_on),
+            Way::ToLan => self.to_lan_prog.test_run(frame, arrived_on),
         }
     }
 
@@ -491,7 +524,6 @@ impl TcFastPath {
         let mut info = [0u8; INFO_LEN];
         if let Some(mac) = gateway_mac {
             info[0..4].copy_from_slice(&u.ifindex.to_le_bytes());
-            info[4..8].copy_from_slice(&u.mtu.to_le_bytes());
             info[8..14].copy_from_slice(&mac);
             info[14..20].copy_from_slice(&u.mac);
             info[20..22].copy_from_slice(&0x0800u16.to_be_bytes());
@@ -502,7 +534,7 @@ impl TcFastPath {
 
     /// What the programs carried, per uplink, summed over CPUs.
     pub fn totals(&self) -> io::Result<Vec<FastTotals>> {
-        let mut per_cpu = vec![0u8; 16 * self.cpus];
+        let mut per_cpu = vec![0u8; self.counters.buffer_size()];
         let mut sum = |k: u32| -> io::Result<(u64, u64)> {
             self.counters.lookup(&k.to_le_bytes(), &mut per_cpu)?;
             Ok(per_cpu.chunks(16).fold((0, 0), |(p, b), c| {
@@ -524,7 +556,7 @@ impl TcFastPath {
             .collect()
     }
 
-    /// Flows handed over, flows taken back, and offers refused (map full, unknown LAN).
+    /// Flows handed over, flows taken back, and flows the kernel refused (its maps full).
     pub fn flow_counts(&self) -> (u64, u64, u64) {
         (
             self.offloaded.load(Ordering::Relaxed),
@@ -533,18 +565,26 @@ impl TcFastPath {
         )
     }
 
+    fn keys(&self, flow: &Flow, ext_addr: u32) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
+        keys(
+            flow,
+            ext_addr,
+            self.uplinks[usize::from(flow.uplink)].ifindex,
+        )
+    }
+
+    /// Ok(false): not a flow the programs can carry (a LAN host behind another router).
     fn try_offload(&self, flow: &Flow, ext_addr: u32) -> io::Result<bool> {
         let Some(lan) = self.lans.iter().find(|l| l.holds(flow.key.int_addr)) else {
             return Ok(false);
         };
-        let (out_key, in_key) = keys(flow, ext_addr);
-        let out = value(ext_addr, flow.ext_port, flow.uplink, 0, 0);
+        let (out_key, in_key) = self.keys(flow, ext_addr);
+        let out = value(ext_addr, flow.ext_port, flow.uplink, 0);
         let back = value(
             flow.key.int_addr,
             flow.key.int_port,
             flow.uplink,
             lan.ifindex,
-            lan.mtu,
         );
         self.to_lan.update(&in_key, &back)?;
         if let Err(e) = self.to_uplink.update(&out_key, &out) {
@@ -562,10 +602,7 @@ impl FastPath for std::sync::Arc<TcFastPath> {
                 self.offloaded.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Ok(false) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                false
-            }
+            Ok(false) => false,
             Err(e) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "fast path refused a flow");
@@ -575,7 +612,7 @@ impl FastPath for std::sync::Arc<TcFastPath> {
     }
 
     fn idle_ms(&self, flow: &Flow, ext_addr: u32) -> Option<u64> {
-        let (out_key, in_key) = keys(flow, ext_addr);
+        let (out_key, in_key) = self.keys(flow, ext_addr);
         let mut last = 0u64;
         for (map, k) in [(&self.to_uplink, out_key), (&self.to_lan, in_key)] {
             let mut v = [0u8; VALUE_LEN];
@@ -588,15 +625,17 @@ impl FastPath for std::sync::Arc<TcFastPath> {
     }
 
     fn withdraw(&self, flow: &Flow, ext_addr: u32) {
-        let (out_key, in_key) = keys(flow, ext_addr);
+        let (out_key, in_key) = self.keys(flow, ext_addr);
         let removed = self
             .to_uplink
             .delete(&out_key)
             .and(self.to_lan.delete(&in_key));
-        if let Err(e) = removed {
-            tracing::warn!(error = %e, "could not withdraw a flow from the fast path");
+        match removed {
+            Ok(()) => {
+                self.withdrawn.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not withdraw a flow from the fast path"),
         }
-        self.withdrawn.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -611,60 +650,41 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// How many per-CPU slots a per-CPU map value has: one per possible CPU ("0-3,6" has 7).
-fn possible_cpus() -> io::Result<usize> {
-    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    Ok(parse_cpu_list(text.trim()))
-}
-
-fn parse_cpu_list(list: &str) -> usize {
-    list.split(',')
-        .filter_map(|part| part.rsplit('-').next()?.parse::<usize>().ok())
-        .max()
-        .map_or(1, |last| last + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cpu_lists_count_up_to_the_highest_cpu() {
-        assert_eq!(parse_cpu_list("0"), 1);
-        assert_eq!(parse_cpu_list("0-1"), 2);
-        assert_eq!(parse_cpu_list("0-3,6"), 7);
-    }
-
-    #[test]
     fn keys_and_values_are_laid_out_as_the_programs_read_them() {
         let k = key(
-            u32::from_be_bytes([198, 18, 3, 10]),
             u32::from_be_bytes([198, 19, 0, 1]),
-            40000,
-            443,
+            u32::from_be_bytes([198, 18, 1, 1]),
+            (443, 61000),
             6,
+            3,
         );
-        assert_eq!(
-            k,
-            [
-                198, 18, 3, 10, 198, 19, 0, 1, 0x9c, 0x40, 0x01, 0xbb, 6, 0, 0, 0
-            ]
-        );
-        let v = value(u32::from_be_bytes([198, 18, 1, 1]), 61000, 1, 7, 1500);
-        assert_eq!(
-            v,
-            [
-                198, 18, 1, 1, 0xee, 0x48, 1, 0, 7, 0, 0, 0, 0xdc, 0x05, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                0
-            ]
-        );
+        #[rustfmt::skip]
+        assert_eq!(k, [
+            198, 19, 0, 1, 198, 18, 1, 1, // remote, uplink address
+            0x01, 0xbb, 0xee, 0x48, // 443, 61000
+            6, 0, 0, 0, // TCP
+            3, 0, 0, 0, // arriving on interface 3
+        ]);
+        let v = value(u32::from_be_bytes([198, 18, 3, 10]), 40000, 1, 7);
+        #[rustfmt::skip]
+        assert_eq!(v, [
+            198, 18, 3, 10, 0x9c, 0x40, // the LAN end
+            1, 0, // uplink 1
+            7, 0, 0, 0, // leaving by interface 7
+            0, 0, 0, 0, // unused
+            0, 0, 0, 0, 0, 0, 0, 0, // last seen: never
+        ]);
     }
 
     #[test]
     fn lan_links_hold_their_subnet_only() {
         let lan = LanLink {
             ifindex: 3,
-            mtu: 1500,
             addr: Ipv4Addr::new(198, 18, 3, 100),
             prefix_len: 24,
         };
