@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use wanlb::engine::checksum::{checksum, pseudo_header};
+use wanlb::engine::checksum::{Delta, checksum, pseudo_header};
 use wanlb::engine::flow::Timeouts;
 use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
 use wanlb::io::offload::{LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink, Way};
@@ -217,10 +217,15 @@ fn frame(ip: &[u8]) -> Vec<u8> {
     f
 }
 
-/// What the userspace path delivers: the engine's translation, one TTL less.
+/// What the userspace path delivers: the engine's translation, one TTL less (the header
+/// checksum updated as a router does, so a wrong one stays wrong).
 fn forwarded(mut translated: Vec<u8>) -> Vec<u8> {
+    let old = u16::from_be_bytes([translated[8], translated[9]]);
     translated[8] -= 1;
-    fix_ip_checksum(&mut translated);
+    let new = u16::from_be_bytes([translated[8], translated[9]]);
+    let check = u16::from_be_bytes([translated[10], translated[11]]);
+    let check = Delta::new().word(old, new).apply_complete(check);
+    translated[10..12].copy_from_slice(&check.to_be_bytes());
     translated
 }
 
@@ -563,4 +568,88 @@ fn passes_what_the_engine_must_see(links: &Links) {
     let full = frame(&udp.outbound(0, &[7u8; 1500 - 28]));
     let (verdict, _) = fast.test_run(Way::ToUplink, &full, lan).expect("test run");
     assert_eq!(verdict, TC_REDIRECT, "a packet of exactly the MTU");
+}
+
+#[test]
+fn any_frame_is_left_alone_or_translated_as_the_engine_would() {
+    in_own_netns(
+        "any_frame_is_left_alone_or_translated_as_the_engine_would",
+        never_disagrees_with_the_engine,
+    );
+}
+
+/// Packets of offloaded flows with random header bytes changed, and some cut short: whatever
+/// the fast path does with one must be passing it on untouched, or what the engine (and
+/// the kernel's forwarding) would have made of it.
+fn never_disagrees_with_the_engine(links: &Links) {
+    let fast = fast_path(links);
+    let engine = engine(&fast);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let flows: Vec<Offloaded> = [TCP, UDP, ICMP]
+        .iter()
+        .enumerate()
+        .map(|(i, &proto)| {
+            let remote = u32::from_be_bytes([198, 19, 2, i as u8]);
+            open(&engine, proto, remote, 30000 + i as u16, 8000)
+        })
+        .collect();
+    let (mut carried, mut passed) = (0, 0);
+    for round in 0..3000 {
+        let flow = &flows[round % 3];
+        let inbound = round % 2 == 1;
+        let payload: Vec<u8> = (0..rng.next() % 64).map(|_| rng.next() as u8).collect();
+        let mut p = if inbound {
+            flow.inbound(ACK, &payload)
+        } else {
+            flow.outbound(ACK, &payload)
+        };
+        // change up to three bytes of the headers, keeping the addresses, and sometimes
+        // cut the packet short
+        for _ in 0..1 + rng.next() % 3 {
+            let at = (rng.next() % 48) as usize;
+            if at < p.len() && !(12..20).contains(&at) {
+                p[at] = rng.next() as u8;
+            }
+        }
+        if rng.next().is_multiple_of(8) {
+            p.truncate(p.len() - (rng.next() as usize % p.len().min(8)));
+        }
+        let (way, arrived_on) = if inbound {
+            (Way::ToLan, links.uplinks[flow.uplink])
+        } else {
+            (Way::ToUplink, links.lan)
+        };
+        let f = frame(&p);
+        let (verdict, out) = fast.test_run(way, &f, arrived_on).expect("test run");
+        let what = format!("round {round}: {:02x?}", &p[..p.len().min(48)]);
+        if verdict == TC_NEXT {
+            assert_eq!(out, f, "{what}: passed on, but changed");
+            passed += 1;
+            continue;
+        }
+        assert_eq!(verdict, TC_REDIRECT, "{what}");
+        let mut e = p.clone();
+        let now = Timestamp::from_millis(flow.now);
+        let v = if inbound {
+            engine.inbound(now, flow.uplink as u8, &mut e, &mut L4Checksum::Complete)
+        } else {
+            engine.outbound(now, &mut e, &mut L4Checksum::Complete)
+        };
+        let expected = if inbound {
+            Verdict::Tun
+        } else {
+            Verdict::Uplink(flow.uplink as u8)
+        };
+        assert_eq!(
+            v, expected,
+            "{what}: the fast path carried what the engine would not"
+        );
+        assert_bytes(&out[14..], &forwarded(e), &what);
+        carried += 1;
+    }
+    // both outcomes were exercised
+    assert!(
+        carried > 300 && passed > 300,
+        "carried {carried}, passed {passed}"
+    );
 }

@@ -161,6 +161,12 @@ fn program(way: Way, flows: &Map, uplinks: &Map, counters: &Map) -> Vec<Insn> {
         .jump_if_imm(Cond::Eq, R9, PROTO_ICMP, icmp)
         .jump_if_imm(Cond::Ne, R9, PROTO_TCP, pass);
     ensure_linear(&mut a, i32::from(L4 + 20), pass);
+    // a whole TCP header, as the engine requires: room for it, a data offset of 5 or more
+    a.load(H, R2, R7, ETH + 2)
+        .be16(R2)
+        .jump_if_imm(Cond::Lt, R2, 40, pass);
+    a.load(B, R2, R7, L4 + 12)
+        .jump_if_imm(Cond::Lt, R2, 0x50, pass);
     // SYN, FIN and RST change a connection's state: the engine must see them
     a.load(B, R2, R7, L4 + 13)
         .and_imm(R2, 0x07)
