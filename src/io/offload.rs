@@ -3,8 +3,9 @@
 //! one on each uplink (to the LAN). They translate exactly as the engine does (address, port,
 //! TTL, checksums through the kernel's helpers, which keep partial checksums and GSO packets
 //! intact) and pass everything they do not know, or should not handle (SYN, FIN, RST, IP
-//! options, fragments, TTL 1, oversized packets, ICMP other than echo), on to the normal path,
-//! which leads to wanlb's own data path. The engine remains the only one that decides.
+//! options, fragments, TTL 1, packets too big for the next link, ICMP other than echo,
+//! VLAN-stripped frames, malformed headers), on to the normal path, which leads to wanlb's own
+//! data path. The engine remains the only one that decides.
 
 use std::io;
 use std::net::Ipv4Addr;
