@@ -2,13 +2,15 @@
 //! programs must produce, byte for byte, the packet the engine produces, less the one TTL the
 //! kernel's forwarding takes off on the userspace path; and they must leave alone everything
 //! that is the engine's to see. The programs run in the kernel through BPF_PROG_TEST_RUN,
-//! which sends nothing, inside a network namespace of the test's own with LAN and uplink
-//! devices: root and Linux 6.6 or later are needed (CI has both).
+//! which sends nothing, inside the gateway namespace of a testbed of the test's own: root and
+//! Linux 6.6 or later are needed (CI has both).
+
+mod common;
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::Testbed;
 
 use wanlb::engine::checksum::{Delta, checksum, pseudo_header};
 use wanlb::engine::flow::Timeouts;
@@ -38,7 +40,7 @@ const LAN_HOST_MAC: [u8; 6] = [2, 0, 0, 0, 3, 10];
 /// Set in the copy of the test that runs inside the namespace.
 const INSIDE: &str = "WANLB_FASTPATH_NETNS";
 
-/// Interface indexes of the devices (veth, MTU 1500) in the test's namespace.
+/// Interface indexes of the gateway's devices (veth, MTU 1500) in the testbed.
 struct Links {
     lan: u32,
     uplinks: [u32; 2],
@@ -47,41 +49,37 @@ struct Links {
 fn ifindex(name: &str) -> u32 {
     wanlb::io::iface::find(name)
         .expect("listing interfaces")
-        .unwrap_or_else(|| panic!("no {name} in the test namespace"))
+        .unwrap_or_else(|| panic!("no {name} in the gateway namespace"))
         .index
 }
 
-/// Runs `body` in a network namespace of its own (with veth devices lan0, up0 and up1),
-/// by running test `name` again inside it; the namespace is removed afterwards.
+/// Runs `body` in the gateway namespace of a testbed of its own (LAN eth0, uplinks eth1 and
+/// eth2), by running test `name` again inside it; the testbed is removed afterwards.
 fn in_own_netns(name: &str, body: impl FnOnce(&Links)) {
     if std::env::var_os(INSIDE).is_some() {
         let links = Links {
-            lan: ifindex("lan0"),
-            uplinks: [ifindex("up0"), ifindex("up1")],
+            lan: ifindex("eth0"),
+            uplinks: [ifindex("eth1"), ifindex("eth2")],
         };
         return body(&links);
     }
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ns = Netns(format!(
-        "wlfp{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    ns.ip(&["netns", "add", &ns.0]);
-    for dev in ["lan0", "up0", "up1"] {
-        let peer = format!("{dev}p");
-        ns.ip(&[
-            "-n", &ns.0, "link", "add", dev, "mtu", "1500", "type", "veth", "peer", "name", &peer,
-        ]);
-    }
+    let tb = Testbed::up();
     let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
-        .env(INSIDE, "1")
-        .output()
-        .expect("running ip netns exec (root needed; CI runs as root)");
+    let exe = exe.to_str().expect("test binary path");
+    let inside = format!("{INSIDE}=1");
+    let out = tb.run(
+        "gw",
+        &[
+            "env",
+            &inside,
+            exe,
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ],
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -91,26 +89,6 @@ fn in_own_netns(name: &str, body: impl FnOnce(&Links)) {
         out.status.success() && text.contains("1 passed"),
         "{name} inside its namespace:\n{text}"
     );
-}
-
-/// A namespace this test created; deleted on drop, pass or fail.
-struct Netns(String);
-
-impl Netns {
-    fn ip(&self, args: &[&str]) {
-        let out = Command::new("ip").args(args).output().expect("running ip");
-        assert!(
-            out.status.success(),
-            "ip {args:?} (root and iproute2 needed; CI has both): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 fn fast_path(links: &Links) -> Arc<TcFastPath> {
