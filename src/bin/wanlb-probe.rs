@@ -267,14 +267,19 @@ fn exchange(
     dst: SocketAddr,
     request: &str,
 ) -> Result<SocketAddr> {
+    // with `raw`: the datagram, checksum included, built once from `s`'s address and port
+    let raw = match (raw, dst, s.local_addr()) {
+        (None, ..) => None,
+        (Some(raw), SocketAddr::V4(d), Ok(SocketAddr::V4(local))) => {
+            Some((raw, d, udp_datagram(local, d, request.as_bytes())))
+        }
+        (Some(_), ..) => return Err("raw sends need IPv4 and a connected socket".into()),
+    };
     let mut buf = [0u8; 2048];
     for _ in 0..6 {
-        let sent = match (raw, dst, s.local_addr()) {
-            (Some(raw), SocketAddr::V4(d), Ok(SocketAddr::V4(local))) => {
-                raw.send_to(&udp_datagram(local, d, request.as_bytes()), d)
-            }
-            (Some(_), ..) => return Err("raw sends need IPv4 and a connected socket".into()),
-            (None, ..) => s.send_to(request.as_bytes(), dst),
+        let sent = match &raw {
+            Some((raw, d, datagram)) => raw.send_to(datagram, *d),
+            None => s.send_to(request.as_bytes(), dst),
         };
         sent.map_err(|e| format!("send to {dst}: {e}"))?;
         let Ok((n, from)) = s.recv_from(&mut buf) else {

@@ -409,22 +409,6 @@ fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32) -> [u8; VALUE_LEN
     v
 }
 
-/// The keys a flow is found under: on the way out (LAN ingress) and back (ingress of the
-/// uplink's interface `uplink_ifindex`).
-fn keys(flow: &Flow, ext_addr: u32, uplink_ifindex: u32) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
-    let k = flow.key;
-    (
-        key(k.int_addr, k.rem_addr, (k.int_port, k.rem_port), k.proto, 0),
-        key(
-            k.rem_addr,
-            ext_addr,
-            (k.rem_port, flow.ext_port),
-            k.proto,
-            uplink_ifindex,
-        ),
-    )
-}
-
 /// Packets and bytes the fast path carried for one uplink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FastTotals {
@@ -572,11 +556,20 @@ impl TcFastPath {
         )
     }
 
+    /// The keys a flow is found under: on the way out (LAN ingress) and back (ingress of its
+    /// uplink's interface).
     fn keys(&self, flow: &Flow, ext_addr: u32) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
-        keys(
-            flow,
-            ext_addr,
-            self.uplinks[usize::from(flow.uplink)].ifindex,
+        let k = flow.key;
+        let uplink_ifindex = self.uplinks[usize::from(flow.uplink)].ifindex;
+        (
+            key(k.int_addr, k.rem_addr, (k.int_port, k.rem_port), k.proto, 0),
+            key(
+                k.rem_addr,
+                ext_addr,
+                (k.rem_port, flow.ext_port),
+                k.proto,
+                uplink_ifindex,
+            ),
         )
     }
 
