@@ -20,6 +20,10 @@ pub const MAX_WEIGHT: u32 = 1000;
 pub const MAX_UPLINKS: usize = 32;
 /// Table entries keep 32-bit millisecond stamps, good for ages up to 24 days.
 pub const MAX_AFFINITY: Duration = Duration::from_secs(86400);
+pub const MAX_TIER: u8 = 9;
+/// Health targets per uplink (each round sends one probe to each).
+pub const MAX_TARGETS: usize = 16;
+const UPLINK_SPEC: &str = "NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]";
 
 /// A setting that cannot be used, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +46,11 @@ pub struct UplinkSpec {
     pub dev: String,
     pub gw: Ipv4Addr,
     pub weight: u32,
+    /// New flows use the healthy uplinks of the lowest tier that has one (1 is the best).
+    pub tier: u8,
     pub src: Option<Ipv4Addr>,
+    /// Health targets for this uplink only, replacing the global ones.
+    pub checks: Option<Vec<Ipv4Addr>>,
     /// Where it was given, for errors found later against the system.
     pub origin: String,
 }
@@ -51,7 +59,54 @@ pub struct UplinkSpec {
 pub struct PinSpec {
     pub prefix: Prefix,
     pub uplink: String,
+    /// Refuse the traffic while the uplink is down instead of sending it elsewhere.
+    pub strict: bool,
     pub origin: String,
+}
+
+/// How each uplink's health is watched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Probed through every uplink that names none of its own.
+    pub targets: Vec<Ipv4Addr>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub down_after: u32,
+    pub up_after: u32,
+    pub max_loss_pct: Option<u32>,
+    pub max_rtt: Option<Duration>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig {
+            targets: Vec::new(),
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(600),
+            down_after: 3,
+            up_after: 10,
+            max_loss_pct: None,
+            max_rtt: None,
+        }
+    }
+}
+
+/// What happens to an uplink's TCP connections when it goes down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnUplinkDown {
+    /// Reset them towards the LAN host, so applications reconnect at once.
+    #[default]
+    Reset,
+    /// Leave them: they resume if the line comes back before they time out.
+    Keep,
+}
+
+fn parse_on_uplink_down(s: &str, origin: &str) -> Result<OnUplinkDown, ConfigError> {
+    match s {
+        "reset" | "rst" => Ok(OnUplinkDown::Reset),
+        "keep" => Ok(OnUplinkDown::Keep),
+        _ => err(origin, "must be reset (the default) or keep"),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +121,17 @@ pub struct Config {
     pub workers: usize,
     pub nat_ports: (u16, u16),
     pub offload: Offload,
+    pub health: HealthConfig,
+    pub on_uplink_down: OnUplinkDown,
+    /// Run through `sh -c` on every uplink state change.
+    pub on_change: Option<String>,
+}
+
+impl Config {
+    /// The health targets probed through `uplink`.
+    pub fn targets_of<'a>(&'a self, uplink: &'a UplinkSpec) -> &'a [Ipv4Addr] {
+        uplink.checks.as_deref().unwrap_or(&self.health.targets)
+    }
 }
 
 /// Whether steady flows move to the in-kernel fast path.
@@ -103,6 +169,15 @@ pub struct Flags {
     pub workers: Option<usize>,
     pub nat_ports: Option<String>,
     pub offload: Option<String>,
+    pub health_targets: Vec<String>,
+    pub health_interval: Option<String>,
+    pub health_timeout: Option<String>,
+    pub down_after: Option<String>,
+    pub up_after: Option<String>,
+    pub max_loss: Option<String>,
+    pub max_rtt: Option<String>,
+    pub on_uplink_down: Option<String>,
+    pub on_change: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +190,15 @@ struct FileConfig {
     busy_poll: Option<Spanned<String>>,
     nat_ports: Option<Spanned<String>>,
     offload: Option<Spanned<String>>,
+    health_target: Option<Vec<Spanned<String>>>,
+    health_interval: Option<Spanned<String>>,
+    health_timeout: Option<Spanned<String>>,
+    down_after: Option<Spanned<toml::Value>>,
+    up_after: Option<Spanned<toml::Value>>,
+    max_loss: Option<Spanned<toml::Value>>,
+    max_rtt: Option<Spanned<String>>,
+    on_uplink_down: Option<Spanned<String>>,
+    on_change: Option<Spanned<String>>,
     #[serde(default)]
     uplink: Vec<FileUplink>,
     #[serde(default)]
@@ -128,7 +212,9 @@ struct FileUplink {
     dev: Spanned<String>,
     gw: Spanned<String>,
     weight: Option<Spanned<toml::Value>>,
+    tier: Option<Spanned<toml::Value>>,
     src: Option<Spanned<String>>,
+    check: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +222,7 @@ struct FileUplink {
 struct FilePin {
     dst: Spanned<String>,
     uplink: Spanned<String>,
+    strict: Option<Spanned<bool>>,
 }
 
 /// "FILE line N, KEY" for a value in a file.
@@ -216,12 +303,90 @@ pub fn parse_duration(s: &str, origin: &str) -> Result<Duration, ConfigError> {
     Ok(total)
 }
 
+/// A health target: an address that answers ping, beyond the uplink's gateway.
+pub fn parse_target(s: &str, origin: &str) -> Result<Ipv4Addr, ConfigError> {
+    let a = parse_ipv4(s.trim(), origin, "health target")?;
+    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
+        return err(
+            origin,
+            format!("health target {a} must be a unicast address beyond the gateway"),
+        );
+    }
+    Ok(a)
+}
+
+/// A duration between `min` and `max`.
+fn parse_bounded(
+    s: &str,
+    origin: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = parse_duration(s, origin)?;
+    if d < min || d > max {
+        return err(
+            origin,
+            format!("must be from {min:?} to {max:?}, got {s:?}"),
+        );
+    }
+    Ok(d)
+}
+
+/// A whole number from `lo` to `hi`.
+fn parse_count(s: &str, origin: &str, lo: u32, hi: u32) -> Result<u32, ConfigError> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => err(
+            origin,
+            format!("must be a whole number from {lo} to {hi}, got {s:?}"),
+        ),
+    }
+}
+
+/// `20` or `20%`: a loss percentage from 1 to 99.
+fn parse_loss(s: &str, origin: &str) -> Result<u32, ConfigError> {
+    parse_count(s.trim().trim_end_matches('%'), origin, 1, 99)
+}
+
+fn parse_tier(s: &str, origin: &str) -> Result<u8, ConfigError> {
+    parse_count(s, origin, 1, u32::from(MAX_TIER)).map(|t| t as u8)
+}
+
 fn parse_affinity(s: &str, origin: &str) -> Result<Duration, ConfigError> {
     let d = parse_duration(s, origin)?;
     if d > MAX_AFFINITY {
         return err(origin, "the affinity timeout can be at most 1d");
     }
     Ok(d)
+}
+
+fn parse_interval(s: &str, origin: &str) -> Result<Duration, ConfigError> {
+    parse_bounded(
+        s,
+        origin,
+        Duration::from_millis(10),
+        Duration::from_secs(60),
+    )
+}
+
+fn parse_timeout(s: &str, origin: &str) -> Result<Duration, ConfigError> {
+    parse_bounded(s, origin, Duration::from_millis(1), Duration::from_secs(60))
+}
+
+fn parse_max_rtt(s: &str, origin: &str) -> Result<Duration, ConfigError> {
+    parse_bounded(
+        s,
+        origin,
+        Duration::from_micros(100),
+        Duration::from_secs(60),
+    )
+}
+
+fn parse_command(s: &str, origin: &str) -> Result<String, ConfigError> {
+    if s.trim().is_empty() {
+        return err(origin, "the command is empty");
+    }
+    Ok(s.to_string())
 }
 
 /// `0` (off) or a duration up to 1s.
@@ -269,7 +434,7 @@ pub fn parse_ports(s: &str, origin: &str) -> Result<(u16, u16), ConfigError> {
     }
 }
 
-/// `NAME,dev=IFACE,gw=IPV4[,weight=N][,src=IPV4]`
+/// `NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]`
 pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
     let origin = format!("--uplink {spec:?}");
     let mut parts = spec.split(',');
@@ -277,10 +442,11 @@ pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
     if name.is_empty() || name.contains('=') {
         return err(
             &origin,
-            "must start with the uplink's name: NAME,dev=IFACE,gw=IPV4[,weight=N][,src=IPV4]",
+            format!("must start with the uplink's name: {UPLINK_SPEC}"),
         );
     }
     let (mut dev, mut gw, mut weight, mut src) = (None, None, 1, None);
+    let (mut tier, mut checks) = (1, None::<Vec<Ipv4Addr>>);
     for part in parts {
         let Some((k, v)) = part.split_once('=') else {
             return err(&origin, format!("{part:?} is not KEY=VALUE"));
@@ -290,10 +456,14 @@ pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
             "gw" => gw = Some(parse_ipv4(v.trim(), &origin, "gw")?),
             "weight" => weight = parse_weight(v.trim(), &origin)?,
             "src" => src = Some(parse_ipv4(v.trim(), &origin, "src")?),
+            "tier" => tier = parse_tier(v, &format!("{origin}: tier"))?,
+            "check" => checks
+                .get_or_insert_with(Vec::new)
+                .push(parse_target(v, &origin)?),
             other => {
                 return err(
                     &origin,
-                    format!("unknown key {other:?} (expected dev, gw, weight or src)"),
+                    format!("unknown key {other:?} (expected dev, gw, weight, tier, check or src)"),
                 );
             }
         }
@@ -309,20 +479,31 @@ pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
         dev,
         gw,
         weight,
+        tier,
         src,
+        checks,
         origin,
     })
 }
 
-/// `CIDR=UPLINK`
+/// `CIDR=UPLINK`, or `CIDR=UPLINK!` for a strict pin.
 pub fn parse_pin_flag(spec: &str) -> Result<PinSpec, ConfigError> {
     let origin = format!("--pin {spec:?}");
     let Some((cidr, uplink)) = spec.split_once('=') else {
-        return err(&origin, "expected CIDR=UPLINK, e.g. 174.143.119.91/32=isp2");
+        return err(
+            &origin,
+            "expected CIDR=UPLINK or CIDR=UPLINK! (strict), e.g. 174.143.119.91/32=isp2",
+        );
+    };
+    let uplink = uplink.trim();
+    let (uplink, strict) = match uplink.strip_suffix('!') {
+        Some(u) => (u.trim(), true),
+        None => (uplink, false),
     };
     Ok(PinSpec {
         prefix: parse_prefix(cidr.trim(), &origin)?,
-        uplink: uplink.trim().to_string(),
+        uplink: uplink.to_string(),
+        strict,
         origin,
     })
 }
@@ -364,6 +545,9 @@ impl Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             nat_ports: DEFAULT_NAT_PORTS,
             offload: Offload::Auto,
+            health: HealthConfig::default(),
+            on_uplink_down: OnUplinkDown::Reset,
+            on_change: None,
         };
         if let Some(path) = &flags.config {
             let text = std::fs::read_to_string(path).or_else(|e| {
@@ -391,6 +575,7 @@ impl Config {
             err(origin, e.message())
         })?;
         let at = At { file: path, text };
+        self.apply_file_health(&file, &at)?;
         for l in file.lan.unwrap_or_default() {
             check_name(l.get_ref(), &at.key(&l, "lan"), "interface")?;
             self.lan.push(l.into_inner());
@@ -442,12 +627,29 @@ impl Config {
                 Some(s) => Some(parse_ipv4(s.get_ref(), &at.key(s, "src"), "src")?),
                 None => None,
             };
+            let tier = match &u.tier {
+                None => 1,
+                Some(t) => {
+                    let origin = at.key(t, &format!("uplink {:?} tier", u.name.get_ref()));
+                    parse_tier(&toml_whole_number(t.get_ref()).unwrap_or_default(), &origin)?
+                }
+            };
+            let checks = match &u.check {
+                None => None,
+                Some(list) => Some(
+                    list.iter()
+                        .map(|c| parse_target(c.get_ref(), &at.key(c, "check")))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
             self.uplinks.push(UplinkSpec {
                 name: u.name.get_ref().clone(),
                 dev: u.dev.get_ref().clone(),
                 gw: parse_ipv4(u.gw.get_ref(), &at.key(&u.gw, "gw"), "gw")?,
                 weight,
+                tier,
                 src,
+                checks,
                 origin,
             });
         }
@@ -456,6 +658,7 @@ impl Config {
             self.pins.push(PinSpec {
                 prefix: parse_prefix(p.dst.get_ref(), &at.key(&p.dst, "dst"))?,
                 uplink: p.uplink.get_ref().clone(),
+                strict: p.strict.as_ref().is_some_and(|s| *s.get_ref()),
                 origin,
             });
         }
@@ -469,7 +672,80 @@ impl Config {
         Ok(())
     }
 
+    fn apply_file_health(&mut self, file: &FileConfig, at: &At<'_>) -> Result<(), ConfigError> {
+        let h = &mut self.health;
+        if let Some(list) = &file.health_target {
+            h.targets = list
+                .iter()
+                .map(|t| parse_target(t.get_ref(), &at.key(t, "health_target")))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = &file.health_interval {
+            h.interval = parse_interval(v.get_ref(), &at.key(v, "health_interval"))?;
+        }
+        if let Some(v) = &file.health_timeout {
+            h.timeout = parse_timeout(v.get_ref(), &at.key(v, "health_timeout"))?;
+        }
+        let number = |v: &Spanned<toml::Value>| toml_whole_number(v.get_ref()).unwrap_or_default();
+        if let Some(v) = &file.down_after {
+            h.down_after = parse_count(&number(v), &at.key(v, "down_after"), 1, 100)?;
+        }
+        if let Some(v) = &file.up_after {
+            h.up_after = parse_count(&number(v), &at.key(v, "up_after"), 1, 100)?;
+        }
+        if let Some(v) = &file.max_loss {
+            h.max_loss_pct = Some(parse_loss(&number(v), &at.key(v, "max_loss"))?);
+        }
+        if let Some(v) = &file.max_rtt {
+            h.max_rtt = Some(parse_max_rtt(v.get_ref(), &at.key(v, "max_rtt"))?);
+        }
+        if let Some(v) = &file.on_uplink_down {
+            self.on_uplink_down = parse_on_uplink_down(v.get_ref(), &at.key(v, "on_uplink_down"))?;
+        }
+        if let Some(v) = &file.on_change {
+            self.on_change = Some(parse_command(v.get_ref(), &at.key(v, "on_change"))?);
+        }
+        Ok(())
+    }
+
+    fn apply_health_flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
+        let h = &mut self.health;
+        if !flags.health_targets.is_empty() {
+            h.targets = flags
+                .health_targets
+                .iter()
+                .map(|t| parse_target(t, &format!("--health-target {t:?}")))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = &flags.health_interval {
+            h.interval = parse_interval(v, &format!("--health-interval {v:?}"))?;
+        }
+        if let Some(v) = &flags.health_timeout {
+            h.timeout = parse_timeout(v, &format!("--health-timeout {v:?}"))?;
+        }
+        if let Some(v) = &flags.down_after {
+            h.down_after = parse_count(v, &format!("--down-after {v:?}"), 1, 100)?;
+        }
+        if let Some(v) = &flags.up_after {
+            h.up_after = parse_count(v, &format!("--up-after {v:?}"), 1, 100)?;
+        }
+        if let Some(v) = &flags.max_loss {
+            h.max_loss_pct = Some(parse_loss(v, &format!("--max-loss {v:?}"))?);
+        }
+        if let Some(v) = &flags.max_rtt {
+            h.max_rtt = Some(parse_max_rtt(v, &format!("--max-rtt {v:?}"))?);
+        }
+        if let Some(v) = &flags.on_uplink_down {
+            self.on_uplink_down = parse_on_uplink_down(v, &format!("--on-uplink-down {v:?}"))?;
+        }
+        if let Some(v) = &flags.on_change {
+            self.on_change = Some(parse_command(v, &format!("--on-change {v:?}"))?);
+        }
+        Ok(())
+    }
+
     fn apply_flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
+        self.apply_health_flags(flags)?;
         for l in &flags.lan {
             check_name(l, &format!("--lan {l:?}"), "interface")?;
             if !self.lan.contains(l) {
@@ -559,6 +835,14 @@ impl Config {
                 return err(
                     &u.origin,
                     format!("dev {:?} is the TUN device's name", u.dev),
+                );
+            }
+        }
+        for u in &self.uplinks {
+            if self.targets_of(u).len() > MAX_TARGETS {
+                return err(
+                    &u.origin,
+                    format!("at most {MAX_TARGETS} health targets per uplink"),
                 );
             }
         }

@@ -3,21 +3,24 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, Offload, ResolvedUplink, SystemFacts};
+use crate::config::{Config, ConfigError, Offload, OnUplinkDown, ResolvedUplink, SystemFacts};
 use crate::engine::flow::Timeouts;
 use crate::engine::select::Pin;
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
-use crate::io::arp::{self, ArpTarget};
+use crate::health::{HealthSettings, State};
+use crate::io::monitor::{self, LineSockets, Monitor};
+use crate::io::netlink::LinkWatch;
 use crate::io::offload::{LanLink, TcFastPath, UplinkLink};
 use crate::io::packet::{PacketSocket, reply_filter};
 use crate::io::system::{self, Plumbing, SystemError};
-use crate::io::worker::{Shared, UplinkPath, Worker};
-use crate::io::{iface, signal, tun};
+use crate::io::worker::{Shared, Worker};
+use crate::io::{hook, iface, signal, tun};
+use crate::uplink::{Uplink, UplinkInfo};
 
 /// Routing table and rule priorities wanlb uses for LAN traffic.
 pub const ROUTE_TABLE: u32 = 7100;
@@ -86,6 +89,7 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
         .iter()
         .map(|p| Pin {
             prefix: p.prefix,
+            strict: p.strict,
             uplink: config
                 .uplinks
                 .iter()
@@ -105,6 +109,7 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
                 name: u.name.clone(),
                 addr: u32::from(r.addr),
                 weight: u.weight,
+                tier: u.tier,
             })
             .collect(),
         pins,
@@ -112,6 +117,19 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
         timeouts: Timeouts::default(),
         ports: config.nat_ports,
         seed: seed ^ u64::from(std::process::id()),
+        reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
+    }
+}
+
+fn health_settings(config: &Config) -> HealthSettings {
+    let h = &config.health;
+    HealthSettings {
+        interval_us: h.interval.as_micros() as u64,
+        timeout_us: h.timeout.as_micros() as u64,
+        down_after: h.down_after,
+        up_after: h.up_after,
+        max_loss_pct: h.max_loss_pct,
+        max_rtt_us: h.max_rtt.map(|d| d.as_micros() as u64),
     }
 }
 
@@ -215,19 +233,31 @@ fn serve(
         engine = engine.with_fast_path(Box::new(fast.clone()));
     }
     for i in 0..resolved.len() {
-        engine.set_uplink_up(i as u8, false); // until its gateway answers ARP
+        engine.set_uplink_up(i as u8, false); // until the monitor says otherwise
     }
-    let paths = config
+    let uplinks: Vec<Uplink> = config
         .uplinks
         .iter()
         .zip(resolved)
-        .map(|(u, r)| UplinkPath {
-            name: u.name.clone(),
-            mac: r.iface.mac,
-            gateway_mac: AtomicU64::new(0),
+        .map(|(u, r)| {
+            Uplink::new(UplinkInfo {
+                name: u.name.clone(),
+                dev: u.dev.clone(),
+                ifindex: r.iface.index,
+                mac: r.iface.mac,
+                addr: r.addr,
+                gateway: u.gw,
+                tier: u.tier,
+                weight: u.weight,
+                targets: config.targets_of(u).to_vec(),
+            })
         })
         .collect();
-    let mut shared = Shared::new(engine, paths);
+    for u in uplinks.iter().filter(|u| u.targets.is_empty()) {
+        tracing::warn!(uplink = %u.name,
+            "no health target: only carrier and the gateway's ARP answers are watched, so a line dead beyond its modem goes unnoticed; add --health-target IPV4 (an address that answers ping beyond the gateway)");
+    }
+    let mut shared = Shared::new(engine, uplinks);
     shared.fast_path = fast_path;
 
     let group_base = (std::process::id() as u16).wrapping_mul(32);
@@ -246,19 +276,23 @@ fn serve(
         }
         worker_sockets.push(sockets);
     }
-    let arp_targets = resolved
+    let probe_id = monitor::probe_id(config.nat_ports);
+    let lines = shared
+        .uplinks
         .iter()
-        .zip(&config.uplinks)
-        .map(|(u, spec)| {
-            Ok(ArpTarget {
-                socket: PacketSocket::open_arp(u.iface.index)
-                    .map_err(io_err(format!("opening an ARP socket on {}", u.iface.name)))?,
-                mac: u.iface.mac,
-                addr: u32::from(u.addr),
-                gateway: u32::from(spec.gw),
-            })
+        .map(|u| {
+            LineSockets::open(u, probe_id)
+                .map_err(io_err(format!("opening the probe sockets on {}", u.dev)))
         })
         .collect::<Result<Vec<_>, GatewayError>>()?;
+    let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
+    let (events, hook_events) = match &config.on_change {
+        Some(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
 
     let outcome = std::thread::scope(|s| {
         let shared = &shared;
@@ -290,16 +324,34 @@ fn serve(
                     .map_err(io_err("starting a worker thread"))?,
             );
         }
-        let arp = std::thread::Builder::new()
-            .name("wanlb-arp".into())
+        let monitor = Monitor {
+            shared,
+            lines,
+            links,
+            settings: health_settings(config),
+            tun: &queues[0],
+            events,
+            probe_id,
+        };
+        let monitor = std::thread::Builder::new()
+            .name("wanlb-monitor".into())
             .spawn_scoped(s, move || {
-                let r = arp::run(shared, &arp_targets);
+                let r = monitor.run();
                 if r.is_err() {
                     stop_all();
                 }
-                r.map_err(io_err("ARP resolver"))
+                r.map_err(io_err("uplink monitor"))
             })
-            .map_err(io_err("starting the ARP thread"))?;
+            .map_err(io_err("starting the monitor thread"))?;
+        let hooks = match (&config.on_change, hook_events) {
+            (Some(command), Some(rx)) => Some(
+                std::thread::Builder::new()
+                    .name("wanlb-hook".into())
+                    .spawn_scoped(s, move || hook::run(command, rx, &shared.stop))
+                    .map_err(io_err("starting the hook thread"))?,
+            ),
+            _ => None,
+        };
         let control = std::thread::Builder::new()
             .name("wanlb-control".into())
             .spawn_scoped(s, move || control_loop(shared, config))
@@ -314,13 +366,16 @@ fn serve(
         shared.stop.store(true, Ordering::Relaxed);
         tracing::info!(signal = sig, "stopping");
         let mut first_error = None;
-        for h in handles.into_iter().chain([arp]) {
+        for h in handles.into_iter().chain([monitor]) {
             let result = h.join().unwrap_or(Err(GatewayError::ThreadPanicked));
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
         }
         let _ = control.join();
+        if let Some(h) = hooks {
+            let _ = h.join();
+        }
         first_error.map_or(Ok(()), Err)
     });
     let counters = shared.engine.counters();
@@ -386,8 +441,8 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// Expires flows every second; announces readiness once every gateway is known (or after a
-/// few seconds, naming those that are not).
+/// Expires flows every second; announces readiness once every uplink has a verdict (or after
+/// a few seconds, naming those that have none).
 fn control_loop(shared: &Shared, config: &Config) {
     let started = Instant::now();
     let mut announced = false;
@@ -395,16 +450,16 @@ fn control_loop(shared: &Shared, config: &Config) {
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if !announced {
-            let unresolved: Vec<&str> = shared
+            let undecided: Vec<&str> = shared
                 .uplinks
                 .iter()
-                .filter(|u| u.gateway_mac.load(Ordering::Relaxed) == 0)
+                .filter(|u| u.status().state == State::Unknown)
                 .map(|u| u.name.as_str())
                 .collect();
-            if unresolved.is_empty() || started.elapsed() > Duration::from_secs(5) {
+            if undecided.is_empty() || started.elapsed() > Duration::from_secs(5) {
                 announced = true;
-                if !unresolved.is_empty() {
-                    tracing::warn!(uplinks = ?unresolved, "gateway not answering ARP yet; those uplinks stay unused until it does");
+                if !undecided.is_empty() {
+                    tracing::warn!(uplinks = ?undecided, "no health verdict yet; those uplinks stay unused until their probes are answered");
                 }
                 tracing::info!(tun = %config.tun, workers = config.workers, uplinks = shared.uplinks.len(), "ready");
             }
@@ -428,10 +483,22 @@ fn log_status(shared: &Shared) {
             e.destination_count(),
         )
     };
-    tracing::info!(flows, mappings, destinations, "status");
+    tracing::info!(
+        flows,
+        mappings,
+        destinations,
+        moved = counters.moved,
+        resets = counters.resets,
+        unreachables = counters.unreachables,
+        "status"
+    );
     for (path, c) in shared.uplinks.iter().zip(&counters.uplinks) {
+        let status = path.status();
         tracing::info!(
             uplink = %path.name,
+            state = status.state.name(),
+            rtt_ms = ?status.stats.rtt_median_us.map(|us| us as f64 / 1000.0),
+            loss_pct = (status.stats.loss() * 100.0).round(),
             packets_out = c.packets_out,
             bytes_out = c.bytes_out,
             packets_in = c.packets_in,

@@ -3,4 +3,6 @@
 pub mod config;
 pub mod engine;
 pub mod gateway;
+pub mod health;
 pub mod io;
+pub mod uplink;

@@ -27,10 +27,20 @@ Example (the classic two-line office):
   wanlb run --lan eth0 \\
     --uplink isp1,dev=eth1,gw=192.168.1.254,weight=2 \\
     --uplink isp2,dev=eth2,gw=192.168.2.254,weight=1 \\
+    --uplink lte,dev=wwan0,gw=192.168.8.1,tier=2 \\
+    --health-target 9.9.9.9 --health-target 1.1.1.1 \\
     --pin 174.143.119.91/32=isp2
 
+Health: every --health-interval each uplink pings its targets through itself; a round is
+good when any target answers within --health-timeout. --down-after bad rounds in a row
+(or lost carrier, or a gateway silent on ARP) take a line down at once; --up-after good
+rounds bring it back. A down line takes no new flows, its UDP and ping flows move to
+another line at their next packet, its TCP connections are reset towards the LAN host
+(unless --on-uplink-down keep), and with every line down LAN hosts get ICMP network
+unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line is down.
+
 Signals: SIGINT or SIGTERM stop wanlb and remove everything it added; SIGUSR1 logs
-table sizes, per-uplink totals and drops. Set RUST_LOG=debug for more.
+table sizes, per-uplink state and totals, and drops. Set RUST_LOG=debug for more.
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 for settings that cannot be
 used (the message names the flag, or the file's line and key).")]
     Run(Box<RunArgs>),
@@ -54,14 +64,51 @@ struct RunArgs {
     /// LAN interface whose internet-bound traffic goes through wanlb (repeatable).
     #[arg(long, value_name = "IFACE")]
     lan: Vec<String>,
-    /// An uplink: NAME,dev=IFACE,gw=IPV4[,weight=N][,src=IPV4]. src defaults to the first
-    /// IPv4 address of dev, weight to 1 (repeatable; a name from the file is overridden).
+    /// An uplink: NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4].
+    /// src defaults to the first IPv4 address of dev, weight and tier to 1; check (repeatable)
+    /// replaces --health-target for this uplink (repeatable; a name from the file is
+    /// overridden).
     #[arg(long, value_name = "SPEC")]
     uplink: Vec<String>,
     /// Always send destinations in CIDR through UPLINK, e.g. 174.143.119.91/32=isp2
-    /// (repeatable; the longest prefix wins).
-    #[arg(long, value_name = "CIDR=UPLINK")]
+    /// (repeatable; the longest prefix wins). While UPLINK is down they use the other lines;
+    /// with a trailing ! (CIDR=UPLINK!) they are refused with ICMP unreachable instead.
+    #[arg(long, value_name = "CIDR=UPLINK[!]")]
     pin: Vec<String>,
+    /// An address beyond the gateways that answers ping, probed through every uplink
+    /// (repeatable; use two or more independent ones). Without any, health is carrier and
+    /// the gateway's ARP answers only.
+    #[arg(long, value_name = "IPV4")]
+    health_target: Vec<String>,
+    /// Time between probe rounds [default: 200ms].
+    #[arg(long, value_name = "DURATION")]
+    health_interval: Option<String>,
+    /// How long a probe's answer may take [default: 600ms].
+    #[arg(long, value_name = "DURATION")]
+    health_timeout: Option<String>,
+    /// Unanswered rounds in a row that take a line down [default: 3].
+    #[arg(long, value_name = "N")]
+    down_after: Option<String>,
+    /// Answered rounds in a row that bring a line back [default: 10].
+    #[arg(long, value_name = "N")]
+    up_after: Option<String>,
+    /// Take a line down while more than PERCENT of its probes are lost over the last 50
+    /// rounds, even if some get through [default: off].
+    #[arg(long, value_name = "PERCENT")]
+    max_loss: Option<String>,
+    /// Take a line down while its median probe RTT over the last 50 rounds is above this
+    /// [default: off].
+    #[arg(long, value_name = "DURATION")]
+    max_rtt: Option<String>,
+    /// What happens to a dead line's TCP connections: reset (the LAN host gets a TCP reset at
+    /// once, so applications reconnect) or keep (left to hang until the line returns or they
+    /// time out) [default: reset].
+    #[arg(long, value_name = "reset|keep")]
+    on_uplink_down: Option<String>,
+    /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
+    /// down) and WANLB_REASON in its environment (one at a time, never delaying failover).
+    #[arg(long, value_name = "CMD")]
+    on_change: Option<String>,
     /// How long a destination keeps its uplink after its last flow ends: 600s, 10m, 1h ...
     /// [default: 10m]
     #[arg(long, value_name = "DURATION")]
@@ -128,6 +175,15 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 workers: args.workers,
                 nat_ports: args.nat_ports,
                 offload: args.offload,
+                health_targets: args.health_target,
+                health_interval: args.health_interval,
+                health_timeout: args.health_timeout,
+                down_after: args.down_after,
+                up_after: args.up_after,
+                max_loss: args.max_loss,
+                max_rtt: args.max_rtt,
+                on_uplink_down: args.on_uplink_down,
+                on_change: args.on_change,
             };
             let config = Config::load(&flags)?;
             gateway::run(&config, &args.state_dir)?;
@@ -155,29 +211,62 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
 }
 
 fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
-    let total: u32 = config.uplinks.iter().map(|u| u.weight).sum();
     println!("configuration OK");
     println!("  LAN: {}", config.lan.join(", "));
     for (u, addr) in config.uplinks.iter().zip(addrs) {
         let src = addr.map_or_else(|| "first address of dev".to_string(), |a| a.to_string());
+        let tier_total: u32 = config
+            .uplinks
+            .iter()
+            .filter(|x| x.tier == u.tier)
+            .map(|x| x.weight)
+            .sum();
+        let targets: Vec<String> = config.targets_of(u).iter().map(|t| t.to_string()).collect();
         println!(
-            "  uplink {}: dev {} gw {} src {} weight {} ({:.0}% of new destinations)",
+            "  uplink {}: dev {} gw {} src {} weight {} tier {} ({:.0}% of new destinations in its tier); health: {}",
             u.name,
             u.dev,
             u.gw,
             src,
             u.weight,
-            100.0 * f64::from(u.weight) / f64::from(total)
+            u.tier,
+            100.0 * f64::from(u.weight) / f64::from(tier_total),
+            if targets.is_empty() {
+                "carrier and gateway ARP only".to_string()
+            } else {
+                format!("ping {}", targets.join(", "))
+            }
         );
     }
     for p in &config.pins {
         println!(
-            "  pin {}/{} -> {}",
+            "  pin {}/{} -> {}{}",
             std::net::Ipv4Addr::from(p.prefix.addr()),
             p.prefix.prefix_len(),
-            p.uplink
+            p.uplink,
+            if p.strict {
+                " (strict: refused while it is down)"
+            } else {
+                ""
+            }
         );
     }
+    let h = &config.health;
+    println!(
+        "  health: a round every {:?}, answer within {:?}; down after {} bad rounds, up after {} good{}{}; TCP on a dead line: {}",
+        h.interval,
+        h.timeout,
+        h.down_after,
+        h.up_after,
+        h.max_loss_pct
+            .map_or(String::new(), |l| format!(", or above {l}% loss")),
+        h.max_rtt
+            .map_or(String::new(), |r| format!(", or above {r:?} median RTT")),
+        match config.on_uplink_down {
+            wanlb::config::OnUplinkDown::Reset => "reset",
+            wanlb::config::OnUplinkDown::Keep => "keep",
+        }
+    );
     println!("  affinity timeout: {}s", config.affinity_timeout.as_secs());
     println!(
         "  NAT ports: {}-{}; TUN: {}; workers: {}",

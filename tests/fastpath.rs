@@ -120,6 +120,7 @@ fn engine(fast: &Arc<TcFastPath>) -> Engine {
                 name: format!("isp{}", i + 1),
                 addr,
                 weight: 1,
+                tier: 1,
             })
             .collect(),
         pins: vec![],
@@ -127,6 +128,7 @@ fn engine(fast: &Arc<TcFastPath>) -> Engine {
         timeouts: Timeouts::default(),
         ports: (61000, 65535),
         seed: 7,
+        reset_tcp_on_down: true,
     })
     .with_fast_path(Box::new(fast.clone()))
 }

@@ -16,11 +16,13 @@ pub fn engine() -> Engine {
                 name: "isp1".into(),
                 addr: u32::from_be_bytes([198, 18, 1, 1]),
                 weight: 2,
+                tier: 1,
             },
             UplinkConfig {
                 name: "isp2".into(),
                 addr: u32::from_be_bytes([198, 18, 2, 1]),
                 weight: 1,
+                tier: 1,
             },
         ],
         pins: vec![],
@@ -28,6 +30,7 @@ pub fn engine() -> Engine {
         timeouts: Timeouts::default(),
         ports: (61000, 65535),
         seed: 7,
+        reset_tcp_on_down: true,
     })
 }
 

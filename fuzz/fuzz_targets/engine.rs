@@ -10,14 +10,15 @@ use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, V
 fn engine() -> Engine {
     Engine::new(EngineConfig {
         uplinks: vec![
-            UplinkConfig { name: "a".into(), addr: u32::from_be_bytes([198, 18, 1, 1]), weight: 2 },
-            UplinkConfig { name: "b".into(), addr: u32::from_be_bytes([198, 18, 2, 1]), weight: 1 },
+            UplinkConfig { name: "a".into(), addr: u32::from_be_bytes([198, 18, 1, 1]), weight: 2 , tier: 1},
+            UplinkConfig { name: "b".into(), addr: u32::from_be_bytes([198, 18, 2, 1]), weight: 1 , tier: 1},
         ],
         pins: vec![],
         affinity_timeout_ms: 600_000,
         timeouts: Timeouts::default(),
         ports: (61000, 61007),
         seed: 1,
+        reset_tcp_on_down: true,
     })
 }
 

@@ -44,7 +44,8 @@ impl Affinity {
     }
 
     /// A new flow to `dst` on `uplink`. Returns true when this binds the destination anew
-    /// (it had no fresh binding, or a different uplink), for the per-uplink counters.
+    /// (it had no fresh binding, or a different uplink), for the per-uplink counters. Moving
+    /// a destination to another uplink counts only the flows on the new one as its own.
     pub fn attach(&mut self, dst: u32, uplink: UplinkId, now: Timestamp) -> bool {
         let timeout = self.idle_timeout_ms;
         match self.destinations.entry(dst) {
@@ -60,6 +61,9 @@ impl Affinity {
                 let d = o.get_mut();
                 let stale = d.live_flows == 0 && now.since_stamp(d.last_used) >= timeout;
                 let new_binding = stale || d.uplink != uplink;
+                if d.uplink != uplink {
+                    d.live_flows = 0;
+                }
                 d.uplink = uplink;
                 d.live_flows += 1;
                 d.last_used = d.last_used.later(now.stamp());
@@ -68,12 +72,20 @@ impl Affinity {
         }
     }
 
-    /// A flow to `dst` ended; its last packet was at `last_seen`.
-    pub fn detach(&mut self, dst: u32, last_seen: Stamp) {
-        if let Some(d) = self.destinations.get_mut(&dst) {
+    /// A flow to `dst` on `uplink` ended; its last packet was at `last_seen`. A flow left
+    /// on an uplink the destination has since moved from does not count.
+    pub fn detach(&mut self, dst: u32, uplink: UplinkId, last_seen: Stamp) {
+        if let Some(d) = self.destinations.get_mut(&dst)
+            && d.uplink == uplink
+        {
             d.live_flows = d.live_flows.saturating_sub(1);
             d.last_used = d.last_used.later(last_seen);
         }
+    }
+
+    /// Forgets every destination bound to `uplink`, so their next flow is placed anew.
+    pub fn release(&mut self, uplink: UplinkId) {
+        self.destinations.retain(|_, d| d.uplink != uplink);
     }
 
     pub fn expire(&mut self, now: Timestamp) {
@@ -104,7 +116,7 @@ mod tests {
         assert!(a.attach(7, 1, t0));
         // flow alive for an hour without being detached: still bound
         assert_eq!(a.lookup(7, t0.after_ms(60 * MIN)), Some(1));
-        a.detach(7, t0.after_ms(5 * MIN).stamp());
+        a.detach(7, 1, t0.after_ms(5 * MIN).stamp());
         assert_eq!(a.lookup(7, t0.after_ms(15 * MIN - 1)), Some(1));
         assert_eq!(a.lookup(7, t0.after_ms(15 * MIN)), None);
         a.expire(t0.after_ms(15 * MIN));
@@ -119,5 +131,11 @@ mod tests {
         assert!(!a.attach(9, 0, t0.after_ms(1)));
         assert!(a.attach(9, 1, t0.after_ms(2)));
         assert_eq!(a.lookup(9, t0.after_ms(3)), Some(1));
+        // the two flows of uplink 0 ending do not end the binding's one flow on uplink 1
+        a.detach(9, 0, t0.stamp());
+        a.detach(9, 0, t0.stamp());
+        assert_eq!(a.lookup(9, t0.after_ms(10 * MIN)), Some(1));
+        a.release(1);
+        assert_eq!(a.lookup(9, t0.after_ms(4)), None);
     }
 }

@@ -65,6 +65,8 @@ impl TcpSeen {
     const FIN_OUT: u8 = 4;
     const FIN_IN: u8 = 8;
     const RST: u8 = 16;
+    /// Its uplink died: the engine is ending it with a reset to the LAN host.
+    const RESETTING: u8 = 32;
 
     pub fn update(&mut self, outbound: bool, flags: u8) {
         let (seen, fin) = if outbound {
@@ -79,6 +81,24 @@ impl TcpSeen {
         if flags & TCP_RST != 0 {
             self.0 |= Self::RST;
         }
+    }
+
+    pub fn set_resetting(&mut self) {
+        self.0 |= Self::RESETTING;
+    }
+
+    pub fn is_resetting(self) -> bool {
+        self.0 & Self::RESETTING != 0
+    }
+
+    pub fn is_reset_or_resetting(self) -> bool {
+        self.0 & (Self::RST | Self::RESETTING) != 0
+    }
+
+    /// Both directions seen: the LAN host has a connection whose sequence numbers it will
+    /// tell when asked.
+    pub fn is_answered(self) -> bool {
+        self.0 & (Self::OUT | Self::IN) == Self::OUT | Self::IN
     }
 
     /// Both directions seen, no FIN or RST: nothing left that the engine must watch.
@@ -111,6 +131,9 @@ pub struct Flow {
     pub hits: u8,
     /// The fast path carries this flow, so `last_seen` may lag behind its traffic.
     pub offloaded: bool,
+    /// TCP: the last sequence number seen from the remote end (where to aim a probe that
+    /// must miss the LAN host's window).
+    pub peer_seq: u32,
 }
 
 impl Flow {
@@ -184,6 +207,28 @@ impl FlowTable {
         self.by_reply.insert(flow.reply_key(), slot);
     }
 
+    /// Takes the flow with `key` out of the table.
+    pub fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
+        let slot = self.by_key.remove(key)? as usize;
+        let flow = self.slots[slot];
+        self.by_reply.remove(&flow.reply_key());
+        self.set_live(slot, false);
+        self.free.push(slot as u32);
+        Some(flow)
+    }
+
+    /// Every live flow, to be looked at or changed (not re-keyed).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Flow)) {
+        for word in 0..self.live.len() {
+            let mut bits = self.live[word];
+            while bits != 0 {
+                let slot = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                f(&mut self.slots[slot]);
+            }
+        }
+    }
+
     /// Removes every flow idle for longer than its timeout, handing each to `ended`. For an
     /// offloaded flow that looks idle, `idle_elsewhere` says how long ago the fast path last
     /// carried a packet of it (if it did), which may keep it.
@@ -248,6 +293,7 @@ mod tests {
             last_seen: Timestamp::from_millis(0).stamp(),
             hits: 0,
             offloaded: false,
+            peer_seq: 0,
             ext_port: 61000 + port,
             uplink: 0,
             tcp: TcpSeen::default(),
@@ -282,6 +328,13 @@ mod tests {
         // the freed slot is reused
         table.insert(flow(PROTO_UDP, 3));
         assert_eq!(table.slots.len(), 2);
+
+        let removed = table.remove(&tcp.key).expect("there");
+        assert_eq!(removed.key, tcp.key);
+        assert!(table.get_reply_mut(&tcp.reply_key()).is_none());
+        let mut seen = vec![];
+        table.for_each_mut(|f| seen.push(f.key.int_port));
+        assert_eq!(seen, [3]);
     }
 
     #[test]

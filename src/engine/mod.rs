@@ -4,6 +4,7 @@
 //! the engine rewrites the packet in place and answers with a [`Verdict`] saying where it goes.
 
 pub mod affinity;
+pub mod answer;
 pub mod checksum;
 pub mod flow;
 pub mod icmp;
@@ -21,9 +22,10 @@ use packet::{
 };
 use select::{Pin, Selector};
 
+pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use packet::L4Checksum;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Index of an uplink in the configured order.
@@ -88,6 +90,8 @@ pub enum DropReason {
     UnsupportedIcmp,
     /// No uplink is up.
     NoUplink,
+    /// A strict pin's uplink is down.
+    PinnedUplinkDown,
     /// The uplink's port pool for the protocol is used up.
     PortsExhausted,
     /// A packet from an uplink that matches no flow (or a TCP reset opening one).
@@ -97,13 +101,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
         DropReason::UnsupportedProtocol,
         DropReason::UnsupportedIcmp,
         DropReason::NoUplink,
+        DropReason::PinnedUplinkDown,
         DropReason::PortsExhausted,
         DropReason::NoFlow,
         DropReason::NotForUplink,
@@ -117,10 +122,17 @@ impl DropReason {
             DropReason::UnsupportedProtocol => "unsupported_protocol",
             DropReason::UnsupportedIcmp => "unsupported_icmp",
             DropReason::NoUplink => "no_uplink",
+            DropReason::PinnedUplinkDown => "pinned_uplink_down",
             DropReason::PortsExhausted => "ports_exhausted",
             DropReason::NoFlow => "no_flow",
             DropReason::NotForUplink => "not_for_uplink",
         }
+    }
+
+    /// Drops the LAN host is told about with ICMP "network unreachable", so its stack fails
+    /// fast instead of waiting for a time-out.
+    pub fn is_unreachable(self) -> bool {
+        matches!(self, DropReason::NoUplink | DropReason::PinnedUplinkDown)
     }
 }
 
@@ -129,7 +141,9 @@ impl DropReason {
 pub enum Verdict {
     /// Send it out on this uplink, to its gateway.
     Uplink(UplinkId),
-    /// Write it to the TUN device, towards the LAN.
+    /// Write it to the TUN device, towards the LAN. From [`Engine::outbound`]: the packet
+    /// was replaced, in place, by the engine's answer to its sender (a TCP reset for a
+    /// connection whose line died), as long as its IPv4 total length says.
     Tun,
     Drop(DropReason),
 }
@@ -160,6 +174,8 @@ pub struct UplinkConfig {
     /// The address the uplink's traffic is translated to.
     pub addr: u32,
     pub weight: u32,
+    /// New flows use the healthy uplinks of the lowest tier that has one.
+    pub tier: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -172,6 +188,9 @@ pub struct EngineConfig {
     pub ports: (u16, u16),
     /// Seeds where port searches start; any value works.
     pub seed: u64,
+    /// When an uplink goes down, end its TCP connections with a reset to the LAN host (they
+    /// cannot survive a new address); otherwise leave them, for lines that come back fast.
+    pub reset_tcp_on_down: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -190,6 +209,13 @@ pub struct UplinkCounters {
 pub struct Counters {
     pub drops: [u64; DropReason::ALL.len()],
     pub uplinks: Vec<UplinkCounters>,
+    /// Flows moved to another uplink because theirs went down or was a backup no longer
+    /// needed (UDP and ICMP: they continue from a new address).
+    pub moved: u64,
+    /// TCP connections on a dead uplink ended with a reset to the LAN host.
+    pub resets: u64,
+    /// ICMP "network unreachable" sent to LAN hosts.
+    pub unreachables: u64,
 }
 
 impl UplinkCounters {
@@ -251,8 +277,53 @@ pub struct Engine {
     shards: Box<[Mutex<Shard>]>,
     nat: Mutex<Nat>,
     select: Mutex<Selector>,
+    /// The selector's [`Selector::leaving`], readable without its lock on every packet.
+    leaving: AtomicU32,
+    reset_tcp_on_down: bool,
     drops: [AtomicU64; DropReason::ALL.len()],
+    moved: AtomicU64,
+    resets: AtomicU64,
+    unreachables: AtomicU64,
+    unreachable_budget: Mutex<RateLimit>,
     fast_path: Option<Box<dyn FastPath>>,
+}
+
+/// ICMP errors the engine sends: at most 100 a second after a burst of 50 (RFC 1812 4.3.2.8
+/// asks routers to limit them).
+#[derive(Debug)]
+struct RateLimit {
+    tokens: u64,
+    last_ms: u64,
+}
+
+impl RateLimit {
+    const BURST: u64 = 50;
+    const EVERY_MS: u64 = 10;
+
+    fn take(&mut self, now: Timestamp) -> bool {
+        let elapsed = now.as_millis().saturating_sub(self.last_ms);
+        let earned = elapsed / Self::EVERY_MS;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(Self::BURST);
+            self.last_ms += earned * Self::EVERY_MS;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// What an outbound packet's flow says should happen to it.
+enum Found {
+    /// Translate it for this uplink and external port.
+    Forward(UplinkId, u16),
+    /// Its connection is being ended: answer it with a reset.
+    Reset,
+    /// Its uplink is leaving service: end the flow and open it anew elsewhere.
+    Move,
+    New,
 }
 
 /// A panic while a lock was held leaves the tables consistent (no update spans a panic
@@ -264,7 +335,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
+        let tiers = config.uplinks.iter().map(|u| u.tier).collect();
         let n = config.uplinks.len();
+        let select = Selector::new(weights, tiers, config.pins);
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
@@ -278,8 +351,17 @@ impl Engine {
             timeouts: config.timeouts,
             shards,
             nat: Mutex::new(Nat::new(n, config.ports, config.seed)),
-            select: Mutex::new(Selector::new(weights, config.pins)),
+            leaving: AtomicU32::new(select.leaving()),
+            select: Mutex::new(select),
+            reset_tcp_on_down: config.reset_tcp_on_down,
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            moved: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            unreachables: AtomicU64::new(0),
+            unreachable_budget: Mutex::new(RateLimit {
+                tokens: RateLimit::BURST,
+                last_ms: 0,
+            }),
             uplinks: config.uplinks,
             fast_path: None,
         }
@@ -295,7 +377,8 @@ impl Engine {
     /// under the flow's shard lock, as does withdrawing it, so the two never cross.
     fn consider_offload(&self, flow: &mut Flow) {
         let Some(fast) = &self.fast_path else { return };
-        if flow.offloaded {
+        // a flow about to move or be reset must keep passing through the engine
+        if flow.offloaded || flow.tcp.is_resetting() || self.is_leaving(flow.uplink) {
             return;
         }
         flow.hits = flow.hits.saturating_add(1);
@@ -318,12 +401,29 @@ impl Engine {
         lock(&self.shards[shard_of(remote)])
     }
 
+    fn is_leaving(&self, uplink: UplinkId) -> bool {
+        self.leaving.load(Ordering::Relaxed) & (1 << uplink) != 0
+    }
+
+    /// Whether a UDP or ICMP flow on a leaving uplink must move: yes, unless a pin holds it
+    /// to its uplink and that uplink is up (a pinned backup line is still the pinned line).
+    fn must_move(&self, flow: &Flow) -> bool {
+        if !self.is_leaving(flow.uplink) {
+            return false;
+        }
+        let select = lock(&self.select);
+        let pinned_here = select
+            .pinned(flow.key.rem_addr)
+            .is_some_and(|p| p.uplink == flow.uplink);
+        !(pinned_here && select.is_up(flow.uplink))
+    }
+
     /// A packet from the LAN (read from TUN). On `Verdict::Uplink` it has been translated to
     /// that uplink's address. `csum` says how the kernel left the transport checksum and is
     /// updated if the engine completes it.
     pub fn outbound(&self, now: Timestamp, pkt: &mut [u8], csum: &mut L4Checksum) -> Verdict {
         match self.translate_outbound(now, pkt, csum) {
-            Ok(uplink) => Verdict::Uplink(uplink),
+            Ok(verdict) => verdict,
             Err(reason) => self.dropped(reason),
         }
     }
@@ -353,12 +453,14 @@ impl Engine {
         now: Timestamp,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
-    ) -> Result<UplinkId, DropReason> {
+    ) -> Result<Verdict, DropReason> {
         let ip = Ipv4::parse(pkt, 0)?;
         if ip.proto == PROTO_ICMP {
             match ip.icmp_type(pkt) {
                 ICMP_ECHO_REQUEST => {}
-                t if icmp::is_error(t) => return self.outbound_error(pkt, &ip, csum),
+                t if icmp::is_error(t) => {
+                    return self.outbound_error(pkt, &ip, csum).map(Verdict::Uplink);
+                }
                 _ => return Err(DropReason::UnsupportedIcmp),
             }
         }
@@ -372,19 +474,56 @@ impl Engine {
         };
         let flags = ip.tcp_flags(pkt);
         let mut shard = self.shard(key.rem_addr);
-        let (uplink, ext_port) = match shard.flows.get_mut(&key) {
+        let found = match shard.flows.get_mut(&key) {
+            Some(flow) if flow.tcp.is_resetting() => Found::Reset,
+            Some(flow) if key.proto != PROTO_TCP && self.must_move(flow) => Found::Move,
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.tcp.update(true, flags);
                 self.consider_offload(flow);
-                (flow.uplink, flow.ext_port)
+                Found::Forward(flow.uplink, flow.ext_port)
             }
-            None => self.open_flow(&mut shard, now, key, flags)?,
+            None => Found::New,
+        };
+        let (uplink, ext_port) = match found {
+            Found::Forward(uplink, port) => (uplink, port),
+            Found::New => self.open_flow(&mut shard, now, key, flags)?,
+            Found::Move => {
+                self.end_flow(&mut shard, &key);
+                self.moved.fetch_add(1, Ordering::Relaxed);
+                self.open_flow(&mut shard, now, key, flags)?
+            }
+            Found::Reset => {
+                answer::reset_in_place(pkt, &ip);
+                *csum = L4Checksum::Complete;
+                self.resets.fetch_add(1, Ordering::Relaxed);
+                return Ok(Verdict::Tun);
+            }
         };
         let addr = self.uplinks[usize::from(uplink)].addr;
         packet::rewrite(pkt, &ip, End::Source, addr, ext_port, *csum);
         shard.count_out(uplink, pkt.len());
-        Ok(uplink)
+        Ok(Verdict::Uplink(uplink))
+    }
+
+    /// Takes a flow out of the table and gives back what it held: its place on the fast
+    /// path, its destination's binding, its port (after the fast path let go of it).
+    fn end_flow(&self, shard: &mut Shard, key: &FlowKey) {
+        let Some(flow) = shard.flows.remove(key) else {
+            return;
+        };
+        if let (true, Some(fast)) = (flow.offloaded, &self.fast_path) {
+            fast.withdraw(&flow, self.uplinks[usize::from(flow.uplink)].addr);
+        }
+        shard
+            .affinity
+            .detach(key.rem_addr, flow.uplink, flow.last_seen);
+        lock(&self.nat).release(Endpoint {
+            addr: key.int_addr,
+            port: key.int_port,
+            proto: key.proto,
+            uplink: flow.uplink,
+        });
     }
 
     fn open_flow(
@@ -397,9 +536,7 @@ impl Engine {
         if key.proto == PROTO_TCP && tcp_flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
         }
-        let uplink = self
-            .choose_uplink(shard, key.rem_addr, now)
-            .ok_or(DropReason::NoUplink)?;
+        let uplink = self.choose_uplink(shard, key.rem_addr, now)?;
         let endpoint = Endpoint {
             addr: key.int_addr,
             port: key.int_port,
@@ -424,21 +561,29 @@ impl Engine {
             tcp,
             hits: 1,
             offloaded: false,
+            peer_seq: 0,
         });
         Ok((uplink, ext_port))
     }
 
-    /// Pin (if its uplink is up), else the destination's current uplink (if up), else the
-    /// next weighted pick.
-    fn choose_uplink(&self, shard: &Shard, dst: u32, now: Timestamp) -> Option<UplinkId> {
+    /// Pin (if its uplink is up; refused if it is down and the pin strict), else the
+    /// destination's current uplink (if new flows may use it), else the next weighted pick
+    /// among the active tier.
+    fn choose_uplink(
+        &self,
+        shard: &Shard,
+        dst: u32,
+        now: Timestamp,
+    ) -> Result<UplinkId, DropReason> {
         let mut select = lock(&self.select);
-        let bound = match select.pinned(dst) {
-            Some(pinned) => Some(pinned),
-            None => shard.affinity.lookup(dst, now),
-        };
-        match bound {
-            Some(u) if select.is_up(u) => Some(u),
-            _ => select.weighted(),
+        match select.pinned(dst) {
+            Some(pin) if select.is_up(pin.uplink) => return Ok(pin.uplink),
+            Some(pin) if pin.strict => return Err(DropReason::PinnedUplinkDown),
+            _ => {}
+        }
+        match shard.affinity.lookup(dst, now) {
+            Some(u) if select.is_eligible(u) => Ok(u),
+            _ => select.weighted().ok_or(DropReason::NoUplink),
         }
     }
 
@@ -482,8 +627,14 @@ impl Engine {
             }
         };
         let flags = ip.tcp_flags(pkt);
+        let peer_seq = if ip.proto == PROTO_TCP {
+            ip.tcp_seq_ack(pkt).0
+        } else {
+            0
+        };
         self.to_lan(&reply, pkt, |flow, pkt| {
             flow.last_seen = now.stamp();
+            flow.peer_seq = peer_seq;
             flow.tcp.update(false, flags);
             self.consider_offload(flow);
             let (addr, port) = (flow.key.int_addr, flow.key.int_port);
@@ -578,7 +729,7 @@ impl Engine {
                 if let (true, Some(fp)) = (f.offloaded, fast) {
                     fp.withdraw(f, ext_addr(f));
                 }
-                affinity.detach(f.key.rem_addr, f.last_seen);
+                affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
                 ended.push(Endpoint {
                     addr: f.key.int_addr,
                     port: f.key.int_port,
@@ -598,8 +749,81 @@ impl Engine {
         }
     }
 
-    pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) {
-        lock(&self.select).set_up(uplink, up);
+    /// Applies a health verdict. Uplinks that leave service (this one going down, or a
+    /// backup once a better tier is back) lose their destination bindings, so the next flow
+    /// to each is placed anew, and their UDP and ICMP flows come back from the fast path, to
+    /// move at their next packet. An uplink that went down also has its TCP connections ended
+    /// (unless configured to keep them): the returned packets, to be written towards the LAN,
+    /// ask each host for the sequence number its reset must carry.
+    pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) -> Vec<[u8; SEQUENCE_PROBE]> {
+        let (newly_down, newly_leaving) = {
+            let mut select = lock(&self.select);
+            let (down_before, leaving_before) = (select.down(), select.leaving());
+            select.set_up(uplink, up);
+            let leaving = select.leaving();
+            self.leaving.store(leaving, Ordering::Relaxed);
+            (select.down() & !down_before, leaving & !leaving_before)
+        };
+        let mut probes = Vec::new();
+        let affected = newly_down | newly_leaving;
+        if affected == 0 {
+            return probes;
+        }
+        let addr = |f: &Flow| self.uplinks[usize::from(f.uplink)].addr;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            for u in 0..self.uplinks.len() {
+                if affected & (1 << u) != 0 {
+                    shard.affinity.release(u as UplinkId);
+                }
+            }
+            shard.flows.for_each_mut(|f| {
+                let bit = 1 << f.uplink;
+                if affected & bit == 0 {
+                    return;
+                }
+                let reset = f.key.proto == PROTO_TCP
+                    && newly_down & bit != 0
+                    && self.reset_tcp_on_down
+                    && !f.tcp.is_reset_or_resetting();
+                // TCP left to finish stays on the fast path; everything else comes back
+                if f.key.proto != PROTO_TCP || reset {
+                    if let (true, Some(fast)) = (f.offloaded, &self.fast_path) {
+                        fast.withdraw(f, addr(f));
+                    }
+                    f.offloaded = false;
+                    f.hits = 0;
+                }
+                if reset {
+                    f.tcp.set_resetting();
+                    // a connection not answered yet is reset at its next retransmission
+                    if f.tcp.is_answered() {
+                        let mut probe = [0u8; SEQUENCE_PROBE];
+                        answer::sequence_probe(
+                            &mut probe,
+                            (f.key.rem_addr, f.key.rem_port),
+                            (f.key.int_addr, f.key.int_port),
+                            f.peer_seq,
+                        );
+                        probes.push(probe);
+                    }
+                }
+            });
+        }
+        probes
+    }
+
+    /// Writes into `out` (at least [`MAX_UNREACHABLE`] bytes) an ICMP "network unreachable"
+    /// answering `pkt`, a packet `outbound` dropped for a reason that
+    /// [`DropReason::is_unreachable`]; `None` if it must not be answered or the rate limit
+    /// says no. Returns the answer's length.
+    pub fn unreachable(&self, now: Timestamp, pkt: &[u8], out: &mut [u8]) -> Option<usize> {
+        let ip = Ipv4::parse(pkt, 0).ok()?;
+        if !answer::may_answer(pkt, &ip) || !lock(&self.unreachable_budget).take(now) {
+            return None;
+        }
+        self.unreachables.fetch_add(1, Ordering::Relaxed);
+        Some(answer::unreachable(pkt, &ip, out))
     }
 
     /// Totals so far, summed over the shards.
@@ -607,6 +831,9 @@ impl Engine {
         let mut c = Counters {
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
             uplinks: vec![UplinkCounters::default(); self.uplinks.len()],
+            moved: self.moved.load(Ordering::Relaxed),
+            resets: self.resets.load(Ordering::Relaxed),
+            unreachables: self.unreachables.load(Ordering::Relaxed),
         };
         for shard in self.shards.iter() {
             for (total, part) in c.uplinks.iter_mut().zip(&lock(shard).uplinks) {

@@ -25,6 +25,7 @@ pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 
 /// Where the fields of one IPv4 packet are. `l4` is the offset of the transport header and
 /// `end` the end of the IP datagram (link-layer padding beyond the total length is ignored).
@@ -50,7 +51,7 @@ pub fn read_u32(buf: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
 }
 
-fn write_u32(buf: &mut [u8], at: usize, value: u32) {
+pub fn write_u32(buf: &mut [u8], at: usize, value: u32) {
     buf[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
 
@@ -127,6 +128,17 @@ impl Ipv4 {
 
     pub fn icmp_type(&self, buf: &[u8]) -> u8 {
         buf[self.l4]
+    }
+
+    /// TCP sequence and acknowledgement numbers (only for TCP).
+    pub fn tcp_seq_ack(&self, buf: &[u8]) -> (u32, u32) {
+        (read_u32(buf, self.l4 + 4), read_u32(buf, self.l4 + 8))
+    }
+
+    /// Bytes of TCP payload (only for TCP).
+    pub fn tcp_payload_len(&self, buf: &[u8]) -> usize {
+        let header = usize::from(buf[self.l4 + 12] >> 4) * 4;
+        (self.end - self.l4).saturating_sub(header)
     }
 }
 

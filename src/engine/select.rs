@@ -43,29 +43,36 @@ impl Prefix {
 pub struct Pin {
     pub prefix: Prefix,
     pub uplink: UplinkId,
+    /// While the uplink is down its destinations are refused rather than sent elsewhere.
+    pub strict: bool,
 }
 
-/// Weights, health and pins of the uplinks.
+/// Weights, tiers, health and pins of the uplinks.
 ///
-/// The weighted pick is nginx's smooth weighted round-robin: every pick adds each healthy
+/// New flows use the healthy uplinks of the lowest tier that has one (the active tier); a
+/// backup line of tier 2 carries traffic only while every tier-1 line is down. Within the
+/// tier the pick is nginx's smooth weighted round-robin: every pick adds each eligible
 /// uplink's weight to its credit, takes the uplink with the most credit and charges it the
 /// total. Over any run of picks each uplink's share stays within one pick of its weight share,
 /// and the picks interleave (2:1 gives a, b, a, a, b, a ...) rather than bunching.
 #[derive(Debug)]
 pub struct Selector {
     weights: Vec<u32>,
+    tiers: Vec<u8>,
     credit: Vec<i64>,
     up: Vec<bool>,
     pins: Vec<Pin>,
 }
 
 impl Selector {
-    pub fn new(weights: Vec<u32>, mut pins: Vec<Pin>) -> Selector {
+    pub fn new(weights: Vec<u32>, tiers: Vec<u8>, mut pins: Vec<Pin>) -> Selector {
         // Longest prefix first, so the first match is the one that wins.
         pins.sort_by_key(|p| std::cmp::Reverse(p.prefix.len));
         let n = weights.len();
+        assert_eq!(tiers.len(), n, "one tier per uplink");
         Selector {
             weights,
+            tiers,
             credit: vec![0; n],
             up: vec![true; n],
             pins,
@@ -82,20 +89,46 @@ impl Selector {
         self.up.get(usize::from(uplink)).copied().unwrap_or(false)
     }
 
-    /// The uplink of the longest pin covering `dst`, whether or not it is up.
-    pub fn pinned(&self, dst: u32) -> Option<UplinkId> {
-        self.pins
-            .iter()
-            .find(|p| p.prefix.contains(dst))
-            .map(|p| p.uplink)
+    /// Uplinks that are down, one bit each.
+    pub fn down(&self) -> u32 {
+        (0..self.up.len())
+            .filter(|&i| !self.up[i])
+            .fold(0, |mask, i| mask | 1 << i)
     }
 
-    /// The next uplink by weight among the healthy ones; `None` when none is up.
+    /// The lowest tier with a healthy uplink.
+    fn active_tier(&self) -> Option<u8> {
+        (0..self.up.len())
+            .filter(|&i| self.up[i])
+            .map(|i| self.tiers[i])
+            .min()
+    }
+
+    /// Whether new flows may use `uplink`: healthy and in the active tier.
+    pub fn is_eligible(&self, uplink: UplinkId) -> bool {
+        self.is_up(uplink) && Some(self.tiers[usize::from(uplink)]) == self.active_tier()
+    }
+
+    /// Uplinks whose flows should move elsewhere (down, or a backup whose better tier is
+    /// back), one bit each.
+    pub fn leaving(&self) -> u32 {
+        (0..self.up.len())
+            .filter(|&i| !self.is_eligible(i as UplinkId))
+            .fold(0, |mask, i| mask | 1 << i)
+    }
+
+    /// The longest pin covering `dst`, whether or not its uplink is up.
+    pub fn pinned(&self, dst: u32) -> Option<Pin> {
+        self.pins.iter().find(|p| p.prefix.contains(dst)).copied()
+    }
+
+    /// The next uplink by weight among the eligible ones; `None` when none is up.
     pub fn weighted(&mut self) -> Option<UplinkId> {
+        let active = self.active_tier()?;
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for i in 0..self.weights.len() {
-            if !self.up[i] {
+            if !self.up[i] || self.tiers[i] != active {
                 continue;
             }
             let w = i64::from(self.weights[i]);
@@ -121,7 +154,7 @@ mod tests {
 
     #[test]
     fn two_to_one_interleaves_and_keeps_shares() {
-        let mut s = Selector::new(vec![2, 1], vec![]);
+        let mut s = Selector::new(vec![2, 1], vec![1, 1], vec![]);
         let picks: Vec<_> = (0..9).map(|_| s.weighted().unwrap()).collect();
         assert_eq!(picks, [0, 1, 0, 0, 1, 0, 0, 1, 0]);
         let mut counts = [0i64; 2];
@@ -138,13 +171,31 @@ mod tests {
 
     #[test]
     fn down_uplinks_are_skipped_and_none_when_all_down() {
-        let mut s = Selector::new(vec![2, 1, 1], vec![]);
+        let mut s = Selector::new(vec![2, 1, 1], vec![1, 1, 1], vec![]);
         s.set_up(0, false);
         let picks: Vec<_> = (0..4).map(|_| s.weighted().unwrap()).collect();
         assert_eq!(picks, [1, 2, 1, 2]);
+        assert_eq!(s.leaving(), 0b001);
         s.set_up(1, false);
         s.set_up(2, false);
         assert_eq!(s.weighted(), None);
+        assert_eq!(s.leaving(), 0b111);
+    }
+
+    #[test]
+    fn a_backup_tier_is_used_only_while_every_better_line_is_down() {
+        let mut s = Selector::new(vec![2, 1, 5], vec![1, 1, 2], vec![]);
+        assert!((0..30).all(|_| s.weighted() != Some(2)));
+        assert_eq!(s.leaving(), 0b100);
+        assert!(!s.is_eligible(2));
+        s.set_up(0, false);
+        assert!((0..30).all(|_| s.weighted() == Some(1)));
+        s.set_up(1, false);
+        assert!((0..30).all(|_| s.weighted() == Some(2)));
+        assert_eq!(s.leaving(), 0b011);
+        s.set_up(1, true);
+        assert_eq!(s.weighted(), Some(1));
+        assert_eq!(s.leaving(), 0b101);
     }
 
     #[test]
@@ -153,21 +204,25 @@ mod tests {
             Pin {
                 prefix: prefix([198, 19, 0, 0], 16),
                 uplink: 0,
+                strict: false,
             },
             Pin {
                 prefix: prefix([198, 19, 200, 91], 32),
                 uplink: 1,
+                strict: false,
             },
             Pin {
                 prefix: prefix([198, 19, 200, 0], 24),
                 uplink: 2,
+                strict: true,
             },
         ];
-        let s = Selector::new(vec![1, 1, 1], pins);
-        assert_eq!(s.pinned(u32::from_be_bytes([198, 19, 200, 91])), Some(1));
-        assert_eq!(s.pinned(u32::from_be_bytes([198, 19, 200, 92])), Some(2));
-        assert_eq!(s.pinned(u32::from_be_bytes([198, 19, 1, 1])), Some(0));
-        assert_eq!(s.pinned(u32::from_be_bytes([198, 18, 1, 1])), None);
+        let s = Selector::new(vec![1, 1, 1], vec![1, 1, 1], pins);
+        let pinned = |a| s.pinned(u32::from_be_bytes(a)).map(|p| p.uplink);
+        assert_eq!(pinned([198, 19, 200, 91]), Some(1));
+        assert_eq!(pinned([198, 19, 200, 92]), Some(2));
+        assert_eq!(pinned([198, 19, 1, 1]), Some(0));
+        assert_eq!(pinned([198, 18, 1, 1]), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (full checksum computation); the engine's incremental updates must reproduce them exactly.
 
 use super::checksum::{checksum, fold, pseudo_header, sum};
-use super::packet::{PROTO_UDP, read_u16, write_u16};
+use super::packet::{PROTO_UDP, TCP_SYN, read_u16, write_u16};
 use super::select::{Pin, Prefix};
 use super::*;
 use proptest::prelude::*;
@@ -20,11 +20,13 @@ fn config(ports: (u16, u16), pins: Vec<Pin>) -> EngineConfig {
                 name: "isp1".into(),
                 addr: UPLINK_1,
                 weight: 2,
+                tier: 1,
             },
             UplinkConfig {
                 name: "isp2".into(),
                 addr: UPLINK_2,
                 weight: 1,
+                tier: 1,
             },
         ],
         pins,
@@ -32,6 +34,7 @@ fn config(ports: (u16, u16), pins: Vec<Pin>) -> EngineConfig {
         timeouts: Timeouts::default(),
         ports,
         seed: 42,
+        reset_tcp_on_down: true,
     }
 }
 
@@ -455,6 +458,7 @@ fn pins_win_and_do_not_count_against_weights() {
     let pin = Pin {
         prefix: Prefix::new(dst(91), 32).unwrap(),
         uplink: 1,
+        strict: false,
     };
     let mut e = Engine::new(config((61000, 65535), vec![pin]));
     for _ in 0..5 {
@@ -478,6 +482,7 @@ fn pinned_destination_falls_back_when_its_uplink_is_down() {
     let pin = Pin {
         prefix: Prefix::new(dst(91), 32).unwrap(),
         uplink: 1,
+        strict: false,
     };
     let mut e = Engine::new(config((61000, 65535), vec![pin]));
     e.set_uplink_up(1, false);
@@ -789,4 +794,245 @@ fn workers_sharing_the_engine_never_share_an_external_port() {
         [1333, 667],
         "2:1 even when picked from four threads"
     );
+}
+
+/// A TCP segment with `flags`, `seq` and `ack`, checksums computed from scratch.
+fn tcp_segment(src: u32, dst: u32, ports: (u16, u16), flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let mut p = l4_packet(PROTO_TCP, src, dst, ports.0, ports.1, b"");
+    p[24..28].copy_from_slice(&seq.to_be_bytes());
+    p[28..32].copy_from_slice(&ack.to_be_bytes());
+    p[33] = flags;
+    fix_checksums(&mut p);
+    p
+}
+
+const ACK: u8 = 0x10;
+
+/// An established connection LAN:40000 <-> dst(1):443 on uplink 0; the server's last
+/// segment had sequence number 5000.
+fn established(e: &mut Engine) {
+    let syn = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 100, 0);
+    assert_eq!(out(e, t(0), syn), Verdict::Uplink(0));
+    let port = read_u16(syn, 20);
+    let synack = &mut tcp_segment(dst(1), UPLINK_1, (443, port), TCP_SYN | ACK, 4999, 101);
+    assert_eq!(inb(e, t(1), 0, synack), Verdict::Tun);
+    let ack = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    assert_eq!(out(e, t(2), ack), Verdict::Uplink(0));
+    let data = &mut tcp_segment(dst(1), UPLINK_1, (443, port), ACK, 5000, 101);
+    assert_eq!(inb(e, t(3), 0, data), Verdict::Tun);
+}
+
+#[test]
+fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let first = &mut udp_packet(LAN, dst(1), 5000, 5000, b"a");
+    assert_eq!(out(&mut e, t(0), first), Verdict::Uplink(0));
+    let old_port = read_u16(first, 20);
+    assert!(e.set_uplink_up(0, false).is_empty(), "no TCP to reset");
+    let next = &mut udp_packet(LAN, dst(1), 5000, 5000, b"b");
+    assert_eq!(out(&mut e, t(10), next), Verdict::Uplink(1));
+    assert_eq!(
+        packet::read_u32(next, 12),
+        UPLINK_2,
+        "from the other line's address"
+    );
+    assert_eq!(e.counters().moved, 1);
+    assert_eq!(e.flow_count(), 1, "moved, not duplicated");
+    assert_eq!(e.mapping_count(), 1, "the old port went back to its pool");
+    // a late answer to the old mapping belongs to nothing now
+    let late = &mut udp_packet(dst(1), UPLINK_1, 5000, old_port, b"late");
+    assert_eq!(
+        inb(&mut e, t(11), 0, late),
+        Verdict::Drop(DropReason::NoFlow)
+    );
+
+    // the line returns: new destinations use it again, the moved flow stays where it is
+    e.set_uplink_up(0, true);
+    let again = &mut udp_packet(LAN, dst(1), 5000, 5000, b"c");
+    assert_eq!(out(&mut e, t(20), again), Verdict::Uplink(1));
+    let picks: Vec<_> = (2..=4)
+        .map(|i| out(&mut e, t(21), &mut udp_packet(LAN, dst(i), 1, 53, b"q")))
+        .collect();
+    assert!(picks.contains(&Verdict::Uplink(0)), "{picks:?}");
+    assert_eq!(e.counters().moved, 1);
+}
+
+#[test]
+fn a_dead_lines_destinations_are_placed_anew_and_stay_after_it_returns() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    assert_eq!(
+        out(&mut e, t(0), &mut udp_packet(LAN, dst(1), 1, 53, b"q")),
+        Verdict::Uplink(0)
+    );
+    e.set_uplink_up(0, false);
+    e.set_uplink_up(0, true);
+    // released while the line was down: the next flow is placed by weight (uplink 1 is
+    // next in the 2:1 sequence after one pick of uplink 0)...
+    assert_eq!(
+        out(&mut e, t(1), &mut udp_packet(LAN, dst(1), 2, 53, b"q")),
+        Verdict::Uplink(1)
+    );
+    // ...and the destination stays there
+    assert_eq!(
+        out(&mut e, t(2), &mut udp_packet(LAN, dst(1), 3, 53, b"q")),
+        Verdict::Uplink(1)
+    );
+}
+
+#[test]
+fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    established(&mut e);
+    let probes = e.set_uplink_up(0, false);
+    assert_eq!(probes.len(), 1);
+    let probe = &probes[0];
+    // from the server to the host, one byte half the sequence space from the server's last
+    assert_eq!(packet::read_u32(probe, 12), dst(1));
+    assert_eq!(packet::read_u32(probe, 16), LAN);
+    assert_eq!(read_u16(probe, 20), 443);
+    assert_eq!(read_u16(probe, 22), 40000);
+    assert_eq!(packet::read_u32(probe, 24), 5000u32.wrapping_add(1 << 31));
+    assert_eq!(probe.len(), 41);
+    let ip = Ipv4::parse(probe, 0).unwrap();
+    assert_eq!(ip.tcp_flags(probe), ACK);
+
+    // the host answers with a duplicate ACK: it becomes the reset, back to the host
+    let dupack = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    assert_eq!(out(&mut e, t(10), dupack), Verdict::Tun);
+    let mut expected = tcp_segment(dst(1), LAN, (443, 40000), TCP_RST | ACK, 5000, 101);
+    expected[33] = TCP_RST | ACK;
+    expected[34..36].copy_from_slice(&[0, 0]); // window 0
+    expected[4..6].copy_from_slice(&[0, 0]); // IP id 0
+    fix_checksums(&mut expected);
+    assert_eq!(
+        dupack[..40],
+        expected[..],
+        "seq = the host's ack, byte for byte"
+    );
+    assert_eq!(e.counters().resets, 1);
+    assert_eq!(
+        e.counters().uplinks[0].packets_out,
+        2,
+        "the answer left through no line"
+    );
+}
+
+#[test]
+fn with_keep_a_dead_lines_tcp_connections_are_left_alone() {
+    let mut cfg = config((61000, 65535), vec![]);
+    cfg.reset_tcp_on_down = false;
+    let mut e = Engine::new(cfg);
+    established(&mut e);
+    assert!(e.set_uplink_up(0, false).is_empty());
+    let more = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    assert_eq!(out(&mut e, t(10), more), Verdict::Uplink(0));
+    assert_eq!(e.counters().resets, 0);
+}
+
+#[test]
+fn a_connection_not_yet_answered_is_reset_at_its_next_retransmission() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let syn = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 100, 0);
+    assert_eq!(out(&mut e, t(0), syn), Verdict::Uplink(0));
+    assert!(e.set_uplink_up(0, false).is_empty(), "nothing to ask");
+    let again = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 100, 0);
+    assert_eq!(out(&mut e, t(1000), again), Verdict::Tun);
+    let ip = Ipv4::parse(again, 0).unwrap();
+    assert_eq!(ip.tcp_flags(again), TCP_RST | ACK);
+    assert_eq!(ip.tcp_seq_ack(again), (0, 101), "acknowledges the SYN");
+}
+
+#[test]
+fn a_backup_tier_carries_traffic_only_while_the_first_tier_is_down() {
+    let mut cfg = config((61000, 65535), vec![]);
+    cfg.uplinks[1].tier = 2;
+    let mut e = Engine::new(cfg);
+    for i in 1..=6 {
+        let p = &mut udp_packet(LAN, dst(i), 1, 53, b"q");
+        assert_eq!(out(&mut e, t(0), p), Verdict::Uplink(0));
+    }
+    e.set_uplink_up(0, false);
+    let udp = &mut udp_packet(LAN, dst(10), 7, 7, b"u");
+    assert_eq!(out(&mut e, t(1), udp), Verdict::Uplink(1));
+    let syn = &mut tcp_segment(LAN, dst(11), (40000, 443), TCP_SYN, 1, 0);
+    assert_eq!(out(&mut e, t(1), syn), Verdict::Uplink(1));
+    assert!(
+        e.set_uplink_up(0, true).is_empty(),
+        "the backup's TCP is left to finish"
+    );
+    // new destinations and the backup's UDP come back to tier 1; its TCP stays
+    let udp = &mut udp_packet(LAN, dst(10), 7, 7, b"u");
+    assert_eq!(out(&mut e, t(2), udp), Verdict::Uplink(0));
+    let tcp = &mut tcp_segment(LAN, dst(11), (40000, 443), ACK, 2, 1);
+    assert_eq!(out(&mut e, t(2), tcp), Verdict::Uplink(1));
+    let fresh = &mut udp_packet(LAN, dst(12), 1, 53, b"q");
+    assert_eq!(out(&mut e, t(2), fresh), Verdict::Uplink(0));
+}
+
+#[test]
+fn a_strict_pin_refuses_while_its_line_is_down_and_the_host_is_told() {
+    let pin = Pin {
+        prefix: Prefix::new(dst(91), 32).unwrap(),
+        uplink: 1,
+        strict: true,
+    };
+    let mut e = Engine::new(config((61000, 65535), vec![pin]));
+    e.set_uplink_up(1, false);
+    let p = &mut udp_packet(LAN, dst(91), 6667, 6667, b"irc");
+    let v = out(&mut e, t(0), p);
+    assert_eq!(v, Verdict::Drop(DropReason::PinnedUplinkDown));
+    assert!(DropReason::PinnedUplinkDown.is_unreachable());
+    let mut answer = [0u8; MAX_UNREACHABLE];
+    let n = e.unreachable(t(0), p, &mut answer).expect("answered");
+    assert_eq!(answer[20..22], [3, 0]);
+    assert_eq!(answer[28..n], p[..28]);
+    // other destinations still go out
+    let other = &mut udp_packet(LAN, dst(1), 1, 53, b"q");
+    assert_eq!(out(&mut e, t(0), other), Verdict::Uplink(0));
+}
+
+#[test]
+fn unreachables_are_rate_limited() {
+    let e = Engine::new(config((61000, 65535), vec![]));
+    let p = udp_packet(LAN, dst(1), 1, 53, b"q");
+    let mut answer = [0u8; MAX_UNREACHABLE];
+    let sent = (0..200)
+        .filter(|_| e.unreachable(t(0), &p, &mut answer).is_some())
+        .count();
+    assert_eq!(sent, 50, "a burst of 50");
+    // a second later, 100 more at most
+    let sent = (0..200)
+        .filter(|_| e.unreachable(t(1000), &p, &mut answer).is_some())
+        .count();
+    assert_eq!(sent, 50, "refilled up to the burst");
+    assert_eq!(e.counters().unreachables, 100);
+}
+
+#[test]
+fn a_dead_lines_flows_come_back_from_the_fast_path() {
+    use std::sync::Arc;
+    let fake = Arc::new(FakeFastPath::default());
+    let mut e = Engine::new(config((61000, 65535), vec![])).with_fast_path(Box::new(fake.clone()));
+    established(&mut e);
+    let udp = udp_packet(LAN, dst(1), 5004, 5004, b"rtp");
+    for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) {
+        out(&mut e, t(10 + i), &mut udp.clone());
+    }
+    let log = || fake.log.lock().unwrap().clone();
+    assert_eq!(log().len(), 2, "{:?}", log());
+    e.set_uplink_up(0, false);
+    let log = log();
+    assert_eq!(
+        log[2..],
+        ["withdraw 6 40000", "withdraw 17 5004"],
+        "{log:?}"
+    );
+    // and they stay in the engine while they move or end
+    out(&mut e, t(200), &mut udp.clone());
+    for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) - 2 {
+        out(&mut e, t(300 + i), &mut udp.clone());
+    }
+    let dupack = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    assert_eq!(out(&mut e, t(400), dupack), Verdict::Tun);
+    assert_eq!(fake.log.lock().unwrap().len(), 4, "nothing offloaded again");
 }

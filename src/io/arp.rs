@@ -1,22 +1,22 @@
-//! Learning each uplink gateway's MAC address by ARP over the uplink's own packet socket,
-//! and keeping it fresh.
+//! ARP frames: asking for an uplink gateway's MAC address and reading its answers. The
+//! monitor asks every probe round, so a gateway that stops answering is noticed.
 
-use std::io;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-use super::fd::Poller;
-use super::packet::{ETH_P_ARP, PacketSocket};
-use super::worker::Shared;
+use super::packet::ETH_P_ARP;
 
 pub const FRAME_LEN: usize = 42;
 const OP_REQUEST: u16 = 1;
 const OP_REPLY: u16 = 2;
 
-/// A broadcast "who has `target`? tell `sender_ip`" frame.
-pub fn request(sender_mac: [u8; 6], sender_ip: u32, target: u32) -> [u8; FRAME_LEN] {
+/// A "who has `target`? tell `sender_ip`" frame, to `to` (the MAC last known, as the
+/// kernel's own reachability probes do) or broadcast.
+pub fn request(
+    sender_mac: [u8; 6],
+    sender_ip: u32,
+    target: u32,
+    to: Option<[u8; 6]>,
+) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
-    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[0..6].copy_from_slice(&to.unwrap_or([0xff; 6]));
     f[6..12].copy_from_slice(&sender_mac);
     f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
     f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, OP_REQUEST as u8]);
@@ -38,80 +38,6 @@ pub fn sender_mac(frame: &[u8], ip: u32) -> Option<[u8; 6]> {
     (valid && mac != [0; 6] && mac[0] & 1 == 0).then_some(mac)
 }
 
-pub fn mac_to_u64(mac: [u8; 6]) -> u64 {
-    mac.iter().fold(0u64, |v, &b| v << 8 | u64::from(b))
-}
-
-pub fn u64_to_mac(v: u64) -> [u8; 6] {
-    let b = v.to_be_bytes();
-    [b[2], b[3], b[4], b[5], b[6], b[7]]
-}
-
-/// What the resolver needs of one uplink.
-#[derive(Debug)]
-pub struct ArpTarget {
-    pub socket: PacketSocket,
-    pub mac: [u8; 6],
-    pub addr: u32,
-    pub gateway: u32,
-}
-
-/// How often a known gateway is asked again, and how soon an unknown one.
-const REFRESH: Duration = Duration::from_secs(30);
-const RETRY: Duration = Duration::from_millis(500);
-
-/// Resolves every uplink's gateway until `shared.stop` is set, marking an uplink up in the
-/// engine once its gateway answers.
-pub fn run(shared: &Shared, targets: &[ArpTarget]) -> io::Result<()> {
-    let mut next_ask = vec![Instant::now(); targets.len()];
-    let fds: Vec<_> = targets.iter().map(|t| t.socket.raw_fd()).collect();
-    let mut poller = Poller::new(&fds);
-    let mut buf = [0u8; 128];
-    while !shared.stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        for (i, t) in targets.iter().enumerate() {
-            if now >= next_ask[i] {
-                let known = shared.uplinks[i].gateway_mac.load(Ordering::Relaxed) != 0;
-                next_ask[i] = now + if known { REFRESH } else { RETRY };
-                if let Err(e) = t.socket.send(&request(t.mac, t.addr, t.gateway)) {
-                    tracing::warn!(uplink = %shared.uplinks[i].name, error = %e, "ARP request not sent");
-                }
-            }
-        }
-        poller.wait(100)?;
-        for (i, t) in targets.iter().enumerate() {
-            if !poller.is_ready(i) {
-                continue;
-            }
-            while let Ok(n) = t.socket.recv(&mut buf) {
-                let Some(mac) = sender_mac(&buf[..n], t.gateway) else {
-                    continue;
-                };
-                let path = &shared.uplinks[i];
-                let old = path.gateway_mac.swap(mac_to_u64(mac), Ordering::Relaxed);
-                if old != mac_to_u64(mac) {
-                    tracing::info!(uplink = %path.name, mac = %format_mac(mac), "gateway resolved");
-                    shared.engine.set_uplink_up(i as u8, true);
-                    if let Some(fast) = &shared.fast_path
-                        && let Err(e) = fast.set_gateway(i as u8, Some(mac))
-                    {
-                        tracing::warn!(uplink = %path.name, error = %e,
-                            "the kernel fast path cannot reach this gateway; its flows stay in userspace");
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,7 +46,12 @@ mod tests {
 
     #[test]
     fn request_bytes() {
-        let f = request([2, 0, 0, 0, 0, 1], u32::from_be_bytes([198, 18, 1, 1]), GW);
+        let f = request(
+            [2, 0, 0, 0, 0, 1],
+            u32::from_be_bytes([198, 18, 1, 1]),
+            GW,
+            None,
+        );
         let expected: [u8; 42] = [
             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06, // ethernet
             0, 1, 8, 0, 6, 4, 0, 1, // htype, ptype, hlen, plen, op
@@ -128,6 +59,14 @@ mod tests {
             0, 0, 0, 0, 0, 0, 198, 18, 1, 254, // target
         ];
         assert_eq!(f, expected);
+        let unicast = request(
+            [2, 0, 0, 0, 0, 1],
+            u32::from_be_bytes([198, 18, 1, 1]),
+            GW,
+            Some([2, 0, 0, 0, 0, 0xfe]),
+        );
+        assert_eq!(unicast[..6], [2, 0, 0, 0, 0, 0xfe]);
+        assert_eq!(unicast[6..], expected[6..]);
     }
 
     #[test]
@@ -143,12 +82,5 @@ mod tests {
         assert_eq!(sender_mac(&reply[..41], GW), None);
         reply[22] = 0xff; // multicast sender MAC
         assert_eq!(sender_mac(&reply, GW), None);
-    }
-
-    #[test]
-    fn mac_packs_into_u64_and_back() {
-        let mac = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
-        assert_eq!(u64_to_mac(mac_to_u64(mac)), mac);
-        assert_eq!(format_mac(mac), "02:42:ac:11:00:02");
     }
 }

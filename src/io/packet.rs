@@ -45,29 +45,55 @@ const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
 const LDX_B_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
 const LD_H_IND: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_IND) as u16;
+const LD_B_IND: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_IND) as u16;
+const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const JGT: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
 const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
-/// Accepts IPv4 frames to `addr` that are ICMP, or TCP/UDP to a port in `ports`.
-/// Jump offsets count instructions after the jump.
+/// Accepts IPv4 frames to `addr` that are TCP/UDP to a port in `ports`, ICMP echo replies
+/// with an identifier in `ports`, or other ICMP (errors). Echo replies outside the pool (the
+/// monitor's health probes) stay out. Jump offsets count instructions after the jump.
 pub fn reply_filter(addr: u32, ports: (u16, u16)) -> Vec<libc::sock_filter> {
     vec![
         op(LD_H_ABS, 0, 0, 12),                 // 0: ethertype
-        op(JEQ, 0, 11, u32::from(ETH_P_IP)),    // 1: else drop (13)
+        op(JEQ, 0, 15, u32::from(ETH_P_IP)),    // 1: else drop (17)
         op(LD_W_ABS, 0, 0, 30),                 // 2: IPv4 destination
-        op(JEQ, 0, 9, addr),                    // 3: else drop
+        op(JEQ, 0, 13, addr),                   // 3: else drop
+        op(LDX_B_MSH, 0, 0, ETH_HEADER as u32), // 4: X = IPv4 header length
+        op(LD_B_ABS, 0, 0, 23),                 // 5: protocol
+        op(JEQ, 6, 0, 6),                       // 6: TCP: port (13)
+        op(JEQ, 5, 0, 17),                      // 7: UDP: port (13)
+        op(JEQ, 0, 8, 1),                       // 8: not ICMP: drop
+        op(LD_B_IND, 0, 0, 14),                 // 9: ICMP type at 14 + X
+        op(JEQ, 0, 5, 0),                       // 10: not an echo reply: accept (16)
+        op(LD_H_IND, 0, 0, 18),                 // 11: echo identifier at 14 + X + 4
+        op(JA, 0, 0, 1),                        // 12: to the range check (14)
+        op(LD_H_IND, 0, 0, 16),                 // 13: destination port at 14 + X + 2
+        op(JGE, 0, 2, u32::from(ports.0)),      // 14: below the pool: drop
+        op(JGT, 1, 0, u32::from(ports.1)),      // 15: above the pool: drop
+        op(RET, 0, 0, u32::MAX),                // 16: accept whole
+        op(RET, 0, 0, 0),                       // 17: drop
+    ]
+}
+
+/// Accepts ICMP echo replies to `addr` with identifier `id`: a health probe's answers.
+pub fn echo_reply_filter(addr: u32, id: u16) -> Vec<libc::sock_filter> {
+    vec![
+        op(LD_H_ABS, 0, 0, 12),                 // 0: ethertype
+        op(JEQ, 0, 9, u32::from(ETH_P_IP)),     // 1: else drop (11)
+        op(LD_W_ABS, 0, 0, 30),                 // 2: IPv4 destination
+        op(JEQ, 0, 7, addr),                    // 3: else drop
         op(LD_B_ABS, 0, 0, 23),                 // 4: protocol
-        op(JEQ, 6, 0, 1),                       // 5: ICMP: accept (12)
-        op(JEQ, 1, 0, 6),                       // 6: TCP: ports (8)
-        op(JEQ, 0, 5, 17),                      // 7: UDP: ports, else drop
-        op(LDX_B_MSH, 0, 0, ETH_HEADER as u32), // 8: X = IPv4 header length
-        op(LD_H_IND, 0, 0, 16),                 // 9: destination port at 14 + X + 2
-        op(JGE, 0, 2, u32::from(ports.0)),      // 10: below the pool: drop
-        op(JGT, 1, 0, u32::from(ports.1)),      // 11: above the pool: drop
-        op(RET, 0, 0, u32::MAX),                // 12: accept whole
-        op(RET, 0, 0, 0),                       // 13: drop
+        op(JEQ, 0, 5, 1),                       // 5: not ICMP: drop
+        op(LDX_B_MSH, 0, 0, ETH_HEADER as u32), // 6: X = IPv4 header length
+        op(LD_B_IND, 0, 0, 14),                 // 7: ICMP type
+        op(JEQ, 0, 2, 0),                       // 8: not an echo reply: drop
+        op(LD_H_IND, 0, 0, 18),                 // 9: identifier
+        op(JEQ, 1, 0, u32::from(id)),           // 10: ours: accept (12)
+        op(RET, 0, 0, 0),                       // 11: drop
+        op(RET, 0, 0, u32::MAX),                // 12: accept
     ]
 }
 
@@ -151,6 +177,16 @@ impl PacketSocket {
     /// (for tests that check what crossed a link).
     pub fn open_capture(ifindex: u32) -> io::Result<PacketSocket> {
         let fd = vnet_socket()?;
+        bind(&fd, ifindex, ETH_P_IP)?;
+        set_nonblocking(&fd)?;
+        Ok(PacketSocket { fd, rx: None })
+    }
+
+    /// A socket that sends IPv4 frames out of `ifindex` and receives those passing `filter`
+    /// (no virtio-net header): the health probes of one uplink.
+    pub fn open_probe(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<PacketSocket> {
+        let fd = raw_socket()?;
+        attach_filter(&fd, filter)?;
         bind(&fd, ifindex, ETH_P_IP)?;
         set_nonblocking(&fd)?;
         Ok(PacketSocket { fd, rx: None })
@@ -240,14 +276,16 @@ mod tests {
                 LD_W_ABS => (i.k, 4),
                 LD_B_ABS | LDX_B_MSH => (i.k, 1),
                 LD_H_IND => (x + i.k, 2),
+                LD_B_IND => (x + i.k, 1),
                 _ => (0, 0),
             };
             let Some(loaded) = load(at as usize, n) else {
                 return 0;
             };
             match i.code {
-                LD_H_ABS | LD_W_ABS | LD_B_ABS | LD_H_IND => a = loaded,
+                LD_H_ABS | LD_W_ABS | LD_B_ABS | LD_H_IND | LD_B_IND => a = loaded,
                 LDX_B_MSH => x = (loaded & 0xf) * 4,
+                JA => pc += i.k as usize,
                 JEQ => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
                 JGE => pc += usize::from(if a >= i.k { i.jt } else { i.jf }),
                 JGT => pc += usize::from(if a > i.k { i.jt } else { i.jf }),
@@ -255,6 +293,33 @@ mod tests {
                 c => panic!("opcode {c:#x} not modelled"),
             }
         }
+    }
+
+    /// An ICMP message of `icmp_type` with identifier `id` to `dst`.
+    fn icmp(dst: [u8; 4], icmp_type: u8, id: u16) -> Vec<u8> {
+        let mut f = frame(ETH_P_IP, 1, dst, 0);
+        f[34] = icmp_type;
+        f[38..40].copy_from_slice(&id.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn echo_replies_outside_the_pool_are_the_monitors() {
+        let me = [198, 18, 1, 1];
+        let data = reply_filter(u32::from_be_bytes(me), (61000, 65535));
+        let probe = echo_reply_filter(u32::from_be_bytes(me), 22348);
+        // a LAN host's ping, translated into the pool: the data path's
+        assert_eq!(run(&data, &icmp(me, 0, 61000)), u32::MAX);
+        assert_eq!(run(&probe, &icmp(me, 0, 61000)), 0);
+        // the monitor's probe answer: its own socket's only
+        assert_eq!(run(&data, &icmp(me, 0, 22348)), 0);
+        assert_eq!(run(&probe, &icmp(me, 0, 22348)), u32::MAX);
+        // errors go to the data path whatever they quote
+        assert_eq!(run(&data, &icmp(me, 3, 0)), u32::MAX);
+        assert_eq!(run(&probe, &icmp(me, 3, 22348)), 0);
+        // to another address: neither
+        assert_eq!(run(&probe, &icmp([198, 18, 1, 2], 0, 22348)), 0);
+        assert_eq!(run(&probe, &frame(ETH_P_IP, 17, me, 22348)), 0);
     }
 
     fn frame(ethertype: u16, proto: u8, dst: [u8; 4], dport: u16) -> Vec<u8> {
@@ -273,7 +338,7 @@ mod tests {
         let me = [198, 18, 1, 1];
         assert_eq!(run(&prog, &frame(ETH_P_IP, 6, me, 61000)), u32::MAX);
         assert_eq!(run(&prog, &frame(ETH_P_IP, 17, me, 65535)), u32::MAX);
-        assert_eq!(run(&prog, &frame(ETH_P_IP, 1, me, 0)), u32::MAX);
+        assert_eq!(run(&prog, &icmp(me, 11, 0)), u32::MAX);
         // the gateway's own services and ephemeral ports stay with the kernel
         assert_eq!(run(&prog, &frame(ETH_P_IP, 6, me, 80)), 0);
         assert_eq!(run(&prog, &frame(ETH_P_IP, 17, me, 60999)), 0);

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::packet::read_u16;
-use crate::engine::{Engine, L4Checksum, Timestamp, UplinkId, Verdict};
+use crate::engine::{Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict};
+use crate::uplink::Uplink;
 
-use super::arp::u64_to_mac;
 use super::fd::Poller;
 use super::offload::TcFastPath;
 use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
@@ -116,15 +116,6 @@ impl PacketIo for super::packet::PacketSocket {
     }
 }
 
-/// Per uplink: where frames go.
-#[derive(Debug)]
-pub struct UplinkPath {
-    pub name: String,
-    pub mac: [u8; 6],
-    /// The gateway's MAC as a u64; 0 while unknown.
-    pub gateway_mac: AtomicU64,
-}
-
 /// Drops that happen outside the engine.
 #[derive(Debug, Default)]
 pub struct IoCounters {
@@ -140,7 +131,7 @@ pub struct IoCounters {
 #[derive(Debug)]
 pub struct Shared {
     pub engine: Engine,
-    pub uplinks: Vec<UplinkPath>,
+    pub uplinks: Vec<Uplink>,
     pub stop: AtomicBool,
     pub io: IoCounters,
     /// The in-kernel fast path the engine offloads to, if it runs.
@@ -149,7 +140,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(engine: Engine, uplinks: Vec<UplinkPath>) -> Shared {
+    pub fn new(engine: Engine, uplinks: Vec<Uplink>) -> Shared {
         Shared {
             engine,
             uplinks,
@@ -163,6 +154,11 @@ impl Shared {
     /// The engine's clock: milliseconds since start.
     pub fn now(&self) -> Timestamp {
         Timestamp::from_millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// The same clock in microseconds, for health probes.
+    pub fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
     }
 }
 
@@ -293,27 +289,40 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let ip_at = ETH_HEADER + vnet::LEN;
         let header = header_at(buf, ETH_HEADER);
         let mut csum = csum_state(&header);
-        let verdict = self
-            .shared
-            .engine
-            .outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum);
-        let Verdict::Uplink(u) = verdict else {
-            return None;
+        let engine = &self.shared.engine;
+        let u = match engine.outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum) {
+            Verdict::Uplink(u) => u,
+            Verdict::Tun => {
+                // the engine answered in place: write its answer back, a plain packet
+                let len = usize::from(read_u16(buf, ip_at + 2));
+                buf[ETH_HEADER..ip_at].fill(0);
+                self.write_tun(&buf[ETH_HEADER..ip_at + len]);
+                return None;
+            }
+            Verdict::Drop(reason) if reason.is_unreachable() => {
+                let mut answer = [0u8; vnet::LEN + MAX_UNREACHABLE];
+                if let Some(len) =
+                    engine.unreachable(now, &buf[ip_at..ETH_HEADER + n], &mut answer[vnet::LEN..])
+                {
+                    self.write_tun(&answer[..vnet::LEN + len]);
+                }
+                return None;
+            }
+            Verdict::Drop(_) => return None,
         };
         let path = &self.shared.uplinks[usize::from(u)];
-        let gateway = path.gateway_mac.load(Ordering::Relaxed);
-        if gateway == 0 {
+        let Some(gateway) = path.gateway_mac() else {
             self.shared
                 .io
                 .no_gateway_mac
                 .fetch_add(1, Ordering::Relaxed);
             return None;
-        }
+        };
         let mut out = [0u8; vnet::LEN];
         passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
         buf[..vnet::LEN].copy_from_slice(&out);
         let eth = &mut buf[vnet::LEN..ip_at];
-        eth[0..6].copy_from_slice(&u64_to_mac(gateway));
+        eth[0..6].copy_from_slice(&gateway);
         eth[6..12].copy_from_slice(&path.mac);
         eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
         Some((u, ETH_HEADER + n))
@@ -341,7 +350,12 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let mut out = [0u8; vnet::LEN];
         passed_on(header, -(ETH_HEADER as i32), csum).write(&mut out);
         buf[ETH_HEADER..ip_at].copy_from_slice(&out);
-        if self.tun.send(&buf[ETH_HEADER..ip_at + ip_len]).is_err() {
+        self.write_tun(&buf[ETH_HEADER..ip_at + ip_len]);
+    }
+
+    /// Writes `[virtio-net header][IP packet]` towards the LAN.
+    fn write_tun(&self, packet: &[u8]) {
+        if self.tun.send(packet).is_err() {
             self.shared
                 .io
                 .tun_write_errors
@@ -356,6 +370,7 @@ mod tests {
     use crate::engine::checksum::{checksum, pseudo_header};
     use crate::engine::flow::Timeouts;
     use crate::engine::{EngineConfig, UplinkConfig};
+    use crate::uplink::UplinkInfo;
     use std::cell::RefCell;
 
     /// A device that records what is sent to it and has nothing to read.
@@ -396,19 +411,28 @@ mod tests {
                 name: "isp1".into(),
                 addr: u32::from_be_bytes(UPLINK),
                 weight: 1,
+                tier: 1,
             }],
             pins: vec![],
             affinity_timeout_ms: 600_000,
             timeouts: Timeouts::default(),
             ports: (61000, 61000),
             seed: 1,
+            reset_tcp_on_down: true,
         });
-        let path = UplinkPath {
+        let uplink = Uplink::new(UplinkInfo {
             name: "isp1".into(),
+            dev: "eth1".into(),
+            ifindex: 3,
             mac: OUR_MAC,
-            gateway_mac: AtomicU64::new(crate::io::arp::mac_to_u64(GATEWAY_MAC)),
-        };
-        Shared::new(engine, vec![path])
+            addr: UPLINK.into(),
+            gateway: [198, 18, 1, 254].into(),
+            tier: 1,
+            weight: 1,
+            targets: vec![],
+        });
+        uplink.set_gateway_mac(GATEWAY_MAC);
+        Shared::new(engine, vec![uplink])
     }
 
     /// UDP 198.18.3.10:5000 -> 198.19.0.1:53 (or the reverse of `from`/`to`), checksums
@@ -514,9 +538,45 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_sent_while_the_gateway_mac_is_unknown() {
+    fn with_every_uplink_down_the_host_hears_network_unreachable() {
         let shared = shared();
-        shared.uplinks[0].gateway_mac.store(0, Ordering::Relaxed);
+        shared.engine.set_uplink_up(0, false);
+        let w = worker(&shared);
+        let mut slot = vec![0u8; BUFFER];
+        let packet = udp(LAN, SERVER, 5000, 53);
+        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
+        assert_eq!(
+            w.forward_out(shared.now(), &mut slot, vnet::LEN + packet.len()),
+            None
+        );
+        let written = w.tun.sent.borrow();
+        assert_eq!(written.len(), 1);
+        let answer = &written[0];
+        assert_eq!(answer[..vnet::LEN], [0u8; vnet::LEN], "a plain packet");
+        let icmp = &answer[vnet::LEN..];
+        assert_eq!(icmp.len(), 20 + 8 + 28);
+        assert_eq!(icmp[12..16], SERVER, "from the destination");
+        assert_eq!(icmp[16..20], LAN);
+        assert_eq!(icmp[20..22], [3, 0], "network unreachable");
+        assert_eq!(icmp[28..], packet[..28], "quoting its headers");
+        assert!(w.uplinks[0].sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn nothing_is_sent_while_the_gateway_mac_is_unknown() {
+        let engine = shared().engine;
+        let uplink = Uplink::new(UplinkInfo {
+            name: "isp1".into(),
+            dev: "eth1".into(),
+            ifindex: 3,
+            mac: OUR_MAC,
+            addr: UPLINK.into(),
+            gateway: [198, 18, 1, 254].into(),
+            tier: 1,
+            weight: 1,
+            targets: vec![],
+        });
+        let shared = Shared::new(engine, vec![uplink]);
         let w = worker(&shared);
         let mut slot = vec![0u8; BUFFER];
         let packet = udp(LAN, SERVER, 5000, 53);

@@ -1,0 +1,595 @@
+//! Health of one uplink as a pure state machine: probe answers, carrier and ARP answers and
+//! `now` (microseconds on a monotonic clock of the caller's choosing) go in; state changes
+//! with their reasons come out. No I/O, no clock: the prober in io/ feeds it.
+//!
+//! Probing runs in rounds, one every `interval`: each round sends one echo request to every
+//! target (or, with no target, one ARP request to the gateway). A round is good when any of
+//! them answers within `timeout`, and bad otherwise, or when the line is in brownout (loss or
+//! median RTT over the recent window above the configured limit). `down_after` bad rounds in
+//! a row take a line down, `up_after` good ones bring it back; losing carrier, or the
+//! gateway's ARP answers, takes it down at once.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Finished rounds kept for loss and RTT figures (10 s at the default interval).
+pub const WINDOW_ROUNDS: usize = 50;
+/// Probes the window must hold before loss or RTT limits are applied.
+const MIN_SAMPLES: u32 = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthSettings {
+    pub interval_us: u64,
+    pub timeout_us: u64,
+    pub down_after: u32,
+    pub up_after: u32,
+    /// Percent of probes lost over the window above which the line counts as down.
+    pub max_loss_pct: Option<u32>,
+    /// Median RTT over the window above which the line counts as down.
+    pub max_rtt_us: Option<u64>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> HealthSettings {
+        HealthSettings {
+            interval_us: 200_000,
+            timeout_us: 600_000,
+            down_after: 3,
+            up_after: 10,
+            max_loss_pct: None,
+            max_rtt_us: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// No verdict yet (just started): carries no traffic.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Unknown => "unknown",
+            State::Up => "up",
+            State::Down => "down",
+        }
+    }
+}
+
+/// Why a line changed state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// `rounds` good rounds in a row.
+    Answered {
+        rounds: u32,
+    },
+    /// `rounds` rounds in a row without an answer from any target (or from the gateway's ARP
+    /// when no target is set).
+    NoAnswer {
+        rounds: u32,
+    },
+    /// Loss over the window above the limit.
+    Loss {
+        pct: f64,
+        limit: u32,
+    },
+    /// Median RTT over the window above the limit.
+    Rtt {
+        median_us: u64,
+        limit_us: u64,
+    },
+    CarrierLost,
+    /// The gateway stopped answering ARP while targets were being probed.
+    ArpLost,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Answered { rounds } => write!(f, "{rounds} probe rounds in a row answered"),
+            Reason::NoAnswer { rounds } => write!(f, "{rounds} probe rounds in a row unanswered"),
+            Reason::Loss { pct, limit } => {
+                write!(f, "loss {pct:.0}% over the last rounds is above {limit}%")
+            }
+            Reason::Rtt {
+                median_us,
+                limit_us,
+            } => write!(
+                f,
+                "median RTT {:.1} ms is above {:.1} ms",
+                *median_us as f64 / 1000.0,
+                *limit_us as f64 / 1000.0
+            ),
+            Reason::CarrierLost => write!(f, "carrier lost"),
+            Reason::ArpLost => write!(f, "the gateway stopped answering ARP"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub state: State,
+    pub reason: Reason,
+}
+
+/// Loss and RTT over the recent window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Probes sent and answered in the window.
+    pub sent: u32,
+    pub answered: u32,
+    pub rtt_median_us: Option<u64>,
+    pub rtt_p90_us: Option<u64>,
+}
+
+impl Stats {
+    /// Fraction of probes lost, 0 when none was sent.
+    pub fn loss(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            f64::from(self.sent - self.answered) / f64::from(self.sent)
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Round {
+    seq: u16,
+    sent_us: u64,
+    /// RTT of each target's answer, if it came in time.
+    rtts: Vec<Option<u32>>,
+}
+
+#[derive(Clone, Debug)]
+struct Finished {
+    sent: u32,
+    rtts: Vec<u32>,
+}
+
+/// One uplink's health.
+#[derive(Clone, Debug)]
+pub struct LineHealth {
+    settings: HealthSettings,
+    /// Targets probed per round; 0: rounds are ARP requests to the gateway.
+    targets: usize,
+    state: State,
+    carrier: bool,
+    pending: VecDeque<Round>,
+    window: VecDeque<Finished>,
+    next_seq: u16,
+    good_run: u32,
+    bad_run: u32,
+    /// Last ARP answer from the gateway, and the first request not answered since.
+    last_arp_us: Option<u64>,
+    arp_unanswered_since_us: Option<u64>,
+}
+
+impl LineHealth {
+    pub fn new(settings: HealthSettings, targets: usize) -> LineHealth {
+        LineHealth {
+            settings,
+            targets,
+            state: State::Unknown,
+            carrier: true,
+            pending: VecDeque::new(),
+            window: VecDeque::new(),
+            next_seq: 0,
+            good_run: 0,
+            bad_run: 0,
+            last_arp_us: None,
+            arp_unanswered_since_us: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn settings(&self) -> &HealthSettings {
+        &self.settings
+    }
+
+    /// Starts a round: the caller sends one probe to every target with the returned
+    /// sequence number (and an ARP request to the gateway).
+    pub fn start_round(&mut self, now_us: u64) -> u16 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.pending.push_back(Round {
+            seq,
+            sent_us: now_us,
+            rtts: vec![None; self.targets.max(1)],
+        });
+        if self.arp_unanswered_since_us.is_none() {
+            self.arp_unanswered_since_us = Some(now_us);
+        }
+        seq
+    }
+
+    /// An echo reply from target number `target` to the round `seq`.
+    pub fn answer(&mut self, seq: u16, target: usize, now_us: u64) {
+        let timeout = self.settings.timeout_us;
+        if let Some(round) = self.pending.iter_mut().find(|r| r.seq == seq)
+            && let Some(slot) = round.rtts.get_mut(target)
+            && slot.is_none()
+        {
+            let rtt = now_us.saturating_sub(round.sent_us);
+            if rtt <= timeout {
+                *slot = Some(rtt.min(u64::from(u32::MAX)) as u32);
+            }
+        }
+    }
+
+    /// The gateway answered ARP.
+    pub fn arp_answer(&mut self, now_us: u64) {
+        self.last_arp_us = Some(now_us);
+        self.arp_unanswered_since_us = None;
+        if self.targets == 0 {
+            // every round still waiting counts as answered by the gateway
+            for round in &mut self.pending {
+                if round.rtts[0].is_none() {
+                    round.rtts[0] = Some(now_us.saturating_sub(round.sent_us) as u32);
+                }
+            }
+        }
+    }
+
+    /// Carrier (link state) as the kernel reports it; losing it takes the line down at once.
+    pub fn carrier(&mut self, up: bool, _now_us: u64) -> Option<Change> {
+        self.carrier = up;
+        if up {
+            return None;
+        }
+        self.good_run = 0;
+        self.transition(State::Down, Reason::CarrierLost)
+    }
+
+    fn transition(&mut self, state: State, reason: Reason) -> Option<Change> {
+        if self.state == state {
+            return None;
+        }
+        self.state = state;
+        Some(Change { state, reason })
+    }
+
+    /// The gateway has not answered ARP for as long as `down_after` rounds plus a timeout.
+    fn arp_lost(&self, now_us: u64) -> bool {
+        let s = &self.settings;
+        let limit = u64::from(s.down_after) * s.interval_us + s.timeout_us;
+        self.arp_unanswered_since_us
+            .is_some_and(|since| now_us.saturating_sub(since) > limit)
+    }
+
+    /// Decides every round whose answers are all in or whose time is up, oldest first;
+    /// returns the state change this causes, if any.
+    pub fn tick(&mut self, now_us: u64) -> Option<Change> {
+        let mut change = None;
+        if self.targets > 0 && self.state == State::Up && self.arp_lost(now_us) {
+            self.good_run = 0;
+            change = self.transition(State::Down, Reason::ArpLost);
+        }
+        while let Some(round) = self.pending.front() {
+            let complete = round.rtts.iter().all(Option::is_some);
+            if !complete && now_us < round.sent_us + self.settings.timeout_us {
+                break;
+            }
+            let round = self.pending.pop_front().expect("front exists");
+            if let Some(c) = self.finish(round, now_us) {
+                change = Some(c);
+            }
+        }
+        change
+    }
+
+    fn finish(&mut self, round: Round, now_us: u64) -> Option<Change> {
+        let answered = round.rtts.iter().any(Option::is_some);
+        self.window.push_back(Finished {
+            sent: round.rtts.len() as u32,
+            rtts: round.rtts.iter().flatten().copied().collect(),
+        });
+        if self.window.len() > WINDOW_ROUNDS {
+            self.window.pop_front();
+        }
+        let brownout = self.brownout();
+        let good = answered && brownout.is_none() && self.carrier;
+        if good {
+            self.good_run += 1;
+            self.bad_run = 0;
+        } else {
+            self.bad_run += 1;
+            self.good_run = 0;
+        }
+        let s = &self.settings;
+        match self.state {
+            State::Up | State::Unknown if self.bad_run >= s.down_after => {
+                let reason = brownout.unwrap_or(Reason::NoAnswer {
+                    rounds: self.bad_run,
+                });
+                self.transition(State::Down, reason)
+            }
+            // at start-up one good round is enough: there is no flapping to guard against yet
+            State::Down | State::Unknown
+                if self.carrier
+                    && !(self.targets > 0 && self.arp_lost(now_us))
+                    && (self.good_run >= s.up_after
+                        || (self.state == State::Unknown && self.good_run >= 1)) =>
+            {
+                let rounds = self.good_run;
+                self.transition(State::Up, Reason::Answered { rounds })
+            }
+            _ => None,
+        }
+    }
+
+    /// Loss or RTT over the window beyond a configured limit.
+    fn brownout(&self) -> Option<Reason> {
+        let s = &self.settings;
+        if s.max_loss_pct.is_none() && s.max_rtt_us.is_none() {
+            return None;
+        }
+        let stats = self.stats();
+        if stats.sent < MIN_SAMPLES {
+            return None;
+        }
+        if let Some(limit) = s.max_loss_pct {
+            let pct = stats.loss() * 100.0;
+            if pct > f64::from(limit) {
+                return Some(Reason::Loss { pct, limit });
+            }
+        }
+        if let (Some(limit_us), Some(median_us)) = (s.max_rtt_us, stats.rtt_median_us)
+            && median_us > limit_us
+        {
+            return Some(Reason::Rtt {
+                median_us,
+                limit_us,
+            });
+        }
+        None
+    }
+
+    /// Loss and RTT over the finished rounds of the window.
+    pub fn stats(&self) -> Stats {
+        let mut rtts: Vec<u32> = self
+            .window
+            .iter()
+            .flat_map(|r| r.rtts.iter())
+            .copied()
+            .collect();
+        rtts.sort_unstable();
+        let pick = |p: f64| -> Option<u64> {
+            (!rtts.is_empty()).then(|| {
+                let i = ((rtts.len() - 1) as f64 * p).round() as usize;
+                u64::from(rtts[i])
+            })
+        };
+        Stats {
+            sent: self.window.iter().map(|r| r.sent).sum(),
+            answered: rtts.len() as u32,
+            rtt_median_us: pick(0.5),
+            rtt_p90_us: pick(0.9),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1000;
+
+    /// Drives a line round by round: `answers(round)` says whether round number `i` is
+    /// answered (after 1 ms) by every target. Returns the changes with the round at which
+    /// they happened.
+    fn drive(
+        line: &mut LineHealth,
+        start_round: usize,
+        rounds: usize,
+        answers: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, Change)> {
+        let interval = line.settings.interval_us;
+        let mut changes = Vec::new();
+        for i in start_round..start_round + rounds {
+            let t = i as u64 * interval;
+            let seq = line.start_round(t);
+            if answers(i) {
+                for target in 0..line.targets.max(1) {
+                    line.answer(seq, target, t + MS);
+                }
+                line.arp_answer(t + MS);
+            }
+            // look every 10 ms until the next round starts
+            let mut at = t + MS;
+            while at < t + interval {
+                if let Some(c) = line.tick(at) {
+                    changes.push((i, c));
+                }
+                at += 10 * MS;
+            }
+        }
+        changes
+    }
+
+    fn line(targets: usize) -> LineHealth {
+        LineHealth::new(HealthSettings::default(), targets)
+    }
+
+    #[test]
+    fn starts_up_on_the_first_answer_and_goes_down_after_three_silent_rounds() {
+        let mut l = line(2);
+        let changes = drive(&mut l, 0, 10, |_| true);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0, 0, "all targets answered: decided at once");
+        assert_eq!(changes[0].1.state, State::Up);
+        // the line dies at round 10; its rounds time out 600 ms after they start
+        let changes = drive(&mut l, 10, 10, |_| false);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let (round, c) = &changes[0];
+        assert_eq!(c.state, State::Down);
+        assert_eq!(c.reason, Reason::NoAnswer { rounds: 3 });
+        // round 12 (sent at 2.4 s) is decided at 3.0 s, during round 15
+        assert_eq!(*round, 15);
+    }
+
+    #[test]
+    fn comes_back_only_after_ten_good_rounds_in_a_row() {
+        let mut l = line(1);
+        drive(&mut l, 0, 1, |_| true);
+        drive(&mut l, 1, 10, |_| false);
+        assert_eq!(l.state(), State::Down);
+        // every fifth round lost: never ten in a row, never up
+        let changes = drive(&mut l, 11, 60, |i| i % 5 != 0);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(l.state(), State::Down);
+        let changes = drive(&mut l, 71, 20, |_| true);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0, 80, "tenth good round after 71");
+        assert_eq!(changes[0].1.reason, Reason::Answered { rounds: 10 });
+    }
+
+    #[test]
+    fn flapping_every_300_ms_never_brings_a_down_line_up() {
+        let mut l = line(1);
+        drive(&mut l, 0, 1, |_| true);
+        drive(&mut l, 1, 10, |_| false);
+        // 300 ms up, 300 ms down, as times of the 200 ms rounds
+        let changes = drive(&mut l, 11, 25, |i| (i as u64 * 200 / 300).is_multiple_of(2));
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(l.state(), State::Down);
+    }
+
+    #[test]
+    fn one_answering_target_is_enough() {
+        let mut l = line(3);
+        drive(&mut l, 0, 1, |_| true);
+        let interval = l.settings.interval_us;
+        for i in 1..30u64 {
+            let seq = l.start_round(i * interval);
+            l.answer(seq, 2, i * interval + MS);
+            l.arp_answer(i * interval + MS);
+            assert_eq!(l.tick(i * interval + 700 * MS), None);
+        }
+        assert_eq!(l.state(), State::Up);
+        let stats = l.stats();
+        assert!((stats.loss() - 2.0 / 3.0).abs() < 0.05, "{stats:?}");
+    }
+
+    #[test]
+    fn carrier_loss_is_down_at_once_and_up_needs_answers_after_it_returns() {
+        let mut l = line(1);
+        drive(&mut l, 0, 1, |_| true);
+        let c = l.carrier(false, 300 * MS).expect("change");
+        assert_eq!((c.state, c.reason), (State::Down, Reason::CarrierLost));
+        // probes answered (another path?) while carrier is gone do not count
+        assert!(drive(&mut l, 2, 15, |_| true).is_empty());
+        l.carrier(true, 17 * 200 * MS);
+        let changes = drive(&mut l, 17, 12, |_| true);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0, 26);
+    }
+
+    #[test]
+    fn without_targets_the_gateway_arp_answers_are_the_probe() {
+        let mut l = line(0);
+        let changes = drive(&mut l, 0, 3, |_| true);
+        assert_eq!(changes[0].1.state, State::Up);
+        let changes = drive(&mut l, 3, 10, |_| false);
+        assert_eq!(changes[0].1.state, State::Down);
+        assert_eq!(changes[0].1.reason, Reason::NoAnswer { rounds: 3 });
+    }
+
+    #[test]
+    fn a_gateway_silent_on_arp_takes_a_probed_line_down_at_once() {
+        let mut l = line(1);
+        drive(&mut l, 0, 1, |_| true);
+        let interval = l.settings.interval_us;
+        let mut down_at = None;
+        // targets answer (the frames still go out to the old MAC), ARP does not
+        for i in 1..20u64 {
+            let seq = l.start_round(i * interval);
+            l.answer(seq, 0, i * interval + MS);
+            if let Some(c) = l.tick(i * interval + 2 * MS) {
+                assert_eq!(c.reason, Reason::ArpLost);
+                down_at.get_or_insert(i);
+            }
+        }
+        // unanswered since round 1 (0.2 s): lost once 3 rounds and a timeout (1.2 s) passed
+        assert_eq!(down_at, Some(7));
+    }
+
+    #[test]
+    fn brownout_by_loss_goes_down_only_when_a_limit_is_set() {
+        // 40 % of rounds lost at random, but never three in a row
+        let lossy = |i: usize| !matches!(i % 5, 1 | 3);
+        let mut plain = line(1);
+        drive(&mut plain, 0, 100, lossy);
+        assert_eq!(plain.state(), State::Up);
+        let stats = plain.stats();
+        assert!((stats.loss() - 0.4).abs() < 0.05, "{stats:?}");
+
+        let mut strict = LineHealth::new(
+            HealthSettings {
+                max_loss_pct: Some(20),
+                ..HealthSettings::default()
+            },
+            1,
+        );
+        let changes = drive(&mut strict, 0, 100, lossy);
+        let down: Vec<_> = changes
+            .iter()
+            .filter(|(_, c)| c.state == State::Down)
+            .collect();
+        assert_eq!(down.len(), 1, "{changes:?}");
+        assert!(matches!(down[0].1.reason, Reason::Loss { limit: 20, .. }));
+        assert_eq!(
+            strict.state(),
+            State::Down,
+            "stays down while the loss lasts"
+        );
+        // loss stops: up once the window is below the limit and ten rounds were good
+        let changes = drive(&mut strict, 100, 60, |_| true);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].1.state, State::Up);
+    }
+
+    #[test]
+    fn brownout_by_rtt() {
+        let mut l = LineHealth::new(
+            HealthSettings {
+                max_rtt_us: Some(100 * MS),
+                ..HealthSettings::default()
+            },
+            1,
+        );
+        let interval = l.settings.interval_us;
+        let mut changes = Vec::new();
+        for i in 0..40u64 {
+            let t = i * interval;
+            let seq = l.start_round(t);
+            // 1 ms at first, then 300 ms from round 10
+            let rtt = if i < 10 { MS } else { 300 * MS };
+            l.answer(seq, 0, t + rtt);
+            l.arp_answer(t + MS);
+            changes.extend(l.tick(t + 199 * MS));
+        }
+        let states: Vec<_> = changes.iter().map(|c| c.state).collect();
+        assert_eq!(states, [State::Up, State::Down]);
+        assert!(matches!(changes[1].reason, Reason::Rtt { .. }));
+    }
+
+    #[test]
+    fn late_and_unknown_answers_are_ignored() {
+        let mut l = line(1);
+        let seq = l.start_round(0);
+        l.answer(seq, 0, 700 * MS); // after the timeout
+        l.answer(seq.wrapping_add(5), 0, MS); // a round never sent
+        l.answer(seq, 9, MS); // a target that does not exist
+        assert_eq!(l.tick(601 * MS), None);
+        assert_eq!(l.stats().answered, 0);
+        assert_eq!(l.stats().sent, 1);
+    }
+}

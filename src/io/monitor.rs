@@ -1,0 +1,329 @@
+//! Watching every line through that line: ICMP echo to the health targets, sent from the
+//! uplink's address on its own packet socket to its gateway's MAC (never through the routing
+//! table, which would answer "up" through another line), ARP to the gateway every round, and
+//! carrier from netlink. The answers feed one [`LineHealth`] per uplink; its verdicts are
+//! applied here: to the engine (which moves or ends the line's flows), the fast path, the
+//! uplink's shared state, the log and the `--on-change` command.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+
+use crate::engine::checksum::checksum;
+use crate::engine::packet::{read_u16, read_u32, write_u16};
+use crate::health::{Change, HealthSettings, LineHealth, State};
+use crate::uplink::{Uplink, format_mac};
+
+use super::arp;
+use super::fd::Poller;
+use super::hook::{Event, Events};
+use super::netlink::LinkWatch;
+use super::packet::{ETH_HEADER, ETH_P_IP, PacketSocket, echo_reply_filter};
+use super::vnet;
+use super::worker::{PacketIo, Shared};
+
+/// The echo identifier of health probes, unless the NAT pool holds it: replies to it must
+/// not look like a LAN host's ping.
+const PROBE_ID: u16 = 0x574c;
+const PROBE_PAYLOAD: &[u8; 8] = b"wanlb-hc";
+const ECHO_FRAME: usize = ETH_HEADER + 20 + 8 + PROBE_PAYLOAD.len();
+/// How often the loop looks at round deadlines when nothing arrives.
+const TICK_MS: i32 = 10;
+
+/// The identifier health probes use with NAT ports `pool`.
+pub fn probe_id(pool: (u16, u16)) -> u16 {
+    if (pool.0..=pool.1).contains(&PROBE_ID) {
+        pool.0 - 1
+    } else {
+        PROBE_ID
+    }
+}
+
+/// The sockets one uplink is watched through.
+#[derive(Debug)]
+pub struct LineSockets {
+    /// Sends echo requests, receives their replies (and nothing else).
+    pub probe: PacketSocket,
+    pub arp: PacketSocket,
+}
+
+impl LineSockets {
+    pub fn open(uplink: &Uplink, id: u16) -> io::Result<LineSockets> {
+        let filter = echo_reply_filter(u32::from(uplink.addr), id);
+        Ok(LineSockets {
+            probe: PacketSocket::open_probe(uplink.ifindex, &filter)?,
+            arp: PacketSocket::open_arp(uplink.ifindex)?,
+        })
+    }
+}
+
+/// An echo request from the uplink's address to `target`, framed for its gateway.
+pub fn echo_request(
+    uplink: &Uplink,
+    gateway_mac: [u8; 6],
+    target: Ipv4Addr,
+    id: u16,
+    seq: u16,
+) -> [u8; ECHO_FRAME] {
+    let mut f = [0u8; ECHO_FRAME];
+    f[0..6].copy_from_slice(&gateway_mac);
+    f[6..12].copy_from_slice(&uplink.mac);
+    f[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    let ip = &mut f[ETH_HEADER..];
+    ip[0] = 0x45;
+    write_u16(ip, 2, (ECHO_FRAME - ETH_HEADER) as u16);
+    write_u16(ip, 4, seq);
+    ip[6] = 0x40; // don't fragment
+    ip[8] = 64;
+    ip[9] = 1;
+    ip[12..16].copy_from_slice(&uplink.addr.octets());
+    ip[16..20].copy_from_slice(&target.octets());
+    let c = checksum(&ip[..20], 0);
+    write_u16(ip, 10, c);
+    let icmp = &mut ip[20..];
+    icmp[0] = 8;
+    write_u16(icmp, 4, id);
+    write_u16(icmp, 6, seq);
+    icmp[8..].copy_from_slice(PROBE_PAYLOAD);
+    let c = checksum(icmp, 0);
+    write_u16(icmp, 2, c);
+    f
+}
+
+/// The source and sequence number of an echo reply with identifier `id` in `frame`.
+pub fn echo_reply(frame: &[u8], id: u16) -> Option<(Ipv4Addr, u16)> {
+    let ip = frame.get(ETH_HEADER..)?;
+    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 1 {
+        return None;
+    }
+    let icmp = ip.get(usize::from(ip[0] & 0x0f) * 4..)?;
+    if icmp.len() < 8 || icmp[0] != 0 || read_u16(icmp, 4) != id {
+        return None;
+    }
+    Some((Ipv4Addr::from(read_u32(ip, 12)), read_u16(icmp, 6)))
+}
+
+pub struct Monitor<'a, T: PacketIo> {
+    pub shared: &'a Shared,
+    pub lines: Vec<LineSockets>,
+    pub links: LinkWatch,
+    pub settings: HealthSettings,
+    /// Where the engine's packets for the LAN (sequence probes) are written.
+    pub tun: T,
+    pub events: Events,
+    pub probe_id: u16,
+}
+
+impl<T: PacketIo> Monitor<'_, T> {
+    /// Probes every line until `shared.stop` is set.
+    pub fn run(self) -> io::Result<()> {
+        let shared = self.shared;
+        let mut health: Vec<LineHealth> = shared
+            .uplinks
+            .iter()
+            .map(|u| LineHealth::new(self.settings.clone(), u.targets.len()))
+            .collect();
+        let mut carrier = vec![true; health.len()];
+        let mut fds = vec![self.links.raw_fd()];
+        for l in &self.lines {
+            fds.push(l.probe.raw_fd());
+            fds.push(l.arp.raw_fd());
+        }
+        let mut poller = Poller::new(&fds);
+        let mut buf = [0u8; 2048];
+        let interval = self.settings.interval_us;
+        let mut next_round = shared.now_us();
+        while !shared.stop.load(Ordering::Relaxed) {
+            let now = shared.now_us();
+            if now >= next_round {
+                for (i, h) in health.iter_mut().enumerate() {
+                    let seq = h.start_round(now);
+                    self.send_round(i, seq);
+                }
+                next_round = (next_round + interval).max(now + interval / 2);
+            }
+            let wait = ((next_round.saturating_sub(shared.now_us())) / 1000) as i32;
+            poller.wait(wait.clamp(0, TICK_MS))?;
+            let now = shared.now_us();
+            if poller.is_ready(0) {
+                self.links.read(|link| {
+                    for (i, u) in shared.uplinks.iter().enumerate() {
+                        if u.ifindex == link.ifindex && carrier[i] != link.carrier {
+                            carrier[i] = link.carrier;
+                            tracing::debug!(uplink = %u.name, carrier = link.carrier, "carrier");
+                            if let Some(c) = health[i].carrier(link.carrier, now) {
+                                self.apply(i, c, &health[i], link.carrier);
+                            }
+                        }
+                    }
+                })?;
+            }
+            for (i, line) in self.lines.iter().enumerate() {
+                let uplink = &shared.uplinks[i];
+                if poller.is_ready(1 + 2 * i) {
+                    while let Ok(n) = line.probe.recv(&mut buf) {
+                        let Some((from, seq)) = echo_reply(&buf[..n], self.probe_id) else {
+                            continue;
+                        };
+                        if let Some(t) = uplink.targets.iter().position(|&a| a == from) {
+                            health[i].answer(seq, t, now);
+                        }
+                    }
+                }
+                if poller.is_ready(2 + 2 * i) {
+                    while let Ok(n) = line.arp.recv(&mut buf) {
+                        let Some(mac) = arp::sender_mac(&buf[..n], u32::from(uplink.gateway))
+                        else {
+                            continue;
+                        };
+                        health[i].arp_answer(now);
+                        if uplink.set_gateway_mac(mac) {
+                            tracing::info!(uplink = %uplink.name, mac = %format_mac(mac), "gateway resolved");
+                            if uplink.is_up() {
+                                self.set_fast_path(i, Some(mac));
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, h) in health.iter_mut().enumerate() {
+                if let Some(c) = h.tick(now) {
+                    self.apply(i, c, h, carrier[i]);
+                } else {
+                    shared.uplinks[i].update(carrier[i], h.stats(), None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One round's probes through uplink `i`: an echo request to every target (once the
+    /// gateway's MAC is known) and an ARP request to the gateway.
+    fn send_round(&self, i: usize, seq: u16) {
+        let uplink = &self.shared.uplinks[i];
+        let line = &self.lines[i];
+        let mac = uplink.gateway_mac();
+        if let Some(mac) = mac {
+            for &t in &uplink.targets {
+                let frame = echo_request(uplink, mac, t, self.probe_id, seq);
+                if let Err(e) = line.probe.send(&frame) {
+                    tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
+                }
+            }
+        }
+        let request = arp::request(
+            uplink.mac,
+            u32::from(uplink.addr),
+            u32::from(uplink.gateway),
+            mac,
+        );
+        if let Err(e) = line.arp.send(&request) {
+            tracing::debug!(uplink = %uplink.name, error = %e, "ARP request not sent");
+        }
+    }
+
+    fn set_fast_path(&self, i: usize, mac: Option<[u8; 6]>) {
+        if let Some(fast) = &self.shared.fast_path
+            && let Err(e) = fast.set_gateway(i as u8, mac)
+        {
+            tracing::warn!(uplink = %self.shared.uplinks[i].name, error = %e,
+                "cannot update the kernel fast path for this uplink; its flows stay in userspace");
+        }
+    }
+
+    /// Puts a health verdict into effect.
+    fn apply(&self, i: usize, change: Change, health: &LineHealth, carrier: bool) {
+        let shared = self.shared;
+        let uplink = &shared.uplinks[i];
+        let stats = health.stats();
+        let up = change.state == State::Up;
+        let reason = change.reason.to_string();
+        let rtt_ms = stats.rtt_median_us.map(|us| us as f64 / 1000.0);
+        let loss_pct = (stats.loss() * 100.0).round();
+        let targets: Vec<String> = uplink.targets.iter().map(|t| t.to_string()).collect();
+        if up {
+            tracing::info!(uplink = %uplink.name, reason = %reason, targets = %targets.join(","),
+                rtt_ms = ?rtt_ms, loss_pct, "uplink up");
+        } else {
+            tracing::info!(uplink = %uplink.name, reason = %reason, targets = %targets.join(","),
+                carrier, gateway_mac = ?uplink.gateway_mac().map(format_mac),
+                rtt_ms = ?rtt_ms, loss_pct, "uplink down");
+            // stop carrying its flows in the kernel first, so they reach the engine
+            self.set_fast_path(i, None);
+        }
+        let probes = shared.engine.set_uplink_up(i as u8, up);
+        if !probes.is_empty() {
+            tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
+        }
+        let mut frame = [0u8; vnet::LEN + crate::engine::SEQUENCE_PROBE];
+        for p in probes {
+            frame[vnet::LEN..].copy_from_slice(&p);
+            if self.tun.send(&frame).is_err() {
+                shared.io.tun_write_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if up && let Some(mac) = uplink.gateway_mac() {
+            self.set_fast_path(i, Some(mac));
+        }
+        uplink.update(carrier, stats, Some((change.state, reason.clone())));
+        if let Some(events) = &self.events {
+            let _ = events.send(Event {
+                uplink: uplink.name.clone(),
+                state: change.state.name(),
+                reason,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uplink::UplinkInfo;
+
+    #[test]
+    fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
+        let uplink = Uplink::new(UplinkInfo {
+            name: "isp1".into(),
+            dev: "eth1".into(),
+            ifindex: 3,
+            mac: [2, 0, 0, 0, 0, 1],
+            addr: Ipv4Addr::new(198, 18, 1, 1),
+            gateway: Ipv4Addr::new(198, 18, 1, 254),
+            tier: 1,
+            weight: 1,
+            targets: vec![],
+        });
+        let f = echo_request(
+            &uplink,
+            [2, 0, 0, 0, 0, 0xfe],
+            Ipv4Addr::new(198, 19, 255, 1),
+            PROBE_ID,
+            7,
+        );
+        assert_eq!(f[..14], [2, 0, 0, 0, 0, 0xfe, 2, 0, 0, 0, 0, 1, 8, 0]);
+        assert_eq!(f[26..30], [198, 18, 1, 1]);
+        assert_eq!(f[30..34], [198, 19, 255, 1]);
+        assert_eq!(checksum(&f[14..34], 0), 0);
+        assert_eq!(checksum(&f[34..], 0), 0);
+        assert_eq!(f[34], 8);
+        // its answer, as the target sends it back
+        let mut reply = f;
+        reply[26..30].copy_from_slice(&[198, 19, 255, 1]);
+        reply[30..34].copy_from_slice(&[198, 18, 1, 1]);
+        reply[34] = 0;
+        assert_eq!(
+            echo_reply(&reply, PROBE_ID),
+            Some((Ipv4Addr::new(198, 19, 255, 1), 7))
+        );
+        assert_eq!(echo_reply(&reply, PROBE_ID + 1), None);
+        assert_eq!(echo_reply(&reply[..30], PROBE_ID), None);
+        assert_eq!(echo_reply(&f, PROBE_ID), None, "a request is no answer");
+    }
+
+    #[test]
+    fn the_probe_identifier_stays_out_of_the_nat_pool() {
+        assert_eq!(probe_id((61000, 65535)), PROBE_ID);
+        assert_eq!(probe_id((20000, 30000)), 19999);
+    }
+}
