@@ -496,9 +496,9 @@ fn log_status(shared: &Shared) {
         let status = path.status();
         tracing::info!(
             uplink = %path.name,
-            state = status.state.name(),
-            rtt_ms = ?status.stats.rtt_median_us.map(|us| us as f64 / 1000.0),
-            loss_pct = (status.stats.loss() * 100.0).round(),
+            state = %status.state.name(),
+            rtt_ms = %status.stats.rtt_ms_text(),
+            loss_pct = status.stats.loss_pct(),
             packets_out = c.packets_out,
             bytes_out = c.bytes_out,
             packets_in = c.packets_in,

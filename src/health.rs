@@ -127,6 +127,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The median RTT in milliseconds for a log line, or "none".
+    pub fn rtt_ms_text(&self) -> String {
+        self.rtt_median_us
+            .map_or_else(|| "none".into(), |us| format!("{:.2}", us as f64 / 1000.0))
+    }
+
+    /// Percent of probes lost, rounded, for a log line.
+    pub fn loss_pct(&self) -> u64 {
+        (self.loss() * 100.0).round() as u64
+    }
+
     /// Fraction of probes lost, 0 when none was sent.
     pub fn loss(&self) -> f64 {
         if self.sent == 0 {
@@ -197,12 +208,26 @@ impl LineHealth {
     /// Starts a round: the caller sends one probe to every target with the returned
     /// sequence number (and an ARP request to the gateway).
     pub fn start_round(&mut self, now_us: u64) -> u16 {
+        self.begin(now_us, true)
+    }
+
+    /// A round whose probes could not be sent (the gateway's MAC is not known yet): it fails
+    /// as soon as it is decided, and counts in no loss figure.
+    pub fn unsent_round(&mut self, now_us: u64) {
+        self.begin(now_us, false);
+    }
+
+    fn begin(&mut self, now_us: u64, sent: bool) -> u16 {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         self.pending.push_back(Round {
             seq,
             sent_us: now_us,
-            rtts: vec![None; self.targets.max(1)],
+            rtts: if sent {
+                vec![None; self.targets.max(1)]
+            } else {
+                Vec::new()
+            },
         });
         if self.arp_unanswered_since_us.is_none() {
             self.arp_unanswered_since_us = Some(now_us);
@@ -273,6 +298,7 @@ impl LineHealth {
             change = self.transition(State::Down, Reason::ArpLost);
         }
         while let Some(round) = self.pending.front() {
+            // an unsent round (no probes) is complete at once, and bad
             let complete = round.rtts.iter().all(Option::is_some);
             if !complete && now_us < round.sent_us + self.settings.timeout_us {
                 break;
@@ -287,12 +313,14 @@ impl LineHealth {
 
     fn finish(&mut self, round: Round, now_us: u64) -> Option<Change> {
         let answered = round.rtts.iter().any(Option::is_some);
-        self.window.push_back(Finished {
-            sent: round.rtts.len() as u32,
-            rtts: round.rtts.iter().flatten().copied().collect(),
-        });
-        if self.window.len() > WINDOW_ROUNDS {
-            self.window.pop_front();
+        if !round.rtts.is_empty() {
+            self.window.push_back(Finished {
+                sent: round.rtts.len() as u32,
+                rtts: round.rtts.iter().flatten().copied().collect(),
+            });
+            if self.window.len() > WINDOW_ROUNDS {
+                self.window.pop_front();
+            }
         }
         let brownout = self.brownout();
         let good = answered && brownout.is_none() && self.carrier;
@@ -579,6 +607,20 @@ mod tests {
         let states: Vec<_> = changes.iter().map(|c| c.state).collect();
         assert_eq!(states, [State::Up, State::Down]);
         assert!(matches!(changes[1].reason, Reason::Rtt { .. }));
+    }
+
+    #[test]
+    fn rounds_that_could_not_be_sent_fail_at_once_and_count_in_no_loss() {
+        let mut l = line(1);
+        l.unsent_round(0);
+        l.unsent_round(200 * MS);
+        assert_eq!(l.tick(200 * MS), None, "two bad rounds, not three");
+        l.unsent_round(400 * MS);
+        let c = l
+            .tick(400 * MS)
+            .expect("decided without waiting for a timeout");
+        assert_eq!(c.state, State::Down);
+        assert_eq!(l.stats().sent, 0);
     }
 
     #[test]

@@ -106,7 +106,8 @@ struct RunArgs {
     #[arg(long, value_name = "reset|keep")]
     on_uplink_down: Option<String>,
     /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
-    /// down) and WANLB_REASON in its environment (one at a time, never delaying failover).
+    /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
+    /// never delays failover).
     #[arg(long, value_name = "CMD")]
     on_change: Option<String>,
     /// How long a destination keeps its uplink after its last flow ends: 600s, 10m, 1h ...

@@ -137,8 +137,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             let now = shared.now_us();
             if now >= next_round {
                 for (i, h) in health.iter_mut().enumerate() {
-                    let seq = h.start_round(now);
-                    self.send_round(i, seq);
+                    self.send_round(i, h, now);
                 }
                 next_round = (next_round + interval).max(now + interval / 2);
             }
@@ -199,16 +198,24 @@ impl<T: PacketIo> Monitor<'_, T> {
 
     /// One round's probes through uplink `i`: an echo request to every target (once the
     /// gateway's MAC is known) and an ARP request to the gateway.
-    fn send_round(&self, i: usize, seq: u16) {
+    fn send_round(&self, i: usize, health: &mut LineHealth, now: u64) {
         let uplink = &self.shared.uplinks[i];
         let line = &self.lines[i];
         let mac = uplink.gateway_mac();
-        if let Some(mac) = mac {
-            for &t in &uplink.targets {
-                let frame = echo_request(uplink, mac, t, self.probe_id, seq);
-                if let Err(e) = line.probe.send(&frame) {
-                    tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
+        match mac {
+            Some(mac) if !uplink.targets.is_empty() => {
+                let seq = health.start_round(now);
+                for &t in &uplink.targets {
+                    let frame = echo_request(uplink, mac, t, self.probe_id, seq);
+                    if let Err(e) = line.probe.send(&frame) {
+                        tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
+                    }
                 }
+            }
+            None if !uplink.targets.is_empty() => health.unsent_round(now),
+            // without targets the ARP request below is the round's probe
+            _ => {
+                health.start_round(now);
             }
         }
         let request = arp::request(
@@ -238,16 +245,16 @@ impl<T: PacketIo> Monitor<'_, T> {
         let stats = health.stats();
         let up = change.state == State::Up;
         let reason = change.reason.to_string();
-        let rtt_ms = stats.rtt_median_us.map(|us| us as f64 / 1000.0);
-        let loss_pct = (stats.loss() * 100.0).round();
+        let rtt_ms = stats.rtt_ms_text();
+        let loss_pct = stats.loss_pct();
         let targets: Vec<String> = uplink.targets.iter().map(|t| t.to_string()).collect();
         if up {
             tracing::info!(uplink = %uplink.name, reason = %reason, targets = %targets.join(","),
-                rtt_ms = ?rtt_ms, loss_pct, "uplink up");
+                rtt_ms = %rtt_ms, loss_pct, "uplink up");
         } else {
             tracing::info!(uplink = %uplink.name, reason = %reason, targets = %targets.join(","),
-                carrier, gateway_mac = ?uplink.gateway_mac().map(format_mac),
-                rtt_ms = ?rtt_ms, loss_pct, "uplink down");
+                carrier, gateway_mac = %uplink.gateway_mac().map_or("unknown".into(), format_mac),
+                rtt_ms = %rtt_ms, loss_pct, "uplink down");
             // stop carrying its flows in the kernel first, so they reach the engine
             self.set_fast_path(i, None);
         }
