@@ -8,6 +8,12 @@
 //! median RTT over the recent window above the configured limit). `down_after` bad rounds in
 //! a row take a line down, `up_after` good ones bring it back; losing carrier, or the
 //! gateway's ARP answers, takes it down at once.
+//!
+//! Rounds normally start every `interval`. While an up line's newest round is overdue (no
+//! answer after four times the usual RTT), the next ones start four times as fast: the line
+//! needs `down_after` failed rounds to go down, each waiting out its timeout, so sending them
+//! sooner finds a dead line sooner (as mwan3's failure_interval and BFD's poll do). A line
+//! that answers never hurries.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -16,6 +22,9 @@ use std::fmt;
 pub const WINDOW_ROUNDS: usize = 50;
 /// Probes the window must hold before loss or RTT limits are applied.
 const MIN_SAMPLES: u32 = 10;
+/// A round is overdue once unanswered for 4 times the usual (90th percentile) RTT, but
+/// never sooner than this.
+const OVERDUE_MIN_US: u64 = 20_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthSettings {
@@ -178,6 +187,9 @@ pub struct LineHealth {
     /// Last ARP answer from the gateway, and the first request not answered since.
     last_arp_us: Option<u64>,
     arp_unanswered_since_us: Option<u64>,
+    last_start_us: Option<u64>,
+    /// How long an unanswered round may wait before the line looks sick (from the window).
+    overdue_us: Option<u64>,
 }
 
 impl LineHealth {
@@ -194,6 +206,8 @@ impl LineHealth {
             bad_run: 0,
             last_arp_us: None,
             arp_unanswered_since_us: None,
+            last_start_us: None,
+            overdue_us: None,
         }
     }
 
@@ -217,7 +231,29 @@ impl LineHealth {
         self.begin(now_us, false);
     }
 
+    /// When the next round is due: an interval after the last one, or a quarter of that
+    /// while an up line's newest round is overdue.
+    pub fn next_round_at(&self, now_us: u64) -> u64 {
+        let Some(last) = self.last_start_us else {
+            return now_us;
+        };
+        let s = &self.settings;
+        if self.state == State::Up
+            && let Some(overdue) = self.overdue_us
+            && let Some(newest) = self.pending.back()
+            && !newest.rtts.is_empty()
+            && newest.rtts.iter().all(Option::is_none)
+        {
+            let hurried = last + s.interval_us / 4;
+            return hurried
+                .max(newest.sent_us + overdue)
+                .min(last + s.interval_us);
+        }
+        last + s.interval_us
+    }
+
     fn begin(&mut self, now_us: u64, sent: bool) -> u16 {
+        self.last_start_us = Some(now_us);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         self.pending.push_back(Round {
@@ -321,6 +357,11 @@ impl LineHealth {
             if self.window.len() > WINDOW_ROUNDS {
                 self.window.pop_front();
             }
+            let timeout = self.settings.timeout_us;
+            self.overdue_us = self
+                .stats()
+                .rtt_p90_us
+                .map(|p90| (4 * p90).max(OVERDUE_MIN_US).min(timeout / 2));
         }
         let brownout = self.brownout();
         let good = answered && brownout.is_none() && self.carrier;
@@ -607,6 +648,68 @@ mod tests {
         let states: Vec<_> = changes.iter().map(|c| c.state).collect();
         assert_eq!(states, [State::Up, State::Down]);
         assert!(matches!(changes[1].reason, Reason::Rtt { .. }));
+    }
+
+    /// Runs a line as the monitor does, starting rounds when `next_round_at` says; every
+    /// target answers after 1 ms until `dies_at`. Returns when it went down.
+    fn run_until_down(line: &mut LineHealth, dies_at: u64) -> u64 {
+        let mut now = 0;
+        let mut answers: Vec<(u64, u16)> = Vec::new();
+        while now < dies_at + 5_000 * MS {
+            if now >= line.next_round_at(now) {
+                let seq = line.start_round(now);
+                if now < dies_at {
+                    answers.push((now + MS, seq));
+                }
+            }
+            for &(at, seq) in answers.iter().filter(|(at, _)| *at == now) {
+                line.answer(seq, 0, at);
+                line.arp_answer(at);
+            }
+            if let Some(c) = line.tick(now)
+                && c.state == State::Down
+            {
+                return now;
+            }
+            now += MS;
+        }
+        panic!("never went down");
+    }
+
+    #[test]
+    fn a_silent_line_is_probed_faster_and_goes_down_within_a_second() {
+        let mut worst = 0;
+        // whatever the phase of the cut against the rounds
+        for phase in (0..200).step_by(10) {
+            let mut l = line(1);
+            let dies_at = 2_000 * MS + phase * MS;
+            let took = run_until_down(&mut l, dies_at) - dies_at;
+            worst = worst.max(took);
+            // three failed rounds, each waiting out its 600 ms timeout
+            assert!(took >= 600 * MS, "{took}");
+        }
+        // the first overdue round (at most 200 ms + 20 ms after the cut), two more 50 ms
+        // apart, and the third one's timeout
+        assert!(worst <= 200 * MS + 20 * MS + 100 * MS + 600 * MS, "{worst}");
+    }
+
+    #[test]
+    fn an_answering_line_never_hurries() {
+        let mut l = line(1);
+        let mut starts = Vec::new();
+        let mut now = 0;
+        while now < 3_000 * MS {
+            if now >= l.next_round_at(now) {
+                let seq = l.start_round(now);
+                starts.push(now);
+                l.answer(seq, 0, now + MS);
+                l.arp_answer(now + MS);
+            }
+            l.tick(now + MS);
+            now += MS;
+        }
+        let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g == 200 * MS), "{gaps:?}");
     }
 
     #[test]

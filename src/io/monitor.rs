@@ -131,17 +131,19 @@ impl<T: PacketIo> Monitor<'_, T> {
         }
         let mut poller = Poller::new(&fds);
         let mut buf = [0u8; 2048];
-        let interval = self.settings.interval_us;
-        let mut next_round = shared.now_us();
         while !shared.stop.load(Ordering::Relaxed) {
             let now = shared.now_us();
-            if now >= next_round {
-                for (i, h) in health.iter_mut().enumerate() {
+            for (i, h) in health.iter_mut().enumerate() {
+                if now >= h.next_round_at(now) {
                     self.send_round(i, h, now);
                 }
-                next_round = (next_round + interval).max(now + interval / 2);
             }
-            let wait = ((next_round.saturating_sub(shared.now_us())) / 1000) as i32;
+            let next = health
+                .iter()
+                .map(|h| h.next_round_at(now))
+                .min()
+                .unwrap_or(now);
+            let wait = (next.saturating_sub(shared.now_us()) / 1000) as i32;
             poller.wait(wait.clamp(0, TICK_MS))?;
             let now = shared.now_us();
             if poller.is_ready(0) {
