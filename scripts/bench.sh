@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # wanlb against the kernel recipe it replaces, side by side on the netns testbed, in one run.
 #
-#   scripts/bench.sh [all|tcp|udp|latency|flows] [--reps N] [--seconds S] [--workers N]
+#   scripts/bench.sh [all|tcp|udp|latency|flows|failover] [--reps N] [--seconds S] [--workers N]
 #
 # Writes bench-report/report.md (table with wanlb/kernel ratios), report.json and report.svg.
+# `failover` (also part of `all`) measures wanlb alone, the kernel recipe having none: isp1's
+# line is cut beyond the gateway and at its link, 5 times each by default, and the report
+# gives the gap a UDP stream sees, the datagrams it loses and when a TCP connection is reset.
 # The full run takes several minutes; a progress bar shows where it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +20,6 @@ cleanup() { scripts/testbed.sh down "$P"; rm -rf "/tmp/wanlb-bench-$P"; }
 trap cleanup EXIT
 
 cargo build --release --locked --features bench-harness --bins 2>&1 | tail -1
+T=${CARGO_TARGET_DIR:-target}/release
 scripts/testbed.sh up "$P"
-target/release/wanlb-bench --prefix "$P" "$@"
+"$T/wanlb-bench" --prefix "$P" --bin "$T" "$@"

@@ -3,8 +3,12 @@
 //! Each repetition measures the kernel recipe and then wanlb (alternating, so drift hits both
 //! alike); the report gives medians, the ratio wanlb/kernel per line, a JSON file and an SVG
 //! chart. scripts/bench.sh builds this and brings the testbed up and down around it.
+//!
+//! `failover` measures wanlb alone (the kernel recipe has none): how long a UDP stream and a
+//! TCP connection on an uplink are cut off when that uplink's line fails.
 
 use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -26,9 +30,9 @@ struct Cli {
     /// Prefix of the (already created) testbed namespaces.
     #[arg(long)]
     prefix: String,
-    /// Repetitions of every measurement (medians are reported).
-    #[arg(long, default_value_t = 3)]
-    reps: usize,
+    /// Repetitions of every measurement (medians are reported) [default: 3; failover: 5].
+    #[arg(long)]
+    reps: Option<usize>,
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -61,6 +65,8 @@ enum What {
     Udp,
     Latency,
     Flows,
+    /// wanlb alone: a line of isp1 cut beyond the gateway and at the gateway's link.
+    Failover,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -120,6 +126,23 @@ impl Bed {
             ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `ip -n PREFIX<ns> ARGS` (from outside, so it works whatever runs inside).
+    fn ip(&self, ns: &str, args: &[&str]) -> Result<()> {
+        let out = Command::new("ip")
+            .args(["-n", &format!("{}{}", self.prefix, ns)])
+            .args(args)
+            .output()
+            .map_err(|e| format!("ip {args:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip {args:?} in {ns}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 
     fn probe(&self) -> String {
@@ -198,14 +221,23 @@ impl Proc {
     }
 
     fn wait_for(&self, text: &str, what: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.output().contains(text) {
+        self.wait_until(Duration::from_secs(30), |out| out.contains(text))
+            .map_err(|out| format!("{what} did not start:\n{out}"))
+    }
+
+    /// Waits until `done` holds for the output so far; on timeout, the error is the output.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.output();
+            if done(&out) {
                 return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(out);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!("{what} did not start:\n{}", self.output()))
     }
 
     fn signal(&self, sig: &str) {
@@ -349,6 +381,7 @@ struct Run<'a> {
     bed: &'a Bed,
     cli: &'a Cli,
     samples: Vec<Sample>,
+    failover: Vec<FailoverSample>,
 }
 
 impl Run<'_> {
@@ -606,6 +639,145 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// The failover measurement, `reps` times for each kind of cut, on a wanlb of its own
+    /// that checks its lines' health and pins the test destinations to isp1.
+    fn failover(&mut self, reps: usize, bar: &ProgressBar) -> Result<()> {
+        let bed = self.bed;
+        let probe = bed.probe();
+        let echo = Proc::start(bed.cmd("inet", &[&probe, "serve", "--tcp", "0.0.0.0:9000"]))?;
+        echo.wait_for("listening", "TCP echo server")?;
+        let mut extra: Vec<&str> = self.cli.wanlb_arg.iter().map(String::as_str).collect();
+        extra.extend(FAILOVER_ARGS);
+        let active = Active::start(bed, Gateway::Wanlb, self.cli.workers, &extra)?;
+        let Active::Wanlb(wanlb) = &active else {
+            return Err("failover runs on wanlb only".into());
+        };
+        for rep in 1..=reps {
+            for cut in [Cut::Beyond, Cut::Carrier] {
+                bar.set_message(format!("failover rep {rep}/{reps}: {}", cut.describe()));
+                let s = self.failover_once(wanlb, cut, rep)?;
+                let gap = match s.gap_ms {
+                    Some(ms) => format!("gap {} ms", fmt(ms)),
+                    None => "nothing came through isp2".into(),
+                };
+                let rst = match s.rst_ms {
+                    Some(ms) => format!("RST {} ms after the cut", fmt(ms)),
+                    None => format!("no RST (TCP {})", s.tcp),
+                };
+                let undeclared = if s.declared_down {
+                    ""
+                } else {
+                    "; wanlb never declared isp1 down"
+                };
+                log(
+                    bar,
+                    format!(
+                        "  rep {rep} failover {:<8} {gap}, lost {} of {} datagrams, {rst}{undeclared}",
+                        cut.name(),
+                        s.lost,
+                        s.sent,
+                    ),
+                );
+                self.failover.push(s);
+                bar.inc(1);
+            }
+        }
+        active.stop()
+    }
+
+    /// Once: a fresh UDP stream and TCP connection on isp1, the cut, what they saw, and the
+    /// line restored (up again in wanlb's eyes) before returning.
+    fn failover_once(&self, wanlb: &Proc, cut: Cut, rep: usize) -> Result<FailoverSample> {
+        let bed = self.bed;
+        let probe = bed.probe();
+        wanlb
+            .wait_until(Duration::from_secs(30), |log| uplink_is_up(log, "isp1"))
+            .map_err(|log| format!("wanlb did not declare isp1 up:\n{}", tail(&log)))?;
+        let recorder = Proc::start(bed.cmd("inet", &[&probe, "udp-record", "--bind", STREAM_DST]))?;
+        recorder.wait_for("listening", "udp-record")?;
+        let stream = Proc::start(bed.cmd(
+            "lan",
+            &[
+                &probe,
+                "udp-stream",
+                "--dst",
+                STREAM_DST,
+                "--interval",
+                "10ms",
+                "--seconds",
+                "60",
+            ],
+        ))?;
+        let hold = Proc::start(bed.cmd("lan", &[&probe, "tcp-hold", "--dst", HOLD_DST]))?;
+        hold.wait_for("connected", "tcp-hold")?;
+        std::thread::sleep(BEFORE_CUT);
+        let early = arrivals(&recorder.output());
+        if !early.iter().all(|a| *a.src.ip() == ISP1_SRC) || early.is_empty() {
+            return Err(format!(
+                "the stream did not start on isp1 ({} datagrams arrived, from {:?})",
+                early.len(),
+                early.first().map(|a| a.src)
+            ));
+        }
+        if tcp_outcome(&hold.output(), 0).is_ok() {
+            return Err(format!("tcp-hold failed before the cut: {}", hold.output()));
+        }
+        let downs_before = downs(&wanlb.output(), "isp1");
+        // the cut counts from when `ip` returns: the link is down by then, at most the
+        // command's own time earlier
+        let started = monotonic_ns();
+        bed.ip("r1", &["link", "set", cut.dev(), "down"])?;
+        let cut_ns = monotonic_ns();
+        std::thread::sleep(AFTER_CUT);
+        let sent_out = stream.stop();
+        std::thread::sleep(Duration::from_millis(200)); // the last datagrams in flight
+        let got = arrivals(&recorder.stop());
+        let tcp_out = hold.stop();
+        let declared_down = downs(&wanlb.output(), "isp1") > downs_before;
+        let restored = self.restore(wanlb, cut);
+        let sent: u64 = sent_out
+            .lines()
+            .find_map(|l| l.strip_prefix("sent ")?.trim().parse().ok())
+            .ok_or(format!("udp-stream: {sent_out:?}"))?;
+        let (tcp, rst_ms) = tcp_outcome(&tcp_out, cut_ns)?;
+        restored?;
+        Ok(FailoverSample {
+            cut,
+            rep,
+            gap_ms: failover_gap(&got),
+            sent,
+            lost: lost(&got, sent),
+            rst_ms,
+            tcp,
+            declared_down,
+            cut_took_ms: (cut_ns - started) as f64 / 1e6,
+        })
+    }
+
+    /// Brings isp1's line back and waits until wanlb uses it again.
+    fn restore(&self, wanlb: &Proc, cut: Cut) -> Result<()> {
+        let bed = self.bed;
+        bed.ip("r1", &["link", "set", cut.dev(), "up"])?;
+        if cut == Cut::Beyond {
+            // the kernel dropped r1's default route with the link
+            bed.ip(
+                "r1",
+                &["route", "replace", "default", "via", "198.18.101.2"],
+            )?;
+        }
+        wanlb
+            .wait_until(Duration::from_secs(30), |log| uplink_is_up(log, "isp1"))
+            .map_err(|log| {
+                format!(
+                    "wanlb did not declare isp1 up again after the {} was restored:\n{}",
+                    cut.name(),
+                    tail(&log)
+                )
+            })
+    }
+}
+
 /// Blocks UDP to the ports the flow generator uses in the simulated internet, so it does not
 /// answer each with a port unreachable.
 fn quiet_internet(bed: &Bed) -> Result<()> {
@@ -623,6 +795,308 @@ fn quiet_internet(bed: &Bed) -> Result<()> {
         Ok(s) if s.success() => Ok(()),
         other => Err(format!("nft in inet: {other:?}")),
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock wanlb-probe stamps its lines with, the same in
+/// every namespace.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Where isp1's line is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Cut {
+    /// r1's upstream link: the gateway's own link stays up, only the health checks notice.
+    Beyond,
+    /// r1's side of the gateway's link: the gateway's eth1 loses carrier.
+    Carrier,
+}
+
+impl Cut {
+    fn name(self) -> &'static str {
+        match self {
+            Cut::Beyond => "beyond",
+            Cut::Carrier => "carrier",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Cut::Beyond => "line cut beyond the gateway (r1 eth1 down)",
+            Cut::Carrier => "carrier lost (r1 eth0 down)",
+        }
+    }
+
+    /// The interface of r1 that goes down.
+    fn dev(self) -> &'static str {
+        match self {
+            Cut::Beyond => "eth1",
+            Cut::Carrier => "eth0",
+        }
+    }
+}
+
+/// Seconds the stream and the connection run before the cut, and after it.
+const BEFORE_CUT: Duration = Duration::from_secs(1);
+const AFTER_CUT: Duration = Duration::from_secs(3);
+const ISP1_SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const ISP2_SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+const STREAM_DST: &str = "198.19.1.1:7000";
+const HOLD_DST: &str = "198.19.1.2:9000";
+
+#[derive(Clone, Debug, Serialize)]
+struct FailoverSample {
+    cut: Cut,
+    rep: usize,
+    /// From the last datagram that arrived through isp1 to the first through isp2; None if
+    /// none came through isp2.
+    gap_ms: Option<f64>,
+    sent: u64,
+    lost: u64,
+    /// From the cut to the reset at the LAN host; None if the connection was not reset.
+    rst_ms: Option<f64>,
+    /// What became of the TCP connection: "reset", "alive" or "error KIND".
+    tcp: String,
+    /// Whether wanlb logged isp1 down after the cut.
+    declared_down: bool,
+    /// How long `ip link set ... down` took: times count from its end, so a reset that came
+    /// while it ran shows as up to this much below zero.
+    cut_took_ms: f64,
+}
+
+/// One udp-record line: SEQ SRC ARRIVAL_NS.
+struct Arrival {
+    seq: u64,
+    src: SocketAddrV4,
+    at: u64,
+}
+
+fn arrivals(out: &str) -> Vec<Arrival> {
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some(Arrival {
+                seq: w.next()?.parse().ok()?,
+                src: w.next()?.parse().ok()?,
+                at: w.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Arrival of the first datagram from isp2's address minus that of the last from isp1's
+/// before it, in ms.
+fn failover_gap(got: &[Arrival]) -> Option<f64> {
+    let first2 = got.iter().position(|a| *a.src.ip() == ISP2_SRC)?;
+    let last1 = got[..first2].iter().rfind(|a| *a.src.ip() == ISP1_SRC)?;
+    Some(got[first2].at.saturating_sub(last1.at) as f64 / 1e6)
+}
+
+/// Sequence numbers 0..sent that never arrived.
+fn lost(got: &[Arrival], sent: u64) -> u64 {
+    let mut seen = vec![false; usize::try_from(sent).unwrap_or(0)];
+    for a in got {
+        if let Some(s) = usize::try_from(a.seq).ok().and_then(|i| seen.get_mut(i)) {
+            *s = true;
+        }
+    }
+    seen.iter().filter(|s| !**s).count() as u64
+}
+
+/// Whether `line` has `phrase` as words (not the start of a longer word).
+fn has_phrase(line: &str, phrase: &str) -> bool {
+    line.match_indices(phrase).any(|(i, _)| {
+        !line[i + phrase.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric())
+    })
+}
+
+/// The event a line of wanlb's log reports about uplink `name`: Some(true) for "uplink up",
+/// Some(false) for "uplink down".
+fn uplink_event(line: &str, name: &str) -> Option<bool> {
+    let about = line.split_whitespace().any(|w| {
+        w.strip_prefix("uplink=")
+            .is_some_and(|v| v.trim_matches(|c| c == '"' || c == ',') == name)
+    });
+    if !about {
+        None
+    } else if has_phrase(line, "uplink up") {
+        Some(true)
+    } else if has_phrase(line, "uplink down") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether the last event wanlb logged for uplink `name` was "up" (false before the first).
+fn uplink_is_up(log: &str, name: &str) -> bool {
+    log.lines()
+        .filter_map(|l| uplink_event(l, name))
+        .next_back()
+        .unwrap_or(false)
+}
+
+/// How many times wanlb logged uplink `name` down.
+fn downs(log: &str, name: &str) -> usize {
+    log.lines()
+        .filter(|l| uplink_event(l, name) == Some(false))
+        .count()
+}
+
+/// Median and worst of values where None means "never" (worse than any number).
+fn median_worst(v: &[Option<f64>]) -> (Option<f64>, Option<f64>) {
+    let mut sorted: Vec<f64> = v.iter().map(|x| x.unwrap_or(f64::INFINITY)).collect();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let finite = |x: f64| x.is_finite().then_some(x);
+    match sorted.last() {
+        None => (None, None),
+        Some(&worst) => (finite(median(sorted.clone())), finite(worst)),
+    }
+}
+
+#[derive(Serialize)]
+struct FailoverLine {
+    cut: Cut,
+    what: &'static str,
+    reps: usize,
+    gap_ms_median: Option<f64>,
+    gap_ms_worst: Option<f64>,
+    /// Repetitions where the stream came back through isp2.
+    failed_over: usize,
+    lost_median: f64,
+    lost_worst: u64,
+    rst_ms_median: Option<f64>,
+    rst_ms_worst: Option<f64>,
+    /// Repetitions where the connection was reset.
+    resets: usize,
+    cut_took_ms_median: f64,
+}
+
+fn summarize_failover(samples: &[FailoverSample]) -> Vec<FailoverLine> {
+    [Cut::Beyond, Cut::Carrier]
+        .into_iter()
+        .filter_map(|cut| {
+            let these: Vec<&FailoverSample> = samples.iter().filter(|s| s.cut == cut).collect();
+            if these.is_empty() {
+                return None;
+            }
+            let gaps: Vec<Option<f64>> = these.iter().map(|s| s.gap_ms).collect();
+            let rsts: Vec<Option<f64>> = these.iter().map(|s| s.rst_ms).collect();
+            let (gap_ms_median, gap_ms_worst) = median_worst(&gaps);
+            let (rst_ms_median, rst_ms_worst) = median_worst(&rsts);
+            Some(FailoverLine {
+                cut,
+                what: cut.describe(),
+                reps: these.len(),
+                gap_ms_median,
+                gap_ms_worst,
+                failed_over: gaps.iter().flatten().count(),
+                lost_median: median(these.iter().map(|s| s.lost as f64).collect()),
+                lost_worst: these.iter().map(|s| s.lost).max().unwrap_or(0),
+                rst_ms_median,
+                rst_ms_worst,
+                resets: rsts.iter().flatten().count(),
+                cut_took_ms_median: median(these.iter().map(|s| s.cut_took_ms).collect()),
+            })
+        })
+        .collect()
+}
+
+/// wanlb's flags for the failover run: health checks towards an address of the simulated
+/// internet, and the stream's and the connection's destinations on isp1 while it is up.
+const FAILOVER_ARGS: [&str; 4] = [
+    "--health-target",
+    "198.19.255.1",
+    "--pin",
+    "198.19.1.0/24=isp1",
+];
+
+/// What tcp-hold reported: "reset" and the time from the cut in ms, "alive", or "error KIND".
+fn tcp_outcome(out: &str, cut_ns: u64) -> Result<(String, Option<f64>)> {
+    for l in out.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w[..] {
+            ["reset", ns] => {
+                let ns: u64 = ns.parse().map_err(|_| format!("tcp-hold: {l:?}"))?;
+                return Ok(("reset".into(), Some((ns as f64 - cut_ns as f64) / 1e6)));
+            }
+            ["error", kind, _] => return Ok((format!("error {kind}"), None)),
+            ["alive"] => return Ok(("alive".into(), None)),
+            _ => {}
+        }
+    }
+    Err(format!(
+        "tcp-hold said neither reset, error nor alive: {out:?}"
+    ))
+}
+
+/// The last lines of a log, for an error message.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn fmt_opt(v: Option<f64>, none: &str) -> String {
+    v.map_or(none.into(), fmt)
+}
+
+fn failover_markdown(lines: &[FailoverLine], flags: &str) -> String {
+    let mut md = String::from("\n## Failover (wanlb only)\n\n");
+    md += &format!(
+        "wanlb with `{flags}` (other health settings at their defaults; the pin is not strict, \
+         so the test destinations use isp1 while it is up). From the LAN host, a UDP stream (one flow, a datagram every 10 ms) and a TCP connection (8 bytes \
+         echoed every 100 ms) start on isp1; {} s later isp1's line is cut, {} s after that \
+         the stream stops and the line is restored.\n\n",
+        BEFORE_CUT.as_secs(),
+        AFTER_CUT.as_secs()
+    );
+    md += "| cut | reps | gap median (ms) | gap worst (ms) | datagrams lost, median | lost, worst \
+           | cut to RST median (ms) | cut to RST worst (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    for l in lines {
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            l.what,
+            l.reps,
+            fmt_opt(l.gap_ms_median, "none"),
+            fmt_opt(l.gap_ms_worst, "none"),
+            fmt(l.lost_median),
+            l.lost_worst,
+            fmt_opt(l.rst_ms_median, "none"),
+            fmt_opt(l.rst_ms_worst, "none"),
+        );
+    }
+    md += "\nGap: at the receiver, from the last datagram through isp1 to the first through \
+           isp2 (\"none\": nothing came through isp2 within the window). Lost: sequence numbers \
+           sent and never received. RST: from the cut to the reset seen by the LAN host's \
+           socket (\"none\": not reset in the window).\n";
+    let took = median(lines.iter().map(|l| l.cut_took_ms_median).collect());
+    md += &format!(
+        "\nThe cut counts from the moment `ip link set ... down` returned; that command took \
+         {} ms (median), so a reset it outran shows as that much below zero at most.\n",
+        fmt(took)
+    );
+    for l in lines {
+        if l.failed_over < l.reps || l.resets < l.reps {
+            md += &format!(
+                "\n{}: the stream came back through isp2 in {} of {} repetitions, the \
+                 connection was reset in {} of {}.\n",
+                l.what, l.failed_over, l.reps, l.resets, l.reps
+            );
+        }
+    }
+    md += "\nThe kernel recipe has no failover (nothing there checks whether a line works), so \
+           it is not measured here.\n";
+    md
 }
 
 #[derive(Serialize)]
@@ -681,8 +1155,11 @@ fn fmt(v: f64) -> String {
 }
 
 fn markdown(lines: &[Line], reps: usize, meta: &str) -> String {
-    let mut md =
-        format!("# wanlb vs the kernel recipe\n\n{meta}\n\nMedians of {reps} repetitions.\n\n");
+    let mut md = format!("# wanlb vs the kernel recipe\n\n{meta}\n");
+    if lines.is_empty() {
+        return md;
+    }
+    md += &format!("\nMedians of {reps} repetitions.\n\n");
     md += "| metric | unit | kernel recipe | wanlb | wanlb/kernel |\n|---|---|---:|---:|---:|\n";
     for l in lines {
         let note = if l.higher_is_better {
@@ -825,6 +1302,12 @@ fn run(cli: &Cli) -> Result<()> {
         script: root.join("scripts/testbed.sh"),
     };
     let want = |w: What| cli.what == What::All || cli.what == w;
+    let reps = cli.reps.unwrap_or(3);
+    let failover_reps = if want(What::Failover) {
+        cli.reps.unwrap_or(5)
+    } else {
+        0
+    };
 
     // servers in the simulated internet, for the whole run
     let mut servers = Vec::new();
@@ -844,7 +1327,8 @@ fn run(cli: &Cli) -> Result<()> {
         .iter()
         .filter(|w| want(**w))
         .count();
-    let bar = ProgressBar::new((cli.reps * 2 * per_rep) as u64);
+    // the side-by-side measurements run on both paths; failover twice (two cuts) on wanlb
+    let bar = ProgressBar::new((reps * 2 * per_rep + failover_reps * 2) as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .map_err(|e| e.to_string())?
@@ -854,8 +1338,9 @@ fn run(cli: &Cli) -> Result<()> {
         bed: &bed,
         cli,
         samples: Vec::new(),
+        failover: Vec::new(),
     };
-    for rep in 1..=cli.reps {
+    for rep in (1..=reps).filter(|_| per_rep > 0) {
         for path in [Gateway::Kernel, Gateway::Wanlb] {
             let extra: Vec<&str> = cli.wanlb_arg.iter().map(String::as_str).collect();
             let active = Active::start(&bed, path, cli.workers, &extra)?;
@@ -868,7 +1353,7 @@ fn run(cli: &Cli) -> Result<()> {
                 if !want(what) {
                     continue;
                 }
-                bar.set_message(format!("rep {rep}/{}: {} {name}", cli.reps, path.name()));
+                bar.set_message(format!("rep {rep}/{reps}: {} {name}", path.name()));
                 let before = r.samples.len();
                 match what {
                     What::Tcp => r.tcp(path, rep)?,
@@ -896,10 +1381,14 @@ fn run(cli: &Cli) -> Result<()> {
             }
         }
     }
-    bar.finish_with_message("done");
     drop(servers);
+    if failover_reps > 0 {
+        r.failover(failover_reps, &bar)?;
+    }
+    bar.finish_with_message("done");
 
     let lines = summarize(&r.samples);
+    let failover = summarize_failover(&r.failover);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let meta = format!(
         "Linux {}, {} CPUs, wanlb --workers {}, {} s per throughput run.",
@@ -909,18 +1398,106 @@ fn run(cli: &Cli) -> Result<()> {
         cli.seconds
     );
     std::fs::create_dir_all(&cli.out).map_err(|e| e.to_string())?;
-    let md = markdown(&lines, cli.reps, &meta);
+    let mut md = markdown(&lines, reps, &meta);
+    let flags: Vec<&str> = FAILOVER_ARGS
+        .into_iter()
+        .chain(cli.wanlb_arg.iter().map(String::as_str))
+        .collect();
+    let flags = flags.join(" ");
+    if !failover.is_empty() {
+        md += &failover_markdown(&failover, &flags);
+    }
     std::fs::write(cli.out.join("report.md"), &md).map_err(|e| e.to_string())?;
-    let json = serde_json::json!({ "meta": meta, "reps": cli.reps, "summary": lines, "samples": r.samples });
+    let mut json =
+        serde_json::json!({ "meta": meta, "reps": reps, "summary": lines, "samples": r.samples });
+    if !failover.is_empty() {
+        json["failover"] = serde_json::json!({
+            "wanlb_flags": flags,
+            "reps": failover_reps,
+            "summary": failover,
+            "samples": r.failover,
+            "kernel": "the kernel recipe has no failover; not measured",
+        });
+    }
     std::fs::write(
         cli.out.join("report.json"),
         serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
-    chart(&lines, &cli.out.join("report.svg"))?;
-    println!(
-        "\n{md}\nreport: {}/report.{{md,json,svg}}",
-        cli.out.display()
-    );
+    let files = if lines.is_empty() {
+        // nothing to compare: no chart (and none left from an earlier run)
+        let _ = std::fs::remove_file(cli.out.join("report.svg"));
+        "{md,json}"
+    } else {
+        chart(&lines, &cli.out.join("report.svg"))?;
+        "{md,json,svg}"
+    };
+    println!("\n{md}\nreport: {}/report.{files}", cli.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uplink_events_from_the_log() {
+        let log = "2025-01-01T00:00:00.000001Z  INFO wanlb: ready lan=eth0\n\
+                   2025-01-01T00:00:00.1Z  INFO wanlb::health: uplink up uplink=isp1\n\
+                   2025-01-01T00:00:00.2Z  INFO wanlb::health: uplink up uplink=isp10\n\
+                   2025-01-01T00:00:01Z  WARN wanlb::health: uplink down uplink=isp1 missed=3\n\
+                   2025-01-01T00:00:02Z  INFO wanlb::health: uplink update uplink=isp1\n";
+        assert!(!uplink_is_up(log, "isp1"));
+        assert!(uplink_is_up(log, "isp10"));
+        assert!(!uplink_is_up(log, "isp2"));
+        assert_eq!(downs(log, "isp1"), 1);
+        assert_eq!(
+            uplink_event("uplink up uplink=\"isp2\",", "isp2"),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn gap_and_losses_from_udp_record() {
+        let out = "listening\n0 198.18.1.1:61000 1000000\n1 198.18.1.1:61000 11000000\n\
+                   4 198.18.2.1:61000 51500000\n3 198.18.1.1:61000 52000000\nbad line\n";
+        let got = arrivals(out);
+        assert_eq!(got.len(), 4);
+        assert_eq!(failover_gap(&got), Some(40.5));
+        assert_eq!(lost(&got, 6), 2); // 2 and 5
+        assert_eq!(failover_gap(&got[..2]), None);
+    }
+
+    #[test]
+    fn tcp_hold_outcomes() {
+        let at = |out: &str| tcp_outcome(out, 1_000_000_000);
+        assert_eq!(
+            at("connected 198.18.3.10:5000\nreset 1250000000\n"),
+            Ok(("reset".into(), Some(250.0)))
+        );
+        assert_eq!(
+            at("connected 198.18.3.10:5000\nerror TimedOut 9\n"),
+            Ok(("error TimedOut".into(), None))
+        );
+        assert_eq!(
+            at("connected 198.18.3.10:5000\nalive\n"),
+            Ok(("alive".into(), None))
+        );
+        assert!(at("connected 198.18.3.10:5000\n").is_err());
+        assert!(at("reset soon\n").is_err());
+    }
+
+    #[test]
+    fn never_counts_as_worst() {
+        assert_eq!(
+            median_worst(&[Some(3.0), Some(1.0), Some(2.0)]),
+            (Some(2.0), Some(3.0))
+        );
+        assert_eq!(
+            median_worst(&[Some(3.0), None, Some(2.0)]),
+            (Some(3.0), None)
+        );
+        assert_eq!(median_worst(&[None, None, Some(2.0)]), (None, None));
+        assert_eq!(median_worst(&[]), (None, None));
+    }
 }

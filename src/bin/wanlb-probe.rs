@@ -1,13 +1,15 @@
 //! wanlb-probe: the test and demo peer. `serve` runs in the simulated internet and tells each
 //! UDP client which address and port it saw (that is, which uplink and NAT port the flow
 //! took); `spread` opens flows to many destinations and reports where each went; `tcp-check`
-//! pushes a byte stream through a TCP echo and checks every byte that comes back.
+//! pushes a byte stream through a TCP echo and checks every byte that comes back;
+//! `udp-stream`, `udp-record` and `tcp-hold` time what a flow sees while an uplink fails
+//! (CLOCK_MONOTONIC timestamps, one clock for every namespace on the machine).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use wanlb::io::batch::RawUdp;
@@ -118,6 +120,34 @@ enum Command {
         #[arg(long, default_value_t = 20_000_000)]
         bytes: u64,
     },
+    /// Send one UDP flow (one socket): a datagram every INTERVAL holding its sequence number
+    /// and send time (u64 each, big-endian; CLOCK_MONOTONIC ns), for SECONDS or until SIGINT
+    /// or SIGTERM. Prints "sent N": sequence numbers 0 to N-1 went out.
+    UdpStream {
+        #[arg(long, value_name = "IP:PORT")]
+        dst: SocketAddrV4,
+        #[arg(long, default_value = "10ms", value_parser = parse_interval)]
+        interval: Duration,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Receive udp-stream datagrams until SIGINT or SIGTERM; prints "listening" once bound,
+    /// then per datagram "SEQ SRC-IP:PORT ARRIVAL" (ARRIVAL: CLOCK_MONOTONIC ns).
+    UdpRecord {
+        #[arg(long, value_name = "IP:PORT")]
+        bind: SocketAddrV4,
+    },
+    /// Hold one TCP connection to an echo server, exchanging 8 bytes every 100 ms. Prints
+    /// "connected LOCAL-IP:PORT"; when the connection fails "reset NS" (reset by the peer)
+    /// or "error KIND NS" (NS: CLOCK_MONOTONIC ns); on SIGINT or SIGTERM "alive".
+    TcpHold {
+        #[arg(long, value_name = "IP:PORT")]
+        dst: SocketAddrV4,
+    },
+}
+
+fn parse_interval(s: &str) -> Result<Duration> {
+    wanlb::config::parse_duration(s, "--interval").map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -151,6 +181,13 @@ fn main() -> ExitCode {
             seconds,
             port,
         } => udp_flood(dst, flows, payload, seconds, port),
+        Command::UdpStream {
+            dst,
+            interval,
+            seconds,
+        } => udp_stream(dst, interval, seconds),
+        Command::UdpRecord { bind } => udp_record(bind),
+        Command::TcpHold { dst } => tcp_hold(dst),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -779,5 +816,148 @@ fn udp_gso_check(dst: SocketAddrV4, segments: u16, size: u16, warmup: u32) -> Re
     println!(
         "ok {segments} segments of {size} bytes sent as one GSO packet, all answered intact, via {via}"
     );
+    Ok(())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for the whole machine, so times taken in
+/// different namespaces (and by the benchmark) compare.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn udp_stream(dst: SocketAddrV4, interval: Duration, seconds: f64) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let run = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("--seconds {seconds}: not a duration"))?;
+    let stop = stop_flag()?;
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    let mut next = Instant::now();
+    let end = next.checked_add(run); // None: past the end of time, so until a signal
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) && end.is_none_or(|end| next < end) {
+        let now = Instant::now();
+        if now < next {
+            // short naps, so a signal is noticed soon whatever the interval
+            std::thread::sleep((next - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        let mut msg = [0u8; 16];
+        msg[..8].copy_from_slice(&sent.to_be_bytes());
+        msg[8..].copy_from_slice(&monotonic_ns().to_be_bytes());
+        // unconnected, so an ICMP error never fails a later send; a send that fails (a full
+        // queue) is tried again, same number, at the next tick
+        if s.send_to(&msg, dst).is_ok() {
+            sent += 1;
+        }
+        next = next
+            .checked_add(interval)
+            .unwrap_or(now + Duration::from_secs(86400));
+        if next < now {
+            next = now; // fallen behind (descheduled): no burst to catch up
+        }
+    }
+    println!("sent {sent}");
+    Ok(())
+}
+
+fn udp_record(bind: SocketAddrV4) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let stop = stop_flag()?;
+    let s = UdpSocket::bind(bind).map_err(|e| format!("UDP {bind}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        let (n, from) = match s.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(format!("receive on {bind}: {e}")),
+        };
+        let at = monotonic_ns();
+        let Some(seq) = buf[..n].first_chunk::<8>().filter(|_| n >= 16) else {
+            continue; // not from udp-stream
+        };
+        writeln!(out, "{} {from} {at}", u64::from_be_bytes(*seq))
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(())
+}
+
+fn tcp_hold(dst: SocketAddrV4) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    const EVERY: Duration = Duration::from_millis(100);
+    let stop = stop_flag()?;
+    let mut conn = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))
+        .map_err(|e| format!("connect {dst}: {e}"))?;
+    let _ = conn.set_nodelay(true);
+    let local = conn.local_addr().map_err(|e| e.to_string())?;
+    println!("connected {local}");
+    let _ = std::io::stdout().flush();
+    let mut poller = wanlb::io::Poller::new(&[conn.as_raw_fd()]);
+    let mut next = Instant::now();
+    let mut count = 0u64;
+    // written and not echoed yet; the next message goes out once this is back
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 64];
+    let failure = loop {
+        if stop.load(Ordering::Relaxed) {
+            println!("alive");
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= next {
+            next = now + EVERY;
+            if pending.is_empty() {
+                let msg = count.to_be_bytes();
+                count += 1;
+                if let Err(e) = conn.write_all(&msg) {
+                    break e;
+                }
+                pending.extend_from_slice(&msg);
+            }
+        }
+        // sleep in poll, so a reset is seen the moment it arrives
+        let wait = (next - now).min(EVERY);
+        if let Err(e) = poller.wait(wait.as_millis() as i32) {
+            return Err(format!("poll: {e}"));
+        }
+        if !poller.is_ready(0) {
+            continue;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => break std::io::ErrorKind::UnexpectedEof.into(),
+            Ok(n) if pending.starts_with(&buf[..n]) => {
+                pending.drain(..n);
+            }
+            Ok(_) => break std::io::ErrorKind::InvalidData.into(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break e,
+        }
+    };
+    let at = monotonic_ns();
+    if failure.raw_os_error() == Some(libc::ECONNRESET) {
+        println!("reset {at}");
+    } else {
+        println!("error {:?} {at}", failure.kind());
+    }
     Ok(())
 }

@@ -314,3 +314,148 @@ fn system_checks() {
             .contains("udp/62000")
     );
 }
+
+#[test]
+fn health_defaults_and_flags() {
+    let c = Config::load(&flags(&[ISP1, ISP2], &[])).unwrap();
+    assert_eq!(c.health, HealthConfig::default());
+    assert_eq!(c.health.interval, Duration::from_millis(200));
+    assert_eq!(c.health.timeout, Duration::from_millis(600));
+    assert_eq!((c.health.down_after, c.health.up_after), (3, 10));
+    assert_eq!(c.on_uplink_down, OnUplinkDown::Reset);
+    assert!(c.targets_of(&c.uplinks[0]).is_empty());
+
+    let mut f = flags(
+        &[
+            ISP1,
+            "isp2,dev=eth2,gw=192.168.2.254,tier=2,check=198.19.255.9,check=198.19.255.10",
+        ],
+        &["174.143.119.91/32=isp2!", "10.0.0.0/8=isp1"],
+    );
+    f.health_targets = vec!["198.19.255.1".into(), "198.19.255.2".into()];
+    f.health_interval = Some("100ms".into());
+    f.health_timeout = Some("1s".into());
+    f.down_after = Some("2".into());
+    f.up_after = Some("5".into());
+    f.max_loss = Some("20%".into());
+    f.max_rtt = Some("150ms".into());
+    f.on_uplink_down = Some("keep".into());
+    f.on_change = Some("logger wanlb".into());
+    let c = Config::load(&f).unwrap();
+    let targets = |i: usize| -> Vec<String> {
+        c.targets_of(&c.uplinks[i])
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    };
+    assert_eq!(targets(0), ["198.19.255.1", "198.19.255.2"]);
+    assert_eq!(
+        targets(1),
+        ["198.19.255.9", "198.19.255.10"],
+        "check replaces the global list"
+    );
+    assert_eq!((c.uplinks[0].tier, c.uplinks[1].tier), (1, 2));
+    assert!(c.pins.iter().any(|p| p.uplink == "isp2" && p.strict));
+    assert!(c.pins.iter().any(|p| p.uplink == "isp1" && !p.strict));
+    let h = &c.health;
+    assert_eq!(h.interval, Duration::from_millis(100));
+    assert_eq!(h.timeout, Duration::from_secs(1));
+    assert_eq!((h.down_after, h.up_after), (2, 5));
+    assert_eq!(h.max_loss_pct, Some(20));
+    assert_eq!(h.max_rtt, Some(Duration::from_millis(150)));
+    assert_eq!(c.on_uplink_down, OnUplinkDown::Keep);
+    assert_eq!(c.on_change.as_deref(), Some("logger wanlb"));
+}
+
+#[test]
+fn bad_health_settings_are_refused_naming_the_flag() {
+    type Set = fn(&mut Flags);
+    let cases: [(Set, &str); 9] = [
+        (
+            |f| f.health_targets = vec!["198.19.1".into()],
+            r#"--health-target "198.19.1": health target "198.19.1" is not an IPv4 address"#,
+        ),
+        (
+            |f| f.health_targets = vec!["0.0.0.0".into()],
+            "must be a unicast address",
+        ),
+        (
+            |f| f.health_interval = Some("1ms".into()),
+            r#"--health-interval "1ms": must be from"#,
+        ),
+        (
+            |f| f.health_timeout = Some("soon".into()),
+            r#"--health-timeout "soon": "soon" is not a duration"#,
+        ),
+        (
+            |f| f.down_after = Some("0".into()),
+            r#"--down-after "0": must be a whole number from 1 to 100"#,
+        ),
+        (|f| f.up_after = Some("many".into()), r#"--up-after "many""#),
+        (
+            |f| f.max_loss = Some("100".into()),
+            r#"--max-loss "100": must be a whole number from 1 to 99"#,
+        ),
+        (
+            |f| f.on_uplink_down = Some("drop".into()),
+            r#"--on-uplink-down "drop": must be reset (the default) or keep"#,
+        ),
+        (|f| f.on_change = Some("  ".into()), "--on-change"),
+    ];
+    for (set, expected) in cases {
+        let mut f = flags(&[ISP1], &[]);
+        set(&mut f);
+        let e = load_err(&f).to_string();
+        assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+    }
+    for (spec, expected) in [
+        (
+            "isp1,dev=eth1,gw=192.168.1.254,tier=0",
+            "tier: must be a whole number from 1 to 9",
+        ),
+        (
+            "isp1,dev=eth1,gw=192.168.1.254,check=nowhere",
+            r#"health target "nowhere""#,
+        ),
+    ] {
+        let e = load_err(&flags(&[spec], &[])).to_string();
+        assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+    }
+}
+
+#[test]
+fn health_keys_in_the_file_name_their_line() {
+    let text = "lan = [\"eth0\"]\nhealth_target = [\"198.19.255.9\"]\nmax_loss = 30\n\n[[uplink]]\nname = \"lte\"\ndev = \"wwan0\"\ngw = \"192.168.8.1\"\ntier = 2\ncheck = [\"198.19.255.1\"]\n\n[[pin]]\ndst = \"198.19.9.0/24\"\nuplink = \"lte\"\nstrict = true\n";
+    let path = write_temp("health.toml", text);
+    let c = Config::load(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    })
+    .unwrap();
+    assert_eq!(c.health.targets, [Ipv4Addr::new(198, 19, 255, 9)]);
+    assert_eq!(c.health.max_loss_pct, Some(30));
+    assert_eq!(c.uplinks[0].tier, 2);
+    assert_eq!(
+        c.targets_of(&c.uplinks[0]),
+        [Ipv4Addr::new(198, 19, 255, 1)]
+    );
+    assert!(c.pins[0].strict);
+
+    let bad = text.replace("tier = 2", "tier = 12");
+    let path = write_temp("health-bad.toml", &bad);
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
+    assert_eq!(
+        e.origin,
+        format!("{} line 9, uplink \"lte\" tier", path.display())
+    );
+    let bad = text.replace("max_loss = 30", "max_loss = \"lots\"");
+    let path = write_temp("health-bad2.toml", &bad);
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
+    assert_eq!(e.origin, format!("{} line 3, max_loss", path.display()));
+}

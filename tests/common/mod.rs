@@ -245,6 +245,66 @@ impl Testbed {
     }
 }
 
+/// The health targets the failover tests probe: addresses of the simulated internet.
+pub const TARGETS: [&str; 2] = ["198.19.255.1", "198.19.255.2"];
+
+/// `example_args()` with the health targets above.
+pub fn health_args() -> Vec<String> {
+    let mut args = example_args();
+    for t in TARGETS {
+        args.extend(["--health-target".into(), t.into()]);
+    }
+    args
+}
+
+impl Testbed {
+    /// Cuts `router`'s line beyond the gateway: it still answers ARP, but forwards nothing
+    /// (`policy drop` in its forward hook), as a modem whose DSL line died.
+    pub fn cut_beyond(&self, router: &str) {
+        self.ok(router, &["nft", "add", "table", "ip", "cut"]);
+        self.ok(
+            router,
+            &[
+                "nft",
+                "add chain ip cut forward { type filter hook forward priority 0; policy drop; }",
+            ],
+        );
+    }
+
+    /// Makes `router` lose `percent` % of what it forwards towards the internet, at random.
+    pub fn lossy(&self, router: &str, percent: u32) {
+        self.ok(router, &["nft", "add", "table", "ip", "cut"]);
+        self.ok(
+            router,
+            &[
+                "nft",
+                "add chain ip cut forward { type filter hook forward priority 0; policy accept; }",
+            ],
+        );
+        self.ok(
+            router,
+            &[
+                "nft",
+                &format!(
+                    "add rule ip cut forward ip daddr 198.19.0.0/16 numgen random mod 100 < {percent} drop"
+                ),
+            ],
+        );
+    }
+
+    /// Undoes [`Testbed::cut_beyond`] or [`Testbed::lossy`].
+    pub fn restore_beyond(&self, router: &str) {
+        self.ok(router, &["nft", "delete", "table", "ip", "cut"]);
+    }
+
+    /// Takes the link between the gateway and `router` down at the router's end: the
+    /// gateway's interface loses carrier.
+    pub fn cut_carrier(&self, router: &str, up: bool) {
+        let state = if up { "up" } else { "down" };
+        self.ok(router, &["ip", "link", "set", "eth0", state]);
+    }
+}
+
 impl Drop for Testbed {
     fn drop(&mut self) {
         let _ = Command::new(script()).args(["down", &self.prefix]).output();
@@ -304,6 +364,26 @@ impl Process {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("{what} did not print {text:?}; output:\n{}", self.output());
+    }
+
+    /// How many lines of the output so far contain `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.output().lines().filter(|l| l.contains(text)).count()
+    }
+
+    /// Waits until `n` lines of the output contain `text` (a wait, not a timing assertion).
+    pub fn wait_for_count(&self, text: &str, n: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.count(text) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{what}: {text:?} not seen {n} times; output:\n{}",
+            self.output()
+        );
     }
 
     pub fn signal(&self, sig: &str) {
