@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a simulated LAN and two ISPs in network namespaces, wanlb between them with the
 # example settings (isp1:isp2 = 2:1, the IRC server pinned to isp2), traffic from the LAN
-# host to many destinations, and how it split. Everything it creates is removed at the end.
+# host to many destinations, and how it split; then isp1's line dies beyond its modem and
+# comes back. Everything it creates is removed at the end.
 #
 #   scripts/demo.sh [DESTINATIONS]     (default 90)
 set -euo pipefail
@@ -40,6 +41,7 @@ args=(--lan eth0
       --uplink isp1,dev=eth1,gw=198.18.1.254,weight=2
       --uplink isp2,dev=eth2,gw=198.18.2.254,weight=1
       --pin 198.19.200.91/32=isp2
+      --health-target 198.19.255.1 --health-target 198.19.255.2
       --state-dir "/tmp/$P")
 say "wanlb run ${args[*]}"
 ip netns exec "${P}gw" "$BIN/wanlb" run "${args[@]}" 2>"/tmp/$P.log" &
@@ -70,9 +72,31 @@ ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.0.7 --flows 6 | g
 say "pin: 6 new flows to the IRC server 198.19.200.91 (pinned to isp2)"
 ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.200.91 --flows 6 | grep '^via' | sed 's/^/  /'
 
+log_since() { tail -n +"$1" "/tmp/$P.log" | grep -E 'uplink (up|down)|resetting' | sed -E 's/^[^ ]+ +INFO wanlb::io::monitor: /  wanlb: /'; }
+wait_log() { for _ in $(seq 100); do tail -n +"$1" "/tmp/$P.log" | grep -q "$2" && return; sleep 0.1; done; }
+
+say "isp1's line dies beyond its modem (r1 stops forwarding but still answers ARP)"
+mark=$(($(wc -l < "/tmp/$P.log") + 1))
+ip netns exec "${P}r1" nft add table ip cut
+ip netns exec "${P}r1" nft 'add chain ip cut forward { type filter hook forward priority 0; policy drop; }'
+cut_at=$(date +%s%N)
+wait_log "$mark" 'uplink down uplink=isp1'
+echo "  noticed after $(( ($(date +%s%N) - cut_at) / 1000000 )) ms"
+log_since "$mark"
+echo "  new flows to 9 destinations:"
+ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.0.120 --count 9 | grep '^via' | sed 's/^/    /'
+
+say "isp1's line comes back: used again once it has answered for 2 s"
+mark=$(($(wc -l < "/tmp/$P.log") + 1))
+ip netns exec "${P}r1" nft delete table ip cut
+wait_log "$mark" 'uplink up uplink=isp1'
+log_since "$mark"
+echo "  new flows to 9 more destinations:"
+ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.0.140 --count 9 | grep '^via' | sed 's/^/    /'
+
 say "stopping wanlb (SIGTERM): its own per-uplink totals"
 kill -TERM "$wanlb_pid"
 wait "$wanlb_pid" || true
 pids=("${pids[@]/$wanlb_pid}")
-grep -E 'uplink totals|fast path|drops|stopped' "/tmp/$P.log" | sed -E 's/^[^ ]+ +INFO wanlb::gateway: /  /'
+grep -E ' status |uplink totals|fast path|drops|stopped' "/tmp/$P.log" | sed -E 's/^[^ ]+ +INFO wanlb::gateway: /  /'
 rm -f "/tmp/$P.log" "/tmp/$P.spread"

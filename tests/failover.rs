@@ -84,8 +84,22 @@ fn a_line_dead_beyond_its_modem_is_left_and_used_again_when_it_returns() {
     ));
     let hold = Process::start(tb.spawn("lan", &[PROBE, "tcp-hold", "--dst", "198.19.1.2:9000"]));
     hold.wait_for("connected", "tcp-hold");
-    // both are steady: the kernel fast path carries them before the cut
-    wait_offloaded(&gw, 2);
+    // a connection that went quiet (a download waiting for data): the host sends nothing
+    // after the cut, so wanlb must ask its stack for the sequence number to reset it with
+    let quiet = Process::start(tb.spawn(
+        "lan",
+        &[
+            PROBE,
+            "tcp-hold",
+            "--dst",
+            "198.19.1.3:9000",
+            "--idle-after",
+            "5",
+        ],
+    ));
+    quiet.wait_for("connected", "tcp-hold");
+    // all three are steady: the kernel fast path carries them before the cut
+    wait_offloaded(&gw, 3);
 
     std::thread::scope(|s| {
         // a transfer on isp2 crosses the cut undisturbed, every byte checked
@@ -94,6 +108,7 @@ fn a_line_dead_beyond_its_modem_is_left_and_used_again_when_it_returns() {
         gw.wait_for("uplink down uplink=isp1", "wanlb");
         // the connection on isp1 is reset at the LAN host, not left hanging
         hold.wait_for("reset ", "tcp-hold");
+        quiet.wait_for("reset ", "quiet tcp-hold");
         bulk.join().expect("the transfer on isp2 went through");
     });
     assert_eq!(gw.count("uplink down uplink=isp2"), 0, "{}", gw.output());

@@ -140,9 +140,13 @@ enum Command {
     /// Hold one TCP connection to an echo server, exchanging 8 bytes every 100 ms. Prints
     /// "connected LOCAL-IP:PORT"; when the connection fails "reset NS" (reset by the peer)
     /// or "error KIND NS" (NS: CLOCK_MONOTONIC ns); on SIGINT or SIGTERM "alive".
+    /// With --idle-after N it falls silent after N exchanges, as a download waiting for data
+    /// does, and only listens.
     TcpHold {
         #[arg(long, value_name = "IP:PORT")]
         dst: SocketAddrV4,
+        #[arg(long, value_name = "N")]
+        idle_after: Option<u64>,
     },
 }
 
@@ -187,7 +191,7 @@ fn main() -> ExitCode {
             seconds,
         } => udp_stream(dst, interval, seconds),
         Command::UdpRecord { bind } => udp_record(bind),
-        Command::TcpHold { dst } => tcp_hold(dst),
+        Command::TcpHold { dst, idle_after } => tcp_hold(dst, idle_after),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -902,7 +906,7 @@ fn udp_record(bind: SocketAddrV4) -> Result<()> {
     Ok(())
 }
 
-fn tcp_hold(dst: SocketAddrV4) -> Result<()> {
+fn tcp_hold(dst: SocketAddrV4, idle_after: Option<u64>) -> Result<()> {
     use std::sync::atomic::Ordering;
     const EVERY: Duration = Duration::from_millis(100);
     let stop = stop_flag()?;
@@ -926,7 +930,7 @@ fn tcp_hold(dst: SocketAddrV4) -> Result<()> {
         let now = Instant::now();
         if now >= next {
             next = now + EVERY;
-            if pending.is_empty() {
+            if pending.is_empty() && idle_after.is_none_or(|n| count < n) {
                 let msg = count.to_be_bytes();
                 count += 1;
                 if let Err(e) = conn.write_all(&msg) {

@@ -101,6 +101,11 @@ impl TcpSeen {
         self.0 & (Self::OUT | Self::IN) == Self::OUT | Self::IN
     }
 
+    /// FIN seen both ways.
+    pub fn is_closed(self) -> bool {
+        self.0 & (Self::FIN_OUT | Self::FIN_IN) == Self::FIN_OUT | Self::FIN_IN
+    }
+
     /// Both directions seen, no FIN or RST: nothing left that the engine must watch.
     pub fn is_steady(self) -> bool {
         self.0 & (Self::OUT | Self::IN | Self::FIN_OUT | Self::FIN_IN | Self::RST)

@@ -475,7 +475,8 @@ impl Engine {
         let flags = ip.tcp_flags(pkt);
         let mut shard = self.shard(key.rem_addr);
         let found = match shard.flows.get_mut(&key) {
-            Some(flow) if flow.tcp.is_resetting() => Found::Reset,
+            // the host's own reset ends it anyway: never answer a reset with one
+            Some(flow) if flow.tcp.is_resetting() && flags & TCP_RST == 0 => Found::Reset,
             Some(flow) if key.proto != PROTO_TCP && self.must_move(flow) => Found::Move,
             Some(flow) => {
                 flow.last_seen = now.stamp();
@@ -796,8 +797,9 @@ impl Engine {
                 }
                 if reset {
                     f.tcp.set_resetting();
-                    // a connection not answered yet is reset at its next retransmission
-                    if f.tcp.is_answered() {
+                    // a connection not answered yet is reset at its next retransmission;
+                    // one closed both ways has nobody left to tell
+                    if f.tcp.is_answered() && !f.tcp.is_closed() {
                         let mut probe = [0u8; SEQUENCE_PROBE];
                         answer::sequence_probe(
                             &mut probe,
