@@ -839,12 +839,35 @@ impl Config {
             }
         }
         for u in &self.uplinks {
-            if self.targets_of(u).len() > MAX_TARGETS {
+            let targets = self.targets_of(u);
+            if targets.len() > MAX_TARGETS {
                 return err(
                     &u.origin,
                     format!("at most {MAX_TARGETS} health targets per uplink"),
                 );
             }
+            if let Some(t) = targets
+                .iter()
+                .find(|t| targets.iter().filter(|x| x == t).count() > 1)
+            {
+                let origin = if u.checks.is_some() {
+                    u.origin.as_str()
+                } else {
+                    "--health-target"
+                };
+                return err(origin, format!("health target {t} is listed twice"));
+            }
+        }
+        if let Some(rtt) = self.health.max_rtt
+            && rtt >= self.health.timeout
+        {
+            return err(
+                "--max-rtt",
+                format!(
+                    "{rtt:?} can never be reached: answers later than --health-timeout ({:?}) count as lost",
+                    self.health.timeout
+                ),
+            );
         }
         for p in &self.pins {
             if !self.uplinks.iter().any(|u| u.name == p.uplink) {

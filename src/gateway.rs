@@ -253,8 +253,13 @@ fn serve(
             })
         })
         .collect();
-    for u in uplinks.iter().filter(|u| u.targets.is_empty()) {
-        tracing::warn!(uplink = %u.name,
+    let unprobed: Vec<&str> = uplinks
+        .iter()
+        .filter(|u| u.targets.is_empty())
+        .map(|u| u.name.as_str())
+        .collect();
+    if !unprobed.is_empty() {
+        tracing::warn!(uplinks = %unprobed.join(","),
             "no health target: only carrier and the gateway's ARP answers are watched, so a line dead beyond its modem goes unnoticed; add --health-target IPV4 (an address that answers ping beyond the gateway)");
     }
     let mut shared = Shared::new(engine, uplinks);

@@ -163,7 +163,9 @@ fn keep_leaves_tcp_alone_a_carrier_cut_is_seen_at_once_and_hooks_never_delay_it(
     let hook_log = format!("/tmp/wanlb-test-hook-{}", tb.prefix);
     let _ = std::fs::remove_file(&hook_log);
     // every change is written down, then the command sleeps: none of that may hold up wanlb
-    let hook = format!("echo \"$WANLB_UPLINK $WANLB_STATE $WANLB_REASON\" >> {hook_log}; sleep 10");
+    let hook = format!(
+        "echo \"$WANLB_UPLINK $WANLB_STATE $WANLB_REASON\" >> {hook_log}; sleep 10; echo done >> {hook_log}"
+    );
     let gw = tb.start_wanlb(&args(&[
         "--pin",
         "198.19.1.0/24=isp1",
@@ -180,6 +182,10 @@ fn keep_leaves_tcp_alone_a_carrier_cut_is_seen_at_once_and_hooks_never_delay_it(
     // the start-up hooks are still asleep: the failover did not wait for them
     let seen = std::fs::read_to_string(&hook_log).unwrap_or_default();
     assert!(seen.contains("isp1 up"), "{seen}");
+    assert!(
+        !seen.contains("done"),
+        "a hook finished before the failover: {seen}"
+    );
     // new traffic leaves through isp2 at once
     tb.assert_pings("lan", "198.19.1.7", 2, "0.2");
     std::thread::sleep(Duration::from_millis(1000));
@@ -253,9 +259,10 @@ fn loss_takes_a_line_down_only_with_a_loss_limit() {
     std::thread::sleep(Duration::from_secs(5));
     let (_, log) = gw.stop();
     assert!(!log.contains("uplink down uplink=isp1"), "{log}");
-    // the loss shows in the status, near 40 %
+    // the loss shows in the status (that of the best of four targets over about 30 rounds:
+    // near 40 %, give or take what 30 samples give)
     let loss = last_logged(&log, "uplink=isp1 state=", "loss_pct").expect("loss logged");
-    assert!((20..=60).contains(&loss), "{log}");
+    assert!((10..=70).contains(&loss), "{log}");
 
     four.extend(["--max-loss".into(), "20".into()]);
     let gw = tb.start_wanlb(&four);

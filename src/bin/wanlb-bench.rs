@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wanlb::io::monotonic_ns;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -795,18 +796,6 @@ fn quiet_internet(bed: &Bed) -> Result<()> {
         Ok(s) if s.success() => Ok(()),
         other => Err(format!("nft in inet: {other:?}")),
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock wanlb-probe stamps its lines with, the same in
-/// every namespace.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a live timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Where isp1's line is cut.

@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSo
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use wanlb::io::monotonic_ns;
 
 use clap::{Parser, Subcommand};
 use wanlb::io::batch::RawUdp;
@@ -821,18 +822,6 @@ fn udp_gso_check(dst: SocketAddrV4, segments: u16, size: u16, warmup: u32) -> Re
         "ok {segments} segments of {size} bytes sent as one GSO packet, all answered intact, via {via}"
     );
     Ok(())
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: one clock for the whole machine, so times taken in
-/// different namespaces (and by the benchmark) compare.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a live timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn udp_stream(dst: SocketAddrV4, interval: Duration, seconds: f64) -> Result<()> {

@@ -459,3 +459,32 @@ fn health_keys_in_the_file_name_their_line() {
     });
     assert_eq!(e.origin, format!("{} line 3, max_loss", path.display()));
 }
+
+#[test]
+fn duplicate_targets_and_an_unreachable_rtt_limit_are_refused() {
+    let mut f = flags(&[ISP1], &[]);
+    f.health_targets = vec!["198.19.255.1".into(), "198.19.255.1".into()];
+    let e = load_err(&f).to_string();
+    assert_eq!(
+        e,
+        "--health-target: health target 198.19.255.1 is listed twice"
+    );
+    let e = load_err(&flags(
+        &["isp1,dev=eth1,gw=192.168.1.254,check=198.19.255.1,check=198.19.255.1"],
+        &[],
+    ))
+    .to_string();
+    assert!(
+        e.starts_with("--uplink \"isp1,") && e.contains("listed twice"),
+        "{e}"
+    );
+    let mut f = flags(&[ISP1], &[]);
+    f.max_rtt = Some("600ms".into());
+    let e = load_err(&f).to_string();
+    assert!(
+        e.starts_with("--max-rtt: 600ms can never be reached"),
+        "{e}"
+    );
+    f.health_timeout = Some("1s".into());
+    assert!(Config::load(&f).is_ok());
+}

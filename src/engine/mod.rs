@@ -498,6 +498,9 @@ impl Engine {
                 answer::reset_in_place(pkt, &ip);
                 *csum = L4Checksum::Complete;
                 self.resets.fetch_add(1, Ordering::Relaxed);
+                // the connection is over: its port goes back, and the same four-tuple may
+                // open anew on a healthy line
+                self.end_flow(&mut shard, &key);
                 return Ok(Verdict::Tun);
             }
         };

@@ -915,6 +915,10 @@ fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
         2,
         "the answer left through no line"
     );
+    // the connection is gone: the same four-tuple opens anew on the healthy line
+    assert_eq!((e.flow_count(), e.mapping_count()), (0, 0));
+    let syn = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 7, 0);
+    assert_eq!(out(&mut e, t(20), syn), Verdict::Uplink(1));
 }
 
 #[test]

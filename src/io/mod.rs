@@ -17,4 +17,4 @@ pub mod tun;
 pub mod vnet;
 pub mod worker;
 
-pub use fd::Poller;
+pub use fd::{Poller, monotonic_ns};

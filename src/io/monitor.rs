@@ -29,6 +29,9 @@ const PROBE_PAYLOAD: &[u8; 8] = b"wanlb-hc";
 const ECHO_FRAME: usize = ETH_HEADER + 20 + 8 + PROBE_PAYLOAD.len();
 /// How often the loop looks at round deadlines when nothing arrives.
 const TICK_MS: i32 = 10;
+/// Unanswered unicast ARP requests before asking by broadcast again (a modem swapped for
+/// another with the same address has a new MAC), as the kernel's ucast_probes.
+const UNICAST_ARP_TRIES: u32 = 2;
 
 /// The identifier health probes use with NAT ports `pool`.
 pub fn probe_id(pool: (u16, u16)) -> u16 {
@@ -124,6 +127,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             .map(|u| LineHealth::new(self.settings.clone(), u.targets.len()))
             .collect();
         let mut carrier = vec![true; health.len()];
+        let mut arp_misses = vec![0u32; health.len()];
         let mut fds = vec![self.links.raw_fd()];
         for l in &self.lines {
             fds.push(l.probe.raw_fd());
@@ -135,7 +139,8 @@ impl<T: PacketIo> Monitor<'_, T> {
             let now = shared.now_us();
             for (i, h) in health.iter_mut().enumerate() {
                 if now >= h.next_round_at(now) {
-                    self.send_round(i, h, now);
+                    self.send_round(i, h, now, &mut arp_misses[i]);
+                    shared.uplinks[i].update(carrier[i], h.stats(), None);
                 }
             }
             let next = health
@@ -143,7 +148,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                 .map(|h| h.next_round_at(now))
                 .min()
                 .unwrap_or(now);
-            let wait = (next.saturating_sub(shared.now_us()) / 1000) as i32;
+            let wait = next.saturating_sub(shared.now_us()).div_ceil(1000) as i32;
             poller.wait(wait.clamp(0, TICK_MS))?;
             let now = shared.now_us();
             if poller.is_ready(0) {
@@ -152,8 +157,9 @@ impl<T: PacketIo> Monitor<'_, T> {
                         if u.ifindex == link.ifindex && carrier[i] != link.carrier {
                             carrier[i] = link.carrier;
                             tracing::debug!(uplink = %u.name, carrier = link.carrier, "carrier");
-                            if let Some(c) = health[i].carrier(link.carrier, now) {
-                                self.apply(i, c, &health[i], link.carrier);
+                            match health[i].carrier(link.carrier) {
+                                Some(c) => self.apply(i, c, &health[i], link.carrier),
+                                None => u.update(link.carrier, health[i].stats(), None),
                             }
                         }
                     }
@@ -178,6 +184,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                             continue;
                         };
                         health[i].arp_answer(now);
+                        arp_misses[i] = 0;
                         if uplink.set_gateway_mac(mac) {
                             tracing::info!(uplink = %uplink.name, mac = %format_mac(mac), "gateway resolved");
                             if uplink.is_up() {
@@ -188,10 +195,8 @@ impl<T: PacketIo> Monitor<'_, T> {
                 }
             }
             for (i, h) in health.iter_mut().enumerate() {
-                if let Some(c) = h.tick(now) {
+                for c in h.tick(now) {
                     self.apply(i, c, h, carrier[i]);
-                } else {
-                    shared.uplinks[i].update(carrier[i], h.stats(), None);
                 }
             }
         }
@@ -200,7 +205,7 @@ impl<T: PacketIo> Monitor<'_, T> {
 
     /// One round's probes through uplink `i`: an echo request to every target (once the
     /// gateway's MAC is known) and an ARP request to the gateway.
-    fn send_round(&self, i: usize, health: &mut LineHealth, now: u64) {
+    fn send_round(&self, i: usize, health: &mut LineHealth, now: u64, arp_misses: &mut u32) {
         let uplink = &self.shared.uplinks[i];
         let line = &self.lines[i];
         let mac = uplink.gateway_mac();
@@ -220,11 +225,13 @@ impl<T: PacketIo> Monitor<'_, T> {
                 health.start_round(now);
             }
         }
+        let to = mac.filter(|_| *arp_misses < UNICAST_ARP_TRIES);
+        *arp_misses += 1;
         let request = arp::request(
             uplink.mac,
             u32::from(uplink.addr),
             u32::from(uplink.gateway),
-            mac,
+            to,
         );
         if let Err(e) = line.arp.send(&request) {
             tracing::debug!(uplink = %uplink.name, error = %e, "ARP request not sent");
@@ -254,8 +261,19 @@ impl<T: PacketIo> Monitor<'_, T> {
             tracing::info!(uplink = %uplink.name, reason = %reason, targets = %targets.join(","),
                 rtt_ms = %rtt_ms, loss_pct, "uplink up");
         } else {
-            tracing::info!(uplink = %uplink.name, reason = %reason, targets = %targets.join(","),
-                carrier, gateway_mac = %uplink.gateway_mac().map_or("unknown".into(), format_mac),
+            let unanswered: Vec<String> = health
+                .unanswered()
+                .iter()
+                .filter_map(|&t| uplink.targets.get(t).map(|a| a.to_string()))
+                .collect();
+            let unanswered = if unanswered.is_empty() {
+                "none".to_string()
+            } else {
+                unanswered.join(",")
+            };
+            tracing::info!(uplink = %uplink.name, reason = %reason, unanswered = %unanswered,
+                targets = %targets.join(","), carrier,
+                gateway_mac = %uplink.gateway_mac().map_or("unknown".into(), format_mac),
                 rtt_ms = %rtt_ms, loss_pct, "uplink down");
             // stop carrying its flows in the kernel first, so they reach the engine
             self.set_fast_path(i, None);

@@ -55,23 +55,38 @@ impl LinkWatch {
                 std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
             )
         })?;
+        let watch = LinkWatch { fd };
+        watch.ask_all()?;
+        Ok(watch)
+    }
+
+    /// Asks for every link's state; the answers arrive like changes.
+    fn ask_all(&self) -> io::Result<()> {
         let mut dump = [0u8; NLMSG_HEADER + IFINFOMSG];
         let len = dump.len() as u32;
         dump[0..4].copy_from_slice(&len.to_ne_bytes());
         dump[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
         dump[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
         dump[NLMSG_HEADER] = libc::AF_UNSPEC as u8;
-        write(&fd, &dump)?;
-        Ok(LinkWatch { fd })
+        write(&self.fd, &dump)?;
+        Ok(())
     }
 
-    /// Hands every link state waiting on the socket to `f`.
+    /// Hands every link state waiting on the socket to `f`. When the kernel had more
+    /// changes than the socket could queue (ENOBUFS: many links changing at once), some were
+    /// lost: every link's state is asked for again.
     pub fn read(&self, mut f: impl FnMut(LinkState)) -> io::Result<()> {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match read(&self.fd, &mut buf) {
                 Ok(n) => parse(&buf[..n], &mut f),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    tracing::warn!("link changes overflowed the netlink socket; asking again");
+                    if let Err(e) = self.ask_all() {
+                        tracing::warn!(error = %e, "cannot ask for the links' state again");
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

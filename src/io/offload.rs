@@ -15,6 +15,7 @@ use super::bpf::{
     Asm, Cond, Helper, Insn, Label, Link, MAP_ARRAY, MAP_HASH, MAP_NO_PREALLOC, MAP_PERCPU_ARRAY,
     Map, Program, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Size,
 };
+use super::fd::monotonic_ns;
 use crate::engine::{FastPath, Flow, UplinkId};
 
 /// Flows the kernel can carry at once; later ones stay in userspace until room frees up.
@@ -637,17 +638,6 @@ impl FastPath for std::sync::Arc<TcFastPath> {
             Err(e) => tracing::warn!(error = %e, "could not withdraw a flow from the fast path"),
         }
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec to the valid pointer it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]
