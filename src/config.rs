@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::engine::select::Prefix;
+use crate::health::HealthSettings;
 use crate::io::iface::Interface;
 
 pub const DEFAULT_TUN: &str = "wanlb0";
@@ -64,33 +65,6 @@ pub struct PinSpec {
     pub origin: String,
 }
 
-/// How each uplink's health is watched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HealthConfig {
-    /// Probed through every uplink that names none of its own.
-    pub targets: Vec<Ipv4Addr>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub down_after: u32,
-    pub up_after: u32,
-    pub max_loss_pct: Option<u32>,
-    pub max_rtt: Option<Duration>,
-}
-
-impl Default for HealthConfig {
-    fn default() -> HealthConfig {
-        HealthConfig {
-            targets: Vec::new(),
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_millis(600),
-            down_after: 3,
-            up_after: 10,
-            max_loss_pct: None,
-            max_rtt: None,
-        }
-    }
-}
-
 /// What happens to an uplink's TCP connections when it goes down.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnUplinkDown {
@@ -121,7 +95,9 @@ pub struct Config {
     pub workers: usize,
     pub nat_ports: (u16, u16),
     pub offload: Offload,
-    pub health: HealthConfig,
+    pub health: HealthSettings,
+    /// Probed through every uplink that names none of its own (`check`).
+    pub health_targets: Vec<Ipv4Addr>,
     pub on_uplink_down: OnUplinkDown,
     /// Run through `sh -c` on every uplink state change.
     pub on_change: Option<String>,
@@ -130,7 +106,7 @@ pub struct Config {
 impl Config {
     /// The health targets probed through `uplink`.
     pub fn targets_of<'a>(&'a self, uplink: &'a UplinkSpec) -> &'a [Ipv4Addr] {
-        uplink.checks.as_deref().unwrap_or(&self.health.targets)
+        uplink.checks.as_deref().unwrap_or(&self.health_targets)
     }
 }
 
@@ -545,7 +521,8 @@ impl Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             nat_ports: DEFAULT_NAT_PORTS,
             offload: Offload::Auto,
-            health: HealthConfig::default(),
+            health: HealthSettings::default(),
+            health_targets: Vec::new(),
             on_uplink_down: OnUplinkDown::Reset,
             on_change: None,
         };
@@ -673,13 +650,13 @@ impl Config {
     }
 
     fn apply_file_health(&mut self, file: &FileConfig, at: &At<'_>) -> Result<(), ConfigError> {
-        let h = &mut self.health;
         if let Some(list) = &file.health_target {
-            h.targets = list
+            self.health_targets = list
                 .iter()
                 .map(|t| parse_target(t.get_ref(), &at.key(t, "health_target")))
                 .collect::<Result<_, _>>()?;
         }
+        let h = &mut self.health;
         if let Some(v) = &file.health_interval {
             h.interval = parse_interval(v.get_ref(), &at.key(v, "health_interval"))?;
         }
@@ -709,14 +686,14 @@ impl Config {
     }
 
     fn apply_health_flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
-        let h = &mut self.health;
         if !flags.health_targets.is_empty() {
-            h.targets = flags
+            self.health_targets = flags
                 .health_targets
                 .iter()
                 .map(|t| parse_target(t, &format!("--health-target {t:?}")))
                 .collect::<Result<_, _>>()?;
         }
+        let h = &mut self.health;
         if let Some(v) = &flags.health_interval {
             h.interval = parse_interval(v, &format!("--health-interval {v:?}"))?;
         }

@@ -12,7 +12,7 @@ use crate::config::{Config, ConfigError, Offload, OnUplinkDown, ResolvedUplink, 
 use crate::engine::flow::Timeouts;
 use crate::engine::select::Pin;
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
-use crate::health::{HealthSettings, State};
+use crate::health::State;
 use crate::io::monitor::{self, LineSockets, Monitor};
 use crate::io::netlink::LinkWatch;
 use crate::io::offload::{LanLink, TcFastPath, UplinkLink};
@@ -118,18 +118,6 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
         ports: config.nat_ports,
         seed: seed ^ u64::from(std::process::id()),
         reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
-    }
-}
-
-fn health_settings(config: &Config) -> HealthSettings {
-    let h = &config.health;
-    HealthSettings {
-        interval_us: h.interval.as_micros() as u64,
-        timeout_us: h.timeout.as_micros() as u64,
-        down_after: h.down_after,
-        up_after: h.up_after,
-        max_loss_pct: h.max_loss_pct,
-        max_rtt_us: h.max_rtt.map(|d| d.as_micros() as u64),
     }
 }
 
@@ -333,7 +321,7 @@ fn serve(
             shared,
             lines,
             links,
-            settings: health_settings(config),
+            settings: config.health.clone(),
             tun: &queues[0],
             events,
             probe_id,

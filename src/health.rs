@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
 /// Finished rounds kept for loss and RTT figures (10 s at the default interval).
 pub const WINDOW_ROUNDS: usize = 50;
@@ -33,26 +34,42 @@ const OVERDUE_MIN_US: u64 = 20_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthSettings {
-    pub interval_us: u64,
-    pub timeout_us: u64,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// How long a probe's answer may take.
+    pub timeout: Duration,
     pub down_after: u32,
     pub up_after: u32,
     /// Percent of probes lost over the window above which the line counts as down.
     pub max_loss_pct: Option<u32>,
     /// Median RTT over the window above which the line counts as down.
-    pub max_rtt_us: Option<u64>,
+    pub max_rtt: Option<Duration>,
 }
 
 impl Default for HealthSettings {
     fn default() -> HealthSettings {
         HealthSettings {
-            interval_us: 200_000,
-            timeout_us: 600_000,
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(600),
             down_after: 3,
             up_after: 10,
             max_loss_pct: None,
-            max_rtt_us: None,
+            max_rtt: None,
         }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+impl HealthSettings {
+    fn interval_us(&self) -> u64 {
+        micros(self.interval)
+    }
+
+    fn timeout_us(&self) -> u64 {
+        micros(self.timeout)
     }
 }
 
@@ -257,12 +274,12 @@ impl LineHealth {
             && !newest.rtts.is_empty()
             && newest.rtts.iter().all(Option::is_none)
         {
-            let hurried = last + s.interval_us / 2;
+            let hurried = last + s.interval_us() / 2;
             return hurried
                 .max(newest.sent_us + overdue)
-                .min(last + s.interval_us);
+                .min(last + s.interval_us());
         }
-        last + s.interval_us
+        last + s.interval_us()
     }
 
     fn begin(&mut self, now_us: u64, sent: bool) -> u16 {
@@ -286,7 +303,7 @@ impl LineHealth {
 
     /// An echo reply from target number `target` to the round `seq`.
     pub fn answer(&mut self, seq: u16, target: usize, now_us: u64) {
-        let timeout = self.settings.timeout_us;
+        let timeout = self.settings.timeout_us();
         if let Some(round) = self.pending.iter_mut().find(|r| r.seq == seq)
             && let Some(slot) = round.rtts.get_mut(target)
             && slot.is_none()
@@ -333,7 +350,7 @@ impl LineHealth {
     /// The gateway has not answered ARP for as long as `down_after` rounds plus a timeout.
     fn arp_lost(&self, now_us: u64) -> bool {
         let s = &self.settings;
-        let limit = u64::from(s.down_after) * s.interval_us + s.timeout_us;
+        let limit = u64::from(s.down_after) * s.interval_us() + s.timeout_us();
         self.arp_unanswered_since_us
             .is_some_and(|since| now_us.saturating_sub(since) > limit)
     }
@@ -350,7 +367,7 @@ impl LineHealth {
         while let Some(round) = self.pending.front() {
             // an unsent round (no probes) is complete at once, and bad
             let complete = round.rtts.iter().all(Option::is_some);
-            if !complete && now_us < round.sent_us + self.settings.timeout_us {
+            if !complete && now_us < round.sent_us + self.settings.timeout_us() {
                 break;
             }
             let round = self.pending.pop_front().expect("front exists");
@@ -369,7 +386,7 @@ impl LineHealth {
             if self.window.len() > WINDOW_ROUNDS {
                 self.window.pop_front();
             }
-            let timeout = self.settings.timeout_us;
+            let timeout = self.settings.timeout_us();
             self.overdue_us = self
                 .stats()
                 .rtt_p90_us
@@ -409,7 +426,7 @@ impl LineHealth {
     /// Loss or RTT over the window beyond a configured limit.
     fn brownout(&self) -> Option<Reason> {
         let s = &self.settings;
-        if s.max_loss_pct.is_none() && s.max_rtt_us.is_none() {
+        if s.max_loss_pct.is_none() && s.max_rtt.is_none() {
             return None;
         }
         let stats = self.stats();
@@ -422,7 +439,7 @@ impl LineHealth {
                 return Some(Reason::Loss { pct, limit });
             }
         }
-        if let (Some(limit_us), Some(median_us)) = (s.max_rtt_us, stats.rtt_median_us)
+        if let (Some(limit_us), Some(median_us)) = (s.max_rtt.map(micros), stats.rtt_median_us)
             && median_us > limit_us
         {
             return Some(Reason::Rtt {
@@ -475,7 +492,7 @@ mod tests {
         rounds: usize,
         answers: impl Fn(usize) -> bool,
     ) -> Vec<(usize, Change)> {
-        let interval = line.settings.interval_us;
+        let interval = line.settings.interval_us();
         let mut changes = Vec::new();
         for i in start_round..start_round + rounds {
             let t = i as u64 * interval;
@@ -548,7 +565,7 @@ mod tests {
     fn one_answering_target_is_enough() {
         let mut l = line(3);
         drive(&mut l, 0, 1, |_| true);
-        let interval = l.settings.interval_us;
+        let interval = l.settings.interval_us();
         for i in 1..30u64 {
             let seq = l.start_round(i * interval);
             l.answer(seq, 2, i * interval + MS);
@@ -589,7 +606,7 @@ mod tests {
     fn a_gateway_silent_on_arp_takes_a_probed_line_down_at_once() {
         let mut l = line(1);
         drive(&mut l, 0, 1, |_| true);
-        let interval = l.settings.interval_us;
+        let interval = l.settings.interval_us();
         let mut down_at = None;
         // targets answer (the frames still go out to the old MAC), ARP does not
         for i in 1..20u64 {
@@ -643,12 +660,12 @@ mod tests {
     fn brownout_by_rtt() {
         let mut l = LineHealth::new(
             HealthSettings {
-                max_rtt_us: Some(100 * MS),
+                max_rtt: Some(Duration::from_millis(100)),
                 ..HealthSettings::default()
             },
             1,
         );
-        let interval = l.settings.interval_us;
+        let interval = l.settings.interval_us();
         let mut changes = Vec::new();
         for i in 0..40u64 {
             let t = i * interval;

@@ -318,7 +318,7 @@ fn system_checks() {
 #[test]
 fn health_defaults_and_flags() {
     let c = Config::load(&flags(&[ISP1, ISP2], &[])).unwrap();
-    assert_eq!(c.health, HealthConfig::default());
+    assert_eq!(c.health, HealthSettings::default());
     assert_eq!(c.health.interval, Duration::from_millis(200));
     assert_eq!(c.health.timeout, Duration::from_millis(600));
     assert_eq!((c.health.down_after, c.health.up_after), (3, 10));
@@ -432,7 +432,7 @@ fn health_keys_in_the_file_name_their_line() {
         ..Flags::default()
     })
     .unwrap();
-    assert_eq!(c.health.targets, [Ipv4Addr::new(198, 19, 255, 9)]);
+    assert_eq!(c.health_targets, [Ipv4Addr::new(198, 19, 255, 9)]);
     assert_eq!(c.health.max_loss_pct, Some(30));
     assert_eq!(c.uplinks[0].tier, 2);
     assert_eq!(

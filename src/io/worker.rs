@@ -405,6 +405,21 @@ mod tests {
         }
     }
 
+    /// The test uplink, its gateway's MAC not known yet.
+    fn isp1() -> Uplink {
+        Uplink::new(UplinkInfo {
+            name: "isp1".into(),
+            dev: "eth1".into(),
+            ifindex: 3,
+            mac: OUR_MAC,
+            addr: UPLINK.into(),
+            gateway: [198, 18, 1, 254].into(),
+            tier: 1,
+            weight: 1,
+            targets: vec![],
+        })
+    }
+
     fn shared() -> Shared {
         let engine = Engine::new(EngineConfig {
             uplinks: vec![UplinkConfig {
@@ -420,17 +435,7 @@ mod tests {
             seed: 1,
             reset_tcp_on_down: true,
         });
-        let uplink = Uplink::new(UplinkInfo {
-            name: "isp1".into(),
-            dev: "eth1".into(),
-            ifindex: 3,
-            mac: OUR_MAC,
-            addr: UPLINK.into(),
-            gateway: [198, 18, 1, 254].into(),
-            tier: 1,
-            weight: 1,
-            targets: vec![],
-        });
+        let uplink = isp1();
         uplink.set_gateway_mac(GATEWAY_MAC);
         Shared::new(engine, vec![uplink])
     }
@@ -565,17 +570,7 @@ mod tests {
     #[test]
     fn nothing_is_sent_while_the_gateway_mac_is_unknown() {
         let engine = shared().engine;
-        let uplink = Uplink::new(UplinkInfo {
-            name: "isp1".into(),
-            dev: "eth1".into(),
-            ifindex: 3,
-            mac: OUR_MAC,
-            addr: UPLINK.into(),
-            gateway: [198, 18, 1, 254].into(),
-            tier: 1,
-            weight: 1,
-            targets: vec![],
-        });
+        let uplink = isp1();
         let shared = Shared::new(engine, vec![uplink]);
         let w = worker(&shared);
         let mut slot = vec![0u8; BUFFER];
