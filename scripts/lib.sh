@@ -7,14 +7,20 @@ ensure_tools() {
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" != 0 ]; then
-      echo "missing packages ${missing[*]}: run as root so they can be installed" >&2
-      exit 1
-    fi
-    echo "installing ${missing[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    ensure_packages "${missing[@]}"
   fi
+}
+
+# ensure_packages PACKAGE ...  installs Debian packages (for those that provide no command to
+# look for, call it directly).
+ensure_packages() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing packages $*: run as root so they can be installed" >&2
+    exit 1
+  fi
+  echo "installing $*" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
 ensure_rust() {

@@ -13,10 +13,11 @@ use crate::engine::flow::Timeouts;
 use crate::engine::select::Pin;
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
+use crate::io::filters::SocketFilters;
 use crate::io::monitor::{self, LineSockets, Monitor};
 use crate::io::netlink::LinkWatch;
 use crate::io::offload::{LanLink, TcFastPath, UplinkLink};
-use crate::io::packet::{PacketSocket, reply_filter};
+use crate::io::packet::PacketSocket;
 use crate::io::system::{self, Plumbing, SystemError};
 use crate::io::worker::{Shared, Worker};
 use crate::io::{hook, iface, signal, tun};
@@ -253,31 +254,40 @@ fn serve(
     let mut shared = Shared::new(engine, uplinks);
     shared.fast_path = fast_path;
 
+    let probe_id = monitor::probe_id(config.nat_ports);
+    let filters = resolved
+        .iter()
+        .map(|u| {
+            SocketFilters::load(u.addr, config.nat_ports, probe_id).map_err(io_err(format!(
+                "loading the socket filters for {}",
+                u.iface.name
+            )))
+        })
+        .collect::<Result<Vec<_>, GatewayError>>()?;
     let group_base = (std::process::id() as u16).wrapping_mul(32);
     let mut worker_sockets = Vec::new();
     for _ in 0..config.workers {
         let mut sockets = Vec::new();
         for (i, u) in resolved.iter().enumerate() {
-            let filter = reply_filter(u32::from(u.addr), config.nat_ports);
-            let s =
-                PacketSocket::open_data(u.iface.index, &filter, group_base.wrapping_add(i as u16))
-                    .map_err(io_err(format!(
-                        "opening a packet socket on {}",
-                        u.iface.name
-                    )))?;
+            let group = group_base.wrapping_add(i as u16);
+            let s = PacketSocket::open_data(u.iface.index, &filters[i], group).map_err(io_err(
+                format!("opening a packet socket on {}", u.iface.name),
+            ))?;
             sockets.push(s);
         }
         worker_sockets.push(sockets);
     }
-    let probe_id = monitor::probe_id(config.nat_ports);
     let lines = shared
         .uplinks
         .iter()
-        .map(|u| {
-            LineSockets::open(u, probe_id)
+        .zip(&filters)
+        .map(|(u, f)| {
+            LineSockets::open(u, f)
                 .map_err(io_err(format!("opening the probe sockets on {}", u.dev)))
         })
         .collect::<Result<Vec<_>, GatewayError>>()?;
+    // the sockets keep their filters
+    drop(filters);
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
     let (events, hook_events) = match &config.on_change {
         Some(_) => {

@@ -15,6 +15,7 @@ use common::Testbed;
 use wanlb::engine::checksum::{Delta, checksum, pseudo_header};
 use wanlb::engine::flow::Timeouts;
 use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
+use wanlb::io::filters::{Filter, SocketFilters};
 use wanlb::io::offload::{LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink, Way};
 
 const TCP: u8 = 6;
@@ -502,6 +503,10 @@ fn passes_what_the_engine_must_see(links: &Links) {
     p[3] += 1;
     fix_ip_checksum(&mut p);
     out(&p, "a truncated packet");
+    // a header whose checksum is wrong: the kernel drops it, the fast path must not forward it
+    let mut p = udp.outbound(0, b"bad sum");
+    p[10] ^= 0x5a;
+    out(&p, "a wrong IPv4 header checksum");
     // one byte more than the uplink's MTU (1500), not a GSO packet: the kernel answers with
     // "fragmentation needed"
     out(
@@ -632,4 +637,72 @@ fn never_disagrees_with_the_engine(links: &Links) {
         carried > 300 && passed > 300,
         "carried {carried}, passed {passed}"
     );
+}
+
+#[test]
+fn socket_filters_keep_only_what_is_wanlbs() {
+    in_own_netns(
+        "socket_filters_keep_only_what_is_wanlbs",
+        filters_keep_only_what_is_wanlbs,
+    );
+}
+
+/// An Ethernet frame to `dst` of IP protocol `proto`, with `l4` as its transport header.
+fn filter_frame(ethertype: u16, proto: u8, dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20];
+    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    f[14] = 0x45;
+    f[14 + 9] = proto;
+    f[14 + 16..14 + 20].copy_from_slice(&dst);
+    f.extend_from_slice(l4);
+    f
+}
+
+fn filters_keep_only_what_is_wanlbs(_: &Links) {
+    let me = [198, 18, 1, 1];
+    let filters = SocketFilters::load(me.into(), (61000, 65535), 22348).expect("filters load");
+    let keeps = |filter, f: &[u8]| filters.keeps(filter, f).expect("test run");
+    let port = |proto, dst, port: u16| {
+        let mut l4 = vec![0u8; 8];
+        l4[2..4].copy_from_slice(&port.to_be_bytes());
+        filter_frame(0x0800, proto, dst, &l4)
+    };
+    let icmp = |dst, icmp_type: u8, id: u16| {
+        let mut l4 = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
+        l4[4..6].copy_from_slice(&id.to_be_bytes());
+        filter_frame(0x0800, ICMP, dst, &l4)
+    };
+    use Filter::{Probes, Replies};
+    // the NAT pool's ports, both ends of it, for TCP and UDP
+    assert!(keeps(Replies, &port(TCP, me, 61000)));
+    assert!(keeps(Replies, &port(UDP, me, 65535)));
+    // the gateway's own services and ephemeral ports stay with the kernel
+    assert!(!keeps(Replies, &port(TCP, me, 80)));
+    assert!(!keeps(Replies, &port(UDP, me, 60999)));
+    // other addresses, protocols and ethertypes
+    assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 61000)));
+    assert!(!keeps(Replies, &port(47, me, 61000)));
+    assert!(!keeps(
+        Replies,
+        &filter_frame(0x0806, TCP, me, &[0, 0, 0xee, 0x48])
+    ));
+    // IP options move the ports
+    let mut f = port(UDP, me, 0);
+    f[14] = 0x46;
+    f.splice(34..34, [0u8; 4]);
+    f[40..42].copy_from_slice(&62000u16.to_be_bytes());
+    assert!(keeps(Replies, &f));
+    // a frame too short to hold its ports
+    assert!(!keeps(Replies, &port(UDP, me, 61000)[..36]));
+    // ICMP: a LAN host's ping translated into the pool is the data path's; the health
+    // probes' answers are the probe socket's alone; errors go to the data path
+    assert!(keeps(Replies, &icmp(me, 0, 61000)));
+    assert!(!keeps(Probes, &icmp(me, 0, 61000)));
+    assert!(!keeps(Replies, &icmp(me, 0, 22348)));
+    assert!(keeps(Probes, &icmp(me, 0, 22348)));
+    assert!(keeps(Replies, &icmp(me, 3, 0)));
+    assert!(keeps(Replies, &icmp(me, 11, 0)));
+    assert!(!keeps(Probes, &icmp(me, 3, 22348)));
+    assert!(!keeps(Probes, &icmp([198, 18, 1, 2], 0, 22348)));
+    assert!(!keeps(Probes, &port(UDP, me, 22348)));
 }

@@ -2,8 +2,8 @@
 
 pub mod arp;
 pub mod batch;
-pub mod bpf;
 pub(crate) mod fd;
+pub mod filters;
 pub mod hook;
 pub mod iface;
 pub mod monitor;

@@ -16,9 +16,10 @@ use crate::uplink::{Uplink, format_mac};
 
 use super::arp;
 use super::fd::Poller;
+use super::filters::SocketFilters;
 use super::hook::{Event, Events};
 use super::netlink::LinkWatch;
-use super::packet::{ETH_HEADER, ETH_P_IP, PacketSocket, echo_reply_filter};
+use super::packet::{ETH_HEADER, ETH_P_IP, PacketSocket};
 use super::vnet;
 use super::worker::{PacketIo, Shared};
 
@@ -51,10 +52,9 @@ pub struct LineSockets {
 }
 
 impl LineSockets {
-    pub fn open(uplink: &Uplink, id: u16) -> io::Result<LineSockets> {
-        let filter = echo_reply_filter(u32::from(uplink.addr), id);
+    pub fn open(uplink: &Uplink, filters: &SocketFilters) -> io::Result<LineSockets> {
         Ok(LineSockets {
-            probe: PacketSocket::open_probe(uplink.ifindex, &filter)?,
+            probe: PacketSocket::open_probe(uplink.ifindex, filters)?,
             arp: PacketSocket::open_arp(uplink.ifindex)?,
         })
     }

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: GPL-2.0
+/* wanlb's kernel fast path: once the engine has seen a flow settle, these programs carry its
+ * packets without copying them to userspace. `wanlb_outbound` runs at the ingress of the LAN
+ * interfaces, `wanlb_inbound` at the ingress of the uplinks. They translate exactly as the
+ * engine does (address, port or echo identifier, TTL, checksums through the kernel's helpers,
+ * which keep partial checksums and GSO packets intact) and leave everything they do not know,
+ * or should not handle, to the normal path, which leads to wanlb's userspace data path: SYN,
+ * FIN and RST; IP options, fragments, a bad header checksum, TTL below 2; packets too big for
+ * the next link; ICMP other than echo; VLAN-tagged frames; malformed headers; unknown flows.
+ * The engine remains the only one that decides. */
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "wanlb.h"
+
+#define ETH_LEN 14
+#define L4_OFF (ETH_LEN + 20)
+#define ICMP_ECHO_REPLY 0
+#define ICMP_ECHO_REQUEST 8
+#define TCP_FIN_SYN_RST 0x07
+#define AF_INET 2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} outbound_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} inbound_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_UPLINKS);
+	__type(key, __u32);
+	__type(value, struct uplink_info);
+} uplinks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * MAX_UPLINKS);
+	__type(key, __u32);
+	__type(value, struct counter);
+} counters SEC(".maps");
+
+/* Makes the first `len` bytes directly readable; false if the packet is shorter. */
+static __always_inline int linear(struct __sk_buff *skb, __u32 len)
+{
+	if ((long)skb->data + len <= (long)skb->data_end)
+		return 1;
+	bpf_skb_pull_data(skb, len);
+	return (long)skb->data + len <= (long)skb->data_end;
+}
+
+/* Whether the IPv4 header (20 bytes, no options) sums to all ones. */
+static __always_inline int header_checksum_ok(const struct iphdr *ip)
+{
+	const __u16 *word = (const __u16 *)ip;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += word[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+/* Carries one packet of a flow the engine handed over, in `dir`; TC_ACT_UNSPEC leaves it to
+ * the normal path. */
+static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
+{
+	/* only frames sent to this host, without a VLAN tag the NIC took off (it would be put
+	 * back on the way out, on the wrong link) */
+	if (skb->pkt_type != 0 || skb->vlan_present)
+		return TC_ACT_UNSPEC;
+	if (!linear(skb, L4_OFF + 8))
+		return TC_ACT_UNSPEC;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_LEN;
+	if ((void *)(ip + 1) + 8 > data_end)
+		return TC_ACT_UNSPEC;
+
+	/* IPv4 without options, not a fragment, a TTL left to forward with, a header that
+	 * checks out, and a total length that fits what arrived (Ethernet may pad, never cut) */
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || *(__u8 *)ip != 0x45)
+		return TC_ACT_UNSPEC;
+	if (ip->frag_off & bpf_htons(0x3fff) || ip->ttl < 2 || !header_checksum_ok(ip))
+		return TC_ACT_UNSPEC;
+	__u32 total = bpf_ntohs(ip->tot_len);
+	if (total < L4_OFF + 8 - ETH_LEN || total > skb->len - ETH_LEN)
+		return TC_ACT_UNSPEC;
+
+	struct flow_key key = {
+		.saddr = ip->saddr,
+		.daddr = ip->daddr,
+		.proto = ip->protocol,
+		.ifindex = dir == INBOUND ? skb->ingress_ifindex : 0,
+	};
+	__u8 proto = ip->protocol;
+	if (proto == IPPROTO_TCP) {
+		if (!linear(skb, L4_OFF + 20))
+			return TC_ACT_UNSPEC;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		ip = data + ETH_LEN;
+		__u8 *tcp = data + L4_OFF;
+		if ((void *)(tcp + 20) > data_end)
+			return TC_ACT_UNSPEC;
+		/* a whole TCP header, as the engine requires; SYN, FIN and RST change a
+		 * connection's state: the engine must see them */
+		if (total < 40 || tcp[12] < 0x50 || tcp[13] & TCP_FIN_SYN_RST)
+			return TC_ACT_UNSPEC;
+		key.sport = *(__be16 *)tcp;
+		key.dport = *(__be16 *)(tcp + 2);
+	} else if (proto == IPPROTO_UDP) {
+		__be16 *udp = data + L4_OFF;
+		key.sport = udp[0];
+		key.dport = udp[1];
+	} else if (proto == IPPROTO_ICMP) {
+		/* echo requests out, echo replies back; errors and the rest are the engine's. The
+		 * identifier is the flow's port: the LAN end's out, the translated one back. */
+		__u8 *icmp = data + L4_OFF;
+		__u8 echo = dir == OUTBOUND ? ICMP_ECHO_REQUEST : ICMP_ECHO_REPLY;
+		if (icmp[0] != echo || icmp[1] != 0)
+			return TC_ACT_UNSPEC;
+		if (dir == OUTBOUND)
+			key.sport = *(__be16 *)(icmp + 4);
+		else
+			key.dport = *(__be16 *)(icmp + 4);
+	} else {
+		return TC_ACT_UNSPEC;
+	}
+
+	struct flow_value *flow =
+		bpf_map_lookup_elem(dir == OUTBOUND ? (void *)&outbound_flows : (void *)&inbound_flows,
+				    &key);
+	if (!flow)
+		return TC_ACT_UNSPEC;
+	struct uplink_info *uplink = 0;
+	__u32 out_ifindex;
+	if (dir == OUTBOUND) {
+		__u32 index = flow->uplink;
+		uplink = bpf_map_lookup_elem(&uplinks, &index);
+		if (!uplink)
+			return TC_ACT_UNSPEC;
+		out_ifindex = uplink->ifindex;
+	} else {
+		out_ifindex = flow->ifindex;
+	}
+	/* 0 while the uplink's gateway is unknown or the line is down. A packet too big for the
+	 * next link, or a GSO packet whose segments would be, takes the normal path, which
+	 * answers with the ICMP error. */
+	if (out_ifindex == 0)
+		return TC_ACT_UNSPEC;
+	__u32 mtu = 0;
+	if (bpf_check_mtu(skb, out_ifindex, &mtu, 0, BPF_MTU_CHK_SEGS) != 0)
+		return TC_ACT_UNSPEC;
+
+	/* Committed: rewrite in place, remembering old and new values for the checksums. */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = data + ETH_LEN;
+	__u8 *l4 = data + L4_OFF;
+	if ((void *)(l4 + 8) > data_end)
+		return TC_ACT_UNSPEC;
+	__be32 *addr_field = dir == OUTBOUND ? &ip->saddr : &ip->daddr;
+	__be16 *port_field = proto == IPPROTO_ICMP ? (__be16 *)(l4 + 4)
+			     : dir == OUTBOUND	   ? (__be16 *)l4
+						   : (__be16 *)(l4 + 2);
+	__be32 old_addr = *addr_field, new_addr = flow->addr;
+	__be16 old_port = *port_field, new_port = flow->port;
+	*addr_field = new_addr;
+	*port_field = new_port;
+	/* TTL and protocol as one 16-bit word; TTL >= 2, so no borrow into the protocol */
+	__u16 *ttl_word = (__u16 *)&ip->ttl;
+	__u16 old_ttl = *ttl_word;
+	ip->ttl--;
+	__u16 new_ttl = *ttl_word;
+	if (dir == OUTBOUND) {
+		__builtin_memcpy(eth->h_dest, uplink->dst_mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, uplink->src_mac, ETH_ALEN);
+	}
+	flow->last_seen = bpf_ktime_get_ns();
+
+	/* The helpers update a complete checksum, or only the pseudo-header part of a partial
+	 * one (the port is summed with the data later). A UDP checksum of 0 (none) stays 0.
+	 * ICMP has no pseudo header: only the identifier is in its checksum. */
+	__u32 csum_at, csum_flags = 0;
+	if (proto == IPPROTO_TCP) {
+		csum_at = L4_OFF + 16;
+	} else if (proto == IPPROTO_UDP) {
+		csum_at = L4_OFF + 6;
+		csum_flags = BPF_F_MARK_MANGLED_0;
+	} else {
+		csum_at = L4_OFF + 2;
+	}
+	if (bpf_l3_csum_replace(skb, ETH_LEN + 10, old_addr, new_addr, 4) ||
+	    bpf_l3_csum_replace(skb, ETH_LEN + 10, old_ttl, new_ttl, 2))
+		return TC_ACT_SHOT;
+	if (proto != IPPROTO_ICMP &&
+	    bpf_l4_csum_replace(skb, csum_at, old_addr, new_addr, csum_flags | BPF_F_PSEUDO_HDR | 4))
+		return TC_ACT_SHOT;
+	if (bpf_l4_csum_replace(skb, csum_at, old_port, new_port, csum_flags | 2))
+		return TC_ACT_SHOT;
+
+	__u32 index = 2 * (__u32)flow->uplink + dir;
+	struct counter *count = bpf_map_lookup_elem(&counters, &index);
+	if (count) {
+		count->packets += skb->gso_segs ? skb->gso_segs : 1;
+		count->bytes += skb->len - ETH_LEN;
+	}
+
+	if (dir == OUTBOUND)
+		return bpf_redirect(out_ifindex, 0);
+	/* The LAN host is on the link (the engine offers only such flows), so it is its own
+	 * next hop: the kernel only looks up its neighbour entry, not a route. */
+	struct bpf_redir_neigh next_hop = {
+		.nh_family = AF_INET,
+		.ipv4_nh = flow->addr,
+	};
+	return bpf_redirect_neigh(out_ifindex, &next_hop, sizeof(next_hop), 0);
+}
+
+SEC("classifier")
+int wanlb_outbound(struct __sk_buff *skb)
+{
+	return carry(skb, OUTBOUND);
+}
+
+SEC("classifier")
+int wanlb_inbound(struct __sk_buff *skb)
+{
+	return carry(skb, INBOUND);
+}
+
+char LICENSE[] SEC("license") = "GPL";

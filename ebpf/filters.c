@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Socket filters for an uplink's packet sockets: the kernel keeps every frame that is not
+ * wanlb's. Loaded once per uplink, with that uplink's address and wanlb's NAT port range set
+ * before loading. A socket filter returns how many bytes of the frame to queue: 0 drops it. */
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define ETH_LEN 14
+#define KEEP 0xffffffff
+#define ICMP_ECHO_REPLY 0
+
+/* The uplink's address (network byte order), the NAT port range (ports and echo identifiers
+ * wanlb translates to), and the identifier of wanlb's own health probes. */
+const volatile __be32 uplink_addr = 0;
+const volatile __u16 first_port = 0;
+const volatile __u16 last_port = 0;
+const volatile __u16 probe_id = 0;
+
+/* An IPv4 frame to the uplink's address: its protocol and where its transport header starts. */
+static __always_inline int ipv4_to_uplink(struct __sk_buff *skb, __u8 *proto, __u32 *l4)
+{
+	__be16 ethertype;
+	__be32 daddr;
+	__u8 version_ihl;
+	if (bpf_skb_load_bytes(skb, 12, &ethertype, 2) || ethertype != bpf_htons(ETH_P_IP))
+		return 0;
+	if (bpf_skb_load_bytes(skb, ETH_LEN + 16, &daddr, 4) || daddr != uplink_addr)
+		return 0;
+	if (bpf_skb_load_bytes(skb, ETH_LEN, &version_ihl, 1) ||
+	    bpf_skb_load_bytes(skb, ETH_LEN + 9, proto, 1))
+		return 0;
+	*l4 = ETH_LEN + (version_ihl & 0x0f) * 4;
+	return 1;
+}
+
+static __always_inline int in_pool(__be16 port)
+{
+	__u16 p = bpf_ntohs(port);
+	return p >= first_port && p <= last_port;
+}
+
+/* The data path's sockets: TCP and UDP to a NAT port, ICMP echo replies to a NAT identifier,
+ * and other ICMP (errors, whatever they quote: the engine matches them to flows). Echo replies
+ * outside the pool are the health probes', which have a socket of their own. */
+SEC("socket")
+int wanlb_replies(struct __sk_buff *skb)
+{
+	__u8 proto;
+	__u32 l4;
+	if (!ipv4_to_uplink(skb, &proto, &l4))
+		return 0;
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		__be16 dport;
+		if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
+			return 0;
+		return in_pool(dport) ? KEEP : 0;
+	}
+	if (proto != IPPROTO_ICMP)
+		return 0;
+	__u8 type;
+	__be16 id;
+	if (bpf_skb_load_bytes(skb, l4, &type, 1))
+		return 0;
+	if (type != ICMP_ECHO_REPLY)
+		return KEEP;
+	if (bpf_skb_load_bytes(skb, l4 + 4, &id, 2))
+		return 0;
+	return in_pool(id) ? KEEP : 0;
+}
+
+/* The health probes' socket: echo replies with the probes' identifier, nothing else. */
+SEC("socket")
+int wanlb_probes(struct __sk_buff *skb)
+{
+	__u8 proto, type;
+	__u32 l4;
+	__be16 id;
+	if (!ipv4_to_uplink(skb, &proto, &l4) || proto != IPPROTO_ICMP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4, &type, 1) || type != ICMP_ECHO_REPLY)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4 + 4, &id, 2))
+		return 0;
+	return bpf_ntohs(id) == probe_id ? KEEP : 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,63 @@
+/* Map keys and values shared by wanlb's kernel programs and its loader (src/io/fastpath.rs
+ * mirrors each struct with #[repr(C)], and a test checks their sizes and offsets). Addresses
+ * and ports are kept as they appear in packets (network byte order); everything else is in the
+ * machine's order. */
+#ifndef WANLB_H
+#define WANLB_H
+
+#include <linux/types.h>
+
+/* Uplinks wanlb handles at most (the configuration refuses more). */
+#define MAX_UPLINKS 32
+/* Flows the fast path carries at once; more stay in userspace until room frees up. */
+#define MAX_FLOWS 262144
+
+/* A flow as a packet names it: its own addresses, ports (for ICMP echo, the identifier as the
+ * LAN end's port, 0 as the remote's) and protocol, and for inbound packets the interface they
+ * must arrive on (two uplinks may share an address); 0 outbound. */
+struct flow_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+	__u32 ifindex;
+};
+
+/* What a flow's packets are translated to: the address and port that replace the source
+ * (outbound) or the destination (inbound); the uplink it uses; for inbound packets the LAN
+ * interface they leave by; and when the fast path last carried one of its packets
+ * (bpf_ktime_get_ns), so the engine does not expire a flow it no longer sees. */
+struct flow_value {
+	__be32 addr;
+	__be16 port;
+	__u16 uplink;
+	__u32 ifindex;
+	__u32 pad;
+	__u64 last_seen;
+};
+
+/* Where an uplink's frames go: its interface (0: the fast path does not carry its flows, its
+ * gateway is unknown or the line is down) and the Ethernet addresses to put on them. */
+struct uplink_info {
+	__u32 ifindex;
+	__u32 pad;
+	__u8 dst_mac[6];
+	__u8 src_mac[6];
+	__u8 pad2[4];
+};
+
+/* What the fast path carried, per CPU, uplink and direction (index 2 * uplink + direction):
+ * packets (segments of a GSO packet counted one by one) and IP bytes. */
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+enum direction {
+	OUTBOUND = 0,
+	INBOUND = 1,
+};
+
+#endif

@@ -1,0 +1,108 @@
+//! The socket filters of an uplink's packet sockets (`ebpf/filters.c`, compiled into the
+//! committed `ebpf/filters.o`): the kernel keeps every frame that is not wanlb's. Loaded once
+//! per uplink with that uplink's address, the NAT port range and the health probes' echo
+//! identifier; a socket keeps its filter after the loaded object is dropped.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+
+use aya::programs::{SocketFilter, TestRun, TestRunOptions};
+use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
+
+static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");
+
+/// Which of an uplink's sockets a filter is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// The data path's: TCP and UDP to a NAT port, echo replies to a NAT identifier, ICMP
+    /// errors.
+    Replies,
+    /// The health probes': echo replies with the probes' identifier.
+    Probes,
+}
+
+impl Filter {
+    fn program(self) -> &'static str {
+        match self {
+            Filter::Replies => "wanlb_replies",
+            Filter::Probes => "wanlb_probes",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SocketFilters {
+    ebpf: Ebpf,
+}
+
+fn error(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+impl SocketFilters {
+    /// Loads the filters for an uplink with address `addr`, NAT ports `ports` and health
+    /// probes of echo identifier `probe_id`.
+    pub fn load(addr: Ipv4Addr, ports: (u16, u16), probe_id: u16) -> io::Result<SocketFilters> {
+        // in the packet's byte order, as the filter compares it
+        let addr = u32::from_ne_bytes(addr.octets());
+        let mut ebpf = EbpfLoader::new()
+            .override_global("uplink_addr", &addr, true)
+            .override_global("first_port", &ports.0, true)
+            .override_global("last_port", &ports.1, true)
+            .override_global("probe_id", &probe_id, true)
+            .load(OBJECT)
+            .map_err(|e| error("loading ebpf/filters.o", e))?;
+        for filter in [Filter::Replies, Filter::Probes] {
+            let name = filter.program();
+            let program: &mut SocketFilter = ebpf
+                .program_mut(name)
+                .ok_or_else(|| io::Error::other(format!("{name} is not in ebpf/filters.o")))?
+                .try_into()
+                .map_err(|e| error(name, e))?;
+            program.load().map_err(|e| match e {
+                aya::programs::ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => io::Error::new(
+                    io_error.kind(),
+                    format!("the kernel refused {name}: {io_error}\nverifier log:\n{verifier_log}"),
+                ),
+                e => error(name, e),
+            })?;
+        }
+        Ok(SocketFilters { ebpf })
+    }
+
+    fn program(&self, filter: Filter) -> io::Result<&SocketFilter> {
+        self.ebpf
+            .program(filter.program())
+            .ok_or_else(|| io::Error::other("filter gone"))?
+            .try_into()
+            .map_err(|e| error(filter.program(), e))
+    }
+
+    /// Attaches `filter` to `socket` (before it is bound, so no frame slips in unfiltered).
+    pub fn attach(&self, filter: Filter, socket: impl AsFd) -> io::Result<()> {
+        self.program(filter)?
+            .attach(socket)
+            .map_err(|e| error(&format!("attaching {}", filter.program()), e))
+    }
+
+    /// Whether `filter` keeps `frame` (an Ethernet frame), asked of the kernel
+    /// (BPF_PROG_TEST_RUN). For tests.
+    pub fn keeps(&self, filter: Filter, frame: &[u8]) -> io::Result<bool> {
+        // the test run takes a link-layer header off the front, which a packet socket's
+        // filter would see: give it a spare one
+        let mut data = vec![0u8; 12];
+        data.extend_from_slice(&[0x08, 0x00]);
+        data.extend_from_slice(frame);
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(&data);
+        let result = self
+            .program(filter)?
+            .test_run(options)
+            .map_err(|e| error("BPF_PROG_TEST_RUN", e))?;
+        Ok(result.return_value != 0)
+    }
+}
