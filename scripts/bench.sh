@@ -19,7 +19,7 @@ P=wlbench$$
 cleanup() { scripts/testbed.sh down "$P"; rm -rf "/tmp/wanlb-bench-$P"; }
 trap cleanup EXIT
 
-cargo build --release --locked --features bench-harness --bins 2>&1 | tail -1
+cargo build --release --locked -p wanlb -p wanlb-tools --bins 2>&1 | tail -1
 T=${CARGO_TARGET_DIR:-target}/release
 scripts/testbed.sh up "$P"
 "$T/wanlb-bench" --prefix "$P" --bin "$T" "$@"

@@ -28,8 +28,8 @@ trap cleanup EXIT
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
 say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 
-say "building wanlb (release)"
-cargo build --release --locked --bins 2>&1 | tail -1
+say "building wanlb and its probe (release)"
+cargo build --release --locked -p wanlb -p wanlb-tools --bins 2>&1 | tail -1
 
 say "testbed $P: lan host -> gw (wanlb) -> isp1 (r1) / isp2 (r2) -> internet, all in 198.18.0.0/15"
 scripts/testbed.sh up "$P"

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite: engine unit and property tests (no root needed), then the netns
-# integration tests driving the real binary (root). Installs what it needs.
+# The whole test suite of the workspace: engine unit and property tests (no root needed), then
+# the netns integration tests driving the real binary and the probe (root). Installs what it
+# needs. Arguments go to `cargo test` (e.g. `--release`, `--test netns`, `-- NAME`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_tools "${BASE_TOOLS[@]}"
 ensure_rust
-cargo test --all-targets --locked "$@"
+# the integration tests run wanlb-probe (package wanlb-tools), which cargo builds only for
+# that package's own tests: build it first, in the profile the tests use
+profile=()
+for arg in "$@"; do
+  [ "$arg" = -- ] && break
+  [ "$arg" = --release ] && profile=(--release)
+done
+cargo build --workspace --bins --locked "${profile[@]}"
+cargo test --workspace --all-targets --locked "$@"

@@ -59,8 +59,10 @@ fn wait_offloaded(gw: &Process, n: u64) {
 fn a_line_dead_beyond_its_modem_is_left_and_used_again_when_it_returns() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
-    let record =
-        Process::start(tb.spawn("inet", &[PROBE, "udp-record", "--bind", "198.19.1.1:7000"]));
+    let record = Process::start(tb.spawn(
+        "inet",
+        &[probe(), "udp-record", "--bind", "198.19.1.1:7000"],
+    ));
     record.wait_for("listening", "udp-record");
     // the stream and the held connection start on isp1, the bulk transfer on isp2
     let gw = tb.start_wanlb(&args(&[
@@ -72,7 +74,7 @@ fn a_line_dead_beyond_its_modem_is_left_and_used_again_when_it_returns() {
     let stream = Process::start(tb.spawn(
         "lan",
         &[
-            PROBE,
+            probe(),
             "udp-stream",
             "--dst",
             "198.19.1.1:7000",
@@ -82,14 +84,14 @@ fn a_line_dead_beyond_its_modem_is_left_and_used_again_when_it_returns() {
             "60",
         ],
     ));
-    let hold = Process::start(tb.spawn("lan", &[PROBE, "tcp-hold", "--dst", "198.19.1.2:9000"]));
+    let hold = Process::start(tb.spawn("lan", &[probe(), "tcp-hold", "--dst", "198.19.1.2:9000"]));
     hold.wait_for("connected", "tcp-hold");
     // a connection that went quiet (a download waiting for data): the host sends nothing
     // after the cut, so wanlb must ask its stack for the sequence number to reset it with
     let quiet = Process::start(tb.spawn(
         "lan",
         &[
-            PROBE,
+            probe(),
             "tcp-hold",
             "--dst",
             "198.19.1.3:9000",
@@ -174,7 +176,7 @@ fn keep_leaves_tcp_alone_a_carrier_cut_is_seen_at_once_and_hooks_never_delay_it(
         "--on-change",
         &hook,
     ]));
-    let hold = Process::start(tb.spawn("lan", &[PROBE, "tcp-hold", "--dst", "198.19.1.2:9000"]));
+    let hold = Process::start(tb.spawn("lan", &[probe(), "tcp-hold", "--dst", "198.19.1.2:9000"]));
     hold.wait_for("connected", "tcp-hold");
 
     tb.cut_carrier("r1", false);

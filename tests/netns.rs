@@ -40,7 +40,7 @@ fn assert_udp_gso(tb: &Testbed, warmup: u32) {
     let gso = tb.ok(
         "lan",
         &[
-            PROBE,
+            probe(),
             "udp-gso-check",
             "--dst",
             "198.19.0.4:7",
@@ -84,7 +84,7 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
     tb.assert_tcp_echo("lan", "198.19.0.9:9000", 20_000_000);
 
     // UDP request and response, translated to an uplink address and a NAT-pool port
-    let out = tb.ok("lan", &[PROBE, "spread", "--dst", "198.19.0.2"]);
+    let out = tb.ok("lan", &[probe(), "spread", "--dst", "198.19.0.2"]);
     let first = out.lines().next().unwrap();
     let (dst, seen) = first.split_once(' ').unwrap();
     assert_eq!(dst, "198.19.0.2");
@@ -134,7 +134,7 @@ fn ping_tcp_and_udp_cross_wanlb_and_only_wanlb() {
 
     // the gateway's own traffic and its own services keep working while wanlb runs
     tb.assert_pings("gw", "198.19.0.3", 1, "1");
-    let service = tb.spawn("gw", &[PROBE, "serve", "--tcp", "198.18.1.1:80"]);
+    let service = tb.spawn("gw", &[probe(), "serve", "--tcp", "198.18.1.1:80"]);
     let service = Process::start(service);
     service.wait_for("listening", "gateway service");
     tb.assert_tcp_echo("inet", "198.18.1.1:80", 100_000);
@@ -159,7 +159,7 @@ fn steady_flows_move_to_the_kernel_fast_path_unchanged() {
     let udp = tb.ok(
         "lan",
         &[
-            PROBE,
+            probe(),
             "udp-check",
             "--dst",
             "198.19.0.5:7",
@@ -173,7 +173,7 @@ fn steady_flows_move_to_the_kernel_fast_path_unchanged() {
     let udp = tb.ok(
         "lan",
         &[
-            PROBE,
+            probe(),
             "udp-check",
             "--dst",
             "198.19.0.8:7",

@@ -30,7 +30,11 @@ pub const SEQUENCE_PROBE: usize = IP_HEADER + TCP_HEADER + 1;
 fn ip_header(buf: &mut [u8], total: usize, proto: u8, src: u32, dst: u32) {
     buf[..IP_HEADER].fill(0);
     buf[0] = 0x45;
-    write_u16(buf, 2, total as u16);
+    write_u16(
+        buf,
+        2,
+        u16::try_from(total).expect("an answer fits in 64 KiB"),
+    );
     buf[6] = 0x40; // don't fragment
     buf[8] = 64;
     buf[9] = proto;
@@ -60,9 +64,10 @@ fn tcp_segment(
     write_u16(t, 2, dst.1);
     write_u32(t, 4, seq);
     write_u32(t, 8, ack);
-    t[12] = (TCP_HEADER as u8 / 4) << 4;
+    t[12] = 0x50; // data offset: 5 words, the 20 bytes of TCP_HEADER
     t[13] = flags;
-    let pseudo = pseudo_header(src.0, dst.0, PROTO_TCP, (TCP_HEADER + payload_len) as u16);
+    let l4_len = u16::try_from(TCP_HEADER + payload_len).expect("an answer fits in 64 KiB");
+    let pseudo = pseudo_header(src.0, dst.0, PROTO_TCP, l4_len);
     let c = checksum(t, pseudo);
     write_u16(t, 16, c);
 }
@@ -95,9 +100,8 @@ pub fn sequence_probe(
 pub fn reset_in_place(buf: &mut [u8], ip: &Ipv4) -> usize {
     let (seq, ack) = ip.tcp_seq_ack(buf);
     let flags = ip.tcp_flags(buf);
-    let consumed = ip.tcp_payload_len(buf) as u32
-        + u32::from(flags & TCP_SYN != 0)
-        + u32::from(flags & TCP_FIN != 0);
+    let payload = u32::try_from(ip.tcp_payload_len(buf)).expect("an IPv4 packet is under 64 KiB");
+    let consumed = payload + u32::from(flags & TCP_SYN != 0) + u32::from(flags & TCP_FIN != 0);
     let (src_port, dst_port) = ip.ports(buf);
     // a SYN acknowledges nothing yet: its reset carries no sequence number the host checks
     let reset_seq = if flags & TCP_ACK != 0 { ack } else { 0 };
@@ -156,7 +160,7 @@ mod tests {
         checksum(&buf[..20], 0) == 0
             && checksum(
                 l4,
-                pseudo_header(ip.src, ip.dst, PROTO_TCP, l4.len() as u16),
+                pseudo_header(ip.src, ip.dst, PROTO_TCP, u16::try_from(l4.len()).unwrap()),
             ) == 0
     }
 

@@ -9,6 +9,10 @@
 
 /// Folds a wide one's-complement accumulator to 16 bits.
 #[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the loop leaves a value below 2^16"
+)]
 pub fn fold(mut sum: u64) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -66,8 +70,9 @@ impl Delta {
     }
 
     pub fn addr(self, old: u32, new: u32) -> Self {
-        self.word((old >> 16) as u16, (new >> 16) as u16)
-            .word(old as u16, new as u16)
+        let ([o1, o2, o3, o4], [n1, n2, n3, n4]) = (old.to_be_bytes(), new.to_be_bytes());
+        self.word(u16::from_be_bytes([o1, o2]), u16::from_be_bytes([n1, n2]))
+            .word(u16::from_be_bytes([o3, o4]), u16::from_be_bytes([n3, n4]))
     }
 
     pub fn plus(self, other: Delta) -> Self {
@@ -128,7 +133,7 @@ mod tests {
             payload in proptest::collection::vec(any::<u8>(), 0..200),
             src in any::<u32>(), dst in any::<u32>(), new_src in any::<u32>(),
         ) {
-            let len = payload.len() as u16;
+            let len = u16::try_from(payload.len()).unwrap();
             let partial = fold(pseudo_header(src, dst, 17, len));
             let updated = Delta::new().addr(src, new_src).apply_partial(partial);
             let completed = !fold(sum(&payload, u64::from(updated)));

@@ -204,7 +204,7 @@ impl FlowTable {
                 if self.slots.len() > self.live.len() * 64 {
                     self.live.push(0);
                 }
-                (self.slots.len() - 1) as u32
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 flows")
             }
         };
         self.set_live(slot as usize, true);
@@ -214,11 +214,11 @@ impl FlowTable {
 
     /// Takes the flow with `key` out of the table.
     pub fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
-        let slot = self.by_key.remove(key)? as usize;
-        let flow = self.slots[slot];
+        let slot = self.by_key.remove(key)?;
+        let flow = self.slots[slot as usize];
         self.by_reply.remove(&flow.reply_key());
-        self.set_live(slot, false);
-        self.free.push(slot as u32);
+        self.set_live(slot as usize, false);
+        self.free.push(slot);
         Some(flow)
     }
 
@@ -267,7 +267,8 @@ impl FlowTable {
                 self.by_reply.remove(&flow.reply_key());
                 ended(&flow);
                 self.set_live(slot, false);
-                self.free.push(slot as u32);
+                self.free
+                    .push(u32::try_from(slot).expect("fewer than 2^32 flows"));
             }
         }
     }

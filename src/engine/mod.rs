@@ -3,6 +3,10 @@
 //! Nothing here reads a clock or makes a syscall: the caller passes `now` and the packet, and
 //! the engine rewrites the packet in place and answers with a [`Verdict`] saying where it goes.
 
+// The packet code: a cast that could cut a length, a port or an index short is a bug here, so
+// each one is a conversion that cannot lose bits, or says why losing them is the point.
+#![warn(clippy::cast_possible_truncation)]
+
 pub mod affinity;
 pub mod answer;
 pub mod checksum;
@@ -31,6 +35,11 @@ use std::sync::{Mutex, MutexGuard};
 /// Index of an uplink in the configured order.
 pub type UplinkId = u8;
 
+/// The id of the uplink at index `i` of the configuration (which holds at most 32).
+fn uplink_id(i: usize) -> UplinkId {
+    UplinkId::try_from(i).expect("at most 32 uplinks")
+}
+
 /// Milliseconds on a monotonic clock of the caller's choosing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(u64);
@@ -49,12 +58,20 @@ impl Timestamp {
     }
 
     /// The compact form kept in table entries.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a stamp is the low 32 bits"
+    )]
     pub fn stamp(self) -> Stamp {
         Stamp(self.0 as u32)
     }
 
     /// Milliseconds from `earlier` to `self`; correct for ages under 49 days, far beyond any
     /// timeout (expiry removes entries long before).
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "compared in the low 32 bits, as stamps are kept"
+    )]
     pub fn since_stamp(self, earlier: Stamp) -> u64 {
         u64::from((self.0 as u32).wrapping_sub(earlier.0))
     }
@@ -778,7 +795,7 @@ impl Engine {
             let mut shard = lock(shard);
             for u in 0..self.uplinks.len() {
                 if affected & (1 << u) != 0 {
-                    shard.affinity.release(u as UplinkId);
+                    shard.affinity.release(uplink_id(u));
                 }
             }
             shard.flows.for_each_mut(|f| {

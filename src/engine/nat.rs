@@ -55,7 +55,7 @@ impl PortPool {
             .chain(0..start)
             .find(|&i| !self.is_taken(i))?;
         self.taken[(i / 64) as usize] |= 1 << (i % 64);
-        Some(self.first + i as u16)
+        Some(self.first + u16::try_from(i).ok()?)
     }
 
     fn give_back(&mut self, port: u16) {

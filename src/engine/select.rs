@@ -113,7 +113,7 @@ impl Selector {
     /// back), one bit each.
     pub fn leaving(&self) -> u32 {
         (0..self.up.len())
-            .filter(|&i| !self.is_eligible(i as UplinkId))
+            .filter(|&i| !self.is_eligible(super::uplink_id(i)))
             .fold(0, |mask, i| mask | 1 << i)
     }
 
@@ -140,7 +140,7 @@ impl Selector {
         }
         let best = best?;
         self.credit[best] -= total;
-        Some(best as UplinkId)
+        Some(super::uplink_id(best))
     }
 }
 

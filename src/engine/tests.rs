@@ -1,12 +1,15 @@
-//! Engine tests. Packets are byte literals generated once by an independent implementation
-//! (full checksum computation); the engine's incremental updates must reproduce them exactly.
+//! Engine tests. The translation tests' packets are byte literals generated once by an
+//! independent implementation (full checksum computation); the engine's incremental updates
+//! must reproduce them exactly. The other tests build their packets with wanlb-testkit, whose
+//! checksums are computed from scratch too.
 
-use super::checksum::{checksum, fold, pseudo_header, sum};
+use super::checksum::{fold, pseudo_header, sum};
 use super::packet::{PROTO_UDP, TCP_SYN, read_u16, write_u16};
 use super::select::{Pin, Prefix};
 use super::*;
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
+use wanlb_testkit::{Ipv4Packet, fix_checksums, reply_to};
 
 const LAN: u32 = u32::from_be_bytes([198, 18, 3, 10]);
 const UPLINK_1: u32 = u32::from_be_bytes([198, 18, 1, 1]);
@@ -358,48 +361,6 @@ fn no_uplink_up_is_a_counted_drop() {
     assert_eq!(e.counters().drop_count(DropReason::NoUplink), 1);
 }
 
-/// A UDP datagram with correct checksums, built field by field.
-fn udp_packet(src: u32, dst: u32, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 28 + payload.len();
-    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, PROTO_UDP, 0, 0];
-    p.extend_from_slice(&src.to_be_bytes());
-    p.extend_from_slice(&dst.to_be_bytes());
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&((len - 20) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(payload);
-    write_u16(&mut p, 2, len as u16);
-    fix_checksums(&mut p);
-    p
-}
-
-/// Recomputes every checksum of a TCP, UDP or ICMP packet from scratch.
-fn fix_checksums(p: &mut [u8]) {
-    let ihl = usize::from(p[0] & 0xf) * 4;
-    write_u16(p, 10, 0);
-    let c = checksum(&p[..ihl], 0);
-    write_u16(p, 10, c);
-    let (src, dst) = (packet::read_u32(p, 12), packet::read_u32(p, 16));
-    let (proto, l4) = (p[9], ihl);
-    let at = match proto {
-        6 => l4 + 16,
-        17 => l4 + 6,
-        _ => l4 + 2,
-    };
-    write_u16(p, at, 0);
-    let init = if proto == 1 {
-        0
-    } else {
-        pseudo_header(src, dst, proto, (p.len() - l4) as u16)
-    };
-    let mut c = checksum(&p[l4..], init);
-    if proto == 17 && c == 0 {
-        c = 0xffff;
-    }
-    write_u16(p, at, c);
-}
-
 fn dst(i: u32) -> u32 {
     u32::from_be_bytes([198, 19, 0, 0]) + i
 }
@@ -409,7 +370,7 @@ fn weighted_shares_over_new_destinations_stay_within_one() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     let mut seen = [0i64; 2];
     for i in 1..=90 {
-        let mut p = udp_packet(LAN, dst(i), 5000, 53, b"q");
+        let mut p = Ipv4Packet::udp(LAN, dst(i), 5000, 53, b"q").build();
         let Verdict::Uplink(u) = out(&mut e, t(0), &mut p) else {
             panic!("dropped")
         };
@@ -429,7 +390,8 @@ fn flows_to_one_destination_share_its_uplink() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     let mut first = None;
     for port in 0..20u16 {
-        let mut p = udp_packet(LAN + u32::from(port % 3), dst(7), 1000 + port, 443, b"x");
+        let mut p =
+            Ipv4Packet::udp(LAN + u32::from(port % 3), dst(7), 1000 + port, 443, b"x").build();
         let v = out(&mut e, t(u64::from(port)), &mut p);
         assert_eq!(*first.get_or_insert(v), v);
     }
@@ -440,12 +402,16 @@ fn flows_to_one_destination_share_its_uplink() {
 #[test]
 fn lan_endpoint_keeps_its_external_port_across_destinations() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
-    let mut a = udp_packet(LAN, dst(1), 5000, 53, b"q");
-    let mut b = udp_packet(LAN, dst(4), 5000, 53, b"q");
+    let mut a = Ipv4Packet::udp(LAN, dst(1), 5000, 53, b"q").build();
+    let mut b = Ipv4Packet::udp(LAN, dst(4), 5000, 53, b"q").build();
     // dst(1) -> uplink 0, dst(2) -> 1, dst(3) -> 0; dst(4) -> 0 again
     assert_eq!(out(&mut e, t(0), &mut a), Verdict::Uplink(0));
     for i in [2, 3] {
-        out(&mut e, t(0), &mut udp_packet(LAN, dst(i), 9, 53, b"q"));
+        out(
+            &mut e,
+            t(0),
+            &mut Ipv4Packet::udp(LAN, dst(i), 9, 53, b"q").build(),
+        );
     }
     assert_eq!(out(&mut e, t(0), &mut b), Verdict::Uplink(0));
     assert_eq!(read_u16(&a, 20), read_u16(&b, 20));
@@ -462,14 +428,20 @@ fn pins_win_and_do_not_count_against_weights() {
     };
     let mut e = Engine::new(config((61000, 65535), vec![pin]));
     for _ in 0..5 {
-        let mut p = udp_packet(LAN, dst(91), 6667, 6667, b"irc");
+        let mut p = Ipv4Packet::udp(LAN, dst(91), 6667, 6667, b"irc").build();
         assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(1));
         // a new flow each time: a new LAN port
         e.expire(t(Timeouts::default().udp));
     }
     // the weighted sequence is untouched by the pinned flows: it starts at uplink 0
     let picks: Vec<_> = (1..=3)
-        .map(|i| out(&mut e, t(0), &mut udp_packet(LAN, dst(i), 5000, 53, b"q")))
+        .map(|i| {
+            out(
+                &mut e,
+                t(0),
+                &mut Ipv4Packet::udp(LAN, dst(i), 5000, 53, b"q").build(),
+            )
+        })
         .collect();
     assert_eq!(
         picks,
@@ -486,7 +458,7 @@ fn pinned_destination_falls_back_when_its_uplink_is_down() {
     };
     let mut e = Engine::new(config((61000, 65535), vec![pin]));
     e.set_uplink_up(1, false);
-    let mut p = udp_packet(LAN, dst(91), 6667, 6667, b"irc");
+    let mut p = Ipv4Packet::udp(LAN, dst(91), 6667, 6667, b"irc").build();
     assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(0));
 }
 
@@ -496,12 +468,20 @@ fn affinity_holds_for_the_idle_timeout_after_the_last_flow() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     // dst(1) takes uplink 0; the next weighted pick would be uplink 1
     assert_eq!(
-        out(&mut e, t(0), &mut udp_packet(LAN, dst(1), 1, 53, b"q")),
+        out(
+            &mut e,
+            t(0),
+            &mut Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build()
+        ),
         Verdict::Uplink(0)
     );
     // last packet at 1 min; the flow expires 5 min later; the binding 10 min after the packet
     assert_eq!(
-        out(&mut e, t(MIN), &mut udp_packet(LAN, dst(1), 1, 53, b"q")),
+        out(
+            &mut e,
+            t(MIN),
+            &mut Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build()
+        ),
         Verdict::Uplink(0)
     );
     e.expire(t(MIN + udp_timeout));
@@ -510,7 +490,11 @@ fn affinity_holds_for_the_idle_timeout_after_the_last_flow() {
     let now = MIN + 10 * MIN - 1;
     e.expire(t(now));
     assert_eq!(
-        out(&mut e, t(now), &mut udp_packet(LAN, dst(1), 2, 53, b"q")),
+        out(
+            &mut e,
+            t(now),
+            &mut Ipv4Packet::udp(LAN, dst(1), 2, 53, b"q").build()
+        ),
         Verdict::Uplink(0)
     );
     // that new flow refreshed the binding; let it lapse fully this time
@@ -518,7 +502,11 @@ fn affinity_holds_for_the_idle_timeout_after_the_last_flow() {
     e.expire(t(later));
     assert_eq!(e.destination_count(), 0);
     assert_eq!(
-        out(&mut e, t(later), &mut udp_packet(LAN, dst(1), 3, 53, b"q")),
+        out(
+            &mut e,
+            t(later),
+            &mut Ipv4Packet::udp(LAN, dst(1), 3, 53, b"q").build()
+        ),
         Verdict::Uplink(1)
     );
 }
@@ -526,11 +514,15 @@ fn affinity_holds_for_the_idle_timeout_after_the_last_flow() {
 #[test]
 fn expiry_returns_ports_and_keeps_live_flows() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
-    out(&mut e, t(0), &mut udp_packet(LAN, dst(1), 1, 53, b"q"));
+    out(
+        &mut e,
+        t(0),
+        &mut Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build(),
+    );
     out(
         &mut e,
         t(200_000),
-        &mut udp_packet(LAN, dst(2), 2, 53, b"q"),
+        &mut Ipv4Packet::udp(LAN, dst(2), 2, 53, b"q").build(),
     );
     e.expire(t(Timeouts::default().udp));
     assert_eq!((e.flow_count(), e.mapping_count()), (1, 1));
@@ -577,8 +569,8 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
     let mut e = single_port_engine().with_fast_path(Box::new(fake.clone()));
     let log = || fake.log.lock().unwrap().clone();
     let (tcp_out, tcp_in) = (
-        l4_packet(PROTO_TCP, LAN, dst(1), 40000, 443, b""),
-        l4_packet(PROTO_TCP, dst(1), UPLINK_1, 443, 61000, b""),
+        Ipv4Packet::l4(PROTO_TCP, LAN, dst(1), 40000, 443, b"").build(),
+        Ipv4Packet::l4(PROTO_TCP, dst(1), UPLINK_1, 443, 61000, b"").build(),
     );
     // a TCP flow seen one way only is never offloaded, however long it goes on
     for i in 0..2 * u64::from(OFFLOAD_AFTER) {
@@ -593,18 +585,22 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
         ["offload 6 198.18.3.10:40000 -> 198.19.0.1:443 as 198.18.1.1:61000"]
     );
     // a query and its answer stay in the engine, and so does a ping nobody answers
-    out(&mut e, t(200), &mut udp_packet(LAN, dst(2), 53, 53, b"q"));
+    out(
+        &mut e,
+        t(200),
+        &mut Ipv4Packet::udp(LAN, dst(2), 53, 53, b"q").build(),
+    );
     inb(
         &mut e,
         t(201),
         0,
-        &mut udp_packet(dst(2), UPLINK_1, 53, 61000, b"a"),
+        &mut Ipv4Packet::udp(dst(2), UPLINK_1, 53, 61000, b"a").build(),
     );
     for i in 0..2 * u64::from(OFFLOAD_ONE_WAY_AFTER) {
         out(
             &mut e,
             t(300 + i),
-            &mut l4_packet(PROTO_ICMP, LAN, dst(2), 7, 0, b""),
+            &mut Ipv4Packet::l4(PROTO_ICMP, LAN, dst(2), 7, 0, b"").build(),
         );
     }
     assert_eq!(log().len(), 1);
@@ -613,14 +609,14 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
         out(
             &mut e,
             t(500 + i),
-            &mut udp_packet(LAN, dst(3), 5004, 5004, b"rtp"),
+            &mut Ipv4Packet::udp(LAN, dst(3), 5004, 5004, b"rtp").build(),
         );
     }
     assert_eq!(log().len(), 1);
     out(
         &mut e,
         t(600),
-        &mut udp_packet(LAN, dst(3), 5004, 5004, b"rtp"),
+        &mut Ipv4Packet::udp(LAN, dst(3), 5004, 5004, b"rtp").build(),
     );
     assert_eq!(
         log()[1],
@@ -643,46 +639,6 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
     assert_eq!(log()[2..], ["withdraw 6 40000", "withdraw 17 5004"]);
 }
 
-/// A TCP segment (ACK), UDP datagram or ICMP echo request (identifier `sport`) with correct
-/// checksums.
-fn l4_packet(proto: u8, src: u32, dst: u32, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    if proto == PROTO_UDP {
-        return udp_packet(src, dst, sport, dport, payload);
-    }
-    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
-    p.extend_from_slice(&src.to_be_bytes());
-    p.extend_from_slice(&dst.to_be_bytes());
-    if proto == PROTO_TCP {
-        p.extend_from_slice(&sport.to_be_bytes());
-        p.extend_from_slice(&dport.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-    } else {
-        p.extend_from_slice(&[ICMP_ECHO_REQUEST, 0, 0, 0]);
-        p.extend_from_slice(&sport.to_be_bytes());
-        p.extend_from_slice(&[0, 1]);
-    }
-    p.extend_from_slice(payload);
-    let len = p.len() as u16;
-    write_u16(&mut p, 2, len);
-    fix_checksums(&mut p);
-    p
-}
-
-/// The answer to `p`: ends swapped (an echo reply for an echo request), checksums recomputed.
-fn reply_to(p: &[u8]) -> Vec<u8> {
-    let mut r = p.to_vec();
-    r[12..16].copy_from_slice(&p[16..20]);
-    r[16..20].copy_from_slice(&p[12..16]);
-    if p[9] == PROTO_ICMP {
-        r[20] = ICMP_ECHO_REPLY;
-    } else {
-        r[20..22].copy_from_slice(&p[22..24]);
-        r[22..24].copy_from_slice(&p[20..22]);
-    }
-    fix_checksums(&mut r);
-    r
-}
-
 proptest! {
     /// Out through the engine, a reply built from what left, back through the engine: the LAN
     /// host gets exactly the reply to what it sent.
@@ -693,7 +649,7 @@ proptest! {
         payload in proptest::collection::vec(any::<u8>(), 0..64),
     ) {
         let mut e = Engine::new(config((61000, 65535), vec![]));
-        let original = l4_packet(proto, src, d, sport, dport, &payload);
+        let original = Ipv4Packet::l4(proto, src, d, sport, dport, &payload).build();
         let mut p = original.clone();
         let Verdict::Uplink(u) = out(&mut e, t(0), &mut p) else { panic!("dropped") };
         prop_assert_eq!(&p[16..20], &original[16..20], "destination untouched");
@@ -712,17 +668,11 @@ proptest! {
         new_addr in any::<u32>(), new_port in any::<u16>(), source_end in any::<bool>(),
     ) {
         let ihl = 20 + options * 4;
-        let mut p = vec![0u8; ihl];
-        p[0] = 0x40 | (ihl / 4) as u8;
-        p[8] = 64;
-        p[9] = proto;
-        p[12..16].copy_from_slice(&src.to_be_bytes());
-        p[16..20].copy_from_slice(&d.to_be_bytes());
-        p.extend_from_slice(&l4);
-        let len = p.len() as u16;
-        write_u16(&mut p, 2, len);
+        // random transport bytes, made a valid header: TCP data offset 5, the UDP length,
+        // an echo request
+        let mut p = Ipv4Packet::raw(proto, src, d, &l4).options(&vec![0; options * 4]).build();
         if proto == 6 { p[ihl + 12] = 0x50; }
-        if proto == 17 { write_u16(&mut p, ihl + 4, len - ihl as u16); }
+        if proto == 17 { write_u16(&mut p, ihl + 4, u16::try_from(l4.len()).unwrap()); }
         if proto == 1 { p[ihl] = 8; }
         fix_checksums(&mut p);
         let ip = Ipv4::parse(&p, 0).unwrap();
@@ -758,13 +708,14 @@ fn workers_sharing_the_engine_never_share_an_external_port() {
             s.spawn(move || {
                 for i in 0..500u32 {
                     // each worker its own LAN host, every flow a new LAN port and destination
-                    let mut p = udp_packet(
+                    let mut p = Ipv4Packet::udp(
                         LAN + worker,
                         dst(worker * 1000 + i),
-                        10000 + i as u16,
+                        10000 + u16::try_from(i).unwrap(),
                         53,
                         b"q",
-                    );
+                    )
+                    .build();
                     let Verdict::Uplink(u) = e.outbound(t(0), &mut p, &mut L4Checksum::Complete)
                     else {
                         panic!("dropped")
@@ -796,40 +747,45 @@ fn workers_sharing_the_engine_never_share_an_external_port() {
     );
 }
 
-/// A TCP segment with `flags`, `seq` and `ack`, checksums computed from scratch.
-fn tcp_segment(src: u32, dst: u32, ports: (u16, u16), flags: u8, seq: u32, ack: u32) -> Vec<u8> {
-    let mut p = l4_packet(PROTO_TCP, src, dst, ports.0, ports.1, b"");
-    p[24..28].copy_from_slice(&seq.to_be_bytes());
-    p[28..32].copy_from_slice(&ack.to_be_bytes());
-    p[33] = flags;
-    fix_checksums(&mut p);
-    p
-}
-
 const ACK: u8 = 0x10;
 
 /// An established connection LAN:40000 <-> dst(1):443 on uplink 0; the server's last
 /// segment had sequence number 5000.
 fn established(e: &mut Engine) {
-    let syn = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 100, 0);
+    let syn = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(TCP_SYN)
+        .seq(100)
+        .build();
     assert_eq!(out(e, t(0), syn), Verdict::Uplink(0));
     let port = read_u16(syn, 20);
-    let synack = &mut tcp_segment(dst(1), UPLINK_1, (443, port), TCP_SYN | ACK, 4999, 101);
+    let synack = &mut Ipv4Packet::tcp(dst(1), UPLINK_1, 443, port, b"")
+        .flags(TCP_SYN | ACK)
+        .seq(4999)
+        .ack(101)
+        .build();
     assert_eq!(inb(e, t(1), 0, synack), Verdict::Tun);
-    let ack = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    let ack = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(ACK)
+        .seq(101)
+        .ack(5000)
+        .build();
     assert_eq!(out(e, t(2), ack), Verdict::Uplink(0));
-    let data = &mut tcp_segment(dst(1), UPLINK_1, (443, port), ACK, 5000, 101);
+    let data = &mut Ipv4Packet::tcp(dst(1), UPLINK_1, 443, port, b"")
+        .flags(ACK)
+        .seq(5000)
+        .ack(101)
+        .build();
     assert_eq!(inb(e, t(3), 0, data), Verdict::Tun);
 }
 
 #[test]
 fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
-    let first = &mut udp_packet(LAN, dst(1), 5000, 5000, b"a");
+    let first = &mut Ipv4Packet::udp(LAN, dst(1), 5000, 5000, b"a").build();
     assert_eq!(out(&mut e, t(0), first), Verdict::Uplink(0));
     let old_port = read_u16(first, 20);
     assert!(e.set_uplink_up(0, false).is_empty(), "no TCP to reset");
-    let next = &mut udp_packet(LAN, dst(1), 5000, 5000, b"b");
+    let next = &mut Ipv4Packet::udp(LAN, dst(1), 5000, 5000, b"b").build();
     assert_eq!(out(&mut e, t(10), next), Verdict::Uplink(1));
     assert_eq!(
         packet::read_u32(next, 12),
@@ -840,7 +796,7 @@ fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
     assert_eq!(e.flow_count(), 1, "moved, not duplicated");
     assert_eq!(e.mapping_count(), 1, "the old port went back to its pool");
     // a late answer to the old mapping belongs to nothing now
-    let late = &mut udp_packet(dst(1), UPLINK_1, 5000, old_port, b"late");
+    let late = &mut Ipv4Packet::udp(dst(1), UPLINK_1, 5000, old_port, b"late").build();
     assert_eq!(
         inb(&mut e, t(11), 0, late),
         Verdict::Drop(DropReason::NoFlow)
@@ -848,10 +804,16 @@ fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
 
     // the line returns: new destinations use it again, the moved flow stays where it is
     e.set_uplink_up(0, true);
-    let again = &mut udp_packet(LAN, dst(1), 5000, 5000, b"c");
+    let again = &mut Ipv4Packet::udp(LAN, dst(1), 5000, 5000, b"c").build();
     assert_eq!(out(&mut e, t(20), again), Verdict::Uplink(1));
     let picks: Vec<_> = (2..=4)
-        .map(|i| out(&mut e, t(21), &mut udp_packet(LAN, dst(i), 1, 53, b"q")))
+        .map(|i| {
+            out(
+                &mut e,
+                t(21),
+                &mut Ipv4Packet::udp(LAN, dst(i), 1, 53, b"q").build(),
+            )
+        })
         .collect();
     assert!(picks.contains(&Verdict::Uplink(0)), "{picks:?}");
     assert_eq!(e.counters().moved, 1);
@@ -861,7 +823,11 @@ fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
 fn a_dead_lines_destinations_are_placed_anew_and_stay_after_it_returns() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     assert_eq!(
-        out(&mut e, t(0), &mut udp_packet(LAN, dst(1), 1, 53, b"q")),
+        out(
+            &mut e,
+            t(0),
+            &mut Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build()
+        ),
         Verdict::Uplink(0)
     );
     e.set_uplink_up(0, false);
@@ -869,12 +835,20 @@ fn a_dead_lines_destinations_are_placed_anew_and_stay_after_it_returns() {
     // released while the line was down: the next flow is placed by weight (uplink 1 is
     // next in the 2:1 sequence after one pick of uplink 0)...
     assert_eq!(
-        out(&mut e, t(1), &mut udp_packet(LAN, dst(1), 2, 53, b"q")),
+        out(
+            &mut e,
+            t(1),
+            &mut Ipv4Packet::udp(LAN, dst(1), 2, 53, b"q").build()
+        ),
         Verdict::Uplink(1)
     );
     // ...and the destination stays there
     assert_eq!(
-        out(&mut e, t(2), &mut udp_packet(LAN, dst(1), 3, 53, b"q")),
+        out(
+            &mut e,
+            t(2),
+            &mut Ipv4Packet::udp(LAN, dst(1), 3, 53, b"q").build()
+        ),
         Verdict::Uplink(1)
     );
 }
@@ -897,13 +871,19 @@ fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
     assert_eq!(ip.tcp_flags(probe), ACK);
 
     // the host answers with a duplicate ACK: it becomes the reset, back to the host
-    let dupack = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    let dupack = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(ACK)
+        .seq(101)
+        .ack(5000)
+        .build();
     assert_eq!(out(&mut e, t(10), dupack), Verdict::Tun);
-    let mut expected = tcp_segment(dst(1), LAN, (443, 40000), TCP_RST | ACK, 5000, 101);
-    expected[33] = TCP_RST | ACK;
-    expected[34..36].copy_from_slice(&[0, 0]); // window 0
-    expected[4..6].copy_from_slice(&[0, 0]); // IP id 0
-    fix_checksums(&mut expected);
+    let expected = Ipv4Packet::tcp(dst(1), LAN, 443, 40000, b"")
+        .id(0)
+        .flags(TCP_RST | ACK)
+        .seq(5000)
+        .ack(101)
+        .window(0)
+        .build();
     assert_eq!(
         dupack[..40],
         expected[..],
@@ -917,7 +897,10 @@ fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
     );
     // the connection is gone: the same four-tuple opens anew on the healthy line
     assert_eq!((e.flow_count(), e.mapping_count()), (0, 0));
-    let syn = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 7, 0);
+    let syn = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(TCP_SYN)
+        .seq(7)
+        .build();
     assert_eq!(out(&mut e, t(20), syn), Verdict::Uplink(1));
 }
 
@@ -928,7 +911,11 @@ fn with_keep_a_dead_lines_tcp_connections_are_left_alone() {
     let mut e = Engine::new(cfg);
     established(&mut e);
     assert!(e.set_uplink_up(0, false).is_empty());
-    let more = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    let more = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(ACK)
+        .seq(101)
+        .ack(5000)
+        .build();
     assert_eq!(out(&mut e, t(10), more), Verdict::Uplink(0));
     assert_eq!(e.counters().resets, 0);
 }
@@ -936,10 +923,16 @@ fn with_keep_a_dead_lines_tcp_connections_are_left_alone() {
 #[test]
 fn a_connection_not_yet_answered_is_reset_at_its_next_retransmission() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
-    let syn = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 100, 0);
+    let syn = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(TCP_SYN)
+        .seq(100)
+        .build();
     assert_eq!(out(&mut e, t(0), syn), Verdict::Uplink(0));
     assert!(e.set_uplink_up(0, false).is_empty(), "nothing to ask");
-    let again = &mut tcp_segment(LAN, dst(1), (40000, 443), TCP_SYN, 100, 0);
+    let again = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(TCP_SYN)
+        .seq(100)
+        .build();
     assert_eq!(out(&mut e, t(1000), again), Verdict::Tun);
     let ip = Ipv4::parse(again, 0).unwrap();
     assert_eq!(ip.tcp_flags(again), TCP_RST | ACK);
@@ -952,24 +945,31 @@ fn a_backup_tier_carries_traffic_only_while_the_first_tier_is_down() {
     cfg.uplinks[1].tier = 2;
     let mut e = Engine::new(cfg);
     for i in 1..=6 {
-        let p = &mut udp_packet(LAN, dst(i), 1, 53, b"q");
+        let p = &mut Ipv4Packet::udp(LAN, dst(i), 1, 53, b"q").build();
         assert_eq!(out(&mut e, t(0), p), Verdict::Uplink(0));
     }
     e.set_uplink_up(0, false);
-    let udp = &mut udp_packet(LAN, dst(10), 7, 7, b"u");
+    let udp = &mut Ipv4Packet::udp(LAN, dst(10), 7, 7, b"u").build();
     assert_eq!(out(&mut e, t(1), udp), Verdict::Uplink(1));
-    let syn = &mut tcp_segment(LAN, dst(11), (40000, 443), TCP_SYN, 1, 0);
+    let syn = &mut Ipv4Packet::tcp(LAN, dst(11), 40000, 443, b"")
+        .flags(TCP_SYN)
+        .seq(1)
+        .build();
     assert_eq!(out(&mut e, t(1), syn), Verdict::Uplink(1));
     assert!(
         e.set_uplink_up(0, true).is_empty(),
         "the backup's TCP is left to finish"
     );
     // new destinations and the backup's UDP come back to tier 1; its TCP stays
-    let udp = &mut udp_packet(LAN, dst(10), 7, 7, b"u");
+    let udp = &mut Ipv4Packet::udp(LAN, dst(10), 7, 7, b"u").build();
     assert_eq!(out(&mut e, t(2), udp), Verdict::Uplink(0));
-    let tcp = &mut tcp_segment(LAN, dst(11), (40000, 443), ACK, 2, 1);
+    let tcp = &mut Ipv4Packet::tcp(LAN, dst(11), 40000, 443, b"")
+        .flags(ACK)
+        .seq(2)
+        .ack(1)
+        .build();
     assert_eq!(out(&mut e, t(2), tcp), Verdict::Uplink(1));
-    let fresh = &mut udp_packet(LAN, dst(12), 1, 53, b"q");
+    let fresh = &mut Ipv4Packet::udp(LAN, dst(12), 1, 53, b"q").build();
     assert_eq!(out(&mut e, t(2), fresh), Verdict::Uplink(0));
 }
 
@@ -982,7 +982,7 @@ fn a_strict_pin_refuses_while_its_line_is_down_and_the_host_is_told() {
     };
     let mut e = Engine::new(config((61000, 65535), vec![pin]));
     e.set_uplink_up(1, false);
-    let p = &mut udp_packet(LAN, dst(91), 6667, 6667, b"irc");
+    let p = &mut Ipv4Packet::udp(LAN, dst(91), 6667, 6667, b"irc").build();
     let v = out(&mut e, t(0), p);
     assert_eq!(v, Verdict::Drop(DropReason::PinnedUplinkDown));
     assert!(DropReason::PinnedUplinkDown.is_unreachable());
@@ -991,14 +991,14 @@ fn a_strict_pin_refuses_while_its_line_is_down_and_the_host_is_told() {
     assert_eq!(answer[20..22], [3, 0]);
     assert_eq!(answer[28..n], p[..28]);
     // other destinations still go out
-    let other = &mut udp_packet(LAN, dst(1), 1, 53, b"q");
+    let other = &mut Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build();
     assert_eq!(out(&mut e, t(0), other), Verdict::Uplink(0));
 }
 
 #[test]
 fn unreachables_are_rate_limited() {
     let e = Engine::new(config((61000, 65535), vec![]));
-    let p = udp_packet(LAN, dst(1), 1, 53, b"q");
+    let p = Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build();
     let mut answer = [0u8; MAX_UNREACHABLE];
     let sent = (0..200)
         .filter(|_| e.unreachable(t(0), &p, &mut answer).is_some())
@@ -1018,7 +1018,7 @@ fn a_dead_lines_flows_come_back_from_the_fast_path() {
     let fake = Arc::new(FakeFastPath::default());
     let mut e = Engine::new(config((61000, 65535), vec![])).with_fast_path(Box::new(fake.clone()));
     established(&mut e);
-    let udp = udp_packet(LAN, dst(1), 5004, 5004, b"rtp");
+    let udp = Ipv4Packet::udp(LAN, dst(1), 5004, 5004, b"rtp").build();
     for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) {
         out(&mut e, t(10 + i), &mut udp.clone());
     }
@@ -1036,7 +1036,11 @@ fn a_dead_lines_flows_come_back_from_the_fast_path() {
     for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) - 2 {
         out(&mut e, t(300 + i), &mut udp.clone());
     }
-    let dupack = &mut tcp_segment(LAN, dst(1), (40000, 443), ACK, 101, 5000);
+    let dupack = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(ACK)
+        .seq(101)
+        .ack(5000)
+        .build();
     assert_eq!(out(&mut e, t(400), dupack), Verdict::Tun);
     assert_eq!(fake.log.lock().unwrap().len(), 4, "nothing offloaded again");
 }

@@ -367,11 +367,11 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::checksum::{checksum, pseudo_header};
     use crate::engine::flow::Timeouts;
     use crate::engine::{EngineConfig, UplinkConfig};
     use crate::uplink::UplinkInfo;
     use std::cell::RefCell;
+    use wanlb_testkit::Ipv4Packet;
 
     /// A device that records what is sent to it and has nothing to read.
     #[derive(Default)]
@@ -440,21 +440,9 @@ mod tests {
         Shared::new(engine, vec![uplink])
     }
 
-    /// UDP 198.18.3.10:5000 -> 198.19.0.1:53 (or the reverse of `from`/`to`), checksums
-    /// complete.
+    /// A UDP datagram carrying "ping", checksums complete.
     fn udp(from: [u8; 4], to: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
-        p.extend_from_slice(&from);
-        p.extend_from_slice(&to);
-        p.extend_from_slice(&sport.to_be_bytes());
-        p.extend_from_slice(&dport.to_be_bytes());
-        p.extend_from_slice(&[0, 12, 0, 0, b'p', b'i', b'n', b'g']);
-        let c = checksum(&p[..20], 0);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        let (s, d) = (u32::from_be_bytes(from), u32::from_be_bytes(to));
-        let c = checksum(&p[20..], pseudo_header(s, d, 17, 12));
-        p[26..28].copy_from_slice(&c.to_be_bytes());
-        p
+        Ipv4Packet::udp(from, to, sport, dport, b"ping").build()
     }
 
     const LAN: [u8; 4] = [198, 18, 3, 10];

@@ -5,14 +5,13 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const WANLB: &str = env!("CARGO_BIN_EXE_wanlb");
-pub const PROBE: &str = env!("CARGO_BIN_EXE_wanlb-probe");
 pub const UPLINK_1: &str = "198.18.1.1";
 pub const UPLINK_2: &str = "198.18.2.1";
 pub const PINNED: &str = "198.19.200.91";
@@ -32,6 +31,29 @@ pub fn example_args() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// The test and demo peer, wanlb-probe (package wanlb-tools), from the target directory this
+/// test was built in: the test runs as target/<profile>/deps/<test>, the probe is
+/// target/<profile>/wanlb-probe. Cargo builds it only for its own package's tests, so
+/// scripts/test.sh builds it first.
+pub fn probe() -> &'static str {
+    static PROBE: OnceLock<String> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let test = std::env::current_exe().expect("the test's own path");
+        let profile_dir = test
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from target/<profile>/deps");
+        let probe = profile_dir.join("wanlb-probe");
+        assert!(
+            probe.is_file(),
+            "{} is missing: build it with `cargo build -p wanlb-tools` (add --release for \
+             release tests), or run scripts/test.sh, which does",
+            probe.display()
+        );
+        probe.into_os_string().into_string().expect("a UTF-8 path")
+    })
 }
 
 fn script() -> PathBuf {
@@ -129,7 +151,7 @@ impl Testbed {
         let p = Process::start(self.spawn(
             "inet",
             &[
-                PROBE,
+                probe(),
                 "serve",
                 "--udp",
                 "198.19.0.0/24",
@@ -158,7 +180,7 @@ impl Testbed {
     /// and asserts every byte came back.
     pub fn assert_tcp_echo(&self, name: &str, dst: &str, bytes: u64) {
         let n = bytes.to_string();
-        let out = self.ok(name, &[PROBE, "tcp-check", "--dst", dst, "--bytes", &n]);
+        let out = self.ok(name, &[probe(), "tcp-check", "--dst", dst, "--bytes", &n]);
         assert!(
             out.starts_with(&format!("ok {bytes} bytes echoed intact")),
             "{out}"
@@ -167,7 +189,7 @@ impl Testbed {
 
     /// Starts checking the checksums of every IPv4 frame arriving on `dev` in `name`.
     pub fn watch_checksums(&self, name: &str, dev: &str) -> Process {
-        let p = Process::start(self.spawn(name, &[PROBE, "capture-verify", "--dev", dev]));
+        let p = Process::start(self.spawn(name, &[probe(), "capture-verify", "--dev", dev]));
         p.wait_for("listening", "checksum watcher");
         p
     }
@@ -224,7 +246,7 @@ impl Testbed {
         let out = self.ok(
             "lan",
             &[
-                PROBE,
+                probe(),
                 "spread",
                 "--dst",
                 dst,

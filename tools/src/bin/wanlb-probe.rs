@@ -15,6 +15,7 @@ use wanlb::io::monotonic_ns;
 use clap::{Parser, Subcommand};
 use wanlb::io::batch::RawUdp;
 use wanlb::io::vnet::{self, VnetHeader};
+use wanlb_testkit::Ipv4Packet;
 
 #[derive(Parser)]
 #[command(name = "wanlb-probe", version, about = "Test and demo peer for wanlb")]
@@ -283,21 +284,7 @@ fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
 
 /// A UDP header and `payload` from `src` to `dst`, with the checksum computed here.
 fn udp_datagram(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
-    use wanlb::engine::checksum::{checksum, pseudo_header};
-    let len = (8 + payload.len()) as u16;
-    let mut d = Vec::with_capacity(usize::from(len));
-    d.extend_from_slice(&src.port().to_be_bytes());
-    d.extend_from_slice(&dst.port().to_be_bytes());
-    d.extend_from_slice(&len.to_be_bytes());
-    d.extend_from_slice(&[0, 0]);
-    d.extend_from_slice(payload);
-    let pseudo = pseudo_header(u32::from(*src.ip()), u32::from(*dst.ip()), 17, len);
-    let sum = match checksum(&d, pseudo) {
-        0 => 0xffff, // 0 means "no checksum" in UDP
-        c => c,
-    };
-    d[6..8].copy_from_slice(&sum.to_be_bytes());
-    d
+    Ipv4Packet::udp(*src.ip(), *dst.ip(), src.port(), dst.port(), payload).build_l4()
 }
 
 /// Sends `request` (again, up to 6 times, while no reply comes) and checks the reflector's
@@ -487,7 +474,7 @@ struct Tally {
 
 /// Checks one frame (`vnet` header, then Ethernet) and records the outcome.
 fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
-    use wanlb::engine::checksum::{checksum, fold, pseudo_header, sum};
+    use wanlb_testkit::checksum::{checksum, fold, pseudo_header, sum};
     let Some(ip) = frame.get(14..) else { return };
     if ip.len() < 20 || ip[0] >> 4 != 4 {
         return;
@@ -572,7 +559,7 @@ fn segment_and_check(
     proto: u8,
     h: &VnetHeader,
 ) -> std::result::Result<u64, String> {
-    use wanlb::engine::checksum::{checksum, fold, pseudo_header, sum};
+    use wanlb_testkit::checksum::{checksum, fold, pseudo_header, sum};
     let gso_type = h.gso_type & 0x7f;
     let mss = usize::from(h.gso_size);
     let (src, dst) = (be32(&ip[12..16]), be32(&ip[16..20]));
