@@ -94,7 +94,7 @@ pub struct Config {
     pub tun: String,
     pub workers: usize,
     pub nat_ports: (u16, u16),
-    pub offload: Offload,
+    pub fast_path: FastPathMode,
     pub health: HealthSettings,
     /// Probed through every uplink that names none of its own (`check`).
     pub health_targets: Vec<Ipv4Addr>,
@@ -112,7 +112,7 @@ impl Config {
 
 /// Whether steady flows move to the in-kernel fast path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Offload {
+pub enum FastPathMode {
     /// Where the kernel can (TCX, Linux 6.6 or later); otherwise warn and carry everything
     /// in userspace.
     #[default]
@@ -123,11 +123,11 @@ pub enum Offload {
     Off,
 }
 
-fn parse_offload(s: &str, origin: &str) -> Result<Offload, ConfigError> {
+fn parse_fast_path_mode(s: &str, origin: &str) -> Result<FastPathMode, ConfigError> {
     match s {
-        "auto" => Ok(Offload::Auto),
-        "on" => Ok(Offload::On),
-        "off" => Ok(Offload::Off),
+        "auto" => Ok(FastPathMode::Auto),
+        "on" => Ok(FastPathMode::On),
+        "off" => Ok(FastPathMode::Off),
         _ => err(origin, "offload must be auto, on or off"),
     }
 }
@@ -520,7 +520,7 @@ impl Config {
             tun: DEFAULT_TUN.into(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             nat_ports: DEFAULT_NAT_PORTS,
-            offload: Offload::Auto,
+            fast_path: FastPathMode::Auto,
             health: HealthSettings::default(),
             health_targets: Vec::new(),
             on_uplink_down: OnUplinkDown::Reset,
@@ -578,7 +578,7 @@ impl Config {
             self.busy_poll = parse_busy_poll(b.get_ref(), &at.key(&b, "busy_poll"))?;
         }
         if let Some(o) = file.offload {
-            self.offload = parse_offload(o.get_ref(), &at.key(&o, "offload"))?;
+            self.fast_path = parse_fast_path_mode(o.get_ref(), &at.key(&o, "offload"))?;
         }
         if let Some(p) = file.nat_ports {
             self.nat_ports = parse_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
@@ -755,7 +755,7 @@ impl Config {
             self.busy_poll = parse_busy_poll(b, &format!("--busy-poll {b:?}"))?;
         }
         if let Some(o) = &flags.offload {
-            self.offload = parse_offload(o, &format!("--offload {o:?}"))?;
+            self.fast_path = parse_fast_path_mode(o, &format!("--offload {o:?}"))?;
         }
         if let Some(t) = &flags.tun {
             check_name(t, &format!("--tun {t:?}"), "TUN name")?;

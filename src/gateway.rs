@@ -8,15 +8,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, Offload, OnUplinkDown, ResolvedUplink, SystemFacts};
+use crate::config::{Config, ConfigError, FastPathMode, OnUplinkDown, ResolvedUplink, SystemFacts};
 use crate::engine::flow::Timeouts;
 use crate::engine::select::Pin;
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
+use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
 use crate::io::monitor::{self, LineSockets, Monitor};
 use crate::io::netlink::LinkWatch;
-use crate::io::offload::{LanLink, TcFastPath, UplinkLink};
 use crate::io::packet::PacketSocket;
 use crate::io::system::{self, Plumbing, SystemError};
 use crate::io::worker::{Shared, Worker};
@@ -387,13 +387,13 @@ fn serve(
     outcome.map(|()| counters)
 }
 
-/// Loads and attaches the kernel fast path, as `config.offload` asks. It detaches itself when
+/// Loads and attaches the kernel fast path, as `config.fast_path` asks. It detaches itself when
 /// dropped, or when the process dies: nothing of it outlives wanlb.
 fn start_fast_path(
     config: &Config,
     resolved: &[ResolvedUplink],
 ) -> Result<Option<Arc<TcFastPath>>, GatewayError> {
-    if config.offload == Offload::Off {
+    if config.fast_path == FastPathMode::Off {
         return Ok(None);
     }
     let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
@@ -424,7 +424,7 @@ fn start_fast_path(
             tracing::info!("kernel fast path attached: steady flows bypass userspace");
             Ok(Some(Arc::new(fast)))
         }
-        Err(e) if config.offload == Offload::Auto => {
+        Err(e) if config.fast_path == FastPathMode::Auto => {
             tracing::warn!(error = %e,
                 "could not start the kernel fast path (it needs Linux 6.6 or later); every packet goes through userspace");
             Ok(None)
@@ -502,10 +502,10 @@ fn log_status(shared: &Shared) {
             state = %status.state.name(),
             rtt_ms = %status.stats.rtt_ms_text(),
             loss_pct = status.stats.loss_pct(),
-            packets_out = c.packets_out,
-            bytes_out = c.bytes_out,
-            packets_in = c.packets_in,
-            bytes_in = c.bytes_in,
+            outbound_packets = c.outbound_packets,
+            outbound_bytes = c.outbound_bytes,
+            inbound_packets = c.inbound_packets,
+            inbound_bytes = c.inbound_bytes,
             flows = c.flows,
             destinations = c.destinations,
             "uplink totals"
@@ -517,10 +517,10 @@ fn log_status(shared: &Shared) {
         .map(|r| format!("{}={}", r.name(), counters.drop_count(*r)))
         .collect();
     if let Some(fast) = &shared.fast_path {
-        let (offloaded, withdrawn, refused) = fast.flow_counts();
+        let (handed_over, withdrawn, refused) = fast.flow_counts();
         tracing::info!(
-            flows = offloaded - withdrawn,
-            offloaded,
+            flows = handed_over - withdrawn,
+            handed_over,
             withdrawn,
             refused,
             "kernel fast path"
@@ -530,10 +530,10 @@ fn log_status(shared: &Shared) {
                 for (path, t) in shared.uplinks.iter().zip(totals) {
                     tracing::info!(
                         uplink = %path.name,
-                        packets_out = t.packets_out,
-                        bytes_out = t.bytes_out,
-                        packets_in = t.packets_in,
-                        bytes_in = t.bytes_in,
+                        outbound_packets = t.outbound_packets,
+                        outbound_bytes = t.outbound_bytes,
+                        inbound_packets = t.inbound_packets,
+                        inbound_bytes = t.inbound_bytes,
                         "uplink fast path totals"
                     );
                 }

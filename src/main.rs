@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use wanlb::config::{Config, ConfigError, Flags, Offload};
+use wanlb::config::{Config, ConfigError, FastPathMode, Flags};
 use wanlb::gateway::{self, GatewayError};
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
@@ -273,10 +273,10 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
         "  NAT ports: {}-{}; TUN: {}; workers: {}",
         config.nat_ports.0, config.nat_ports.1, config.tun, config.workers
     );
-    let offload = match config.offload {
-        Offload::Auto => "auto (if the kernel has TCX)",
-        Offload::On => "on",
-        Offload::Off => "off",
+    let offload = match config.fast_path {
+        FastPathMode::Auto => "auto (if the kernel has TCX)",
+        FastPathMode::On => "on",
+        FastPathMode::Off => "off",
     };
     println!("  kernel fast path: {offload}");
 }

@@ -41,11 +41,11 @@ fn args(extra: &[&str]) -> Vec<String> {
 }
 
 /// Asks wanlb for its status until the fast path reports `n` flows handed over.
-fn wait_offloaded(gw: &Process, n: u64) {
+fn wait_handed_over(gw: &Process, n: u64) {
     for _ in 0..50 {
         gw.signal("-USR1");
         std::thread::sleep(Duration::from_millis(200));
-        if last_logged(&gw.output(), "kernel fast path", "offloaded").unwrap_or(0) >= n {
+        if last_logged(&gw.output(), "kernel fast path", "handed_over").unwrap_or(0) >= n {
             return;
         }
     }
@@ -101,7 +101,7 @@ fn a_line_dead_beyond_its_modem_is_left_and_used_again_when_it_returns() {
     ));
     quiet.wait_for("connected", "tcp-hold");
     // all three are steady: the kernel fast path carries them before the cut
-    wait_offloaded(&gw, 3);
+    wait_handed_over(&gw, 3);
 
     std::thread::scope(|s| {
         // a transfer on isp2 crosses the cut undisturbed, every byte checked

@@ -11,12 +11,12 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use common::Testbed;
+use wanlb_testkit::{Ipv4Packet, decrement_ttl, fix_ip_checksum};
 
-use wanlb::engine::checksum::{Delta, checksum, pseudo_header};
 use wanlb::engine::flow::Timeouts;
 use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
+use wanlb::io::fastpath::{Direction, LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
 use wanlb::io::filters::{Filter, SocketFilters};
-use wanlb::io::offload::{LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink, Way};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -137,57 +137,19 @@ fn engine(fast: &Arc<TcFastPath>) -> Engine {
 /// An IPv4 packet with correct checksums: TCP (with `flags`), UDP (checksum 0 if `flags` is
 /// 1: none) or an ICMP echo request/reply (`sport` the identifier, `flags` the type).
 fn packet(proto: u8, src: u32, dst: u32, ports: (u16, u16), flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
-    p.extend_from_slice(&src.to_be_bytes());
-    p.extend_from_slice(&dst.to_be_bytes());
-    match proto {
-        TCP => {
-            p.extend_from_slice(&ports.0.to_be_bytes());
-            p.extend_from_slice(&ports.1.to_be_bytes());
-            p.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0x20, 0, 0x50, flags, 0xff, 0xff]);
-            p.extend_from_slice(&[0, 0, 0, 0]);
-        }
-        UDP => {
-            p.extend_from_slice(&ports.0.to_be_bytes());
-            p.extend_from_slice(&ports.1.to_be_bytes());
-            p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-            p.extend_from_slice(&[0, 0]);
-        }
+    let p = match proto {
+        TCP => Ipv4Packet::tcp(src, dst, ports.0, ports.1, payload)
+            .flags(flags)
+            .seq(0x1000)
+            .ack(0x2000),
+        UDP if flags == 1 => Ipv4Packet::udp(src, dst, ports.0, ports.1, payload).no_udp_checksum(),
+        UDP => Ipv4Packet::udp(src, dst, ports.0, ports.1, payload),
         _ => {
-            p.extend_from_slice(&[flags, 0, 0, 0]);
-            p.extend_from_slice(&ports.0.to_be_bytes());
-            p.extend_from_slice(&[0, 1]);
+            let [hi, lo] = ports.0.to_be_bytes();
+            Ipv4Packet::icmp(src, dst, flags, 0, [hi, lo, 0, 1], payload)
         }
-    }
-    p.extend_from_slice(payload);
-    let len = p.len() as u16;
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    let sum_at = match proto {
-        TCP => Some(36),
-        UDP if flags != 1 => Some(26),
-        UDP => None,
-        _ => Some(22),
     };
-    if let Some(at) = sum_at {
-        let initial = if proto == ICMP {
-            0
-        } else {
-            pseudo_header(src, dst, proto, len - 20)
-        };
-        let mut sum = checksum(&p[20..], initial);
-        if sum == 0 && proto == UDP {
-            sum = 0xffff;
-        }
-        p[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-    }
-    fix_ip_checksum(&mut p);
-    p
-}
-
-fn fix_ip_checksum(p: &mut [u8]) {
-    p[10..12].copy_from_slice(&[0, 0]);
-    let sum = checksum(&p[..20], 0);
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p.id(0x1234).build()
 }
 
 fn frame(ip: &[u8]) -> Vec<u8> {
@@ -201,12 +163,7 @@ fn frame(ip: &[u8]) -> Vec<u8> {
 /// What the userspace path delivers: the engine's translation, one TTL less (the header
 /// checksum updated as a router does, so a wrong one stays wrong).
 fn forwarded(mut translated: Vec<u8>) -> Vec<u8> {
-    let old = u16::from_be_bytes([translated[8], translated[9]]);
-    translated[8] -= 1;
-    let new = u16::from_be_bytes([translated[8], translated[9]]);
-    let check = u16::from_be_bytes([translated[10], translated[11]]);
-    let check = Delta::new().word(old, new).apply_complete(check);
-    translated[10..12].copy_from_slice(&check.to_be_bytes());
+    decrement_ttl(&mut translated);
     translated
 }
 
@@ -224,7 +181,7 @@ impl Rng {
 
 /// A flow the engine has handed to the fast path: the uplink, its external port, and where
 /// the engine's clock is.
-struct Offloaded {
+struct HandedOver {
     proto: u8,
     remote: u32,
     lan_port: u16,
@@ -234,9 +191,9 @@ struct Offloaded {
     now: u64,
 }
 
-/// Runs a flow through the engine until it is offloaded: a TCP handshake and one data
+/// Runs a flow through the engine until it is handed over: a TCP handshake and one data
 /// segment, or two exchanges of UDP or ping.
-fn open(engine: &Engine, proto: u8, remote: u32, lan_port: u16, remote_port: u16) -> Offloaded {
+fn open(engine: &Engine, proto: u8, remote: u32, lan_port: u16, remote_port: u16) -> HandedOver {
     let mut now = 0;
     let mut out_and_back = |out_flags: u8, in_flags: u8, reply: bool| {
         now += 1;
@@ -299,7 +256,7 @@ fn open(engine: &Engine, proto: u8, remote: u32, lan_port: u16, remote_port: u16
         out_and_back(0, 0, true);
         out_and_back(0, 0, true)
     };
-    Offloaded {
+    HandedOver {
         proto,
         remote,
         lan_port,
@@ -310,7 +267,7 @@ fn open(engine: &Engine, proto: u8, remote: u32, lan_port: u16, remote_port: u16
     }
 }
 
-impl Offloaded {
+impl HandedOver {
     fn outbound(&self, flags: u8, payload: &[u8]) -> Vec<u8> {
         let flags = if self.proto == ICMP { 8 } else { flags };
         let ports = (self.lan_port, self.remote_port);
@@ -352,8 +309,16 @@ impl Offloaded {
     }
 }
 
-fn assert_passed(fast: &TcFastPath, way: Way, frame: &[u8], arrived_on: u32, what: &str) {
-    let (verdict, out) = fast.test_run(way, frame, arrived_on).expect("test run");
+fn assert_passed(
+    fast: &TcFastPath,
+    direction: Direction,
+    frame: &[u8],
+    arrived_on: u32,
+    what: &str,
+) {
+    let (verdict, out) = fast
+        .test_run(direction, frame, arrived_on)
+        .expect("test run");
     assert_eq!(
         verdict, TC_NEXT,
         "{what}: the fast path should leave it to the engine"
@@ -394,7 +359,7 @@ fn translates_as_the_engine(links: &Links) {
 
             let out = flow.outbound(flags, &payload);
             let (verdict, sent) = fast
-                .test_run(Way::ToUplink, &frame(&out), links.lan)
+                .test_run(Direction::Outbound, &frame(&out), links.lan)
                 .expect("test run");
             assert_eq!(verdict, TC_REDIRECT, "{what}: outbound not carried");
             assert_eq!(
@@ -416,7 +381,7 @@ fn translates_as_the_engine(links: &Links) {
 
             let back = flow.inbound(flags, &payload);
             let (verdict, delivered) = fast
-                .test_run(Way::ToLan, &frame(&back), from_uplink)
+                .test_run(Direction::Inbound, &frame(&back), from_uplink)
                 .expect("test run");
             assert_eq!(verdict, TC_REDIRECT, "{what}: inbound not carried");
             assert_bytes(
@@ -463,21 +428,22 @@ fn passes_what_the_engine_must_see(links: &Links) {
     );
     let udp = open(&engine, UDP, u32::from_be_bytes([198, 19, 1, 2]), 40001, 53);
     let (lan, tcp_uplink) = (links.lan, links.uplinks[tcp.uplink]);
-    let out = |p: &[u8], what: &str| assert_passed(&fast, Way::ToUplink, &frame(p), lan, what);
+    let out =
+        |p: &[u8], what: &str| assert_passed(&fast, Direction::Outbound, &frame(p), lan, what);
 
     // connection state changes, both ways
     for flags in [SYN, SYN | ACK, FIN | ACK, RST] {
         let what = format!("TCP flags {flags:#04x}");
         out(&tcp.outbound(flags, b""), &what);
         let back = frame(&tcp.inbound(flags, b""));
-        assert_passed(&fast, Way::ToLan, &back, tcp_uplink, &what);
+        assert_passed(&fast, Direction::Inbound, &back, tcp_uplink, &what);
     }
     // a reply arriving on the other uplink (two uplinks may share an address)
     let back = frame(&tcp.inbound(ACK, b"wrong link"));
     let other = links.uplinks[1 - tcp.uplink];
     assert_passed(
         &fast,
-        Way::ToLan,
+        Direction::Inbound,
         &back,
         other,
         "a reply on the other uplink",
@@ -518,7 +484,7 @@ fn passes_what_the_engine_must_see(links: &Links) {
     f[..6].copy_from_slice(&[2, 0, 0, 0, 9, 9]);
     assert_passed(
         &fast,
-        Way::ToUplink,
+        Direction::Outbound,
         &f,
         lan,
         "a frame for another MAC address",
@@ -532,7 +498,7 @@ fn passes_what_the_engine_must_see(links: &Links) {
     let udp_uplink = links.uplinks[udp.uplink];
     assert_passed(
         &fast,
-        Way::ToLan,
+        Direction::Inbound,
         &frame(&error),
         udp_uplink,
         "an ICMP error",
@@ -551,7 +517,9 @@ fn passes_what_the_engine_must_see(links: &Links) {
 
     // and what was handed over is still carried, up to exactly the MTU
     let full = frame(&udp.outbound(0, &[7u8; 1500 - 28]));
-    let (verdict, _) = fast.test_run(Way::ToUplink, &full, lan).expect("test run");
+    let (verdict, _) = fast
+        .test_run(Direction::Outbound, &full, lan)
+        .expect("test run");
     assert_eq!(verdict, TC_REDIRECT, "a packet of exactly the MTU");
 }
 
@@ -563,14 +531,14 @@ fn any_frame_is_left_alone_or_translated_as_the_engine_would() {
     );
 }
 
-/// Packets of offloaded flows with random header bytes changed, and some cut short: whatever
+/// Packets of handed-over flows with random header bytes changed, and some cut short: whatever
 /// the fast path does with one must be passing it on untouched, or what the engine (and
 /// the kernel's forwarding) would have made of it.
 fn never_disagrees_with_the_engine(links: &Links) {
     let fast = fast_path(links);
     let engine = engine(&fast);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let flows: Vec<Offloaded> = [TCP, UDP, ICMP]
+    let flows: Vec<HandedOver> = [TCP, UDP, ICMP]
         .iter()
         .enumerate()
         .map(|(i, &proto)| {
@@ -599,13 +567,13 @@ fn never_disagrees_with_the_engine(links: &Links) {
         if rng.next().is_multiple_of(8) {
             p.truncate(p.len() - (rng.next() as usize % p.len().min(8)));
         }
-        let (way, arrived_on) = if inbound {
-            (Way::ToLan, links.uplinks[flow.uplink])
+        let (direction, arrived_on) = if inbound {
+            (Direction::Inbound, links.uplinks[flow.uplink])
         } else {
-            (Way::ToUplink, links.lan)
+            (Direction::Outbound, links.lan)
         };
         let f = frame(&p);
-        let (verdict, out) = fast.test_run(way, &f, arrived_on).expect("test run");
+        let (verdict, out) = fast.test_run(direction, &f, arrived_on).expect("test run");
         let what = format!("round {round}: {:02x?}", &p[..p.len().min(48)]);
         if verdict == TC_NEXT {
             assert_eq!(out, f, "{what}: passed on, but changed");

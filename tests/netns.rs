@@ -202,21 +202,21 @@ fn steady_flows_move_to_the_kernel_fast_path_unchanged() {
 
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
-    let offloaded = logged(&log, "kernel fast path", "offloaded");
+    let handed_over = logged(&log, "kernel fast path", "handed_over");
     assert!(
-        offloaded.last().is_some_and(|n| *n >= 5),
-        "the UDP flows, the ping and the TCP connection were offloaded: {log}"
+        handed_over.last().is_some_and(|n| *n >= 5),
+        "the UDP flows, the ping and the TCP connection were handed over: {log}"
     );
     // most of the 20 MB went through the kernel, only the start of each flow through wanlb
-    let fast: u64 = logged(&log, "uplink fast path totals", "bytes_out")
+    let fast: u64 = logged(&log, "uplink fast path totals", "outbound_bytes")
         .iter()
         .sum();
-    let slow: u64 = logged(&log, "uplink totals", "bytes_out").iter().sum();
+    let slow: u64 = logged(&log, "uplink totals", "outbound_bytes").iter().sum();
     assert!(
         fast > 15_000_000 && slow < 5_000_000,
         "fast path {fast} bytes out, userspace {slow}: {log}"
     );
-    let fast_in: u64 = logged(&log, "uplink fast path totals", "bytes_in")
+    let fast_in: u64 = logged(&log, "uplink fast path totals", "inbound_bytes")
         .iter()
         .sum();
     assert!(fast_in > 15_000_000, "fast path {fast_in} bytes in: {log}");

@@ -214,12 +214,12 @@ fn busy_poll_is_off_by_default_and_bounded() {
 #[test]
 fn offload_is_auto_by_default_and_named_when_wrong() {
     assert_eq!(
-        Config::load(&flags(&[ISP1], &[])).unwrap().offload,
-        Offload::Auto
+        Config::load(&flags(&[ISP1], &[])).unwrap().fast_path,
+        FastPathMode::Auto
     );
     let mut f = flags(&[ISP1], &[]);
     f.offload = Some("off".into());
-    assert_eq!(Config::load(&f).unwrap().offload, Offload::Off);
+    assert_eq!(Config::load(&f).unwrap().fast_path, FastPathMode::Off);
     f.offload = Some("yes".into());
     let e = load_err(&f).to_string();
     assert!(

@@ -135,7 +135,7 @@ pub struct Flow {
     /// has shown it is more than a brief exchange.
     pub hits: u8,
     /// The fast path carries this flow, so `last_seen` may lag behind its traffic.
-    pub offloaded: bool,
+    pub on_fast_path: bool,
     /// TCP: the last sequence number seen from the remote end (where to aim a probe that
     /// must miss the LAN host's window).
     pub peer_seq: u32,
@@ -235,7 +235,7 @@ impl FlowTable {
     }
 
     /// Removes every flow idle for longer than its timeout, handing each to `ended`. For an
-    /// offloaded flow that looks idle, `idle_elsewhere` says how long ago the fast path last
+    /// flow on the fast path that looks idle, `idle_elsewhere` says how long ago the fast path last
     /// carried a packet of it (if it did), which may keep it.
     pub fn expire(
         &mut self,
@@ -254,7 +254,7 @@ impl FlowTable {
                 if now.since_stamp(flow.last_seen) < timeout {
                     continue;
                 }
-                if flow.offloaded
+                if flow.on_fast_path
                     && let Some(idle) = idle_elsewhere(flow)
                     && idle < timeout
                 {
@@ -298,7 +298,7 @@ mod tests {
             },
             last_seen: Timestamp::from_millis(0).stamp(),
             hits: 0,
-            offloaded: false,
+            on_fast_path: false,
             peer_seq: 0,
             ext_port: 61000 + port,
             uplink: 0,
@@ -323,7 +323,7 @@ mod tests {
         table.expire(
             Timestamp::from_millis(t.udp),
             &t,
-            |_| unreachable!("no flow is offloaded"),
+            |_| unreachable!("no flow is on the fast path"),
             |f| ended.push(f.key.int_port),
         );
         assert_eq!(ended, [1]);
@@ -344,11 +344,11 @@ mod tests {
     }
 
     #[test]
-    fn an_offloaded_flow_lives_as_long_as_the_fast_path_carries_it() {
+    fn a_flow_on_the_fast_path_lives_as_long_as_the_fast_path_carries_it() {
         let t = Timeouts::default();
         let mut table = FlowTable::default();
         let mut f = flow(PROTO_UDP, 1);
-        f.offloaded = true;
+        f.on_fast_path = true;
         table.insert(f);
         let mut asked = 0;
         let mut ended = 0;

@@ -170,7 +170,7 @@ pub enum Verdict {
 /// when to take them back; the fast path only moves packets.
 pub trait FastPath: Send + Sync + std::fmt::Debug {
     /// Starts carrying `flow`, translated to `ext_addr`; false if it cannot (full, say).
-    fn offload(&self, flow: &Flow, ext_addr: u32) -> bool;
+    fn hand_over(&self, flow: &Flow, ext_addr: u32) -> bool;
     /// Milliseconds since the fast path last carried a packet of `flow`; `None` if never.
     fn idle_ms(&self, flow: &Flow, ext_addr: u32) -> Option<u64>;
     /// Stops carrying `flow`: its port is about to be reused.
@@ -181,9 +181,9 @@ pub trait FastPath: Send + Sync + std::fmt::Debug {
 /// engine before it is offered to the fast path. Handing a flow over costs two map updates,
 /// about what moving one packet through userspace costs, so anything but the briefest
 /// exchange (a DNS query and its answer) is worth handing over early.
-pub const OFFLOAD_AFTER: u8 = 4;
+pub const HAND_OVER_AFTER: u8 = 4;
 /// Packets of one-way UDP (a stream nobody answers, or not yet) before it is offered.
-pub const OFFLOAD_ONE_WAY_AFTER: u8 = 64;
+pub const HAND_OVER_ONE_WAY_AFTER: u8 = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UplinkConfig {
@@ -212,10 +212,10 @@ pub struct EngineConfig {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UplinkCounters {
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
+    pub outbound_packets: u64,
+    pub outbound_bytes: u64,
+    pub inbound_packets: u64,
+    pub inbound_bytes: u64,
     /// Flows opened on this uplink.
     pub flows: u64,
     /// Times a destination was bound to this uplink (pins included).
@@ -237,26 +237,26 @@ pub struct Counters {
 
 impl UplinkCounters {
     fn add(&mut self, o: &UplinkCounters) {
-        self.packets_out += o.packets_out;
-        self.bytes_out += o.bytes_out;
-        self.packets_in += o.packets_in;
-        self.bytes_in += o.bytes_in;
+        self.outbound_packets += o.outbound_packets;
+        self.outbound_bytes += o.outbound_bytes;
+        self.inbound_packets += o.inbound_packets;
+        self.inbound_bytes += o.inbound_bytes;
         self.flows += o.flows;
         self.destinations += o.destinations;
     }
 }
 
 impl Shard {
-    fn count_out(&mut self, uplink: UplinkId, bytes: usize) {
+    fn count_outbound(&mut self, uplink: UplinkId, bytes: usize) {
         let c = &mut self.uplinks[usize::from(uplink)];
-        c.packets_out += 1;
-        c.bytes_out += bytes as u64;
+        c.outbound_packets += 1;
+        c.outbound_bytes += bytes as u64;
     }
 
-    fn count_in(&mut self, uplink: UplinkId, bytes: usize) {
+    fn count_inbound(&mut self, uplink: UplinkId, bytes: usize) {
         let c = &mut self.uplinks[usize::from(uplink)];
-        c.packets_in += 1;
-        c.bytes_in += bytes as u64;
+        c.inbound_packets += 1;
+        c.inbound_bytes += bytes as u64;
     }
 }
 
@@ -392,23 +392,23 @@ impl Engine {
 
     /// Counts a packet of `flow` and offers the flow to the fast path once it is steady. Runs
     /// under the flow's shard lock, as does withdrawing it, so the two never cross.
-    fn consider_offload(&self, flow: &mut Flow) {
+    fn consider_fast_path(&self, flow: &mut Flow) {
         let Some(fast) = &self.fast_path else { return };
         // a flow about to move or be reset must keep passing through the engine
-        if flow.offloaded || flow.tcp.is_resetting() || self.is_leaving(flow.uplink) {
+        if flow.on_fast_path || flow.tcp.is_resetting() || self.is_leaving(flow.uplink) {
             return;
         }
         flow.hits = flow.hits.saturating_add(1);
         // both ways and, for TCP, no SYN, FIN or RST pending: nothing left for the engine to
         // watch; UDP may also be one-way (a media stream, say)
         let ready = if flow.tcp.is_steady() {
-            flow.hits >= OFFLOAD_AFTER
+            flow.hits >= HAND_OVER_AFTER
         } else {
-            flow.key.proto == PROTO_UDP && flow.hits >= OFFLOAD_ONE_WAY_AFTER
+            flow.key.proto == PROTO_UDP && flow.hits >= HAND_OVER_ONE_WAY_AFTER
         };
         if ready {
-            flow.offloaded = fast.offload(flow, self.uplinks[usize::from(flow.uplink)].addr);
-            if !flow.offloaded {
+            flow.on_fast_path = fast.hand_over(flow, self.uplinks[usize::from(flow.uplink)].addr);
+            if !flow.on_fast_path {
                 flow.hits = 0; // full: ask again after as many packets
             }
         }
@@ -498,7 +498,7 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.tcp.update(true, flags);
-                self.consider_offload(flow);
+                self.consider_fast_path(flow);
                 Found::Forward(flow.uplink, flow.ext_port)
             }
             None => Found::New,
@@ -523,7 +523,7 @@ impl Engine {
         };
         let addr = self.uplinks[usize::from(uplink)].addr;
         packet::rewrite(pkt, &ip, End::Source, addr, ext_port, *csum);
-        shard.count_out(uplink, pkt.len());
+        shard.count_outbound(uplink, pkt.len());
         Ok(Verdict::Uplink(uplink))
     }
 
@@ -533,7 +533,7 @@ impl Engine {
         let Some(flow) = shard.flows.remove(key) else {
             return;
         };
-        if let (true, Some(fast)) = (flow.offloaded, &self.fast_path) {
+        if let (true, Some(fast)) = (flow.on_fast_path, &self.fast_path) {
             fast.withdraw(&flow, self.uplinks[usize::from(flow.uplink)].addr);
         }
         shard
@@ -581,7 +581,7 @@ impl Engine {
             uplink,
             tcp,
             hits: 1,
-            offloaded: false,
+            on_fast_path: false,
             peer_seq: 0,
         });
         Ok((uplink, ext_port))
@@ -653,11 +653,11 @@ impl Engine {
         } else {
             0
         };
-        self.to_lan(&reply, pkt, |flow, pkt| {
+        self.with_inbound_flow(&reply, pkt, |flow, pkt| {
             flow.last_seen = now.stamp();
             flow.peer_seq = peer_seq;
             flow.tcp.update(false, flags);
-            self.consider_offload(flow);
+            self.consider_fast_path(flow);
             let (addr, port) = (flow.key.int_addr, flow.key.int_port);
             packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
         })
@@ -665,7 +665,7 @@ impl Engine {
 
     /// Finds the flow a packet from an uplink belongs to, lets `translate` rewrite the packet
     /// for it, and counts the packet on the flow's uplink.
-    fn to_lan(
+    fn with_inbound_flow(
         &self,
         reply: &ReplyKey,
         pkt: &mut [u8],
@@ -674,7 +674,7 @@ impl Engine {
         let mut shard = self.shard(reply.rem_addr);
         let flow = shard.flows.get_reply_mut(reply).ok_or(DropReason::NoFlow)?;
         translate(flow, pkt);
-        shard.count_in(reply.uplink, pkt.len());
+        shard.count_inbound(reply.uplink, pkt.len());
         Ok(())
     }
 
@@ -698,7 +698,7 @@ impl Engine {
             proto: emb.proto,
             uplink,
         };
-        self.to_lan(&reply, pkt, |flow, pkt| {
+        self.with_inbound_flow(&reply, pkt, |flow, pkt| {
             let (addr, port) = (flow.key.int_addr, flow.key.int_port);
             icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, addr, port);
             *csum = L4Checksum::Complete;
@@ -730,7 +730,7 @@ impl Engine {
         let addr = self.uplinks[usize::from(uplink)].addr;
         icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, addr, ext_port);
         *csum = L4Checksum::Complete;
-        shard.count_out(uplink, pkt.len());
+        shard.count_outbound(uplink, pkt.len());
         Ok(uplink)
     }
 
@@ -747,7 +747,7 @@ impl Engine {
             } = &mut *shard;
             let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, ext_addr(f));
             flows.expire(now, &self.timeouts, idle_elsewhere, |f| {
-                if let (true, Some(fp)) = (f.offloaded, fast) {
+                if let (true, Some(fp)) = (f.on_fast_path, fast) {
                     fp.withdraw(f, ext_addr(f));
                 }
                 affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
@@ -809,10 +809,10 @@ impl Engine {
                     && !f.tcp.is_reset_or_resetting();
                 // TCP left to finish stays on the fast path; everything else comes back
                 if f.key.proto != PROTO_TCP || reset {
-                    if let (true, Some(fast)) = (f.offloaded, &self.fast_path) {
+                    if let (true, Some(fast)) = (f.on_fast_path, &self.fast_path) {
                         fast.withdraw(f, addr(f));
                     }
-                    f.offloaded = false;
+                    f.on_fast_path = false;
                     f.hits = 0;
                 }
                 if reset {

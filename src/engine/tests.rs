@@ -159,7 +159,10 @@ fn tcp_snat_and_reverse() {
     assert_eq!(inb(&mut e, t(1), 0, &mut r), Verdict::Tun);
     assert_eq!(r, TCP_SYNACK_IN_NAT);
     let c = &e.counters().uplinks[0];
-    assert_eq!((c.packets_out, c.packets_in, c.bytes_out), (1, 1, 40));
+    assert_eq!(
+        (c.outbound_packets, c.inbound_packets, c.outbound_bytes),
+        (1, 1, 40)
+    );
 }
 
 #[test]
@@ -536,10 +539,10 @@ struct FakeFastPath {
 }
 
 impl FastPath for std::sync::Arc<FakeFastPath> {
-    fn offload(&self, f: &Flow, ext_addr: u32) -> bool {
+    fn hand_over(&self, f: &Flow, ext_addr: u32) -> bool {
         let k = f.key;
         self.log.lock().unwrap().push(format!(
-            "offload {} {}:{} -> {}:{} as {}:{}",
+            "hand over {} {}:{} -> {}:{} as {}:{}",
             k.proto,
             Ipv4Addr::from(k.int_addr),
             k.int_port,
@@ -563,7 +566,7 @@ impl FastPath for std::sync::Arc<FakeFastPath> {
 }
 
 #[test]
-fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
+fn steady_flows_are_handed_over_once_and_withdrawn_when_they_end() {
     use std::sync::Arc;
     let fake = Arc::new(FakeFastPath::default());
     let mut e = single_port_engine().with_fast_path(Box::new(fake.clone()));
@@ -572,17 +575,17 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
         Ipv4Packet::l4(PROTO_TCP, LAN, dst(1), 40000, 443, b"").build(),
         Ipv4Packet::l4(PROTO_TCP, dst(1), UPLINK_1, 443, 61000, b"").build(),
     );
-    // a TCP flow seen one way only is never offloaded, however long it goes on
-    for i in 0..2 * u64::from(OFFLOAD_AFTER) {
+    // a TCP flow seen one way only is never handed over, however long it goes on
+    for i in 0..2 * u64::from(HAND_OVER_AFTER) {
         out(&mut e, t(i), &mut tcp_out.clone());
     }
     assert_eq!(log(), Vec::<String>::new());
-    // its first reply makes it steady: offloaded once, whatever follows
+    // its first reply makes it steady: handed over once, whatever follows
     inb(&mut e, t(100), 0, &mut tcp_in.clone());
     out(&mut e, t(101), &mut tcp_out.clone());
     assert_eq!(
         log(),
-        ["offload 6 198.18.3.10:40000 -> 198.19.0.1:443 as 198.18.1.1:61000"]
+        ["hand over 6 198.18.3.10:40000 -> 198.19.0.1:443 as 198.18.1.1:61000"]
     );
     // a query and its answer stay in the engine, and so does a ping nobody answers
     out(
@@ -596,7 +599,7 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
         0,
         &mut Ipv4Packet::udp(dst(2), UPLINK_1, 53, 61000, b"a").build(),
     );
-    for i in 0..2 * u64::from(OFFLOAD_ONE_WAY_AFTER) {
+    for i in 0..2 * u64::from(HAND_OVER_ONE_WAY_AFTER) {
         out(
             &mut e,
             t(300 + i),
@@ -605,7 +608,7 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
     }
     assert_eq!(log().len(), 1);
     // a one-way UDP stream moves after more packets than an answered flow
-    for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) - 1 {
+    for i in 0..u64::from(HAND_OVER_ONE_WAY_AFTER) - 1 {
         out(
             &mut e,
             t(500 + i),
@@ -620,17 +623,17 @@ fn steady_flows_are_offloaded_once_and_withdrawn_when_they_end() {
     );
     assert_eq!(
         log()[1],
-        "offload 17 198.18.3.10:5004 -> 198.19.0.3:5004 as 198.18.1.1:61000"
+        "hand over 17 198.18.3.10:5004 -> 198.19.0.3:5004 as 198.18.1.1:61000"
     );
 
-    // the fast path keeps the offloaded flows alive past the engine's own timeouts...
+    // the fast path keeps the flows it carries alive past the engine's own timeouts...
     *fake.idle.lock().unwrap() = Some(1_000);
     let timeouts = Timeouts::default();
     e.expire(t(timeouts.tcp_established + 101));
     assert_eq!(
         e.flow_count(),
         2,
-        "the DNS and ICMP flows expired, the offloaded ones did not"
+        "the DNS and ICMP flows expired, the handed-over ones did not"
     );
     // ...until it reports them idle too; then they are withdrawn before their ports return
     *fake.idle.lock().unwrap() = None;
@@ -739,7 +742,10 @@ fn workers_sharing_the_engine_never_share_an_external_port() {
         (2000, 2000, 2000)
     );
     let c = e.counters();
-    assert_eq!(c.uplinks.iter().map(|u| u.packets_out).sum::<u64>(), 2000);
+    assert_eq!(
+        c.uplinks.iter().map(|u| u.outbound_packets).sum::<u64>(),
+        2000
+    );
     assert_eq!(
         c.uplinks.iter().map(|u| u.destinations).collect::<Vec<_>>(),
         [1333, 667],
@@ -891,7 +897,7 @@ fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
     );
     assert_eq!(e.counters().resets, 1);
     assert_eq!(
-        e.counters().uplinks[0].packets_out,
+        e.counters().uplinks[0].outbound_packets,
         2,
         "the answer left through no line"
     );
@@ -1019,7 +1025,7 @@ fn a_dead_lines_flows_come_back_from_the_fast_path() {
     let mut e = Engine::new(config((61000, 65535), vec![])).with_fast_path(Box::new(fake.clone()));
     established(&mut e);
     let udp = Ipv4Packet::udp(LAN, dst(1), 5004, 5004, b"rtp").build();
-    for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) {
+    for i in 0..u64::from(HAND_OVER_ONE_WAY_AFTER) {
         out(&mut e, t(10 + i), &mut udp.clone());
     }
     let log = || fake.log.lock().unwrap().clone();
@@ -1033,7 +1039,7 @@ fn a_dead_lines_flows_come_back_from_the_fast_path() {
     );
     // and they stay in the engine while they move or end
     out(&mut e, t(200), &mut udp.clone());
-    for i in 0..u64::from(OFFLOAD_ONE_WAY_AFTER) - 2 {
+    for i in 0..u64::from(HAND_OVER_ONE_WAY_AFTER) - 2 {
         out(&mut e, t(300 + i), &mut udp.clone());
     }
     let dupack = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
@@ -1042,5 +1048,9 @@ fn a_dead_lines_flows_come_back_from_the_fast_path() {
         .ack(5000)
         .build();
     assert_eq!(out(&mut e, t(400), dupack), Verdict::Tun);
-    assert_eq!(fake.log.lock().unwrap().len(), 4, "nothing offloaded again");
+    assert_eq!(
+        fake.log.lock().unwrap().len(),
+        4,
+        "nothing handed over again"
+    );
 }

@@ -2,13 +2,13 @@
 
 pub mod arp;
 pub mod batch;
+pub mod fastpath;
 pub(crate) mod fd;
 pub mod filters;
 pub mod hook;
 pub mod iface;
 pub mod monitor;
 pub mod netlink;
-pub mod offload;
 pub mod packet;
 mod ring;
 pub mod signal;

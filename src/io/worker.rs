@@ -10,8 +10,8 @@ use crate::engine::packet::read_u16;
 use crate::engine::{Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict};
 use crate::uplink::Uplink;
 
+use super::fastpath::TcFastPath;
 use super::fd::Poller;
-use super::offload::TcFastPath;
 use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
@@ -134,7 +134,7 @@ pub struct Shared {
     pub uplinks: Vec<Uplink>,
     pub stop: AtomicBool,
     pub io: IoCounters,
-    /// The in-kernel fast path the engine offloads to, if it runs.
+    /// The in-kernel fast path the engine hands steady flows to, if it runs.
     pub fast_path: Option<Arc<TcFastPath>>,
     start: Instant,
 }
@@ -222,7 +222,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                     match self.tun.recv(&mut slot[ETH_HEADER..]) {
                         Ok(n) => {
                             handled += 1;
-                            if let Some((u, len)) = self.forward_out(now, slot, n) {
+                            if let Some((u, len)) = self.forward_outbound(now, slot, n) {
                                 pending[usize::from(u)].push((used, len));
                                 used += 1;
                             }
@@ -242,7 +242,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 // shows it without another poll, so look whenever we sent something.
                 if poller.is_ready(u + 1) || (sent_any && socket.has_ring()) {
                     handled += socket.receive(&mut buf, BUDGET, &mut |frame| match frame {
-                        Frame::Whole(frame) => self.forward_in(now, u as u8, frame),
+                        Frame::Whole(frame) => self.forward_inbound(now, u as u8, frame),
                         Frame::Truncated => {
                             self.shared.io.truncated.fetch_add(1, Ordering::Relaxed);
                         }
@@ -281,7 +281,12 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
     /// `buf[ETH_HEADER..ETH_HEADER + n]` holds a virtio-net header and an IP packet from TUN.
     /// Translates it and builds the frame for its uplink in place: returns the uplink and the
     /// frame's length (from the start of `buf`), or `None` if it is dropped.
-    fn forward_out(&self, now: Timestamp, buf: &mut [u8], n: usize) -> Option<(UplinkId, usize)> {
+    fn forward_outbound(
+        &self,
+        now: Timestamp,
+        buf: &mut [u8],
+        n: usize,
+    ) -> Option<(UplinkId, usize)> {
         if n < vnet::LEN {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -329,7 +334,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
     }
 
     /// `buf` holds a virtio-net header and an Ethernet frame from uplink `u`.
-    fn forward_in(&self, now: Timestamp, u: u8, buf: &mut [u8]) {
+    fn forward_inbound(&self, now: Timestamp, u: u8, buf: &mut [u8]) {
         let n = buf.len();
         let ip_at = vnet::LEN + ETH_HEADER;
         if n < ip_at {
@@ -468,7 +473,7 @@ mod tests {
         let n = vnet::LEN + packet.len();
 
         let (uplink, len) = w
-            .forward_out(shared.now(), &mut slot, n)
+            .forward_outbound(shared.now(), &mut slot, n)
             .expect("forwarded");
         assert_eq!((uplink, len), (0, vnet::LEN + ETH_HEADER + packet.len()));
         let mut pending = vec![vec![(0, len)]];
@@ -508,7 +513,7 @@ mod tests {
         let mut slot = vec![0u8; BUFFER];
         let packet = udp(LAN, SERVER, 5000, 53);
         slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
-        w.forward_out(shared.now(), &mut slot, vnet::LEN + packet.len())
+        w.forward_outbound(shared.now(), &mut slot, vnet::LEN + packet.len())
             .expect("forwarded");
 
         // the reply as an uplink frame, padded to the Ethernet minimum
@@ -518,7 +523,7 @@ mod tests {
         buf[vnet::LEN + 12..vnet::LEN + 14].copy_from_slice(&[0x08, 0x00]);
         buf[vnet::LEN + ETH_HEADER..][..reply.len()].copy_from_slice(&reply);
         let n = vnet::LEN + ETH_HEADER + reply.len() + 14;
-        w.forward_in(shared.now(), 0, &mut buf[..n]);
+        w.forward_inbound(shared.now(), 0, &mut buf[..n]);
 
         let written = w.tun.sent.borrow();
         assert_eq!(written.len(), 1);
@@ -539,7 +544,7 @@ mod tests {
         let packet = udp(LAN, SERVER, 5000, 53);
         slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
         assert_eq!(
-            w.forward_out(shared.now(), &mut slot, vnet::LEN + packet.len()),
+            w.forward_outbound(shared.now(), &mut slot, vnet::LEN + packet.len()),
             None
         );
         let written = w.tun.sent.borrow();
@@ -565,7 +570,7 @@ mod tests {
         let packet = udp(LAN, SERVER, 5000, 53);
         slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
         assert_eq!(
-            w.forward_out(shared.now(), &mut slot, vnet::LEN + packet.len()),
+            w.forward_outbound(shared.now(), &mut slot, vnet::LEN + packet.len()),
             None
         );
         assert_eq!(shared.io.no_gateway_mac.load(Ordering::Relaxed), 1);

@@ -34,21 +34,21 @@ pub const CAPACITY: u32 = 262_144;
 pub const TC_NEXT: i32 = -1;
 pub const TC_REDIRECT: i32 = 7;
 
-/// Which way a program carries packets.
+/// Which direction a program carries packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Way {
+pub enum Direction {
     /// From the LAN to an uplink: source translated, frame addressed to the uplink's gateway.
-    ToUplink = 0,
+    Outbound = 0,
     /// From an uplink to the LAN: destination translated back, frame addressed by the
     /// kernel's neighbour table.
-    ToLan = 1,
+    Inbound = 1,
 }
 
-impl Way {
+impl Direction {
     fn program(self) -> &'static str {
         match self {
-            Way::ToUplink => "wanlb_outbound",
-            Way::ToLan => "wanlb_inbound",
+            Direction::Outbound => "wanlb_outbound",
+            Direction::Inbound => "wanlb_inbound",
         }
     }
 }
@@ -157,10 +157,10 @@ fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32) -> FlowValue {
 /// Packets and bytes the fast path carried for one uplink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FastTotals {
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
+    pub outbound_packets: u64,
+    pub outbound_bytes: u64,
+    pub inbound_packets: u64,
+    pub inbound_bytes: u64,
 }
 
 type FlowMap = Mutex<HashMap<MapData, FlowKey, FlowValue>>;
@@ -176,7 +176,7 @@ pub struct TcFastPath {
     counters: PerCpuArray<MapData, Counter>,
     uplinks: Vec<UplinkLink>,
     lans: Vec<LanLink>,
-    offloaded: AtomicU64,
+    handed_over: AtomicU64,
     withdrawn: AtomicU64,
     refused: AtomicU64,
 }
@@ -248,8 +248,8 @@ impl TcFastPath {
         let mut ebpf = EbpfLoader::new()
             .load(OBJECT)
             .map_err(|e| load_error("ebpf/fastpath.o", e))?;
-        for way in [Way::ToUplink, Way::ToLan] {
-            let name = way.program();
+        for direction in [Direction::Outbound, Direction::Inbound] {
+            let name = direction.program();
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| io::Error::other(format!("{name} is not in ebpf/fastpath.o")))?
@@ -276,7 +276,7 @@ impl TcFastPath {
             ebpf,
             uplinks,
             lans,
-            offloaded: AtomicU64::new(0),
+            handed_over: AtomicU64::new(0),
             withdrawn: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
@@ -288,15 +288,18 @@ impl TcFastPath {
     pub fn attach(&mut self) -> io::Result<()> {
         let mut lans: Vec<u32> = self.lans.iter().map(|l| l.ifindex).collect();
         let mut uplinks: Vec<u32> = self.uplinks.iter().map(|u| u.ifindex).collect();
-        for (way, list) in [(Way::ToUplink, &mut lans), (Way::ToLan, &mut uplinks)] {
+        for (direction, list) in [
+            (Direction::Outbound, &mut lans),
+            (Direction::Inbound, &mut uplinks),
+        ] {
             list.sort_unstable();
             list.dedup();
             let program: &mut SchedClassifier = self
                 .ebpf
-                .program_mut(way.program())
+                .program_mut(direction.program())
                 .ok_or_else(|| io::Error::other("program gone"))?
                 .try_into()
-                .map_err(|e| load_error(way.program(), e))?;
+                .map_err(|e| load_error(direction.program(), e))?;
             for &ifindex in list.iter() {
                 let name = iface::name_of(ifindex)?;
                 program
@@ -306,24 +309,29 @@ impl TcFastPath {
                         TcAttachOptions::TcxOrder(LinkOrder::default()),
                     )
                     .map_err(|e| {
-                        load_error(&format!("attaching {} to {name}", way.program()), e)
+                        load_error(&format!("attaching {} to {name}", direction.program()), e)
                     })?;
             }
         }
         Ok(())
     }
 
-    /// Runs the program for `way` once on `frame`, as if it had arrived on interface
+    /// Runs the program for `direction` once on `frame`, as if it had arrived on interface
     /// `arrived_on`, in the kernel (BPF_PROG_TEST_RUN) without sending anything: returns its
     /// verdict and the frame as it left it. The frame is handed over by the current
     /// namespace's loopback device. For tests and diagnosis.
-    pub fn test_run(&self, way: Way, frame: &[u8], arrived_on: u32) -> io::Result<(i32, Vec<u8>)> {
+    pub fn test_run(
+        &self,
+        direction: Direction,
+        frame: &[u8],
+        arrived_on: u32,
+    ) -> io::Result<(i32, Vec<u8>)> {
         let program: &SchedClassifier = self
             .ebpf
-            .program(way.program())
+            .program(direction.program())
             .ok_or_else(|| io::Error::other("program gone"))?
             .try_into()
-            .map_err(|e| load_error(way.program(), e))?;
+            .map_err(|e| load_error(direction.program(), e))?;
         let mut out = vec![0u8; frame.len() + 256];
         // struct __sk_buff: only ingress_ifindex (at byte 36) set
         let mut ctx = [0u8; 192];
@@ -339,7 +347,7 @@ impl TcFastPath {
         Ok((result.return_value as i32, out))
     }
 
-    /// Sends the uplink's offloaded traffic to `gateway_mac`, or stops offloading on it.
+    /// Sends the uplink's fast-path traffic to `gateway_mac`, or stops carrying it (`None`).
     pub fn set_gateway(&self, uplink: UplinkId, gateway_mac: Option<[u8; 6]>) -> io::Result<()> {
         let u = &self.uplinks[usize::from(uplink)];
         let info = match gateway_mac {
@@ -367,13 +375,13 @@ impl TcFastPath {
         };
         (0..self.uplinks.len() as u32)
             .map(|u| {
-                let out = sum(2 * u + Way::ToUplink as u32)?;
-                let back = sum(2 * u + Way::ToLan as u32)?;
+                let out = sum(2 * u + Direction::Outbound as u32)?;
+                let back = sum(2 * u + Direction::Inbound as u32)?;
                 Ok(FastTotals {
-                    packets_out: out.packets,
-                    bytes_out: out.bytes,
-                    packets_in: back.packets,
-                    bytes_in: back.bytes,
+                    outbound_packets: out.packets,
+                    outbound_bytes: out.bytes,
+                    inbound_packets: back.packets,
+                    inbound_bytes: back.bytes,
                 })
             })
             .collect()
@@ -382,13 +390,13 @@ impl TcFastPath {
     /// Flows handed over, flows taken back, and flows the kernel refused (its maps full).
     pub fn flow_counts(&self) -> (u64, u64, u64) {
         (
-            self.offloaded.load(Ordering::Relaxed),
+            self.handed_over.load(Ordering::Relaxed),
             self.withdrawn.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
         )
     }
 
-    /// The keys a flow is found under: on the way out (LAN ingress) and back (ingress of its
+    /// The keys a flow is found under: outbound (LAN ingress) and inbound (ingress of its
     /// uplink's interface).
     fn keys(&self, flow: &Flow, ext_addr: u32) -> (FlowKey, FlowKey) {
         let k = flow.key;
@@ -406,11 +414,11 @@ impl TcFastPath {
     }
 
     /// Ok(false): not a flow the programs can carry (a LAN host behind another router).
-    fn try_offload(&self, flow: &Flow, ext_addr: u32) -> io::Result<bool> {
+    fn try_hand_over(&self, flow: &Flow, ext_addr: u32) -> io::Result<bool> {
         let Some(lan) = self.lans.iter().find(|l| l.holds(flow.key.int_addr)) else {
             return Ok(false);
         };
-        let (out_key, in_key) = self.keys(flow, ext_addr);
+        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
         let out = value(ext_addr, flow.ext_port, flow.uplink, 0);
         let back = value(
             flow.key.int_addr,
@@ -419,10 +427,12 @@ impl TcFastPath {
             lan.ifindex,
         );
         lock(&self.inbound)
-            .insert(in_key, back, 0)
+            .insert(inbound_key, back, 0)
             .map_err(map_error)?;
-        if let Err(e) = lock(&self.outbound).insert(out_key, out, 0) {
-            lock(&self.inbound).remove(&in_key).map_err(map_error)?;
+        if let Err(e) = lock(&self.outbound).insert(outbound_key, out, 0) {
+            lock(&self.inbound)
+                .remove(&inbound_key)
+                .map_err(map_error)?;
             return Err(map_error(e));
         }
         Ok(true)
@@ -430,10 +440,10 @@ impl TcFastPath {
 }
 
 impl FastPath for std::sync::Arc<TcFastPath> {
-    fn offload(&self, flow: &Flow, ext_addr: u32) -> bool {
-        match self.try_offload(flow, ext_addr) {
+    fn hand_over(&self, flow: &Flow, ext_addr: u32) -> bool {
+        match self.try_hand_over(flow, ext_addr) {
             Ok(true) => {
-                self.offloaded.fetch_add(1, Ordering::Relaxed);
+                self.handed_over.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Ok(false) => false,
@@ -446,9 +456,9 @@ impl FastPath for std::sync::Arc<TcFastPath> {
     }
 
     fn idle_ms(&self, flow: &Flow, ext_addr: u32) -> Option<u64> {
-        let (out_key, in_key) = self.keys(flow, ext_addr);
+        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
         let mut last = 0u64;
-        for (map, k) in [(&self.outbound, out_key), (&self.inbound, in_key)] {
+        for (map, k) in [(&self.outbound, outbound_key), (&self.inbound, inbound_key)] {
             if let Ok(v) = lock(map).get(&k, 0) {
                 last = last.max(v.last_seen);
             }
@@ -457,10 +467,10 @@ impl FastPath for std::sync::Arc<TcFastPath> {
     }
 
     fn withdraw(&self, flow: &Flow, ext_addr: u32) {
-        let (out_key, in_key) = self.keys(flow, ext_addr);
+        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
         let removed = lock(&self.outbound)
-            .remove(&out_key)
-            .and(lock(&self.inbound).remove(&in_key))
+            .remove(&outbound_key)
+            .and(lock(&self.inbound).remove(&inbound_key))
             .map_err(map_error);
         match removed {
             Ok(()) => {
