@@ -47,14 +47,14 @@ struct {
 	__uint(max_entries, MAX_UPLINKS);
 	__type(key, __u32);
 	__type(value, struct uplink_info);
-} uplinks SEC(".maps");
+} wanlb_uplinks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 2 * MAX_UPLINKS);
 	__type(key, __u32);
 	__type(value, struct counter);
-} counters SEC(".maps");
+} wanlb_counters SEC(".maps");
 
 /* Makes the first `len` bytes directly readable; false if the packet is shorter. */
 static __always_inline int linear(struct __sk_buff *skb, __u32 len)
@@ -156,7 +156,7 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 	__u32 out_ifindex;
 	if (dir == OUTBOUND) {
 		__u32 index = flow->uplink;
-		uplink = bpf_map_lookup_elem(&uplinks, &index);
+		uplink = bpf_map_lookup_elem(&wanlb_uplinks, &index);
 		if (!uplink)
 			return TC_ACT_UNSPEC;
 		out_ifindex = uplink->ifindex;
@@ -221,7 +221,7 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		return TC_ACT_SHOT;
 
 	__u32 index = 2 * (__u32)flow->uplink + dir;
-	struct counter *count = bpf_map_lookup_elem(&counters, &index);
+	struct counter *count = bpf_map_lookup_elem(&wanlb_counters, &index);
 	if (count) {
 		count->packets += skb->gso_segs ? skb->gso_segs : 1;
 		count->bytes += skb->len - ETH_LEN;
@@ -231,10 +231,12 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		return bpf_redirect(out_ifindex, 0);
 	/* The LAN host is on the link (the engine offers only such flows), so it is its own
 	 * next hop: the kernel only looks up its neighbour entry, not a route. */
-	struct bpf_redir_neigh next_hop = {
-		.nh_family = AF_INET,
-		.ipv4_nh = flow->addr,
-	};
+	struct bpf_redir_neigh next_hop;
+	/* all 20 bytes: the kernel reads them, and the verifier lets only CAP_PERFMON read an
+	 * uninitialised stack */
+	__builtin_memset(&next_hop, 0, sizeof(next_hop));
+	next_hop.nh_family = AF_INET;
+	next_hop.ipv4_nh = flow->addr;
 	return bpf_redirect_neigh(out_ifindex, &next_hop, sizeof(next_hop), 0);
 }
 

@@ -259,7 +259,7 @@ fn serve(
         .iter()
         .map(|u| {
             SocketFilters::load(u.addr, config.nat_ports, probe_id).map_err(io_err(format!(
-                "loading the socket filters for {}",
+                "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
                 u.iface.name
             )))
         })
@@ -426,7 +426,7 @@ fn start_fast_path(
         }
         Err(e) if config.fast_path == FastPathMode::Auto => {
             tracing::warn!(error = %e,
-                "could not start the kernel fast path (it needs Linux 6.6 or later); every packet goes through userspace");
+                "could not start the kernel fast path (it needs Linux 6.6 or later, and the bpf() system call); every packet goes through userspace");
             Ok(None)
         }
         Err(source) => Err(GatewayError::Io {

@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use common::Testbed;
+use wanlb_testkit::checksum::checksum;
 use wanlb_testkit::{Ipv4Packet, decrement_ttl, fix_ip_checksum};
 
 use wanlb::engine::flow::Timeouts;
@@ -564,6 +565,14 @@ fn never_disagrees_with_the_engine(links: &Links) {
                 p[at] = rng.next() as u8;
             }
         }
+        // mostly with a header checksum that fits the change, so that the mutation reaches
+        // the checks after that one
+        if !rng.next().is_multiple_of(8) {
+            // over the 20 bytes the program checks, whatever the mutated version and length
+            p[10..12].copy_from_slice(&[0, 0]);
+            let sum = checksum(&p[..20], 0);
+            p[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
         if rng.next().is_multiple_of(8) {
             p.truncate(p.len() - (rng.next() as usize % p.len().min(8)));
         }
@@ -615,30 +624,31 @@ fn socket_filters_keep_only_what_is_wanlbs() {
     );
 }
 
-/// An Ethernet frame to `dst` of IP protocol `proto`, with `l4` as its transport header.
-fn filter_frame(ethertype: u16, proto: u8, dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 20];
-    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    f[14] = 0x45;
-    f[14 + 9] = proto;
-    f[14 + 16..14 + 20].copy_from_slice(&dst);
-    f.extend_from_slice(l4);
+/// `packet` behind an Ethernet header of `ethertype`.
+fn ethernet(ethertype: u16, packet: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(packet);
     f
 }
 
 fn filters_keep_only_what_is_wanlbs(_: &Links) {
     let me = [198, 18, 1, 1];
+    let there = [198, 19, 0, 1];
     let filters = SocketFilters::load(me.into(), (61000, 65535), 22348).expect("filters load");
     let keeps = |filter, f: &[u8]| filters.keeps(filter, f).expect("test run");
-    let port = |proto, dst, port: u16| {
-        let mut l4 = vec![0u8; 8];
-        l4[2..4].copy_from_slice(&port.to_be_bytes());
-        filter_frame(0x0800, proto, dst, &l4)
+    let port = |proto, dst: [u8; 4], port: u16| {
+        let p = match proto {
+            TCP => Ipv4Packet::tcp(there, dst, 443, port, b""),
+            UDP => Ipv4Packet::udp(there, dst, 53, port, b""),
+            _ => Ipv4Packet::raw(proto, there, dst, &[0, 0, 0xee, 0x48, 0, 0, 0, 0]),
+        };
+        ethernet(0x0800, &p.build())
     };
-    let icmp = |dst, icmp_type: u8, id: u16| {
-        let mut l4 = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
-        l4[4..6].copy_from_slice(&id.to_be_bytes());
-        filter_frame(0x0800, ICMP, dst, &l4)
+    let icmp = |dst: [u8; 4], icmp_type: u8, id: u16| {
+        let [hi, lo] = id.to_be_bytes();
+        let p = Ipv4Packet::icmp(there, dst, icmp_type, 0, [hi, lo, 0, 1], b"");
+        ethernet(0x0800, &p.build())
     };
     use Filter::{Probes, Replies};
     // the NAT pool's ports, both ends of it, for TCP and UDP
@@ -650,16 +660,11 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     // other addresses, protocols and ethertypes
     assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 61000)));
     assert!(!keeps(Replies, &port(47, me, 61000)));
-    assert!(!keeps(
-        Replies,
-        &filter_frame(0x0806, TCP, me, &[0, 0, 0xee, 0x48])
-    ));
+    let arp = ethernet(0x0806, &Ipv4Packet::udp(there, me, 53, 61000, b"").build());
+    assert!(!keeps(Replies, &arp));
     // IP options move the ports
-    let mut f = port(UDP, me, 0);
-    f[14] = 0x46;
-    f.splice(34..34, [0u8; 4]);
-    f[40..42].copy_from_slice(&62000u16.to_be_bytes());
-    assert!(keeps(Replies, &f));
+    let with_options = Ipv4Packet::udp(there, me, 53, 62000, b"").options(&[1, 1, 1, 0]);
+    assert!(keeps(Replies, &ethernet(0x0800, &with_options.build())));
     // a frame too short to hold its ports
     assert!(!keeps(Replies, &port(UDP, me, 61000)[..36]));
     // ICMP: a LAN host's ping translated into the pool is the data path's; the health

@@ -264,8 +264,8 @@ impl TcFastPath {
         let (outbound, inbound, uplink_info, counters) = (
             take("outbound_flows")?,
             take("inbound_flows")?,
-            take("uplinks")?,
-            take("counters")?,
+            take("wanlb_uplinks")?,
+            take("wanlb_counters")?,
         );
         let maps = |e| load_error("the fast path's maps", e);
         Ok(TcFastPath {
@@ -426,13 +426,12 @@ impl TcFastPath {
             flow.uplink,
             lan.ifindex,
         );
-        lock(&self.inbound)
-            .insert(inbound_key, back, 0)
-            .map_err(map_error)?;
-        if let Err(e) = lock(&self.outbound).insert(outbound_key, out, 0) {
-            lock(&self.inbound)
-                .remove(&inbound_key)
-                .map_err(map_error)?;
+        let inserted = lock(&self.inbound).insert(inbound_key, back, 0);
+        inserted.map_err(map_error)?;
+        let inserted = lock(&self.outbound).insert(outbound_key, out, 0);
+        if let Err(e) = inserted {
+            let removed = lock(&self.inbound).remove(&inbound_key);
+            removed.map_err(map_error)?;
             return Err(map_error(e));
         }
         Ok(true)
@@ -468,10 +467,9 @@ impl FastPath for std::sync::Arc<TcFastPath> {
 
     fn withdraw(&self, flow: &Flow, ext_addr: u32) {
         let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
-        let removed = lock(&self.outbound)
-            .remove(&outbound_key)
-            .and(lock(&self.inbound).remove(&inbound_key))
-            .map_err(map_error);
+        let outbound = lock(&self.outbound).remove(&outbound_key);
+        let inbound = lock(&self.inbound).remove(&inbound_key);
+        let removed = outbound.and(inbound).map_err(map_error);
         match removed {
             Ok(()) => {
                 self.withdrawn.fetch_add(1, Ordering::Relaxed);

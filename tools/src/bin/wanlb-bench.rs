@@ -1284,7 +1284,8 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // the repository's root: this package lives in tools/
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let bed = Bed {
         prefix: cli.prefix.clone(),
         bin: cli.bin.clone(),
