@@ -26,21 +26,14 @@
 #define TCP_FIN_SYN_RST 0x07
 #define AF_INET 2
 
-struct {
+/* The flows handed over, one map per direction; entries are allocated as flows are added. */
+struct flow_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_FLOWS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct flow_key);
 	__type(value, struct flow_value);
-} outbound_flows SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_FLOWS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct flow_key);
-	__type(value, struct flow_value);
-} inbound_flows SEC(".maps");
+} outbound_flows SEC(".maps"), inbound_flows SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
