@@ -24,6 +24,7 @@
 #define ICMP_ECHO_REPLY 0
 #define ICMP_ECHO_REQUEST 8
 #define TCP_FIN_SYN_RST 0x07
+#define TCP_ACK 0x10
 #define AF_INET 2
 
 /* The flows handed over, one map per direction; entries are allocated as flows are added. */
@@ -106,6 +107,10 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		.ifindex = dir == INBOUND ? skb->ingress_ifindex : 0,
 	};
 	__u8 proto = ip->protocol;
+	/* TCP: what the segment acknowledges, and its window, for the engine */
+	__u32 ack = 0;
+	__u16 window = 0;
+	__u8 acked = 0;
 	if (proto == IPPROTO_TCP) {
 		if (!linear(skb, L4_OFF + 20))
 			return TC_ACT_UNSPEC;
@@ -121,6 +126,9 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 			return TC_ACT_UNSPEC;
 		key.sport = *(__be16 *)tcp;
 		key.dport = *(__be16 *)(tcp + 2);
+		acked = tcp[13] & TCP_ACK;
+		ack = bpf_ntohl(*(__be32 *)(tcp + 8));
+		window = bpf_ntohs(*(__be16 *)(tcp + 14));
 	} else if (proto == IPPROTO_UDP) {
 		__be16 *udp = data + L4_OFF;
 		key.sport = udp[0];
@@ -191,6 +199,11 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		__builtin_memcpy(eth->h_source, uplink->src_mac, ETH_ALEN);
 	}
 	flow->last_seen = bpf_ktime_get_ns();
+	if (acked) {
+		flow->ack = ack;
+		flow->window = window;
+		flow->acked = 1;
+	}
 
 	/* The helpers update a complete checksum, or only the pseudo-header part of a partial
 	 * one (the port is summed with the data later). A UDP checksum of 0 (none) stays 0.

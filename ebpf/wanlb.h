@@ -28,14 +28,20 @@ struct flow_key {
 /* What a flow's packets are translated to: the address and port that replace the source
  * (outbound) or the destination (inbound); the uplink it uses; for inbound packets the LAN
  * interface they leave by; and when the fast path last carried one of its packets
- * (bpf_ktime_get_ns), so the engine does not expire a flow it no longer sees. */
+ * (bpf_ktime_get_ns), so the engine does not expire a flow it no longer sees. For TCP, the
+ * acknowledgement number and window field of the last segment with ACK it carried this way
+ * (acked: 1 once there was one): the engine sees only a carried flow's SYN, FIN and RST, and
+ * judges a reset by the receiver's window. */
 struct flow_value {
 	__be32 addr;
 	__be16 port;
 	__u16 uplink;
 	__u32 ifindex;
-	__u32 pad;
+	__u32 ack;
 	__u64 last_seen;
+	__u16 window;
+	__u8 acked;
+	__u8 pad[5];
 };
 
 /* Where an uplink's frames go: its interface (0: the fast path does not carry its flows, its

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::engine::flow::Timeouts;
 use crate::engine::select::Prefix;
 use crate::health::HealthSettings;
 use crate::io::iface::Interface;
@@ -86,6 +87,9 @@ fn parse_on_uplink_down(s: &str, origin: &str) -> Result<OnUplinkDown, ConfigErr
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub lan: Vec<String>,
+    /// Networks behind the LAN interfaces, besides their own subnets, whose hosts wanlb
+    /// translates (routed LANs behind another router).
+    pub lan_nets: Vec<Prefix>,
     pub uplinks: Vec<UplinkSpec>,
     pub pins: Vec<PinSpec>,
     pub affinity_timeout: Duration,
@@ -94,6 +98,10 @@ pub struct Config {
     pub tun: String,
     pub workers: usize,
     pub nat_ports: (u16, u16),
+    /// `nat_ports` was not given: the pool is chosen on the system ([`Config::nat_pool`]).
+    pub nat_ports_auto: bool,
+    /// Ports one LAN host may hold per uplink and protocol; default: a quarter of the pool.
+    pub max_ports_per_host: Option<u32>,
     pub fast_path: FastPathMode,
     pub health: HealthSettings,
     /// Probed through every uplink that names none of its own (`check`).
@@ -101,6 +109,8 @@ pub struct Config {
     pub on_uplink_down: OnUplinkDown,
     /// Run through `sh -c` on every uplink state change.
     pub on_change: Option<String>,
+    /// Idle timeouts of flows, by protocol and TCP phase (`[timeouts]`).
+    pub timeouts: Timeouts,
 }
 
 impl Config {
@@ -137,6 +147,7 @@ fn parse_fast_path_mode(s: &str, origin: &str) -> Result<FastPathMode, ConfigErr
 pub struct Flags {
     pub config: Option<PathBuf>,
     pub lan: Vec<String>,
+    pub lan_nets: Vec<String>,
     pub uplinks: Vec<String>,
     pub pins: Vec<String>,
     pub affinity_timeout: Option<String>,
@@ -144,6 +155,7 @@ pub struct Flags {
     pub tun: Option<String>,
     pub workers: Option<usize>,
     pub nat_ports: Option<String>,
+    pub max_ports_per_host: Option<String>,
     pub offload: Option<String>,
     pub health_targets: Vec<String>,
     pub health_interval: Option<String>,
@@ -154,17 +166,20 @@ pub struct Flags {
     pub max_rtt: Option<String>,
     pub on_uplink_down: Option<String>,
     pub on_change: Option<String>,
+    pub timeouts: TimeoutFlags,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     lan: Option<Vec<Spanned<String>>>,
+    lan_net: Option<Vec<Spanned<String>>>,
     tun: Option<Spanned<String>>,
     workers: Option<Spanned<toml::Value>>,
     affinity_timeout: Option<Spanned<String>>,
     busy_poll: Option<Spanned<String>>,
     nat_ports: Option<Spanned<String>>,
+    max_ports_per_host: Option<Spanned<toml::Value>>,
     offload: Option<Spanned<String>>,
     health_target: Option<Vec<Spanned<String>>>,
     health_interval: Option<Spanned<String>>,
@@ -175,6 +190,7 @@ struct FileConfig {
     max_rtt: Option<Spanned<String>>,
     on_uplink_down: Option<Spanned<String>>,
     on_change: Option<Spanned<String>>,
+    timeouts: Option<FileTimeouts>,
     #[serde(default)]
     uplink: Vec<FileUplink>,
     #[serde(default)]
@@ -513,6 +529,7 @@ impl Config {
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
         let mut c = Config {
             lan: Vec::new(),
+            lan_nets: Vec::new(),
             uplinks: Vec::new(),
             pins: Vec::new(),
             affinity_timeout: DEFAULT_AFFINITY,
@@ -520,11 +537,14 @@ impl Config {
             tun: DEFAULT_TUN.into(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             nat_ports: DEFAULT_NAT_PORTS,
+            nat_ports_auto: true,
+            max_ports_per_host: None,
             fast_path: FastPathMode::Auto,
             health: HealthSettings::default(),
             health_targets: Vec::new(),
             on_uplink_down: OnUplinkDown::Reset,
             on_change: None,
+            timeouts: Timeouts::default(),
         };
         if let Some(path) = &flags.config {
             let text = std::fs::read_to_string(path).or_else(|e| {
@@ -553,9 +573,16 @@ impl Config {
         })?;
         let at = At { file: path, text };
         self.apply_file_health(&file, &at)?;
+        if let Some(t) = &file.timeouts {
+            self.apply_file_timeouts(t, &at)?;
+        }
         for l in file.lan.unwrap_or_default() {
             check_name(l.get_ref(), &at.key(&l, "lan"), "interface")?;
             self.lan.push(l.into_inner());
+        }
+        for n in file.lan_net.unwrap_or_default() {
+            let net = parse_prefix(n.get_ref(), &at.key(&n, "lan_net"))?;
+            self.lan_nets.push(net);
         }
         if let Some(t) = file.tun {
             check_name(t.get_ref(), &at.key(&t, "tun"), "TUN name")?;
@@ -581,7 +608,12 @@ impl Config {
             self.fast_path = parse_fast_path_mode(o.get_ref(), &at.key(&o, "offload"))?;
         }
         if let Some(p) = file.nat_ports {
-            self.nat_ports = parse_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
+            self.set_nat_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
+        }
+        if let Some(m) = &file.max_ports_per_host {
+            let origin = at.key(m, "max_ports_per_host");
+            let n = toml_whole_number(m.get_ref()).unwrap_or_default();
+            self.max_ports_per_host = Some(parse_count(&n, &origin, 1, 65535)?);
         }
         for (i, u) in file.uplink.iter().enumerate() {
             let origin = at.key(&u.name, &format!("[[uplink]] #{}", i + 1));
@@ -723,10 +755,17 @@ impl Config {
 
     fn apply_flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
         self.apply_health_flags(flags)?;
+        self.apply_timeout_flags(&flags.timeouts)?;
         for l in &flags.lan {
             check_name(l, &format!("--lan {l:?}"), "interface")?;
             if !self.lan.contains(l) {
                 self.lan.push(l.clone());
+            }
+        }
+        for n in &flags.lan_nets {
+            let net = parse_prefix(n, &format!("--lan-net {n:?}"))?;
+            if !self.lan_nets.contains(&net) {
+                self.lan_nets.push(net);
             }
         }
         let mut from_flags = HashSet::new();
@@ -768,7 +807,11 @@ impl Config {
             self.workers = w;
         }
         if let Some(p) = &flags.nat_ports {
-            self.nat_ports = parse_ports(p, &format!("--nat-ports {p:?}"))?;
+            self.set_nat_ports(p, &format!("--nat-ports {p:?}"))?;
+        }
+        if let Some(m) = &flags.max_ports_per_host {
+            let n = parse_count(m, &format!("--max-ports-per-host {m:?}"), 1, 65535)?;
+            self.max_ports_per_host = Some(n);
         }
         Ok(())
     }
@@ -872,7 +915,7 @@ impl Config {
                 return err(format!("--lan {l:?}"), "no such interface");
             }
         }
-        let (lo, hi) = self.nat_ports;
+        let (lo, hi) = self.nat_pool(system);
         let (klo, khi) = system.ephemeral_ports;
         if lo <= khi && klo <= hi {
             return err(
@@ -934,6 +977,63 @@ impl Config {
     }
 }
 
+impl Config {
+    /// `auto`, or a range like 61000-65535.
+    fn set_nat_ports(&mut self, s: &str, origin: &str) -> Result<(), ConfigError> {
+        if s.trim() == "auto" {
+            self.nat_ports_auto = true;
+        } else {
+            self.nat_ports = parse_ports(s, origin)?;
+            self.nat_ports_auto = false;
+        }
+        Ok(())
+    }
+
+    /// The NAT port pool on this system: as configured, or (`auto`, the default) the largest
+    /// range of ports from 1024 up that is clear of the kernel's ephemeral ports and of this
+    /// host's services.
+    pub fn nat_pool(&self, system: &SystemFacts) -> (u16, u16) {
+        if !self.nat_ports_auto {
+            return self.nat_ports;
+        }
+        let services = system.services.iter().map(|(_, p)| *p);
+        largest_free_range(system.ephemeral_ports, services)
+    }
+
+    /// Ports one LAN host may hold per uplink and protocol, for a pool of `pool`.
+    pub fn ports_per_host(&self, pool: (u16, u16)) -> u32 {
+        let size = u32::from(pool.1 - pool.0) + 1;
+        self.max_ports_per_host.unwrap_or((size / 4).max(1))
+    }
+}
+
+/// The largest range of ports from 1024 to 65535 outside `ephemeral` and not holding any of
+/// `used`.
+pub fn largest_free_range(ephemeral: (u16, u16), used: impl Iterator<Item = u16>) -> (u16, u16) {
+    let mut blocked: Vec<(u32, u32)> = vec![(u32::from(ephemeral.0), u32::from(ephemeral.1))];
+    blocked.extend(used.map(|p| (u32::from(p), u32::from(p))));
+    blocked.push((65536, 65536));
+    blocked.sort_unstable();
+    let mut best: Option<(u32, u32)> = None;
+    let mut next = 1024u32;
+    for (lo, hi) in blocked {
+        if lo > next {
+            let gap = (next, lo - 1);
+            if best.is_none_or(|b| gap.1 - gap.0 > b.1 - b.0) {
+                best = Some(gap);
+            }
+        }
+        next = next.max(hi + 1);
+    }
+    // both ends are at most 65535: the ports are u16, the end marker is not a gap's end
+    best.map_or(DEFAULT_NAT_PORTS, |(lo, hi)| {
+        (
+            u16::try_from(lo).unwrap_or(u16::MAX),
+            u16::try_from(hi).unwrap_or(u16::MAX),
+        )
+    })
+}
+
 /// What `resolve` needs to know about the system.
 #[derive(Clone, Debug, Default)]
 pub struct SystemFacts {
@@ -948,5 +1048,183 @@ pub struct ResolvedUplink {
     pub addr: Ipv4Addr,
 }
 
+/// An idle timeout: its key in `[timeouts]`, its flag, and the least it may be. The RFC
+/// minimums are requirements (MUST NOT be less), so wanlb refuses a value under them rather
+/// than let a quiet connection or call lose its mapping early.
+struct IdleTimeout {
+    key: &'static str,
+    flag: &'static str,
+    min: Duration,
+    why: &'static str,
+}
+
+const IDLE_TIMEOUTS: [IdleTimeout; 5] = [
+    IdleTimeout {
+        key: "tcp_established",
+        flag: "--tcp-established-timeout",
+        min: Duration::from_secs(124 * 60),
+        why: "RFC 5382 REQ-5",
+    },
+    IdleTimeout {
+        key: "tcp_transitory",
+        flag: "--tcp-transitory-timeout",
+        min: Duration::from_secs(4 * 60),
+        why: "RFC 5382 REQ-5",
+    },
+    IdleTimeout {
+        key: "tcp_reset",
+        flag: "--tcp-reset-timeout",
+        min: Duration::from_secs(1),
+        why: "RFC 7857 2.2 recommends 4m",
+    },
+    IdleTimeout {
+        key: "udp",
+        flag: "--udp-timeout",
+        min: Duration::from_secs(2 * 60),
+        why: "RFC 4787 REQ-5",
+    },
+    IdleTimeout {
+        key: "icmp",
+        flag: "--icmp-timeout",
+        min: Duration::from_secs(60),
+        why: "RFC 5508 REQ-1",
+    },
+];
+
+/// Table entries keep 32-bit millisecond stamps: an idle timeout stays far below their 24 days.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 86400);
+
+/// The idle timeouts as flags give them (`--tcp-established-timeout` ...).
+#[derive(Clone, Debug, Default)]
+pub struct TimeoutFlags {
+    pub tcp_established: Option<String>,
+    pub tcp_transitory: Option<String>,
+    pub tcp_reset: Option<String>,
+    pub udp: Option<String>,
+    pub icmp: Option<String>,
+}
+
+/// `[timeouts]` in the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimeouts {
+    tcp_established: Option<Spanned<String>>,
+    tcp_transitory: Option<Spanned<String>>,
+    tcp_reset: Option<Spanned<String>>,
+    udp: Option<Spanned<String>>,
+    icmp: Option<Spanned<String>>,
+}
+
+impl TimeoutFlags {
+    /// In the order of [`IDLE_TIMEOUTS`].
+    fn values(&self) -> [&Option<String>; 5] {
+        [
+            &self.tcp_established,
+            &self.tcp_transitory,
+            &self.tcp_reset,
+            &self.udp,
+            &self.icmp,
+        ]
+    }
+}
+
+impl FileTimeouts {
+    /// In the order of [`IDLE_TIMEOUTS`].
+    fn values(&self) -> [&Option<Spanned<String>>; 5] {
+        [
+            &self.tcp_established,
+            &self.tcp_transitory,
+            &self.tcp_reset,
+            &self.udp,
+            &self.icmp,
+        ]
+    }
+}
+
+/// The fields of `t`, in the order of [`IDLE_TIMEOUTS`].
+fn timeout_fields(t: &mut Timeouts) -> [&mut u64; 5] {
+    [
+        &mut t.tcp_established,
+        &mut t.tcp_transitory,
+        &mut t.tcp_reset,
+        &mut t.udp,
+        &mut t.icmp,
+    ]
+}
+
+/// `2h4m`, `4m`, `90s`, `1d2h`: a duration as the configuration writes it.
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if ms >= len {
+            out += &format!("{}{unit}", ms / len);
+            ms %= len;
+        }
+    }
+    out
+}
+
+impl Config {
+    /// Sets idle timeout `i` (of [`IDLE_TIMEOUTS`]) from `s`: a duration from its minimum to
+    /// [`MAX_IDLE_TIMEOUT`].
+    fn set_idle_timeout(&mut self, i: usize, s: &str, origin: &str) -> Result<(), ConfigError> {
+        let t = &IDLE_TIMEOUTS[i];
+        let d = parse_duration(s, origin)?;
+        if d < t.min {
+            return err(
+                origin,
+                format!(
+                    "must be at least {} ({}), got {s:?}",
+                    format_duration(t.min),
+                    t.why
+                ),
+            );
+        }
+        if d > MAX_IDLE_TIMEOUT {
+            return err(
+                origin,
+                format!(
+                    "can be at most {}, got {s:?}",
+                    format_duration(MAX_IDLE_TIMEOUT)
+                ),
+            );
+        }
+        *timeout_fields(&mut self.timeouts)[i] =
+            u64::try_from(d.as_millis()).expect("at most a week");
+        Ok(())
+    }
+
+    fn apply_file_timeouts(&mut self, file: &FileTimeouts, at: &At<'_>) -> Result<(), ConfigError> {
+        for (i, value) in file.values().into_iter().enumerate() {
+            if let Some(v) = value {
+                let origin = at.key(v, &format!("timeouts.{}", IDLE_TIMEOUTS[i].key));
+                self.set_idle_timeout(i, v.get_ref(), &origin)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_timeout_flags(&mut self, flags: &TimeoutFlags) -> Result<(), ConfigError> {
+        for (i, value) in flags.values().into_iter().enumerate() {
+            if let Some(v) = value {
+                self.set_idle_timeout(i, v, &format!("{} {v:?}", IDLE_TIMEOUTS[i].flag))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod tests;

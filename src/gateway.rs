@@ -9,8 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, FastPathMode, OnUplinkDown, ResolvedUplink, SystemFacts};
-use crate::engine::flow::Timeouts;
-use crate::engine::select::Pin;
+use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
@@ -79,9 +78,40 @@ pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
     })
 }
 
-/// Checks `config` against this system without changing anything.
-pub fn check(config: &Config) -> Result<Vec<ResolvedUplink>, GatewayError> {
-    Ok(config.resolve(&system_facts(config)?)?)
+/// Checks `config` against this system without changing anything. Returns it with what it
+/// left to the system settled (the NAT pool), and each uplink's interface and address.
+pub fn check(config: &Config) -> Result<(Config, Vec<ResolvedUplink>), GatewayError> {
+    let facts = system_facts(config)?;
+    lan_networks(config, &facts.interfaces)?;
+    let uplinks = config.resolve(&facts)?;
+    let mut settled = config.clone();
+    settled.nat_ports = config.nat_pool(&facts);
+    settled.nat_ports_auto = false;
+    Ok((settled, uplinks))
+}
+
+/// The sources wanlb translates: the LAN interfaces' subnets and `--lan-net`.
+fn lan_networks(
+    config: &Config,
+    interfaces: &[iface::Interface],
+) -> Result<Vec<Prefix>, ConfigError> {
+    let mut nets: Vec<Prefix> = interfaces
+        .iter()
+        .filter(|i| config.lan.contains(&i.name))
+        .flat_map(|i| i.ipv4.iter())
+        .filter_map(|&(addr, len)| Prefix::new(u32::from(addr), len))
+        .collect();
+    nets.extend(config.lan_nets.iter().copied());
+    if nets.is_empty() {
+        return Err(ConfigError {
+            origin: "--lan".into(),
+            message: format!(
+                "{} has no IPv4 address, so no LAN source would be translated: give the LAN's networks with --lan-net CIDR",
+                config.lan.join(", ")
+            ),
+        });
+    }
+    Ok(nets)
 }
 
 fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
@@ -115,7 +145,7 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
             .collect(),
         pins,
         affinity_timeout_ms: config.affinity_timeout.as_millis() as u64,
-        timeouts: Timeouts::default(),
+        timeouts: config.timeouts,
         ports: config.nat_ports,
         seed: seed ^ u64::from(std::process::id()),
         reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
@@ -139,9 +169,13 @@ fn plumb(
         )),
         None,
     )?;
-    // Replies written to TUN come from internet addresses the main table routes elsewhere;
-    // loose reverse-path filtering on the TUN device accepts them whatever conf.all says.
+    // Replies written to TUN come from internet addresses the main table routes elsewhere,
+    // and ICMP errors from the uplink's own router come from a directly connected subnet. The
+    // table marks what arrives from TUN, the mark counts in the reverse-path check
+    // (src_valid_mark), and a rule per LAN below sends marked reverse lookups to the TUN
+    // device: the check passes whatever rp_filter says, for these packets only.
     system::write_sysctl(&format!("net.ipv4.conf.{tun}.rp_filter"), "2")?;
+    system::write_sysctl(&format!("net.ipv4.conf.{tun}.src_valid_mark"), "1")?;
     p.sysctl("net.ipv4.ip_forward", "1")?;
     system::run(
         "ip",
@@ -149,6 +183,14 @@ fn plumb(
         None,
     )?;
     for (i, lan) in config.lan.iter().enumerate() {
+        // the reverse-path check of a packet from TUN to this LAN looks up its source as if
+        // it came in by this LAN (iif): marked, it goes to the TUN device's table
+        let mark = system::TUN_MARK;
+        let rpf = format!(
+            "fwmark {mark:#x} iif {lan} lookup {ROUTE_TABLE} priority {}",
+            RULE_PRIORITY - 1 - i as u32
+        );
+        p.ip(&format!("rule add {rpf}"), &format!("rule del {rpf}"))?;
         let prio = RULE_PRIORITY + 2 * i as u32;
         // LAN-to-LAN and directly connected destinations keep using the main table; only
         // what would have taken a default route goes to wanlb.
@@ -163,7 +205,13 @@ fn plumb(
         .collect();
     p.nft_table(
         &nft_table_name(tun),
-        &system::guard_table_json(&nft_table_name(tun), &guard, config.nat_ports),
+        &system::guard_table_json(
+            &nft_table_name(tun),
+            tun,
+            &config.lan,
+            &guard,
+            config.nat_ports,
+        ),
     )?;
     Ok(())
 }
@@ -183,7 +231,14 @@ pub fn nft_table_name(tun: &str) -> String {
 /// Runs until SIGINT or SIGTERM, then removes everything it added. Returns the final
 /// counters.
 pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> {
-    let resolved = check(config)?;
+    let (config, resolved) = check(config)?;
+    let config = &config;
+    tracing::info!(
+        first = config.nat_ports.0,
+        last = config.nat_ports.1,
+        per_host = config.ports_per_host(config.nat_ports),
+        "NAT ports"
+    );
     signal::block_control_signals().map_err(io_err("blocking SIGINT and SIGTERM"))?;
     let journal: PathBuf = system::journal_path(state_dir, &config.tun)?;
     let (mut plumbing, leftovers) = Plumbing::start(journal)?;
@@ -217,7 +272,12 @@ fn serve(
     plumb(plumbing, config, resolved, mtu)?;
 
     let fast_path = start_fast_path(config, resolved)?;
-    let mut engine = Engine::new(engine_config(config, resolved));
+    let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
+    let lan_nets = lan_networks(config, &interfaces)?;
+    tracing::debug!(networks = ?lan_nets, "LAN sources translated");
+    let mut engine = Engine::new(engine_config(config, resolved))
+        .with_lan_nets(lan_nets)
+        .with_ports_per_host(config.ports_per_host(config.nat_ports));
     if let Some(fast) = &fast_path {
         engine = engine.with_fast_path(Box::new(fast.clone()));
     }
@@ -362,7 +422,13 @@ fn serve(
 
         let sig = loop {
             match signal::wait_for_control_signal().map_err(io_err("waiting for signals"))? {
-                libc::SIGUSR1 => log_status(shared),
+                libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun)),
+                libc::SIGHUP => {
+                    tracing::warn!(
+                        "SIGHUP: wanlb cannot reload its settings yet, so it stops cleanly; start it again to apply new ones"
+                    );
+                    break libc::SIGHUP;
+                }
                 sig => break sig,
             }
         };
@@ -382,7 +448,7 @@ fn serve(
         first_error.map_or(Ok(()), Err)
     });
     let counters = shared.engine.counters();
-    log_status(&shared);
+    log_status(&shared, &nft_table_name(&config.tun));
     drop(queues);
     outcome.map(|()| counters)
 }
@@ -475,8 +541,9 @@ fn control_loop(shared: &Shared, config: &Config) {
     }
 }
 
-/// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit).
-fn log_status(shared: &Shared) {
+/// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit); `table` is
+/// wanlb's nftables table, whose forward rule counts what the uplinks tried to send in.
+fn log_status(shared: &Shared, table: &str) {
     let (counters, flows, mappings, destinations) = {
         let e = &shared.engine;
         (
@@ -542,8 +609,16 @@ fn log_status(shared: &Shared) {
         }
     }
     let io = &shared.io;
+    let from_uplinks = match system::uplink_forward_drops(table) {
+        Ok(n) => n.to_string(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the uplink forward counter");
+            "unknown".into()
+        }
+    };
     tracing::info!(
         engine = %drops.join(" "),
+        forwarded_from_uplinks = %from_uplinks,
         no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
         send_errors = io.send_errors.load(Ordering::Relaxed),
         tun_write_errors = io.tun_write_errors.load(Ordering::Relaxed),

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use wanlb::config::{Config, ConfigError, FastPathMode, Flags};
+use wanlb::config::{Config, ConfigError, FastPathMode, Flags, TimeoutFlags, format_duration};
 use wanlb::gateway::{self, GatewayError};
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
@@ -39,7 +39,8 @@ another line at their next packet, its TCP connections are reset towards the LAN
 (unless --on-uplink-down keep), and with every line down LAN hosts get ICMP network
 unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line is down.
 
-Signals: SIGINT or SIGTERM stop wanlb and remove everything it added; SIGUSR1 logs
+Signals: SIGINT, SIGTERM or SIGHUP stop wanlb and remove everything it added (SIGHUP will
+reload the settings once wanlb can); SIGUSR1 logs
 table sizes, per-uplink state and totals, and drops. Set RUST_LOG=debug for more.
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 for settings that cannot be
 used (the message names the flag, or the file's line and key).")]
@@ -64,6 +65,11 @@ struct RunArgs {
     /// LAN interface whose internet-bound traffic goes through wanlb (repeatable).
     #[arg(long, value_name = "IFACE")]
     lan: Vec<String>,
+    /// A network behind a LAN interface whose hosts wanlb translates too, besides the LAN
+    /// interfaces' own subnets (a routed LAN behind another router; repeatable). Packets
+    /// from any other source are dropped as spoofed.
+    #[arg(long, value_name = "CIDR")]
+    lan_net: Vec<String>,
     /// An uplink: NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4].
     /// src defaults to the first IPv4 address of dev, weight and tier to 1; check (repeatable)
     /// replaces --health-target for this uplink (repeatable; a name from the file is
@@ -114,6 +120,24 @@ struct RunArgs {
     /// [default: 10m]
     #[arg(long, value_name = "DURATION")]
     affinity_timeout: Option<String>,
+    /// Idle timeout of an open TCP connection, or one closed one way; at least 2h4m (RFC 5382
+    /// REQ-5) [default: 2h4m].
+    #[arg(long, value_name = "DURATION")]
+    tcp_established_timeout: Option<String>,
+    /// Idle timeout of a TCP connection opening, or closed both ways; at least 4m (RFC 5382
+    /// REQ-5) [default: 4m].
+    #[arg(long, value_name = "DURATION")]
+    tcp_transitory_timeout: Option<String>,
+    /// How long a TCP session is kept after a reset in its window, for a reset the endpoint
+    /// did not take (RFC 7857 2.2 recommends 4m) [default: 4m].
+    #[arg(long, value_name = "DURATION")]
+    tcp_reset_timeout: Option<String>,
+    /// Idle timeout of a UDP flow; at least 2m (RFC 4787 REQ-5) [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    udp_timeout: Option<String>,
+    /// Idle timeout of a ping (ICMP echo) flow; at least 60s (RFC 5508 REQ-1) [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    icmp_timeout: Option<String>,
     /// After a packet, workers keep looking for the next one this long before sleeping:
     /// lower latency for more CPU time (e.g. 50us, 20ms) [default: 0, off].
     #[arg(long, value_name = "DURATION")]
@@ -124,9 +148,17 @@ struct RunArgs {
     /// Data-path threads [default: number of cores].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// External port range for NAT, outside net.ipv4.ip_local_port_range [default: 61000-65535].
-    #[arg(long, value_name = "LOW-HIGH")]
+    /// External ports for NAT (and ICMP identifiers), per uplink and protocol: a range outside
+    /// net.ipv4.ip_local_port_range and this host's services, or auto: the largest such range
+    /// from 1024 up, found at start (1024-32767 with the kernel's defaults and no service in
+    /// it) [default: auto].
+    #[arg(long, value_name = "LOW-HIGH|auto")]
     nat_ports: Option<String>,
+    /// How many ports of each pool (uplink and protocol) one LAN host may hold; beyond that
+    /// its new flows are refused with ICMP "administratively prohibited" [default: a
+    /// quarter of the pool].
+    #[arg(long, value_name = "N")]
+    max_ports_per_host: Option<String>,
     /// Carry steady flows (TCP, UDP, ping) in the kernel (eBPF on the LAN and uplink
     /// interfaces) instead of copying every packet through wanlb: auto (if the kernel has
     /// TCX, Linux 6.6+), on (required), off [default: auto].
@@ -168,6 +200,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             let flags = Flags {
                 config: args.config,
                 lan: args.lan,
+                lan_nets: args.lan_net,
                 uplinks: args.uplink,
                 pins: args.pin,
                 affinity_timeout: args.affinity_timeout,
@@ -175,6 +208,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 tun: args.tun,
                 workers: args.workers,
                 nat_ports: args.nat_ports,
+                max_ports_per_host: args.max_ports_per_host,
                 offload: args.offload,
                 health_targets: args.health_target,
                 health_interval: args.health_interval,
@@ -185,6 +219,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 max_rtt: args.max_rtt,
                 on_uplink_down: args.on_uplink_down,
                 on_change: args.on_change,
+                timeouts: TimeoutFlags {
+                    tcp_established: args.tcp_established_timeout,
+                    tcp_transitory: args.tcp_transitory_timeout,
+                    tcp_reset: args.tcp_reset_timeout,
+                    udp: args.udp_timeout,
+                    icmp: args.icmp_timeout,
+                },
             };
             let config = Config::load(&flags)?;
             gateway::run(&config, &args.state_dir)?;
@@ -196,14 +237,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 ..Flags::default()
             };
             let config = Config::load(&flags)?;
-            let addrs = if offline {
-                vec![None; config.uplinks.len()]
+            let (config, addrs) = if offline {
+                let addrs = vec![None; config.uplinks.len()];
+                (config, addrs)
             } else {
-                gateway::check(&config)
-                    .context("checking against this system")?
-                    .into_iter()
-                    .map(|u| Some(u.addr))
-                    .collect()
+                let (checked, uplinks) =
+                    gateway::check(&config).context("checking against this system")?;
+                (checked, uplinks.into_iter().map(|u| Some(u.addr)).collect())
             };
             print_summary(&config, &addrs);
             Ok(())
@@ -269,9 +309,29 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
         }
     );
     println!("  affinity timeout: {}s", config.affinity_timeout.as_secs());
+    let idle = |ms: u64| format_duration(std::time::Duration::from_millis(ms));
+    let t = &config.timeouts;
     println!(
-        "  NAT ports: {}-{}; TUN: {}; workers: {}",
-        config.nat_ports.0, config.nat_ports.1, config.tun, config.workers
+        "  idle timeouts: TCP established {}, opening or closed {}, after a reset {}; UDP {}; ICMP {}",
+        idle(t.tcp_established),
+        idle(t.tcp_transitory),
+        idle(t.tcp_reset),
+        idle(t.udp),
+        idle(t.icmp)
+    );
+    let pool = if config.nat_ports_auto {
+        "auto (the largest range clear of the ephemeral ports and this host's services)".into()
+    } else {
+        format!(
+            "{}-{}, at most {} per LAN host",
+            config.nat_ports.0,
+            config.nat_ports.1,
+            config.ports_per_host(config.nat_ports)
+        )
+    };
+    println!(
+        "  NAT ports: {pool}; TUN: {}; workers: {}",
+        config.tun, config.workers
     );
     let offload = match config.fast_path {
         FastPathMode::Auto => "auto (if the kernel has TCX)",

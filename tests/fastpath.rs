@@ -679,3 +679,88 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     assert!(!keeps(Probes, &icmp([198, 18, 1, 2], 0, 22348)));
     assert!(!keeps(Probes, &port(UDP, me, 22348)));
 }
+
+#[test]
+fn a_reset_is_judged_by_the_window_the_fast_path_carried() {
+    in_own_netns(
+        "a_reset_is_judged_by_the_window_the_fast_path_carried",
+        judges_resets_by_what_was_carried,
+    );
+}
+
+/// The engine sees a carried flow's SYN, FIN and RST only; the programs record what the
+/// segments they carry acknowledge, both ways, so that a reset is judged by the receiver's
+/// window as it is now, not as it was at the hand-over.
+fn judges_resets_by_what_was_carried(links: &Links) {
+    let fast = fast_path(links);
+    let engine = engine(&fast);
+    let reset_after = Timeouts::default().tcp_reset;
+    let segment = |src: u32, dst: u32, ports: (u16, u16), flags: u8, seq: u32, ack: u32| {
+        Ipv4Packet::tcp(src, dst, ports.0, ports.1, b"")
+            .flags(flags)
+            .seq(seq)
+            .ack(ack)
+            .window(1000)
+            .build()
+    };
+    for (i, from_lan) in [true, false].into_iter().enumerate() {
+        let remote = u32::from_be_bytes([198, 19, 3, i as u8]);
+        // every segment of the handshake acknowledges 0x2000 (see `packet`)...
+        let flow = open(&engine, TCP, remote, 41000 + i as u16, 443);
+        let ext = UPLINK_ADDRS[flow.uplink];
+        let (lan_ports, remote_ports) = (
+            (flow.lan_port, flow.remote_port),
+            (flow.remote_port, flow.ext_port),
+        );
+        // ...then a megabyte goes by, through the kernel only: the receiver of the reset
+        // below now expects 1,000,000 bytes further
+        let far = 0x2000 + 1_000_000;
+        let carried = if from_lan {
+            // the LAN host's acknowledgements pass outbound
+            let f = frame(&segment(LAN_HOST, remote, lan_ports, ACK, 0x1000, far));
+            fast.test_run(Direction::Outbound, &f, links.lan)
+        } else {
+            let f = frame(&segment(remote, ext, remote_ports, ACK, 0x1000, far));
+            fast.test_run(Direction::Inbound, &f, links.uplinks[flow.uplink])
+        };
+        assert_eq!(carried.expect("test run").0, TC_REDIRECT);
+        let rst = |seq| {
+            let (mut p, v) = if from_lan {
+                (
+                    segment(remote, ext, remote_ports, RST, seq, 0),
+                    Verdict::Tun,
+                )
+            } else {
+                let p = segment(LAN_HOST, remote, lan_ports, RST | ACK, seq, 0x1000);
+                (p, Verdict::Uplink(flow.uplink as u8))
+            };
+            let now = Timestamp::from_millis(flow.now);
+            let got = if from_lan {
+                engine.inbound(now, flow.uplink as u8, &mut p, &mut L4Checksum::Complete)
+            } else {
+                engine.outbound(now, &mut p, &mut L4Checksum::Complete)
+            };
+            assert_eq!(got, v, "a reset is always forwarded");
+        };
+        let withdrawn = fast.flow_counts().1;
+        // where the window was when the engine last saw it: stale, nothing changes
+        rst(0x2000);
+        engine.expire(Timestamp::from_millis(flow.now + reset_after));
+        assert_eq!(
+            engine.flow_count(),
+            1,
+            "from_lan {from_lan}: a stale reset taken"
+        );
+        assert_eq!(fast.flow_counts().1, withdrawn);
+        // where it is now: taken; the flow comes back to the engine and ends after the
+        // reset timeout
+        rst(far + 999);
+        assert_eq!(fast.flow_counts().1, withdrawn + 1);
+        engine.expire(Timestamp::from_millis(flow.now + reset_after));
+        assert_eq!(
+            engine.flow_count(),
+            0,
+            "from_lan {from_lan}: the reset not taken"
+        );
+    }
+}

@@ -488,3 +488,191 @@ fn duplicate_targets_and_an_unreachable_rtt_limit_are_refused() {
     f.health_timeout = Some("1s".into());
     assert!(Config::load(&f).is_ok());
 }
+
+#[test]
+fn idle_timeouts_default_to_the_rfcs_and_come_from_the_file_then_the_flags() {
+    let c = Config::load(&flags(&[ISP1], &[])).unwrap();
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(
+        (
+            c.timeouts.tcp_established,
+            c.timeouts.tcp_transitory,
+            c.timeouts.tcp_reset,
+            c.timeouts.udp,
+            c.timeouts.icmp
+        ),
+        (7_440_000, 240_000, 240_000, 300_000, 60_000)
+    );
+    // the example's [timeouts] shows the defaults, commented out
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wanlb.toml");
+    let c = Config::load(&Flags {
+        config: Some(example),
+        ..Flags::default()
+    })
+    .unwrap();
+    assert_eq!(c.timeouts, Timeouts::default());
+    let text = "lan = [\"eth0\"]\n\n[timeouts]\ntcp_established = \"1d\"\ntcp_transitory = \"5m\"\ntcp_reset = \"30s\"\nudp = \"2m30s\"\nicmp = \"90s\"\n\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    let mut f = Flags {
+        config: Some(write_temp("timeouts.toml", text)),
+        ..Flags::default()
+    };
+    let t = Config::load(&f).unwrap().timeouts;
+    assert_eq!(
+        t,
+        Timeouts {
+            tcp_established: 86_400_000,
+            tcp_transitory: 300_000,
+            tcp_reset: 30_000,
+            udp: 150_000,
+            icmp: 90_000,
+        }
+    );
+    // a flag overrides its key, the rest stay as the file says
+    f.timeouts.tcp_established = Some("3h".into());
+    f.timeouts.tcp_reset = Some("10s".into());
+    let t = Config::load(&f).unwrap().timeouts;
+    assert_eq!((t.tcp_established, t.tcp_reset), (10_800_000, 10_000));
+    assert_eq!(
+        (t.tcp_transitory, t.udp, t.icmp),
+        (300_000, 150_000, 90_000)
+    );
+    // the exact minimums pass
+    let mut f = flags(&[ISP1], &[]);
+    f.timeouts = TimeoutFlags {
+        tcp_established: Some("2h4m".into()),
+        tcp_transitory: Some("4m".into()),
+        tcp_reset: Some("1s".into()),
+        udp: Some("120s".into()),
+        icmp: Some("1m".into()),
+    };
+    let t = Config::load(&f).unwrap().timeouts;
+    assert_eq!(
+        (
+            t.tcp_established,
+            t.tcp_transitory,
+            t.tcp_reset,
+            t.udp,
+            t.icmp
+        ),
+        (7_440_000, 240_000, 1000, 120_000, 60_000)
+    );
+}
+
+#[test]
+fn idle_timeouts_below_the_rfc_minimums_are_refused_naming_the_flag() {
+    let cases = [
+        (
+            TimeoutFlags {
+                tcp_established: Some("2h".into()),
+                ..TimeoutFlags::default()
+            },
+            r#"--tcp-established-timeout "2h": must be at least 2h4m (RFC 5382 REQ-5), got "2h""#,
+        ),
+        (
+            TimeoutFlags {
+                tcp_transitory: Some("239s".into()),
+                ..TimeoutFlags::default()
+            },
+            r#"--tcp-transitory-timeout "239s": must be at least 4m (RFC 5382 REQ-5)"#,
+        ),
+        (
+            TimeoutFlags {
+                tcp_reset: Some("500ms".into()),
+                ..TimeoutFlags::default()
+            },
+            r#"--tcp-reset-timeout "500ms": must be at least 1s"#,
+        ),
+        (
+            TimeoutFlags {
+                udp: Some("1m".into()),
+                ..TimeoutFlags::default()
+            },
+            r#"--udp-timeout "1m": must be at least 2m (RFC 4787 REQ-5)"#,
+        ),
+        (
+            TimeoutFlags {
+                icmp: Some("59s".into()),
+                ..TimeoutFlags::default()
+            },
+            r#"--icmp-timeout "59s": must be at least 1m (RFC 5508 REQ-1)"#,
+        ),
+        (
+            TimeoutFlags {
+                udp: Some("8d".into()),
+                ..TimeoutFlags::default()
+            },
+            r#"--udp-timeout "8d": can be at most 7d, got "8d""#,
+        ),
+        (
+            TimeoutFlags {
+                icmp: Some("soon".into()),
+                ..TimeoutFlags::default()
+            },
+            r#"--icmp-timeout "soon": "soon" is not a duration"#,
+        ),
+    ];
+    for (timeouts, expected) in cases {
+        let mut f = flags(&[ISP1], &[]);
+        f.timeouts = timeouts;
+        let e = load_err(&f).to_string();
+        assert!(
+            e.starts_with(expected),
+            "{e:?} should start with {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn idle_timeout_keys_in_the_file_name_their_line() {
+    let base = "lan = [\"eth0\"]\n[timeouts]\nudp = \"5m\"\nKEY\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    for (key, origin_key, message) in [
+        (
+            "tcp_established = \"1h\"",
+            "timeouts.tcp_established",
+            "must be at least 2h4m",
+        ),
+        ("icmp = \"10s\"", "timeouts.icmp", "must be at least 1m"),
+        (
+            "tcp_reset = \"forever\"",
+            "timeouts.tcp_reset",
+            "is not a duration",
+        ),
+    ] {
+        let path = write_temp("timeouts-bad.toml", &base.replace("KEY", key));
+        let e = load_err(&Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        });
+        assert_eq!(e.origin, format!("{} line 4, {origin_key}", path.display()));
+        assert!(e.message.contains(message), "{e}");
+    }
+    // a key that is not a timeout, or a number without a unit
+    for (key, message) in [
+        ("tcp_establshed = \"3h\"", "unknown field `tcp_establshed`"),
+        ("udp = 300", "invalid type"),
+    ] {
+        let text = base.replace("udp = \"5m\"\nKEY", key);
+        let path = write_temp("timeouts-bad2.toml", &text);
+        let e = load_err(&Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        });
+        assert_eq!(e.origin, format!("{} line 3", path.display()), "{e}");
+        assert!(e.message.contains(message), "{e}");
+    }
+}
+
+#[test]
+fn durations_are_written_as_they_are_read() {
+    for (ms, text) in [
+        (7_440_000, "2h4m"),
+        (240_000, "4m"),
+        (60_000, "1m"),
+        (90_500, "1m30s500ms"),
+        (86_400_000 + 3_600_000, "1d1h"),
+    ] {
+        let d = Duration::from_millis(ms);
+        assert_eq!(format_duration(d), text);
+        assert_eq!(parse_duration(text, "x").unwrap(), d);
+    }
+}

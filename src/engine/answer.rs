@@ -18,7 +18,9 @@ use super::packet::{
 const IP_HEADER: usize = 20;
 const TCP_HEADER: usize = 20;
 /// ICMP destination unreachable, code 0: network unreachable.
-const NET_UNREACHABLE: u8 = 0;
+pub const NET_UNREACHABLE: u8 = 0;
+/// ICMP destination unreachable, code 13: communication administratively prohibited.
+pub const ADMIN_PROHIBITED: u8 = 13;
 /// Bytes of the offending packet an ICMP error quotes beyond its IP header (RFC 792).
 const QUOTED_L4: usize = 8;
 /// Largest ICMP error built: header, ICMP header, quoted header with options, 8 bytes.
@@ -117,18 +119,18 @@ pub fn reset_in_place(buf: &mut [u8], ip: &Ipv4) -> usize {
     IP_HEADER + TCP_HEADER
 }
 
-/// Writes into `out` an ICMP "network unreachable" about the packet in `buf` (validated as
-/// `ip`), addressed to its sender. The error comes from the unreachable destination: a
+/// Writes into `out` an ICMP destination unreachable of `code` about the packet in `buf`
+/// (validated as `ip`), addressed to its sender. The error comes from the unreachable destination: a
 /// gateway address would arrive on the TUN device as a martian source. Returns its length.
 /// `out` must hold [`MAX_UNREACHABLE`] bytes.
-pub fn unreachable(buf: &[u8], ip: &Ipv4, out: &mut [u8]) -> usize {
+pub fn unreachable(buf: &[u8], ip: &Ipv4, code: u8, out: &mut [u8]) -> usize {
     let quoted_len = (ip.l4 - ip.base + QUOTED_L4).min(ip.end - ip.base);
     let total = IP_HEADER + 8 + quoted_len;
     ip_header(out, total, PROTO_ICMP, ip.dst, ip.src);
     let icmp = &mut out[IP_HEADER..total];
     icmp[..8].fill(0);
     icmp[0] = ICMP_DEST_UNREACHABLE;
-    icmp[1] = NET_UNREACHABLE;
+    icmp[1] = code;
     icmp[8..].copy_from_slice(&buf[ip.base..ip.base + quoted_len]);
     let c = checksum(icmp, 0);
     write_u16(icmp, 2, c);
@@ -226,7 +228,7 @@ mod tests {
         ip_header(&mut udp, 100, 17, HOST, SERVER);
         let ip = Ipv4::parse(&udp, 0).unwrap();
         let mut out = [0u8; MAX_UNREACHABLE];
-        let n = unreachable(&udp, &ip, &mut out);
+        let n = unreachable(&udp, &ip, NET_UNREACHABLE, &mut out);
         assert_eq!(n, 20 + 8 + 28);
         let err = &out[..n];
         assert_eq!(checksum(&err[..20], 0), 0);

@@ -11,6 +11,13 @@ use super::packet::{
 /// ICMP header length before the embedded packet.
 const ICMP_HEADER: usize = 8;
 
+/// Whether the ICMP message of `buf` (validated as `outer`) has a right checksum. A message
+/// with a partial checksum (made on this host, to be completed by the device) has none to
+/// check yet.
+pub fn checksum_ok(buf: &[u8], outer: &Ipv4, csum: super::L4Checksum) -> bool {
+    csum == super::L4Checksum::Partial || checksum(&buf[outer.l4..outer.end], 0) == 0
+}
+
 pub fn is_error(icmp_type: u8) -> bool {
     matches!(
         icmp_type,

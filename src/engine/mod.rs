@@ -11,6 +11,7 @@ pub mod affinity;
 pub mod answer;
 pub mod checksum;
 pub mod flow;
+pub mod fragment;
 pub mod icmp;
 pub mod nat;
 pub mod packet;
@@ -18,13 +19,13 @@ pub mod select;
 
 use affinity::Affinity;
 pub use flow::Flow;
-use flow::{FlowKey, FlowTable, ReplyKey, TcpSeen, Timeouts};
+use flow::{Acked, Change, Dir, FlowKey, FlowTable, ReplyKey, Segment, TcpState, Timeouts};
 use icmp::{Embedded, ErrorDirection};
 use nat::{Endpoint, Nat};
 use packet::{
     End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_RST,
 };
-use select::{Pin, Selector};
+use select::{Pin, Prefix, Selector};
 
 pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use packet::L4Checksum;
@@ -99,7 +100,9 @@ pub enum DropReason {
     Malformed,
     /// IPv6 or anything else that is not IPv4 (IPv6 support comes later).
     NotIpv4,
-    /// IP fragments carry no ports in all but the first; not reassembled yet.
+    /// A fragment that cannot be translated: one from an uplink (the packet sockets
+    /// reassemble what arrives there, so none should get here), or an ICMP error quoting a
+    /// non-first fragment (it quotes no ports). Outbound fragments have the reasons below.
     Fragment,
     /// An IP protocol other than TCP, UDP and ICMP.
     UnsupportedProtocol,
@@ -109,16 +112,39 @@ pub enum DropReason {
     NoUplink,
     /// A strict pin's uplink is down.
     PinnedUplinkDown,
+    /// A packet from the LAN whose source is in no LAN network: spoofed or misconfigured.
+    NotFromLan,
+    /// An ICMP error whose checksum is wrong (RFC 5508 REQ-3): the rewrite would repair it.
+    BadIcmpChecksum,
     /// The uplink's port pool for the protocol is used up.
     PortsExhausted,
+    /// The LAN host holds as many ports of the pool as one host may (--max-ports-per-host).
+    HostPortLimit,
     /// A packet from an uplink that matches no flow (or a TCP reset opening one).
     NoFlow,
     /// A packet on an uplink not addressed to that uplink's address.
     NotForUplink,
+    /// A later piece of a fragmented datagram whose first piece (the one with the transport
+    /// header, hence the mapping) was not seen: it came first, or was dropped, or came more than
+    /// 30 s ago.
+    FragmentWithoutFirst,
+    /// A fragment that overlaps bytes of its datagram already sent (a duplicate included): the
+    /// far end would reassemble bytes wanlb never translated (RFC 1858).
+    FragmentOverlap,
+    /// A fragment that contradicts itself or its datagram: no data, a length not a multiple of 8
+    /// before the last piece, past 64 KiB or past the datagram's end, a first piece too short
+    /// to hold the whole transport header.
+    FragmentMalformed,
+    /// No room to remember a fragmented datagram: its shard's table of datagrams in flight is
+    /// full (a first piece), or its pieces came in more separate runs than an entry tracks.
+    FragmentTableFull,
+    /// A fragment marked for checksum offload (CHECKSUM_PARTIAL): the device would sum this piece
+    /// alone, so its transport checksum could never be right.
+    FragmentPartialChecksum,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -126,9 +152,17 @@ impl DropReason {
         DropReason::UnsupportedIcmp,
         DropReason::NoUplink,
         DropReason::PinnedUplinkDown,
+        DropReason::NotFromLan,
+        DropReason::BadIcmpChecksum,
         DropReason::PortsExhausted,
+        DropReason::HostPortLimit,
         DropReason::NoFlow,
         DropReason::NotForUplink,
+        DropReason::FragmentWithoutFirst,
+        DropReason::FragmentOverlap,
+        DropReason::FragmentMalformed,
+        DropReason::FragmentTableFull,
+        DropReason::FragmentPartialChecksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -140,16 +174,36 @@ impl DropReason {
             DropReason::UnsupportedIcmp => "unsupported_icmp",
             DropReason::NoUplink => "no_uplink",
             DropReason::PinnedUplinkDown => "pinned_uplink_down",
+            DropReason::NotFromLan => "not_from_lan",
+            DropReason::BadIcmpChecksum => "bad_icmp_checksum",
             DropReason::PortsExhausted => "ports_exhausted",
+            DropReason::HostPortLimit => "host_port_limit",
             DropReason::NoFlow => "no_flow",
             DropReason::NotForUplink => "not_for_uplink",
+            DropReason::FragmentWithoutFirst => "fragment_without_first",
+            DropReason::FragmentOverlap => "fragment_overlap",
+            DropReason::FragmentMalformed => "fragment_malformed",
+            DropReason::FragmentTableFull => "fragment_table_full",
+            DropReason::FragmentPartialChecksum => "fragment_partial_checksum",
         }
     }
 
-    /// Drops the LAN host is told about with ICMP "network unreachable", so its stack fails
-    /// fast instead of waiting for a time-out.
+    /// Drops the LAN host is told about with ICMP destination unreachable, so its stack
+    /// fails fast instead of waiting for a time-out.
     pub fn is_unreachable(self) -> bool {
-        matches!(self, DropReason::NoUplink | DropReason::PinnedUplinkDown)
+        self.unreachable_code().is_some()
+    }
+
+    /// The ICMP destination-unreachable code a drop is answered with: "network unreachable"
+    /// when no line can carry it, "administratively prohibited" when the ports run out.
+    fn unreachable_code(self) -> Option<u8> {
+        match self {
+            DropReason::NoUplink | DropReason::PinnedUplinkDown => Some(answer::NET_UNREACHABLE),
+            DropReason::PortsExhausted | DropReason::HostPortLimit => {
+                Some(answer::ADMIN_PROHIBITED)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -175,6 +229,14 @@ pub trait FastPath: Send + Sync + std::fmt::Debug {
     fn idle_ms(&self, flow: &Flow, ext_addr: u32) -> Option<u64>;
     /// Stops carrying `flow`: its port is about to be reused.
     fn withdraw(&self, flow: &Flow, ext_addr: u32);
+    /// TCP: for each direction (outbound, inbound: the LAN host's segments, the remote's), the
+    /// acknowledgement number and window of the last segment with ACK the fast path carried
+    /// of `flow`, if any. It carries a flow's segments but its SYN, FIN and RST, so this is
+    /// where each side's receive window is now. A fast path that does not record them says
+    /// `None`, and the engine judges by what it saw itself.
+    fn acks(&self, _flow: &Flow, _ext_addr: u32) -> [Option<Acked>; 2] {
+        [None, None]
+    }
 }
 
 /// Packets an answered flow (TCP past its handshake, UDP or ping with a reply) shows the
@@ -277,6 +339,9 @@ struct Shard {
     flows: FlowTable,
     affinity: Affinity,
     uplinks: Vec<UplinkCounters>,
+    /// Fragmented datagrams in flight to this shard's remote addresses: their later pieces
+    /// follow the first one's mapping.
+    fragments: fragment::Fragments,
 }
 
 fn shard_of(remote: u32) -> usize {
@@ -303,6 +368,8 @@ pub struct Engine {
     unreachables: AtomicU64,
     unreachable_budget: Mutex<RateLimit>,
     fast_path: Option<Box<dyn FastPath>>,
+    /// Sources translated; empty: all.
+    lan_nets: Vec<Prefix>,
 }
 
 /// ICMP errors the engine sends: at most 100 a second after a burst of 50 (RFC 1812 4.3.2.8
@@ -330,6 +397,14 @@ impl RateLimit {
         self.tokens -= 1;
         true
     }
+}
+
+/// An outbound fragment, once [`Engine::outbound_fragment`] has looked at it.
+enum Piece {
+    /// The first piece: translate it by this view, then remember its mapping.
+    First(Ipv4, fragment::Fragment),
+    /// A later piece, translated and bound for this uplink.
+    Sent(UplinkId),
 }
 
 /// What an outbound packet's flow says should happen to it.
@@ -361,6 +436,7 @@ impl Engine {
                     flows: FlowTable::default(),
                     affinity: Affinity::new(config.affinity_timeout_ms),
                     uplinks: vec![UplinkCounters::default(); n],
+                    fragments: fragment::Fragments::default(),
                 })
             })
             .collect();
@@ -381,13 +457,61 @@ impl Engine {
             }),
             uplinks: config.uplinks,
             fast_path: None,
+            lan_nets: Vec::new(),
         }
+    }
+
+    /// Translates only packets from these networks (the LAN interfaces' subnets, and routed
+    /// LANs behind them); the rest are dropped as [`DropReason::NotFromLan`]. Without any,
+    /// every source is taken.
+    pub fn with_lan_nets(mut self, nets: Vec<Prefix>) -> Engine {
+        self.lan_nets = nets;
+        self
+    }
+
+    fn is_from_lan(&self, src: u32) -> bool {
+        self.lan_nets.is_empty() || self.lan_nets.iter().any(|n| n.contains(src))
+    }
+
+    /// Lets one LAN host hold at most `limit` external ports per uplink and protocol;
+    /// beyond that its new flows are refused as [`DropReason::HostPortLimit`].
+    pub fn with_ports_per_host(self, limit: u32) -> Engine {
+        lock(&self.nat).limit_per_host(limit);
+        self
     }
 
     /// Hands steady flows (TCP, UDP, ICMP echo) to `fast_path` from now on.
     pub fn with_fast_path(mut self, fast_path: Box<dyn FastPath>) -> Engine {
         self.fast_path = Some(fast_path);
         self
+    }
+
+    /// Moves a flow's session along by a packet sent `dir` (UDP and ICMP too: they need to
+    /// know when they are answered). The fast path shows the engine only the SYN, FIN and RST
+    /// of a flow it carries, so a reset is judged by the receiver's window as the fast path
+    /// last carried it ([`TcpState::refresh`]); and a flow whose session takes a reset or
+    /// starts over comes back from the fast path: the engine must see whether the reset holds
+    /// (its sender falls silent) or the new connection's handshake, before it hands the flow
+    /// over again.
+    fn track(&self, flow: &mut Flow, dir: Dir, seg: &Segment) {
+        let fast = self.fast_path.as_deref().filter(|_| flow.on_fast_path);
+        if let Some(fast) = fast
+            && seg.flags & TCP_RST != 0
+        {
+            // both sides: the receiver's window judges the reset, and if it is taken the
+            // flow comes back to the engine, which then goes on from there
+            let carried = fast.acks(flow, self.uplinks[usize::from(flow.uplink)].addr);
+            for dir in [Dir::Out, Dir::In] {
+                flow.tcp.refresh(dir, carried[dir.index()]);
+            }
+        }
+        if flow.tcp.update(dir, seg) != Change::None
+            && let Some(fast) = fast
+        {
+            fast.withdraw(flow, self.uplinks[usize::from(flow.uplink)].addr);
+            flow.on_fast_path = false;
+            flow.hits = 0;
+        }
     }
 
     /// Counts a packet of `flow` and offers the flow to the fast path once it is steady. Runs
@@ -471,7 +595,18 @@ impl Engine {
         pkt: &mut [u8],
         csum: &mut L4Checksum,
     ) -> Result<Verdict, DropReason> {
-        let ip = Ipv4::parse(pkt, 0)?;
+        // a fragment: the first piece is translated below like any packet and its mapping kept;
+        // a later piece follows that mapping and is done here
+        let (ip, first_piece) = match Ipv4::parse(pkt, 0) {
+            Err(DropReason::Fragment) => match self.outbound_fragment(now, pkt, *csum)? {
+                Piece::First(ip, piece) => (ip, Some(piece)),
+                Piece::Sent(uplink) => return Ok(Verdict::Uplink(uplink)),
+            },
+            parsed => (parsed?, None),
+        };
+        if !self.is_from_lan(ip.src) {
+            return Err(DropReason::NotFromLan);
+        }
         if ip.proto == PROTO_ICMP {
             match ip.icmp_type(pkt) {
                 ICMP_ECHO_REQUEST => {}
@@ -489,7 +624,8 @@ impl Engine {
             rem_port,
             proto: ip.proto,
         };
-        let flags = ip.tcp_flags(pkt);
+        let seg = Segment::parse(pkt, &ip);
+        let flags = seg.flags;
         let mut shard = self.shard(key.rem_addr);
         let found = match shard.flows.get_mut(&key) {
             // the host's own reset ends it anyway: never answer a reset with one
@@ -497,7 +633,7 @@ impl Engine {
             Some(flow) if key.proto != PROTO_TCP && self.must_move(flow) => Found::Move,
             Some(flow) => {
                 flow.last_seen = now.stamp();
-                flow.tcp.update(true, flags);
+                self.track(flow, Dir::Out, &seg);
                 self.consider_fast_path(flow);
                 Found::Forward(flow.uplink, flow.ext_port)
             }
@@ -505,11 +641,11 @@ impl Engine {
         };
         let (uplink, ext_port) = match found {
             Found::Forward(uplink, port) => (uplink, port),
-            Found::New => self.open_flow(&mut shard, now, key, flags)?,
+            Found::New => self.open_flow(&mut shard, now, key, &seg)?,
             Found::Move => {
                 self.end_flow(&mut shard, &key);
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                self.open_flow(&mut shard, now, key, flags)?
+                self.open_flow(&mut shard, now, key, &seg)?
             }
             Found::Reset => {
                 answer::reset_in_place(pkt, &ip);
@@ -522,9 +658,36 @@ impl Engine {
             }
         };
         let addr = self.uplinks[usize::from(uplink)].addr;
+        if let Some(piece) = &first_piece {
+            let id = shard.fragments.first(now, piece, uplink, addr)?;
+            fragment::rewrite_id(pkt, id);
+        }
         packet::rewrite(pkt, &ip, End::Source, addr, ext_port, *csum);
         shard.count_outbound(uplink, pkt.len());
         Ok(Verdict::Uplink(uplink))
+    }
+
+    /// A fragment from the LAN. The first piece comes back as the view to translate it by;
+    /// a later one is translated here by its first piece's mapping: source address (and
+    /// identification) and IP header checksum (see [`fragment`]).
+    fn outbound_fragment(
+        &self,
+        now: Timestamp,
+        pkt: &mut [u8],
+        csum: L4Checksum,
+    ) -> Result<Piece, DropReason> {
+        let piece = fragment::Fragment::parse(pkt)?;
+        if csum == L4Checksum::Partial {
+            return Err(DropReason::FragmentPartialChecksum);
+        }
+        if piece.is_first() {
+            return Ok(Piece::First(piece.first_view(pkt)?, piece));
+        }
+        let mut shard = self.shard(piece.key.dst);
+        let to = shard.fragments.later(now, &piece)?;
+        fragment::rewrite_later(pkt, &to);
+        shard.count_outbound(to.uplink, pkt.len());
+        Ok(Piece::Sent(to.uplink))
     }
 
     /// Takes a flow out of the table and gives back what it held: its place on the fast
@@ -552,9 +715,9 @@ impl Engine {
         shard: &mut Shard,
         now: Timestamp,
         key: FlowKey,
-        tcp_flags: u8,
+        seg: &Segment,
     ) -> Result<(UplinkId, u16), DropReason> {
-        if key.proto == PROTO_TCP && tcp_flags & TCP_RST != 0 {
+        if key.proto == PROTO_TCP && seg.flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
         }
         let uplink = self.choose_uplink(shard, key.rem_addr, now)?;
@@ -564,25 +727,23 @@ impl Engine {
             proto: key.proto,
             uplink,
         };
-        let ext_port = lock(&self.nat)
-            .acquire(endpoint)
-            .ok_or(DropReason::PortsExhausted)?;
+        let ext_port = lock(&self.nat).acquire(endpoint).map_err(|e| match e {
+            nat::Exhausted::Pool => DropReason::PortsExhausted,
+            nat::Exhausted::HostLimit => DropReason::HostPortLimit,
+        })?;
         let counters = &mut shard.uplinks[usize::from(uplink)];
         counters.flows += 1;
         if shard.affinity.attach(key.rem_addr, uplink, now) {
             counters.destinations += 1;
         }
-        let mut tcp = TcpSeen::default();
-        tcp.update(true, tcp_flags);
         shard.flows.insert(Flow {
             key,
             last_seen: now.stamp(),
             ext_port,
             uplink,
-            tcp,
+            tcp: TcpState::opened(seg),
             hits: 1,
             on_fast_path: false,
-            peer_seq: 0,
         });
         Ok((uplink, ext_port))
     }
@@ -647,16 +808,10 @@ impl Engine {
                 uplink,
             }
         };
-        let flags = ip.tcp_flags(pkt);
-        let peer_seq = if ip.proto == PROTO_TCP {
-            ip.tcp_seq_ack(pkt).0
-        } else {
-            0
-        };
+        let seg = Segment::parse(pkt, &ip);
         self.with_inbound_flow(&reply, pkt, |flow, pkt| {
             flow.last_seen = now.stamp();
-            flow.peer_seq = peer_seq;
-            flow.tcp.update(false, flags);
+            self.track(flow, Dir::In, &seg);
             self.consider_fast_path(flow);
             let (addr, port) = (flow.key.int_addr, flow.key.int_port);
             packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
@@ -687,6 +842,9 @@ impl Engine {
         ip: &Ipv4,
         csum: &mut L4Checksum,
     ) -> Result<(), DropReason> {
+        if !icmp::checksum_ok(pkt, ip, *csum) {
+            return Err(DropReason::BadIcmpChecksum);
+        }
         let emb = Embedded::parse(pkt, ip)?;
         if emb.src != ip.dst {
             return Err(DropReason::NoFlow);
@@ -713,6 +871,9 @@ impl Engine {
         ip: &Ipv4,
         csum: &mut L4Checksum,
     ) -> Result<UplinkId, DropReason> {
+        if !icmp::checksum_ok(pkt, ip, *csum) {
+            return Err(DropReason::BadIcmpChecksum);
+        }
         let emb = Embedded::parse(pkt, ip)?;
         if emb.proto == PROTO_ICMP {
             return Err(DropReason::UnsupportedIcmp);
@@ -742,6 +903,7 @@ impl Engine {
         let mut ended = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
+            shard.fragments.expire(now);
             let Shard {
                 flows, affinity, ..
             } = &mut *shard;
@@ -810,6 +972,12 @@ impl Engine {
                 // TCP left to finish stays on the fast path; everything else comes back
                 if f.key.proto != PROTO_TCP || reset {
                     if let (true, Some(fast)) = (f.on_fast_path, &self.fast_path) {
+                        // the host's receive point as the fast path last carried it: the
+                        // probe must land far from its window
+                        if reset {
+                            f.tcp
+                                .refresh(Dir::Out, fast.acks(f, addr(f))[Dir::Out.index()]);
+                        }
                         fast.withdraw(f, addr(f));
                     }
                     f.on_fast_path = false;
@@ -819,13 +987,16 @@ impl Engine {
                     f.tcp.set_resetting();
                     // a connection not answered yet is reset at its next retransmission;
                     // one closed both ways has nobody left to tell
-                    if f.tcp.is_answered() && !f.tcp.is_closed() {
+                    if f.tcp.is_answered()
+                        && !f.tcp.is_closed()
+                        && let Some(host_expects) = f.tcp.receive_point(Dir::Out)
+                    {
                         let mut probe = [0u8; SEQUENCE_PROBE];
                         answer::sequence_probe(
                             &mut probe,
                             (f.key.rem_addr, f.key.rem_port),
                             (f.key.int_addr, f.key.int_port),
-                            f.peer_seq,
+                            host_expects,
                         );
                         probes.push(probe);
                     }
@@ -835,17 +1006,32 @@ impl Engine {
         probes
     }
 
-    /// Writes into `out` (at least [`MAX_UNREACHABLE`] bytes) an ICMP "network unreachable"
-    /// answering `pkt`, a packet `outbound` dropped for a reason that
-    /// [`DropReason::is_unreachable`]; `None` if it must not be answered or the rate limit
-    /// says no. Returns the answer's length.
-    pub fn unreachable(&self, now: Timestamp, pkt: &[u8], out: &mut [u8]) -> Option<usize> {
-        let ip = Ipv4::parse(pkt, 0).ok()?;
+    /// Writes into `out` (at least [`MAX_UNREACHABLE`] bytes) the ICMP destination
+    /// unreachable answering `pkt`, a packet `outbound` dropped for `reason`; `None` if the
+    /// reason is not answered ([`DropReason::is_unreachable`]), the packet must not be, or
+    /// the rate limit says no. Returns the answer's length.
+    pub fn unreachable(
+        &self,
+        now: Timestamp,
+        reason: DropReason,
+        pkt: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let code = reason.unreachable_code()?;
+        let ip = match Ipv4::parse(pkt, 0) {
+            // of a fragmented datagram, only the first piece is answered (RFC 1812 4.3.2.7)
+            Err(DropReason::Fragment) => fragment::Fragment::parse(pkt)
+                .ok()
+                .filter(fragment::Fragment::is_first)?
+                .first_view(pkt)
+                .ok()?,
+            parsed => parsed.ok()?,
+        };
         if !answer::may_answer(pkt, &ip) || !lock(&self.unreachable_budget).take(now) {
             return None;
         }
         self.unreachables.fetch_add(1, Ordering::Relaxed);
-        Some(answer::unreachable(pkt, &ip, out))
+        Some(answer::unreachable(pkt, &ip, code, out))
     }
 
     /// Totals so far, summed over the shards.
@@ -878,5 +1064,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod front_door_tests;
 #[cfg(test)]
 mod tests;

@@ -73,10 +73,22 @@ fn proto_index(proto: u8) -> usize {
     }
 }
 
+/// Why no port could be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhausted {
+    /// The uplink's pool for the protocol is used up.
+    Pool,
+    /// The LAN host already holds as many ports of that pool as one host may.
+    HostLimit,
+}
+
 #[derive(Debug)]
 pub struct Nat {
     mappings: AHashMap<Endpoint, Mapping>,
     pools: Vec<[PortPool; 3]>,
+    /// Ports each LAN host holds, per uplink and protocol, and how many it may.
+    per_host: AHashMap<(u32, UplinkId, u8), u32>,
+    max_per_host: u32,
     rng: u64,
 }
 
@@ -88,8 +100,16 @@ impl Nat {
         Nat {
             mappings: AHashMap::new(),
             pools,
+            per_host: AHashMap::new(),
+            max_per_host: u32::MAX,
             rng: seed | 1,
         }
+    }
+
+    /// Lets one LAN host hold at most `limit` ports of each pool (uplink and protocol), so a
+    /// busy resolver or a torrent client cannot take every port from everyone else.
+    pub fn limit_per_host(&mut self, limit: u32) {
+        self.max_per_host = limit.max(1);
     }
 
     /// xorshift64: a cheap, seeded spread of where port searches start (RFC 6056 asks that
@@ -101,20 +121,27 @@ impl Nat {
         (self.rng >> 32) as u32
     }
 
-    /// The external port of `ep`, taking a new one for its first flow. `None` when the pool
-    /// is exhausted.
-    pub fn acquire(&mut self, ep: Endpoint) -> Option<u16> {
+    /// The external port of `ep`, taking a new one for its first flow.
+    pub fn acquire(&mut self, ep: Endpoint) -> Result<u16, Exhausted> {
         let start = self.next_random();
         match self.mappings.entry(ep) {
             Entry::Occupied(mut o) => {
                 o.get_mut().flows += 1;
-                Some(o.get().ext_port)
+                Ok(o.get().ext_port)
             }
             Entry::Vacant(v) => {
+                let held = self
+                    .per_host
+                    .entry((ep.addr, ep.uplink, ep.proto))
+                    .or_insert(0);
+                if *held >= self.max_per_host {
+                    return Err(Exhausted::HostLimit);
+                }
                 let pool = &mut self.pools[usize::from(ep.uplink)][proto_index(ep.proto)];
-                let ext_port = pool.take(start)?;
+                let ext_port = pool.take(start).ok_or(Exhausted::Pool)?;
+                *held += 1;
                 v.insert(Mapping { ext_port, flows: 1 });
-                Some(ext_port)
+                Ok(ext_port)
             }
         }
     }
@@ -126,6 +153,13 @@ impl Nat {
             if o.get().flows == 0 {
                 let port = o.remove().ext_port;
                 self.pools[usize::from(ep.uplink)][proto_index(ep.proto)].give_back(port);
+                let key = (ep.addr, ep.uplink, ep.proto);
+                if let Entry::Occupied(mut held) = self.per_host.entry(key) {
+                    *held.get_mut() -= 1;
+                    if *held.get() == 0 {
+                        held.remove();
+                    }
+                }
             }
         }
     }
@@ -160,7 +194,7 @@ mod tests {
         let a = ep(1, 1000, PROTO_UDP, 0);
         let p = nat.acquire(a).unwrap();
         assert!((61000..=61009).contains(&p));
-        assert_eq!(nat.acquire(a), Some(p));
+        assert_eq!(nat.acquire(a), Ok(p));
         nat.release(a);
         assert_eq!(nat.len(), 1);
         nat.release(a);
@@ -168,16 +202,43 @@ mod tests {
     }
 
     #[test]
-    fn exhaustion_is_none_and_release_makes_room() {
+    fn exhaustion_is_an_error_and_release_makes_room() {
         let mut nat = Nat::new(1, (61000, 61003), 1);
         for port in 0..4 {
-            assert!(nat.acquire(ep(1, port, PROTO_TCP, 0)).is_some());
+            assert!(nat.acquire(ep(1, port, PROTO_TCP, 0)).is_ok());
         }
-        assert_eq!(nat.acquire(ep(1, 99, PROTO_TCP, 0)), None);
+        assert_eq!(nat.acquire(ep(1, 99, PROTO_TCP, 0)), Err(Exhausted::Pool));
         // pools are per protocol: UDP still has room
-        assert!(nat.acquire(ep(1, 99, PROTO_UDP, 0)).is_some());
+        assert!(nat.acquire(ep(1, 99, PROTO_UDP, 0)).is_ok());
         nat.release(ep(1, 2, PROTO_TCP, 0));
-        assert!(nat.acquire(ep(1, 99, PROTO_TCP, 0)).is_some());
+        assert!(nat.acquire(ep(1, 99, PROTO_TCP, 0)).is_ok());
+    }
+
+    #[test]
+    fn one_host_cannot_take_the_whole_pool() {
+        let mut nat = Nat::new(2, (61000, 61007), 1);
+        nat.limit_per_host(3);
+        for port in 0..3 {
+            assert!(nat.acquire(ep(1, port, PROTO_UDP, 0)).is_ok());
+        }
+        // the busy host is refused, another host is not, and another uplink or protocol
+        // is another pool
+        assert_eq!(
+            nat.acquire(ep(1, 9, PROTO_UDP, 0)),
+            Err(Exhausted::HostLimit)
+        );
+        assert!(nat.acquire(ep(2, 9, PROTO_UDP, 0)).is_ok());
+        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 1)).is_ok());
+        assert!(nat.acquire(ep(1, 9, PROTO_TCP, 0)).is_ok());
+        // an existing mapping's next flow costs nothing more
+        assert!(nat.acquire(ep(1, 0, PROTO_UDP, 0)).is_ok());
+        // a port given back makes room for the host again
+        nat.release(ep(1, 1, PROTO_UDP, 0));
+        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 0)).is_ok());
+        assert_eq!(
+            nat.acquire(ep(1, 10, PROTO_UDP, 0)),
+            Err(Exhausted::HostLimit)
+        );
     }
 
     proptest! {
@@ -192,7 +253,7 @@ mod tests {
                 let proto = [PROTO_TCP, PROTO_UDP, PROTO_ICMP][usize::from(p)];
                 let e = ep(addr, port, proto, uplink);
                 if take {
-                    if let Some(ext) = nat.acquire(e) {
+                    if let Ok(ext) = nat.acquire(e) {
                         let entry = live.entry(e).or_insert((ext, 0));
                         prop_assert_eq!(entry.0, ext, "endpoint kept its port");
                         entry.1 += 1;

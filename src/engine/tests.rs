@@ -16,7 +16,7 @@ const UPLINK_1: u32 = u32::from_be_bytes([198, 18, 1, 1]);
 const UPLINK_2: u32 = u32::from_be_bytes([198, 18, 2, 1]);
 const MIN: u64 = 60_000;
 
-fn config(ports: (u16, u16), pins: Vec<Pin>) -> EngineConfig {
+pub(super) fn config(ports: (u16, u16), pins: Vec<Pin>) -> EngineConfig {
     EngineConfig {
         uplinks: vec![
             UplinkConfig {
@@ -283,12 +283,12 @@ fn unparseable_and_unsupported_packets_are_counted_by_reason() {
             DropReason::UnsupportedProtocol,
         ),
         (
-            // a non-first fragment of a UDP datagram
+            // a non-first fragment of a UDP datagram whose first fragment was never seen
             &[
                 0x45, 0, 0, 28, 0, 1, 0, 0x10, 64, 17, 0, 0, 198, 18, 3, 10, 198, 19, 0, 1, 1, 2,
                 3, 4, 5, 6, 7, 8,
             ],
-            DropReason::Fragment,
+            DropReason::FragmentWithoutFirst,
         ),
         (
             // ICMP timestamp request
@@ -993,7 +993,9 @@ fn a_strict_pin_refuses_while_its_line_is_down_and_the_host_is_told() {
     assert_eq!(v, Verdict::Drop(DropReason::PinnedUplinkDown));
     assert!(DropReason::PinnedUplinkDown.is_unreachable());
     let mut answer = [0u8; MAX_UNREACHABLE];
-    let n = e.unreachable(t(0), p, &mut answer).expect("answered");
+    let n = e
+        .unreachable(t(0), DropReason::PinnedUplinkDown, p, &mut answer)
+        .expect("answered");
     assert_eq!(answer[20..22], [3, 0]);
     assert_eq!(answer[28..n], p[..28]);
     // other destinations still go out
@@ -1007,12 +1009,18 @@ fn unreachables_are_rate_limited() {
     let p = Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build();
     let mut answer = [0u8; MAX_UNREACHABLE];
     let sent = (0..200)
-        .filter(|_| e.unreachable(t(0), &p, &mut answer).is_some())
+        .filter(|_| {
+            e.unreachable(t(0), DropReason::NoUplink, &p, &mut answer)
+                .is_some()
+        })
         .count();
     assert_eq!(sent, 50, "a burst of 50");
     // a second later, 100 more at most
     let sent = (0..200)
-        .filter(|_| e.unreachable(t(1000), &p, &mut answer).is_some())
+        .filter(|_| {
+            e.unreachable(t(1000), DropReason::NoUplink, &p, &mut answer)
+                .is_some()
+        })
         .count();
     assert_eq!(sent, 50, "refilled up to the burst");
     assert_eq!(e.counters().unreachables, 100);
@@ -1053,4 +1061,757 @@ fn a_dead_lines_flows_come_back_from_the_fast_path() {
         4,
         "nothing handed over again"
     );
+}
+
+// Outbound IP fragments (src/engine/fragment.rs): the first piece is translated like any
+// packet, the later ones follow its mapping.
+
+/// The pieces of `whole` (an IPv4 packet without options) with `per_piece` bytes of data each
+/// (a multiple of 8), as a host's stack cuts it: the first carries the transport header. Each
+/// is built by wanlb-testkit, its header checksum computed from scratch.
+fn pieces_of(whole: &[u8], per_piece: usize) -> Vec<Vec<u8>> {
+    let (src, dst) = (packet::read_u32(whole, 12), packet::read_u32(whole, 16));
+    let data = &whole[20..];
+    data.chunks(per_piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let offset = i * per_piece;
+            Ipv4Packet::raw(whole[9], src, dst, chunk)
+                .id(read_u16(whole, 4))
+                .dont_fragment(false)
+                .more_fragments(offset + chunk.len() < data.len())
+                .fragment_offset(u16::try_from(offset / 8).unwrap())
+                .build()
+        })
+        .collect()
+}
+
+/// The datagram `pieces` (in order, without options) make once reassembled.
+fn reassemble(pieces: &[Vec<u8>]) -> Vec<u8> {
+    let mut whole = pieces[0][..20].to_vec();
+    for p in pieces {
+        whole.extend_from_slice(&p[20..]);
+    }
+    let len = u16::try_from(whole.len()).unwrap();
+    write_u16(&mut whole, 2, len);
+    write_u16(&mut whole, 6, 0);
+    wanlb_testkit::fix_ip_checksum(&mut whole);
+    whole
+}
+
+/// `p` from `addr`, its header checksum computed from scratch: what a later piece becomes.
+fn from_addr(p: &[u8], addr: u32) -> Vec<u8> {
+    let mut q = p.to_vec();
+    q[12..16].copy_from_slice(&addr.to_be_bytes());
+    wanlb_testkit::fix_ip_checksum(&mut q);
+    q
+}
+
+fn fragments_in_flight(e: &Engine) -> usize {
+    e.shards.iter().map(|s| lock(s).fragments.len()).sum()
+}
+
+/// 3000 bytes, not a pattern a checksum could miss a shifted word in.
+fn big_payload() -> Vec<u8> {
+    (0..3000u32)
+        .map(|i| u8::try_from((i * 7 + i / 251) % 256).unwrap())
+        .collect()
+}
+
+#[test]
+fn fragmented_udp_tcp_and_echo_datagrams_are_translated_piece_by_piece() {
+    let server = dst(1);
+    let payload = big_payload();
+    for proto in [PROTO_UDP, packet::PROTO_TCP, packet::PROTO_ICMP] {
+        let mut e = single_port_engine();
+        let (sport, dport) = (40000, 443);
+        if proto == packet::PROTO_TCP {
+            // a connection past its handshake, as TCP only sends data on one
+            let syn = &mut Ipv4Packet::tcp(LAN, server, sport, dport, b"")
+                .flags(TCP_SYN)
+                .seq(100)
+                .build();
+            assert_eq!(out(&mut e, t(0), syn), Verdict::Uplink(0));
+            let synack = &mut Ipv4Packet::tcp(server, UPLINK_1, dport, 61000, b"")
+                .flags(TCP_SYN | ACK)
+                .seq(4999)
+                .ack(101)
+                .build();
+            assert_eq!(inb(&mut e, t(1), 0, synack), Verdict::Tun);
+        }
+        let build = |src: u32, port: u16| {
+            let p = match proto {
+                packet::PROTO_TCP => Ipv4Packet::tcp(src, server, port, dport, &payload)
+                    .seq(101)
+                    .ack(5000),
+                _ => Ipv4Packet::l4(proto, src, server, port, dport, &payload),
+            };
+            p.dont_fragment(false).id(0x1234).build()
+        };
+        let whole = build(LAN, sport);
+        let pieces = pieces_of(&whole, 1480);
+        assert_eq!(pieces.len(), 3);
+        let mut sent = pieces.clone();
+        for p in &mut sent {
+            assert_eq!(out(&mut e, t(10), p), Verdict::Uplink(0), "proto {proto}");
+        }
+        // the later pieces: the source address and the header checksum, nothing else
+        for (got, original) in sent.iter().zip(&pieces).skip(1) {
+            assert_eq!(*got, from_addr(original, UPLINK_1), "proto {proto}");
+        }
+        // the first: header checksum from scratch equal to the incremental one...
+        let mut first = sent[0].clone();
+        wanlb_testkit::fix_ip_checksum(&mut first);
+        assert_eq!(first, sent[0], "proto {proto}");
+        // ...and the datagram the far end reassembles is the translated datagram, transport
+        // checksum over all 3000 bytes included
+        assert_eq!(
+            reassemble(&sent),
+            build(UPLINK_1, 61000),
+            "proto {proto}: reassembled after translation"
+        );
+        let c = e.counters();
+        assert_eq!(
+            c.uplinks[0].outbound_packets,
+            3 + u64::from(proto == packet::PROTO_TCP)
+        );
+        assert!(c.drops.iter().all(|d| *d == 0), "{:?}", c.drops);
+        // complete: its entry is gone
+        assert_eq!(fragments_in_flight(&e), 0);
+        // the answer, reassembled by the packet sockets, comes back whole
+        let mut reply = reply_to(&reassemble(&sent));
+        assert_eq!(inb(&mut e, t(11), 0, &mut reply), Verdict::Tun);
+        assert_eq!(reply, reply_to(&whole), "proto {proto}");
+    }
+}
+
+#[test]
+fn a_later_fragment_before_its_first_is_dropped_and_counted() {
+    let mut e = single_port_engine();
+    let whole = Ipv4Packet::udp(LAN, dst(1), 5000, 53, &big_payload())
+        .dont_fragment(false)
+        .id(9)
+        .build();
+    let pieces = pieces_of(&whole, 1480);
+    let mut last = pieces[2].clone();
+    assert_eq!(
+        out(&mut e, t(0), &mut last),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    assert_eq!(last, pieces[2], "a dropped piece is left as it was");
+    assert_eq!(fragments_in_flight(&e), 0, "nothing is held");
+    // once the first has gone, the others go in any order
+    for i in [0, 2, 1] {
+        let mut p = pieces[i].clone();
+        assert_eq!(out(&mut e, t(1), &mut p), Verdict::Uplink(0), "piece {i}");
+    }
+    assert_eq!(e.counters().drop_count(DropReason::FragmentWithoutFirst), 1);
+    assert_eq!(fragments_in_flight(&e), 0, "complete");
+}
+
+#[test]
+fn overlapping_and_malformed_fragments_are_dropped_and_counted() {
+    let mut e = single_port_engine();
+    let server = dst(1);
+    let whole = Ipv4Packet::udp(LAN, server, 5000, 53, &big_payload())
+        .dont_fragment(false)
+        .id(9)
+        .build();
+    let pieces = pieces_of(&whole, 1480);
+    let mut first = pieces[0].clone();
+    assert_eq!(out(&mut e, t(0), &mut first), Verdict::Uplink(0));
+    let piece = |data: &[u8], offset: u16, more: bool| {
+        Ipv4Packet::raw(PROTO_UDP, LAN, server, data)
+            .id(9)
+            .dont_fragment(false)
+            .more_fragments(more)
+            .fragment_offset(offset)
+            .build()
+    };
+    let cases: [(Vec<u8>, DropReason); 8] = [
+        // RFC 1858: offset 8 bytes, over the transport header the first piece carried
+        (piece(&[0; 16], 1, true), DropReason::FragmentOverlap),
+        // the last 8 bytes of the first piece again: a duplicate
+        (piece(&[0; 8], 184, true), DropReason::FragmentOverlap),
+        // not the last, and not a multiple of 8 bytes
+        (piece(&[0; 12], 185, true), DropReason::FragmentMalformed),
+        // reaching past 64 KiB (the ping of death)
+        (piece(&[0; 16], 8190, false), DropReason::FragmentMalformed),
+        // a last piece ending inside bytes already sent
+        (piece(&[0; 8], 100, false), DropReason::FragmentMalformed),
+        // a first piece with 8 bytes of a TCP header (RFC 1858's tiny fragment)
+        (
+            Ipv4Packet::raw(
+                packet::PROTO_TCP,
+                LAN,
+                server,
+                &[0x9c, 0x40, 0, 80, 0, 0, 0, 1],
+            )
+            .id(10)
+            .dont_fragment(false)
+            .more_fragments(true)
+            .build(),
+            DropReason::FragmentMalformed,
+        ),
+        // a first piece of something that is not an echo request
+        (
+            Ipv4Packet::raw(packet::PROTO_ICMP, LAN, server, &[13, 0, 0, 0, 0, 0, 0, 0])
+                .id(11)
+                .dont_fragment(false)
+                .more_fragments(true)
+                .build(),
+            DropReason::UnsupportedIcmp,
+        ),
+        // GRE, in pieces or not
+        (
+            Ipv4Packet::raw(47, LAN, server, &[0; 8])
+                .id(12)
+                .dont_fragment(false)
+                .more_fragments(true)
+                .build(),
+            DropReason::UnsupportedProtocol,
+        ),
+    ];
+    for (bytes, reason) in cases {
+        let mut p = bytes.clone();
+        assert_eq!(
+            out(&mut e, t(1), &mut p),
+            Verdict::Drop(reason),
+            "{reason:?}"
+        );
+        assert_eq!(p, bytes, "a dropped piece is left as it was");
+    }
+    let c = e.counters();
+    assert_eq!(c.drop_count(DropReason::FragmentOverlap), 2);
+    assert_eq!(c.drop_count(DropReason::FragmentMalformed), 4);
+    // what was refused changed nothing: the datagram still completes
+    for p in &pieces[1..] {
+        assert_eq!(out(&mut e, t(2), &mut p.clone()), Verdict::Uplink(0));
+    }
+    assert_eq!(fragments_in_flight(&e), 0);
+}
+
+#[test]
+fn a_fragment_with_a_partial_checksum_is_dropped_and_counted() {
+    // the device would sum this piece alone: the checksum of the datagram cannot be made
+    // right, and the kernel never hands one over (it completes checksums before fragmenting)
+    let e = single_port_engine();
+    let whole = Ipv4Packet::udp(LAN, dst(1), 5000, 53, &big_payload())
+        .dont_fragment(false)
+        .build();
+    for piece in pieces_of(&whole, 1480) {
+        let mut p = piece.clone();
+        let mut csum = L4Checksum::Partial;
+        assert_eq!(
+            e.outbound(t(0), &mut p, &mut csum),
+            Verdict::Drop(DropReason::FragmentPartialChecksum)
+        );
+        assert_eq!(p, piece);
+    }
+    assert_eq!(
+        e.counters().drop_count(DropReason::FragmentPartialChecksum),
+        3
+    );
+    assert_eq!(
+        e.flow_count(),
+        0,
+        "no flow for a datagram that cannot leave"
+    );
+}
+
+#[test]
+fn fragment_mappings_last_30_seconds_from_the_first_piece() {
+    let mut e = single_port_engine();
+    let datagram = |id: u16| {
+        let whole = Ipv4Packet::udp(LAN, dst(1), 5000, 53, &big_payload())
+            .dont_fragment(false)
+            .id(id)
+            .build();
+        pieces_of(&whole, 1480)
+    };
+    let (a, b) = (datagram(1), datagram(2));
+    assert_eq!(out(&mut e, t(0), &mut a[0].clone()), Verdict::Uplink(0));
+    assert_eq!(out(&mut e, t(0), &mut b[0].clone()), Verdict::Uplink(0));
+    assert_eq!(fragments_in_flight(&e), 2);
+    // just in time, and then too late
+    assert_eq!(
+        out(&mut e, t(fragment::TIMEOUT_MS - 1), &mut a[1].clone()),
+        Verdict::Uplink(0)
+    );
+    assert_eq!(
+        out(&mut e, t(fragment::TIMEOUT_MS), &mut a[2].clone()),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    // expiry forgets the other one
+    e.expire(t(fragment::TIMEOUT_MS - 1));
+    assert_eq!(fragments_in_flight(&e), 1);
+    e.expire(t(fragment::TIMEOUT_MS));
+    assert_eq!(fragments_in_flight(&e), 0);
+    assert_eq!(
+        out(&mut e, t(fragment::TIMEOUT_MS), &mut b[1].clone()),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    assert_eq!(e.counters().drop_count(DropReason::FragmentWithoutFirst), 2);
+}
+
+#[test]
+fn the_fragment_table_is_bounded_and_a_full_one_is_counted() {
+    let mut e = single_port_engine();
+    let server = dst(1);
+    let datagram = |id: u16| {
+        let whole = Ipv4Packet::udp(LAN, server, 5000, 53, &big_payload())
+            .dont_fragment(false)
+            .id(id)
+            .build();
+        pieces_of(&whole, 1480)
+    };
+    // first pieces that never complete, all to one remote address (one shard)
+    let max = u16::try_from(fragment::MAX_DATAGRAMS).unwrap();
+    for id in 0..max {
+        assert_eq!(
+            out(&mut e, t(0), &mut datagram(id)[0].clone()),
+            Verdict::Uplink(0)
+        );
+    }
+    assert_eq!(fragments_in_flight(&e), fragment::MAX_DATAGRAMS);
+    let refused = datagram(max);
+    let mut p = refused[0].clone();
+    assert_eq!(
+        out(&mut e, t(1), &mut p),
+        Verdict::Drop(DropReason::FragmentTableFull)
+    );
+    assert_eq!(p, refused[0], "a dropped piece is left as it was");
+    assert_eq!(fragments_in_flight(&e), fragment::MAX_DATAGRAMS);
+    assert_eq!(e.counters().drop_count(DropReason::FragmentTableFull), 1);
+    // the datagrams in the table still go out, and each that completes makes room
+    let known = datagram(0);
+    for p in &known[1..] {
+        assert_eq!(out(&mut e, t(2), &mut p.clone()), Verdict::Uplink(0));
+    }
+    assert_eq!(out(&mut e, t(3), &mut p.clone()), Verdict::Uplink(0));
+    // other shards have their own room
+    let elsewhere = Ipv4Packet::udp(LAN, dst(2), 5000, 53, &big_payload())
+        .dont_fragment(false)
+        .build();
+    let mut p = pieces_of(&elsewhere, 1480)[0].clone();
+    assert!(matches!(out(&mut e, t(3), &mut p), Verdict::Uplink(_)));
+    // once they are 30 s old, the full table takes new datagrams again
+    let mut p = datagram(max + 1)[0].clone();
+    assert_eq!(
+        out(&mut e, t(4), &mut p.clone()),
+        Verdict::Drop(DropReason::FragmentTableFull)
+    );
+    assert_eq!(
+        out(&mut e, t(fragment::TIMEOUT_MS), &mut p),
+        Verdict::Uplink(0)
+    );
+    assert_eq!(fragments_in_flight(&e), 3, "the last three firsts");
+}
+
+#[test]
+fn two_hosts_fragmenting_to_one_server_with_one_id_are_kept_apart() {
+    // translated to one address, two datagrams with one identification would be put together
+    // at the far end: the second gets the next free identification, on all its pieces
+    let mut e = Engine::new(config((61000, 61001), vec![]));
+    let host_b = u32::from_be_bytes([198, 18, 3, 11]);
+    let server = dst(1);
+    let payload = big_payload();
+    let whole = |src: u32, id: u16| {
+        Ipv4Packet::udp(src, server, 5000, 53, &payload)
+            .dont_fragment(false)
+            .id(id)
+            .build()
+    };
+    let (mut a, mut b) = (
+        pieces_of(&whole(LAN, 7), 1480),
+        pieces_of(&whole(host_b, 7), 1480),
+    );
+    // interleaved, as two hosts sending at once
+    for (pa, pb) in a.iter_mut().zip(&mut b) {
+        assert_eq!(out(&mut e, t(0), pa), Verdict::Uplink(0));
+        assert_eq!(out(&mut e, t(0), pb), Verdict::Uplink(0));
+    }
+    for (sent, id) in [(&a, 7), (&b, 8)] {
+        for p in sent.iter() {
+            assert_eq!(read_u16(p, 4), id);
+            let mut fixed = p.clone();
+            wanlb_testkit::fix_ip_checksum(&mut fixed);
+            assert_eq!(fixed, *p, "header checksum");
+        }
+        let port = read_u16(&sent[0], 20);
+        let translated = Ipv4Packet::udp(UPLINK_1, server, port, 53, &payload)
+            .dont_fragment(false)
+            .id(id)
+            .build();
+        assert_eq!(reassemble(sent), translated);
+    }
+    assert_ne!(read_u16(&a[0], 20), read_u16(&b[0], 20));
+    // both complete: the next datagram keeps its host's identification
+    let mut next = pieces_of(&whole(host_b, 7), 1480)[0].clone();
+    assert_eq!(out(&mut e, t(1), &mut next), Verdict::Uplink(0));
+    assert_eq!(read_u16(&next, 4), 7);
+}
+
+#[test]
+fn only_the_first_fragment_is_answered_with_an_unreachable() {
+    let mut e = single_port_engine();
+    e.set_uplink_up(0, false);
+    e.set_uplink_up(1, false);
+    let whole = Ipv4Packet::udp(LAN, dst(1), 5000, 53, &big_payload())
+        .dont_fragment(false)
+        .build();
+    let pieces = pieces_of(&whole, 1480);
+    let mut first = pieces[0].clone();
+    assert_eq!(
+        out(&mut e, t(0), &mut first),
+        Verdict::Drop(DropReason::NoUplink)
+    );
+    let mut answer = [0u8; MAX_UNREACHABLE];
+    let len = e
+        .unreachable(t(0), DropReason::NoUplink, &first, &mut answer)
+        .expect("answered");
+    // it quotes the first piece's header and the start of its transport header
+    assert_eq!(answer[20], 3);
+    assert_eq!(answer[28..len], pieces[0][..len - 28]);
+    let mut later = pieces[1].clone();
+    assert_eq!(
+        out(&mut e, t(0), &mut later),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    assert_eq!(
+        e.unreachable(t(0), DropReason::NoUplink, &later, &mut answer),
+        None
+    );
+}
+
+proptest! {
+    /// Any datagram, cut anywhere a stack may cut it, comes out as its translation: every
+    /// piece from the uplink's address with its header checksum right, the reassembled
+    /// datagram equal to the datagram built translated from scratch.
+    #[test]
+    fn any_fragmented_datagram_reassembles_to_its_translation(
+        proto in prop_oneof![Just(packet::PROTO_ICMP), Just(PROTO_UDP)],
+        len in 9usize..5000, per_piece in 1usize..186, id in any::<u16>(),
+        seed in any::<u8>(),
+    ) {
+        let mut e = single_port_engine();
+        let payload: Vec<u8> = (0..len).map(|i| u8::try_from(i % 256).unwrap().wrapping_mul(seed | 1)).collect();
+        let build = |src: u32, port: u16| {
+            Ipv4Packet::l4(proto, src, dst(1), port, 53, &payload).dont_fragment(false).id(id).build()
+        };
+        let pieces = pieces_of(&build(LAN, 5000), per_piece * 8);
+        prop_assume!(pieces.len() > 1);
+        let mut sent = pieces.clone();
+        for p in &mut sent {
+            prop_assert_eq!(out(&mut e, t(0), p), Verdict::Uplink(0));
+            prop_assert_eq!(packet::read_u32(p, 12), UPLINK_1);
+            let mut fixed = p.clone();
+            wanlb_testkit::fix_ip_checksum(&mut fixed);
+            prop_assert_eq!(&fixed, p);
+        }
+        prop_assert_eq!(reassemble(&sent), build(UPLINK_1, 61000));
+        prop_assert_eq!(fragments_in_flight(&e), 0);
+    }
+}
+
+// TCP sessions: the state machine of RFC 5382 and RFC 7857 2.2, through the engine.
+
+const FIN: u8 = packet::TCP_FIN;
+
+/// Timeouts far apart, so that each test shows which one applies.
+fn tcp_timeouts() -> Timeouts {
+    Timeouts {
+        tcp_established: 100 * MIN,
+        tcp_transitory: 4 * MIN,
+        tcp_reset: MIN,
+        udp: 5 * MIN,
+        icmp: MIN,
+    }
+}
+
+fn tcp_engine() -> Engine {
+    let mut c = config((61000, 65535), vec![]);
+    c.timeouts = tcp_timeouts();
+    Engine::new(c)
+}
+
+/// A segment of LAN:40000 -> dst(1):443, window 65535 (no window scaling).
+fn seg_out(flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
+        .flags(flags)
+        .seq(seq)
+        .ack(ack)
+        .build()
+}
+
+/// A segment of the remote end back to external port `port` of uplink 0.
+fn seg_in(port: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    Ipv4Packet::tcp(dst(1), UPLINK_1, 443, port, b"")
+        .flags(flags)
+        .seq(seq)
+        .ack(ack)
+        .build()
+}
+
+/// Opens LAN:40000 -> dst(1):443 on uplink 0 as `established` does (the LAN host's ISS 100,
+/// the server's 4999), at t(0) to t(3); returns the external port.
+fn open_tcp(e: &mut Engine) -> u16 {
+    let syn = &mut seg_out(TCP_SYN, 100, 0);
+    assert_eq!(out(e, t(0), syn), Verdict::Uplink(0));
+    let port = read_u16(syn, 20);
+    assert_eq!(
+        inb(e, t(1), 0, &mut seg_in(port, TCP_SYN | ACK, 4999, 101)),
+        Verdict::Tun
+    );
+    assert_eq!(
+        out(e, t(2), &mut seg_out(ACK, 101, 5000)),
+        Verdict::Uplink(0)
+    );
+    assert_eq!(
+        inb(e, t(3), 0, &mut seg_in(port, ACK, 5000, 101)),
+        Verdict::Tun
+    );
+    port
+}
+
+/// Whether the flow is still there at `at` (after expiring what is idle by then).
+fn alive_at(e: &Engine, at: u64) -> bool {
+    e.expire(t(at));
+    e.flow_count() == 1
+}
+
+#[test]
+fn a_tcp_session_lives_as_long_as_its_phase_says() {
+    let to = tcp_timeouts();
+    // a SYN nobody answers: the transitory timeout
+    let mut e = tcp_engine();
+    out(&mut e, t(0), &mut seg_out(TCP_SYN, 100, 0));
+    assert!(alive_at(&e, to.tcp_transitory - 1));
+    assert!(!alive_at(&e, to.tcp_transitory));
+    assert_eq!(e.mapping_count(), 0, "its port went back");
+    // open: the established one
+    let mut e = tcp_engine();
+    open_tcp(&mut e);
+    assert!(alive_at(&e, 3 + to.tcp_established - 1));
+    assert!(!alive_at(&e, 3 + to.tcp_established));
+    // closed one way (half closed, RFC 5382 section 5): still the established one
+    let mut e = tcp_engine();
+    let port = open_tcp(&mut e);
+    out(&mut e, t(10), &mut seg_out(ACK | FIN, 101, 5000));
+    assert!(alive_at(&e, 10 + to.tcp_transitory));
+    // both ways: the transitory one again
+    inb(&mut e, t(20), 0, &mut seg_in(port, ACK | FIN, 5000, 102));
+    assert!(alive_at(&e, 20 + to.tcp_transitory - 1));
+    assert!(!alive_at(&e, 20 + to.tcp_transitory));
+}
+
+#[test]
+fn a_reset_outside_the_window_is_forwarded_and_changes_nothing() {
+    let to = tcp_timeouts();
+    let mut e = tcp_engine();
+    let port = open_tcp(&mut e);
+    // the LAN host expects 5000 next, in a window of 65,535 bytes
+    for seq in [4999, 5000 + 65_535, 5000 + (1 << 31)] {
+        let rst = &mut seg_in(port, TCP_RST, seq, 0);
+        assert_eq!(
+            inb(&mut e, t(10), 0, rst),
+            Verdict::Tun,
+            "the endpoint decides"
+        );
+        assert_eq!(read_u16(rst, 22), 40000, "translated");
+    }
+    assert!(alive_at(&e, 10 + to.tcp_reset), "still established");
+    // in the window: the session is kept for the reset timeout (RFC 7857 2.2), then ends
+    let rst = &mut seg_in(port, TCP_RST, 5000 + 65_534, 0);
+    assert_eq!(inb(&mut e, t(20), 0, rst), Verdict::Tun);
+    assert!(alive_at(&e, 20 + to.tcp_reset - 1));
+    assert!(!alive_at(&e, 20 + to.tcp_reset));
+    assert_eq!(e.mapping_count(), 0);
+    // from the LAN host, checked against the remote end's window (it expects 101)
+    let mut e = tcp_engine();
+    open_tcp(&mut e);
+    let rst = &mut seg_out(TCP_RST | ACK, 100, 5000);
+    assert_eq!(out(&mut e, t(10), rst), Verdict::Uplink(0));
+    assert!(alive_at(&e, 10 + to.tcp_reset), "one before the window");
+    out(&mut e, t(20), &mut seg_out(TCP_RST | ACK, 101, 5000));
+    assert!(!alive_at(&e, 20 + to.tcp_reset));
+}
+
+#[test]
+fn a_reset_answering_a_syn_must_acknowledge_it() {
+    let to = tcp_timeouts();
+    let mut e = tcp_engine();
+    let syn = &mut seg_out(TCP_SYN, 100, 0);
+    out(&mut e, t(0), syn);
+    let port = read_u16(syn, 20);
+    // a blind reset does not know the SYN's sequence number
+    inb(&mut e, t(1), 0, &mut seg_in(port, TCP_RST | ACK, 0, 7));
+    inb(&mut e, t(1), 0, &mut seg_in(port, TCP_RST, 0, 0));
+    e.expire(t(1 + to.tcp_reset));
+    assert_eq!(e.flow_count(), 1);
+    // the closed port's answer does (RFC 9293 3.10.7.3)
+    inb(&mut e, t(2), 0, &mut seg_in(port, TCP_RST | ACK, 0, 101));
+    assert!(!alive_at(&e, 2 + to.tcp_reset));
+}
+
+#[test]
+fn a_new_syn_on_a_closed_session_starts_it_over_with_the_same_mapping() {
+    let to = tcp_timeouts();
+    let mut e = tcp_engine();
+    let port = open_tcp(&mut e);
+    out(&mut e, t(10), &mut seg_out(ACK | FIN, 101, 5000));
+    inb(&mut e, t(11), 0, &mut seg_in(port, ACK | FIN, 5000, 102));
+    out(&mut e, t(12), &mut seg_out(ACK, 102, 5001));
+    // the same four-tuple opens again (a client reusing its port)
+    let syn = &mut seg_out(TCP_SYN, 90_000, 0);
+    assert_eq!(out(&mut e, t(20), syn), Verdict::Uplink(0));
+    assert_eq!(read_u16(syn, 20), port, "the same mapping");
+    let synack = &mut seg_in(port, TCP_SYN | ACK, 70_000, 90_001);
+    assert_eq!(inb(&mut e, t(21), 0, synack), Verdict::Tun);
+    out(&mut e, t(22), &mut seg_out(ACK, 90_001, 70_001));
+    // established again: it outlives the transitory timeout that held it while closing
+    assert!(alive_at(&e, 22 + to.tcp_transitory));
+    assert!(!alive_at(&e, 22 + to.tcp_established));
+    // and after a reset too
+    let mut e = tcp_engine();
+    let port = open_tcp(&mut e);
+    inb(&mut e, t(10), 0, &mut seg_in(port, TCP_RST, 5000, 0));
+    let syn = &mut seg_out(TCP_SYN, 90_000, 0);
+    assert_eq!(out(&mut e, t(20), syn), Verdict::Uplink(0));
+    assert_eq!(read_u16(syn, 20), port);
+    inb(
+        &mut e,
+        t(21),
+        0,
+        &mut seg_in(port, TCP_SYN | ACK, 70_000, 90_001),
+    );
+    out(&mut e, t(22), &mut seg_out(ACK, 90_001, 70_001));
+    assert!(alive_at(&e, 22 + to.tcp_transitory));
+}
+
+#[test]
+fn a_simultaneous_open_goes_through_and_is_established() {
+    let to = tcp_timeouts();
+    let mut e = tcp_engine();
+    let syn = &mut seg_out(TCP_SYN, 100, 0);
+    assert_eq!(out(&mut e, t(0), syn), Verdict::Uplink(0));
+    let port = read_u16(syn, 20);
+    // the remote end's own SYN crosses ours: it reaches the LAN host (RFC 5382 REQ-2)
+    let their_syn = &mut seg_in(port, TCP_SYN, 5000, 0);
+    assert_eq!(inb(&mut e, t(1), 0, their_syn), Verdict::Tun);
+    assert_eq!(read_u16(their_syn, 22), 40000);
+    let synack = &mut seg_out(TCP_SYN | ACK, 100, 5001);
+    assert_eq!(out(&mut e, t(2), synack), Verdict::Uplink(0));
+    let back = &mut seg_in(port, TCP_SYN | ACK, 5000, 101);
+    assert_eq!(inb(&mut e, t(3), 0, back), Verdict::Tun);
+    assert!(alive_at(&e, 3 + to.tcp_transitory));
+}
+
+/// A fast path that takes every flow, and says the LAN host's segments it carried
+/// acknowledged `lan_acked` (none if `None`).
+#[derive(Debug, Default)]
+struct CarryingFastPath {
+    log: Mutex<Vec<String>>,
+    lan_acked: Mutex<Option<flow::Acked>>,
+}
+
+impl FastPath for std::sync::Arc<CarryingFastPath> {
+    fn hand_over(&self, f: &Flow, _: u32) -> bool {
+        let port = f.key.int_port;
+        self.log.lock().unwrap().push(format!("hand over {port}"));
+        true
+    }
+    fn idle_ms(&self, _: &Flow, _: u32) -> Option<u64> {
+        None
+    }
+    fn withdraw(&self, f: &Flow, _: u32) {
+        let port = f.key.int_port;
+        self.log.lock().unwrap().push(format!("withdraw {port}"));
+    }
+    fn acks(&self, _: &Flow, _: u32) -> [Option<flow::Acked>; 2] {
+        [*self.lan_acked.lock().unwrap(), None]
+    }
+}
+
+#[test]
+fn a_reset_on_a_flow_the_fast_path_carries_is_judged_by_the_window_it_carried() {
+    use std::sync::Arc;
+    let to = tcp_timeouts();
+    let fast = Arc::new(CarryingFastPath::default());
+    let mut e = tcp_engine().with_fast_path(Box::new(fast.clone()));
+    let log = || fast.log.lock().unwrap().clone();
+    let port = open_tcp(&mut e);
+    assert_eq!(log(), ["hand over 40000"]);
+    // the fast path carried a megabyte since: the host expects 1,005,000 now. A reset at the
+    // window the engine saw last is stale: forwarded, nothing changes, the flow stays there
+    *fast.lan_acked.lock().unwrap() = Some(flow::Acked {
+        ack: 1_005_000,
+        window: 1000,
+    });
+    assert_eq!(
+        inb(&mut e, t(10), 0, &mut seg_in(port, TCP_RST, 5000, 0)),
+        Verdict::Tun
+    );
+    assert_eq!(log().len(), 1);
+    assert!(alive_at(&e, 10 + to.tcp_reset));
+    // in the window it carried: taken, and the flow comes back to the engine, which must see
+    // whether the sender goes on (a reset the host did not take) or falls silent
+    let rst = &mut seg_in(port, TCP_RST, 1_005_000 + 999, 0);
+    assert_eq!(inb(&mut e, t(20), 0, rst), Verdict::Tun);
+    assert_eq!(log()[1..], ["withdraw 40000"]);
+    // the server goes on: the reset did not hold, the session is established again and goes
+    // back to the fast path after a few more packets
+    for i in 0..u64::from(HAND_OVER_AFTER) {
+        let data = &mut seg_in(port, ACK, 1_005_000, 101);
+        assert_eq!(inb(&mut e, t(30 + i), 0, data), Verdict::Tun);
+    }
+    assert_eq!(log()[2..], ["hand over 40000"]);
+    assert!(alive_at(&e, 30 + to.tcp_reset + 10));
+}
+
+#[test]
+fn a_session_starting_over_comes_back_from_the_fast_path_for_its_handshake() {
+    use std::sync::Arc;
+    let fast = Arc::new(CarryingFastPath::default());
+    let mut e = tcp_engine().with_fast_path(Box::new(fast.clone()));
+    let log = || fast.log.lock().unwrap().clone();
+    let port = open_tcp(&mut e);
+    out(&mut e, t(10), &mut seg_out(ACK | FIN, 101, 5000));
+    inb(&mut e, t(11), 0, &mut seg_in(port, ACK | FIN, 5000, 102));
+    assert_eq!(log(), ["hand over 40000"], "a closing flow may stay there");
+    out(&mut e, t(20), &mut seg_out(TCP_SYN, 90_000, 0));
+    assert_eq!(log()[1..], ["withdraw 40000"]);
+    inb(
+        &mut e,
+        t(21),
+        0,
+        &mut seg_in(port, TCP_SYN | ACK, 70_000, 90_001),
+    );
+    out(&mut e, t(22), &mut seg_out(ACK, 90_001, 70_001));
+    assert_eq!(
+        log().len(),
+        2,
+        "not before it is established and a few packets long"
+    );
+    inb(&mut e, t(23), 0, &mut seg_in(port, ACK, 70_001, 90_001));
+    assert_eq!(log()[2..], ["hand over 40000"]);
+}
+
+#[test]
+fn a_dead_lines_probe_misses_the_window_the_fast_path_carried() {
+    use std::sync::Arc;
+    let fast = Arc::new(CarryingFastPath::default());
+    let mut e = tcp_engine().with_fast_path(Box::new(fast.clone()));
+    open_tcp(&mut e);
+    // the engine last saw the host expect 5000; since, the fast path carried 3 GB, so that
+    // 5000 + 2^31 would now be inside the host's window
+    let now = 5000u32.wrapping_add(3 << 30);
+    *fast.lan_acked.lock().unwrap() = Some(flow::Acked {
+        ack: now,
+        window: 65535,
+    });
+    let probes = e.set_uplink_up(0, false);
+    assert_eq!(probes.len(), 1);
+    assert_eq!(packet::read_u32(&probes[0], 24), now.wrapping_add(1 << 31));
+    assert_eq!(fast.log.lock().unwrap()[1..], ["withdraw 40000"]);
 }

@@ -20,6 +20,7 @@ use aya::{Ebpf, EbpfLoader, Pod, include_bytes_aligned};
 
 use super::fd::monotonic_ns;
 use super::iface;
+use crate::engine::flow::Acked;
 use crate::engine::{FastPath, Flow, UplinkId};
 
 /// The compiled programs (scripts/build-ebpf.sh makes it from ebpf/fastpath.c).
@@ -66,7 +67,8 @@ pub struct FlowKey {
     pub ifindex: u32,
 }
 
-/// `struct flow_value` of ebpf/wanlb.h: what a flow's packets are translated to.
+/// `struct flow_value` of ebpf/wanlb.h: what a flow's packets are translated to, and for
+/// TCP what the last segment with ACK the program carried acknowledged.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
@@ -74,8 +76,11 @@ pub struct FlowValue {
     pub port: [u8; 2],
     pub uplink: u16,
     pub ifindex: u32,
-    pub pad: u32,
+    pub ack: u32,
     pub last_seen: u64,
+    pub window: u16,
+    pub acked: u8,
+    pub pad: [u8; 5],
 }
 
 /// `struct uplink_info` of ebpf/wanlb.h: where an uplink's frames go.
@@ -465,6 +470,17 @@ impl FastPath for std::sync::Arc<TcFastPath> {
         (last != 0).then(|| monotonic_ns().saturating_sub(last) / 1_000_000)
     }
 
+    fn acks(&self, flow: &Flow, ext_addr: u32) -> [Option<Acked>; 2] {
+        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
+        [(&self.outbound, outbound_key), (&self.inbound, inbound_key)].map(|(map, k)| {
+            let v = lock(map).get(&k, 0).ok()?;
+            (v.acked != 0).then_some(Acked {
+                ack: v.ack,
+                window: v.window,
+            })
+        })
+    }
+
     fn withdraw(&self, flow: &Flow, ext_addr: u32) {
         let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
         let outbound = lock(&self.outbound).remove(&outbound_key);
@@ -574,7 +590,9 @@ mod tests {
         );
         assert_eq!(
             header("flow_value"),
-            layout!(FlowValue, addr, port, uplink, ifindex, pad, last_seen)
+            layout!(
+                FlowValue, addr, port, uplink, ifindex, ack, last_seen, window, acked, pad
+            )
         );
         assert_eq!(
             header("uplink_info"),

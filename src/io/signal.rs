@@ -1,5 +1,6 @@
-//! SIGINT and SIGTERM (stop) and SIGUSR1 (report status): blocked in every thread and waited
-//! for by one, so no handler runs in an arbitrary thread's context.
+//! SIGINT, SIGTERM and SIGHUP (stop) and SIGUSR1 (report status): blocked in every thread and
+//! waited for by one, so no handler runs in an arbitrary thread's context, and none of them
+//! ends the process before it has removed what it added.
 
 use std::io;
 
@@ -11,12 +12,13 @@ fn control_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::sigaddset(&mut set, libc::SIGUSR1);
     }
     set
 }
 
-/// Blocks SIGINT, SIGTERM and SIGUSR1 in the calling thread and every thread it starts
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 in the calling thread and every thread it starts
 /// afterwards.
 pub fn block_control_signals() -> io::Result<()> {
     let set = control_signals();
@@ -29,7 +31,7 @@ pub fn block_control_signals() -> io::Result<()> {
     }
 }
 
-/// Waits for SIGINT, SIGTERM or SIGUSR1 (which must be blocked) and returns its number.
+/// Waits for SIGINT, SIGTERM, SIGHUP or SIGUSR1 (which must be blocked) and returns its number.
 pub fn wait_for_control_signal() -> io::Result<i32> {
     let set = control_signals();
     let mut sig: libc::c_int = 0;

@@ -73,6 +73,36 @@ pub fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
 }
 
+/// Packets the forward rule of wanlb's table `table` dropped from the uplinks so far, read
+/// from `nft -j` (JSON, not the text meant for people).
+pub fn uplink_forward_drops(table: &str) -> Result<u64, SystemError> {
+    let command = format!("nft -j list chain ip {table} forward");
+    let out = Command::new("nft")
+        .args(["-j", "list", "chain", "ip", table, "forward"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| SystemError::Spawn {
+            program: "nft".into(),
+            source,
+        })?;
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| SystemError::Command {
+            command: command.clone(),
+            stderr: format!("{e}: {}", String::from_utf8_lossy(&out.stderr)),
+        })?;
+    let packets = parsed["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|item| item["rule"]["comment"] == "from an uplink")
+        .flat_map(|item| item["rule"]["expr"].as_array().cloned().unwrap_or_default())
+        .find_map(|expr| expr["counter"]["packets"].as_u64());
+    packets.ok_or(SystemError::Command {
+        command,
+        stderr: "no counter on the uplink forward rule".into(),
+    })
+}
+
 pub fn read_sysctl(key: &str) -> Result<String, SystemError> {
     fs::read_to_string(sysctl_path(key))
         .map(|s| s.trim().to_string())
@@ -244,14 +274,76 @@ impl Plumbing {
     }
 }
 
-/// nftables JSON for a table that drops, before conntrack, what arrives on an uplink for
-/// wanlb's NAT ports: wanlb reads those frames from its packet sockets, and the kernel must
-/// not answer them with a reset or a port unreachable.
-pub fn guard_table_json(table: &str, uplinks: &[(String, Ipv4Addr)], ports: (u16, u16)) -> String {
+/// The mark wanlb's nftables table puts on what wanlb writes to its TUN device, so that the
+/// reverse-path check of those packets takes the route back through the TUN device (an ip
+/// rule for the mark; `src_valid_mark` on the device).
+pub const TUN_MARK: u32 = 0x7100;
+
+/// nftables JSON for wanlb's table:
+/// - prerouting, before conntrack: drop what arrives on an uplink for wanlb's NAT ports
+///   (wanlb reads those frames from its packet sockets, and the kernel must not answer them
+///   with a reset or a port unreachable); mark what arrives from the TUN device; keep
+///   conntrack away from wanlb's traffic (LAN to TUN, TUN to LAN), which wanlb tracks itself;
+/// - forward: drop, and count, what an uplink sends to be forwarded unless it answers a
+///   connection the LAN opened through the kernel (to the modem's own subnet): the front
+///   door. Replies to wanlb's flows reach the LAN through the TUN device or the fast path,
+///   never forwarded from an uplink.
+pub fn guard_table_json(
+    table: &str,
+    tun: &str,
+    lans: &[String],
+    uplinks: &[(String, Ipv4Addr)],
+    ports: (u16, u16),
+) -> String {
+    let devs: Vec<String> = uplinks.iter().map(|(d, _)| format!("{d:?}")).collect();
+    let lans: Vec<String> = lans.iter().map(|d| format!("{d:?}")).collect();
     let mut items = vec![
         format!(r#"{{"add":{{"table":{{"family":"ip","name":"{table}"}}}}}}"#),
         format!(
             r#"{{"add":{{"chain":{{"family":"ip","table":"{table}","name":"prerouting","type":"filter","hook":"prerouting","prio":-300,"policy":"accept"}}}}}}"#
+        ),
+        format!(
+            concat!(
+                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"prerouting","expr":["#,
+                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":"{tun}"}}}},"#,
+                r#"{{"mangle":{{"key":{{"meta":{{"key":"mark"}}}},"value":{mark}}}}},{{"notrack":null}}]}}}}}}"#
+            ),
+            table = table,
+            tun = tun,
+            mark = TUN_MARK
+        ),
+        format!(
+            concat!(
+                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"prerouting","expr":["#,
+                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":{{"set":[{lans}]}}}}}},"#,
+                r#"{{"match":{{"op":"==","left":{{"fib":{{"result":"oifname","flags":["daddr","iif"]}}}},"right":"{tun}"}}}},"#,
+                r#"{{"notrack":null}}]}}}}}}"#
+            ),
+            table = table,
+            lans = lans.join(","),
+            tun = tun
+        ),
+        format!(
+            r#"{{"add":{{"chain":{{"family":"ip","table":"{table}","name":"forward","type":"filter","hook":"forward","prio":0,"policy":"accept"}}}}}}"#
+        ),
+        format!(
+            concat!(
+                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"forward","expr":["#,
+                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":{{"set":[{devs}]}}}}}},"#,
+                r#"{{"match":{{"op":"in","left":{{"ct":{{"key":"state"}}}},"right":["established","related"]}}}},"#,
+                r#"{{"accept":null}}]}}}}}}"#
+            ),
+            table = table,
+            devs = devs.join(",")
+        ),
+        format!(
+            concat!(
+                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"forward","comment":"from an uplink","expr":["#,
+                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":{{"set":[{devs}]}}}}}},"#,
+                r#"{{"counter":{{"packets":0,"bytes":0}}}},{{"drop":null}}]}}}}}}"#
+            ),
+            table = table,
+            devs = devs.join(",")
         ),
     ];
     for (dev, addr) in uplinks {
@@ -325,6 +417,8 @@ mod tests {
     fn guard_table_is_one_batch_with_a_rule_per_uplink() {
         let json = guard_table_json(
             "wanlb_t",
+            "wanlb0",
+            &["eth0".into()],
             &[
                 ("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)),
                 ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1)),
@@ -334,7 +428,10 @@ mod tests {
         assert!(
             json.starts_with(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"wanlb_t"}}}"#)
         );
-        assert_eq!(json.matches(r#""drop":null"#).count(), 2);
+        // a NAT-port rule per uplink, and the forward rule for both
+        assert_eq!(json.matches(r#""drop":null"#).count(), 3);
+        assert!(json.contains(r#""right":{"set":["eth1","eth2"]}"#));
+        assert!(json.contains(r#""value":28928"#));
         assert!(json.contains(r#""right":"198.18.2.1""#));
         assert!(json.contains(r#""range":[61000,65535]"#));
     }

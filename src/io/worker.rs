@@ -306,9 +306,12 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             }
             Verdict::Drop(reason) if reason.is_unreachable() => {
                 let mut answer = [0u8; vnet::LEN + MAX_UNREACHABLE];
-                if let Some(len) =
-                    engine.unreachable(now, &buf[ip_at..ETH_HEADER + n], &mut answer[vnet::LEN..])
-                {
+                if let Some(len) = engine.unreachable(
+                    now,
+                    reason,
+                    &buf[ip_at..ETH_HEADER + n],
+                    &mut answer[vnet::LEN..],
+                ) {
                     self.write_tun(&answer[..vnet::LEN + len]);
                 }
                 return None;

@@ -52,7 +52,8 @@ enum Command {
     },
     /// Check the checksums of every IPv4 frame arriving on DEV until SIGINT or SIGTERM, then
     /// print a summary. Partial checksums (offloaded, as veth passes them) must hold the
-    /// pseudo-header sum; complete ones must verify.
+    /// pseudo-header sum; complete ones must verify. IP fragments are counted, and only their
+    /// header checksum is checked.
     CaptureVerify {
         #[arg(long)]
         dev: String,
@@ -115,6 +116,22 @@ enum Command {
         #[arg(long)]
         count: u32,
     },
+    /// Send COUNT UDP datagrams of SIZE bytes, bigger than the path, with "don't fragment"
+    /// off (IP_PMTUDISC_DONT: the stack sends them as IP fragments) to the reflector, one at a
+    /// time on one socket (one flow), and check each answer byte for byte (as big, it comes
+    /// back in fragments too) and that the far end saw one address and port throughout.
+    UdpBigCheck {
+        #[arg(long)]
+        dst: SocketAddrV4,
+        #[arg(long, default_value_t = 3000)]
+        size: usize,
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        /// Make every other datagram (the first, the third...) 100 bytes: whole packets, which
+        /// wanlb's kernel fast path carries once the flow is steady, between the fragmented ones.
+        #[arg(long)]
+        alternate_small: bool,
+    },
     /// Send BYTES pseudo-random bytes to a TCP echo and verify what comes back.
     TcpCheck {
         #[arg(long, value_name = "IP:PORT")]
@@ -166,6 +183,12 @@ fn main() -> ExitCode {
             port,
         } => spread(dst, count, flows, port),
         Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
+        Command::UdpBigCheck {
+            dst,
+            size,
+            count,
+            alternate_small,
+        } => udp_big_check(dst, size, count, alternate_small),
         Command::CaptureVerify { dev } => capture_verify(&dev),
         Command::UdpSink { udp, port } => udp_sink(&udp, port),
         Command::UdpNewFlows { dst, addrs, count } => udp_new_flows(dst, addrs, count),
@@ -248,7 +271,9 @@ fn serve(prefixes: &[String], port: u16, tcp: Option<SocketAddrV4>) -> Result<()
     }
     let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
     let mut poller = wanlb::io::Poller::new(&fds);
-    let mut buf = [0u8; 2048];
+    // as large as a datagram gets: one sent in fragments arrives here whole, and its answer
+    // holds all of it
+    let mut buf = vec![0u8; 1 << 16];
     loop {
         poller.wait(1000).map_err(|e| e.to_string())?;
         for (_, s) in sockets
@@ -258,12 +283,16 @@ fn serve(prefixes: &[String], port: u16, tcp: Option<SocketAddrV4>) -> Result<()
         {
             while let Ok((n, from)) = s.recv_from(&mut buf) {
                 let mut reply = format!("SEEN {from}\n").into_bytes();
-                reply.extend_from_slice(&buf[..n.min(1024)]);
+                reply.extend_from_slice(&buf[..n.min(MAX_REFLECTED)]);
                 let _ = s.send_to(&reply, from);
             }
         }
     }
 }
+
+/// Bytes of a request the reflector sends back: all of the biggest UDP datagram, less room
+/// for its "SEEN" line.
+const MAX_REFLECTED: usize = 65_507 - 64;
 
 fn echo(mut conn: TcpStream) {
     let mut buf = vec![0u8; 1 << 16];
@@ -462,6 +491,91 @@ fn tcp_check(dst: SocketAddrV4, bytes: u64) -> Result<()> {
     Ok(())
 }
 
+fn udp_big_check(dst: SocketAddrV4, size: usize, count: u32, alternate_small: bool) -> Result<()> {
+    if !(16..=MAX_REFLECTED).contains(&size) {
+        return Err(format!("--size must be 16 to {MAX_REFLECTED}"));
+    }
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    let dont = libc::IP_PMTUDISC_DONT;
+    // SAFETY: `dont` is a live c_int and its size is passed.
+    let set = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&dont as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(format!(
+            "IP_MTU_DISCOVER: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut via: Option<String> = None;
+    for i in 0..count {
+        let size = if alternate_small && i % 2 == 0 {
+            100
+        } else {
+            size
+        };
+        let mut data = format!("big {i} of {count} ").into_bytes();
+        let head = data.len().min(size);
+        data.resize(size, 0);
+        Stream(0x9e37_79b9_7f4a_7c15 ^ u64::from(i)).fill(&mut data[head..]);
+        let mut answered = false;
+        'tries: for _ in 0..6 {
+            s.send_to(&data, dst)
+                .map_err(|e| format!("datagram {i}: send to {dst}: {e}"))?;
+            // an answer to an earlier try of an earlier datagram may still come: skip it
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let reply = &buf[..n];
+                let Some(nl) = reply.iter().position(|b| *b == b'\n') else {
+                    return Err(format!("datagram {i}: reply without SEEN line"));
+                };
+                let body = &reply[nl + 1..];
+                if from != SocketAddr::V4(dst) || !body.starts_with(&data[..head]) {
+                    continue;
+                }
+                if body != data.as_slice() {
+                    let at = body.iter().zip(&data).position(|(a, b)| a != b);
+                    return Err(format!(
+                        "datagram {i}: {} bytes came back for {size}, first difference at {at:?}",
+                        body.len()
+                    ));
+                }
+                let seen = String::from_utf8_lossy(&reply[..nl]);
+                let seen = seen.strip_prefix("SEEN ").unwrap_or(&seen).to_string();
+                if let Some(before) = via.as_ref().filter(|v| **v != seen) {
+                    return Err(format!(
+                        "datagram {i}: the far end saw {seen}, before it saw {before}"
+                    ));
+                }
+                via = Some(seen);
+                answered = true;
+                break 'tries;
+            }
+        }
+        if !answered {
+            return Err(format!("datagram {i} of {size} bytes: no reply from {dst}"));
+        }
+    }
+    let via = via.unwrap_or_else(|| "nothing".into());
+    let small = if alternate_small {
+        format!(", {} of them 100 bytes", count.div_ceil(2))
+    } else {
+        String::new()
+    };
+    println!(
+        "ok {count} datagrams of {size} bytes{small} sent with DF off, answered intact, all via {via}"
+    );
+    Ok(())
+}
+
 #[derive(Default)]
 struct Tally {
     complete: u64,
@@ -469,6 +583,8 @@ struct Tally {
     gso: u64,
     /// Segments cut from GSO packets, each checked as the wire would carry it.
     segments: u64,
+    /// IP fragments: only their header checksum can be checked one by one.
+    fragments: u64,
     bad: Vec<String>,
 }
 
@@ -481,11 +597,18 @@ fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
     }
     let ihl = usize::from(ip[0] & 0xf) * 4;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ihl < 20
-        || total < ihl + 8
-        || total > ip.len()
-        || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
-    {
+    if ihl >= 20 && total <= ip.len() && u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        t.fragments += 1;
+        if checksum(&ip[..ihl], 0) != 0 {
+            t.bad.push(format!(
+                "IPv4 header checksum of a fragment: {} -> {}",
+                Ipv4Addr::from(be32(&ip[12..16])),
+                Ipv4Addr::from(be32(&ip[16..20]))
+            ));
+        }
+        return;
+    }
+    if ihl < 20 || total < ihl + 8 || total > ip.len() {
         return;
     }
     let (proto, src, dst) = (ip[9], be32(&ip[12..16]), be32(&ip[16..20]));
@@ -640,13 +763,14 @@ fn capture_verify(dev: &str) -> Result<()> {
         }
     }
     println!(
-        "checked {} complete {} partial {} gso {} segments {} bad {}",
+        "checked {} complete {} partial {} gso {} segments {} bad {} fragments {}",
         t.complete + t.partial,
         t.complete,
         t.partial,
         t.gso,
         t.segments,
-        t.bad.len()
+        t.bad.len(),
+        t.fragments
     );
     for b in t.bad.iter().take(10) {
         println!("bad: {b}");

@@ -1,0 +1,58 @@
+//! The NAT port pool and the ports one host may hold.
+
+use super::*;
+
+fn flags() -> Flags {
+    Flags {
+        lan: vec!["eth0".into()],
+        uplinks: vec!["isp1,dev=eth1,gw=192.168.1.254".into()],
+        ..Flags::default()
+    }
+}
+
+fn facts(ephemeral: (u16, u16), services: &[u16]) -> SystemFacts {
+    SystemFacts {
+        ephemeral_ports: ephemeral,
+        services: services.iter().map(|&p| ("tcp".to_string(), p)).collect(),
+        ..SystemFacts::default()
+    }
+}
+
+#[test]
+fn the_default_pool_is_the_largest_range_clear_of_ephemeral_ports_and_services() {
+    let c = Config::load(&flags()).unwrap();
+    assert!(c.nat_ports_auto);
+    // the kernel's defaults, no service above 1023
+    assert_eq!(c.nat_pool(&facts((32768, 60999), &[22, 80])), (1024, 32767));
+    // a service in the middle: the larger side
+    assert_eq!(c.nat_pool(&facts((32768, 60999), &[8080])), (8081, 32767));
+    // a wide ephemeral range leaves the top
+    assert_eq!(c.nat_pool(&facts((1024, 60999), &[])), (61000, 65535));
+    assert_eq!(
+        largest_free_range((32768, 60999), [5000, 20000, 20001].into_iter()),
+        (5001, 19999)
+    );
+    // a quarter of it per host, unless told
+    assert_eq!(c.ports_per_host((1024, 32767)), 7936);
+    assert_eq!(c.ports_per_host((61000, 61002)), 1);
+}
+
+#[test]
+fn a_given_pool_and_host_limit_are_taken_and_bad_ones_named() {
+    let mut f = flags();
+    f.nat_ports = Some("40000-40999".into());
+    f.max_ports_per_host = Some("100".into());
+    let c = Config::load(&f).unwrap();
+    assert!(!c.nat_ports_auto);
+    assert_eq!(c.nat_pool(&facts((32768, 60999), &[])), (40000, 40999));
+    assert_eq!(c.ports_per_host((40000, 40999)), 100);
+
+    f.nat_ports = Some("auto".into());
+    assert!(Config::load(&f).unwrap().nat_ports_auto);
+    f.max_ports_per_host = Some("0".into());
+    let e = Config::load(&f).unwrap_err().to_string();
+    assert!(
+        e.starts_with(r#"--max-ports-per-host "0": must be a whole number"#),
+        "{e}"
+    );
+}

@@ -1,0 +1,245 @@
+//! wanlb as the office's front door, end to end (root; CI runs as root): the uplink router's
+//! own ICMP errors reach the LAN, nothing gets in from an uplink that the LAN did not ask for,
+//! spoofed sources are not translated, and SIGHUP stops wanlb as cleanly as SIGTERM.
+
+mod common;
+
+use common::*;
+
+/// The example flags with everything in 198.19.0.0/24 pinned to isp1, so the errors come
+/// from r1.
+fn via_isp1() -> Vec<String> {
+    let mut args = example_args();
+    args.extend(["--pin".into(), "198.19.0.0/24=isp1".into()]);
+    args
+}
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn the_uplink_routers_own_icmp_errors_reach_the_lan() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    // strict reverse-path filtering everywhere on the gateway, as a careful admin sets it
+    tb.ok("gw", &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"]);
+    let gw = tb.start_wanlb(&via_isp1());
+    tb.assert_pings("lan", "198.19.0.1", 1, "0.2");
+
+    // traceroute's second hop: r1 answers "time exceeded" from its own address
+    let out = tb.run(
+        "lan",
+        &["ping", "-c", "1", "-W", "2", "-t", "2", "198.19.0.1"],
+    );
+    let seen = text(&out);
+    assert!(
+        seen.contains("From 198.18.1.254") && seen.contains("Time to live exceeded"),
+        "{seen}"
+    );
+
+    // a modem with a smaller MTU on its line (PPPoE, say): r1 says "fragmentation needed",
+    // and the LAN host learns the path MTU from it
+    tb.ok("r1", &["ip", "link", "set", "eth1", "mtu", "1400"]);
+    let ask = [
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "-M",
+        "do",
+        "-s",
+        "1420",
+        "198.19.0.1",
+    ];
+    let first = text(&tb.run("lan", &ask));
+    assert!(
+        first.contains("mtu = 1400") || first.contains("mtu=1400"),
+        "{first}"
+    );
+    let second = text(&tb.run("lan", &ask));
+    assert!(second.contains("mtu=1400"), "the host kept it: {second}");
+    // and what fits still goes through
+    tb.assert_pings("lan", "198.19.0.1", 1, "0.2");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn nothing_gets_in_from_an_uplink_that_the_lan_did_not_ask_for() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let lan_service =
+        Process::start(tb.spawn("lan", &[probe(), "serve", "--tcp", "198.18.3.10:9000"]));
+    lan_service.wait_for("listening", "LAN service");
+    let gw = tb.start_wanlb(&example_args());
+    // the modem routes the LAN via the gateway, as a bridged ISP segment could
+    tb.ok(
+        "r1",
+        &["ip", "route", "add", "198.18.3.0/24", "via", "198.18.1.1"],
+    );
+    let ping = tb.run(
+        "r1",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "1", "198.18.3.10"],
+    );
+    assert!(
+        !ping.status.success(),
+        "r1 reached the LAN: {}",
+        text(&ping)
+    );
+    let tcp = tb.run(
+        "r1",
+        &[
+            probe(),
+            "tcp-check",
+            "--dst",
+            "198.18.3.10:9000",
+            "--bytes",
+            "10",
+        ],
+    );
+    assert!(
+        !tcp.status.success(),
+        "r1 reached a LAN service: {}",
+        text(&tcp)
+    );
+
+    // what the LAN asks for still works: the internet, and the modem itself (routed by the
+    // kernel, its answers let in as part of the LAN's connection)
+    tb.assert_pings("lan", "198.19.0.1", 1, "0.2");
+    tb.assert_pings("lan", "198.18.1.254", 1, "0.2");
+    // and the gateway's own services on the uplink addresses
+    let service = Process::start(tb.spawn("gw", &[probe(), "serve", "--tcp", "198.18.1.1:80"]));
+    service.wait_for("listening", "gateway service");
+    tb.assert_tcp_echo("r1", "198.18.1.1:80", 10_000);
+
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let dropped = log
+        .lines()
+        .rev()
+        .filter(|l| l.contains(" drops "))
+        .find_map(|l| {
+            l.split_whitespace().find_map(|w| {
+                w.strip_prefix("forwarded_from_uplinks=")?
+                    .parse::<u64>()
+                    .ok()
+            })
+        })
+        .unwrap_or_else(|| panic!("no count of what the uplinks sent in: {log}"));
+    assert!(dropped >= 3, "counted {dropped}: {log}");
+}
+
+#[test]
+fn spoofed_sources_are_not_translated_unless_their_network_is_named() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    // a host (or a router behind it) with an address outside the LAN's subnet
+    tb.ok(
+        "lan",
+        &["ip", "addr", "add", "198.18.50.1/32", "dev", "eth0"],
+    );
+    // the simulated internet counts what reaches it from the uplinks
+    tb.ok("inet", &["nft", "add", "table", "ip", "seen"]);
+    tb.ok(
+        "inet",
+        &[
+            "nft",
+            "add chain ip seen input { type filter hook input priority 0; policy accept; }",
+        ],
+    );
+    tb.ok(
+        "inet",
+        &[
+            "nft",
+            "add rule ip seen input icmp type echo-request ip daddr 198.19.0.77 counter",
+        ],
+    );
+    let seen = || -> u64 {
+        let rules = tb.ok("inet", &["nft", "list", "table", "ip", "seen"]);
+        let w: Vec<&str> = rules.split_whitespace().collect();
+        let i = w.iter().position(|x| *x == "packets").expect("counter");
+        w[i + 1].parse().unwrap()
+    };
+    let spoofed_ping = [
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-I",
+        "198.18.50.1",
+        "198.19.0.77",
+    ];
+
+    let gw = tb.start_wanlb(&example_args());
+    tb.run("lan", &spoofed_ping);
+    assert_eq!(seen(), 0, "a spoofed source went out translated");
+    let (_, log) = gw.stop();
+    assert!(log.contains("not_from_lan=2"), "{log}");
+
+    // a routed LAN, named with --lan-net, is translated
+    let mut args = example_args();
+    args.extend(["--lan-net".into(), "198.18.50.0/24".into()]);
+    let gw = tb.start_wanlb(&args);
+    tb.run("lan", &spoofed_ping);
+    assert_eq!(seen(), 2, "the named network's host did not get out");
+    drop(gw);
+}
+
+#[test]
+fn sighup_leaves_the_gateway_as_it_was() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let before = tb.gateway_state();
+    let mut gw = tb.start_wanlb(&example_args());
+    tb.assert_pings("lan", "198.19.0.1", 1, "0.2");
+    gw.signal("-HUP");
+    let status = gw.child.wait().expect("wait");
+    assert!(status.success(), "{}", gw.output());
+    assert!(gw.output().contains("SIGHUP"), "{}", gw.output());
+    tb.assert_gateway_state(&before, &gw.output());
+}
+
+#[test]
+fn one_host_cannot_take_every_port_and_hears_why() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let mut args = example_args();
+    args.extend(["--max-ports-per-host".into(), "3".into()]);
+    let gw = tb.start_wanlb(&args);
+    // each ping session is a flow of its own (its own echo identifier), holding one port
+    for _ in 0..3 {
+        tb.assert_pings("lan", "198.19.0.1", 1, "0.2");
+    }
+    let refused = tb.run("lan", &["ping", "-c", "1", "-W", "2", "198.19.0.1"]);
+    let seen = text(&refused);
+    assert!(
+        !refused.status.success() && seen.contains("Packet filtered"),
+        "the fourth session should be refused as administratively prohibited: {seen}"
+    );
+    // another host is not held back by the busy one
+    tb.ok(
+        "lan",
+        &["ip", "addr", "add", "198.18.3.11/24", "dev", "eth0"],
+    );
+    let other = tb.run(
+        "lan",
+        &[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-I",
+            "198.18.3.11",
+            "198.19.0.1",
+        ],
+    );
+    assert!(other.status.success(), "{}", text(&other));
+    let (_, log) = gw.stop();
+    assert!(log.contains("host_port_limit=1"), "{log}");
+}
