@@ -203,12 +203,21 @@ fn plumb(
         .iter()
         .map(|u| (u.iface.name.clone(), u.addr))
         .collect();
+    // what the kernel routes itself from the LAN: the subnets of this host's interfaces
+    let kernel_routed: Vec<(Ipv4Addr, u8)> = iface::list()
+        .map_err(io_err("listing interfaces"))?
+        .iter()
+        .flat_map(|i| i.ipv4.iter())
+        .filter_map(|&(addr, len)| Prefix::new(u32::from(addr), len))
+        .map(|p| (Ipv4Addr::from(p.addr()), p.prefix_len()))
+        .collect();
     p.nft_table(
         &nft_table_name(tun),
         &system::guard_table_json(
             &nft_table_name(tun),
             tun,
             &config.lan,
+            &kernel_routed,
             &guard,
             config.nat_ports,
         ),

@@ -105,14 +105,39 @@ fn nothing_gets_in_from_an_uplink_that_the_lan_did_not_ask_for() {
         text(&tcp)
     );
 
-    // what the LAN asks for still works: the internet, and the modem itself (routed by the
-    // kernel, its answers let in as part of the LAN's connection)
+    // what the LAN asks for still works: the internet (and conntrack stays out of it: wanlb
+    // tracks its own flows), and the modem itself (routed by the kernel, its answers let in
+    // as part of the LAN's connection)
     tb.assert_pings("lan", "198.19.0.1", 1, "0.2");
+    tb.assert_tcp_echo("lan", "198.19.0.9:9000", 100_000);
+    let tracked = tb.ok("gw", &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]);
+    assert_eq!(
+        tracked.trim(),
+        "0",
+        "wanlb's traffic went through conntrack"
+    );
     tb.assert_pings("lan", "198.18.1.254", 1, "0.2");
-    // and the gateway's own services on the uplink addresses
+    // and the gateway's own services on the uplink addresses, even one started after wanlb
+    // on a port inside the NAT pool (1024-32767 here)
     let service = Process::start(tb.spawn("gw", &[probe(), "serve", "--tcp", "198.18.1.1:80"]));
     service.wait_for("listening", "gateway service");
     tb.assert_tcp_echo("r1", "198.18.1.1:80", 10_000);
+    let in_pool = Process::start(tb.spawn(
+        "gw",
+        &[
+            probe(),
+            "serve",
+            "--udp",
+            "198.18.1.1/32",
+            "--udp-port",
+            "2000",
+        ],
+    ));
+    in_pool.wait_for("listening", "gateway service in the pool");
+    tb.ok(
+        "inet",
+        &[probe(), "spread", "--dst", "198.18.1.1", "--port", "2000"],
+    );
 
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");

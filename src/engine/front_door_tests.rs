@@ -67,6 +67,12 @@ fn icmp_errors_with_a_wrong_checksum_are_dropped_not_repaired() {
         e.inbound(now, 0, &mut good, &mut L4Checksum::Complete),
         Verdict::Tun
     );
+    // the same error, claiming to come from a LAN neighbour: forged
+    let mut forged = Ipv4Packet::icmp(LAN_HOST, UPLINK_1, 3, 3, [0; 4], &request[..28]).build();
+    assert_eq!(
+        e.inbound(now, 0, &mut forged, &mut L4Checksum::Complete),
+        Verdict::Drop(DropReason::LanSourceFromUplink)
+    );
 
     // and from the LAN: a host's port unreachable about a reply wanlb delivered
     let reply = Ipv4Packet::udp(SERVER, LAN_HOST, 53, 5000, b"a").build();

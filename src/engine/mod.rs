@@ -114,6 +114,8 @@ pub enum DropReason {
     PinnedUplinkDown,
     /// A packet from the LAN whose source is in no LAN network: spoofed or misconfigured.
     NotFromLan,
+    /// A packet from an uplink whose source is in a LAN network: forged.
+    LanSourceFromUplink,
     /// An ICMP error whose checksum is wrong (RFC 5508 REQ-3): the rewrite would repair it.
     BadIcmpChecksum,
     /// The uplink's port pool for the protocol is used up.
@@ -144,7 +146,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -153,6 +155,7 @@ impl DropReason {
         DropReason::NoUplink,
         DropReason::PinnedUplinkDown,
         DropReason::NotFromLan,
+        DropReason::LanSourceFromUplink,
         DropReason::BadIcmpChecksum,
         DropReason::PortsExhausted,
         DropReason::HostPortLimit,
@@ -175,6 +178,7 @@ impl DropReason {
             DropReason::NoUplink => "no_uplink",
             DropReason::PinnedUplinkDown => "pinned_uplink_down",
             DropReason::NotFromLan => "not_from_lan",
+            DropReason::LanSourceFromUplink => "lan_source_from_uplink",
             DropReason::BadIcmpChecksum => "bad_icmp_checksum",
             DropReason::PortsExhausted => "ports_exhausted",
             DropReason::HostPortLimit => "host_port_limit",
@@ -777,6 +781,11 @@ impl Engine {
         csum: &mut L4Checksum,
     ) -> Result<(), DropReason> {
         let ip = Ipv4::parse(pkt, 0)?;
+        // an uplink has no business sending a LAN source: forged (an error that would seem
+        // to come from a LAN neighbour, say)
+        if !self.lan_nets.is_empty() && self.is_from_lan(ip.src) {
+            return Err(DropReason::LanSourceFromUplink);
+        }
         let uplink_addr = self
             .uplinks
             .get(usize::from(uplink))

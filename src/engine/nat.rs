@@ -130,16 +130,13 @@ impl Nat {
                 Ok(o.get().ext_port)
             }
             Entry::Vacant(v) => {
-                let held = self
-                    .per_host
-                    .entry((ep.addr, ep.uplink, ep.proto))
-                    .or_insert(0);
-                if *held >= self.max_per_host {
+                let key = (ep.addr, ep.uplink, ep.proto);
+                if self.per_host.get(&key).copied().unwrap_or(0) >= self.max_per_host {
                     return Err(Exhausted::HostLimit);
                 }
                 let pool = &mut self.pools[usize::from(ep.uplink)][proto_index(ep.proto)];
                 let ext_port = pool.take(start).ok_or(Exhausted::Pool)?;
-                *held += 1;
+                *self.per_host.entry(key).or_insert(0) += 1;
                 v.insert(Mapping { ext_port, flows: 1 });
                 Ok(ext_port)
             }

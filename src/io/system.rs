@@ -280,126 +280,189 @@ impl Plumbing {
 pub const TUN_MARK: u32 = 0x7100;
 
 /// nftables JSON for wanlb's table:
-/// - prerouting, before conntrack: drop what arrives on an uplink for wanlb's NAT ports
+/// - prerouting, before conntrack: what arrives on an uplink for wanlb's NAT ports is dropped
 ///   (wanlb reads those frames from its packet sockets, and the kernel must not answer them
-///   with a reset or a port unreachable); mark what arrives from the TUN device; keep
-///   conntrack away from wanlb's traffic (LAN to TUN, TUN to LAN), which wanlb tracks itself;
-/// - forward: drop, and count, what an uplink sends to be forwarded unless it answers a
-///   connection the LAN opened through the kernel (to the modem's own subnet): the front
-///   door. Replies to wanlb's flows reach the LAN through the TUN device or the fast path,
-///   never forwarded from an uplink.
+///   with a reset or a port unreachable), unless a socket of this host has the port (its own
+///   resolver's answers, a service started later); what arrives from the TUN device is marked
+///   (see [`TUN_MARK`]); wanlb's own traffic, from the LAN to anywhere the kernel does not
+///   route itself (`kernel_routed`: the subnets of this host's interfaces) and from the TUN
+///   device, stays out of conntrack, which wanlb does the work of;
+/// - forward: what an uplink sends to be forwarded is dropped, and counted, unless it answers
+///   a connection the LAN opened through the kernel on an uplink (to the modem's own subnet):
+///   the front door. Replies to wanlb's flows reach the LAN through the TUN device or the
+///   fast path, never forwarded from an uplink.
 pub fn guard_table_json(
     table: &str,
     tun: &str,
     lans: &[String],
+    kernel_routed: &[(Ipv4Addr, u8)],
     uplinks: &[(String, Ipv4Addr)],
     ports: (u16, u16),
 ) -> String {
-    let devs: Vec<String> = uplinks.iter().map(|(d, _)| format!("{d:?}")).collect();
-    let lans: Vec<String> = lans.iter().map(|d| format!("{d:?}")).collect();
+    use serde_json::{Value, json};
+    let devs: Vec<&str> = uplinks.iter().map(|(d, _)| d.as_str()).collect();
+    let lan_names: Vec<&str> = lans.iter().map(String::as_str).collect();
+    let iifname = |names: &[&str]| {
+        json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": {"set": names}}})
+    };
+    let rule = |chain: &str, expr: Value| {
+        json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}})
+    };
+    let chain = |name: &str, hook: &str, prio: i32| {
+        json!({"add": {"chain": {"family": "ip", "table": table, "name": name, "type": "filter",
+            "hook": hook, "prio": prio, "policy": "accept"}}})
+    };
+    let routed: Vec<Value> = kernel_routed
+        .iter()
+        .map(|(addr, len)| json!({"prefix": {"addr": addr.to_string(), "len": len}}))
+        .collect();
     let mut items = vec![
-        format!(r#"{{"add":{{"table":{{"family":"ip","name":"{table}"}}}}}}"#),
-        format!(
-            r#"{{"add":{{"chain":{{"family":"ip","table":"{table}","name":"prerouting","type":"filter","hook":"prerouting","prio":-300,"policy":"accept"}}}}}}"#
-        ),
-        format!(
-            concat!(
-                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"prerouting","expr":["#,
-                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":"{tun}"}}}},"#,
-                r#"{{"mangle":{{"key":{{"meta":{{"key":"mark"}}}},"value":{mark}}}}},{{"notrack":null}}]}}}}}}"#
-            ),
-            table = table,
-            tun = tun,
-            mark = TUN_MARK
-        ),
-        format!(
-            concat!(
-                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"prerouting","expr":["#,
-                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":{{"set":[{lans}]}}}}}},"#,
-                r#"{{"match":{{"op":"==","left":{{"fib":{{"result":"oifname","flags":["daddr","iif"]}}}},"right":"{tun}"}}}},"#,
-                r#"{{"notrack":null}}]}}}}}}"#
-            ),
-            table = table,
-            lans = lans.join(","),
-            tun = tun
-        ),
-        format!(
-            r#"{{"add":{{"chain":{{"family":"ip","table":"{table}","name":"forward","type":"filter","hook":"forward","prio":0,"policy":"accept"}}}}}}"#
-        ),
-        format!(
-            concat!(
-                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"forward","expr":["#,
-                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":{{"set":[{devs}]}}}}}},"#,
-                r#"{{"match":{{"op":"in","left":{{"ct":{{"key":"state"}}}},"right":["established","related"]}}}},"#,
-                r#"{{"accept":null}}]}}}}}}"#
-            ),
-            table = table,
-            devs = devs.join(",")
-        ),
-        format!(
-            concat!(
-                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"forward","comment":"from an uplink","expr":["#,
-                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":{{"set":[{devs}]}}}}}},"#,
-                r#"{{"counter":{{"packets":0,"bytes":0}}}},{{"drop":null}}]}}}}}}"#
-            ),
-            table = table,
-            devs = devs.join(",")
-        ),
+        json!({"add": {"table": {"family": "ip", "name": table}}}),
+        json!({"add": {"set": {"family": "ip", "table": table, "name": "kernel_routed",
+            "type": "ipv4_addr", "flags": ["interval"], "elem": routed}}}),
+        chain("prerouting", "prerouting", -300),
     ];
     for (dev, addr) in uplinks {
-        items.push(format!(
-            concat!(
-                r#"{{"add":{{"rule":{{"family":"ip","table":"{table}","chain":"prerouting","expr":["#,
-                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"iifname"}}}},"right":"{dev}"}}}},"#,
-                r#"{{"match":{{"op":"==","left":{{"payload":{{"protocol":"ip","field":"daddr"}}}},"right":"{addr}"}}}},"#,
-                r#"{{"match":{{"op":"==","left":{{"meta":{{"key":"l4proto"}}}},"right":{{"set":["tcp","udp"]}}}}}},"#,
-                r#"{{"match":{{"op":"==","left":{{"payload":{{"protocol":"th","field":"dport"}}}},"right":{{"range":[{lo},{hi}]}}}}}},"#,
-                r#"{{"drop":null}}]}}}}}}"#
-            ),
-            table = table,
-            dev = dev,
-            addr = addr,
-            lo = ports.0,
-            hi = ports.1
-        ));
+        let nat_port = vec![
+            iifname(&[dev.as_str()]),
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                "right": addr.to_string()}}),
+            json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
+                "right": {"set": ["tcp", "udp"]}}}),
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}},
+                "right": {"range": [ports.0, ports.1]}}}),
+        ];
+        let mut host_socket = nat_port.clone();
+        host_socket.push(
+            json!({"match": {"op": "==", "left": {"socket": {"key": "transparent"}}, "right": 0}}),
+        );
+        host_socket.push(json!({"accept": null}));
+        items.push(rule("prerouting", Value::Array(host_socket)));
+        let mut drop = nat_port;
+        drop.push(json!({"drop": null}));
+        items.push(rule("prerouting", Value::Array(drop)));
     }
-    format!(r#"{{"nftables":[{}]}}"#, items.join(","))
+    items.push(rule(
+        "prerouting",
+        json!([iifname(&[tun]),
+            {"mangle": {"key": {"meta": {"key": "mark"}}, "value": TUN_MARK}},
+            {"notrack": null}]),
+    ));
+    items.push(rule(
+        "prerouting",
+        json!([iifname(&lan_names),
+            {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                "right": "@kernel_routed"}},
+            {"notrack": null}]),
+    ));
+    items.push(chain("forward", "forward", 0));
+    items.push(rule(
+        "forward",
+        json!([iifname(&lan_names),
+            {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": devs}}},
+            {"mangle": {"key": {"ct": {"key": "mark"}}, "value": TUN_MARK}}]),
+    ));
+    items.push(rule(
+        "forward",
+        json!([iifname(&devs),
+            {"match": {"op": "==", "left": {"ct": {"key": "mark"}}, "right": TUN_MARK}},
+            {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
+            {"accept": null}]),
+    ));
+    let mut from_uplink = rule(
+        "forward",
+        json!([iifname(&devs), {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]),
+    );
+    from_uplink["add"]["rule"]["comment"] = json!("from an uplink");
+    items.push(from_uplink);
+    json!({"nftables": items}).to_string()
 }
 
 /// Ports of TCP listeners and bound UDP sockets on `addrs` or the wildcard address, from
 /// /proc/net/{tcp,udp}: the gateway's own services, which NAT must never take (CVE-2021-3773).
 pub fn local_service_ports(addrs: &[Ipv4Addr]) -> Result<Vec<(String, u16)>, SystemError> {
     let mut out = Vec::new();
-    for (file, proto) in [("/proc/net/tcp", "tcp"), ("/proc/net/udp", "udp")] {
-        let text = fs::read_to_string(file).map_err(io_err(format!("reading {file}")))?;
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (f.get(1), f.get(3)) else {
-                continue;
-            };
-            // TCP: only listeners (0A); UDP: every bound socket (07 = unconnected)
-            if proto == "tcp" && *state != "0A" {
-                continue;
-            }
-            let Some((a, p)) = local.split_once(':') else {
-                continue;
-            };
-            let (Ok(a), Ok(p)) = (u32::from_str_radix(a, 16), u16::from_str_radix(p, 16)) else {
-                continue;
-            };
-            // the kernel prints the network-order address as a native-endian integer
-            let addr = Ipv4Addr::from(a.to_ne_bytes());
-            if addr.is_unspecified() || addrs.contains(&addr) {
-                out.push((proto.to_string(), p));
-            }
-        }
+    for (file, proto) in [
+        ("/proc/net/tcp", "tcp"),
+        ("/proc/net/udp", "udp"),
+        ("/proc/net/tcp6", "tcp"),
+        ("/proc/net/udp6", "udp"),
+    ] {
+        let text = match fs::read_to_string(file) {
+            Ok(t) => t,
+            // a kernel without IPv6 has no tcp6/udp6
+            Err(e) if e.kind() == io::ErrorKind::NotFound && file.ends_with('6') => continue,
+            Err(e) => return Err(io_err(format!("reading {file}"))(e)),
+        };
+        out.extend(service_ports(&text, proto, addrs));
     }
     Ok(out)
+}
+
+/// The ports in one /proc/net/{tcp,udp}[6] listing of listeners (TCP) or bound sockets (UDP)
+/// on `addrs`, on the wildcard address, or (IPv6) on `::` or an IPv4-mapped `addrs`.
+fn service_ports(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state)) = (f.get(1), f.get(3)) else {
+            continue;
+        };
+        // TCP: only listeners (0A); UDP: every bound socket (07 = unconnected)
+        if proto == "tcp" && *state != "0A" {
+            continue;
+        }
+        let Some((a, p)) = local.split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(p, 16) else {
+            continue;
+        };
+        // the kernel prints each network-order 32-bit word as a native-endian integer;
+        // IPv6: all zero is `::`, and ::ffff:a.b.c.d has 0000ffff as its third word
+        let word = |hex: &str| u32::from_str_radix(hex, 16).map(u32::to_ne_bytes);
+        let v4 = match a.len() {
+            8 => word(a).ok(),
+            32 if a.bytes().all(|b| b == b'0') => Some([0; 4]),
+            32 if a[..16].bytes().all(|b| b == b'0')
+                && word(&a[16..24]).is_ok_and(|w| w == [0, 0, 0xff, 0xff]) =>
+            {
+                word(&a[24..]).ok()
+            }
+            _ => None,
+        };
+        if let Some(v4) = v4.map(Ipv4Addr::from)
+            && (v4.is_unspecified() || addrs.contains(&v4))
+        {
+            out.push((proto.to_string(), port));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_on_the_uplinks_the_wildcard_and_ipv6_wildcard_are_found() {
+        let me = Ipv4Addr::new(198, 18, 1, 1);
+        // 198.18.1.1 (C6 12 01 01) read as a little-endian word and printed: 010112C6
+        let tcp = "  sl  local_address rem_address   st\n\
+            0: 010112C6:0050 00000000:0000 0A\n\
+            1: 00000000:1F90 00000000:0000 0A\n\
+            2: 010112C6:C350 0A000002:01BB 01\n\
+            3: 0100007F:0035 00000000:0000 0A\n";
+        let ports: Vec<u16> = service_ports(tcp, "tcp", &[me]).iter().map(|p| p.1).collect();
+        assert_eq!(ports, [80, 8080], "not the connection, not loopback");
+        // IPv6: `::` and ::ffff:198.18.1.1, not ::1
+        let tcp6 = "  sl  local_address                         remote_address st\n\
+            0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A\n\
+            1: 0000000000000000FFFF0000010112C6:0BB9 00000000000000000000000000000000:0000 0A\n\
+            2: 00000000000000000000000001000000:0BBA 00000000000000000000000000000000:0000 0A\n";
+        let ports: Vec<u16> = service_ports(tcp6, "tcp", &[me]).iter().map(|p| p.1).collect();
+        assert_eq!(ports, [3000, 3001]);
+    }
 
     #[test]
     fn undo_lines_round_trip() {
@@ -419,6 +482,7 @@ mod tests {
             "wanlb_t",
             "wanlb0",
             &["eth0".into()],
+            &[(Ipv4Addr::new(198, 18, 3, 0), 24)],
             &[
                 ("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)),
                 ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1)),
@@ -430,6 +494,7 @@ mod tests {
         );
         // a NAT-port rule per uplink, and the forward rule for both
         assert_eq!(json.matches(r#""drop":null"#).count(), 3);
+        assert!(json.contains(r#""elem":[{"prefix":{"addr":"198.18.3.0","len":24}}]"#));
         assert!(json.contains(r#""right":{"set":["eth1","eth2"]}"#));
         assert!(json.contains(r#""value":28928"#));
         assert!(json.contains(r#""right":"198.18.2.1""#));
