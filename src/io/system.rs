@@ -302,12 +302,8 @@ pub fn guard_table_json(
     use serde_json::{Value, json};
     let devs: Vec<&str> = uplinks.iter().map(|(d, _)| d.as_str()).collect();
     let lan_names: Vec<&str> = lans.iter().map(String::as_str).collect();
-    let iifname = |names: &[&str]| {
-        json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": {"set": names}}})
-    };
-    let rule = |chain: &str, expr: Value| {
-        json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}})
-    };
+    let iifname = |names: &[&str]| json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": {"set": names}}});
+    let rule = |chain: &str, expr: Value| json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}});
     let chain = |name: &str, hook: &str, prio: i32| {
         json!({"add": {"chain": {"family": "ip", "table": table, "name": name, "type": "filter",
             "hook": hook, "prio": prio, "policy": "accept"}}})
@@ -453,14 +449,20 @@ mod tests {
             1: 00000000:1F90 00000000:0000 0A\n\
             2: 010112C6:C350 0A000002:01BB 01\n\
             3: 0100007F:0035 00000000:0000 0A\n";
-        let ports: Vec<u16> = service_ports(tcp, "tcp", &[me]).iter().map(|p| p.1).collect();
+        let ports: Vec<u16> = service_ports(tcp, "tcp", &[me])
+            .iter()
+            .map(|p| p.1)
+            .collect();
         assert_eq!(ports, [80, 8080], "not the connection, not loopback");
         // IPv6: `::` and ::ffff:198.18.1.1, not ::1
         let tcp6 = "  sl  local_address                         remote_address st\n\
             0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A\n\
             1: 0000000000000000FFFF0000010112C6:0BB9 00000000000000000000000000000000:0000 0A\n\
             2: 00000000000000000000000001000000:0BBA 00000000000000000000000000000000:0000 0A\n";
-        let ports: Vec<u16> = service_ports(tcp6, "tcp", &[me]).iter().map(|p| p.1).collect();
+        let ports: Vec<u16> = service_ports(tcp6, "tcp", &[me])
+            .iter()
+            .map(|p| p.1)
+            .collect();
         assert_eq!(ports, [3000, 3001]);
     }
 
