@@ -109,6 +109,10 @@ pub struct Config {
     pub on_uplink_down: OnUplinkDown,
     /// Run through `sh -c` on every uplink state change.
     pub on_change: Option<String>,
+    /// Where the metrics and the status are served; `None`: nowhere.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Required of every HTTP request when given (and given it must be, off loopback).
+    pub listen_token: Option<String>,
     /// Idle timeouts of flows, by protocol and TCP phase (`[timeouts]`).
     pub timeouts: Timeouts,
 }
@@ -166,6 +170,8 @@ pub struct Flags {
     pub max_rtt: Option<String>,
     pub on_uplink_down: Option<String>,
     pub on_change: Option<String>,
+    pub listen: Option<String>,
+    pub listen_token: Option<String>,
     pub timeouts: TimeoutFlags,
 }
 
@@ -190,6 +196,8 @@ struct FileConfig {
     max_rtt: Option<Spanned<String>>,
     on_uplink_down: Option<Spanned<String>>,
     on_change: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    listen_token: Option<Spanned<String>>,
     timeouts: Option<FileTimeouts>,
     #[serde(default)]
     uplink: Vec<FileUplink>,
@@ -374,6 +382,22 @@ fn parse_max_rtt(s: &str, origin: &str) -> Result<Duration, ConfigError> {
     )
 }
 
+/// Where the HTTP control plane listens by default: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
+
+/// `ADDR:PORT`, or `off`.
+fn parse_listen(s: &str, origin: &str) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    if s.trim() == "off" {
+        return Ok(None);
+    }
+    s.trim().parse().map(Some).or_else(|_| {
+        err(
+            origin,
+            format!("{s:?} is not an address and port like 127.0.0.1:9911, nor off"),
+        )
+    })
+}
+
 fn parse_command(s: &str, origin: &str) -> Result<String, ConfigError> {
     if s.trim().is_empty() {
         return err(origin, "the command is empty");
@@ -544,6 +568,8 @@ impl Config {
             health_targets: Vec::new(),
             on_uplink_down: OnUplinkDown::Reset,
             on_change: None,
+            listen: Some(DEFAULT_LISTEN.parse().expect("a socket address")),
+            listen_token: None,
             timeouts: Timeouts::default(),
         };
         if let Some(path) = &flags.config {
@@ -714,6 +740,12 @@ impl Config {
         if let Some(v) = &file.on_change {
             self.on_change = Some(parse_command(v.get_ref(), &at.key(v, "on_change"))?);
         }
+        if let Some(v) = &file.listen {
+            self.listen = parse_listen(v.get_ref(), &at.key(v, "listen"))?;
+        }
+        if let Some(v) = &file.listen_token {
+            self.listen_token = Some(parse_command(v.get_ref(), &at.key(v, "listen_token"))?);
+        }
         Ok(())
     }
 
@@ -749,6 +781,12 @@ impl Config {
         }
         if let Some(v) = &flags.on_change {
             self.on_change = Some(parse_command(v, &format!("--on-change {v:?}"))?);
+        }
+        if let Some(v) = &flags.listen {
+            self.listen = parse_listen(v, &format!("--listen {v:?}"))?;
+        }
+        if let Some(v) = &flags.listen_token {
+            self.listen_token = Some(parse_command(v, "--listen-token")?);
         }
         Ok(())
     }
@@ -877,6 +915,17 @@ impl Config {
                 };
                 return err(origin, format!("health target {t} is listed twice"));
             }
+        }
+        if let Some(addr) = self.listen
+            && !addr.ip().is_loopback()
+            && self.listen_token.is_none()
+        {
+            return err(
+                "--listen",
+                format!(
+                    "{addr} is reachable from other hosts, and the status tells them about your lines and their traffic: give --listen-token TOKEN (clients then send Authorization: Bearer TOKEN), or listen on 127.0.0.1"
+                ),
+            );
         }
         if let Some(rtt) = self.health.max_rtt
             && rtt >= self.health.timeout

@@ -428,6 +428,34 @@ fn serve(
             .name("wanlb-control".into())
             .spawn_scoped(s, move || control_loop(shared, config))
             .map_err(io_err("starting the control thread"))?;
+        // the status and metrics: wanlb runs without them if their address is taken
+        let http = config.listen.and_then(|addr| match tiny_http::Server::http(addr) {
+            Ok(server) => {
+                tracing::info!(listen = %addr, "serving /metrics and /status");
+                Some(server)
+            }
+            Err(e) => {
+                tracing::warn!(listen = %addr, error = %e, "cannot serve the status and metrics there; running without them");
+                None
+            }
+        });
+        let http = match http {
+            Some(server) => Some(
+                std::thread::Builder::new()
+                    .name("wanlb-http".into())
+                    .spawn_scoped(s, move || {
+                        let token = config.listen_token.as_deref();
+                        let snapshot = || snapshot(shared, config);
+                        if let Err(e) =
+                            crate::control::http::serve(server, token, snapshot, &shared.stop)
+                        {
+                            tracing::warn!(error = %e, "the status and metrics server stopped");
+                        }
+                    })
+                    .map_err(io_err("starting the HTTP thread"))?,
+            ),
+            None => None,
+        };
 
         let sig = loop {
             match signal::wait_for_control_signal().map_err(io_err("waiting for signals"))? {
@@ -451,6 +479,9 @@ fn serve(
             }
         }
         let _ = control.join();
+        if let Some(h) = http {
+            let _ = h.join();
+        }
         if let Some(h) = hooks {
             let _ = h.join();
         }
@@ -547,6 +578,107 @@ fn control_loop(shared: &Shared, config: &Config) {
             let now = shared.now();
             shared.engine.expire(now);
         }
+    }
+}
+
+/// What the status and metrics report, now.
+fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
+    use crate::control::{PinReport, ProtoCounts, Snapshot, UplinkReport};
+    let counters = shared.engine.counters();
+    let fast = shared
+        .fast_path
+        .as_ref()
+        .and_then(|f| f.totals().ok())
+        .unwrap_or_default();
+    let unix = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let destinations: u64 = counters.uplinks.iter().map(|c| c.destinations).sum();
+    let uplinks = shared
+        .uplinks
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let c = counters.uplinks[i];
+            let f = fast.get(i).copied().unwrap_or_default();
+            let status = u.status();
+            let tier_weight: u32 = shared
+                .uplinks
+                .iter()
+                .filter(|x| x.tier == u.tier)
+                .map(|x| x.weight)
+                .sum();
+            let [tcp, udp, icmp] = shared.engine.ports_in_use(i as u8);
+            UplinkReport {
+                name: u.name.clone(),
+                device: u.dev.clone(),
+                address: u.addr.to_string(),
+                gateway: u.gateway.to_string(),
+                gateway_mac: u.gateway_mac().map(crate::uplink::format_mac),
+                tier: u.tier,
+                weight: u.weight,
+                state: status.state.name().to_string(),
+                since: unix(status.since),
+                reason: status.reason,
+                carrier: status.carrier,
+                rtt_median_seconds: status.stats.rtt_median_us.map(|us| us as f64 / 1e6),
+                rtt_p90_seconds: status.stats.rtt_p90_us.map(|us| us as f64 / 1e6),
+                loss_ratio: status.stats.loss(),
+                state_changes: status.changes,
+                tx_bytes: c.outbound_bytes + f.outbound_bytes,
+                rx_bytes: c.inbound_bytes + f.inbound_bytes,
+                tx_packets: c.outbound_packets + f.outbound_packets,
+                rx_packets: c.inbound_packets + f.inbound_packets,
+                flows_opened: c.flows,
+                destinations: c.destinations,
+                share: if destinations == 0 {
+                    0.0
+                } else {
+                    c.destinations as f64 / destinations as f64
+                },
+                weight_share: f64::from(u.weight) / f64::from(tier_weight.max(1)),
+                nat_ports_in_use: ProtoCounts { tcp, udp, icmp },
+            }
+        })
+        .collect();
+    let [tcp, udp, icmp] = shared.engine.flows_by_proto();
+    let io = &shared.io;
+    let mut drops: Vec<(String, u64)> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), counters.drop_count(*r)))
+        .collect();
+    for (name, n) in [
+        ("no_gateway_mac", &io.no_gateway_mac),
+        ("send_error", &io.send_errors),
+        ("tun_write_error", &io.tun_write_errors),
+        ("short_read", &io.short_reads),
+        ("truncated", &io.truncated),
+    ] {
+        drops.push((name.to_string(), n.load(Ordering::Relaxed)));
+    }
+    if let Ok(n) = system::uplink_forward_drops(&nft_table_name(&config.tun)) {
+        drops.push(("forwarded_from_uplink".to_string(), n));
+    }
+    Snapshot {
+        taken_at: unix(SystemTime::now()),
+        uplinks,
+        pins: config
+            .pins
+            .iter()
+            .map(|p| PinReport {
+                prefix: format!(
+                    "{}/{}",
+                    Ipv4Addr::from(p.prefix.addr()),
+                    p.prefix.prefix_len()
+                ),
+                uplink: p.uplink.clone(),
+                strict: p.strict,
+            })
+            .collect(),
+        flows: ProtoCounts { tcp, udp, icmp },
+        affinity_entries: shared.engine.destination_count() as u64,
+        drops,
     }
 }
 

@@ -1,6 +1,7 @@
 //! wanlb: a userspace multi-WAN load-balancing NAT gateway.
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod gateway;
 pub mod health;

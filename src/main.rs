@@ -45,6 +45,22 @@ table sizes, per-uplink state and totals, and drops. Set RUST_LOG=debug for more
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 for settings that cannot be
 used (the message names the flag, or the file's line and key).")]
     Run(Box<RunArgs>),
+    /// Show what each line of a running wanlb is doing: state and since when, RTT, loss,
+    /// throughput, flows, share of new destinations against its weight.
+    Status {
+        /// Where the running wanlb serves its status (its --listen).
+        #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Its --listen-token, if it has one.
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// Print the status as JSON (what GET /status serves) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Redraw the table every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
     /// gateways exist on this system), then print what it means.
     CheckConfig {
@@ -111,6 +127,13 @@ struct RunArgs {
     /// time out) [default: reset].
     #[arg(long, value_name = "reset|keep")]
     on_uplink_down: Option<String>,
+    /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on
+    /// ADDR, or off [default: 127.0.0.1:9911]. Anything but loopback needs --listen-token.
+    #[arg(long, value_name = "ADDR|off")]
+    listen: Option<String>,
+    /// A token every HTTP request must carry (Authorization: Bearer TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    listen_token: Option<String>,
     /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
     /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
     /// never delays failover).
@@ -219,6 +242,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 max_rtt: args.max_rtt,
                 on_uplink_down: args.on_uplink_down,
                 on_change: args.on_change,
+                listen: args.listen,
+                listen_token: args.listen_token,
                 timeouts: TimeoutFlags {
                     tcp_established: args.tcp_established_timeout,
                     tcp_transitory: args.tcp_transitory_timeout,
@@ -230,6 +255,33 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&flags)?;
             gateway::run(&config, &args.state_dir)?;
             Ok(())
+        }
+        Command::Status {
+            listen,
+            token,
+            json,
+            watch,
+        } => {
+            use wanlb::control::{http, table};
+            let token = token.as_deref();
+            let mut earlier = None;
+            loop {
+                let now = http::fetch_status(listen, token)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&now)?);
+                } else {
+                    if watch {
+                        // clear the terminal and go home, as watch(1) does
+                        print!("\x1b[2J\x1b[H");
+                    }
+                    print!("{}", table::render(&now, earlier.as_ref()));
+                }
+                if !watch {
+                    return Ok(());
+                }
+                earlier = Some(now);
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
         }
         Command::CheckConfig { config, offline } => {
             let flags = Flags {

@@ -56,3 +56,28 @@ fn a_given_pool_and_host_limit_are_taken_and_bad_ones_named() {
         "{e}"
     );
 }
+
+#[test]
+fn the_status_listens_on_loopback_unless_told_and_off_loopback_only_with_a_token() {
+    let c = Config::load(&flags()).unwrap();
+    assert_eq!(c.listen, Some("127.0.0.1:9911".parse().unwrap()));
+    let mut f = flags();
+    f.listen = Some("off".into());
+    assert_eq!(Config::load(&f).unwrap().listen, None);
+    f.listen = Some("0.0.0.0:9911".into());
+    let e = load_err(&f);
+    assert_eq!(e.origin, "--listen");
+    assert!(e.message.contains("--listen-token"), "{e}");
+    f.listen_token = Some("s3cret".into());
+    assert!(Config::load(&f).is_ok());
+    f.listen = Some("9911".into());
+    assert!(
+        load_err(&f)
+            .to_string()
+            .starts_with(r#"--listen "9911": "9911" is not an address"#)
+    );
+}
+
+fn load_err(f: &Flags) -> ConfigError {
+    Config::load(f).expect_err("should be refused")
+}

@@ -1064,6 +1064,24 @@ impl Engine {
         self.shards.iter().map(|s| lock(s).flows.len()).sum()
     }
 
+    /// Live flows: TCP, UDP, ICMP.
+    pub fn flows_by_proto(&self) -> [u64; 3] {
+        let mut counts = [0u64; 3];
+        for shard in self.shards.iter() {
+            lock(shard).flows.for_each_mut(|f| match f.key.proto {
+                PROTO_TCP => counts[0] += 1,
+                PROTO_UDP => counts[1] += 1,
+                _ => counts[2] += 1,
+            });
+        }
+        counts
+    }
+
+    /// NAT ports in use on `uplink`: TCP, UDP, ICMP identifiers.
+    pub fn ports_in_use(&self, uplink: UplinkId) -> [u64; 3] {
+        lock(&self.nat).in_use(uplink)
+    }
+
     pub fn mapping_count(&self) -> usize {
         lock(&self.nat).len()
     }

@@ -165,6 +165,15 @@ impl Nat {
         self.mappings.len()
     }
 
+    /// Ports taken from `uplink`'s pools: TCP, UDP, ICMP.
+    pub fn in_use(&self, uplink: UplinkId) -> [u64; 3] {
+        self.pools.get(usize::from(uplink)).map_or([0; 3], |pools| {
+            pools
+                .each_ref()
+                .map(|p| p.taken.iter().map(|w| u64::from(w.count_ones())).sum())
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.mappings.is_empty()
     }

@@ -156,6 +156,14 @@ enum Command {
         #[arg(long, value_name = "IP:PORT")]
         bind: SocketAddrV4,
     },
+    /// GET PATH from an HTTP server at ADDR (HTTP/1.0) and print the body; exit 1 unless it
+    /// answers 200. For tests of wanlb's /metrics and /status.
+    HttpGet {
+        #[arg(long, value_name = "IP:PORT")]
+        addr: SocketAddrV4,
+        #[arg(long, default_value = "/")]
+        path: String,
+    },
     /// Hold one TCP connection to an echo server, exchanging 8 bytes every 100 ms. Prints
     /// "connected LOCAL-IP:PORT"; when the connection fails "reset NS" (reset by the peer)
     /// or "error KIND NS" (NS: CLOCK_MONOTONIC ns); on SIGINT or SIGTERM "alive".
@@ -217,6 +225,7 @@ fn main() -> ExitCode {
         } => udp_stream(dst, interval, seconds),
         Command::UdpRecord { bind } => udp_record(bind),
         Command::TcpHold { dst, idle_after } => tcp_hold(dst, idle_after),
+        Command::HttpGet { addr, path } => http_get(addr, &path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1063,5 +1072,21 @@ fn tcp_hold(dst: SocketAddrV4, idle_after: Option<u64>) -> Result<()> {
     } else {
         println!("error {:?} {at}", failure.kind());
     }
+    Ok(())
+}
+
+fn http_get(addr: SocketAddrV4, path: &str) -> Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("not HTTP: {reply}"))?;
+    if !head.lines().next().unwrap_or("").contains(" 200 ") {
+        return Err(format!("{head}\n{body}"));
+    }
+    print!("{body}");
     Ok(())
 }

@@ -1,0 +1,205 @@
+//! A snapshot in the Prometheus (OpenMetrics) text format.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use super::Snapshot;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The metrics of `s`, as `GET /metrics` serves them.
+pub fn render(s: &Snapshot) -> String {
+    let mut registry = Registry::default();
+    let gauge = |registry: &mut Registry, name: &str, help: &str| {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(name, help, family.clone());
+        family
+    };
+    let counter = |registry: &mut Registry, name: &str, help: &str| {
+        let family = Family::<Labels, Counter>::default();
+        registry.register(name, help, family.clone());
+        family
+    };
+    let up = gauge(
+        &mut registry,
+        "wanlb_uplink_up",
+        "1 while the uplink carries new flows' traffic (health up), else 0",
+    );
+    let weight = gauge(
+        &mut registry,
+        "wanlb_uplink_weight",
+        "The uplink's weight within its tier",
+    );
+    let tier = gauge(
+        &mut registry,
+        "wanlb_uplink_tier",
+        "The uplink's tier (1 is used first)",
+    );
+    let rtt = gauge(
+        &mut registry,
+        "wanlb_uplink_rtt_seconds",
+        "Median health-probe round-trip time over the recent window",
+    );
+    let loss = gauge(
+        &mut registry,
+        "wanlb_uplink_loss_ratio",
+        "Fraction of health probes lost over the recent window",
+    );
+    let tx_bytes = counter(
+        &mut registry,
+        "wanlb_uplink_tx_bytes",
+        "IP bytes sent through the uplink (userspace and fast path)",
+    );
+    let rx_bytes = counter(
+        &mut registry,
+        "wanlb_uplink_rx_bytes",
+        "IP bytes received through the uplink (userspace and fast path)",
+    );
+    let tx_packets = counter(
+        &mut registry,
+        "wanlb_uplink_tx_packets",
+        "Packets sent through the uplink (GSO segments counted one by one on the fast path)",
+    );
+    let rx_packets = counter(
+        &mut registry,
+        "wanlb_uplink_rx_packets",
+        "Packets received through the uplink",
+    );
+    let changes = counter(
+        &mut registry,
+        "wanlb_uplink_state_changes",
+        "Health state changes of the uplink",
+    );
+    let ports = gauge(
+        &mut registry,
+        "wanlb_nat_ports_in_use",
+        "NAT ports (and ICMP identifiers) in use, per uplink and protocol",
+    );
+    for u in &s.uplinks {
+        let l = labels(&[("uplink", &u.name)]);
+        up.get_or_create(&l)
+            .set(if u.state == "up" { 1.0 } else { 0.0 });
+        weight.get_or_create(&l).set(f64::from(u.weight));
+        tier.get_or_create(&l).set(f64::from(u.tier));
+        if let Some(r) = u.rtt_median_seconds {
+            rtt.get_or_create(&l).set(r);
+        }
+        loss.get_or_create(&l).set(u.loss_ratio);
+        tx_bytes.get_or_create(&l).inc_by(u.tx_bytes);
+        rx_bytes.get_or_create(&l).inc_by(u.rx_bytes);
+        tx_packets.get_or_create(&l).inc_by(u.tx_packets);
+        rx_packets.get_or_create(&l).inc_by(u.rx_packets);
+        changes.get_or_create(&l).inc_by(u.state_changes);
+        for (proto, n) in [
+            ("tcp", u.nat_ports_in_use.tcp),
+            ("udp", u.nat_ports_in_use.udp),
+            ("icmp", u.nat_ports_in_use.icmp),
+        ] {
+            let l = labels(&[("uplink", &u.name), ("proto", proto)]);
+            ports.get_or_create(&l).set(n as f64);
+        }
+    }
+    let flows = gauge(
+        &mut registry,
+        "wanlb_flows_active",
+        "Live flows, per protocol",
+    );
+    for (proto, n) in [
+        ("tcp", s.flows.tcp),
+        ("udp", s.flows.udp),
+        ("icmp", s.flows.icmp),
+    ] {
+        flows
+            .get_or_create(&labels(&[("proto", proto)]))
+            .set(n as f64);
+    }
+    let affinity = gauge(
+        &mut registry,
+        "wanlb_affinity_entries",
+        "Destinations bound to an uplink",
+    );
+    affinity
+        .get_or_create(&Vec::new())
+        .set(s.affinity_entries as f64);
+    let drops = counter(&mut registry, "wanlb_drops", "Packets dropped, by reason");
+    for (reason, n) in &s.drops {
+        drops
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(*n);
+    }
+    let mut out = String::new();
+    encode(&mut out, &registry).expect("writing to a String cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{ProtoCounts, UplinkReport};
+
+    #[test]
+    fn every_metric_the_contract_names_is_there_with_its_labels() {
+        let s = Snapshot {
+            uplinks: vec![UplinkReport {
+                name: "isp1".into(),
+                weight: 2,
+                tier: 1,
+                state: "up".into(),
+                rtt_median_seconds: Some(0.012),
+                loss_ratio: 0.25,
+                tx_bytes: 1000,
+                rx_bytes: 2000,
+                tx_packets: 10,
+                rx_packets: 20,
+                state_changes: 3,
+                nat_ports_in_use: ProtoCounts {
+                    tcp: 1,
+                    udp: 2,
+                    icmp: 0,
+                },
+                ..UplinkReport::default()
+            }],
+            flows: ProtoCounts {
+                tcp: 4,
+                udp: 5,
+                icmp: 6,
+            },
+            affinity_entries: 7,
+            drops: vec![("no_flow".into(), 9)],
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        for line in [
+            r#"wanlb_uplink_up{uplink="isp1"} 1.0"#,
+            r#"wanlb_uplink_weight{uplink="isp1"} 2.0"#,
+            r#"wanlb_uplink_tx_bytes_total{uplink="isp1"} 1000"#,
+            r#"wanlb_uplink_rx_bytes_total{uplink="isp1"} 2000"#,
+            r#"wanlb_uplink_tx_packets_total{uplink="isp1"} 10"#,
+            r#"wanlb_uplink_rx_packets_total{uplink="isp1"} 20"#,
+            r#"wanlb_uplink_rtt_seconds{uplink="isp1"} 0.012"#,
+            r#"wanlb_uplink_loss_ratio{uplink="isp1"} 0.25"#,
+            r#"wanlb_uplink_state_changes_total{uplink="isp1"} 3"#,
+            r#"wanlb_nat_ports_in_use{uplink="isp1",proto="udp"} 2.0"#,
+            r#"wanlb_flows_active{proto="icmp"} 6.0"#,
+            "wanlb_affinity_entries 7.0",
+            r#"wanlb_drops_total{reason="no_flow"} 9"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

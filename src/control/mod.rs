@@ -1,0 +1,74 @@
+//! The control plane: what wanlb tells a person and their monitoring. A [`Snapshot`] of the
+//! running gateway (made by the gateway from the uplinks' shared state and the engine's
+//! counters, never from the workers) is served over HTTP as Prometheus metrics and as JSON
+//! (`http.rs`), and printed as a table by `wanlb status` (`table.rs`).
+
+pub mod http;
+pub mod metrics;
+pub mod table;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the reports show, at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Seconds since the Unix epoch when it was taken.
+    pub taken_at: u64,
+    pub uplinks: Vec<UplinkReport>,
+    pub pins: Vec<PinReport>,
+    /// Live flows by protocol.
+    pub flows: ProtoCounts,
+    /// Destinations bound to an uplink (the affinity table).
+    pub affinity_entries: u64,
+    /// Packets dropped so far, by reason (engine, data path and the uplink forward rule).
+    pub drops: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtoCounts {
+    pub tcp: u64,
+    pub udp: u64,
+    pub icmp: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UplinkReport {
+    pub name: String,
+    pub device: String,
+    pub address: String,
+    pub gateway: String,
+    /// The gateway's MAC, once learned.
+    pub gateway_mac: Option<String>,
+    pub tier: u8,
+    pub weight: u32,
+    /// `up`, `down` or `unknown`.
+    pub state: String,
+    /// Seconds since the Unix epoch when it entered that state.
+    pub since: u64,
+    pub reason: String,
+    pub carrier: bool,
+    pub rtt_median_seconds: Option<f64>,
+    pub rtt_p90_seconds: Option<f64>,
+    pub loss_ratio: f64,
+    pub state_changes: u64,
+    /// Traffic through the uplink, userspace and kernel fast path together.
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    /// Flows opened on it, and destinations bound to it, so far.
+    pub flows_opened: u64,
+    pub destinations: u64,
+    /// Its share of new destinations so far, and what its weight asks within its tier.
+    pub share: f64,
+    pub weight_share: f64,
+    /// NAT ports in use, by protocol.
+    pub nat_ports_in_use: ProtoCounts,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinReport {
+    pub prefix: String,
+    pub uplink: String,
+    pub strict: bool,
+}
