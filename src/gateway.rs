@@ -20,7 +20,7 @@ use crate::io::packet::PacketSocket;
 use crate::io::system::{self, Plumbing, SystemError};
 use crate::io::worker::{Shared, Worker};
 use crate::io::{hook, iface, signal, tun};
-use crate::uplink::{Uplink, UplinkInfo};
+use crate::uplink::{Live, Uplink};
 
 /// Routing table and rule priorities wanlb uses for LAN traffic.
 pub const ROUTE_TABLE: u32 = 7100;
@@ -297,18 +297,17 @@ fn serve(
         .uplinks
         .iter()
         .zip(resolved)
-        .map(|(u, r)| {
-            Uplink::new(UplinkInfo {
-                name: u.name.clone(),
-                dev: u.dev.clone(),
-                ifindex: r.iface.index,
-                mac: r.iface.mac,
-                addr: r.addr,
-                gateway: u.gw,
-                tier: u.tier,
-                weight: u.weight,
-                targets: config.targets_of(u).to_vec(),
-            })
+        .map(|(u, r)| Uplink {
+            name: u.name.clone(),
+            dev: u.dev.clone(),
+            ifindex: r.iface.index,
+            mac: r.iface.mac,
+            addr: r.addr,
+            gateway: u.gw,
+            tier: u.tier,
+            weight: u.weight,
+            targets: config.targets_of(u).to_vec(),
+            live: Live::default(),
         })
         .collect();
     let unprobed: Vec<&str> = uplinks

@@ -23,6 +23,8 @@ pub struct Status {
     pub changes: u64,
 }
 
+/// An uplink: its fixed description, from the settings and the system, and `live`, what
+/// the monitor learns while running.
 #[derive(Debug)]
 pub struct Uplink {
     pub name: String,
@@ -36,9 +38,31 @@ pub struct Uplink {
     pub weight: u32,
     /// Addresses probed through it; none: health is carrier and the gateway's ARP answers.
     pub targets: Vec<Ipv4Addr>,
+    pub live: Live,
+}
+
+/// What is learned at run time, starting unknown.
+#[derive(Debug)]
+pub struct Live {
     /// The gateway's MAC in the low 48 bits; 0 while unknown.
     gateway_mac: AtomicU64,
     status: Mutex<Status>,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live {
+            gateway_mac: AtomicU64::new(0),
+            status: Mutex::new(Status {
+                state: State::Unknown,
+                since: SystemTime::now(),
+                reason: String::new(),
+                carrier: true,
+                stats: Stats::default(),
+                changes: 0,
+            }),
+        }
+    }
 }
 
 pub fn mac_to_u64(mac: [u8; 6]) -> u64 {
@@ -57,46 +81,9 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// An uplink's fixed description, from the settings and the system.
-#[derive(Clone, Debug)]
-pub struct UplinkInfo {
-    pub name: String,
-    pub dev: String,
-    pub ifindex: u32,
-    pub mac: [u8; 6],
-    pub addr: Ipv4Addr,
-    pub gateway: Ipv4Addr,
-    pub tier: u8,
-    pub weight: u32,
-    pub targets: Vec<Ipv4Addr>,
-}
-
 impl Uplink {
-    pub fn new(info: UplinkInfo) -> Uplink {
-        Uplink {
-            name: info.name,
-            dev: info.dev,
-            ifindex: info.ifindex,
-            mac: info.mac,
-            addr: info.addr,
-            gateway: info.gateway,
-            tier: info.tier,
-            weight: info.weight,
-            targets: info.targets,
-            gateway_mac: AtomicU64::new(0),
-            status: Mutex::new(Status {
-                state: State::Unknown,
-                since: SystemTime::now(),
-                reason: String::new(),
-                carrier: true,
-                stats: Stats::default(),
-                changes: 0,
-            }),
-        }
-    }
-
     pub fn gateway_mac(&self) -> Option<[u8; 6]> {
-        match self.gateway_mac.load(Ordering::Relaxed) {
+        match self.live.gateway_mac.load(Ordering::Relaxed) {
             0 => None,
             v => Some(u64_to_mac(v)),
         }
@@ -104,7 +91,10 @@ impl Uplink {
 
     /// Records the gateway's MAC; true if it changed.
     pub fn set_gateway_mac(&self, mac: [u8; 6]) -> bool {
-        self.gateway_mac.swap(mac_to_u64(mac), Ordering::Relaxed) != mac_to_u64(mac)
+        self.live
+            .gateway_mac
+            .swap(mac_to_u64(mac), Ordering::Relaxed)
+            != mac_to_u64(mac)
     }
 
     pub fn status(&self) -> Status {
@@ -129,7 +119,7 @@ impl Uplink {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
+        self.live.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -306,11 +306,11 @@ impl<T: PacketIo> Monitor<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uplink::UplinkInfo;
+    use crate::uplink::Live;
 
     #[test]
     fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
-        let uplink = Uplink::new(UplinkInfo {
+        let uplink = Uplink {
             name: "isp1".into(),
             dev: "eth1".into(),
             ifindex: 3,
@@ -320,7 +320,8 @@ mod tests {
             tier: 1,
             weight: 1,
             targets: vec![],
-        });
+            live: Live::default(),
+        };
         let f = echo_request(
             &uplink,
             [2, 0, 0, 0, 0, 0xfe],

@@ -377,7 +377,7 @@ mod tests {
     use super::*;
     use crate::engine::flow::Timeouts;
     use crate::engine::{EngineConfig, UplinkConfig};
-    use crate::uplink::UplinkInfo;
+    use crate::uplink::Live;
     use std::cell::RefCell;
     use wanlb_testkit::Ipv4Packet;
 
@@ -415,7 +415,7 @@ mod tests {
 
     /// The test uplink, its gateway's MAC not known yet.
     fn isp1() -> Uplink {
-        Uplink::new(UplinkInfo {
+        Uplink {
             name: "isp1".into(),
             dev: "eth1".into(),
             ifindex: 3,
@@ -425,7 +425,8 @@ mod tests {
             tier: 1,
             weight: 1,
             targets: vec![],
-        })
+            live: Live::default(),
+        }
     }
 
     fn shared() -> Shared {
