@@ -27,6 +27,18 @@ use std::net::Ipv4Addr;
 
 use checksum::{checksum, fold, pseudo_header};
 
+/// wanlb's flags for the example network (scripts/testbed.sh), as the README documents them.
+pub const EXAMPLE_FLAGS: [&str; 8] = [
+    "--lan",
+    "eth0",
+    "--uplink",
+    "isp1,dev=eth1,gw=198.18.1.254,weight=2",
+    "--uplink",
+    "isp2,dev=eth2,gw=198.18.2.254,weight=1",
+    "--pin",
+    "198.19.200.91/32=isp2",
+];
+
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;

@@ -10,27 +10,16 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use wanlb_testkit::EXAMPLE_FLAGS;
 
 pub const WANLB: &str = env!("CARGO_BIN_EXE_wanlb");
 pub const UPLINK_1: &str = "198.18.1.1";
 pub const UPLINK_2: &str = "198.18.2.1";
 pub const PINNED: &str = "198.19.200.91";
 
-/// The flags of the example network, as the README documents them.
+/// The flags of the example network, as owned strings.
 pub fn example_args() -> Vec<String> {
-    [
-        "--lan",
-        "eth0",
-        "--uplink",
-        "isp1,dev=eth1,gw=198.18.1.254,weight=2",
-        "--uplink",
-        "isp2,dev=eth2,gw=198.18.2.254,weight=1",
-        "--pin",
-        "198.19.200.91/32=isp2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    EXAMPLE_FLAGS.iter().map(|s| s.to_string()).collect()
 }
 
 /// The test and demo peer, wanlb-probe (package wanlb-tools), from the target directory this

@@ -294,21 +294,12 @@ impl Active<'_> {
                 let mut args = vec![
                     wanlb.as_str(),
                     "run",
-                    "--lan",
-                    "eth0",
                     "--workers",
                     &workers,
                     "--state-dir",
                     &state,
                 ];
-                args.extend_from_slice(&[
-                    "--uplink",
-                    "isp1,dev=eth1,gw=198.18.1.254,weight=2",
-                    "--uplink",
-                    "isp2,dev=eth2,gw=198.18.2.254,weight=1",
-                    "--pin",
-                    "198.19.200.91/32=isp2",
-                ]);
+                args.extend_from_slice(&wanlb_testkit::EXAMPLE_FLAGS);
                 args.extend_from_slice(extra);
                 let p = Proc::start(bed.cmd("gw", &args))?;
                 p.wait_for(" ready ", "wanlb")?;
