@@ -122,6 +122,16 @@ impl Config {
     pub fn targets_of<'a>(&'a self, uplink: &'a UplinkSpec) -> &'a [Ipv4Addr] {
         uplink.checks.as_deref().unwrap_or(&self.health_targets)
     }
+
+    /// The weights of the uplinks in `tier` added up: a line's share of new destinations
+    /// while its whole tier is up is its weight over this.
+    pub fn tier_weight(&self, tier: u8) -> u32 {
+        self.uplinks
+            .iter()
+            .filter(|u| u.tier == tier)
+            .map(|u| u.weight)
+            .sum()
+    }
 }
 
 /// Whether steady flows move to the in-kernel fast path.

@@ -602,12 +602,6 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
             let c = counters.uplinks[i];
             let f = fast.get(i).copied().unwrap_or_default();
             let status = u.status();
-            let tier_weight: u32 = shared
-                .uplinks
-                .iter()
-                .filter(|x| x.tier == u.tier)
-                .map(|x| x.weight)
-                .sum();
             let [tcp, udp, icmp] = shared.engine.ports_in_use(i as u8);
             UplinkReport {
                 name: u.name.clone(),
@@ -636,7 +630,7 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
                 } else {
                     c.destinations as f64 / destinations as f64
                 },
-                weight_share: f64::from(u.weight) / f64::from(tier_weight.max(1)),
+                weight_share: f64::from(u.weight) / f64::from(config.tier_weight(u.tier).max(1)),
                 nat_ports_in_use: ProtoCounts { tcp, udp, icmp },
             }
         })

@@ -308,12 +308,7 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
     println!("  LAN: {}", config.lan.join(", "));
     for (u, addr) in config.uplinks.iter().zip(addrs) {
         let src = addr.map_or_else(|| "first address of dev".to_string(), |a| a.to_string());
-        let tier_total: u32 = config
-            .uplinks
-            .iter()
-            .filter(|x| x.tier == u.tier)
-            .map(|x| x.weight)
-            .sum();
+        let tier_total = config.tier_weight(u.tier);
         let targets: Vec<String> = config.targets_of(u).iter().map(|t| t.to_string()).collect();
         println!(
             "  uplink {}: dev {} gw {} src {} weight {} tier {} ({:.0}% of new destinations in its tier); health: {}",
