@@ -457,11 +457,18 @@ mod tests {
     const LAN: [u8; 4] = [198, 18, 3, 10];
     const SERVER: [u8; 4] = [198, 19, 0, 1];
 
+    /// A slot as the TUN reader fills it: room for the Ethernet header, a virtio-net header
+    /// for a plain packet, then `packet`.
+    fn tun_slot(packet: &[u8]) -> Vec<u8> {
+        let mut slot = vec![0u8; BUFFER];
+        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(packet);
+        slot
+    }
+
     #[test]
     fn tun_packet_leaves_as_an_ethernet_frame_to_the_gateway() {
         let shared = shared();
         let w = worker(&shared);
-        let mut slot = vec![0u8; BUFFER];
         // TUN hands over: virtio-net header (partial checksum from IP offset 20 + 6), packet
         let header = VnetHeader {
             flags: F_NEEDS_CSUM,
@@ -469,11 +476,11 @@ mod tests {
             csum_offset: 6,
             ..VnetHeader::default()
         };
+        let packet = udp(LAN, SERVER, 5000, 53);
+        let mut slot = tun_slot(&packet);
         let mut h = [0u8; vnet::LEN];
         header.write(&mut h);
-        let packet = udp(LAN, SERVER, 5000, 53);
         slot[ETH_HEADER..ETH_HEADER + vnet::LEN].copy_from_slice(&h);
-        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
         let n = vnet::LEN + packet.len();
 
         let (uplink, len) = w
@@ -514,9 +521,8 @@ mod tests {
     fn reply_reaches_tun_without_link_padding() {
         let shared = shared();
         let w = worker(&shared);
-        let mut slot = vec![0u8; BUFFER];
         let packet = udp(LAN, SERVER, 5000, 53);
-        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
+        let mut slot = tun_slot(&packet);
         w.forward_outbound(shared.now(), &mut slot, vnet::LEN + packet.len())
             .expect("forwarded");
 
@@ -544,9 +550,8 @@ mod tests {
         let shared = shared();
         shared.engine.set_uplink_up(0, false);
         let w = worker(&shared);
-        let mut slot = vec![0u8; BUFFER];
         let packet = udp(LAN, SERVER, 5000, 53);
-        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
+        let mut slot = tun_slot(&packet);
         assert_eq!(
             w.forward_outbound(shared.now(), &mut slot, vnet::LEN + packet.len()),
             None
@@ -570,9 +575,8 @@ mod tests {
         let uplink = isp1();
         let shared = Shared::new(engine, vec![uplink]);
         let w = worker(&shared);
-        let mut slot = vec![0u8; BUFFER];
         let packet = udp(LAN, SERVER, 5000, 53);
-        slot[ETH_HEADER + vnet::LEN..][..packet.len()].copy_from_slice(&packet);
+        let mut slot = tun_slot(&packet);
         assert_eq!(
             w.forward_outbound(shared.now(), &mut slot, vnet::LEN + packet.len()),
             None
