@@ -25,7 +25,7 @@ use nat::{Endpoint, Nat};
 use packet::{
     End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_RST,
 };
-use select::{Pin, Prefix, Selector};
+use select::{Pin, Pins, Prefix, Selector};
 
 pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use packet::L4Checksum;
@@ -362,9 +362,12 @@ pub struct Engine {
     timeouts: Timeouts,
     shards: Box<[Mutex<Shard>]>,
     nat: Mutex<Nat>,
+    pins: Pins,
     select: Mutex<Selector>,
-    /// The selector's [`Selector::leaving`], readable without its lock on every packet.
+    /// The selector's [`Selector::leaving`] and [`Selector::down`], readable without its
+    /// lock on every packet.
     leaving: AtomicU32,
+    down: AtomicU32,
     reset_tcp_on_down: bool,
     drops: [AtomicU64; DropReason::ALL.len()],
     moved: AtomicU64,
@@ -433,7 +436,7 @@ impl Engine {
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
         let n = config.uplinks.len();
-        let select = Selector::new(weights, tiers, config.pins);
+        let select = Selector::new(weights, tiers);
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
@@ -448,7 +451,9 @@ impl Engine {
             timeouts: config.timeouts,
             shards,
             nat: Mutex::new(Nat::new(n, config.ports, config.seed)),
+            pins: Pins::new(config.pins),
             leaving: AtomicU32::new(select.leaving()),
+            down: AtomicU32::new(select.down()),
             select: Mutex::new(select),
             reset_tcp_on_down: config.reset_tcp_on_down,
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -556,11 +561,15 @@ impl Engine {
         if !self.is_leaving(flow.uplink) {
             return false;
         }
-        let select = lock(&self.select);
-        let pinned_here = select
-            .pinned(flow.key.rem_addr)
+        let pinned_here = self
+            .pins
+            .lookup(flow.key.rem_addr)
             .is_some_and(|p| p.uplink == flow.uplink);
-        !(pinned_here && select.is_up(flow.uplink))
+        !(pinned_here && self.is_up(flow.uplink))
+    }
+
+    fn is_up(&self, uplink: UplinkId) -> bool {
+        self.down.load(Ordering::Relaxed) & (1 << uplink) == 0
     }
 
     /// A packet from the LAN (read from TUN). On `Verdict::Uplink` it has been translated to
@@ -761,12 +770,12 @@ impl Engine {
         dst: u32,
         now: Timestamp,
     ) -> Result<UplinkId, DropReason> {
-        let mut select = lock(&self.select);
-        match select.pinned(dst) {
-            Some(pin) if select.is_up(pin.uplink) => return Ok(pin.uplink),
+        match self.pins.lookup(dst) {
+            Some(pin) if self.is_up(pin.uplink) => return Ok(pin.uplink),
             Some(pin) if pin.strict => return Err(DropReason::PinnedUplinkDown),
             _ => {}
         }
+        let mut select = lock(&self.select);
         match shard.affinity.lookup(dst, now) {
             Some(u) if select.is_eligible(u) => Ok(u),
             _ => select.weighted().ok_or(DropReason::NoUplink),
@@ -952,9 +961,10 @@ impl Engine {
             let mut select = lock(&self.select);
             let (down_before, leaving_before) = (select.down(), select.leaving());
             select.set_up(uplink, up);
-            let leaving = select.leaving();
+            let (down, leaving) = (select.down(), select.leaving());
+            self.down.store(down, Ordering::Relaxed);
             self.leaving.store(leaving, Ordering::Relaxed);
-            (select.down() & !down_before, leaving & !leaving_before)
+            (down & !down_before, leaving & !leaving_before)
         };
         let mut probes = Vec::new();
         let affected = newly_down | newly_leaving;

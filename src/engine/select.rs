@@ -47,7 +47,25 @@ pub struct Pin {
     pub strict: bool,
 }
 
-/// Weights, tiers, health and pins of the uplinks.
+/// The pins, longest prefix first. They never change once made, so the packet path reads
+/// them without a lock.
+#[derive(Debug, Default)]
+pub struct Pins(Vec<Pin>);
+
+impl Pins {
+    pub fn new(mut pins: Vec<Pin>) -> Pins {
+        // Longest prefix first, so the first match is the one that wins.
+        pins.sort_by_key(|p| std::cmp::Reverse(p.prefix.len));
+        Pins(pins)
+    }
+
+    /// The longest pin covering `dst`, whether or not its uplink is up.
+    pub fn lookup(&self, dst: u32) -> Option<Pin> {
+        self.0.iter().find(|p| p.prefix.contains(dst)).copied()
+    }
+}
+
+/// Weights, tiers and health of the uplinks.
 ///
 /// New flows use the healthy uplinks of the lowest tier that has one (the active tier); a
 /// backup line of tier 2 carries traffic only while every tier-1 line is down. Within the
@@ -61,13 +79,10 @@ pub struct Selector {
     tiers: Vec<u8>,
     credit: Vec<i64>,
     up: Vec<bool>,
-    pins: Vec<Pin>,
 }
 
 impl Selector {
-    pub fn new(weights: Vec<u32>, tiers: Vec<u8>, mut pins: Vec<Pin>) -> Selector {
-        // Longest prefix first, so the first match is the one that wins.
-        pins.sort_by_key(|p| std::cmp::Reverse(p.prefix.len));
+    pub fn new(weights: Vec<u32>, tiers: Vec<u8>) -> Selector {
         let n = weights.len();
         assert_eq!(tiers.len(), n, "one tier per uplink");
         Selector {
@@ -75,7 +90,6 @@ impl Selector {
             tiers,
             credit: vec![0; n],
             up: vec![true; n],
-            pins,
         }
     }
 
@@ -85,7 +99,7 @@ impl Selector {
         }
     }
 
-    pub fn is_up(&self, uplink: UplinkId) -> bool {
+    fn is_up(&self, uplink: UplinkId) -> bool {
         self.up.get(usize::from(uplink)).copied().unwrap_or(false)
     }
 
@@ -115,11 +129,6 @@ impl Selector {
         (0..self.up.len())
             .filter(|&i| !self.is_eligible(super::uplink_id(i)))
             .fold(0, |mask, i| mask | 1 << i)
-    }
-
-    /// The longest pin covering `dst`, whether or not its uplink is up.
-    pub fn pinned(&self, dst: u32) -> Option<Pin> {
-        self.pins.iter().find(|p| p.prefix.contains(dst)).copied()
     }
 
     /// The next uplink by weight among the eligible ones; `None` when none is up.
@@ -154,7 +163,7 @@ mod tests {
 
     #[test]
     fn two_to_one_interleaves_and_keeps_shares() {
-        let mut s = Selector::new(vec![2, 1], vec![1, 1], vec![]);
+        let mut s = Selector::new(vec![2, 1], vec![1, 1]);
         let picks: Vec<_> = (0..9).map(|_| s.weighted().unwrap()).collect();
         assert_eq!(picks, [0, 1, 0, 0, 1, 0, 0, 1, 0]);
         let mut counts = [0i64; 2];
@@ -171,7 +180,7 @@ mod tests {
 
     #[test]
     fn down_uplinks_are_skipped_and_none_when_all_down() {
-        let mut s = Selector::new(vec![2, 1, 1], vec![1, 1, 1], vec![]);
+        let mut s = Selector::new(vec![2, 1, 1], vec![1, 1, 1]);
         s.set_up(0, false);
         let picks: Vec<_> = (0..4).map(|_| s.weighted().unwrap()).collect();
         assert_eq!(picks, [1, 2, 1, 2]);
@@ -184,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_backup_tier_is_used_only_while_every_better_line_is_down() {
-        let mut s = Selector::new(vec![2, 1, 5], vec![1, 1, 2], vec![]);
+        let mut s = Selector::new(vec![2, 1, 5], vec![1, 1, 2]);
         assert!((0..30).all(|_| s.weighted() != Some(2)));
         assert_eq!(s.leaving(), 0b100);
         assert!(!s.is_eligible(2));
@@ -217,8 +226,8 @@ mod tests {
                 strict: true,
             },
         ];
-        let s = Selector::new(vec![1, 1, 1], vec![1, 1, 1], pins);
-        let pinned = |a| s.pinned(u32::from_be_bytes(a)).map(|p| p.uplink);
+        let pins = Pins::new(pins);
+        let pinned = |a| pins.lookup(u32::from_be_bytes(a)).map(|p| p.uplink);
         assert_eq!(pinned([198, 19, 200, 91]), Some(1));
         assert_eq!(pinned([198, 19, 200, 92]), Some(2));
         assert_eq!(pinned([198, 19, 1, 1]), Some(0));
