@@ -11,8 +11,8 @@
 
 use super::checksum::{checksum, pseudo_header};
 use super::packet::{
-    ICMP_DEST_UNREACHABLE, Ipv4, PROTO_ICMP, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
-    write_u16, write_u32,
+    ICMP_DEST_UNREACHABLE, IP_DST, IP_SRC, Ipv4, PROTO_ICMP, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST,
+    TCP_SYN, refresh_ip_checksum, write_u16, write_u32,
 };
 
 const IP_HEADER: usize = 20;
@@ -40,10 +40,9 @@ fn ip_header(buf: &mut [u8], total: usize, proto: u8, src: u32, dst: u32) {
     buf[6] = 0x40; // don't fragment
     buf[8] = 64;
     buf[9] = proto;
-    write_u32(buf, 12, src);
-    write_u32(buf, 16, dst);
-    let c = checksum(&buf[..IP_HEADER], 0);
-    write_u16(buf, 10, c);
+    write_u32(buf, IP_SRC, src);
+    write_u32(buf, IP_DST, dst);
+    refresh_ip_checksum(buf, 0);
 }
 
 /// A TCP header without options after an IP header, checksum over `payload_len` bytes after

@@ -35,8 +35,8 @@ use std::collections::hash_map::Entry;
 
 use super::checksum::Delta;
 use super::packet::{
-    ICMP_ECHO_REQUEST, IPV4_MIN_HEADER, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, read_u16, read_u32,
-    write_u16, write_u32,
+    ICMP_ECHO_REQUEST, IP_CHECKSUM, IP_DST, IP_SRC, IPV4_MIN_HEADER, Ipv4, PROTO_ICMP, PROTO_TCP,
+    PROTO_UDP, read_u16, read_u32, write_u16, write_u32,
 };
 use super::{DropReason, Stamp, Timestamp, UplinkId};
 
@@ -54,9 +54,6 @@ const MAX_DATA: u32 = 65_535 - 20;
 
 const IP_ID: usize = 4;
 const IP_FRAGMENT: usize = 6;
-const IP_CHECKSUM: usize = 10;
-const IP_SRC: usize = 12;
-const IP_DST: usize = 16;
 const MORE_FRAGMENTS: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
@@ -183,11 +180,13 @@ pub fn rewrite_id(buf: &mut [u8], id: u16) {
 /// source address, identification and the IP header checksum (RFC 1624); it has no transport
 /// header to touch.
 pub fn rewrite_later(buf: &mut [u8], to: &Mapping) {
-    let delta = Delta::new().addr(read_u32(buf, IP_SRC), to.addr);
+    let delta = Delta::new()
+        .addr(read_u32(buf, IP_SRC), to.addr)
+        .word(read_u16(buf, IP_ID), to.id);
     write_u32(buf, IP_SRC, to.addr);
+    write_u16(buf, IP_ID, to.id);
     let check = delta.apply_complete(read_u16(buf, IP_CHECKSUM));
     write_u16(buf, IP_CHECKSUM, check);
-    rewrite_id(buf, to.id);
 }
 
 /// A datagram whose first piece went out.

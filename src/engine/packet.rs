@@ -12,9 +12,9 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
 pub const IPV4_MIN_HEADER: usize = 20;
-const IP_CHECKSUM: usize = 10;
-const IP_SRC: usize = 12;
-const IP_DST: usize = 16;
+pub const IP_CHECKSUM: usize = 10;
+pub const IP_SRC: usize = 12;
+pub const IP_DST: usize = 16;
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACHABLE: u8 = 3;
