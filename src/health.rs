@@ -245,10 +245,6 @@ impl LineHealth {
         self.state
     }
 
-    pub fn settings(&self) -> &HealthSettings {
-        &self.settings
-    }
-
     /// Starts a round: the caller sends one probe to every target with the returned
     /// sequence number (and an ARP request to the gateway).
     pub fn start_round(&mut self, now_us: u64) -> u16 {

@@ -65,11 +65,11 @@ impl Default for Live {
     }
 }
 
-pub fn mac_to_u64(mac: [u8; 6]) -> u64 {
+fn mac_to_u64(mac: [u8; 6]) -> u64 {
     mac.iter().fold(0u64, |v, &b| v << 8 | u64::from(b))
 }
 
-pub fn u64_to_mac(v: u64) -> [u8; 6] {
+fn u64_to_mac(v: u64) -> [u8; 6] {
     let b = v.to_be_bytes();
     [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
