@@ -509,18 +509,34 @@ impl Engine {
         {
             // both sides: the receiver's window judges the reset, and if it is taken the
             // flow comes back to the engine, which then goes on from there
-            let carried = fast.acks(flow, self.uplinks[usize::from(flow.uplink)].addr);
+            let carried = fast.acks(flow, self.ext_addr(flow));
             for dir in [Dir::Out, Dir::In] {
                 flow.tcp.refresh(dir, carried[dir.index()]);
             }
         }
-        if flow.tcp.update(dir, seg) != Change::None
-            && let Some(fast) = fast
-        {
-            fast.withdraw(flow, self.uplinks[usize::from(flow.uplink)].addr);
-            flow.on_fast_path = false;
-            flow.hits = 0;
+        if flow.tcp.update(dir, seg) != Change::None && fast.is_some() {
+            self.take_back(flow);
         }
+    }
+
+    /// The address `flow` leaves from.
+    fn ext_addr(&self, flow: &Flow) -> u32 {
+        self.uplinks[usize::from(flow.uplink)].addr
+    }
+
+    /// Takes `flow` off the fast path, if it is there.
+    fn withdraw(&self, flow: &Flow) {
+        if let (true, Some(fast)) = (flow.on_fast_path, &self.fast_path) {
+            fast.withdraw(flow, self.ext_addr(flow));
+        }
+    }
+
+    /// Brings `flow` back from the fast path: the engine sees its packets again, and it is
+    /// offered again only once steady anew.
+    fn take_back(&self, flow: &mut Flow) {
+        self.withdraw(flow);
+        flow.on_fast_path = false;
+        flow.hits = 0;
     }
 
     /// Counts a packet of `flow` and offers the flow to the fast path once it is steady. Runs
@@ -540,7 +556,7 @@ impl Engine {
             flow.key.proto == PROTO_UDP && flow.hits >= HAND_OVER_ONE_WAY_AFTER
         };
         if ready {
-            flow.on_fast_path = fast.hand_over(flow, self.uplinks[usize::from(flow.uplink)].addr);
+            flow.on_fast_path = fast.hand_over(flow, self.ext_addr(flow));
             if !flow.on_fast_path {
                 flow.hits = 0; // full: ask again after as many packets
             }
@@ -709,9 +725,7 @@ impl Engine {
         let Some(flow) = shard.flows.remove(key) else {
             return;
         };
-        if let (true, Some(fast)) = (flow.on_fast_path, &self.fast_path) {
-            fast.withdraw(&flow, self.uplinks[usize::from(flow.uplink)].addr);
-        }
+        self.withdraw(&flow);
         shard
             .affinity
             .detach(key.rem_addr, flow.uplink, flow.last_seen);
@@ -917,7 +931,6 @@ impl Engine {
     /// bindings lapse.
     pub fn expire(&self, now: Timestamp) {
         let fast = self.fast_path.as_deref();
-        let ext_addr = |f: &Flow| self.uplinks[usize::from(f.uplink)].addr;
         let mut ended = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
@@ -925,11 +938,9 @@ impl Engine {
             let Shard {
                 flows, affinity, ..
             } = &mut *shard;
-            let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, ext_addr(f));
+            let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, self.ext_addr(f));
             flows.expire(now, &self.timeouts, idle_elsewhere, |f| {
-                if let (true, Some(fp)) = (f.on_fast_path, fast) {
-                    fp.withdraw(f, ext_addr(f));
-                }
+                self.withdraw(f);
                 affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
                 ended.push(Endpoint {
                     addr: f.key.int_addr,
@@ -971,7 +982,6 @@ impl Engine {
         if affected == 0 {
             return probes;
         }
-        let addr = |f: &Flow| self.uplinks[usize::from(f.uplink)].addr;
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             for u in 0..self.uplinks.len() {
@@ -990,17 +1000,13 @@ impl Engine {
                     && !f.tcp.is_reset_or_resetting();
                 // TCP left to finish stays on the fast path; everything else comes back
                 if f.key.proto != PROTO_TCP || reset {
-                    if let (true, Some(fast)) = (f.on_fast_path, &self.fast_path) {
-                        // the host's receive point as the fast path last carried it: the
-                        // probe must land far from its window
-                        if reset {
-                            f.tcp
-                                .refresh(Dir::Out, fast.acks(f, addr(f))[Dir::Out.index()]);
-                        }
-                        fast.withdraw(f, addr(f));
+                    // the host's receive point as the fast path last carried it: the probe
+                    // must land far from its window
+                    if let (true, true, Some(fast)) = (reset, f.on_fast_path, &self.fast_path) {
+                        f.tcp
+                            .refresh(Dir::Out, fast.acks(f, self.ext_addr(f))[Dir::Out.index()]);
                     }
-                    f.on_fast_path = false;
-                    f.hits = 0;
+                    self.take_back(f);
                 }
                 if reset {
                     f.tcp.set_resetting();
