@@ -672,6 +672,7 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
         flows: ProtoCounts { tcp, udp, icmp },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
+        top_destinations: Vec::new(),
     }
 }
 

@@ -22,6 +22,18 @@ pub struct Snapshot {
     pub affinity_entries: u64,
     /// Packets dropped so far, by reason (engine, data path and the uplink forward rule).
     pub drops: Vec<(String, u64)>,
+    /// The destinations whose live flows carried the most bytes, busiest first.
+    #[serde(default)]
+    pub top_destinations: Vec<DestinationReport>,
+}
+
+/// A remote address and what its live flows carried, both ways, fast path included.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationReport {
+    pub address: String,
+    pub uplink: String,
+    pub bytes: u64,
+    pub flows: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
