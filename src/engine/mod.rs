@@ -30,8 +30,10 @@ use select::{Pin, Pins, Prefix, Selector};
 pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use packet::L4Checksum;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
 
 /// Index of an uplink in the configured order.
 pub type UplinkId = u8;
@@ -359,16 +361,18 @@ fn shard_of(remote: u32) -> usize {
 #[derive(Debug)]
 pub struct Engine {
     uplinks: Vec<UplinkConfig>,
-    timeouts: Timeouts,
+    /// Read once per expiry round; a reload replaces it.
+    timeouts: Mutex<Timeouts>,
     shards: Box<[Mutex<Shard>]>,
     nat: Mutex<Nat>,
-    pins: Pins,
+    /// Read on every new flow without a lock; a reload swaps in new ones.
+    pins: ArcSwap<Pins>,
     select: Mutex<Selector>,
     /// The selector's [`Selector::leaving`] and [`Selector::down`], readable without its
     /// lock on every packet.
     leaving: AtomicU32,
     down: AtomicU32,
-    reset_tcp_on_down: bool,
+    reset_tcp_on_down: AtomicBool,
     drops: [AtomicU64; DropReason::ALL.len()],
     moved: AtomicU64,
     resets: AtomicU64,
@@ -448,14 +452,14 @@ impl Engine {
             })
             .collect();
         Engine {
-            timeouts: config.timeouts,
+            timeouts: Mutex::new(config.timeouts),
             shards,
             nat: Mutex::new(Nat::new(n, config.ports, config.seed)),
-            pins: Pins::new(config.pins),
+            pins: ArcSwap::from_pointee(Pins::new(config.pins)),
             leaving: AtomicU32::new(select.leaving()),
             down: AtomicU32::new(select.down()),
             select: Mutex::new(select),
-            reset_tcp_on_down: config.reset_tcp_on_down,
+            reset_tcp_on_down: AtomicBool::new(config.reset_tcp_on_down),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             moved: AtomicU64::new(0),
             resets: AtomicU64::new(0),
@@ -579,6 +583,7 @@ impl Engine {
         }
         let pinned_here = self
             .pins
+            .load()
             .lookup(flow.key.rem_addr)
             .is_some_and(|p| p.uplink == flow.uplink);
         !(pinned_here && self.is_up(flow.uplink))
@@ -784,7 +789,7 @@ impl Engine {
         dst: u32,
         now: Timestamp,
     ) -> Result<UplinkId, DropReason> {
-        match self.pins.lookup(dst) {
+        match self.pins.load().lookup(dst) {
             Some(pin) if self.is_up(pin.uplink) => return Ok(pin.uplink),
             Some(pin) if pin.strict => return Err(DropReason::PinnedUplinkDown),
             _ => {}
@@ -931,6 +936,7 @@ impl Engine {
     /// bindings lapse.
     pub fn expire(&self, now: Timestamp) {
         let fast = self.fast_path.as_deref();
+        let timeouts = *lock(&self.timeouts);
         let mut ended = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
@@ -939,7 +945,7 @@ impl Engine {
                 flows, affinity, ..
             } = &mut *shard;
             let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, self.ext_addr(f));
-            flows.expire(now, &self.timeouts, idle_elsewhere, |f| {
+            flows.expire(now, &timeouts, idle_elsewhere, |f| {
                 self.withdraw(f);
                 affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
                 ended.push(Endpoint {
@@ -968,10 +974,37 @@ impl Engine {
     /// (unless configured to keep them): the returned packets, to be written towards the LAN,
     /// ask each host for the sequence number its reset must carry.
     pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) -> Vec<[u8; SEQUENCE_PROBE]> {
+        self.reselect(|select| select.set_up(uplink, up))
+    }
+
+    /// Applies what a reload may change while flows run: weights, tiers, pins, the
+    /// affinity and idle timeouts, and what a dead line does to TCP. The uplinks, their
+    /// addresses and the port pool of `config` are those the engine was made with. Flows
+    /// keep their uplink and mapping, and destinations their binding, except on uplinks
+    /// that leave service (a line made a backup while a better tier is up): those are
+    /// released as when a line leaves on health.
+    pub fn reconfigure(&self, config: &EngineConfig) {
+        self.pins.store(Arc::new(Pins::new(config.pins.clone())));
+        *lock(&self.timeouts) = config.timeouts;
+        self.reset_tcp_on_down
+            .store(config.reset_tcp_on_down, Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            lock(shard)
+                .affinity
+                .set_idle_timeout(config.affinity_timeout_ms);
+        }
+        let weights = config.uplinks.iter().map(|u| u.weight).collect();
+        let tiers = config.uplinks.iter().map(|u| u.tier).collect();
+        let probes = self.reselect(|select| select.set_policy(weights, tiers));
+        debug_assert!(probes.is_empty(), "a reload takes no line down");
+    }
+
+    /// Changes the selector with `change`, then releases what now leaves service.
+    fn reselect(&self, change: impl FnOnce(&mut Selector)) -> Vec<[u8; SEQUENCE_PROBE]> {
         let (newly_down, newly_leaving) = {
             let mut select = lock(&self.select);
             let (down_before, leaving_before) = (select.down(), select.leaving());
-            select.set_up(uplink, up);
+            change(&mut select);
             let (down, leaving) = (select.down(), select.leaving());
             self.down.store(down, Ordering::Relaxed);
             self.leaving.store(leaving, Ordering::Relaxed);
@@ -996,7 +1029,7 @@ impl Engine {
                 }
                 let reset = f.key.proto == PROTO_TCP
                     && newly_down & bit != 0
-                    && self.reset_tcp_on_down
+                    && self.reset_tcp_on_down.load(Ordering::Relaxed)
                     && !f.tcp.is_reset_or_resetting();
                 // TCP left to finish stays on the fast path; everything else comes back
                 if f.key.proto != PROTO_TCP || reset {
