@@ -1283,6 +1283,10 @@ impl Config {
     }
 }
 
+mod reload;
+
+pub use reload::Reload;
+
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, FastPathMode, OnUplinkDown, ResolvedUplink, SystemFacts};
+use arc_swap::ArcSwap;
+
+use crate::config::{
+    Config, ConfigError, FastPathMode, OnUplinkDown, Reload, ResolvedUplink, SystemFacts,
+};
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
@@ -237,9 +241,14 @@ pub fn nft_table_name(tun: &str) -> String {
     format!("wanlb_{clean}")
 }
 
-/// Runs until SIGINT or SIGTERM, then removes everything it added. Returns the final
-/// counters.
-pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> {
+/// Reads the settings again for a reload (the file, with the same flags over it); the
+/// error says why they cannot be used.
+pub type Loader<'a> = &'a (dyn Fn() -> Result<Config, String> + Sync);
+
+/// Runs until SIGINT or SIGTERM, then removes everything it added; on SIGHUP, reloads the
+/// settings with `load`. Returns the final counters.
+pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counters, GatewayError> {
+    let started = config;
     let (config, resolved) = check(config)?;
     let config = &config;
     tracing::info!(
@@ -261,7 +270,12 @@ pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> 
         plumbing.teardown()?;
         return Err(GatewayError::TunExists(config.tun.clone()));
     }
-    let result = serve(config, &resolved, &mut plumbing);
+    let result = serve(
+        config,
+        &resolved,
+        &mut plumbing,
+        &Reloader { started, load },
+    );
     let teardown = plumbing.teardown();
     let counters = result?;
     teardown?;
@@ -269,10 +283,48 @@ pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> 
     Ok(counters)
 }
 
+/// What a reload needs: the settings as loaded at start, and how to read them again.
+struct Reloader<'a> {
+    started: &'a Config,
+    load: Loader<'a>,
+}
+
+impl Reloader<'_> {
+    /// Reads the settings again and puts into effect what can change while running (see
+    /// [`Config::reload`]): in the engine at once, in the monitor, the hook and the reports
+    /// through `settings`. Logs what changed, what waits for a restart, or why nothing did.
+    fn reload(
+        &self,
+        settings: &ArcSwap<Config>,
+        shared: &Shared,
+        resolved: &[ResolvedUplink],
+    ) -> Result<Reload, String> {
+        let new = (self.load)().inspect_err(|e| {
+            tracing::warn!(error = %e, "reload refused: the new settings cannot be used; the running ones stay");
+        })?;
+        let reload = settings.load().reload(self.started, &new);
+        shared
+            .engine
+            .reconfigure(&engine_config(&reload.config, resolved));
+        settings.store(Arc::new(reload.config.clone()));
+        for change in &reload.applied {
+            tracing::info!(change = %change, "reloaded");
+        }
+        for setting in &reload.need_restart {
+            tracing::warn!(setting = %setting, "not applied: needs a restart");
+        }
+        if reload.applied.is_empty() {
+            tracing::info!("reloaded: no setting changed that a reload applies");
+        }
+        Ok(reload)
+    }
+}
+
 fn serve(
     config: &Config,
     resolved: &[ResolvedUplink],
     plumbing: &mut Plumbing,
+    reloader: &Reloader<'_>,
 ) -> Result<Counters, GatewayError> {
     let (queues, uso) = tun::open(&config.tun, config.workers)
         .map_err(io_err(format!("creating TUN device {}", config.tun)))?;
@@ -304,15 +356,13 @@ fn serve(
             mac: r.iface.mac,
             addr: r.addr,
             gateway: u.gw,
-            tier: u.tier,
-            weight: u.weight,
-            targets: config.targets_of(u).to_vec(),
             live: Live::default(),
         })
         .collect();
-    let unprobed: Vec<&str> = uplinks
+    let unprobed: Vec<&str> = config
+        .uplinks
         .iter()
-        .filter(|u| u.targets.is_empty())
+        .filter(|u| config.targets_of(u).is_empty())
         .map(|u| u.name.as_str())
         .collect();
     if !unprobed.is_empty() {
@@ -357,16 +407,12 @@ fn serve(
     // the sockets keep their filters
     drop(filters);
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
-    let (events, hook_events) = match &config.on_change {
-        Some(_) => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
+    let (events, hook_events) = std::sync::mpsc::channel();
+    let settings = ArcSwap::from_pointee(config.clone());
 
     let outcome = std::thread::scope(|s| {
         let shared = &shared;
+        let settings = &settings;
         // However this closure returns (a thread that cannot start, say), the threads already
         // running must stop, or the scope would wait for them forever.
         let _stop_on_return = StopOnDrop(&shared.stop);
@@ -399,7 +445,7 @@ fn serve(
             shared,
             lines,
             links,
-            settings: config.health.clone(),
+            settings,
             tun: &queues[0],
             events,
             probe_id,
@@ -414,15 +460,13 @@ fn serve(
                 r.map_err(io_err("uplink monitor"))
             })
             .map_err(io_err("starting the monitor thread"))?;
-        let hooks = match (&config.on_change, hook_events) {
-            (Some(command), Some(rx)) => Some(
-                std::thread::Builder::new()
-                    .name("wanlb-hook".into())
-                    .spawn_scoped(s, move || hook::run(command, rx, &shared.stop))
-                    .map_err(io_err("starting the hook thread"))?,
-            ),
-            _ => None,
-        };
+        let hooks = std::thread::Builder::new()
+            .name("wanlb-hook".into())
+            .spawn_scoped(s, move || {
+                let command = || settings.load().on_change.clone();
+                hook::run(command, hook_events, &shared.stop)
+            })
+            .map_err(io_err("starting the hook thread"))?;
         let control = std::thread::Builder::new()
             .name("wanlb-control".into())
             .spawn_scoped(s, move || control_loop(shared, config))
@@ -444,7 +488,7 @@ fn serve(
                     .name("wanlb-http".into())
                     .spawn_scoped(s, move || {
                         let token = config.listen_token.as_deref();
-                        let snapshot = || snapshot(shared, config);
+                        let snapshot = || snapshot(shared, &settings.load());
                         if let Err(e) =
                             crate::control::http::serve(server, token, snapshot, &shared.stop)
                         {
@@ -460,10 +504,8 @@ fn serve(
             match signal::wait_for_control_signal().map_err(io_err("waiting for signals"))? {
                 libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun)),
                 libc::SIGHUP => {
-                    tracing::warn!(
-                        "SIGHUP: wanlb cannot reload its settings yet, so it stops cleanly; start it again to apply new ones"
-                    );
-                    break libc::SIGHUP;
+                    tracing::info!("SIGHUP: reloading the settings");
+                    let _ = reloader.reload(settings, shared, resolved);
                 }
                 sig => break sig,
             }
@@ -481,9 +523,7 @@ fn serve(
         if let Some(h) = http {
             let _ = h.join();
         }
-        if let Some(h) = hooks {
-            let _ = h.join();
-        }
+        let _ = hooks.join();
         first_error.map_or(Ok(()), Err)
     });
     let counters = shared.engine.counters();
@@ -598,7 +638,8 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
         .uplinks
         .iter()
         .enumerate()
-        .map(|(i, u)| {
+        .zip(&config.uplinks)
+        .map(|((i, u), spec)| {
             let c = counters.uplinks[i];
             let f = fast.get(i).copied().unwrap_or_default();
             let status = u.status();
@@ -609,8 +650,8 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
                 address: u.addr.to_string(),
                 gateway: u.gateway.to_string(),
                 gateway_mac: u.gateway_mac().map(crate::uplink::format_mac),
-                tier: u.tier,
-                weight: u.weight,
+                tier: spec.tier,
+                weight: spec.weight,
                 state: status.state.name().to_string(),
                 since: unix(status.since),
                 reason: status.reason,
@@ -630,7 +671,8 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
                 } else {
                     c.destinations as f64 / destinations as f64
                 },
-                weight_share: f64::from(u.weight) / f64::from(config.tier_weight(u.tier).max(1)),
+                weight_share: f64::from(spec.weight)
+                    / f64::from(config.tier_weight(spec.tier).max(1)),
                 nat_ports_in_use: ProtoCounts { tcp, udp, icmp },
             }
         })
