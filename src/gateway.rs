@@ -620,9 +620,12 @@ fn control_loop(shared: &Shared, config: &Config) {
     }
 }
 
+/// How many of the busiest destinations the status lists.
+const TOP_DESTINATIONS: usize = 10;
+
 /// What the status and metrics report, now.
 fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
-    use crate::control::{PinReport, ProtoCounts, Snapshot, UplinkReport};
+    use crate::control::{DestinationReport, PinReport, ProtoCounts, Snapshot, UplinkReport};
     let counters = shared.engine.counters();
     let fast = shared
         .fast_path
@@ -714,7 +717,17 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
         flows: ProtoCounts { tcp, udp, icmp },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
-        top_destinations: Vec::new(),
+        top_destinations: shared
+            .engine
+            .busiest_destinations(TOP_DESTINATIONS)
+            .into_iter()
+            .map(|d| DestinationReport {
+                address: Ipv4Addr::from(d.addr).to_string(),
+                uplink: shared.uplinks[usize::from(d.uplink)].name.clone(),
+                bytes: d.bytes,
+                flows: d.flows,
+            })
+            .collect(),
     }
 }
 

@@ -243,6 +243,20 @@ pub trait FastPath: Send + Sync + std::fmt::Debug {
     fn acks(&self, _flow: &Flow, _ext_addr: u32) -> [Option<Acked>; 2] {
         [None, None]
     }
+    /// IP bytes of `flow` the fast path carried, both ways, since it was handed over.
+    fn bytes(&self, _flow: &Flow, _ext_addr: u32) -> u64 {
+        0
+    }
+}
+
+/// A destination and what its live flows through one uplink carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusyDestination {
+    pub addr: u32,
+    pub uplink: UplinkId,
+    /// IP bytes both ways, fast path included.
+    pub bytes: u64,
+    pub flows: u64,
 }
 
 /// Packets an answered flow (TCP past its handshake, UDP or ping with a reply) shows the
@@ -538,6 +552,9 @@ impl Engine {
     /// Brings `flow` back from the fast path: the engine sees its packets again, and it is
     /// offered again only once steady anew.
     fn take_back(&self, flow: &mut Flow) {
+        if let (true, Some(fast)) = (flow.on_fast_path, &self.fast_path) {
+            flow.bytes += fast.bytes(flow, self.ext_addr(flow));
+        }
         self.withdraw(flow);
         flow.on_fast_path = false;
         flow.hits = 0;
@@ -667,6 +684,7 @@ impl Engine {
             Some(flow) if key.proto != PROTO_TCP && self.must_move(flow) => Found::Move,
             Some(flow) => {
                 flow.last_seen = now.stamp();
+                flow.bytes += pkt.len() as u64;
                 self.track(flow, Dir::Out, &seg);
                 self.consider_fast_path(flow);
                 Found::Forward(flow.uplink, flow.ext_port)
@@ -675,11 +693,11 @@ impl Engine {
         };
         let (uplink, ext_port) = match found {
             Found::Forward(uplink, port) => (uplink, port),
-            Found::New => self.open_flow(&mut shard, now, key, &seg)?,
+            Found::New => self.open_flow(&mut shard, now, key, &seg, pkt.len())?,
             Found::Move => {
                 self.end_flow(&mut shard, &key);
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                self.open_flow(&mut shard, now, key, &seg)?
+                self.open_flow(&mut shard, now, key, &seg, pkt.len())?
             }
             Found::Reset => {
                 answer::reset_in_place(pkt, &ip);
@@ -748,6 +766,7 @@ impl Engine {
         now: Timestamp,
         key: FlowKey,
         seg: &Segment,
+        len: usize,
     ) -> Result<(UplinkId, u16), DropReason> {
         if key.proto == PROTO_TCP && seg.flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
@@ -776,6 +795,7 @@ impl Engine {
             tcp: TcpState::opened(seg),
             hits: 1,
             on_fast_path: false,
+            bytes: len as u64,
         });
         Ok((uplink, ext_port))
     }
@@ -865,6 +885,7 @@ impl Engine {
     ) -> Result<(), DropReason> {
         let mut shard = self.shard(reply.rem_addr);
         let flow = shard.flows.get_reply_mut(reply).ok_or(DropReason::NoFlow)?;
+        flow.bytes += pkt.len() as u64;
         translate(flow, pkt);
         shard.count_inbound(reply.uplink, pkt.len());
         Ok(())
@@ -1124,6 +1145,43 @@ impl Engine {
             });
         }
         counts
+    }
+
+    /// The `n` destinations whose live flows carried the most bytes, busiest first (one
+    /// entry per destination and uplink). Walks every flow, and asks the fast path about
+    /// those it carries outside the shard locks: for the status, not for every scrape.
+    pub fn busiest_destinations(&self, n: usize) -> Vec<BusyDestination> {
+        let mut totals: ahash::AHashMap<(u32, UplinkId), (u64, u64)> = ahash::AHashMap::new();
+        let mut carried: Vec<Flow> = Vec::new();
+        for shard in self.shards.iter() {
+            lock(shard).flows.for_each_mut(|f| {
+                let t = totals.entry((f.key.rem_addr, f.uplink)).or_default();
+                t.0 += f.bytes;
+                t.1 += 1;
+                if f.on_fast_path {
+                    carried.push(*f);
+                }
+            });
+        }
+        if let Some(fast) = &self.fast_path {
+            for f in &carried {
+                if let Some(t) = totals.get_mut(&(f.key.rem_addr, f.uplink)) {
+                    t.0 += fast.bytes(f, self.ext_addr(f));
+                }
+            }
+        }
+        let mut busiest: Vec<BusyDestination> = totals
+            .into_iter()
+            .map(|((addr, uplink), (bytes, flows))| BusyDestination {
+                addr,
+                uplink,
+                bytes,
+                flows,
+            })
+            .collect();
+        busiest.sort_unstable_by_key(|d| (std::cmp::Reverse(d.bytes), d.addr));
+        busiest.truncate(n);
+        busiest
     }
 
     /// NAT ports in use on `uplink`: TCP, UDP, ICMP identifiers.
