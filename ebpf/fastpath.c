@@ -199,7 +199,6 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		__builtin_memcpy(eth->h_source, uplink->src_mac, ETH_ALEN);
 	}
 	flow->last_seen = bpf_ktime_get_ns();
-	flow->bytes += skb->len - ETH_LEN;
 	if (acked) {
 		flow->ack = ack;
 		flow->window = window;
@@ -233,6 +232,7 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		count->packets += skb->gso_segs ? skb->gso_segs : 1;
 		count->bytes += skb->len - ETH_LEN;
 	}
+	flow->bytes += skb->len - ETH_LEN;
 
 	if (dir == OUTBOUND)
 		return bpf_redirect(out_ifindex, 0);

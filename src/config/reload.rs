@@ -107,16 +107,25 @@ impl Config {
             }
         }
 
-        let (pins, unknown): (Vec<_>, Vec<_>) = new
+        let (mut pins, unknown): (Vec<_>, Vec<_>) = new
             .pins
             .iter()
             .cloned()
             .partition(|p| c.uplinks.iter().any(|u| u.name == p.uplink));
         for p in unknown {
+            // until the restart, the prefix keeps the pin it runs with, if any: a strict pin
+            // must not lapse into the weighted choice
+            let kept = c.pins.iter().find(|old| old.prefix == p.prefix).cloned();
             r.need_restart.push(format!(
-                "{}: pin to {}, which is not running: restart wanlb to add the uplink",
-                p.origin, p.uplink
+                "{}: pin to {}, which is not running: restart wanlb to add the uplink{}",
+                p.origin,
+                p.uplink,
+                kept.as_ref().map_or(String::new(), |k| format!(
+                    " (until then it stays on {})",
+                    k.uplink
+                ))
             ));
+            pins.extend(kept);
         }
         let shown = |pins: &[super::PinSpec]| -> Vec<String> {
             pins.iter()
@@ -279,5 +288,24 @@ mod tests {
         );
         assert_eq!(r.config.nat_ports, (1024, 32767));
         assert!(r.config.pins.is_empty());
+    }
+
+    #[test]
+    fn a_pin_moved_to_an_uplink_not_running_stays_where_it_runs() {
+        let started = load(&[ISP1, ISP2], &["198.19.0.0/16=isp2!"], |_| {});
+        let new = load(
+            &[ISP1, ISP2, "isp3,dev=eth3,gw=198.18.3.254"],
+            &["198.19.0.0/16=isp3!"],
+            |_| {},
+        );
+        let r = started.reload(&started, &new);
+        assert_eq!(r.config.pins, started.pins, "the strict pin to isp2 holds");
+        assert!(
+            r.need_restart
+                .iter()
+                .any(|l| l.contains("pin to isp3") && l.contains("until then it stays on isp2")),
+            "{:?}",
+            r.need_restart
+        );
     }
 }

@@ -89,8 +89,10 @@ fn size(bytes: u64) -> String {
         format!("{:.1} GB", b / 1e9)
     } else if b >= 1e6 {
         format!("{:.1} MB", b / 1e6)
-    } else {
+    } else if b >= 1e3 {
         format!("{:.0} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
     }
 }
 

@@ -495,8 +495,9 @@ pub struct Flow {
     pub hits: u8,
     /// The fast path carries this flow, so `last_seen` may lag behind its traffic.
     pub on_fast_path: bool,
-    /// IP bytes of it the engine translated, both ways; while on the fast path, that counts
-    /// the rest.
+    /// IP bytes of it carried both ways (not the ICMP errors about it): those the engine
+    /// translated, and those the fast path carried before it was taken back. While it is on
+    /// the fast path, the fast path counts the rest.
     pub bytes: u64,
 }
 

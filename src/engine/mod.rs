@@ -374,7 +374,8 @@ fn shard_of(remote: u32) -> usize {
 /// selector), always after the shard, never both at once.
 #[derive(Debug)]
 pub struct Engine {
-    uplinks: Vec<UplinkConfig>,
+    /// Each uplink's address; weights and tiers are the selector's.
+    addrs: Vec<u32>,
     /// Read once per expiry round; a reload replaces it.
     timeouts: Mutex<Timeouts>,
     shards: Box<[Mutex<Shard>]>,
@@ -382,6 +383,8 @@ pub struct Engine {
     /// Read on every new flow without a lock; a reload swaps in new ones.
     pins: ArcSwap<Pins>,
     select: Mutex<Selector>,
+    /// Held through a change of the selector and the pass over the flows it calls for.
+    reselecting: Mutex<()>,
     /// The selector's [`Selector::leaving`] and [`Selector::down`], readable without its
     /// lock on every packet.
     leaving: AtomicU32,
@@ -473,6 +476,7 @@ impl Engine {
             leaving: AtomicU32::new(select.leaving()),
             down: AtomicU32::new(select.down()),
             select: Mutex::new(select),
+            reselecting: Mutex::new(()),
             reset_tcp_on_down: AtomicBool::new(config.reset_tcp_on_down),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             moved: AtomicU64::new(0),
@@ -482,7 +486,7 @@ impl Engine {
                 tokens: RateLimit::BURST,
                 last_ms: 0,
             }),
-            uplinks: config.uplinks,
+            addrs: config.uplinks.iter().map(|u| u.addr).collect(),
             fast_path: None,
             lan_nets: Vec::new(),
         }
@@ -539,7 +543,7 @@ impl Engine {
 
     /// The address `flow` leaves from.
     fn ext_addr(&self, flow: &Flow) -> u32 {
-        self.uplinks[usize::from(flow.uplink)].addr
+        self.addrs[usize::from(flow.uplink)]
     }
 
     /// Takes `flow` off the fast path, if it is there.
@@ -709,7 +713,7 @@ impl Engine {
                 return Ok(Verdict::Tun);
             }
         };
-        let addr = self.uplinks[usize::from(uplink)].addr;
+        let addr = self.addrs[usize::from(uplink)];
         if let Some(piece) = &first_piece {
             let id = shard.fragments.first(now, piece, uplink, addr)?;
             fragment::rewrite_id(pkt, id);
@@ -834,11 +838,10 @@ impl Engine {
         if !self.lan_nets.is_empty() && self.is_from_lan(ip.src) {
             return Err(DropReason::LanSourceFromUplink);
         }
-        let uplink_addr = self
-            .uplinks
+        let uplink_addr = *self
+            .addrs
             .get(usize::from(uplink))
-            .ok_or(DropReason::NotForUplink)?
-            .addr;
+            .ok_or(DropReason::NotForUplink)?;
         if ip.dst != uplink_addr {
             return Err(DropReason::NotForUplink);
         }
@@ -868,6 +871,7 @@ impl Engine {
         let seg = Segment::parse(pkt, &ip);
         self.with_inbound_flow(&reply, pkt, |flow, pkt| {
             flow.last_seen = now.stamp();
+            flow.bytes += pkt.len() as u64;
             self.track(flow, Dir::In, &seg);
             self.consider_fast_path(flow);
             let (addr, port) = (flow.key.int_addr, flow.key.int_port);
@@ -885,7 +889,6 @@ impl Engine {
     ) -> Result<(), DropReason> {
         let mut shard = self.shard(reply.rem_addr);
         let flow = shard.flows.get_reply_mut(reply).ok_or(DropReason::NoFlow)?;
-        flow.bytes += pkt.len() as u64;
         translate(flow, pkt);
         shard.count_inbound(reply.uplink, pkt.len());
         Ok(())
@@ -946,7 +949,7 @@ impl Engine {
         let mut shard = self.shard(key.rem_addr);
         let flow = shard.flows.get_mut(&key).ok_or(DropReason::NoFlow)?;
         let (uplink, ext_port) = (flow.uplink, flow.ext_port);
-        let addr = self.uplinks[usize::from(uplink)].addr;
+        let addr = self.addrs[usize::from(uplink)];
         icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, addr, ext_port);
         *csum = L4Checksum::Complete;
         shard.count_outbound(uplink, pkt.len());
@@ -1022,6 +1025,9 @@ impl Engine {
 
     /// Changes the selector with `change`, then releases what now leaves service.
     fn reselect(&self, change: impl FnOnce(&mut Selector)) -> Vec<[u8; SEQUENCE_PROBE]> {
+        // one pass at a time (the monitor's verdicts, a reload), each over the flows its own
+        // change affected
+        let _one_at_a_time = lock(&self.reselecting);
         let (newly_down, newly_leaving) = {
             let mut select = lock(&self.select);
             let (down_before, leaving_before) = (select.down(), select.leaving());
@@ -1038,7 +1044,7 @@ impl Engine {
         }
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
-            for u in 0..self.uplinks.len() {
+            for u in 0..self.addrs.len() {
                 if affected & (1 << u) != 0 {
                     shard.affinity.release(uplink_id(u));
                 }
@@ -1117,7 +1123,7 @@ impl Engine {
     pub fn counters(&self) -> Counters {
         let mut c = Counters {
             drops: std::array::from_fn(|i| self.drops[i].load(Ordering::Relaxed)),
-            uplinks: vec![UplinkCounters::default(); self.uplinks.len()],
+            uplinks: vec![UplinkCounters::default(); self.addrs.len()],
             moved: self.moved.load(Ordering::Relaxed),
             resets: self.resets.load(Ordering::Relaxed),
             unreachables: self.unreachables.load(Ordering::Relaxed),

@@ -47,8 +47,8 @@ pub struct Pin {
     pub strict: bool,
 }
 
-/// The pins, longest prefix first. They never change once made, so the packet path reads
-/// them without a lock.
+/// The pins, longest prefix first. A reload replaces them whole (the engine swaps them
+/// atomically), so the packet path reads them without a lock.
 #[derive(Debug, Default)]
 pub struct Pins(Vec<Pin>);
 
@@ -93,14 +93,16 @@ impl Selector {
         }
     }
 
-    /// New weights and tiers (a reload), one per uplink as before. The credits start over,
-    /// so the new weights hold from the next pick.
+    /// New weights and tiers (a reload), one per uplink as before. If they differ, the
+    /// credits start over, so the new weights hold from the next pick.
     pub fn set_policy(&mut self, weights: Vec<u32>, tiers: Vec<u8>) {
         assert_eq!(weights.len(), self.weights.len(), "the same uplinks");
         assert_eq!(tiers.len(), self.weights.len(), "one tier per uplink");
-        self.weights = weights;
-        self.tiers = tiers;
-        self.credit.fill(0);
+        if (&weights, &tiers) != (&self.weights, &self.tiers) {
+            self.weights = weights;
+            self.tiers = tiers;
+            self.credit.fill(0);
+        }
     }
 
     pub fn set_up(&mut self, uplink: UplinkId, up: bool) {

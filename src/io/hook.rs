@@ -28,20 +28,19 @@ pub fn run(command: impl Fn() -> Option<String>, events: Receiver<Event>, stop: 
     while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(100)) {
             Ok(event) => {
-                let Some(command) = command() else {
-                    continue;
-                };
-                let child = Command::new("sh")
-                    .args(["-c", &command])
-                    .env("WANLB_UPLINK", &event.uplink)
-                    .env("WANLB_STATE", event.state)
-                    .env("WANLB_REASON", &event.reason)
-                    .stdin(Stdio::null())
-                    .spawn();
-                match child {
-                    Ok(c) => running.push((c, event.uplink)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "--on-change command could not be started")
+                if let Some(command) = command() {
+                    let child = Command::new("sh")
+                        .args(["-c", &command])
+                        .env("WANLB_UPLINK", &event.uplink)
+                        .env("WANLB_STATE", event.state)
+                        .env("WANLB_REASON", &event.reason)
+                        .stdin(Stdio::null())
+                        .spawn();
+                    match child {
+                        Ok(c) => running.push((c, event.uplink)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "--on-change command could not be started")
+                        }
                     }
                 }
             }

@@ -129,7 +129,7 @@ impl<T: PacketIo> Monitor<'_, T> {
     pub fn run(self) -> io::Result<()> {
         let shared = self.shared;
         let mut applied: Arc<Config> = self.settings.load_full();
-        let mut targets: Vec<Vec<Ipv4Addr>> = targets_of(&applied);
+        let mut targets: Vec<Vec<Ipv4Addr>> = line_targets(&applied);
         let mut health: Vec<LineHealth> = targets
             .iter()
             .map(|t| LineHealth::new(applied.health.clone(), t.len()))
@@ -144,9 +144,9 @@ impl<T: PacketIo> Monitor<'_, T> {
         let mut poller = Poller::new(&fds);
         let mut buf = [0u8; 2048];
         while !shared.stop.load(Ordering::Relaxed) {
-            let current = self.settings.load_full();
+            let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
-                let new_targets = targets_of(&current);
+                let new_targets = line_targets(&current);
                 for (i, h) in health.iter_mut().enumerate() {
                     let changed = new_targets[i] != targets[i];
                     h.reconfigure(
@@ -154,7 +154,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                         changed.then(|| new_targets[i].len()),
                     );
                 }
-                (applied, targets) = (current, new_targets);
+                (applied, targets) = (Arc::clone(&current), new_targets);
             }
             let now = shared.now_us();
             for (i, h) in health.iter_mut().enumerate() {
@@ -336,7 +336,7 @@ impl<T: PacketIo> Monitor<'_, T> {
 }
 
 /// Each uplink's health targets under `config`, in the uplinks' order.
-fn targets_of(config: &Config) -> Vec<Vec<Ipv4Addr>> {
+fn line_targets(config: &Config) -> Vec<Vec<Ipv4Addr>> {
     config
         .uplinks
         .iter()
