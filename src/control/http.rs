@@ -1,5 +1,5 @@
-//! The HTTP side of the control plane (tiny_http): `GET /metrics` and `GET /status`, and
-//! `wanlb status`'s request for the latter.
+//! The HTTP side of the control plane (tiny_http): `GET /metrics`, `GET /status`,
+//! `GET /history`, and `wanlb status`'s request for `/status`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,18 +8,24 @@ use std::time::Duration;
 
 use tiny_http::{Header, Response, Server};
 
+use super::history::HistoryReport;
 use super::{Snapshot, metrics};
 
-/// Serves `snapshot()` on `listen` until `stop` is set. With a `token`, every request must
-/// carry `Authorization: Bearer TOKEN`.
+/// Serves `snapshot()` and `history()` on `listen` until `stop` is set. With a `token`, every
+/// request must carry `Authorization: Bearer TOKEN`.
 pub fn serve(
     server: Server,
     token: Option<&str>,
     snapshot: impl Fn() -> Snapshot,
+    history: impl Fn() -> HistoryReport,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let header = |name: &str, value: &str| {
         Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+    };
+    let json = |body: Result<String, serde_json::Error>| {
+        Response::from_string(body.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+            .with_header(header("Content-Type", "application/json"))
     };
     while !stop.load(Ordering::Relaxed) {
         let Some(request) = server.recv_timeout(Duration::from_millis(200))? else {
@@ -46,15 +52,10 @@ pub fn serve(
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     ))
                 }
-                "/status" => {
-                    let json = serde_json::to_string_pretty(&snapshot())
-                        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-                    Response::from_string(json)
-                        .with_header(header("Content-Type", "application/json"))
-                }
-                _ => {
-                    Response::from_string("wanlb: try /metrics or /status\n").with_status_code(404)
-                }
+                "/status" => json(serde_json::to_string_pretty(&snapshot())),
+                "/history" => json(serde_json::to_string(&history())),
+                _ => Response::from_string("wanlb: try /metrics, /status or /history\n")
+                    .with_status_code(404),
             }
         };
         if let Err(e) = request.respond(response) {
