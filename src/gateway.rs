@@ -437,7 +437,7 @@ fn serve(
         // the status and metrics: wanlb runs without them if their address is taken
         let http = config.listen.and_then(|addr| match tiny_http::Server::http(addr) {
             Ok(server) => {
-                tracing::info!(listen = %addr, "serving /metrics and /status");
+                tracing::info!(listen = %addr, "serving the status page (/) and /metrics");
                 Some(server)
             }
             Err(e) => {

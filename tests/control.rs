@@ -30,7 +30,8 @@ fn metrics_agree_with_the_traffic(offload: &str) {
     args.extend(["--offload".into(), offload.into()]);
     let gw = tb.start_wanlb(&args);
     assert!(
-        gw.output().contains("serving /metrics and /status"),
+        gw.output()
+            .contains("serving the status page (/) and /metrics"),
         "{}",
         gw.output()
     );

@@ -1,5 +1,6 @@
-//! The HTTP side of the control plane (tiny_http): `GET /metrics`, `GET /status`,
-//! `GET /history`, and `wanlb status`'s request for `/status`.
+//! The HTTP side of the control plane (tiny_http): the status page at `GET /`, the data it
+//! draws (`GET /status`, `GET /history`), `GET /metrics`, and `wanlb status`'s request for
+//! `/status`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,8 +12,18 @@ use tiny_http::{Header, Response, Server};
 use super::history::HistoryReport;
 use super::{Snapshot, metrics};
 
+/// The status page: one file, its style and script inline, nothing fetched from elsewhere
+/// (the gateway may be what is offline). It carries no data, so it needs no token; it asks
+/// for the data with the token it is given in its address.
+const PAGE: &str = include_str!("page.html");
+
+/// The page may run its own inline script and style and talk to this server, nothing else.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+    style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
+
 /// Serves `snapshot()` and `history()` on `listen` until `stop` is set. With a `token`, every
-/// request must carry `Authorization: Bearer TOKEN`.
+/// request but the page's must carry `Authorization: Bearer TOKEN`.
 pub fn serve(
     server: Server,
     token: Option<&str>,
@@ -39,11 +50,18 @@ pub fn serve(
                 .any(|h| h.field.equiv("Authorization") && h.value.as_str() == expected)
         });
         let path = request.url().split('?').next().unwrap_or("").to_string();
-        let response = if !authorized {
+        let response = if request.method() != &tiny_http::Method::Get {
+            Response::from_string("only GET\n").with_status_code(405)
+        } else if path == "/" {
+            Response::from_string(PAGE)
+                .with_header(header("Content-Type", "text/html; charset=utf-8"))
+                .with_header(header("Content-Security-Policy", PAGE_POLICY))
+                // a token in the query must not travel on in a Referer
+                .with_header(header("Referrer-Policy", "no-referrer"))
+                .with_header(header("X-Content-Type-Options", "nosniff"))
+        } else if !authorized {
             Response::from_string("a token is needed: Authorization: Bearer TOKEN\n")
                 .with_status_code(401)
-        } else if request.method() != &tiny_http::Method::Get {
-            Response::from_string("only GET\n").with_status_code(405)
         } else {
             match path.as_str() {
                 "/metrics" => {
@@ -54,7 +72,7 @@ pub fn serve(
                 }
                 "/status" => json(serde_json::to_string_pretty(&snapshot())),
                 "/history" => json(serde_json::to_string(&history())),
-                _ => Response::from_string("wanlb: try /metrics, /status or /history\n")
+                _ => Response::from_string("wanlb: try /, /metrics, /status or /history\n")
                     .with_status_code(404),
             }
         };
@@ -94,4 +112,23 @@ pub fn fetch_status(listen: SocketAddr, token: Option<&str>) -> io::Result<Snaps
     }
     serde_json::from_str(body)
         .map_err(|e| io::Error::other(format!("{listen} sent a status wanlb cannot read: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PAGE;
+
+    #[test]
+    fn the_page_loads_nothing_from_elsewhere() {
+        for reference in ["src=", "href=", "url(", "@import", "//fonts", "https:"] {
+            assert!(!PAGE.contains(reference), "the page has {reference:?}");
+        }
+        // the one address in it names SVG's namespace, fetched from nowhere
+        assert_eq!(
+            PAGE.matches("http://").collect::<Vec<_>>(),
+            ["http://"],
+            "the page names an address"
+        );
+        assert!(PAGE.contains(r#""http://www.w3.org/2000/svg""#));
+    }
 }
