@@ -39,3 +39,5 @@ require_root() {
 }
 
 BASE_TOOLS=(ip:iproute2 nft:nftables ping:iputils-ping sysctl:procps kill:procps)
+# the status page's test and screenshot load it in a real browser (scripts/browse.sh)
+BROWSER_TOOLS=(chromium:chromium)

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
-ensure_tools "${BASE_TOOLS[@]}"
+ensure_tools "${BASE_TOOLS[@]}" "${BROWSER_TOOLS[@]}"
 ensure_rust
 # the integration tests run wanlb-probe (package wanlb-tools), which cargo builds only for
 # that package's own tests: build it first, in the profile the tests use

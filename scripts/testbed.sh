@@ -11,10 +11,14 @@
 #   PREFIXinet  eth1 198.18.101.2/24, eth2 198.18.102.2/24; every address of 198.19.0.0/16 is
 #               local ("the internet"); routes back only to the uplink subnets, so LAN
 #               addresses are unreachable from it unless translated.
+#   PREFIXweb   (only after `web`) eth0 198.18.4.2/24 <- gw eth3 198.18.4.1/24: a host for a
+#               browser looking at wanlb's status page; no other route, no IPv6, so nothing
+#               it tries to reach beyond 198.18.4.0/24 leaves it.
 #
 # Offloads stay at their defaults. Usage:
 #   testbed.sh up [PREFIX]        create (PREFIX defaults to "wl")
-#   testbed.sh down [PREFIX]      remove
+#   testbed.sh down [PREFIX]      remove (web included)
+#   testbed.sh web [PREFIX]       add PREFIXweb
 #   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
 #                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
 #   testbed.sh nokernel [PREFIX]  remove the kernel recipe again
@@ -90,16 +94,27 @@ up() {
 
 down() {
   # Processes still running inside the namespaces (servers, a benchmark interrupted
-  # half-way) were started for the testbed: stop them, or they outlive it.
-  for n in "${NS[@]}"; do
+  # half-way, a browser) were started for the testbed: stop them, or they outlive it.
+  for n in "${NS[@]}" web; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     [ -n "$pids" ] && kill $pids 2>/dev/null || true
   done
-  for n in "${NS[@]}"; do
+  for n in "${NS[@]}" web; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     if [ -n "$pids" ]; then sleep 0.5; kill -9 $(ip netns pids "$P$n" 2>/dev/null) 2>/dev/null || true; fi
     ip netns del "$P$n" 2>/dev/null || true
   done
+}
+
+web() {
+  need ip
+  ip netns add "${P}web"
+  # before its interfaces exist, so none gets an IPv6 link-local address and route
+  x web sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  ip -n "${P}web" link set lo up
+  link gw eth3 web eth0
+  addr gw eth3 198.18.4.1/24
+  addr web eth0 198.18.4.2/24
 }
 
 kernel() {
@@ -140,7 +155,8 @@ nokernel() {
 case "$cmd" in
   up) up ;;
   down) down ;;
+  web) web ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

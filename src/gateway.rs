@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
 use crate::config::{
     Config, ConfigError, FastPathMode, OnUplinkDown, Reload, ResolvedUplink, SystemFacts,
 };
+use crate::control::history::{self, History, Traffic};
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
@@ -409,10 +410,16 @@ fn serve(
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
     let (events, hook_events) = std::sync::mpsc::channel();
     let settings = ArcSwap::from_pointee(config.clone());
+    let history = Mutex::new(History::new(
+        config.uplinks.iter().map(|u| u.name.clone()).collect(),
+        history::SAMPLE_EVERY,
+        history::KEPT_FOR,
+    ));
 
     let outcome = std::thread::scope(|s| {
         let shared = &shared;
         let settings = &settings;
+        let history = &history;
         // However this closure returns (a thread that cannot start, say), the threads already
         // running must stop, or the scope would wait for them forever.
         let _stop_on_return = StopOnDrop(&shared.stop);
@@ -469,12 +476,12 @@ fn serve(
             .map_err(io_err("starting the hook thread"))?;
         let control = std::thread::Builder::new()
             .name("wanlb-control".into())
-            .spawn_scoped(s, move || control_loop(shared, config))
+            .spawn_scoped(s, move || control_loop(shared, config, history))
             .map_err(io_err("starting the control thread"))?;
         // the status and metrics: wanlb runs without them if their address is taken
         let http = config.listen.and_then(|addr| match tiny_http::Server::http(addr) {
             Ok(server) => {
-                tracing::info!(listen = %addr, "serving /metrics and /status");
+                tracing::info!(listen = %addr, "serving the status page (/) and /metrics");
                 Some(server)
             }
             Err(e) => {
@@ -489,9 +496,20 @@ fn serve(
                     .spawn_scoped(s, move || {
                         let token = config.listen_token.as_deref();
                         let snapshot = || snapshot(shared, &settings.load());
-                        if let Err(e) =
-                            crate::control::http::serve(server, token, snapshot, &shared.stop)
-                        {
+                        let history = || {
+                            let now = Duration::from_millis(shared.now().as_millis());
+                            history
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .report(now)
+                        };
+                        if let Err(e) = crate::control::http::serve(
+                            server,
+                            token,
+                            snapshot,
+                            history,
+                            &shared.stop,
+                        ) {
                             tracing::warn!(error = %e, "the status and metrics server stopped");
                         }
                     })
@@ -589,9 +607,10 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// Expires flows every second; announces readiness once every uplink has a verdict (or after
-/// a few seconds, naming those that have none).
-fn control_loop(shared: &Shared, config: &Config) {
+/// Expires flows every second; samples the uplinks' traffic for the status page's chart;
+/// announces readiness once every uplink has a verdict (or after a few seconds, naming those
+/// that have none).
+fn control_loop(shared: &Shared, config: &Config, history: &Mutex<History>) {
     let started = Instant::now();
     let mut announced = false;
     let mut last_expiry = Instant::now();
@@ -617,11 +636,39 @@ fn control_loop(shared: &Shared, config: &Config) {
             let now = shared.now();
             shared.engine.expire(now);
         }
+        let now = Duration::from_millis(shared.now().as_millis());
+        history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sample_if_due(now, || uplink_traffic(shared));
     }
 }
 
 /// How many of the busiest destinations the status lists.
 const TOP_DESTINATIONS: usize = 10;
+
+/// Each uplink's byte totals, userspace and fast path together, as the snapshot counts them
+/// (without the rest of a snapshot, which runs nft).
+fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
+    let fast = shared
+        .fast_path
+        .as_ref()
+        .and_then(|f| f.totals().ok())
+        .unwrap_or_default();
+    let counters = shared.engine.counters();
+    counters
+        .uplinks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let f = fast.get(i).copied().unwrap_or_default();
+            Traffic {
+                tx_bytes: c.outbound_bytes + f.outbound_bytes,
+                rx_bytes: c.inbound_bytes + f.inbound_bytes,
+            }
+        })
+        .collect()
+}
 
 /// What the status and metrics report, now.
 fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {

@@ -1,6 +1,7 @@
 //! The control plane, end to end (root; CI runs as root): the metrics agree with the traffic
-//! that crossed, with and without the kernel fast path, the status lists the lines, and
-//! `wanlb status` shows them (and says so when no wanlb listens).
+//! that crossed, with and without the kernel fast path, the status lists the lines,
+//! `wanlb status` shows them (and says so when no wanlb listens), and the status page shows
+//! them in a real browser.
 
 mod common;
 
@@ -30,7 +31,8 @@ fn metrics_agree_with_the_traffic(offload: &str) {
     args.extend(["--offload".into(), offload.into()]);
     let gw = tb.start_wanlb(&args);
     assert!(
-        gw.output().contains("serving /metrics and /status"),
+        gw.output()
+            .contains("serving the status page (/) and /metrics"),
         "{}",
         gw.output()
     );
@@ -153,5 +155,82 @@ fn the_status_lists_both_lines_and_wanlb_status_shows_them() {
     assert!(
         table.contains("probe rounds in a row unanswered"),
         "{table}"
+    );
+}
+
+/// Uplink `name`'s card in the DOM a browser made of the status page: the page writes
+/// `<article class="card" data-uplink="NAME" data-state="STATE">...</article>`.
+fn card<'a>(dom: &'a str, name: &str) -> &'a str {
+    let start = dom
+        .find(&format!(r#"<article class="card" data-uplink="{name}""#))
+        .unwrap_or_else(|| panic!("no card for {name} in:\n{dom}"));
+    let len = dom[start..].find("</article>").expect("the card's end");
+    &dom[start..start + len]
+}
+
+fn assert_card(dom: &str, name: &str, state: &str) {
+    let card = card(dom, name);
+    let opening = format!(r#"<article class="card" data-uplink="{name}" data-state="{state}">"#);
+    assert!(card.starts_with(&opening), "{name} is not {state}: {card}");
+    // what a person reads: the name, and the state in words as well as in colour
+    assert!(
+        card.contains(&format!(r#"<span class="name">{name}</span>"#)),
+        "{card}"
+    );
+    assert!(
+        card.contains(&format!(r#"<span class="badge">{state}</span>"#)),
+        "{card}"
+    );
+}
+
+#[test]
+fn the_status_page_in_a_browser_shows_both_lines_up_then_isp1_down_after_a_cut() {
+    const TOKEN: &str = "page-test-token";
+    let tb = Testbed::up();
+    tb.add_web();
+    let _inet = tb.start_internet();
+    let listen = format!("{GW_WEB}:9911");
+    let mut args = health_args();
+    // where the browser's namespace reaches it; not loopback, so with a token
+    args.extend(["--listen".into(), listen.clone()]);
+    args.extend(["--listen-token".into(), TOKEN.into()]);
+    let gw = tb.start_wanlb(&args);
+    // the page carries no data and is served without the token; the data is not
+    let get = |path: &str| {
+        tb.run(
+            "gw",
+            &[probe(), "http-get", "--addr", &listen, "--path", path],
+        )
+    };
+    let page = get("/");
+    assert!(
+        page.status.success() && String::from_utf8_lossy(&page.stdout).contains("<title>wanlb"),
+        "{page:?}"
+    );
+    for path in ["/status", "/history", "/metrics"] {
+        let refused = get(path);
+        assert!(
+            !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains(" 401 "),
+            "{path} without the token: {refused:?}"
+        );
+    }
+
+    // the page takes the token from its address and sends it with its requests; the
+    // virtual time lets its script fetch and draw before the DOM is printed
+    let url = format!("http://{listen}/#token={TOKEN}");
+    let load = || tb.browse(&url, &["--virtual-time-budget=5000", "--dump-dom"]);
+    let dom = load();
+    assert_card(&dom, "isp1", "up");
+    assert_card(&dom, "isp2", "up");
+
+    tb.cut_beyond("r1");
+    gw.wait_for("uplink down uplink=isp1", "wanlb");
+    let dom = load();
+    assert_card(&dom, "isp1", "down");
+    assert_card(&dom, "isp2", "up");
+    assert!(
+        card(&dom, "isp1").contains("probe rounds in a row unanswered"),
+        "why it is down: {}",
+        card(&dom, "isp1")
     );
 }

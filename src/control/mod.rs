@@ -1,8 +1,10 @@
 //! The control plane: what wanlb tells a person and their monitoring. A [`Snapshot`] of the
 //! running gateway (made by the gateway from the uplinks' shared state and the engine's
 //! counters, never from the workers) is served over HTTP as Prometheus metrics and as JSON
-//! (`http.rs`), and printed as a table by `wanlb status` (`table.rs`).
+//! (`http.rs`), printed as a table by `wanlb status` (`table.rs`), and drawn with the recent
+//! throughput (`history.rs`) by the status page (`page.html`).
 
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod table;

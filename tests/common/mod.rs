@@ -49,6 +49,9 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh")
 }
 
+/// Where the `web` namespace reaches the gateway (testbed.sh web).
+pub const GW_WEB: &str = "198.18.4.1";
+
 /// Panics, with a message saying what is missing, unless this can run netns tests.
 pub fn require_root_and_tools() {
     let uid = Command::new("id").arg("-u").output().expect("running id");
@@ -98,6 +101,40 @@ impl Testbed {
 
     pub fn ns(&self, name: &str) -> String {
         format!("{}{}", self.prefix, name)
+    }
+
+    /// Adds the namespace `web` (testbed.sh web): a host on gw's eth3 ([`GW_WEB`]) with no
+    /// route beyond that subnet, for a browser. The guard removes it with the rest.
+    pub fn add_web(&self) {
+        let out = Command::new(script())
+            .args(["web", &self.prefix])
+            .output()
+            .expect("running testbed.sh");
+        assert!(
+            out.status.success(),
+            "testbed web failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Loads `url` in Debian's headless Chromium in the `web` namespace (scripts/browse.sh,
+    /// which refuses to run it anywhere it could reach beyond the test network) with
+    /// `args`, and returns what it printed.
+    pub fn browse(&self, url: &str, args: &[&str]) -> String {
+        let browse = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/browse.sh");
+        let out = Command::new(browse)
+            .arg(self.ns("web"))
+            .arg(url)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running browse.sh");
+        assert!(
+            out.status.success(),
+            "the browser failed (scripts/test.sh installs chromium): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs a command in namespace `name` and returns its output.
