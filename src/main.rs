@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use wanlb::config::{Config, ConfigError, FastPathMode, Flags, TimeoutFlags, format_duration};
+use wanlb::config::{Config, ConfigErrors, FastPathMode, Flags, TimeoutFlags, format_duration};
 use wanlb::gateway::{self, GatewayError};
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
@@ -43,7 +43,7 @@ Signals: SIGINT, SIGTERM or SIGHUP stop wanlb and remove everything it added (SI
 reload the settings once wanlb can); SIGUSR1 logs
 table sizes, per-uplink state and totals, and drops. Set RUST_LOG=debug for more.
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 for settings that cannot be
-used (the message names the flag, or the file's line and key).")]
+used (every one is listed, naming the flag, or the file's line and key).")]
     Run(Box<RunArgs>),
     /// Show what each line of a running wanlb is doing: state and since when, RTT, loss,
     /// throughput, flows, share of new destinations against its weight.
@@ -62,7 +62,8 @@ used (the message names the flag, or the file's line and key).")]
         watch: bool,
     },
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
-    /// gateways exist on this system), then print what it means.
+    /// gateways exist on this system), then print what it means. Every error is listed, each
+    /// with its line and key; exit status 2 if there is any.
     CheckConfig {
         /// TOML file to check (see examples/wanlb.toml).
         #[arg(long, value_name = "FILE")]
@@ -203,17 +204,27 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match dispatch(Cli::parse().command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let bad_input = e.downcast_ref::<ConfigError>().is_some()
-                || matches!(
-                    e.downcast_ref::<GatewayError>(),
-                    Some(GatewayError::Config(_))
-                );
-            eprintln!("wanlb: {e:#}");
-            ExitCode::from(if bad_input { BAD_INPUT } else { 1 })
-        }
+    let Err(e) = dispatch(Cli::parse().command) else {
+        return ExitCode::SUCCESS;
+    };
+    let Some(errors) = config_errors(&e) else {
+        eprintln!("wanlb: {e:#}");
+        return ExitCode::from(1);
+    };
+    for e in errors.errors() {
+        eprintln!("wanlb: {e}");
+    }
+    if errors.errors().len() > 1 {
+        eprintln!("wanlb: {} errors", errors.errors().len());
+    }
+    ExitCode::from(BAD_INPUT)
+}
+
+/// The settings that cannot be used, if that is what `e` is about.
+fn config_errors(e: &anyhow::Error) -> Option<&ConfigErrors> {
+    match e.downcast_ref::<GatewayError>() {
+        Some(GatewayError::Config(errors)) => Some(errors),
+        _ => e.downcast_ref::<ConfigErrors>(),
     }
 }
 
