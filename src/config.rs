@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+use tracing::level_filters::LevelFilter;
 
 use crate::engine::flow::Timeouts;
 use crate::engine::select::Prefix;
@@ -230,6 +231,8 @@ pub struct Config {
     pub listen_token: Option<String>,
     /// Idle timeouts of flows, by protocol and TCP phase (`[timeouts]`).
     pub timeouts: Timeouts,
+    /// The least severe of wanlb's own events logged; RUST_LOG, when set, decides instead.
+    pub log_level: LevelFilter,
 }
 
 impl Config {
@@ -298,6 +301,7 @@ pub struct Flags {
     pub listen: Option<String>,
     pub listen_token: Option<String>,
     pub timeouts: TimeoutFlags,
+    pub log_level: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +327,7 @@ struct FileConfig {
     on_change: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     listen_token: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
     timeouts: Option<FileTimeouts>,
     #[serde(default)]
     uplink: Vec<FileUplink>,
@@ -734,6 +739,23 @@ fn parse_targets(given: &[(&str, String)], errors: &mut Vec<ConfigError>) -> Vec
     targets
 }
 
+/// `error`, `warn`, `info`, `debug` or `trace`.
+pub fn parse_log_level(s: &str, origin: &str) -> Result<LevelFilter, ConfigError> {
+    match s.trim() {
+        "error" => Ok(LevelFilter::ERROR),
+        "warn" => Ok(LevelFilter::WARN),
+        "info" => Ok(LevelFilter::INFO),
+        "debug" => Ok(LevelFilter::DEBUG),
+        "trace" => Ok(LevelFilter::TRACE),
+        _ => err(
+            origin,
+            format!(
+                "must be error, warn, info, debug or trace, got {s:?} (RUST_LOG takes finer filters)"
+            ),
+        ),
+    }
+}
+
 /// `CIDR=UPLINK`, or `CIDR=UPLINK!` for a strict pin.
 pub fn parse_pin_flag(spec: &str) -> Result<PinSpec, ConfigError> {
     let origin = format!("--pin {spec:?}");
@@ -804,6 +826,7 @@ impl Config {
             listen: Some(DEFAULT_LISTEN.parse().expect("a socket address")),
             listen_token: None,
             timeouts: Timeouts::default(),
+            log_level: LevelFilter::INFO,
         };
         let mut loading = Loading::default();
         let mut file_read = true;
@@ -888,6 +911,9 @@ impl Config {
         let per_host = |s: &str, o: &str| parse_count(s, o, 1, 65535);
         if let Some(n) = at.number(l, &file.max_ports_per_host, "max_ports_per_host", per_host) {
             self.max_ports_per_host = Some(n);
+        }
+        if let Some(level) = at.text(l, &file.log_level, "log_level", parse_log_level) {
+            self.log_level = level;
         }
         self.apply_file_uplinks(&file.uplink, &at, l);
         for p in &file.pin {
@@ -1188,6 +1214,16 @@ impl Config {
         );
         if let Some(n) = max_ports {
             self.max_ports_per_host = Some(n);
+        }
+        let level = flag(
+            l,
+            &flags.log_level,
+            "--log-level",
+            "log_level",
+            parse_log_level,
+        );
+        if let Some(level) = level {
+            self.log_level = level;
         }
     }
 

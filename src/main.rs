@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use wanlb::config::{Config, ConfigErrors, FastPathMode, Flags, TimeoutFlags, format_duration};
 use wanlb::gateway::{self, GatewayError};
+use wanlb::logging;
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
 ///
@@ -41,7 +42,13 @@ unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line
 
 Signals: SIGINT, SIGTERM or SIGHUP stop wanlb and remove everything it added (SIGHUP will
 reload the settings once wanlb can); SIGUSR1 logs
-table sizes, per-uplink state and totals, and drops. Set RUST_LOG=debug for more.
+table sizes, per-uplink state and totals, and drops.
+
+Logs go to stderr: uplink state changes at info, nothing per packet above debug. Under
+systemd (JOURNAL_STREAM names stderr) each line starts with its syslog priority (<4> for a
+warning) and has no time, so journalctl -p warning works. --log-level sets the level;
+RUST_LOG, if set, wins and takes filters per module (RUST_LOG=info,wanlb::io::monitor=debug).
+
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 for settings that cannot be
 used (every one is listed, naming the flag, or the file's line and key).")]
     Run(Box<RunArgs>),
@@ -188,6 +195,11 @@ struct RunArgs {
     /// TCX, Linux 6.6+), on (required), off [default: auto].
     #[arg(long, value_name = "auto|on|off")]
     offload: Option<String>,
+    /// The least severe of wanlb's events logged: error, warn, info, debug or trace (the
+    /// libraries it uses stay at info at most) [default: info]. RUST_LOG, if set, decides
+    /// instead.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
     /// Where the undo journal lives, so a restart after a crash can clean up.
     #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
     state_dir: PathBuf,
@@ -197,27 +209,35 @@ struct RunArgs {
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let Err(e) = dispatch(Cli::parse().command) else {
+    let command = Cli::parse().command;
+    let logs = logging::init();
+    let Err(e) = dispatch(command) else {
         return ExitCode::SUCCESS;
     };
     let Some(errors) = config_errors(&e) else {
-        eprintln!("wanlb: {e:#}");
+        say(logs.journal, &format!("{e:#}"));
         return ExitCode::from(1);
     };
     for e in errors.errors() {
-        eprintln!("wanlb: {e}");
+        say(logs.journal, &e.to_string());
     }
     if errors.errors().len() > 1 {
-        eprintln!("wanlb: {} errors", errors.errors().len());
+        say(logs.journal, &format!("{} errors", errors.errors().len()));
     }
     ExitCode::from(BAD_INPUT)
+}
+
+/// Prints wanlb's last words on stderr. Into the journal every line is marked an error: it
+/// files a line without a priority as info.
+fn say(journal: bool, message: &str) {
+    let priority = if journal { "<3>" } else { "" };
+    for (i, line) in message.lines().enumerate() {
+        if i == 0 {
+            eprintln!("{priority}wanlb: {line}");
+        } else {
+            eprintln!("{priority}{line}");
+        }
+    }
 }
 
 /// The settings that cannot be used, if that is what `e` is about.
@@ -262,8 +282,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                     udp: args.udp_timeout,
                     icmp: args.icmp_timeout,
                 },
+                log_level: args.log_level,
             };
             let config = Config::load(&flags)?;
+            logging::set_level(config.log_level);
             gateway::run(&config, &args.state_dir)?;
             Ok(())
         }
@@ -397,4 +419,8 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
         FastPathMode::Off => "off",
     };
     println!("  kernel fast path: {offload}");
+    println!(
+        "  log level: {} (RUST_LOG, if set, decides instead)",
+        config.log_level
+    );
 }

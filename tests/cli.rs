@@ -1,6 +1,7 @@
 //! The wanlb binary's answers to bad settings, as a user or systemd sees them. No root needed:
 //! every run here stops at the settings, before anything on the system changes.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -94,4 +95,81 @@ fn run_lists_every_error_too() {
         "{stderr}"
     );
     assert_eq!(lines[5], "wanlb: 5 errors");
+}
+
+#[test]
+fn a_bad_log_level_is_refused_naming_the_flag() {
+    let dir = temp_dir("level");
+    let out = run(&[
+        "run",
+        "--log-level",
+        "nonsense",
+        "--state-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .contains("wanlb: --log-level \"nonsense\": must be error, warn, info, debug or trace"),
+        "{stderr}"
+    );
+}
+
+/// wanlb run with settings the system refuses (no such interfaces), its stderr a file, and
+/// JOURNAL_STREAM naming that file (as systemd names the journal's stream), or another.
+fn run_with_stderr_in_a_file(test: &str, journal: bool) -> (Option<i32>, String) {
+    let dir = temp_dir(test);
+    let log = dir.join("stderr");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let meta = std::fs::metadata(&log).unwrap();
+    let ino = if journal { meta.ino() } else { meta.ino() + 1 };
+    let status = wanlb(&[
+        "run",
+        "--lan",
+        "nosuch0",
+        "--uplink",
+        "isp1,dev=nosuch1,gw=198.18.1.254",
+        "--state-dir",
+        dir.to_str().unwrap(),
+    ])
+    .env("JOURNAL_STREAM", format!("{}:{ino}", meta.dev()))
+    // not a filter: wanlb warns through its logger and goes on
+    .env("RUST_LOG", "wanlb=loud")
+    .stdout(Stdio::null())
+    .stderr(stderr)
+    .status()
+    .expect("running wanlb");
+    (status.code(), std::fs::read_to_string(&log).unwrap())
+}
+
+#[test]
+fn into_the_journal_each_line_leads_with_its_priority() {
+    let (code, stderr) = run_with_stderr_in_a_file("journal", true);
+    assert_eq!(code, Some(2), "{stderr}");
+    let lines: Vec<_> = stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("<4>WARN wanlb::logging: RUST_LOG is not a filter; ignoring it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "<3>wanlb: --lan \"nosuch0\": no such interface",
+            "<3>wanlb: --uplink \"isp1,dev=nosuch1,gw=198.18.1.254\": dev \"nosuch1\": no such interface",
+            "<3>wanlb: 2 errors",
+        ]
+    );
+}
+
+#[test]
+fn elsewhere_lines_have_no_priority_even_with_journal_stream_inherited() {
+    let (code, stderr) = run_with_stderr_in_a_file("not-journal", false);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains('<'), "{stderr}");
+    assert!(
+        stderr.contains(" WARN wanlb::logging: RUST_LOG is not a filter"),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("wanlb: 2 errors\n"), "{stderr}");
 }

@@ -887,3 +887,38 @@ fn the_system_checks_report_every_uplink() {
     assert_eq!(e.errors().len(), 1, "{e}");
     assert!(e.to_string().contains("eth0 has no IPv4 address"), "{e}");
 }
+
+#[test]
+fn the_log_level_comes_from_the_file_then_the_flag() {
+    assert_eq!(
+        Config::load(&flags(&[ISP1], &[])).unwrap().log_level,
+        LevelFilter::INFO
+    );
+    let text = "lan = [\"eth0\"]\nlog_level = \"warn\"\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    let mut f = Flags {
+        config: Some(write_temp("level.toml", text)),
+        ..Flags::default()
+    };
+    assert_eq!(Config::load(&f).unwrap().log_level, LevelFilter::WARN);
+    f.log_level = Some("debug".into());
+    assert_eq!(Config::load(&f).unwrap().log_level, LevelFilter::DEBUG);
+    for (text, level) in [
+        ("error", LevelFilter::ERROR),
+        ("warn", LevelFilter::WARN),
+        ("info", LevelFilter::INFO),
+        ("debug", LevelFilter::DEBUG),
+        ("trace", LevelFilter::TRACE),
+    ] {
+        assert_eq!(parse_log_level(text, "x"), Ok(level));
+    }
+    for bad in ["", "off", "INFO", "verbose", "4"] {
+        assert!(parse_log_level(bad, "x").is_err(), "{bad:?}");
+    }
+    let bad = text.replace("\"warn\"", "\"loud\"");
+    let path = write_temp("level-bad.toml", &bad);
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
+    assert_eq!(e.origin, format!("{} line 2, log_level", path.display()));
+}
