@@ -2,16 +2,30 @@
 //! every run here stops at the settings, before anything on the system changes.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const WANLB: &str = env!("CARGO_BIN_EXE_wanlb");
 
-/// A directory of this test's own.
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wanlb-cli-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of this test's own, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("wanlb-cli-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// wanlb with `args`, its environment free of the caller's log settings.
@@ -44,7 +58,8 @@ uplink = "isp2"
 
 #[test]
 fn check_config_lists_every_error_with_its_line_and_exits_2() {
-    let file = temp_dir("check").join("bad.toml");
+    let dir = TempDir::new("check");
+    let file = dir.path().join("bad.toml");
     std::fs::write(&file, SEVERAL_ERRORS).unwrap();
     let file = file.to_str().unwrap();
     let out = run(&["check-config", "--config", file]);
@@ -65,15 +80,15 @@ fn check_config_lists_every_error_with_its_line_and_exits_2() {
 
 #[test]
 fn run_lists_every_error_too() {
-    let dir = temp_dir("run");
-    let file = dir.join("bad.toml");
+    let dir = TempDir::new("run");
+    let file = dir.path().join("bad.toml");
     std::fs::write(&file, SEVERAL_ERRORS).unwrap();
     let out = run(&[
         "run",
         "--config",
         file.to_str().unwrap(),
         "--state-dir",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
         "--busy-poll",
         "2s",
     ]);
@@ -99,13 +114,13 @@ fn run_lists_every_error_too() {
 
 #[test]
 fn a_bad_log_level_is_refused_naming_the_flag() {
-    let dir = temp_dir("level");
+    let dir = TempDir::new("level");
     let out = run(&[
         "run",
         "--log-level",
         "nonsense",
         "--state-dir",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -119,8 +134,8 @@ fn a_bad_log_level_is_refused_naming_the_flag() {
 /// wanlb run with settings the system refuses (no such interfaces), its stderr a file, and
 /// JOURNAL_STREAM naming that file (as systemd names the journal's stream), or another.
 fn run_with_stderr_in_a_file(test: &str, journal: bool) -> (Option<i32>, String) {
-    let dir = temp_dir(test);
-    let log = dir.join("stderr");
+    let dir = TempDir::new(test);
+    let log = dir.path().join("stderr");
     let stderr = std::fs::File::create(&log).unwrap();
     let meta = std::fs::metadata(&log).unwrap();
     let ino = if journal { meta.ino() } else { meta.ino() + 1 };
@@ -131,7 +146,7 @@ fn run_with_stderr_in_a_file(test: &str, journal: bool) -> (Option<i32>, String)
         "--uplink",
         "isp1,dev=nosuch1,gw=198.18.1.254",
         "--state-dir",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
     ])
     .env("JOURNAL_STREAM", format!("{}:{ino}", meta.dev()))
     // not a filter: wanlb warns through its logger and goes on
