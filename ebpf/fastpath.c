@@ -199,6 +199,7 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		__builtin_memcpy(eth->h_source, uplink->src_mac, ETH_ALEN);
 	}
 	flow->last_seen = bpf_ktime_get_ns();
+	flow->bytes += skb->len - ETH_LEN;
 	if (acked) {
 		flow->ack = ack;
 		flow->window = window;

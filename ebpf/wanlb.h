@@ -31,7 +31,9 @@ struct flow_key {
  * (bpf_ktime_get_ns), so the engine does not expire a flow it no longer sees. For TCP, the
  * acknowledgement number and window field of the last segment with ACK it carried this way
  * (acked: 1 once there was one): the engine sees only a carried flow's SYN, FIN and RST, and
- * judges a reset by the receiver's window. */
+ * judges a reset by the receiver's window. And the IP bytes carried this way, for the status's
+ * busiest destinations (one direction per entry, so one CPU at a time in practice; an update
+ * lost to a race costs a statistic, not a packet). */
 struct flow_value {
 	__be32 addr;
 	__be16 port;
@@ -42,6 +44,7 @@ struct flow_value {
 	__u16 window;
 	__u8 acked;
 	__u8 pad[5];
+	__u64 bytes;
 };
 
 /* Where an uplink's frames go: its interface (0: the fast path does not carry its flows, its

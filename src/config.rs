@@ -1669,6 +1669,10 @@ impl Config {
     }
 }
 
+mod reload;
+
+pub use reload::Reload;
+
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use crate::config::{
-    Config, ConfigErrors, FastPathMode, OnUplinkDown, ResolvedUplink, SystemFacts,
+    Config, ConfigErrors, FastPathMode, OnUplinkDown, Reload, ResolvedUplink, SystemFacts,
 };
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
@@ -215,9 +217,14 @@ pub fn nft_table_name(tun: &str) -> String {
     format!("wanlb_{clean}")
 }
 
-/// Runs until SIGINT or SIGTERM, then removes everything it added. Returns the final
-/// counters.
-pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> {
+/// Reads the settings again for a reload (the file, with the same flags over it); the
+/// error says why they cannot be used.
+pub type Loader<'a> = &'a (dyn Fn() -> Result<Config, String> + Sync);
+
+/// Runs until SIGINT or SIGTERM, then removes everything it added; on SIGHUP, reloads the
+/// settings with `load`. Returns the final counters.
+pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counters, GatewayError> {
+    let started = config;
     let (config, resolved) = check(config)?;
     let config = &config;
     tracing::info!(
@@ -239,7 +246,12 @@ pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> 
         plumbing.teardown()?;
         return Err(GatewayError::TunExists(config.tun.clone()));
     }
-    let result = serve(config, &resolved, &mut plumbing);
+    let result = serve(
+        config,
+        &resolved,
+        &mut plumbing,
+        &Reloader { started, load },
+    );
     let teardown = plumbing.teardown();
     let counters = result?;
     teardown?;
@@ -247,10 +259,49 @@ pub fn run(config: &Config, state_dir: &Path) -> Result<Counters, GatewayError> 
     Ok(counters)
 }
 
+/// What a reload needs: the settings as loaded at start, and how to read them again.
+struct Reloader<'a> {
+    started: &'a Config,
+    load: Loader<'a>,
+}
+
+impl Reloader<'_> {
+    /// Reads the settings again and puts into effect what can change while running (see
+    /// [`Config::reload`]): in the engine at once, in the monitor, the hook and the reports
+    /// through `settings`. Logs what changed, what waits for a restart, or why nothing did.
+    fn reload(
+        &self,
+        settings: &ArcSwap<Config>,
+        shared: &Shared,
+        resolved: &[ResolvedUplink],
+    ) -> Result<Reload, String> {
+        let new = (self.load)().inspect_err(|e| {
+            tracing::warn!(error = %e, "reload refused: the new settings cannot be used; the running ones stay");
+        })?;
+        let reload = settings.load().reload(self.started, &new);
+        shared
+            .engine
+            .reconfigure(&engine_config(&reload.config, resolved));
+        settings.store(Arc::new(reload.config.clone()));
+        crate::logging::set_level(reload.config.log_level);
+        for change in &reload.applied {
+            tracing::info!(change = %change, "reloaded");
+        }
+        for setting in &reload.need_restart {
+            tracing::warn!(setting = %setting, "not applied: needs a restart");
+        }
+        if reload.applied.is_empty() {
+            tracing::info!("reloaded: no setting changed that a reload applies");
+        }
+        Ok(reload)
+    }
+}
+
 fn serve(
     config: &Config,
     resolved: &[ResolvedUplink],
     plumbing: &mut Plumbing,
+    reloader: &Reloader<'_>,
 ) -> Result<Counters, GatewayError> {
     let (queues, uso) = tun::open(&config.tun, config.workers)
         .map_err(io_err(format!("creating TUN device {}", config.tun)))?;
@@ -284,15 +335,13 @@ fn serve(
             mac: r.iface.mac,
             addr: r.addr,
             gateway: u.gw,
-            tier: u.tier,
-            weight: u.weight,
-            targets: config.targets_of(u).to_vec(),
             live: Live::default(),
         })
         .collect();
-    let unprobed: Vec<&str> = uplinks
+    let unprobed: Vec<&str> = config
+        .uplinks
         .iter()
-        .filter(|u| u.targets.is_empty())
+        .filter(|u| config.targets_of(u).is_empty())
         .map(|u| u.name.as_str())
         .collect();
     if !unprobed.is_empty() {
@@ -337,16 +386,12 @@ fn serve(
     // the sockets keep their filters
     drop(filters);
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
-    let (events, hook_events) = match &config.on_change {
-        Some(_) => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
+    let (events, hook_events) = std::sync::mpsc::channel();
+    let settings = ArcSwap::from_pointee(config.clone());
 
     let outcome = std::thread::scope(|s| {
         let shared = &shared;
+        let settings = &settings;
         // However this closure returns (a thread that cannot start, say), the threads already
         // running must stop, or the scope would wait for them forever.
         let _stop_on_return = StopOnDrop(&shared.stop);
@@ -379,7 +424,7 @@ fn serve(
             shared,
             lines,
             links,
-            settings: config.health.clone(),
+            settings,
             tun: &queues[0],
             events,
             probe_id,
@@ -394,15 +439,13 @@ fn serve(
                 r.map_err(io_err("uplink monitor"))
             })
             .map_err(io_err("starting the monitor thread"))?;
-        let hooks = match (&config.on_change, hook_events) {
-            (Some(command), Some(rx)) => Some(
-                std::thread::Builder::new()
-                    .name("wanlb-hook".into())
-                    .spawn_scoped(s, move || hook::run(command, rx, &shared.stop))
-                    .map_err(io_err("starting the hook thread"))?,
-            ),
-            _ => None,
-        };
+        let hooks = std::thread::Builder::new()
+            .name("wanlb-hook".into())
+            .spawn_scoped(s, move || {
+                let command = || settings.load().on_change.clone();
+                hook::run(command, hook_events, &shared.stop)
+            })
+            .map_err(io_err("starting the hook thread"))?;
         let control = std::thread::Builder::new()
             .name("wanlb-control".into())
             .spawn_scoped(s, move || control_loop(shared, config))
@@ -424,7 +467,7 @@ fn serve(
                     .name("wanlb-http".into())
                     .spawn_scoped(s, move || {
                         let token = config.listen_token.as_deref();
-                        let snapshot = || snapshot(shared, config);
+                        let snapshot = || snapshot(shared, &settings.load());
                         if let Err(e) =
                             crate::control::http::serve(server, token, snapshot, &shared.stop)
                         {
@@ -440,10 +483,8 @@ fn serve(
             match signal::wait_for_control_signal().map_err(io_err("waiting for signals"))? {
                 libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun)),
                 libc::SIGHUP => {
-                    tracing::warn!(
-                        "SIGHUP: wanlb cannot reload its settings yet, so it stops cleanly; start it again to apply new ones"
-                    );
-                    break libc::SIGHUP;
+                    tracing::info!("SIGHUP: reloading the settings");
+                    let _ = reloader.reload(settings, shared, resolved);
                 }
                 sig => break sig,
             }
@@ -461,9 +502,7 @@ fn serve(
         if let Some(h) = http {
             let _ = h.join();
         }
-        if let Some(h) = hooks {
-            let _ = h.join();
-        }
+        let _ = hooks.join();
         first_error.map_or(Ok(()), Err)
     });
     let counters = shared.engine.counters();
@@ -560,9 +599,12 @@ fn control_loop(shared: &Shared, config: &Config) {
     }
 }
 
+/// How many of the busiest destinations the status lists.
+const TOP_DESTINATIONS: usize = 10;
+
 /// What the status and metrics report, now.
 fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
-    use crate::control::{PinReport, ProtoCounts, Snapshot, UplinkReport};
+    use crate::control::{DestinationReport, PinReport, ProtoCounts, Snapshot, UplinkReport};
     let counters = shared.engine.counters();
     let fast = shared
         .fast_path
@@ -578,7 +620,8 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
         .uplinks
         .iter()
         .enumerate()
-        .map(|(i, u)| {
+        .zip(&config.uplinks)
+        .map(|((i, u), spec)| {
             let c = counters.uplinks[i];
             let f = fast.get(i).copied().unwrap_or_default();
             let status = u.status();
@@ -589,8 +632,8 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
                 address: u.addr.to_string(),
                 gateway: u.gateway.to_string(),
                 gateway_mac: u.gateway_mac().map(crate::uplink::format_mac),
-                tier: u.tier,
-                weight: u.weight,
+                tier: spec.tier,
+                weight: spec.weight,
                 state: status.state.name().to_string(),
                 since: unix(status.since),
                 reason: status.reason,
@@ -610,7 +653,8 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
                 } else {
                     c.destinations as f64 / destinations as f64
                 },
-                weight_share: f64::from(u.weight) / f64::from(config.tier_weight(u.tier).max(1)),
+                weight_share: f64::from(spec.weight)
+                    / f64::from(config.tier_weight(spec.tier).max(1)),
                 nat_ports_in_use: ProtoCounts { tcp, udp, icmp },
             }
         })
@@ -652,7 +696,17 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
         flows: ProtoCounts { tcp, udp, icmp },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
-        top_destinations: Vec::new(),
+        top_destinations: shared
+            .engine
+            .busiest_destinations(TOP_DESTINATIONS)
+            .into_iter()
+            .map(|d| DestinationReport {
+                address: Ipv4Addr::from(d.addr).to_string(),
+                uplink: shared.uplinks[usize::from(d.uplink)].name.clone(),
+                bytes: d.bytes,
+                flows: d.flows,
+            })
+            .collect(),
     }
 }
 

@@ -236,6 +236,22 @@ impl LineHealth {
         }
     }
 
+    /// New settings from a reload, and `targets`, the number of targets when the list
+    /// itself changed. The line keeps its state; with other targets the rounds in flight
+    /// and the window start over, since they were about the old ones.
+    pub fn reconfigure(&mut self, settings: HealthSettings, targets: Option<usize>) {
+        self.settings = settings;
+        if let Some(targets) = targets {
+            self.targets = targets;
+            self.pending.clear();
+            self.window.clear();
+            self.overdue_us = None;
+            self.good_run = 0;
+            self.bad_run = 0;
+            self.unanswered.clear();
+        }
+    }
+
     /// The targets (by index) that did not answer the last round decided.
     pub fn unanswered(&self) -> &[usize] {
         &self.unanswered
@@ -511,6 +527,33 @@ mod tests {
 
     fn line(targets: usize) -> LineHealth {
         LineHealth::new(HealthSettings::default(), targets)
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_and_applies_the_new_settings() {
+        let mut l = line(2);
+        drive(&mut l, 0, 10, |_| true);
+        assert_eq!(l.state(), State::Up);
+        // one target instead of two, rounds a second apart, down after 2
+        let settings = HealthSettings {
+            interval: std::time::Duration::from_secs(1),
+            down_after: 2,
+            ..HealthSettings::default()
+        };
+        l.reconfigure(settings, Some(1));
+        assert_eq!(l.state(), State::Up, "no change of state by itself");
+        let changes = drive(&mut l, 10, 5, |_| true);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(l.stats().loss(), 0.0, "the new window, no old round lost");
+        let last = l.last_start_us.unwrap();
+        assert_eq!(l.next_round_at(last), last + 1_000_000);
+        let changes = drive(&mut l, 15, 4, |_| false);
+        let down: Vec<_> = changes
+            .iter()
+            .filter(|(_, c)| c.state == State::Down)
+            .collect();
+        assert_eq!(down.len(), 1, "{changes:?}");
+        assert_eq!(down[0].1.reason, Reason::NoAnswer { rounds: 2 });
     }
 
     #[test]

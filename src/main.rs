@@ -40,9 +40,13 @@ another line at their next packet, its TCP connections are reset towards the LAN
 (unless --on-uplink-down keep), and with every line down LAN hosts get ICMP network
 unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line is down.
 
-Signals: SIGINT, SIGTERM or SIGHUP stop wanlb and remove everything it added (SIGHUP will
-reload the settings once wanlb can); SIGUSR1 logs
-table sizes, per-uplink state and totals, and drops.
+Signals: SIGINT or SIGTERM stop wanlb and remove everything it added. SIGHUP reloads the
+settings: the file is read again (the flags still override it); weights, tiers, checks,
+pins, health settings and targets, timeouts, --on-uplink-down, --on-change and the log level
+take effect without dropping a flow; a change to anything else (interfaces, uplinks added or
+removed, TUN, workers, NAT ports, offload, listen) is logged and waits for a restart; a file
+that cannot be used is logged and the running settings stay. SIGUSR1 logs table sizes,
+per-uplink state and totals, and drops.
 
 Logs go to stderr: uplink state changes at info, nothing per packet above debug. Under
 systemd (JOURNAL_STREAM names stderr) each line starts with its syslog priority (<4> for a
@@ -286,7 +290,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let config = Config::load(&flags)?;
             logging::set_level(config.log_level);
-            gateway::run(&config, &args.state_dir)?;
+            // a reload reads the file again, with the same flags over it
+            let load = || Config::load(&flags).map_err(|e| e.to_string());
+            gateway::run(&config, &args.state_dir, &load)?;
             Ok(())
         }
         Command::Status {

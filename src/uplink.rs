@@ -23,8 +23,9 @@ pub struct Status {
     pub changes: u64,
 }
 
-/// An uplink: its fixed description, from the settings and the system, and `live`, what
-/// the monitor learns while running.
+/// An uplink: where it leads, from the settings and the system, and `live`, what the
+/// monitor learns while running. Its place in the policy (weight, tier, health targets) is
+/// in the settings, which a reload may change.
 #[derive(Debug)]
 pub struct Uplink {
     pub name: String,
@@ -34,10 +35,6 @@ pub struct Uplink {
     /// The address its traffic leaves from.
     pub addr: Ipv4Addr,
     pub gateway: Ipv4Addr,
-    pub tier: u8,
-    pub weight: u32,
-    /// Addresses probed through it; none: health is carrier and the gateway's ARP answers.
-    pub targets: Vec<Ipv4Addr>,
     pub live: Live,
 }
 

@@ -60,6 +60,20 @@ fn metrics_agree_with_the_traffic(offload: &str) {
         (seen - tx).abs() / tx < 0.05,
         "r2 saw {seen} bytes, wanlb counted {tx}"
     );
+    // the pinned server is the busiest destination: 4 MB each way through isp2
+    let json = tb.ok("gw", &[WANLB, "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let top = &status["top_destinations"][0];
+    assert_eq!(
+        (&top["address"], &top["uplink"]),
+        (&PINNED.into(), &"isp2".into()),
+        "{json}"
+    );
+    let bytes = top["bytes"].as_f64().unwrap();
+    assert!(
+        (8.0e6..8.8e6).contains(&bytes),
+        "{bytes} bytes for 8 MB of data: {json}"
+    );
     let isp1 = metric(&text, r#"wanlb_uplink_tx_bytes_total{uplink="isp1"}"#);
     assert!(isp1 < 10_000.0, "isp1 carried {isp1}");
     assert_eq!(metric(&text, r#"wanlb_uplink_up{uplink="isp2"}"#), 1.0);

@@ -70,13 +70,34 @@ pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
             if p.strict { " (strict)" } else { "" }
         );
     }
+    for d in s.top_destinations.iter().take(5) {
+        out += &format!(
+            "busy {} via {}: {} in {} flow{}\n",
+            d.address,
+            d.uplink,
+            size(d.bytes),
+            d.flows,
+            if d.flows == 1 { "" } else { "s" }
+        );
+    }
     out
+}
+
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.0} kB", b / 1e3)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{PinReport, UplinkReport};
+    use crate::control::{DestinationReport, PinReport, UplinkReport};
 
     #[test]
     fn a_line_per_uplink_with_state_rtt_loss_throughput_and_share() {
@@ -109,6 +130,12 @@ mod tests {
                 uplink: "isp2".into(),
                 strict: true,
             }],
+            top_destinations: vec![DestinationReport {
+                address: "198.19.0.7".into(),
+                uplink: "isp1".into(),
+                bytes: 8_013_756,
+                flows: 2,
+            }],
             ..Snapshot::default()
         };
         let table = render(&now, Some(&earlier));
@@ -127,6 +154,10 @@ mod tests {
         );
         assert!(
             table.contains("pin 198.19.200.91/32 -> isp2 (strict)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("busy 198.19.0.7 via isp1: 8.0 MB in 2 flows"),
             "{table}"
         );
     }

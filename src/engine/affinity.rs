@@ -31,6 +31,11 @@ impl Affinity {
         }
     }
 
+    /// A reload's new idle timeout; it applies to bindings already made too.
+    pub fn set_idle_timeout(&mut self, idle_timeout_ms: u64) {
+        self.idle_timeout_ms = idle_timeout_ms;
+    }
+
     fn fresh(&self, d: &Destination, now: Timestamp) -> bool {
         d.live_flows > 0 || now.since_stamp(d.last_used) < self.idle_timeout_ms
     }

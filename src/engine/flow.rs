@@ -495,6 +495,9 @@ pub struct Flow {
     pub hits: u8,
     /// The fast path carries this flow, so `last_seen` may lag behind its traffic.
     pub on_fast_path: bool,
+    /// IP bytes of it the engine translated, both ways; while on the fast path, that counts
+    /// the rest.
+    pub bytes: u64,
 }
 
 impl Flow {
@@ -656,6 +659,7 @@ mod tests {
             last_seen: Timestamp::from_millis(0).stamp(),
             hits: 0,
             on_fast_path: false,
+            bytes: 0,
             ext_port: 61000 + port,
             uplink: 0,
             tcp: TcpState::default(),
@@ -1119,9 +1123,10 @@ mod tests {
 
     #[test]
     fn a_flow_entry_stays_small() {
-        // the TCP state and both receive windows in 15 bytes: 40 per flow, with no padding
+        // the TCP state and both receive windows in 15 bytes: 48 per flow with its byte
+        // count, with no padding
         assert_eq!(std::mem::size_of::<TcpState>(), 15);
-        assert_eq!(std::mem::size_of::<Flow>(), 40);
+        assert_eq!(std::mem::size_of::<Flow>(), 48);
     }
 
     #[test]

@@ -30,8 +30,10 @@ use select::{Pin, Pins, Prefix, Selector};
 pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use packet::L4Checksum;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
 
 /// Index of an uplink in the configured order.
 pub type UplinkId = u8;
@@ -241,6 +243,20 @@ pub trait FastPath: Send + Sync + std::fmt::Debug {
     fn acks(&self, _flow: &Flow, _ext_addr: u32) -> [Option<Acked>; 2] {
         [None, None]
     }
+    /// IP bytes of `flow` the fast path carried, both ways, since it was handed over.
+    fn bytes(&self, _flow: &Flow, _ext_addr: u32) -> u64 {
+        0
+    }
+}
+
+/// A destination and what its live flows through one uplink carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusyDestination {
+    pub addr: u32,
+    pub uplink: UplinkId,
+    /// IP bytes both ways, fast path included.
+    pub bytes: u64,
+    pub flows: u64,
 }
 
 /// Packets an answered flow (TCP past its handshake, UDP or ping with a reply) shows the
@@ -359,16 +375,18 @@ fn shard_of(remote: u32) -> usize {
 #[derive(Debug)]
 pub struct Engine {
     uplinks: Vec<UplinkConfig>,
-    timeouts: Timeouts,
+    /// Read once per expiry round; a reload replaces it.
+    timeouts: Mutex<Timeouts>,
     shards: Box<[Mutex<Shard>]>,
     nat: Mutex<Nat>,
-    pins: Pins,
+    /// Read on every new flow without a lock; a reload swaps in new ones.
+    pins: ArcSwap<Pins>,
     select: Mutex<Selector>,
     /// The selector's [`Selector::leaving`] and [`Selector::down`], readable without its
     /// lock on every packet.
     leaving: AtomicU32,
     down: AtomicU32,
-    reset_tcp_on_down: bool,
+    reset_tcp_on_down: AtomicBool,
     drops: [AtomicU64; DropReason::ALL.len()],
     moved: AtomicU64,
     resets: AtomicU64,
@@ -448,14 +466,14 @@ impl Engine {
             })
             .collect();
         Engine {
-            timeouts: config.timeouts,
+            timeouts: Mutex::new(config.timeouts),
             shards,
             nat: Mutex::new(Nat::new(n, config.ports, config.seed)),
-            pins: Pins::new(config.pins),
+            pins: ArcSwap::from_pointee(Pins::new(config.pins)),
             leaving: AtomicU32::new(select.leaving()),
             down: AtomicU32::new(select.down()),
             select: Mutex::new(select),
-            reset_tcp_on_down: config.reset_tcp_on_down,
+            reset_tcp_on_down: AtomicBool::new(config.reset_tcp_on_down),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             moved: AtomicU64::new(0),
             resets: AtomicU64::new(0),
@@ -534,6 +552,9 @@ impl Engine {
     /// Brings `flow` back from the fast path: the engine sees its packets again, and it is
     /// offered again only once steady anew.
     fn take_back(&self, flow: &mut Flow) {
+        if let (true, Some(fast)) = (flow.on_fast_path, &self.fast_path) {
+            flow.bytes += fast.bytes(flow, self.ext_addr(flow));
+        }
         self.withdraw(flow);
         flow.on_fast_path = false;
         flow.hits = 0;
@@ -579,6 +600,7 @@ impl Engine {
         }
         let pinned_here = self
             .pins
+            .load()
             .lookup(flow.key.rem_addr)
             .is_some_and(|p| p.uplink == flow.uplink);
         !(pinned_here && self.is_up(flow.uplink))
@@ -662,6 +684,7 @@ impl Engine {
             Some(flow) if key.proto != PROTO_TCP && self.must_move(flow) => Found::Move,
             Some(flow) => {
                 flow.last_seen = now.stamp();
+                flow.bytes += pkt.len() as u64;
                 self.track(flow, Dir::Out, &seg);
                 self.consider_fast_path(flow);
                 Found::Forward(flow.uplink, flow.ext_port)
@@ -670,11 +693,11 @@ impl Engine {
         };
         let (uplink, ext_port) = match found {
             Found::Forward(uplink, port) => (uplink, port),
-            Found::New => self.open_flow(&mut shard, now, key, &seg)?,
+            Found::New => self.open_flow(&mut shard, now, key, &seg, pkt.len())?,
             Found::Move => {
                 self.end_flow(&mut shard, &key);
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                self.open_flow(&mut shard, now, key, &seg)?
+                self.open_flow(&mut shard, now, key, &seg, pkt.len())?
             }
             Found::Reset => {
                 answer::reset_in_place(pkt, &ip);
@@ -743,6 +766,7 @@ impl Engine {
         now: Timestamp,
         key: FlowKey,
         seg: &Segment,
+        len: usize,
     ) -> Result<(UplinkId, u16), DropReason> {
         if key.proto == PROTO_TCP && seg.flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
@@ -771,6 +795,7 @@ impl Engine {
             tcp: TcpState::opened(seg),
             hits: 1,
             on_fast_path: false,
+            bytes: len as u64,
         });
         Ok((uplink, ext_port))
     }
@@ -784,7 +809,7 @@ impl Engine {
         dst: u32,
         now: Timestamp,
     ) -> Result<UplinkId, DropReason> {
-        match self.pins.lookup(dst) {
+        match self.pins.load().lookup(dst) {
             Some(pin) if self.is_up(pin.uplink) => return Ok(pin.uplink),
             Some(pin) if pin.strict => return Err(DropReason::PinnedUplinkDown),
             _ => {}
@@ -860,6 +885,7 @@ impl Engine {
     ) -> Result<(), DropReason> {
         let mut shard = self.shard(reply.rem_addr);
         let flow = shard.flows.get_reply_mut(reply).ok_or(DropReason::NoFlow)?;
+        flow.bytes += pkt.len() as u64;
         translate(flow, pkt);
         shard.count_inbound(reply.uplink, pkt.len());
         Ok(())
@@ -931,6 +957,7 @@ impl Engine {
     /// bindings lapse.
     pub fn expire(&self, now: Timestamp) {
         let fast = self.fast_path.as_deref();
+        let timeouts = *lock(&self.timeouts);
         let mut ended = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
@@ -939,7 +966,7 @@ impl Engine {
                 flows, affinity, ..
             } = &mut *shard;
             let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, self.ext_addr(f));
-            flows.expire(now, &self.timeouts, idle_elsewhere, |f| {
+            flows.expire(now, &timeouts, idle_elsewhere, |f| {
                 self.withdraw(f);
                 affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
                 ended.push(Endpoint {
@@ -968,10 +995,37 @@ impl Engine {
     /// (unless configured to keep them): the returned packets, to be written towards the LAN,
     /// ask each host for the sequence number its reset must carry.
     pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) -> Vec<[u8; SEQUENCE_PROBE]> {
+        self.reselect(|select| select.set_up(uplink, up))
+    }
+
+    /// Applies what a reload may change while flows run: weights, tiers, pins, the
+    /// affinity and idle timeouts, and what a dead line does to TCP. The uplinks, their
+    /// addresses and the port pool of `config` are those the engine was made with. Flows
+    /// keep their uplink and mapping, and destinations their binding, except on uplinks
+    /// that leave service (a line made a backup while a better tier is up): those are
+    /// released as when a line leaves on health.
+    pub fn reconfigure(&self, config: &EngineConfig) {
+        self.pins.store(Arc::new(Pins::new(config.pins.clone())));
+        *lock(&self.timeouts) = config.timeouts;
+        self.reset_tcp_on_down
+            .store(config.reset_tcp_on_down, Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            lock(shard)
+                .affinity
+                .set_idle_timeout(config.affinity_timeout_ms);
+        }
+        let weights = config.uplinks.iter().map(|u| u.weight).collect();
+        let tiers = config.uplinks.iter().map(|u| u.tier).collect();
+        let probes = self.reselect(|select| select.set_policy(weights, tiers));
+        debug_assert!(probes.is_empty(), "a reload takes no line down");
+    }
+
+    /// Changes the selector with `change`, then releases what now leaves service.
+    fn reselect(&self, change: impl FnOnce(&mut Selector)) -> Vec<[u8; SEQUENCE_PROBE]> {
         let (newly_down, newly_leaving) = {
             let mut select = lock(&self.select);
             let (down_before, leaving_before) = (select.down(), select.leaving());
-            select.set_up(uplink, up);
+            change(&mut select);
             let (down, leaving) = (select.down(), select.leaving());
             self.down.store(down, Ordering::Relaxed);
             self.leaving.store(leaving, Ordering::Relaxed);
@@ -996,7 +1050,7 @@ impl Engine {
                 }
                 let reset = f.key.proto == PROTO_TCP
                     && newly_down & bit != 0
-                    && self.reset_tcp_on_down
+                    && self.reset_tcp_on_down.load(Ordering::Relaxed)
                     && !f.tcp.is_reset_or_resetting();
                 // TCP left to finish stays on the fast path; everything else comes back
                 if f.key.proto != PROTO_TCP || reset {
@@ -1091,6 +1145,43 @@ impl Engine {
             });
         }
         counts
+    }
+
+    /// The `n` destinations whose live flows carried the most bytes, busiest first (one
+    /// entry per destination and uplink). Walks every flow, and asks the fast path about
+    /// those it carries outside the shard locks: for the status, not for every scrape.
+    pub fn busiest_destinations(&self, n: usize) -> Vec<BusyDestination> {
+        let mut totals: ahash::AHashMap<(u32, UplinkId), (u64, u64)> = ahash::AHashMap::new();
+        let mut carried: Vec<Flow> = Vec::new();
+        for shard in self.shards.iter() {
+            lock(shard).flows.for_each_mut(|f| {
+                let t = totals.entry((f.key.rem_addr, f.uplink)).or_default();
+                t.0 += f.bytes;
+                t.1 += 1;
+                if f.on_fast_path {
+                    carried.push(*f);
+                }
+            });
+        }
+        if let Some(fast) = &self.fast_path {
+            for f in &carried {
+                if let Some(t) = totals.get_mut(&(f.key.rem_addr, f.uplink)) {
+                    t.0 += fast.bytes(f, self.ext_addr(f));
+                }
+            }
+        }
+        let mut busiest: Vec<BusyDestination> = totals
+            .into_iter()
+            .map(|((addr, uplink), (bytes, flows))| BusyDestination {
+                addr,
+                uplink,
+                bytes,
+                flows,
+            })
+            .collect();
+        busiest.sort_unstable_by_key(|d| (std::cmp::Reverse(d.bytes), d.addr));
+        busiest.truncate(n);
+        busiest
     }
 
     /// NAT ports in use on `uplink`: TCP, UDP, ICMP identifiers.

@@ -93,6 +93,16 @@ impl Selector {
         }
     }
 
+    /// New weights and tiers (a reload), one per uplink as before. The credits start over,
+    /// so the new weights hold from the next pick.
+    pub fn set_policy(&mut self, weights: Vec<u32>, tiers: Vec<u8>) {
+        assert_eq!(weights.len(), self.weights.len(), "the same uplinks");
+        assert_eq!(tiers.len(), self.weights.len(), "one tier per uplink");
+        self.weights = weights;
+        self.tiers = tiers;
+        self.credit.fill(0);
+    }
+
     pub fn set_up(&mut self, uplink: UplinkId, up: bool) {
         if let Some(slot) = self.up.get_mut(usize::from(uplink)) {
             *slot = up;

@@ -536,6 +536,8 @@ fn expiry_returns_ports_and_keeps_live_flows() {
 struct FakeFastPath {
     log: Mutex<Vec<String>>,
     idle: Mutex<Option<u64>>,
+    /// What it says it carried of every flow.
+    bytes: Mutex<u64>,
 }
 
 impl FastPath for std::sync::Arc<FakeFastPath> {
@@ -555,6 +557,9 @@ impl FastPath for std::sync::Arc<FakeFastPath> {
     }
     fn idle_ms(&self, _: &Flow, _: u32) -> Option<u64> {
         *self.idle.lock().unwrap()
+    }
+    fn bytes(&self, _: &Flow, _: u32) -> u64 {
+        *self.bytes.lock().unwrap()
     }
     fn withdraw(&self, f: &Flow, _: u32) {
         let k = f.key;
@@ -1814,4 +1819,208 @@ fn a_dead_lines_probe_misses_the_window_the_fast_path_carried() {
     assert_eq!(probes.len(), 1);
     assert_eq!(packet::read_u32(&probes[0], 24), now.wrapping_add(1 << 31));
     assert_eq!(fast.log.lock().unwrap()[1..], ["withdraw 40000"]);
+}
+
+#[test]
+fn a_reload_changes_the_split_of_new_destinations_and_keeps_every_flow() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let mut before = Vec::new();
+    for i in 1..=30u16 {
+        let mut p = Ipv4Packet::udp(LAN, dst(i.into()), 5000 + i, 53, b"q").build();
+        let v = out(&mut e, t(0), &mut p);
+        before.push((v, read_u16(&p, 20)));
+    }
+    let mut cfg = config((61000, 65535), vec![]);
+    cfg.uplinks[0].weight = 1;
+    e.reconfigure(&cfg);
+    // every flow keeps its uplink and external port
+    for i in 1..=30u16 {
+        let mut p = Ipv4Packet::udp(LAN, dst(i.into()), 5000 + i, 53, b"q").build();
+        let v = out(&mut e, t(1), &mut p);
+        assert_eq!(
+            (v, read_u16(&p, 20)),
+            before[usize::from(i) - 1],
+            "flow {i}"
+        );
+    }
+    assert_eq!(e.flow_count(), 30);
+    // new destinations split 1:1, alternating
+    let mut seen = [0u32; 2];
+    for i in 101..=140 {
+        let mut p = Ipv4Packet::udp(LAN, dst(i), 7000, 53, b"q").build();
+        let Verdict::Uplink(u) = out(&mut e, t(2), &mut p) else {
+            panic!("dropped")
+        };
+        seen[usize::from(u)] += 1;
+    }
+    assert_eq!(seen, [20, 20]);
+    assert_eq!(e.counters().drops.iter().sum::<u64>(), 0);
+}
+
+#[test]
+fn a_reloaded_pin_takes_new_flows_and_leaves_running_ones() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    // dst(1) goes to uplink 0 by weight
+    let mut running = Ipv4Packet::udp(LAN, dst(1), 6667, 6667, b"irc").build();
+    assert_eq!(out(&mut e, t(0), &mut running), Verdict::Uplink(0));
+    let pin = Pin {
+        prefix: Prefix::new(dst(0), 24).unwrap(),
+        uplink: 1,
+        strict: false,
+    };
+    e.reconfigure(&config((61000, 65535), vec![pin]));
+    let mut running = Ipv4Packet::udp(LAN, dst(1), 6667, 6667, b"irc").build();
+    assert_eq!(out(&mut e, t(1), &mut running), Verdict::Uplink(0));
+    for i in 2..=5 {
+        let mut p = Ipv4Packet::udp(LAN, dst(i), 6667, 6667, b"irc").build();
+        assert_eq!(out(&mut e, t(1), &mut p), Verdict::Uplink(1), "dst({i})");
+    }
+    // and a pin removed by the next reload no longer holds
+    e.reconfigure(&config((61000, 65535), vec![]));
+    let picks: Vec<_> = (10..=12)
+        .map(|i| {
+            out(
+                &mut e,
+                t(2),
+                &mut Ipv4Packet::udp(LAN, dst(i), 1, 53, b"q").build(),
+            )
+        })
+        .collect();
+    assert!(picks.contains(&Verdict::Uplink(0)), "{picks:?}");
+}
+
+#[test]
+fn a_line_reloaded_into_a_backup_tier_gives_up_its_udp_but_not_its_tcp() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    // dst(1) -> uplink 0, dst(2) -> uplink 1
+    out(
+        &mut e,
+        t(0),
+        &mut Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build(),
+    );
+    let udp = &mut Ipv4Packet::udp(LAN, dst(2), 7, 7, b"u").build();
+    assert_eq!(out(&mut e, t(0), udp), Verdict::Uplink(1));
+    let syn = &mut Ipv4Packet::tcp(LAN, dst(2), 40000, 443, b"")
+        .flags(TCP_SYN)
+        .seq(1)
+        .build();
+    assert_eq!(out(&mut e, t(0), syn), Verdict::Uplink(1));
+    let mut cfg = config((61000, 65535), vec![]);
+    cfg.uplinks[1].tier = 2;
+    e.reconfigure(&cfg);
+    let udp = &mut Ipv4Packet::udp(LAN, dst(2), 7, 7, b"u").build();
+    assert_eq!(out(&mut e, t(1), udp), Verdict::Uplink(0), "moves");
+    let tcp = &mut Ipv4Packet::tcp(LAN, dst(2), 40000, 443, b"")
+        .flags(ACK)
+        .seq(2)
+        .ack(1)
+        .build();
+    assert_eq!(out(&mut e, t(1), tcp), Verdict::Uplink(1), "left to finish");
+    assert_eq!(e.counters().resets, 0);
+}
+
+#[test]
+fn reloaded_timeouts_apply_at_the_next_expiry() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    out(
+        &mut e,
+        t(0),
+        &mut Ipv4Packet::udp(LAN, dst(1), 1, 53, b"q").build(),
+    );
+    let mut cfg = config((61000, 65535), vec![]);
+    cfg.timeouts.udp = 2 * MIN;
+    cfg.affinity_timeout_ms = MIN;
+    e.reconfigure(&cfg);
+    e.expire(t(2 * MIN));
+    assert_eq!(e.flow_count(), 0, "the new UDP timeout");
+    e.expire(t(3 * MIN));
+    assert_eq!(e.destination_count(), 0, "the new affinity timeout");
+}
+
+#[test]
+fn the_busiest_destinations_count_both_ways_and_what_the_fast_path_carried() {
+    use std::sync::Arc;
+    let fake = Arc::new(FakeFastPath::default());
+    let mut e = Engine::new(config((61000, 65535), vec![])).with_fast_path(Box::new(fake.clone()));
+    // dst(1): 3 UDP flows of one 100-byte datagram each way (128 IP bytes a datagram)
+    for port in 1..=3 {
+        let mut p = Ipv4Packet::udp(LAN, dst(1), port, 53, &[0; 100]).build();
+        assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(0));
+        let ext = read_u16(&p, 20);
+        let mut r = Ipv4Packet::udp(dst(1), UPLINK_1, 53, ext, &[0; 100]).build();
+        assert_eq!(inb(&mut e, t(1), 0, &mut r), Verdict::Tun);
+    }
+    // dst(2): one small datagram out
+    let mut p = Ipv4Packet::udp(LAN, dst(2), 9, 53, b"q").build();
+    assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(1));
+    let busiest = e.busiest_destinations(10);
+    let seen: Vec<_> = busiest
+        .iter()
+        .map(|d| (d.addr, d.uplink, d.bytes, d.flows))
+        .collect();
+    assert_eq!(seen, [(dst(1), 0, 6 * 128, 3), (dst(2), 1, 29, 1)]);
+    assert_eq!(e.busiest_destinations(1).len(), 1);
+
+    // a steady TCP flow to dst(3), handed over; the fast path says it carried 1 MB
+    *fake.bytes.lock().unwrap() = 1_000_000;
+    let syn = &mut Ipv4Packet::tcp(LAN, dst(3), 40000, 443, b"")
+        .flags(TCP_SYN)
+        .seq(1)
+        .build();
+    let Verdict::Uplink(u) = out(&mut e, t(2), syn) else {
+        panic!("dropped")
+    };
+    let ext = read_u16(syn, 20);
+    let addr = [UPLINK_1, UPLINK_2][usize::from(u)];
+    inb(
+        &mut e,
+        t(3),
+        u,
+        &mut Ipv4Packet::tcp(dst(3), addr, 443, ext, b"")
+            .flags(TCP_SYN | ACK)
+            .seq(100)
+            .ack(2)
+            .build(),
+    );
+    for i in 0..u64::from(HAND_OVER_AFTER) {
+        out(
+            &mut e,
+            t(4 + i),
+            &mut Ipv4Packet::tcp(LAN, dst(3), 40000, 443, b"")
+                .flags(ACK)
+                .seq(2)
+                .ack(101)
+                .build(),
+        );
+    }
+    assert!(
+        fake.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("hand over 6"))
+    );
+    let top = e.busiest_destinations(1)[0];
+    assert_eq!((top.addr, top.flows), (dst(3), 1));
+    assert!(top.bytes > 1_000_000, "{top:?}");
+    // taken back (the host resets it): what the fast path carried stays with the flow
+    out(
+        &mut e,
+        t(10),
+        &mut Ipv4Packet::tcp(LAN, dst(3), 40000, 443, b"")
+            .flags(TCP_RST)
+            .seq(2)
+            .ack(101)
+            .build(),
+    );
+    assert!(
+        fake.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("withdraw 6"))
+    );
+    *fake.bytes.lock().unwrap() = 0;
+    let top = e.busiest_destinations(1)[0];
+    assert!(top.bytes > 1_000_000, "{top:?}");
 }

@@ -81,6 +81,7 @@ pub struct FlowValue {
     pub window: u16,
     pub acked: u8,
     pub pad: [u8; 5],
+    pub bytes: u64,
 }
 
 /// `struct uplink_info` of ebpf/wanlb.h: where an uplink's frames go.
@@ -474,6 +475,15 @@ impl FastPath for std::sync::Arc<TcFastPath> {
         (last != 0).then(|| monotonic_ns().saturating_sub(last) / 1_000_000)
     }
 
+    fn bytes(&self, flow: &Flow, ext_addr: u32) -> u64 {
+        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
+        [(&self.outbound, outbound_key), (&self.inbound, inbound_key)]
+            .iter()
+            .filter_map(|(map, k)| lock(map).get(k, 0).ok())
+            .map(|v| v.bytes)
+            .sum()
+    }
+
     fn acks(&self, flow: &Flow, ext_addr: u32) -> [Option<Acked>; 2] {
         let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
         [(&self.outbound, outbound_key), (&self.inbound, inbound_key)].map(|(map, k)| {
@@ -599,7 +609,7 @@ mod tests {
         assert_eq!(
             header("flow_value"),
             layout!(
-                FlowValue, addr, port, uplink, ifindex, ack, last_seen, window, acked, pad
+                FlowValue, addr, port, uplink, ifindex, ack, last_seen, window, acked, pad, bytes
             )
         );
         assert_eq!(

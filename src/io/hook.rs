@@ -17,18 +17,22 @@ pub struct Event {
     pub reason: String,
 }
 
-/// Where the monitor sends events; none without a command.
-pub type Events = Option<Sender<Event>>;
+/// Where the monitor sends events.
+pub type Events = Sender<Event>;
 
-/// Runs `command` for every event received, until `stop` is set. Commands still running then
-/// are left to finish: they are the user's.
-pub fn run(command: &str, events: Receiver<Event>, stop: &AtomicBool) {
+/// Runs the command `command()` names at the time (a reload may set, change or remove it)
+/// for every event received, until `stop` is set. Commands still running then are left to
+/// finish: they are the user's.
+pub fn run(command: impl Fn() -> Option<String>, events: Receiver<Event>, stop: &AtomicBool) {
     let mut running: Vec<(Child, String)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(100)) {
             Ok(event) => {
+                let Some(command) = command() else {
+                    continue;
+                };
                 let child = Command::new("sh")
-                    .args(["-c", command])
+                    .args(["-c", &command])
                     .env("WANLB_UPLINK", &event.uplink)
                     .env("WANLB_STATE", event.state)
                     .env("WANLB_REASON", &event.reason)

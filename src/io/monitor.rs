@@ -7,11 +7,16 @@
 
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
 
 use crate::engine::checksum::checksum;
 use crate::engine::packet::{read_u16, read_u32, write_u16};
-use crate::health::{Change, HealthSettings, LineHealth, State};
+use crate::health::{Change, LineHealth, State};
 use crate::uplink::{Uplink, format_mac};
 
 use super::arp;
@@ -110,7 +115,9 @@ pub struct Monitor<'a, T: PacketIo> {
     pub shared: &'a Shared,
     pub lines: Vec<LineSockets>,
     pub links: LinkWatch,
-    pub settings: HealthSettings,
+    /// The settings in force: health settings and each uplink's targets, which a reload may
+    /// change.
+    pub settings: &'a ArcSwap<Config>,
     /// Where the engine's packets for the LAN (sequence probes) are written.
     pub tun: T,
     pub events: Events,
@@ -121,10 +128,11 @@ impl<T: PacketIo> Monitor<'_, T> {
     /// Probes every line until `shared.stop` is set.
     pub fn run(self) -> io::Result<()> {
         let shared = self.shared;
-        let mut health: Vec<LineHealth> = shared
-            .uplinks
+        let mut applied: Arc<Config> = self.settings.load_full();
+        let mut targets: Vec<Vec<Ipv4Addr>> = targets_of(&applied);
+        let mut health: Vec<LineHealth> = targets
             .iter()
-            .map(|u| LineHealth::new(self.settings.clone(), u.targets.len()))
+            .map(|t| LineHealth::new(applied.health.clone(), t.len()))
             .collect();
         let mut carrier = vec![true; health.len()];
         let mut arp_misses = vec![0u32; health.len()];
@@ -136,10 +144,22 @@ impl<T: PacketIo> Monitor<'_, T> {
         let mut poller = Poller::new(&fds);
         let mut buf = [0u8; 2048];
         while !shared.stop.load(Ordering::Relaxed) {
+            let current = self.settings.load_full();
+            if !Arc::ptr_eq(&current, &applied) {
+                let new_targets = targets_of(&current);
+                for (i, h) in health.iter_mut().enumerate() {
+                    let changed = new_targets[i] != targets[i];
+                    h.reconfigure(
+                        current.health.clone(),
+                        changed.then(|| new_targets[i].len()),
+                    );
+                }
+                (applied, targets) = (current, new_targets);
+            }
             let now = shared.now_us();
             for (i, h) in health.iter_mut().enumerate() {
                 if now >= h.next_round_at(now) {
-                    self.send_round(i, h, now, &mut arp_misses[i]);
+                    self.send_round(i, h, &targets[i], now, &mut arp_misses[i]);
                     shared.uplinks[i].update(carrier[i], h.stats(), None);
                 }
             }
@@ -158,7 +178,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                             carrier[i] = link.carrier;
                             tracing::debug!(uplink = %u.name, carrier = link.carrier, "carrier");
                             match health[i].carrier(link.carrier) {
-                                Some(c) => self.apply(i, c, &health[i], link.carrier),
+                                Some(c) => self.apply(i, c, &health[i], &targets[i], link.carrier),
                                 None => u.update(link.carrier, health[i].stats(), None),
                             }
                         }
@@ -172,7 +192,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                         let Some((from, seq)) = echo_reply(&buf[..n], self.probe_id) else {
                             continue;
                         };
-                        if let Some(t) = uplink.targets.iter().position(|&a| a == from) {
+                        if let Some(t) = targets[i].iter().position(|&a| a == from) {
                             health[i].answer(seq, t, now);
                         }
                     }
@@ -196,7 +216,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             }
             for (i, h) in health.iter_mut().enumerate() {
                 for c in h.tick(now) {
-                    self.apply(i, c, h, carrier[i]);
+                    self.apply(i, c, h, &targets[i], carrier[i]);
                 }
             }
         }
@@ -205,21 +225,28 @@ impl<T: PacketIo> Monitor<'_, T> {
 
     /// One round's probes through uplink `i`: an echo request to every target (once the
     /// gateway's MAC is known) and an ARP request to the gateway.
-    fn send_round(&self, i: usize, health: &mut LineHealth, now: u64, arp_misses: &mut u32) {
+    fn send_round(
+        &self,
+        i: usize,
+        health: &mut LineHealth,
+        targets: &[Ipv4Addr],
+        now: u64,
+        arp_misses: &mut u32,
+    ) {
         let uplink = &self.shared.uplinks[i];
         let line = &self.lines[i];
         let mac = uplink.gateway_mac();
         match mac {
-            Some(mac) if !uplink.targets.is_empty() => {
+            Some(mac) if !targets.is_empty() => {
                 let seq = health.start_round(now);
-                for &t in &uplink.targets {
+                for &t in targets {
                     let frame = echo_request(uplink, mac, t, self.probe_id, seq);
                     if let Err(e) = line.probe.send(&frame) {
                         tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
                     }
                 }
             }
-            None if !uplink.targets.is_empty() => health.unsent_round(now),
+            None if !targets.is_empty() => health.unsent_round(now),
             // without targets the ARP request below is the round's probe
             _ => {
                 health.start_round(now);
@@ -248,7 +275,14 @@ impl<T: PacketIo> Monitor<'_, T> {
     }
 
     /// Puts a health verdict into effect.
-    fn apply(&self, i: usize, change: Change, health: &LineHealth, carrier: bool) {
+    fn apply(
+        &self,
+        i: usize,
+        change: Change,
+        health: &LineHealth,
+        targets: &[Ipv4Addr],
+        carrier: bool,
+    ) {
         let shared = self.shared;
         let uplink = &shared.uplinks[i];
         let stats = health.stats();
@@ -256,15 +290,15 @@ impl<T: PacketIo> Monitor<'_, T> {
         let reason = change.reason.to_string();
         let rtt_ms = stats.rtt_ms_text();
         let loss_pct = stats.loss_pct();
-        let targets: Vec<String> = uplink.targets.iter().map(|t| t.to_string()).collect();
+        let probed: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
         if up {
-            tracing::info!(uplink = %uplink.name, reason = %reason, targets = %targets.join(","),
+            tracing::info!(uplink = %uplink.name, reason = %reason, targets = %probed.join(","),
                 rtt_ms = %rtt_ms, loss_pct, "uplink up");
         } else {
             let unanswered: Vec<String> = health
                 .unanswered()
                 .iter()
-                .filter_map(|&t| uplink.targets.get(t).map(|a| a.to_string()))
+                .filter_map(|&t| targets.get(t).map(|a| a.to_string()))
                 .collect();
             let unanswered = if unanswered.is_empty() {
                 "none".to_string()
@@ -272,7 +306,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                 unanswered.join(",")
             };
             tracing::info!(uplink = %uplink.name, reason = %reason, unanswered = %unanswered,
-                targets = %targets.join(","), carrier,
+                targets = %probed.join(","), carrier,
                 gateway_mac = %uplink.gateway_mac().map_or("unknown".into(), format_mac),
                 rtt_ms = %rtt_ms, loss_pct, "uplink down");
             // stop carrying its flows in the kernel first, so they reach the engine
@@ -293,14 +327,21 @@ impl<T: PacketIo> Monitor<'_, T> {
             self.set_fast_path(i, Some(mac));
         }
         uplink.update(carrier, stats, Some((change.state, reason.clone())));
-        if let Some(events) = &self.events {
-            let _ = events.send(Event {
-                uplink: uplink.name.clone(),
-                state: change.state.name(),
-                reason,
-            });
-        }
+        let _ = self.events.send(Event {
+            uplink: uplink.name.clone(),
+            state: change.state.name(),
+            reason,
+        });
     }
+}
+
+/// Each uplink's health targets under `config`, in the uplinks' order.
+fn targets_of(config: &Config) -> Vec<Vec<Ipv4Addr>> {
+    config
+        .uplinks
+        .iter()
+        .map(|u| config.targets_of(u).to_vec())
+        .collect()
 }
 
 #[cfg(test)]
@@ -317,9 +358,6 @@ mod tests {
             mac: [2, 0, 0, 0, 0, 1],
             addr: Ipv4Addr::new(198, 18, 1, 1),
             gateway: Ipv4Addr::new(198, 18, 1, 254),
-            tier: 1,
-            weight: 1,
-            targets: vec![],
             live: Live::default(),
         };
         let f = echo_request(

@@ -422,9 +422,6 @@ mod tests {
             mac: OUR_MAC,
             addr: UPLINK.into(),
             gateway: [198, 18, 1, 254].into(),
-            tier: 1,
-            weight: 1,
-            targets: vec![],
             live: Live::default(),
         }
     }

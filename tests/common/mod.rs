@@ -407,6 +407,20 @@ impl Process {
         assert!(ok, "kill {sig} {pid} failed");
     }
 
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits for it to end by itself, and for all of its output.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let status = self.child.wait().expect("wait");
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        (status, self.output())
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> (ExitStatus, String) {
         self.signal("-TERM");
