@@ -1,7 +1,7 @@
 //! Settings from a TOML file and command-line flags, validated before anything on the system
 //! is touched. Every error names the flag or the file, line and key it comes from.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+use tracing::level_filters::LevelFilter;
 
 use crate::engine::flow::Timeouts;
 use crate::engine::select::Prefix;
@@ -40,6 +41,121 @@ fn err<T>(origin: impl fmt::Display, message: impl fmt::Display) -> Result<T, Co
         origin: origin.to_string(),
         message: message.to_string(),
     })
+}
+
+/// Every setting that cannot be used, one a line: the file's in the order of its lines, then
+/// the flags' and the checks between settings in the order found. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> ConfigErrors {
+        ConfigErrors(vec![e])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// What loading has found wrong so far. It goes on past each error, so that one run reports
+/// them all, and remembers enough to keep the checks between settings from reporting what only
+/// follows from an error already reported.
+#[derive(Default)]
+struct Loading {
+    errors: Vec<ConfigError>,
+    /// The file's line of each origin in the file, to list the errors in line order.
+    lines: HashMap<String, usize>,
+    /// Where each setting was given last, for the checks between settings.
+    places: HashMap<&'static str, String>,
+    /// Settings whose value was refused: their defaults stand in, and are not checked against
+    /// other settings.
+    refused: HashSet<&'static str>,
+    /// Uplinks given but refused, in order: pins may name them, and "no uplink" would be
+    /// wrong.
+    refused_uplinks: Vec<String>,
+}
+
+impl Loading {
+    /// The value of `result`, or None once its error is noted.
+    fn take<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        keep(&mut self.errors, result)
+    }
+
+    /// The value of setting `name`, given at `origin`, or None once its error is noted.
+    fn setting<T>(
+        &mut self,
+        name: &'static str,
+        origin: String,
+        result: Result<T, ConfigError>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.refused.remove(name);
+                self.places.insert(name, origin);
+                Some(value)
+            }
+            Err(e) => {
+                self.refused.insert(name);
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    /// Where setting `name` was given, or `default` for its default.
+    fn place(&self, name: &str, default: &str) -> String {
+        self.places
+            .get(name)
+            .map_or_else(|| default.to_string(), String::clone)
+    }
+
+    fn finish(mut self, config: Config) -> Result<Config, ConfigErrors> {
+        if self.errors.is_empty() {
+            return Ok(config);
+        }
+        // stable: the flags' errors, on no line, stay in their order after the file's
+        let lines = &self.lines;
+        self.errors
+            .sort_by_key(|e| lines.get(&e.origin).copied().unwrap_or(usize::MAX));
+        Err(ConfigErrors(self.errors))
+    }
+}
+
+/// The value of `result`, or None once its error is added to `errors`.
+fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+/// Setting `name` from `flag`, if given: `parse(value, origin)`, or None once its error is
+/// noted.
+fn flag<T>(
+    loading: &mut Loading,
+    value: &Option<String>,
+    flag: &str,
+    name: &'static str,
+    parse: impl FnOnce(&str, &str) -> Result<T, ConfigError>,
+) -> Option<T> {
+    let value = value.as_ref()?;
+    let origin = format!("{flag} {value:?}");
+    let result = parse(value, &origin);
+    loading.setting(name, origin, result)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +231,8 @@ pub struct Config {
     pub listen_token: Option<String>,
     /// Idle timeouts of flows, by protocol and TCP phase (`[timeouts]`).
     pub timeouts: Timeouts,
+    /// The least severe of wanlb's own events logged; RUST_LOG, when set, decides instead.
+    pub log_level: LevelFilter,
 }
 
 impl Config {
@@ -183,6 +301,7 @@ pub struct Flags {
     pub listen: Option<String>,
     pub listen_token: Option<String>,
     pub timeouts: TimeoutFlags,
+    pub log_level: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +327,7 @@ struct FileConfig {
     on_change: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     listen_token: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
     timeouts: Option<FileTimeouts>,
     #[serde(default)]
     uplink: Vec<FileUplink>,
@@ -235,19 +355,66 @@ struct FilePin {
     strict: Option<Spanned<bool>>,
 }
 
-/// "FILE line N, KEY" for a value in a file.
+/// The file being read, to name the line and key of each value in it.
 struct At<'a> {
     file: &'a Path,
     text: &'a str,
 }
 
+/// The line `offset` is on, counting from 1.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 impl At<'_> {
-    fn key<T>(&self, v: &Spanned<T>, key: &str) -> String {
-        let line = self.text[..v.span().start.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1;
-        format!("{} line {line}, {key}", self.file.display())
+    /// "FILE line N, KEY" for `v`; `loading` keeps its line, to list errors in line order.
+    fn origin<T>(&self, loading: &mut Loading, v: &Spanned<T>, key: &str) -> String {
+        let line = line_of(self.text, v.span().start);
+        let origin = format!("{} line {line}, {key}", self.file.display());
+        loading.lines.insert(origin.clone(), line);
+        origin
+    }
+
+    /// `parse(value, origin)` for `v`, or None once its error is noted.
+    fn parse<T, R>(
+        &self,
+        loading: &mut Loading,
+        v: &Spanned<T>,
+        key: &str,
+        parse: impl FnOnce(&T, &str) -> Result<R, ConfigError>,
+    ) -> Option<R> {
+        let origin = self.origin(loading, v, key);
+        let result = parse(v.get_ref(), &origin);
+        loading.take(result)
+    }
+
+    /// Setting `key`, a string, if the file gives it: `parse(value, origin)`, or None once
+    /// its error is noted.
+    fn text<R>(
+        &self,
+        loading: &mut Loading,
+        v: &Option<Spanned<String>>,
+        key: &'static str,
+        parse: impl FnOnce(&str, &str) -> Result<R, ConfigError>,
+    ) -> Option<R> {
+        let v = v.as_ref()?;
+        let origin = self.origin(loading, v, key);
+        let result = parse(v.get_ref(), &origin);
+        loading.setting(key, origin, result)
+    }
+
+    /// Setting `key`, a number (`3` or `"3"`), if the file gives it: as [`At::text`].
+    fn number<R>(
+        &self,
+        loading: &mut Loading,
+        v: &Option<Spanned<toml::Value>>,
+        key: &'static str,
+        parse: impl FnOnce(&str, &str) -> Result<R, ConfigError>,
+    ) -> Option<R> {
+        let v = v.as_ref()?;
+        let origin = self.origin(loading, v, key);
+        let result = parse(&number_text(v.get_ref()), &origin);
+        loading.setting(key, origin, result)
     }
 }
 
@@ -415,6 +582,13 @@ fn parse_command(s: &str, origin: &str) -> Result<String, ConfigError> {
     Ok(s.to_string())
 }
 
+fn parse_token(s: &str, origin: &str) -> Result<String, ConfigError> {
+    if s.trim().is_empty() {
+        return err(origin, "the token is empty");
+    }
+    Ok(s.to_string())
+}
+
 /// `0` (off) or a duration up to 1s.
 fn parse_busy_poll(s: &str, origin: &str) -> Result<Duration, ConfigError> {
     if s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
@@ -446,6 +620,14 @@ pub fn parse_prefix(s: &str, origin: &str) -> Result<Prefix, ConfigError> {
     })
 }
 
+/// `auto` (None) or a range like 61000-65535.
+fn parse_nat_ports(s: &str, origin: &str) -> Result<Option<(u16, u16)>, ConfigError> {
+    if s.trim() == "auto" {
+        return Ok(None);
+    }
+    parse_ports(s, origin).map(Some)
+}
+
 /// `LOW-HIGH`, both from 1024 to 65535.
 pub fn parse_ports(s: &str, origin: &str) -> Result<(u16, u16), ConfigError> {
     let parsed = s
@@ -460,56 +642,118 @@ pub fn parse_ports(s: &str, origin: &str) -> Result<(u16, u16), ConfigError> {
     }
 }
 
-/// `NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]`
-pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigError> {
+/// `NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]`, with every
+/// error in it.
+pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigErrors> {
     let origin = format!("--uplink {spec:?}");
-    let mut parts = spec.split(',');
-    let name = parts.next().unwrap_or("").trim();
-    if name.is_empty() || name.contains('=') {
-        return err(
-            &origin,
-            format!("must start with the uplink's name: {UPLINK_SPEC}"),
-        );
-    }
-    let (mut dev, mut gw, mut weight, mut src) = (None, None, 1, None);
-    let (mut tier, mut checks) = (1, None::<Vec<Ipv4Addr>>);
+    let Some(name) = uplink_flag_name(spec) else {
+        return Err(ConfigError {
+            origin,
+            message: format!("must start with the uplink's name: {UPLINK_SPEC}"),
+        }
+        .into());
+    };
+    let parts = spec.split(',').skip(1);
+    let mut errors = Vec::new();
+    let e = &mut errors;
+    let (mut dev, mut gw, mut weight, mut src) = (None, None, Some(1), None);
+    let (mut tier, mut checks) = (Some(1), None::<Vec<&str>>);
     for part in parts {
         let Some((k, v)) = part.split_once('=') else {
-            return err(&origin, format!("{part:?} is not KEY=VALUE"));
+            keep(e, err::<()>(&origin, format!("{part:?} is not KEY=VALUE")));
+            continue;
         };
+        let v = v.trim();
         match k.trim() {
-            "dev" => dev = Some(v.trim().to_string()),
-            "gw" => gw = Some(parse_ipv4(v.trim(), &origin, "gw")?),
-            "weight" => weight = parse_weight(v.trim(), &origin)?,
-            "src" => src = Some(parse_ipv4(v.trim(), &origin, "src")?),
-            "tier" => tier = parse_tier(v, &format!("{origin}: tier"))?,
-            "check" => checks
-                .get_or_insert_with(Vec::new)
-                .push(parse_target(v, &origin)?),
+            "dev" => dev = Some(v),
+            // given but bad is not missing: Some(None)
+            "gw" => gw = Some(keep(e, parse_ipv4(v, &origin, "gw"))),
+            "weight" => weight = keep(e, parse_weight(v, &origin)),
+            "src" => src = Some(keep(e, parse_ipv4(v, &origin, "src"))),
+            "tier" => tier = keep(e, parse_tier(v, &format!("{origin}: tier"))),
+            "check" => checks.get_or_insert_with(Vec::new).push(v),
             other => {
-                return err(
-                    &origin,
-                    format!("unknown key {other:?} (expected dev, gw, weight, tier, check or src)"),
+                let expected = "expected dev, gw, weight, tier, check or src";
+                keep(
+                    e,
+                    err::<()>(&origin, format!("unknown key {other:?} ({expected})")),
                 );
             }
         }
     }
-    let Some(dev) = dev.filter(|d| !d.is_empty()) else {
-        return err(&origin, "dev=IFACE is missing");
-    };
-    let Some(gw) = gw else {
-        return err(&origin, "gw=IPV4 is missing");
-    };
-    Ok(UplinkSpec {
-        name: name.to_string(),
-        dev,
-        gw,
-        weight,
-        tier,
-        src,
-        checks,
-        origin,
-    })
+    let dev = dev.filter(|d| !d.is_empty());
+    if dev.is_none() {
+        keep(e, err::<()>(&origin, "dev=IFACE is missing"));
+    }
+    if gw.is_none() {
+        keep(e, err::<()>(&origin, "gw=IPV4 is missing"));
+    }
+    let checks = checks.map(|c| {
+        let given: Vec<_> = c.into_iter().map(|t| (t, origin.clone())).collect();
+        parse_targets(&given, e)
+    });
+    match (dev, gw, weight, tier, src) {
+        (Some(dev), Some(Some(gw)), Some(weight), Some(tier), src) if errors.is_empty() => {
+            Ok(UplinkSpec {
+                name: name.to_string(),
+                dev: dev.to_string(),
+                gw,
+                weight,
+                tier,
+                src: src.flatten(),
+                checks,
+                origin,
+            })
+        }
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// The name an uplink flag starts with, if it starts with one.
+fn uplink_flag_name(spec: &str) -> Option<&str> {
+    let name = spec.split(',').next().unwrap_or("").trim();
+    (!name.is_empty() && !name.contains('=')).then_some(name)
+}
+
+/// Health targets, each with where it was given: the good ones, in order. A bad one, one
+/// listed twice and one beyond [`MAX_TARGETS`] are added to `errors`.
+fn parse_targets(given: &[(&str, String)], errors: &mut Vec<ConfigError>) -> Vec<Ipv4Addr> {
+    let mut targets = Vec::new();
+    for (text, origin) in given {
+        match parse_target(text, origin) {
+            Err(e) => errors.push(e),
+            Ok(t) if targets.contains(&t) => errors.push(ConfigError {
+                origin: origin.clone(),
+                message: format!("health target {t} is listed twice"),
+            }),
+            Ok(_) if targets.len() == MAX_TARGETS => {
+                errors.push(ConfigError {
+                    origin: origin.clone(),
+                    message: format!("at most {MAX_TARGETS} health targets per uplink"),
+                });
+                break;
+            }
+            Ok(t) => targets.push(t),
+        }
+    }
+    targets
+}
+
+/// `error`, `warn`, `info`, `debug` or `trace`.
+pub fn parse_log_level(s: &str, origin: &str) -> Result<LevelFilter, ConfigError> {
+    match s.trim() {
+        "error" => Ok(LevelFilter::ERROR),
+        "warn" => Ok(LevelFilter::WARN),
+        "info" => Ok(LevelFilter::INFO),
+        "debug" => Ok(LevelFilter::DEBUG),
+        "trace" => Ok(LevelFilter::TRACE),
+        _ => err(
+            origin,
+            format!(
+                "must be error, warn, info, debug or trace, got {s:?} (RUST_LOG takes finer filters)"
+            ),
+        ),
+    }
 }
 
 /// `CIDR=UPLINK`, or `CIDR=UPLINK!` for a strict pin.
@@ -549,18 +793,19 @@ fn check_name(name: &str, origin: &str, what: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn toml_whole_number(v: &toml::Value) -> Option<String> {
+/// A number in the file as the parsers take it: `3` and `"3"` alike; anything else as TOML
+/// writes it, for the error to quote.
+fn number_text(v: &toml::Value) -> String {
     match v {
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::String(s) => Some(s.clone()),
-        _ => None,
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
 impl Config {
     /// Reads the file (if any), applies the flags, and checks everything that can be checked
-    /// without looking at the system.
-    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+    /// without looking at the system. Returns every error found, not just the first.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigErrors> {
         let mut c = Config {
             lan: Vec::new(),
             lan_nets: Vec::new(),
@@ -581,471 +826,613 @@ impl Config {
             listen: Some(DEFAULT_LISTEN.parse().expect("a socket address")),
             listen_token: None,
             timeouts: Timeouts::default(),
+            log_level: LevelFilter::INFO,
         };
+        let mut loading = Loading::default();
+        let mut file_read = true;
         if let Some(path) = &flags.config {
-            let text = std::fs::read_to_string(path).or_else(|e| {
-                err(
-                    format!("--config {}", path.display()),
-                    format!("cannot read it: {e}"),
-                )
-            })?;
-            c.apply_file(path, &text)?;
+            file_read = match std::fs::read_to_string(path) {
+                Ok(text) => c.apply_file(path, &text, &mut loading),
+                Err(e) => {
+                    loading.errors.push(ConfigError {
+                        origin: format!("--config {}", path.display()),
+                        message: format!("cannot read it: {e}"),
+                    });
+                    false
+                }
+            };
         }
-        c.apply_flags(flags)?;
-        c.validate()?;
-        Ok(c)
+        c.apply_flags(flags, &mut loading);
+        // without the file, the checks between settings would mostly report what it holds
+        if file_read {
+            c.validate(&mut loading);
+        }
+        loading.finish(c)
     }
 
-    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let file: FileConfig = toml::from_str(text).or_else(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let origin = match line {
-                Some(l) => format!("{} line {l}", path.display()),
-                None => path.display().to_string(),
-            };
-            err(origin, e.message())
-        })?;
+    /// Applies the file. False if it is not TOML of the expected shape: that error is the
+    /// only one found in it.
+    fn apply_file(&mut self, path: &Path, text: &str, l: &mut Loading) -> bool {
+        let file: FileConfig = match toml::from_str(text) {
+            Ok(file) => file,
+            Err(e) => {
+                let origin = match e.span() {
+                    Some(s) => format!("{} line {}", path.display(), line_of(text, s.start)),
+                    None => path.display().to_string(),
+                };
+                l.take(err::<()>(origin, e.message()));
+                return false;
+            }
+        };
         let at = At { file: path, text };
-        self.apply_file_health(&file, &at)?;
+        self.apply_file_health(&file, &at, l);
         if let Some(t) = &file.timeouts {
-            self.apply_file_timeouts(t, &at)?;
+            self.apply_file_timeouts(t, &at, l);
         }
-        for l in file.lan.unwrap_or_default() {
-            check_name(l.get_ref(), &at.key(&l, "lan"), "interface")?;
-            self.lan.push(l.into_inner());
-        }
-        for n in file.lan_net.unwrap_or_default() {
-            let net = parse_prefix(n.get_ref(), &at.key(&n, "lan_net"))?;
-            self.lan_nets.push(net);
-        }
-        if let Some(t) = file.tun {
-            check_name(t.get_ref(), &at.key(&t, "tun"), "TUN name")?;
-            self.tun = t.into_inner();
-        }
-        if let Some(w) = file.workers {
-            let origin = at.key(&w, "workers");
-            self.workers = toml_whole_number(w.get_ref())
-                .and_then(|s| s.parse::<usize>().ok())
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| ConfigError {
-                    origin,
-                    message: "workers must be a whole number from 1 to 64".into(),
-                })?;
-        }
-        if let Some(a) = file.affinity_timeout {
-            self.affinity_timeout = parse_affinity(a.get_ref(), &at.key(&a, "affinity_timeout"))?;
-        }
-        if let Some(b) = file.busy_poll {
-            self.busy_poll = parse_busy_poll(b.get_ref(), &at.key(&b, "busy_poll"))?;
-        }
-        if let Some(o) = file.offload {
-            self.fast_path = parse_fast_path_mode(o.get_ref(), &at.key(&o, "offload"))?;
-        }
-        if let Some(p) = file.nat_ports {
-            self.set_nat_ports(p.get_ref(), &at.key(&p, "nat_ports"))?;
-        }
-        if let Some(m) = &file.max_ports_per_host {
-            let origin = at.key(m, "max_ports_per_host");
-            let n = toml_whole_number(m.get_ref()).unwrap_or_default();
-            self.max_ports_per_host = Some(parse_count(&n, &origin, 1, 65535)?);
-        }
-        for (i, u) in file.uplink.iter().enumerate() {
-            let origin = at.key(&u.name, &format!("[[uplink]] #{}", i + 1));
-            let weight = match &u.weight {
-                None => 1,
-                Some(w) => {
-                    let origin = at.key(w, &format!("uplink {:?} weight", u.name.get_ref()));
-                    match toml_whole_number(w.get_ref()) {
-                        Some(s) => parse_weight(&s, &origin)?,
-                        None => {
-                            return err(
-                                origin,
-                                format!("weight must be a whole number from 1 to {MAX_WEIGHT}"),
-                            );
-                        }
-                    }
+        for name in file.lan.iter().flatten() {
+            match at.parse(l, name, "lan", |n, o| check_name(n, o, "interface")) {
+                Some(()) => self.lan.push(name.get_ref().clone()),
+                None => {
+                    l.refused.insert("lan");
                 }
-            };
-            let src = match &u.src {
-                Some(s) => Some(parse_ipv4(s.get_ref(), &at.key(s, "src"), "src")?),
-                None => None,
-            };
-            let tier = match &u.tier {
-                None => 1,
-                Some(t) => {
-                    let origin = at.key(t, &format!("uplink {:?} tier", u.name.get_ref()));
-                    parse_tier(&toml_whole_number(t.get_ref()).unwrap_or_default(), &origin)?
-                }
-            };
-            let checks = match &u.check {
-                None => None,
-                Some(list) => Some(
-                    list.iter()
-                        .map(|c| parse_target(c.get_ref(), &at.key(c, "check")))
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
-            };
-            self.uplinks.push(UplinkSpec {
-                name: u.name.get_ref().clone(),
-                dev: u.dev.get_ref().clone(),
-                gw: parse_ipv4(u.gw.get_ref(), &at.key(&u.gw, "gw"), "gw")?,
-                weight,
-                tier,
-                src,
-                checks,
-                origin,
-            });
-        }
-        for p in &file.pin {
-            let origin = at.key(&p.dst, "[[pin]]");
-            self.pins.push(PinSpec {
-                prefix: parse_prefix(p.dst.get_ref(), &at.key(&p.dst, "dst"))?,
-                uplink: p.uplink.get_ref().clone(),
-                strict: p.strict.as_ref().is_some_and(|s| *s.get_ref()),
-                origin,
-            });
-        }
-        // Names must be unique within the file itself; flags may then override by name.
-        let mut seen = HashSet::new();
-        for u in &self.uplinks {
-            if !seen.insert(u.name.clone()) {
-                return err(&u.origin, format!("uplink name {:?} is used twice", u.name));
             }
         }
-        Ok(())
+        for net in file.lan_net.iter().flatten() {
+            if let Some(net) = at.parse(l, net, "lan_net", |s, o| parse_prefix(s, o)) {
+                self.lan_nets.push(net);
+            }
+        }
+        let tun = |t: &str, o: &str| check_name(t, o, "TUN name").map(|()| t.to_string());
+        if let Some(t) = at.text(l, &file.tun, "tun", tun) {
+            self.tun = t;
+        }
+        let workers = |s: &str, o: &str| parse_count(s, o, 1, 64);
+        if let Some(n) = at.number(l, &file.workers, "workers", workers) {
+            self.workers = n as usize;
+        }
+        let affinity = at.text(
+            l,
+            &file.affinity_timeout,
+            "affinity_timeout",
+            parse_affinity,
+        );
+        if let Some(d) = affinity {
+            self.affinity_timeout = d;
+        }
+        if let Some(d) = at.text(l, &file.busy_poll, "busy_poll", parse_busy_poll) {
+            self.busy_poll = d;
+        }
+        if let Some(m) = at.text(l, &file.offload, "offload", parse_fast_path_mode) {
+            self.fast_path = m;
+        }
+        if let Some(p) = at.text(l, &file.nat_ports, "nat_ports", parse_nat_ports) {
+            self.set_nat_ports(p);
+        }
+        let per_host = |s: &str, o: &str| parse_count(s, o, 1, 65535);
+        if let Some(n) = at.number(l, &file.max_ports_per_host, "max_ports_per_host", per_host) {
+            self.max_ports_per_host = Some(n);
+        }
+        if let Some(level) = at.text(l, &file.log_level, "log_level", parse_log_level) {
+            self.log_level = level;
+        }
+        self.apply_file_uplinks(&file.uplink, &at, l);
+        for p in &file.pin {
+            let prefix = at.parse(l, &p.dst, "[[pin]] dst", |s, o| parse_prefix(s, o));
+            let origin = at.origin(l, &p.uplink, "[[pin]] uplink");
+            if let Some(prefix) = prefix {
+                self.pins.push(PinSpec {
+                    prefix,
+                    uplink: p.uplink.get_ref().clone(),
+                    strict: p.strict.as_ref().is_some_and(|s| *s.get_ref()),
+                    origin,
+                });
+            }
+        }
+        true
     }
 
-    fn apply_file_health(&mut self, file: &FileConfig, at: &At<'_>) -> Result<(), ConfigError> {
+    fn apply_file_uplinks(&mut self, uplinks: &[FileUplink], at: &At<'_>, l: &mut Loading) {
+        let mut names = HashSet::new();
+        for (i, u) in uplinks.iter().enumerate() {
+            let name = u.name.get_ref();
+            let origin = at.origin(l, &u.name, &format!("[[uplink]] #{}", i + 1));
+            // unique within the file; flags may then override one by name
+            if !names.insert(name) {
+                l.take(err::<()>(
+                    &origin,
+                    format!("uplink name {name:?} is used twice"),
+                ));
+                continue;
+            }
+            let key = |k: &str| format!("uplink {name:?} {k}");
+            let gw = at.parse(l, &u.gw, &key("gw"), |s, o| parse_ipv4(s, o, "gw"));
+            let weight = match &u.weight {
+                None => Some(1),
+                Some(w) => at.parse(l, w, &key("weight"), |v, o| {
+                    parse_weight(&number_text(v), o)
+                }),
+            };
+            let tier = match &u.tier {
+                None => Some(1),
+                Some(t) => at.parse(l, t, &key("tier"), |v, o| parse_tier(&number_text(v), o)),
+            };
+            let src = match &u.src {
+                None => Some(None),
+                Some(s) => at
+                    .parse(l, s, &key("src"), |s, o| parse_ipv4(s, o, "src"))
+                    .map(Some),
+            };
+            let errors_before = l.errors.len();
+            let checks = u.check.as_ref().map(|list| {
+                let given: Vec<_> = list
+                    .iter()
+                    .map(|c| (c.get_ref().as_str(), at.origin(l, c, &key("check"))))
+                    .collect();
+                parse_targets(&given, &mut l.errors)
+            });
+            match (gw, weight, tier, src) {
+                (Some(gw), Some(weight), Some(tier), Some(src))
+                    if l.errors.len() == errors_before =>
+                {
+                    self.uplinks.push(UplinkSpec {
+                        name: name.clone(),
+                        dev: u.dev.get_ref().clone(),
+                        gw,
+                        weight,
+                        tier,
+                        src,
+                        checks,
+                        origin,
+                    });
+                }
+                _ => l.refused_uplinks.push(name.clone()),
+            }
+        }
+    }
+
+    fn apply_file_health(&mut self, file: &FileConfig, at: &At<'_>, l: &mut Loading) {
         if let Some(list) = &file.health_target {
-            self.health_targets = list
+            let given: Vec<_> = list
                 .iter()
-                .map(|t| parse_target(t.get_ref(), &at.key(t, "health_target")))
-                .collect::<Result<_, _>>()?;
+                .map(|t| (t.get_ref().as_str(), at.origin(l, t, "health_target")))
+                .collect();
+            self.health_targets = parse_targets(&given, &mut l.errors);
         }
         let h = &mut self.health;
-        if let Some(v) = &file.health_interval {
-            h.interval = parse_interval(v.get_ref(), &at.key(v, "health_interval"))?;
+        if let Some(d) = at.text(l, &file.health_interval, "health_interval", parse_interval) {
+            h.interval = d;
         }
-        if let Some(v) = &file.health_timeout {
-            h.timeout = parse_timeout(v.get_ref(), &at.key(v, "health_timeout"))?;
+        if let Some(d) = at.text(l, &file.health_timeout, "health_timeout", parse_timeout) {
+            h.timeout = d;
         }
-        let number = |v: &Spanned<toml::Value>| toml_whole_number(v.get_ref()).unwrap_or_default();
-        if let Some(v) = &file.down_after {
-            h.down_after = parse_count(&number(v), &at.key(v, "down_after"), 1, 100)?;
+        let rounds = |s: &str, o: &str| parse_count(s, o, 1, 100);
+        if let Some(n) = at.number(l, &file.down_after, "down_after", rounds) {
+            h.down_after = n;
         }
-        if let Some(v) = &file.up_after {
-            h.up_after = parse_count(&number(v), &at.key(v, "up_after"), 1, 100)?;
+        if let Some(n) = at.number(l, &file.up_after, "up_after", rounds) {
+            h.up_after = n;
         }
-        if let Some(v) = &file.max_loss {
-            h.max_loss_pct = Some(parse_loss(&number(v), &at.key(v, "max_loss"))?);
+        if let Some(n) = at.number(l, &file.max_loss, "max_loss", parse_loss) {
+            h.max_loss_pct = Some(n);
         }
-        if let Some(v) = &file.max_rtt {
-            h.max_rtt = Some(parse_max_rtt(v.get_ref(), &at.key(v, "max_rtt"))?);
+        if let Some(d) = at.text(l, &file.max_rtt, "max_rtt", parse_max_rtt) {
+            h.max_rtt = Some(d);
         }
-        if let Some(v) = &file.on_uplink_down {
-            self.on_uplink_down = parse_on_uplink_down(v.get_ref(), &at.key(v, "on_uplink_down"))?;
+        let on_down = at.text(
+            l,
+            &file.on_uplink_down,
+            "on_uplink_down",
+            parse_on_uplink_down,
+        );
+        if let Some(o) = on_down {
+            self.on_uplink_down = o;
         }
-        if let Some(v) = &file.on_change {
-            self.on_change = Some(parse_command(v.get_ref(), &at.key(v, "on_change"))?);
+        if let Some(c) = at.text(l, &file.on_change, "on_change", parse_command) {
+            self.on_change = Some(c);
         }
-        if let Some(v) = &file.listen {
-            self.listen = parse_listen(v.get_ref(), &at.key(v, "listen"))?;
+        if let Some(a) = at.text(l, &file.listen, "listen", parse_listen) {
+            self.listen = a;
         }
-        if let Some(v) = &file.listen_token {
-            self.listen_token = Some(parse_command(v.get_ref(), &at.key(v, "listen_token"))?);
+        if let Some(t) = at.text(l, &file.listen_token, "listen_token", parse_token) {
+            self.listen_token = Some(t);
         }
-        Ok(())
     }
 
-    fn apply_health_flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
+    fn apply_health_flags(&mut self, flags: &Flags, l: &mut Loading) {
         if !flags.health_targets.is_empty() {
-            self.health_targets = flags
+            let given: Vec<_> = flags
                 .health_targets
                 .iter()
-                .map(|t| parse_target(t, &format!("--health-target {t:?}")))
-                .collect::<Result<_, _>>()?;
+                .map(|t| (t.as_str(), format!("--health-target {t:?}")))
+                .collect();
+            self.health_targets = parse_targets(&given, &mut l.errors);
         }
         let h = &mut self.health;
-        if let Some(v) = &flags.health_interval {
-            h.interval = parse_interval(v, &format!("--health-interval {v:?}"))?;
+        let interval = flag(
+            l,
+            &flags.health_interval,
+            "--health-interval",
+            "health_interval",
+            parse_interval,
+        );
+        if let Some(d) = interval {
+            h.interval = d;
         }
-        if let Some(v) = &flags.health_timeout {
-            h.timeout = parse_timeout(v, &format!("--health-timeout {v:?}"))?;
+        let timeout = flag(
+            l,
+            &flags.health_timeout,
+            "--health-timeout",
+            "health_timeout",
+            parse_timeout,
+        );
+        if let Some(d) = timeout {
+            h.timeout = d;
         }
-        if let Some(v) = &flags.down_after {
-            h.down_after = parse_count(v, &format!("--down-after {v:?}"), 1, 100)?;
+        let rounds = |s: &str, o: &str| parse_count(s, o, 1, 100);
+        if let Some(n) = flag(l, &flags.down_after, "--down-after", "down_after", rounds) {
+            h.down_after = n;
         }
-        if let Some(v) = &flags.up_after {
-            h.up_after = parse_count(v, &format!("--up-after {v:?}"), 1, 100)?;
+        if let Some(n) = flag(l, &flags.up_after, "--up-after", "up_after", rounds) {
+            h.up_after = n;
         }
-        if let Some(v) = &flags.max_loss {
-            h.max_loss_pct = Some(parse_loss(v, &format!("--max-loss {v:?}"))?);
+        if let Some(n) = flag(l, &flags.max_loss, "--max-loss", "max_loss", parse_loss) {
+            h.max_loss_pct = Some(n);
         }
-        if let Some(v) = &flags.max_rtt {
-            h.max_rtt = Some(parse_max_rtt(v, &format!("--max-rtt {v:?}"))?);
+        if let Some(d) = flag(l, &flags.max_rtt, "--max-rtt", "max_rtt", parse_max_rtt) {
+            h.max_rtt = Some(d);
         }
-        if let Some(v) = &flags.on_uplink_down {
-            self.on_uplink_down = parse_on_uplink_down(v, &format!("--on-uplink-down {v:?}"))?;
+        let on_down = flag(
+            l,
+            &flags.on_uplink_down,
+            "--on-uplink-down",
+            "on_uplink_down",
+            parse_on_uplink_down,
+        );
+        if let Some(o) = on_down {
+            self.on_uplink_down = o;
         }
-        if let Some(v) = &flags.on_change {
-            self.on_change = Some(parse_command(v, &format!("--on-change {v:?}"))?);
+        if let Some(c) = flag(
+            l,
+            &flags.on_change,
+            "--on-change",
+            "on_change",
+            parse_command,
+        ) {
+            self.on_change = Some(c);
         }
-        if let Some(v) = &flags.listen {
-            self.listen = parse_listen(v, &format!("--listen {v:?}"))?;
+        if let Some(a) = flag(l, &flags.listen, "--listen", "listen", parse_listen) {
+            self.listen = a;
         }
-        if let Some(v) = &flags.listen_token {
-            self.listen_token = Some(parse_command(v, "--listen-token")?);
+        // the token stays out of the messages
+        if let Some(token) = &flags.listen_token {
+            let result = parse_token(token, "--listen-token");
+            if let Some(t) = l.setting("listen_token", "--listen-token".into(), result) {
+                self.listen_token = Some(t);
+            }
         }
-        Ok(())
     }
 
-    fn apply_flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
-        self.apply_health_flags(flags)?;
-        self.apply_timeout_flags(&flags.timeouts)?;
-        for l in &flags.lan {
-            check_name(l, &format!("--lan {l:?}"), "interface")?;
-            if !self.lan.contains(l) {
-                self.lan.push(l.clone());
+    fn apply_flags(&mut self, flags: &Flags, l: &mut Loading) {
+        self.apply_health_flags(flags, l);
+        self.apply_timeout_flags(&flags.timeouts, l);
+        for name in &flags.lan {
+            match l.take(check_name(name, &format!("--lan {name:?}"), "interface")) {
+                Some(()) if !self.lan.contains(name) => self.lan.push(name.clone()),
+                Some(()) => {}
+                None => {
+                    l.refused.insert("lan");
+                }
             }
         }
         for n in &flags.lan_nets {
-            let net = parse_prefix(n, &format!("--lan-net {n:?}"))?;
-            if !self.lan_nets.contains(&net) {
+            if let Some(net) = l.take(parse_prefix(n, &format!("--lan-net {n:?}")))
+                && !self.lan_nets.contains(&net)
+            {
                 self.lan_nets.push(net);
             }
         }
         let mut from_flags = HashSet::new();
         for spec in &flags.uplinks {
-            let u = parse_uplink_flag(spec)?;
-            if !from_flags.insert(u.name.clone()) {
-                return err(
-                    &u.origin,
-                    format!("uplink name {:?} is given twice", u.name),
-                );
-            }
-            match self.uplinks.iter_mut().find(|x| x.name == u.name) {
-                Some(existing) => *existing = u,
-                None => self.uplinks.push(u),
+            match parse_uplink_flag(spec) {
+                Ok(u) if !from_flags.insert(u.name.clone()) => {
+                    let message = format!("uplink name {:?} is given twice", u.name);
+                    l.take(err::<()>(&u.origin, message));
+                }
+                Ok(u) => match self.uplinks.iter_mut().find(|x| x.name == u.name) {
+                    Some(existing) => *existing = u,
+                    None => self.uplinks.push(u),
+                },
+                Err(errors) => {
+                    l.errors.extend(errors.0);
+                    let name = uplink_flag_name(spec).unwrap_or_default();
+                    l.refused_uplinks.push(name.to_string());
+                }
             }
         }
         for spec in &flags.pins {
-            let p = parse_pin_flag(spec)?;
-            self.pins.retain(|x| x.prefix != p.prefix);
-            self.pins.push(p);
+            if let Some(p) = l.take(parse_pin_flag(spec)) {
+                self.pins.retain(|x| x.prefix != p.prefix);
+                self.pins.push(p);
+            }
         }
-        if let Some(a) = &flags.affinity_timeout {
-            self.affinity_timeout = parse_affinity(a, &format!("--affinity-timeout {a:?}"))?;
+        let affinity = flag(
+            l,
+            &flags.affinity_timeout,
+            "--affinity-timeout",
+            "affinity_timeout",
+            parse_affinity,
+        );
+        if let Some(d) = affinity {
+            self.affinity_timeout = d;
         }
-        if let Some(b) = &flags.busy_poll {
-            self.busy_poll = parse_busy_poll(b, &format!("--busy-poll {b:?}"))?;
+        if let Some(d) = flag(
+            l,
+            &flags.busy_poll,
+            "--busy-poll",
+            "busy_poll",
+            parse_busy_poll,
+        ) {
+            self.busy_poll = d;
         }
-        if let Some(o) = &flags.offload {
-            self.fast_path = parse_fast_path_mode(o, &format!("--offload {o:?}"))?;
+        let offload = flag(
+            l,
+            &flags.offload,
+            "--offload",
+            "offload",
+            parse_fast_path_mode,
+        );
+        if let Some(m) = offload {
+            self.fast_path = m;
         }
-        if let Some(t) = &flags.tun {
-            check_name(t, &format!("--tun {t:?}"), "TUN name")?;
-            self.tun = t.clone();
+        let tun = |t: &str, o: &str| check_name(t, o, "TUN name").map(|()| t.to_string());
+        if let Some(t) = flag(l, &flags.tun, "--tun", "tun", tun) {
+            self.tun = t;
         }
         if let Some(w) = flags.workers {
-            if !(1..=64).contains(&w) {
-                return err(format!("--workers {w}"), "must be from 1 to 64");
+            let origin = format!("--workers {w}");
+            let result = parse_count(&w.to_string(), &origin, 1, 64);
+            if let Some(n) = l.setting("workers", origin, result) {
+                self.workers = n as usize;
             }
-            self.workers = w;
         }
-        if let Some(p) = &flags.nat_ports {
-            self.set_nat_ports(p, &format!("--nat-ports {p:?}"))?;
+        if let Some(p) = flag(
+            l,
+            &flags.nat_ports,
+            "--nat-ports",
+            "nat_ports",
+            parse_nat_ports,
+        ) {
+            self.set_nat_ports(p);
         }
-        if let Some(m) = &flags.max_ports_per_host {
-            let n = parse_count(m, &format!("--max-ports-per-host {m:?}"), 1, 65535)?;
+        let per_host = |s: &str, o: &str| parse_count(s, o, 1, 65535);
+        let max_ports = flag(
+            l,
+            &flags.max_ports_per_host,
+            "--max-ports-per-host",
+            "max_ports_per_host",
+            per_host,
+        );
+        if let Some(n) = max_ports {
             self.max_ports_per_host = Some(n);
         }
-        Ok(())
+        let level = flag(
+            l,
+            &flags.log_level,
+            "--log-level",
+            "log_level",
+            parse_log_level,
+        );
+        if let Some(level) = level {
+            self.log_level = level;
+        }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.lan.is_empty() {
-            return err(
+    /// The checks between settings, past those whose value was refused.
+    fn validate(&self, l: &mut Loading) {
+        if self.lan.is_empty() && !l.refused.contains("lan") {
+            l.take(err::<()>(
                 "--lan",
                 "at least one LAN interface is needed (--lan IFACE or lan = [...] in the file)",
-            );
+            ));
         }
-        if self.uplinks.is_empty() {
-            return err(
+        if self.uplinks.is_empty() && l.refused_uplinks.is_empty() {
+            l.take(err::<()>(
                 "--uplink",
                 "at least one uplink is needed (--uplink NAME,dev=IFACE,gw=IPV4 or [[uplink]] in the file)",
-            );
+            ));
         }
         if self.uplinks.len() > MAX_UPLINKS {
-            return err(
+            l.take(err::<()>(
                 "--uplink",
                 format!("at most {MAX_UPLINKS} uplinks are supported"),
-            );
+            ));
         }
         let mut devs = HashSet::new();
         for u in &self.uplinks {
-            check_name(&u.name, &u.origin, "uplink name")?;
-            check_name(&u.dev, &u.origin, "dev")?;
-            if !devs.insert(&u.dev) {
-                return err(
-                    &u.origin,
-                    format!("dev {:?} is already used by another uplink", u.dev),
-                );
+            l.take(check_name(&u.name, &u.origin, "uplink name"));
+            if l.take(check_name(&u.dev, &u.origin, "dev")).is_none() {
+                continue;
             }
-            if self.lan.contains(&u.dev) {
-                return err(
-                    &u.origin,
-                    format!("dev {:?} is also a LAN interface", u.dev),
-                );
-            }
-            if self.tun == u.dev {
-                return err(
-                    &u.origin,
-                    format!("dev {:?} is the TUN device's name", u.dev),
-                );
-            }
-        }
-        for u in &self.uplinks {
-            let targets = self.targets_of(u);
-            if targets.len() > MAX_TARGETS {
-                return err(
-                    &u.origin,
-                    format!("at most {MAX_TARGETS} health targets per uplink"),
-                );
-            }
-            if let Some(t) = targets
-                .iter()
-                .find(|t| targets.iter().filter(|x| x == t).count() > 1)
-            {
-                let origin = if u.checks.is_some() {
-                    u.origin.as_str()
-                } else {
-                    "--health-target"
-                };
-                return err(origin, format!("health target {t} is listed twice"));
-            }
+            let clash = if !devs.insert(&u.dev) {
+                "is already used by another uplink"
+            } else if self.lan.contains(&u.dev) {
+                "is also a LAN interface"
+            } else if self.tun == u.dev && !l.refused.contains("tun") {
+                "is the TUN device's name"
+            } else {
+                continue;
+            };
+            l.take(err::<()>(&u.origin, format!("dev {:?} {clash}", u.dev)));
         }
         if let Some(addr) = self.listen
             && !addr.ip().is_loopback()
             && self.listen_token.is_none()
+            && !l.refused.contains("listen_token")
         {
-            return err(
-                "--listen",
+            l.take(err::<()>(
+                l.place("listen", "--listen"),
                 format!(
-                    "{addr} is reachable from other hosts, and the status tells them about your lines and their traffic: give --listen-token TOKEN (clients then send Authorization: Bearer TOKEN), or listen on 127.0.0.1"
+                    "{addr} is reachable from other hosts, and the status tells them about your lines and their traffic: give a token (--listen-token TOKEN or listen_token in the file; clients then send Authorization: Bearer TOKEN), or listen on 127.0.0.1"
                 ),
-            );
+            ));
         }
         if let Some(rtt) = self.health.max_rtt
             && rtt >= self.health.timeout
+            && !l.refused.contains("health_timeout")
         {
-            return err(
-                "--max-rtt",
+            l.take(err::<()>(
+                l.place("max_rtt", "--max-rtt"),
                 format!(
-                    "{rtt:?} can never be reached: answers later than --health-timeout ({:?}) count as lost",
+                    "{rtt:?} can never be reached: answers later than the health timeout ({:?}) count as lost",
                     self.health.timeout
                 ),
-            );
+            ));
         }
-        for p in &self.pins {
-            if !self.uplinks.iter().any(|u| u.name == p.uplink) {
-                let names: Vec<_> = self.uplinks.iter().map(|u| u.name.as_str()).collect();
-                return err(
-                    &p.origin,
-                    format!(
-                        "unknown uplink {:?} (uplinks: {})",
-                        p.uplink,
-                        names.join(", ")
-                    ),
-                );
+        let mut names: Vec<&str> = Vec::new();
+        let refused = l.refused_uplinks.iter().map(String::as_str);
+        for name in self.uplinks.iter().map(|u| u.name.as_str()).chain(refused) {
+            // a flag without a name gives none
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
             }
         }
-        Ok(())
+        names.sort_unstable();
+        let unknown: Vec<_> = self
+            .pins
+            .iter()
+            .filter(|p| !names.contains(&p.uplink.as_str()))
+            .map(|p| ConfigError {
+                origin: p.origin.clone(),
+                message: format!(
+                    "unknown uplink {:?} (uplinks: {})",
+                    p.uplink,
+                    names.join(", ")
+                ),
+            })
+            .collect();
+        l.errors.extend(unknown);
     }
 
     /// Checks the settings against the system: interfaces exist, uplink addresses and
-    /// gateways are on their interface's subnet, and the NAT port range leaves the kernel's
-    /// ephemeral ports and the gateway's own services alone. Returns each uplink's interface
-    /// and source address, in order.
-    pub fn resolve(&self, system: &SystemFacts) -> Result<Vec<ResolvedUplink>, ConfigError> {
-        for l in &self.lan {
-            if !system.interfaces.iter().any(|i| &i.name == l) {
-                return err(format!("--lan {l:?}"), "no such interface");
-            }
+    /// gateways are on their interface's subnet, the LAN has sources to translate, and the
+    /// NAT port range leaves the kernel's ephemeral ports and the gateway's own services
+    /// alone. Returns each uplink's interface and source address, in order, or every problem
+    /// found.
+    pub fn resolve(&self, system: &SystemFacts) -> Result<Vec<ResolvedUplink>, ConfigErrors> {
+        let mut errors = Vec::new();
+        let exists = |name: &str| system.interfaces.iter().any(|i| i.name == name);
+        let missing_lan: Vec<_> = self.lan.iter().filter(|l| !exists(l)).collect();
+        for l in &missing_lan {
+            keep(
+                &mut errors,
+                err::<()>(format!("--lan {l:?}"), "no such interface"),
+            );
+        }
+        // a missing LAN interface has no addresses either: that would only say it again
+        if missing_lan.is_empty() {
+            keep(&mut errors, self.lan_sources(&system.interfaces));
         }
         let (lo, hi) = self.nat_pool(system);
         let (klo, khi) = system.ephemeral_ports;
         if lo <= khi && klo <= hi {
-            return err(
-                "nat_ports",
-                format!(
-                    "{lo}-{hi} overlaps the kernel's ephemeral ports {klo}-{khi} (net.ipv4.ip_local_port_range); choose a range outside it"
+            keep(
+                &mut errors,
+                err::<()>(
+                    "nat_ports",
+                    format!(
+                        "{lo}-{hi} overlaps the kernel's ephemeral ports {klo}-{khi} (net.ipv4.ip_local_port_range); choose a range outside it"
+                    ),
                 ),
             );
         }
-        let mut out = Vec::new();
-        for u in &self.uplinks {
-            let Some(iface) = system.interfaces.iter().find(|i| i.name == u.dev) else {
-                return err(&u.origin, format!("dev {:?}: no such interface", u.dev));
-            };
-            let addr = match u.src {
-                Some(src) => iface
-                    .ipv4
-                    .iter()
-                    .find(|(a, _)| *a == src)
-                    .copied()
-                    .ok_or_else(|| ConfigError {
-                        origin: u.origin.clone(),
-                        message: format!("src {src} is not an address of {}", u.dev),
-                    })?,
-                None => *iface.ipv4.first().ok_or_else(|| ConfigError {
-                    origin: u.origin.clone(),
-                    message: format!("{} has no IPv4 address", u.dev),
-                })?,
-            };
-            let subnet = Prefix::new(u32::from(addr.0), addr.1)
-                .expect("kernel prefix lengths are at most 32");
-            if !subnet.contains(u32::from(u.gw)) || u.gw == addr.0 {
-                return err(
-                    &u.origin,
-                    format!(
-                        "gw {} is not on {}'s subnet {}/{}",
-                        u.gw,
-                        u.dev,
-                        Ipv4Addr::from(subnet.addr()),
-                        addr.1
-                    ),
-                );
-            }
-            if let Some((proto, port)) = system.services.iter().find(|(_, p)| (lo..=hi).contains(p))
-            {
-                return err(
+        if let Some((proto, port)) = system.services.iter().find(|(_, p)| (lo..=hi).contains(p)) {
+            keep(
+                &mut errors,
+                err::<()>(
                     "nat_ports",
                     format!(
                         "{lo}-{hi} contains port {proto}/{port}, which a service on this host uses; choose a range without it"
                     ),
-                );
-            }
-            out.push(ResolvedUplink {
-                iface: iface.clone(),
-                addr: addr.0,
-            });
+                ),
+            );
         }
-        Ok(out)
+        let resolved: Vec<_> = self
+            .uplinks
+            .iter()
+            .filter_map(|u| keep(&mut errors, resolve_uplink(u, system)))
+            .collect();
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The sources wanlb translates: the LAN interfaces' subnets and `lan_nets`.
+    pub fn lan_sources(&self, interfaces: &[Interface]) -> Result<Vec<Prefix>, ConfigError> {
+        let mut nets: Vec<Prefix> = interfaces
+            .iter()
+            .filter(|i| self.lan.contains(&i.name))
+            .flat_map(|i| i.ipv4.iter())
+            .filter_map(|&(addr, len)| Prefix::new(u32::from(addr), len))
+            .collect();
+        nets.extend(self.lan_nets.iter().copied());
+        if nets.is_empty() {
+            return err(
+                "--lan",
+                format!(
+                    "{} has no IPv4 address, so no LAN source would be translated: give the LAN's networks with --lan-net CIDR",
+                    self.lan.join(", ")
+                ),
+            );
+        }
+        Ok(nets)
     }
 }
 
+/// Uplink `u`'s interface and source address on the system.
+fn resolve_uplink(u: &UplinkSpec, system: &SystemFacts) -> Result<ResolvedUplink, ConfigError> {
+    let Some(iface) = system.interfaces.iter().find(|i| i.name == u.dev) else {
+        return err(&u.origin, format!("dev {:?}: no such interface", u.dev));
+    };
+    let addr = match u.src {
+        Some(src) => iface.ipv4.iter().find(|(a, _)| *a == src).copied(),
+        None => iface.ipv4.first().copied(),
+    };
+    let Some((addr, len)) = addr else {
+        return match u.src {
+            Some(src) => err(
+                &u.origin,
+                format!("src {src} is not an address of {}", u.dev),
+            ),
+            None => err(&u.origin, format!("{} has no IPv4 address", u.dev)),
+        };
+    };
+    let subnet = Prefix::new(u32::from(addr), len).expect("kernel prefix lengths are at most 32");
+    if !subnet.contains(u32::from(u.gw)) || u.gw == addr {
+        return err(
+            &u.origin,
+            format!(
+                "gw {} is not on {}'s subnet {}/{len}",
+                u.gw,
+                u.dev,
+                Ipv4Addr::from(subnet.addr()),
+            ),
+        );
+    }
+    Ok(ResolvedUplink {
+        iface: iface.clone(),
+        addr,
+    })
+}
+
 impl Config {
-    /// `auto`, or a range like 61000-65535.
-    fn set_nat_ports(&mut self, s: &str, origin: &str) -> Result<(), ConfigError> {
-        if s.trim() == "auto" {
-            self.nat_ports_auto = true;
-        } else {
-            self.nat_ports = parse_ports(s, origin)?;
-            self.nat_ports_auto = false;
+    /// `None` (auto) or a range, as [`parse_nat_ports`] gives it.
+    fn set_nat_ports(&mut self, ports: Option<(u16, u16)>) {
+        self.nat_ports_auto = ports.is_none();
+        if let Some(range) = ports {
+            self.nat_ports = range;
         }
-        Ok(())
     }
 
     /// The NAT port pool on this system: as configured, or (`auto`, the default) the largest
@@ -1233,53 +1620,52 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-impl Config {
-    /// Sets idle timeout `i` (of [`IDLE_TIMEOUTS`]) from `s`: a duration from its minimum to
-    /// [`MAX_IDLE_TIMEOUT`].
-    fn set_idle_timeout(&mut self, i: usize, s: &str, origin: &str) -> Result<(), ConfigError> {
-        let t = &IDLE_TIMEOUTS[i];
-        let d = parse_duration(s, origin)?;
-        if d < t.min {
-            return err(
-                origin,
-                format!(
-                    "must be at least {} ({}), got {s:?}",
-                    format_duration(t.min),
-                    t.why
-                ),
-            );
-        }
-        if d > MAX_IDLE_TIMEOUT {
-            return err(
-                origin,
-                format!(
-                    "can be at most {}, got {s:?}",
-                    format_duration(MAX_IDLE_TIMEOUT)
-                ),
-            );
-        }
-        *timeout_fields(&mut self.timeouts)[i] =
-            u64::try_from(d.as_millis()).expect("at most a week");
-        Ok(())
+/// Idle timeout `i` (of [`IDLE_TIMEOUTS`]) in milliseconds: a duration from its minimum to
+/// [`MAX_IDLE_TIMEOUT`].
+fn parse_idle_timeout(i: usize, s: &str, origin: &str) -> Result<u64, ConfigError> {
+    let t = &IDLE_TIMEOUTS[i];
+    let d = parse_duration(s, origin)?;
+    if d < t.min {
+        return err(
+            origin,
+            format!(
+                "must be at least {} ({}), got {s:?}",
+                format_duration(t.min),
+                t.why
+            ),
+        );
     }
+    if d > MAX_IDLE_TIMEOUT {
+        return err(
+            origin,
+            format!(
+                "can be at most {}, got {s:?}",
+                format_duration(MAX_IDLE_TIMEOUT)
+            ),
+        );
+    }
+    Ok(u64::try_from(d.as_millis()).expect("at most a week"))
+}
 
-    fn apply_file_timeouts(&mut self, file: &FileTimeouts, at: &At<'_>) -> Result<(), ConfigError> {
+impl Config {
+    fn apply_file_timeouts(&mut self, file: &FileTimeouts, at: &At<'_>, l: &mut Loading) {
         for (i, value) in file.values().into_iter().enumerate() {
             if let Some(v) = value {
-                let origin = at.key(v, &format!("timeouts.{}", IDLE_TIMEOUTS[i].key));
-                self.set_idle_timeout(i, v.get_ref(), &origin)?;
+                let key = format!("timeouts.{}", IDLE_TIMEOUTS[i].key);
+                if let Some(ms) = at.parse(l, v, &key, |s, o| parse_idle_timeout(i, s, o)) {
+                    *timeout_fields(&mut self.timeouts)[i] = ms;
+                }
             }
         }
-        Ok(())
     }
 
-    fn apply_timeout_flags(&mut self, flags: &TimeoutFlags) -> Result<(), ConfigError> {
+    fn apply_timeout_flags(&mut self, flags: &TimeoutFlags, l: &mut Loading) {
         for (i, value) in flags.values().into_iter().enumerate() {
-            if let Some(v) = value {
-                self.set_idle_timeout(i, v, &format!("{} {v:?}", IDLE_TIMEOUTS[i].flag))?;
+            let t = &IDLE_TIMEOUTS[i];
+            if let Some(ms) = flag(l, value, t.flag, t.key, |s, o| parse_idle_timeout(i, s, o)) {
+                *timeout_fields(&mut self.timeouts)[i] = ms;
             }
         }
-        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 use crate::config::{
-    Config, ConfigError, FastPathMode, OnUplinkDown, Reload, ResolvedUplink, SystemFacts,
+    Config, ConfigErrors, FastPathMode, OnUplinkDown, Reload, ResolvedUplink, SystemFacts,
 };
 use crate::control::history::{self, History, Traffic};
 use crate::engine::select::{Pin, Prefix};
@@ -37,8 +37,9 @@ const TUN_QUEUE_LEN: u32 = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// Every setting that cannot be used, one a line.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] ConfigErrors),
     #[error(transparent)]
     System(#[from] SystemError),
     #[error("{what}: {source}")]
@@ -87,36 +88,11 @@ pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
 /// left to the system settled (the NAT pool), and each uplink's interface and address.
 pub fn check(config: &Config) -> Result<(Config, Vec<ResolvedUplink>), GatewayError> {
     let facts = system_facts(config)?;
-    lan_networks(config, &facts.interfaces)?;
     let uplinks = config.resolve(&facts)?;
     let mut settled = config.clone();
     settled.nat_ports = config.nat_pool(&facts);
     settled.nat_ports_auto = false;
     Ok((settled, uplinks))
-}
-
-/// The sources wanlb translates: the LAN interfaces' subnets and `--lan-net`.
-fn lan_networks(
-    config: &Config,
-    interfaces: &[iface::Interface],
-) -> Result<Vec<Prefix>, ConfigError> {
-    let mut nets: Vec<Prefix> = interfaces
-        .iter()
-        .filter(|i| config.lan.contains(&i.name))
-        .flat_map(|i| i.ipv4.iter())
-        .filter_map(|&(addr, len)| Prefix::new(u32::from(addr), len))
-        .collect();
-    nets.extend(config.lan_nets.iter().copied());
-    if nets.is_empty() {
-        return Err(ConfigError {
-            origin: "--lan".into(),
-            message: format!(
-                "{} has no IPv4 address, so no LAN source would be translated: give the LAN's networks with --lan-net CIDR",
-                config.lan.join(", ")
-            ),
-        });
-    }
-    Ok(nets)
 }
 
 fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
@@ -308,6 +284,7 @@ impl Reloader<'_> {
             .engine
             .reconfigure(&engine_config(&reload.config, resolved));
         settings.store(Arc::new(reload.config.clone()));
+        crate::logging::set_level(reload.config.log_level);
         for change in &reload.applied {
             tracing::info!(change = %change, "reloaded");
         }
@@ -335,7 +312,9 @@ fn serve(
 
     let fast_path = start_fast_path(config, resolved)?;
     let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
-    let lan_nets = lan_networks(config, &interfaces)?;
+    let lan_nets = config
+        .lan_sources(&interfaces)
+        .map_err(ConfigErrors::from)?;
     tracing::debug!(networks = ?lan_nets, "LAN sources translated");
     let mut engine = Engine::new(engine_config(config, resolved))
         .with_lan_nets(lan_nets)

@@ -6,4 +6,5 @@ pub mod engine;
 pub mod gateway;
 pub mod health;
 pub mod io;
+pub mod logging;
 pub mod uplink;

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use wanlb::config::{Config, ConfigError, FastPathMode, Flags, TimeoutFlags, format_duration};
+use wanlb::config::{Config, ConfigErrors, FastPathMode, Flags, TimeoutFlags, format_duration};
 use wanlb::gateway::{self, GatewayError};
+use wanlb::logging;
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
 ///
@@ -41,13 +42,19 @@ unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line
 
 Signals: SIGINT or SIGTERM stop wanlb and remove everything it added. SIGHUP reloads the
 settings: the file is read again (the flags still override it); weights, tiers, checks,
-pins, health settings and targets, timeouts, --on-uplink-down and --on-change take effect
-without dropping a flow; a change to anything else (interfaces, uplinks added or removed,
-TUN, workers, NAT ports, offload, listen) is logged and waits for a restart; a file that
-cannot be used is logged and the running settings stay. SIGUSR1 logs table sizes,
-per-uplink state and totals, and drops. Set RUST_LOG=debug for more.
+pins, health settings and targets, timeouts, --on-uplink-down, --on-change and the log level
+take effect without dropping a flow; a change to anything else (interfaces, uplinks added or
+removed, TUN, workers, NAT ports, offload, listen) is logged and waits for a restart; a file
+that cannot be used is logged and the running settings stay. SIGUSR1 logs table sizes,
+per-uplink state and totals, and drops.
+
+Logs go to stderr: uplink state changes at info, nothing per packet above debug. Under
+systemd (JOURNAL_STREAM names stderr) each line starts with its syslog priority (<4> for a
+warning) and has no time, so journalctl -p warning works. --log-level sets the level;
+RUST_LOG, if set, wins and takes filters per module (RUST_LOG=info,wanlb::io::monitor=debug).
+
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 for settings that cannot be
-used (the message names the flag, or the file's line and key).")]
+used (every one is listed, naming the flag, or the file's line and key).")]
     Run(Box<RunArgs>),
     /// Show what each line of a running wanlb is doing: state and since when, RTT, loss,
     /// throughput, flows, share of new destinations against its weight.
@@ -66,7 +73,8 @@ used (the message names the flag, or the file's line and key).")]
         watch: bool,
     },
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
-    /// gateways exist on this system), then print what it means.
+    /// gateways exist on this system), then print what it means. Every error is listed, each
+    /// with its line and key; exit status 2 if there is any.
     CheckConfig {
         /// TOML file to check (see examples/wanlb.toml).
         #[arg(long, value_name = "FILE")]
@@ -191,6 +199,11 @@ struct RunArgs {
     /// TCX, Linux 6.6+), on (required), off [default: auto].
     #[arg(long, value_name = "auto|on|off")]
     offload: Option<String>,
+    /// The least severe of wanlb's events logged: error, warn, info, debug or trace (the
+    /// libraries it uses stay at info at most) [default: info]. RUST_LOG, if set, decides
+    /// instead.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
     /// Where the undo journal lives, so a restart after a crash can clean up.
     #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
     state_dir: PathBuf,
@@ -200,24 +213,42 @@ struct RunArgs {
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match dispatch(Cli::parse().command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let bad_input = e.downcast_ref::<ConfigError>().is_some()
-                || matches!(
-                    e.downcast_ref::<GatewayError>(),
-                    Some(GatewayError::Config(_))
-                );
-            eprintln!("wanlb: {e:#}");
-            ExitCode::from(if bad_input { BAD_INPUT } else { 1 })
+    let command = Cli::parse().command;
+    let logs = logging::init();
+    let Err(e) = dispatch(command) else {
+        return ExitCode::SUCCESS;
+    };
+    let Some(errors) = config_errors(&e) else {
+        say(logs.journal, &format!("{e:#}"));
+        return ExitCode::from(1);
+    };
+    for e in errors.errors() {
+        say(logs.journal, &e.to_string());
+    }
+    if errors.errors().len() > 1 {
+        say(logs.journal, &format!("{} errors", errors.errors().len()));
+    }
+    ExitCode::from(BAD_INPUT)
+}
+
+/// Prints wanlb's last words on stderr. Into the journal every line is marked an error: it
+/// files a line without a priority as info.
+fn say(journal: bool, message: &str) {
+    let priority = if journal { "<3>" } else { "" };
+    for (i, line) in message.lines().enumerate() {
+        if i == 0 {
+            eprintln!("{priority}wanlb: {line}");
+        } else {
+            eprintln!("{priority}{line}");
         }
+    }
+}
+
+/// The settings that cannot be used, if that is what `e` is about.
+fn config_errors(e: &anyhow::Error) -> Option<&ConfigErrors> {
+    match e.downcast_ref::<GatewayError>() {
+        Some(GatewayError::Config(errors)) => Some(errors),
+        _ => e.downcast_ref::<ConfigErrors>(),
     }
 }
 
@@ -255,8 +286,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                     udp: args.udp_timeout,
                     icmp: args.icmp_timeout,
                 },
+                log_level: args.log_level,
             };
             let config = Config::load(&flags)?;
+            logging::set_level(config.log_level);
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
             gateway::run(&config, &args.state_dir, &load)?;
@@ -392,4 +425,8 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
         FastPathMode::Off => "off",
     };
     println!("  kernel fast path: {offload}");
+    println!(
+        "  log level: {} (RUST_LOG, if set, decides instead)",
+        config.log_level
+    );
 }

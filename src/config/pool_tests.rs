@@ -66,7 +66,7 @@ fn the_status_listens_on_loopback_unless_told_and_off_loopback_only_with_a_token
     assert_eq!(Config::load(&f).unwrap().listen, None);
     f.listen = Some("0.0.0.0:9911".into());
     let e = load_err(&f);
-    assert_eq!(e.origin, "--listen");
+    assert_eq!(e.origin, r#"--listen "0.0.0.0:9911""#);
     assert!(e.message.contains("--listen-token"), "{e}");
     f.listen_token = Some("s3cret".into());
     assert!(Config::load(&f).is_ok());
@@ -78,6 +78,9 @@ fn the_status_listens_on_loopback_unless_told_and_off_loopback_only_with_a_token
     );
 }
 
+/// The one error `f` makes: nothing else is reported with it.
 fn load_err(f: &Flags) -> ConfigError {
-    Config::load(f).expect_err("should be refused")
+    let errors = Config::load(f).expect_err("should be refused");
+    assert_eq!(errors.errors().len(), 1, "one error only:\n{errors}");
+    errors.errors()[0].clone()
 }

@@ -1,8 +1,8 @@
 //! What a reload may change while wanlb runs, and what only a restart can.
 //!
 //! Weights, tiers, per-uplink checks, pins, health settings and targets, timeouts, what a
-//! dead line does to TCP, and the hook are policy: the engine and the monitor take them
-//! between two packets. The interfaces, the uplinks themselves, the TUN device, the workers,
+//! dead line does to TCP, the hook and the log level are policy: the engine and the monitor
+//! take them between two packets, the logger at once. The interfaces, the uplinks themselves, the TUN device, the workers,
 //! the NAT pool, the fast path and the HTTP listener are built into the running process: a
 //! change to them is reported, and waits for a restart.
 
@@ -165,12 +165,19 @@ impl Config {
         );
         note(&mut r.applied, "on_change", &c.on_change, &new.on_change);
         note(&mut r.applied, "timeouts", &c.timeouts, &new.timeouts);
+        note(
+            &mut r.applied,
+            "log_level",
+            &c.log_level.to_string(),
+            &new.log_level.to_string(),
+        );
         c.affinity_timeout = new.affinity_timeout;
         c.health = new.health.clone();
         c.health_targets = new.health_targets.clone();
         c.on_uplink_down = new.on_uplink_down;
         c.on_change = new.on_change.clone();
         c.timeouts = new.timeouts;
+        c.log_level = new.log_level;
         r
     }
 }
@@ -186,6 +193,7 @@ fn note<T: Debug + PartialEq>(applied: &mut Vec<String>, key: &str, old: &T, new
 mod tests {
     use super::super::Flags;
     use super::*;
+    use tracing::level_filters::LevelFilter;
 
     fn load(uplinks: &[&str], pins: &[&str], extra: impl FnOnce(&mut Flags)) -> Config {
         let mut flags = Flags {
@@ -232,6 +240,15 @@ mod tests {
             assert!(applied.contains(expected), "{expected:?} not in\n{applied}");
         }
         assert_eq!(r.applied.len(), 7, "and health:\n{applied}");
+    }
+
+    #[test]
+    fn the_log_level_changes_on_reload() {
+        let started = load(&[ISP1], &[], |_| {});
+        let new = load(&[ISP1], &[], |f| f.log_level = Some("debug".into()));
+        let r = started.reload(&started, &new);
+        assert_eq!(r.applied, [r#"log_level: "info" -> "debug""#]);
+        assert_eq!(r.config.log_level, LevelFilter::DEBUG);
     }
 
     #[test]

@@ -12,8 +12,11 @@ fn flags(uplinks: &[&str], pins: &[&str]) -> Flags {
 const ISP1: &str = "isp1,dev=eth1,gw=192.168.1.254,weight=2";
 const ISP2: &str = "isp2,dev=eth2,gw=192.168.2.254";
 
+/// The one error `f` makes: nothing else is reported with it.
 fn load_err(f: &Flags) -> ConfigError {
-    Config::load(f).expect_err("should be refused")
+    let errors = Config::load(f).expect_err("should be refused");
+    assert_eq!(errors.errors().len(), 1, "one error only:\n{errors}");
+    errors.errors()[0].clone()
 }
 
 #[test]
@@ -163,7 +166,10 @@ fn file_errors_name_the_line_and_key() {
         config: Some(path.clone()),
         ..Flags::default()
     });
-    assert_eq!(e.origin, format!("{} line 7, [[pin]]", path.display()));
+    assert_eq!(
+        e.origin,
+        format!("{} line 8, [[pin]] uplink", path.display())
+    );
 }
 
 #[test]
@@ -298,6 +304,7 @@ fn system_checks() {
     let mut f = flags(&[ISP1], &[]);
     f.nat_ports = Some("50000-65535".into());
     let e = Config::load(&f).unwrap().resolve(&facts()).unwrap_err();
+    let e = &e.errors()[0];
     assert_eq!(e.origin, "nat_ports");
     assert!(e.message.contains("ip_local_port_range"));
 
@@ -310,7 +317,7 @@ fn system_checks() {
             .unwrap()
             .resolve(&sys)
             .unwrap_err()
-            .message
+            .to_string()
             .contains("udp/62000")
     );
 }
@@ -467,7 +474,7 @@ fn duplicate_targets_and_an_unreachable_rtt_limit_are_refused() {
     let e = load_err(&f).to_string();
     assert_eq!(
         e,
-        "--health-target: health target 198.19.255.1 is listed twice"
+        r#"--health-target "198.19.255.1": health target 198.19.255.1 is listed twice"#
     );
     let e = load_err(&flags(
         &["isp1,dev=eth1,gw=192.168.1.254,check=198.19.255.1,check=198.19.255.1"],
@@ -482,7 +489,7 @@ fn duplicate_targets_and_an_unreachable_rtt_limit_are_refused() {
     f.max_rtt = Some("600ms".into());
     let e = load_err(&f).to_string();
     assert!(
-        e.starts_with("--max-rtt: 600ms can never be reached"),
+        e.starts_with(r#"--max-rtt "600ms": 600ms can never be reached"#),
         "{e}"
     );
     f.health_timeout = Some("1s".into());
@@ -675,4 +682,243 @@ fn durations_are_written_as_they_are_read() {
         assert_eq!(format_duration(d), text);
         assert_eq!(parse_duration(text, "x").unwrap(), d);
     }
+}
+
+/// Every error `f` makes, origin and message apart, in the order reported.
+fn all_errors(f: &Flags) -> Vec<(String, String)> {
+    let errors = Config::load(f).expect_err("should be refused");
+    errors
+        .errors()
+        .iter()
+        .map(|e| (e.origin.clone(), e.message.clone()))
+        .collect()
+}
+
+#[test]
+fn a_file_with_several_errors_has_each_reported_with_its_line_and_key_in_order() {
+    let text = r#"lan = ["eth0"]
+workers = 0
+health_interval = "soon"
+
+[timeouts]
+udp = "1m"
+
+[[uplink]]
+name = "isp1"
+dev = "eth1"
+gw = "192.168.1.999"
+tier = 0
+
+[[uplink]]
+name = "isp2"
+dev = "eth2"
+gw = "192.168.2.254"
+
+[[pin]]
+dst = "174.143.119.91/32"
+uplink = "isp1"
+
+[[pin]]
+dst = "10.0.0.0/8"
+uplink = "isp9"
+"#;
+    let path = write_temp("several.toml", text);
+    let f = Flags {
+        config: Some(path.clone()),
+        affinity_timeout: Some("forever".into()),
+        ..Flags::default()
+    };
+    let errors = all_errors(&f);
+    let at = |line: u32, key: &str| format!("{} line {line}, {key}", path.display());
+    let expected = [
+        (
+            at(2, "workers"),
+            r#"must be a whole number from 1 to 64, got "0""#,
+        ),
+        (at(3, "health_interval"), r#""soon" is not a duration"#),
+        (
+            at(6, "timeouts.udp"),
+            "must be at least 2m (RFC 4787 REQ-5)",
+        ),
+        (
+            at(11, r#"uplink "isp1" gw"#),
+            r#"gw "192.168.1.999" is not an IPv4 address"#,
+        ),
+        (
+            at(12, r#"uplink "isp1" tier"#),
+            r#"must be a whole number from 1 to 9, got "0""#,
+        ),
+        // the pin to isp1, refused above, is not an "unknown uplink" too
+        (
+            at(25, "[[pin]] uplink"),
+            r#"unknown uplink "isp9" (uplinks: isp1, isp2)"#,
+        ),
+        // the flags after the file
+        (
+            r#"--affinity-timeout "forever""#.to_string(),
+            r#""forever" is not a duration"#,
+        ),
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for ((origin, message), (want_origin, want_message)) in errors.iter().zip(&expected) {
+        assert_eq!(origin, want_origin);
+        assert!(message.starts_with(want_message), "{message:?}");
+    }
+    // one a line, as check-config and run print them
+    let shown = Config::load(&f).unwrap_err().to_string();
+    let lines: Vec<_> = shown.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{shown}");
+    assert!(lines[3].starts_with(&format!("{}: gw ", at(11, r#"uplink "isp1" gw"#))));
+}
+
+#[test]
+fn several_bad_flags_are_all_reported() {
+    let mut f = flags(
+        &[
+            "isp1,dev=eth1,gw=192.168.1.999,weight=0",
+            "isp2,dev=eth2,gw=192.168.2.254",
+        ],
+        &["174.143.119.91/33=isp2"],
+    );
+    f.health_interval = Some("soon".into());
+    f.offload = Some("yes".into());
+    let errors = all_errors(&f);
+    let origins: Vec<_> = errors.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(
+        origins,
+        [
+            r#"--health-interval "soon""#,
+            r#"--uplink "isp1,dev=eth1,gw=192.168.1.999,weight=0""#,
+            r#"--uplink "isp1,dev=eth1,gw=192.168.1.999,weight=0""#,
+            r#"--pin "174.143.119.91/33=isp2""#,
+            r#"--offload "yes""#,
+        ]
+    );
+    assert!(
+        errors[1].1.starts_with(r#"gw "192.168.1.999""#),
+        "{errors:?}"
+    );
+    assert!(errors[2].1.starts_with("weight must be"), "{errors:?}");
+    assert!(errors[4].1.contains("auto, on or off"), "{errors:?}");
+}
+
+#[test]
+fn an_error_is_not_followed_by_what_only_follows_from_it() {
+    // a pin to an uplink refused, and no usable uplink left
+    let e = load_err(&flags(&["isp1,dev=eth1"], &["10.0.0.0/8=isp1"]));
+    assert_eq!(e.message, "gw=IPV4 is missing");
+    // no LAN interface left, but one was given
+    let mut f = flags(&[ISP1], &[]);
+    f.lan = vec!["eth 0".into()];
+    assert!(load_err(&f).message.contains("must be 1 to 15 letters"));
+    // the RTT limit is not measured against the default timeout standing in for a bad one
+    let mut f = flags(&[ISP1], &[]);
+    f.health_timeout = Some("700".into());
+    f.max_rtt = Some("650ms".into());
+    assert!(load_err(&f).message.contains("is not a duration"));
+    // nor is an empty token taken for none
+    let mut f = flags(&[ISP1], &[]);
+    f.listen = Some("0.0.0.0:9911".into());
+    f.listen_token = Some(" ".into());
+    let e = load_err(&f);
+    assert_eq!(
+        (e.origin.as_str(), e.message.as_str()),
+        ("--listen-token", "the token is empty")
+    );
+    // a second flag of the same name is reported, not the first's override
+    let errors = all_errors(&flags(
+        &[
+            ISP1,
+            "isp1,dev=eth2,gw=192.168.2.254",
+            "isp1,dev=eth3,gw=1.1.1.1",
+        ],
+        &[],
+    ));
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}
+
+#[test]
+fn a_file_that_is_not_toml_stops_there_and_the_flags_are_still_checked() {
+    let path = write_temp(
+        "syntax.toml",
+        "lan = [\"eth0\"]\nworkers = 2\n[[uplink]\nname = \"isp1\"\n",
+    );
+    let mut f = Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    };
+    f.workers = Some(0);
+    let errors = all_errors(&f);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, format!("{} line 3", path.display()));
+    assert_eq!(errors[1].0, "--workers 0");
+}
+
+#[test]
+fn the_system_checks_report_every_uplink() {
+    let c = Config::load(&flags(
+        &[
+            ISP1,
+            "isp2,dev=eth7,gw=192.168.2.254",
+            "isp3,dev=eth2,gw=192.168.9.254",
+        ],
+        &[],
+    ))
+    .unwrap();
+    let mut sys = facts();
+    sys.interfaces.retain(|i| i.name != "eth0");
+    let e = c.resolve(&sys).unwrap_err();
+    let lines: Vec<_> = e.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            r#"--lan "eth0": no such interface"#,
+            r#"--uplink "isp2,dev=eth7,gw=192.168.2.254": dev "eth7": no such interface"#,
+            r#"--uplink "isp3,dev=eth2,gw=192.168.9.254": gw 192.168.9.254 is not on eth2's subnet 192.168.2.0/24"#,
+        ]
+    );
+    // a LAN without addresses, but there: that is said once
+    let mut sys = facts();
+    sys.interfaces[0].ipv4.clear();
+    let e = Config::load(&flags(&[ISP1], &[]))
+        .unwrap()
+        .resolve(&sys)
+        .unwrap_err();
+    assert_eq!(e.errors().len(), 1, "{e}");
+    assert!(e.to_string().contains("eth0 has no IPv4 address"), "{e}");
+}
+
+#[test]
+fn the_log_level_comes_from_the_file_then_the_flag() {
+    assert_eq!(
+        Config::load(&flags(&[ISP1], &[])).unwrap().log_level,
+        LevelFilter::INFO
+    );
+    let text = "lan = [\"eth0\"]\nlog_level = \"warn\"\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    let mut f = Flags {
+        config: Some(write_temp("level.toml", text)),
+        ..Flags::default()
+    };
+    assert_eq!(Config::load(&f).unwrap().log_level, LevelFilter::WARN);
+    f.log_level = Some("debug".into());
+    assert_eq!(Config::load(&f).unwrap().log_level, LevelFilter::DEBUG);
+    for (text, level) in [
+        ("error", LevelFilter::ERROR),
+        ("warn", LevelFilter::WARN),
+        ("info", LevelFilter::INFO),
+        ("debug", LevelFilter::DEBUG),
+        ("trace", LevelFilter::TRACE),
+    ] {
+        assert_eq!(parse_log_level(text, "x"), Ok(level));
+    }
+    for bad in ["", "off", "INFO", "verbose", "4"] {
+        assert!(parse_log_level(bad, "x").is_err(), "{bad:?}");
+    }
+    let bad = text.replace("\"warn\"", "\"loud\"");
+    let path = write_temp("level-bad.toml", &bad);
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
+    assert_eq!(e.origin, format!("{} line 2, log_level", path.display()));
 }

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
@@ -185,6 +185,9 @@ pub struct TcFastPath {
     handed_over: AtomicU64,
     withdrawn: AtomicU64,
     refused: AtomicU64,
+    /// A flow could not be withdrawn: said once at warn, the rest at debug, since it happens
+    /// flow by flow on the data path.
+    withdraw_failed: AtomicBool,
 }
 
 impl std::fmt::Debug for TcFastPath {
@@ -285,6 +288,7 @@ impl TcFastPath {
             handed_over: AtomicU64::new(0),
             withdrawn: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            withdraw_failed: AtomicBool::new(false),
         })
     }
 
@@ -500,7 +504,11 @@ impl FastPath for std::sync::Arc<TcFastPath> {
             Ok(()) => {
                 self.withdrawn.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => tracing::warn!(error = %e, "could not withdraw a flow from the fast path"),
+            Err(e) if self.withdraw_failed.swap(true, Ordering::Relaxed) => {
+                tracing::debug!(error = %e, "could not withdraw a flow from the fast path");
+            }
+            Err(e) => tracing::warn!(error = %e,
+                "could not withdraw a flow from the fast path (any more such at debug level)"),
         }
     }
 }
