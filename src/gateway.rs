@@ -266,23 +266,55 @@ struct Reloader<'a> {
     load: Loader<'a>,
 }
 
-impl Reloader<'_> {
+/// The running gateway as the control plane sees it: reports, and reloads (from SIGHUP or
+/// `POST /reload`, one at a time).
+struct Control<'a> {
+    shared: &'a Shared,
+    settings: &'a ArcSwap<Config>,
+    history: &'a Mutex<History>,
+    resolved: &'a [ResolvedUplink],
+    reloader: &'a Reloader<'a>,
+    reloading: Mutex<()>,
+}
+
+impl crate::control::Gateway for Control<'_> {
+    fn snapshot(&self, destinations: bool) -> crate::control::Snapshot {
+        snapshot(self.shared, &self.settings.load(), destinations)
+    }
+
+    fn history(&self) -> crate::control::history::HistoryReport {
+        let now = Duration::from_millis(self.shared.now().as_millis());
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .report(now)
+    }
+
+    fn reload(&self) -> Result<crate::control::ReloadReport, String> {
+        self.apply_reload().map(|r| crate::control::ReloadReport {
+            applied: r.applied,
+            need_restart: r.need_restart,
+        })
+    }
+}
+
+impl Control<'_> {
     /// Reads the settings again and puts into effect what can change while running (see
     /// [`Config::reload`]): in the engine at once, in the monitor, the hook and the reports
     /// through `settings`. Logs what changed, what waits for a restart, or why nothing did.
-    fn reload(
-        &self,
-        settings: &ArcSwap<Config>,
-        shared: &Shared,
-        resolved: &[ResolvedUplink],
-    ) -> Result<Reload, String> {
-        let new = (self.load)().inspect_err(|e| {
+    fn apply_reload(&self) -> Result<Reload, String> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (shared, settings) = (self.shared, self.settings);
+        let new = (self.reloader.load)().inspect_err(|e| {
             tracing::warn!(error = %e, "reload refused: the new settings cannot be used; the running ones stay");
         })?;
-        let reload = settings.load().reload(self.started, &new);
+        let reload = settings.load().reload(self.reloader.started, &new);
         shared
             .engine
-            .reconfigure(&engine_config(&reload.config, resolved));
+            .reconfigure(&engine_config(&reload.config, self.resolved));
         settings.store(Arc::new(reload.config.clone()));
         crate::logging::set_level(reload.config.log_level);
         for change in &reload.applied {
@@ -395,10 +427,20 @@ fn serve(
         history::KEPT_FOR,
     ));
 
+    let control = Control {
+        shared: &shared,
+        settings: &settings,
+        history: &history,
+        resolved,
+        reloader,
+        reloading: Mutex::new(()),
+    };
+
     let outcome = std::thread::scope(|s| {
         let shared = &shared;
         let settings = &settings;
         let history = &history;
+        let control = &control;
         // However this closure returns (a thread that cannot start, say), the threads already
         // running must stop, or the scope would wait for them forever.
         let _stop_on_return = StopOnDrop(&shared.stop);
@@ -453,7 +495,7 @@ fn serve(
                 hook::run(command, hook_events, &shared.stop)
             })
             .map_err(io_err("starting the hook thread"))?;
-        let control = std::thread::Builder::new()
+        let control_thread = std::thread::Builder::new()
             .name("wanlb-control".into())
             .spawn_scoped(s, move || control_loop(shared, config, history))
             .map_err(io_err("starting the control thread"))?;
@@ -474,21 +516,9 @@ fn serve(
                     .name("wanlb-http".into())
                     .spawn_scoped(s, move || {
                         let token = config.listen_token.as_deref();
-                        let snapshot = || snapshot(shared, &settings.load());
-                        let history = || {
-                            let now = Duration::from_millis(shared.now().as_millis());
-                            history
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .report(now)
-                        };
-                        if let Err(e) = crate::control::http::serve(
-                            server,
-                            token,
-                            snapshot,
-                            history,
-                            &shared.stop,
-                        ) {
+                        if let Err(e) =
+                            crate::control::http::serve(server, token, control, &shared.stop)
+                        {
                             tracing::warn!(error = %e, "the status and metrics server stopped");
                         }
                     })
@@ -502,7 +532,7 @@ fn serve(
                 libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun)),
                 libc::SIGHUP => {
                     tracing::info!("SIGHUP: reloading the settings");
-                    let _ = reloader.reload(settings, shared, resolved);
+                    let _ = control.apply_reload();
                 }
                 sig => break sig,
             }
@@ -516,7 +546,7 @@ fn serve(
                 first_error.get_or_insert(e);
             }
         }
-        let _ = control.join();
+        let _ = control_thread.join();
         if let Some(h) = http {
             let _ = h.join();
         }
@@ -650,7 +680,7 @@ fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
 }
 
 /// What the status and metrics report, now.
-fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
+fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate::control::Snapshot {
     use crate::control::{DestinationReport, PinReport, ProtoCounts, Snapshot, UplinkReport};
     let counters = shared.engine.counters();
     let fast = shared
@@ -743,17 +773,21 @@ fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
         flows: ProtoCounts { tcp, udp, icmp },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
-        top_destinations: shared
-            .engine
-            .busiest_destinations(TOP_DESTINATIONS)
-            .into_iter()
-            .map(|d| DestinationReport {
-                address: Ipv4Addr::from(d.addr).to_string(),
-                uplink: shared.uplinks[usize::from(d.uplink)].name.clone(),
-                bytes: d.bytes,
-                flows: d.flows,
-            })
-            .collect(),
+        top_destinations: if with_destinations {
+            shared
+                .engine
+                .busiest_destinations(TOP_DESTINATIONS)
+                .into_iter()
+                .map(|d| DestinationReport {
+                    address: Ipv4Addr::from(d.addr).to_string(),
+                    uplink: shared.uplinks[usize::from(d.uplink)].name.clone(),
+                    bytes: d.bytes,
+                    flows: d.flows,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -72,6 +72,18 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         #[arg(long)]
         watch: bool,
     },
+    /// Make a running wanlb read its settings again (as SIGHUP does) and print what changed:
+    /// weights, tiers, checks, pins, health settings, timeouts and the hook apply without
+    /// dropping a flow; other changes wait for a restart. Exit status 2 if the new settings
+    /// cannot be used (the running ones stay).
+    Reload {
+        /// Where the running wanlb serves its status (its --listen).
+        #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Its --listen-token, if it has one.
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
     /// gateways exist on this system), then print what it means. Every error is listed, each
     /// with its line and key; exit status 2 if there is any.
@@ -220,7 +232,10 @@ fn main() -> ExitCode {
     };
     let Some(errors) = config_errors(&e) else {
         say(logs.journal, &format!("{e:#}"));
-        return ExitCode::from(1);
+        let refused = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData);
+        return ExitCode::from(if refused { BAD_INPUT } else { 1 });
     };
     for e in errors.errors() {
         say(logs.journal, &e.to_string());
@@ -293,6 +308,19 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
             gateway::run(&config, &args.state_dir, &load)?;
+            Ok(())
+        }
+        Command::Reload { listen, token } => {
+            let report = wanlb::control::http::request_reload(listen, token.as_deref())?;
+            for change in &report.applied {
+                println!("applied: {change}");
+            }
+            for setting in &report.need_restart {
+                println!("needs a restart: {setting}");
+            }
+            if report.applied.is_empty() {
+                println!("no setting changed that a reload applies");
+            }
             Ok(())
         }
         Command::Status {

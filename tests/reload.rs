@@ -120,6 +120,23 @@ fn sighup_applies_new_weights_during_a_transfer_and_a_broken_file_changes_nothin
     );
     let still = via_counts(&tb.spread("198.19.0.150", 10, 1));
     assert_eq!(still, (5, 5), "still 1:1");
+
+    // `wanlb reload` asks the same and says what happened: refused, with why, exit 2...
+    let refused = tb.run("gw", &[WANLB, "reload"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("line 7") && said.contains("weight"), "{said}");
+    // ...then, the file mended and isp1 back to 2, what it applied
+    std::fs::write(&file, settings(2, "busy_poll = \"1ms\"")).unwrap();
+    let applied = tb.ok("gw", &[WANLB, "reload"]);
+    assert!(
+        applied.contains("applied: uplink isp1 weight: 1 -> 2"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("needs a restart: busy_poll changed"),
+        "{applied}"
+    );
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");

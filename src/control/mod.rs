@@ -11,6 +11,29 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
+use history::HistoryReport;
+
+/// What the control plane asks of the running gateway.
+pub trait Gateway {
+    /// The state now; with `destinations`, the busiest destinations too (a walk over every
+    /// flow: for the status, not for every metrics scrape).
+    fn snapshot(&self, destinations: bool) -> Snapshot;
+    /// Each line's throughput over the last minutes.
+    fn history(&self) -> HistoryReport;
+    /// Reads the settings again and applies what can change while running, as SIGHUP does;
+    /// the error says why the new settings cannot be used.
+    fn reload(&self) -> Result<ReloadReport, String>;
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Each change applied, e.g. `uplink isp1 weight: 2 -> 1`.
+    pub applied: Vec<String>,
+    /// Each change that waits for a restart, naming the setting.
+    pub need_restart: Vec<String>,
+}
+
 /// Everything the reports show, at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
