@@ -121,6 +121,7 @@ pub enum Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Reason::Answered { rounds: 1 } => write!(f, "1 probe round answered"),
             Reason::Answered { rounds } => write!(f, "{rounds} probe rounds in a row answered"),
             Reason::NoAnswer { rounds } => write!(f, "{rounds} probe rounds in a row unanswered"),
             Reason::Loss { pct, limit } => {
