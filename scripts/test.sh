@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_tools "${BASE_TOOLS[@]}"
+# tests/service.rs starts wanlb as the systemd unit would (setpriv)
+ensure_tools setpriv:util-linux
 ensure_rust
 # the integration tests run wanlb-probe (package wanlb-tools), which cargo builds only for
 # that package's own tests: build it first, in the profile the tests use
