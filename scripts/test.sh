@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_tools "${BASE_TOOLS[@]}"
-# tests/service.rs starts wanlb as the systemd unit would (setpriv)
-ensure_tools setpriv:util-linux
+# tests/service.rs starts wanlb as the systemd unit would (setpriv), tests/package.rs checks
+# the unit (systemd-analyze; systemd need not be running) and runs scripts/package.sh, which
+# installs what it needs itself
+ensure_tools setpriv:util-linux systemd-analyze:systemd dpkg-deb:dpkg
 ensure_rust
 # the integration tests run wanlb-probe (package wanlb-tools), which cargo builds only for
 # that package's own tests: build it first, in the profile the tests use
