@@ -98,8 +98,8 @@ fn control_fields_say_what_apt_needs() {
     assert_eq!(field("Section"), "net");
     assert_eq!(field("Priority"), "optional");
     let depends = field("Depends");
-    // what wanlb runs, and the C library found by dpkg-shlibdeps ($auto)
-    for needed in ["iproute2", "nftables", "libc6 (>= "] {
+    // what wanlb and its unit run, and the C library found by dpkg-shlibdeps ($auto)
+    for needed in ["iproute2", "nftables", "procps", "libc6 (>= "] {
         assert!(depends.contains(needed), "Depends: {depends}");
     }
     assert!(field("Maintainer").contains('@'));
