@@ -1,18 +1,28 @@
 //! The Debian package (root; CI runs as root): scripts/package.sh builds it, and what it holds
 //! is checked with dpkg-deb: the binary, the unit, /etc/wanlb/wanlb.toml as a conffile, the
 //! man pages and docs, the fields apt reads, maintainer scripts that leave the service off on
-//! install. The package is then taken apart and its binary and settings are run, and dpkg
-//! unpacks it into a scratch root with a database of its own.
+//! install. The package is then taken apart and its binary and settings are run, dpkg unpacks
+//! it into a scratch root with a database of its own, and apt installs it for real in a
+//! container of its own running systemd, on the test bed's gateway, where the service is
+//! given bad settings, started, crashed and removed.
 //!
-//! It is never configured there: that runs the postinst, which dpkg runs chrooted into the
-//! scratch root (where there is no shell, so it would fail) and which calls systemctl and
-//! deb-systemd-helper; with --force-script-chrootless it would run them on this host. Nothing
-//! here installs the package on the host or talks to its systemd.
+//! Nothing here installs the package on the host or talks to its systemd. In the scratch root
+//! the package is unpacked, never configured: configuring runs the postinst, chrooted into
+//! the scratch root (where there is no shell, so it would fail) or, with
+//! --force-script-chrootless, on this host, where it would call systemctl. The container has
+//! a root file system of its own (a minimal Debian made by debootstrap under target/, which
+//! each run writes to a tmpfs laid over), the network namespace of the test bed's gateway
+//! and nothing else of the host's.
+
+mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Process, TARGETS, Testbed};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -303,4 +313,270 @@ fn dpkg_unpacks_it_into_a_scratch_root_with_the_settings_as_a_conffile() {
         let pending = root.path(&format!("{}.dpkg-new", &path[1..]));
         assert!(on_disk.exists() || pending.exists(), "{path} not unpacked");
     }
+}
+
+/// A minimal Debian of this host's release with systemd, iproute2, nftables and procps, made
+/// by debootstrap once under target/ and reused: containers never write to it.
+fn debian_root() -> PathBuf {
+    let release = fs::read_to_string("/etc/os-release").expect("/etc/os-release");
+    let codename = release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .expect("a Debian release with a code name")
+        .trim_matches('"')
+        .to_string();
+    let root = repo().join(format!("target/package-test/debian-{codename}"));
+    let complete = root.with_extension("complete");
+    if !complete.exists() {
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        ok(
+            "debootstrap",
+            &[
+                "--variant=minbase",
+                "--include=systemd,systemd-sysv,dbus,iproute2,nftables,procps",
+                &codename,
+                root.to_str().unwrap(),
+            ],
+        );
+        fs::write(&complete, "").unwrap();
+    }
+    root
+}
+
+/// A container booted with systemd from [`debian_root`] in the network namespace of the
+/// test bed's gateway, with the capabilities wanlb's unit grants and the bpf() system call
+/// (systemd-nspawn's own filter refuses it otherwise). Halted when dropped.
+struct Container {
+    nspawn: Process,
+    leader: String,
+    name: String,
+}
+
+impl Container {
+    fn boot(tb: &Testbed, binds: &[(&Path, &str)]) -> Container {
+        let name = format!("wanlb-{}", tb.prefix);
+        let mut args = vec![
+            "--quiet".to_string(),
+            format!("--directory={}", debian_root().display()),
+            // the image stays as debootstrap made it; what the container writes goes to a
+            // tmpfs
+            "--volatile=overlay".into(),
+            "--boot".into(),
+            // this host's PID 1 need not be systemd: no machine registration, no scope
+            "--register=no".into(),
+            "--keep-unit".into(),
+            format!("--machine={name}"),
+            format!("--network-namespace-path=/run/netns/{}", tb.ns("gw")),
+            "--capability=CAP_NET_ADMIN,CAP_BPF,CAP_PERFMON".into(),
+            "--system-call-filter=bpf".into(),
+            "--resolv-conf=off".into(),
+            "--timezone=off".into(),
+            "--link-journal=no".into(),
+            "--console=pipe".into(),
+        ];
+        for (host, inside) in binds {
+            args.push(format!("--bind-ro={}:{inside}", host.display()));
+        }
+        let child = Command::new("systemd-nspawn")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("systemd-nspawn (scripts/test.sh installs systemd-container)");
+        let nspawn = Process::start(child);
+        let nspawn_pid = nspawn.child.id().to_string();
+        // systemd, the container's PID 1, is systemd-nspawn's child
+        let leader = wait_until("the container to start", || {
+            let children = run("pgrep", &["-P", &nspawn_pid]);
+            let pid = String::from_utf8_lossy(&children.stdout).trim().to_string();
+            (!pid.is_empty() && !pid.contains('\n')).then_some(pid)
+        });
+        let container = Container {
+            nspawn,
+            leader,
+            name,
+        };
+        wait_until("the container's systemd to finish booting", || {
+            let state = container.run(&["systemctl", "is-system-running"]);
+            let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+            ["running", "degraded"]
+                .contains(&state.as_str())
+                .then_some(())
+        });
+        container
+    }
+
+    /// Runs a command inside the container (all its namespaces).
+    fn run(&self, cmd: &[&str]) -> Output {
+        let mut args = vec!["--target", &self.leader, "--all", "--"];
+        args.extend(cmd);
+        run("nsenter", &args)
+    }
+
+    /// Runs a command inside the container that must succeed and returns its stdout.
+    fn ok(&self, cmd: &[&str]) -> String {
+        let out = self.run(cmd);
+        assert!(
+            out.status.success(),
+            "{cmd:?} in the container failed: {}{}\nconsole:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.nspawn.output()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What `systemctl show -p PROPERTY --value wanlb` says.
+    fn wanlb_property(&self, property: &str) -> String {
+        let value = self.ok(&["systemctl", "show", "-p", property, "--value", "wanlb"]);
+        value.trim().to_string()
+    }
+
+    /// wanlb's lines in the container's journal.
+    fn wanlb_log(&self) -> String {
+        self.ok(&["journalctl", "-u", "wanlb", "-o", "cat", "--no-pager"])
+    }
+
+    /// Waits until `text` appears `count` times in wanlb's journal.
+    fn wait_for_log(&self, text: &str, count: usize) {
+        wait_until(&format!("{text:?} in wanlb's journal"), || {
+            (self.wanlb_log().matches(text).count() >= count).then_some(())
+        });
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // SIGTERM asks systemd-nspawn to halt the container cleanly; the test bed's teardown
+        // kills whatever of it is still in the gateway's namespace
+        let pid = self.nspawn.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.nspawn.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // left behind by systemd-nspawn when /run is not a tmpfs
+        let _ = fs::remove_dir_all(format!("/run/systemd/nspawn/propagate/{}", self.name));
+    }
+}
+
+/// Calls `ready` until it returns something, for at most a minute (a wait, not a timing
+/// assertion).
+fn wait_until<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited in vain for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_cleanly() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let settings_dir = Scratch::new("container");
+    let settings = settings_dir.path("testbed.toml");
+    let bad = settings_dir.path("bad.toml");
+    let testbed_settings = format!(
+        "lan = [\"eth0\"]\nhealth_target = [\"{}\", \"{}\"]\n\
+         [[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"198.18.1.254\"\nweight = 2\n\
+         [[uplink]]\nname = \"isp2\"\ndev = \"eth2\"\ngw = \"198.18.2.254\"\n",
+        TARGETS[0], TARGETS[1]
+    );
+    fs::write(&settings, &testbed_settings).unwrap();
+    // a gateway that is not on its uplink's subnet
+    fs::write(
+        &bad,
+        testbed_settings.replace("198.18.1.254", "198.18.9.254"),
+    )
+    .unwrap();
+    let box_ = Container::boot(
+        &tb,
+        &[
+            (Path::new(deb()), "/root/wanlb.deb"),
+            (&settings, "/root/testbed.toml"),
+            (&bad, "/root/bad.toml"),
+        ],
+    );
+    let before = tb.gateway_state();
+
+    box_.ok(&["apt-get", "install", "--yes", "--quiet", "/root/wanlb.deb"]);
+    assert_eq!(box_.wanlb_property("UnitFileState"), "disabled");
+    assert_eq!(box_.wanlb_property("ActiveState"), "inactive");
+
+    // settings that cannot be used: refused, and not tried again for ever
+    box_.ok(&["cp", "/root/bad.toml", "/etc/wanlb/wanlb.toml"]);
+    assert!(!box_.run(&["systemctl", "start", "wanlb"]).status.success());
+    wait_until("wanlb to give up on bad settings", || {
+        (box_.wanlb_property("ActiveState") == "failed").then_some(())
+    });
+    assert!(box_.wanlb_log().contains("is not on eth1's subnet"));
+    box_.ok(&["systemctl", "reset-failed", "wanlb"]);
+
+    box_.ok(&["cp", "/root/testbed.toml", "/etc/wanlb/wanlb.toml"]);
+    box_.ok(&["systemctl", "enable", "--now", "wanlb"]);
+    box_.wait_for_log(" ready ", 1);
+    assert!(box_.wanlb_log().contains("kernel fast path attached"));
+    tb.assert_pings("lan", "198.19.0.1", 3, "0.2");
+    tb.assert_tcp_echo("lan", "198.19.0.2:9000", 1_000_000);
+    // the unit's capabilities and no others, and no way to gain more
+    let main_pid = box_.wanlb_property("MainPID");
+    let status = box_.ok(&["cat", &format!("/proc/{main_pid}/status")]);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .trim()
+            .to_string()
+    };
+    // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_PERFMON (38), CAP_BPF (39)
+    let caps = format!("{:016x}", (1u64 << 12) | (1 << 13) | (1 << 38) | (1 << 39));
+    for set in ["CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(set), caps, "{set} of wanlb under its unit");
+    }
+    assert_eq!(field("NoNewPrivs:"), "1");
+    // what wanlb adds, less the TUN device's interface number, which a new one changes
+    let plumbing = || {
+        let rules = tb.ok("gw", &["ip", "-4", "rule"]);
+        let routes = tb.ok("gw", &["ip", "-4", "route", "show", "table", "all"]);
+        let tables = tb.ok("gw", &["nft", "list", "ruleset"]);
+        format!("{rules}{routes}{tables}")
+    };
+    let running = plumbing();
+
+    // reloading settings that cannot be used fails, and wanlb runs on with its own
+    box_.ok(&["cp", "/root/bad.toml", "/etc/wanlb/wanlb.toml"]);
+    assert!(!box_.run(&["systemctl", "reload", "wanlb"]).status.success());
+    assert_eq!(box_.wanlb_property("MainPID"), main_pid);
+    box_.ok(&["cp", "/root/testbed.toml", "/etc/wanlb/wanlb.toml"]);
+
+    // a crash: systemd starts wanlb again, which first undoes what the dead one added (its
+    // journal survived in /run/wanlb), so nothing is added twice
+    box_.ok(&["systemctl", "kill", "--signal=KILL", "wanlb"]);
+    box_.wait_for_log("undid what a previous run left behind", 1);
+    box_.wait_for_log(" ready ", 2);
+    assert_ne!(box_.wanlb_property("MainPID"), main_pid);
+    assert_eq!(
+        plumbing(),
+        running,
+        "after systemd restarted wanlb after a crash"
+    );
+    tb.assert_pings("lan", "198.19.0.3", 3, "0.2");
+
+    // removing the package stops wanlb, which removes what it added
+    box_.ok(&["apt-get", "remove", "--yes", "--quiet", "wanlb"]);
+    tb.assert_gateway_state(&before, "after apt-get remove wanlb");
+    // the settings stay until purged
+    box_.ok(&["test", "-f", "/etc/wanlb/wanlb.toml"]);
+    box_.ok(&["apt-get", "purge", "--yes", "--quiet", "wanlb"]);
+    assert!(!box_.run(&["test", "-e", "/etc/wanlb"]).status.success());
 }
