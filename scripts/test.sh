@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_tools "${BASE_TOOLS[@]}" "${BROWSER_TOOLS[@]}"
+# tests/service.rs starts wanlb as the systemd unit would (setpriv); tests/package.rs runs
+# scripts/package.sh (which installs what it needs itself), checks the unit (systemd-analyze;
+# systemd need not be running) and installs the package in a container with systemd
+ensure_tools setpriv:util-linux systemd-analyze:systemd dpkg-deb:dpkg \
+  systemd-nspawn:systemd-container debootstrap:debootstrap
 ensure_rust
 # the integration tests run wanlb-probe (package wanlb-tools), which cargo builds only for
 # that package's own tests: build it first, in the profile the tests use
