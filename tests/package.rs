@@ -557,6 +557,17 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
     box_.ok(&["cp", "/root/bad.toml", "/etc/wanlb/wanlb.toml"]);
     assert!(!box_.run(&["systemctl", "reload", "wanlb"]).status.success());
     assert_eq!(box_.wanlb_property("MainPID"), main_pid);
+    // a good one is applied by the same process
+    box_.ok(&["cp", "/root/testbed.toml", "/etc/wanlb/wanlb.toml"]);
+    box_.ok(&[
+        "sed",
+        "-i",
+        "1i affinity_timeout = \"20m\"",
+        "/etc/wanlb/wanlb.toml",
+    ]);
+    box_.ok(&["systemctl", "reload", "wanlb"]);
+    box_.wait_for_log("affinity_timeout: \"10m\" -> \"20m\"", 1);
+    assert_eq!(box_.wanlb_property("MainPID"), main_pid);
     box_.ok(&["cp", "/root/testbed.toml", "/etc/wanlb/wanlb.toml"]);
 
     // a crash: systemd starts wanlb again, which first undoes what the dead one added (its
