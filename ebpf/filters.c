@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Socket filters for an uplink's packet sockets: the kernel keeps every frame that is not
- * wanlb's. Loaded once per uplink, with that uplink's address and wanlb's NAT port range set
- * before loading. A socket filter returns how many bytes of the frame to queue: 0 drops it. */
+ * wanlb's. Loaded once per uplink, with wanlb's NAT port range set before loading and the
+ * uplink's address in a map, which wanlb updates when the interface's address changes. A
+ * socket filter returns how many bytes of the frame to queue: 0 drops it. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -13,9 +14,16 @@
 #define KEEP 0xffffffff
 #define ICMP_ECHO_REPLY 0
 
-/* The uplink's address (network byte order), the NAT port range (ports and echo identifiers
- * wanlb translates to), and the identifier of wanlb's own health probes. */
-const volatile __be32 uplink_addr = 0;
+/* The uplink's address (network byte order), in entry 0 (a DHCP renewal may change it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __be32);
+} wanlb_uplink_addr SEC(".maps");
+
+/* The NAT port range (ports and echo identifiers wanlb translates to), and the identifier of
+ * wanlb's own health probes. */
 const volatile __u16 first_port = 0;
 const volatile __u16 last_port = 0;
 const volatile __u16 probe_id = 0;
@@ -28,7 +36,10 @@ static __always_inline int ipv4_to_uplink(struct __sk_buff *skb, __u8 *proto, __
 	__u8 version_ihl;
 	if (bpf_skb_load_bytes(skb, 12, &ethertype, 2) || ethertype != bpf_htons(ETH_P_IP))
 		return 0;
-	if (bpf_skb_load_bytes(skb, ETH_LEN + 16, &daddr, 4) || daddr != uplink_addr)
+	__u32 entry = 0;
+	__be32 *uplink_addr = bpf_map_lookup_elem(&wanlb_uplink_addr, &entry);
+	if (!uplink_addr || bpf_skb_load_bytes(skb, ETH_LEN + 16, &daddr, 4) ||
+	    daddr != *uplink_addr)
 		return 0;
 	if (bpf_skb_load_bytes(skb, ETH_LEN, &version_ihl, 1) ||
 	    bpf_skb_load_bytes(skb, ETH_LEN + 9, proto, 1))

@@ -25,7 +25,7 @@ use crate::io::packet::PacketSocket;
 use crate::io::system::{self, Plumbing, SystemError};
 use crate::io::worker::{Shared, Worker};
 use crate::io::{hook, iface, signal, tun};
-use crate::uplink::{Live, Uplink};
+use crate::uplink::{Addressing, Live, Uplink};
 
 /// Routing table and rule priorities wanlb uses for LAN traffic.
 pub const ROUTE_TABLE: u32 = 7100;
@@ -180,9 +180,18 @@ fn plumb(
         let to_tun = format!("iif {lan} lookup {ROUTE_TABLE} priority {}", prio + 1);
         p.ip(&format!("rule add {to_tun}"), &format!("rule del {to_tun}"))?;
     }
-    let guard: Vec<(String, Ipv4Addr)> = uplinks
+    let addrs: Vec<Ipv4Addr> = uplinks.iter().map(|u| u.addr).collect();
+    p.nft_table(&nft_table_name(tun), &guard_table(config, &addrs)?)?;
+    Ok(())
+}
+
+/// wanlb's nftables table for the uplinks' addresses `addrs` (in the settings' order).
+fn guard_table(config: &Config, addrs: &[Ipv4Addr]) -> Result<String, GatewayError> {
+    let guard: Vec<(String, Ipv4Addr)> = config
+        .uplinks
         .iter()
-        .map(|u| (u.iface.name.clone(), u.addr))
+        .zip(addrs)
+        .map(|(u, a)| (u.dev.clone(), *a))
         .collect();
     // what the kernel routes itself from the LAN: the subnets of this host's interfaces
     let kernel_routed: Vec<(Ipv4Addr, u8)> = iface::list()
@@ -192,18 +201,14 @@ fn plumb(
         .filter_map(|&(addr, len)| Prefix::new(u32::from(addr), len))
         .map(|p| (Ipv4Addr::from(p.addr()), p.prefix_len()))
         .collect();
-    p.nft_table(
-        &nft_table_name(tun),
-        &system::guard_table_json(
-            &nft_table_name(tun),
-            tun,
-            &config.lan,
-            &kernel_routed,
-            &guard,
-            config.nat_ports,
-        ),
-    )?;
-    Ok(())
+    Ok(system::guard_table_json(
+        &nft_table_name(&config.tun),
+        &config.tun,
+        &config.lan,
+        &kernel_routed,
+        &guard,
+        config.nat_ports,
+    ))
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -366,9 +371,8 @@ fn serve(
             dev: u.dev.clone(),
             ifindex: r.iface.index,
             mac: r.iface.mac,
-            addr: r.addr,
             gateway: u.gw,
-            live: Live::default(),
+            live: Live::new(r.addr),
         })
         .collect();
     let unprobed: Vec<&str> = config
@@ -416,8 +420,20 @@ fn serve(
                 .map_err(io_err(format!("opening the probe sockets on {}", u.dev)))
         })
         .collect::<Result<Vec<_>, GatewayError>>()?;
-    // the sockets keep their filters
-    drop(filters);
+    let addressing: Vec<Addressing> = config
+        .uplinks
+        .iter()
+        .zip(resolved)
+        .map(|(u, r)| {
+            let addrs = r.iface.ipv4.iter().map(|(a, _)| *a).collect();
+            Addressing::new(&u.dev, r.iface.index, u.src, addrs)
+        })
+        .collect();
+    let table = nft_table_name(&config.tun);
+    let guard = |addrs: &[Ipv4Addr]| -> Result<(), String> {
+        let json = guard_table(config, addrs).map_err(|e| e.to_string())?;
+        system::replace_nft_table(&table, &json).map_err(|e| e.to_string())
+    };
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
     let (events, hook_events) = std::sync::mpsc::channel();
     let settings = ArcSwap::from_pointee(config.clone());
@@ -473,6 +489,9 @@ fn serve(
             shared,
             lines,
             links,
+            filters,
+            addressing,
+            guard: &guard,
             settings,
             tun: &queues[0],
             events,
@@ -706,7 +725,7 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
             UplinkReport {
                 name: u.name.clone(),
                 device: u.dev.clone(),
-                address: u.addr.to_string(),
+                address: u.addr().to_string(),
                 gateway: u.gateway.to_string(),
                 gateway_mac: u.gateway_mac().map(crate::uplink::format_mac),
                 tier: spec.tier,

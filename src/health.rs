@@ -114,6 +114,8 @@ pub enum Reason {
         limit_us: u64,
     },
     CarrierLost,
+    /// The interface lost its address (a DHCP lease, a PPPoE session), or is gone.
+    NoAddress,
     /// The gateway stopped answering ARP while targets were being probed.
     ArpLost,
 }
@@ -137,6 +139,7 @@ impl fmt::Display for Reason {
                 *limit_us as f64 / 1000.0
             ),
             Reason::CarrierLost => write!(f, "carrier lost"),
+            Reason::NoAddress => write!(f, "the interface has no address"),
             Reason::ArpLost => write!(f, "the gateway stopped answering ARP"),
         }
     }
@@ -202,6 +205,8 @@ pub struct LineHealth {
     targets: usize,
     state: State,
     carrier: bool,
+    /// The interface has the address the line uses.
+    addressed: bool,
     pending: VecDeque<Round>,
     window: VecDeque<Finished>,
     next_seq: u16,
@@ -224,6 +229,7 @@ impl LineHealth {
             targets,
             state: State::Unknown,
             carrier: true,
+            addressed: true,
             pending: VecDeque::new(),
             window: VecDeque::new(),
             next_seq: 0,
@@ -352,6 +358,22 @@ impl LineHealth {
         self.transition(State::Down, Reason::CarrierLost)
     }
 
+    /// The interface lost the line's address, or has one again: without one the line is down
+    /// at once, and comes back, as after carrier, once probes are answered again.
+    pub fn address(&mut self, present: bool) -> Option<Change> {
+        self.addressed = present;
+        if present {
+            return None;
+        }
+        self.good_run = 0;
+        self.transition(State::Down, Reason::NoAddress)
+    }
+
+    /// Carrier and an address: what a good round needs besides answers.
+    fn linked(&self) -> bool {
+        self.carrier && self.addressed
+    }
+
     fn transition(&mut self, state: State, reason: Reason) -> Option<Change> {
         if self.state == state {
             return None;
@@ -406,7 +428,7 @@ impl LineHealth {
                 .map(|p90| (4 * p90).max(OVERDUE_MIN_US).min(timeout / 2));
         }
         let brownout = self.brownout();
-        let good = answered && brownout.is_none() && self.carrier;
+        let good = answered && brownout.is_none() && self.linked();
         if good {
             self.good_run += 1;
             self.bad_run = 0;
@@ -424,7 +446,7 @@ impl LineHealth {
             }
             // at start-up one good round is enough: there is no flapping to guard against yet
             State::Down | State::Unknown
-                if self.carrier
+                if self.linked()
                     && !(self.targets > 0 && self.arp_lost(now_us))
                     && (self.good_run >= s.up_after
                         || (self.state == State::Unknown && self.good_run >= 1)) =>
@@ -528,6 +550,21 @@ mod tests {
 
     fn line(targets: usize) -> LineHealth {
         LineHealth::new(HealthSettings::default(), targets)
+    }
+
+    #[test]
+    fn an_interface_without_its_address_is_down_until_answered_again() {
+        let mut l = line(1);
+        drive(&mut l, 0, 3, |_| true);
+        assert_eq!(l.state(), State::Up);
+        let c = l.address(false).expect("change");
+        assert_eq!((c.state, c.reason), (State::Down, Reason::NoAddress));
+        // answers (from the old address's last packets) while it has none do not count
+        assert!(drive(&mut l, 3, 20, |_| true).is_empty());
+        assert_eq!(l.address(true), None);
+        let up = drive(&mut l, 23, 20, |_| true);
+        assert_eq!(up.len(), 1, "{up:?}");
+        assert_eq!(up[0].1.state, State::Up);
     }
 
     #[test]

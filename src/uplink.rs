@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::health::{State, Stats};
@@ -32,23 +32,25 @@ pub struct Uplink {
     pub dev: String,
     pub ifindex: u32,
     pub mac: [u8; 6],
-    /// The address its traffic leaves from.
-    pub addr: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub live: Live,
 }
 
-/// What is learned at run time, starting unknown.
+/// What is learned at run time.
 #[derive(Debug)]
 pub struct Live {
+    /// The address its traffic leaves from, as the interface has it now.
+    addr: AtomicU32,
     /// The gateway's MAC in the low 48 bits; 0 while unknown.
     gateway_mac: AtomicU64,
     status: Mutex<Status>,
 }
 
-impl Default for Live {
-    fn default() -> Live {
+impl Live {
+    /// Starting with the address the line has at start, its gateway's MAC and health unknown.
+    pub fn new(addr: Ipv4Addr) -> Live {
         Live {
+            addr: AtomicU32::new(u32::from(addr)),
             gateway_mac: AtomicU64::new(0),
             status: Mutex::new(Status {
                 state: State::Unknown,
@@ -79,6 +81,15 @@ pub fn format_mac(mac: [u8; 6]) -> String {
 }
 
 impl Uplink {
+    /// The address its traffic leaves from (the last one it had while it has none).
+    pub fn addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.live.addr.load(Ordering::Relaxed))
+    }
+
+    pub fn set_addr(&self, addr: Ipv4Addr) {
+        self.live.addr.store(u32::from(addr), Ordering::Relaxed);
+    }
+
     pub fn gateway_mac(&self) -> Option<[u8; 6]> {
         match self.live.gateway_mac.load(Ordering::Relaxed) {
             0 => None,
@@ -120,9 +131,189 @@ impl Uplink {
     }
 }
 
+/// A change the kernel reported about links, IPv4 addresses and default routes (netlink).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A link exists, with this state (administratively up with carrier, or not).
+    Link {
+        ifindex: u32,
+        name: String,
+        carrier: bool,
+    },
+    /// A link was removed (a PPPoE session ended, a USB modem unplugged).
+    LinkGone { ifindex: u32, name: String },
+    /// An IPv4 address was added to (`present`) or removed from a link.
+    Address {
+        ifindex: u32,
+        addr: Ipv4Addr,
+        present: bool,
+    },
+    /// An IPv4 default route of the main table through a link, added or removed (what a
+    /// DHCP client installs).
+    DefaultRoute {
+        ifindex: u32,
+        gateway: Ipv4Addr,
+        present: bool,
+    },
+}
+
+/// What a [`LinkEvent`] means for one uplink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    Carrier(bool),
+    /// Its interface was removed: the line is dead.
+    Gone,
+    /// An interface of its name appeared with another index: its sockets are bound to the
+    /// old one.
+    Reappeared {
+        ifindex: u32,
+    },
+    /// The address it should use now, or none.
+    Address(Option<Ipv4Addr>),
+}
+
+/// What the kernel says about one uplink's interface, and so the address the uplink uses: the
+/// settings' `src` while the interface has it, else the interface's first IPv4 address (a
+/// DHCP renewal or a PPPoE reconnect may change it). Pure: fed the kernel's events.
+#[derive(Clone, Debug)]
+pub struct Addressing {
+    dev: String,
+    ifindex: u32,
+    src: Option<Ipv4Addr>,
+    /// The interface's addresses, in the order the kernel gave them.
+    addrs: Vec<Ipv4Addr>,
+}
+
+impl Addressing {
+    pub fn new(dev: &str, ifindex: u32, src: Option<Ipv4Addr>, addrs: Vec<Ipv4Addr>) -> Addressing {
+        Addressing {
+            dev: dev.to_string(),
+            ifindex,
+            src,
+            addrs,
+        }
+    }
+
+    /// The address the uplink should use now.
+    pub fn current(&self) -> Option<Ipv4Addr> {
+        match self.src {
+            Some(src) => self.addrs.contains(&src).then_some(src),
+            None => self.addrs.first().copied(),
+        }
+    }
+
+    /// Takes in `event`; says what changed for this uplink, if anything.
+    pub fn apply(&mut self, event: &LinkEvent) -> Option<LinkChange> {
+        match event {
+            LinkEvent::Link {
+                ifindex, carrier, ..
+            } if *ifindex == self.ifindex => Some(LinkChange::Carrier(*carrier)),
+            LinkEvent::Link { ifindex, name, .. } if *name == self.dev => {
+                Some(LinkChange::Reappeared { ifindex: *ifindex })
+            }
+            LinkEvent::LinkGone { ifindex, .. } if *ifindex == self.ifindex => {
+                self.addrs.clear();
+                Some(LinkChange::Gone)
+            }
+            LinkEvent::Address {
+                ifindex,
+                addr,
+                present,
+            } if *ifindex == self.ifindex => {
+                let before = self.current();
+                self.addrs.retain(|a| a != addr);
+                if *present {
+                    self.addrs.push(*addr);
+                }
+                let now = self.current();
+                (now != before).then_some(LinkChange::Address(now))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn address(ifindex: u32, last: u8, present: bool) -> LinkEvent {
+        LinkEvent::Address {
+            ifindex,
+            addr: Ipv4Addr::new(198, 18, 1, last),
+            present,
+        }
+    }
+
+    #[test]
+    fn an_uplink_follows_its_interfaces_first_address() {
+        let a = |last| Ipv4Addr::new(198, 18, 1, last);
+        let mut line = Addressing::new("eth1", 3, None, vec![a(1)]);
+        assert_eq!(line.current(), Some(a(1)));
+        // another interface's address, or the one it has again, change nothing
+        assert_eq!(line.apply(&address(4, 9, true)), None);
+        assert_eq!(line.apply(&address(3, 1, true)), None);
+        // a renewal: the new address first added, then the old one removed
+        assert_eq!(line.apply(&address(3, 2, true)), None);
+        assert_eq!(
+            line.apply(&address(3, 1, false)),
+            Some(LinkChange::Address(Some(a(2))))
+        );
+        // the lease lost: no address, then one again
+        assert_eq!(
+            line.apply(&address(3, 2, false)),
+            Some(LinkChange::Address(None))
+        );
+        assert_eq!(
+            line.apply(&address(3, 7, true)),
+            Some(LinkChange::Address(Some(a(7))))
+        );
+    }
+
+    #[test]
+    fn a_given_src_is_used_while_the_interface_has_it() {
+        let a = |last| Ipv4Addr::new(198, 18, 1, last);
+        let mut line = Addressing::new("eth1", 3, Some(a(5)), vec![a(1), a(5)]);
+        assert_eq!(line.current(), Some(a(5)));
+        assert_eq!(line.apply(&address(3, 1, false)), None);
+        assert_eq!(
+            line.apply(&address(3, 5, false)),
+            Some(LinkChange::Address(None))
+        );
+        assert_eq!(
+            line.apply(&address(3, 6, true)),
+            None,
+            "not the address it was given"
+        );
+        assert_eq!(
+            line.apply(&address(3, 5, true)),
+            Some(LinkChange::Address(Some(a(5))))
+        );
+    }
+
+    #[test]
+    fn a_removed_interface_is_gone_and_its_return_is_noticed() {
+        let mut line = Addressing::new("ppp0", 9, None, vec![Ipv4Addr::new(198, 18, 5, 1)]);
+        let link = |ifindex, carrier| LinkEvent::Link {
+            ifindex,
+            name: "ppp0".into(),
+            carrier,
+        };
+        assert_eq!(
+            line.apply(&link(9, false)),
+            Some(LinkChange::Carrier(false))
+        );
+        let gone = LinkEvent::LinkGone {
+            ifindex: 9,
+            name: "ppp0".into(),
+        };
+        assert_eq!(line.apply(&gone), Some(LinkChange::Gone));
+        assert_eq!(line.current(), None);
+        assert_eq!(
+            line.apply(&link(12, true)),
+            Some(LinkChange::Reappeared { ifindex: 12 })
+        );
+    }
 
     #[test]
     fn mac_packs_into_u64_and_back() {

@@ -499,6 +499,9 @@ pub struct Flow {
     /// translated, and those the fast path carried before it was taken back. While it is on
     /// the fast path, the fast path counts the rest.
     pub bytes: u64,
+    /// Its uplink's address epoch when it opened: a flow of an earlier one names an address
+    /// the uplink no longer has.
+    pub epoch: u8,
 }
 
 impl Flow {
@@ -661,6 +664,7 @@ mod tests {
             hits: 0,
             on_fast_path: false,
             bytes: 0,
+            epoch: 0,
             ext_port: 61000 + port,
             uplink: 0,
             tcp: TcpState::default(),
@@ -1124,10 +1128,10 @@ mod tests {
 
     #[test]
     fn a_flow_entry_stays_small() {
-        // the TCP state and both receive windows in 15 bytes: 48 per flow with its byte
-        // count, with no padding
+        // the TCP state and both receive windows in 15 bytes: 56 per flow with its byte count
+        // and address epoch
         assert_eq!(std::mem::size_of::<TcpState>(), 15);
-        assert_eq!(std::mem::size_of::<Flow>(), 48);
+        assert_eq!(std::mem::size_of::<Flow>(), 56);
     }
 
     #[test]

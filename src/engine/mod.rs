@@ -374,8 +374,12 @@ fn shard_of(remote: u32) -> usize {
 /// selector), always after the shard, never both at once.
 #[derive(Debug)]
 pub struct Engine {
-    /// Each uplink's address; weights and tiers are the selector's.
-    addrs: Vec<u32>,
+    /// Each uplink's address (low 32 bits) and how many times it changed (high 32 bits), read
+    /// on every packet; weights and tiers are the selector's.
+    addrs: Vec<AtomicU64>,
+    /// Each uplink's address before its last change: flows opened before it still name it in
+    /// the fast path's keys until they are taken back.
+    previous_addrs: Vec<AtomicU32>,
     /// Read once per expiry round; a reload replaces it.
     timeouts: Mutex<Timeouts>,
     shards: Box<[Mutex<Shard>]>,
@@ -486,7 +490,16 @@ impl Engine {
                 tokens: RateLimit::BURST,
                 last_ms: 0,
             }),
-            addrs: config.uplinks.iter().map(|u| u.addr).collect(),
+            addrs: config
+                .uplinks
+                .iter()
+                .map(|u| AtomicU64::new(u64::from(u.addr)))
+                .collect(),
+            previous_addrs: config
+                .uplinks
+                .iter()
+                .map(|u| AtomicU32::new(u.addr))
+                .collect(),
             fast_path: None,
             lan_nets: Vec::new(),
         }
@@ -542,8 +555,26 @@ impl Engine {
     }
 
     /// The address `flow` leaves from.
+    /// `uplink`'s address now, and its epoch (how many times it changed, modulo 256).
+    fn addr_of(&self, uplink: UplinkId) -> (u32, u8) {
+        let b = self.addrs[usize::from(uplink)]
+            .load(Ordering::Relaxed)
+            .to_le_bytes();
+        (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), b[4])
+    }
+
+    /// The address `flow` is translated to: its uplink's, or, for a flow opened before the
+    /// uplink's address changed, the one before.
     fn ext_addr(&self, flow: &Flow) -> u32 {
-        self.addrs[usize::from(flow.uplink)]
+        match self.addr_of(flow.uplink) {
+            (addr, epoch) if epoch == flow.epoch => addr,
+            _ => self.previous_addrs[usize::from(flow.uplink)].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether `flow` was opened before its uplink's address last changed.
+    fn is_stale(&self, flow: &Flow) -> bool {
+        self.addr_of(flow.uplink).1 != flow.epoch
     }
 
     /// Takes `flow` off the fast path, if it is there.
@@ -569,7 +600,11 @@ impl Engine {
     fn consider_fast_path(&self, flow: &mut Flow) {
         let Some(fast) = &self.fast_path else { return };
         // a flow about to move or be reset must keep passing through the engine
-        if flow.on_fast_path || flow.tcp.is_resetting() || self.is_leaving(flow.uplink) {
+        if flow.on_fast_path
+            || flow.tcp.is_resetting()
+            || self.is_leaving(flow.uplink)
+            || self.is_stale(flow)
+        {
             return;
         }
         flow.hits = flow.hits.saturating_add(1);
@@ -599,6 +634,9 @@ impl Engine {
     /// Whether a UDP or ICMP flow on a leaving uplink must move: yes, unless a pin holds it
     /// to its uplink and that uplink is up (a pinned backup line is still the pinned line).
     fn must_move(&self, flow: &Flow) -> bool {
+        if self.is_stale(flow) {
+            return true;
+        }
         if !self.is_leaving(flow.uplink) {
             return false;
         }
@@ -713,7 +751,7 @@ impl Engine {
                 return Ok(Verdict::Tun);
             }
         };
-        let addr = self.addrs[usize::from(uplink)];
+        let addr = self.addr_of(uplink).0;
         if let Some(piece) = &first_piece {
             let id = shard.fragments.first(now, piece, uplink, addr)?;
             fragment::rewrite_id(pkt, id);
@@ -800,6 +838,7 @@ impl Engine {
             hits: 1,
             on_fast_path: false,
             bytes: len as u64,
+            epoch: self.addr_of(uplink).1,
         });
         Ok((uplink, ext_port))
     }
@@ -838,11 +877,7 @@ impl Engine {
         if !self.lan_nets.is_empty() && self.is_from_lan(ip.src) {
             return Err(DropReason::LanSourceFromUplink);
         }
-        let uplink_addr = *self
-            .addrs
-            .get(usize::from(uplink))
-            .ok_or(DropReason::NotForUplink)?;
-        if ip.dst != uplink_addr {
+        if usize::from(uplink) >= self.addrs.len() || ip.dst != self.addr_of(uplink).0 {
             return Err(DropReason::NotForUplink);
         }
         let (src_port, dst_port) = ip.ports(pkt);
@@ -949,7 +984,7 @@ impl Engine {
         let mut shard = self.shard(key.rem_addr);
         let flow = shard.flows.get_mut(&key).ok_or(DropReason::NoFlow)?;
         let (uplink, ext_port) = (flow.uplink, flow.ext_port);
-        let addr = self.addrs[usize::from(uplink)];
+        let addr = self.ext_addr(flow);
         icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, addr, ext_port);
         *csum = L4Checksum::Complete;
         shard.count_outbound(uplink, pkt.len());
@@ -1037,15 +1072,49 @@ impl Engine {
             self.leaving.store(leaving, Ordering::Relaxed);
             (down & !down_before, leaving & !leaving_before)
         };
+        let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
+        self.release(newly_down | newly_leaving, true, |f| {
+            reset && newly_down & (1 << f.uplink) != 0
+        })
+    }
+
+    /// A new address for `uplink` (a DHCP renewal, a PPPoE reconnect): new flows use it at
+    /// once. Flows on the old one cannot follow it: UDP and ICMP move at their next packet
+    /// (to the same line, since their destinations keep their binding), TCP is reset towards
+    /// the LAN host whatever `reset_tcp_on_down` says (the returned probes ask for the
+    /// sequence numbers).
+    pub fn set_uplink_addr(&self, uplink: UplinkId, addr: u32) -> Vec<[u8; SEQUENCE_PROBE]> {
+        let _one_at_a_time = lock(&self.reselecting);
+        let (old, epoch) = self.addr_of(uplink);
+        if old == addr {
+            return Vec::new();
+        }
+        let i = usize::from(uplink);
+        self.previous_addrs[i].store(old, Ordering::Relaxed);
+        let next = u64::from(epoch.wrapping_add(1)) << 32 | u64::from(addr);
+        self.addrs[i].store(next, Ordering::Relaxed);
+        self.release(1 << uplink, false, |_| true)
+    }
+
+    /// Releases what the uplinks in `affected` (one bit each) hold: with `unbind`, their
+    /// destinations' bindings; their UDP and ICMP flows, which come back from the fast path to
+    /// move at their next packet; and the TCP connections `reset_tcp` picks, which come back
+    /// too and are reset towards the LAN host (the returned probes ask each host for the
+    /// sequence number its reset must carry). Other TCP connections are left to finish.
+    fn release(
+        &self,
+        affected: u32,
+        unbind: bool,
+        reset_tcp: impl Fn(&Flow) -> bool,
+    ) -> Vec<[u8; SEQUENCE_PROBE]> {
         let mut probes = Vec::new();
-        let affected = newly_down | newly_leaving;
         if affected == 0 {
             return probes;
         }
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             for u in 0..self.addrs.len() {
-                if affected & (1 << u) != 0 {
+                if unbind && affected & (1 << u) != 0 {
                     shard.affinity.release(uplink_id(u));
                 }
             }
@@ -1054,10 +1123,8 @@ impl Engine {
                 if affected & bit == 0 {
                     return;
                 }
-                let reset = f.key.proto == PROTO_TCP
-                    && newly_down & bit != 0
-                    && self.reset_tcp_on_down.load(Ordering::Relaxed)
-                    && !f.tcp.is_reset_or_resetting();
+                let reset =
+                    f.key.proto == PROTO_TCP && !f.tcp.is_reset_or_resetting() && reset_tcp(f);
                 // TCP left to finish stays on the fast path; everything else comes back
                 if f.key.proto != PROTO_TCP || reset {
                     // the host's receive point as the fast path last carried it: the probe

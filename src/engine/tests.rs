@@ -4,7 +4,7 @@
 //! checksums are computed from scratch too.
 
 use super::checksum::{fold, pseudo_header, sum};
-use super::packet::{PROTO_UDP, TCP_SYN, read_u16, write_u16};
+use super::packet::{PROTO_UDP, TCP_SYN, read_u16, read_u32, write_u16};
 use super::select::{Pin, Prefix};
 use super::*;
 use proptest::prelude::*;
@@ -2023,4 +2023,61 @@ fn the_busiest_destinations_count_both_ways_and_what_the_fast_path_carried() {
     *fake.bytes.lock().unwrap() = 0;
     let top = e.busiest_destinations(1)[0];
     assert!(top.bytes > 1_000_000, "{top:?}");
+}
+
+#[test]
+fn a_new_address_takes_new_flows_and_ends_those_of_the_old_one() {
+    use std::sync::Arc;
+    let fake = Arc::new(FakeFastPath::default());
+    let mut e = Engine::new(config((61000, 65535), vec![])).with_fast_path(Box::new(fake.clone()));
+    established(&mut e);
+    // a UDP flow, answered and steady: on the fast path
+    let mut query = Ipv4Packet::udp(LAN, dst(1), 5000, 53, b"q").build();
+    assert_eq!(out(&mut e, t(4), &mut query), Verdict::Uplink(0));
+    let port = read_u16(&query, 20);
+    for i in 0..u64::from(HAND_OVER_AFTER) {
+        let mut reply = Ipv4Packet::udp(dst(1), UPLINK_1, 53, port, b"a").build();
+        assert_eq!(inb(&mut e, t(5 + i), 0, &mut reply), Verdict::Tun);
+    }
+    assert!(
+        fake.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("hand over 17"))
+    );
+    let renewed = u32::from_be_bytes([198, 18, 1, 2]);
+    let probes = e.set_uplink_addr(0, renewed);
+    assert_eq!(
+        probes.len(),
+        1,
+        "the TCP connection cannot follow: it is reset"
+    );
+    // both came back from the fast path, under the keys they were handed over with
+    let log = fake.log.lock().unwrap().clone();
+    assert!(log.contains(&"withdraw 17 5000".to_string()), "{log:?}");
+    // the UDP flow continues from the new address at its next packet
+    let mut next = Ipv4Packet::udp(LAN, dst(1), 5000, 53, b"q").build();
+    assert_eq!(out(&mut e, t(20), &mut next), Verdict::Uplink(0));
+    assert_eq!(read_u32(&next, 12), renewed);
+    assert_eq!(e.counters().moved, 1);
+    // the TCP connection's next segment from the host is answered with the reset
+    let ack = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"x")
+        .flags(ACK)
+        .seq(101)
+        .ack(5000)
+        .build();
+    assert_eq!(out(&mut e, t(21), ack), Verdict::Tun);
+    assert_eq!(e.counters().resets, 1);
+    // replies to the old address are not the uplink's any more
+    let mut late = Ipv4Packet::udp(dst(1), UPLINK_1, 53, port, b"a").build();
+    assert_eq!(
+        inb(&mut e, t(22), 0, &mut late),
+        Verdict::Drop(DropReason::NotForUplink)
+    );
+    // new flows leave from the new address, and the same address again changes nothing
+    let mut fresh = Ipv4Packet::udp(LAN, dst(9), 7, 53, b"q").build();
+    out(&mut e, t(23), &mut fresh);
+    assert!([renewed, UPLINK_2].contains(&read_u32(&fresh, 12)));
+    assert!(e.set_uplink_addr(0, renewed).is_empty());
 }

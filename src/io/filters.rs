@@ -1,12 +1,15 @@
 //! The socket filters of an uplink's packet sockets (`ebpf/filters.c`, compiled into the
 //! committed `ebpf/filters.o`): the kernel keeps every frame that is not wanlb's. Loaded once
-//! per uplink with that uplink's address, the NAT port range and the health probes' echo
-//! identifier; a socket keeps its filter after the loaded object is dropped.
+//! per uplink with the NAT port range and the health probes' echo identifier; the uplink's
+//! address is in a map that [`SocketFilters::set_addr`] changes when the interface's address
+//! does. A socket keeps its filter after the loaded object is dropped (but then its address
+//! can no longer change).
 
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 
+use aya::maps::Array;
 use aya::programs::{SocketFilter, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 
@@ -44,10 +47,7 @@ impl SocketFilters {
     /// Loads the filters for an uplink with address `addr`, NAT ports `ports` and health
     /// probes of echo identifier `probe_id`.
     pub fn load(addr: Ipv4Addr, ports: (u16, u16), probe_id: u16) -> io::Result<SocketFilters> {
-        // in the packet's byte order, as the filter compares it
-        let addr = u32::from_ne_bytes(addr.octets());
         let mut ebpf = EbpfLoader::new()
-            .override_global("uplink_addr", &addr, true)
             .override_global("first_port", &ports.0, true)
             .override_global("last_port", &ports.1, true)
             .override_global("probe_id", &probe_id, true)
@@ -71,7 +71,23 @@ impl SocketFilters {
                 e => error(name, e),
             })?;
         }
-        Ok(SocketFilters { ebpf })
+        let mut filters = SocketFilters { ebpf };
+        filters.set_addr(addr)?;
+        Ok(filters)
+    }
+
+    /// The uplink's address from now on, for every socket with these filters.
+    pub fn set_addr(&mut self, addr: Ipv4Addr) -> io::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("wanlb_uplink_addr")
+            .ok_or_else(|| io::Error::other("wanlb_uplink_addr is not in ebpf/filters.o"))?;
+        let mut addrs: Array<_, u32> =
+            Array::try_from(map).map_err(|e| error("wanlb_uplink_addr", e))?;
+        // in the packet's byte order, as the filter compares it
+        addrs
+            .set(0, u32::from_ne_bytes(addr.octets()), 0)
+            .map_err(|e| error("setting the uplink's address", e))
     }
 
     fn program(&self, filter: Filter) -> io::Result<&SocketFilter> {

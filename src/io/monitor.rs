@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::engine::checksum::checksum;
 use crate::engine::packet::{read_u16, read_u32, write_u16};
 use crate::health::{Change, LineHealth, State};
-use crate::uplink::{Uplink, format_mac};
+use crate::uplink::{Addressing, LinkChange, LinkEvent, Uplink, format_mac};
 
 use super::arp;
 use super::fd::Poller;
@@ -84,7 +84,7 @@ pub fn echo_request(
     ip[6] = 0x40; // don't fragment
     ip[8] = 64;
     ip[9] = 1;
-    ip[12..16].copy_from_slice(&uplink.addr.octets());
+    ip[12..16].copy_from_slice(&uplink.addr().octets());
     ip[16..20].copy_from_slice(&target.octets());
     let c = checksum(&ip[..20], 0);
     write_u16(ip, 10, c);
@@ -115,6 +115,12 @@ pub struct Monitor<'a, T: PacketIo> {
     pub shared: &'a Shared,
     pub lines: Vec<LineSockets>,
     pub links: LinkWatch,
+    /// Each line's socket filters, which follow its address.
+    pub filters: Vec<SocketFilters>,
+    /// What the kernel says about each line's interface, and so its address.
+    pub addressing: Vec<Addressing>,
+    /// Rebuilds wanlb's nftables table for the uplinks' addresses, in order.
+    pub guard: &'a (dyn Fn(&[Ipv4Addr]) -> Result<(), String> + Sync),
     /// The settings in force: health settings and each uplink's targets, which a reload may
     /// change.
     pub settings: &'a ArcSwap<Config>,
@@ -126,7 +132,7 @@ pub struct Monitor<'a, T: PacketIo> {
 
 impl<T: PacketIo> Monitor<'_, T> {
     /// Probes every line until `shared.stop` is set.
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<()> {
         let shared = self.shared;
         let mut applied: Arc<Config> = self.settings.load_full();
         let mut targets: Vec<Vec<Ipv4Addr>> = line_targets(&applied);
@@ -143,6 +149,15 @@ impl<T: PacketIo> Monitor<'_, T> {
         }
         let mut poller = Poller::new(&fds);
         let mut buf = [0u8; 2048];
+        let mut kernel_says = Vec::new();
+        // the links, addresses and routes as they are now; changes come on the socket
+        self.links.ask_all(&mut |e| kernel_says.push(e))?;
+        let mut lines = Lines {
+            health: &mut health,
+            targets: &targets,
+            carrier: &mut carrier,
+        };
+        self.link_events(kernel_says.drain(..), &mut lines);
         while !shared.stop.load(Ordering::Relaxed) {
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
@@ -172,18 +187,13 @@ impl<T: PacketIo> Monitor<'_, T> {
             poller.wait(wait.clamp(0, TICK_MS))?;
             let now = shared.now_us();
             if poller.is_ready(0) {
-                self.links.read(|link| {
-                    for (i, u) in shared.uplinks.iter().enumerate() {
-                        if u.ifindex == link.ifindex && carrier[i] != link.carrier {
-                            carrier[i] = link.carrier;
-                            tracing::debug!(uplink = %u.name, carrier = link.carrier, "carrier");
-                            match health[i].carrier(link.carrier) {
-                                Some(c) => self.apply(i, c, &health[i], &targets[i], link.carrier),
-                                None => u.update(link.carrier, health[i].stats(), None),
-                            }
-                        }
-                    }
-                })?;
+                self.links.read(|e| kernel_says.push(e))?;
+                let mut lines = Lines {
+                    health: &mut health,
+                    targets: &targets,
+                    carrier: &mut carrier,
+                };
+                self.link_events(kernel_says.drain(..), &mut lines);
             }
             for (i, line) in self.lines.iter().enumerate() {
                 let uplink = &shared.uplinks[i];
@@ -223,6 +233,92 @@ impl<T: PacketIo> Monitor<'_, T> {
         Ok(())
     }
 
+    /// Puts what the kernel said about links and addresses into effect, line by line.
+    fn link_events(&mut self, events: impl Iterator<Item = LinkEvent>, lines: &mut Lines<'_>) {
+        let shared = self.shared;
+        for event in events {
+            for i in 0..shared.uplinks.len() {
+                let Some(change) = self.addressing[i].apply(&event) else {
+                    continue;
+                };
+                let u = &shared.uplinks[i];
+                let verdict = match change {
+                    LinkChange::Carrier(up) if lines.carrier[i] != up => {
+                        lines.carrier[i] = up;
+                        tracing::debug!(uplink = %u.name, carrier = up, "carrier");
+                        let verdict = lines.health[i].carrier(up);
+                        if verdict.is_none() {
+                            u.update(up, lines.health[i].stats(), None);
+                        }
+                        verdict
+                    }
+                    LinkChange::Carrier(_) => None,
+                    LinkChange::Gone => {
+                        tracing::info!(uplink = %u.name, dev = %u.dev, "interface removed");
+                        lines.carrier[i] = false;
+                        lines.health[i].carrier(false)
+                    }
+                    LinkChange::Reappeared { ifindex } => {
+                        tracing::warn!(uplink = %u.name, dev = %u.dev, ifindex,
+                            "the interface is back as a new one, but this line's sockets are bound to the old one: restart wanlb to use it");
+                        None
+                    }
+                    LinkChange::Address(None) => {
+                        tracing::info!(uplink = %u.name, dev = %u.dev, address = %u.addr(), "the interface lost the line's address");
+                        lines.health[i].address(false)
+                    }
+                    LinkChange::Address(Some(addr)) => {
+                        self.readdress(i, addr);
+                        lines.health[i].address(true)
+                    }
+                };
+                if let Some(c) = verdict {
+                    self.apply(i, c, &lines.health[i], &lines.targets[i], lines.carrier[i]);
+                }
+            }
+        }
+    }
+
+    /// Uplink `i` has address `addr` from now on: new flows leave from it, flows on the old
+    /// one are ended as on a dead line, and the socket filters and wanlb's nftables table
+    /// follow.
+    fn readdress(&mut self, i: usize, addr: Ipv4Addr) {
+        let shared = self.shared;
+        let uplink = &shared.uplinks[i];
+        let old = uplink.addr();
+        if old == addr {
+            return;
+        }
+        tracing::info!(uplink = %uplink.name, from = %old, to = %addr, "uplink address changed");
+        uplink.set_addr(addr);
+        if let Err(e) = self.filters[i].set_addr(addr) {
+            tracing::warn!(uplink = %uplink.name, error = %e, "cannot give the socket filters the new address; replies to it are not seen");
+        }
+        let probes = shared.engine.set_uplink_addr(i as u8, u32::from(addr));
+        if !probes.is_empty() {
+            tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections of the old address");
+        }
+        self.send_to_lan(probes);
+        let addrs: Vec<Ipv4Addr> = shared.uplinks.iter().map(Uplink::addr).collect();
+        if let Err(e) = (self.guard)(&addrs) {
+            tracing::warn!(error = %e, "cannot update wanlb's nftables table for the new address");
+        }
+    }
+
+    /// Writes the engine's packets for LAN hosts (sequence probes) to TUN.
+    fn send_to_lan(&self, probes: Vec<[u8; crate::engine::SEQUENCE_PROBE]>) {
+        let mut frame = [0u8; vnet::LEN + crate::engine::SEQUENCE_PROBE];
+        for p in probes {
+            frame[vnet::LEN..].copy_from_slice(&p);
+            if self.tun.send(&frame).is_err() {
+                self.shared
+                    .io
+                    .tun_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// One round's probes through uplink `i`: an echo request to every target (once the
     /// gateway's MAC is known) and an ARP request to the gateway.
     fn send_round(
@@ -256,7 +352,7 @@ impl<T: PacketIo> Monitor<'_, T> {
         *arp_misses += 1;
         let request = arp::request(
             uplink.mac,
-            u32::from(uplink.addr),
+            u32::from(uplink.addr()),
             u32::from(uplink.gateway),
             to,
         );
@@ -316,13 +412,7 @@ impl<T: PacketIo> Monitor<'_, T> {
         if !probes.is_empty() {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
         }
-        let mut frame = [0u8; vnet::LEN + crate::engine::SEQUENCE_PROBE];
-        for p in probes {
-            frame[vnet::LEN..].copy_from_slice(&p);
-            if self.tun.send(&frame).is_err() {
-                shared.io.tun_write_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.send_to_lan(probes);
         if up && let Some(mac) = uplink.gateway_mac() {
             self.set_fast_path(i, Some(mac));
         }
@@ -333,6 +423,13 @@ impl<T: PacketIo> Monitor<'_, T> {
             reason,
         });
     }
+}
+
+/// The monitor's view of every line, as link events change it.
+struct Lines<'a> {
+    health: &'a mut [LineHealth],
+    targets: &'a [Vec<Ipv4Addr>],
+    carrier: &'a mut [bool],
 }
 
 /// Each uplink's health targets under `config`, in the uplinks' order.
@@ -356,9 +453,8 @@ mod tests {
             dev: "eth1".into(),
             ifindex: 3,
             mac: [2, 0, 0, 0, 0, 1],
-            addr: Ipv4Addr::new(198, 18, 1, 1),
             gateway: Ipv4Addr::new(198, 18, 1, 254),
-            live: Live::default(),
+            live: Live::new(Ipv4Addr::new(198, 18, 1, 1)),
         };
         let f = echo_request(
             &uplink,

@@ -1,89 +1,109 @@
-//! Link state from the kernel: a netlink socket subscribed to link changes, which also asks
-//! for the current state of every link once, so carrier is known from the start and every
-//! change is heard at once (no polling).
+//! What the kernel says about links, IPv4 addresses and IPv4 default routes, over netlink
+//! (messages by netlink-packet-route, the socket by netlink-sys). One socket is subscribed to
+//! the changes; a second one asks for the current state, at start and whenever the first
+//! overflowed, so every change is heard at once (no polling) and none is missed for long.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::net::IpAddr;
+#[cfg(test)]
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, RawFd};
 
-use super::fd::{check, own, read, write};
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-const RTMGRP_LINK: u32 = 1;
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_HEADER: usize = 16;
-const IFINFOMSG: usize = 16;
-const IFF_UP: u32 = 0x1;
-/// Operationally up: carrier present (RFC 2863 "up").
-const IFF_RUNNING: u32 = 0x40;
+use crate::uplink::LinkEvent as Event;
+
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 
 #[derive(Debug)]
 pub struct LinkWatch {
-    fd: OwnedFd,
-}
-
-/// One link's state in a netlink message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkState {
-    pub ifindex: u32,
-    /// Administratively up with carrier.
-    pub carrier: bool,
+    changes: Socket,
+    queries: Socket,
 }
 
 impl LinkWatch {
-    /// Subscribes to link changes and asks for every link's state; both arrive through
-    /// [`LinkWatch::read`].
+    /// Subscribes to link, address and route changes; [`LinkWatch::read`] then hands over
+    /// the current state of each first, then every change.
     pub fn open() -> io::Result<LinkWatch> {
-        // SAFETY: socket() with integer arguments.
-        let fd = own(unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
-            )
-        })?;
-        // SAFETY: sockaddr_nl is plain old data; all-zero is valid.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        addr.nl_groups = RTMGRP_LINK;
-        // SAFETY: the address points to a live sockaddr_nl and its size is passed.
-        check(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        })?;
-        let watch = LinkWatch { fd };
-        watch.ask_all()?;
-        Ok(watch)
+        let mut changes = Socket::new(NETLINK_ROUTE)?;
+        changes.bind(&SocketAddr::new(
+            0,
+            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE,
+        ))?;
+        changes.set_non_blocking(true)?;
+        let mut queries = Socket::new(NETLINK_ROUTE)?;
+        queries.bind_auto()?;
+        queries.connect(&SocketAddr::new(0, 0))?;
+        Ok(LinkWatch { changes, queries })
     }
 
-    /// Asks for every link's state; the answers arrive like changes.
-    fn ask_all(&self) -> io::Result<()> {
-        let mut dump = [0u8; NLMSG_HEADER + IFINFOMSG];
-        let len = dump.len() as u32;
-        dump[0..4].copy_from_slice(&len.to_ne_bytes());
-        dump[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
-        dump[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        dump[NLMSG_HEADER] = libc::AF_UNSPEC as u8;
-        write(&self.fd, &dump)?;
+    /// Hands every link, address and default route there is to `f`, as events.
+    pub fn ask_all(&self, f: &mut impl FnMut(Event)) -> io::Result<()> {
+        let requests = [
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            RouteNetlinkMessage::GetAddress({
+                let mut m = AddressMessage::default();
+                m.header.family = AddressFamily::Inet;
+                m
+            }),
+            RouteNetlinkMessage::GetRoute({
+                let mut m = RouteMessage::default();
+                m.header.address_family = AddressFamily::Inet;
+                m
+            }),
+        ];
+        // one dump at a time: a netlink socket runs a single dump
+        for (seq, request) in requests.into_iter().enumerate() {
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            header.sequence_number = seq as u32 + 1;
+            let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
+            message.finalize();
+            let mut buf = vec![0u8; message.buffer_len()];
+            message.serialize(&mut buf);
+            self.queries.send(&buf, 0)?;
+            let mut reply = Vec::with_capacity(64 * 1024);
+            'dump: loop {
+                reply.clear();
+                self.queries.recv(&mut reply, 0)?;
+                let mut done = false;
+                parse(&reply, &mut |m| match m {
+                    Parsed::Event(e) => f(e),
+                    Parsed::Done => done = true,
+                });
+                if done {
+                    break 'dump;
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Hands every link state waiting on the socket to `f`. When the kernel had more
-    /// changes than the socket could queue (ENOBUFS: many links changing at once), some were
-    /// lost: every link's state is asked for again.
-    pub fn read(&self, mut f: impl FnMut(LinkState)) -> io::Result<()> {
-        let mut buf = vec![0u8; 32 * 1024];
+    /// Hands every change waiting on the socket to `f`. When the kernel had more changes than
+    /// the socket could queue (ENOBUFS), some were lost: the whole state is asked for again.
+    pub fn read(&self, mut f: impl FnMut(Event)) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(64 * 1024);
         loop {
-            match read(&self.fd, &mut buf) {
-                Ok(n) => parse(&buf[..n], &mut f),
+            buf.clear();
+            match self.changes.recv(&mut buf, 0) {
+                Ok(_) => parse(&buf, &mut |m| {
+                    if let Parsed::Event(e) = m {
+                        f(e)
+                    }
+                }),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     tracing::warn!("link changes overflowed the netlink socket; asking again");
-                    if let Err(e) = self.ask_all() {
+                    if let Err(e) = self.ask_all(&mut f) {
                         tracing::warn!(error = %e, "cannot ask for the links' state again");
                     }
                 }
@@ -93,67 +113,252 @@ impl LinkWatch {
     }
 
     pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.changes.as_raw_fd()
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+/// What one netlink message says.
+enum Parsed {
+    Event(Event),
+    /// The end of a dump.
+    Done,
 }
 
-/// The link states in a buffer of netlink messages; anything malformed ends the walk.
-pub fn parse(mut buf: &[u8], f: &mut impl FnMut(LinkState)) {
-    while buf.len() >= NLMSG_HEADER {
-        let Some(len) = u32_at(buf, 0).map(|l| l as usize) else {
-            return;
-        };
-        if len < NLMSG_HEADER || len > buf.len() {
-            return;
-        }
-        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-        let msg = &buf[NLMSG_HEADER..len];
-        if kind == RTM_NEWLINK
-            && let (Some(index), Some(flags)) = (u32_at(msg, 4), u32_at(msg, 8))
-        {
-            f(LinkState {
-                ifindex: index,
-                carrier: flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING,
-            });
+/// The messages in a datagram from the kernel; anything malformed ends the walk, anything
+/// else is skipped.
+fn parse(mut buf: &[u8], f: &mut impl FnMut(Parsed)) {
+    while let Ok(header) = NetlinkBuffer::new_checked(buf) {
+        let len = header.length() as usize;
+        let Some(one) = buf.get(..len) else { return };
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(one) {
+            Ok(m) => match m.payload {
+                NetlinkPayload::InnerMessage(inner) => {
+                    if let Some(e) = event(inner) {
+                        f(Parsed::Event(e));
+                    }
+                }
+                NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => f(Parsed::Done),
+                _ => {}
+            },
+            Err(e) => tracing::debug!(error = %e, "a netlink message wanlb cannot read"),
         }
         // messages are 4-byte aligned
-        let next = len.div_ceil(4) * 4;
-        buf = buf.get(next..).unwrap_or(&[]);
+        buf = buf.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
     }
+}
+
+fn event(message: RouteNetlinkMessage) -> Option<Event> {
+    match message {
+        RouteNetlinkMessage::NewLink(m) => {
+            let flags = m.header.flags;
+            Some(Event::Link {
+                ifindex: m.header.index,
+                name: link_name(&m),
+                carrier: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running),
+            })
+        }
+        RouteNetlinkMessage::DelLink(m) => Some(Event::LinkGone {
+            ifindex: m.header.index,
+            name: link_name(&m),
+        }),
+        RouteNetlinkMessage::NewAddress(m) => address(&m, true),
+        RouteNetlinkMessage::DelAddress(m) => address(&m, false),
+        RouteNetlinkMessage::NewRoute(m) => default_route(&m, true),
+        RouteNetlinkMessage::DelRoute(m) => default_route(&m, false),
+        _ => None,
+    }
+}
+
+fn link_name(m: &LinkMessage) -> String {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn address(m: &AddressMessage, present: bool) -> Option<Event> {
+    if m.header.family != AddressFamily::Inet {
+        return None;
+    }
+    // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on a
+    // point-to-point link, and the same as IFA_LOCAL elsewhere
+    let local = |a: &AddressAttribute| match a {
+        AddressAttribute::Local(IpAddr::V4(addr)) => Some(*addr),
+        _ => None,
+    };
+    let any = |a: &AddressAttribute| match a {
+        AddressAttribute::Address(IpAddr::V4(addr)) => Some(*addr),
+        _ => None,
+    };
+    let addr = m
+        .attributes
+        .iter()
+        .find_map(local)
+        .or_else(|| m.attributes.iter().find_map(any))?;
+    Some(Event::Address {
+        ifindex: m.header.index,
+        addr,
+        present,
+    })
+}
+
+fn default_route(m: &RouteMessage, present: bool) -> Option<Event> {
+    let h = &m.header;
+    let table = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(h.table));
+    if h.address_family != AddressFamily::Inet
+        || h.destination_prefix_length != 0
+        || table != u32::from(RouteHeader::RT_TABLE_MAIN)
+    {
+        return None;
+    }
+    let ifindex = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })?;
+    let gateway = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+        _ => None,
+    })?;
+    Some(Event::DefaultRoute {
+        ifindex,
+        gateway,
+        present,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_route::address::AddressHeader;
+    use netlink_packet_route::link::LinkHeader;
 
-    fn message(kind: u16, index: u32, flags: u32) -> Vec<u8> {
-        let mut m = vec![0u8; NLMSG_HEADER + IFINFOMSG + 6];
-        let len = m.len() as u32;
-        m[0..4].copy_from_slice(&len.to_ne_bytes());
-        m[4..6].copy_from_slice(&kind.to_ne_bytes());
-        m[NLMSG_HEADER + 4..NLMSG_HEADER + 8].copy_from_slice(&index.to_ne_bytes());
-        m[NLMSG_HEADER + 8..NLMSG_HEADER + 12].copy_from_slice(&flags.to_ne_bytes());
-        m.extend_from_slice(&[0, 0]); // padding to 4 bytes
-        m
+    fn datagram(messages: Vec<RouteNetlinkMessage>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for inner in messages {
+            let mut m = NetlinkMessage::new(
+                NetlinkHeader::default(),
+                NetlinkPayload::InnerMessage(inner),
+            );
+            m.finalize();
+            let mut buf = vec![0u8; m.buffer_len()];
+            m.serialize(&mut buf);
+            out.extend(buf);
+            out.resize(out.len().div_ceil(4) * 4, 0);
+        }
+        out
+    }
+
+    fn events(buf: &[u8]) -> Vec<Event> {
+        let mut seen = Vec::new();
+        parse(buf, &mut |p| {
+            if let Parsed::Event(e) = p {
+                seen.push(e)
+            }
+        });
+        seen
     }
 
     #[test]
-    fn link_messages_give_carrier_and_nothing_else_counts() {
-        let mut buf = message(RTM_NEWLINK, 3, IFF_UP | IFF_RUNNING);
-        buf.extend(message(RTM_NEWLINK, 4, IFF_UP));
-        buf.extend(message(20, 5, IFF_UP | IFF_RUNNING)); // an address message
-        buf.extend(message(RTM_NEWLINK, 6, IFF_RUNNING));
-        buf.extend([1, 2, 3]); // truncated garbage
-        let mut seen = vec![];
-        parse(&buf, &mut |s| seen.push((s.ifindex, s.carrier)));
-        assert_eq!(seen, [(3, true), (4, false), (6, false)]);
-        // a length that runs past the end stops the walk without a panic
-        let mut bad = message(RTM_NEWLINK, 7, 0);
-        bad[0] = 200;
-        parse(&bad, &mut |_| panic!("nothing to report"));
+    fn links_addresses_and_default_routes_become_events() {
+        let mut link = LinkMessage::default();
+        link.header = LinkHeader {
+            index: 3,
+            flags: LinkFlags::Up | LinkFlags::Running,
+            ..LinkHeader::default()
+        };
+        link.attributes.push(LinkAttribute::IfName("eth1".into()));
+        let mut down = link.clone();
+        down.header.flags = LinkFlags::Up;
+        let mut addr = AddressMessage::default();
+        addr.header = AddressHeader {
+            family: AddressFamily::Inet,
+            prefix_len: 24,
+            index: 3,
+            ..AddressHeader::default()
+        };
+        addr.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(
+                198, 18, 1, 2,
+            ))));
+        let mut route = RouteMessage::default();
+        route.header.address_family = AddressFamily::Inet;
+        route.header.table = RouteHeader::RT_TABLE_MAIN;
+        route.attributes.push(RouteAttribute::Oif(3));
+        route
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+                198, 18, 1, 254,
+            ))));
+        // a route that is not a default one says nothing
+        let mut subnet = route.clone();
+        subnet.header.destination_prefix_length = 24;
+        let buf = datagram(vec![
+            RouteNetlinkMessage::NewLink(link.clone()),
+            RouteNetlinkMessage::NewLink(down),
+            RouteNetlinkMessage::NewAddress(addr.clone()),
+            RouteNetlinkMessage::DelAddress(addr),
+            RouteNetlinkMessage::NewRoute(route),
+            RouteNetlinkMessage::NewRoute(subnet),
+            RouteNetlinkMessage::DelLink(link),
+        ]);
+        let name = || "eth1".to_string();
+        let a = Ipv4Addr::new(198, 18, 1, 2);
+        assert_eq!(
+            events(&buf),
+            [
+                Event::Link {
+                    ifindex: 3,
+                    name: name(),
+                    carrier: true
+                },
+                Event::Link {
+                    ifindex: 3,
+                    name: name(),
+                    carrier: false
+                },
+                Event::Address {
+                    ifindex: 3,
+                    addr: a,
+                    present: true
+                },
+                Event::Address {
+                    ifindex: 3,
+                    addr: a,
+                    present: false
+                },
+                Event::DefaultRoute {
+                    ifindex: 3,
+                    gateway: Ipv4Addr::new(198, 18, 1, 254),
+                    present: true
+                },
+                Event::LinkGone {
+                    ifindex: 3,
+                    name: name()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_datagrams_end_the_walk_without_a_panic() {
+        let mut link = LinkMessage::default();
+        link.header.index = 7;
+        let mut buf = datagram(vec![RouteNetlinkMessage::NewLink(link)]);
+        buf[0] = 200; // a length past the end
+        assert!(events(&buf).is_empty());
+        assert!(events(&[1, 2, 3]).is_empty());
+        let mut short = datagram(vec![]);
+        short.extend([16, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(events(&short).is_empty());
     }
 }

@@ -274,6 +274,21 @@ impl Plumbing {
     }
 }
 
+/// Replaces wanlb's table `name`, made with [`Plumbing::nft_table`] (whose undo still
+/// removes it), by `batch_json`, in one transaction: no packet sees it half made. Its
+/// counters start again from 0.
+pub fn replace_nft_table(name: &str, batch_json: &str) -> Result<(), SystemError> {
+    let mut batch: serde_json::Value = serde_json::from_str(batch_json)
+        .map_err(|e| io_err("wanlb's own nftables batch".to_string())(io::Error::other(e)))?;
+    if let Some(items) = batch["nftables"].as_array_mut() {
+        items.insert(
+            0,
+            serde_json::json!({"delete": {"table": {"family": "ip", "name": name}}}),
+        );
+    }
+    run("nft", &words("-j -f -"), Some(&batch.to_string()))
+}
+
 /// The mark wanlb's nftables table puts on what wanlb writes to its TUN device, so that the
 /// reverse-path check of those packets takes the route back through the TUN device (an ip
 /// rule for the mark; `src_valid_mark` on the device).

@@ -420,9 +420,8 @@ mod tests {
             dev: "eth1".into(),
             ifindex: 3,
             mac: OUR_MAC,
-            addr: UPLINK.into(),
             gateway: [198, 18, 1, 254].into(),
-            live: Live::default(),
+            live: Live::new(UPLINK.into()),
         }
     }
 

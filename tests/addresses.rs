@@ -1,0 +1,112 @@
+//! Addresses that change while wanlb runs (root; CI runs as root): a DHCP renewal giving eth1
+//! a new address, and a lease lost and regained. New flows leave from the new address, nothing
+//! leaves from the old one, and wanlb's nftables table and socket filters follow.
+
+mod common;
+
+use common::*;
+
+/// How many packets from `source` r1 saw since its watch was set.
+fn seen_from(tb: &Testbed, source: &str) -> u64 {
+    let rules = tb.ok("r1", &["nft", "-j", "list", "chain", "ip", "watch", "pre"]);
+    let json: serde_json::Value = serde_json::from_str(&rules).expect("nft JSON");
+    json["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item.get("rule"))
+        .filter(|rule| rule["comment"] == source)
+        .filter_map(|rule| {
+            rule["expr"]
+                .as_array()?
+                .iter()
+                .find_map(|e| e.get("counter"))
+        })
+        .map(|c| c["packets"].as_u64().unwrap())
+        .sum()
+}
+
+/// Counts, on r1, what arrives from each of `sources` (from now on).
+fn watch_sources(tb: &Testbed, sources: &[&str]) {
+    let _ = tb.run("r1", &["nft", "delete", "table", "ip", "watch"]);
+    tb.ok("r1", &["nft", "add", "table", "ip", "watch"]);
+    tb.ok(
+        "r1",
+        &[
+            "nft",
+            "add chain ip watch pre { type filter hook prerouting priority -500; }",
+        ],
+    );
+    for s in sources {
+        tb.ok(
+            "r1",
+            &[
+                "nft",
+                &format!("add rule ip watch pre ip saddr {s} counter comment \"{s}\""),
+            ],
+        );
+    }
+}
+
+fn sources_seen(flows: &[(String, String)]) -> Vec<String> {
+    let mut seen: Vec<String> = flows.iter().map(|(_, s)| s.clone()).collect();
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+#[test]
+fn a_new_address_on_an_uplink_is_followed_and_the_old_one_falls_silent() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let gw = tb.start_wanlb(&health_args());
+    let before = sources_seen(&tb.spread("198.19.0.1", 9, 1));
+    assert_eq!(before, [UPLINK_1, UPLINK_2]);
+
+    // a renewal: the new address comes, the old one goes (the new one is promoted)
+    tb.ok(
+        "gw",
+        &["sysctl", "-qw", "net.ipv4.conf.eth1.promote_secondaries=1"],
+    );
+    tb.ok("gw", &["ip", "addr", "add", "198.18.1.2/24", "dev", "eth1"]);
+    tb.ok("gw", &["ip", "addr", "del", "198.18.1.1/24", "dev", "eth1"]);
+    gw.wait_for("uplink address changed", "wanlb following the renewal");
+    let out = gw.output();
+    assert!(
+        out.lines().any(|l| l.contains("uplink address changed")
+            && l.contains("from=198.18.1.1")
+            && l.contains("to=198.18.1.2")),
+        "{out}"
+    );
+    watch_sources(&tb, &[UPLINK_1, "198.18.1.2"]);
+    // new flows, ping and a TCP transfer use the new address, both ways (the socket filters
+    // let its replies through)
+    let after = sources_seen(&tb.spread("198.19.0.100", 9, 1));
+    assert_eq!(after, ["198.18.1.2", UPLINK_2]);
+    tb.assert_pings("lan", "198.19.0.100", 3, "0.2");
+    tb.assert_tcp_echo("lan", "198.19.0.101:9000", 2_000_000);
+    assert!(seen_from(&tb, "198.18.1.2") > 0);
+    assert_eq!(
+        seen_from(&tb, UPLINK_1),
+        0,
+        "nothing leaves from the old address"
+    );
+    // wanlb's nftables table names the new address and not the old one
+    let table = tb.ok("gw", &["nft", "list", "table", "ip", "wanlb_wanlb0"]);
+    assert!(table.contains("198.18.1.2"), "{table}");
+    assert!(!table.contains("198.18.1.1 "), "{table}");
+
+    // the lease lost: the line is down until an address comes back
+    tb.ok("gw", &["ip", "addr", "del", "198.18.1.2/24", "dev", "eth1"]);
+    gw.wait_for("the interface has no address", "wanlb taking isp1 down");
+    assert_eq!(sources_seen(&tb.spread("198.19.0.120", 4, 1)), [UPLINK_2]);
+    tb.ok("gw", &["ip", "addr", "add", "198.18.1.3/24", "dev", "eth1"]);
+    gw.wait_for("to=198.18.1.3", "wanlb taking the new lease");
+    gw.wait_for_count("uplink up", 3, "isp1 back up on its new address");
+    let back = sources_seen(&tb.spread("198.19.0.140", 9, 1));
+    assert_eq!(back, ["198.18.1.3", UPLINK_2]);
+
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
