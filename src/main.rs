@@ -151,10 +151,10 @@ struct RunArgs {
     /// time out) [default: reset].
     #[arg(long, value_name = "reset|keep")]
     on_uplink_down: Option<String>,
-    /// The gateway's own traffic (updates, NTP, a resolver for the LAN): follow makes the
-    /// host's default route (main table) point at the best healthy line, switching it on
-    /// failover and restoring the original when wanlb stops; off leaves the main table alone
-    /// [default: off].
+    /// The gateway's own traffic (updates, NTP, a resolver for the LAN): follow puts a
+    /// default route in the main table, in front of the system's, on the best line up and
+    /// moves it on failover; the system's own is in use again when wanlb stops. off leaves
+    /// the main table alone [default: off].
     #[arg(long, value_name = "off|follow")]
     host_traffic: Option<String>,
     /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on
