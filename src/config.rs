@@ -200,6 +200,26 @@ fn parse_on_uplink_down(s: &str, origin: &str) -> Result<OnUplinkDown, ConfigErr
     }
 }
 
+/// What the gateway's own traffic (the main routing table's default route) does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostTraffic {
+    /// wanlb leaves the main table alone: the host's own traffic takes whatever default
+    /// route the system has, dead line or not.
+    #[default]
+    Off,
+    /// The host's default route follows the best healthy line; the original comes back when
+    /// wanlb stops.
+    Follow,
+}
+
+fn parse_host_traffic(s: &str, origin: &str) -> Result<HostTraffic, ConfigError> {
+    match s.trim() {
+        "off" => Ok(HostTraffic::Off),
+        "follow" => Ok(HostTraffic::Follow),
+        _ => err(origin, "must be off (the default) or follow"),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub lan: Vec<String>,
@@ -223,6 +243,8 @@ pub struct Config {
     /// Probed through every uplink that names none of its own (`check`).
     pub health_targets: Vec<Ipv4Addr>,
     pub on_uplink_down: OnUplinkDown,
+    /// Whether the host's own default route follows the best healthy line.
+    pub host_traffic: HostTraffic,
     /// Run through `sh -c` on every uplink state change.
     pub on_change: Option<String>,
     /// Where the metrics and the status are served; `None`: nowhere.
@@ -297,6 +319,7 @@ pub struct Flags {
     pub max_loss: Option<String>,
     pub max_rtt: Option<String>,
     pub on_uplink_down: Option<String>,
+    pub host_traffic: Option<String>,
     pub on_change: Option<String>,
     pub listen: Option<String>,
     pub listen_token: Option<String>,
@@ -324,6 +347,7 @@ struct FileConfig {
     max_loss: Option<Spanned<toml::Value>>,
     max_rtt: Option<Spanned<String>>,
     on_uplink_down: Option<Spanned<String>>,
+    host_traffic: Option<Spanned<String>>,
     on_change: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     listen_token: Option<Spanned<String>>,
@@ -822,6 +846,7 @@ impl Config {
             health: HealthSettings::default(),
             health_targets: Vec::new(),
             on_uplink_down: OnUplinkDown::Reset,
+            host_traffic: HostTraffic::Off,
             on_change: None,
             listen: Some(DEFAULT_LISTEN.parse().expect("a socket address")),
             listen_token: None,
@@ -1027,6 +1052,10 @@ impl Config {
         if let Some(o) = on_down {
             self.on_uplink_down = o;
         }
+        let host = at.text(l, &file.host_traffic, "host_traffic", parse_host_traffic);
+        if let Some(h) = host {
+            self.host_traffic = h;
+        }
         if let Some(c) = at.text(l, &file.on_change, "on_change", parse_command) {
             self.on_change = Some(c);
         }
@@ -1090,6 +1119,16 @@ impl Config {
         );
         if let Some(o) = on_down {
             self.on_uplink_down = o;
+        }
+        let host = flag(
+            l,
+            &flags.host_traffic,
+            "--host-traffic",
+            "host_traffic",
+            parse_host_traffic,
+        );
+        if let Some(h) = host {
+            self.host_traffic = h;
         }
         if let Some(c) = flag(
             l,

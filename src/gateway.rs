@@ -19,6 +19,7 @@ use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
+use crate::io::host_route::HostRouteOwner;
 use crate::io::monitor::{self, LineSockets, Monitor};
 use crate::io::netlink::LinkWatch;
 use crate::io::packet::PacketSocket;
@@ -516,7 +517,9 @@ fn serve(
             .map_err(io_err("starting the hook thread"))?;
         let control_thread = std::thread::Builder::new()
             .name("wanlb-control".into())
-            .spawn_scoped(s, move || control_loop(shared, config, history))
+            .spawn_scoped(s, move || {
+                control_loop(shared, settings, history, HostRouteOwner::new(plumbing))
+            })
             .map_err(io_err("starting the control thread"))?;
         // the status and metrics: wanlb runs without them if their address is taken
         let http = config.listen.and_then(|addr| match tiny_http::Server::http(addr) {
@@ -637,8 +640,14 @@ impl Drop for StopOnDrop<'_> {
 
 /// Expires flows every second; samples the uplinks' traffic for the status page's chart;
 /// announces readiness once every uplink has a verdict (or after a few seconds, naming those
-/// that have none).
-fn control_loop(shared: &Shared, config: &Config, history: &Mutex<History>) {
+/// that have none); keeps the host's default route on the best line (`host_traffic`), as the
+/// settings in force (`settings`) say.
+fn control_loop(
+    shared: &Shared,
+    settings: &ArcSwap<Config>,
+    history: &Mutex<History>,
+    mut host_route: HostRouteOwner<'_>,
+) {
     let started = Instant::now();
     let mut announced = false;
     let mut last_expiry = Instant::now();
@@ -656,6 +665,7 @@ fn control_loop(shared: &Shared, config: &Config, history: &Mutex<History>) {
                 if !undecided.is_empty() {
                     tracing::warn!(uplinks = ?undecided, "no health verdict yet; those uplinks stay unused until their probes are answered");
                 }
+                let config = settings.load();
                 tracing::info!(tun = %config.tun, workers = config.workers, uplinks = shared.uplinks.len(), "ready");
             }
         }
@@ -669,6 +679,7 @@ fn control_loop(shared: &Shared, config: &Config, history: &Mutex<History>) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .sample_if_due(now, || uplink_traffic(shared));
+        host_route.update(&settings.load(), &shared.uplinks);
     }
 }
 

@@ -42,11 +42,11 @@ unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line
 
 Signals: SIGINT or SIGTERM stop wanlb and remove everything it added. SIGHUP reloads the
 settings: the file is read again (the flags still override it); weights, tiers, checks,
-pins, health settings and targets, timeouts, --on-uplink-down, --on-change and the log level
-take effect without dropping a flow; a change to anything else (interfaces, uplinks added or
-removed, TUN, workers, NAT ports, offload, listen) is logged and waits for a restart; a file
-that cannot be used is logged and the running settings stay. SIGUSR1 logs table sizes,
-per-uplink state and totals, and drops.
+pins, health settings and targets, timeouts, --on-uplink-down, --host-traffic, --on-change
+and the log level take effect without dropping a flow; a change to anything else
+(interfaces, uplinks added or removed, TUN, workers, NAT ports, offload, listen) is logged
+and waits for a restart; a file that cannot be used is logged and the running settings stay.
+SIGUSR1 logs table sizes, per-uplink state and totals, and drops.
 
 Logs go to stderr: uplink state changes at info, nothing per packet above debug. Under
 systemd (JOURNAL_STREAM names stderr) each line starts with its syslog priority (<4> for a
@@ -73,9 +73,9 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         watch: bool,
     },
     /// Make a running wanlb read its settings again (as SIGHUP does) and print what changed:
-    /// weights, tiers, checks, pins, health settings, timeouts and the hook apply without
-    /// dropping a flow; other changes wait for a restart. Exit status 2 if the new settings
-    /// cannot be used (the running ones stay).
+    /// weights, tiers, checks, pins, health settings, timeouts, the host's default route and
+    /// the hook apply without dropping a flow; other changes wait for a restart. Exit status 2
+    /// if the new settings cannot be used (the running ones stay).
     Reload {
         /// Where the running wanlb serves its status (its --listen).
         #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
@@ -151,6 +151,12 @@ struct RunArgs {
     /// time out) [default: reset].
     #[arg(long, value_name = "reset|keep")]
     on_uplink_down: Option<String>,
+    /// The gateway's own traffic (updates, NTP, a resolver for the LAN): follow puts a
+    /// default route in the main table, in front of the system's, on the best line up and
+    /// moves it on failover; the system's own is in use again when wanlb stops. off leaves
+    /// the main table alone [default: off].
+    #[arg(long, value_name = "off|follow")]
+    host_traffic: Option<String>,
     /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on
     /// ADDR, or off [default: 127.0.0.1:9911]. Anything but loopback needs --listen-token.
     #[arg(long, value_name = "ADDR|off")]
@@ -291,6 +297,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 max_loss: args.max_loss,
                 max_rtt: args.max_rtt,
                 on_uplink_down: args.on_uplink_down,
+                host_traffic: args.host_traffic,
                 on_change: args.on_change,
                 listen: args.listen,
                 listen_token: args.listen_token,
@@ -420,6 +427,14 @@ fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
         match config.on_uplink_down {
             wanlb::config::OnUplinkDown::Reset => "reset",
             wanlb::config::OnUplinkDown::Keep => "keep",
+        }
+    );
+    println!(
+        "  the gateway's own traffic: {}",
+        match config.host_traffic {
+            wanlb::config::HostTraffic::Off => "the main table's default route, untouched",
+            wanlb::config::HostTraffic::Follow =>
+                "the host's default route follows the best line up",
         }
     );
     println!("  affinity timeout: {}s", config.affinity_timeout.as_secs());

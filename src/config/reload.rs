@@ -1,10 +1,11 @@
 //! What a reload may change while wanlb runs, and what only a restart can.
 //!
 //! Weights, tiers, per-uplink checks, pins, health settings and targets, timeouts, what a
-//! dead line does to TCP, the hook and the log level are policy: the engine and the monitor
-//! take them between two packets, the logger at once. The interfaces, the uplinks themselves, the TUN device, the workers,
-//! the NAT pool, the fast path and the HTTP listener are built into the running process: a
-//! change to them is reported, and waits for a restart.
+//! dead line does to TCP, whether the host's default route follows the lines, the hook and
+//! the log level are policy: the engine, the monitor and the control loop take them between
+//! two packets, the logger at once. The interfaces, the uplinks themselves, the TUN device,
+//! the workers, the NAT pool, the fast path and the HTTP listener are built into the running
+//! process: a change to them is reported, and waits for a restart.
 
 use std::fmt::Debug;
 
@@ -163,6 +164,12 @@ impl Config {
             &c.on_uplink_down,
             &new.on_uplink_down,
         );
+        note(
+            &mut r.applied,
+            "host_traffic",
+            &c.host_traffic,
+            &new.host_traffic,
+        );
         note(&mut r.applied, "on_change", &c.on_change, &new.on_change);
         note(&mut r.applied, "timeouts", &c.timeouts, &new.timeouts);
         note(
@@ -175,6 +182,7 @@ impl Config {
         c.health = new.health.clone();
         c.health_targets = new.health_targets.clone();
         c.on_uplink_down = new.on_uplink_down;
+        c.host_traffic = new.host_traffic;
         c.on_change = new.on_change.clone();
         c.timeouts = new.timeouts;
         c.log_level = new.log_level;
@@ -221,6 +229,7 @@ mod tests {
             |f| {
                 f.health_interval = Some("1s".into());
                 f.on_uplink_down = Some("keep".into());
+                f.host_traffic = Some("follow".into());
                 f.affinity_timeout = Some("1h".into());
                 f.on_change = Some("logger wanlb".into());
             },
@@ -235,11 +244,12 @@ mod tests {
             r#"pins: [] -> ["198.19.0.0/16=isp2!"]"#,
             r#"affinity_timeout: "10m" -> "1h""#,
             "on_uplink_down: Reset -> Keep",
+            "host_traffic: Off -> Follow",
             r#"on_change: None -> Some("logger wanlb")"#,
         ] {
             assert!(applied.contains(expected), "{expected:?} not in\n{applied}");
         }
-        assert_eq!(r.applied.len(), 7, "and health:\n{applied}");
+        assert_eq!(r.applied.len(), 8, "and health:\n{applied}");
     }
 
     #[test]

@@ -922,3 +922,45 @@ fn the_log_level_comes_from_the_file_then_the_flag() {
     });
     assert_eq!(e.origin, format!("{} line 2, log_level", path.display()));
 }
+
+#[test]
+fn host_traffic_is_off_by_default_and_named_when_wrong() {
+    assert_eq!(
+        Config::load(&flags(&[ISP1], &[])).unwrap().host_traffic,
+        HostTraffic::Off
+    );
+    let mut f = flags(&[ISP1], &[]);
+    f.host_traffic = Some("follow".into());
+    assert_eq!(Config::load(&f).unwrap().host_traffic, HostTraffic::Follow);
+    f.host_traffic = Some("balance".into());
+    assert_eq!(
+        load_err(&f).to_string(),
+        r#"--host-traffic "balance": must be off (the default) or follow"#
+    );
+
+    let text = "lan = [\"eth0\"]\nhost_traffic = \"follow\"\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    let path = write_temp("host-traffic.toml", text);
+    let mut f = Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    };
+    assert_eq!(Config::load(&f).unwrap().host_traffic, HostTraffic::Follow);
+    f.host_traffic = Some("off".into());
+    assert_eq!(
+        Config::load(&f).unwrap().host_traffic,
+        HostTraffic::Off,
+        "the flag wins over the file"
+    );
+    let path = write_temp("host-traffic-bad.toml", &text.replace("follow", "always"));
+    let e = load_err(&Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    });
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} line 2, host_traffic: must be off (the default) or follow",
+            path.display()
+        )
+    );
+}

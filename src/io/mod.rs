@@ -6,6 +6,7 @@ pub mod fastpath;
 pub(crate) mod fd;
 pub mod filters;
 pub(crate) mod hook;
+pub(crate) mod host_route;
 pub mod iface;
 pub(crate) mod monitor;
 pub(crate) mod netlink;

@@ -65,7 +65,8 @@ pub fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), Sy
     }
 }
 
-fn words(s: &str) -> Vec<String> {
+/// The words of a command line with fixed arguments, none with a space in it.
+pub fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
@@ -166,6 +167,9 @@ pub struct Plumbing {
     _lock: fs::File,
 }
 
+/// A change in the journal, to undo before teardown ([`Plumbing::undo_now`]).
+pub struct Recorded(Undo);
+
 /// `dir/NAME-NETNS.undo`: one journal per TUN name and network namespace, so gateways in
 /// different namespaces (the test beds) never share one.
 pub fn journal_path(dir: &Path, tun: &str) -> Result<PathBuf, SystemError> {
@@ -233,6 +237,30 @@ impl Plumbing {
     pub fn ip(&mut self, args: &str, undo: &str) -> Result<(), SystemError> {
         self.record(Undo::Ip(words(undo)))?;
         run("ip", &words(args), None)
+    }
+
+    /// Records `undo`, an `ip` command, for a change the caller makes itself (maybe again and
+    /// again, all undone by that one command): nothing runs now.
+    pub fn journal_ip(&mut self, undo: &str) -> Result<Recorded, SystemError> {
+        let undo = Undo::Ip(words(undo));
+        self.record(undo.clone())?;
+        Ok(Recorded(undo))
+    }
+
+    /// Undoes a change recorded with [`Plumbing::journal_ip`] now, then takes it out of the
+    /// journal: a crash in between runs it again at the next start, so it must be an undo
+    /// that can run twice.
+    pub fn undo_now(&mut self, recorded: &Recorded) -> Result<(), SystemError> {
+        recorded.0.apply()?;
+        if let Some(at) = self.undo.iter().rposition(|u| *u == recorded.0) {
+            self.undo.remove(at);
+        }
+        let text: String = self.undo.iter().map(|u| u.to_line() + "\n").collect();
+        let new = self.journal.with_extension("undo.new");
+        fs::write(&new, text)
+            .and_then(|()| fs::File::open(&new)?.sync_all())
+            .and_then(|()| fs::rename(&new, &self.journal))
+            .map_err(io_err(format!("rewriting {}", self.journal.display())))
     }
 
     /// Sets a sysctl, restoring the old value at teardown. Nothing is recorded when the value
