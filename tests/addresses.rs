@@ -1,6 +1,7 @@
 //! Addresses that change while wanlb runs (root; CI runs as root): a DHCP renewal giving eth1
 //! a new address, and a lease lost and regained. New flows leave from the new address, nothing
-//! leaves from the old one, and wanlb's nftables table and socket filters follow.
+//! leaves from the old one, and wanlb's nftables table, socket filters and the host's default
+//! route follow.
 
 mod common;
 
@@ -59,7 +60,9 @@ fn sources_seen(flows: &[(String, String)]) -> Vec<String> {
 fn a_new_address_on_an_uplink_is_followed_and_the_old_one_falls_silent() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
-    let gw = tb.start_wanlb(&health_args());
+    let mut args = health_args();
+    args.extend(["--host-traffic".into(), "follow".into()]);
+    let gw = tb.start_wanlb(&args);
     let before = sources_seen(&tb.spread("198.19.0.1", 9, 1));
     assert_eq!(before, [UPLINK_1, UPLINK_2]);
 
@@ -91,6 +94,10 @@ fn a_new_address_on_an_uplink_is_followed_and_the_old_one_falls_silent() {
         0,
         "nothing leaves from the old address"
     );
+    // the gateway's own default route leaves from the new address too
+    gw.wait_for("reason=isp1's address changed", "the host route following");
+    let route = tb.ok("gw", &["ip", "route", "show", "default", "proto", "113"]);
+    assert!(route.contains("src 198.18.1.2"), "{route}");
     // wanlb's nftables table names the new address and not the old one
     let table = tb.ok("gw", &["nft", "list", "table", "ip", "wanlb_wanlb0"]);
     assert!(table.contains("198.18.1.2"), "{table}");

@@ -32,7 +32,9 @@ fn remove_args() -> String {
 fn route_args(uplink: &Uplink) -> String {
     format!(
         "route prepend default via {} dev {} src {} metric 0 proto {ROUTE_PROTO} table main",
-        uplink.gateway, uplink.dev, uplink.addr
+        uplink.gateway,
+        uplink.dev,
+        uplink.addr()
     )
 }
 
@@ -46,6 +48,9 @@ pub struct HostRouteOwner<'a> {
     retry_at: Option<Instant>,
     /// The failure last logged as a warning: the same again is logged at debug.
     failing: Option<String>,
+    /// The uplink wanlb's route points at, and the address it gave as the source: when the
+    /// line's address changes (the kernel then removes the route), the route is made again.
+    pointed: Option<(usize, std::net::Ipv4Addr)>,
 }
 
 impl<'a> HostRouteOwner<'a> {
@@ -56,6 +61,7 @@ impl<'a> HostRouteOwner<'a> {
             journaled: None,
             retry_at: None,
             failing: None,
+            pointed: None,
         }
     }
 
@@ -76,11 +82,18 @@ impl<'a> HostRouteOwner<'a> {
             .collect();
         let names: Vec<&str> = uplinks.iter().map(|u| u.name.as_str()).collect();
         let follow = config.host_traffic == HostTraffic::Follow;
-        let Some(step) = self.route.next(follow, &lines, &names) else {
-            return;
+        let step = match self.route.next(follow, &lines, &names) {
+            Some(step) => step,
+            None => match self.pointed {
+                Some((to, addr)) if uplinks[to].addr() != addr => Step::Use {
+                    to,
+                    why: format!("{}'s address changed", uplinks[to].name),
+                },
+                _ => return,
+            },
         };
         let made = match &step {
-            Step::Use { to, .. } => self.point_at(&uplinks[*to]),
+            Step::Use { to, .. } => self.point_at(*to, &uplinks[*to]),
             Step::Restore => self.remove(),
         };
         if let Err(e) = made {
@@ -99,7 +112,7 @@ impl<'a> HostRouteOwner<'a> {
             Step::Use { to, why } => {
                 let u = &uplinks[*to];
                 tracing::info!(uplink = %u.name, gateway = %u.gateway, dev = %u.dev,
-                    src = %u.addr, reason = %why, "host default route switched");
+                    src = %u.addr(), reason = %why, "host default route switched");
             }
             Step::Restore => tracing::info!(
                 "host default route: wanlb's removed, the system's own in use again (host_traffic is off)"
@@ -109,8 +122,10 @@ impl<'a> HostRouteOwner<'a> {
         (self.retry_at, self.failing) = (None, None);
     }
 
-    /// Points wanlb's default route at `uplink`, journaling its removal first.
-    fn point_at(&mut self, uplink: &Uplink) -> Result<(), SystemError> {
+    /// Points wanlb's default route at `uplink` (number `index`), journaling its removal
+    /// first.
+    fn point_at(&mut self, index: usize, uplink: &Uplink) -> Result<(), SystemError> {
+        self.pointed = Some((index, uplink.addr()));
         if self.journaled.is_none() {
             self.journaled = Some(self.plumbing.journal_ip(&remove_args())?);
         }
@@ -126,6 +141,7 @@ impl<'a> HostRouteOwner<'a> {
             self.plumbing.undo_now(entry)?;
             self.journaled = None;
         }
+        self.pointed = None;
         Ok(())
     }
 }
@@ -142,9 +158,8 @@ mod tests {
             dev: "eth2".into(),
             ifindex: 4,
             mac: [2, 0, 0, 0, 0, 2],
-            addr: "198.18.2.1".parse().unwrap(),
             gateway: "198.18.2.254".parse().unwrap(),
-            live: Live::default(),
+            live: Live::new("198.18.2.1".parse().unwrap()),
         };
         assert_eq!(
             route_args(&uplink),
