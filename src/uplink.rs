@@ -221,9 +221,11 @@ impl Addressing {
                 present,
             } if *ifindex == self.ifindex => {
                 let before = self.current();
-                self.addrs.retain(|a| a != addr);
-                if *present {
+                let known = self.addrs.contains(addr);
+                if *present && !known {
                     self.addrs.push(*addr);
+                } else if !*present {
+                    self.addrs.retain(|a| a != addr);
                 }
                 let now = self.current();
                 (now != before).then_some(LinkChange::Address(now))
@@ -268,6 +270,16 @@ mod tests {
             line.apply(&address(3, 7, true)),
             Some(LinkChange::Address(Some(a(7))))
         );
+    }
+
+    #[test]
+    fn addresses_told_again_keep_their_order() {
+        let a = |last| Ipv4Addr::new(198, 18, 1, last);
+        let mut line = Addressing::new("eth1", 3, None, vec![a(1), a(2)]);
+        // the kernel's answer to asking for every address, at start or after an overflow
+        assert_eq!(line.apply(&address(3, 1, true)), None);
+        assert_eq!(line.apply(&address(3, 2, true)), None);
+        assert_eq!(line.current(), Some(a(1)));
     }
 
     #[test]
