@@ -18,6 +18,7 @@ use wanlb::engine::flow::Timeouts;
 use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
 use wanlb::io::fastpath::{Direction, LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
 use wanlb::io::filters::{Filter, SocketFilters};
+use wanlb::uplink::LinkKind;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -635,7 +636,8 @@ fn ethernet(ethertype: u16, packet: &[u8]) -> Vec<u8> {
 fn filters_keep_only_what_is_wanlbs(_: &Links) {
     let me = [198, 18, 1, 1];
     let there = [198, 19, 0, 1];
-    let filters = SocketFilters::load(me.into(), (61000, 65535), 22348).expect("filters load");
+    let filters = SocketFilters::load(me.into(), LinkKind::Ethernet, (61000, 65535), 22348)
+        .expect("filters load");
     let keeps = |filter, f: &[u8]| filters.keeps(filter, f).expect("test run");
     let port = |proto, dst: [u8; 4], port: u16| {
         let p = match proto {
@@ -678,6 +680,19 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     assert!(!keeps(Probes, &icmp(me, 3, 22348)));
     assert!(!keeps(Probes, &icmp([198, 18, 1, 2], 0, 22348)));
     assert!(!keeps(Probes, &port(UDP, me, 22348)));
+
+    // on a point-to-point link the same, its packets seen from the IP header on
+    let bare = SocketFilters::load(me.into(), LinkKind::PointToPoint, (61000, 65535), 22348)
+        .expect("filters load");
+    let bare_keeps = |filter, f: &[u8]| bare.keeps(filter, &f[14..]).expect("test run");
+    assert!(bare_keeps(Replies, &port(TCP, me, 61000)));
+    assert!(bare_keeps(Replies, &port(UDP, me, 65535)));
+    assert!(!bare_keeps(Replies, &port(UDP, me, 60999)));
+    assert!(!bare_keeps(Replies, &port(UDP, [198, 18, 1, 2], 61000)));
+    assert!(bare_keeps(Replies, &icmp(me, 3, 0)));
+    assert!(!bare_keeps(Replies, &icmp(me, 0, 22348)));
+    assert!(bare_keeps(Probes, &icmp(me, 0, 22348)));
+    assert!(!bare_keeps(Probes, &icmp(me, 0, 61000)));
 }
 
 #[test]
