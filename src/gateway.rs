@@ -600,6 +600,7 @@ fn start_fast_path(
         .iter()
         .map(|u| UplinkLink {
             ifindex: u.iface.index,
+            link: u.link,
             mac: u.iface.mac,
         })
         .collect();

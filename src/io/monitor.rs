@@ -314,14 +314,8 @@ impl<T: PacketIo> Monitor<'_, T> {
     }
 
     fn set_fast_path(&self, i: usize, next_hop: Option<NextHop>) {
-        // the kernel programs know Ethernet uplinks only: a point-to-point one's flows stay
-        // in userspace
-        let gateway_mac = match next_hop {
-            Some(NextHop::Gateway(mac)) => Some(mac),
-            _ => None,
-        };
         if let Some(fast) = &self.shared.fast_path
-            && let Err(e) = fast.set_gateway(i as u8, gateway_mac)
+            && let Err(e) = fast.set_next_hop(i as u8, next_hop)
         {
             tracing::warn!(uplink = %self.shared.uplinks[i].name, error = %e,
                 "cannot update the kernel fast path for this uplink; its flows stay in userspace");
