@@ -105,13 +105,16 @@ impl Packets {
         header: &VnetHeader,
         proto: u8,
     ) -> Result<(), Unsendable> {
-        let l4_header = match proto {
-            TCP => usize::from(ip.get(ihl + 12).ok_or(Unsendable)? >> 4) * 4,
-            _ => 8,
+        let (l4_header, least) = match proto {
+            TCP => (
+                usize::from(ip.get(ihl + 12).ok_or(Unsendable)? >> 4) * 4,
+                20,
+            ),
+            _ => (8, 8),
         };
         let headers = ihl + l4_header;
         let mss = usize::from(header.gso_size);
-        if l4_header < 8 || headers > ip.len() || mss == 0 {
+        if l4_header < least || headers > ip.len() || mss == 0 {
             return Err(Unsendable);
         }
         let payload = &ip[headers..];
@@ -282,6 +285,8 @@ mod tests {
         let whole = frame(&tcp, gso(GSO_TCPV4, 1000));
         let mut beyond = frame(&tcp, partial(16));
         beyond[8..10].copy_from_slice(&3019u16.to_le_bytes());
+        let mut short_header = whole.clone();
+        short_header[vnet::LEN + 32] = 0x20; // a TCP header of 8 bytes
         for bad in [
             &whole[..5],                             // no header
             &whole[..vnet::LEN + 30],                // cut short
@@ -289,6 +294,7 @@ mod tests {
             &frame(&tcp, gso(GSO_UDP_L4, 1000))[..], // UDP GSO on TCP
             &frame(&tcp, gso(GSO_TCPV4, 0))[..],     // no segment size
             &beyond[..],                             // checksum beyond the end
+            &short_header[..],                       // no room for TCP's fields
         ] {
             assert_eq!(packets.add(bad), Err(Unsendable));
         }
