@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* wanlb's kernel fast path: once the engine has seen a flow settle, these programs carry its
  * packets without copying them to userspace. `wanlb_outbound` runs at the ingress of the LAN
- * interfaces, `wanlb_inbound` at the ingress of the uplinks. They translate exactly as the
+ * interfaces, `wanlb_inbound` at the ingress of the Ethernet uplinks and `wanlb_inbound_l3` at
+ * that of the point-to-point ones, whose packets have no link-layer header. They translate
+ * exactly as the
  * engine does (address, port or echo identifier, TTL, checksums through the kernel's helpers,
  * which keep partial checksums and GSO packets intact) and leave everything they do not know,
  * or should not handle, to the normal path, which leads to wanlb's userspace data path: SYN,
@@ -20,6 +22,8 @@
 #include "wanlb.h"
 
 #define ETH_LEN 14
+/* Where the transport header starts once committed: every packet then has an Ethernet header
+ * (one from a point-to-point uplink is given one). */
 #define L4_OFF (ETH_LEN + 20)
 #define ICMP_ECHO_REPLY 0
 #define ICMP_ECHO_REQUEST 8
@@ -74,30 +78,32 @@ static __always_inline int header_checksum_ok(const struct iphdr *ip)
 }
 
 /* Carries one packet of a flow the engine handed over, in `dir`; TC_ACT_UNSPEC leaves it to
- * the normal path. */
-static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
+ * the normal path. `l2` is the length of the link-layer header it arrived with: ETH_LEN, or 0
+ * from a point-to-point uplink (a constant: each entry point gets its own copy). */
+static __always_inline int carry(struct __sk_buff *skb, enum direction dir, const __u32 l2)
 {
+	const __u32 l4_at = l2 + 20;
 	/* only frames sent to this host, without a VLAN tag the NIC took off (it would be put
 	 * back on the way out, on the wrong link) */
 	if (skb->pkt_type != 0 || skb->vlan_present)
 		return TC_ACT_UNSPEC;
-	if (!linear(skb, L4_OFF + 8))
+	if (!linear(skb, l4_at + 8))
 		return TC_ACT_UNSPEC;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + ETH_LEN;
+	struct iphdr *ip = data + l2;
 	if ((void *)(ip + 1) + 8 > data_end)
 		return TC_ACT_UNSPEC;
 
-	/* IPv4 without options, not a fragment, a TTL left to forward with, a header that
-	 * checks out, and a total length that fits what arrived (Ethernet may pad, never cut) */
-	if (eth->h_proto != bpf_htons(ETH_P_IP) || *(__u8 *)ip != 0x45)
+	/* IPv4 (as the link layer said: on Ethernet, the ethertype) without options, not a
+	 * fragment, a TTL left to forward with, a header that checks out, and a total length
+	 * that fits what arrived (Ethernet may pad, never cut) */
+	if (skb->protocol != bpf_htons(ETH_P_IP) || *(__u8 *)ip != 0x45)
 		return TC_ACT_UNSPEC;
 	if (ip->frag_off & bpf_htons(0x3fff) || ip->ttl < 2 || !header_checksum_ok(ip))
 		return TC_ACT_UNSPEC;
 	__u32 total = bpf_ntohs(ip->tot_len);
-	if (total < L4_OFF + 8 - ETH_LEN || total > skb->len - ETH_LEN)
+	if (total < 28 || total > skb->len - l2)
 		return TC_ACT_UNSPEC;
 
 	struct flow_key key = {
@@ -112,12 +118,12 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 	__u16 window = 0;
 	__u8 acked = 0;
 	if (proto == IPPROTO_TCP) {
-		if (!linear(skb, L4_OFF + 20))
+		if (!linear(skb, l4_at + 20))
 			return TC_ACT_UNSPEC;
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
-		ip = data + ETH_LEN;
-		__u8 *tcp = data + L4_OFF;
+		ip = data + l2;
+		__u8 *tcp = data + l4_at;
 		if ((void *)(tcp + 20) > data_end)
 			return TC_ACT_UNSPEC;
 		/* a whole TCP header, as the engine requires; SYN, FIN and RST change a
@@ -130,13 +136,13 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 		ack = bpf_ntohl(*(__be32 *)(tcp + 8));
 		window = bpf_ntohs(*(__be16 *)(tcp + 14));
 	} else if (proto == IPPROTO_UDP) {
-		__be16 *udp = data + L4_OFF;
+		__be16 *udp = data + l4_at;
 		key.sport = udp[0];
 		key.dport = udp[1];
 	} else if (proto == IPPROTO_ICMP) {
 		/* echo requests out, echo replies back; errors and the rest are the engine's. The
 		 * identifier is the flow's port: the LAN end's out, the translated one back. */
-		__u8 *icmp = data + L4_OFF;
+		__u8 *icmp = data + l4_at;
 		__u8 echo = dir == OUTBOUND ? ICMP_ECHO_REQUEST : ICMP_ECHO_REPLY;
 		if (icmp[0] != echo || icmp[1] != 0)
 			return TC_ACT_UNSPEC;
@@ -166,17 +172,24 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 	}
 	/* 0 while the uplink's gateway is unknown or the line is down. A packet too big for the
 	 * next link, or a GSO packet whose segments would be, takes the normal path, which
-	 * answers with the ICMP error. */
+	 * answers with the ICMP error. The IP packet's length is what must fit, whatever
+	 * link-layer header it has here and will have there; the segments of a GSO packet only
+	 * the kernel can measure. */
 	if (out_ifindex == 0)
 		return TC_ACT_UNSPEC;
-	__u32 mtu = 0;
-	if (bpf_check_mtu(skb, out_ifindex, &mtu, 0, BPF_MTU_CHK_SEGS) != 0)
+	__u32 mtu = skb->gso_size ? 0 : total;
+	if (bpf_check_mtu(skb, out_ifindex, &mtu, 0, skb->gso_size ? BPF_MTU_CHK_SEGS : 0) != 0)
 		return TC_ACT_UNSPEC;
 
-	/* Committed: rewrite in place, remembering old and new values for the checksums. */
+	/* Committed. The LAN host is reached through its neighbour entry, which takes the place
+	 * of a link-layer header the packet must have (bpf_redirect_neigh drops one without): a
+	 * packet from a point-to-point uplink gets an empty one. */
+	if (dir == INBOUND && l2 == 0 && bpf_skb_change_head(skb, ETH_LEN, 0))
+		return TC_ACT_UNSPEC;
+	/* Rewrite in place, remembering old and new values for the checksums. */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	eth = data;
+	struct ethhdr *eth = data;
 	ip = data + ETH_LEN;
 	__u8 *l4 = data + L4_OFF;
 	if ((void *)(l4 + 8) > data_end)
@@ -194,7 +207,8 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 	__u16 old_ttl = *ttl_word;
 	ip->ttl--;
 	__u16 new_ttl = *ttl_word;
-	if (dir == OUTBOUND) {
+	/* to a point-to-point uplink the kernel takes the Ethernet header off */
+	if (dir == OUTBOUND && !uplink->point_to_point) {
 		__builtin_memcpy(eth->h_dest, uplink->dst_mac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, uplink->src_mac, ETH_ALEN);
 	}
@@ -250,13 +264,19 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir)
 SEC("classifier")
 int wanlb_outbound(struct __sk_buff *skb)
 {
-	return carry(skb, OUTBOUND);
+	return carry(skb, OUTBOUND, ETH_LEN);
 }
 
 SEC("classifier")
 int wanlb_inbound(struct __sk_buff *skb)
 {
-	return carry(skb, INBOUND);
+	return carry(skb, INBOUND, ETH_LEN);
+}
+
+SEC("classifier")
+int wanlb_inbound_l3(struct __sk_buff *skb)
+{
+	return carry(skb, INBOUND, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Socket filters for an uplink's packet sockets: the kernel keeps every frame that is not
- * wanlb's. Loaded once per uplink, with wanlb's NAT port range set before loading and the
- * uplink's address in a map, which wanlb updates when the interface's address changes. A
- * socket filter returns how many bytes of the frame to queue: 0 drops it. */
+ * wanlb's. Loaded once per uplink, with the length of its link-layer header and wanlb's NAT
+ * port range set before loading, and the uplink's address in a map, which wanlb updates when
+ * the interface's address changes. A socket filter returns how many bytes of the frame to
+ * queue: 0 drops it. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -10,7 +11,6 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#define ETH_LEN 14
 #define KEEP 0xffffffff
 #define ICMP_ECHO_REPLY 0
 
@@ -27,24 +27,27 @@ struct {
 const volatile __u16 first_port = 0;
 const volatile __u16 last_port = 0;
 const volatile __u16 probe_id = 0;
+/* Bytes before the IP header: 14 on Ethernet, 0 on a point-to-point link (PPP, TUN, WireGuard:
+ * a packet socket sees its frames from the IP header on). */
+const volatile __u32 link_header = 0;
 
-/* An IPv4 frame to the uplink's address: its protocol and where its transport header starts. */
+/* An IPv4 frame to the uplink's address: its protocol and where its transport header starts.
+ * The frame's protocol is the skb's, as the link layer said it (on Ethernet, the ethertype). */
 static __always_inline int ipv4_to_uplink(struct __sk_buff *skb, __u8 *proto, __u32 *l4)
 {
-	__be16 ethertype;
 	__be32 daddr;
 	__u8 version_ihl;
-	if (bpf_skb_load_bytes(skb, 12, &ethertype, 2) || ethertype != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return 0;
 	__u32 entry = 0;
 	__be32 *uplink_addr = bpf_map_lookup_elem(&wanlb_uplink_addr, &entry);
-	if (!uplink_addr || bpf_skb_load_bytes(skb, ETH_LEN + 16, &daddr, 4) ||
+	if (!uplink_addr || bpf_skb_load_bytes(skb, link_header + 16, &daddr, 4) ||
 	    daddr != *uplink_addr)
 		return 0;
-	if (bpf_skb_load_bytes(skb, ETH_LEN, &version_ihl, 1) ||
-	    bpf_skb_load_bytes(skb, ETH_LEN + 9, proto, 1))
+	if (bpf_skb_load_bytes(skb, link_header, &version_ihl, 1) ||
+	    bpf_skb_load_bytes(skb, link_header + 9, proto, 1))
 		return 0;
-	*l4 = ETH_LEN + (version_ihl & 0x0f) * 4;
+	*l4 = link_header + (version_ihl & 0x0f) * 4;
 	return 1;
 }
 

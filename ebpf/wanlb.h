@@ -48,13 +48,15 @@ struct flow_value {
 };
 
 /* Where an uplink's frames go: its interface (0: the fast path does not carry its flows, its
- * gateway is unknown or the line is down) and the Ethernet addresses to put on them. */
+ * gateway is unknown or the line is down) and the Ethernet addresses to put on them, or
+ * point_to_point 1: the link has no link-layer header (PPP, TUN, WireGuard...), packets leave
+ * bare and the MACs are unused. */
 struct uplink_info {
 	__u32 ifindex;
-	__u32 pad;
+	__u32 point_to_point;
 	__u8 dst_mac[6];
 	__u8 src_mac[6];
-	__u8 pad2[4];
+	__u8 pad[4];
 };
 
 /* What the fast path carried, per CPU, uplink and direction (index 2 * uplink + direction):

@@ -14,11 +14,20 @@
 #   PREFIXweb   (only after `web`) eth0 198.18.4.2/24 <- gw eth3 198.18.4.1/24: a host for a
 #               browser looking at wanlb's status page; no other route, no IPv6, so nothing
 #               it tries to reach beyond 198.18.4.0/24 leaves it.
+#   PREFIXr3    (only after `p2p`) the router at the far end of a point-to-point line, as a
+#               PPPoE session or a tunnel is: gw tun3 198.18.5.1 peer 198.18.5.254 (isp3) <->
+#               r3 tun0 198.18.5.254 peer 198.18.5.1, two TUN devices (no MAC, no ARP) joined
+#               by `wanlb-probe tun-wire`; r3 eth1 198.18.103.1/24 -> inet eth3 198.18.103.2/24.
 #
 # Offloads stay at their defaults. Usage:
 #   testbed.sh up [PREFIX]        create (PREFIX defaults to "wl")
-#   testbed.sh down [PREFIX]      remove (web included)
+#   testbed.sh down [PREFIX]      remove (web and r3 included)
 #   testbed.sh web [PREFIX]       add PREFIXweb
+#   testbed.sh p2p [PREFIX [PROBE]]
+#                                 add PREFIXr3 and the point-to-point line to it; with the
+#                                 path of wanlb-probe, also start the process that joins the
+#                                 line's two ends (without, the caller starts it: the line
+#                                 has no carrier until then)
 #   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
 #                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
 #   testbed.sh nokernel [PREFIX]  remove the kernel recipe again
@@ -95,11 +104,11 @@ up() {
 down() {
   # Processes still running inside the namespaces (servers, a benchmark interrupted
   # half-way, a browser) were started for the testbed: stop them, or they outlive it.
-  for n in "${NS[@]}" web; do
+  for n in "${NS[@]}" web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     [ -n "$pids" ] && kill $pids 2>/dev/null || true
   done
-  for n in "${NS[@]}" web; do
+  for n in "${NS[@]}" web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     if [ -n "$pids" ]; then sleep 0.5; kill -9 $(ip netns pids "$P$n" 2>/dev/null) 2>/dev/null || true; fi
     ip netns del "$P$n" 2>/dev/null || true
@@ -115,6 +124,29 @@ web() {
   link gw eth3 web eth0
   addr gw eth3 198.18.4.1/24
   addr web eth0 198.18.4.2/24
+}
+
+p2p() {
+  need ip
+  ip netns add "${P}r3"
+  ip -n "${P}r3" link set lo up
+  # persistent TUN devices: when the process joining them stops, the line loses its carrier
+  # and keeps its addresses, as a PPP link whose modem went quiet
+  ip -n "${P}gw" tuntap add dev tun3 mode tun
+  ip -n "${P}r3" tuntap add dev tun0 mode tun
+  ip -n "${P}gw" addr add 198.18.5.1 peer 198.18.5.254 dev tun3
+  ip -n "${P}gw" link set tun3 up
+  ip -n "${P}r3" addr add 198.18.5.254 peer 198.18.5.1 dev tun0
+  ip -n "${P}r3" link set tun0 up
+  link r3 eth1 inet eth3
+  addr r3 eth1 198.18.103.1/24
+  addr inet eth3 198.18.103.2/24
+  ip -n "${P}r3" route add default via 198.18.103.2
+  x r3 sysctl -qw net.ipv4.ip_forward=1
+  ip -n "${P}inet" route add 198.18.5.0/24 via 198.18.103.1
+  if [ -n "${1:-}" ]; then
+    x gw "$1" tun-wire --dev tun3 --peer-netns "${P}r3" --peer-dev tun0 >/dev/null &
+  fi
 }
 
 kernel() {
@@ -156,7 +188,8 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   web) web ;;
+  p2p) p2p "${3:-}" ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

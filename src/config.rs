@@ -15,6 +15,7 @@ use crate::engine::flow::Timeouts;
 use crate::engine::select::Prefix;
 use crate::health::HealthSettings;
 use crate::io::iface::Interface;
+use crate::uplink::LinkKind;
 
 pub const DEFAULT_TUN: &str = "wanlb0";
 pub const DEFAULT_AFFINITY: Duration = Duration::from_secs(600);
@@ -26,7 +27,7 @@ pub const MAX_AFFINITY: Duration = Duration::from_secs(86400);
 pub const MAX_TIER: u8 = 9;
 /// Health targets per uplink (each round sends one probe to each).
 pub const MAX_TARGETS: usize = 16;
-const UPLINK_SPEC: &str = "NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]";
+const UPLINK_SPEC: &str = "NAME,dev=IFACE[,gw=IPV4][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]";
 
 /// A setting that cannot be used, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,7 +163,9 @@ fn flag<T>(
 pub struct UplinkSpec {
     pub name: String,
     pub dev: String,
-    pub gw: Ipv4Addr,
+    /// The gateway: required on an Ethernet link; on a point-to-point link (PPP, a raw-IP
+    /// modem, a tunnel) only the peer's address for the reports, and may be left out.
+    pub gw: Option<Ipv4Addr>,
     pub weight: u32,
     /// New flows use the healthy uplinks of the lowest tier that has one (1 is the best).
     pub tier: u8,
@@ -364,7 +367,7 @@ struct FileConfig {
 struct FileUplink {
     name: Spanned<String>,
     dev: Spanned<String>,
-    gw: Spanned<String>,
+    gw: Option<Spanned<String>>,
     weight: Option<Spanned<toml::Value>>,
     tier: Option<Spanned<toml::Value>>,
     src: Option<Spanned<String>>,
@@ -666,8 +669,8 @@ pub fn parse_ports(s: &str, origin: &str) -> Result<(u16, u16), ConfigError> {
     }
 }
 
-/// `NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]`, with every
-/// error in it.
+/// `NAME,dev=IFACE[,gw=IPV4][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]`, with every
+/// error in it. Whether `gw` may be left out depends on the interface: see `resolve`.
 pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigErrors> {
     let origin = format!("--uplink {spec:?}");
     let Some(name) = uplink_flag_name(spec) else {
@@ -709,26 +712,21 @@ pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigErrors> {
     if dev.is_none() {
         keep(e, err::<()>(&origin, "dev=IFACE is missing"));
     }
-    if gw.is_none() {
-        keep(e, err::<()>(&origin, "gw=IPV4 is missing"));
-    }
     let checks = checks.map(|c| {
         let given: Vec<_> = c.into_iter().map(|t| (t, origin.clone())).collect();
         parse_targets(&given, e)
     });
     match (dev, gw, weight, tier, src) {
-        (Some(dev), Some(Some(gw)), Some(weight), Some(tier), src) if errors.is_empty() => {
-            Ok(UplinkSpec {
-                name: name.to_string(),
-                dev: dev.to_string(),
-                gw,
-                weight,
-                tier,
-                src: src.flatten(),
-                checks,
-                origin,
-            })
-        }
+        (Some(dev), gw, Some(weight), Some(tier), src) if errors.is_empty() => Ok(UplinkSpec {
+            name: name.to_string(),
+            dev: dev.to_string(),
+            gw: gw.flatten(),
+            weight,
+            tier,
+            src: src.flatten(),
+            checks,
+            origin,
+        }),
         _ => Err(ConfigErrors(errors)),
     }
 }
@@ -970,7 +968,12 @@ impl Config {
                 continue;
             }
             let key = |k: &str| format!("uplink {name:?} {k}");
-            let gw = at.parse(l, &u.gw, &key("gw"), |s, o| parse_ipv4(s, o, "gw"));
+            let gw = match &u.gw {
+                None => Some(None),
+                Some(g) => at
+                    .parse(l, g, &key("gw"), |s, o| parse_ipv4(s, o, "gw"))
+                    .map(Some),
+            };
             let weight = match &u.weight {
                 None => Some(1),
                 Some(w) => at.parse(l, w, &key("weight"), |v, o| {
@@ -1277,7 +1280,7 @@ impl Config {
         if self.uplinks.is_empty() && l.refused_uplinks.is_empty() {
             l.take(err::<()>(
                 "--uplink",
-                "at least one uplink is needed (--uplink NAME,dev=IFACE,gw=IPV4 or [[uplink]] in the file)",
+                "at least one uplink is needed (--uplink NAME,dev=IFACE[,gw=IPV4] or [[uplink]] in the file)",
             ));
         }
         if self.uplinks.len() > MAX_UPLINKS {
@@ -1352,11 +1355,11 @@ impl Config {
         l.errors.extend(unknown);
     }
 
-    /// Checks the settings against the system: interfaces exist, uplink addresses and
-    /// gateways are on their interface's subnet, the LAN has sources to translate, and the
-    /// NAT port range leaves the kernel's ephemeral ports and the gateway's own services
-    /// alone. Returns each uplink's interface and source address, in order, or every problem
-    /// found.
+    /// Checks the settings against the system: interfaces exist and are links wanlb can send
+    /// on, uplink addresses and gateways are on their interface's subnet (a point-to-point
+    /// link needs no gateway), the LAN has sources to translate, and the NAT port range
+    /// leaves the kernel's ephemeral ports and the gateway's own services alone. Returns each
+    /// uplink's interface, kind of link and source address, in order, or every problem found.
     pub fn resolve(&self, system: &SystemFacts) -> Result<Vec<ResolvedUplink>, ConfigErrors> {
         let mut errors = Vec::new();
         let exists = |name: &str| system.interfaces.iter().any(|i| i.name == name);
@@ -1429,10 +1432,19 @@ impl Config {
     }
 }
 
-/// Uplink `u`'s interface and source address on the system.
+/// Uplink `u`'s interface, its kind of link and source address on the system.
 fn resolve_uplink(u: &UplinkSpec, system: &SystemFacts) -> Result<ResolvedUplink, ConfigError> {
     let Some(iface) = system.interfaces.iter().find(|i| i.name == u.dev) else {
         return err(&u.origin, format!("dev {:?}: no such interface", u.dev));
+    };
+    let Some(link) = LinkKind::of(iface.hardware_type, iface.point_to_point) else {
+        return err(
+            &u.origin,
+            format!(
+                "dev {:?}: wanlb sends on Ethernet links and on point-to-point links without a link-layer header (PPP, raw-IP modems, TUN, WireGuard, GRE or IPIP with a remote), not on this one (hardware type {})",
+                u.dev, iface.hardware_type
+            ),
+        );
     };
     let addr = match u.src {
         Some(src) => iface.ipv4.iter().find(|(a, _)| *a == src).copied(),
@@ -1447,20 +1459,42 @@ fn resolve_uplink(u: &UplinkSpec, system: &SystemFacts) -> Result<ResolvedUplink
             None => err(&u.origin, format!("{} has no IPv4 address", u.dev)),
         };
     };
-    let subnet = Prefix::new(u32::from(addr), len).expect("kernel prefix lengths are at most 32");
-    if !subnet.contains(u32::from(u.gw)) || u.gw == addr {
-        return err(
-            &u.origin,
-            format!(
-                "gw {} is not on {}'s subnet {}/{len}",
-                u.gw,
-                u.dev,
-                Ipv4Addr::from(subnet.addr()),
-            ),
-        );
+    match (link, u.gw) {
+        (LinkKind::Ethernet, None) => {
+            return err(
+                &u.origin,
+                format!(
+                    "gw=IPV4 is missing: {} is an Ethernet link, where the gateway must be named (only a point-to-point link, like PPP, a raw-IP modem or a tunnel, may leave it out)",
+                    u.dev
+                ),
+            );
+        }
+        (LinkKind::Ethernet, Some(gw)) => {
+            let subnet =
+                Prefix::new(u32::from(addr), len).expect("kernel prefix lengths are at most 32");
+            if !subnet.contains(u32::from(gw)) || gw == addr {
+                return err(
+                    &u.origin,
+                    format!(
+                        "gw {gw} is not on {}'s subnet {}/{len}",
+                        u.dev,
+                        Ipv4Addr::from(subnet.addr()),
+                    ),
+                );
+            }
+        }
+        (LinkKind::PointToPoint, Some(gw)) if gw == addr => {
+            return err(
+                &u.origin,
+                format!("gw {gw} is {}'s own address, not its peer's", u.dev),
+            );
+        }
+        // the peer of a point-to-point link is reached without its address
+        (LinkKind::PointToPoint, _) => {}
     }
     Ok(ResolvedUplink {
         iface: iface.clone(),
+        link,
         addr,
     })
 }
@@ -1530,6 +1564,7 @@ pub struct SystemFacts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedUplink {
     pub iface: Interface,
+    pub link: LinkKind,
     pub addr: Ipv4Addr,
 }
 

@@ -26,7 +26,7 @@ use crate::io::packet::PacketSocket;
 use crate::io::system::{self, Plumbing, SystemError};
 use crate::io::worker::{Shared, Worker};
 use crate::io::{hook, iface, signal, tun};
-use crate::uplink::{Addressing, Live, Uplink};
+use crate::uplink::{Addressing, LinkKind, Live, Uplink};
 
 /// Routing table and rule priorities wanlb uses for LAN traffic.
 pub const ROUTE_TABLE: u32 = 7100;
@@ -371,20 +371,36 @@ fn serve(
             name: u.name.clone(),
             dev: u.dev.clone(),
             ifindex: r.iface.index,
+            link: r.link,
             mac: r.iface.mac,
             gateway: u.gw,
             live: Live::new(r.addr),
         })
         .collect();
-    let unprobed: Vec<&str> = config
-        .uplinks
-        .iter()
-        .filter(|u| config.targets_of(u).is_empty())
-        .map(|u| u.name.as_str())
-        .collect();
-    if !unprobed.is_empty() {
-        tracing::warn!(uplinks = %unprobed.join(","),
-            "no health target: only carrier and the gateway's ARP answers are watched, so a line dead beyond its modem goes unnoticed; add --health-target IPV4 (an address that answers ping beyond the gateway)");
+    let unprobed = |link: LinkKind| -> String {
+        let names: Vec<&str> = config
+            .uplinks
+            .iter()
+            .zip(resolved)
+            .filter(|(u, r)| r.link == link && config.targets_of(u).is_empty())
+            .map(|(u, _)| u.name.as_str())
+            .collect();
+        names.join(",")
+    };
+    let add_targets = "add --health-target IPV4 (an address that answers ping beyond the gateway)";
+    let ethernet = unprobed(LinkKind::Ethernet);
+    if !ethernet.is_empty() {
+        tracing::warn!(uplinks = %ethernet,
+            "no health target: only carrier and the gateway's ARP answers are watched, so a line dead beyond its modem goes unnoticed; {add_targets}");
+    }
+    let point_to_point = unprobed(LinkKind::PointToPoint);
+    if !point_to_point.is_empty() {
+        tracing::warn!(uplinks = %point_to_point,
+            "no health target on a point-to-point link: only its carrier is watched (there is no gateway to ask ARP), so a line dead beyond its far end goes unnoticed; {add_targets}");
+    }
+    for u in uplinks.iter().filter(|u| u.link == LinkKind::PointToPoint) {
+        tracing::info!(uplink = %u.name, dev = %u.dev,
+            "point-to-point link: packets leave without a link-layer header, no ARP");
     }
     let mut shared = Shared::new(engine, uplinks);
     shared.fast_path = fast_path;
@@ -393,7 +409,7 @@ fn serve(
     let filters = resolved
         .iter()
         .map(|u| {
-            SocketFilters::load(u.addr, config.nat_ports, probe_id).map_err(io_err(format!(
+            SocketFilters::load(u.addr, u.link, config.nat_ports, probe_id).map_err(io_err(format!(
                 "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
                 u.iface.name
             )))
@@ -405,9 +421,9 @@ fn serve(
         let mut sockets = Vec::new();
         for (i, u) in resolved.iter().enumerate() {
             let group = group_base.wrapping_add(i as u16);
-            let s = PacketSocket::open_data(u.iface.index, &filters[i], group).map_err(io_err(
-                format!("opening a packet socket on {}", u.iface.name),
-            ))?;
+            let s = PacketSocket::open_data(u.iface.index, u.link, &filters[i], group).map_err(
+                io_err(format!("opening a packet socket on {}", u.iface.name)),
+            )?;
             sockets.push(s);
         }
         worker_sockets.push(sockets);
@@ -606,6 +622,7 @@ fn start_fast_path(
         .iter()
         .map(|u| UplinkLink {
             ifindex: u.iface.index,
+            link: u.link,
             mac: u.iface.mac,
         })
         .collect();
@@ -737,7 +754,8 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
                 name: u.name.clone(),
                 device: u.dev.clone(),
                 address: u.addr().to_string(),
-                gateway: u.gateway.to_string(),
+                gateway: u.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                link: u.link.name().to_string(),
                 gateway_mac: u.gateway_mac().map(crate::uplink::format_mac),
                 tier: spec.tier,
                 weight: spec.weight,
@@ -775,6 +793,7 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
     for (name, n) in [
         ("no_gateway_mac", &io.no_gateway_mac),
         ("send_error", &io.send_errors),
+        ("unsendable", &io.unsendable),
         ("tun_write_error", &io.tun_write_errors),
         ("short_read", &io.short_reads),
         ("truncated", &io.truncated),
@@ -901,6 +920,7 @@ fn log_status(shared: &Shared, table: &str) {
         forwarded_from_uplinks = %from_uplinks,
         no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
         send_errors = io.send_errors.load(Ordering::Relaxed),
+        unsendable = io.unsendable.load(Ordering::Relaxed),
         tun_write_errors = io.tun_write_errors.load(Ordering::Relaxed),
         short_reads = io.short_reads.load(Ordering::Relaxed),
         truncated = io.truncated.load(Ordering::Relaxed),

@@ -7,7 +7,8 @@
 //! them answers within `timeout`, and bad otherwise, or when the line is in brownout (loss or
 //! median RTT over the recent window above the configured limit). `down_after` bad rounds in
 //! a row take a line down, `up_after` good ones bring it back; losing carrier, or the
-//! gateway's ARP answers, takes it down at once.
+//! gateway's ARP answers, takes it down at once. A point-to-point link has no gateway to ask
+//! ARP: without targets its rounds are good while it has carrier, and carrier alone decides.
 //!
 //! Rounds normally start every `interval`. While an up line's newest round is overdue (no
 //! answer after four times the usual RTT), the next ones start twice as fast: the line needs
@@ -113,6 +114,10 @@ pub enum Reason {
         median_us: u64,
         limit_us: u64,
     },
+    /// Carrier for `rounds` rounds in a row, on a line watched by carrier alone.
+    Carrier {
+        rounds: u32,
+    },
     CarrierLost,
     /// The interface lost its address (a DHCP lease, a PPPoE session), or is gone.
     NoAddress,
@@ -138,6 +143,8 @@ impl fmt::Display for Reason {
                 *median_us as f64 / 1000.0,
                 *limit_us as f64 / 1000.0
             ),
+            Reason::Carrier { rounds: 1 } => write!(f, "carrier present"),
+            Reason::Carrier { rounds } => write!(f, "carrier present {rounds} rounds in a row"),
             Reason::CarrierLost => write!(f, "carrier lost"),
             Reason::NoAddress => write!(f, "the interface has no address"),
             Reason::ArpLost => write!(f, "the gateway stopped answering ARP"),
@@ -189,6 +196,8 @@ struct Round {
     sent_us: u64,
     /// RTT of each target's answer, if it came in time.
     rtts: Vec<Option<u32>>,
+    /// A round without probes on a line watched by carrier alone: good while it lasts.
+    by_carrier: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -201,8 +210,11 @@ struct Finished {
 #[derive(Clone, Debug)]
 pub struct LineHealth {
     settings: HealthSettings,
-    /// Targets probed per round; 0: rounds are ARP requests to the gateway.
+    /// Targets probed per round; 0: rounds are ARP requests to the gateway, or without ARP
+    /// carrier alone.
     targets: usize,
+    /// The gateway answers ARP (an Ethernet line), and must keep answering.
+    arp: bool,
     state: State,
     carrier: bool,
     /// The interface has the address the line uses.
@@ -227,6 +239,7 @@ impl LineHealth {
         LineHealth {
             settings,
             targets,
+            arp: true,
             state: State::Unknown,
             carrier: true,
             addressed: true,
@@ -241,6 +254,13 @@ impl LineHealth {
             overdue_us: None,
             unanswered: Vec::new(),
         }
+    }
+
+    /// The health of a line with no gateway to ask ARP (a point-to-point link): only the
+    /// targets' answers count, and without targets a round is good while carrier lasts.
+    pub fn without_arp(mut self) -> LineHealth {
+        self.arp = false;
+        self
     }
 
     /// New settings from a reload, and `targets`, the number of targets when the list
@@ -305,14 +325,16 @@ impl LineHealth {
         self.last_start_us = Some(now_us);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
+        let by_carrier = sent && !self.arp && self.targets == 0;
         self.pending.push_back(Round {
             seq,
             sent_us: now_us,
-            rtts: if sent {
+            rtts: if sent && !by_carrier {
                 vec![None; self.targets.max(1)]
             } else {
                 Vec::new()
             },
+            by_carrier,
         });
         if self.arp_unanswered_since_us.is_none() {
             self.arp_unanswered_since_us = Some(now_us);
@@ -341,8 +363,8 @@ impl LineHealth {
         if self.targets == 0 {
             // every round still waiting counts as answered by the gateway
             for round in &mut self.pending {
-                if round.rtts[0].is_none() {
-                    round.rtts[0] = Some(now_us.saturating_sub(round.sent_us) as u32);
+                if let Some(first @ None) = round.rtts.first_mut() {
+                    *first = Some(now_us.saturating_sub(round.sent_us) as u32);
                 }
             }
         }
@@ -395,12 +417,12 @@ impl LineHealth {
     /// behind).
     pub fn tick(&mut self, now_us: u64) -> Vec<Change> {
         let mut changes = Vec::new();
-        if self.targets > 0 && self.state == State::Up && self.arp_lost(now_us) {
+        if self.arp && self.targets > 0 && self.state == State::Up && self.arp_lost(now_us) {
             self.good_run = 0;
             changes.extend(self.transition(State::Down, Reason::ArpLost));
         }
         while let Some(round) = self.pending.front() {
-            // an unsent round (no probes) is complete at once, and bad
+            // a round without probes is complete at once: bad if unsent, else carrier's
             let complete = round.rtts.iter().all(Option::is_some);
             if !complete && now_us < round.sent_us + self.settings.timeout_us() {
                 break;
@@ -412,7 +434,7 @@ impl LineHealth {
     }
 
     fn finish(&mut self, round: Round, now_us: u64) -> Option<Change> {
-        let answered = round.rtts.iter().any(Option::is_some);
+        let answered = round.by_carrier || round.rtts.iter().any(Option::is_some);
         self.unanswered = (0..round.rtts.len())
             .filter(|&t| round.rtts[t].is_none())
             .collect();
@@ -447,12 +469,17 @@ impl LineHealth {
             // at start-up one good round is enough: there is no flapping to guard against yet
             State::Down | State::Unknown
                 if self.linked()
-                    && !(self.targets > 0 && self.arp_lost(now_us))
+                    && !(self.arp && self.targets > 0 && self.arp_lost(now_us))
                     && (self.good_run >= s.up_after
                         || (self.state == State::Unknown && self.good_run >= 1)) =>
             {
                 let rounds = self.good_run;
-                self.transition(State::Up, Reason::Answered { rounds })
+                let reason = if round.by_carrier {
+                    Reason::Carrier { rounds }
+                } else {
+                    Reason::Answered { rounds }
+                };
+                self.transition(State::Up, reason)
             }
             _ => None,
         }
@@ -696,6 +723,52 @@ mod tests {
         }
         // unanswered since round 1 (0.2 s): lost once 3 rounds and a timeout (1.2 s) passed
         assert_eq!(down_at, Some(7));
+    }
+
+    #[test]
+    fn a_point_to_point_line_without_targets_follows_its_carrier() {
+        let mut l = line(0).without_arp();
+        // nothing answers, and nothing needs to: the line has carrier
+        let changes = drive(&mut l, 0, 20, |_| false);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].1.state, State::Up);
+        assert_eq!(changes[0].1.reason, Reason::Carrier { rounds: 1 });
+        assert_eq!(l.stats(), Stats::default(), "no RTT or loss to show");
+        let c = l.carrier(false).expect("change");
+        assert_eq!((c.state, c.reason), (State::Down, Reason::CarrierLost));
+        assert!(drive(&mut l, 20, 15, |_| false).is_empty());
+        // back after ten rounds with carrier, as a probed line after ten answered ones
+        l.carrier(true);
+        let changes = drive(&mut l, 35, 12, |_| false);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].0, 44);
+        assert_eq!(changes[0].1.reason, Reason::Carrier { rounds: 10 });
+        assert_eq!(
+            changes[0].1.reason.to_string(),
+            "carrier present 10 rounds in a row"
+        );
+    }
+
+    #[test]
+    fn a_point_to_point_line_with_targets_waits_for_no_arp() {
+        let mut l = line(1).without_arp();
+        let interval = l.settings.interval_us();
+        // the targets answer; no ARP ever comes, nor is it asked for
+        for i in 0..20u64 {
+            let seq = l.start_round(i * interval);
+            l.answer(seq, 0, i * interval + MS);
+            let changes = l.tick(i * interval + 2 * MS);
+            if i == 0 {
+                assert_eq!(changes.len(), 1);
+                assert_eq!(changes[0].state, State::Up);
+            } else {
+                assert!(changes.is_empty(), "round {i}: {changes:?}");
+            }
+        }
+        // and a line dead beyond its far end goes down as any other
+        let changes = drive(&mut l, 20, 10, |_| false);
+        assert_eq!(changes[0].1.state, State::Down);
+        assert_eq!(changes[0].1.reason, Reason::NoAnswer { rounds: 3 });
     }
 
     #[test]

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use wanlb::config::{Config, ConfigErrors, FastPathMode, Flags, TimeoutFlags, format_duration};
 use wanlb::gateway::{self, GatewayError};
 use wanlb::logging;
+use wanlb::uplink::LinkKind;
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
 ///
@@ -110,10 +111,11 @@ struct RunArgs {
     /// from any other source are dropped as spoofed.
     #[arg(long, value_name = "CIDR")]
     lan_net: Vec<String>,
-    /// An uplink: NAME,dev=IFACE,gw=IPV4[,weight=N][,tier=N][,check=IPV4]...[,src=IPV4].
-    /// src defaults to the first IPv4 address of dev, weight and tier to 1; check (repeatable)
-    /// replaces --health-target for this uplink (repeatable; a name from the file is
-    /// overridden).
+    /// An uplink: NAME,dev=IFACE[,gw=IPV4][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4].
+    /// gw is required on an Ethernet link; a point-to-point link without a link-layer header
+    /// (ppp0, an LTE modem's raw-IP wwan0, a tunnel) needs none. src defaults to the first
+    /// IPv4 address of dev, weight and tier to 1; check (repeatable) replaces
+    /// --health-target for this uplink (repeatable; a name from the file is overridden).
     #[arg(long, value_name = "SPEC")]
     uplink: Vec<String>,
     /// Always send destinations in CIDR through UPLINK, e.g. 174.143.119.91/32=isp2
@@ -369,7 +371,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             } else {
                 let (checked, uplinks) =
                     gateway::check(&config).context("checking against this system")?;
-                (checked, uplinks.into_iter().map(|u| Some(u.addr)).collect())
+                let found = uplinks.into_iter().map(|u| Some((u.addr, u.link)));
+                (checked, found.collect())
             };
             print_summary(&config, &addrs);
             Ok(())
@@ -377,26 +380,41 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn print_summary(config: &Config, addrs: &[Option<std::net::Ipv4Addr>]) {
+/// The settings for a person; with each uplink's address and kind of link when they were
+/// checked against the system.
+fn print_summary(config: &Config, found: &[Option<(std::net::Ipv4Addr, LinkKind)>]) {
     println!("configuration OK");
     println!("  LAN: {}", config.lan.join(", "));
-    for (u, addr) in config.uplinks.iter().zip(addrs) {
-        let src = addr.map_or_else(|| "first address of dev".to_string(), |a| a.to_string());
+    for (u, found) in config.uplinks.iter().zip(found) {
+        let src = found.map_or_else(
+            || "first address of dev".to_string(),
+            |(a, _)| a.to_string(),
+        );
+        // without a gateway it can only be a point-to-point link
+        let link = found.map_or(
+            u.gw.map_or(LinkKind::PointToPoint, |_| LinkKind::Ethernet),
+            |(_, l)| l,
+        );
+        let gw = match (link, u.gw) {
+            (LinkKind::Ethernet, Some(gw)) => gw.to_string(),
+            (_, Some(peer)) => format!("{peer} (point-to-point)"),
+            (_, None) => "none (point-to-point)".to_string(),
+        };
         let tier_total = config.tier_weight(u.tier);
         let targets: Vec<String> = config.targets_of(u).iter().map(|t| t.to_string()).collect();
         println!(
             "  uplink {}: dev {} gw {} src {} weight {} tier {} ({:.0}% of new destinations in its tier); health: {}",
             u.name,
             u.dev,
-            u.gw,
+            gw,
             src,
             u.weight,
             u.tier,
             100.0 * f64::from(u.weight) / f64::from(tier_total),
-            if targets.is_empty() {
-                "carrier and gateway ARP only".to_string()
-            } else {
-                format!("ping {}", targets.join(", "))
+            match (targets.is_empty(), link) {
+                (true, LinkKind::Ethernet) => "carrier and gateway ARP only".to_string(),
+                (true, LinkKind::PointToPoint) => "carrier only".to_string(),
+                (false, _) => format!("ping {}", targets.join(", ")),
             }
         );
     }

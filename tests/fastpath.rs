@@ -18,6 +18,7 @@ use wanlb::engine::flow::Timeouts;
 use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
 use wanlb::io::fastpath::{Direction, LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
 use wanlb::io::filters::{Filter, SocketFilters};
+use wanlb::uplink::{LinkKind, NextHop};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -102,13 +103,18 @@ fn fast_path(links: &Links) -> Arc<TcFastPath> {
     let uplinks = UPLINK_MACS
         .iter()
         .zip(links.uplinks)
-        .map(|(&mac, ifindex)| UplinkLink { ifindex, mac })
+        .map(|(&mac, ifindex)| UplinkLink {
+            ifindex,
+            link: LinkKind::Ethernet,
+            mac,
+        })
         .collect();
     let fast = TcFastPath::load(vec![lan], uplinks).unwrap_or_else(|e| {
         panic!("loading the fast path needs root and Linux 6.6 or later (CI has both): {e}")
     });
     for (i, mac) in GATEWAY_MACS.iter().enumerate() {
-        fast.set_gateway(i as u8, Some(*mac)).expect("uplink map");
+        fast.set_next_hop(i as u8, Some(NextHop::Gateway(*mac)))
+            .expect("uplink map");
     }
     Arc::new(fast)
 }
@@ -394,6 +400,44 @@ fn translates_as_the_engine(links: &Links) {
     }
 }
 
+#[test]
+fn to_a_point_to_point_uplink_the_packet_goes_without_a_mac() {
+    in_own_netns(
+        "to_a_point_to_point_uplink_the_packet_goes_without_a_mac",
+        carries_to_a_point_to_point_uplink,
+    );
+}
+
+/// The outbound program, to uplinks that are point-to-point links (PPP, TUN, WireGuard): the
+/// kernel takes the Ethernet header off on the way there, so none is written. (A test run
+/// hands over Ethernet frames only: the inbound program for such uplinks, whose packets have
+/// no link-layer header, runs on real packets in tests/point_to_point.rs.)
+fn carries_to_a_point_to_point_uplink(links: &Links) {
+    let fast = fast_path(links);
+    let engine = engine(&fast);
+    for uplink in 0..2 {
+        fast.set_next_hop(uplink, Some(NextHop::Peer))
+            .expect("uplink map");
+    }
+    for (case, proto) in [TCP, UDP, ICMP].into_iter().enumerate() {
+        let remote = u32::from_be_bytes([198, 19, 0, 100 + case as u8]);
+        let flow = open(&engine, proto, remote, 40000, 443);
+        let out = flow.outbound(ACK, b"over the line");
+        let f = frame(&out);
+        let (verdict, sent) = fast
+            .test_run(Direction::Outbound, &f, links.lan)
+            .expect("test run");
+        let what = format!("proto {proto}");
+        assert_eq!(verdict, TC_REDIRECT, "{what}: not carried");
+        assert_eq!(sent[..14], f[..14], "{what}: no MAC written");
+        assert_bytes(
+            &sent[14..],
+            &forwarded(flow.engine_out(&engine, &out)),
+            &what,
+        );
+    }
+}
+
 /// Equal bytes; on a difference, the first differing offset and the headers of both.
 fn assert_bytes(kernel: &[u8], engine: &[u8], what: &str) {
     if kernel != engine {
@@ -635,7 +679,8 @@ fn ethernet(ethertype: u16, packet: &[u8]) -> Vec<u8> {
 fn filters_keep_only_what_is_wanlbs(_: &Links) {
     let me = [198, 18, 1, 1];
     let there = [198, 19, 0, 1];
-    let filters = SocketFilters::load(me.into(), (61000, 65535), 22348).expect("filters load");
+    let filters = SocketFilters::load(me.into(), LinkKind::Ethernet, (61000, 65535), 22348)
+        .expect("filters load");
     let keeps = |filter, f: &[u8]| filters.keeps(filter, f).expect("test run");
     let port = |proto, dst: [u8; 4], port: u16| {
         let p = match proto {
@@ -678,6 +723,19 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     assert!(!keeps(Probes, &icmp(me, 3, 22348)));
     assert!(!keeps(Probes, &icmp([198, 18, 1, 2], 0, 22348)));
     assert!(!keeps(Probes, &port(UDP, me, 22348)));
+
+    // on a point-to-point link the same, its packets seen from the IP header on
+    let bare = SocketFilters::load(me.into(), LinkKind::PointToPoint, (61000, 65535), 22348)
+        .expect("filters load");
+    let bare_keeps = |filter, f: &[u8]| bare.keeps(filter, &f[14..]).expect("test run");
+    assert!(bare_keeps(Replies, &port(TCP, me, 61000)));
+    assert!(bare_keeps(Replies, &port(UDP, me, 65535)));
+    assert!(!bare_keeps(Replies, &port(UDP, me, 60999)));
+    assert!(!bare_keeps(Replies, &port(UDP, [198, 18, 1, 2], 61000)));
+    assert!(bare_keeps(Replies, &icmp(me, 3, 0)));
+    assert!(!bare_keeps(Replies, &icmp(me, 0, 22348)));
+    assert!(bare_keeps(Probes, &icmp(me, 0, 22348)));
+    assert!(!bare_keeps(Probes, &icmp(me, 0, 61000)));
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn the_documented_command_line_parses() {
     assert_eq!(c.lan, ["eth0"]);
     assert_eq!(c.uplinks.len(), 2);
     assert_eq!((c.uplinks[0].weight, c.uplinks[1].weight), (2, 1));
-    assert_eq!(c.uplinks[1].gw, Ipv4Addr::new(192, 168, 2, 254));
+    assert_eq!(c.uplinks[1].gw, Some(Ipv4Addr::new(192, 168, 2, 254)));
     assert_eq!(c.pins[0].uplink, "isp2");
     assert_eq!(c.affinity_timeout, Duration::from_secs(600));
     assert_eq!(c.tun, "wanlb0");
@@ -43,13 +43,13 @@ fn the_example_file_parses_to_the_example_network() {
     let u: Vec<_> = c
         .uplinks
         .iter()
-        .map(|u| (u.name.as_str(), u.dev.as_str(), u.gw.to_string(), u.weight))
+        .map(|u| (u.name.as_str(), u.dev.as_str(), u.gw, u.weight))
         .collect();
     assert_eq!(
         u,
         [
-            ("isp1", "eth1", "192.168.1.254".to_string(), 2),
-            ("isp2", "eth2", "192.168.2.254".to_string(), 1)
+            ("isp1", "eth1", Some(Ipv4Addr::new(192, 168, 1, 254)), 2),
+            ("isp2", "eth2", Some(Ipv4Addr::new(192, 168, 2, 254)), 1)
         ]
     );
     assert_eq!(c.pins.len(), 1);
@@ -251,6 +251,8 @@ fn iface(name: &str, addr: [u8; 4], len: u8) -> Interface {
         name: name.into(),
         index: 2,
         mac: [2, 0, 0, 0, 0, 1],
+        hardware_type: 1,
+        point_to_point: false,
         mtu: 1500,
         ipv4: vec![(Ipv4Addr::from(addr), len)],
     }
@@ -319,6 +321,71 @@ fn system_checks() {
             .unwrap_err()
             .to_string()
             .contains("udp/62000")
+    );
+}
+
+/// A PPP session's interface: no MAC, its address a /32 with the peer at the other end.
+fn ppp0() -> Interface {
+    Interface {
+        mac: [0; 6],
+        hardware_type: 512,
+        point_to_point: true,
+        ..iface("ppp0", [198, 18, 5, 1], 32)
+    }
+}
+
+#[test]
+fn a_point_to_point_uplink_needs_no_gateway_and_an_ethernet_one_does() {
+    let mut sys = facts();
+    sys.interfaces.push(ppp0());
+    let c = Config::load(&flags(&[ISP1, "dsl,dev=ppp0"], &[])).unwrap();
+    assert_eq!(c.uplinks[1].gw, None);
+    let r = c.resolve(&sys).unwrap();
+    assert_eq!(
+        (r[0].link, r[1].link),
+        (LinkKind::Ethernet, LinkKind::PointToPoint)
+    );
+    assert_eq!(r[1].addr, Ipv4Addr::new(198, 18, 5, 1));
+    // a peer address is for the reports: off the /32, and still fine
+    let c = Config::load(&flags(&[ISP1, "dsl,dev=ppp0,gw=198.18.9.9"], &[])).unwrap();
+    assert!(c.resolve(&sys).is_ok());
+    // but not the link's own address
+    let c = Config::load(&flags(&[ISP1, "dsl,dev=ppp0,gw=198.18.5.1"], &[])).unwrap();
+    let e = c.resolve(&sys).unwrap_err().to_string();
+    assert!(
+        e.ends_with("gw 198.18.5.1 is ppp0's own address, not its peer's"),
+        "{e}"
+    );
+    // an Ethernet uplink without one is refused, naming the key
+    let c = Config::load(&flags(&["isp1,dev=eth1", ISP2], &[])).unwrap();
+    let e = c.resolve(&sys).unwrap_err().to_string();
+    assert!(
+        e.starts_with(r#"--uplink "isp1,dev=eth1": gw=IPV4 is missing: eth1 is an Ethernet link"#),
+        "{e}"
+    );
+    // and in the file the same
+    let text = "lan = [\"eth0\"]\n[[uplink]]\nname = \"dsl\"\ndev = \"ppp0\"\ncheck = [\"198.19.255.1\"]\n";
+    let c = Config::load(&Flags {
+        config: Some(write_temp("ppp.toml", text)),
+        ..Flags::default()
+    })
+    .unwrap();
+    assert_eq!(c.uplinks[0].gw, None);
+    assert_eq!(c.resolve(&sys).unwrap()[0].link, LinkKind::PointToPoint);
+}
+
+#[test]
+fn an_uplink_on_a_link_wanlb_cannot_frame_for_is_refused() {
+    let mut sys = facts();
+    sys.interfaces.push(Interface {
+        hardware_type: 772,
+        ..iface("lo", [127, 0, 0, 1], 8)
+    });
+    let c = Config::load(&flags(&[ISP1, "isp2,dev=lo"], &[])).unwrap();
+    let e = c.resolve(&sys).unwrap_err().to_string();
+    assert!(
+        e.starts_with(r#"--uplink "isp2,dev=lo": dev "lo": wanlb sends on Ethernet links and on point-to-point links"#),
+        "{e}"
     );
 }
 
@@ -805,8 +872,8 @@ fn several_bad_flags_are_all_reported() {
 #[test]
 fn an_error_is_not_followed_by_what_only_follows_from_it() {
     // a pin to an uplink refused, and no usable uplink left
-    let e = load_err(&flags(&["isp1,dev=eth1"], &["10.0.0.0/8=isp1"]));
-    assert_eq!(e.message, "gw=IPV4 is missing");
+    let e = load_err(&flags(&["isp1,gw=192.168.1.254"], &["10.0.0.0/8=isp1"]));
+    assert_eq!(e.message, "dev=IFACE is missing");
     // no LAN interface left, but one was given
     let mut f = flags(&[ISP1], &[]);
     f.lan = vec!["eth 0".into()];

@@ -73,7 +73,11 @@ pub struct UplinkReport {
     pub name: String,
     pub device: String,
     pub address: String,
+    /// The gateway's address; on a point-to-point link the peer's, if it was given.
     pub gateway: String,
+    /// `ethernet` or `point-to-point` (no link-layer header, no ARP, no gateway MAC).
+    #[serde(default)]
+    pub link: String,
     /// The gateway's MAC, once learned.
     pub gateway_mac: Option<String>,
     pub tier: u8,

@@ -18,13 +18,35 @@ pub(crate) fn send_batch(
     payloads: &[&[u8]],
     names: &[SocketAddrV4],
 ) -> io::Result<usize> {
+    // SAFETY: sockaddr_in is plain old data; all-zero is valid.
+    let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for (a, &d) in addrs.iter_mut().zip(names) {
+        *a = sockaddr(d);
+    }
+    send_each(fd, payloads, |i| names.get(i).map(|_| &addrs[i]))
+}
+
+/// One sendmmsg on a packet socket, every packet to `link` (its device and protocol), for a
+/// socket bound to no protocol. Sends at most [`MAX_BATCH`]; returns how many the kernel took.
+pub(crate) fn send_batch_via(
+    fd: RawFd,
+    payloads: &[&[u8]],
+    link: &libc::sockaddr_ll,
+) -> io::Result<usize> {
+    send_each(fd, payloads, |_| Some(link))
+}
+
+/// One sendmmsg of the first [`MAX_BATCH`] of `payloads`: payload `i` to the address
+/// `name(i)`, or where that is `None` to the socket's connected peer (or bound device).
+fn send_each<'a, A: 'a>(
+    fd: RawFd,
+    payloads: &[&[u8]],
+    name: impl Fn(usize) -> Option<&'a A>,
+) -> io::Result<usize> {
     let n = payloads.len().min(MAX_BATCH);
-    // SAFETY: iovec, sockaddr_in and mmsghdr are plain old data; all-zero is valid.
-    let (mut iov, mut addrs, mut msgs): (
-        [libc::iovec; MAX_BATCH],
-        [libc::sockaddr_in; MAX_BATCH],
-        [libc::mmsghdr; MAX_BATCH],
-    ) = unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: iovec and mmsghdr are plain old data; all-zero is valid.
+    let (mut iov, mut msgs): ([libc::iovec; MAX_BATCH], [libc::mmsghdr; MAX_BATCH]) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
     for i in 0..n {
         iov[i] = libc::iovec {
             iov_base: payloads[i].as_ptr() as *mut _,
@@ -32,15 +54,14 @@ pub(crate) fn send_batch(
         };
         msgs[i].msg_hdr.msg_iov = &mut iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
-        if let Some(d) = names.get(i) {
-            addrs[i] = sockaddr(*d);
-            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-            msgs[i].msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        if let Some(addr) = name(i) {
+            msgs[i].msg_hdr.msg_name = (addr as *const A).cast_mut().cast();
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<A>() as libc::socklen_t;
         }
     }
     // SAFETY: the first `n` headers point to live iovecs (each describing a live payload) and,
-    // where named, to live addresses; the kernel only reads them, and all outlive the call.
+    // where named, to live addresses of their stated size; the kernel only reads them, and all
+    // outlive the call.
     let sent = check(unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, 0) })?;
     Ok(sent as usize)
 }

@@ -1,6 +1,7 @@
 //! The kernel fast path: once the engine has seen a flow settle, two small TC programs carry
 //! its packets without copying them to userspace: `wanlb_outbound` at the ingress of each LAN
-//! interface, `wanlb_inbound` at the ingress of each uplink. They are written in C
+//! interface, `wanlb_inbound` at the ingress of each Ethernet uplink (`wanlb_inbound_l3` on a
+//! point-to-point one, whose packets have no link-layer header). They are written in C
 //! (`ebpf/fastpath.c`, map layouts in `ebpf/wanlb.h`), compiled by `scripts/build-ebpf.sh`
 //! into the committed `ebpf/fastpath.o`, and loaded here with aya. They translate exactly as
 //! the engine does and pass everything they do not know, or should not handle, on to the
@@ -22,6 +23,7 @@ use super::fd::monotonic_ns;
 use super::iface;
 use crate::engine::flow::Acked;
 use crate::engine::{FastPath, Flow, UplinkId};
+use crate::uplink::{LinkKind, NextHop};
 
 /// The compiled programs (scripts/build-ebpf.sh makes it from ebpf/fastpath.c).
 static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/fastpath.o");
@@ -46,13 +48,18 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn program(self) -> &'static str {
-        match self {
-            Direction::Outbound => "wanlb_outbound",
-            Direction::Inbound => "wanlb_inbound",
+    /// The program that carries this direction's packets arriving on a link of kind `link`.
+    fn program(self, link: LinkKind) -> &'static str {
+        match (self, link) {
+            (Direction::Outbound, _) => "wanlb_outbound",
+            (Direction::Inbound, LinkKind::Ethernet) => "wanlb_inbound",
+            (Direction::Inbound, LinkKind::PointToPoint) => "wanlb_inbound_l3",
         }
     }
 }
+
+/// Every program in the object.
+const PROGRAMS: [&str; 3] = ["wanlb_outbound", "wanlb_inbound", "wanlb_inbound_l3"];
 
 /// `struct flow_key` of ebpf/wanlb.h: a flow as a packet names it.
 #[repr(C)]
@@ -89,10 +96,11 @@ pub struct FlowValue {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UplinkInfo {
     pub ifindex: u32,
-    pub pad: u32,
+    /// 1: no link-layer header; the MACs are unused.
+    pub point_to_point: u32,
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
-    pub pad2: [u8; 4],
+    pub pad: [u8; 4],
 }
 
 /// `struct counter` of ebpf/wanlb.h.
@@ -135,6 +143,7 @@ impl LanLink {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UplinkLink {
     pub ifindex: u32,
+    pub link: LinkKind,
     pub mac: [u8; 6],
 }
 
@@ -252,13 +261,12 @@ fn map_error(e: aya::maps::MapError) -> io::Error {
 
 impl TcFastPath {
     /// Loads the programs and creates their maps, attached nowhere yet. Uplinks stay off
-    /// until [`TcFastPath::set_gateway`] names their gateway.
+    /// until [`TcFastPath::set_next_hop`] says where their packets go.
     pub fn load(lans: Vec<LanLink>, uplinks: Vec<UplinkLink>) -> io::Result<TcFastPath> {
         let mut ebpf = EbpfLoader::new()
             .load(OBJECT)
             .map_err(|e| load_error("ebpf/fastpath.o", e))?;
-        for direction in [Direction::Outbound, Direction::Inbound] {
-            let name = direction.program();
+        for name in PROGRAMS {
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| io::Error::other(format!("{name} is not in ebpf/fastpath.o")))?
@@ -294,34 +302,31 @@ impl TcFastPath {
 
     /// Attaches the programs to the ingress of the LAN interfaces and the uplinks with TCX
     /// links (Linux 6.6 or later), which close with wanlb, however it exits. Each interface
-    /// gets each program once, however many LAN subnets or uplinks it carries.
+    /// gets its program once, however many LAN subnets or uplinks it carries.
     pub fn attach(&mut self) -> io::Result<()> {
-        let mut lans: Vec<u32> = self.lans.iter().map(|l| l.ifindex).collect();
-        let mut uplinks: Vec<u32> = self.uplinks.iter().map(|u| u.ifindex).collect();
-        for (direction, list) in [
-            (Direction::Outbound, &mut lans),
-            (Direction::Inbound, &mut uplinks),
-        ] {
-            list.sort_unstable();
-            list.dedup();
+        let lans = self.lans.iter().map(|l| (l.ifindex, LinkKind::Ethernet));
+        let uplinks = self.uplinks.iter().map(|u| (u.ifindex, u.link));
+        let mut attachments: Vec<(&str, u32)> = lans
+            .map(|(i, link)| (Direction::Outbound.program(link), i))
+            .chain(uplinks.map(|(i, link)| (Direction::Inbound.program(link), i)))
+            .collect();
+        attachments.sort_unstable();
+        attachments.dedup();
+        for (program_name, ifindex) in attachments {
             let program: &mut SchedClassifier = self
                 .ebpf
-                .program_mut(direction.program())
+                .program_mut(program_name)
                 .ok_or_else(|| io::Error::other("program gone"))?
                 .try_into()
-                .map_err(|e| load_error(direction.program(), e))?;
-            for &ifindex in list.iter() {
-                let name = iface::name_of(ifindex)?;
-                program
-                    .attach_with_options(
-                        &name,
-                        TcAttachType::Ingress,
-                        TcAttachOptions::TcxOrder(LinkOrder::default()),
-                    )
-                    .map_err(|e| {
-                        load_error(&format!("attaching {} to {name}", direction.program()), e)
-                    })?;
-            }
+                .map_err(|e| load_error(program_name, e))?;
+            let name = iface::name_of(ifindex)?;
+            program
+                .attach_with_options(
+                    &name,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(|e| load_error(&format!("attaching {program_name} to {name}"), e))?;
         }
         Ok(())
     }
@@ -329,19 +334,21 @@ impl TcFastPath {
     /// Runs the program for `direction` once on `frame`, as if it had arrived on interface
     /// `arrived_on`, in the kernel (BPF_PROG_TEST_RUN) without sending anything: returns its
     /// verdict and the frame as it left it. The frame is handed over by the current
-    /// namespace's loopback device. For tests and diagnosis.
+    /// namespace's loopback device, with its Ethernet header: a test run has no other kind, so
+    /// this runs the programs for Ethernet links. For tests and diagnosis.
     pub fn test_run(
         &self,
         direction: Direction,
         frame: &[u8],
         arrived_on: u32,
     ) -> io::Result<(i32, Vec<u8>)> {
+        let name = direction.program(LinkKind::Ethernet);
         let program: &SchedClassifier = self
             .ebpf
-            .program(direction.program())
+            .program(name)
             .ok_or_else(|| io::Error::other("program gone"))?
             .try_into()
-            .map_err(|e| load_error(direction.program(), e))?;
+            .map_err(|e| load_error(name, e))?;
         let mut out = vec![0u8; frame.len() + 256];
         // struct __sk_buff: only ingress_ifindex (at byte 36) set
         let mut ctx = [0u8; 192];
@@ -357,14 +364,19 @@ impl TcFastPath {
         Ok((result.return_value as i32, out))
     }
 
-    /// Sends the uplink's fast-path traffic to `gateway_mac`, or stops carrying it (`None`).
-    pub fn set_gateway(&self, uplink: UplinkId, gateway_mac: Option<[u8; 6]>) -> io::Result<()> {
+    /// Sends the uplink's fast-path traffic to `next_hop`, or stops carrying it (`None`).
+    pub fn set_next_hop(&self, uplink: UplinkId, next_hop: Option<NextHop>) -> io::Result<()> {
         let u = &self.uplinks[usize::from(uplink)];
-        let info = match gateway_mac {
-            Some(mac) => UplinkInfo {
+        let info = match next_hop {
+            Some(NextHop::Gateway(mac)) => UplinkInfo {
                 ifindex: u.ifindex,
                 dst_mac: mac,
                 src_mac: u.mac,
+                ..UplinkInfo::default()
+            },
+            Some(NextHop::Peer) => UplinkInfo {
+                ifindex: u.ifindex,
+                point_to_point: 1,
                 ..UplinkInfo::default()
             },
             None => UplinkInfo::default(),
@@ -614,7 +626,7 @@ mod tests {
         );
         assert_eq!(
             header("uplink_info"),
-            layout!(UplinkInfo, ifindex, pad, dst_mac, src_mac, pad2)
+            layout!(UplinkInfo, ifindex, point_to_point, dst_mac, src_mac, pad)
         );
         assert_eq!(header("counter"), layout!(Counter, packets, bytes));
     }

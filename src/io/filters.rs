@@ -1,9 +1,9 @@
 //! The socket filters of an uplink's packet sockets (`ebpf/filters.c`, compiled into the
 //! committed `ebpf/filters.o`): the kernel keeps every frame that is not wanlb's. Loaded once
-//! per uplink with the NAT port range and the health probes' echo identifier; the uplink's
-//! address is in a map that [`SocketFilters::set_addr`] changes when the interface's address
-//! does. A socket keeps its filter after the loaded object is dropped (but then its address
-//! can no longer change).
+//! per uplink with the length of its link-layer header, the NAT port range and the health
+//! probes' echo identifier; the uplink's address is in a map that [`SocketFilters::set_addr`]
+//! changes when the interface's address does. A socket keeps its filter after the loaded
+//! object is dropped (but then its address can no longer change).
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -12,6 +12,9 @@ use std::os::fd::AsFd;
 use aya::maps::Array;
 use aya::programs::{SocketFilter, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
+
+use super::packet::ETH_P_IP;
+use crate::uplink::LinkKind;
 
 static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");
 
@@ -37,6 +40,7 @@ impl Filter {
 #[derive(Debug)]
 pub struct SocketFilters {
     ebpf: Ebpf,
+    link: LinkKind,
 }
 
 fn error(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -44,10 +48,17 @@ fn error(what: &str, e: impl std::fmt::Display) -> io::Error {
 }
 
 impl SocketFilters {
-    /// Loads the filters for an uplink with address `addr`, NAT ports `ports` and health
-    /// probes of echo identifier `probe_id`.
-    pub fn load(addr: Ipv4Addr, ports: (u16, u16), probe_id: u16) -> io::Result<SocketFilters> {
+    /// Loads the filters for an uplink with address `addr` on a link of kind `link`, NAT
+    /// ports `ports` and health probes of echo identifier `probe_id`.
+    pub fn load(
+        addr: Ipv4Addr,
+        link: LinkKind,
+        ports: (u16, u16),
+        probe_id: u16,
+    ) -> io::Result<SocketFilters> {
+        let link_header = link.header_len() as u32;
         let mut ebpf = EbpfLoader::new()
+            .override_global("link_header", &link_header, true)
             .override_global("first_port", &ports.0, true)
             .override_global("last_port", &ports.1, true)
             .override_global("probe_id", &probe_id, true)
@@ -71,7 +82,7 @@ impl SocketFilters {
                 e => error(name, e),
             })?;
         }
-        let mut filters = SocketFilters { ebpf };
+        let mut filters = SocketFilters { ebpf, link };
         filters.set_addr(addr)?;
         Ok(filters)
     }
@@ -105,13 +116,18 @@ impl SocketFilters {
             .map_err(|e| error(&format!("attaching {}", filter.program()), e))
     }
 
-    /// Whether `filter` keeps `frame` (an Ethernet frame), asked of the kernel
-    /// (BPF_PROG_TEST_RUN). For tests.
+    /// Whether `filter` keeps `frame` (an Ethernet frame, or on a point-to-point link an IP
+    /// packet), asked of the kernel (BPF_PROG_TEST_RUN). For tests.
     pub fn keeps(&self, filter: Filter, frame: &[u8]) -> io::Result<bool> {
-        // the test run takes a link-layer header off the front, which a packet socket's
-        // filter would see: give it a spare one
+        // The test run takes an Ethernet header off the front, and its ethertype becomes the
+        // packet's protocol: give it a spare one with the protocol the link layer would have
+        // given (a point-to-point socket is bound to IPv4: it sees nothing else).
+        let protocol = match self.link {
+            LinkKind::Ethernet => frame.get(12..14).unwrap_or(&[0, 0]),
+            LinkKind::PointToPoint => &ETH_P_IP.to_be_bytes()[..],
+        };
         let mut data = vec![0u8; 12];
-        data.extend_from_slice(&[0x08, 0x00]);
+        data.extend_from_slice(protocol);
         data.extend_from_slice(frame);
         let mut options = TestRunOptions::new();
         options.data_in = Some(&data);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, HostTraffic};
 use crate::host_route::{HostRoute, Line, Step};
-use crate::uplink::Uplink;
+use crate::uplink::{LinkKind, Uplink};
 
 use super::system::{self, Plumbing, Recorded, SystemError};
 
@@ -28,11 +28,15 @@ fn remove_args() -> String {
     format!("route flush exact 0.0.0.0/0 proto {ROUTE_PROTO} table main")
 }
 
-/// wanlb's default route through `uplink`.
+/// wanlb's default route through `uplink`: via its gateway, or straight out of a
+/// point-to-point link.
 fn route_args(uplink: &Uplink) -> String {
+    let via = match (uplink.link, uplink.gateway) {
+        (LinkKind::Ethernet, Some(gateway)) => format!("via {gateway} "),
+        _ => String::new(),
+    };
     format!(
-        "route prepend default via {} dev {} src {} metric 0 proto {ROUTE_PROTO} table main",
-        uplink.gateway,
+        "route prepend default {via}dev {} src {} metric 0 proto {ROUTE_PROTO} table main",
         uplink.dev,
         uplink.addr()
     )
@@ -111,8 +115,8 @@ impl<'a> HostRouteOwner<'a> {
         match &step {
             Step::Use { to, why } => {
                 let u = &uplinks[*to];
-                tracing::info!(uplink = %u.name, gateway = %u.gateway, dev = %u.dev,
-                    src = %u.addr(), reason = %why, "host default route switched");
+                tracing::info!(uplink = %u.name, dev = %u.dev, src = %u.addr(),
+                    reason = %why, "host default route switched");
             }
             Step::Restore => tracing::info!(
                 "host default route: wanlb's removed, the system's own in use again (host_traffic is off)"
@@ -153,17 +157,22 @@ mod tests {
 
     #[test]
     fn the_route_leaves_from_the_uplink_and_its_removal_takes_only_wanlbs() {
-        let uplink = Uplink {
+        let uplink = |link, dev: &str, gateway: Option<&str>| Uplink {
             name: "isp2".into(),
-            dev: "eth2".into(),
+            dev: dev.into(),
             ifindex: 4,
+            link,
             mac: [2, 0, 0, 0, 0, 2],
-            gateway: "198.18.2.254".parse().unwrap(),
+            gateway: gateway.map(|g| g.parse().unwrap()),
             live: Live::new("198.18.2.1".parse().unwrap()),
         };
         assert_eq!(
-            route_args(&uplink),
+            route_args(&uplink(LinkKind::Ethernet, "eth2", Some("198.18.2.254"))),
             "route prepend default via 198.18.2.254 dev eth2 src 198.18.2.1 metric 0 proto 113 table main"
+        );
+        assert_eq!(
+            route_args(&uplink(LinkKind::PointToPoint, "ppp0", None)),
+            "route prepend default dev ppp0 src 198.18.2.1 metric 0 proto 113 table main"
         );
         assert_eq!(
             remove_args(),

@@ -1,8 +1,10 @@
-//! What the system knows about an interface: index, MAC, MTU and IPv4 addresses.
+//! What the system knows about an interface: index, MAC, hardware type, MTU and IPv4
+//! addresses.
 
 use std::ffi::CStr;
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::fd::{check, own};
 
@@ -10,7 +12,12 @@ use super::fd::{check, own};
 pub struct Interface {
     pub name: String,
     pub index: u32,
+    /// All zero if it has none (a point-to-point link).
     pub mac: [u8; 6],
+    /// ARPHRD_* (1: Ethernet), as in /sys/class/net/NAME/type.
+    pub hardware_type: u16,
+    /// It has the POINTOPOINT flag: one peer at the other end.
+    pub point_to_point: bool,
     pub mtu: u32,
     /// Addresses with their prefix length, in the order the kernel lists them.
     pub ipv4: Vec<(Ipv4Addr, u8)>,
@@ -27,7 +34,7 @@ pub fn list() -> io::Result<Vec<Interface>> {
         // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
         let ifa = unsafe { &*cur };
         cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+        if ifa.ifa_name.is_null() {
             continue;
         }
         // SAFETY: ifa_name is a NUL-terminated string owned by the list.
@@ -41,6 +48,8 @@ pub fn list() -> io::Result<Vec<Interface>> {
                     name,
                     index: 0,
                     mac: [0; 6],
+                    hardware_type: 0,
+                    point_to_point: false,
                     mtu: 0,
                     ipv4: Vec::new(),
                 });
@@ -48,12 +57,16 @@ pub fn list() -> io::Result<Vec<Interface>> {
             }
         };
         let entry = &mut out[idx];
+        entry.point_to_point |= ifa.ifa_flags & libc::IFF_POINTOPOINT as libc::c_uint != 0;
+        // a link without a hardware address (TUN, PPP) is listed with none
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
         // SAFETY: ifa_addr is non-null and points to a sockaddr whose family tells its type.
         let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
         if family == libc::AF_PACKET {
             // SAFETY: an AF_PACKET entry carries a sockaddr_ll.
             let ll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
-            entry.index = ll.sll_ifindex as u32;
             if ll.sll_halen == 6 {
                 entry.mac.copy_from_slice(&ll.sll_addr[..6]);
             }
@@ -73,16 +86,25 @@ pub fn list() -> io::Result<Vec<Interface>> {
     }
     // SAFETY: `head` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
+    // SAFETY: socket() with integer arguments.
+    let sock =
+        own(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     for iface in &mut out {
-        iface.mtu = mtu(&iface.name).unwrap_or(1500);
+        // SAFETY: SIOCGIFMTU sets the mtu member of the union.
+        iface.mtu = ask(&sock, &iface.name, libc::SIOCGIFMTU)
+            .map_or(1500, |r| unsafe { r.ifr_ifru.ifru_mtu } as u32);
+        // SAFETY: SIOCGIFINDEX sets the ifindex member of the union.
+        iface.index = ask(&sock, &iface.name, libc::SIOCGIFINDEX)
+            .map_or(0, |r| unsafe { r.ifr_ifru.ifru_ifindex } as u32);
+        // SAFETY: SIOCGIFHWADDR sets the hwaddr member, whose family is the hardware type.
+        iface.hardware_type = ask(&sock, &iface.name, libc::SIOCGIFHWADDR)
+            .map_or(0, |r| unsafe { r.ifr_ifru.ifru_hwaddr.sa_family });
     }
     Ok(out)
 }
 
-fn mtu(name: &str) -> io::Result<u32> {
-    // SAFETY: socket() with integer arguments.
-    let sock =
-        own(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+/// The answer to `request`, a SIOCGIF* ioctl, about interface `name`.
+fn ask(sock: &OwnedFd, name: &str, request: libc::Ioctl) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req
@@ -92,11 +114,9 @@ fn mtu(name: &str) -> io::Result<u32> {
     {
         *dst = src as libc::c_char;
     }
-    use std::os::fd::AsRawFd;
-    // SAFETY: SIOCGIFMTU fills the ifreq we pass, which lives on our stack.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
-    // SAFETY: SIOCGIFMTU set the mtu member of the union.
-    Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+    // SAFETY: a SIOCGIF* request fills the ifreq we pass, which lives on our stack.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req) })?;
+    Ok(req)
 }
 
 /// The name of interface `ifindex`.

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod fastpath;
 pub(crate) mod fd;
 pub mod filters;
+pub(crate) mod gso;
 pub(crate) mod hook;
 pub(crate) mod host_route;
 pub mod iface;

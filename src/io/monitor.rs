@@ -1,7 +1,8 @@
 //! Watching every line through that line: ICMP echo to the health targets, sent from the
-//! uplink's address on its own packet socket to its gateway's MAC (never through the routing
-//! table, which would answer "up" through another line), ARP to the gateway every round, and
-//! carrier from netlink. The answers feed one [`LineHealth`] per uplink; its verdicts are
+//! uplink's address on its own packet socket to its gateway's MAC, or bare to the far end of a
+//! point-to-point link (never through the routing table, which would answer "up" through
+//! another line), ARP to the gateway of an Ethernet line every round, and carrier from
+//! netlink. The answers feed one [`LineHealth`] per uplink; its verdicts are
 //! applied here: to the engine (which moves or ends the line's flows), the fast path, the
 //! uplink's shared state, the log and the `--on-change` command.
 
@@ -17,7 +18,7 @@ use crate::config::Config;
 use crate::engine::checksum::checksum;
 use crate::engine::packet::{read_u16, read_u32, write_u16};
 use crate::health::{Change, LineHealth, State};
-use crate::uplink::{Addressing, LinkChange, LinkEvent, Uplink, format_mac};
+use crate::uplink::{Addressing, LinkChange, LinkEvent, LinkKind, NextHop, Uplink, format_mac};
 
 use super::arp;
 use super::fd::Poller;
@@ -53,31 +54,53 @@ pub fn probe_id(pool: (u16, u16)) -> u16 {
 pub struct LineSockets {
     /// Sends echo requests, receives their replies (and nothing else).
     pub probe: PacketSocket,
-    pub arp: PacketSocket,
+    /// On an Ethernet line, ARP to its gateway.
+    pub arp: Option<GatewayArp>,
+}
+
+#[derive(Debug)]
+pub struct GatewayArp {
+    pub socket: PacketSocket,
+    pub gateway: Ipv4Addr,
 }
 
 impl LineSockets {
     pub fn open(uplink: &Uplink, filters: &SocketFilters) -> io::Result<LineSockets> {
+        let arp = match (uplink.link, uplink.gateway) {
+            (LinkKind::Ethernet, Some(gateway)) => Some(GatewayArp {
+                socket: PacketSocket::open_arp(uplink.ifindex)?,
+                gateway,
+            }),
+            // a point-to-point link has no MAC to find
+            _ => None,
+        };
         Ok(LineSockets {
-            probe: PacketSocket::open_probe(uplink.ifindex, filters)?,
-            arp: PacketSocket::open_arp(uplink.ifindex)?,
+            probe: PacketSocket::open_probe(uplink.ifindex, uplink.link, filters)?,
+            arp,
         })
     }
 }
 
-/// An echo request from the uplink's address to `target`, framed for its gateway.
-pub fn echo_request(
+/// An echo request from the uplink's address to `target`, built in `frame` for `next_hop`:
+/// returns what to send, an Ethernet frame to the gateway or the bare IP packet to the peer.
+pub fn echo_request<'a>(
+    frame: &'a mut [u8; ECHO_FRAME],
     uplink: &Uplink,
-    gateway_mac: [u8; 6],
+    next_hop: NextHop,
     target: Ipv4Addr,
     id: u16,
     seq: u16,
-) -> [u8; ECHO_FRAME] {
-    let mut f = [0u8; ECHO_FRAME];
-    f[0..6].copy_from_slice(&gateway_mac);
-    f[6..12].copy_from_slice(&uplink.mac);
-    f[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-    let ip = &mut f[ETH_HEADER..];
+) -> &'a [u8] {
+    let start = match next_hop {
+        NextHop::Gateway(mac) => {
+            frame[0..6].copy_from_slice(&mac);
+            frame[6..12].copy_from_slice(&uplink.mac);
+            frame[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+            0
+        }
+        NextHop::Peer => ETH_HEADER,
+    };
+    let ip = &mut frame[ETH_HEADER..];
     ip[0] = 0x45;
     write_u16(ip, 2, (ECHO_FRAME - ETH_HEADER) as u16);
     write_u16(ip, 4, seq);
@@ -95,12 +118,12 @@ pub fn echo_request(
     icmp[8..].copy_from_slice(PROBE_PAYLOAD);
     let c = checksum(icmp, 0);
     write_u16(icmp, 2, c);
-    f
+    &frame[start..]
 }
 
-/// The source and sequence number of an echo reply with identifier `id` in `frame`.
-pub fn echo_reply(frame: &[u8], id: u16) -> Option<(Ipv4Addr, u16)> {
-    let ip = frame.get(ETH_HEADER..)?;
+/// The source and sequence number of an echo reply with identifier `id` in `ip`, an IP
+/// packet.
+pub fn echo_reply(ip: &[u8], id: u16) -> Option<(Ipv4Addr, u16)> {
     if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 1 {
         return None;
     }
@@ -138,14 +161,28 @@ impl<T: PacketIo> Monitor<'_, T> {
         let mut targets: Vec<Vec<Ipv4Addr>> = line_targets(&applied);
         let mut health: Vec<LineHealth> = targets
             .iter()
-            .map(|t| LineHealth::new(applied.health.clone(), t.len()))
+            .zip(&self.lines)
+            .map(|(t, line)| {
+                let health = LineHealth::new(applied.health.clone(), t.len());
+                match line.arp {
+                    Some(_) => health,
+                    None => health.without_arp(),
+                }
+            })
             .collect();
         let mut carrier = vec![true; health.len()];
         let mut arp_misses = vec![0u32; health.len()];
+        // where each line's sockets are in `fds`, for the poller
         let mut fds = vec![self.links.raw_fd()];
+        let mut probe_at = Vec::new();
+        let mut arp_at = Vec::new();
         for l in &self.lines {
+            probe_at.push(fds.len());
             fds.push(l.probe.raw_fd());
-            fds.push(l.arp.raw_fd());
+            arp_at.push(l.arp.as_ref().map(|a| {
+                fds.push(a.socket.raw_fd());
+                fds.len() - 1
+            }));
         }
         let mut poller = Poller::new(&fds);
         let mut buf = [0u8; 2048];
@@ -197,9 +234,13 @@ impl<T: PacketIo> Monitor<'_, T> {
             }
             for (i, line) in self.lines.iter().enumerate() {
                 let uplink = &shared.uplinks[i];
-                if poller.is_ready(1 + 2 * i) {
+                if poller.is_ready(probe_at[i]) {
+                    let link_header = uplink.link.header_len();
                     while let Ok(n) = line.probe.recv(&mut buf) {
-                        let Some((from, seq)) = echo_reply(&buf[..n], self.probe_id) else {
+                        let Some((from, seq)) = buf[..n]
+                            .get(link_header..)
+                            .and_then(|ip| echo_reply(ip, self.probe_id))
+                        else {
                             continue;
                         };
                         if let Some(t) = targets[i].iter().position(|&a| a == from) {
@@ -207,10 +248,11 @@ impl<T: PacketIo> Monitor<'_, T> {
                         }
                     }
                 }
-                if poller.is_ready(2 + 2 * i) {
-                    while let Ok(n) = line.arp.recv(&mut buf) {
-                        let Some(mac) = arp::sender_mac(&buf[..n], u32::from(uplink.gateway))
-                        else {
+                if let (Some(arp), Some(at)) = (&line.arp, arp_at[i])
+                    && poller.is_ready(at)
+                {
+                    while let Ok(n) = arp.socket.recv(&mut buf) {
+                        let Some(mac) = arp::sender_mac(&buf[..n], u32::from(arp.gateway)) else {
                             continue;
                         };
                         health[i].arp_answer(now);
@@ -218,7 +260,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                         if uplink.set_gateway_mac(mac) {
                             tracing::info!(uplink = %uplink.name, mac = %format_mac(mac), "gateway resolved");
                             if uplink.is_up() {
-                                self.set_fast_path(i, Some(mac));
+                                self.set_fast_path(i, Some(NextHop::Gateway(mac)));
                             }
                         }
                     }
@@ -319,8 +361,8 @@ impl<T: PacketIo> Monitor<'_, T> {
         }
     }
 
-    /// One round's probes through uplink `i`: an echo request to every target (once the
-    /// gateway's MAC is known) and an ARP request to the gateway.
+    /// One round's probes through uplink `i`: an echo request to every target (on Ethernet
+    /// once the gateway's MAC is known) and on Ethernet an ARP request to the gateway.
     fn send_round(
         &self,
         i: usize,
@@ -331,39 +373,45 @@ impl<T: PacketIo> Monitor<'_, T> {
     ) {
         let uplink = &self.shared.uplinks[i];
         let line = &self.lines[i];
-        let mac = uplink.gateway_mac();
-        match mac {
-            Some(mac) if !targets.is_empty() => {
+        match uplink.next_hop() {
+            Some(next_hop) if !targets.is_empty() => {
                 let seq = health.start_round(now);
                 for &t in targets {
-                    let frame = echo_request(uplink, mac, t, self.probe_id, seq);
-                    if let Err(e) = line.probe.send(&frame) {
+                    let mut frame = [0u8; ECHO_FRAME];
+                    let frame = echo_request(&mut frame, uplink, next_hop, t, self.probe_id, seq);
+                    if let Err(e) = line.probe.send(frame) {
                         tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
                     }
                 }
             }
             None if !targets.is_empty() => health.unsent_round(now),
-            // without targets the ARP request below is the round's probe
+            // without targets the ARP request below is the round's probe (on a point-to-point
+            // link, carrier is)
             _ => {
                 health.start_round(now);
             }
         }
-        let to = mac.filter(|_| *arp_misses < UNICAST_ARP_TRIES);
+        let Some(arp) = &line.arp else {
+            return;
+        };
+        let to = uplink
+            .gateway_mac()
+            .filter(|_| *arp_misses < UNICAST_ARP_TRIES);
         *arp_misses += 1;
         let request = arp::request(
             uplink.mac,
             u32::from(uplink.addr()),
-            u32::from(uplink.gateway),
+            u32::from(arp.gateway),
             to,
         );
-        if let Err(e) = line.arp.send(&request) {
+        if let Err(e) = arp.socket.send(&request) {
             tracing::debug!(uplink = %uplink.name, error = %e, "ARP request not sent");
         }
     }
 
-    fn set_fast_path(&self, i: usize, mac: Option<[u8; 6]>) {
+    fn set_fast_path(&self, i: usize, next_hop: Option<NextHop>) {
         if let Some(fast) = &self.shared.fast_path
-            && let Err(e) = fast.set_gateway(i as u8, mac)
+            && let Err(e) = fast.set_next_hop(i as u8, next_hop)
         {
             tracing::warn!(uplink = %self.shared.uplinks[i].name, error = %e,
                 "cannot update the kernel fast path for this uplink; its flows stay in userspace");
@@ -401,9 +449,12 @@ impl<T: PacketIo> Monitor<'_, T> {
             } else {
                 unanswered.join(",")
             };
+            let gateway_mac = match uplink.link {
+                LinkKind::Ethernet => uplink.gateway_mac().map_or("unknown".into(), format_mac),
+                LinkKind::PointToPoint => "none (point-to-point)".into(),
+            };
             tracing::info!(uplink = %uplink.name, reason = %reason, unanswered = %unanswered,
-                targets = %probed.join(","), carrier,
-                gateway_mac = %uplink.gateway_mac().map_or("unknown".into(), format_mac),
+                targets = %probed.join(","), carrier, gateway_mac = %gateway_mac,
                 rtt_ms = %rtt_ms, loss_pct, "uplink down");
             // stop carrying its flows in the kernel first, so they reach the engine
             self.set_fast_path(i, None);
@@ -413,8 +464,8 @@ impl<T: PacketIo> Monitor<'_, T> {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
         }
         self.send_to_lan(probes);
-        if up && let Some(mac) = uplink.gateway_mac() {
-            self.set_fast_path(i, Some(mac));
+        if up && let Some(next_hop) = uplink.next_hop() {
+            self.set_fast_path(i, Some(next_hop));
         }
         uplink.update(carrier, stats, Some((change.state, reason.clone())));
         let _ = self.events.send(Event {
@@ -446,23 +497,31 @@ mod tests {
     use super::*;
     use crate::uplink::Live;
 
-    #[test]
-    fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
-        let uplink = Uplink {
+    fn uplink(link: LinkKind) -> Uplink {
+        Uplink {
             name: "isp1".into(),
             dev: "eth1".into(),
             ifindex: 3,
+            link,
             mac: [2, 0, 0, 0, 0, 1],
-            gateway: Ipv4Addr::new(198, 18, 1, 254),
+            gateway: Some(Ipv4Addr::new(198, 18, 1, 254)),
             live: Live::new(Ipv4Addr::new(198, 18, 1, 1)),
-        };
+        }
+    }
+
+    #[test]
+    fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
+        let mut frame = [0u8; ECHO_FRAME];
         let f = echo_request(
-            &uplink,
-            [2, 0, 0, 0, 0, 0xfe],
+            &mut frame,
+            &uplink(LinkKind::Ethernet),
+            NextHop::Gateway([2, 0, 0, 0, 0, 0xfe]),
             Ipv4Addr::new(198, 19, 255, 1),
             PROBE_ID,
             7,
-        );
+        )
+        .to_vec();
+        assert_eq!(f.len(), ECHO_FRAME);
         assert_eq!(f[..14], [2, 0, 0, 0, 0, 0xfe, 2, 0, 0, 0, 0, 1, 8, 0]);
         assert_eq!(f[26..30], [198, 18, 1, 1]);
         assert_eq!(f[30..34], [198, 19, 255, 1]);
@@ -470,17 +529,41 @@ mod tests {
         assert_eq!(checksum(&f[34..], 0), 0);
         assert_eq!(f[34], 8);
         // its answer, as the target sends it back
-        let mut reply = f;
+        let mut reply = f.clone();
         reply[26..30].copy_from_slice(&[198, 19, 255, 1]);
         reply[30..34].copy_from_slice(&[198, 18, 1, 1]);
         reply[34] = 0;
+        let reply = &reply[ETH_HEADER..];
         assert_eq!(
-            echo_reply(&reply, PROBE_ID),
+            echo_reply(reply, PROBE_ID),
             Some((Ipv4Addr::new(198, 19, 255, 1), 7))
         );
-        assert_eq!(echo_reply(&reply, PROBE_ID + 1), None);
-        assert_eq!(echo_reply(&reply[..30], PROBE_ID), None);
-        assert_eq!(echo_reply(&f, PROBE_ID), None, "a request is no answer");
+        assert_eq!(echo_reply(reply, PROBE_ID + 1), None);
+        assert_eq!(echo_reply(&reply[..16], PROBE_ID), None);
+        assert_eq!(
+            echo_reply(&f[ETH_HEADER..], PROBE_ID),
+            None,
+            "a request is no answer"
+        );
+    }
+
+    #[test]
+    fn on_a_point_to_point_link_the_echo_request_is_the_bare_packet() {
+        let mut frame = [0u8; ECHO_FRAME];
+        let ip = echo_request(
+            &mut frame,
+            &uplink(LinkKind::PointToPoint),
+            NextHop::Peer,
+            Ipv4Addr::new(198, 19, 255, 1),
+            PROBE_ID,
+            7,
+        );
+        assert_eq!(ip.len(), ECHO_FRAME - ETH_HEADER);
+        assert_eq!(ip[0], 0x45);
+        assert_eq!(ip[12..16], [198, 18, 1, 1]);
+        assert_eq!(ip[16..20], [198, 19, 255, 1]);
+        assert_eq!(checksum(&ip[..20], 0), 0);
+        assert_eq!(checksum(&ip[20..], 0), 0);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! AF_PACKET sockets on the uplinks: raw Ethernet frames out, and only wanlb's replies in.
+//! AF_PACKET sockets on the uplinks: raw Ethernet frames out (bare IP packets on a
+//! point-to-point link), and only wanlb's replies in.
 //!
 //! Each data socket carries the virtio-net header (PACKET_VNET_HDR), so GSO super-packets and
 //! partial checksums pass both ways untouched; a socket filter (io/filters.rs) keeps
@@ -12,6 +13,7 @@ use super::fd::{check, own, read, set_nonblocking, setsockopt, write};
 use super::filters::{Filter, SocketFilters};
 pub use super::ring::Frame;
 use super::ring::RxRing;
+use crate::uplink::LinkKind;
 
 pub const ETH_HEADER: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -32,6 +34,41 @@ pub struct PacketSocket {
     fd: OwnedFd,
     /// Data sockets receive through a ring; ARP and capture sockets with read().
     rx: Option<RxRing>,
+    /// On a point-to-point link, what a data socket sends through instead of `fd`.
+    bare: Option<BareSender>,
+}
+
+/// Sends complete IP packets, bare, out of a link without a link-layer header. A raw packet
+/// socket would take the first `hard_header_len` bytes of each packet for a link-layer header
+/// the device does not have (PPP declares 4 and builds its own) and set the network header
+/// that far in, which the kernel's segmentation of GSO packets trusts; a datagram socket puts
+/// it at the start. A datagram socket takes no virtio-net header, so what it sends must be
+/// complete (io/gso.rs makes it so), and its receive ring would carry none either: replies
+/// still come through the raw socket's ring. This one is bound to no protocol, so it receives
+/// nothing, and names the device and protocol in every send.
+#[derive(Debug)]
+struct BareSender {
+    fd: OwnedFd,
+    to: libc::sockaddr_ll,
+}
+
+impl BareSender {
+    fn open(ifindex: u32) -> io::Result<BareSender> {
+        // SAFETY: socket() with integer arguments.
+        let fd = own(unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+        })?;
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
+        set_nonblocking(&fd)?;
+        Ok(BareSender {
+            fd,
+            to: link_address(ifindex, ETH_P_IP),
+        })
+    }
+
+    fn send_many(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        super::batch::send_batch_via(self.fd.as_raw_fd(), packets, &self.to)
+    }
 }
 
 /// Slots in each data socket's receive ring: 64 x 68 KiB.
@@ -60,12 +97,18 @@ fn vnet_socket() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
+/// Device `ifindex` and protocol `ethertype` as a packet socket's address.
+fn link_address(ifindex: u32, ethertype: u16) -> libc::sockaddr_ll {
     // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_protocol = ethertype.to_be();
     sll.sll_ifindex = ifindex as i32;
+    sll
+}
+
+fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
+    let sll = link_address(ifindex, ethertype);
     // SAFETY: the address points to a live sockaddr_ll and its size is passed.
     check(unsafe {
         libc::bind(
@@ -78,10 +121,13 @@ fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
 }
 
 impl PacketSocket {
-    /// A data socket on `ifindex` for IPv4 frames passing `filter`, with the virtio-net header,
-    /// joined to fanout group `fanout_group` (one group per uplink).
+    /// A data socket on `ifindex`, a link of kind `link`, for IPv4 frames passing `filter`,
+    /// with the virtio-net header, joined to fanout group `fanout_group` (one group per
+    /// uplink). On a point-to-point link it sends complete IP packets, without the virtio-net
+    /// header, through a socket of its own.
     pub fn open_data(
         ifindex: u32,
+        link: LinkKind,
         filters: &SocketFilters,
         fanout_group: u16,
     ) -> io::Result<PacketSocket> {
@@ -102,7 +148,11 @@ impl PacketSocket {
         // line's latency down under load, and bypassing it measured no faster (64-byte UDP
         // through the userspace path: 0.19 Mpps with it, 0.20 without).
         set_nonblocking(&fd)?;
-        Ok(PacketSocket { fd, rx })
+        let bare = match link {
+            LinkKind::Ethernet => None,
+            LinkKind::PointToPoint => Some(BareSender::open(ifindex)?),
+        };
+        Ok(PacketSocket { fd, rx, bare })
     }
 
     /// A socket that sees every IPv4 frame arriving on `ifindex`, with the virtio-net header
@@ -111,17 +161,36 @@ impl PacketSocket {
         let fd = vnet_socket()?;
         bind(&fd, ifindex, ETH_P_IP)?;
         set_nonblocking(&fd)?;
-        Ok(PacketSocket { fd, rx: None })
+        Ok(PacketSocket {
+            fd,
+            rx: None,
+            bare: None,
+        })
     }
 
-    /// A socket that sends IPv4 frames out of `ifindex` and receives only the answers to the
-    /// health probes (no virtio-net header).
-    pub fn open_probe(ifindex: u32, filters: &SocketFilters) -> io::Result<PacketSocket> {
-        let fd = raw_socket()?;
+    /// A socket that sends IPv4 frames out of `ifindex`, a link of kind `link`, and receives
+    /// only the answers to the health probes (no virtio-net header). On a point-to-point link
+    /// it sends and receives bare IP packets (a datagram socket: see [`BareSender`] why).
+    pub fn open_probe(
+        ifindex: u32,
+        link: LinkKind,
+        filters: &SocketFilters,
+    ) -> io::Result<PacketSocket> {
+        let fd = match link {
+            LinkKind::Ethernet => raw_socket()?,
+            // SAFETY: socket() with integer arguments.
+            LinkKind::PointToPoint => own(unsafe {
+                libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+            })?,
+        };
         filters.attach(Filter::Probes, &fd)?;
         bind(&fd, ifindex, ETH_P_IP)?;
         set_nonblocking(&fd)?;
-        Ok(PacketSocket { fd, rx: None })
+        Ok(PacketSocket {
+            fd,
+            rx: None,
+            bare: None,
+        })
     }
 
     /// A socket for ARP frames on `ifindex` (no virtio-net header).
@@ -129,7 +198,11 @@ impl PacketSocket {
         let fd = raw_socket()?;
         bind(&fd, ifindex, ETH_P_ARP)?;
         set_nonblocking(&fd)?;
-        Ok(PacketSocket { fd, rx: None })
+        Ok(PacketSocket {
+            fd,
+            rx: None,
+            bare: None,
+        })
     }
 
     /// Hands up to `budget` received frames (`[virtio-net header][Ethernet frame]`) to `f`,
@@ -155,14 +228,21 @@ impl PacketSocket {
         read(&self.fd, buf)
     }
 
-    /// Sends one frame (with its virtio-net header on a data socket) out of the bound device.
+    /// Sends one frame (with its virtio-net header on a data socket, but for a complete IP
+    /// packet on a point-to-point link) out of the bound device.
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        write(&self.fd, frame)
+        match &self.bare {
+            None => write(&self.fd, frame),
+            Some(bare) => bare.send_many(&[frame]).map(|sent| sent * frame.len()),
+        }
     }
 
     /// Sends up to 64 frames in one sendmmsg; returns how many went.
     pub fn send_many(&self, frames: &[&[u8]]) -> io::Result<usize> {
-        super::batch::send_batch(self.fd.as_raw_fd(), frames, &[])
+        match &self.bare {
+            None => super::batch::send_batch(self.fd.as_raw_fd(), frames, &[]),
+            Some(bare) => bare.send_many(frames),
+        }
     }
 
     pub fn raw_fd(&self) -> RawFd {

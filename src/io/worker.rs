@@ -2,16 +2,18 @@
 //! packets between them through the shared engine.
 
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::packet::read_u16;
 use crate::engine::{Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict};
-use crate::uplink::Uplink;
+use crate::uplink::{LinkKind, NextHop, Uplink};
 
 use super::fastpath::TcFastPath;
 use super::fd::Poller;
+use super::gso::Packets;
 use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
@@ -121,6 +123,8 @@ impl PacketIo for super::packet::PacketSocket {
 pub struct IoCounters {
     pub no_gateway_mac: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Packets for a point-to-point uplink that could not be made complete (io/gso.rs).
+    pub unsendable: AtomicU64,
     pub tun_write_errors: AtomicU64,
     pub short_reads: AtomicU64,
     /// Frames too big for a receive-ring slot.
@@ -200,7 +204,9 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let mut buf = vec![0u8; BUFFER];
         // Frames bound for the uplinks are built in place, one slot each, and sent in batches.
         let mut slots = vec![0u8; TX_BATCH * BUFFER];
-        let mut pending: Vec<Vec<(usize, usize)>> =
+        // what point-to-point uplinks are sent: complete packets, made from the slots
+        let mut complete = Packets::default();
+        let mut pending: Vec<Vec<(usize, Range<usize>)>> =
             vec![Vec::with_capacity(TX_BATCH); self.uplinks.len()];
         let mut fds = vec![self.tun.raw_fd()];
         fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
@@ -222,8 +228,8 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                     match self.tun.recv(&mut slot[ETH_HEADER..]) {
                         Ok(n) => {
                             handled += 1;
-                            if let Some((u, len)) = self.forward_outbound(now, slot, n) {
-                                pending[usize::from(u)].push((used, len));
+                            if let Some((u, frame)) = self.forward_outbound(now, slot, n) {
+                                pending[usize::from(u)].push((used, frame));
                                 used += 1;
                             }
                         }
@@ -231,11 +237,11 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                         Err(e) => return Err(e),
                     }
                     if used == TX_BATCH {
-                        self.flush(&slots, &mut pending);
+                        self.flush(&slots, &mut pending, &mut complete);
                         used = 0;
                     }
                 }
-                self.flush(&slots, &mut pending);
+                self.flush(&slots, &mut pending, &mut complete);
             }
             for (u, socket) in self.uplinks.iter().enumerate() {
                 // A reply often arrives while our own send is still in the kernel; a ring
@@ -256,37 +262,83 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         Ok(())
     }
 
-    /// Sends the frames waiting in `slots`, one batch per uplink.
-    fn flush(&self, slots: &[u8], pending: &mut [Vec<(usize, usize)>]) {
+    /// Sends the frames waiting in `slots` (each a slot and the frame's bytes in it), one
+    /// batch per uplink. A point-to-point uplink's socket takes no virtio-net header: its
+    /// frames become complete packets in `complete` first.
+    fn flush(
+        &self,
+        slots: &[u8],
+        pending: &mut [Vec<(usize, Range<usize>)>],
+        complete: &mut Packets,
+    ) {
         for (u, frames) in pending.iter_mut().enumerate() {
-            let mut batch: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
-            for (b, &(slot, len)) in batch.iter_mut().zip(frames.iter()) {
-                *b = &slots[slot * BUFFER..slot * BUFFER + len];
-            }
-            let mut sent = 0;
-            while sent < frames.len() {
-                match self.uplinks[u].send_many(&batch[sent..frames.len()]) {
-                    Ok(n) if n > 0 => sent += n,
-                    // a frame the device refused: count it and go on with the rest
-                    _ => {
-                        self.shared.io.send_errors.fetch_add(1, Ordering::Relaxed);
-                        sent += 1;
+            let frame_bytes = |(slot, frame): &(usize, Range<usize>)| -> &[u8] {
+                &slots[slot * BUFFER..][frame.clone()]
+            };
+            match self.shared.uplinks[u].link {
+                LinkKind::Ethernet => {
+                    let mut batch: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
+                    for (b, f) in batch.iter_mut().zip(frames.iter()) {
+                        *b = frame_bytes(f);
                     }
+                    self.send(u, &batch[..frames.len()]);
+                }
+                LinkKind::PointToPoint => {
+                    for f in frames.iter() {
+                        if complete.add(frame_bytes(f)).is_err() {
+                            self.shared.io.unsendable.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if complete.len() >= TX_BATCH {
+                            self.send_complete(u, complete);
+                        }
+                    }
+                    self.send_complete(u, complete);
                 }
             }
             frames.clear();
         }
     }
 
+    /// Sends the packets in `complete` out of uplink `u`, and forgets them.
+    fn send_complete(&self, u: usize, complete: &mut Packets) {
+        let mut batch: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
+        let mut n = 0;
+        for packet in complete.iter() {
+            batch[n] = packet;
+            n += 1;
+            if n == TX_BATCH {
+                self.send(u, &batch);
+                n = 0;
+            }
+        }
+        self.send(u, &batch[..n]);
+        complete.clear();
+    }
+
+    /// Sends `batch` out of uplink `u`.
+    fn send(&self, u: usize, batch: &[&[u8]]) {
+        let mut sent = 0;
+        while sent < batch.len() {
+            match self.uplinks[u].send_many(&batch[sent..]) {
+                Ok(n) if n > 0 => sent += n,
+                // a frame the device refused: count it and go on with the rest
+                _ => {
+                    self.shared.io.send_errors.fetch_add(1, Ordering::Relaxed);
+                    sent += 1;
+                }
+            }
+        }
+    }
+
     /// `buf[ETH_HEADER..ETH_HEADER + n]` holds a virtio-net header and an IP packet from TUN.
-    /// Translates it and builds the frame for its uplink in place: returns the uplink and the
-    /// frame's length (from the start of `buf`), or `None` if it is dropped.
+    /// Translates it and builds the frame for its uplink in place: returns the uplink and
+    /// where in `buf` the frame is (with its virtio-net header), or `None` if it is dropped.
     fn forward_outbound(
         &self,
         now: Timestamp,
         buf: &mut [u8],
         n: usize,
-    ) -> Option<(UplinkId, usize)> {
+    ) -> Option<(UplinkId, Range<usize>)> {
         if n < vnet::LEN {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -319,27 +371,39 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             Verdict::Drop(_) => return None,
         };
         let path = &self.shared.uplinks[usize::from(u)];
-        let Some(gateway) = path.gateway_mac() else {
-            self.shared
-                .io
-                .no_gateway_mac
-                .fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
         let mut out = [0u8; vnet::LEN];
-        passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
-        buf[..vnet::LEN].copy_from_slice(&out);
-        let eth = &mut buf[vnet::LEN..ip_at];
-        eth[0..6].copy_from_slice(&gateway);
-        eth[6..12].copy_from_slice(&path.mac);
-        eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-        Some((u, ETH_HEADER + n))
+        match path.next_hop() {
+            Some(NextHop::Gateway(gateway)) => {
+                passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
+                buf[..vnet::LEN].copy_from_slice(&out);
+                let eth = &mut buf[vnet::LEN..ip_at];
+                eth[0..6].copy_from_slice(&gateway);
+                eth[6..12].copy_from_slice(&path.mac);
+                eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+                Some((u, 0..ETH_HEADER + n))
+            }
+            // the packet goes as it is, behind its virtio-net header
+            Some(NextHop::Peer) => {
+                passed_on(header, 0, csum).write(&mut out);
+                buf[ETH_HEADER..ip_at].copy_from_slice(&out);
+                Some((u, ETH_HEADER..ETH_HEADER + n))
+            }
+            None => {
+                self.shared
+                    .io
+                    .no_gateway_mac
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
-    /// `buf` holds a virtio-net header and an Ethernet frame from uplink `u`.
+    /// `buf` holds a virtio-net header and a frame from uplink `u`: an Ethernet frame, or on
+    /// a point-to-point link an IP packet.
     fn forward_inbound(&self, now: Timestamp, u: u8, buf: &mut [u8]) {
         let n = buf.len();
-        let ip_at = vnet::LEN + ETH_HEADER;
+        let link_header = self.shared.uplinks[usize::from(u)].link.header_len();
+        let ip_at = vnet::LEN + link_header;
         if n < ip_at {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
             return;
@@ -356,9 +420,9 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         // The engine validated the total length; frames may carry link padding beyond it.
         let ip_len = usize::from(read_u16(buf, ip_at + 2));
         let mut out = [0u8; vnet::LEN];
-        passed_on(header, -(ETH_HEADER as i32), csum).write(&mut out);
-        buf[ETH_HEADER..ip_at].copy_from_slice(&out);
-        self.write_tun(&buf[ETH_HEADER..ip_at + ip_len]);
+        passed_on(header, -(link_header as i32), csum).write(&mut out);
+        buf[link_header..ip_at].copy_from_slice(&out);
+        self.write_tun(&buf[link_header..ip_at + ip_len]);
     }
 
     /// Writes `[virtio-net header][IP packet]` towards the LAN.
@@ -377,7 +441,7 @@ mod tests {
     use super::*;
     use crate::engine::flow::Timeouts;
     use crate::engine::{EngineConfig, UplinkConfig};
-    use crate::uplink::Live;
+    use crate::uplink::{LinkKind, Live};
     use std::cell::RefCell;
     use wanlb_testkit::Ipv4Packet;
 
@@ -419,8 +483,22 @@ mod tests {
             name: "isp1".into(),
             dev: "eth1".into(),
             ifindex: 3,
+            link: LinkKind::Ethernet,
             mac: OUR_MAC,
-            gateway: [198, 18, 1, 254].into(),
+            gateway: Some([198, 18, 1, 254].into()),
+            live: Live::new(UPLINK.into()),
+        }
+    }
+
+    /// The test uplink as a point-to-point link (a PPP session, say).
+    fn ppp() -> Uplink {
+        Uplink {
+            name: "isp1".into(),
+            dev: "ppp0".into(),
+            ifindex: 3,
+            link: LinkKind::PointToPoint,
+            mac: [0; 6],
+            gateway: None,
             live: Live::new(UPLINK.into()),
         }
     }
@@ -479,12 +557,15 @@ mod tests {
         slot[ETH_HEADER..ETH_HEADER + vnet::LEN].copy_from_slice(&h);
         let n = vnet::LEN + packet.len();
 
-        let (uplink, len) = w
+        let (uplink, frame) = w
             .forward_outbound(shared.now(), &mut slot, n)
             .expect("forwarded");
-        assert_eq!((uplink, len), (0, vnet::LEN + ETH_HEADER + packet.len()));
-        let mut pending = vec![vec![(0, len)]];
-        w.flush(&slot, &mut pending);
+        assert_eq!(
+            (uplink, frame.clone()),
+            (0, 0..vnet::LEN + ETH_HEADER + packet.len())
+        );
+        let mut pending = vec![vec![(0, frame)]];
+        w.flush(&slot, &mut pending, &mut Packets::default());
 
         let sent = w.uplinks[0].sent.borrow();
         assert_eq!(sent.len(), 1);
@@ -563,6 +644,41 @@ mod tests {
         assert_eq!(icmp[20..22], [3, 0], "network unreachable");
         assert_eq!(icmp[28..], packet[..28], "quoting its headers");
         assert!(w.uplinks[0].sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn on_a_point_to_point_uplink_the_packet_leaves_bare_and_its_reply_comes_back() {
+        let shared = Shared::new(shared().engine, vec![ppp()]);
+        let w = worker(&shared);
+        let packet = udp(LAN, SERVER, 5000, 53);
+        let mut slot = tun_slot(&packet);
+        let n = vnet::LEN + packet.len();
+
+        // no gateway MAC, no Ethernet header: the virtio-net header, then the packet...
+        let (uplink, frame) = w
+            .forward_outbound(shared.now(), &mut slot, n)
+            .expect("forwarded without a MAC");
+        assert_eq!((uplink, frame.clone()), (0, ETH_HEADER..ETH_HEADER + n));
+        // ...of which the socket gets the packet, complete
+        let mut complete = Packets::default();
+        w.flush(&slot, &mut [vec![(0, frame)]], &mut complete);
+        assert_eq!(complete.len(), 0, "sent and forgotten");
+        let sent = w.uplinks[0].sent.borrow();
+        assert_eq!(sent[..], [udp(UPLINK, SERVER, 61000, 53)]);
+        assert_eq!(shared.io.no_gateway_mac.load(Ordering::Relaxed), 0);
+
+        // the reply as the packet socket hands it over: virtio-net header, IP packet
+        let reply = udp(SERVER, UPLINK, 53, 61000);
+        let mut buf = vec![0u8; vnet::LEN];
+        buf.extend_from_slice(&reply);
+        w.forward_inbound(shared.now(), 0, &mut buf);
+        let written = w.tun.sent.borrow();
+        let mut expected = vec![0u8; vnet::LEN];
+        expected.extend_from_slice(&udp(SERVER, LAN, 53, 5000));
+        assert_eq!(written[..], [expected]);
+        // one byte short of an IP header: counted, not parsed
+        w.forward_inbound(shared.now(), 0, &mut buf[..vnet::LEN - 1]);
+        assert_eq!(shared.io.short_reads.load(Ordering::Relaxed), 1);
     }
 
     #[test]

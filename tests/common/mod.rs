@@ -15,6 +15,8 @@ use wanlb_testkit::EXAMPLE_FLAGS;
 pub const WANLB: &str = env!("CARGO_BIN_EXE_wanlb");
 pub const UPLINK_1: &str = "198.18.1.1";
 pub const UPLINK_2: &str = "198.18.2.1";
+/// The gateway's end of the point-to-point line (testbed.sh p2p).
+pub const UPLINK_3: &str = "198.18.5.1";
 pub const PINNED: &str = "198.19.200.91";
 
 /// The flags of the example network, as owned strings.
@@ -115,6 +117,42 @@ impl Testbed {
             "testbed web failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Adds the point-to-point line to router `r3` (testbed.sh p2p: TUN device tun3 on gw,
+    /// no MAC, no ARP) and joins its two ends: returns the process that does, which the guard
+    /// stops with the rest. Stopping it earlier takes the line's carrier away.
+    pub fn add_point_to_point(&self) -> Process {
+        let out = Command::new(script())
+            .args(["p2p", &self.prefix])
+            .output()
+            .expect("running testbed.sh");
+        assert!(
+            out.status.success(),
+            "testbed p2p failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.wire_point_to_point()
+    }
+
+    /// Joins the two ends of the point-to-point line (again): its carrier comes (back).
+    pub fn wire_point_to_point(&self) -> Process {
+        let r3 = self.ns("r3");
+        let wire = Process::start(self.spawn(
+            "gw",
+            &[
+                probe(),
+                "tun-wire",
+                "--dev",
+                "tun3",
+                "--peer-netns",
+                &r3,
+                "--peer-dev",
+                "tun0",
+            ],
+        ));
+        wire.wait_for("wired", "tun-wire");
+        wire
     }
 
     /// Loads `url` in Debian's headless Chromium in the `web` namespace (scripts/browse.sh,

@@ -3,7 +3,9 @@
 //! took); `spread` opens flows to many destinations and reports where each went; `tcp-check`
 //! pushes a byte stream through a TCP echo and checks every byte that comes back;
 //! `udp-stream`, `udp-record` and `tcp-hold` time what a flow sees while an uplink fails
-//! (CLOCK_MONOTONIC timestamps, one clock for every namespace on the machine).
+//! (CLOCK_MONOTONIC timestamps, one clock for every namespace on the machine); `tun-wire`
+//! joins two TUN devices in two namespaces into a point-to-point line, as a PPP session or a
+//! tunnel is.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -175,6 +177,20 @@ enum Command {
         #[arg(long, value_name = "N")]
         idle_after: Option<u64>,
     },
+    /// Join TUN device DEV of this namespace and PEER_DEV of namespace PEER_NETNS (a name
+    /// `ip netns` knows) into one point-to-point line: what one side sends comes out of the
+    /// other, as over a PPP session or a tunnel. Both must exist, made persistent (`ip tuntap
+    /// add mode tun`), so that when this ends they lose their carrier, not their addresses.
+    /// Prints "wired" once both are joined; runs until SIGINT or SIGTERM, then prints how
+    /// many packets went each way.
+    TunWire {
+        #[arg(long)]
+        dev: String,
+        #[arg(long)]
+        peer_netns: String,
+        #[arg(long)]
+        peer_dev: String,
+    },
 }
 
 fn parse_interval(s: &str) -> Result<Duration> {
@@ -226,6 +242,11 @@ fn main() -> ExitCode {
         Command::UdpRecord { bind } => udp_record(bind),
         Command::TcpHold { dst, idle_after } => tcp_hold(dst, idle_after),
         Command::HttpGet { addr, path } => http_get(addr, &path),
+        Command::TunWire {
+            dev,
+            peer_netns,
+            peer_dev,
+        } => tun_wire(&dev, &peer_netns, &peer_dev),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1088,5 +1109,81 @@ fn http_get(addr: SocketAddrV4, path: &str) -> Result<()> {
         return Err(format!("{head}\n{body}"));
     }
     print!("{body}");
+    Ok(())
+}
+
+/// Attaches to the existing TUN device `name` of the current network namespace: IP packets
+/// without any header of their own, read without blocking.
+fn open_tun(name: &str) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tun = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/net/tun")
+        .map_err(|e| format!("/dev/net/tun: {e}"))?;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(format!("{name:?} is no interface name"));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes the ifreq we pass, which lives on our stack.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+        return Err(format!("TUN {name}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(tun)
+}
+
+/// Moves this thread into network namespace `name`, as `ip netns exec` would.
+fn enter_netns(name: &str) -> Result<()> {
+    if name.contains('/') {
+        return Err(format!("{name:?} is no namespace name"));
+    }
+    let ns = std::fs::File::open(format!("/run/netns/{name}"))
+        .map_err(|e| format!("namespace {name}: {e}"))?;
+    // SAFETY: setns with a descriptor we own and a constant; it changes only this thread's
+    // network namespace.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+        return Err(format!(
+            "entering {name}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn tun_wire(dev: &str, peer_netns: &str, peer_dev: &str) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let here = open_tun(dev)?;
+    // the TUN device a descriptor reaches is looked up in the namespace it was opened in
+    enter_netns(peer_netns)?;
+    let there = open_tun(peer_dev)?;
+    let stop = stop_flag()?;
+    println!("wired");
+    let _ = std::io::stdout().flush();
+    let mut poller = wanlb::io::Poller::new(&[here.as_raw_fd(), there.as_raw_fd()]);
+    let mut buf = vec![0u8; 65536];
+    // packets carried each way, and those the receiving side refused (a line drops them)
+    let (mut out, mut back, mut lost) = (0u64, 0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        poller.wait(100).map_err(|e| e.to_string())?;
+        for (mut from, mut to, count) in [(&here, &there, &mut out), (&there, &here, &mut back)] {
+            loop {
+                match from.read(&mut buf) {
+                    Ok(n) => match to.write(&buf[..n]) {
+                        Ok(_) => *count += 1,
+                        Err(_) => lost += 1,
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("reading a TUN device: {e}")),
+                }
+            }
+        }
+    }
+    println!("carried {out} out {back} back, {lost} lost");
     Ok(())
 }
