@@ -27,7 +27,8 @@ pub const MAX_AFFINITY: Duration = Duration::from_secs(86400);
 pub const MAX_TIER: u8 = 9;
 /// Health targets per uplink (each round sends one probe to each).
 pub const MAX_TARGETS: usize = 16;
-const UPLINK_SPEC: &str = "NAME,dev=IFACE[,gw=IPV4][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]";
+const UPLINK_SPEC: &str =
+    "NAME,dev=IFACE[,gw=IPV4|auto][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4]";
 
 /// A setting that cannot be used, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,13 +160,38 @@ fn flag<T>(
     loading.setting(name, origin, result)
 }
 
+/// An uplink's gateway as the settings give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewaySpec {
+    Address(Ipv4Addr),
+    /// Whatever the interface's default route in the main table says (as a DHCP client
+    /// installs it), followed when it changes.
+    Auto,
+}
+
+impl fmt::Display for GatewaySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewaySpec::Address(a) => a.fmt(f),
+            GatewaySpec::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+fn parse_gateway(s: &str, origin: &str) -> Result<GatewaySpec, ConfigError> {
+    if s == "auto" {
+        return Ok(GatewaySpec::Auto);
+    }
+    parse_ipv4(s, origin, "gw").map(GatewaySpec::Address)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UplinkSpec {
     pub name: String,
     pub dev: String,
     /// The gateway: required on an Ethernet link; on a point-to-point link (PPP, a raw-IP
     /// modem, a tunnel) only the peer's address for the reports, and may be left out.
-    pub gw: Option<Ipv4Addr>,
+    pub gw: Option<GatewaySpec>,
     pub weight: u32,
     /// New flows use the healthy uplinks of the lowest tier that has one (1 is the best).
     pub tier: u8,
@@ -694,7 +720,7 @@ pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigErrors> {
         match k.trim() {
             "dev" => dev = Some(v),
             // given but bad is not missing: Some(None)
-            "gw" => gw = Some(keep(e, parse_ipv4(v, &origin, "gw"))),
+            "gw" => gw = Some(keep(e, parse_gateway(v, &origin))),
             "weight" => weight = keep(e, parse_weight(v, &origin)),
             "src" => src = Some(keep(e, parse_ipv4(v, &origin, "src"))),
             "tier" => tier = keep(e, parse_tier(v, &format!("{origin}: tier"))),
@@ -971,7 +997,7 @@ impl Config {
             let gw = match &u.gw {
                 None => Some(None),
                 Some(g) => at
-                    .parse(l, g, &key("gw"), |s, o| parse_ipv4(s, o, "gw"))
+                    .parse(l, g, &key("gw"), |s, o| parse_gateway(s, o))
                     .map(Some),
             };
             let weight = match &u.weight {
@@ -1459,7 +1485,31 @@ fn resolve_uplink(u: &UplinkSpec, system: &SystemFacts) -> Result<ResolvedUplink
             None => err(&u.origin, format!("{} has no IPv4 address", u.dev)),
         };
     };
-    match (link, u.gw) {
+    let gateway = match u.gw {
+        Some(GatewaySpec::Address(gw)) => Some(gw),
+        None => None,
+        Some(GatewaySpec::Auto) => {
+            let route = system
+                .default_routes
+                .iter()
+                .find(|(index, _)| *index == iface.index);
+            match (route, link) {
+                (Some((_, gw)), _) => Some(*gw),
+                // a point-to-point link's default route names no gateway
+                (None, LinkKind::PointToPoint) => None,
+                (None, LinkKind::Ethernet) => {
+                    return err(
+                        &u.origin,
+                        format!(
+                            "gw=auto: the main table has no default route through {} (is its DHCP client done? wanlb follows the route once it has one)",
+                            u.dev
+                        ),
+                    );
+                }
+            }
+        }
+    };
+    match (link, gateway) {
         (LinkKind::Ethernet, None) => {
             return err(
                 &u.origin,
@@ -1496,6 +1546,7 @@ fn resolve_uplink(u: &UplinkSpec, system: &SystemFacts) -> Result<ResolvedUplink
         iface: iface.clone(),
         link,
         addr,
+        gateway,
     })
 }
 
@@ -1559,6 +1610,8 @@ pub struct SystemFacts {
     pub interfaces: Vec<Interface>,
     pub ephemeral_ports: (u16, u16),
     pub services: Vec<(String, u16)>,
+    /// The IPv4 default routes of the main table: interface index and gateway.
+    pub default_routes: Vec<(u32, Ipv4Addr)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1566,6 +1619,8 @@ pub struct ResolvedUplink {
     pub iface: Interface,
     pub link: LinkKind,
     pub addr: Ipv4Addr,
+    /// The gateway ARP asks for: as given, or with `gw=auto` the interface's default route's.
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// An idle timeout: its key in `[timeouts]`, its flag, and the least it may be. The RFC

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 use crate::config::{
-    Config, ConfigErrors, FastPathMode, OnUplinkDown, Reload, ResolvedUplink, SystemFacts,
+    Config, ConfigErrors, FastPathMode, GatewaySpec, OnUplinkDown, Reload, ResolvedUplink,
+    SystemFacts,
 };
 use crate::control::history::{self, History, Traffic};
 use crate::engine::select::{Pin, Prefix};
@@ -78,10 +79,13 @@ pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
         .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
         .collect();
     let services = system::local_service_ports(&uplink_addrs)?;
+    let default_routes = crate::io::netlink::default_routes()
+        .map_err(io_err("reading the default routes (netlink)"))?;
     Ok(SystemFacts {
         interfaces,
         ephemeral_ports,
         services,
+        default_routes,
     })
 }
 
@@ -373,8 +377,7 @@ fn serve(
             ifindex: r.iface.index,
             link: r.link,
             mac: r.iface.mac,
-            gateway: u.gw,
-            live: Live::new(r.addr),
+            live: Live::new(r.addr, r.gateway),
         })
         .collect();
     let unprobed = |link: LinkKind| -> String {
@@ -443,7 +446,11 @@ fn serve(
         .zip(resolved)
         .map(|(u, r)| {
             let addrs = r.iface.ipv4.iter().map(|(a, _)| *a).collect();
-            Addressing::new(&u.dev, r.iface.index, u.src, addrs)
+            let line = Addressing::new(&u.dev, r.iface.index, u.src, addrs);
+            match u.gw {
+                Some(GatewaySpec::Auto) => line.following_gateway(r.gateway),
+                _ => line,
+            }
         })
         .collect();
     let table = nft_table_name(&config.tun);
@@ -754,7 +761,7 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
                 name: u.name.clone(),
                 device: u.dev.clone(),
                 address: u.addr().to_string(),
-                gateway: u.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                gateway: u.gateway().map(|g| g.to_string()).unwrap_or_default(),
                 link: u.link.name().to_string(),
                 gateway_mac: u.gateway_mac().map(crate::uplink::format_mac),
                 tier: spec.tier,

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use wanlb::config::{Config, ConfigErrors, FastPathMode, Flags, TimeoutFlags, format_duration};
+use wanlb::config::{
+    Config, ConfigErrors, FastPathMode, Flags, GatewaySpec, TimeoutFlags, format_duration,
+};
 use wanlb::gateway::{self, GatewayError};
 use wanlb::logging;
 use wanlb::uplink::LinkKind;
@@ -396,6 +398,9 @@ fn print_summary(config: &Config, found: &[Option<(std::net::Ipv4Addr, LinkKind)
             |(_, l)| l,
         );
         let gw = match (link, u.gw) {
+            (LinkKind::Ethernet, Some(GatewaySpec::Auto)) => {
+                "auto (the interface's default route, followed)".to_string()
+            }
             (LinkKind::Ethernet, Some(gw)) => gw.to_string(),
             (_, Some(peer)) => format!("{peer} (point-to-point)"),
             (_, None) => "none (point-to-point)".to_string(),

@@ -97,9 +97,6 @@ pub struct Uplink {
     pub link: LinkKind,
     /// All zero on a point-to-point link, which has no MAC.
     pub mac: [u8; 6],
-    /// The gateway ARP asks for; on a point-to-point link the peer's address, if given, only
-    /// for the reports.
-    pub gateway: Option<Ipv4Addr>,
     pub live: Live,
 }
 
@@ -108,16 +105,21 @@ pub struct Uplink {
 pub struct Live {
     /// The address its traffic leaves from, as the interface has it now.
     addr: AtomicU32,
+    /// The gateway ARP asks for (0: none); on a point-to-point link the peer's address, if
+    /// given, only for the reports. With `gw=auto` it follows the interface's default route.
+    gateway: AtomicU32,
     /// The gateway's MAC in the low 48 bits; 0 while unknown.
     gateway_mac: AtomicU64,
     status: Mutex<Status>,
 }
 
 impl Live {
-    /// Starting with the address the line has at start, its gateway's MAC and health unknown.
-    pub fn new(addr: Ipv4Addr) -> Live {
+    /// Starting with the address and gateway the line has at start, its gateway's MAC and
+    /// health unknown.
+    pub fn new(addr: Ipv4Addr, gateway: Option<Ipv4Addr>) -> Live {
         Live {
             addr: AtomicU32::new(u32::from(addr)),
+            gateway: AtomicU32::new(gateway.map_or(0, u32::from)),
             gateway_mac: AtomicU64::new(0),
             status: Mutex::new(Status {
                 state: State::Unknown,
@@ -155,6 +157,21 @@ impl Uplink {
 
     pub fn set_addr(&self, addr: Ipv4Addr) {
         self.live.addr.store(u32::from(addr), Ordering::Relaxed);
+    }
+
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        match self.live.gateway.load(Ordering::Relaxed) {
+            0 => None,
+            g => Some(Ipv4Addr::from(g)),
+        }
+    }
+
+    /// A new gateway (`gw=auto`): its MAC is not known any more.
+    pub fn set_gateway(&self, gateway: Ipv4Addr) {
+        self.live
+            .gateway
+            .store(u32::from(gateway), Ordering::Relaxed);
+        self.live.gateway_mac.store(0, Ordering::Relaxed);
     }
 
     /// Where its packets go next: the gateway once ARP found its MAC, or at once the peer of
@@ -246,6 +263,8 @@ pub enum LinkChange {
     },
     /// The address it should use now, or none.
     Address(Option<Ipv4Addr>),
+    /// With `gw=auto`: the gateway its interface's default route names now.
+    Gateway(Ipv4Addr),
 }
 
 /// What the kernel says about one uplink's interface, and so the address the uplink uses: the
@@ -258,6 +277,8 @@ pub struct Addressing {
     src: Option<Ipv4Addr>,
     /// The interface's addresses, in the order the kernel gave them.
     addrs: Vec<Ipv4Addr>,
+    /// With `gw=auto`, the gateways of the interface's default routes, newest first.
+    gateways: Option<Vec<Ipv4Addr>>,
 }
 
 impl Addressing {
@@ -267,7 +288,14 @@ impl Addressing {
             ifindex,
             src,
             addrs,
+            gateways: None,
         }
+    }
+
+    /// Follows the gateway of the interface's default route (`gw=auto`), `gateway` at start.
+    pub fn following_gateway(mut self, gateway: Option<Ipv4Addr>) -> Addressing {
+        self.gateways = Some(gateway.into_iter().collect());
+        self
     }
 
     /// The address the uplink should use now.
@@ -305,6 +333,25 @@ impl Addressing {
                 }
                 let now = self.current();
                 (now != before).then_some(LinkChange::Address(now))
+            }
+            LinkEvent::DefaultRoute {
+                ifindex,
+                gateway,
+                present,
+            } if *ifindex == self.ifindex => {
+                let gateways = self.gateways.as_mut()?;
+                let before = gateways.first().copied();
+                // the newest route is the one in force (a replace says nothing of the old)
+                gateways.retain(|g| g != gateway);
+                if *present {
+                    gateways.insert(0, *gateway);
+                }
+                // without a route, the last gateway stays: a renewal may remove the route
+                // before it adds the new one
+                match gateways.first() {
+                    Some(&now) if Some(now) != before => Some(LinkChange::Gateway(now)),
+                    _ => None,
+                }
             }
             _ => None,
         }
@@ -345,6 +392,42 @@ mod tests {
         assert_eq!(
             line.apply(&address(3, 7, true)),
             Some(LinkChange::Address(Some(a(7))))
+        );
+    }
+
+    #[test]
+    fn with_gw_auto_the_gateway_follows_the_default_route() {
+        let g = |last| Ipv4Addr::new(198, 18, 1, last);
+        let route = |ifindex, last, present| LinkEvent::DefaultRoute {
+            ifindex,
+            gateway: g(last),
+            present,
+        };
+        let mut fixed = Addressing::new("eth1", 3, None, vec![g(1)]);
+        assert_eq!(fixed.apply(&route(3, 253, true)), None, "a given gw stays");
+        let mut line = Addressing::new("eth1", 3, None, vec![g(1)]).following_gateway(Some(g(254)));
+        assert_eq!(line.apply(&route(4, 9, true)), None, "another interface's");
+        // told again at start (the kernel's dump): no change
+        assert_eq!(line.apply(&route(3, 254, true)), None);
+        // a renewal removes the route, then adds one through another router
+        assert_eq!(line.apply(&route(3, 254, false)), None);
+        assert_eq!(
+            line.apply(&route(3, 254, false)),
+            None,
+            "the last gateway stays"
+        );
+        assert_eq!(
+            line.apply(&route(3, 253, true)),
+            Some(LinkChange::Gateway(g(253)))
+        );
+        // a replace: only the new route is told; the newest is in force
+        assert_eq!(
+            line.apply(&route(3, 252, true)),
+            Some(LinkChange::Gateway(g(252)))
+        );
+        assert_eq!(
+            line.apply(&route(3, 252, false)),
+            Some(LinkChange::Gateway(g(253)))
         );
     }
 
@@ -438,8 +521,7 @@ mod tests {
             ifindex: 3,
             link,
             mac: [0; 6],
-            gateway: None,
-            live: Live::new(Ipv4Addr::new(198, 18, 5, 1)),
+            live: Live::new(Ipv4Addr::new(198, 18, 5, 1), None),
         };
         let ppp = uplink(LinkKind::PointToPoint);
         assert_eq!(ppp.next_hop(), Some(NextHop::Peer));

@@ -117,3 +117,65 @@ fn a_new_address_on_an_uplink_is_followed_and_the_old_one_falls_silent() {
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn gw_auto_takes_the_gateway_from_the_default_route_and_follows_it() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    // the test bed's gateway has the route a DHCP client would install: default via r1
+    let mut args: Vec<String> = [
+        "--lan",
+        "eth0",
+        "--uplink",
+        "isp1,dev=eth1,gw=auto,weight=2",
+        "--uplink",
+        "isp2,dev=eth2,gw=198.18.2.254",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for t in TARGETS {
+        args.extend(["--health-target".into(), t.into()]);
+    }
+    let gw = tb.start_wanlb(&args);
+    let status = tb.ok("gw", &[WANLB, "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["uplinks"][0]["gateway"], "198.18.1.254", "{status}");
+    assert_eq!(
+        sources_seen(&tb.spread("198.19.0.1", 9, 1)),
+        [UPLINK_1, UPLINK_2]
+    );
+
+    // the lease now names another router on the same link (r1 answers there too)
+    tb.ok(
+        "r1",
+        &["ip", "addr", "add", "198.18.1.253/24", "dev", "eth0"],
+    );
+    tb.ok(
+        "gw",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "198.18.1.253",
+            "dev",
+            "eth1",
+        ],
+    );
+    gw.wait_for("gateway=198.18.1.253", "wanlb following the default route");
+    // asked for anew (isp1 and isp2 were resolved once at start)
+    gw.wait_for_count("gateway resolved", 3, "wanlb asking the new gateway's MAC");
+    let status = tb.ok("gw", &[WANLB, "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["uplinks"][0]["gateway"], "198.18.1.253", "{status}");
+    assert_eq!(status["uplinks"][0]["state"], "up", "{status}");
+    assert_eq!(
+        sources_seen(&tb.spread("198.19.0.100", 9, 1)),
+        [UPLINK_1, UPLINK_2]
+    );
+    tb.assert_tcp_echo("lan", "198.19.0.101:9000", 1_000_000);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}

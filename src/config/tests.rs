@@ -25,7 +25,10 @@ fn the_documented_command_line_parses() {
     assert_eq!(c.lan, ["eth0"]);
     assert_eq!(c.uplinks.len(), 2);
     assert_eq!((c.uplinks[0].weight, c.uplinks[1].weight), (2, 1));
-    assert_eq!(c.uplinks[1].gw, Some(Ipv4Addr::new(192, 168, 2, 254)));
+    assert_eq!(
+        c.uplinks[1].gw,
+        Some(GatewaySpec::Address(Ipv4Addr::new(192, 168, 2, 254)))
+    );
     assert_eq!(c.pins[0].uplink, "isp2");
     assert_eq!(c.affinity_timeout, Duration::from_secs(600));
     assert_eq!(c.tun, "wanlb0");
@@ -48,8 +51,18 @@ fn the_example_file_parses_to_the_example_network() {
     assert_eq!(
         u,
         [
-            ("isp1", "eth1", Some(Ipv4Addr::new(192, 168, 1, 254)), 2),
-            ("isp2", "eth2", Some(Ipv4Addr::new(192, 168, 2, 254)), 1)
+            (
+                "isp1",
+                "eth1",
+                Some(GatewaySpec::Address(Ipv4Addr::new(192, 168, 1, 254))),
+                2
+            ),
+            (
+                "isp2",
+                "eth2",
+                Some(GatewaySpec::Address(Ipv4Addr::new(192, 168, 2, 254))),
+                1
+            )
         ]
     );
     assert_eq!(c.pins.len(), 1);
@@ -267,7 +280,47 @@ fn facts() -> SystemFacts {
         ],
         ephemeral_ports: (32768, 60999),
         services: vec![("tcp".into(), 80)],
+        default_routes: vec![],
     }
+}
+
+#[test]
+fn gw_auto_takes_the_interfaces_default_route() {
+    let c = Config::load(&flags(&["isp1,dev=eth1,gw=auto", ISP2], &[])).unwrap();
+    assert_eq!(c.uplinks[0].gw, Some(GatewaySpec::Auto));
+    let mut system = facts();
+    system.interfaces[1].index = 3;
+    // no route yet: said plainly
+    let e = c.resolve(&system).unwrap_err().to_string();
+    assert!(
+        e.contains("gw=auto: the main table has no default route through eth1"),
+        "{e}"
+    );
+    system.default_routes = vec![
+        (2, Ipv4Addr::new(192, 168, 2, 254)),
+        (3, Ipv4Addr::new(192, 168, 1, 254)),
+    ];
+    let r = c.resolve(&system).unwrap();
+    assert_eq!(r[0].gateway, Some(Ipv4Addr::new(192, 168, 1, 254)));
+    // the route's gateway is checked like a given one
+    system.default_routes = vec![(3, Ipv4Addr::new(10, 0, 0, 1))];
+    let e = c.resolve(&system).unwrap_err().to_string();
+    assert!(e.contains("gw 10.0.0.1 is not on eth1's subnet"), "{e}");
+    // in the file too
+    let dir = std::env::temp_dir().join(format!("wanlb-gw-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("wanlb.toml");
+    std::fs::write(
+        &file,
+        "lan = [\"eth0\"]\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"auto\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&Flags {
+        config: Some(file),
+        ..Flags::default()
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(c.unwrap().uplinks[0].gw, Some(GatewaySpec::Auto));
 }
 
 #[test]

@@ -31,7 +31,7 @@ fn remove_args() -> String {
 /// wanlb's default route through `uplink`: via its gateway, or straight out of a
 /// point-to-point link.
 fn route_args(uplink: &Uplink) -> String {
-    let via = match (uplink.link, uplink.gateway) {
+    let via = match (uplink.link, uplink.gateway()) {
         (LinkKind::Ethernet, Some(gateway)) => format!("via {gateway} "),
         _ => String::new(),
     };
@@ -163,8 +163,10 @@ mod tests {
             ifindex: 4,
             link,
             mac: [2, 0, 0, 0, 0, 2],
-            gateway: gateway.map(|g| g.parse().unwrap()),
-            live: Live::new("198.18.2.1".parse().unwrap()),
+            live: Live::new(
+                "198.18.2.1".parse().unwrap(),
+                gateway.map(|g| g.parse().unwrap()),
+            ),
         };
         assert_eq!(
             route_args(&uplink(LinkKind::Ethernet, "eth2", Some("198.18.2.254"))),

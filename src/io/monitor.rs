@@ -66,7 +66,7 @@ pub struct GatewayArp {
 
 impl LineSockets {
     pub fn open(uplink: &Uplink, filters: &SocketFilters) -> io::Result<LineSockets> {
-        let arp = match (uplink.link, uplink.gateway) {
+        let arp = match (uplink.link, uplink.gateway()) {
             (LinkKind::Ethernet, Some(gateway)) => Some(GatewayArp {
                 socket: PacketSocket::open_arp(uplink.ifindex)?,
                 gateway,
@@ -313,6 +313,18 @@ impl<T: PacketIo> Monitor<'_, T> {
                         self.readdress(i, addr);
                         lines.health[i].address(true)
                     }
+                    LinkChange::Gateway(gateway) => {
+                        tracing::info!(uplink = %u.name, dev = %u.dev, gateway = %gateway,
+                            "gateway changed (the interface's default route)");
+                        // its MAC is asked for anew; until then the kernel leaves the line's
+                        // flows to userspace, which waits for it
+                        u.set_gateway(gateway);
+                        if let Some(arp) = &mut self.lines[i].arp {
+                            arp.gateway = gateway;
+                        }
+                        self.set_fast_path(i, None);
+                        None
+                    }
                 };
                 if let Some(c) = verdict {
                     self.apply(i, c, &lines.health[i], &lines.targets[i], lines.carrier[i]);
@@ -504,8 +516,10 @@ mod tests {
             ifindex: 3,
             link,
             mac: [2, 0, 0, 0, 0, 1],
-            gateway: Some(Ipv4Addr::new(198, 18, 1, 254)),
-            live: Live::new(Ipv4Addr::new(198, 18, 1, 1)),
+            live: Live::new(
+                Ipv4Addr::new(198, 18, 1, 1),
+                Some(Ipv4Addr::new(198, 18, 1, 254)),
+            ),
         }
     }
 

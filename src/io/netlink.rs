@@ -14,7 +14,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -117,6 +119,22 @@ impl LinkWatch {
     }
 }
 
+/// The IPv4 default routes of the main table: the interface each leaves by, and its gateway.
+pub fn default_routes() -> io::Result<Vec<(u32, std::net::Ipv4Addr)>> {
+    let mut routes = Vec::new();
+    LinkWatch::open()?.ask_all(&mut |e| {
+        if let Event::DefaultRoute {
+            ifindex,
+            gateway,
+            present: true,
+        } = e
+        {
+            routes.push((ifindex, gateway));
+        }
+    })?;
+    Ok(routes)
+}
+
 /// What one netlink message says.
 enum Parsed {
     Event(Event),
@@ -215,9 +233,11 @@ fn default_route(m: &RouteMessage, present: bool) -> Option<Event> {
             _ => None,
         })
         .unwrap_or(u32::from(h.table));
+    // wanlb's own route (--host-traffic follow) follows the lines; it says nothing of them
     if h.address_family != AddressFamily::Inet
         || h.destination_prefix_length != 0
         || table != u32::from(RouteHeader::RT_TABLE_MAIN)
+        || h.protocol == RouteProtocol::from(super::host_route::ROUTE_PROTO)
     {
         return None;
     }

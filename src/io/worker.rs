@@ -485,8 +485,7 @@ mod tests {
             ifindex: 3,
             link: LinkKind::Ethernet,
             mac: OUR_MAC,
-            gateway: Some([198, 18, 1, 254].into()),
-            live: Live::new(UPLINK.into()),
+            live: Live::new(UPLINK.into(), Some([198, 18, 1, 254].into())),
         }
     }
 
@@ -498,8 +497,7 @@ mod tests {
             ifindex: 3,
             link: LinkKind::PointToPoint,
             mac: [0; 6],
-            gateway: None,
-            live: Live::new(UPLINK.into()),
+            live: Live::new(UPLINK.into(), None),
         }
     }
 
