@@ -39,5 +39,24 @@ require_root() {
 }
 
 BASE_TOOLS=(ip:iproute2 nft:nftables ping:iputils-ping sysctl:procps kill:procps)
+
+# coturn, for its RFC 5780 client (turnutils_natdiscovery) and a STUN server run inside a test
+# namespace. Its package would start a STUN/TURN server in the host's own namespace: it is
+# installed with service starts refused (policy-rc.d), and its service is left disabled.
+ensure_coturn() {
+  command -v turnutils_natdiscovery >/dev/null 2>&1 && return 0
+  local policy=/usr/sbin/policy-rc.d made=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    made=1
+  fi
+  ensure_packages coturn
+  [ -n "$made" ] && rm -f "$policy"
+  if command -v deb-systemd-helper >/dev/null 2>&1; then
+    deb-systemd-helper disable coturn.service >/dev/null 2>&1 || true
+  fi
+  return 0
+}
 # the status page's test and screenshot load it in a real browser (scripts/browse.sh)
 BROWSER_TOOLS=(chromium:chromium)

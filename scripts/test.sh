@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_tools "${BASE_TOOLS[@]}" "${BROWSER_TOOLS[@]}"
+# tests/udp_affinity.rs runs coturn's RFC 5780 client against its STUN server, in namespaces
+ensure_coturn
 # tests/service.rs starts wanlb as the systemd unit would (setpriv); tests/package.rs runs
 # scripts/package.sh (which installs what it needs itself), checks the unit (systemd-analyze;
 # systemd need not be running) and installs the package in a container with systemd

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use tracing::level_filters::LevelFilter;
 
+use crate::engine::UdpAffinity;
 use crate::engine::flow::Timeouts;
 use crate::engine::select::Prefix;
 use crate::health::HealthSettings;
@@ -241,6 +242,14 @@ pub enum HostTraffic {
     Follow,
 }
 
+fn parse_udp_affinity(s: &str, origin: &str) -> Result<UdpAffinity, ConfigError> {
+    match s.trim() {
+        "endpoint" => Ok(UdpAffinity::Endpoint),
+        "destination" => Ok(UdpAffinity::Destination),
+        _ => err(origin, "must be endpoint (the default) or destination"),
+    }
+}
+
 fn parse_host_traffic(s: &str, origin: &str) -> Result<HostTraffic, ConfigError> {
     match s.trim() {
         "off" => Ok(HostTraffic::Off),
@@ -274,6 +283,8 @@ pub struct Config {
     pub on_uplink_down: OnUplinkDown,
     /// Whether the host's own default route follows the best healthy line.
     pub host_traffic: HostTraffic,
+    /// Where a UDP socket's new destinations go: its uplink (endpoint), or by destination.
+    pub udp_affinity: UdpAffinity,
     /// Run through `sh -c` on every uplink state change.
     pub on_change: Option<String>,
     /// Where the metrics and the status are served; `None`: nowhere.
@@ -349,6 +360,7 @@ pub struct Flags {
     pub max_rtt: Option<String>,
     pub on_uplink_down: Option<String>,
     pub host_traffic: Option<String>,
+    pub udp_affinity: Option<String>,
     pub on_change: Option<String>,
     pub listen: Option<String>,
     pub listen_token: Option<String>,
@@ -377,6 +389,7 @@ struct FileConfig {
     max_rtt: Option<Spanned<String>>,
     on_uplink_down: Option<Spanned<String>>,
     host_traffic: Option<Spanned<String>>,
+    udp_affinity: Option<Spanned<String>>,
     on_change: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     listen_token: Option<Spanned<String>>,
@@ -871,6 +884,7 @@ impl Config {
             health_targets: Vec::new(),
             on_uplink_down: OnUplinkDown::Reset,
             host_traffic: HostTraffic::Off,
+            udp_affinity: UdpAffinity::Endpoint,
             on_change: None,
             listen: Some(DEFAULT_LISTEN.parse().expect("a socket address")),
             listen_token: None,
@@ -1085,6 +1099,9 @@ impl Config {
         if let Some(h) = host {
             self.host_traffic = h;
         }
+        if let Some(a) = at.text(l, &file.udp_affinity, "udp_affinity", parse_udp_affinity) {
+            self.udp_affinity = a;
+        }
         if let Some(c) = at.text(l, &file.on_change, "on_change", parse_command) {
             self.on_change = Some(c);
         }
@@ -1158,6 +1175,15 @@ impl Config {
         );
         if let Some(h) = host {
             self.host_traffic = h;
+        }
+        if let Some(a) = flag(
+            l,
+            &flags.udp_affinity,
+            "--udp-affinity",
+            "udp_affinity",
+            parse_udp_affinity,
+        ) {
+            self.udp_affinity = a;
         }
         if let Some(c) = flag(
             l,

@@ -135,6 +135,7 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
         ports: config.nat_ports,
         seed: seed ^ u64::from(std::process::id()),
         reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
+        udp_affinity: config.udp_affinity,
     }
 }
 

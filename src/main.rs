@@ -161,6 +161,12 @@ struct RunArgs {
     /// the main table alone [default: off].
     #[arg(long, value_name = "off|follow")]
     host_traffic: Option<String>,
+    /// Where a UDP socket's new destinations go: endpoint (on the uplink where the socket
+    /// already talks, so every peer sees one public address and port: what STUN, WebRTC,
+    /// VoIP and games need) or destination (each destination placed as any flow: by its
+    /// line, else by weight) [default: endpoint].
+    #[arg(long, value_name = "endpoint|destination")]
+    udp_affinity: Option<String>,
     /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on
     /// ADDR, or off [default: 127.0.0.1:9911]. Anything but loopback needs --listen-token.
     #[arg(long, value_name = "ADDR|off")]
@@ -302,6 +308,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 max_rtt: args.max_rtt,
                 on_uplink_down: args.on_uplink_down,
                 host_traffic: args.host_traffic,
+                udp_affinity: args.udp_affinity,
                 on_change: args.on_change,
                 listen: args.listen,
                 listen_token: args.listen_token,

@@ -15,7 +15,9 @@ use wanlb_testkit::checksum::checksum;
 use wanlb_testkit::{Ipv4Packet, decrement_ttl, fix_ip_checksum};
 
 use wanlb::engine::flow::Timeouts;
-use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
+use wanlb::engine::{
+    Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
+};
 use wanlb::io::fastpath::{Direction, LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
 use wanlb::io::filters::{Filter, SocketFilters};
 use wanlb::uplink::{LinkKind, NextHop};
@@ -137,6 +139,7 @@ fn engine(fast: &Arc<TcFastPath>) -> Engine {
         ports: (61000, 65535),
         seed: 7,
         reset_tcp_on_down: true,
+        udp_affinity: UdpAffinity::Endpoint,
     })
     .with_fast_path(Box::new(fast.clone()))
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use wanlb::engine::flow::Timeouts;
-use wanlb::engine::{Engine, EngineConfig, UplinkConfig};
+use wanlb::engine::{Engine, EngineConfig, UdpAffinity, UplinkConfig};
 use wanlb_testkit::{Ipv4Packet, reply_to};
 
 pub const LAN_BASE: u32 = u32::from_be_bytes([198, 18, 3, 0]);
@@ -31,6 +31,7 @@ pub fn engine() -> Engine {
         ports: (61000, 65535),
         seed: 7,
         reset_tcp_on_down: true,
+        udp_affinity: UdpAffinity::Endpoint,
     })
 }
 

@@ -183,6 +183,13 @@ impl Config {
         c.health_targets = new.health_targets.clone();
         c.on_uplink_down = new.on_uplink_down;
         c.host_traffic = new.host_traffic;
+        note(
+            &mut r.applied,
+            "udp_affinity",
+            &c.udp_affinity,
+            &new.udp_affinity,
+        );
+        c.udp_affinity = new.udp_affinity;
         c.on_change = new.on_change.clone();
         c.timeouts = new.timeouts;
         c.log_level = new.log_level;

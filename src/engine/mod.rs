@@ -290,6 +290,19 @@ pub struct EngineConfig {
     /// When an uplink goes down, end its TCP connections with a reset to the LAN host (they
     /// cannot survive a new address); otherwise leave them, for lines that come back fast.
     pub reset_tcp_on_down: bool,
+    pub udp_affinity: UdpAffinity,
+}
+
+/// Where a new UDP flow goes when its LAN endpoint (address and port: one socket) already
+/// has a live mapping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UdpAffinity {
+    /// On that mapping's uplink, so every destination sees the socket at one public address
+    /// and port (RFC 4787 REQ-1 across the uplinks: STUN, WebRTC, VoIP, games).
+    #[default]
+    Endpoint,
+    /// Like any flow: the destination's uplink, else by weight.
+    Destination,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -394,6 +407,8 @@ pub struct Engine {
     leaving: AtomicU32,
     down: AtomicU32,
     reset_tcp_on_down: AtomicBool,
+    /// [`UdpAffinity::Endpoint`]; a reload may change it.
+    udp_endpoint_affinity: AtomicBool,
     drops: [AtomicU64; DropReason::ALL.len()],
     moved: AtomicU64,
     resets: AtomicU64,
@@ -482,6 +497,7 @@ impl Engine {
             select: Mutex::new(select),
             reselecting: Mutex::new(()),
             reset_tcp_on_down: AtomicBool::new(config.reset_tcp_on_down),
+            udp_endpoint_affinity: AtomicBool::new(config.udp_affinity == UdpAffinity::Endpoint),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             moved: AtomicU64::new(0),
             resets: AtomicU64::new(0),
@@ -813,7 +829,7 @@ impl Engine {
         if key.proto == PROTO_TCP && seg.flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
         }
-        let uplink = self.choose_uplink(shard, key.rem_addr, now)?;
+        let uplink = self.choose_uplink(shard, &key, now)?;
         let endpoint = Endpoint {
             addr: key.int_addr,
             port: key.int_port,
@@ -843,21 +859,37 @@ impl Engine {
         Ok((uplink, ext_port))
     }
 
-    /// Pin (if its uplink is up; refused if it is down and the pin strict), else the
-    /// destination's current uplink (if new flows may use it), else the next weighted pick
-    /// among the active tier.
+    /// Pin (if its uplink is up; refused if it is down and the pin strict), else for UDP the
+    /// uplink where the LAN endpoint already has a mapping (with endpoint affinity, if new
+    /// flows may use it), else the destination's current uplink (likewise), else the next
+    /// weighted pick among the active tier.
     fn choose_uplink(
         &self,
         shard: &Shard,
-        dst: u32,
+        key: &FlowKey,
         now: Timestamp,
     ) -> Result<UplinkId, DropReason> {
+        let dst = key.rem_addr;
         match self.pins.load().lookup(dst) {
             Some(pin) if self.is_up(pin.uplink) => return Ok(pin.uplink),
             Some(pin) if pin.strict => return Err(DropReason::PinnedUplinkDown),
             _ => {}
         }
+        // the pools and the selector one after the other, never both at once
+        let mapped = if key.proto == PROTO_UDP && self.udp_endpoint_affinity.load(Ordering::Relaxed)
+        {
+            lock(&self.nat).uplinks_of(key.int_addr, key.int_port, key.proto)
+        } else {
+            0
+        };
         let mut select = lock(&self.select);
+        if let Some(u) = (0..self.addrs.len())
+            .filter(|&u| mapped & (1 << u) != 0)
+            .map(uplink_id)
+            .find(|&u| select.is_eligible(u))
+        {
+            return Ok(u);
+        }
         match shard.affinity.lookup(dst, now) {
             Some(u) if select.is_eligible(u) => Ok(u),
             _ => select.weighted().ok_or(DropReason::NoUplink),
@@ -1047,6 +1079,10 @@ impl Engine {
         *lock(&self.timeouts) = config.timeouts;
         self.reset_tcp_on_down
             .store(config.reset_tcp_on_down, Ordering::Relaxed);
+        self.udp_endpoint_affinity.store(
+            config.udp_affinity == UdpAffinity::Endpoint,
+            Ordering::Relaxed,
+        );
         for shard in self.shards.iter() {
             lock(shard)
                 .affinity

@@ -161,6 +161,20 @@ impl Nat {
         }
     }
 
+    /// The uplinks (one bit each) where the LAN endpoint `addr:port` has a mapping.
+    pub fn uplinks_of(&self, addr: u32, port: u16, proto: u8) -> u32 {
+        (0..self.pools.len())
+            .filter(|&u| {
+                self.mappings.contains_key(&Endpoint {
+                    addr,
+                    port,
+                    proto,
+                    uplink: super::uplink_id(u),
+                })
+            })
+            .fold(0, |mask, u| mask | 1 << u)
+    }
+
     pub fn len(&self) -> usize {
         self.mappings.len()
     }

@@ -38,10 +38,18 @@ pub(super) fn config(ports: (u16, u16), pins: Vec<Pin>) -> EngineConfig {
         ports,
         seed: 42,
         reset_tcp_on_down: true,
+        udp_affinity: UdpAffinity::Endpoint,
     }
 }
 
 /// One port per pool, so the external port of the first flow is known: 61000.
+/// `cfg` with every UDP destination placed on its own (by weight), as tests of the weighted
+/// choice that send from one socket need.
+fn by_destination(mut cfg: EngineConfig) -> EngineConfig {
+    cfg.udp_affinity = UdpAffinity::Destination;
+    cfg
+}
+
 fn single_port_engine() -> Engine {
     Engine::new(config((61000, 61000), vec![]))
 }
@@ -370,7 +378,7 @@ fn dst(i: u32) -> u32 {
 
 #[test]
 fn weighted_shares_over_new_destinations_stay_within_one() {
-    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let mut e = Engine::new(by_destination(config((61000, 65535), vec![])));
     let mut seen = [0i64; 2];
     for i in 1..=90 {
         let mut p = Ipv4Packet::udp(LAN, dst(i), 5000, 53, b"q").build();
@@ -404,7 +412,7 @@ fn flows_to_one_destination_share_its_uplink() {
 
 #[test]
 fn lan_endpoint_keeps_its_external_port_across_destinations() {
-    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let mut e = Engine::new(by_destination(config((61000, 65535), vec![])));
     let mut a = Ipv4Packet::udp(LAN, dst(1), 5000, 53, b"q").build();
     let mut b = Ipv4Packet::udp(LAN, dst(4), 5000, 53, b"q").build();
     // dst(1) -> uplink 0, dst(2) -> 1, dst(3) -> 0; dst(4) -> 0 again
@@ -429,7 +437,7 @@ fn pins_win_and_do_not_count_against_weights() {
         uplink: 1,
         strict: false,
     };
-    let mut e = Engine::new(config((61000, 65535), vec![pin]));
+    let mut e = Engine::new(by_destination(config((61000, 65535), vec![pin])));
     for _ in 0..5 {
         let mut p = Ipv4Packet::udp(LAN, dst(91), 6667, 6667, b"irc").build();
         assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(1));
@@ -817,12 +825,13 @@ fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
     e.set_uplink_up(0, true);
     let again = &mut Ipv4Packet::udp(LAN, dst(1), 5000, 5000, b"c").build();
     assert_eq!(out(&mut e, t(20), again), Verdict::Uplink(1));
-    let picks: Vec<_> = (2..=4)
+    // (a socket each: one socket would keep the line its first datagram took)
+    let picks: Vec<_> = (2..=4u16)
         .map(|i| {
             out(
                 &mut e,
                 t(21),
-                &mut Ipv4Packet::udp(LAN, dst(i), 1, 53, b"q").build(),
+                &mut Ipv4Packet::udp(LAN, dst(i.into()), i, 53, b"q").build(),
             )
         })
         .collect();
@@ -1823,7 +1832,7 @@ fn a_dead_lines_probe_misses_the_window_the_fast_path_carried() {
 
 #[test]
 fn a_reload_changes_the_split_of_new_destinations_and_keeps_every_flow() {
-    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let mut e = Engine::new(by_destination(config((61000, 65535), vec![])));
     let mut before = Vec::new();
     for i in 1..=30u16 {
         let mut p = Ipv4Packet::udp(LAN, dst(i.into()), 5000 + i, 53, b"q").build();
@@ -1832,7 +1841,7 @@ fn a_reload_changes_the_split_of_new_destinations_and_keeps_every_flow() {
     }
     let mut cfg = config((61000, 65535), vec![]);
     cfg.uplinks[0].weight = 1;
-    e.reconfigure(&cfg);
+    e.reconfigure(&by_destination(cfg.clone()));
     // every flow keeps its uplink and external port
     for i in 1..=30u16 {
         let mut p = Ipv4Packet::udp(LAN, dst(i.into()), 5000 + i, 53, b"q").build();
@@ -1859,7 +1868,7 @@ fn a_reload_changes_the_split_of_new_destinations_and_keeps_every_flow() {
 
 #[test]
 fn a_reloaded_pin_takes_new_flows_and_leaves_running_ones() {
-    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let mut e = Engine::new(by_destination(config((61000, 65535), vec![])));
     // dst(1) goes to uplink 0 by weight
     let mut running = Ipv4Packet::udp(LAN, dst(1), 6667, 6667, b"irc").build();
     assert_eq!(out(&mut e, t(0), &mut running), Verdict::Uplink(0));
@@ -1868,7 +1877,7 @@ fn a_reloaded_pin_takes_new_flows_and_leaves_running_ones() {
         uplink: 1,
         strict: false,
     };
-    e.reconfigure(&config((61000, 65535), vec![pin]));
+    e.reconfigure(&by_destination(config((61000, 65535), vec![pin])));
     let mut running = Ipv4Packet::udp(LAN, dst(1), 6667, 6667, b"irc").build();
     assert_eq!(out(&mut e, t(1), &mut running), Verdict::Uplink(0));
     for i in 2..=5 {
@@ -1876,7 +1885,7 @@ fn a_reloaded_pin_takes_new_flows_and_leaves_running_ones() {
         assert_eq!(out(&mut e, t(1), &mut p), Verdict::Uplink(1), "dst({i})");
     }
     // and a pin removed by the next reload no longer holds
-    e.reconfigure(&config((61000, 65535), vec![]));
+    e.reconfigure(&by_destination(config((61000, 65535), vec![])));
     let picks: Vec<_> = (10..=12)
         .map(|i| {
             out(
@@ -2080,4 +2089,72 @@ fn a_new_address_takes_new_flows_and_ends_those_of_the_old_one() {
     out(&mut e, t(23), &mut fresh);
     assert!([renewed, UPLINK_2].contains(&read_u32(&fresh, 12)));
     assert!(e.set_uplink_addr(0, renewed).is_empty());
+}
+
+/// `(uplink, external port)` of a UDP datagram from `LAN:port` to `to`, as it left.
+fn udp_from(e: &mut Engine, port: u16, to: u32) -> (Verdict, u16) {
+    let mut p = Ipv4Packet::udp(LAN, to, port, 3478, b"stun").build();
+    let v = out(e, t(0), &mut p);
+    (v, read_u16(&p, 20))
+}
+
+#[test]
+fn one_udp_socket_keeps_one_uplink_and_port_for_every_destination() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    // by weight alone these six would go 0, 1, 0, 0, 1, 0
+    let first = udp_from(&mut e, 5000, dst(1));
+    for i in 2..=6 {
+        assert_eq!(udp_from(&mut e, 5000, dst(i)), first, "dst({i})");
+    }
+    assert_eq!(e.mapping_count(), 1);
+    // with destination affinity they spread as before, each uplink with its own mapping
+    let mut cfg = config((61000, 65535), vec![]);
+    cfg.udp_affinity = UdpAffinity::Destination;
+    let mut e = Engine::new(cfg);
+    let picks: Vec<Verdict> = (1..=6).map(|i| udp_from(&mut e, 5000, dst(i)).0).collect();
+    assert_eq!(
+        picks,
+        [0, 1, 0, 0, 1, 0].map(Verdict::Uplink),
+        "spread by weight"
+    );
+    assert_eq!(e.mapping_count(), 2);
+}
+
+#[test]
+fn new_udp_sockets_still_split_by_weight_and_pins_still_win() {
+    let pin = Pin {
+        prefix: Prefix::new(dst(91), 32).unwrap(),
+        uplink: 1,
+        strict: false,
+    };
+    let mut e = Engine::new(config((61000, 65535), vec![pin]));
+    // a socket per query: 2:1, interleaved
+    let mut seen = [0u32; 2];
+    for i in 1..=30u16 {
+        let Verdict::Uplink(u) = udp_from(&mut e, 6000 + i, dst(i.into())).0 else {
+            panic!("dropped")
+        };
+        seen[usize::from(u)] += 1;
+    }
+    assert_eq!(seen, [20, 10]);
+    // socket 6001 lives on uplink 0; its datagram to the pinned server takes the pin, with
+    // the pinned uplink's mapping, and its other destinations stay on uplink 0
+    assert_eq!(udp_from(&mut e, 6001, dst(91)).0, Verdict::Uplink(1));
+    assert_eq!(udp_from(&mut e, 6001, dst(50)).0, Verdict::Uplink(0));
+}
+
+#[test]
+fn a_udp_socket_whose_uplink_dies_follows_the_failover_rules() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    let (first, _) = udp_from(&mut e, 5000, dst(1));
+    assert_eq!(first, Verdict::Uplink(0));
+    e.set_uplink_up(0, false);
+    // its flow moves at its next packet, and its new destinations go where the flow went
+    assert_eq!(udp_from(&mut e, 5000, dst(1)).0, Verdict::Uplink(1));
+    let moved = udp_from(&mut e, 5000, dst(2));
+    assert_eq!(moved.0, Verdict::Uplink(1));
+    assert_eq!(udp_from(&mut e, 5000, dst(3)), moved);
+    // back up: the socket keeps its line (both ends would see a new address otherwise)
+    e.set_uplink_up(0, true);
+    assert_eq!(udp_from(&mut e, 5000, dst(4)), moved);
 }

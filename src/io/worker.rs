@@ -440,7 +440,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
 mod tests {
     use super::*;
     use crate::engine::flow::Timeouts;
-    use crate::engine::{EngineConfig, UplinkConfig};
+    use crate::engine::{EngineConfig, UdpAffinity, UplinkConfig};
     use crate::uplink::{LinkKind, Live};
     use std::cell::RefCell;
     use wanlb_testkit::Ipv4Packet;
@@ -515,6 +515,7 @@ mod tests {
             ports: (61000, 61000),
             seed: 1,
             reset_tcp_on_down: true,
+            udp_affinity: UdpAffinity::Endpoint,
         });
         let uplink = isp1();
         uplink.set_gateway_mac(GATEWAY_MAC);

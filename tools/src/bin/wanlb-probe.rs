@@ -41,8 +41,11 @@ enum Command {
         tcp: Option<SocketAddrV4>,
     },
     /// Open FLOWS new UDP flows to each of COUNT destinations starting at DST and print, per
-    /// flow, "DST SEEN-ADDR:PORT", then a summary per seen address.
+    /// flow, "DST SEEN-ADDR:PORT", then a summary per seen address. With --one-socket, every
+    /// flow leaves from one socket (one LAN address and port), as a STUN or VoIP client's do.
     Spread {
+        #[arg(long)]
+        one_socket: bool,
         #[arg(long)]
         dst: Ipv4Addr,
         #[arg(long, default_value_t = 1)]
@@ -201,11 +204,12 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve { udp, udp_port, tcp } => serve(&udp, udp_port, tcp),
         Command::Spread {
+            one_socket,
             dst,
             count,
             flows,
             port,
-        } => spread(dst, count, flows, port),
+        } => spread(dst, count, flows, port, one_socket),
         Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
         Command::UdpBigCheck {
             dst,
@@ -335,10 +339,15 @@ fn echo(mut conn: TcpStream) {
 
 /// Sends one request on a fresh socket (a new flow) and returns the address the far end saw.
 fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
+    exchange(&reply_socket()?, None, dst, &format!("probe {dst}"))
+}
+
+/// A UDP socket on a port of the system's choosing, waiting at most 500 ms for a reply.
+fn reply_socket() -> Result<UdpSocket> {
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
-    exchange(&s, None, dst, &format!("probe {dst}"))
+    Ok(s)
 }
 
 /// A UDP header and `payload` from `src` to `dst`, with the checksum computed here.
@@ -425,13 +434,21 @@ fn udp_check(dst: SocketAddrV4, count: u32, software_checksum: bool) -> Result<(
     Ok(())
 }
 
-fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16) -> Result<()> {
+fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16, one_socket: bool) -> Result<()> {
     let mut summary: Vec<(Ipv4Addr, u32, u32)> = Vec::new();
+    let shared = if one_socket {
+        Some(reply_socket()?)
+    } else {
+        None
+    };
     for i in 0..count {
         let d = SocketAddr::from((Ipv4Addr::from(u32::from(dst) + i), port));
         let mut seen_here: Vec<Ipv4Addr> = Vec::new();
         for _ in 0..flows {
-            let seen = one_flow(d)?;
+            let seen = match &shared {
+                Some(s) => exchange(s, None, d, &format!("probe {d}"))?,
+                None => one_flow(d)?,
+            };
             println!("{} {}", d.ip(), seen);
             let SocketAddr::V4(v4) = seen else {
                 return Err(format!("{d}: IPv6 seen"));
