@@ -201,6 +201,7 @@ fn plumb(
             &kernel_routed,
             &guard,
             config.nat_ports,
+            &[],
         ),
     )?;
     Ok(())
@@ -388,7 +389,7 @@ fn serve(
     let filters = resolved
         .iter()
         .map(|u| {
-            SocketFilters::load(u.addr, config.nat_ports, probe_id).map_err(io_err(format!(
+            SocketFilters::load(u.addr, config.nat_ports, &[], probe_id).map_err(io_err(format!(
                 "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
                 u.iface.name
             )))

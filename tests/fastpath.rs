@@ -635,7 +635,10 @@ fn ethernet(ethertype: u16, packet: &[u8]) -> Vec<u8> {
 fn filters_keep_only_what_is_wanlbs(_: &Links) {
     let me = [198, 18, 1, 1];
     let there = [198, 19, 0, 1];
-    let filters = SocketFilters::load(me.into(), (61000, 65535), 22348).expect("filters load");
+    // tcp:8080 and udp:5060 forwarded to LAN hosts
+    let forwarded = [(TCP, 8080), (UDP, 5060)];
+    let filters =
+        SocketFilters::load(me.into(), (61000, 65535), &forwarded, 22348).expect("filters load");
     let keeps = |filter, f: &[u8]| filters.keeps(filter, f).expect("test run");
     let port = |proto, dst: [u8; 4], port: u16| {
         let p = match proto {
@@ -657,6 +660,20 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     // the gateway's own services and ephemeral ports stay with the kernel
     assert!(!keeps(Replies, &port(TCP, me, 80)));
     assert!(!keeps(Replies, &port(UDP, me, 60999)));
+    // the forwarded ports come to wanlb, each for its own protocol, and their neighbours not
+    assert!(keeps(Replies, &port(TCP, me, 8080)));
+    assert!(keeps(Replies, &port(UDP, me, 5060)));
+    for (proto, p) in [
+        (UDP, 8080),
+        (TCP, 5060),
+        (TCP, 8079),
+        (TCP, 8081),
+        (UDP, 5061),
+    ] {
+        assert!(!keeps(Replies, &port(proto, me, p)), "{proto} {p}");
+    }
+    assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 8080)));
+    assert!(!keeps(Probes, &port(TCP, me, 8080)));
     // other addresses, protocols and ethertypes
     assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 61000)));
     assert!(!keeps(Replies, &port(47, me, 61000)));

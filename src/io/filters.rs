@@ -1,7 +1,8 @@
 //! The socket filters of an uplink's packet sockets (`ebpf/filters.c`, compiled into the
 //! committed `ebpf/filters.o`): the kernel keeps every frame that is not wanlb's. Loaded once
-//! per uplink with that uplink's address, the NAT port range and the health probes' echo
-//! identifier; a socket keeps its filter after the loaded object is dropped.
+//! per uplink with that uplink's address, the NAT port range, its forwarded ports and the
+//! health probes' echo identifier; a socket keeps its filter after the loaded object is
+//! dropped.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -10,13 +11,15 @@ use std::os::fd::AsFd;
 use aya::programs::{SocketFilter, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 
+use crate::engine::packet::{PROTO_TCP, PROTO_UDP};
+
 static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");
 
 /// Which of an uplink's sockets a filter is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {
-    /// The data path's: TCP and UDP to a NAT port, echo replies to a NAT identifier, ICMP
-    /// errors.
+    /// The data path's: TCP and UDP to a NAT port or a forwarded one, echo replies to a NAT
+    /// identifier, ICMP errors.
     Replies,
     /// The health probes': echo replies with the probes' identifier.
     Probes,
@@ -41,15 +44,31 @@ fn error(what: &str, e: impl std::fmt::Display) -> io::Error {
 }
 
 impl SocketFilters {
-    /// Loads the filters for an uplink with address `addr`, NAT ports `ports` and health
-    /// probes of echo identifier `probe_id`.
-    pub fn load(addr: Ipv4Addr, ports: (u16, u16), probe_id: u16) -> io::Result<SocketFilters> {
+    /// Loads the filters for an uplink with address `addr`, NAT ports `ports`, the ports
+    /// `forwarded` to LAN hosts (IP protocol number, port) and health probes of echo
+    /// identifier `probe_id`.
+    pub fn load(
+        addr: Ipv4Addr,
+        ports: (u16, u16),
+        forwarded: &[(u8, u16)],
+        probe_id: u16,
+    ) -> io::Result<SocketFilters> {
         // in the packet's byte order, as the filter compares it
         let addr = u32::from_ne_bytes(addr.octets());
+        let bits = |proto: u8| {
+            let mut bits = Box::new([0u8; 8192]);
+            for &(_, port) in forwarded.iter().filter(|(p, _)| *p == proto) {
+                bits[usize::from(port / 8)] |= 1 << (port % 8);
+            }
+            bits
+        };
+        let (tcp, udp) = (bits(PROTO_TCP), bits(PROTO_UDP));
         let mut ebpf = EbpfLoader::new()
             .override_global("uplink_addr", &addr, true)
             .override_global("first_port", &ports.0, true)
             .override_global("last_port", &ports.1, true)
+            .override_global("forwarded_tcp", &*tcp, true)
+            .override_global("forwarded_udp", &*udp, true)
             .override_global("probe_id", &probe_id, true)
             .load(OBJECT)
             .map_err(|e| error("loading ebpf/filters.o", e))?;
