@@ -14,6 +14,7 @@ use crate::config::{
     Config, ConfigErrors, FastPathMode, OnUplinkDown, Reload, ResolvedUplink, SystemFacts,
 };
 use crate::control::history::{self, History, Traffic};
+use crate::engine::forward::Forward;
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
@@ -76,7 +77,7 @@ pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
         .filter(|i| config.uplinks.iter().any(|u| u.dev == i.name))
         .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
         .collect();
-    let services = system::local_service_ports(&uplink_addrs)?;
+    let services = system::local_services(&uplink_addrs)?;
     Ok(SystemFacts {
         interfaces,
         ephemeral_ports,
@@ -133,6 +134,30 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
     }
 }
 
+/// The index of uplink `name` in the configured order (validated to be there).
+fn uplink_index(config: &Config, name: &str) -> usize {
+    config
+        .uplinks
+        .iter()
+        .position(|u| u.name == name)
+        .expect("validated")
+}
+
+/// The forwards as the engine takes them.
+fn engine_forwards(config: &Config) -> Vec<Forward> {
+    config
+        .forwards
+        .iter()
+        .map(|f| Forward {
+            proto: f.proto.number(),
+            port: f.port,
+            uplink: uplink_index(config, &f.uplink) as u8,
+            host: u32::from(*f.to.ip()),
+            host_port: f.to.port(),
+        })
+        .collect()
+}
+
 /// Routes, rules, sysctls and the nftables guard for `config`, all journaled.
 fn plumb(
     p: &mut Plumbing,
@@ -184,6 +209,16 @@ fn plumb(
         .iter()
         .map(|u| (u.iface.name.clone(), u.addr))
         .collect();
+    let forwards: Vec<system::TableForward> = config
+        .forwards
+        .iter()
+        .map(|f| system::TableForward {
+            uplink: uplink_index(config, &f.uplink),
+            proto: f.proto.name(),
+            port: f.port,
+            to: f.to,
+        })
+        .collect();
     // what the kernel routes itself from the LAN: the subnets of this host's interfaces
     let kernel_routed: Vec<(Ipv4Addr, u8)> = iface::list()
         .map_err(io_err("listing interfaces"))?
@@ -201,7 +236,7 @@ fn plumb(
             &kernel_routed,
             &guard,
             config.nat_ports,
-            &[],
+            &forwards,
         ),
     )?;
     Ok(())
@@ -235,6 +270,9 @@ pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counte
         per_host = config.ports_per_host(config.nat_ports),
         "NAT ports"
     );
+    for f in &config.forwards {
+        tracing::info!(forward = %f, "port forward: its replies always leave through its uplink");
+    }
     signal::block_control_signals().map_err(io_err("blocking SIGINT and SIGTERM"))?;
     let journal: PathBuf = system::journal_path(state_dir, &config.tun)?;
     let (mut plumbing, leftovers) = Plumbing::start(journal)?;
@@ -351,7 +389,8 @@ fn serve(
     tracing::debug!(networks = ?lan_nets, "LAN sources translated");
     let mut engine = Engine::new(engine_config(config, resolved))
         .with_lan_nets(lan_nets)
-        .with_ports_per_host(config.ports_per_host(config.nat_ports));
+        .with_ports_per_host(config.ports_per_host(config.nat_ports))
+        .with_forwards(engine_forwards(config));
     if let Some(fast) = &fast_path {
         engine = engine.with_fast_path(Box::new(fast.clone()));
     }
@@ -388,8 +427,15 @@ fn serve(
     let probe_id = monitor::probe_id(config.nat_ports);
     let filters = resolved
         .iter()
-        .map(|u| {
-            SocketFilters::load(u.addr, config.nat_ports, &[], probe_id).map_err(io_err(format!(
+        .zip(&config.uplinks)
+        .map(|(u, spec)| {
+            let forwarded: Vec<(u8, u16)> = config
+                .forwards
+                .iter()
+                .filter(|f| f.uplink == spec.name)
+                .map(|f| (f.proto.number(), f.port))
+                .collect();
+            SocketFilters::load(u.addr, config.nat_ports, &forwarded, probe_id).map_err(io_err(format!(
                 "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
                 u.iface.name
             )))

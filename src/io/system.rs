@@ -442,9 +442,20 @@ pub fn guard_table_json(
     json!({"nftables": items}).to_string()
 }
 
-/// Ports of TCP listeners and bound UDP sockets on `addrs` or the wildcard address, from
-/// /proc/net/{tcp,udp}: the gateway's own services, which NAT must never take (CVE-2021-3773).
-pub fn local_service_ports(addrs: &[Ipv4Addr]) -> Result<Vec<(String, u16)>, SystemError> {
+/// A TCP listener or bound UDP socket of this host, on one of the addresses asked about or on
+/// every address (`addr` unspecified).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalService {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub port: u16,
+    pub addr: Ipv4Addr,
+}
+
+/// TCP listeners and bound UDP sockets on `addrs` or the wildcard address, from
+/// /proc/net/{tcp,udp}: the gateway's own services, which NAT must never take (CVE-2021-3773)
+/// and a forward must not cut off.
+pub fn local_services(addrs: &[Ipv4Addr]) -> Result<Vec<LocalService>, SystemError> {
     let mut out = Vec::new();
     for (file, proto) in [
         ("/proc/net/tcp", "tcp"),
@@ -458,14 +469,14 @@ pub fn local_service_ports(addrs: &[Ipv4Addr]) -> Result<Vec<(String, u16)>, Sys
             Err(e) if e.kind() == io::ErrorKind::NotFound && file.ends_with('6') => continue,
             Err(e) => return Err(io_err(format!("reading {file}"))(e)),
         };
-        out.extend(service_ports(&text, proto, addrs));
+        out.extend(services(&text, proto, addrs));
     }
     Ok(out)
 }
 
-/// The ports in one /proc/net/{tcp,udp}[6] listing of listeners (TCP) or bound sockets (UDP)
-/// on `addrs`, on the wildcard address, or (IPv6) on `::` or an IPv4-mapped `addrs`.
-fn service_ports(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<(String, u16)> {
+/// The listeners (TCP) or bound sockets (UDP) in one /proc/net/{tcp,udp}[6] listing on
+/// `addrs`, on the wildcard address, or (IPv6) on `::` or an IPv4-mapped `addrs`.
+fn services(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<LocalService> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -498,7 +509,11 @@ fn service_ports(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<(String, u1
         if let Some(v4) = v4.map(Ipv4Addr::from)
             && (v4.is_unspecified() || addrs.contains(&v4))
         {
-            out.push((proto.to_string(), port));
+            out.push(LocalService {
+                proto: proto.to_string(),
+                port,
+                addr: v4,
+            });
         }
     }
     out
@@ -517,21 +532,25 @@ mod tests {
             1: 00000000:1F90 00000000:0000 0A\n\
             2: 010112C6:C350 0A000002:01BB 01\n\
             3: 0100007F:0035 00000000:0000 0A\n";
-        let ports: Vec<u16> = service_ports(tcp, "tcp", &[me])
+        let found: Vec<(Ipv4Addr, u16)> = services(tcp, "tcp", &[me])
             .iter()
-            .map(|p| p.1)
+            .map(|s| (s.addr, s.port))
             .collect();
-        assert_eq!(ports, [80, 8080], "not the connection, not loopback");
+        assert_eq!(
+            found,
+            [(me, 80), (Ipv4Addr::UNSPECIFIED, 8080)],
+            "not the connection, not loopback"
+        );
         // IPv6: `::` and ::ffff:198.18.1.1, not ::1
         let tcp6 = "  sl  local_address                         remote_address st\n\
             0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A\n\
             1: 0000000000000000FFFF0000010112C6:0BB9 00000000000000000000000000000000:0000 0A\n\
             2: 00000000000000000000000001000000:0BBA 00000000000000000000000000000000:0000 0A\n";
-        let ports: Vec<u16> = service_ports(tcp6, "tcp", &[me])
+        let found: Vec<(Ipv4Addr, u16)> = services(tcp6, "tcp", &[me])
             .iter()
-            .map(|p| p.1)
+            .map(|s| (s.addr, s.port))
             .collect();
-        assert_eq!(ports, [3000, 3001]);
+        assert_eq!(found, [(Ipv4Addr::UNSPECIFIED, 3000), (me, 3001)]);
     }
 
     #[test]
