@@ -13,8 +13,8 @@ const CLIENT: &str = "198.19.0.5";
 const LAN_CLIENT: &str = "198.18.3.11";
 
 /// isp1 with all but all the weight, the client pinned to isp1, and ports 80 and 8080 of
-/// isp2 forwarded to the LAN host's web server: 80 below the NAT pool (1024-32767 here), 8080
-/// inside it, kept aside.
+/// isp2 forwarded to the LAN host's web server (80 below the NAT pool, 1024-32767 here; 8080
+/// inside it, kept aside), and udp:500 to its UDP service on 5060.
 fn args(offload: &str) -> Vec<String> {
     [
         "--lan",
@@ -29,6 +29,8 @@ fn args(offload: &str) -> Vec<String> {
         "tcp:80=198.18.3.10:80@isp2",
         "--forward",
         "tcp:8080=198.18.3.10:80@isp2",
+        "--forward",
+        "udp:500=198.18.3.10:5060@isp2",
         "--offload",
         offload,
     ]
@@ -93,8 +95,20 @@ fn redirects_received(tb: &Testbed, ns: &str) -> u64 {
 fn the_forward_works(offload: &str) {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
-    let server = Process::start(tb.spawn("lan", &[probe(), "serve", "--tcp", "198.18.3.10:80"]));
-    server.wait_for("listening", "the LAN's web server");
+    let server = Process::start(tb.spawn(
+        "lan",
+        &[
+            probe(),
+            "serve",
+            "--tcp",
+            "198.18.3.10:80",
+            "--udp",
+            "198.18.3.10/32",
+            "--udp-port",
+            "5060",
+        ],
+    ));
+    server.wait_for("listening", "the LAN's services");
     // the client connects from an internet address, whichever line it takes
     for (net, router) in [
         ("198.18.1.0/24", "198.18.101.1"),
@@ -108,6 +122,7 @@ fn the_forward_works(offload: &str) {
     // what each modem forwards from the gateway's forwarded ports: the forwards' answers
     for router in ["r1", "r2"] {
         count(&tb, router, "forward", "answers", "tcp sport { 80, 8080 }");
+        count(&tb, router, "forward", "udp_answers", "udp sport 500");
     }
     // what reaches the internet from ports nobody forwarded: nothing at all, or (port 80 of
     // isp1, outside the NAT pool, the gateway's own as before) no connection
@@ -119,6 +134,14 @@ fn the_forward_works(offload: &str) {
         "ip saddr 198.18.1.1 tcp sport 8080",
     );
     count(&tb, "inet", "input", "any_8081", "tcp sport 8081");
+    // the gateway's own stack must not answer what it hands to the LAN
+    count(
+        &tb,
+        "inet",
+        "input",
+        "unreachable",
+        "ip saddr 198.18.2.1 icmp type destination-unreachable",
+    );
     count(
         &tb,
         "inet",
@@ -150,6 +173,27 @@ fn the_forward_works(offload: &str) {
         "an answer left through isp1"
     );
     assert!(counted_bytes(&tb, "r2", "answers") > 20_000_000);
+    // UDP too: every answer from the forwarded port, the client's own address seen
+    let udp = tb.ok(
+        "inet",
+        &[
+            probe(),
+            "udp-check",
+            "--dst",
+            "198.18.2.1:500",
+            "--count",
+            "100",
+        ],
+    );
+    assert!(
+        udp.starts_with(&format!(
+            "ok 100 exchanges answered intact, all via {CLIENT}:"
+        )),
+        "{udp}"
+    );
+    assert_eq!(counted(&tb, "r1", "udp_answers"), 0);
+    assert!(counted(&tb, "r2", "udp_answers") >= 100);
+    assert_eq!(counted(&tb, "inet", "unreachable"), 0);
 
     // a LAN host reaches the server through isp2's address too, seen as coming from it
     tb.ok(
