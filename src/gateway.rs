@@ -15,6 +15,7 @@ use crate::config::{
 };
 use crate::control::history::{self, History, Traffic};
 use crate::engine::forward::Forward;
+use crate::engine::packet::PROTO_TCP;
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
@@ -728,7 +729,9 @@ fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
 
 /// What the status and metrics report, now.
 fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate::control::Snapshot {
-    use crate::control::{DestinationReport, PinReport, ProtoCounts, Snapshot, UplinkReport};
+    use crate::control::{
+        DestinationReport, ForwardReport, PinReport, ProtoCounts, Snapshot, UplinkReport,
+    };
     let counters = shared.engine.counters();
     let fast = shared
         .fast_path
@@ -835,6 +838,20 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
         } else {
             Vec::new()
         },
+        // the engine's forwards are the configured ones, in order
+        forwards: config
+            .forwards
+            .iter()
+            .zip(shared.engine.forward_counts())
+            .map(|(f, count)| ForwardReport {
+                proto: f.proto.name().to_string(),
+                port: f.port,
+                to: f.to.to_string(),
+                uplink: f.uplink.clone(),
+                connections_live: count.live,
+                connections_total: count.opened,
+            })
+            .collect(),
     }
 }
 
@@ -859,6 +876,22 @@ fn log_status(shared: &Shared, table: &str) {
         unreachables = counters.unreachables,
         "status"
     );
+    let forwards = shared.engine.forwards().iter();
+    for (f, count) in forwards.zip(shared.engine.forward_counts()) {
+        tracing::info!(
+            forward = %format!(
+                "{}:{} of {} -> {}:{}",
+                if f.proto == PROTO_TCP { "tcp" } else { "udp" },
+                f.port,
+                shared.uplinks[usize::from(f.uplink)].name,
+                Ipv4Addr::from(f.host),
+                f.host_port
+            ),
+            connections_now = count.live,
+            connections_so_far = count.opened,
+            "forward"
+        );
+    }
     for (path, c) in shared.uplinks.iter().zip(&counters.uplinks) {
         let status = path.status();
         tracing::info!(

@@ -194,6 +194,55 @@ fn the_forward_works(offload: &str) {
     assert_eq!(counted(&tb, "r1", "udp_answers"), 0);
     assert!(counted(&tb, "r2", "udp_answers") >= 100);
     assert_eq!(counted(&tb, "inet", "unreachable"), 0);
+    // the status, `wanlb status` and the metrics count them
+    let json = tb.ok("gw", &[WANLB, "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let forwards: Vec<String> = status["forwards"]
+        .as_array()
+        .expect("forwards")
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}={}@{} {}",
+                f["proto"].as_str().unwrap(),
+                f["port"],
+                f["to"].as_str().unwrap(),
+                f["uplink"].as_str().unwrap(),
+                f["connections_total"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        forwards,
+        [
+            "tcp:80=198.18.3.10:80@isp2 1",
+            "tcp:8080=198.18.3.10:80@isp2 0",
+            "udp:500=198.18.3.10:5060@isp2 1"
+        ]
+    );
+    let table = tb.ok("gw", &[WANLB, "status"]);
+    assert!(
+        table.contains("forward tcp:80 of isp2 -> 198.18.3.10:80: "),
+        "{table}"
+    );
+    let metrics = tb.ok(
+        "gw",
+        &[
+            probe(),
+            "http-get",
+            "--addr",
+            "127.0.0.1:9911",
+            "--path",
+            "/metrics",
+        ],
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                == r#"wanlb_forward_connections_total{uplink="isp2",proto="udp",port="500"} 1"#),
+        "{metrics}"
+    );
 
     // a LAN host reaches the server through isp2's address too, seen as coming from it
     tb.ok(
