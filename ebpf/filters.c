@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Socket filters for an uplink's packet sockets: the kernel keeps every frame that is not
- * wanlb's. Loaded once per uplink, with the length of its link-layer header and wanlb's NAT
- * port range set before loading, and the uplink's address in a map, which wanlb updates when
- * the interface's address changes. A socket filter returns how many bytes of the frame to
- * queue: 0 drops it. */
+ * wanlb's. Loaded once per uplink, with the length of its link-layer header, wanlb's NAT port
+ * range and the uplink's forwarded ports set before loading, and the uplink's address in a
+ * map, which wanlb updates when the interface's address changes. A socket filter returns how
+ * many bytes of the frame to queue: 0 drops it. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -31,6 +31,11 @@ const volatile __u16 probe_id = 0;
  * a packet socket sees its frames from the IP header on). */
 const volatile __u32 link_header = 0;
 
+/* The ports of the uplink's address forwarded to LAN hosts, a bit each: port p is bit p % 8
+ * of byte p / 8. */
+const volatile __u8 forwarded_tcp[8192] = {0};
+const volatile __u8 forwarded_udp[8192] = {0};
+
 /* An IPv4 frame to the uplink's address: its protocol and where its transport header starts.
  * The frame's protocol is the skb's, as the link layer said it (on Ethernet, the ethertype). */
 static __always_inline int ipv4_to_uplink(struct __sk_buff *skb, __u8 *proto, __u32 *l4)
@@ -57,9 +62,18 @@ static __always_inline int in_pool(__be16 port)
 	return p >= first_port && p <= last_port;
 }
 
-/* The data path's sockets: TCP and UDP to a NAT port, ICMP echo replies to a NAT identifier,
- * and other ICMP (errors, whatever they quote: the engine matches them to flows). Echo replies
- * outside the pool are the health probes', which have a socket of their own. */
+static __always_inline int is_forwarded(__u8 proto, __be16 port)
+{
+	__u16 p = bpf_ntohs(port);
+	if (proto == IPPROTO_TCP)
+		return forwarded_tcp[p >> 3] & (1 << (p & 7));
+	return forwarded_udp[p >> 3] & (1 << (p & 7));
+}
+
+/* The data path's sockets: TCP and UDP to a NAT port or a forwarded one, ICMP echo replies to
+ * a NAT identifier, and other ICMP (errors, whatever they quote: the engine matches them to
+ * flows). Echo replies outside the pool are the health probes', which have a socket of their
+ * own. */
 SEC("socket")
 int wanlb_replies(struct __sk_buff *skb)
 {
@@ -71,7 +85,7 @@ int wanlb_replies(struct __sk_buff *skb)
 		__be16 dport;
 		if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
 			return 0;
-		return in_pool(dport) ? KEEP : 0;
+		return in_pool(dport) || is_forwarded(proto, dport) ? KEEP : 0;
 	}
 	if (proto != IPPROTO_ICMP)
 		return 0;

@@ -16,6 +16,7 @@ use crate::engine::flow::Timeouts;
 use crate::engine::select::Prefix;
 use crate::health::HealthSettings;
 use crate::io::iface::Interface;
+use crate::io::system::LocalService;
 use crate::uplink::LinkKind;
 
 pub const DEFAULT_TUN: &str = "wanlb0";
@@ -293,6 +294,8 @@ pub struct Config {
     pub listen_token: Option<String>,
     /// Idle timeouts of flows, by protocol and TCP phase (`[timeouts]`).
     pub timeouts: Timeouts,
+    /// Ports of the uplinks' addresses whose inbound connections go to LAN hosts.
+    pub forwards: Vec<ForwardSpec>,
     /// The least severe of wanlb's own events logged; RUST_LOG, when set, decides instead.
     pub log_level: LevelFilter,
 }
@@ -344,6 +347,7 @@ pub struct Flags {
     pub lan_nets: Vec<String>,
     pub uplinks: Vec<String>,
     pub pins: Vec<String>,
+    pub forwards: Vec<String>,
     pub affinity_timeout: Option<String>,
     pub busy_poll: Option<String>,
     pub tun: Option<String>,
@@ -399,6 +403,8 @@ struct FileConfig {
     uplink: Vec<FileUplink>,
     #[serde(default)]
     pin: Vec<FilePin>,
+    #[serde(default)]
+    forward: Vec<forward::FileForward>,
 }
 
 #[derive(Deserialize)]
@@ -890,6 +896,7 @@ impl Config {
             listen_token: None,
             timeouts: Timeouts::default(),
             log_level: LevelFilter::INFO,
+            forwards: Vec::new(),
         };
         let mut loading = Loading::default();
         let mut file_read = true;
@@ -991,6 +998,7 @@ impl Config {
                 });
             }
         }
+        self.apply_file_forwards(&file.forward, &at, l);
         true
     }
 
@@ -1249,6 +1257,7 @@ impl Config {
                 self.pins.push(p);
             }
         }
+        self.apply_forward_flags(&flags.forwards, l);
         let affinity = flag(
             l,
             &flags.affinity_timeout,
@@ -1404,14 +1413,17 @@ impl Config {
                 ),
             })
             .collect();
+        let unknown_for_forwards = self.forwards_to_unknown_uplinks(&names);
         l.errors.extend(unknown);
+        l.errors.extend(unknown_for_forwards);
     }
 
     /// Checks the settings against the system: interfaces exist and are links wanlb can send
     /// on, uplink addresses and gateways are on their interface's subnet (a point-to-point
-    /// link needs no gateway), the LAN has sources to translate, and the NAT port range
-    /// leaves the kernel's ephemeral ports and the gateway's own services alone. Returns each
-    /// uplink's interface, kind of link and source address, in order, or every problem found.
+    /// link needs no gateway), the LAN has sources to translate, the NAT port range leaves the
+    /// kernel's ephemeral ports and the gateway's own services alone, and each forward goes to
+    /// a LAN host from a port no service of the gateway holds. Returns each uplink's
+    /// interface, kind of link and source address, in order, or every problem found.
     pub fn resolve(&self, system: &SystemFacts) -> Result<Vec<ResolvedUplink>, ConfigErrors> {
         let mut errors = Vec::new();
         let exists = |name: &str| system.interfaces.iter().any(|i| i.name == name);
@@ -1423,9 +1435,11 @@ impl Config {
             );
         }
         // a missing LAN interface has no addresses either: that would only say it again
-        if missing_lan.is_empty() {
-            keep(&mut errors, self.lan_sources(&system.interfaces));
-        }
+        let lan_sources = if missing_lan.is_empty() {
+            keep(&mut errors, self.lan_sources(&system.interfaces))
+        } else {
+            None
+        };
         let (lo, hi) = self.nat_pool(system);
         let (klo, khi) = system.ephemeral_ports;
         if lo <= khi && klo <= hi {
@@ -1439,22 +1453,36 @@ impl Config {
                 ),
             );
         }
-        if let Some((proto, port)) = system.services.iter().find(|(_, p)| (lo..=hi).contains(p)) {
+        if let Some(s) = system.services.iter().find(|s| (lo..=hi).contains(&s.port)) {
             keep(
                 &mut errors,
                 err::<()>(
                     "nat_ports",
                     format!(
-                        "{lo}-{hi} contains port {proto}/{port}, which a service on this host uses; choose a range without it"
+                        "{lo}-{hi} contains port {}/{}, which a service on this host uses; choose a range without it",
+                        s.proto, s.port
                     ),
                 ),
             );
         }
-        let resolved: Vec<_> = self
-            .uplinks
-            .iter()
-            .filter_map(|u| keep(&mut errors, resolve_uplink(u, system)))
-            .collect();
+        let mut resolved = Vec::new();
+        let mut uplink_addrs = Vec::new();
+        for u in &self.uplinks {
+            if let Some(r) = keep(&mut errors, resolve_uplink(u, system)) {
+                uplink_addrs.push((u.name.as_str(), r.addr));
+                resolved.push(r);
+            }
+        }
+        // a forward's host is judged against the LAN only when the LAN could be told
+        if let Some(lan_sources) = lan_sources {
+            self.resolve_forwards(
+                &lan_sources,
+                &system.interfaces,
+                &system.services,
+                &uplink_addrs,
+                &mut errors,
+            );
+        }
         if errors.is_empty() {
             Ok(resolved)
         } else {
@@ -1592,7 +1620,7 @@ impl Config {
         if !self.nat_ports_auto {
             return self.nat_ports;
         }
-        let services = system.services.iter().map(|(_, p)| *p);
+        let services = system.services.iter().map(|s| s.port);
         largest_free_range(system.ephemeral_ports, services)
     }
 
@@ -1635,7 +1663,7 @@ pub fn largest_free_range(ephemeral: (u16, u16), used: impl Iterator<Item = u16>
 pub struct SystemFacts {
     pub interfaces: Vec<Interface>,
     pub ephemeral_ports: (u16, u16),
-    pub services: Vec<(String, u16)>,
+    pub services: Vec<LocalService>,
     /// The IPv4 default routes of the main table: interface index and gateway.
     pub default_routes: Vec<(u32, Ipv4Addr)>,
 }
@@ -1824,10 +1852,14 @@ impl Config {
     }
 }
 
+mod forward;
 mod reload;
 
+pub use forward::{ForwardProto, ForwardSpec, parse_forward_flag};
 pub use reload::Reload;
 
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]

@@ -15,6 +15,8 @@ use crate::config::{
     SystemFacts,
 };
 use crate::control::history::{self, History, Traffic};
+use crate::engine::forward::Forward;
+use crate::engine::packet::PROTO_TCP;
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
@@ -78,7 +80,7 @@ pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
         .filter(|i| config.uplinks.iter().any(|u| u.dev == i.name))
         .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
         .collect();
-    let services = system::local_service_ports(&uplink_addrs)?;
+    let services = system::local_services(&uplink_addrs)?;
     let default_routes = crate::io::netlink::default_routes()
         .map_err(io_err("reading the default routes (netlink)"))?;
     Ok(SystemFacts {
@@ -137,6 +139,30 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
         reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
         udp_affinity: config.udp_affinity,
     }
+}
+
+/// The index of uplink `name` in the configured order (validated to be there).
+fn uplink_index(config: &Config, name: &str) -> usize {
+    config
+        .uplinks
+        .iter()
+        .position(|u| u.name == name)
+        .expect("validated")
+}
+
+/// The forwards as the engine takes them.
+fn engine_forwards(config: &Config) -> Vec<Forward> {
+    config
+        .forwards
+        .iter()
+        .map(|f| Forward {
+            proto: f.proto.number(),
+            port: f.port,
+            uplink: uplink_index(config, &f.uplink) as u8,
+            host: u32::from(*f.to.ip()),
+            host_port: f.to.port(),
+        })
+        .collect()
 }
 
 /// Routes, rules, sysctls and the nftables guard for `config`, all journaled.
@@ -199,6 +225,16 @@ fn guard_table(config: &Config, addrs: &[Ipv4Addr]) -> Result<String, GatewayErr
         .zip(addrs)
         .map(|(u, a)| (u.dev.clone(), *a))
         .collect();
+    let forwards: Vec<system::TableForward> = config
+        .forwards
+        .iter()
+        .map(|f| system::TableForward {
+            uplink: uplink_index(config, &f.uplink),
+            proto: f.proto.name(),
+            port: f.port,
+            to: f.to,
+        })
+        .collect();
     // what the kernel routes itself from the LAN: the subnets of this host's interfaces
     let kernel_routed: Vec<(Ipv4Addr, u8)> = iface::list()
         .map_err(io_err("listing interfaces"))?
@@ -214,6 +250,7 @@ fn guard_table(config: &Config, addrs: &[Ipv4Addr]) -> Result<String, GatewayErr
         &kernel_routed,
         &guard,
         config.nat_ports,
+        &forwards,
     ))
 }
 
@@ -245,6 +282,9 @@ pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counte
         per_host = config.ports_per_host(config.nat_ports),
         "NAT ports"
     );
+    for f in &config.forwards {
+        tracing::info!(forward = %f, "port forward: its replies always leave through its uplink");
+    }
     signal::block_control_signals().map_err(io_err("blocking SIGINT and SIGTERM"))?;
     let journal: PathBuf = system::journal_path(state_dir, &config.tun)?;
     let (mut plumbing, leftovers) = Plumbing::start(journal)?;
@@ -361,7 +401,8 @@ fn serve(
     tracing::debug!(networks = ?lan_nets, "LAN sources translated");
     let mut engine = Engine::new(engine_config(config, resolved))
         .with_lan_nets(lan_nets)
-        .with_ports_per_host(config.ports_per_host(config.nat_ports));
+        .with_ports_per_host(config.ports_per_host(config.nat_ports))
+        .with_forwards(engine_forwards(config));
     if let Some(fast) = &fast_path {
         engine = engine.with_fast_path(Box::new(fast.clone()));
     }
@@ -412,8 +453,15 @@ fn serve(
     let probe_id = monitor::probe_id(config.nat_ports);
     let filters = resolved
         .iter()
-        .map(|u| {
-            SocketFilters::load(u.addr, u.link, config.nat_ports, probe_id).map_err(io_err(format!(
+        .zip(&config.uplinks)
+        .map(|(u, spec)| {
+            let forwarded: Vec<(u8, u16)> = config
+                .forwards
+                .iter()
+                .filter(|f| f.uplink == spec.name)
+                .map(|f| (f.proto.number(), f.port))
+                .collect();
+            SocketFilters::load(u.addr, u.link, config.nat_ports, &forwarded, probe_id).map_err(io_err(format!(
                 "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
                 u.iface.name
             )))
@@ -736,7 +784,9 @@ fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
 
 /// What the status and metrics report, now.
 fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate::control::Snapshot {
-    use crate::control::{DestinationReport, PinReport, ProtoCounts, Snapshot, UplinkReport};
+    use crate::control::{
+        DestinationReport, ForwardReport, PinReport, ProtoCounts, Snapshot, UplinkReport,
+    };
     let counters = shared.engine.counters();
     let fast = shared
         .fast_path
@@ -845,6 +895,20 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
         } else {
             Vec::new()
         },
+        // the engine's forwards are the configured ones, in order
+        forwards: config
+            .forwards
+            .iter()
+            .zip(shared.engine.forward_counts())
+            .map(|(f, count)| ForwardReport {
+                proto: f.proto.name().to_string(),
+                port: f.port,
+                to: f.to.to_string(),
+                uplink: f.uplink.clone(),
+                connections_live: count.live,
+                connections_total: count.opened,
+            })
+            .collect(),
     }
 }
 
@@ -869,6 +933,22 @@ fn log_status(shared: &Shared, table: &str) {
         unreachables = counters.unreachables,
         "status"
     );
+    let forwards = shared.engine.forwards().iter();
+    for (f, count) in forwards.zip(shared.engine.forward_counts()) {
+        tracing::info!(
+            forward = %format!(
+                "{}:{} of {} -> {}:{}",
+                if f.proto == PROTO_TCP { "tcp" } else { "udp" },
+                f.port,
+                shared.uplinks[usize::from(f.uplink)].name,
+                Ipv4Addr::from(f.host),
+                f.host_port
+            ),
+            connections_now = count.live,
+            connections_so_far = count.opened,
+            "forward"
+        );
+    }
     for (path, c) in shared.uplinks.iter().zip(&counters.uplinks) {
         let status = path.status();
         tracing::info!(

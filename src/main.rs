@@ -33,7 +33,8 @@ Example (the classic two-line office):
     --uplink isp2,dev=eth2,gw=192.168.2.254,weight=1 \\
     --uplink lte,dev=wwan0,gw=192.168.8.1,tier=2 \\
     --health-target 9.9.9.9 --health-target 1.1.1.1 \\
-    --pin 174.143.119.91/32=isp2
+    --pin 174.143.119.91/32=isp2 \\
+    --forward tcp:443=192.168.3.10:443@isp1
 
 Health: every --health-interval each uplink pings its targets through itself; a round is
 good when any target answers within --health-timeout. --down-after bad rounds in a row
@@ -43,13 +44,17 @@ another line at their next packet, its TCP connections are reset towards the LAN
 (unless --on-uplink-down keep), and with every line down LAN hosts get ICMP network
 unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line is down.
 
+Port forwards: --forward tcp:443=192.168.3.10:443@isp1 sends connections to port 443 of
+isp1's address on to the LAN host; its answers always leave through isp1, and LAN hosts
+reach it through isp1's address too. Every other port stays closed.
+
 Signals: SIGINT or SIGTERM stop wanlb and remove everything it added. SIGHUP reloads the
 settings: the file is read again (the flags still override it); weights, tiers, checks,
 pins, health settings and targets, timeouts, --on-uplink-down, --host-traffic, --on-change
 and the log level take effect without dropping a flow; a change to anything else
-(interfaces, uplinks added or removed, TUN, workers, NAT ports, offload, listen) is logged
-and waits for a restart; a file that cannot be used is logged and the running settings stay.
-SIGUSR1 logs table sizes, per-uplink state and totals, and drops.
+(interfaces, uplinks added or removed, TUN, workers, NAT ports, forwards, offload, listen) is
+logged and waits for a restart; a file that cannot be used is logged and the running settings
+stay. SIGUSR1 logs table sizes, per-uplink state and totals, and drops.
 
 Logs go to stderr: uplink state changes at info, nothing per packet above debug. Under
 systemd (JOURNAL_STREAM names stderr) each line starts with its syslog priority (<4> for a
@@ -125,6 +130,11 @@ struct RunArgs {
     /// with a trailing ! (CIDR=UPLINK!) they are refused with ICMP unreachable instead.
     #[arg(long, value_name = "CIDR=UPLINK[!]")]
     pin: Vec<String>,
+    /// Send connections to PORT of UPLINK's address on to HOST:PORT in the LAN, e.g.
+    /// tcp:8080=192.168.3.10:80@isp2 (repeatable). Their replies always leave through UPLINK;
+    /// LAN hosts reach the forward through UPLINK's address too.
+    #[arg(long, value_name = "PROTO:PORT=HOST:PORT@UPLINK")]
+    forward: Vec<String>,
     /// An address beyond the gateways that answers ping, probed through every uplink
     /// (repeatable; use two or more independent ones). Without any, health is carrier and
     /// the gateway's ARP answers only.
@@ -292,6 +302,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 lan_nets: args.lan_net,
                 uplinks: args.uplink,
                 pins: args.pin,
+                forwards: args.forward,
                 affinity_timeout: args.affinity_timeout,
                 busy_poll: args.busy_poll,
                 tun: args.tun,
@@ -441,6 +452,16 @@ fn print_summary(config: &Config, found: &[Option<(std::net::Ipv4Addr, LinkKind)
             } else {
                 ""
             }
+        );
+    }
+    for f in &config.forwards {
+        println!(
+            "  forward {}:{} of {} -> {} (replies leave through {})",
+            f.proto.name(),
+            f.port,
+            f.uplink,
+            f.to,
+            f.uplink
         );
     }
     let h = &config.health;

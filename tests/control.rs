@@ -194,6 +194,7 @@ fn the_status_page_in_a_browser_shows_both_lines_up_then_isp1_down_after_a_cut()
     // where the browser's namespace reaches it; not loopback, so with a token
     args.extend(["--listen".into(), listen.clone()]);
     args.extend(["--listen-token".into(), TOKEN.into()]);
+    args.extend(["--forward".into(), "tcp:8080=198.18.3.10:80@isp2".into()]);
     let gw = tb.start_wanlb(&args);
     // the page carries no data and is served without the token; the data is not
     let get = |path: &str| {
@@ -222,6 +223,8 @@ fn the_status_page_in_a_browser_shows_both_lines_up_then_isp1_down_after_a_cut()
     let dom = load();
     assert_card(&dom, "isp1", "up");
     assert_card(&dom, "isp2", "up");
+    let forward = "<td>tcp:8080</td><td>198.18.3.10:80</td><td>isp2</td>";
+    assert!(dom.contains(forward), "the port forward is listed: {dom}");
 
     tb.cut_beyond("r1");
     gw.wait_for("uplink down uplink=isp1", "wanlb");

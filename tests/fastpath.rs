@@ -15,6 +15,7 @@ use wanlb_testkit::checksum::checksum;
 use wanlb_testkit::{Ipv4Packet, decrement_ttl, fix_ip_checksum};
 
 use wanlb::engine::flow::Timeouts;
+use wanlb::engine::forward::Forward;
 use wanlb::engine::{
     Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
 };
@@ -354,53 +355,110 @@ fn translates_as_the_engine(links: &Links) {
         let lan_port = 1024 + (rng.next() % 60000) as u16;
         let remote_port = 1 + (rng.next() % 65000) as u16;
         let flow = open(&engine, proto, remote, lan_port, remote_port);
-        let from_uplink = links.uplinks[flow.uplink];
         // UDP without a checksum (0) in every other UDP case: it must stay 0
         let flags = if proto == UDP {
             (case / 3 % 2) as u8
         } else {
             ACK
         };
-        // payloads up to what fills the MTU (1500) exactly
-        let room = if proto == TCP { 1460 } else { 1472 };
-        for size in [rng.next() % room, rng.next() % room, room] {
-            let payload: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
-            let what = format!("case {case}: proto {proto}, {size} payload bytes");
-
-            let out = flow.outbound(flags, &payload);
-            let (verdict, sent) = fast
-                .test_run(Direction::Outbound, &frame(&out), links.lan)
-                .expect("test run");
-            assert_eq!(verdict, TC_REDIRECT, "{what}: outbound not carried");
-            assert_eq!(
-                sent[..6],
-                GATEWAY_MACS[flow.uplink],
-                "{what}: to the uplink's gateway"
-            );
-            assert_eq!(
-                sent[6..12],
-                UPLINK_MACS[flow.uplink],
-                "{what}: from the uplink"
-            );
-            assert_eq!(sent[12..14], [0x08, 0x00], "{what}");
-            assert_bytes(
-                &sent[14..],
-                &forwarded(flow.engine_out(&engine, &out)),
-                &what,
-            );
-
-            let back = flow.inbound(flags, &payload);
-            let (verdict, delivered) = fast
-                .test_run(Direction::Inbound, &frame(&back), from_uplink)
-                .expect("test run");
-            assert_eq!(verdict, TC_REDIRECT, "{what}: inbound not carried");
-            assert_bytes(
-                &delivered[14..],
-                &forwarded(flow.engine_in(&engine, &back)),
-                &what,
-            );
-        }
+        let what = format!("case {case}: proto {proto}");
+        assert_carried_as_the_engine(&fast, &engine, links, &flow, flags, &mut rng, &what);
     }
+}
+
+/// Packets of `flow` with `flags` and payloads of three sizes, up to what fills the MTU (1500)
+/// exactly, both ways: the kernel carries each, byte for byte as the engine translates it.
+fn assert_carried_as_the_engine(
+    fast: &TcFastPath,
+    engine: &Engine,
+    links: &Links,
+    flow: &HandedOver,
+    flags: u8,
+    rng: &mut Rng,
+    what: &str,
+) {
+    let proto = flow.proto;
+    let from_uplink = links.uplinks[flow.uplink];
+    let room = if proto == TCP { 1460 } else { 1472 };
+    for size in [rng.next() % room, rng.next() % room, room] {
+        let payload: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+        let what = format!("{what}, {size} payload bytes");
+
+        let out = flow.outbound(flags, &payload);
+        let (verdict, sent) = fast
+            .test_run(Direction::Outbound, &frame(&out), links.lan)
+            .expect("test run");
+        assert_eq!(verdict, TC_REDIRECT, "{what}: outbound not carried");
+        assert_eq!(
+            sent[..6],
+            GATEWAY_MACS[flow.uplink],
+            "{what}: to the uplink's gateway"
+        );
+        assert_eq!(
+            sent[6..12],
+            UPLINK_MACS[flow.uplink],
+            "{what}: from the uplink"
+        );
+        assert_eq!(sent[12..14], [0x08, 0x00], "{what}");
+        assert_bytes(
+            &sent[14..],
+            &forwarded(flow.engine_out(engine, &out)),
+            &what,
+        );
+
+        let back = flow.inbound(flags, &payload);
+        let (verdict, delivered) = fast
+            .test_run(Direction::Inbound, &frame(&back), from_uplink)
+            .expect("test run");
+        assert_eq!(verdict, TC_REDIRECT, "{what}: inbound not carried");
+        assert_bytes(
+            &delivered[14..],
+            &forwarded(flow.engine_in(engine, &back)),
+            &what,
+        );
+    }
+}
+
+#[test]
+fn a_forwarded_connection_is_carried_as_the_engine_translates_it() {
+    in_own_netns(
+        "a_forwarded_connection_is_carried_as_the_engine_translates_it",
+        carries_forwarded_connections_as_the_engine,
+    );
+}
+
+/// A connection from outside to tcp:8080 of isp2, forwarded to the LAN host's port 80: the
+/// engine hands it over like any other, keyed by the LAN host's port outbound and the
+/// forwarded port inbound, and the kernel translates it as the engine does.
+fn carries_forwarded_connections_as_the_engine(links: &Links) {
+    let fast = fast_path(links);
+    let web = Forward {
+        proto: TCP,
+        port: 8080,
+        uplink: 1,
+        host: LAN_HOST,
+        host_port: 80,
+    };
+    let engine = engine(&fast).with_forwards(vec![web]);
+    let remote = u32::from_be_bytes([198, 19, 7, 7]);
+    let flow = HandedOver {
+        proto: TCP,
+        remote,
+        lan_port: 80,
+        remote_port: 50000,
+        uplink: 1,
+        ext_port: 8080,
+        now: 1,
+    };
+    // the remote's SYN, the server's SYN-ACK, the remote's ACK, the server's first data: on
+    // the fast path from then on
+    flow.engine_in(&engine, &flow.inbound(SYN, b""));
+    flow.engine_out(&engine, &flow.outbound(SYN | ACK, b""));
+    flow.engine_in(&engine, &flow.inbound(ACK, b""));
+    flow.engine_out(&engine, &flow.outbound(ACK, b"x"));
+    assert_eq!(fast.flow_counts().0, 1, "handed over");
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    assert_carried_as_the_engine(&fast, &engine, links, &flow, ACK, &mut rng, "forwarded");
 }
 
 #[test]
@@ -682,8 +740,16 @@ fn ethernet(ethertype: u16, packet: &[u8]) -> Vec<u8> {
 fn filters_keep_only_what_is_wanlbs(_: &Links) {
     let me = [198, 18, 1, 1];
     let there = [198, 19, 0, 1];
-    let filters = SocketFilters::load(me.into(), LinkKind::Ethernet, (61000, 65535), 22348)
-        .expect("filters load");
+    // tcp:8080 and udp:5060 forwarded to LAN hosts
+    let forwarded = [(TCP, 8080), (UDP, 5060)];
+    let filters = SocketFilters::load(
+        me.into(),
+        LinkKind::Ethernet,
+        (61000, 65535),
+        &forwarded,
+        22348,
+    )
+    .expect("filters load");
     let keeps = |filter, f: &[u8]| filters.keeps(filter, f).expect("test run");
     let port = |proto, dst: [u8; 4], port: u16| {
         let p = match proto {
@@ -705,6 +771,20 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     // the gateway's own services and ephemeral ports stay with the kernel
     assert!(!keeps(Replies, &port(TCP, me, 80)));
     assert!(!keeps(Replies, &port(UDP, me, 60999)));
+    // the forwarded ports come to wanlb, each for its own protocol, and their neighbours not
+    assert!(keeps(Replies, &port(TCP, me, 8080)));
+    assert!(keeps(Replies, &port(UDP, me, 5060)));
+    for (proto, p) in [
+        (UDP, 8080),
+        (TCP, 5060),
+        (TCP, 8079),
+        (TCP, 8081),
+        (UDP, 5061),
+    ] {
+        assert!(!keeps(Replies, &port(proto, me, p)), "{proto} {p}");
+    }
+    assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 8080)));
+    assert!(!keeps(Probes, &port(TCP, me, 8080)));
     // other addresses, protocols and ethertypes
     assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 61000)));
     assert!(!keeps(Replies, &port(47, me, 61000)));
@@ -728,11 +808,18 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     assert!(!keeps(Probes, &port(UDP, me, 22348)));
 
     // on a point-to-point link the same, its packets seen from the IP header on
-    let bare = SocketFilters::load(me.into(), LinkKind::PointToPoint, (61000, 65535), 22348)
-        .expect("filters load");
+    let bare = SocketFilters::load(
+        me.into(),
+        LinkKind::PointToPoint,
+        (61000, 65535),
+        &forwarded,
+        22348,
+    )
+    .expect("filters load");
     let bare_keeps = |filter, f: &[u8]| bare.keeps(filter, &f[14..]).expect("test run");
     assert!(bare_keeps(Replies, &port(TCP, me, 61000)));
     assert!(bare_keeps(Replies, &port(UDP, me, 65535)));
+    assert!(bare_keeps(Replies, &port(TCP, me, 8080)));
     assert!(!bare_keeps(Replies, &port(UDP, me, 60999)));
     assert!(!bare_keeps(Replies, &port(UDP, [198, 18, 1, 2], 61000)));
     assert!(bare_keeps(Replies, &icmp(me, 3, 0)));

@@ -13,7 +13,14 @@ fn flags() -> Flags {
 fn facts(ephemeral: (u16, u16), services: &[u16]) -> SystemFacts {
     SystemFacts {
         ephemeral_ports: ephemeral,
-        services: services.iter().map(|&p| ("tcp".to_string(), p)).collect(),
+        services: services
+            .iter()
+            .map(|&port| LocalService {
+                proto: "tcp".into(),
+                port,
+                addr: Ipv4Addr::UNSPECIFIED,
+            })
+            .collect(),
         ..SystemFacts::default()
     }
 }

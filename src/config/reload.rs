@@ -4,8 +4,8 @@
 //! dead line does to TCP, whether the host's default route follows the lines, the hook and
 //! the log level are policy: the engine, the monitor and the control loop take them between
 //! two packets, the logger at once. The interfaces, the uplinks themselves, the TUN device,
-//! the workers, the NAT pool, the fast path and the HTTP listener are built into the running
-//! process: a change to them is reported, and waits for a restart.
+//! the workers, the NAT pool, the port forwards, the fast path and the HTTP listener are
+//! built into the running process: a change to them is reported, and waits for a restart.
 
 use std::fmt::Debug;
 
@@ -106,6 +106,19 @@ impl Config {
                 r.need_restart
                     .push(format!("uplink {} is new: restart wanlb to add it", n.name));
             }
+        }
+        // the NAT pools, the socket filters and the nftables table are made for the forwards
+        let shown =
+            |c: &Config| -> Vec<String> { c.forwards.iter().map(ToString::to_string).collect() };
+        let (before, after) = (shown(started), shown(new));
+        for f in after.iter().filter(|f| !before.contains(f)) {
+            r.need_restart
+                .push(format!("forward {f} is new: restart wanlb to add it"));
+        }
+        for f in before.iter().filter(|f| !after.contains(f)) {
+            r.need_restart.push(format!(
+                "forward {f} is no longer in the settings: restart wanlb to remove it"
+            ));
         }
 
         let (mut pins, unknown): (Vec<_>, Vec<_>) = new
@@ -322,6 +335,28 @@ mod tests {
         );
         assert_eq!(r.config.nat_ports, (1024, 32767));
         assert!(r.config.pins.is_empty());
+    }
+
+    #[test]
+    fn forwards_added_or_removed_wait_for_a_restart() {
+        let web = "tcp:8080=198.18.3.10:80@isp2";
+        let started = load(&[ISP1, ISP2], &[], |f| f.forwards = vec![web.into()]);
+        let new = load(&[ISP1, ISP2], &[], |f| {
+            f.forwards = vec!["tcp:8080=198.18.3.11:80@isp2".into()];
+        });
+        let r = started.reload(&started, &new);
+        assert_eq!(
+            r.need_restart,
+            [
+                "forward tcp:8080=198.18.3.11:80@isp2 is new: restart wanlb to add it",
+                "forward tcp:8080=198.18.3.10:80@isp2 is no longer in the settings: restart wanlb to remove it",
+            ]
+        );
+        assert!(r.applied.is_empty());
+        assert_eq!(r.config.forwards, started.forwards, "the running ones stay");
+        // the same forwards change nothing
+        let again = load(&[ISP1, ISP2], &[], |f| f.forwards = vec![web.into()]);
+        assert!(started.reload(&started, &again).need_restart.is_empty());
     }
 
     #[test]

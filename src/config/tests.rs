@@ -259,7 +259,7 @@ fn durations() {
     }
 }
 
-fn iface(name: &str, addr: [u8; 4], len: u8) -> Interface {
+pub(super) fn iface(name: &str, addr: [u8; 4], len: u8) -> Interface {
     Interface {
         name: name.into(),
         index: 2,
@@ -271,7 +271,15 @@ fn iface(name: &str, addr: [u8; 4], len: u8) -> Interface {
     }
 }
 
-fn facts() -> SystemFacts {
+pub(super) fn service(proto: &str, port: u16, addr: [u8; 4]) -> LocalService {
+    LocalService {
+        proto: proto.into(),
+        port,
+        addr: addr.into(),
+    }
+}
+
+pub(super) fn facts() -> SystemFacts {
     SystemFacts {
         interfaces: vec![
             iface("eth0", [192, 168, 3, 100], 24),
@@ -279,7 +287,7 @@ fn facts() -> SystemFacts {
             iface("eth2", [192, 168, 2, 1], 24),
         ],
         ephemeral_ports: (32768, 60999),
-        services: vec![("tcp".into(), 80)],
+        services: vec![service("tcp", 80, [0, 0, 0, 0])],
         default_routes: vec![],
     }
 }
@@ -366,7 +374,7 @@ fn system_checks() {
     let mut f = flags(&[ISP1], &[]);
     f.nat_ports = Some("61000-65535".into());
     let mut sys = facts();
-    sys.services.push(("udp".into(), 62000));
+    sys.services.push(service("udp", 62000, [0, 0, 0, 0]));
     assert!(
         Config::load(&f)
             .unwrap()

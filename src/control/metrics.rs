@@ -132,6 +132,24 @@ pub fn render(s: &Snapshot) -> String {
     affinity
         .get_or_create(&Vec::new())
         .set(s.affinity_entries as f64);
+    let forward_total = counter(
+        &mut registry,
+        "wanlb_forward_connections",
+        "Connections (UDP: flows) opened through a port forward, per uplink, protocol and port",
+    );
+    let forward_live = gauge(
+        &mut registry,
+        "wanlb_forward_connections_active",
+        "Connections (UDP: flows) through a port forward now",
+    );
+    for f in &s.forwards {
+        let port = f.port.to_string();
+        let l = labels(&[("uplink", &f.uplink), ("proto", &f.proto), ("port", &port)]);
+        forward_total.get_or_create(&l).inc_by(f.connections_total);
+        forward_live
+            .get_or_create(&l)
+            .set(f.connections_live as f64);
+    }
     let drops = counter(&mut registry, "wanlb_drops", "Packets dropped, by reason");
     for (reason, n) in &s.drops {
         drops
@@ -146,7 +164,7 @@ pub fn render(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{ProtoCounts, UplinkReport};
+    use crate::control::{ForwardReport, ProtoCounts, UplinkReport};
 
     #[test]
     fn every_metric_the_contract_names_is_there_with_its_labels() {
@@ -177,6 +195,14 @@ mod tests {
             },
             affinity_entries: 7,
             drops: vec![("no_flow".into(), 9)],
+            forwards: vec![ForwardReport {
+                proto: "tcp".into(),
+                port: 8080,
+                to: "198.18.3.10:80".into(),
+                uplink: "isp2".into(),
+                connections_live: 2,
+                connections_total: 15,
+            }],
             ..Snapshot::default()
         };
         let text = render(&s);
@@ -194,6 +220,8 @@ mod tests {
             r#"wanlb_flows_active{proto="icmp"} 6.0"#,
             "wanlb_affinity_entries 7.0",
             r#"wanlb_drops_total{reason="no_flow"} 9"#,
+            r#"wanlb_forward_connections_total{uplink="isp2",proto="tcp",port="8080"} 15"#,
+            r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080"} 2.0"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -50,6 +50,23 @@ pub struct Snapshot {
     /// The destinations whose live flows carried the most bytes, busiest first.
     #[serde(default)]
     pub top_destinations: Vec<DestinationReport>,
+    /// The port forwards, as configured, with their connections.
+    #[serde(default)]
+    pub forwards: Vec<ForwardReport>,
+}
+
+/// A port of an uplink's address forwarded to a LAN host, and how busy it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardReport {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub port: u16,
+    /// The LAN host's address and port.
+    pub to: String,
+    pub uplink: String,
+    /// Connections (flows, for UDP) through it now, and opened through it so far.
+    pub connections_live: u64,
+    pub connections_total: u64,
 }
 
 /// A remote address and what its live flows carried, both ways, fast path included.

@@ -70,6 +70,12 @@ pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
             if p.strict { " (strict)" } else { "" }
         );
     }
+    for f in &s.forwards {
+        out += &format!(
+            "forward {}:{} of {} -> {}: {} now, {} so far\n",
+            f.proto, f.port, f.uplink, f.to, f.connections_live, f.connections_total
+        );
+    }
     for d in s.top_destinations.iter().take(5) {
         out += &format!(
             "busy {} via {}: {} in {} flow{}\n",
@@ -99,7 +105,7 @@ fn size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{DestinationReport, PinReport, UplinkReport};
+    use crate::control::{DestinationReport, ForwardReport, PinReport, UplinkReport};
 
     #[test]
     fn a_line_per_uplink_with_state_rtt_loss_throughput_and_share() {
@@ -138,6 +144,14 @@ mod tests {
                 bytes: 8_013_756,
                 flows: 2,
             }],
+            forwards: vec![ForwardReport {
+                proto: "tcp".into(),
+                port: 8080,
+                to: "198.18.3.10:80".into(),
+                uplink: "isp2".into(),
+                connections_live: 2,
+                connections_total: 15,
+            }],
             ..Snapshot::default()
         };
         let table = render(&now, Some(&earlier));
@@ -160,6 +174,10 @@ mod tests {
         );
         assert!(
             table.contains("busy 198.19.0.7 via isp1: 8.0 MB in 2 flows"),
+            "{table}"
+        );
+        assert!(
+            table.contains("forward tcp:8080 of isp2 -> 198.18.3.10:80: 2 now, 15 so far"),
             "{table}"
         );
     }

@@ -143,19 +143,22 @@ fn seq_after(a: u32, b: u32) -> bool {
 
 /// Where a TCP connection is, as a NAT in its path can tell (RFC 5382 section 5, RFC 7857
 /// 2.2). The LAN host opens a session (or wanlb picks one up mid-way); the remote end may reopen
-/// one that has closed.
+/// one that has closed, or open one to a forwarded port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TcpPhase {
     /// The LAN host sent a SYN; the remote end has not answered.
     #[default]
     SynOut,
-    /// The remote end sent a SYN, reopening a session that had closed; the LAN host has not
-    /// answered.
+    /// The remote end sent a SYN, to a forwarded port or reopening a session that had closed;
+    /// the LAN host has not answered.
     SynIn,
     /// The LAN host sent something other than a SYN on a connection wanlb did not see open
     /// (wanlb restarted, or the session expired while the connection idled); the remote end
     /// has not answered. UDP and ICMP flows start here too.
     PickedUp,
+    /// The remote end sent the first datagram of a flow to a forwarded port (UDP: there is no
+    /// handshake to see); the LAN host has not answered.
+    PickedUpIn,
     /// A SYN each way, neither acknowledged: a simultaneous open (RFC 9293 3.5).
     SynBoth,
     /// The remote end acknowledged the LAN host's SYN (its SYN-ACK); the LAN host's
@@ -277,6 +280,21 @@ impl TcpState {
         self.phase
     }
 
+    /// The session opened by the remote end's segment `seg` to a forwarded port: its SYN
+    /// (TCP), or its first datagram (UDP).
+    pub fn opened_by_remote(seg: &Segment) -> TcpState {
+        let mut t = TcpState {
+            phase: if seg.has(TCP_SYN) {
+                TcpPhase::SynIn
+            } else {
+                TcpPhase::PickedUpIn
+            },
+            ..TcpState::default()
+        };
+        t.record(Dir::In, seg, true);
+        t
+    }
+
     /// Moves the session along by segment `seg`, sent `dir`.
     pub fn update(&mut self, dir: Dir, seg: &Segment) -> Change {
         if seg.has(TCP_RST) {
@@ -335,7 +353,7 @@ impl TcpState {
             (SynBoth, Dir::In) if ack => SynAckIn,
             (SynBoth, Dir::Out) if ack => SynAckOut,
             (SynAckIn, Dir::Out) | (SynAckOut, Dir::In) if ack => open(),
-            (PickedUp, Dir::In) if !syn => open(),
+            (PickedUp, Dir::In) | (PickedUpIn, Dir::Out) if !syn => open(),
             (Established, _) if fin => open(),
             (FinOut, Dir::In) | (FinIn, Dir::Out) if fin => Closing,
             // the last FIN acknowledged: nothing is sent after a FIN but acknowledgements,
@@ -464,7 +482,7 @@ impl TcpState {
     pub fn is_answered(self) -> bool {
         !matches!(
             self.phase,
-            TcpPhase::SynOut | TcpPhase::SynIn | TcpPhase::PickedUp
+            TcpPhase::SynOut | TcpPhase::SynIn | TcpPhase::PickedUp | TcpPhase::PickedUpIn
         )
     }
 
@@ -916,6 +934,39 @@ mod tests {
     }
 
     #[test]
+    fn a_session_opened_from_outside_is_established_by_the_lan_hosts_answer() {
+        // a connection to a forwarded port: the remote's SYN, the LAN host's SYN-ACK, the
+        // remote's ACK
+        let mut t = TcpState::opened_by_remote(&syn(8000, Some(7)));
+        assert_eq!(t.phase(), SynIn);
+        assert!(!t.is_answered());
+        phases(
+            &mut t,
+            &[
+                (Dir::In, syn(8000, Some(7)), SynIn),
+                (Dir::Out, syn_ack(300, 8001, Some(7)), SynAckOut),
+                (Dir::In, seg(ACK, 8001, 301, 500), Established),
+            ],
+        );
+        assert!(t.is_steady());
+        // the LAN host's receive point is known from the SYN: a reset to it is judged
+        assert_eq!(t.receive_point(Dir::Out), Some(8001));
+        // a closed port answers the SYN with a reset that acknowledges it
+        let mut refused = TcpState::opened_by_remote(&syn(8000, None));
+        assert_eq!(
+            refused.update(Dir::Out, &seg(TCP_RST | ACK, 0, 8001, 0)),
+            Change::Reset
+        );
+        // UDP: established once the LAN host answers, not by more from outside
+        let mut u = TcpState::opened_by_remote(&Segment::default());
+        assert_eq!(u.phase(), PickedUpIn);
+        u.update(Dir::In, &Segment::default());
+        assert!(!u.is_answered());
+        u.update(Dir::Out, &Segment::default());
+        assert!(u.is_steady());
+    }
+
+    #[test]
     fn a_reset_counts_only_in_the_window_of_the_side_it_is_sent_to() {
         // the LAN host expects 5001 next, in a window of 1000 << 7 = 128,000 bytes
         let to_lan = |seq| {
@@ -1147,6 +1198,7 @@ mod tests {
             (SynOut, 2),
             (SynIn, 2),
             (PickedUp, 2),
+            (PickedUpIn, 2),
             (SynBoth, 2),
             (SynAckIn, 2),
             (SynAckOut, 2),

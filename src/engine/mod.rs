@@ -11,6 +11,7 @@ pub mod affinity;
 pub mod answer;
 pub mod checksum;
 pub mod flow;
+pub mod forward;
 pub mod fragment;
 pub mod icmp;
 pub mod nat;
@@ -20,10 +21,12 @@ pub mod select;
 use affinity::Affinity;
 pub use flow::Flow;
 use flow::{Acked, Change, Dir, FlowKey, FlowTable, ReplyKey, Segment, TcpState, Timeouts};
+use forward::{Forward, ForwardCount, Forwards};
 use icmp::{Embedded, ErrorDirection};
 use nat::{Endpoint, Nat};
 use packet::{
-    End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_RST,
+    End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK,
+    TCP_FIN, TCP_RST, TCP_SYN,
 };
 use select::{Pin, Pins, Prefix, Selector};
 
@@ -124,8 +127,16 @@ pub enum DropReason {
     PortsExhausted,
     /// The LAN host holds as many ports of the pool as one host may (--max-ports-per-host).
     HostPortLimit,
-    /// A packet from an uplink that matches no flow (or a TCP reset opening one).
+    /// A packet from an uplink that matches no flow and goes to no forwarded port (or a TCP
+    /// reset opening one).
     NoFlow,
+    /// A TCP segment to a forwarded port that belongs to no connection and is not a SYN (without
+    /// ACK) opening one.
+    ForwardNotSyn,
+    /// A packet to a forwarded port from a remote end that the forward's LAN host already
+    /// exchanges packets with, from the same port, through a flow it opened itself (with a port
+    /// of the pool): one flow per LAN end and remote end.
+    ForwardClash,
     /// A packet on an uplink not addressed to that uplink's address.
     NotForUplink,
     /// A later piece of a fragmented datagram whose first piece (the one with the transport
@@ -148,7 +159,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -162,6 +173,8 @@ impl DropReason {
         DropReason::PortsExhausted,
         DropReason::HostPortLimit,
         DropReason::NoFlow,
+        DropReason::ForwardNotSyn,
+        DropReason::ForwardClash,
         DropReason::NotForUplink,
         DropReason::FragmentWithoutFirst,
         DropReason::FragmentOverlap,
@@ -185,6 +198,8 @@ impl DropReason {
             DropReason::PortsExhausted => "ports_exhausted",
             DropReason::HostPortLimit => "host_port_limit",
             DropReason::NoFlow => "no_flow",
+            DropReason::ForwardNotSyn => "forward_not_syn",
+            DropReason::ForwardClash => "forward_clash",
             DropReason::NotForUplink => "not_for_uplink",
             DropReason::FragmentWithoutFirst => "fragment_without_first",
             DropReason::FragmentOverlap => "fragment_overlap",
@@ -311,7 +326,7 @@ pub struct UplinkCounters {
     pub outbound_bytes: u64,
     pub inbound_packets: u64,
     pub inbound_bytes: u64,
-    /// Flows opened on this uplink.
+    /// Flows LAN hosts opened on this uplink (forwarded ones are counted per forward).
     pub flows: u64,
     /// Times a destination was bound to this uplink (pins included).
     pub destinations: u64,
@@ -417,6 +432,7 @@ pub struct Engine {
     fast_path: Option<Box<dyn FastPath>>,
     /// Sources translated; empty: all.
     lan_nets: Vec<Prefix>,
+    forwards: Forwards,
 }
 
 /// ICMP errors the engine sends: at most 100 a second after a burst of 50 (RFC 1812 4.3.2.8
@@ -518,6 +534,7 @@ impl Engine {
                 .collect(),
             fast_path: None,
             lan_nets: Vec::new(),
+            forwards: Forwards::default(),
         }
     }
 
@@ -538,6 +555,26 @@ impl Engine {
     pub fn with_ports_per_host(self, limit: u32) -> Engine {
         lock(&self.nat).limit_per_host(limit);
         self
+    }
+
+    /// Sends what arrives for these ports of the uplinks' addresses on to LAN hosts; the NAT
+    /// pools keep the ports aside on every uplink.
+    pub fn with_forwards(mut self, forwards: Vec<Forward>) -> Engine {
+        {
+            let mut nat = lock(&self.nat);
+            for f in &forwards {
+                nat.reserve(f.proto, f.port);
+            }
+        }
+        self.forwards = Forwards::new(forwards);
+        self
+    }
+
+    /// The forward `flow` came in through, if it is a forwarded flow: one whose external
+    /// port is a forwarded port of its uplink (the pools never hand those out).
+    fn forward_of(&self, flow: &Flow) -> Option<usize> {
+        self.forwards
+            .find(flow.key.proto, flow.uplink, flow.ext_port)
     }
 
     /// Hands steady flows (TCP, UDP, ICMP echo) to `fast_path` from now on.
@@ -615,10 +652,11 @@ impl Engine {
     /// under the flow's shard lock, as does withdrawing it, so the two never cross.
     fn consider_fast_path(&self, flow: &mut Flow) {
         let Some(fast) = &self.fast_path else { return };
-        // a flow about to move or be reset must keep passing through the engine
+        // a flow about to move or be reset must keep passing through the engine (a forwarded
+        // one never moves)
         if flow.on_fast_path
             || flow.tcp.is_resetting()
-            || self.is_leaving(flow.uplink)
+            || (self.is_leaving(flow.uplink) && self.forward_of(flow).is_none())
             || self.is_stale(flow)
         {
             return;
@@ -648,12 +686,13 @@ impl Engine {
     }
 
     /// Whether a UDP or ICMP flow on a leaving uplink must move: yes, unless a pin holds it
-    /// to its uplink and that uplink is up (a pinned backup line is still the pinned line).
+    /// to its uplink and that uplink is up (a pinned backup line is still the pinned line), or
+    /// it is forwarded (its remote end knows that line's address only).
     fn must_move(&self, flow: &Flow) -> bool {
         if self.is_stale(flow) {
             return true;
         }
-        if !self.is_leaving(flow.uplink) {
+        if !self.is_leaving(flow.uplink) || self.forward_of(flow).is_some() {
             return false;
         }
         let pinned_here = self
@@ -807,6 +846,10 @@ impl Engine {
             return;
         };
         self.withdraw(&flow);
+        // a forwarded flow held neither
+        if self.forward_of(&flow).is_some() {
+            return;
+        }
         shard
             .affinity
             .detach(key.rem_addr, flow.uplink, flow.last_seen);
@@ -936,29 +979,66 @@ impl Engine {
             }
         };
         let seg = Segment::parse(pkt, &ip);
-        self.with_inbound_flow(&reply, pkt, |flow, pkt| {
-            flow.last_seen = now.stamp();
-            flow.bytes += pkt.len() as u64;
-            self.track(flow, Dir::In, &seg);
-            self.consider_fast_path(flow);
-            let (addr, port) = (flow.key.int_addr, flow.key.int_port);
-            packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
-        })
+        let mut shard = self.shard(reply.rem_addr);
+        let (addr, port) = match shard.flows.get_reply_mut(&reply) {
+            Some(flow) => {
+                flow.last_seen = now.stamp();
+                flow.bytes += pkt.len() as u64;
+                self.track(flow, Dir::In, &seg);
+                self.consider_fast_path(flow);
+                (flow.key.int_addr, flow.key.int_port)
+            }
+            None => self.open_forwarded(&mut shard, now, &reply, &seg, pkt.len())?,
+        };
+        packet::rewrite(pkt, &ip, End::Destination, addr, port, *csum);
+        shard.count_inbound(uplink, pkt.len());
+        Ok(())
     }
 
-    /// Finds the flow a packet from an uplink belongs to, lets `translate` rewrite the packet
-    /// for it, and counts the packet on the flow's uplink.
-    fn with_inbound_flow(
+    /// Opens the flow a packet from an uplink that matches none opens, if it goes to a
+    /// forwarded port (for TCP, if it is a SYN): on the forward's uplink for life, to its LAN
+    /// host. Returns that LAN end.
+    fn open_forwarded(
         &self,
+        shard: &mut Shard,
+        now: Timestamp,
         reply: &ReplyKey,
-        pkt: &mut [u8],
-        translate: impl FnOnce(&mut Flow, &mut [u8]),
-    ) -> Result<(), DropReason> {
-        let mut shard = self.shard(reply.rem_addr);
-        let flow = shard.flows.get_reply_mut(reply).ok_or(DropReason::NoFlow)?;
-        translate(flow, pkt);
-        shard.count_inbound(reply.uplink, pkt.len());
-        Ok(())
+        seg: &Segment,
+        len: usize,
+    ) -> Result<(u32, u16), DropReason> {
+        let id = self
+            .forwards
+            .find(reply.proto, reply.uplink, reply.ext_port)
+            .ok_or(DropReason::NoFlow)?;
+        if reply.proto == PROTO_TCP
+            && seg.flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN
+        {
+            return Err(DropReason::ForwardNotSyn);
+        }
+        let forward = self.forwards.get(id);
+        let key = FlowKey {
+            int_addr: forward.host,
+            rem_addr: reply.rem_addr,
+            int_port: forward.host_port,
+            rem_port: reply.rem_port,
+            proto: reply.proto,
+        };
+        if shard.flows.get_mut(&key).is_some() {
+            return Err(DropReason::ForwardClash);
+        }
+        shard.flows.insert(Flow {
+            key,
+            last_seen: now.stamp(),
+            ext_port: reply.ext_port,
+            uplink: reply.uplink,
+            tcp: TcpState::opened_by_remote(seg),
+            hits: 1,
+            on_fast_path: false,
+            bytes: len as u64,
+            epoch: self.addr_of(reply.uplink).1,
+        });
+        self.forwards.count_opened(id);
+        Ok((forward.host, forward.host_port))
     }
 
     /// An ICMP error from the internet about a packet that left through `uplink`. Errors do
@@ -984,11 +1064,16 @@ impl Engine {
             proto: emb.proto,
             uplink,
         };
-        self.with_inbound_flow(&reply, pkt, |flow, pkt| {
-            let (addr, port) = (flow.key.int_addr, flow.key.int_port);
-            icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, addr, port);
-            *csum = L4Checksum::Complete;
-        })
+        let mut shard = self.shard(reply.rem_addr);
+        let flow = shard
+            .flows
+            .get_reply_mut(&reply)
+            .ok_or(DropReason::NoFlow)?;
+        let (addr, port) = (flow.key.int_addr, flow.key.int_port);
+        icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, addr, port);
+        *csum = L4Checksum::Complete;
+        shard.count_inbound(uplink, pkt.len());
+        Ok(())
     }
 
     /// An ICMP error from a LAN host about a reply wanlb delivered to it (a port unreachable
@@ -1038,6 +1123,9 @@ impl Engine {
             let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, self.ext_addr(f));
             flows.expire(now, &timeouts, idle_elsewhere, |f| {
                 self.withdraw(f);
+                if self.forward_of(f).is_some() {
+                    return;
+                }
                 affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
                 ended.push(Endpoint {
                     addr: f.key.int_addr,
@@ -1161,8 +1249,10 @@ impl Engine {
                 }
                 let reset =
                     f.key.proto == PROTO_TCP && !f.tcp.is_reset_or_resetting() && reset_tcp(f);
-                // TCP left to finish stays on the fast path; everything else comes back
-                if f.key.proto != PROTO_TCP || reset {
+                // TCP left to finish, and forwarded flows, which never move, stay on the fast
+                // path; everything else comes back
+                let stays = f.key.proto == PROTO_TCP || self.forward_of(f).is_some();
+                if !stays || reset {
                     // the host's receive point as the fast path last carried it: the probe
                     // must land far from its window
                     if let (true, true, Some(fast)) = (reset, f.on_fast_path, &self.fast_path) {
@@ -1293,6 +1383,32 @@ impl Engine {
         busiest
     }
 
+    /// The forwards, in the order given.
+    pub fn forwards(&self) -> &[Forward] {
+        self.forwards.list()
+    }
+
+    /// How busy each forward is, in the order given. Walks every flow: for the status and
+    /// the metrics, not for the data path.
+    pub fn forward_counts(&self) -> Vec<ForwardCount> {
+        let mut counts: Vec<ForwardCount> = self
+            .forwards
+            .opened()
+            .map(|opened| ForwardCount { live: 0, opened })
+            .collect();
+        if counts.is_empty() {
+            return counts;
+        }
+        for shard in self.shards.iter() {
+            lock(shard).flows.for_each_mut(|f| {
+                if let Some(id) = self.forward_of(f) {
+                    counts[id].live += 1;
+                }
+            });
+        }
+        counts
+    }
+
     /// NAT ports in use on `uplink`: TCP, UDP, ICMP identifiers.
     pub fn ports_in_use(&self, uplink: UplinkId) -> [u64; 3] {
         lock(&self.nat).in_use(uplink)
@@ -1307,6 +1423,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod front_door_tests;
 #[cfg(test)]

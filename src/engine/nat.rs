@@ -26,12 +26,14 @@ struct Mapping {
     flows: u32,
 }
 
-/// A bitmap of the ports `first..=last` that are taken.
+/// A bitmap of the ports `first..=last` that are taken, some of them for good (forwarded).
 #[derive(Debug)]
 struct PortPool {
     first: u16,
     size: u32,
     taken: Vec<u64>,
+    /// Ports kept aside for good: taken, but by no mapping.
+    reserved: u32,
 }
 
 impl PortPool {
@@ -41,7 +43,25 @@ impl PortPool {
             first,
             size,
             taken: vec![0; size.div_ceil(64) as usize],
+            reserved: 0,
         }
+    }
+
+    /// Keeps `port` out of every mapping, if it is in the pool and free.
+    fn reserve(&mut self, port: u16) {
+        let Some(i) = port.checked_sub(self.first).map(u32::from) else {
+            return;
+        };
+        if i < self.size && !self.is_taken(i) {
+            self.taken[(i / 64) as usize] |= 1 << (i % 64);
+            self.reserved += 1;
+        }
+    }
+
+    /// Ports that mappings hold.
+    fn in_use(&self) -> u64 {
+        let taken: u64 = self.taken.iter().map(|w| u64::from(w.count_ones())).sum();
+        taken - u64::from(self.reserved)
     }
 
     fn is_taken(&self, i: u32) -> bool {
@@ -110,6 +130,14 @@ impl Nat {
     /// busy resolver or a torrent client cannot take every port from everyone else.
     pub fn limit_per_host(&mut self, limit: u32) {
         self.max_per_host = limit.max(1);
+    }
+
+    /// Keeps `port` of `proto` out of the pools of every uplink: a forwarded port, whose
+    /// inbound flows must never be taken for a mapping's replies.
+    pub fn reserve(&mut self, proto: u8, port: u16) {
+        for pools in &mut self.pools {
+            pools[proto_index(proto)].reserve(port);
+        }
     }
 
     /// xorshift64: a cheap, seeded spread of where port searches start (RFC 6056 asks that
@@ -181,11 +209,9 @@ impl Nat {
 
     /// Ports taken from `uplink`'s pools: TCP, UDP, ICMP.
     pub fn in_use(&self, uplink: UplinkId) -> [u64; 3] {
-        self.pools.get(usize::from(uplink)).map_or([0; 3], |pools| {
-            pools
-                .each_ref()
-                .map(|p| p.taken.iter().map(|w| u64::from(w.count_ones())).sum())
-        })
+        self.pools
+            .get(usize::from(uplink))
+            .map_or([0; 3], |pools| pools.each_ref().map(PortPool::in_use))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -259,6 +285,25 @@ mod tests {
             nat.acquire(ep(1, 10, PROTO_UDP, 0)),
             Err(Exhausted::HostLimit)
         );
+    }
+
+    #[test]
+    fn a_reserved_port_is_never_handed_out_nor_counted_in_use() {
+        let mut nat = Nat::new(2, (61000, 61003), 5);
+        nat.reserve(PROTO_TCP, 61002);
+        nat.reserve(PROTO_TCP, 61002);
+        nat.reserve(PROTO_TCP, 80); // outside the pool: nothing to keep aside
+        let ports: HashSet<u16> = (0..3)
+            .map(|p| nat.acquire(ep(1, p, PROTO_TCP, 1)).unwrap())
+            .collect();
+        assert!(!ports.contains(&61002), "{ports:?}");
+        assert_eq!(nat.acquire(ep(1, 9, PROTO_TCP, 1)), Err(Exhausted::Pool));
+        assert_eq!(nat.in_use(1), [3, 0, 0]);
+        assert_eq!(nat.in_use(0), [0, 0, 0]);
+        // another protocol's pool keeps all its ports
+        for p in 0..4 {
+            assert!(nat.acquire(ep(1, p, PROTO_UDP, 0)).is_ok());
+        }
     }
 
     proptest! {

@@ -541,8 +541,8 @@ fn expiry_returns_ports_and_keeps_live_flows() {
 
 /// Records what the engine asks of a fast path; `idle` is what it answers about every flow.
 #[derive(Debug, Default)]
-struct FakeFastPath {
-    log: Mutex<Vec<String>>,
+pub(super) struct FakeFastPath {
+    pub(super) log: Mutex<Vec<String>>,
     idle: Mutex<Option<u64>>,
     /// What it says it carried of every flow.
     bytes: Mutex<u64>,

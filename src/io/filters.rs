@@ -1,8 +1,8 @@
 //! The socket filters of an uplink's packet sockets (`ebpf/filters.c`, compiled into the
 //! committed `ebpf/filters.o`): the kernel keeps every frame that is not wanlb's. Loaded once
-//! per uplink with the length of its link-layer header, the NAT port range and the health
-//! probes' echo identifier; the uplink's address is in a map that [`SocketFilters::set_addr`]
-//! changes when the interface's address does. A socket keeps its filter after the loaded
+//! per uplink with the length of its link-layer header, the NAT port range, its forwarded
+//! ports and the health probes' echo identifier; the uplink's address is in a map that
+//! [`SocketFilters::set_addr`] changes when the interface's address does. A socket keeps its filter after the loaded
 //! object is dropped (but then its address can no longer change).
 
 use std::io;
@@ -14,6 +14,7 @@ use aya::programs::{SocketFilter, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 
 use super::packet::ETH_P_IP;
+use crate::engine::packet::{PROTO_TCP, PROTO_UDP};
 use crate::uplink::LinkKind;
 
 static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");
@@ -21,8 +22,8 @@ static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");
 /// Which of an uplink's sockets a filter is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {
-    /// The data path's: TCP and UDP to a NAT port, echo replies to a NAT identifier, ICMP
-    /// errors.
+    /// The data path's: TCP and UDP to a NAT port or a forwarded one, echo replies to a NAT
+    /// identifier, ICMP errors.
     Replies,
     /// The health probes': echo replies with the probes' identifier.
     Probes,
@@ -49,16 +50,28 @@ fn error(what: &str, e: impl std::fmt::Display) -> io::Error {
 
 impl SocketFilters {
     /// Loads the filters for an uplink with address `addr` on a link of kind `link`, NAT
-    /// ports `ports` and health probes of echo identifier `probe_id`.
+    /// ports `ports`, the ports `forwarded` to LAN hosts (IP protocol number, port) and health
+    /// probes of echo identifier `probe_id`.
     pub fn load(
         addr: Ipv4Addr,
         link: LinkKind,
         ports: (u16, u16),
+        forwarded: &[(u8, u16)],
         probe_id: u16,
     ) -> io::Result<SocketFilters> {
         let link_header = link.header_len() as u32;
+        let bits = |proto: u8| {
+            let mut bits = Box::new([0u8; 8192]);
+            for &(_, port) in forwarded.iter().filter(|(p, _)| *p == proto) {
+                bits[usize::from(port / 8)] |= 1 << (port % 8);
+            }
+            bits
+        };
+        let (tcp, udp) = (bits(PROTO_TCP), bits(PROTO_UDP));
         let mut ebpf = EbpfLoader::new()
             .override_global("link_header", &link_header, true)
+            .override_global("forwarded_tcp", &*tcp, true)
+            .override_global("forwarded_udp", &*udp, true)
             .override_global("first_port", &ports.0, true)
             .override_global("last_port", &ports.1, true)
             .override_global("probe_id", &probe_id, true)

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -322,18 +322,35 @@ pub fn replace_nft_table(name: &str, batch_json: &str) -> Result<(), SystemError
 /// rule for the mark; `src_valid_mark` on the device).
 pub const TUN_MARK: u32 = 0x7100;
 
+/// A port forward as wanlb's table sees it: `proto` (`tcp` or `udp`) `port` of the address of
+/// uplink `uplink` (an index into the uplinks), whose connections go to `to` in the LAN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableForward {
+    pub uplink: usize,
+    pub proto: &'static str,
+    pub port: u16,
+    pub to: SocketAddrV4,
+}
+
 /// nftables JSON for wanlb's table:
-/// - prerouting, before conntrack: what arrives on an uplink for wanlb's NAT ports is dropped
-///   (wanlb reads those frames from its packet sockets, and the kernel must not answer them
-///   with a reset or a port unreachable), unless a socket of this host has the port (its own
-///   resolver's answers, a service started later); what arrives from the TUN device is marked
-///   (see [`TUN_MARK`]); wanlb's own traffic, from the LAN to anywhere the kernel does not
-///   route itself (`kernel_routed`: the subnets of this host's interfaces) and from the TUN
-///   device, stays out of conntrack, which wanlb does the work of;
+/// - prerouting, before conntrack: what arrives on an uplink for a forwarded port, or for
+///   wanlb's NAT ports, is dropped (wanlb reads those frames from its packet sockets, and the
+///   kernel must not answer them with a reset or a port unreachable), for NAT ports unless a
+///   socket of this host has the port (its own resolver's answers, a service started later);
+///   what arrives from the TUN device is marked (see [`TUN_MARK`]); wanlb's own traffic, from
+///   the LAN to anywhere the kernel does not route itself (`kernel_routed`: the subnets of
+///   this host's interfaces) and from the TUN device, stays out of conntrack, which wanlb does
+///   the work of;
+/// - hairpinning (RFC 4787 REQ-9), with `forwards` only: a LAN host's connection to a
+///   forwarded port of an uplink's address, which the kernel would deliver to itself, is sent
+///   on to the forward's LAN host (DNAT) from that uplink's address (SNAT), so the server
+///   sees the address the internet sees and its answers come back through the gateway to be
+///   translated back. The kernel routes and tracks these: they are LAN to LAN, and the uplink
+///   addresses are among `kernel_routed`;
 /// - forward: what an uplink sends to be forwarded is dropped, and counted, unless it answers
 ///   a connection the LAN opened through the kernel on an uplink (to the modem's own subnet):
-///   the front door. Replies to wanlb's flows reach the LAN through the TUN device or the
-///   fast path, never forwarded from an uplink.
+///   the front door. Replies to wanlb's flows, and connections to forwarded ports, reach the
+///   LAN through the TUN device or the fast path, never forwarded from an uplink.
 pub fn guard_table_json(
     table: &str,
     tun: &str,
@@ -341,15 +358,26 @@ pub fn guard_table_json(
     kernel_routed: &[(Ipv4Addr, u8)],
     uplinks: &[(String, Ipv4Addr)],
     ports: (u16, u16),
+    forwards: &[TableForward],
 ) -> String {
     use serde_json::{Value, json};
     let devs: Vec<&str> = uplinks.iter().map(|(d, _)| d.as_str()).collect();
     let lan_names: Vec<&str> = lans.iter().map(String::as_str).collect();
     let iifname = |names: &[&str]| json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": {"set": names}}});
     let rule = |chain: &str, expr: Value| json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}});
-    let chain = |name: &str, hook: &str, prio: i32| {
-        json!({"add": {"chain": {"family": "ip", "table": table, "name": name, "type": "filter",
+    let typed_chain = |kind: &str, name: &str, hook: &str, prio: i32| {
+        json!({"add": {"chain": {"family": "ip", "table": table, "name": name, "type": kind,
             "hook": hook, "prio": prio, "policy": "accept"}}})
+    };
+    let chain = |name: &str, hook: &str, prio: i32| typed_chain("filter", name, hook, prio);
+    let daddr = |addr: &Ipv4Addr| {
+        json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+            "right": addr.to_string()}})
+    };
+    let l4proto = |proto: Value| json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto}});
+    let dport = |port: Value| {
+        json!({"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}},
+            "right": port}})
     };
     let routed: Vec<Value> = kernel_routed
         .iter()
@@ -361,15 +389,27 @@ pub fn guard_table_json(
             "type": "ipv4_addr", "flags": ["interval"], "elem": routed}}}),
         chain("prerouting", "prerouting", -300),
     ];
-    for (dev, addr) in uplinks {
+    for (i, (dev, addr)) in uplinks.iter().enumerate() {
+        // a forwarded port is the LAN host's, whatever socket the gateway has on it
+        for proto in ["tcp", "udp"] {
+            let forwarded: Vec<u16> = forwards
+                .iter()
+                .filter(|f| f.uplink == i && f.proto == proto)
+                .map(|f| f.port)
+                .collect();
+            if !forwarded.is_empty() {
+                items.push(rule(
+                    "prerouting",
+                    json!([iifname(&[dev.as_str()]), daddr(addr), l4proto(json!(proto)),
+                        dport(json!({"set": forwarded})), {"drop": null}]),
+                ));
+            }
+        }
         let nat_port = vec![
             iifname(&[dev.as_str()]),
-            json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
-                "right": addr.to_string()}}),
-            json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
-                "right": {"set": ["tcp", "udp"]}}}),
-            json!({"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}},
-                "right": {"range": [ports.0, ports.1]}}}),
+            daddr(addr),
+            l4proto(json!({"set": ["tcp", "udp"]})),
+            dport(json!({"range": [ports.0, ports.1]})),
         ];
         let mut host_socket = nat_port.clone();
         host_socket.push(
@@ -394,6 +434,34 @@ pub fn guard_table_json(
                 "right": "@kernel_routed"}},
             {"notrack": null}]),
     ));
+    if !forwards.is_empty() {
+        items.push(typed_chain("nat", "hairpin", "prerouting", -100));
+        for f in forwards {
+            let (_, addr) = &uplinks[f.uplink];
+            items.push(rule(
+                "hairpin",
+                json!([iifname(&lan_names), daddr(addr), l4proto(json!(f.proto)),
+                    dport(json!(f.port)),
+                    {"dnat": {"addr": f.to.ip().to_string(), "port": f.to.port()}}]),
+            ));
+        }
+        items.push(typed_chain("nat", "hairpin_source", "postrouting", 100));
+        let mut hairpinned: Vec<usize> = forwards.iter().map(|f| f.uplink).collect();
+        hairpinned.sort_unstable();
+        hairpinned.dedup();
+        for i in hairpinned {
+            let (_, addr) = &uplinks[i];
+            items.push(rule(
+                "hairpin_source",
+                json!([iifname(&lan_names),
+                    {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": lan_names}}},
+                    {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+                    {"match": {"op": "==", "left": {"ct": {"key": "ip daddr", "dir": "original"}},
+                        "right": addr.to_string()}},
+                    {"snat": {"addr": addr.to_string()}}]),
+            ));
+        }
+    }
     items.push(chain("forward", "forward", 0));
     items.push(rule(
         "forward",
@@ -417,9 +485,20 @@ pub fn guard_table_json(
     json!({"nftables": items}).to_string()
 }
 
-/// Ports of TCP listeners and bound UDP sockets on `addrs` or the wildcard address, from
-/// /proc/net/{tcp,udp}: the gateway's own services, which NAT must never take (CVE-2021-3773).
-pub fn local_service_ports(addrs: &[Ipv4Addr]) -> Result<Vec<(String, u16)>, SystemError> {
+/// A TCP listener or bound UDP socket of this host, on one of the addresses asked about or on
+/// every address (`addr` unspecified).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalService {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub port: u16,
+    pub addr: Ipv4Addr,
+}
+
+/// TCP listeners and bound UDP sockets on `addrs` or the wildcard address, from
+/// /proc/net/{tcp,udp}: the gateway's own services, which NAT must never take (CVE-2021-3773)
+/// and a forward must not cut off.
+pub fn local_services(addrs: &[Ipv4Addr]) -> Result<Vec<LocalService>, SystemError> {
     let mut out = Vec::new();
     for (file, proto) in [
         ("/proc/net/tcp", "tcp"),
@@ -433,14 +512,14 @@ pub fn local_service_ports(addrs: &[Ipv4Addr]) -> Result<Vec<(String, u16)>, Sys
             Err(e) if e.kind() == io::ErrorKind::NotFound && file.ends_with('6') => continue,
             Err(e) => return Err(io_err(format!("reading {file}"))(e)),
         };
-        out.extend(service_ports(&text, proto, addrs));
+        out.extend(services(&text, proto, addrs));
     }
     Ok(out)
 }
 
-/// The ports in one /proc/net/{tcp,udp}[6] listing of listeners (TCP) or bound sockets (UDP)
-/// on `addrs`, on the wildcard address, or (IPv6) on `::` or an IPv4-mapped `addrs`.
-fn service_ports(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<(String, u16)> {
+/// The listeners (TCP) or bound sockets (UDP) in one /proc/net/{tcp,udp}[6] listing on
+/// `addrs`, on the wildcard address, or (IPv6) on `::` or an IPv4-mapped `addrs`.
+fn services(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<LocalService> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -473,7 +552,11 @@ fn service_ports(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<(String, u1
         if let Some(v4) = v4.map(Ipv4Addr::from)
             && (v4.is_unspecified() || addrs.contains(&v4))
         {
-            out.push((proto.to_string(), port));
+            out.push(LocalService {
+                proto: proto.to_string(),
+                port,
+                addr: v4,
+            });
         }
     }
     out
@@ -492,21 +575,25 @@ mod tests {
             1: 00000000:1F90 00000000:0000 0A\n\
             2: 010112C6:C350 0A000002:01BB 01\n\
             3: 0100007F:0035 00000000:0000 0A\n";
-        let ports: Vec<u16> = service_ports(tcp, "tcp", &[me])
+        let found: Vec<(Ipv4Addr, u16)> = services(tcp, "tcp", &[me])
             .iter()
-            .map(|p| p.1)
+            .map(|s| (s.addr, s.port))
             .collect();
-        assert_eq!(ports, [80, 8080], "not the connection, not loopback");
+        assert_eq!(
+            found,
+            [(me, 80), (Ipv4Addr::UNSPECIFIED, 8080)],
+            "not the connection, not loopback"
+        );
         // IPv6: `::` and ::ffff:198.18.1.1, not ::1
         let tcp6 = "  sl  local_address                         remote_address st\n\
             0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A\n\
             1: 0000000000000000FFFF0000010112C6:0BB9 00000000000000000000000000000000:0000 0A\n\
             2: 00000000000000000000000001000000:0BBA 00000000000000000000000000000000:0000 0A\n";
-        let ports: Vec<u16> = service_ports(tcp6, "tcp", &[me])
+        let found: Vec<(Ipv4Addr, u16)> = services(tcp6, "tcp", &[me])
             .iter()
-            .map(|p| p.1)
+            .map(|s| (s.addr, s.port))
             .collect();
-        assert_eq!(ports, [3000, 3001]);
+        assert_eq!(found, [(Ipv4Addr::UNSPECIFIED, 3000), (me, 3001)]);
     }
 
     #[test]
@@ -533,6 +620,7 @@ mod tests {
                 ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1)),
             ],
             (61000, 65535),
+            &[],
         );
         assert!(
             json.starts_with(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"wanlb_t"}}}"#)
@@ -544,5 +632,103 @@ mod tests {
         assert!(json.contains(r#""value":28928"#));
         assert!(json.contains(r#""right":"198.18.2.1""#));
         assert!(json.contains(r#""range":[61000,65535]"#));
+        assert!(!json.contains("nat"), "no NAT chains without forwards");
+    }
+
+    #[test]
+    fn forwarded_ports_are_kept_from_the_kernel_and_hairpinned() {
+        let forward = |uplink, proto, port, to: &str| TableForward {
+            uplink,
+            proto,
+            port,
+            to: to.parse().unwrap(),
+        };
+        let json = guard_table_json(
+            "wanlb_t",
+            "wanlb0",
+            &["eth0".into()],
+            &[(Ipv4Addr::new(198, 18, 3, 0), 24)],
+            &[
+                ("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)),
+                ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1)),
+            ],
+            (61000, 65535),
+            &[
+                forward(1, "tcp", 8080, "198.18.3.10:80"),
+                forward(0, "udp", 5060, "198.18.3.20:5060"),
+                forward(1, "tcp", 8443, "198.18.3.10:443"),
+            ],
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let rules: Vec<String> = parsed["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["add"]["rule"].as_object())
+            .map(|r| format!("{} {}", r["chain"].as_str().unwrap(), r["expr"]))
+            .collect();
+        let has = |chain: &str, parts: &[&str]| {
+            rules
+                .iter()
+                .any(|r| r.starts_with(chain) && parts.iter().all(|p| r.contains(p)))
+        };
+        // dropped on their uplink, before the NAT ports' rules let a host socket have them
+        let isp2_tcp = [
+            r#""right":{"set":["eth2"]}"#,
+            r#""right":"198.18.2.1""#,
+            r#""right":"tcp""#,
+            r#""right":{"set":[8080,8443]}"#,
+            r#"{"drop":null}"#,
+        ];
+        assert!(has("prerouting", &isp2_tcp), "{rules:#?}");
+        let at = |parts: &[&str]| {
+            rules
+                .iter()
+                .position(|r| parts.iter().all(|p| r.contains(p)))
+        };
+        assert!(
+            at(&["eth2", "8080"]) < at(&["eth2", "socket"]),
+            "{rules:#?}"
+        );
+        assert!(has(
+            "prerouting",
+            &[
+                r#""right":{"set":["eth1"]}"#,
+                r#""right":"udp""#,
+                r#""right":{"set":[5060]}"#
+            ]
+        ));
+        // from the LAN to a forwarded port of an uplink's address: to the LAN host...
+        assert!(has(
+            "hairpin ",
+            &[
+                r#""right":{"set":["eth0"]}"#,
+                r#""right":"198.18.2.1""#,
+                r#""right":8443"#,
+                r#"{"dnat":{"addr":"198.18.3.10","port":443}}"#
+            ]
+        ));
+        // ...from that uplink's address, one rule per uplink
+        assert!(has(
+            "hairpin_source",
+            &[r#""dir":"original""#, r#"{"snat":{"addr":"198.18.2.1"}}"#]
+        ));
+        assert_eq!(
+            rules
+                .iter()
+                .filter(|r| r.starts_with("hairpin_source"))
+                .count(),
+            2
+        );
+        // in NAT chains at the usual priorities (dstnat, srcnat)
+        let chains: Vec<String> = parsed["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["add"]["chain"].as_object())
+            .map(|c| format!("{} {} {} {}", c["name"], c["type"], c["hook"], c["prio"]))
+            .collect();
+        assert!(chains.contains(&r#""hairpin" "nat" "prerouting" -100"#.to_string()));
+        assert!(chains.contains(&r#""hairpin_source" "nat" "postrouting" 100"#.to_string()));
     }
 }
