@@ -361,3 +361,48 @@ fn a_forward_clashing_with_the_hosts_own_flow_is_refused_and_flows_expire_cleanl
         (0, 0, 0)
     );
 }
+
+#[test]
+fn a_forwarded_udp_flow_goes_on_from_its_uplinks_new_address() {
+    let fake = Arc::new(FakeFastPath::default());
+    let e = engine(config(POOL, vec![])).with_fast_path(Box::new(fake.clone()));
+    let call = |ms| {
+        let mut p = Ipv4Packet::udp(CLIENT, UPLINK_2, 5070, 5060, b"INVITE").build();
+        assert_eq!(inb(&e, ms, 1, &mut p), Verdict::Tun);
+    };
+    let answer = |ms| {
+        let mut p = Ipv4Packet::udp(LAN, CLIENT, 5060, 5070, b"200 OK").build();
+        let v = out(&e, ms, &mut p);
+        (v, p)
+    };
+    call(0);
+    for ms in 1..=u64::from(HAND_OVER_AFTER) {
+        answer(ms);
+    }
+    assert!(
+        fake.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("hand over 17"))
+    );
+    let renewed = u32::from_be_bytes([198, 18, 2, 7]);
+    e.set_uplink_addr(1, renewed);
+    // back from the fast path (under the old address's key), still isp2's, from the new
+    // address and the same forwarded port
+    assert!(
+        fake.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "withdraw 17 5060")
+    );
+    let (v, p) = answer(20);
+    assert_eq!(v, Verdict::Uplink(1));
+    assert_eq!(packet::read_u32(&p, 12), renewed);
+    assert_eq!(u16::from_be_bytes([p[20], p[21]]), 5060);
+    assert_eq!(e.counters().moved, 0, "a forwarded flow never moves");
+    // and the client reaching the new address finds it
+    let mut p = Ipv4Packet::udp(CLIENT, [198, 18, 2, 7], 5070, 5060, b"ACK").build();
+    assert_eq!(inb(&e, 21, 1, &mut p), Verdict::Tun);
+}

@@ -470,10 +470,20 @@ enum Piece {
     Sent(UplinkId),
 }
 
+/// Why a new flow got its uplink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placed {
+    Pinned,
+    /// Its LAN endpoint (a UDP socket) talks through that uplink already.
+    ByEndpoint,
+    /// Its destination's uplink, or the weighted choice.
+    Other,
+}
+
 /// What an outbound packet's flow says should happen to it.
 enum Found {
-    /// Translate it for this uplink and external port.
-    Forward(UplinkId, u16),
+    /// Translate it for this uplink, external port and address.
+    Forward(UplinkId, u16, u32),
     /// Its connection is being ended: answer it with a reset.
     Reset,
     /// Its uplink is leaving service: end the flow and open it anew elsewhere.
@@ -611,7 +621,7 @@ impl Engine {
     /// `uplink`'s address now, and its epoch (how many times it changed, modulo 256).
     fn addr_of(&self, uplink: UplinkId) -> (u32, u8) {
         let b = self.addrs[usize::from(uplink)]
-            .load(Ordering::Relaxed)
+            .load(Ordering::Acquire)
             .to_le_bytes();
         (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), b[4])
     }
@@ -689,10 +699,14 @@ impl Engine {
     /// to its uplink and that uplink is up (a pinned backup line is still the pinned line), or
     /// it is forwarded (its remote end knows that line's address only).
     fn must_move(&self, flow: &Flow) -> bool {
+        // a forwarded flow never moves: its client knows only its uplink's address
+        if self.forward_of(flow).is_some() {
+            return false;
+        }
         if self.is_stale(flow) {
             return true;
         }
-        if !self.is_leaving(flow.uplink) || self.forward_of(flow).is_some() {
+        if !self.is_leaving(flow.uplink) {
             return false;
         }
         let pinned_here = self
@@ -784,17 +798,18 @@ impl Engine {
                 flow.bytes += pkt.len() as u64;
                 self.track(flow, Dir::Out, &seg);
                 self.consider_fast_path(flow);
-                Found::Forward(flow.uplink, flow.ext_port)
+                Found::Forward(flow.uplink, flow.ext_port, self.ext_addr(flow))
             }
             None => Found::New,
         };
-        let (uplink, ext_port) = match found {
-            Found::Forward(uplink, port) => (uplink, port),
-            Found::New => self.open_flow(&mut shard, now, key, &seg, pkt.len())?,
+        let opened = |(uplink, port): (UplinkId, u16)| (uplink, port, self.addr_of(uplink).0);
+        let (uplink, ext_port, addr) = match found {
+            Found::Forward(uplink, port, addr) => (uplink, port, addr),
+            Found::New => opened(self.open_flow(&mut shard, now, key, &seg, pkt.len())?),
             Found::Move => {
                 self.end_flow(&mut shard, &key);
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                self.open_flow(&mut shard, now, key, &seg, pkt.len())?
+                opened(self.open_flow(&mut shard, now, key, &seg, pkt.len())?)
             }
             Found::Reset => {
                 answer::reset_in_place(pkt, &ip);
@@ -806,7 +821,6 @@ impl Engine {
                 return Ok(Verdict::Tun);
             }
         };
-        let addr = self.addr_of(uplink).0;
         if let Some(piece) = &first_piece {
             let id = shard.fragments.first(now, piece, uplink, addr)?;
             fragment::rewrite_id(pkt, id);
@@ -872,20 +886,30 @@ impl Engine {
         if key.proto == PROTO_TCP && seg.flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
         }
-        let uplink = self.choose_uplink(shard, &key, now)?;
+        let (uplink, placed) = self.choose_uplink(shard, &key, now)?;
         let endpoint = Endpoint {
             addr: key.int_addr,
             port: key.int_port,
             proto: key.proto,
             uplink,
         };
-        let ext_port = lock(&self.nat).acquire(endpoint).map_err(|e| match e {
-            nat::Exhausted::Pool => DropReason::PortsExhausted,
-            nat::Exhausted::HostLimit => DropReason::HostPortLimit,
-        })?;
+        let current = placed != Placed::Pinned;
+        let ext_port = lock(&self.nat)
+            .acquire(endpoint, current)
+            .map_err(|e| match e {
+                nat::Exhausted::Pool => DropReason::PortsExhausted,
+                nat::Exhausted::HostLimit => DropReason::HostPortLimit,
+            })?;
         let counters = &mut shard.uplinks[usize::from(uplink)];
         counters.flows += 1;
-        if shard.affinity.attach(key.rem_addr, uplink, now) {
+        // a flow placed for its socket's sake does not take its destination from the line
+        // the destination's other flows use (the destination sees the host from one address)
+        let bound_elsewhere = placed == Placed::ByEndpoint
+            && shard
+                .affinity
+                .lookup(key.rem_addr, now)
+                .is_some_and(|u| u != uplink);
+        if !bound_elsewhere && shard.affinity.attach(key.rem_addr, uplink, now) {
             counters.destinations += 1;
         }
         shard.flows.insert(Flow {
@@ -911,31 +935,29 @@ impl Engine {
         shard: &Shard,
         key: &FlowKey,
         now: Timestamp,
-    ) -> Result<UplinkId, DropReason> {
+    ) -> Result<(UplinkId, Placed), DropReason> {
         let dst = key.rem_addr;
         match self.pins.load().lookup(dst) {
-            Some(pin) if self.is_up(pin.uplink) => return Ok(pin.uplink),
+            Some(pin) if self.is_up(pin.uplink) => return Ok((pin.uplink, Placed::Pinned)),
             Some(pin) if pin.strict => return Err(DropReason::PinnedUplinkDown),
             _ => {}
         }
-        // the pools and the selector one after the other, never both at once
-        let mapped = if key.proto == PROTO_UDP && self.udp_endpoint_affinity.load(Ordering::Relaxed)
-        {
-            lock(&self.nat).uplinks_of(key.int_addr, key.int_port, key.proto)
-        } else {
-            0
-        };
-        let mut select = lock(&self.select);
-        if let Some(u) = (0..self.addrs.len())
-            .filter(|&u| mapped & (1 << u) != 0)
-            .map(uplink_id)
-            .find(|&u| select.is_eligible(u))
-        {
-            return Ok(u);
+        if key.proto == PROTO_UDP && self.udp_endpoint_affinity.load(Ordering::Relaxed) {
+            let all = (1u32 << self.addrs.len()) - 1;
+            let eligible = all & !self.leaving.load(Ordering::Relaxed);
+            let newest =
+                lock(&self.nat).newest_uplink_of(key.int_addr, key.int_port, key.proto, eligible);
+            if let Some(u) = newest {
+                return Ok((u, Placed::ByEndpoint));
+            }
         }
+        let mut select = lock(&self.select);
         match shard.affinity.lookup(dst, now) {
-            Some(u) if select.is_eligible(u) => Ok(u),
-            _ => select.weighted().ok_or(DropReason::NoUplink),
+            Some(u) if select.is_eligible(u) => Ok((u, Placed::Other)),
+            _ => select
+                .weighted()
+                .map(|u| (u, Placed::Other))
+                .ok_or(DropReason::NoUplink),
         }
     }
 
@@ -1197,7 +1219,7 @@ impl Engine {
             (down & !down_before, leaving & !leaving_before)
         };
         let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release(newly_down | newly_leaving, true, |f| {
+        self.release(newly_down | newly_leaving, true, None, |f| {
             reset && newly_down & (1 << f.uplink) != 0
         })
     }
@@ -1215,20 +1237,24 @@ impl Engine {
         }
         let i = usize::from(uplink);
         self.previous_addrs[i].store(old, Ordering::Relaxed);
-        let next = u64::from(epoch.wrapping_add(1)) << 32 | u64::from(addr);
-        self.addrs[i].store(next, Ordering::Relaxed);
-        self.release(1 << uplink, false, |_| true)
+        let epoch = epoch.wrapping_add(1);
+        // released after the previous address: whoever sees the new epoch sees it too
+        self.addrs[i].store(u64::from(epoch) << 32 | u64::from(addr), Ordering::Release);
+        self.release(1 << uplink, false, Some(epoch), |_| true)
     }
 
     /// Releases what the uplinks in `affected` (one bit each) hold: with `unbind`, their
     /// destinations' bindings; their UDP and ICMP flows, which come back from the fast path to
     /// move at their next packet; and the TCP connections `reset_tcp` picks, which come back
     /// too and are reset towards the LAN host (the returned probes ask each host for the
-    /// sequence number its reset must carry). Other TCP connections are left to finish.
+    /// sequence number its reset must carry). Other TCP connections are left to finish, and
+    /// forwarded flows stay, unless the address changed (`renewed`, the new epoch): then they
+    /// come back from the fast path and go on from the new address.
     fn release(
         &self,
         affected: u32,
         unbind: bool,
+        renewed: Option<u8>,
         reset_tcp: impl Fn(&Flow) -> bool,
     ) -> Vec<[u8; SEQUENCE_PROBE]> {
         let mut probes = Vec::new();
@@ -1251,7 +1277,10 @@ impl Engine {
                     f.key.proto == PROTO_TCP && !f.tcp.is_reset_or_resetting() && reset_tcp(f);
                 // TCP left to finish, and forwarded flows, which never move, stay on the fast
                 // path; everything else comes back
-                let stays = f.key.proto == PROTO_TCP || self.forward_of(f).is_some();
+                // (on an address change, a forwarded flow comes back too, and goes on from the
+                // new address: the forwarded port is the same there)
+                let forwarded = self.forward_of(f).is_some();
+                let stays = f.key.proto == PROTO_TCP || (forwarded && renewed.is_none());
                 if !stays || reset {
                     // the host's receive point as the fast path last carried it: the probe
                     // must land far from its window
@@ -1260,6 +1289,9 @@ impl Engine {
                             .refresh(Dir::Out, fast.acks(f, self.ext_addr(f))[Dir::Out.index()]);
                     }
                     self.take_back(f);
+                    if let (true, Some(epoch)) = (forwarded, renewed) {
+                        f.epoch = epoch;
+                    }
                 }
                 if reset {
                     f.tcp.set_resetting();

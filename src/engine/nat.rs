@@ -24,6 +24,9 @@ pub struct Endpoint {
 struct Mapping {
     ext_port: u16,
     flows: u32,
+    /// When it was made, in mappings made so far: the newest of an endpoint's is where it
+    /// talks now.
+    made: u64,
 }
 
 /// A bitmap of the ports `first..=last` that are taken, some of them for good (forwarded).
@@ -110,6 +113,8 @@ pub struct Nat {
     per_host: AHashMap<(u32, UplinkId, u8), u32>,
     max_per_host: u32,
     rng: u64,
+    /// Mappings made so far.
+    made: u64,
 }
 
 impl Nat {
@@ -123,6 +128,7 @@ impl Nat {
             per_host: AHashMap::new(),
             max_per_host: u32::MAX,
             rng: seed | 1,
+            made: 0,
         }
     }
 
@@ -150,12 +156,21 @@ impl Nat {
     }
 
     /// The external port of `ep`, taking a new one for its first flow.
-    pub fn acquire(&mut self, ep: Endpoint) -> Result<u16, Exhausted> {
+    ///
+    /// With `current`, the mapping becomes the endpoint's newest (where it talks now); a flow
+    /// that goes its own way (a pinned destination's) leaves that as it is.
+    pub fn acquire(&mut self, ep: Endpoint, current: bool) -> Result<u16, Exhausted> {
         let start = self.next_random();
+        if current {
+            self.made += 1;
+        }
+        let made = if current { self.made } else { 0 };
         match self.mappings.entry(ep) {
             Entry::Occupied(mut o) => {
-                o.get_mut().flows += 1;
-                Ok(o.get().ext_port)
+                let m = o.get_mut();
+                m.flows += 1;
+                m.made = m.made.max(made);
+                Ok(m.ext_port)
             }
             Entry::Vacant(v) => {
                 let key = (ep.addr, ep.uplink, ep.proto);
@@ -165,7 +180,11 @@ impl Nat {
                 let pool = &mut self.pools[usize::from(ep.uplink)][proto_index(ep.proto)];
                 let ext_port = pool.take(start).ok_or(Exhausted::Pool)?;
                 *self.per_host.entry(key).or_insert(0) += 1;
-                v.insert(Mapping { ext_port, flows: 1 });
+                v.insert(Mapping {
+                    ext_port,
+                    flows: 1,
+                    made,
+                });
                 Ok(ext_port)
             }
         }
@@ -189,18 +208,30 @@ impl Nat {
         }
     }
 
-    /// The uplinks (one bit each) where the LAN endpoint `addr:port` has a mapping.
-    pub fn uplinks_of(&self, addr: u32, port: u16, proto: u8) -> u32 {
+    /// Of the uplinks in `among` (one bit each), the one where the LAN endpoint `addr:port`
+    /// has its newest mapping: where it talks now (after a failover its flows moved there,
+    /// while an idle one may still hold a mapping on the line it left).
+    pub fn newest_uplink_of(
+        &self,
+        addr: u32,
+        port: u16,
+        proto: u8,
+        among: u32,
+    ) -> Option<UplinkId> {
         (0..self.pools.len())
-            .filter(|&u| {
-                self.mappings.contains_key(&Endpoint {
+            .filter(|&u| among & (1 << u) != 0)
+            .map(super::uplink_id)
+            .filter_map(|uplink| {
+                let ep = Endpoint {
                     addr,
                     port,
                     proto,
-                    uplink: super::uplink_id(u),
-                })
+                    uplink,
+                };
+                self.mappings.get(&ep).map(|m| (m.made, uplink))
             })
-            .fold(0, |mask, u| mask | 1 << u)
+            .max()
+            .map(|(_, uplink)| uplink)
     }
 
     pub fn len(&self) -> usize {
@@ -238,9 +269,9 @@ mod tests {
     fn same_endpoint_same_port_until_last_release() {
         let mut nat = Nat::new(2, (61000, 61009), 7);
         let a = ep(1, 1000, PROTO_UDP, 0);
-        let p = nat.acquire(a).unwrap();
+        let p = nat.acquire(a, true).unwrap();
         assert!((61000..=61009).contains(&p));
-        assert_eq!(nat.acquire(a), Ok(p));
+        assert_eq!(nat.acquire(a, true), Ok(p));
         nat.release(a);
         assert_eq!(nat.len(), 1);
         nat.release(a);
@@ -251,13 +282,16 @@ mod tests {
     fn exhaustion_is_an_error_and_release_makes_room() {
         let mut nat = Nat::new(1, (61000, 61003), 1);
         for port in 0..4 {
-            assert!(nat.acquire(ep(1, port, PROTO_TCP, 0)).is_ok());
+            assert!(nat.acquire(ep(1, port, PROTO_TCP, 0), true).is_ok());
         }
-        assert_eq!(nat.acquire(ep(1, 99, PROTO_TCP, 0)), Err(Exhausted::Pool));
+        assert_eq!(
+            nat.acquire(ep(1, 99, PROTO_TCP, 0), true),
+            Err(Exhausted::Pool)
+        );
         // pools are per protocol: UDP still has room
-        assert!(nat.acquire(ep(1, 99, PROTO_UDP, 0)).is_ok());
+        assert!(nat.acquire(ep(1, 99, PROTO_UDP, 0), true).is_ok());
         nat.release(ep(1, 2, PROTO_TCP, 0));
-        assert!(nat.acquire(ep(1, 99, PROTO_TCP, 0)).is_ok());
+        assert!(nat.acquire(ep(1, 99, PROTO_TCP, 0), true).is_ok());
     }
 
     #[test]
@@ -265,24 +299,24 @@ mod tests {
         let mut nat = Nat::new(2, (61000, 61007), 1);
         nat.limit_per_host(3);
         for port in 0..3 {
-            assert!(nat.acquire(ep(1, port, PROTO_UDP, 0)).is_ok());
+            assert!(nat.acquire(ep(1, port, PROTO_UDP, 0), true).is_ok());
         }
         // the busy host is refused, another host is not, and another uplink or protocol
         // is another pool
         assert_eq!(
-            nat.acquire(ep(1, 9, PROTO_UDP, 0)),
+            nat.acquire(ep(1, 9, PROTO_UDP, 0), true),
             Err(Exhausted::HostLimit)
         );
-        assert!(nat.acquire(ep(2, 9, PROTO_UDP, 0)).is_ok());
-        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 1)).is_ok());
-        assert!(nat.acquire(ep(1, 9, PROTO_TCP, 0)).is_ok());
+        assert!(nat.acquire(ep(2, 9, PROTO_UDP, 0), true).is_ok());
+        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 1), true).is_ok());
+        assert!(nat.acquire(ep(1, 9, PROTO_TCP, 0), true).is_ok());
         // an existing mapping's next flow costs nothing more
-        assert!(nat.acquire(ep(1, 0, PROTO_UDP, 0)).is_ok());
+        assert!(nat.acquire(ep(1, 0, PROTO_UDP, 0), true).is_ok());
         // a port given back makes room for the host again
         nat.release(ep(1, 1, PROTO_UDP, 0));
-        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 0)).is_ok());
+        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 0), true).is_ok());
         assert_eq!(
-            nat.acquire(ep(1, 10, PROTO_UDP, 0)),
+            nat.acquire(ep(1, 10, PROTO_UDP, 0), true),
             Err(Exhausted::HostLimit)
         );
     }
@@ -294,15 +328,18 @@ mod tests {
         nat.reserve(PROTO_TCP, 61002);
         nat.reserve(PROTO_TCP, 80); // outside the pool: nothing to keep aside
         let ports: HashSet<u16> = (0..3)
-            .map(|p| nat.acquire(ep(1, p, PROTO_TCP, 1)).unwrap())
+            .map(|p| nat.acquire(ep(1, p, PROTO_TCP, 1), true).unwrap())
             .collect();
         assert!(!ports.contains(&61002), "{ports:?}");
-        assert_eq!(nat.acquire(ep(1, 9, PROTO_TCP, 1)), Err(Exhausted::Pool));
+        assert_eq!(
+            nat.acquire(ep(1, 9, PROTO_TCP, 1), true),
+            Err(Exhausted::Pool)
+        );
         assert_eq!(nat.in_use(1), [3, 0, 0]);
         assert_eq!(nat.in_use(0), [0, 0, 0]);
         // another protocol's pool keeps all its ports
         for p in 0..4 {
-            assert!(nat.acquire(ep(1, p, PROTO_UDP, 0)).is_ok());
+            assert!(nat.acquire(ep(1, p, PROTO_UDP, 0), true).is_ok());
         }
     }
 
@@ -318,7 +355,7 @@ mod tests {
                 let proto = [PROTO_TCP, PROTO_UDP, PROTO_ICMP][usize::from(p)];
                 let e = ep(addr, port, proto, uplink);
                 if take {
-                    if let Ok(ext) = nat.acquire(e) {
+                    if let Ok(ext) = nat.acquire(e, true) {
                         let entry = live.entry(e).or_insert((ext, 0));
                         prop_assert_eq!(entry.0, ext, "endpoint kept its port");
                         entry.1 += 1;

@@ -2158,3 +2158,35 @@ fn a_udp_socket_whose_uplink_dies_follows_the_failover_rules() {
     e.set_uplink_up(0, true);
     assert_eq!(udp_from(&mut e, 5000, dst(4)), moved);
 }
+
+#[test]
+fn a_socket_placed_by_its_endpoint_leaves_its_destinations_other_flows_where_they_are() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    // the socket on uplink 0 (dst(1)); a TCP connection to dst(2) by weight on uplink 1
+    assert_eq!(udp_from(&mut e, 5000, dst(1)).0, Verdict::Uplink(0));
+    let syn = |port| {
+        Ipv4Packet::tcp(LAN, dst(2), port, 443, b"")
+            .flags(TCP_SYN)
+            .seq(1)
+            .build()
+    };
+    assert_eq!(out(&mut e, t(0), &mut syn(40000)), Verdict::Uplink(1));
+    // the socket's datagram to dst(2) keeps the socket's line...
+    assert_eq!(udp_from(&mut e, 5000, dst(2)).0, Verdict::Uplink(0));
+    // ...and dst(2)'s next connection still takes dst(2)'s
+    assert_eq!(out(&mut e, t(1), &mut syn(40001)), Verdict::Uplink(1));
+}
+
+#[test]
+fn after_a_failback_a_socket_keeps_the_line_its_flows_moved_to() {
+    let mut e = Engine::new(config((61000, 65535), vec![]));
+    assert_eq!(udp_from(&mut e, 5000, dst(1)).0, Verdict::Uplink(0));
+    assert_eq!(udp_from(&mut e, 5000, dst(2)).0, Verdict::Uplink(0));
+    e.set_uplink_up(0, false);
+    // dst(1)'s flow moves; dst(2)'s, idle, still holds the mapping on uplink 0
+    let moved = udp_from(&mut e, 5000, dst(1));
+    assert_eq!(moved.0, Verdict::Uplink(1));
+    e.set_uplink_up(0, true);
+    // a new destination goes where the socket talks now, at the same address and port
+    assert_eq!(udp_from(&mut e, 5000, dst(3)), moved);
+}
