@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 use wanlb::engine::flow::Timeouts;
 use wanlb::engine::packet::Ipv4;
-use wanlb::engine::{Engine, EngineConfig, L4Checksum, Timestamp, UplinkConfig, Verdict};
+use wanlb::engine::{
+    Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
+};
 
 fn engine() -> Engine {
     Engine::new(EngineConfig {
@@ -19,6 +21,7 @@ fn engine() -> Engine {
         ports: (61000, 61007),
         seed: 1,
         reset_tcp_on_down: true,
+        udp_affinity: UdpAffinity::Endpoint,
     })
 }
 
