@@ -42,19 +42,26 @@ BASE_TOOLS=(ip:iproute2 nft:nftables ping:iputils-ping sysctl:procps kill:procps
 
 # coturn, for its RFC 5780 client (turnutils_natdiscovery) and a STUN server run inside a test
 # namespace. Its package would start a STUN/TURN server in the host's own namespace: it is
-# installed with service starts refused (policy-rc.d), and its service is left disabled.
+# installed with service starts refused (a policy-rc.d of our own, removed however the install
+# ends), then its service is stopped and disabled in case a policy-rc.d of the host's let it
+# start.
 ensure_coturn() {
   command -v turnutils_natdiscovery >/dev/null 2>&1 && return 0
-  local policy=/usr/sbin/policy-rc.d made=
+  local policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy"
     chmod 755 "$policy"
-    made=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    ( ensure_packages coturn )
+    rm -f "$policy"
+    trap - EXIT
+  else
+    ensure_packages coturn
   fi
-  ensure_packages coturn
-  [ -n "$made" ] && rm -f "$policy"
-  if command -v deb-systemd-helper >/dev/null 2>&1; then
-    deb-systemd-helper disable coturn.service >/dev/null 2>&1 || true
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now coturn.service >/dev/null 2>&1 || true
+  elif command -v invoke-rc.d >/dev/null 2>&1; then
+    invoke-rc.d coturn stop >/dev/null 2>&1 || true
   fi
   return 0
 }

@@ -95,7 +95,10 @@ fn a_new_address_on_an_uplink_is_followed_and_the_old_one_falls_silent() {
         "nothing leaves from the old address"
     );
     // the gateway's own default route leaves from the new address too
-    gw.wait_for("reason=isp1's address changed", "the host route following");
+    gw.wait_for(
+        "reason=isp1's address or gateway changed",
+        "the host route following",
+    );
     let route = tb.ok("gw", &["ip", "route", "show", "default", "proto", "113"]);
     assert!(route.contains("src 198.18.1.2"), "{route}");
     // wanlb's nftables table names the new address and not the old one

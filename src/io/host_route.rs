@@ -52,9 +52,10 @@ pub struct HostRouteOwner<'a> {
     retry_at: Option<Instant>,
     /// The failure last logged as a warning: the same again is logged at debug.
     failing: Option<String>,
-    /// The uplink wanlb's route points at, and the address it gave as the source: when the
-    /// line's address changes (the kernel then removes the route), the route is made again.
-    pointed: Option<(usize, std::net::Ipv4Addr)>,
+    /// The uplink wanlb's route points at, the address it gave as the source and the gateway
+    /// it goes via: when the line's address (the kernel then removes the route) or gateway
+    /// (`gw=auto`) changes, the route is made again.
+    pointed: Option<(usize, std::net::Ipv4Addr, Option<std::net::Ipv4Addr>)>,
 }
 
 impl<'a> HostRouteOwner<'a> {
@@ -89,10 +90,14 @@ impl<'a> HostRouteOwner<'a> {
         let step = match self.route.next(follow, &lines, &names) {
             Some(step) => step,
             None => match self.pointed {
-                Some((to, addr)) if uplinks[to].addr() != addr => Step::Use {
-                    to,
-                    why: format!("{}'s address changed", uplinks[to].name),
-                },
+                Some((to, addr, gateway))
+                    if (uplinks[to].addr(), uplinks[to].gateway()) != (addr, gateway) =>
+                {
+                    Step::Use {
+                        to,
+                        why: format!("{}'s address or gateway changed", uplinks[to].name),
+                    }
+                }
                 _ => return,
             },
         };
@@ -129,7 +134,7 @@ impl<'a> HostRouteOwner<'a> {
     /// Points wanlb's default route at `uplink` (number `index`), journaling its removal
     /// first.
     fn point_at(&mut self, index: usize, uplink: &Uplink) -> Result<(), SystemError> {
-        self.pointed = Some((index, uplink.addr()));
+        self.pointed = Some((index, uplink.addr(), uplink.gateway()));
         if self.journaled.is_none() {
             self.journaled = Some(self.plumbing.journal_ip(&remove_args())?);
         }

@@ -189,10 +189,13 @@ impl<T: PacketIo> Monitor<'_, T> {
         let mut kernel_says = Vec::new();
         // the links, addresses and routes as they are now; changes come on the socket
         self.links.ask_all(&mut |e| kernel_says.push(e))?;
+        let mut guard_stale = false;
+        let mut guard_retry = std::time::Instant::now();
         let mut lines = Lines {
             health: &mut health,
             targets: &targets,
             carrier: &mut carrier,
+            guard_stale: &mut guard_stale,
         };
         self.link_events(kernel_says.drain(..), &mut lines);
         while !shared.stop.load(Ordering::Relaxed) {
@@ -229,8 +232,13 @@ impl<T: PacketIo> Monitor<'_, T> {
                     health: &mut health,
                     targets: &targets,
                     carrier: &mut carrier,
+                    guard_stale: &mut guard_stale,
                 };
                 self.link_events(kernel_says.drain(..), &mut lines);
+            }
+            if guard_stale && guard_retry.elapsed() >= std::time::Duration::from_secs(1) {
+                guard_retry = std::time::Instant::now();
+                guard_stale = !self.update_guard();
             }
             for (i, line) in self.lines.iter().enumerate() {
                 let uplink = &shared.uplinks[i];
@@ -310,7 +318,9 @@ impl<T: PacketIo> Monitor<'_, T> {
                         lines.health[i].address(false)
                     }
                     LinkChange::Address(Some(addr)) => {
-                        self.readdress(i, addr);
+                        if !self.readdress(i, addr) {
+                            *lines.guard_stale = true;
+                        }
                         lines.health[i].address(true)
                     }
                     LinkChange::Gateway(gateway) => {
@@ -319,10 +329,11 @@ impl<T: PacketIo> Monitor<'_, T> {
                         // its MAC is asked for anew; until then the kernel leaves the line's
                         // flows to userspace, which waits for it
                         u.set_gateway(gateway);
+                        // a point-to-point line's peer needs no MAC: nothing else changes
                         if let Some(arp) = &mut self.lines[i].arp {
                             arp.gateway = gateway;
+                            self.set_fast_path(i, None);
                         }
-                        self.set_fast_path(i, None);
                         None
                     }
                 };
@@ -336,15 +347,20 @@ impl<T: PacketIo> Monitor<'_, T> {
     /// Uplink `i` has address `addr` from now on: new flows leave from it, flows on the old
     /// one are ended as on a dead line, and the socket filters and wanlb's nftables table
     /// follow.
-    fn readdress(&mut self, i: usize, addr: Ipv4Addr) {
+    ///
+    /// The nftables table and the socket filters take the new address before the first flow
+    /// uses it, so the kernel never answers its replies itself. Returns false if the table
+    /// could not be updated (the caller tries again).
+    fn readdress(&mut self, i: usize, addr: Ipv4Addr) -> bool {
         let shared = self.shared;
         let uplink = &shared.uplinks[i];
         let old = uplink.addr();
         if old == addr {
-            return;
+            return true;
         }
         tracing::info!(uplink = %uplink.name, from = %old, to = %addr, "uplink address changed");
         uplink.set_addr(addr);
+        let guarded = self.update_guard();
         if let Err(e) = self.filters[i].set_addr(addr) {
             tracing::warn!(uplink = %uplink.name, error = %e, "cannot give the socket filters the new address; replies to it are not seen");
         }
@@ -353,9 +369,19 @@ impl<T: PacketIo> Monitor<'_, T> {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections of the old address");
         }
         self.send_to_lan(probes);
-        let addrs: Vec<Ipv4Addr> = shared.uplinks.iter().map(Uplink::addr).collect();
-        if let Err(e) = (self.guard)(&addrs) {
-            tracing::warn!(error = %e, "cannot update wanlb's nftables table for the new address");
+        guarded
+    }
+
+    /// Makes wanlb's nftables table name the uplinks' addresses as they are now; false if it
+    /// could not.
+    fn update_guard(&self) -> bool {
+        let addrs: Vec<Ipv4Addr> = self.shared.uplinks.iter().map(Uplink::addr).collect();
+        match (self.guard)(&addrs) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update wanlb's nftables table for a new address; trying again every second");
+                false
+            }
         }
     }
 
@@ -493,6 +519,8 @@ struct Lines<'a> {
     health: &'a mut [LineHealth],
     targets: &'a [Vec<Ipv4Addr>],
     carrier: &'a mut [bool],
+    /// wanlb's nftables table could not follow an address change yet.
+    guard_stale: &'a mut bool,
 }
 
 /// Each uplink's health targets under `config`, in the uplinks' order.
