@@ -630,6 +630,17 @@ impl Engine {
         self.addr_of(flow.uplink).1 != flow.epoch
     }
 
+    /// A forwarded flow opened before its uplink's address changed goes on from the new one,
+    /// at its next packet either way: it keeps the forward's port and line, and a client that
+    /// learns the new address (or, for UDP, hears from it) carries on. Its fast path entries,
+    /// made for the old address, were taken back when the address changed; its TCP, which
+    /// cannot survive the change, is being reset by then.
+    fn follow_new_address(&self, flow: &mut Flow) {
+        if self.is_stale(flow) && self.forward_of(flow).is_some() {
+            flow.epoch = self.addr_of(flow.uplink).1;
+        }
+    }
+
     /// Takes `flow` off the fast path, if it is there.
     fn withdraw(&self, flow: &Flow) {
         if let (true, Some(fast)) = (flow.on_fast_path, &self.fast_path) {
@@ -685,14 +696,18 @@ impl Engine {
         self.leaving.load(Ordering::Relaxed) & (1 << uplink) != 0
     }
 
-    /// Whether a UDP or ICMP flow on a leaving uplink must move: yes, unless a pin holds it
-    /// to its uplink and that uplink is up (a pinned backup line is still the pinned line), or
-    /// it is forwarded (its remote end knows that line's address only).
+    /// Whether a UDP or ICMP flow must move: yes if its uplink's address changed since it
+    /// opened, or if its uplink is leaving, unless a pin holds it to its uplink and that
+    /// uplink is up (a pinned backup line is still the pinned line). A forwarded flow never
+    /// moves: its remote end knows that line only (see [`Engine::follow_new_address`]).
     fn must_move(&self, flow: &Flow) -> bool {
+        if self.forward_of(flow).is_some() {
+            return false;
+        }
         if self.is_stale(flow) {
             return true;
         }
-        if !self.is_leaving(flow.uplink) || self.forward_of(flow).is_some() {
+        if !self.is_leaving(flow.uplink) {
             return false;
         }
         let pinned_here = self
@@ -782,6 +797,7 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.bytes += pkt.len() as u64;
+                self.follow_new_address(flow);
                 self.track(flow, Dir::Out, &seg);
                 self.consider_fast_path(flow);
                 Found::Forward(flow.uplink, flow.ext_port)
@@ -984,6 +1000,7 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.bytes += pkt.len() as u64;
+                self.follow_new_address(flow);
                 self.track(flow, Dir::In, &seg);
                 self.consider_fast_path(flow);
                 (flow.key.int_addr, flow.key.int_port)
@@ -1250,8 +1267,10 @@ impl Engine {
                 let reset =
                     f.key.proto == PROTO_TCP && !f.tcp.is_reset_or_resetting() && reset_tcp(f);
                 // TCP left to finish, and forwarded flows, which never move, stay on the fast
-                // path; everything else comes back
-                let stays = f.key.proto == PROTO_TCP || self.forward_of(f).is_some();
+                // path (unless the address they are carried with is gone); everything else
+                // comes back
+                let stays =
+                    f.key.proto == PROTO_TCP || (self.forward_of(f).is_some() && !self.is_stale(f));
                 if !stays || reset {
                     // the host's receive point as the fast path last carried it: the probe
                     // must land far from its window
