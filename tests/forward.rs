@@ -339,3 +339,57 @@ fn a_forward_reaches_the_lan_and_answers_through_its_line_in_userspace() {
 fn a_forward_reaches_the_lan_and_answers_through_its_line_on_the_fast_path() {
     the_forward_works("on");
 }
+
+/// The probe's UDP check against `dst`, which must answer every exchange.
+fn assert_udp_exchanges(tb: &Testbed, dst: &str) {
+    let udp = tb.ok(
+        "inet",
+        &[probe(), "udp-check", "--dst", dst, "--count", "20"],
+    );
+    assert!(udp.starts_with("ok 20 exchanges answered intact"), "{udp}");
+}
+
+#[test]
+fn a_forward_follows_its_lines_new_address() {
+    let tb = Testbed::up();
+    let server = Process::start(tb.spawn(
+        "lan",
+        &[
+            probe(),
+            "serve",
+            "--tcp",
+            "198.18.3.10:80",
+            "--udp",
+            "198.18.3.10/32",
+            "--udp-port",
+            "5060",
+        ],
+    ));
+    server.wait_for("listening", "the LAN's services");
+    let mut args = example_args();
+    for forward in [
+        "tcp:80=198.18.3.10:80@isp1",
+        "udp:500=198.18.3.10:5060@isp1",
+    ] {
+        args.extend(["--forward".into(), forward.into()]);
+    }
+    let gw = tb.start_wanlb(&args);
+    tb.assert_tcp_echo("inet", "198.18.1.1:80", 1_000_000);
+    assert_udp_exchanges(&tb, "198.18.1.1:500");
+
+    // a renewal: isp1's new address comes, the old one goes
+    tb.ok(
+        "gw",
+        &["sysctl", "-qw", "net.ipv4.conf.eth1.promote_secondaries=1"],
+    );
+    tb.ok("gw", &["ip", "addr", "add", "198.18.1.2/24", "dev", "eth1"]);
+    tb.ok("gw", &["ip", "addr", "del", "198.18.1.1/24", "dev", "eth1"]);
+    gw.wait_for("uplink address changed", "wanlb following the renewal");
+    // the forwards are on the new address, from outside and from the LAN
+    tb.assert_tcp_echo("inet", "198.18.1.2:80", 1_000_000);
+    assert_udp_exchanges(&tb, "198.18.1.2:500");
+    tb.assert_tcp_echo("lan", "198.18.1.2:80", 100_000);
+
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
