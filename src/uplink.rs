@@ -306,6 +306,66 @@ impl Addressing {
         }
     }
 
+    /// Takes in the kernel's whole state, as a dump of every link, address and default route
+    /// gives it (at start, and after its changes overflowed the socket): what is not in it is
+    /// gone. Says what changed for this uplink.
+    pub fn resync(&mut self, dump: &[LinkEvent]) -> Vec<LinkChange> {
+        let mut changes = Vec::new();
+        let link = dump.iter().find_map(|e| match e {
+            LinkEvent::Link {
+                ifindex,
+                name,
+                carrier,
+            } if *ifindex == self.ifindex || *name == self.dev => Some((*ifindex, *carrier)),
+            _ => None,
+        });
+        match link {
+            Some((ifindex, carrier)) if ifindex == self.ifindex => {
+                changes.push(LinkChange::Carrier(carrier));
+            }
+            Some((ifindex, _)) => changes.push(LinkChange::Reappeared { ifindex }),
+            None => changes.push(LinkChange::Gone),
+        }
+        let before = self.current();
+        self.addrs = dump
+            .iter()
+            .filter_map(|e| match e {
+                LinkEvent::Address {
+                    ifindex,
+                    addr,
+                    present: true,
+                } if *ifindex == self.ifindex => Some(*addr),
+                _ => None,
+            })
+            .collect();
+        if self.current() != before {
+            changes.push(LinkChange::Address(self.current()));
+        }
+        if let Some(gateways) = &mut self.gateways {
+            let before = gateways.first().copied();
+            let now: Vec<Ipv4Addr> = dump
+                .iter()
+                .filter_map(|e| match e {
+                    LinkEvent::DefaultRoute {
+                        ifindex,
+                        gateway,
+                        present: true,
+                    } if *ifindex == self.ifindex => Some(*gateway),
+                    _ => None,
+                })
+                .collect();
+            // without a route, the last gateway stays (as for a route removed)
+            if !now.is_empty() {
+                *gateways = now;
+            }
+            match gateways.first() {
+                Some(&g) if Some(g) != before => changes.push(LinkChange::Gateway(g)),
+                _ => {}
+            }
+        }
+        changes
+    }
+
     /// Takes in `event`; says what changed for this uplink, if anything.
     pub fn apply(&mut self, event: &LinkEvent) -> Option<LinkChange> {
         match event {
@@ -428,6 +488,35 @@ mod tests {
         assert_eq!(
             line.apply(&route(3, 252, false)),
             Some(LinkChange::Gateway(g(253)))
+        );
+    }
+
+    #[test]
+    fn a_dump_says_what_is_gone_too() {
+        let a = |last| Ipv4Addr::new(198, 18, 1, last);
+        let link = |ifindex, name: &str| LinkEvent::Link {
+            ifindex,
+            name: name.into(),
+            carrier: true,
+        };
+        let mut line = Addressing::new("eth1", 3, None, vec![a(1)]);
+        // the address changed while nobody listened (before start, or in an overflow)
+        let dump = [link(3, "eth1"), address(3, 2, true), address(4, 9, true)];
+        assert_eq!(
+            line.resync(&dump),
+            [LinkChange::Carrier(true), LinkChange::Address(Some(a(2)))]
+        );
+        // the same again: only the carrier, said again
+        assert_eq!(line.resync(&dump), [LinkChange::Carrier(true)]);
+        // no address in it: none left; the interface missing: gone; back with a new index
+        assert_eq!(
+            line.resync(&[link(3, "eth1")]),
+            [LinkChange::Carrier(true), LinkChange::Address(None)]
+        );
+        assert_eq!(line.resync(&[link(4, "eth2")]), [LinkChange::Gone]);
+        assert_eq!(
+            line.resync(&[link(7, "eth1")]),
+            [LinkChange::Reappeared { ifindex: 7 }]
         );
     }
 

@@ -187,8 +187,6 @@ impl<T: PacketIo> Monitor<'_, T> {
         let mut poller = Poller::new(&fds);
         let mut buf = [0u8; 2048];
         let mut kernel_says = Vec::new();
-        // the links, addresses and routes as they are now; changes come on the socket
-        self.links.ask_all(&mut |e| kernel_says.push(e))?;
         let mut guard_stale = false;
         let mut guard_retry = std::time::Instant::now();
         let mut lines = Lines {
@@ -197,7 +195,8 @@ impl<T: PacketIo> Monitor<'_, T> {
             carrier: &mut carrier,
             guard_stale: &mut guard_stale,
         };
-        self.link_events(kernel_says.drain(..), &mut lines);
+        // the links, addresses and routes as they are now; changes come on the socket
+        self.resync(&mut lines)?;
         while !shared.stop.load(Ordering::Relaxed) {
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
@@ -227,7 +226,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             poller.wait(wait.clamp(0, TICK_MS))?;
             let now = shared.now_us();
             if poller.is_ready(0) {
-                self.links.read(|e| kernel_says.push(e))?;
+                let overflowed = self.links.read(|e| kernel_says.push(e))?;
                 let mut lines = Lines {
                     health: &mut health,
                     targets: &targets,
@@ -235,6 +234,9 @@ impl<T: PacketIo> Monitor<'_, T> {
                     guard_stale: &mut guard_stale,
                 };
                 self.link_events(kernel_says.drain(..), &mut lines);
+                if overflowed {
+                    self.resync(&mut lines)?;
+                }
             }
             if guard_stale && guard_retry.elapsed() >= std::time::Duration::from_secs(1) {
                 guard_retry = std::time::Instant::now();
@@ -285,62 +287,79 @@ impl<T: PacketIo> Monitor<'_, T> {
 
     /// Puts what the kernel said about links and addresses into effect, line by line.
     fn link_events(&mut self, events: impl Iterator<Item = LinkEvent>, lines: &mut Lines<'_>) {
-        let shared = self.shared;
         for event in events {
-            for i in 0..shared.uplinks.len() {
-                let Some(change) = self.addressing[i].apply(&event) else {
-                    continue;
-                };
-                let u = &shared.uplinks[i];
-                let verdict = match change {
-                    LinkChange::Carrier(up) if lines.carrier[i] != up => {
-                        lines.carrier[i] = up;
-                        tracing::debug!(uplink = %u.name, carrier = up, "carrier");
-                        let verdict = lines.health[i].carrier(up);
-                        if verdict.is_none() {
-                            u.update(up, lines.health[i].stats(), None);
-                        }
-                        verdict
-                    }
-                    LinkChange::Carrier(_) => None,
-                    LinkChange::Gone => {
-                        tracing::info!(uplink = %u.name, dev = %u.dev, "interface removed");
-                        lines.carrier[i] = false;
-                        lines.health[i].carrier(false)
-                    }
-                    LinkChange::Reappeared { ifindex } => {
-                        tracing::warn!(uplink = %u.name, dev = %u.dev, ifindex,
-                            "the interface is back as a new one, but this line's sockets are bound to the old one: restart wanlb to use it");
-                        None
-                    }
-                    LinkChange::Address(None) => {
-                        tracing::info!(uplink = %u.name, dev = %u.dev, address = %u.addr(), "the interface lost the line's address");
-                        lines.health[i].address(false)
-                    }
-                    LinkChange::Address(Some(addr)) => {
-                        if !self.readdress(i, addr) {
-                            *lines.guard_stale = true;
-                        }
-                        lines.health[i].address(true)
-                    }
-                    LinkChange::Gateway(gateway) => {
-                        tracing::info!(uplink = %u.name, dev = %u.dev, gateway = %gateway,
-                            "gateway changed (the interface's default route)");
-                        // its MAC is asked for anew; until then the kernel leaves the line's
-                        // flows to userspace, which waits for it
-                        u.set_gateway(gateway);
-                        // a point-to-point line's peer needs no MAC: nothing else changes
-                        if let Some(arp) = &mut self.lines[i].arp {
-                            arp.gateway = gateway;
-                            self.set_fast_path(i, None);
-                        }
-                        None
-                    }
-                };
-                if let Some(c) = verdict {
-                    self.apply(i, c, &lines.health[i], &lines.targets[i], lines.carrier[i]);
+            for i in 0..self.shared.uplinks.len() {
+                if let Some(change) = self.addressing[i].apply(&event) {
+                    self.link_change(i, change, lines);
                 }
             }
+        }
+    }
+
+    /// Asks the kernel for every link, address and route, and takes the answer as the truth
+    /// (at start, and after changes overflowed the socket).
+    fn resync(&mut self, lines: &mut Lines<'_>) -> io::Result<()> {
+        let mut dump = Vec::new();
+        self.links.ask_all(&mut |e| dump.push(e))?;
+        for i in 0..self.shared.uplinks.len() {
+            for change in self.addressing[i].resync(&dump) {
+                self.link_change(i, change, lines);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts one change of uplink `i`'s interface into effect.
+    fn link_change(&mut self, i: usize, change: LinkChange, lines: &mut Lines<'_>) {
+        let shared = self.shared;
+        let u = &shared.uplinks[i];
+        let verdict = match change {
+            LinkChange::Carrier(up) if lines.carrier[i] != up => {
+                lines.carrier[i] = up;
+                tracing::debug!(uplink = %u.name, carrier = up, "carrier");
+                let verdict = lines.health[i].carrier(up);
+                if verdict.is_none() {
+                    u.update(up, lines.health[i].stats(), None);
+                }
+                verdict
+            }
+            LinkChange::Carrier(_) => None,
+            LinkChange::Gone => {
+                tracing::info!(uplink = %u.name, dev = %u.dev, "interface removed");
+                lines.carrier[i] = false;
+                lines.health[i].carrier(false)
+            }
+            LinkChange::Reappeared { ifindex } => {
+                tracing::warn!(uplink = %u.name, dev = %u.dev, ifindex,
+                    "the interface is back as a new one, but this line's sockets are bound to the old one: restart wanlb to use it");
+                None
+            }
+            LinkChange::Address(None) => {
+                tracing::info!(uplink = %u.name, dev = %u.dev, address = %u.addr(), "the interface lost the line's address");
+                lines.health[i].address(false)
+            }
+            LinkChange::Address(Some(addr)) => {
+                if !self.readdress(i, addr) {
+                    *lines.guard_stale = true;
+                }
+                lines.health[i].address(true)
+            }
+            LinkChange::Gateway(gateway) => {
+                tracing::info!(uplink = %u.name, dev = %u.dev, gateway = %gateway,
+                    "gateway changed (the interface's default route)");
+                // its MAC is asked for anew; until then the kernel leaves the line's
+                // flows to userspace, which waits for it
+                u.set_gateway(gateway);
+                // a point-to-point line's peer needs no MAC: nothing else changes
+                if let Some(arp) = &mut self.lines[i].arp {
+                    arp.gateway = gateway;
+                    self.set_fast_path(i, None);
+                }
+                None
+            }
+        };
+        if let Some(c) = verdict {
+            self.apply(i, c, &lines.health[i], &lines.targets[i], lines.carrier[i]);
         }
     }
 

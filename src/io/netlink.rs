@@ -1,7 +1,8 @@
 //! What the kernel says about links, IPv4 addresses and IPv4 default routes, over netlink
 //! (messages by netlink-packet-route, the socket by netlink-sys). One socket is subscribed to
-//! the changes; a second one asks for the current state, at start and whenever the first
-//! overflowed, so every change is heard at once (no polling) and none is missed for long.
+//! the changes; a second one asks for the whole state, at start and whenever the first
+//! overflowed, which the caller takes as the truth (what is not in it is gone): every change
+//! is heard at once (no polling), and one lost in an overflow is found at the next dump.
 
 use std::io;
 use std::net::IpAddr;
@@ -90,10 +91,12 @@ impl LinkWatch {
         Ok(())
     }
 
-    /// Hands every change waiting on the socket to `f`. When the kernel had more changes than
-    /// the socket could queue (ENOBUFS), some were lost: the whole state is asked for again.
-    pub fn read(&self, mut f: impl FnMut(Event)) -> io::Result<()> {
+    /// Hands every change waiting on the socket to `f`. Returns true when the kernel had more
+    /// changes than the socket could queue (ENOBUFS): some were lost, and the caller must ask
+    /// for the whole state again ([`LinkWatch::ask_all`]).
+    pub fn read(&self, mut f: impl FnMut(Event)) -> io::Result<bool> {
         let mut buf = Vec::with_capacity(64 * 1024);
+        let mut overflowed = false;
         loop {
             buf.clear();
             match self.changes.recv(&mut buf, 0) {
@@ -102,12 +105,10 @@ impl LinkWatch {
                         f(e)
                     }
                 }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(overflowed),
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     tracing::warn!("link changes overflowed the netlink socket; asking again");
-                    if let Err(e) = self.ask_all(&mut f) {
-                        tracing::warn!(error = %e, "cannot ask for the links' state again");
-                    }
+                    overflowed = true;
                 }
                 Err(e) => return Err(e),
             }
