@@ -50,11 +50,11 @@ reach it through isp1's address too. Every other port stays closed.
 
 Signals: SIGINT or SIGTERM stop wanlb and remove everything it added. SIGHUP reloads the
 settings: the file is read again (the flags still override it); weights, tiers, checks,
-pins, health settings and targets, timeouts, --on-uplink-down, --host-traffic, --on-change
-and the log level take effect without dropping a flow; a change to anything else
-(interfaces, uplinks added or removed, TUN, workers, NAT ports, forwards, offload, listen) is
-logged and waits for a restart; a file that cannot be used is logged and the running settings
-stay. SIGUSR1 logs table sizes, per-uplink state and totals, and drops.
+pins, health settings and targets, timeouts, --on-uplink-down, --udp-affinity,
+--host-traffic, --on-change and the log level take effect without dropping a flow; a change
+to anything else (interfaces, uplinks added or removed, TUN, workers, NAT ports, forwards,
+offload, listen) is logged and waits for a restart; a file that cannot be used is logged and
+the running settings stay. SIGUSR1 logs table sizes, per-uplink state and totals, and drops.
 
 Logs go to stderr: uplink state changes at info, nothing per packet above debug. Under
 systemd (JOURNAL_STREAM names stderr) each line starts with its syslog priority (<4> for a
@@ -118,11 +118,13 @@ struct RunArgs {
     /// from any other source are dropped as spoofed.
     #[arg(long, value_name = "CIDR")]
     lan_net: Vec<String>,
-    /// An uplink: NAME,dev=IFACE[,gw=IPV4][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4].
-    /// gw is required on an Ethernet link; a point-to-point link without a link-layer header
-    /// (ppp0, an LTE modem's raw-IP wwan0, a tunnel) needs none. src defaults to the first
-    /// IPv4 address of dev, weight and tier to 1; check (repeatable) replaces
-    /// --health-target for this uplink (repeatable; a name from the file is overridden).
+    /// An uplink: NAME,dev=IFACE[,gw=IPV4|auto][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4].
+    /// gw is required on an Ethernet link (auto: the gateway of dev's default route, as a
+    /// DHCP client installs it, followed when it changes); a point-to-point link without a
+    /// link-layer header (ppp0, an LTE modem's raw-IP wwan0, a tunnel) needs none. src (the
+    /// address used) defaults to dev's first IPv4 address, whatever it becomes; weight and
+    /// tier to 1; check (repeatable) replaces --health-target for this uplink (repeatable; a
+    /// name from the file is overridden).
     #[arg(long, value_name = "SPEC")]
     uplink: Vec<String>,
     /// Always send destinations in CIDR through UPLINK, e.g. 174.143.119.91/32=isp2
