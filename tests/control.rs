@@ -38,17 +38,7 @@ fn metrics_agree_with_the_traffic(offload: &str) {
     );
     // 4 MB each way to the pinned destination: all of it through isp2
     tb.assert_tcp_echo("lan", &format!("{PINNED}:9000"), 4_000_000);
-    let text = tb.ok(
-        "gw",
-        &[
-            probe(),
-            "http-get",
-            "--addr",
-            "127.0.0.1:9911",
-            "--path",
-            "/metrics",
-        ],
-    );
+    let text = tb.metrics();
     let tx = metric(&text, r#"wanlb_uplink_tx_bytes_total{uplink="isp2"}"#);
     let rx = metric(&text, r#"wanlb_uplink_rx_bytes_total{uplink="isp2"}"#);
     assert!(

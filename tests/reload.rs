@@ -35,17 +35,7 @@ weight = 1
 
 /// The bytes sent through both uplinks, from /metrics.
 fn sent_bytes(tb: &Testbed) -> f64 {
-    let text = tb.ok(
-        "gw",
-        &[
-            probe(),
-            "http-get",
-            "--addr",
-            "127.0.0.1:9911",
-            "--path",
-            "/metrics",
-        ],
-    );
+    let text = tb.metrics();
     let both = |name: &str| -> f64 {
         ["isp1", "isp2"]
             .iter()

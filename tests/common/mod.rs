@@ -258,6 +258,21 @@ impl Testbed {
         p
     }
 
+    /// What a wanlb on gw serves at /metrics (on its default --listen).
+    pub fn metrics(&self) -> String {
+        self.ok(
+            "gw",
+            &[
+                probe(),
+                "http-get",
+                "--addr",
+                "127.0.0.1:9911",
+                "--path",
+                "/metrics",
+            ],
+        )
+    }
+
     /// Starts wanlb on gw with `args` and waits until it reports ready.
     pub fn start_wanlb(&self, args: &[String]) -> Process {
         let state = format!("/tmp/wanlb-test-{}", self.prefix);
