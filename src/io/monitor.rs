@@ -377,7 +377,6 @@ impl<T: PacketIo> Monitor<'_, T> {
         if old == addr {
             return true;
         }
-        tracing::info!(uplink = %uplink.name, from = %old, to = %addr, "uplink address changed");
         uplink.set_addr(addr);
         let guarded = self.update_guard();
         if let Err(e) = self.filters[i].set_addr(addr) {
@@ -388,6 +387,8 @@ impl<T: PacketIo> Monitor<'_, T> {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections of the old address");
         }
         self.send_to_lan(probes);
+        // said once it is all in effect
+        tracing::info!(uplink = %uplink.name, from = %old, to = %addr, "uplink address changed");
         guarded
     }
 
