@@ -13,7 +13,6 @@ use aya::maps::Array;
 use aya::programs::{SocketFilter, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 
-use super::packet::ETH_P_IP;
 use crate::engine::packet::{PROTO_TCP, PROTO_UDP};
 use crate::uplink::LinkKind;
 
@@ -137,7 +136,8 @@ impl SocketFilters {
         // given (a point-to-point socket is bound to IPv4: it sees nothing else).
         let protocol = match self.link {
             LinkKind::Ethernet => frame.get(12..14).unwrap_or(&[0, 0]),
-            LinkKind::PointToPoint => &ETH_P_IP.to_be_bytes()[..],
+            // IPv4's ethertype (packet.rs, which uses these filters, names it too)
+            LinkKind::PointToPoint => &[0x08, 0x00][..],
         };
         let mut data = vec![0u8; 12];
         data.extend_from_slice(protocol);
