@@ -22,13 +22,7 @@ fn errors(f: &Flags) -> Vec<String> {
     e.errors().iter().map(ToString::to_string).collect()
 }
 
-fn write_temp(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wanlb-forward-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use super::tests::write_temp;
 
 #[test]
 fn forward_flags_parse() {
@@ -193,7 +187,8 @@ uplink = "isp1"
     assert!(e.contains("unknown field `host`"), "{e}");
 
     // a flag replaces the file's forward of the same port and line
-    let mut f = file(&write_temp("forward.toml", text));
+    let kept = write_temp("forward.toml", text);
+    let mut f = file(&kept);
     f.forwards = vec!["tcp:8080=192.168.3.99:8000@isp1".into()];
     let c = Config::load(&f).unwrap();
     let shown: Vec<String> = c.forwards.iter().map(ToString::to_string).collect();

@@ -130,12 +130,34 @@ fn bad_flags_are_refused_naming_the_flag() {
     );
 }
 
-fn write_temp(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wanlb-config-test-{}", std::process::id()));
+/// A settings file a test writes; removed, with its directory, when dropped.
+pub(super) struct TempFile(PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Writes `text` to a file called `name` in a directory of its own.
+pub(super) fn write_temp(name: &str, text: &str) -> TempFile {
+    // tests run at once in one process: each file has a directory of its own
+    static WRITTEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wanlb-config-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    TempFile(path)
 }
 
 #[test]
@@ -191,7 +213,7 @@ fn flags_override_file_uplinks_by_name_and_add_new_ones() {
         "lan = [\"eth0\"]\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
     let path = write_temp("override.toml", text);
     let mut f = flags(&["isp1,dev=eth1,gw=192.168.1.254,weight=5", ISP2], &[]);
-    f.config = Some(path);
+    f.config = Some(path.to_path_buf());
     let c = Config::load(&f).unwrap();
     assert_eq!(
         c.uplinks
@@ -426,8 +448,9 @@ fn a_point_to_point_uplink_needs_no_gateway_and_an_ethernet_one_does() {
     );
     // and in the file the same
     let text = "lan = [\"eth0\"]\n[[uplink]]\nname = \"dsl\"\ndev = \"ppp0\"\ncheck = [\"198.19.255.1\"]\n";
+    let file = write_temp("ppp.toml", text);
     let c = Config::load(&Flags {
-        config: Some(write_temp("ppp.toml", text)),
+        config: Some(file.to_path_buf()),
         ..Flags::default()
     })
     .unwrap();
@@ -647,8 +670,9 @@ fn idle_timeouts_default_to_the_rfcs_and_come_from_the_file_then_the_flags() {
     .unwrap();
     assert_eq!(c.timeouts, Timeouts::default());
     let text = "lan = [\"eth0\"]\n\n[timeouts]\ntcp_established = \"1d\"\ntcp_transitory = \"5m\"\ntcp_reset = \"30s\"\nudp = \"2m30s\"\nicmp = \"90s\"\n\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    let file = write_temp("timeouts.toml", text);
     let mut f = Flags {
-        config: Some(write_temp("timeouts.toml", text)),
+        config: Some(file.to_path_buf()),
         ..Flags::default()
     };
     let t = Config::load(&f).unwrap().timeouts;
@@ -1023,8 +1047,9 @@ fn the_log_level_comes_from_the_file_then_the_flag() {
         LevelFilter::INFO
     );
     let text = "lan = [\"eth0\"]\nlog_level = \"warn\"\n[[uplink]]\nname = \"isp1\"\ndev = \"eth1\"\ngw = \"192.168.1.254\"\n";
+    let file = write_temp("level.toml", text);
     let mut f = Flags {
-        config: Some(write_temp("level.toml", text)),
+        config: Some(file.to_path_buf()),
         ..Flags::default()
     };
     assert_eq!(Config::load(&f).unwrap().log_level, LevelFilter::WARN);
