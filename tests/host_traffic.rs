@@ -77,26 +77,6 @@ fn gateway_pings(tb: &Testbed, id: &str) {
     assert!(out.contains("3 received"), "{out}");
 }
 
-/// A directory from `mktemp -d`, removed with what is in it when dropped.
-struct Scratch(String);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let out = std::process::Command::new("mktemp")
-            .arg("-d")
-            .output()
-            .expect("mktemp");
-        assert!(out.status.success(), "mktemp -d failed");
-        Scratch(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn the_gateways_own_traffic_follows_the_line_up_and_its_route_comes_back_after() {
     let tb = Testbed::up();

@@ -53,7 +53,8 @@ fn sent_bytes(tb: &Testbed) -> f64 {
 fn sighup_applies_new_weights_during_a_transfer_and_a_broken_file_changes_nothing() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
-    let dir = tempdir(&tb);
+    let scratch = Scratch::new();
+    let dir = &scratch.0;
     let file = format!("{dir}/wanlb.toml");
     std::fs::write(&file, settings(2, "")).unwrap();
     let gw = tb.start_wanlb(&["--config".into(), file.clone()]);
@@ -130,14 +131,14 @@ fn sighup_applies_new_weights_during_a_transfer_and_a_broken_file_changes_nothin
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_reload_adds_health_targets_and_a_hook_that_then_see_a_line_die() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
-    let dir = tempdir(&tb);
+    let scratch = Scratch::new();
+    let dir = &scratch.0;
     let file = format!("{dir}/wanlb.toml");
     let changes = format!("{dir}/changes");
     // without targets a line dead beyond its modem goes unnoticed: ARP still answers
@@ -176,11 +177,4 @@ fn a_reload_adds_health_targets_and_a_hook_that_then_see_a_line_die() {
     assert_eq!(flows, (0, 6));
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempdir(tb: &Testbed) -> String {
-    let dir = format!("/tmp/wanlb-reload-{}", tb.ns("x"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -92,10 +92,9 @@ fn nat_discovery(extra: &[&str]) -> String {
     let tb = Testbed::up();
     // coturn, STUN only, on two addresses (RFC 5780 needs both) and its two ports, with no
     // configuration file and its files in a directory of the test's own
-    let dir = std::env::temp_dir().join(format!("wanlb-stun-{}", tb.ns("")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pid_file = dir.join("turnserver.pid").display().to_string();
-    let db = dir.join("turndb").display().to_string();
+    let dir = Scratch::new();
+    let pid_file = format!("{}/turnserver.pid", dir.0);
+    let db = format!("{}/turndb", dir.0);
     let stun = Process::start(tb.spawn(
         "inet",
         &[
@@ -134,7 +133,6 @@ fn nat_discovery(extra: &[&str]) -> String {
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     drop(stun);
-    let _ = std::fs::remove_dir_all(&dir);
     said
 }
 

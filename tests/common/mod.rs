@@ -551,3 +551,23 @@ impl Drop for Process {
         }
     }
 }
+
+/// A directory from `mktemp -d`, removed with what is in it when dropped.
+pub struct Scratch(pub String);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let out = std::process::Command::new("mktemp")
+            .arg("-d")
+            .output()
+            .expect("mktemp");
+        assert!(out.status.success(), "mktemp -d failed");
+        Scratch(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
