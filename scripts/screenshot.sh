@@ -34,7 +34,8 @@ ip netns exec "${P}inet" "$BIN/wanlb-probe" serve --udp 198.19.0.0/24 --udp 198.
 pids+=($!)
 ip netns exec "${P}gw" "$BIN/wanlb" run --lan eth0 \
   --uplink isp1,dev=eth1,gw=198.18.1.254,weight=2 --uplink isp2,dev=eth2,gw=198.18.2.254,weight=1 \
-  --pin 198.19.200.91/32=isp2 --health-target 198.19.255.1 --health-target 198.19.255.2 \
+  --pin 198.19.200.91/32=isp2 --forward tcp:443=198.18.3.10:443@isp2 \
+  --health-target 198.19.255.1 --health-target 198.19.255.2 \
   --listen 198.18.4.1:9911 --listen-token "$TOKEN" --state-dir "/tmp/$P" 2>"/tmp/$P.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q ' ready ' "/tmp/$P.log" && break; sleep 0.1; done
