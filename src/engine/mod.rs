@@ -699,15 +699,17 @@ impl Engine {
     /// to its uplink and that uplink is up (a pinned backup line is still the pinned line), or
     /// it is forwarded (its remote end knows that line's address only).
     fn must_move(&self, flow: &Flow) -> bool {
+        // two atomic loads decide for nearly every packet; the forwards are asked only then
+        let stale = self.is_stale(flow);
+        if !stale && !self.is_leaving(flow.uplink) {
+            return false;
+        }
         // a forwarded flow never moves: its client knows only its uplink's address
         if self.forward_of(flow).is_some() {
             return false;
         }
-        if self.is_stale(flow) {
+        if stale {
             return true;
-        }
-        if !self.is_leaving(flow.uplink) {
-            return false;
         }
         let pinned_here = self
             .pins
