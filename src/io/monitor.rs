@@ -54,23 +54,14 @@ pub fn probe_id(pool: (u16, u16)) -> u16 {
 pub struct LineSockets {
     /// Sends echo requests, receives their replies (and nothing else).
     pub probe: PacketSocket,
-    /// On an Ethernet line, ARP to its gateway.
-    pub arp: Option<GatewayArp>,
-}
-
-#[derive(Debug)]
-pub struct GatewayArp {
-    pub socket: PacketSocket,
-    pub gateway: Ipv4Addr,
+    /// On an Ethernet line, ARP to its gateway (the uplink's, as it is now).
+    pub arp: Option<PacketSocket>,
 }
 
 impl LineSockets {
     pub fn open(uplink: &Uplink, filters: &SocketFilters) -> io::Result<LineSockets> {
         let arp = match (uplink.link, uplink.gateway()) {
-            (LinkKind::Ethernet, Some(gateway)) => Some(GatewayArp {
-                socket: PacketSocket::open_arp(uplink.ifindex)?,
-                gateway,
-            }),
+            (LinkKind::Ethernet, Some(_)) => Some(PacketSocket::open_arp(uplink.ifindex)?),
             // a point-to-point link has no MAC to find
             _ => None,
         };
@@ -180,7 +171,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             probe_at.push(fds.len());
             fds.push(l.probe.raw_fd());
             arp_at.push(l.arp.as_ref().map(|a| {
-                fds.push(a.socket.raw_fd());
+                fds.push(a.raw_fd());
                 fds.len() - 1
             }));
         }
@@ -258,11 +249,12 @@ impl<T: PacketIo> Monitor<'_, T> {
                         }
                     }
                 }
-                if let (Some(arp), Some(at)) = (&line.arp, arp_at[i])
+                if let (Some(arp), Some(at), Some(gateway)) =
+                    (&line.arp, arp_at[i], uplink.gateway())
                     && poller.is_ready(at)
                 {
-                    while let Ok(n) = arp.socket.recv(&mut buf) {
-                        let Some(mac) = arp::sender_mac(&buf[..n], u32::from(arp.gateway)) else {
+                    while let Ok(n) = arp.recv(&mut buf) {
+                        let Some(mac) = arp::sender_mac(&buf[..n], u32::from(gateway)) else {
                             continue;
                         };
                         health[i].arp_answer(now);
@@ -351,8 +343,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                 // flows to userspace, which waits for it
                 u.set_gateway(gateway);
                 // a point-to-point line's peer needs no MAC: nothing else changes
-                if let Some(arp) = &mut self.lines[i].arp {
-                    arp.gateway = gateway;
+                if self.lines[i].arp.is_some() {
                     self.set_fast_path(i, None);
                 }
                 None
@@ -449,20 +440,15 @@ impl<T: PacketIo> Monitor<'_, T> {
                 health.start_round(now);
             }
         }
-        let Some(arp) = &line.arp else {
+        let (Some(arp), Some(gateway)) = (&line.arp, uplink.gateway()) else {
             return;
         };
         let to = uplink
             .gateway_mac()
             .filter(|_| *arp_misses < UNICAST_ARP_TRIES);
         *arp_misses += 1;
-        let request = arp::request(
-            uplink.mac,
-            u32::from(uplink.addr()),
-            u32::from(arp.gateway),
-            to,
-        );
-        if let Err(e) = arp.socket.send(&request) {
+        let request = arp::request(uplink.mac, u32::from(uplink.addr()), u32::from(gateway), to);
+        if let Err(e) = arp.send(&request) {
             tracing::debug!(uplink = %uplink.name, error = %e, "ARP request not sent");
         }
     }
