@@ -5,17 +5,6 @@ mod common;
 
 use common::*;
 
-fn via_counts(flows: &[(String, String)]) -> (usize, usize) {
-    let one = flows.iter().filter(|(_, seen)| seen == UPLINK_1).count();
-    let two = flows.iter().filter(|(_, seen)| seen == UPLINK_2).count();
-    assert_eq!(
-        one + two,
-        flows.len(),
-        "every flow leaves through an uplink address: {flows:?}"
-    );
-    (one, two)
-}
-
 fn tun_counter(tb: &Testbed, name: &str) -> u64 {
     tb.ok(
         "gw",

@@ -6,13 +6,6 @@ mod common;
 
 use common::*;
 
-fn via_counts(flows: &[(String, String)]) -> (usize, usize) {
-    let one = flows.iter().filter(|(_, seen)| seen == UPLINK_1).count();
-    let two = flows.iter().filter(|(_, seen)| seen == UPLINK_2).count();
-    assert_eq!(one + two, flows.len(), "{flows:?}");
-    (one, two)
-}
-
 /// The example network as a file, with isp1's weight `weight`.
 fn settings(weight: u32, extra: &str) -> String {
     format!(

@@ -571,3 +571,15 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// How many of `flows` (destination, address seen there) left through isp1 and isp2.
+pub fn via_counts(flows: &[(String, String)]) -> (usize, usize) {
+    let one = flows.iter().filter(|(_, seen)| seen == UPLINK_1).count();
+    let two = flows.iter().filter(|(_, seen)| seen == UPLINK_2).count();
+    assert_eq!(
+        one + two,
+        flows.len(),
+        "every flow leaves through an uplink address: {flows:?}"
+    );
+    (one, two)
+}
