@@ -14,6 +14,10 @@
 #   PREFIXweb   (only after `web`) eth0 198.18.4.2/24 <- gw eth3 198.18.4.1/24: a host for a
 #               browser looking at wanlb's status page; no other route, no IPv6, so nothing
 #               it tries to reach beyond 198.18.4.0/24 leaves it.
+#   IPv6        (only after `ipv6`) a dual-stack LAN and isp1, with IPv6 forwarding on in gw, as
+#               on a gateway where the admin turned it on: lan eth0 fd00:3::10/64 -> default via
+#               gw eth0 fd00:3::100/64; gw eth1 fd00:1::1/64 -> default via r1 eth0
+#               fd00:1::254/64, which routes fd00:3::/64 back via the gateway.
 #   PREFIXr3    (only after `p2p`) the router at the far end of a point-to-point line, as a
 #               PPPoE session or a tunnel is: gw tun3 198.18.5.1 peer 198.18.5.254 (isp3) <->
 #               r3 tun0 198.18.5.254 peer 198.18.5.1, two TUN devices (no MAC, no ARP) joined
@@ -28,6 +32,7 @@
 #                                 path of wanlb-probe, also start the process that joins the
 #                                 line's two ends (without, the caller starts it: the line
 #                                 has no carrier until then)
+#   testbed.sh ipv6 [PREFIX]      add the IPv6 addresses and routes above
 #   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
 #                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
 #   testbed.sh nokernel [PREFIX]  remove the kernel recipe again
@@ -149,6 +154,19 @@ p2p() {
   fi
 }
 
+ipv6() {
+  need ip
+  x gw sysctl -qw net.ipv6.conf.all.forwarding=1
+  # nodad: usable at once, no duplicate address detection to wait for
+  ip -n "${P}lan" -6 addr add fd00:3::10/64 dev eth0 nodad
+  ip -n "${P}lan" -6 route add default via fd00:3::100
+  ip -n "${P}gw" -6 addr add fd00:3::100/64 dev eth0 nodad
+  ip -n "${P}gw" -6 addr add fd00:1::1/64 dev eth1 nodad
+  ip -n "${P}gw" -6 route add default via fd00:1::254
+  ip -n "${P}r1" -6 addr add fd00:1::254/64 dev eth0 nodad
+  ip -n "${P}r1" -6 route add fd00:3::/64 via fd00:1::1
+}
+
 kernel() {
   need ip nft
   x gw sysctl -qw net.ipv4.ip_forward=1
@@ -189,7 +207,8 @@ case "$cmd" in
   down) down ;;
   web) web ;;
   p2p) p2p "${3:-}" ;;
+  ipv6) ipv6 ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

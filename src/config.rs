@@ -847,6 +847,8 @@ pub fn parse_pin_flag(spec: &str) -> Result<PinSpec, ConfigError> {
 
 fn check_name(name: &str, origin: &str, what: &str) -> Result<(), ConfigError> {
     if name.is_empty()
+        || name == "."
+        || name == ".."
         || name.len() > 15
         || !name
             .chars()
@@ -854,7 +856,9 @@ fn check_name(name: &str, origin: &str, what: &str) -> Result<(), ConfigError> {
     {
         return err(
             origin,
-            format!("{what} {name:?} must be 1 to 15 letters, digits, '-', '_' or '.'"),
+            format!(
+                "{what} {name:?} must be 1 to 15 letters, digits, '-', '_' or '.' (and not . or ..)"
+            ),
         );
     }
     Ok(())
@@ -1465,6 +1469,20 @@ impl Config {
                 ),
             );
         }
+        if let Some(port) = self.listen_port_on_uplinks(system)
+            && (lo..=hi).contains(&port)
+        {
+            keep(
+                &mut errors,
+                err::<()>(
+                    "nat_ports",
+                    format!(
+                        "{lo}-{hi} contains port {port}, where wanlb serves its status (listen {}) on an address the uplinks reach; choose a range without it",
+                        self.listen.map_or(String::new(), |l| l.to_string())
+                    ),
+                ),
+            );
+        }
         let mut resolved = Vec::new();
         let mut uplink_addrs = Vec::new();
         for u in &self.uplinks {
@@ -1621,7 +1639,31 @@ impl Config {
             return self.nat_ports;
         }
         let services = system.services.iter().map(|s| s.port);
-        largest_free_range(system.ephemeral_ports, services)
+        largest_free_range(
+            system.ephemeral_ports,
+            services.chain(self.listen_port_on_uplinks(system)),
+        )
+    }
+
+    /// The port of `listen` if what arrives on an uplink for that port could reach wanlb's
+    /// status server (it listens on every address, or on an uplink's): a service of this host
+    /// the NAT pool must not hold, which is not listening yet when the pool is chosen. On
+    /// loopback (the default) or a LAN address it shares nothing with the NAT ports.
+    fn listen_port_on_uplinks(&self, system: &SystemFacts) -> Option<u16> {
+        let listen = self.listen?;
+        // `[::]` takes IPv4 too (unless v6only); another IPv6 address sees no IPv4 packet
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+        };
+        let on_uplink = ip.is_some_and(|ip| {
+            system
+                .interfaces
+                .iter()
+                .filter(|i| self.uplinks.iter().any(|u| u.dev == i.name))
+                .any(|i| i.ipv4.iter().any(|(a, _)| *a == ip))
+        });
+        (listen.ip().is_unspecified() || on_uplink).then_some(listen.port())
     }
 
     /// Ports one LAN host may hold per uplink and protocol, for a pool of `pool`.

@@ -92,6 +92,26 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         #[arg(long, value_name = "TOKEN")]
         token: Option<String>,
     },
+    /// Undo what a wanlb that is no longer running left on this system (after a crash, kill
+    /// -9 or the OOM killer): its rules, routes, nftables table and sysctls, including those
+    /// that keep the LAN from the uplinks while no wanlb runs, as recorded in its undo journal.
+    /// Afterwards the gateway is as it was before wanlb started. A running wanlb is left
+    /// alone (stop it instead: it removes what it added itself). Exit status 1 if a running
+    /// wanlb was found or an undo failed (what failed stays in the journal).
+    #[command(after_help = "\
+A wanlb that dies leaves the LAN closed: what the LAN sends to the internet is refused
+(ICMP host unreachable) and IPv6 between the LAN and the uplinks is dropped, until wanlb
+runs again or this command undoes it. The next `wanlb run` does the same first; use this
+when wanlb cannot run (a unit that gave up restarting it, a package being removed).")]
+    Cleanup {
+        /// Where the journals are: the --state-dir of the runs to undo.
+        #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
+        state_dir: PathBuf,
+        /// Only what the wanlb with this TUN device (its --tun) left [default: every stopped
+        /// wanlb of this network namespace].
+        #[arg(long, value_name = "NAME")]
+        tun: Option<String>,
+    },
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
     /// gateways exist on this system), then print what it means. Every error is listed, each
     /// with its line and key; exit status 2 if there is any.
@@ -381,6 +401,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
         }
+        Command::Cleanup { state_dir, tun } => cleanup(&state_dir, tun.as_deref()),
         Command::CheckConfig { config, offline } => {
             let flags = Flags {
                 config: Some(config),
@@ -399,6 +420,49 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             print_summary(&config, &addrs);
             Ok(())
         }
+    }
+}
+
+/// `wanlb cleanup`: undoes, then says what it did, found running, or could not undo.
+fn cleanup(state_dir: &std::path::Path, tun: Option<&str>) -> anyhow::Result<()> {
+    let report = gateway::cleanup(state_dir, tun)?;
+    let dir = state_dir.display();
+    for (tun, changes) in &report.undone {
+        println!("undid {changes} change(s) left by the wanlb with TUN device {tun}");
+    }
+    if report.undone.is_empty() && report.running.is_empty() {
+        let which = tun.map_or(String::new(), |t| format!(" with TUN device {t}"));
+        println!(
+            "nothing to clean up: {dir} holds no undo journal of a wanlb{which} in this network namespace"
+        );
+        if report.elsewhere > 0 {
+            println!(
+                "({} journal(s) there belong to other network namespaces: run `wanlb cleanup` inside those)",
+                report.elsewhere
+            );
+        }
+    }
+    let mut trouble = Vec::new();
+    for tun in &report.running {
+        trouble.push(format!(
+            "the wanlb with TUN device {tun} is running: left alone (stop it, e.g. systemctl stop wanlb: it removes what it added)"
+        ));
+    }
+    for (journal, commands) in &report.kept {
+        trouble.push(format!(
+            "{} change(s) could not be undone (see above); they stay in {}, each as the command that undoes it:\n  {}",
+            commands.len(),
+            journal.display(),
+            commands.join("\n  ")
+        ));
+    }
+    if trouble.is_empty() {
+        if !report.undone.is_empty() {
+            println!("the gateway is as it was before wanlb started");
+        }
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(trouble.join("\n")))
     }
 }
 

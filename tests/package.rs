@@ -161,7 +161,13 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
     ] {
         assert_eq!(mode_of(&format!("/usr/share/doc/wanlb/{doc}")), readable);
     }
-    for page in ["wanlb", "wanlb-run", "wanlb-status", "wanlb-check-config"] {
+    for page in [
+        "wanlb",
+        "wanlb-run",
+        "wanlb-status",
+        "wanlb-check-config",
+        "wanlb-cleanup",
+    ] {
         assert_eq!(
             mode_of(&format!("/usr/share/man/man8/{page}.8.gz")),
             readable
@@ -198,8 +204,12 @@ fn settings_are_a_conffile_and_the_service_is_left_off_on_install() {
             );
         }
     }
-    // removing the package stops wanlb, which then removes its routes, rules and table
-    assert!(script("prerm").contains("deb-systemd-invoke stop wanlb.service"));
+    // removing the package stops wanlb, which then removes its routes, rules and table, and
+    // then undoes what a wanlb that is no longer running left
+    let prerm = script("prerm");
+    let stop = prerm.find("deb-systemd-invoke stop wanlb.service");
+    let cleanup = prerm.find("/usr/bin/wanlb cleanup");
+    assert!(stop.is_some() && stop < cleanup, "{prerm}");
     assert!(
         !control.path("preinst").exists(),
         "a preinst would run in the scratch-root test below"
@@ -380,6 +390,9 @@ impl Container {
         }
         let child = Command::new("systemd-nspawn")
             .args(&args)
+            // /proc/sys/net writable, as on a host: the network namespace is the test bed's
+            // own, and `wanlb cleanup` run by the package's removal restores its sysctls
+            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -583,9 +596,33 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
     );
     tb.assert_pings("lan", "198.19.0.3", 3, "0.2");
 
-    // removing the package stops wanlb, which removes what it added
-    box_.ok(&["apt-get", "remove", "--yes", "--quiet", "wanlb"]);
-    tb.assert_gateway_state(&before, "after apt-get remove wanlb");
+    // a crash with no restart left (as when the restarts ran out): the LAN stays closed, and
+    // the unit's last word says how to undo it
+    box_.ok(&["mkdir", "-p", "/run/systemd/system/wanlb.service.d"]);
+    box_.ok(&[
+        "sh",
+        "-c",
+        "printf '[Service]\\nRestart=no\\n' >/run/systemd/system/wanlb.service.d/no-restart.conf",
+    ]);
+    box_.ok(&["systemctl", "daemon-reload"]);
+    box_.ok(&["systemctl", "kill", "--signal=KILL", "wanlb"]);
+    wait_until("wanlb to fail", || {
+        (box_.wanlb_property("ActiveState") == "failed").then_some(())
+    });
+    box_.wait_for_log("run: wanlb cleanup", 1);
+    let left = plumbing();
+    assert!(
+        left.contains("unreachable default table 7100 metric 4294967295"),
+        "the LAN is closed: {left}"
+    );
+
+    // removing the package stops wanlb (if it runs), which removes what it added, and undoes
+    // what a wanlb that no longer runs left
+    let removed = box_.run(&["apt-get", "remove", "--yes", "--quiet", "wanlb"]);
+    let said = String::from_utf8_lossy(&removed.stdout).into_owned()
+        + &String::from_utf8_lossy(&removed.stderr);
+    assert!(removed.status.success(), "{said}");
+    tb.assert_gateway_state(&before, &format!("after apt-get remove wanlb:\n{said}"));
     // the settings stay until purged
     box_.ok(&["test", "-f", "/etc/wanlb/wanlb.toml"]);
     box_.ok(&["apt-get", "purge", "--yes", "--quiet", "wanlb"]);
