@@ -101,6 +101,15 @@ pub fn one_line(r: &PhaseRun) -> String {
     s
 }
 
+/// Packets that left untranslated while the phase ran, and while wanlb stopped.
+fn leak_cell(r: &PhaseRun) -> String {
+    let n = |v: Option<u64>| v.map_or("n/a".into(), |n| n.to_string());
+    match r.path {
+        Gateway::Wanlb => format!("{} / {}", n(r.leaked), n(r.leaked_stopping)),
+        Gateway::Kernel => format!("{} / –", n(r.leaked)),
+    }
+}
+
 fn percent(ok: u64, tried: u64) -> String {
     if tried == 0 {
         "n/a".into()
@@ -175,7 +184,7 @@ pub fn markdown(runs: &[PhaseRun], seconds: u64, flags: &str) -> String {
     }
     md += "\n| phase | gateway | attack sent | RSS start → peak (MiB) | flows peak | second host \
            got through | `wanlb status` answered | its median / max (ms) | SIGTERM to exit | \
-           left behind | LAN packets out untranslated |\n\
+           left behind | LAN packets out untranslated: running / stopping |\n\
            |---|---|---:|---:|---:|---|---:|---:|---:|---|---:|\n";
     for r in runs {
         let dash = || "–".to_string();
@@ -250,7 +259,7 @@ pub fn markdown(runs: &[PhaseRun], seconds: u64, flags: &str) -> String {
             r.path.name(),
             attack_cell(r.attack_pps, &r.attack),
             honest_cell(r.honest.as_ref()),
-            r.leaked.map_or("n/a".into(), |n| n.to_string()),
+            leak_cell(r),
         );
     }
     let wanlb_runs: Vec<&PhaseRun> = runs

@@ -178,8 +178,13 @@ pub fn run(bed: &Bed, cli: &Cli) -> Result<()> {
         events.push(format!("wanlb was gone {:.0} min into the run", t / 60.0));
     }
     let (_, counters, counters_from) = watch::final_counters(bed, &wanlb);
-    let (mut stop, _) = stress::stop_wanlb(wanlb);
+    let (mut stop, log) = stress::stop_wanlb(wanlb);
     stress::check_left(bed, cli, &before, &mut stop);
+    events.extend(
+        watch::warnings(&log, 6)
+            .into_iter()
+            .map(|w| format!("wanlb logged `{w}`")),
+    );
     drop(internet);
     let honest = stress::parse_honest(&churned);
     let sprayed = churned

@@ -18,6 +18,8 @@ pub const FORWARD: &str = "tcp:8080=198.18.3.10:8080@isp1";
 /// wanlb's soft open-file limit: what systemd gives a service that sets no LimitNOFILE=,
 /// whatever the shell running the bench allows (the hard limit stays as it is).
 pub const WANLB_NOFILE: &str = "--nofile=1024:";
+/// What wanlb's health checks ping: an address of the simulated internet.
+const HEALTH_TARGET: &str = "198.19.255.1";
 /// How long wanlb may take to stop after SIGTERM before it is killed.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
 /// Slack beyond a phase's length for its traffic to finish (the honest host's last attempts
@@ -271,8 +273,10 @@ pub struct PhaseRun {
     pub counters_from: String,
     pub conntrack: Option<Conntrack>,
     /// Packets from LAN addresses that reached the simulated internet untranslated (the
-    /// gateway failing open), from the phase's start to after wanlb's stop.
+    /// gateway failing open) while the phase ran...
     pub leaked: Option<u64>,
+    /// ... and from then until wanlb had stopped and the attack with it.
+    pub leaked_stopping: Option<u64>,
     pub stop: Option<Stop>,
     /// What went wrong on the way: wanlb gone, the attack or the host not ending in time.
     pub events: Vec<String>,
@@ -306,6 +310,7 @@ impl PhaseRun {
             counters_from: String::new(),
             conntrack: None,
             leaked: None,
+            leaked_stopping: None,
             stop: None,
             events: Vec::new(),
             log_tail: None,
@@ -347,6 +352,8 @@ pub fn wanlb_flags(cli: &Cli, state_dir: &str, extra: &[&str]) -> Vec<String> {
     .map(String::from)
     .collect();
     args.extend(wanlb_testkit::EXAMPLE_FLAGS.iter().map(|s| s.to_string()));
+    // lines are watched as on a real gateway, where a flood may make them look dead
+    args.extend(["--health-target".to_string(), HEALTH_TARGET.into()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(cli.wanlb_arg.iter().cloned());
     args
@@ -498,14 +505,20 @@ fn wanlb_phase_in(bed: &Bed, cli: &Cli, run: &mut PhaseRun) -> Result<()> {
     if let Some(m) = watch::proc_memory(&status) {
         run.rss_peak_mib = Some(m.hwm_kib as f64 / 1024.0);
     }
+    run.leaked = leaked(bed);
     // stopped under attack, as an admin (or systemd) would stop it
     let (mut stop, log) = stop_wanlb(wanlb);
     traffic.stop_attack(run);
-    run.leaked = leaked(bed);
+    run.leaked_stopping = leaked(bed);
     check_left(bed, cli, &before, &mut stop);
     if stop.seconds.is_none() || !stop.clean {
         run.log_tail = Some(super::tail(&log));
     }
+    run.events.extend(
+        watch::warnings(&log, 6)
+            .into_iter()
+            .map(|w| format!("wanlb logged `{w}`")),
+    );
     run.stop = Some(stop);
     Ok(())
 }

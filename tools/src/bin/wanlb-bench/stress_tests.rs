@@ -9,7 +9,7 @@ use super::stress::{
 };
 use super::watch::{
     Poll, Sample, Series, conntrack_stats, is_drop_or_eviction, log_report, metrics_flows,
-    parse_metrics, proc_memory, state_diff, summarize_polls,
+    parse_metrics, proc_memory, state_diff, summarize_polls, warnings,
 };
 
 #[test]
@@ -291,6 +291,7 @@ fn the_report_says_what_each_phase_did() {
     });
     spray.counters_from = "/metrics".into();
     spray.leaked = Some(0);
+    spray.leaked_stopping = Some(7);
     let mut crowd = run(Phase::ControlCrowd, Gateway::Wanlb, &[]);
     crowd.status = Some(summarize_polls(&[poll(0.0, None), poll(5.0, None)]));
     crowd.stop = Some(Stop {
@@ -315,10 +316,10 @@ fn the_report_says_what_each_phase_did() {
     let md = markdown(&[spray, kernel, crowd, failed], 30, "--lan eth0");
     for line in [
         "| 1 spray | wanlb | 113 k pps | 26.0 → 420 | 1.23 M | TCP 98 % (590/600), UDP 100 % \
-         (600/600) | 2/2 | 26.0 / 40.0 | 0.31 s | nothing | 0 |",
-        "| 1 spray | kernel | n/a | – | 262 k (conntrack) | n/a | – | – | – | – | n/a |",
+         (600/600) | 2/2 | 26.0 / 40.0 | 0.31 s | nothing | 0 / 7 |",
+        "| 1 spray | kernel | n/a | – | 262 k (conntrack) | n/a | – | – | – | – | n/a / – |",
         "| 4 control crowd | wanlb | n/a | n/a | n/a | n/a | 0/2 | – / – | killed after 30 s | 1 \
-         lines differ; a restart cleaned up | 4242 |",
+         lines differ; a restart cleaned up | 4242 / n/a |",
         "| 3 SYN flood | wanlb | could not run: wanlb did not start: ||||||||| ",
         "| `wanlb_drops_total{reason=\"host_port_limit\"}` | 5 | – |",
         "| 1 spray | 262144 | 262 k | 262000 | 0 | 1234 | 0 | 0 |",
@@ -368,4 +369,24 @@ fn soak_warm_up_fits_the_run() {
     let (short, note) = warmup(3, None);
     assert_eq!(short, 90.0);
     assert!(note.unwrap().contains("half"));
+}
+
+#[test]
+fn warnings_once_each_with_their_count() {
+    let log = "2026-12-07T19:38:40Z  INFO wanlb: ready lan=eth0\n\
+               2026-12-07T19:38:43Z ERROR tiny_http: Error accepting new client: Too many open \
+               files (os error 24)\n\
+               2026-12-07T19:38:43Z  WARN wanlb::gateway: the status and metrics server stopped\n\
+               2026-12-07T19:38:44Z ERROR tiny_http: Error accepting new client: Too many open \
+               files (os error 24)\n\
+               2026-12-07T19:38:45Z  WARN wanlb::health: uplink down uplink=isp1 missed=3\n";
+    assert_eq!(
+        warnings(log, 2),
+        [
+            "2 times: ERROR tiny_http: Error accepting new client: Too many open files (os error 24)",
+            "WARN wanlb::gateway: the status and metrics server stopped",
+        ]
+    );
+    assert_eq!(warnings(log, 10).len(), 3);
+    assert!(warnings("2026 INFO all well\n", 5).is_empty());
 }

@@ -126,6 +126,26 @@ pub fn log_report(log: &str) -> (Option<f64>, Vec<Series>) {
     (flows, drops)
 }
 
+/// wanlb's warnings and errors in `log`, each once with how often it came (its time left
+/// out), at most `most` of them in the order they first came.
+pub fn warnings(log: &str, most: usize) -> Vec<String> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for line in log.lines() {
+        let Some(at) = line.find(" WARN ").or_else(|| line.find(" ERROR ")) else {
+            continue;
+        };
+        let text: String = line[at + 1..].chars().take(200).collect();
+        match seen.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((text, 1)),
+        }
+    }
+    seen.into_iter()
+        .take(most)
+        .map(|(t, n)| if n > 1 { format!("{n} times: {t}") } else { t })
+        .collect()
+}
+
 /// conntrack's statistics (/proc/net/stat/nf_conntrack, one row of hexadecimal numbers per
 /// CPU), summed over the CPUs; `entries` is the table's size, the same on every row.
 pub fn conntrack_stats(text: &str) -> Vec<(String, u64)> {
