@@ -11,6 +11,9 @@
 #   PREFIXinet  eth1 198.18.101.2/24, eth2 198.18.102.2/24; every address of 198.19.0.0/16 is
 #               local ("the internet"); routes back only to the uplink subnets, so LAN
 #               addresses are unreachable from it unless translated.
+#   PREFIXlan2  (only after `lan2`) eth0 198.18.3.11/24 -> default via 198.18.3.100: a second
+#               host on the LAN's segment (a macvlan of PREFIXlan's eth0: same link, own MAC),
+#               for what one LAN host does to another's traffic.
 #   PREFIXweb   (only after `web`) eth0 198.18.4.2/24 <- gw eth3 198.18.4.1/24: a host for a
 #               browser looking at wanlb's status page; no other route, no IPv6, so nothing
 #               it tries to reach beyond 198.18.4.0/24 leaves it.
@@ -25,7 +28,8 @@
 #
 # Offloads stay at their defaults. Usage:
 #   testbed.sh up [PREFIX]        create (PREFIX defaults to "wl")
-#   testbed.sh down [PREFIX]      remove (web and r3 included)
+#   testbed.sh down [PREFIX]      remove (lan2, web and r3 included)
+#   testbed.sh lan2 [PREFIX]      add PREFIXlan2
 #   testbed.sh web [PREFIX]       add PREFIXweb
 #   testbed.sh p2p [PREFIX [PROBE]]
 #                                 add PREFIXr3 and the point-to-point line to it; with the
@@ -109,15 +113,27 @@ up() {
 down() {
   # Processes still running inside the namespaces (servers, a benchmark interrupted
   # half-way, a browser) were started for the testbed: stop them, or they outlive it.
-  for n in "${NS[@]}" web r3; do
+  for n in "${NS[@]}" lan2 web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     [ -n "$pids" ] && kill $pids 2>/dev/null || true
   done
-  for n in "${NS[@]}" web r3; do
+  for n in "${NS[@]}" lan2 web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     if [ -n "$pids" ]; then sleep 0.5; kill -9 $(ip netns pids "$P$n" 2>/dev/null) 2>/dev/null || true; fi
     ip netns del "$P$n" 2>/dev/null || true
   done
+}
+
+lan2() {
+  need ip
+  ip netns add "${P}lan2"
+  ip -n "${P}lan2" link set lo up
+  # bridge mode: frames from the gateway reach each host of the segment by its MAC
+  ip -n "${P}lan" link add lan2 link eth0 type macvlan mode bridge
+  ip -n "${P}lan" link set lan2 netns "${P}lan2"
+  ip -n "${P}lan2" link set lan2 name eth0
+  addr lan2 eth0 198.18.3.11/24
+  ip -n "${P}lan2" route add default via 198.18.3.100
 }
 
 web() {
@@ -205,10 +221,11 @@ nokernel() {
 case "$cmd" in
   up) up ;;
   down) down ;;
+  lan2) lan2 ;;
   web) web ;;
   p2p) p2p "${3:-}" ;;
   ipv6) ipv6 ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

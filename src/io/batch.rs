@@ -188,3 +188,28 @@ impl RawUdp {
         }
     }
 }
+
+/// A raw IPv4 socket that sends whole packets, IP header included (IPPROTO_RAW), from any
+/// source address: the stress generator's floods with made-up sources.
+#[derive(Debug)]
+pub struct RawIp {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawIp {
+    pub fn open() -> io::Result<RawIp> {
+        // SAFETY: socket() with constant arguments; the result is checked and owned.
+        let fd = super::fd::own(unsafe {
+            libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)
+        })?;
+        Ok(RawIp { fd })
+    }
+
+    /// One sendmmsg: `packets[i]` (a whole IPv4 packet) towards `dsts[i]`, which the kernel
+    /// routes it by (the port is not used). Sends at most [`MAX_BATCH`], and no more packets
+    /// than addresses; returns how many the kernel took.
+    pub fn send_each(&self, packets: &[&[u8]], dsts: &[SocketAddrV4]) -> io::Result<usize> {
+        let n = packets.len().min(dsts.len());
+        send_batch(self.fd.as_raw_fd(), &packets[..n], &dsts[..n])
+    }
+}

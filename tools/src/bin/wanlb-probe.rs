@@ -5,7 +5,7 @@
 //! `udp-stream`, `udp-record` and `tcp-hold` time what a flow sees while an uplink fails
 //! (CLOCK_MONOTONIC timestamps, one clock for every namespace on the machine); `tun-wire`
 //! joins two TUN devices in two namespaces into a point-to-point line, as a PPP session or a
-//! tunnel is.
+//! tunnel is; `spray`, `churn` and `http-crowd` are the stress harness's traffic.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -18,6 +18,9 @@ use clap::{Parser, Subcommand};
 use wanlb::io::batch::RawUdp;
 use wanlb::io::vnet::{self, VnetHeader};
 use wanlb_testkit::Ipv4Packet;
+
+#[path = "wanlb-probe/stress.rs"]
+mod stress;
 
 #[derive(Parser)]
 #[command(name = "wanlb-probe", version, about = "Test and demo peer for wanlb")]
@@ -194,6 +197,18 @@ enum Command {
         #[arg(long)]
         peer_dev: String,
     },
+    /// Flood new flows from a raw socket for SECONDS, each packet a new flow (source,
+    /// ports and destination at random), UDP datagrams or TCP SYNs, sources made up at will
+    /// within --src. Prints "sent N seconds S rate R".
+    Spray(stress::SprayArgs),
+    /// Open new connections at a steady rate for SECONDS, as a LAN host does (UDP
+    /// request/answer on fresh sockets, TCP connections to an echo), and optionally flows that
+    /// expect no answer; then print per second and in total how many got through.
+    Churn(stress::ChurnArgs),
+    /// Hold IDLE idle connections to an HTTP server for SECONDS, and with --pipeline pipeline
+    /// requests on one more without reading the answers; then print what the server did with
+    /// them.
+    HttpCrowd(stress::CrowdArgs),
 }
 
 fn parse_interval(s: &str) -> Result<Duration> {
@@ -251,6 +266,9 @@ fn main() -> ExitCode {
             peer_netns,
             peer_dev,
         } => tun_wire(&dev, &peer_netns, &peer_dev),
+        Command::Spray(a) => stress::spray(&a),
+        Command::Churn(a) => stress::churn(&a),
+        Command::HttpCrowd(a) => stress::http_crowd(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
