@@ -227,5 +227,5 @@ case "$cmd" in
   ipv6) ipv6 ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
