@@ -183,9 +183,16 @@ struct RunArgs {
     /// ADDR, or off [default: 127.0.0.1:9911]. Anything but loopback needs --listen-token.
     #[arg(long, value_name = "ADDR|off")]
     listen: Option<String>,
-    /// A token every HTTP request must carry (Authorization: Bearer TOKEN).
+    /// A token every HTTP request must carry (Authorization: Bearer TOKEN). A flag is
+    /// visible to every local user in the process list: prefer listen_token in the file.
     #[arg(long, value_name = "TOKEN")]
     listen_token: Option<String>,
+    /// A name the status page and the API answer to, besides localhost and the address a
+    /// request arrives at: the name you open it by, if any (repeatable; a name or an IP
+    /// address, without a port). Requests naming any other host are refused, so that a web
+    /// page cannot reach wanlb by pointing its own name at the gateway (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
+    listen_host: Vec<String>,
     /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
     /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
     /// never delays failover).
@@ -325,6 +332,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 on_change: args.on_change,
                 listen: args.listen,
                 listen_token: args.listen_token,
+                listen_hosts: args.listen_host,
                 timeouts: TimeoutFlags {
                     tcp_established: args.tcp_established_timeout,
                     tcp_transitory: args.tcp_transitory_timeout,
