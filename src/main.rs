@@ -344,6 +344,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let config = Config::load(&flags)?;
             logging::set_level(config.log_level);
+            match wanlb::io::limits::raise_open_files() {
+                Ok((before, after)) if after > before => {
+                    tracing::debug!(before, after, "raised the open-file limit");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
             gateway::run(&config, &args.state_dir, &load)?;

@@ -544,6 +544,18 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
         assert_eq!(field(set), caps, "{set} of wanlb under its unit");
     }
     assert_eq!(field("NoNewPrivs:"), "1");
+    // the unit's limits: open files, and how long a stop may take
+    let limits = box_.ok(&["cat", &format!("/proc/{main_pid}/limits")]);
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open-file limit in {limits}"));
+    assert_eq!(
+        open_files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["16384", "16384"],
+        "{open_files}"
+    );
+    assert_eq!(box_.wanlb_property("TimeoutStopUSec"), "15s");
     // what wanlb adds, less the TUN device's interface number, which a new one changes
     let plumbing = || {
         let rules = tb.ok("gw", &["ip", "-4", "rule"]);
