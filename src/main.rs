@@ -70,9 +70,8 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         /// Where the running wanlb serves its status (its --listen).
         #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
-        /// Its --listen-token, if it has one.
-        #[arg(long, value_name = "TOKEN")]
-        token: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
         /// Print the status as JSON (what GET /status serves) instead of a table.
         #[arg(long)]
         json: bool,
@@ -88,9 +87,8 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         /// Where the running wanlb serves its status (its --listen).
         #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
-        /// Its --listen-token, if it has one.
-        #[arg(long, value_name = "TOKEN")]
-        token: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
     /// gateways exist on this system), then print what it means. Every error is listed, each
@@ -103,6 +101,47 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         #[arg(long)]
         offline: bool,
     },
+}
+
+/// The running wanlb's --listen-token, for `wanlb status` and `wanlb reload`: from
+/// --token-file or --token, else from WANLB_TOKEN; none if none is given.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Read its --listen-token from the first line of this file (one only you may read).
+    /// Without this or --token, the WANLB_TOKEN environment variable gives it, if set.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Its --listen-token. Every local user can read it in the process list while this
+    /// runs: prefer --token-file or WANLB_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+/// Where `wanlb status` and `wanlb reload` take the token from when neither flag gives it.
+const TOKEN_VARIABLE: &str = "WANLB_TOKEN";
+
+impl TokenArgs {
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}: cannot read it", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim_end_matches('\r');
+            anyhow::ensure!(
+                !token.trim().is_empty(),
+                "--token-file {}: its first line is empty",
+                path.display()
+            );
+            return Ok(Some(token.to_string()));
+        }
+        if self.token.is_some() {
+            return Ok(self.token.clone());
+        }
+        match std::env::var(TOKEN_VARIABLE) {
+            Ok(token) if !token.is_empty() => Ok(Some(token)),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(e) => anyhow::bail!("{TOKEN_VARIABLE}: {e}"),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -357,6 +396,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reload { listen, token } => {
+            let token = token.token()?;
             let report = wanlb::control::http::request_reload(listen, token.as_deref())?;
             for change in &report.applied {
                 println!("applied: {change}");
@@ -376,6 +416,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             watch,
         } => {
             use wanlb::control::{http, table};
+            let token = token.token()?;
             let token = token.as_deref();
             let mut earlier = None;
             loop {

@@ -152,7 +152,8 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
     let readable = "-rw-r--r--";
     assert_eq!(mode_of("/usr/bin/wanlb"), executable);
     assert_eq!(mode_of("/usr/lib/systemd/system/wanlb.service"), readable);
-    assert_eq!(mode_of("/etc/wanlb/wanlb.toml"), readable);
+    // it may hold listen_token and the on_change commands: no other user reads it
+    assert_eq!(mode_of("/etc/wanlb/wanlb.toml"), "-rw-r-----");
     for doc in [
         "README.md",
         "copyright",
@@ -511,6 +512,9 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
     box_.ok(&["apt-get", "install", "--yes", "--quiet", "/root/wanlb.deb"]);
     assert_eq!(box_.wanlb_property("UnitFileState"), "disabled");
     assert_eq!(box_.wanlb_property("ActiveState"), "inactive");
+    // the settings (a token, commands) are root's alone
+    let mode = box_.ok(&["stat", "--format=%a %U:%G", "/etc/wanlb/wanlb.toml"]);
+    assert_eq!(mode.trim(), "640 root:root");
 
     // settings that cannot be used: refused, and not tried again for ever
     box_.ok(&["cp", "/root/bad.toml", "/etc/wanlb/wanlb.toml"]);
