@@ -292,6 +292,9 @@ pub struct Config {
     pub listen: Option<std::net::SocketAddr>,
     /// Required of every HTTP request when given (and given it must be, off loopback).
     pub listen_token: Option<String>,
+    /// Names (or addresses) the control port answers to besides localhost and the address a
+    /// request arrived at; lowercased, without a trailing dot or brackets.
+    pub listen_hosts: Vec<String>,
     /// Idle timeouts of flows, by protocol and TCP phase (`[timeouts]`).
     pub timeouts: Timeouts,
     /// Ports of the uplinks' addresses whose inbound connections go to LAN hosts.
@@ -368,6 +371,7 @@ pub struct Flags {
     pub on_change: Option<String>,
     pub listen: Option<String>,
     pub listen_token: Option<String>,
+    pub listen_hosts: Vec<String>,
     pub timeouts: TimeoutFlags,
     pub log_level: Option<String>,
 }
@@ -397,6 +401,7 @@ struct FileConfig {
     on_change: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     listen_token: Option<Spanned<String>>,
+    listen_hosts: Option<Vec<Spanned<String>>>,
     log_level: Option<Spanned<String>>,
     timeouts: Option<FileTimeouts>,
     #[serde(default)]
@@ -898,6 +903,7 @@ impl Config {
             on_change: None,
             listen: Some(DEFAULT_LISTEN.parse().expect("a socket address")),
             listen_token: None,
+            listen_hosts: Vec::new(),
             timeouts: Timeouts::default(),
             log_level: LevelFilter::INFO,
             forwards: Vec::new(),
@@ -1123,6 +1129,14 @@ impl Config {
         if let Some(t) = at.text(l, &file.listen_token, "listen_token", parse_token) {
             self.listen_token = Some(t);
         }
+        for host in file.listen_hosts.iter().flatten() {
+            let parse = |s: &String, o: &str| listen::parse_listen_host(s, o);
+            if let Some(h) = at.parse(l, host, "listen_hosts", parse)
+                && !self.listen_hosts.contains(&h)
+            {
+                self.listen_hosts.push(h);
+            }
+        }
     }
 
     fn apply_health_flags(&mut self, flags: &Flags, l: &mut Loading) {
@@ -1214,6 +1228,14 @@ impl Config {
             let result = parse_token(token, "--listen-token");
             if let Some(t) = l.setting("listen_token", "--listen-token".into(), result) {
                 self.listen_token = Some(t);
+            }
+        }
+        for host in &flags.listen_hosts {
+            let origin = format!("--listen-host {host:?}");
+            if let Some(h) = l.take(listen::parse_listen_host(host, &origin))
+                && !self.listen_hosts.contains(&h)
+            {
+                self.listen_hosts.push(h);
             }
         }
     }
@@ -1895,6 +1917,7 @@ impl Config {
 }
 
 mod forward;
+mod listen;
 mod reload;
 
 pub use forward::{ForwardProto, ForwardSpec, parse_forward_flag};

@@ -630,7 +630,7 @@ fn serve(
             })
             .map_err(io_err("starting the control thread"))?;
         // the status and metrics: wanlb runs without them if their address is taken
-        let http = config.listen.and_then(|addr| match tiny_http::Server::http(addr) {
+        let http = config.listen.and_then(|addr| match crate::control::server::Server::bind(addr) {
             Ok(server) => {
                 tracing::info!(listen = %addr, "serving the status page (/) and /metrics");
                 Some(server)
@@ -645,9 +645,12 @@ fn serve(
                 std::thread::Builder::new()
                     .name("wanlb-http".into())
                     .spawn_scoped(s, move || {
-                        let token = config.listen_token.as_deref();
+                        let access = crate::control::access::Access::new(
+                            config.listen_token.clone(),
+                            &config.listen_hosts,
+                        );
                         if let Err(e) =
-                            crate::control::http::serve(server, token, control, &shared.stop)
+                            crate::control::server::serve(server, &access, control, &shared.stop)
                         {
                             tracing::warn!(error = %e, "the status and metrics server stopped");
                         }

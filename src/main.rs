@@ -70,9 +70,8 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         /// Where the running wanlb serves its status (its --listen).
         #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
-        /// Its --listen-token, if it has one.
-        #[arg(long, value_name = "TOKEN")]
-        token: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
         /// Print the status as JSON (what GET /status serves) instead of a table.
         #[arg(long)]
         json: bool,
@@ -88,9 +87,8 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         /// Where the running wanlb serves its status (its --listen).
         #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
-        /// Its --listen-token, if it has one.
-        #[arg(long, value_name = "TOKEN")]
-        token: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Undo what a wanlb that is no longer running left on this system (after a crash, kill
     /// -9 or the OOM killer): its rules, routes, nftables table and sysctls, including those
@@ -123,6 +121,47 @@ when wanlb cannot run (a unit that gave up restarting it, a package being remove
         #[arg(long)]
         offline: bool,
     },
+}
+
+/// The running wanlb's --listen-token, for `wanlb status` and `wanlb reload`: from
+/// --token-file or --token, else from WANLB_TOKEN; none if none is given.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Read its --listen-token from the first line of this file (one only you may read).
+    /// Without this or --token, the WANLB_TOKEN environment variable gives it, if set.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Its --listen-token. Every local user can read it in the process list while this
+    /// runs: prefer --token-file or WANLB_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+/// Where `wanlb status` and `wanlb reload` take the token from when neither flag gives it.
+const TOKEN_VARIABLE: &str = "WANLB_TOKEN";
+
+impl TokenArgs {
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}: cannot read it", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim_end_matches('\r');
+            anyhow::ensure!(
+                !token.trim().is_empty(),
+                "--token-file {}: its first line is empty",
+                path.display()
+            );
+            return Ok(Some(token.to_string()));
+        }
+        if self.token.is_some() {
+            return Ok(self.token.clone());
+        }
+        match std::env::var(TOKEN_VARIABLE) {
+            Ok(token) if !token.is_empty() => Ok(Some(token)),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(e) => anyhow::bail!("{TOKEN_VARIABLE}: {e}"),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -203,9 +242,16 @@ struct RunArgs {
     /// ADDR, or off [default: 127.0.0.1:9911]. Anything but loopback needs --listen-token.
     #[arg(long, value_name = "ADDR|off")]
     listen: Option<String>,
-    /// A token every HTTP request must carry (Authorization: Bearer TOKEN).
+    /// A token every HTTP request must carry (Authorization: Bearer TOKEN). A flag is
+    /// visible to every local user in the process list: prefer listen_token in the file.
     #[arg(long, value_name = "TOKEN")]
     listen_token: Option<String>,
+    /// A name the status page and the API answer to, besides localhost and the address a
+    /// request arrives at: the name you open it by, if any (repeatable; a name or an IP
+    /// address, without a port). Requests naming any other host are refused, so that a web
+    /// page cannot reach wanlb by pointing its own name at the gateway (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
+    listen_host: Vec<String>,
     /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
     /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
     /// never delays failover).
@@ -345,6 +391,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 on_change: args.on_change,
                 listen: args.listen,
                 listen_token: args.listen_token,
+                listen_hosts: args.listen_host,
                 timeouts: TimeoutFlags {
                     tcp_established: args.tcp_established_timeout,
                     tcp_transitory: args.tcp_transitory_timeout,
@@ -356,12 +403,20 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let config = Config::load(&flags)?;
             logging::set_level(config.log_level);
+            match wanlb::io::limits::raise_open_files() {
+                Ok((before, after)) if after > before => {
+                    tracing::debug!(before, after, "raised the open-file limit");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
             gateway::run(&config, &args.state_dir, &load)?;
             Ok(())
         }
         Command::Reload { listen, token } => {
+            let token = token.token()?;
             let report = wanlb::control::http::request_reload(listen, token.as_deref())?;
             for change in &report.applied {
                 println!("applied: {change}");
@@ -381,6 +436,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             watch,
         } => {
             use wanlb::control::{http, table};
+            let token = token.token()?;
             let token = token.as_deref();
             let mut earlier = None;
             loop {

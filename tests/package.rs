@@ -152,7 +152,8 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
     let readable = "-rw-r--r--";
     assert_eq!(mode_of("/usr/bin/wanlb"), executable);
     assert_eq!(mode_of("/usr/lib/systemd/system/wanlb.service"), readable);
-    assert_eq!(mode_of("/etc/wanlb/wanlb.toml"), readable);
+    // it may hold listen_token and the on_change commands: no other user reads it
+    assert_eq!(mode_of("/etc/wanlb/wanlb.toml"), "-rw-r-----");
     for doc in [
         "README.md",
         "copyright",
@@ -524,6 +525,9 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
     box_.ok(&["apt-get", "install", "--yes", "--quiet", "/root/wanlb.deb"]);
     assert_eq!(box_.wanlb_property("UnitFileState"), "disabled");
     assert_eq!(box_.wanlb_property("ActiveState"), "inactive");
+    // the settings (a token, commands) are root's alone
+    let mode = box_.ok(&["stat", "--format=%a %U:%G", "/etc/wanlb/wanlb.toml"]);
+    assert_eq!(mode.trim(), "640 root:root");
 
     // settings that cannot be used: refused, and not tried again for ever
     box_.ok(&["cp", "/root/bad.toml", "/etc/wanlb/wanlb.toml"]);
@@ -557,6 +561,18 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
         assert_eq!(field(set), caps, "{set} of wanlb under its unit");
     }
     assert_eq!(field("NoNewPrivs:"), "1");
+    // the unit's limits: open files, and how long a stop may take
+    let limits = box_.ok(&["cat", &format!("/proc/{main_pid}/limits")]);
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open-file limit in {limits}"));
+    assert_eq!(
+        open_files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["16384", "16384"],
+        "{open_files}"
+    );
+    assert_eq!(box_.wanlb_property("TimeoutStopUSec"), "15s");
     // what wanlb adds, less the TUN device's interface number, which a new one changes
     let plumbing = || {
         let rules = tb.ok("gw", &["ip", "-4", "rule"]);

@@ -10,6 +10,7 @@ pub(crate) mod hook;
 pub(crate) mod host_route;
 pub mod iface;
 pub(crate) mod journal;
+pub mod limits;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
 pub mod packet;

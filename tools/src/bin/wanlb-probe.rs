@@ -5,7 +5,9 @@
 //! `udp-stream`, `udp-record` and `tcp-hold` time what a flow sees while an uplink fails
 //! (CLOCK_MONOTONIC timestamps, one clock for every namespace on the machine); `tun-wire`
 //! joins two TUN devices in two namespaces into a point-to-point line, as a PPP session or a
-//! tunnel is; `spray`, `churn` and `http-crowd` are the stress harness's traffic.
+//! tunnel is; `spray`, `churn` and `http-crowd` are the stress harness's traffic; `http-get`
+//! and `http-raw` ask wanlb's control port, the second as an attacker would (any bytes,
+//! pipelined, over many connections held open).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -172,6 +174,27 @@ enum Command {
         #[arg(long, default_value = "/")]
         path: String,
     },
+    /// Send REQUEST (as given, byte for byte) to the HTTP server at ADDR, REPEAT times in a
+    /// row (pipelined) on each of CONNECTIONS connections. Without --hold, read the first
+    /// connection's answer until the server closes it (10 s at most) and print it. With
+    /// --hold, print "holding N connections, B bytes sent" once connected and sent (as much
+    /// as the sockets took), then wait until killed, never reading or, with --read-every,
+    /// reading up to 64 KiB of each connection's answers that often. For tests of the
+    /// limits of wanlb's control port (a descriptor per connection: run it under prlimit).
+    HttpRaw {
+        #[arg(long, value_name = "IP:PORT")]
+        addr: SocketAddrV4,
+        #[arg(long, default_value = "")]
+        request: String,
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[arg(long)]
+        hold: bool,
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "hold")]
+        read_every: Option<Duration>,
+    },
     /// Hold one TCP connection to an echo server, exchanging 8 bytes every 100 ms. Prints
     /// "connected LOCAL-IP:PORT"; when the connection fails "reset NS" (reset by the peer)
     /// or "error KIND NS" (NS: CLOCK_MONOTONIC ns); on SIGINT or SIGTERM "alive".
@@ -261,6 +284,14 @@ fn main() -> ExitCode {
         Command::UdpRecord { bind } => udp_record(bind),
         Command::TcpHold { dst, idle_after } => tcp_hold(dst, idle_after),
         Command::HttpGet { addr, path } => http_get(addr, &path),
+        Command::HttpRaw {
+            addr,
+            request,
+            repeat,
+            connections,
+            hold,
+            read_every,
+        } => http_raw(addr, &request.repeat(repeat), connections, hold, read_every),
         Command::TunWire {
             dev,
             peer_netns,
@@ -1144,6 +1175,69 @@ fn http_get(addr: SocketAddrV4, path: &str) -> Result<()> {
         return Err(format!("{head}\n{body}"));
     }
     print!("{body}");
+    Ok(())
+}
+
+fn http_raw(
+    addr: SocketAddrV4,
+    payload: &str,
+    connections: usize,
+    hold: bool,
+    read_every: Option<Duration>,
+) -> Result<()> {
+    let mut held = Vec::new();
+    for _ in 0..connections {
+        match TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5)) {
+            Ok(s) => held.push(s),
+            // a server out of descriptors leaves the rest in its backlog, unanswered
+            Err(e) => {
+                eprintln!("connection {}: {e}", held.len() + 1);
+                break;
+            }
+        }
+    }
+    let first = held.first().ok_or("no connection")?;
+    let mut sent = 0;
+    for s in &held {
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut rest = payload.as_bytes();
+        while !rest.is_empty() {
+            match (&*s).write(rest) {
+                Ok(n) => {
+                    rest = &rest[n..];
+                    sent += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("sending: {e}")),
+            }
+        }
+    }
+    if hold {
+        println!("holding {} connections, {sent} bytes sent", held.len());
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let Some(every) = read_every else {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        };
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            std::thread::sleep(every);
+            for s in &held {
+                // what is there, if anything; a closed connection reads 0
+                let _ = (&*s).read(&mut buf);
+            }
+        }
+    }
+    first.set_nonblocking(false).map_err(|e| e.to_string())?;
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    if let Err(e) = (&*first).read_to_end(&mut reply) {
+        eprintln!("reading: {e}");
+    }
+    print!("{}", String::from_utf8_lossy(&reply));
     Ok(())
 }
 
