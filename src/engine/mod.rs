@@ -156,10 +156,14 @@ pub enum DropReason {
     /// A fragment marked for checksum offload (CHECKSUM_PARTIAL): the device would sum this piece
     /// alone, so its transport checksum could never be right.
     FragmentPartialChecksum,
+    /// An ICMP error from the LAN that answers no packet wanlb delivered: it quotes no packet
+    /// of a live flow (one the remote end sent to the LAN host), or it is not addressed to
+    /// that packet's sender. Translated, it would leave from an uplink's address to anyone.
+    ForgedIcmpError,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -181,6 +185,7 @@ impl DropReason {
         DropReason::FragmentMalformed,
         DropReason::FragmentTableFull,
         DropReason::FragmentPartialChecksum,
+        DropReason::ForgedIcmpError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -206,6 +211,7 @@ impl DropReason {
             DropReason::FragmentMalformed => "fragment_malformed",
             DropReason::FragmentTableFull => "fragment_table_full",
             DropReason::FragmentPartialChecksum => "fragment_partial_checksum",
+            DropReason::ForgedIcmpError => "forged_icmp_error",
         }
     }
 
@@ -1100,8 +1106,11 @@ impl Engine {
         Ok(())
     }
 
-    /// An ICMP error from a LAN host about a reply wanlb delivered to it (a port unreachable
-    /// for a closed UDP socket, say).
+    /// An ICMP error from the LAN about a packet wanlb delivered there (a port unreachable for
+    /// a closed UDP socket, say): it must quote that packet, of a live flow, as the remote end
+    /// sent it to the LAN host, and go back to its sender; anything else would leave from an
+    /// uplink's address to whomever the LAN host chose. Its source may be any LAN address (a
+    /// router in front of the host, RFC 5508 REQ-5c).
     fn outbound_error(
         &self,
         pkt: &mut [u8],
@@ -1115,6 +1124,9 @@ impl Engine {
         if emb.proto == PROTO_ICMP {
             return Err(DropReason::UnsupportedIcmp);
         }
+        if ip.dst != emb.src {
+            return Err(DropReason::ForgedIcmpError);
+        }
         let key = FlowKey {
             int_addr: emb.dst,
             rem_addr: emb.src,
@@ -1123,7 +1135,10 @@ impl Engine {
             proto: emb.proto,
         };
         let mut shard = self.shard(key.rem_addr);
-        let flow = shard.flows.get_mut(&key).ok_or(DropReason::NoFlow)?;
+        let flow = shard
+            .flows
+            .get_mut(&key)
+            .ok_or(DropReason::ForgedIcmpError)?;
         let (uplink, ext_port) = (flow.uplink, flow.ext_port);
         let addr = self.ext_addr(flow);
         icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, addr, ext_port);
