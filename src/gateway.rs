@@ -489,7 +489,9 @@ fn serve(
     let mut shared = Shared::new(engine, uplinks);
     shared.fast_path = fast_path;
 
-    let probe_id = monitor::probe_id(config.nat_ports);
+    let probe_key =
+        monitor::probe_key(config.nat_ports).map_err(io_err("choosing the health probes' key"))?;
+    let probe_id = probe_key.id();
     let filters = resolved
         .iter()
         .zip(&config.uplinks)
@@ -607,7 +609,7 @@ fn serve(
             settings,
             tun: &queues[0],
             events,
-            probe_id,
+            probe_key,
         };
         let monitor = std::thread::Builder::new()
             .name("wanlb-monitor".into())
