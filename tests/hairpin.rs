@@ -2,8 +2,9 @@
 //! the internet sees each at, as peer-to-peer applications do (a STUN-like server in the
 //! simulated internet), and reach each other there, through an uplink's address, each seen
 //! from the other's external address and port (RFC 4787 REQ-9, RFC 5382 REQ-8), once each
-//! has sent to the other's (hole punching): UDP, TCP (a simultaneous open) and ping (RFC 5508
-//! REQ-7), in userspace and with the fast path on.
+//! has sent to the other's (hole punching): UDP, with the ICMP error a closed socket answers
+//! with, TCP (a simultaneous open) and ping (RFC 5508 REQ-7), in userspace and with the fast
+//! path on.
 
 mod common;
 
@@ -130,6 +131,13 @@ fn hosts_reach_each_others_mappings(offload: &str) {
         assert!(out.contains("got 200 of 200"), "{out}");
         assert!(out.contains("stray 0"), "{out}");
     }
+    // B's socket is closed now: B's stack answers A's next datagram with a port unreachable,
+    // which reaches A translated for A's socket (RFC 5508 REQ-7, outer destination included)
+    let refused = tb.ok(
+        "lan",
+        &[probe(), "udp-refused", "--bind", &a, "--dst", &ext_b],
+    );
+    assert_eq!(refused.trim(), "refused");
 
     // TCP: A's SYNs punch (filtered), B's meet them: a simultaneous open, then a megabyte each
     // way, every byte checked

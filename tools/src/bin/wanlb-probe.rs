@@ -72,6 +72,14 @@ enum Command {
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
     },
+    /// Send from BIND to DST on a connected socket until the port unreachable answering it
+    /// comes back; print "refused".
+    UdpRefused {
+        #[arg(long, value_name = "IP:PORT")]
+        bind: SocketAddrV4,
+        #[arg(long, value_name = "IP:PORT")]
+        dst: SocketAddrV4,
+    },
     /// Connect from BIND to `serve --tcp-seen` at DST and print its "SEEN IP:PORT".
     TcpSeen {
         #[arg(long, value_name = "IP:PORT")]
@@ -307,6 +315,7 @@ fn main() -> ExitCode {
             count,
             seconds,
         } => punch::udp_meet(bind, peer, count, seconds),
+        Command::UdpRefused { bind, dst } => punch::udp_refused(bind, dst),
         Command::TcpSeen { bind, dst } => punch::tcp_seen(bind, dst),
         Command::TcpMeet {
             bind,

@@ -116,6 +116,29 @@ pub fn udp_meet(bind: SocketAddrV4, peer: SocketAddrV4, count: u32, seconds: f64
     Ok(())
 }
 
+/// From `bind`, sends to `dst` on a connected socket until the ICMP port unreachable that
+/// answers it comes back (the socket reports "connection refused"): prints "refused". Fails
+/// if an answer comes instead, or nothing after three tries.
+pub fn udp_refused(bind: SocketAddrV4, dst: SocketAddrV4) -> Result<()> {
+    let s = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+    s.connect(dst).map_err(|e| format!("connect {dst}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 512];
+    for _ in 0..3 {
+        // a refusal may also show on the send after it
+        match s.send(b"anyone there?").and_then(|_| s.recv(&mut buf)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                println!("refused");
+                return Ok(());
+            }
+            Ok(_) => return Err(format!("{dst} answered")),
+            Err(_) => {}
+        }
+    }
+    Err(format!("no port unreachable from {dst}"))
+}
+
 /// Prints the address and port the server at `dst` (`serve --tcp-seen`) saw a connection
 /// from `bind` come from.
 pub fn tcp_seen(bind: SocketAddrV4, dst: SocketAddrV4) -> Result<()> {
