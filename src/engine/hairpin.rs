@@ -88,6 +88,7 @@ impl Engine {
         };
         let seg = Segment::parse(pkt, ip);
         let len = pkt.len();
+        let echo = ip.proto == PROTO_ICMP;
         let mut shard = self.shard(ip.dst);
         // the sender's half: its own mapping on this uplink, opened as any new flow's would be
         let ext_port = match shard.flows.get_mut(&key) {
@@ -96,14 +97,15 @@ impl Engine {
                 self.track(flow, Dir::Out, &seg);
                 flow.ext_port
             }
-            None => {
-                self.open_flow(&mut shard, now, key, &seg, len, Some(uplink))?
-                    .1
-            }
+            None => match self.open_flow(&mut shard, now, key, &seg, len, Some(uplink)) {
+                Ok((_, port)) => port,
+                // a host out of identifiers can still ping the gateway
+                Err(_) if echo => return Ok(Verdict::Hairpin),
+                Err(reason) => return Err(reason),
+            },
         };
         // the target's half, as if from outside: from the sender's external endpoint (an echo
         // request names its target by its identifier, and has no remote port)
-        let echo = ip.proto == PROTO_ICMP;
         let reply = ReplyKey {
             rem_addr: ip.dst,
             rem_port: if echo { 0 } else { ext_port },

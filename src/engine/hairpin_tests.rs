@@ -339,3 +339,25 @@ fn fragments_to_an_uplinks_address_are_left_to_the_gateways_stack() {
     wanlb_testkit::fix_ip_checksum(&mut p);
     assert_eq!(out(&e, &mut p), Verdict::Drop(DropReason::NotFromLan));
 }
+
+#[test]
+fn a_host_out_of_echo_identifiers_can_still_ping_the_gateway() {
+    let e = engine().with_ports_per_host(1);
+    let (u, _) = mapping(&e, PROTO_ICMP, A, 0x1111);
+    let ext = addr_of(u);
+    // another identifier would need another mapping: the gateway answers it all the same
+    let ping = Ipv4Packet::icmp_echo_request(A, ext, 0x2222, 1, b"ping").build();
+    let mut p = ping.clone();
+    assert_eq!(out(&e, &mut p), Verdict::Hairpin);
+    assert_eq!(p, ping, "untouched");
+    // while a datagram to a NAT port that needs a mapping the host cannot have is refused,
+    // as any new flow's would be
+    assert_eq!(
+        out(&e, &mut udp(A, SERVER, 4000, 53, b"x")),
+        Verdict::Uplink(u)
+    );
+    assert_eq!(
+        out(&e, &mut udp(A, ext, 4001, 61000, b"x")),
+        Verdict::Drop(DropReason::HostPortLimit)
+    );
+}
