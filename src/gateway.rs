@@ -16,6 +16,7 @@ use crate::config::{
 };
 use crate::control::history::{self, History, Traffic};
 use crate::engine::forward::Forward;
+use crate::engine::limits::Eviction;
 use crate::engine::packet::PROTO_TCP;
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
@@ -102,6 +103,15 @@ pub fn check(config: &Config) -> Result<(Config, Vec<ResolvedUplink>), GatewayEr
     Ok((settled, uplinks))
 }
 
+/// The machine's memory, which sizes the flow table unless `max_flows` is given; a quarter
+/// of a gigabyte (the smallest default table) if it cannot be read.
+fn machine_memory() -> u64 {
+    system::total_memory().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the machine's memory: the flow table gets the smallest default size");
+        0
+    })
+}
+
 fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
     let pins = config
         .pins
@@ -138,6 +148,7 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
         seed: seed ^ u64::from(std::process::id()),
         reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
         udp_affinity: config.udp_affinity,
+        limits: config.limits(machine_memory()),
     }
 }
 
@@ -399,9 +410,16 @@ fn serve(
         .lan_sources(&interfaces)
         .map_err(ConfigErrors::from)?;
     tracing::debug!(networks = ?lan_nets, "LAN sources translated");
-    let mut engine = Engine::new(engine_config(config, resolved))
+    let engine_config = engine_config(config, resolved);
+    let limits = engine_config.limits;
+    tracing::info!(
+        max_flows = limits.max_flows,
+        per_host = limits.max_flows_per_host,
+        embryonic_per_forward = limits.max_embryonic_per_forward,
+        "flow limits"
+    );
+    let mut engine = Engine::new(engine_config)
         .with_lan_nets(lan_nets)
-        .with_ports_per_host(config.ports_per_host(config.nat_ports))
         .with_forwards(engine_forwards(config));
     if let Some(fast) = &fast_path {
         engine = engine.with_fast_path(Box::new(fast.clone()));
@@ -785,7 +803,8 @@ fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
 /// What the status and metrics report, now.
 fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate::control::Snapshot {
     use crate::control::{
-        DestinationReport, ForwardReport, PinReport, ProtoCounts, Snapshot, UplinkReport,
+        DestinationReport, ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot,
+        UplinkReport,
     };
     let counters = shared.engine.counters();
     let fast = shared
@@ -878,8 +897,20 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
             })
             .collect(),
         flows: ProtoCounts { tcp, udp, icmp },
+        flow_limit: u64::from(shared.engine.flow_limit()),
+        hosts: {
+            let (verified, unverified) = shared.engine.host_counts();
+            HostCounts {
+                verified: verified as u64,
+                unverified: unverified as u64,
+            }
+        },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
+        evictions: Eviction::ALL
+            .iter()
+            .map(|e| (e.name().to_string(), counters.eviction_count(*e)))
+            .collect(),
         top_destinations: if with_destinations {
             shared
                 .engine
@@ -924,13 +955,22 @@ fn log_status(shared: &Shared, table: &str) {
             e.destination_count(),
         )
     };
+    let (verified_hosts, unverified_hosts) = shared.engine.host_counts();
+    let evictions: Vec<String> = Eviction::ALL
+        .iter()
+        .map(|e| format!("{}={}", e.name(), counters.eviction_count(*e)))
+        .collect();
     tracing::info!(
         flows,
+        max_flows = shared.engine.flow_limit(),
         mappings,
         destinations,
+        verified_hosts,
+        unverified_hosts,
         moved = counters.moved,
         resets = counters.resets,
         unreachables = counters.unreachables,
+        evictions = %evictions.join(" "),
         "status"
     );
     let forwards = shared.engine.forwards().iter();

@@ -516,6 +516,7 @@ mod tests {
             seed: 1,
             reset_tcp_on_down: true,
             udp_affinity: UdpAffinity::Endpoint,
+            limits: crate::engine::limits::Limits::unlimited(),
         });
         let uplink = isp1();
         uplink.set_gateway_mac(GATEWAY_MAC);
