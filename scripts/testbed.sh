@@ -14,6 +14,8 @@
 #   PREFIXweb   (only after `web`) eth0 198.18.4.2/24 <- gw eth3 198.18.4.1/24: a host for a
 #               browser looking at wanlb's status page; no other route, no IPv6, so nothing
 #               it tries to reach beyond 198.18.4.0/24 leaves it.
+#   PREFIXlan2  (only after `lan2`) eth0 198.18.6.10/24 -> default via 198.18.6.100 <- gw eth4
+#               198.18.6.100/24: a host on a second LAN link, with a network of its own.
 #   PREFIXr3    (only after `p2p`) the router at the far end of a point-to-point line, as a
 #               PPPoE session or a tunnel is: gw tun3 198.18.5.1 peer 198.18.5.254 (isp3) <->
 #               r3 tun0 198.18.5.254 peer 198.18.5.1, two TUN devices (no MAC, no ARP) joined
@@ -21,8 +23,9 @@
 #
 # Offloads stay at their defaults. Usage:
 #   testbed.sh up [PREFIX]        create (PREFIX defaults to "wl")
-#   testbed.sh down [PREFIX]      remove (web and r3 included)
+#   testbed.sh down [PREFIX]      remove (web, lan2 and r3 included)
 #   testbed.sh web [PREFIX]       add PREFIXweb
+#   testbed.sh lan2 [PREFIX]      add PREFIXlan2, on the gateway's eth4
 #   testbed.sh p2p [PREFIX [PROBE]]
 #                                 add PREFIXr3 and the point-to-point line to it; with the
 #                                 path of wanlb-probe, also start the process that joins the
@@ -104,11 +107,11 @@ up() {
 down() {
   # Processes still running inside the namespaces (servers, a benchmark interrupted
   # half-way, a browser) were started for the testbed: stop them, or they outlive it.
-  for n in "${NS[@]}" web r3; do
+  for n in "${NS[@]}" web lan2 r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     [ -n "$pids" ] && kill $pids 2>/dev/null || true
   done
-  for n in "${NS[@]}" web r3; do
+  for n in "${NS[@]}" web lan2 r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     if [ -n "$pids" ]; then sleep 0.5; kill -9 $(ip netns pids "$P$n" 2>/dev/null) 2>/dev/null || true; fi
     ip netns del "$P$n" 2>/dev/null || true
@@ -124,6 +127,16 @@ web() {
   link gw eth3 web eth0
   addr gw eth3 198.18.4.1/24
   addr web eth0 198.18.4.2/24
+}
+
+lan2() {
+  need ip
+  ip netns add "${P}lan2"
+  ip -n "${P}lan2" link set lo up
+  link gw eth4 lan2 eth0
+  addr gw eth4 198.18.6.100/24
+  addr lan2 eth0 198.18.6.10/24
+  ip -n "${P}lan2" route add default via 198.18.6.100
 }
 
 p2p() {
@@ -188,8 +201,9 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   web) web ;;
+  lan2) lan2 ;;
   p2p) p2p "${3:-}" ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -28,7 +28,7 @@ pub const MAX_WEIGHT: u32 = 1000;
 pub const MAX_UPLINKS: usize = crate::engine::MAX_UPLINKS;
 /// Bounds of `max_flows` and `max_flows_per_host`.
 pub const MAX_FLOWS_RANGE: (u32, u32) = (1_024, 67_108_864);
-pub const DEFAULT_MAX_EMBRYONIC: u32 = 1_024;
+pub const DEFAULT_MAX_EMBRYONIC: u32 = 4_096;
 /// Bounds of `max_embryonic_per_forward`: at least one per part of the table (64).
 pub const MAX_EMBRYONIC_RANGE: (u32, u32) = (64, 1_048_576);
 /// Table entries keep 32-bit millisecond stamps, good for ages up to 24 days.

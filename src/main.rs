@@ -245,7 +245,7 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     max_flows_per_host: Option<String>,
     /// The most connections through one port forward that have not completed their handshake
-    /// (UDP: not answered); beyond it the oldest gives way [default: 1024].
+    /// (UDP: not answered); beyond it the oldest gives way [default: 4096].
     #[arg(long, value_name = "N")]
     max_embryonic_per_forward: Option<String>,
     /// Carry steady flows (TCP, UDP, ping) in the kernel (eBPF on the LAN and uplink

@@ -75,7 +75,7 @@ fn the_flow_limits_follow_the_memory_unless_given() {
             l.max_flows_per_host,
             l.max_embryonic_per_forward
         ),
-        (65_536, 4_096, 1_024)
+        (65_536, 4_096, 4_096)
     );
     assert_eq!(l.max_ports_per_host, c.ports_per_host(c.nat_ports));
     assert_eq!(c.limits(64 * GIB).max_flows, 1_048_576);

@@ -304,7 +304,7 @@ mod tests {
                 "max_flows: None -> Some(5000)",
                 "max_flows_per_host: None -> Some(100)",
                 "max_ports_per_host: None -> Some(50)",
-                "max_embryonic_per_forward: Some(1024) -> Some(128)",
+                "max_embryonic_per_forward: Some(4096) -> Some(128)",
             ]
         );
         let limits = r.config.limits(1 << 30);

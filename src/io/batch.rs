@@ -188,3 +188,34 @@ impl RawUdp {
         }
     }
 }
+
+/// A raw IPv4 socket that sends whole IP packets as they are written (IPPROTO_RAW, so
+/// IP_HDRINCL): their source address too, which need not be one of this host's. The test
+/// tools' made-up sources; the kernel fills in the header checksum and total length.
+#[derive(Debug)]
+pub struct RawIp {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawIp {
+    pub fn open() -> io::Result<RawIp> {
+        // SAFETY: socket() with constant arguments; the result is checked and owned.
+        let fd = super::fd::own(unsafe {
+            libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)
+        })?;
+        Ok(RawIp { fd })
+    }
+
+    /// Sends the first [`MAX_BATCH`] of `packets` (whole IPv4 packets, at least 20 bytes
+    /// each), each routed by its own destination address, in one sendmmsg; returns how many
+    /// the kernel took.
+    pub fn send_many(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        let mut dsts = [SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); MAX_BATCH];
+        for (d, p) in dsts.iter_mut().zip(packets) {
+            let ip = p.get(16..20).ok_or(io::ErrorKind::InvalidInput)?;
+            *d = SocketAddrV4::new(std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]), 0);
+        }
+        let n = packets.len().min(MAX_BATCH);
+        send_batch(self.fd.as_raw_fd(), &packets[..n], &dsts[..n])
+    }
+}

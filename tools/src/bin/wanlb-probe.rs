@@ -5,7 +5,8 @@
 //! `udp-stream`, `udp-record` and `tcp-hold` time what a flow sees while an uplink fails
 //! (CLOCK_MONOTONIC timestamps, one clock for every namespace on the machine); `tun-wire`
 //! joins two TUN devices in two namespaces into a point-to-point line, as a PPP session or a
-//! tunnel is.
+//! tunnel is; `spoofed-flood` opens new flows from made-up sources, as a LAN host claiming many
+//! addresses or a SYN flood from the internet does.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -121,6 +122,32 @@ enum Command {
         #[arg(long)]
         count: u32,
     },
+    /// Send new flows from made-up sources for SECONDS: UDP datagrams or TCP SYNs (a raw
+    /// socket writes the whole IP header), each from a source address drawn from SRC and the
+    /// SRC_COUNT after it, a source port drawn from 1024-65535, to an address drawn from DST
+    /// and the DST_COUNT after it, on DST_PORT. Every address must be in 198.18.0.0/15 (the
+    /// benchmarking range the testbed uses). Prints "sending", then "sent N seconds T rate R".
+    SpoofedFlood {
+        /// udp or syn.
+        #[arg(long, default_value = "udp")]
+        proto: String,
+        #[arg(long)]
+        src: Ipv4Addr,
+        #[arg(long, default_value_t = 1)]
+        src_count: u32,
+        #[arg(long)]
+        dst: Ipv4Addr,
+        #[arg(long, default_value_t = 1)]
+        dst_count: u32,
+        #[arg(long, default_value_t = 5001)]
+        dst_port: u16,
+        /// Packets a second; 0: as fast as it can.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// How long, at most 120.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Send COUNT UDP datagrams of SIZE bytes, bigger than the path, with "don't fragment"
     /// off (IP_PMTUDISC_DONT: the stack sends them as IP fragments) to the reflector, one at a
     /// time on one socket (one flow), and check each answer byte for byte (as big, it comes
@@ -220,6 +247,23 @@ fn main() -> ExitCode {
         Command::CaptureVerify { dev } => capture_verify(&dev),
         Command::UdpSink { udp, port } => udp_sink(&udp, port),
         Command::UdpNewFlows { dst, addrs, count } => udp_new_flows(dst, addrs, count),
+        Command::SpoofedFlood {
+            proto,
+            src,
+            src_count,
+            dst,
+            dst_count,
+            dst_port,
+            rate,
+            seconds,
+        } => spoofed_flood(
+            &proto,
+            (src, src_count),
+            (dst, dst_count),
+            dst_port,
+            rate,
+            seconds,
+        ),
         Command::UdpGsoCheck {
             dst,
             segments,
@@ -930,6 +974,86 @@ fn udp_new_flows(dst: Ipv4Addr, addrs: u32, count: u32) -> Result<()> {
     println!(
         "sent {sent} seconds {took:.3} rate {:.0}",
         f64::from(sent) / took
+    );
+    Ok(())
+}
+
+/// Whether `first` and the `count` - 1 addresses after it are all in 198.18.0.0/15.
+fn in_test_range(first: Ipv4Addr, count: u32) -> bool {
+    let range = u32::from_be_bytes([198, 18, 0, 0])..=u32::from_be_bytes([198, 19, 255, 255]);
+    let first = u32::from(first);
+    count > 0
+        && range.contains(&first)
+        && first
+            .checked_add(count - 1)
+            .is_some_and(|last| range.contains(&last))
+}
+
+fn spoofed_flood(
+    proto: &str,
+    (src, src_count): (Ipv4Addr, u32),
+    (dst, dst_count): (Ipv4Addr, u32),
+    dst_port: u16,
+    rate: u32,
+    seconds: f64,
+) -> Result<()> {
+    const BATCH: usize = wanlb::io::batch::MAX_BATCH;
+    const TCP_SYN: u8 = 0x02;
+    if !in_test_range(src, src_count) || !in_test_range(dst, dst_count) {
+        return Err("sources and destinations must all be in 198.18.0.0/15".into());
+    }
+    if !(0.0..=120.0).contains(&seconds) {
+        return Err("--seconds must be from 0 to 120".into());
+    }
+    let syn = match proto {
+        "udp" => false,
+        "syn" => true,
+        _ => return Err("--proto must be udp or syn".into()),
+    };
+    let raw = wanlb::io::batch::RawIp::open().map_err(|e| format!("raw socket: {e}"))?;
+    // xorshift: a cheap spread of sources, ports and destinations
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 32) as u32
+    };
+    println!("sending");
+    let start = Instant::now();
+    let until = Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    let mut packets: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    while start.elapsed() < until {
+        if rate > 0 && sent as f64 > start.elapsed().as_secs_f64() * f64::from(rate) {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        packets.clear();
+        for _ in 0..BATCH {
+            let from = Ipv4Addr::from(u32::from(src) + next() % src_count);
+            let to = Ipv4Addr::from(u32::from(dst) + next() % dst_count);
+            let sport = 1024 + (next() % 64512) as u16;
+            packets.push(if syn {
+                Ipv4Packet::tcp(from, to, sport, dst_port, b"")
+                    .flags(TCP_SYN)
+                    .seq(next())
+                    .build()
+            } else {
+                Ipv4Packet::udp(from, to, sport, dst_port, b"flood").build()
+            });
+        }
+        let batch: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+        match raw.send_many(&batch) {
+            Ok(n) => sent += n as u64,
+            // the qdisc or socket buffer is full: let it drain
+            Err(_) => std::thread::sleep(Duration::from_micros(50)),
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "sent {sent} seconds {took:.3} rate {:.0}",
+        sent as f64 / took
     );
     Ok(())
 }
