@@ -641,7 +641,7 @@ fn serve(
 
         let sig = loop {
             match signal::wait_for_control_signal().map_err(io_err("waiting for signals"))? {
-                libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun)),
+                libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun), &config.tun),
                 libc::SIGHUP => {
                     tracing::info!("SIGHUP: reloading the settings");
                     let _ = control.apply_reload();
@@ -666,7 +666,7 @@ fn serve(
         first_error.map_or(Ok(()), Err)
     });
     let counters = shared.engine.counters();
-    log_status(&shared, &nft_table_name(&config.tun));
+    log_status(&shared, &nft_table_name(&config.tun), &config.tun);
     drop(queues);
     outcome.map(|()| counters)
 }
@@ -874,8 +874,12 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
         ("tun_write_error", &io.tun_write_errors),
         ("short_read", &io.short_reads),
         ("truncated", &io.truncated),
+        ("ring_full", &io.ring_full),
     ] {
         drops.push((name.to_string(), n.load(Ordering::Relaxed)));
+    }
+    if let Ok(n) = iface::tx_dropped(&config.tun) {
+        drops.push(("tun_queue_full".to_string(), n));
     }
     if let Ok(n) = system::uplink_forward_drops(&nft_table_name(&config.tun)) {
         drops.push(("forwarded_from_uplink".to_string(), n));
@@ -945,7 +949,9 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
 
 /// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit); `table` is
 /// wanlb's nftables table, whose forward rule counts what the uplinks tried to send in.
-fn log_status(shared: &Shared, table: &str) {
+fn log_status(shared: &Shared, table: &str, tun: &str) {
+    let tun_queue_full =
+        iface::tx_dropped(tun).map_or_else(|_| "unknown".into(), |n| n.to_string());
     let (counters, flows, mappings, destinations) = {
         let e = &shared.engine;
         (
@@ -1052,6 +1058,8 @@ fn log_status(shared: &Shared, table: &str) {
         tun_write_errors = io.tun_write_errors.load(Ordering::Relaxed),
         short_reads = io.short_reads.load(Ordering::Relaxed),
         truncated = io.truncated.load(Ordering::Relaxed),
+        ring_full = io.ring_full.load(Ordering::Relaxed),
+        tun_queue_full = %tun_queue_full,
         "drops"
     );
 }

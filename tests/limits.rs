@@ -123,10 +123,21 @@ fn a_host_claiming_240_addresses_cannot_keep_other_hosts_from_new_flows() {
         metric(&after, r#"wanlb_lan_hosts{state="unverified"}"#) <= 241,
         "{after}"
     );
+    // what the kernel's queues in front of wanlb dropped, if it fell behind, is counted too
+    for reason in ["tun_queue_full", "ring_full"] {
+        let series = format!("wanlb_drops_total{{reason=\"{reason}\"}} ");
+        assert!(after.contains(&series), "{reason} missing:\n{after}");
+    }
     eprintln!(
-        "flood refused: unverified_port_limit={} unverified_flow_limit={}",
+        "flood refused: unverified_port_limit={} unverified_flow_limit={}; udp ports held \
+         isp1={} isp2={}; udp flows {}; kernel queues dropped tun={} rings={}",
         drops(&after, "unverified_port_limit"),
-        drops(&after, "unverified_flow_limit")
+        drops(&after, "unverified_flow_limit"),
+        metric(&after, r#"wanlb_nat_ports_in_use{uplink="isp1",proto="udp"}"#),
+        metric(&after, r#"wanlb_nat_ports_in_use{uplink="isp2",proto="udp"}"#),
+        metric(&after, r#"wanlb_flows_active{proto="udp"}"#),
+        drops(&after, "tun_queue_full"),
+        drops(&after, "ring_full"),
     );
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
