@@ -133,8 +133,14 @@ fn a_host_claiming_240_addresses_cannot_keep_other_hosts_from_new_flows() {
          isp1={} isp2={}; udp flows {}; kernel queues dropped tun={} rings={}",
         drops(&after, "unverified_port_limit"),
         drops(&after, "unverified_flow_limit"),
-        metric(&after, r#"wanlb_nat_ports_in_use{uplink="isp1",proto="udp"}"#),
-        metric(&after, r#"wanlb_nat_ports_in_use{uplink="isp2",proto="udp"}"#),
+        metric(
+            &after,
+            r#"wanlb_nat_ports_in_use{uplink="isp1",proto="udp"}"#
+        ),
+        metric(
+            &after,
+            r#"wanlb_nat_ports_in_use{uplink="isp2",proto="udp"}"#
+        ),
         metric(&after, r#"wanlb_flows_active{proto="udp"}"#),
         drops(&after, "tun_queue_full"),
         drops(&after, "ring_full"),
