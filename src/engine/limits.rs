@@ -25,9 +25,11 @@
 //! kept, is a counted [`Eviction`].
 
 use std::collections::VecDeque;
+use std::sync::TryLockError;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::flow::FlowKey;
+use super::flow::{FlowKey, FlowTable};
+use super::{DropReason, Engine, SHARDS, Shard, Timestamp};
 
 /// The limits a reload may change while flows run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +228,99 @@ impl Room {
 
     pub(super) fn evictions(&self) -> [u64; Eviction::ALL.len()] {
         std::array::from_fn(|i| self.evictions[i].load(Ordering::Relaxed))
+    }
+}
+
+/// Shards a new flow looks in for a flow to end, when the table is nearly full: its own and
+/// the next ones that are not busy.
+const EARLY_DROP_SHARDS: usize = 4;
+
+/// What the engine does at its limits: the early drop, the forwards' embryonic connections.
+impl Engine {
+    /// A forwarded flow `key` completed its handshake (`Ok`), or opened or started over
+    /// (`Err`): its forward's count of embryonic connections in `shard` follows.
+    pub(super) fn embryonic_changed(
+        &self,
+        shard: &mut Shard,
+        key: &FlowKey,
+        change: Option<Result<usize, usize>>,
+    ) {
+        let Shard {
+            flows, embryonic, ..
+        } = shard;
+        match change {
+            None => {}
+            Some(Ok(id)) => embryonic[id].ended(),
+            Some(Err(id)) => {
+                embryonic[id].opened(*key, |k| self.is_embryonic_of(flows, k, id));
+            }
+        }
+    }
+
+    /// Whether `key` is an embryonic connection through forward `id`.
+    fn is_embryonic_of(&self, flows: &FlowTable, key: &FlowKey, id: usize) -> bool {
+        flows
+            .get(key)
+            .is_some_and(|f| !f.tcp.is_completed() && self.forward_of(f) == Some(id))
+    }
+
+    /// Makes room for a new flow in a nearly full table (see [`limits`]): ends a flow that
+    /// never completed, from `shard` (number `index`), else from one of the next few shards
+    /// not busy now. Refuses the new flow only if the table is full and none was found.
+    pub(super) fn make_room(
+        &self,
+        shard: &mut Shard,
+        index: usize,
+        now: Timestamp,
+    ) -> Result<(), DropReason> {
+        if !self.room.wants_early_drop() || self.drop_early_from(shard, now) {
+            return Ok(());
+        }
+        // the caller holds its own shard: another is only tried, never waited for
+        for next in 1..EARLY_DROP_SHARDS {
+            let other = &self.shards[(index + next) % SHARDS];
+            let mut other = match other.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            if self.drop_early_from(&mut other, now) {
+                return Ok(());
+            }
+        }
+        if self.room.is_full() {
+            Err(DropReason::FlowTableFull)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Ends the flow [`FlowTable::early_drop_candidate`] picks in `shard`, if any.
+    fn drop_early_from(&self, shard: &mut Shard, now: Timestamp) -> bool {
+        let (candidate, next) = shard.flows.early_drop_candidate(shard.early_drop_from, now);
+        shard.early_drop_from = next;
+        let Some(key) = candidate else {
+            return false;
+        };
+        self.end_flow(shard, &key, now);
+        self.room.count(Eviction::EarlyDrop, 1);
+        true
+    }
+
+    /// Before a new connection through forward `id` from one of `shard`'s remote addresses:
+    /// if the shard holds as many of the forward's embryonic connections as it may, the
+    /// oldest gives way.
+    pub(super) fn make_embryonic_room(&self, shard: &mut Shard, id: usize, now: Timestamp) {
+        while shard.embryonic[id].live() >= self.room.embryonic_per_shard() {
+            let Shard {
+                flows, embryonic, ..
+            } = &mut *shard;
+            let Some(oldest) = embryonic[id].oldest(|k| self.is_embryonic_of(flows, k, id)) else {
+                return;
+            };
+            self.end_flow(shard, &oldest, now);
+            self.room.count(Eviction::ForwardEmbryonic, 1);
+        }
     }
 }
 

@@ -38,7 +38,7 @@ pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use packet::L4Checksum;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
@@ -444,9 +444,6 @@ impl Counters {
 /// Shards of the flow table: a power of two, many more than workers, so two workers rarely
 /// want the same one at once.
 const SHARDS: usize = 64;
-/// Shards a new flow looks in for a flow to end, when the table is nearly full: its own and
-/// the next ones that are not busy.
-const EARLY_DROP_SHARDS: usize = 4;
 
 /// The LAN endpoint a (translated) flow holds its port for.
 fn endpoint_of(flow: &Flow) -> Endpoint {
@@ -992,33 +989,6 @@ impl Engine {
         lock(&self.nat).release(endpoint_of(&flow), now);
     }
 
-    /// A forwarded flow `key` completed its handshake (`Ok`), or started over (`Err`), by the
-    /// packet just tracked.
-    fn embryonic_changed(
-        &self,
-        shard: &mut Shard,
-        key: &FlowKey,
-        change: Option<Result<usize, usize>>,
-    ) {
-        let Shard {
-            flows, embryonic, ..
-        } = shard;
-        match change {
-            None => {}
-            Some(Ok(id)) => embryonic[id].ended(),
-            Some(Err(id)) => {
-                embryonic[id].opened(*key, |k| self.is_embryonic_of(flows, k, id));
-            }
-        }
-    }
-
-    /// Whether `key` is an embryonic connection through forward `id`.
-    fn is_embryonic_of(&self, flows: &FlowTable, key: &FlowKey, id: usize) -> bool {
-        flows
-            .get(key)
-            .is_some_and(|f| !f.tcp.is_completed() && self.forward_of(f) == Some(id))
-    }
-
     /// Opens the flow of a LAN host's packet that matches none. The host's share is asked
     /// first, before an uplink, a port or a table entry is spent on it.
     fn open_flow(
@@ -1096,44 +1066,6 @@ impl Engine {
         });
         self.room.added();
         Ok((uplink, ext_port))
-    }
-
-    /// Makes room for a new flow in a nearly full table (see [`limits`]): ends a flow that
-    /// never completed, from `shard` (number `index`), else from one of the next few shards
-    /// not busy now. Refuses the new flow only if the table is full and none was found.
-    fn make_room(&self, shard: &mut Shard, index: usize, now: Timestamp) -> Result<(), DropReason> {
-        if !self.room.wants_early_drop() || self.drop_early_from(shard, now) {
-            return Ok(());
-        }
-        // the caller holds its own shard: another is only tried, never waited for
-        for next in 1..EARLY_DROP_SHARDS {
-            let other = &self.shards[(index + next) % SHARDS];
-            let mut other = match other.try_lock() {
-                Ok(guard) => guard,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => continue,
-            };
-            if self.drop_early_from(&mut other, now) {
-                return Ok(());
-            }
-        }
-        if self.room.is_full() {
-            Err(DropReason::FlowTableFull)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Ends the flow [`FlowTable::early_drop_candidate`] picks in `shard`, if any.
-    fn drop_early_from(&self, shard: &mut Shard, now: Timestamp) -> bool {
-        let (candidate, next) = shard.flows.early_drop_candidate(shard.early_drop_from, now);
-        shard.early_drop_from = next;
-        let Some(key) = candidate else {
-            return false;
-        };
-        self.end_flow(shard, &key, now);
-        self.room.count(Eviction::EarlyDrop, 1);
-        true
     }
 
     /// Pin (if its uplink is up; refused if it is down and the pin strict), else for UDP the
@@ -1273,28 +1205,9 @@ impl Engine {
             epoch: self.addr_of(reply.uplink).1,
         });
         self.room.added();
-        let Shard {
-            flows, embryonic, ..
-        } = shard;
-        embryonic[id].opened(key, |k| self.is_embryonic_of(flows, k, id));
+        self.embryonic_changed(shard, &key, Some(Err(id)));
         self.forwards.count_opened(id);
         Ok((forward.host, forward.host_port))
-    }
-
-    /// Before a new connection through forward `id` from one of `shard`'s remote addresses:
-    /// if the shard holds as many of the forward's embryonic connections as it may, the
-    /// oldest gives way.
-    fn make_embryonic_room(&self, shard: &mut Shard, id: usize, now: Timestamp) {
-        while shard.embryonic[id].live() >= self.room.embryonic_per_shard() {
-            let Shard {
-                flows, embryonic, ..
-            } = &mut *shard;
-            let Some(oldest) = embryonic[id].oldest(|k| self.is_embryonic_of(flows, k, id)) else {
-                return;
-            };
-            self.end_flow(shard, &oldest, now);
-            self.room.count(Eviction::ForwardEmbryonic, 1);
-        }
     }
 
     /// An ICMP error from the internet about a packet that left through `uplink`. Errors do
