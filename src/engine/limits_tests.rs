@@ -386,6 +386,11 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
         20_200 + 1 - live,
         "every flood SYN but those kept (and the client's)"
     );
+    // the counts the limits go by are true: every flood connection is embryonic, the client's
+    // is not
+    let embryonic: usize = e.shards.iter().map(|s| lock(s).embryonic[0].live()).sum();
+    assert_eq!(embryonic as u64, live - 1);
+    assert_eq!(e.room.live() as usize, e.flow_count());
     // the client's connection completed: it stays
     let mut data = tcp(client, UPLINK_2, (5555, 8080), TCP_ACK, 7001, 301);
     assert_eq!(
@@ -516,6 +521,7 @@ proptest! {
                 }
             }
             prop_assert!(e.flow_count() <= 96);
+            prop_assert_eq!(e.room.live() as usize, e.flow_count(), "the fill counted right");
             prop_assert!(e.mapping_count() <= e.flow_count());
             prop_assert!(e.destination_count() <= e.flow_count() + 96);
             let (verified, unverified) = e.host_counts();
