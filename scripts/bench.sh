@@ -2,17 +2,28 @@
 # wanlb against the kernel recipe it replaces, side by side on the netns testbed, in one run.
 #
 #   scripts/bench.sh [all|tcp|udp|latency|flows|failover] [--reps N] [--seconds S] [--workers N]
+#   scripts/bench.sh stress [--seconds S] [--phases 1,2,3,4] [--no-kernel] [--wanlb-arg=ARG ...]
+#   scripts/bench.sh soak [--minutes M] [--warmup-minutes W] [--wanlb-arg=ARG ...]
 #
 # Writes bench-report/report.md (table with wanlb/kernel ratios), report.json and report.svg.
 # `failover` (also part of `all`) measures wanlb alone, the kernel recipe having none: isp1's
 # line is cut beyond the gateway and at its link, 5 times each by default, and the report
 # gives the gap a UDP stream sees, the datagrams it loses and when a TCP connection is reset.
 # The full run takes several minutes; a progress bar shows where it is.
+# `stress` (not part of `all`) attacks wanlb phase by phase, each for S s (default 60) on a
+# fresh wanlb and, where it applies, on the kernel recipe: a LAN host spraying new UDP flows,
+# the same from made-up LAN sources, SYNs from the internet at a port forward, and a crowd of
+# idle connections plus a pipelining client on the control port; meanwhile a second LAN host
+# opens connections and `wanlb status` is asked every second. `soak` (not part of `all`)
+# churns 2000 new flows a second through wanlb for M minutes (default 30) and samples its
+# memory. --wanlb-arg passes a flag to every wanlb started (e.g. --wanlb-arg=--max-flows=N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
-ensure_tools "${BASE_TOOLS[@]}" iperf3:iperf3
+ensure_tools "${BASE_TOOLS[@]}" iperf3:iperf3 prlimit:util-linux
+# stress empties conntrack's table between the kernel recipe's phases
+if [ "${1:-}" = stress ]; then ensure_tools conntrack:conntrack; fi
 ensure_rust
 
 P=wlbench$$

@@ -49,7 +49,9 @@ the settings the systemd unit runs wanlb with (a commented example:
 .IR /usr/share/doc/wanlb/examples/wanlb.toml )
 .TP
 .I /run/wanlb
-the undo journal: what a running wanlb added, so that a start after a crash removes it
+the undo journal: what a running wanlb added, so that a start after a crash, or
+.BR "wanlb cleanup" ,
+removes it
 [SEE ALSO]
 $see_also,
 .BR systemctl (1),

@@ -11,11 +11,18 @@
 #   PREFIXinet  eth1 198.18.101.2/24, eth2 198.18.102.2/24; every address of 198.19.0.0/16 is
 #               local ("the internet"); routes back only to the uplink subnets, so LAN
 #               addresses are unreachable from it unless translated.
+#   PREFIXlan2  (only after `lan2`) eth0 198.18.3.11/24 -> default via 198.18.3.100: a second
+#               host on the LAN's segment (a macvlan of PREFIXlan's eth0: same link, own MAC),
+#               for what one LAN host does to another's traffic.
+#   PREFIXlink2 (only after `link2`) eth0 198.18.6.10/24 -> default via 198.18.6.100 <- gw eth4
+#               198.18.6.100/24: a host on a second LAN link, with a network of its own.
 #   PREFIXweb   (only after `web`) eth0 198.18.4.2/24 <- gw eth3 198.18.4.1/24: a host for a
 #               browser looking at wanlb's status page; no other route, no IPv6, so nothing
 #               it tries to reach beyond 198.18.4.0/24 leaves it.
-#   PREFIXlan2  (only after `lan2`) eth0 198.18.6.10/24 -> default via 198.18.6.100 <- gw eth4
-#               198.18.6.100/24: a host on a second LAN link, with a network of its own.
+#   IPv6        (only after `ipv6`) a dual-stack LAN and isp1, with IPv6 forwarding on in gw, as
+#               on a gateway where the admin turned it on: lan eth0 fd00:3::10/64 -> default via
+#               gw eth0 fd00:3::100/64; gw eth1 fd00:1::1/64 -> default via r1 eth0
+#               fd00:1::254/64, which routes fd00:3::/64 back via the gateway.
 #   PREFIXr3    (only after `p2p`) the router at the far end of a point-to-point line, as a
 #               PPPoE session or a tunnel is: gw tun3 198.18.5.1 peer 198.18.5.254 (isp3) <->
 #               r3 tun0 198.18.5.254 peer 198.18.5.1, two TUN devices (no MAC, no ARP) joined
@@ -23,14 +30,16 @@
 #
 # Offloads stay at their defaults. Usage:
 #   testbed.sh up [PREFIX]        create (PREFIX defaults to "wl")
-#   testbed.sh down [PREFIX]      remove (web, lan2 and r3 included)
+#   testbed.sh down [PREFIX]      remove (lan2, link2, web and r3 included)
+#   testbed.sh lan2 [PREFIX]      add PREFIXlan2
+#   testbed.sh link2 [PREFIX]     add PREFIXlink2, on the gateway's eth4
 #   testbed.sh web [PREFIX]       add PREFIXweb
-#   testbed.sh lan2 [PREFIX]      add PREFIXlan2, on the gateway's eth4
 #   testbed.sh p2p [PREFIX [PROBE]]
 #                                 add PREFIXr3 and the point-to-point line to it; with the
 #                                 path of wanlb-probe, also start the process that joins the
 #                                 line's two ends (without, the caller starts it: the line
 #                                 has no carrier until then)
+#   testbed.sh ipv6 [PREFIX]      add the IPv6 addresses and routes above
 #   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
 #                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
 #   testbed.sh nokernel [PREFIX]  remove the kernel recipe again
@@ -107,15 +116,37 @@ up() {
 down() {
   # Processes still running inside the namespaces (servers, a benchmark interrupted
   # half-way, a browser) were started for the testbed: stop them, or they outlive it.
-  for n in "${NS[@]}" web lan2 r3; do
+  for n in "${NS[@]}" lan2 link2 web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     [ -n "$pids" ] && kill $pids 2>/dev/null || true
   done
-  for n in "${NS[@]}" web lan2 r3; do
+  for n in "${NS[@]}" lan2 link2 web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     if [ -n "$pids" ]; then sleep 0.5; kill -9 $(ip netns pids "$P$n" 2>/dev/null) 2>/dev/null || true; fi
     ip netns del "$P$n" 2>/dev/null || true
   done
+}
+
+lan2() {
+  need ip
+  ip netns add "${P}lan2"
+  ip -n "${P}lan2" link set lo up
+  # bridge mode: frames from the gateway reach each host of the segment by its MAC
+  ip -n "${P}lan" link add lan2 link eth0 type macvlan mode bridge
+  ip -n "${P}lan" link set lan2 netns "${P}lan2"
+  ip -n "${P}lan2" link set lan2 name eth0
+  addr lan2 eth0 198.18.3.11/24
+  ip -n "${P}lan2" route add default via 198.18.3.100
+}
+
+link2() {
+  need ip
+  ip netns add "${P}link2"
+  ip -n "${P}link2" link set lo up
+  link gw eth4 link2 eth0
+  addr gw eth4 198.18.6.100/24
+  addr link2 eth0 198.18.6.10/24
+  ip -n "${P}link2" route add default via 198.18.6.100
 }
 
 web() {
@@ -127,16 +158,6 @@ web() {
   link gw eth3 web eth0
   addr gw eth3 198.18.4.1/24
   addr web eth0 198.18.4.2/24
-}
-
-lan2() {
-  need ip
-  ip netns add "${P}lan2"
-  ip -n "${P}lan2" link set lo up
-  link gw eth4 lan2 eth0
-  addr gw eth4 198.18.6.100/24
-  addr lan2 eth0 198.18.6.10/24
-  ip -n "${P}lan2" route add default via 198.18.6.100
 }
 
 p2p() {
@@ -160,6 +181,19 @@ p2p() {
   if [ -n "${1:-}" ]; then
     x gw "$1" tun-wire --dev tun3 --peer-netns "${P}r3" --peer-dev tun0 >/dev/null &
   fi
+}
+
+ipv6() {
+  need ip
+  x gw sysctl -qw net.ipv6.conf.all.forwarding=1
+  # nodad: usable at once, no duplicate address detection to wait for
+  ip -n "${P}lan" -6 addr add fd00:3::10/64 dev eth0 nodad
+  ip -n "${P}lan" -6 route add default via fd00:3::100
+  ip -n "${P}gw" -6 addr add fd00:3::100/64 dev eth0 nodad
+  ip -n "${P}gw" -6 addr add fd00:1::1/64 dev eth1 nodad
+  ip -n "${P}gw" -6 route add default via fd00:1::254
+  ip -n "${P}r1" -6 addr add fd00:1::254/64 dev eth0 nodad
+  ip -n "${P}r1" -6 route add fd00:3::/64 via fd00:1::1
 }
 
 kernel() {
@@ -200,10 +234,12 @@ nokernel() {
 case "$cmd" in
   up) up ;;
   down) down ;;
-  web) web ;;
   lan2) lan2 ;;
+  link2) link2 ;;
+  web) web ;;
   p2p) p2p "${3:-}" ;;
+  ipv6) ipv6 ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

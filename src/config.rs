@@ -305,6 +305,9 @@ pub struct Config {
     pub listen: Option<std::net::SocketAddr>,
     /// Required of every HTTP request when given (and given it must be, off loopback).
     pub listen_token: Option<String>,
+    /// Names (or addresses) the control port answers to besides localhost and the address a
+    /// request arrived at; lowercased, without a trailing dot or brackets.
+    pub listen_hosts: Vec<String>,
     /// Idle timeouts of flows, by protocol and TCP phase (`[timeouts]`).
     pub timeouts: Timeouts,
     /// Ports of the uplinks' addresses whose inbound connections go to LAN hosts.
@@ -384,6 +387,7 @@ pub struct Flags {
     pub on_change: Option<String>,
     pub listen: Option<String>,
     pub listen_token: Option<String>,
+    pub listen_hosts: Vec<String>,
     pub timeouts: TimeoutFlags,
     pub log_level: Option<String>,
 }
@@ -416,6 +420,7 @@ struct FileConfig {
     on_change: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
     listen_token: Option<Spanned<String>>,
+    listen_hosts: Option<Vec<Spanned<String>>>,
     log_level: Option<Spanned<String>>,
     timeouts: Option<FileTimeouts>,
     #[serde(default)]
@@ -866,6 +871,8 @@ pub fn parse_pin_flag(spec: &str) -> Result<PinSpec, ConfigError> {
 
 fn check_name(name: &str, origin: &str, what: &str) -> Result<(), ConfigError> {
     if name.is_empty()
+        || name == "."
+        || name == ".."
         || name.len() > 15
         || !name
             .chars()
@@ -873,7 +880,9 @@ fn check_name(name: &str, origin: &str, what: &str) -> Result<(), ConfigError> {
     {
         return err(
             origin,
-            format!("{what} {name:?} must be 1 to 15 letters, digits, '-', '_' or '.'"),
+            format!(
+                "{what} {name:?} must be 1 to 15 letters, digits, '-', '_' or '.' (and not . or ..)"
+            ),
         );
     }
     Ok(())
@@ -916,6 +925,7 @@ impl Config {
             on_change: None,
             listen: Some(DEFAULT_LISTEN.parse().expect("a socket address")),
             listen_token: None,
+            listen_hosts: Vec::new(),
             timeouts: Timeouts::default(),
             log_level: LevelFilter::INFO,
             forwards: Vec::new(),
@@ -1156,6 +1166,14 @@ impl Config {
         if let Some(t) = at.text(l, &file.listen_token, "listen_token", parse_token) {
             self.listen_token = Some(t);
         }
+        for host in file.listen_hosts.iter().flatten() {
+            let parse = |s: &String, o: &str| listen::parse_listen_host(s, o);
+            if let Some(h) = at.parse(l, host, "listen_hosts", parse)
+                && !self.listen_hosts.contains(&h)
+            {
+                self.listen_hosts.push(h);
+            }
+        }
     }
 
     fn apply_health_flags(&mut self, flags: &Flags, l: &mut Loading) {
@@ -1247,6 +1265,14 @@ impl Config {
             let result = parse_token(token, "--listen-token");
             if let Some(t) = l.setting("listen_token", "--listen-token".into(), result) {
                 self.listen_token = Some(t);
+            }
+        }
+        for host in &flags.listen_hosts {
+            let origin = format!("--listen-host {host:?}");
+            if let Some(h) = l.take(listen::parse_listen_host(host, &origin))
+                && !self.listen_hosts.contains(&h)
+            {
+                self.listen_hosts.push(h);
             }
         }
     }
@@ -1537,6 +1563,20 @@ impl Config {
                 ),
             );
         }
+        if let Some(port) = self.listen_port_on_uplinks(system)
+            && (lo..=hi).contains(&port)
+        {
+            keep(
+                &mut errors,
+                err::<()>(
+                    "nat_ports",
+                    format!(
+                        "{lo}-{hi} contains port {port}, where wanlb serves its status (listen {}) on an address the uplinks reach; choose a range without it",
+                        self.listen.map_or(String::new(), |l| l.to_string())
+                    ),
+                ),
+            );
+        }
         let mut resolved = Vec::new();
         let mut uplink_addrs = Vec::new();
         for u in &self.uplinks {
@@ -1693,7 +1733,31 @@ impl Config {
             return self.nat_ports;
         }
         let services = system.services.iter().map(|s| s.port);
-        largest_free_range(system.ephemeral_ports, services)
+        largest_free_range(
+            system.ephemeral_ports,
+            services.chain(self.listen_port_on_uplinks(system)),
+        )
+    }
+
+    /// The port of `listen` if what arrives on an uplink for that port could reach wanlb's
+    /// status server (it listens on every address, or on an uplink's): a service of this host
+    /// the NAT pool must not hold, which is not listening yet when the pool is chosen. On
+    /// loopback (the default) or a LAN address it shares nothing with the NAT ports.
+    fn listen_port_on_uplinks(&self, system: &SystemFacts) -> Option<u16> {
+        let listen = self.listen?;
+        // `[::]` takes IPv4 too (unless v6only); another IPv6 address sees no IPv4 packet
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+        };
+        let on_uplink = ip.is_some_and(|ip| {
+            system
+                .interfaces
+                .iter()
+                .filter(|i| self.uplinks.iter().any(|u| u.dev == i.name))
+                .any(|i| i.ipv4.iter().any(|(a, _)| *a == ip))
+        });
+        (listen.ip().is_unspecified() || on_uplink).then_some(listen.port())
     }
 
     /// Ports one LAN host may hold per uplink and protocol, for a pool of `pool`.
@@ -1943,6 +2007,7 @@ impl Config {
 }
 
 mod forward;
+mod listen;
 mod reload;
 
 pub use forward::{ForwardProto, ForwardSpec, parse_forward_flag};

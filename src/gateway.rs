@@ -2,7 +2,7 @@
 //! rules and the nftables guard, start the workers, and undo it all on the way out.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,10 +24,12 @@ use crate::health::State;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
 use crate::io::host_route::HostRouteOwner;
+pub use crate::io::journal::Cleanup;
+use crate::io::journal::{self, Plumbing};
 use crate::io::monitor::{self, LineSockets, Monitor};
 use crate::io::netlink::LinkWatch;
 use crate::io::packet::PacketSocket;
-use crate::io::system::{self, Plumbing, SystemError};
+use crate::io::system::{self, SystemError};
 use crate::io::worker::{Shared, Worker};
 use crate::io::{hook, iface, signal, tun};
 use crate::uplink::{Addressing, LinkKind, Live, Uplink};
@@ -35,6 +37,9 @@ use crate::uplink::{Addressing, LinkKind, Live, Uplink};
 /// Routing table and rule priorities wanlb uses for LAN traffic.
 pub const ROUTE_TABLE: u32 = 7100;
 const RULE_PRIORITY: u32 = 7100;
+/// The metric of the `unreachable` default route in [`ROUTE_TABLE`], behind the TUN device's
+/// (metric 0): it takes over when the device goes, with the process, however it ends.
+const FAIL_CLOSED_METRIC: u32 = u32::MAX;
 pub const STATE_DIR: &str = "/run/wanlb";
 /// Packets each TUN queue holds for its worker. The default (500) overflows when a LAN host
 /// sends a burst while the worker is waking up; this absorbs a few milliseconds of bursts.
@@ -176,7 +181,19 @@ fn engine_forwards(config: &Config) -> Vec<Forward> {
         .collect()
 }
 
-/// Routes, rules, sysctls and the nftables guard for `config`, all journaled.
+/// Routes, rules, sysctls and the nftables guard for `config`, all journaled, in an order
+/// that never lets the LAN's traffic out untranslated, even for a moment, and that the undo
+/// (newest first) reverses just as safely:
+/// 1. the `unreachable` default route in wanlb's table, behind the TUN device's: when wanlb
+///    dies, the device and its route go, and this one refuses what the LAN sends to the
+///    internet (ICMP host unreachable to the host) instead of the main table's default
+///    route carrying it untranslated; it stays until a clean stop, the next start or
+///    `wanlb cleanup`;
+/// 2. the TUN device's route, then the rules that send the LAN's traffic to the table;
+/// 3. the nftables table, IPv6 between the LAN and the uplinks dropped with it (its
+///    `notrack` rule only ever exists while the rules send the LAN's traffic to wanlb);
+/// 4. forwarding on, last: at a stop it is restored first, before the rules go, so that the
+///    main table does not forward the LAN's traffic in between (unless it did before wanlb).
 fn plumb(
     p: &mut Plumbing,
     config: &Config,
@@ -198,9 +215,14 @@ fn plumb(
     // table marks what arrives from TUN, the mark counts in the reverse-path check
     // (src_valid_mark), and a rule per LAN below sends marked reverse lookups to the TUN
     // device: the check passes whatever rp_filter says, for these packets only.
-    system::write_sysctl(&format!("net.ipv4.conf.{tun}.rp_filter"), "2")?;
-    system::write_sysctl(&format!("net.ipv4.conf.{tun}.src_valid_mark"), "1")?;
-    p.sysctl("net.ipv4.ip_forward", "1")?;
+    system::write_sysctl(&system::interface_sysctl(tun, "rp_filter"), "2")?;
+    system::write_sysctl(&system::interface_sysctl(tun, "src_valid_mark"), "1")?;
+    let fail_closed =
+        format!("unreachable default metric {FAIL_CLOSED_METRIC} table {ROUTE_TABLE}");
+    p.ip(
+        &format!("route add {fail_closed}"),
+        &format!("route del {fail_closed}"),
+    )?;
     system::run(
         "ip",
         &words(&format!("route add default dev {tun} table {ROUTE_TABLE}")),
@@ -225,6 +247,7 @@ fn plumb(
     }
     let addrs: Vec<Ipv4Addr> = uplinks.iter().map(|u| u.addr).collect();
     p.nft_table(&nft_table_name(tun), &guard_table(config, &addrs)?)?;
+    p.sysctl("net.ipv4.ip_forward", "1")?;
     Ok(())
 }
 
@@ -269,12 +292,19 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
+/// The name of wanlb's nftables table (family `inet`) for TUN device `tun`: one name per TUN
+/// name (nft takes every character a TUN name may have: letters, digits, `.`, `-`, `_`).
 pub fn nft_table_name(tun: &str) -> String {
-    let clean: String = tun
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("wanlb_{clean}")
+    format!("wanlb_{tun}")
+}
+
+/// Undoes what stopped wanlbs of this network namespace left behind (after a crash, SIGKILL,
+/// the OOM killer), as recorded in their undo journals in `state_dir`: rules, routes, the
+/// nftables table, the fail-closed route, sysctls. Only the one that ran with TUN device
+/// `tun`, if given. Journals of running wanlbs are left alone, and what fails to undo stays
+/// in its journal.
+pub fn cleanup(state_dir: &Path, tun: Option<&str>) -> Result<Cleanup, GatewayError> {
+    Ok(journal::cleanup(state_dir, tun)?)
 }
 
 /// Reads the settings again for a reload (the file, with the same flags over it); the
@@ -297,10 +327,16 @@ pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counte
         tracing::info!(forward = %f, "port forward: its replies always leave through its uplink");
     }
     signal::block_control_signals().map_err(io_err("blocking SIGINT and SIGTERM"))?;
-    let journal: PathBuf = system::journal_path(state_dir, &config.tun)?;
-    let (mut plumbing, leftovers) = Plumbing::start(journal)?;
-    if leftovers > 0 {
-        tracing::warn!(changes = leftovers, "undid what a previous run left behind");
+    let (mut plumbing, leftovers) = Plumbing::start(state_dir, &config.tun)?;
+    if leftovers.undone > 0 {
+        tracing::warn!(
+            changes = leftovers.undone,
+            "undid what a previous run left behind"
+        );
+    }
+    if leftovers.kept > 0 {
+        tracing::warn!(changes = leftovers.kept, journal = %plumbing.path().display(),
+            "could not undo part of what a previous run left (see above): kept in the journal, tried again at the stop or by `wanlb cleanup`");
     }
     if iface::find(&config.tun)
         .map_err(io_err("listing interfaces"))?
@@ -612,7 +648,7 @@ fn serve(
             })
             .map_err(io_err("starting the control thread"))?;
         // the status and metrics: wanlb runs without them if their address is taken
-        let http = config.listen.and_then(|addr| match tiny_http::Server::http(addr) {
+        let http = config.listen.and_then(|addr| match crate::control::server::Server::bind(addr) {
             Ok(server) => {
                 tracing::info!(listen = %addr, "serving the status page (/) and /metrics");
                 Some(server)
@@ -627,9 +663,12 @@ fn serve(
                 std::thread::Builder::new()
                     .name("wanlb-http".into())
                     .spawn_scoped(s, move || {
-                        let token = config.listen_token.as_deref();
+                        let access = crate::control::access::Access::new(
+                            config.listen_token.clone(),
+                            &config.listen_hosts,
+                        );
                         if let Err(e) =
-                            crate::control::http::serve(server, token, control, &shared.stop)
+                            crate::control::server::serve(server, &access, control, &shared.stop)
                         {
                             tracing::warn!(error = %e, "the status and metrics server stopped");
                         }
@@ -881,8 +920,9 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
     if let Ok(n) = iface::tx_dropped(&config.tun) {
         drops.push(("tun_queue_full".to_string(), n));
     }
-    if let Ok(n) = system::uplink_forward_drops(&nft_table_name(&config.tun)) {
-        drops.push(("forwarded_from_uplink".to_string(), n));
+    if let Ok(forward) = system::forward_drops(&nft_table_name(&config.tun)) {
+        drops.push(("forwarded_from_uplink".to_string(), forward.from_uplink));
+        drops.push(("ipv6_forward".to_string(), forward.ipv6));
     }
     Snapshot {
         taken_at: unix(SystemTime::now()),
@@ -1042,16 +1082,17 @@ fn log_status(shared: &Shared, table: &str, tun: &str) {
         }
     }
     let io = &shared.io;
-    let from_uplinks = match system::uplink_forward_drops(table) {
-        Ok(n) => n.to_string(),
+    let (from_uplinks, ipv6_forward) = match system::forward_drops(table) {
+        Ok(d) => (d.from_uplink.to_string(), d.ipv6.to_string()),
         Err(e) => {
-            tracing::debug!(error = %e, "cannot read the uplink forward counter");
-            "unknown".into()
+            tracing::debug!(error = %e, "cannot read the forward counters");
+            ("unknown".into(), "unknown".into())
         }
     };
     tracing::info!(
         engine = %drops.join(" "),
         forwarded_from_uplinks = %from_uplinks,
+        ipv6_forward = %ipv6_forward,
         no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
         send_errors = io.send_errors.load(Ordering::Relaxed),
         unsendable = io.unsendable.load(Ordering::Relaxed),

@@ -70,9 +70,8 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         /// Where the running wanlb serves its status (its --listen).
         #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
-        /// Its --listen-token, if it has one.
-        #[arg(long, value_name = "TOKEN")]
-        token: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
         /// Print the status as JSON (what GET /status serves) instead of a table.
         #[arg(long)]
         json: bool,
@@ -88,9 +87,28 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         /// Where the running wanlb serves its status (its --listen).
         #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
-        /// Its --listen-token, if it has one.
-        #[arg(long, value_name = "TOKEN")]
-        token: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Undo what a wanlb that is no longer running left on this system (after a crash, kill
+    /// -9 or the OOM killer): its rules, routes, nftables table and sysctls, including those
+    /// that keep the LAN from the uplinks while no wanlb runs, as recorded in its undo journal.
+    /// Afterwards the gateway is as it was before wanlb started. A running wanlb is left
+    /// alone (stop it instead: it removes what it added itself). Exit status 1 if a running
+    /// wanlb was found or an undo failed (what failed stays in the journal).
+    #[command(after_help = "\
+A wanlb that dies leaves the LAN closed: what the LAN sends to the internet is refused
+(ICMP host unreachable) and IPv6 between the LAN and the uplinks is dropped, until wanlb
+runs again or this command undoes it. The next `wanlb run` does the same first; use this
+when wanlb cannot run (a unit that gave up restarting it, a package being removed).")]
+    Cleanup {
+        /// Where the journals are: the --state-dir of the runs to undo.
+        #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
+        state_dir: PathBuf,
+        /// Only what the wanlb with this TUN device (its --tun) left [default: every stopped
+        /// wanlb of this network namespace].
+        #[arg(long, value_name = "NAME")]
+        tun: Option<String>,
     },
     /// Check a configuration file (and, unless --offline, that its interfaces, addresses and
     /// gateways exist on this system), then print what it means. Every error is listed, each
@@ -103,6 +121,47 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         #[arg(long)]
         offline: bool,
     },
+}
+
+/// The running wanlb's --listen-token, for `wanlb status` and `wanlb reload`: from
+/// --token-file or --token, else from WANLB_TOKEN; none if none is given.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Read its --listen-token from the first line of this file (one only you may read).
+    /// Without this or --token, the WANLB_TOKEN environment variable gives it, if set.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Its --listen-token. Every local user can read it in the process list while this
+    /// runs: prefer --token-file or WANLB_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+/// Where `wanlb status` and `wanlb reload` take the token from when neither flag gives it.
+const TOKEN_VARIABLE: &str = "WANLB_TOKEN";
+
+impl TokenArgs {
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}: cannot read it", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim_end_matches('\r');
+            anyhow::ensure!(
+                !token.trim().is_empty(),
+                "--token-file {}: its first line is empty",
+                path.display()
+            );
+            return Ok(Some(token.to_string()));
+        }
+        if self.token.is_some() {
+            return Ok(self.token.clone());
+        }
+        match std::env::var(TOKEN_VARIABLE) {
+            Ok(token) if !token.is_empty() => Ok(Some(token)),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(e) => anyhow::bail!("{TOKEN_VARIABLE}: {e}"),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -183,9 +242,16 @@ struct RunArgs {
     /// ADDR, or off [default: 127.0.0.1:9911]. Anything but loopback needs --listen-token.
     #[arg(long, value_name = "ADDR|off")]
     listen: Option<String>,
-    /// A token every HTTP request must carry (Authorization: Bearer TOKEN).
+    /// A token every HTTP request must carry (Authorization: Bearer TOKEN). A flag is
+    /// visible to every local user in the process list: prefer listen_token in the file.
     #[arg(long, value_name = "TOKEN")]
     listen_token: Option<String>,
+    /// A name the status page and the API answer to, besides localhost and the address a
+    /// request arrives at: the name you open it by, if any (repeatable; a name or an IP
+    /// address, without a port). Requests naming any other host are refused, so that a web
+    /// page cannot reach wanlb by pointing its own name at the gateway (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
+    listen_host: Vec<String>,
     /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
     /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
     /// never delays failover).
@@ -342,6 +408,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 on_change: args.on_change,
                 listen: args.listen,
                 listen_token: args.listen_token,
+                listen_hosts: args.listen_host,
                 timeouts: TimeoutFlags {
                     tcp_established: args.tcp_established_timeout,
                     tcp_transitory: args.tcp_transitory_timeout,
@@ -353,12 +420,20 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let config = Config::load(&flags)?;
             logging::set_level(config.log_level);
+            match wanlb::io::limits::raise_open_files() {
+                Ok((before, after)) if after > before => {
+                    tracing::debug!(before, after, "raised the open-file limit");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
             gateway::run(&config, &args.state_dir, &load)?;
             Ok(())
         }
         Command::Reload { listen, token } => {
+            let token = token.token()?;
             let report = wanlb::control::http::request_reload(listen, token.as_deref())?;
             for change in &report.applied {
                 println!("applied: {change}");
@@ -378,6 +453,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             watch,
         } => {
             use wanlb::control::{http, table};
+            let token = token.token()?;
             let token = token.as_deref();
             let mut earlier = None;
             loop {
@@ -398,6 +474,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
         }
+        Command::Cleanup { state_dir, tun } => cleanup(&state_dir, tun.as_deref()),
         Command::CheckConfig { config, offline } => {
             let flags = Flags {
                 config: Some(config),
@@ -416,6 +493,49 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             print_summary(&config, &addrs);
             Ok(())
         }
+    }
+}
+
+/// `wanlb cleanup`: undoes, then says what it did, found running, or could not undo.
+fn cleanup(state_dir: &std::path::Path, tun: Option<&str>) -> anyhow::Result<()> {
+    let report = gateway::cleanup(state_dir, tun)?;
+    let dir = state_dir.display();
+    for (tun, changes) in &report.undone {
+        println!("undid {changes} change(s) left by the wanlb with TUN device {tun}");
+    }
+    if report.undone.is_empty() && report.running.is_empty() {
+        let which = tun.map_or(String::new(), |t| format!(" with TUN device {t}"));
+        println!(
+            "nothing to clean up: {dir} holds no undo journal of a wanlb{which} in this network namespace"
+        );
+        if report.elsewhere > 0 {
+            println!(
+                "({} journal(s) there belong to other network namespaces: run `wanlb cleanup` inside those)",
+                report.elsewhere
+            );
+        }
+    }
+    let mut trouble = Vec::new();
+    for tun in &report.running {
+        trouble.push(format!(
+            "the wanlb with TUN device {tun} is running: left alone (stop it, e.g. systemctl stop wanlb: it removes what it added)"
+        ));
+    }
+    for (journal, commands) in &report.kept {
+        trouble.push(format!(
+            "{} change(s) could not be undone (see above); they stay in {}, each as the command that undoes it:\n  {}",
+            commands.len(),
+            journal.display(),
+            commands.join("\n  ")
+        ));
+    }
+    if trouble.is_empty() {
+        if !report.undone.is_empty() {
+            println!("the gateway is as it was before wanlb started");
+        }
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(trouble.join("\n")))
     }
 }
 

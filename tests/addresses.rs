@@ -7,48 +7,6 @@ mod common;
 
 use common::*;
 
-/// How many packets from `source` r1 saw since its watch was set.
-fn seen_from(tb: &Testbed, source: &str) -> u64 {
-    let rules = tb.ok("r1", &["nft", "-j", "list", "chain", "ip", "watch", "pre"]);
-    let json: serde_json::Value = serde_json::from_str(&rules).expect("nft JSON");
-    json["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|item| item.get("rule"))
-        .filter(|rule| rule["comment"] == source)
-        .filter_map(|rule| {
-            rule["expr"]
-                .as_array()?
-                .iter()
-                .find_map(|e| e.get("counter"))
-        })
-        .map(|c| c["packets"].as_u64().unwrap())
-        .sum()
-}
-
-/// Counts, on r1, what arrives from each of `sources` (from now on).
-fn watch_sources(tb: &Testbed, sources: &[&str]) {
-    let _ = tb.run("r1", &["nft", "delete", "table", "ip", "watch"]);
-    tb.ok("r1", &["nft", "add", "table", "ip", "watch"]);
-    tb.ok(
-        "r1",
-        &[
-            "nft",
-            "add chain ip watch pre { type filter hook prerouting priority -500; }",
-        ],
-    );
-    for s in sources {
-        tb.ok(
-            "r1",
-            &[
-                "nft",
-                &format!("add rule ip watch pre ip saddr {s} counter comment \"{s}\""),
-            ],
-        );
-    }
-}
-
 fn sources_seen(flows: &[(String, String)]) -> Vec<String> {
     let mut seen: Vec<String> = flows.iter().map(|(_, s)| s.clone()).collect();
     seen.sort();
@@ -81,16 +39,17 @@ fn a_new_address_on_an_uplink_is_followed_and_the_old_one_falls_silent() {
             && l.contains("to=198.18.1.2")),
         "{out}"
     );
-    watch_sources(&tb, &[UPLINK_1, "198.18.1.2"]);
+    let (old, new) = (format!("ip saddr {UPLINK_1}"), "ip saddr 198.18.1.2");
+    tb.watch("r1", &[&old, new]);
     // new flows, ping and a TCP transfer use the new address, both ways (the socket filters
     // let its replies through)
     let after = sources_seen(&tb.spread("198.19.0.100", 9, 1));
     assert_eq!(after, ["198.18.1.2", UPLINK_2]);
     tb.assert_pings("lan", "198.19.0.100", 3, "0.2");
     tb.assert_tcp_echo("lan", "198.19.0.101:9000", 2_000_000);
-    assert!(seen_from(&tb, "198.18.1.2") > 0);
+    assert!(tb.seen("r1", new) > 0);
     assert_eq!(
-        seen_from(&tb, UPLINK_1),
+        tb.seen("r1", &old),
         0,
         "nothing leaves from the old address"
     );
@@ -102,7 +61,7 @@ fn a_new_address_on_an_uplink_is_followed_and_the_old_one_falls_silent() {
     let route = tb.ok("gw", &["ip", "route", "show", "default", "proto", "113"]);
     assert!(route.contains("src 198.18.1.2"), "{route}");
     // wanlb's nftables table names the new address and not the old one
-    let table = tb.ok("gw", &["nft", "list", "table", "ip", "wanlb_wanlb0"]);
+    let table = tb.ok("gw", &["nft", "list", "table", "inet", "wanlb_wanlb0"]);
     assert!(table.contains("198.18.1.2"), "{table}");
     assert!(!table.contains("198.18.1.1 "), "{table}");
 

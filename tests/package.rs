@@ -152,7 +152,8 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
     let readable = "-rw-r--r--";
     assert_eq!(mode_of("/usr/bin/wanlb"), executable);
     assert_eq!(mode_of("/usr/lib/systemd/system/wanlb.service"), readable);
-    assert_eq!(mode_of("/etc/wanlb/wanlb.toml"), readable);
+    // it may hold listen_token and the on_change commands: no other user reads it
+    assert_eq!(mode_of("/etc/wanlb/wanlb.toml"), "-rw-r-----");
     for doc in [
         "README.md",
         "copyright",
@@ -161,7 +162,13 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
     ] {
         assert_eq!(mode_of(&format!("/usr/share/doc/wanlb/{doc}")), readable);
     }
-    for page in ["wanlb", "wanlb-run", "wanlb-status", "wanlb-check-config"] {
+    for page in [
+        "wanlb",
+        "wanlb-run",
+        "wanlb-status",
+        "wanlb-check-config",
+        "wanlb-cleanup",
+    ] {
         assert_eq!(
             mode_of(&format!("/usr/share/man/man8/{page}.8.gz")),
             readable
@@ -198,8 +205,12 @@ fn settings_are_a_conffile_and_the_service_is_left_off_on_install() {
             );
         }
     }
-    // removing the package stops wanlb, which then removes its routes, rules and table
-    assert!(script("prerm").contains("deb-systemd-invoke stop wanlb.service"));
+    // removing the package stops wanlb, which then removes its routes, rules and table, and
+    // then undoes what a wanlb that is no longer running left
+    let prerm = script("prerm");
+    let stop = prerm.find("deb-systemd-invoke stop wanlb.service");
+    let cleanup = prerm.find("/usr/bin/wanlb cleanup");
+    assert!(stop.is_some() && stop < cleanup, "{prerm}");
     assert!(
         !control.path("preinst").exists(),
         "a preinst would run in the scratch-root test below"
@@ -380,6 +391,9 @@ impl Container {
         }
         let child = Command::new("systemd-nspawn")
             .args(&args)
+            // /proc/sys/net writable, as on a host: the network namespace is the test bed's
+            // own, and `wanlb cleanup` run by the package's removal restores its sysctls
+            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -511,6 +525,9 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
     box_.ok(&["apt-get", "install", "--yes", "--quiet", "/root/wanlb.deb"]);
     assert_eq!(box_.wanlb_property("UnitFileState"), "disabled");
     assert_eq!(box_.wanlb_property("ActiveState"), "inactive");
+    // the settings (a token, commands) are root's alone
+    let mode = box_.ok(&["stat", "--format=%a %U:%G", "/etc/wanlb/wanlb.toml"]);
+    assert_eq!(mode.trim(), "640 root:root");
 
     // settings that cannot be used: refused, and not tried again for ever
     box_.ok(&["cp", "/root/bad.toml", "/etc/wanlb/wanlb.toml"]);
@@ -544,6 +561,18 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
         assert_eq!(field(set), caps, "{set} of wanlb under its unit");
     }
     assert_eq!(field("NoNewPrivs:"), "1");
+    // the unit's limits: open files, and how long a stop may take
+    let limits = box_.ok(&["cat", &format!("/proc/{main_pid}/limits")]);
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open-file limit in {limits}"));
+    assert_eq!(
+        open_files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["16384", "16384"],
+        "{open_files}"
+    );
+    assert_eq!(box_.wanlb_property("TimeoutStopUSec"), "15s");
     // what wanlb adds, less the TUN device's interface number, which a new one changes
     let plumbing = || {
         let rules = tb.ok("gw", &["ip", "-4", "rule"]);
@@ -583,9 +612,33 @@ fn under_systemd_it_installs_off_runs_restarts_after_a_crash_and_is_removed_clea
     );
     tb.assert_pings("lan", "198.19.0.3", 3, "0.2");
 
-    // removing the package stops wanlb, which removes what it added
-    box_.ok(&["apt-get", "remove", "--yes", "--quiet", "wanlb"]);
-    tb.assert_gateway_state(&before, "after apt-get remove wanlb");
+    // a crash with no restart left (as when the restarts ran out): the LAN stays closed, and
+    // the unit's last word says how to undo it
+    box_.ok(&["mkdir", "-p", "/run/systemd/system/wanlb.service.d"]);
+    box_.ok(&[
+        "sh",
+        "-c",
+        "printf '[Service]\\nRestart=no\\n' >/run/systemd/system/wanlb.service.d/no-restart.conf",
+    ]);
+    box_.ok(&["systemctl", "daemon-reload"]);
+    box_.ok(&["systemctl", "kill", "--signal=KILL", "wanlb"]);
+    wait_until("wanlb to fail", || {
+        (box_.wanlb_property("ActiveState") == "failed").then_some(())
+    });
+    box_.wait_for_log("run: wanlb cleanup", 1);
+    let left = plumbing();
+    assert!(
+        left.contains("unreachable default table 7100 metric 4294967295"),
+        "the LAN is closed: {left}"
+    );
+
+    // removing the package stops wanlb (if it runs), which removes what it added, and undoes
+    // what a wanlb that no longer runs left
+    let removed = box_.run(&["apt-get", "remove", "--yes", "--quiet", "wanlb"]);
+    let said = String::from_utf8_lossy(&removed.stdout).into_owned()
+        + &String::from_utf8_lossy(&removed.stderr);
+    assert!(removed.status.success(), "{said}");
+    tb.assert_gateway_state(&before, &format!("after apt-get remove wanlb:\n{said}"));
     // the settings stay until purged
     box_.ok(&["test", "-f", "/etc/wanlb/wanlb.toml"]);
     box_.ok(&["apt-get", "purge", "--yes", "--quiet", "wanlb"]);

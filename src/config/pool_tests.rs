@@ -173,3 +173,40 @@ fn load_err(f: &Flags) -> ConfigError {
     assert_eq!(errors.errors().len(), 1, "one error only:\n{errors}");
     errors.errors()[0].clone()
 }
+
+#[test]
+fn the_auto_pool_leaves_out_the_status_port_where_the_uplinks_reach_it() {
+    let mut system = super::tests::facts();
+    system.services.clear();
+    let pool_with = |listen: &str| {
+        let mut f = flags();
+        f.listen = Some(listen.into());
+        f.listen_token = Some("s3cret".into());
+        let c = Config::load(&f).unwrap();
+        (c.nat_pool(&system), c.resolve(&system).map(|_| ()))
+    };
+    // on loopback, or another host's address, it shares nothing with the uplinks' ports
+    for listen in ["127.0.0.1:9911", "192.168.3.100:9911", "[::1]:9911"] {
+        assert_eq!(pool_with(listen), ((1024, 32767), Ok(())), "{listen}");
+    }
+    // on every address, or an uplink's: its port is kept out of the pool
+    for listen in [
+        "0.0.0.0:9911",
+        "192.168.1.1:9911",
+        "[::]:9911",
+        "[::ffff:192.168.1.1]:9911",
+    ] {
+        assert_eq!(pool_with(listen), ((9912, 32767), Ok(())), "{listen}");
+    }
+    // and a pool given with it in is refused, naming both
+    let mut f = flags();
+    f.listen = Some("0.0.0.0:9911".into());
+    f.listen_token = Some("s3cret".into());
+    f.nat_ports = Some("5000-20000".into());
+    let e = Config::load(&f).unwrap().resolve(&system).unwrap_err();
+    let e = e.errors()[0].to_string();
+    assert_eq!(
+        e,
+        "nat_ports: 5000-20000 contains port 9911, where wanlb serves its status (listen 0.0.0.0:9911) on an address the uplinks reach; choose a range without it"
+    );
+}

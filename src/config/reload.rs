@@ -50,6 +50,7 @@ impl Config {
         fixed("offload", started.fast_path != new.fast_path);
         fixed("listen", started.listen != new.listen);
         fixed("listen_token", started.listen_token != new.listen_token);
+        fixed("listen_hosts", started.listen_hosts != new.listen_hosts);
         fixed("busy_poll", started.busy_poll != new.busy_poll);
 
         let c = &mut r.config;
@@ -349,6 +350,7 @@ mod tests {
                 f.tun = Some("other0".into());
                 f.workers = Some(7);
                 f.listen = Some("off".into());
+                f.listen_hosts = vec!["gw.example.net".into()];
             },
         );
         let r = running.reload(&started, &new);
@@ -357,6 +359,7 @@ mod tests {
             "tun changed",
             "workers changed",
             "listen changed",
+            "listen_hosts changed",
             "uplink isp1 dev changed",
             "uplink isp2 is no longer in the settings",
             "uplink isp3 is new",

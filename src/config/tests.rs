@@ -1117,3 +1117,19 @@ fn host_traffic_is_off_by_default_and_named_when_wrong() {
         )
     );
 }
+
+#[test]
+fn tun_names_are_taken_with_dots_and_dashes_but_not_as_a_path() {
+    for name in ["wan.0", "wan-0", "wan_0", "w.l-0"] {
+        let mut f = flags(&[ISP1], &[]);
+        f.tun = Some(name.into());
+        assert_eq!(Config::load(&f).unwrap().tun, name);
+    }
+    for name in [".", "..", "wan/0", "", "a-name-too-long-0"] {
+        let mut f = flags(&[ISP1], &[]);
+        f.tun = Some(name.into());
+        let e = load_err(&f);
+        assert_eq!(e.origin, format!("--tun {name:?}"), "{e}");
+        assert!(e.message.contains("TUN name"), "{e}");
+    }
+}

@@ -1,14 +1,23 @@
-//! The HTTP side of the control plane (tiny_http): the status page at `GET /`, the data it
-//! draws (`GET /status`, `GET /history`), `GET /metrics` and `POST /reload`; and the requests
-//! of `wanlb status` and `wanlb reload`.
+//! The HTTP side of the control plane: what the control port answers (the status page at
+//! `GET /`, the data it draws at `GET /status` and `GET /history`, `GET /metrics` and `POST
+//! /reload`), and the requests of `wanlb status` and `wanlb reload`. The server itself, with
+//! its limits, is `server.rs`; who is answered, `access.rs`.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tiny_http::{Header, Method, Response, Server};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{
+    ALLOW, CONNECTION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS,
+};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
 
+use super::access::{self, Access, Refusal};
+use super::server::{Counters, MAX_BODY, RequestBody};
 use super::{Gateway, ReloadReport, Snapshot, metrics};
 
 /// The status page: one file, its style and script inline, nothing fetched from elsewhere
@@ -21,90 +30,132 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
     style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
-/// Serves `gateway`'s status, history and metrics, and its reload, on `server` until `stop`
-/// is set. With a `token`, every request but the page's must carry `Authorization: Bearer
-/// TOKEN`.
-pub fn serve(
-    server: Server,
-    token: Option<&str>,
-    gateway: &impl Gateway,
-    stop: &AtomicBool,
-) -> io::Result<()> {
-    let header = |name: &str, value: &str| {
-        Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
-    };
-    let json = |body: String| {
-        Response::from_string(body).with_header(header("Content-Type", "application/json"))
-    };
-    let error = |code: u16, message: &str| {
-        json(serde_json::json!({ "error": message }).to_string()).with_status_code(code)
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let Some(request) = server.recv_timeout(Duration::from_millis(200))? else {
-            continue;
-        };
-        let authorized = token.is_none_or(|t| {
-            let expected = format!("Bearer {t}");
-            request
-                .headers()
-                .iter()
-                .any(|h| h.field.equiv("Authorization") && h.value.as_str() == expected)
-        });
-        let path = request.url().split('?').next().unwrap_or("").to_string();
-        let method = request.method().clone();
-        let wanted = if path == "/reload" {
-            Method::Post
-        } else {
-            Method::Get
-        };
-        let response = if method != wanted {
-            Response::from_string(format!("{path} takes {wanted} only\n"))
-                .with_status_code(405)
-                .with_header(header("Allow", wanted.as_str()))
-        } else if path == "/" {
-            Response::from_string(PAGE)
-                .with_header(header("Content-Type", "text/html; charset=utf-8"))
-                .with_header(header("Content-Security-Policy", PAGE_POLICY))
-                // a token in the query must not travel on in a Referer
-                .with_header(header("Referrer-Policy", "no-referrer"))
-                .with_header(header("X-Content-Type-Options", "nosniff"))
-        } else if !authorized {
-            Response::from_string("a token is needed: Authorization: Bearer TOKEN\n")
-                .with_status_code(401)
-        } else {
-            let body = |v: Result<String, serde_json::Error>| match v {
-                Ok(text) => json(text),
-                Err(e) => error(500, &e.to_string()),
-            };
-            match path.as_str() {
-                "/metrics" => Response::from_string(metrics::render(&gateway.snapshot(false)))
-                    .with_header(header(
-                        "Content-Type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )),
-                "/status" => body(serde_json::to_string_pretty(&gateway.snapshot(true))),
-                "/history" => body(serde_json::to_string(&gateway.history())),
-                "/reload" => match gateway.reload() {
-                    Ok(report) => body(serde_json::to_string_pretty(&report)),
-                    // the settings in the file are wrong, not the request
-                    Err(e) => error(422, &e),
-                },
-                _ => Response::from_string(
-                    "wanlb: try /, /metrics, /status, /history, or POST /reload\n",
-                )
-                .with_status_code(404),
-            }
-        };
-        if let Err(e) = request.respond(response) {
-            tracing::debug!(error = %e, "an HTTP client went away");
-        }
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Answer {
+    let mut a = Response::new(Full::new(body.into()));
+    *a.status_mut() = status;
+    a.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    a
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Answer {
+    answer(status, "text/plain; charset=utf-8", body)
+}
+
+fn json(status: StatusCode, body: Result<String, serde_json::Error>) -> Answer {
+    match body {
+        Ok(body) => answer(status, "application/json", body),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
-    Ok(())
+}
+
+fn error(status: StatusCode, message: &str) -> Answer {
+    let body = serde_json::json!({ "error": message }).to_string();
+    answer(status, "application/json", body)
+}
+
+/// The answer to the request `head` that arrived at the local address `local`; `counters`
+/// count the refusals. With a token in `access`, every request but the page's must carry
+/// `Authorization: Bearer TOKEN`.
+pub(super) fn respond(
+    head: &Parts,
+    body: RequestBody,
+    local: IpAddr,
+    access: &Access,
+    gateway: &impl Gateway,
+    counters: &Counters,
+) -> Answer {
+    let count = |c: &std::sync::atomic::AtomicU64| {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    if body == RequestBody::TooLarge {
+        count(&counters.refused_body);
+        let mut a = text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("wanlb takes no request body (at most {MAX_BODY} bytes are ignored)\n"),
+        );
+        // the body stays unread: nothing else can follow on this connection
+        a.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return a;
+    }
+    if access.host(&head.headers, local) == Err(Refusal::Host) {
+        count(&counters.refused_host);
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "wanlb answers for localhost, its own address and the names in listen_hosts \
+             (--listen-host NAME) only: add the name this was sent to there\n",
+        );
+    }
+    let path = head.uri.path();
+    let (wanted, allow) = if path == "/reload" {
+        (Method::POST, "POST")
+    } else {
+        (Method::GET, "GET")
+    };
+    if head.method != wanted {
+        let mut a = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{path} takes {wanted} only\n"),
+        );
+        a.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+        return a;
+    }
+    if head.method == Method::POST && access::same_origin(&head.headers).is_err() {
+        count(&counters.refused_origin);
+        return text(
+            StatusCode::FORBIDDEN,
+            "wanlb takes a POST from its own page or from no page at all, not from another site\n",
+        );
+    }
+    if path == "/" {
+        let mut a = answer(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+        let h = a.headers_mut();
+        h.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        );
+        // a token in the query must not travel on in a Referer
+        h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        return a;
+    }
+    if access.token(&head.headers).is_err() {
+        count(&counters.refused_token);
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "a token is needed: Authorization: Bearer TOKEN\n",
+        );
+    }
+    match path {
+        "/metrics" => answer(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics::render(&gateway.snapshot(false), &counters.counts()),
+        ),
+        "/status" => json(
+            StatusCode::OK,
+            serde_json::to_string_pretty(&gateway.snapshot(true)),
+        ),
+        "/history" => json(StatusCode::OK, serde_json::to_string(&gateway.history())),
+        "/reload" => match gateway.reload() {
+            Ok(report) => json(StatusCode::OK, serde_json::to_string_pretty(&report)),
+            // the settings in the file are wrong, not the request
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "wanlb: try /, /metrics, /status, /history, or POST /reload\n",
+        ),
+    }
 }
 
 /// `GET /status` from a running wanlb at `listen`.
 pub fn fetch_status(listen: SocketAddr, token: Option<&str>) -> io::Result<Snapshot> {
-    let body = call(listen, token, Method::Get, "/status")?;
+    let body = call(listen, token, Method::GET, "/status")?;
     serde_json::from_str(&body)
         .map_err(|e| io::Error::other(format!("{listen} sent a status wanlb cannot read: {e}")))
 }
@@ -112,7 +163,7 @@ pub fn fetch_status(listen: SocketAddr, token: Option<&str>) -> io::Result<Snaps
 /// `POST /reload` to a running wanlb at `listen`: what it applied and what waits for a
 /// restart, or why it kept its settings.
 pub fn request_reload(listen: SocketAddr, token: Option<&str>) -> io::Result<ReloadReport> {
-    let body = call(listen, token, Method::Post, "/reload")?;
+    let body = call(listen, token, Method::POST, "/reload")?;
     serde_json::from_str(&body)
         .map_err(|e| io::Error::other(format!("{listen} sent an answer wanlb cannot read: {e}")))
 }
@@ -127,21 +178,18 @@ fn call(listen: SocketAddr, token: Option<&str>, method: Method, path: &str) -> 
         .into();
     let url = format!("http://{listen}{path}");
     let auth = token.map(|t| format!("Bearer {t}"));
-    let sent = match method {
-        Method::Post => {
-            let mut request = agent.post(&url);
-            if let Some(auth) = &auth {
-                request = request.header("Authorization", auth);
-            }
-            request.send_empty()
+    let sent = if method == Method::POST {
+        let mut request = agent.post(&url);
+        if let Some(auth) = &auth {
+            request = request.header("Authorization", auth);
         }
-        _ => {
-            let mut request = agent.get(&url);
-            if let Some(auth) = &auth {
-                request = request.header("Authorization", auth);
-            }
-            request.call()
+        request.send_empty()
+    } else {
+        let mut request = agent.get(&url);
+        if let Some(auth) = &auth {
+            request = request.header("Authorization", auth);
         }
+        request.call()
     };
     let mut response = sent.map_err(|e| {
         io::Error::other(format!(
@@ -174,7 +222,226 @@ fn call(listen: SocketAddr, token: Option<&str>, method: Method, path: &str) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::PAGE;
+    use std::cell::Cell;
+    use std::sync::atomic::Ordering;
+
+    use hyper::Request;
+
+    use super::*;
+    use crate::control::history::HistoryReport;
+
+    /// A gateway that counts the reloads asked of it.
+    #[derive(Default)]
+    struct Fake {
+        reloads: Cell<u32>,
+    }
+
+    impl Gateway for Fake {
+        fn snapshot(&self, _: bool) -> Snapshot {
+            Snapshot {
+                taken_at: 7,
+                ..Snapshot::default()
+            }
+        }
+        fn history(&self) -> HistoryReport {
+            HistoryReport::default()
+        }
+        fn reload(&self) -> Result<ReloadReport, String> {
+            self.reloads.set(self.reloads.get() + 1);
+            Ok(ReloadReport::default())
+        }
+    }
+
+    fn body_of(a: &Answer) -> Bytes {
+        use http_body_util::BodyExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let collected = runtime.block_on(a.body().clone().collect()).unwrap();
+        collected.to_bytes()
+    }
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+
+    fn ask(
+        access: &Access,
+        gateway: &Fake,
+        counters: &Counters,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, Answer) {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (head, ()) = request.body(()).unwrap().into_parts();
+        let a = respond(
+            &head,
+            RequestBody::Ignored,
+            LOCAL,
+            access,
+            gateway,
+            counters,
+        );
+        let body = String::from_utf8_lossy(&body_of(&a)).into_owned();
+        (a.status(), body, a)
+    }
+
+    #[test]
+    fn a_rebound_name_gets_nothing_and_is_counted() {
+        let (access, gateway, counters) =
+            (Access::new(None, &[]), Fake::default(), Counters::default());
+        for path in ["/", "/status", "/metrics", "/history"] {
+            let host = [("host", "rebind.attacker.example:9911")];
+            let (status, _, _) = ask(&access, &gateway, &counters, Method::GET, path, &host);
+            assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{path}");
+        }
+        let host = [("host", "rebind.attacker.example")];
+        let (status, _, _) = ask(&access, &gateway, &counters, Method::POST, "/reload", &host);
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+        assert_eq!(gateway.reloads.get(), 0);
+        assert_eq!(counters.refused_host.load(Ordering::Relaxed), 5);
+        let (status, body, a) = ask(
+            &access,
+            &gateway,
+            &counters,
+            Method::GET,
+            "/",
+            &[("host", "localhost:9911")],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("<title>wanlb"), "{body}");
+        assert_eq!(a.headers()[CONTENT_SECURITY_POLICY], PAGE_POLICY);
+        let (status, body, _) = ask(
+            &access,
+            &gateway,
+            &counters,
+            Method::GET,
+            "/status",
+            &[("host", "127.0.0.1:9911")],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("taken_at"), "{body}");
+    }
+
+    #[test]
+    fn a_post_from_another_site_reloads_nothing() {
+        let (access, gateway, counters) =
+            (Access::new(None, &[]), Fake::default(), Counters::default());
+        let host = ("host", "127.0.0.1:9911");
+        for foreign in [
+            [host, ("origin", "http://attacker.example")],
+            [host, ("sec-fetch-site", "cross-site")],
+        ] {
+            let (status, _, _) = ask(
+                &access,
+                &gateway,
+                &counters,
+                Method::POST,
+                "/reload",
+                &foreign,
+            );
+            assert_eq!(status, StatusCode::FORBIDDEN, "{foreign:?}");
+        }
+        assert_eq!(gateway.reloads.get(), 0);
+        assert_eq!(counters.refused_origin.load(Ordering::Relaxed), 2);
+        // as wanlb reload sends it, and as the page itself would
+        for ours in [
+            vec![host],
+            vec![
+                host,
+                ("origin", "http://127.0.0.1:9911"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        ] {
+            let (status, _, _) = ask(&access, &gateway, &counters, Method::POST, "/reload", &ours);
+            assert_eq!(status, StatusCode::OK, "{ours:?}");
+        }
+        assert_eq!(gateway.reloads.get(), 2);
+    }
+
+    #[test]
+    fn the_token_guards_the_data_not_the_page() {
+        let access = Access::new(Some("t0k3n".into()), &[]);
+        let (gateway, counters) = (Fake::default(), Counters::default());
+        let host = ("host", "localhost");
+        let (status, _, _) = ask(&access, &gateway, &counters, Method::GET, "/", &[host]);
+        assert_eq!(status, StatusCode::OK);
+        for path in ["/status", "/metrics", "/history"] {
+            let (status, _, _) = ask(&access, &gateway, &counters, Method::GET, path, &[host]);
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        }
+        let (status, _, _) = ask(
+            &access,
+            &gateway,
+            &counters,
+            Method::POST,
+            "/reload",
+            &[host],
+        );
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(gateway.reloads.get(), 0);
+        assert_eq!(counters.refused_token.load(Ordering::Relaxed), 4);
+        let auth = ("authorization", "Bearer t0k3n");
+        let (status, body, _) = ask(
+            &access,
+            &gateway,
+            &counters,
+            Method::GET,
+            "/metrics",
+            &[host, auth],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains(r#"wanlb_control_requests_refused_total{reason="token"} 4"#),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_body_is_refused_and_the_connection_closed_and_a_wrong_method_named() {
+        let (access, gateway, counters) =
+            (Access::new(None, &[]), Fake::default(), Counters::default());
+        let (head, ()) = Request::builder()
+            .method(Method::POST)
+            .uri("/reload")
+            .header("host", "localhost")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let a = respond(
+            &head,
+            RequestBody::TooLarge,
+            LOCAL,
+            &access,
+            &gateway,
+            &counters,
+        );
+        assert_eq!(a.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(a.headers()[CONNECTION], "close");
+        assert_eq!(gateway.reloads.get(), 0);
+        assert_eq!(counters.refused_body.load(Ordering::Relaxed), 1);
+        let host = [("host", "localhost")];
+        let (status, _, a) = ask(&access, &gateway, &counters, Method::GET, "/reload", &host);
+        assert_eq!(
+            (status, &a.headers()[ALLOW]),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                &HeaderValue::from_static("POST")
+            )
+        );
+        let (status, _, a) = ask(&access, &gateway, &counters, Method::POST, "/status", &host);
+        assert_eq!(
+            (status, &a.headers()[ALLOW]),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                &HeaderValue::from_static("GET")
+            )
+        );
+        let (status, _, _) = ask(&access, &gateway, &counters, Method::GET, "/nothing", &host);
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
 
     #[test]
     fn the_page_loads_nothing_from_elsewhere() {

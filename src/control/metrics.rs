@@ -8,6 +8,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use super::Snapshot;
+use super::server::ControlCounts;
 
 type Labels = Vec<(String, String)>;
 
@@ -18,8 +19,9 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-/// The metrics of `s`, as `GET /metrics` serves them.
-pub fn render(s: &Snapshot) -> String {
+/// The metrics of `s` and of the control port's server (`control`), as `GET /metrics`
+/// serves them.
+pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
     let mut registry = Registry::default();
     let gauge = |registry: &mut Registry, name: &str, help: &str| {
         let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
@@ -187,6 +189,36 @@ pub fn render(s: &Snapshot) -> String {
             .get_or_create(&labels(&[("reason", reason)]))
             .inc_by(*n);
     }
+    let connections = counter(
+        &mut registry,
+        "wanlb_control_connections",
+        "Connections accepted on the control port",
+    );
+    connections
+        .get_or_create(&Vec::new())
+        .inc_by(control.connections);
+    let closed = counter(
+        &mut registry,
+        "wanlb_control_connections_closed",
+        "Control port connections closed by wanlb: the idlest at the connection limit, or a \
+         client too slow to send its request or to read the answer",
+    );
+    for (reason, n) in &control.closed {
+        closed
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(*n);
+    }
+    let refused = counter(
+        &mut registry,
+        "wanlb_control_requests_refused",
+        "Control port requests refused: for another host (DNS rebinding), a POST from \
+         another site, without the token, with a body",
+    );
+    for (reason, n) in &control.refused {
+        refused
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(*n);
+    }
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
@@ -242,7 +274,12 @@ mod tests {
             }],
             ..Snapshot::default()
         };
-        let text = render(&s);
+        let control = ControlCounts {
+            connections: 70,
+            closed: vec![("idlest", 6), ("timeout", 1)],
+            refused: vec![("host", 2), ("origin", 3), ("token", 4), ("body", 5)],
+        };
+        let text = render(&s, &control);
         for line in [
             r#"wanlb_uplink_up{uplink="isp1"} 1.0"#,
             r#"wanlb_uplink_weight{uplink="isp1"} 2.0"#,
@@ -262,6 +299,13 @@ mod tests {
             r#"wanlb_lan_hosts{state="unverified"} 240.0"#,
             r#"wanlb_forward_connections_total{uplink="isp2",proto="tcp",port="8080"} 15"#,
             r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080"} 2.0"#,
+            "wanlb_control_connections_total 70",
+            r#"wanlb_control_connections_closed_total{reason="idlest"} 6"#,
+            r#"wanlb_control_connections_closed_total{reason="timeout"} 1"#,
+            r#"wanlb_control_requests_refused_total{reason="host"} 2"#,
+            r#"wanlb_control_requests_refused_total{reason="origin"} 3"#,
+            r#"wanlb_control_requests_refused_total{reason="token"} 4"#,
+            r#"wanlb_control_requests_refused_total{reason="body"} 5"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

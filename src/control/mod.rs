@@ -1,12 +1,15 @@
 //! The control plane: what wanlb tells a person and their monitoring. A [`Snapshot`] of the
 //! running gateway (made by the gateway from the uplinks' shared state and the engine's
 //! counters, never from the workers) is served over HTTP as Prometheus metrics and as JSON
-//! (`http.rs`), printed as a table by `wanlb status` (`table.rs`), and drawn with the recent
-//! throughput (`history.rs`) by the status page (`page.html`).
+//! (`http.rs`, on the server of `server.rs`, to those `access.rs` lets in), printed as a
+//! table by `wanlb status` (`table.rs`), and drawn with the recent throughput
+//! (`history.rs`) by the status page (`page.html`).
 
+pub mod access;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod table;
 
 use serde::{Deserialize, Serialize};

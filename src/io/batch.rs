@@ -189,9 +189,8 @@ impl RawUdp {
     }
 }
 
-/// A raw IPv4 socket that sends whole IP packets as they are written (IPPROTO_RAW, so
-/// IP_HDRINCL): their source address too, which need not be one of this host's. The test
-/// tools' made-up sources; the kernel fills in the header checksum and total length.
+/// A raw IPv4 socket that sends whole packets, IP header included (IPPROTO_RAW), from any
+/// source address: the stress generator's floods with made-up sources.
 #[derive(Debug)]
 pub struct RawIp {
     fd: std::os::fd::OwnedFd,
@@ -206,16 +205,11 @@ impl RawIp {
         Ok(RawIp { fd })
     }
 
-    /// Sends the first [`MAX_BATCH`] of `packets` (whole IPv4 packets, at least 20 bytes
-    /// each), each routed by its own destination address, in one sendmmsg; returns how many
-    /// the kernel took.
-    pub fn send_many(&self, packets: &[&[u8]]) -> io::Result<usize> {
-        let mut dsts = [SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); MAX_BATCH];
-        for (d, p) in dsts.iter_mut().zip(packets) {
-            let ip = p.get(16..20).ok_or(io::ErrorKind::InvalidInput)?;
-            *d = SocketAddrV4::new(std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]), 0);
-        }
-        let n = packets.len().min(MAX_BATCH);
+    /// One sendmmsg: `packets[i]` (a whole IPv4 packet) towards `dsts[i]`, which the kernel
+    /// routes it by (the port is not used). Sends at most [`MAX_BATCH`], and no more packets
+    /// than addresses; returns how many the kernel took.
+    pub fn send_each(&self, packets: &[&[u8]], dsts: &[SocketAddrV4]) -> io::Result<usize> {
+        let n = packets.len().min(dsts.len());
         send_batch(self.fd.as_raw_fd(), &packets[..n], &dsts[..n])
     }
 }

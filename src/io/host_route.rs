@@ -16,7 +16,8 @@ use crate::config::{Config, HostTraffic};
 use crate::host_route::{HostRoute, Line, Step};
 use crate::uplink::{LinkKind, Uplink};
 
-use super::system::{self, Plumbing, Recorded, SystemError};
+use super::journal::{Plumbing, Recorded};
+use super::system::{self, SystemError};
 
 /// The routing protocol number that marks wanlb's default route (`ip route show proto 113`).
 pub const ROUTE_PROTO: u8 = 113;

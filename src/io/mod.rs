@@ -9,6 +9,8 @@ pub(crate) mod gso;
 pub(crate) mod hook;
 pub(crate) mod host_route;
 pub mod iface;
+pub(crate) mod journal;
+pub mod limits;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
 pub mod packet;

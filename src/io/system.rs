@@ -1,14 +1,10 @@
-//! Routes, rules, sysctls and the nftables table wanlb adds, and undoing them.
-//!
-//! Every change is recorded in a journal file *before* it is made, as the command that undoes
-//! it. A clean exit replays the journal backwards and deletes it; a start after a crash finds
-//! it and does the same first. Changes go through `ip` and `nft -j` with fixed arguments; their
+//! Routes, rules, sysctls and the nftables table wanlb adds (each journaled first: see
+//! [`super::journal`]). Changes go through `ip` and `nft -j` with fixed arguments; their
 //! output is never parsed.
 
 use std::fs;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -21,12 +17,38 @@ pub enum SystemError {
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
     #[error(
-        "another wanlb is running with this TUN name in this network namespace (it holds {0}); stop it first or choose another --tun"
+        "another wanlb is running in this network namespace (it holds {0}); stop it first (one wanlb runs per network namespace)"
     )]
     Busy(PathBuf),
+    #[error(
+        "{count} change(s) could not be undone (see the log above); kept in {journal}, one command a line: `wanlb cleanup` tries them again"
+    )]
+    UndoKept { count: usize, journal: PathBuf },
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SystemError {
+impl SystemError {
+    /// Whether an undo failed only because what it removes is not there any more: it went
+    /// with the TUN device, or someone removed it. `ip` and `nft` then print the kernel's
+    /// ENOENT, ESRCH or ENODEV (or, with extended errors, that the table "does not exist");
+    /// a sysctl file of an interface that is gone is not found.
+    pub fn is_already_gone(&self) -> bool {
+        match self {
+            SystemError::Command { stderr, .. } => [
+                "No such file or directory",
+                "No such process",
+                "No such device",
+                "Cannot find device",
+                "does not exist",
+            ]
+            .iter()
+            .any(|gone| stderr.contains(gone)),
+            SystemError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SystemError {
     let what = what.into();
     move |source| SystemError::Io { what, source }
 }
@@ -70,16 +92,43 @@ pub fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
+/// The file of sysctl `key`, written as sysctl(8) takes it: with dots between the parts
+/// (`net.ipv4.ip_forward`), or, when a part holds a dot (an interface named `wan.0`), with
+/// slashes (`net/ipv4/conf/wan.0/rp_filter`, see [`interface_sysctl`]).
 pub fn sysctl_path(key: &str) -> PathBuf {
-    Path::new("/proc/sys").join(key.replace('.', "/"))
+    if key.contains('/') {
+        Path::new("/proc/sys").join(key)
+    } else {
+        Path::new("/proc/sys").join(key.replace('.', "/"))
+    }
 }
 
-/// Packets the forward rule of wanlb's table `table` dropped from the uplinks so far, read
-/// from `nft -j` (JSON, not the text meant for people).
-pub fn uplink_forward_drops(table: &str) -> Result<u64, SystemError> {
-    let command = format!("nft -j list chain ip {table} forward");
+/// The key of sysctl `name` of interface `dev` for IPv4 (`net.ipv4.conf.DEV.NAME`), with
+/// slashes, which an interface name with a dot needs.
+pub fn interface_sysctl(dev: &str, name: &str) -> String {
+    format!("net/ipv4/conf/{dev}/{name}")
+}
+
+/// The comments of the counted drop rules in the forward chain of wanlb's table.
+const FROM_UPLINK: &str = "from an uplink";
+const IPV6_FROM_LAN: &str = "IPv6 from the LAN to an uplink";
+const IPV6_TO_LAN: &str = "IPv6 from an uplink to the LAN";
+
+/// What the forward chain of wanlb's table dropped so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForwardDrops {
+    /// IPv4 an uplink sent to be forwarded, which answered nothing the LAN opened.
+    pub from_uplink: u64,
+    /// IPv6 between the LAN and an uplink, either way (wanlb translates IPv4 only).
+    pub ipv6: u64,
+}
+
+/// The drop counters of the forward chain of wanlb's table `table`, read from `nft -j`
+/// (JSON, not the text meant for people).
+pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
+    let command = format!("nft -j list chain inet {table} forward");
     let out = Command::new("nft")
-        .args(["-j", "list", "chain", "ip", table, "forward"])
+        .args(["-j", "list", "chain", "inet", table, "forward"])
         .stdin(Stdio::null())
         .output()
         .map_err(|source| SystemError::Spawn {
@@ -91,16 +140,22 @@ pub fn uplink_forward_drops(table: &str) -> Result<u64, SystemError> {
             command: command.clone(),
             stderr: format!("{e}: {}", String::from_utf8_lossy(&out.stderr)),
         })?;
-    let packets = parsed["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|item| item["rule"]["comment"] == "from an uplink")
-        .flat_map(|item| item["rule"]["expr"].as_array().cloned().unwrap_or_default())
-        .find_map(|expr| expr["counter"]["packets"].as_u64());
-    packets.ok_or(SystemError::Command {
-        command,
-        stderr: "no counter on the uplink forward rule".into(),
+    let packets = |comment: &str| {
+        parsed["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|item| item["rule"]["comment"] == comment)
+            .flat_map(|item| item["rule"]["expr"].as_array().cloned().unwrap_or_default())
+            .find_map(|expr| expr["counter"]["packets"].as_u64())
+            .ok_or(SystemError::Command {
+                command: command.clone(),
+                stderr: format!("no counter on the rule {comment:?}"),
+            })
+    };
+    Ok(ForwardDrops {
+        from_uplink: packets(FROM_UPLINK)?,
+        ipv6: packets(IPV6_FROM_LAN)? + packets(IPV6_TO_LAN)?,
     })
 }
 
@@ -132,194 +187,6 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
     fs::write(sysctl_path(key), value).map_err(io_err(format!("setting sysctl {key}={value}")))
 }
 
-/// One recorded change, as the line that undoes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Undo {
-    /// `ip ARGS...`
-    Ip(Vec<String>),
-    /// `nft ARGS...`
-    Nft(Vec<String>),
-    /// restore a sysctl to its old value
-    Sysctl(String, String),
-}
-
-impl Undo {
-    fn to_line(&self) -> String {
-        match self {
-            Undo::Ip(a) => format!("ip {}", a.join(" ")),
-            Undo::Nft(a) => format!("nft {}", a.join(" ")),
-            Undo::Sysctl(k, v) => format!("sysctl {k} {v}"),
-        }
-    }
-
-    fn from_line(line: &str) -> Option<Undo> {
-        let mut w = words(line);
-        if w.is_empty() {
-            return None;
-        }
-        let kind = w.remove(0);
-        match kind.as_str() {
-            "ip" => Some(Undo::Ip(w)),
-            "nft" => Some(Undo::Nft(w)),
-            "sysctl" if w.len() == 2 => Some(Undo::Sysctl(w[0].clone(), w[1].clone())),
-            _ => None,
-        }
-    }
-
-    fn apply(&self) -> Result<(), SystemError> {
-        match self {
-            Undo::Ip(a) => run("ip", a, None),
-            Undo::Nft(a) => run("nft", a, None),
-            Undo::Sysctl(k, v) => write_sysctl(k, v),
-        }
-    }
-}
-
-/// The journal of changes made to this network namespace.
-#[derive(Debug)]
-pub struct Plumbing {
-    journal: PathBuf,
-    undo: Vec<Undo>,
-    /// Held while this process runs (the kernel drops it when the process dies, however it
-    /// dies): a second wanlb for the same TUN and namespace must not "clean up" a live one.
-    _lock: fs::File,
-}
-
-/// A change in the journal, to undo before teardown ([`Plumbing::undo_now`]).
-pub struct Recorded(Undo);
-
-/// `dir/NAME-NETNS.undo`: one journal per TUN name and network namespace, so gateways in
-/// different namespaces (the test beds) never share one.
-pub fn journal_path(dir: &Path, tun: &str) -> Result<PathBuf, SystemError> {
-    let ns = fs::metadata("/proc/self/ns/net")
-        .map_err(io_err("reading /proc/self/ns/net"))?
-        .ino();
-    Ok(dir.join(format!("{tun}-{ns}.undo")))
-}
-
-impl Plumbing {
-    /// Undoes what a previous run left behind (after a crash or SIGKILL), then starts a new
-    /// journal. Returns the plumbing and how many leftover changes were undone.
-    pub fn start(journal: PathBuf) -> Result<(Plumbing, usize), SystemError> {
-        if let Some(dir) = journal.parent() {
-            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        }
-        let lock_path = journal.with_extension("lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(format!("opening {}", lock_path.display())))?;
-        if !super::fd::try_lock_exclusive(&lock)
-            .map_err(io_err(format!("locking {}", lock_path.display())))?
-        {
-            return Err(SystemError::Busy(lock_path));
-        }
-        let mut leftovers = 0;
-        if let Ok(text) = fs::read_to_string(&journal) {
-            let undo: Vec<Undo> = text.lines().filter_map(Undo::from_line).collect();
-            leftovers = undo.len();
-            for u in undo.iter().rev() {
-                if let Err(e) = u.apply() {
-                    // Things that went away with the TUN device are already gone.
-                    tracing::debug!(undo = %u.to_line(), error = %e, "leftover already gone");
-                }
-            }
-            fs::remove_file(&journal).map_err(io_err(format!("removing {}", journal.display())))?;
-        }
-        fs::write(&journal, "").map_err(io_err(format!("creating {}", journal.display())))?;
-        Ok((
-            Plumbing {
-                journal,
-                undo: Vec::new(),
-                _lock: lock,
-            },
-            leftovers,
-        ))
-    }
-
-    fn record(&mut self, undo: Undo) -> Result<(), SystemError> {
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .open(&self.journal)
-            .map_err(io_err(format!("opening {}", self.journal.display())))?;
-        writeln!(f, "{}", undo.to_line())
-            .and_then(|_| f.sync_data())
-            .map_err(io_err("writing the undo journal"))?;
-        self.undo.push(undo);
-        Ok(())
-    }
-
-    /// `ip ARGS` now, `ip UNDO_ARGS` at teardown.
-    pub fn ip(&mut self, args: &str, undo: &str) -> Result<(), SystemError> {
-        self.record(Undo::Ip(words(undo)))?;
-        run("ip", &words(args), None)
-    }
-
-    /// Records `undo`, an `ip` command, for a change the caller makes itself (maybe again and
-    /// again, all undone by that one command): nothing runs now.
-    pub fn journal_ip(&mut self, undo: &str) -> Result<Recorded, SystemError> {
-        let undo = Undo::Ip(words(undo));
-        self.record(undo.clone())?;
-        Ok(Recorded(undo))
-    }
-
-    /// Undoes a change recorded with [`Plumbing::journal_ip`] now, then takes it out of the
-    /// journal: a crash in between runs it again at the next start, so it must be an undo
-    /// that can run twice.
-    pub fn undo_now(&mut self, recorded: &Recorded) -> Result<(), SystemError> {
-        recorded.0.apply()?;
-        if let Some(at) = self.undo.iter().rposition(|u| *u == recorded.0) {
-            self.undo.remove(at);
-        }
-        let text: String = self.undo.iter().map(|u| u.to_line() + "\n").collect();
-        let new = self.journal.with_extension("undo.new");
-        fs::write(&new, text)
-            .and_then(|()| fs::File::open(&new)?.sync_all())
-            .and_then(|()| fs::rename(&new, &self.journal))
-            .map_err(io_err(format!("rewriting {}", self.journal.display())))
-    }
-
-    /// Sets a sysctl, restoring the old value at teardown. Nothing is recorded when the value
-    /// is already right.
-    pub fn sysctl(&mut self, key: &str, value: &str) -> Result<(), SystemError> {
-        let old = read_sysctl(key)?;
-        if old == value {
-            return Ok(());
-        }
-        self.record(Undo::Sysctl(key.into(), old))?;
-        write_sysctl(key, value)
-    }
-
-    /// Loads an nftables JSON batch that creates table `ip NAME`, deleting it at teardown.
-    pub fn nft_table(&mut self, name: &str, batch_json: &str) -> Result<(), SystemError> {
-        self.record(Undo::Nft(words(&format!("delete table ip {name}"))))?;
-        run("nft", &words("-j -f -"), Some(batch_json))
-    }
-
-    /// Undoes everything, newest first, and removes the journal. Keeps going past failures and
-    /// reports the first.
-    pub fn teardown(mut self) -> Result<(), SystemError> {
-        let mut first_error = None;
-        while let Some(u) = self.undo.pop() {
-            if let Err(e) = u.apply() {
-                tracing::warn!(undo = %u.to_line(), error = %e, "undo failed");
-                first_error.get_or_insert(e);
-            }
-        }
-        fs::remove_file(&self.journal)
-            .map_err(io_err(format!("removing {}", self.journal.display())))?;
-        // Leave nothing behind: the lock file (still held until we return) and, if no other
-        // gateway uses it, the state directory.
-        let _ = fs::remove_file(self.journal.with_extension("lock"));
-        if let Some(dir) = self.journal.parent() {
-            let _ = fs::remove_dir(dir);
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-}
-
 /// Replaces wanlb's table `name`, made with [`Plumbing::nft_table`] (whose undo still
 /// removes it), by `batch_json`, in one transaction: no packet sees it half made. Its
 /// counters start again from 0.
@@ -329,7 +196,7 @@ pub fn replace_nft_table(name: &str, batch_json: &str) -> Result<(), SystemError
     if let Some(items) = batch["nftables"].as_array_mut() {
         items.insert(
             0,
-            serde_json::json!({"delete": {"table": {"family": "ip", "name": name}}}),
+            serde_json::json!({"delete": {"table": {"family": "inet", "name": name}}}),
         );
     }
     run("nft", &words("-j -f -"), Some(&batch.to_string()))
@@ -368,7 +235,16 @@ pub struct TableForward {
 /// - forward: what an uplink sends to be forwarded is dropped, and counted, unless it answers
 ///   a connection the LAN opened through the kernel on an uplink (to the modem's own subnet):
 ///   the front door. Replies to wanlb's flows, and connections to forwarded ports, reach the
-///   LAN through the TUN device or the fast path, never forwarded from an uplink.
+///   LAN through the TUN device or the fast path, never forwarded from an uplink;
+/// - forward, IPv6: between the LAN and the uplinks, either way, dropped and counted. wanlb
+///   translates IPv4 only, and a gateway with IPv6 forwarding on would otherwise pass the
+///   LAN's IPv6 natively, unfiltered. The gateway's own IPv6 (neighbour discovery, router
+///   advertisements, its own connections) is not forwarded and passes; so does IPv6 between
+///   LAN interfaces.
+///
+/// The table is of the `inet` family, for that last chain; every other rule is for IPv4 only
+/// (explicitly, or by its IPv4 address match). It is kernel state: after a crash it stays, and
+/// IPv6 stays closed, until the next start or `wanlb cleanup` removes it.
 pub fn guard_table_json(
     table: &str,
     tun: &str,
@@ -382,9 +258,9 @@ pub fn guard_table_json(
     let devs: Vec<&str> = uplinks.iter().map(|(d, _)| d.as_str()).collect();
     let lan_names: Vec<&str> = lans.iter().map(String::as_str).collect();
     let iifname = |names: &[&str]| json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": {"set": names}}});
-    let rule = |chain: &str, expr: Value| json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}});
+    let rule = |chain: &str, expr: Value| json!({"add": {"rule": {"family": "inet", "table": table, "chain": chain, "expr": expr}}});
     let typed_chain = |kind: &str, name: &str, hook: &str, prio: i32| {
-        json!({"add": {"chain": {"family": "ip", "table": table, "name": name, "type": kind,
+        json!({"add": {"chain": {"family": "inet", "table": table, "name": name, "type": kind,
             "hook": hook, "prio": prio, "policy": "accept"}}})
     };
     let chain = |name: &str, hook: &str, prio: i32| typed_chain("filter", name, hook, prio);
@@ -393,6 +269,18 @@ pub fn guard_table_json(
             "right": addr.to_string()}})
     };
     let l4proto = |proto: Value| json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto}});
+    let family = |name: &str| json!({"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": name}});
+    let oifname = |names: &[&str]| json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": names}}});
+    let counted_drop = |expr: Vec<Value>, comment: &str| {
+        let mut expr = expr;
+        expr.extend([
+            json!({"counter": {"packets": 0, "bytes": 0}}),
+            json!({"drop": null}),
+        ]);
+        let mut rule = rule("forward", Value::Array(expr));
+        rule["add"]["rule"]["comment"] = json!(comment);
+        rule
+    };
     let dport = |port: Value| {
         json!({"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}},
             "right": port}})
@@ -402,8 +290,8 @@ pub fn guard_table_json(
         .map(|(addr, len)| json!({"prefix": {"addr": addr.to_string(), "len": len}}))
         .collect();
     let mut items = vec![
-        json!({"add": {"table": {"family": "ip", "name": table}}}),
-        json!({"add": {"set": {"family": "ip", "table": table, "name": "kernel_routed",
+        json!({"add": {"table": {"family": "inet", "name": table}}}),
+        json!({"add": {"set": {"family": "inet", "table": table, "name": "kernel_routed",
             "type": "ipv4_addr", "flags": ["interval"], "elem": routed}}}),
         chain("prerouting", "prerouting", -300),
     ];
@@ -441,7 +329,7 @@ pub fn guard_table_json(
     }
     items.push(rule(
         "prerouting",
-        json!([iifname(&[tun]),
+        json!([iifname(&[tun]), family("ipv4"),
             {"mangle": {"key": {"meta": {"key": "mark"}}, "value": TUN_MARK}},
             {"notrack": null}]),
     ));
@@ -460,7 +348,7 @@ pub fn guard_table_json(
                 "hairpin",
                 json!([iifname(&lan_names), daddr(addr), l4proto(json!(f.proto)),
                     dport(json!(f.port)),
-                    {"dnat": {"addr": f.to.ip().to_string(), "port": f.to.port()}}]),
+                    {"dnat": {"family": "ip", "addr": f.to.ip().to_string(), "port": f.to.port()}}]),
             ));
         }
         items.push(typed_chain("nat", "hairpin_source", "postrouting", 100));
@@ -471,35 +359,40 @@ pub fn guard_table_json(
             let (_, addr) = &uplinks[i];
             items.push(rule(
                 "hairpin_source",
-                json!([iifname(&lan_names),
+                json!([family("ipv4"), iifname(&lan_names),
                     {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": lan_names}}},
                     {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
                     {"match": {"op": "==", "left": {"ct": {"key": "ip daddr", "dir": "original"}},
                         "right": addr.to_string()}},
-                    {"snat": {"addr": addr.to_string()}}]),
+                    {"snat": {"family": "ip", "addr": addr.to_string()}}]),
             ));
         }
     }
     items.push(chain("forward", "forward", 0));
+    items.push(counted_drop(
+        vec![family("ipv6"), iifname(&lan_names), oifname(&devs)],
+        IPV6_FROM_LAN,
+    ));
+    items.push(counted_drop(
+        vec![family("ipv6"), iifname(&devs), oifname(&lan_names)],
+        IPV6_TO_LAN,
+    ));
     items.push(rule(
         "forward",
-        json!([iifname(&lan_names),
-            {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": devs}}},
+        json!([family("ipv4"), iifname(&lan_names), oifname(&devs),
             {"mangle": {"key": {"ct": {"key": "mark"}}, "value": TUN_MARK}}]),
     ));
     items.push(rule(
         "forward",
-        json!([iifname(&devs),
+        json!([family("ipv4"), iifname(&devs),
             {"match": {"op": "==", "left": {"ct": {"key": "mark"}}, "right": TUN_MARK}},
             {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
             {"accept": null}]),
     ));
-    let mut from_uplink = rule(
-        "forward",
-        json!([iifname(&devs), {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]),
-    );
-    from_uplink["add"]["rule"]["comment"] = json!("from an uplink");
-    items.push(from_uplink);
+    items.push(counted_drop(
+        vec![family("ipv4"), iifname(&devs)],
+        FROM_UPLINK,
+    ));
     json!({"nftables": items}).to_string()
 }
 
@@ -615,18 +508,6 @@ mod tests {
     }
 
     #[test]
-    fn undo_lines_round_trip() {
-        for u in [
-            Undo::Ip(words("rule del iif eth0 lookup 7100 priority 7101")),
-            Undo::Nft(words("delete table ip wanlb_wanlb0")),
-            Undo::Sysctl("net.ipv4.ip_forward".into(), "0".into()),
-        ] {
-            assert_eq!(Undo::from_line(&u.to_line()), Some(u));
-        }
-        assert_eq!(Undo::from_line("rm -rf /"), None);
-    }
-
-    #[test]
     fn guard_table_is_one_batch_with_a_rule_per_uplink() {
         let json = guard_table_json(
             "wanlb_t",
@@ -641,16 +522,85 @@ mod tests {
             &[],
         );
         assert!(
-            json.starts_with(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"wanlb_t"}}}"#)
+            json.starts_with(
+                r#"{"nftables":[{"add":{"table":{"family":"inet","name":"wanlb_t"}}}"#
+            )
         );
-        // a NAT-port rule per uplink, and the forward rule for both
-        assert_eq!(json.matches(r#""drop":null"#).count(), 3);
+        // a NAT-port rule per uplink, the forward rule for both, IPv6 both ways
+        assert_eq!(json.matches(r#""drop":null"#).count(), 5);
         assert!(json.contains(r#""elem":[{"prefix":{"addr":"198.18.3.0","len":24}}]"#));
         assert!(json.contains(r#""right":{"set":["eth1","eth2"]}"#));
         assert!(json.contains(r#""value":28928"#));
         assert!(json.contains(r#""right":"198.18.2.1""#));
         assert!(json.contains(r#""range":[61000,65535]"#));
         assert!(!json.contains("nat"), "no NAT chains without forwards");
+    }
+
+    /// The rules of `json` as "CHAIN EXPR COMMENT", in order.
+    fn rules_of(json: &str) -> Vec<String> {
+        let parsed: serde_json::Value = serde_json::from_str(json).unwrap();
+        parsed["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["add"]["rule"].as_object())
+            .map(|r| {
+                let comment = r.get("comment").cloned().unwrap_or_default();
+                format!("{} {} {comment}", r["chain"].as_str().unwrap(), r["expr"])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ipv6_between_the_lan_and_the_uplinks_is_dropped_and_every_other_rule_is_ipv4() {
+        let json = guard_table_json(
+            "wanlb_t",
+            "wanlb0",
+            &["eth0".into(), "eth3".into()],
+            &[(Ipv4Addr::new(198, 18, 3, 0), 24)],
+            &[
+                ("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)),
+                ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1)),
+            ],
+            (61000, 65535),
+            &[TableForward {
+                uplink: 0,
+                proto: "tcp",
+                port: 443,
+                to: "198.18.3.10:443".parse().unwrap(),
+            }],
+        );
+        let rules = rules_of(&json);
+        let ipv6 = r#"{"match":{"left":{"meta":{"key":"nfproto"}},"op":"==","right":"ipv6"}}"#;
+        let ipv6_rules: Vec<&String> = rules.iter().filter(|r| r.contains(ipv6)).collect();
+        let lans = r#""right":{"set":["eth0","eth3"]}"#;
+        let uplinks = r#""right":{"set":["eth1","eth2"]}"#;
+        assert_eq!(ipv6_rules.len(), 2, "{rules:#?}");
+        for (rule, from, to, comment) in [
+            (ipv6_rules[0], lans, uplinks, IPV6_FROM_LAN),
+            (ipv6_rules[1], uplinks, lans, IPV6_TO_LAN),
+        ] {
+            assert!(rule.starts_with("forward "), "{rule}");
+            let (iif, oif) = (rule.find("iifname").unwrap(), rule.find("oifname").unwrap());
+            assert!(
+                rule[iif..oif].contains(from) && rule[oif..].contains(to),
+                "{rule}"
+            );
+            let counted = r#"{"counter":{"bytes":0,"packets":0}},{"drop":null}]"#;
+            assert!(
+                rule.ends_with(&format!("{counted} \"{comment}\"")),
+                "{rule}"
+            );
+        }
+        // the rest is IPv4's: by an explicit match or an IPv4 address (nft then adds it)
+        let ipv4 = r#""right":"ipv4""#;
+        for rule in rules.iter().filter(|r| !r.contains(ipv6)) {
+            assert!(
+                rule.contains(ipv4) || rule.contains(r#""protocol":"ip""#),
+                "{rule}"
+            );
+        }
+        assert!(json.contains(r#"{"dnat":{"addr":"198.18.3.10","family":"ip","port":443}}"#));
     }
 
     #[test]
@@ -723,13 +673,16 @@ mod tests {
                 r#""right":{"set":["eth0"]}"#,
                 r#""right":"198.18.2.1""#,
                 r#""right":8443"#,
-                r#"{"dnat":{"addr":"198.18.3.10","port":443}}"#
+                r#"{"dnat":{"addr":"198.18.3.10","family":"ip","port":443}}"#
             ]
         ));
         // ...from that uplink's address, one rule per uplink
         assert!(has(
             "hairpin_source",
-            &[r#""dir":"original""#, r#"{"snat":{"addr":"198.18.2.1"}}"#]
+            &[
+                r#""dir":"original""#,
+                r#"{"snat":{"addr":"198.18.2.1","family":"ip"}}"#
+            ]
         ));
         assert_eq!(
             rules

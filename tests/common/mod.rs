@@ -119,17 +119,17 @@ impl Testbed {
         );
     }
 
-    /// Adds the namespace `lan2` (testbed.sh lan2): a host, 198.18.6.10, on a second LAN
+    /// Adds the namespace `link2` (testbed.sh link2): a host, 198.18.6.10, on a second LAN
     /// link (gw's eth4, 198.18.6.100/24) with a network of its own. The guard removes it with
     /// the rest.
-    pub fn add_second_lan(&self) {
+    pub fn add_second_link(&self) {
         let out = Command::new(script())
-            .args(["lan2", &self.prefix])
+            .args(["link2", &self.prefix])
             .output()
             .expect("running testbed.sh");
         assert!(
             out.status.success(),
-            "testbed lan2 failed: {}",
+            "testbed link2 failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -360,6 +360,73 @@ impl Testbed {
             .collect()
     }
 }
+
+impl Testbed {
+    /// Adds IPv6 to the LAN, the gateway and isp1's router (testbed.sh ipv6): the LAN host
+    /// [`LAN6`], the gateway [`GW_LAN6`] and [`GW_UPLINK6`], the router [`R1_6`], and IPv6
+    /// forwarding on in the gateway.
+    pub fn add_ipv6(&self) {
+        let out = Command::new(script())
+            .args(["ipv6", &self.prefix])
+            .output()
+            .expect("running testbed.sh");
+        assert!(
+            out.status.success(),
+            "testbed ipv6 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Counts, in namespace `name`, the packets that arrive matching each of `selectors`
+    /// (nft syntax: `ip saddr 198.18.3.0/24`, `ip6 saddr fd00:3::/64`), from now on, before
+    /// anything else there sees them; [`Testbed::seen`] reads the counts.
+    pub fn watch(&self, name: &str, selectors: &[&str]) {
+        let _ = self.run(name, &["nft", "delete", "table", "inet", "watch"]);
+        self.ok(name, &["nft", "add", "table", "inet", "watch"]);
+        self.ok(
+            name,
+            &[
+                "nft",
+                "add chain inet watch pre { type filter hook prerouting priority -500; }",
+            ],
+        );
+        for s in selectors {
+            let rule = format!("add rule inet watch pre {s} counter comment \"{s}\"");
+            self.ok(name, &["nft", &rule]);
+        }
+    }
+
+    /// How many packets matching `selector` arrived in namespace `name` since
+    /// [`Testbed::watch`] began counting them.
+    pub fn seen(&self, name: &str, selector: &str) -> u64 {
+        let rules = self.ok(
+            name,
+            &["nft", "-j", "list", "chain", "inet", "watch", "pre"],
+        );
+        let json: serde_json::Value = serde_json::from_str(&rules).expect("nft JSON");
+        json["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|item| item.get("rule"))
+            .filter(|rule| rule["comment"] == selector)
+            .filter_map(|rule| {
+                rule["expr"]
+                    .as_array()?
+                    .iter()
+                    .find_map(|e| e.get("counter"))
+            })
+            .map(|c| c["packets"].as_u64().unwrap())
+            .sum()
+    }
+}
+
+/// The LAN host's IPv6 address, and the gateway's on the LAN and on isp1, and isp1's router's
+/// (after [`Testbed::add_ipv6`]).
+pub const LAN6: &str = "fd00:3::10";
+pub const GW_LAN6: &str = "fd00:3::100";
+pub const GW_UPLINK6: &str = "fd00:1::1";
+pub const R1_6: &str = "fd00:1::254";
 
 /// The health targets the failover tests probe: addresses of the simulated internet.
 pub const TARGETS: [&str; 2] = ["198.19.255.1", "198.19.255.2"];

@@ -6,6 +6,10 @@
 //!
 //! `failover` measures wanlb alone (the kernel recipe has none): how long a UDP stream and a
 //! TCP connection on an uplink are cut off when that uplink's line fails.
+//!
+//! `stress` floods wanlb (and the kernel recipe, where it applies) as an attacker would while
+//! a second LAN host opens connections, and `soak` churns flows for half an hour: see
+//! stress.rs and soak.rs beside this file.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -18,6 +22,18 @@ use wanlb::io::monotonic_ns;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+#[path = "wanlb-bench/report.rs"]
+mod report;
+#[path = "wanlb-bench/soak.rs"]
+mod soak;
+#[path = "wanlb-bench/stress.rs"]
+mod stress;
+#[cfg(test)]
+#[path = "wanlb-bench/stress_tests.rs"]
+mod stress_tests;
+#[path = "wanlb-bench/watch.rs"]
+mod watch;
 
 #[derive(Parser)]
 #[command(
@@ -34,9 +50,23 @@ struct Cli {
     /// Repetitions of every measurement (medians are reported) [default: 3; failover: 5].
     #[arg(long)]
     reps: Option<usize>,
-    /// Seconds per throughput measurement.
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
+    /// Seconds per throughput measurement [default: 5]; stress: per phase [default: 60].
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// soak: how long the flows churn.
+    #[arg(long, default_value_t = 30)]
+    minutes: u64,
+    /// soak: minutes left out as warm-up before RSS must stay flat [default: 6, the UDP
+    /// timeout and one more; at most half the run].
+    #[arg(long)]
+    warmup_minutes: Option<u64>,
+    /// stress: the phases to run (1 spray, 2 spoofed sources, 3 SYNs at a port forward,
+    /// 4 a crowd on the control port), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+    phases: Vec<u8>,
+    /// stress: leave out the kernel recipe's runs.
+    #[arg(long)]
+    no_kernel: bool,
     /// Flows opened for the concurrent-flows measurement.
     #[arg(long, default_value_t = 1_000_000)]
     hold_flows: u32,
@@ -68,6 +98,11 @@ enum What {
     Flows,
     /// wanlb alone: a line of isp1 cut beyond the gateway and at the gateway's link.
     Failover,
+    /// Floods from a LAN host and the internet, and a crowd on the control port, while a
+    /// second LAN host opens connections (not part of `all`).
+    Stress,
+    /// Flow churn at a steady rate for --minutes, memory sampled (not part of `all`).
+    Soak,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -99,6 +134,7 @@ struct Sample {
 
 type Result<T> = std::result::Result<T, String>;
 
+#[derive(Clone)]
 struct Bed {
     prefix: String,
     bin: PathBuf,
@@ -245,6 +281,24 @@ impl Proc {
         let _ = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status();
+    }
+
+    /// Waits up to `limit` for it to end by itself; then its exit status and how long that
+    /// took from now, or None if it still runs.
+    fn wait_within(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return Some((status, start.elapsed()));
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGTERM, wait, and the full output.
@@ -397,7 +451,7 @@ impl Run<'_> {
     }
 
     fn tcp(&mut self, path: Gateway, rep: usize) -> Result<()> {
-        let secs = self.cli.seconds.to_string();
+        let secs = self.cli.seconds.unwrap_or(5).to_string();
         let bed = self.bed;
         let one = |extra: &[&str]| {
             let mut args = vec!["iperf3", "-c", "198.19.0.7", "-t", &secs, "-J"];
@@ -465,7 +519,7 @@ impl Run<'_> {
                 .cmd("inet", &[&probe, "udp-sink", "--udp", "198.19.1.0/26"]),
         )?;
         sink.wait_for("listening", "udp sink")?;
-        let secs = self.cli.seconds.to_string();
+        let secs = self.cli.seconds.unwrap_or(5).to_string();
         let flood = self.bed.run(
             "lan",
             &[
@@ -1282,6 +1336,11 @@ fn run(cli: &Cli) -> Result<()> {
         bin: cli.bin.clone(),
         script: root.join("scripts/testbed.sh"),
     };
+    match cli.what {
+        What::Stress => return stress::run(&bed, cli),
+        What::Soak => return soak::run(&bed, cli),
+        _ => {}
+    }
     let want = |w: What| cli.what == What::All || cli.what == w;
     let reps = cli.reps.unwrap_or(3);
     let failover_reps = if want(What::Failover) {
@@ -1376,7 +1435,7 @@ fn run(cli: &Cli) -> Result<()> {
         kernel.trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cli.workers,
-        cli.seconds
+        cli.seconds.unwrap_or(5)
     );
     std::fs::create_dir_all(&cli.out).map_err(|e| e.to_string())?;
     let mut md = markdown(&lines, reps, &meta);

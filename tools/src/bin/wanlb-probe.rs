@@ -5,8 +5,9 @@
 //! `udp-stream`, `udp-record` and `tcp-hold` time what a flow sees while an uplink fails
 //! (CLOCK_MONOTONIC timestamps, one clock for every namespace on the machine); `tun-wire`
 //! joins two TUN devices in two namespaces into a point-to-point line, as a PPP session or a
-//! tunnel is; `spoofed-flood` opens new flows from made-up sources, as a LAN host claiming many
-//! addresses or a SYN flood from the internet does.
+//! tunnel is; `spray`, `churn` and `http-crowd` are the stress harness's traffic; `http-get`
+//! and `http-raw` ask wanlb's control port, the second as an attacker would (any bytes,
+//! pipelined, over many connections held open).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -19,6 +20,9 @@ use clap::{Parser, Subcommand};
 use wanlb::io::batch::RawUdp;
 use wanlb::io::vnet::{self, VnetHeader};
 use wanlb_testkit::Ipv4Packet;
+
+#[path = "wanlb-probe/stress.rs"]
+mod stress;
 
 #[derive(Parser)]
 #[command(name = "wanlb-probe", version, about = "Test and demo peer for wanlb")]
@@ -122,32 +126,6 @@ enum Command {
         #[arg(long)]
         count: u32,
     },
-    /// Send new flows from made-up sources for SECONDS: UDP datagrams or TCP SYNs (a raw
-    /// socket writes the whole IP header), each from a source address drawn from SRC and the
-    /// SRC_COUNT after it, a source port drawn from 1024-65535, to an address drawn from DST
-    /// and the DST_COUNT after it, on DST_PORT. Every address must be in 198.18.0.0/15 (the
-    /// benchmarking range the testbed uses). Prints "sending", then "sent N seconds T rate R".
-    SpoofedFlood {
-        /// udp or syn.
-        #[arg(long, default_value = "udp")]
-        proto: String,
-        #[arg(long)]
-        src: Ipv4Addr,
-        #[arg(long, default_value_t = 1)]
-        src_count: u32,
-        #[arg(long)]
-        dst: Ipv4Addr,
-        #[arg(long, default_value_t = 1)]
-        dst_count: u32,
-        #[arg(long, default_value_t = 5001)]
-        dst_port: u16,
-        /// Packets a second; 0: as fast as it can.
-        #[arg(long, default_value_t = 0)]
-        rate: u32,
-        /// How long, at most 120.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-    },
     /// Send COUNT UDP datagrams of SIZE bytes, bigger than the path, with "don't fragment"
     /// off (IP_PMTUDISC_DONT: the stack sends them as IP fragments) to the reflector, one at a
     /// time on one socket (one flow), and check each answer byte for byte (as big, it comes
@@ -196,6 +174,27 @@ enum Command {
         #[arg(long, default_value = "/")]
         path: String,
     },
+    /// Send REQUEST (as given, byte for byte) to the HTTP server at ADDR, REPEAT times in a
+    /// row (pipelined) on each of CONNECTIONS connections. Without --hold, read the first
+    /// connection's answer until the server closes it (10 s at most) and print it. With
+    /// --hold, print "holding N connections, B bytes sent" once connected and sent (as much
+    /// as the sockets took), then wait until killed, never reading or, with --read-every,
+    /// reading up to 64 KiB of each connection's answers that often. For tests of the
+    /// limits of wanlb's control port (a descriptor per connection: run it under prlimit).
+    HttpRaw {
+        #[arg(long, value_name = "IP:PORT")]
+        addr: SocketAddrV4,
+        #[arg(long, default_value = "")]
+        request: String,
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[arg(long)]
+        hold: bool,
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "hold")]
+        read_every: Option<Duration>,
+    },
     /// Hold one TCP connection to an echo server, exchanging 8 bytes every 100 ms. Prints
     /// "connected LOCAL-IP:PORT"; when the connection fails "reset NS" (reset by the peer)
     /// or "error KIND NS" (NS: CLOCK_MONOTONIC ns); on SIGINT or SIGTERM "alive".
@@ -221,6 +220,18 @@ enum Command {
         #[arg(long)]
         peer_dev: String,
     },
+    /// Flood new flows from a raw socket for SECONDS, each packet a new flow (source,
+    /// ports and destination at random), UDP datagrams or TCP SYNs, sources made up at will
+    /// within --src. Prints "sent N seconds S rate R".
+    Spray(stress::SprayArgs),
+    /// Open new connections at a steady rate for SECONDS, as a LAN host does (UDP
+    /// request/answer on fresh sockets, TCP connections to an echo), and optionally flows that
+    /// expect no answer; then print per second and in total how many got through.
+    Churn(stress::ChurnArgs),
+    /// Hold IDLE idle connections to an HTTP server for SECONDS, and with --pipeline pipeline
+    /// requests on one more without reading the answers; then print what the server did with
+    /// them.
+    HttpCrowd(stress::CrowdArgs),
 }
 
 fn parse_interval(s: &str) -> Result<Duration> {
@@ -247,23 +258,6 @@ fn main() -> ExitCode {
         Command::CaptureVerify { dev } => capture_verify(&dev),
         Command::UdpSink { udp, port } => udp_sink(&udp, port),
         Command::UdpNewFlows { dst, addrs, count } => udp_new_flows(dst, addrs, count),
-        Command::SpoofedFlood {
-            proto,
-            src,
-            src_count,
-            dst,
-            dst_count,
-            dst_port,
-            rate,
-            seconds,
-        } => spoofed_flood(
-            &proto,
-            (src, src_count),
-            (dst, dst_count),
-            dst_port,
-            rate,
-            seconds,
-        ),
         Command::UdpGsoCheck {
             dst,
             segments,
@@ -290,11 +284,22 @@ fn main() -> ExitCode {
         Command::UdpRecord { bind } => udp_record(bind),
         Command::TcpHold { dst, idle_after } => tcp_hold(dst, idle_after),
         Command::HttpGet { addr, path } => http_get(addr, &path),
+        Command::HttpRaw {
+            addr,
+            request,
+            repeat,
+            connections,
+            hold,
+            read_every,
+        } => http_raw(addr, &request.repeat(repeat), connections, hold, read_every),
         Command::TunWire {
             dev,
             peer_netns,
             peer_dev,
         } => tun_wire(&dev, &peer_netns, &peer_dev),
+        Command::Spray(a) => stress::spray(&a),
+        Command::Churn(a) => stress::churn(&a),
+        Command::HttpCrowd(a) => stress::http_crowd(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -978,86 +983,6 @@ fn udp_new_flows(dst: Ipv4Addr, addrs: u32, count: u32) -> Result<()> {
     Ok(())
 }
 
-/// Whether `first` and the `count` - 1 addresses after it are all in 198.18.0.0/15.
-fn in_test_range(first: Ipv4Addr, count: u32) -> bool {
-    let range = u32::from_be_bytes([198, 18, 0, 0])..=u32::from_be_bytes([198, 19, 255, 255]);
-    let first = u32::from(first);
-    count > 0
-        && range.contains(&first)
-        && first
-            .checked_add(count - 1)
-            .is_some_and(|last| range.contains(&last))
-}
-
-fn spoofed_flood(
-    proto: &str,
-    (src, src_count): (Ipv4Addr, u32),
-    (dst, dst_count): (Ipv4Addr, u32),
-    dst_port: u16,
-    rate: u32,
-    seconds: f64,
-) -> Result<()> {
-    const BATCH: usize = wanlb::io::batch::MAX_BATCH;
-    const TCP_SYN: u8 = 0x02;
-    if !in_test_range(src, src_count) || !in_test_range(dst, dst_count) {
-        return Err("sources and destinations must all be in 198.18.0.0/15".into());
-    }
-    if !(0.0..=120.0).contains(&seconds) {
-        return Err("--seconds must be from 0 to 120".into());
-    }
-    let syn = match proto {
-        "udp" => false,
-        "syn" => true,
-        _ => return Err("--proto must be udp or syn".into()),
-    };
-    let raw = wanlb::io::batch::RawIp::open().map_err(|e| format!("raw socket: {e}"))?;
-    // xorshift: a cheap spread of sources, ports and destinations
-    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 32) as u32
-    };
-    println!("sending");
-    let start = Instant::now();
-    let until = Duration::from_secs_f64(seconds);
-    let mut sent = 0u64;
-    let mut packets: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-    while start.elapsed() < until {
-        if rate > 0 && sent as f64 > start.elapsed().as_secs_f64() * f64::from(rate) {
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        packets.clear();
-        for _ in 0..BATCH {
-            let from = Ipv4Addr::from(u32::from(src) + next() % src_count);
-            let to = Ipv4Addr::from(u32::from(dst) + next() % dst_count);
-            let sport = 1024 + (next() % 64512) as u16;
-            packets.push(if syn {
-                Ipv4Packet::tcp(from, to, sport, dst_port, b"")
-                    .flags(TCP_SYN)
-                    .seq(next())
-                    .build()
-            } else {
-                Ipv4Packet::udp(from, to, sport, dst_port, b"flood").build()
-            });
-        }
-        let batch: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
-        match raw.send_many(&batch) {
-            Ok(n) => sent += n as u64,
-            // the qdisc or socket buffer is full: let it drain
-            Err(_) => std::thread::sleep(Duration::from_micros(50)),
-        }
-    }
-    let took = start.elapsed().as_secs_f64();
-    println!(
-        "sent {sent} seconds {took:.3} rate {:.0}",
-        sent as f64 / took
-    );
-    Ok(())
-}
-
 fn udp_gso_check(dst: SocketAddrV4, segments: u16, size: u16, warmup: u32) -> Result<()> {
     if segments == 0 || size < 16 || u32::from(segments) * u32::from(size) > 60_000 {
         return Err("--segments x --size must be at most 60000, --size at least 16".into());
@@ -1250,6 +1175,69 @@ fn http_get(addr: SocketAddrV4, path: &str) -> Result<()> {
         return Err(format!("{head}\n{body}"));
     }
     print!("{body}");
+    Ok(())
+}
+
+fn http_raw(
+    addr: SocketAddrV4,
+    payload: &str,
+    connections: usize,
+    hold: bool,
+    read_every: Option<Duration>,
+) -> Result<()> {
+    let mut held = Vec::new();
+    for _ in 0..connections {
+        match TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5)) {
+            Ok(s) => held.push(s),
+            // a server out of descriptors leaves the rest in its backlog, unanswered
+            Err(e) => {
+                eprintln!("connection {}: {e}", held.len() + 1);
+                break;
+            }
+        }
+    }
+    let first = held.first().ok_or("no connection")?;
+    let mut sent = 0;
+    for s in &held {
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut rest = payload.as_bytes();
+        while !rest.is_empty() {
+            match (&*s).write(rest) {
+                Ok(n) => {
+                    rest = &rest[n..];
+                    sent += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("sending: {e}")),
+            }
+        }
+    }
+    if hold {
+        println!("holding {} connections, {sent} bytes sent", held.len());
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let Some(every) = read_every else {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        };
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            std::thread::sleep(every);
+            for s in &held {
+                // what is there, if anything; a closed connection reads 0
+                let _ = (&*s).read(&mut buf);
+            }
+        }
+    }
+    first.set_nonblocking(false).map_err(|e| e.to_string())?;
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    if let Err(e) = (&*first).read_to_end(&mut reply) {
+        eprintln!("reading: {e}");
+    }
+    print!("{}", String::from_utf8_lossy(&reply));
     Ok(())
 }
 
