@@ -151,11 +151,6 @@ impl Affinity {
         self.idle -= expired;
     }
 
-    /// Bindings without a live flow, kept for their idle timeout.
-    pub fn idle(&self) -> usize {
-        self.idle
-    }
-
     pub fn len(&self) -> usize {
         self.destinations.len()
     }
@@ -199,7 +194,7 @@ mod tests {
         assert_eq!(a.lookup(9, t0.after_ms(10 * MIN)), Some(1));
         a.release(1);
         assert_eq!(a.lookup(9, t0.after_ms(4)), None);
-        assert_eq!(a.idle(), 0);
+        assert_eq!(a.idle, 0);
     }
 
     #[test]
@@ -212,23 +207,23 @@ mod tests {
         }
         assert!(!a.detach(1, 0, t0.stamp()));
         assert!(!a.detach(2, 0, t0.stamp()));
-        assert_eq!((a.idle(), a.len()), (2, 3));
+        assert_eq!((a.idle, a.len()), (2, 3));
         // a third idle binding is not kept: the destination is placed anew next time
         assert!(a.detach(3, 0, t0.stamp()));
         assert_eq!(a.lookup(3, t0.after_ms(1)), None);
         assert_eq!(a.len(), 2);
         // a binding in use again is not idle; its end makes it idle again
         a.attach(1, 0, t0.after_ms(2));
-        assert_eq!(a.idle(), 1);
+        assert_eq!(a.idle, 1);
         assert!(!a.detach(3, 0, t0.stamp()), "unknown: nothing to forget");
         a.attach(4, 1, t0.after_ms(3));
         assert!(!a.detach(4, 1, t0.stamp()));
-        assert_eq!(a.idle(), 2);
+        assert_eq!(a.idle, 2);
         // expiry and release count them down
         a.expire(t0.after_ms(10 * MIN + 3));
-        assert_eq!((a.idle(), a.len()), (0, 1));
+        assert_eq!((a.idle, a.len()), (0, 1));
         a.release(0);
         assert!(a.is_empty());
-        assert_eq!(a.idle(), 0);
+        assert_eq!(a.idle, 0);
     }
 }

@@ -262,19 +262,10 @@ impl Hosts {
         self.idle_verified -= forgotten;
     }
 
-    pub fn is_verified(&self, addr: u32) -> bool {
-        self.hosts.get(&addr).is_some_and(|h| h.verified)
-    }
-
     /// Addresses known: verified ones (with flows or lately), unverified ones with flows.
     pub fn counts(&self) -> (usize, usize) {
         let verified = self.hosts.values().filter(|h| h.verified).count();
         (verified, self.hosts.len() - verified)
-    }
-
-    /// Flows the address holds.
-    pub fn flows_of(&self, addr: u32) -> u32 {
-        self.hosts.get(&addr).map_or(0, |h| h.flows)
     }
 }
 
@@ -375,7 +366,7 @@ mod tests {
         assert_eq!(h.open(NET + 96, net(NET)), Err(Refusal::UnverifiedFlows));
         assert_eq!(h.open(real, net(real)), Ok(()));
         assert_eq!(h.open(real, net(real)), Err(Refusal::HostFlows));
-        assert_eq!(h.flows_of(real), 3);
+        assert_eq!(h.hosts[&real].flows, 3);
         // giving back and closing keep every count consistent
         h.give_port(real, (0, PROTO_TCP));
         h.give_port(real, (0, PROTO_TCP));
@@ -396,13 +387,13 @@ mod tests {
         h.verify(real);
         h.close(real, Timestamp::from_millis(1_000));
         h.expire(Timestamp::from_millis(1_000 + VERIFIED_KEPT_MS - 1));
-        assert!(h.is_verified(real));
+        assert!(h.hosts[&real].verified);
         // back within the hour: its own share, whatever the made-up addresses hold
         h.open(NET + 1, net(NET)).unwrap();
         assert_eq!(h.open(real, net(real)), Ok(()));
         h.close(real, Timestamp::from_millis(2_000));
         h.expire(Timestamp::from_millis(2_000 + VERIFIED_KEPT_MS));
-        assert!(!h.is_verified(real));
+        assert!(!h.hosts.contains_key(&real));
         assert_eq!(h.idle_verified, 0);
     }
 

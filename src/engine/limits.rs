@@ -116,10 +116,6 @@ impl Scale {
     pub fn apply(self, ms: u64) -> u64 {
         ms * u64::from(self.0) / 1000
     }
-
-    pub fn permille(self) -> u32 {
-        self.0
-    }
 }
 
 /// Why a flow ended before its time, or a binding was not kept.
@@ -379,21 +375,13 @@ mod tests {
     fn timeouts_shrink_in_a_straight_line_from_60_percent_as_pf_does() {
         assert_eq!(Scale::at(0, 1000), Scale::FULL);
         assert_eq!(Scale::at(600, 1000), Scale::FULL);
-        assert_eq!(Scale::at(900, 1000).permille(), 500);
-        assert_eq!(
-            Scale::at(1000, 1000).permille(),
-            333,
-            "a third at the limit"
-        );
-        assert_eq!(Scale::at(1200, 1000).permille(), 0);
-        assert_eq!(
-            Scale::at(5000, 1000).permille(),
-            0,
-            "past the end: none left"
-        );
+        assert_eq!(Scale::at(900, 1000).0, 500);
+        assert_eq!(Scale::at(1000, 1000).0, 333, "a third at the limit");
+        assert_eq!(Scale::at(1200, 1000).0, 0);
+        assert_eq!(Scale::at(5000, 1000).0, 0, "past the end: none left");
         assert_eq!(Scale::at(900, 1000).apply(300_000), 150_000);
         // the largest table there can be does not overflow
-        assert_eq!(Scale::at(u32::MAX, u32::MAX).permille(), 333);
+        assert_eq!(Scale::at(u32::MAX, u32::MAX).0, 333);
         assert!(Scale::at(10, u32::MAX).is_full());
     }
 
