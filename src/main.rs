@@ -301,9 +301,10 @@ struct RunArgs {
     /// of the pool].
     #[arg(long, value_name = "N")]
     max_ports_per_host: Option<String>,
-    /// The most flows wanlb keeps, all hosts together (each costs up to 256 bytes); near it,
-    /// flows that never completed are ended first and their timeouts shortened, at it new
-    /// flows are refused [default: one per 16 KiB of memory, 16384 to 1048576].
+    /// The most flows wanlb keeps, all hosts together (each costs up to 256 bytes): as it
+    /// fills, flows that never completed get shorter timeouts, and are ended to make room; a
+    /// table full of completed flows refuses new ones [default: one per 16 KiB of memory,
+    /// 16384 to 1048576].
     #[arg(long, value_name = "N")]
     max_flows: Option<String>,
     /// The most flows one LAN host may have; addresses that never completed a TCP handshake
