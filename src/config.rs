@@ -13,6 +13,7 @@ use tracing::level_filters::LevelFilter;
 
 use crate::engine::UdpAffinity;
 use crate::engine::flow::Timeouts;
+use crate::engine::limits::{self, Limits};
 use crate::engine::select::Prefix;
 use crate::health::HealthSettings;
 use crate::io::iface::Interface;
@@ -23,7 +24,13 @@ pub const DEFAULT_TUN: &str = "wanlb0";
 pub const DEFAULT_AFFINITY: Duration = Duration::from_secs(600);
 pub const DEFAULT_NAT_PORTS: (u16, u16) = (61000, 65535);
 pub const MAX_WEIGHT: u32 = 1000;
-pub const MAX_UPLINKS: usize = 32;
+/// Sets of uplinks are 32-bit masks in the engine.
+pub const MAX_UPLINKS: usize = crate::engine::MAX_UPLINKS;
+/// Bounds of `max_flows` and `max_flows_per_host`.
+pub const MAX_FLOWS_RANGE: (u32, u32) = (1_024, 67_108_864);
+pub const DEFAULT_MAX_EMBRYONIC: u32 = 4_096;
+/// Bounds of `max_embryonic_per_forward`: at least one per part of the table (64).
+pub const MAX_EMBRYONIC_RANGE: (u32, u32) = (64, 1_048_576);
 /// Table entries keep 32-bit millisecond stamps, good for ages up to 24 days.
 pub const MAX_AFFINITY: Duration = Duration::from_secs(86400);
 pub const MAX_TIER: u8 = 9;
@@ -277,6 +284,12 @@ pub struct Config {
     pub nat_ports_auto: bool,
     /// Ports one LAN host may hold per uplink and protocol; default: a quarter of the pool.
     pub max_ports_per_host: Option<u32>,
+    /// Flows in the table; default: from the machine's memory ([`Config::limits`]).
+    pub max_flows: Option<u32>,
+    /// Flows one LAN host may have; default: a sixteenth of `max_flows`.
+    pub max_flows_per_host: Option<u32>,
+    /// Connections through one port forward that have not completed their handshake.
+    pub max_embryonic_per_forward: u32,
     pub fast_path: FastPathMode,
     pub health: HealthSettings,
     /// Probed through every uplink that names none of its own (`check`).
@@ -357,6 +370,9 @@ pub struct Flags {
     pub workers: Option<usize>,
     pub nat_ports: Option<String>,
     pub max_ports_per_host: Option<String>,
+    pub max_flows: Option<String>,
+    pub max_flows_per_host: Option<String>,
+    pub max_embryonic_per_forward: Option<String>,
     pub offload: Option<String>,
     pub health_targets: Vec<String>,
     pub health_interval: Option<String>,
@@ -387,6 +403,9 @@ struct FileConfig {
     busy_poll: Option<Spanned<String>>,
     nat_ports: Option<Spanned<String>>,
     max_ports_per_host: Option<Spanned<toml::Value>>,
+    max_flows: Option<Spanned<toml::Value>>,
+    max_flows_per_host: Option<Spanned<toml::Value>>,
+    max_embryonic_per_forward: Option<Spanned<toml::Value>>,
     offload: Option<Spanned<String>>,
     health_target: Option<Vec<Spanned<String>>>,
     health_interval: Option<Spanned<String>>,
@@ -894,6 +913,9 @@ impl Config {
             nat_ports: DEFAULT_NAT_PORTS,
             nat_ports_auto: true,
             max_ports_per_host: None,
+            max_flows: None,
+            max_flows_per_host: None,
+            max_embryonic_per_forward: DEFAULT_MAX_EMBRYONIC,
             fast_path: FastPathMode::Auto,
             health: HealthSettings::default(),
             health_targets: Vec::new(),
@@ -991,6 +1013,21 @@ impl Config {
         let per_host = |s: &str, o: &str| parse_count(s, o, 1, 65535);
         if let Some(n) = at.number(l, &file.max_ports_per_host, "max_ports_per_host", per_host) {
             self.max_ports_per_host = Some(n);
+        }
+        let flows = |s: &str, o: &str| parse_count(s, o, MAX_FLOWS_RANGE.0, MAX_FLOWS_RANGE.1);
+        if let Some(n) = at.number(l, &file.max_flows, "max_flows", flows) {
+            self.max_flows = Some(n);
+        }
+        let host_flows = |s: &str, o: &str| parse_count(s, o, 1, MAX_FLOWS_RANGE.1);
+        let key = "max_flows_per_host";
+        if let Some(n) = at.number(l, &file.max_flows_per_host, key, host_flows) {
+            self.max_flows_per_host = Some(n);
+        }
+        let embryonic =
+            |s: &str, o: &str| parse_count(s, o, MAX_EMBRYONIC_RANGE.0, MAX_EMBRYONIC_RANGE.1);
+        let key = "max_embryonic_per_forward";
+        if let Some(n) = at.number(l, &file.max_embryonic_per_forward, key, embryonic) {
+            self.max_embryonic_per_forward = n;
         }
         if let Some(level) = at.text(l, &file.log_level, "log_level", parse_log_level) {
             self.log_level = level;
@@ -1344,6 +1381,33 @@ impl Config {
         if let Some(n) = max_ports {
             self.max_ports_per_host = Some(n);
         }
+        let flows = |s: &str, o: &str| parse_count(s, o, MAX_FLOWS_RANGE.0, MAX_FLOWS_RANGE.1);
+        if let Some(n) = flag(l, &flags.max_flows, "--max-flows", "max_flows", flows) {
+            self.max_flows = Some(n);
+        }
+        let host_flows = |s: &str, o: &str| parse_count(s, o, 1, MAX_FLOWS_RANGE.1);
+        let max_host_flows = flag(
+            l,
+            &flags.max_flows_per_host,
+            "--max-flows-per-host",
+            "max_flows_per_host",
+            host_flows,
+        );
+        if let Some(n) = max_host_flows {
+            self.max_flows_per_host = Some(n);
+        }
+        let embryonic =
+            |s: &str, o: &str| parse_count(s, o, MAX_EMBRYONIC_RANGE.0, MAX_EMBRYONIC_RANGE.1);
+        let max_embryonic = flag(
+            l,
+            &flags.max_embryonic_per_forward,
+            "--max-embryonic-per-forward",
+            "max_embryonic_per_forward",
+            embryonic,
+        );
+        if let Some(n) = max_embryonic {
+            self.max_embryonic_per_forward = n;
+        }
         let level = flag(
             l,
             &flags.log_level,
@@ -1374,6 +1438,14 @@ impl Config {
             l.take(err::<()>(
                 "--uplink",
                 format!("at most {MAX_UPLINKS} uplinks are supported"),
+            ));
+        }
+        if let (Some(per_host), Some(all)) = (self.max_flows_per_host, self.max_flows)
+            && per_host > all
+        {
+            l.take(err::<()>(
+                l.place("max_flows_per_host", "--max-flows-per-host"),
+                format!("{per_host} is more than max_flows ({all}): one host cannot have more flows than the table holds"),
             ));
         }
         let mut devs = HashSet::new();
@@ -1692,6 +1764,24 @@ impl Config {
     pub fn ports_per_host(&self, pool: (u16, u16)) -> u32 {
         let size = u32::from(pool.1 - pool.0) + 1;
         self.max_ports_per_host.unwrap_or((size / 4).max(1))
+    }
+
+    /// The engine's limits on a machine with `total_memory` bytes, for the NAT pool of these
+    /// settings: as given, else flows by the memory ([`limits::default_max_flows`]), a
+    /// sixteenth of them per host, a quarter of the pool per host.
+    pub fn limits(&self, total_memory: u64) -> Limits {
+        let max_flows = self
+            .max_flows
+            .unwrap_or_else(|| limits::default_max_flows(total_memory));
+        Limits {
+            max_flows,
+            max_flows_per_host: self
+                .max_flows_per_host
+                .unwrap_or_else(|| limits::default_max_flows_per_host(max_flows))
+                .min(max_flows),
+            max_ports_per_host: self.ports_per_host(self.nat_ports),
+            max_embryonic_per_forward: self.max_embryonic_per_forward,
+        }
     }
 }
 

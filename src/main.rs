@@ -296,10 +296,25 @@ struct RunArgs {
     #[arg(long, value_name = "LOW-HIGH|auto")]
     nat_ports: Option<String>,
     /// How many ports of each pool (uplink and protocol) one LAN host may hold; beyond that
-    /// its new flows are refused with ICMP "administratively prohibited" [default: a
-    /// quarter of the pool].
+    /// its new flows are refused with ICMP "administratively prohibited". Addresses that never
+    /// completed a TCP handshake share one host's share per LAN network [default: a quarter
+    /// of the pool].
     #[arg(long, value_name = "N")]
     max_ports_per_host: Option<String>,
+    /// The most flows wanlb keeps, all hosts together (each costs up to 256 bytes): as it
+    /// fills, flows that never completed get shorter timeouts, and are ended to make room; a
+    /// table full of completed flows refuses new ones [default: one per 16 KiB of memory,
+    /// 16384 to 1048576].
+    #[arg(long, value_name = "N")]
+    max_flows: Option<String>,
+    /// The most flows one LAN host may have; addresses that never completed a TCP handshake
+    /// share one host's share per LAN network [default: a sixteenth of --max-flows].
+    #[arg(long, value_name = "N")]
+    max_flows_per_host: Option<String>,
+    /// The most connections through one port forward that have not completed their handshake
+    /// (UDP: not answered); beyond it the oldest gives way [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_embryonic_per_forward: Option<String>,
     /// Carry steady flows (TCP, UDP, ping) in the kernel (eBPF on the LAN and uplink
     /// interfaces) instead of copying every packet through wanlb: auto (if the kernel has
     /// TCX, Linux 6.6+), on (required), off [default: auto].
@@ -377,6 +392,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 workers: args.workers,
                 nat_ports: args.nat_ports,
                 max_ports_per_host: args.max_ports_per_host,
+                max_flows: args.max_flows,
+                max_flows_per_host: args.max_flows_per_host,
+                max_embryonic_per_forward: args.max_embryonic_per_forward,
                 offload: args.offload,
                 health_targets: args.health_target,
                 health_interval: args.health_interval,
@@ -634,6 +652,17 @@ fn print_summary(config: &Config, found: &[Option<(std::net::Ipv4Addr, LinkKind)
     println!(
         "  NAT ports: {pool}; TUN: {}; workers: {}",
         config.tun, config.workers
+    );
+    let flows = config.max_flows.map_or_else(
+        || "one per 16 KiB of memory (16384 to 1048576)".to_string(),
+        |n| n.to_string(),
+    );
+    let per_host = config
+        .max_flows_per_host
+        .map_or_else(|| "a sixteenth of them".to_string(), |n| n.to_string());
+    println!(
+        "  flows: at most {flows}, {per_host} per LAN host; at most {} embryonic connections per port forward",
+        config.max_embryonic_per_forward
     );
     let offload = match config.fast_path {
         FastPathMode::Auto => "auto (if the kernel has TCX)",

@@ -1,9 +1,9 @@
 //! What a reload may change while wanlb runs, and what only a restart can.
 //!
-//! Weights, tiers, per-uplink checks, pins, health settings and targets, timeouts, what a
-//! dead line does to TCP, whether the host's default route follows the lines, the hook and
-//! the log level are policy: the engine, the monitor and the control loop take them between
-//! two packets, the logger at once. The interfaces, the uplinks themselves, the TUN device,
+//! Weights, tiers, per-uplink checks, pins, health settings and targets, timeouts, the
+//! limits on flows and ports, what a dead line does to TCP, whether the host's default route
+//! follows the lines, the hook and the log level are policy: the engine, the monitor and the
+//! control loop take them between two packets, the logger at once. The interfaces, the uplinks themselves, the TUN device,
 //! the workers, the NAT pool, the port forwards, the fast path and the HTTP listener are
 //! built into the running process: a change to them is reported, and waits for a restart.
 
@@ -46,10 +46,6 @@ impl Config {
             "nat_ports",
             (started.nat_ports_auto, started.nat_ports) != (new.nat_ports_auto, new.nat_ports)
                 && !(started.nat_ports_auto && new.nat_ports_auto),
-        );
-        fixed(
-            "max_ports_per_host",
-            started.max_ports_per_host != new.max_ports_per_host,
         );
         fixed("offload", started.fast_path != new.fast_path);
         fixed("listen", started.listen != new.listen);
@@ -186,6 +182,25 @@ impl Config {
         );
         note(&mut r.applied, "on_change", &c.on_change, &new.on_change);
         note(&mut r.applied, "timeouts", &c.timeouts, &new.timeouts);
+        // the engine judges new flows by them at once; what is held stays
+        let limits = |c: &Config| {
+            [
+                ("max_flows", c.max_flows),
+                ("max_flows_per_host", c.max_flows_per_host),
+                ("max_ports_per_host", c.max_ports_per_host),
+                (
+                    "max_embryonic_per_forward",
+                    Some(c.max_embryonic_per_forward),
+                ),
+            ]
+        };
+        for ((key, old), (_, now)) in limits(c).into_iter().zip(limits(new)) {
+            note(&mut r.applied, key, &old, &now);
+        }
+        c.max_flows = new.max_flows;
+        c.max_flows_per_host = new.max_flows_per_host;
+        c.max_ports_per_host = new.max_ports_per_host;
+        c.max_embryonic_per_forward = new.max_embryonic_per_forward;
         note(
             &mut r.applied,
             "log_level",
@@ -271,6 +286,34 @@ mod tests {
             assert!(applied.contains(expected), "{expected:?} not in\n{applied}");
         }
         assert_eq!(r.applied.len(), 8, "and health:\n{applied}");
+    }
+
+    #[test]
+    fn the_limits_change_on_reload() {
+        let started = load(&[ISP1], &[], |_| {});
+        let new = load(&[ISP1], &[], |f| {
+            f.max_flows = Some("5000".into());
+            f.max_flows_per_host = Some("100".into());
+            f.max_ports_per_host = Some("50".into());
+            f.max_embryonic_per_forward = Some("128".into());
+        });
+        let r = started.reload(&started, &new);
+        assert!(r.need_restart.is_empty(), "{:?}", r.need_restart);
+        assert_eq!(
+            r.applied,
+            [
+                "max_flows: None -> Some(5000)",
+                "max_flows_per_host: None -> Some(100)",
+                "max_ports_per_host: None -> Some(50)",
+                "max_embryonic_per_forward: Some(4096) -> Some(128)",
+            ]
+        );
+        let limits = r.config.limits(1 << 30);
+        assert_eq!((limits.max_flows, limits.max_flows_per_host), (5000, 100));
+        assert_eq!(
+            (limits.max_ports_per_host, limits.max_embryonic_per_forward),
+            (50, 128)
+        );
     }
 
     #[test]
