@@ -8,4 +8,5 @@ pub mod health;
 pub mod host_route;
 pub mod io;
 pub mod logging;
+pub mod preflight;
 pub mod uplink;
