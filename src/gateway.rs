@@ -37,6 +37,11 @@ const RULE_PRIORITY: u32 = 7100;
 /// The metric of the `unreachable` default route in [`ROUTE_TABLE`], behind the TUN device's
 /// (metric 0): it takes over when the device goes, with the process, however it ends.
 const FAIL_CLOSED_METRIC: u32 = u32::MAX;
+/// The rules that must see marked packets before the kernel's local table claims the uplinks'
+/// addresses (hairpinning), and where the local table's rule moves to, below them: no rule
+/// can come before the kernel's own, at priority 0.
+const BEFORE_LOCAL_PRIORITY: u32 = 1;
+const LOCAL_PRIORITY: u32 = 2;
 pub const STATE_DIR: &str = "/run/wanlb";
 /// Packets each TUN queue holds for its worker. The default (500) overflows when a LAN host
 /// sends a burst while the worker is waking up; this absorbs a few milliseconds of bursts.
@@ -187,11 +192,12 @@ fn plumb(p: &mut Plumbing, config: &Config, plan: &Plan, mtu: u32) -> Result<(),
     )?;
     for (i, lan) in config.lan.iter().enumerate() {
         // the reverse-path check of a packet from TUN to this LAN looks up its source as if
-        // it came in by this LAN (iif): marked, it goes to the TUN device's table
+        // it came in by this LAN (iif): marked, it goes to the TUN device's table, even from an
+        // uplink's address (hairpinned); and what the table marks of this LAN's packets to an
+        // uplink's address (hairpinning) goes to the TUN device
         let mark = system::TUN_MARK;
         let rpf = format!(
-            "fwmark {mark:#x} iif {lan} lookup {ROUTE_TABLE} priority {}",
-            RULE_PRIORITY - 1 - i as u32
+            "fwmark {mark:#x} iif {lan} lookup {ROUTE_TABLE} priority {BEFORE_LOCAL_PRIORITY}"
         );
         p.ip(&format!("rule add {rpf}"), &format!("rule del {rpf}"))?;
         let prio = RULE_PRIORITY + 2 * i as u32;
@@ -202,12 +208,45 @@ fn plumb(p: &mut Plumbing, config: &Config, plan: &Plan, mtu: u32) -> Result<(),
         let to_tun = format!("iif {lan} lookup {ROUTE_TABLE} priority {}", prio + 1);
         p.ip(&format!("rule add {to_tun}"), &format!("rule del {to_tun}"))?;
     }
+    move_local_rule(p)?;
     let addrs: Vec<Ipv4Addr> = plan.uplinks.iter().map(|u| u.addr).collect();
     p.nft_table(
         &nft_table_name(tun),
         &guard_table(config, plan.nat_pool, &addrs)?,
     )?;
     p.sysctl("net.ipv4.ip_forward", "1")?;
+    Ok(())
+}
+
+/// Moves the kernel's local-table rule from priority 0 to just below wanlb's rules that must
+/// come first (hairpinning), journaled: it is back at 0 once wanlb stops, or after a crash at
+/// the next start. Where another tool has moved it already, it is left alone. Also lets what
+/// wanlb gives back to the gateway's own stack from the TUN device pass the reverse-path check
+/// (the lookup of a locally delivered packet's source has no input interface: `iif lo`).
+fn move_local_rule(p: &mut Plumbing) -> Result<(), GatewayError> {
+    let at = crate::io::netlink::local_rule_priorities()
+        .map_err(io_err("reading the routing rules (netlink)"))?;
+    if at.contains(&0) {
+        let moved = format!("priority {LOCAL_PRIORITY} lookup local");
+        if !at.contains(&LOCAL_PRIORITY) {
+            p.ip(&format!("rule add {moved}"), &format!("rule del {moved}"))?;
+        }
+        p.ip(
+            "rule del priority 0 lookup local",
+            "rule add priority 0 lookup local",
+        )?;
+    } else if at.iter().any(|&a| a <= BEFORE_LOCAL_PRIORITY) {
+        tracing::warn!(priorities = ?at, "the local table's rule is at priority {BEFORE_LOCAL_PRIORITY} or below, and not at 0: left alone, so LAN hosts cannot reach each other through the uplinks' addresses (hairpinning)");
+    }
+    let mark = system::TUN_MARK;
+    let given_back = format!(
+        "fwmark {mark:#x} iif lo lookup {ROUTE_TABLE} priority {}",
+        LOCAL_PRIORITY + 1
+    );
+    p.ip(
+        &format!("rule add {given_back}"),
+        &format!("rule del {given_back}"),
+    )?;
     Ok(())
 }
 
@@ -466,7 +505,9 @@ fn serve(
     let mut shared = Shared::new(engine, uplinks);
     shared.fast_path = fast_path;
 
-    let probe_id = monitor::probe_id(plan.nat_pool);
+    let probe_key =
+        monitor::probe_key(plan.nat_pool).map_err(io_err("choosing the health probes' key"))?;
+    let probe_id = probe_key.id();
     let filters = resolved
         .iter()
         .zip(&config.uplinks)
@@ -586,7 +627,7 @@ fn serve(
             settings: &monitor_settings,
             tun: &queues[0],
             events,
-            probe_id,
+            probe_key,
         };
         let monitor = std::thread::Builder::new()
             .name("wanlb-monitor".into())

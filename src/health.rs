@@ -192,7 +192,9 @@ impl Stats {
 
 #[derive(Clone, Debug)]
 struct Round {
-    seq: u16,
+    /// Its number: rounds are numbered from 0 up (the probes carry it, hidden: see
+    /// [`crate::probe`]).
+    seq: u32,
     sent_us: u64,
     /// RTT of each target's answer, if it came in time.
     rtts: Vec<Option<u32>>,
@@ -221,7 +223,7 @@ pub struct LineHealth {
     addressed: bool,
     pending: VecDeque<Round>,
     window: VecDeque<Finished>,
-    next_seq: u16,
+    next_seq: u32,
     good_run: u32,
     bad_run: u32,
     /// Last ARP answer from the gateway, and the first request not answered since.
@@ -289,8 +291,8 @@ impl LineHealth {
     }
 
     /// Starts a round: the caller sends one probe to every target with the returned
-    /// sequence number (and an ARP request to the gateway).
-    pub fn start_round(&mut self, now_us: u64) -> u16 {
+    /// round number (and an ARP request to the gateway).
+    pub fn start_round(&mut self, now_us: u64) -> u32 {
         self.begin(now_us, true)
     }
 
@@ -321,7 +323,7 @@ impl LineHealth {
         last + s.interval_us()
     }
 
-    fn begin(&mut self, now_us: u64, sent: bool) -> u16 {
+    fn begin(&mut self, now_us: u64, sent: bool) -> u32 {
         self.last_start_us = Some(now_us);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -343,7 +345,7 @@ impl LineHealth {
     }
 
     /// An echo reply from target number `target` to the round `seq`.
-    pub fn answer(&mut self, seq: u16, target: usize, now_us: u64) {
+    pub fn answer(&mut self, seq: u32, target: usize, now_us: u64) {
         let timeout = self.settings.timeout_us();
         if let Some(round) = self.pending.iter_mut().find(|r| r.seq == seq)
             && let Some(slot) = round.rtts.get_mut(target)
@@ -836,7 +838,7 @@ mod tests {
     /// went down, if it did within 5 s.
     fn run_with_outage(line: &mut LineHealth, dies_at: u64, revives_at: u64) -> Option<u64> {
         let mut now = 0;
-        let mut answers: Vec<(u64, u16)> = Vec::new();
+        let mut answers: Vec<(u64, u32)> = Vec::new();
         while now < dies_at + 5_000 * MS {
             if now >= line.next_round_at(now) {
                 let seq = line.start_round(now);

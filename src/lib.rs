@@ -9,4 +9,5 @@ pub mod host_route;
 pub mod io;
 pub mod logging;
 pub mod preflight;
+pub mod probe;
 pub mod uplink;

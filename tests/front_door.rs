@@ -1,7 +1,8 @@
 //! wanlb as the office's front door, end to end (root; CI runs as root): the uplink router's
 //! own ICMP errors reach the LAN, nothing gets in from an uplink that the LAN did not ask for,
-//! spoofed sources are not translated, SIGHUP reloads without a break, and SIGTERM leaves the
-//! gateway as it was.
+//! spoofed sources are not translated, a LAN host's ICMP error leaves only back to whom it
+//! answers, forged echo replies do not keep a dead line up, SIGHUP reloads without a break,
+//! and SIGTERM leaves the gateway as it was.
 
 mod common;
 
@@ -272,4 +273,107 @@ fn one_host_cannot_take_every_port_and_hears_why() {
     assert!(other.status.success(), "{}", text(&other));
     let (_, log) = gw.stop();
     assert!(log.contains("host_port_limit=1"), "{log}");
+}
+
+#[test]
+fn a_lan_hosts_icmp_error_leaves_only_back_to_the_sender_of_what_it_quotes() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    // what reaches the internet: errors to the server the LAN host talks to, and elsewhere
+    for (name, dst) in [("to_server", "198.19.0.1"), ("elsewhere", "198.19.0.99")] {
+        count(
+            &tb,
+            "inet",
+            "input",
+            name,
+            &format!("ip daddr {dst} icmp type destination-unreachable"),
+        );
+    }
+    let gw = tb.start_wanlb(&example_args());
+    // the LAN host's flow: a datagram to the reflector, and its answer
+    tb.ok(
+        "lan",
+        &[
+            probe(),
+            "udp-seen",
+            "--bind",
+            "198.18.3.10:5000",
+            "--dst",
+            "198.19.0.1:7",
+        ],
+    );
+    let error = |to: &str| {
+        tb.ok(
+            "lan",
+            &[
+                probe(),
+                "port-unreachable",
+                "--from",
+                "198.18.3.10",
+                "--to",
+                to,
+                "--quote-src",
+                "198.19.0.1:7",
+                "--quote-dst",
+                "198.18.3.10:5000",
+            ],
+        );
+    };
+    // a port unreachable about that answer, sent to someone else: it never leaves...
+    error("198.19.0.99");
+    // ...while the same error to the answer's sender does (what shows the capture sees what
+    // leaves, and that the first was checked by then)
+    error("198.19.0.1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counted(&tb, "inet", "to_server") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the honest error never left"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(counted(&tb, "inet", "elsewhere"), 0);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("forged_icmp_error=1"), "{log}");
+}
+
+#[test]
+fn forged_echo_replies_do_not_keep_a_dead_line_up() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let gw = tb.start_wanlb(&health_args());
+    gw.wait_for("uplink up uplink=isp1", "wanlb");
+    // a forger on isp1's segment (the modem itself here: the cut below stops what it forwards,
+    // not what it sends) answers for both health targets with identifiers a forger would guess
+    // (the fixed one wanlb used, 0x574c, and 1023, which it took when the NAT pool held that)
+    // and every sequence number of the first 400 rounds, over and over
+    let forger = Process::start(tb.spawn(
+        "r1",
+        &[
+            probe(),
+            "forge-echo-replies",
+            "--to",
+            UPLINK_1,
+            "--from",
+            TARGETS[0],
+            "--from",
+            TARGETS[1],
+            "--id",
+            "22348",
+            "--id",
+            "1023",
+            "--seqs",
+            "0-400",
+            "--seconds",
+            "40",
+        ],
+    ));
+    forger.wait_for("forging", "the forger");
+    tb.cut_beyond("r1");
+    gw.wait_for("uplink down uplink=isp1", "wanlb, with forged echo replies");
+    assert_eq!(gw.count("uplink down uplink=isp2"), 0, "{}", gw.output());
+    drop(forger);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
 }

@@ -316,11 +316,18 @@ fn after_sigkill_a_restart_cleans_up_and_works() {
         gw.output()
     );
     let during = tb.gateway_state();
-    // one rule for the LAN's traffic, one for the reverse-path check of what comes back
+    // one rule for the LAN's traffic, one for the reverse-path check of what comes back (and
+    // what the LAN sends to an uplink's NAT ports), one for that check of what wanlb gives
+    // back to the gateway's own stack; and the local table's rule, moved, once (IPv6's stays)
     assert_eq!(
         during.matches("lookup 7100").count(),
-        2,
+        3,
         "no duplicate rules:\n{during}"
+    );
+    assert_eq!(
+        during.matches("from all lookup local").count(),
+        2,
+        "one local rule each for IPv4 and IPv6:\n{during}"
     );
     tb.assert_pings("lan", "198.19.0.1", 2, "0.2");
     let (status, log) = gw.stop();

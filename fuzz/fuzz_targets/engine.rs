@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             e.inbound(Timestamp::from_millis(now), (control >> 2) % 3, &mut pkt, &mut csum)
         };
-        if matches!(verdict, Verdict::Uplink(_) | Verdict::Tun) {
+        if matches!(verdict, Verdict::Uplink(_) | Verdict::Tun | Verdict::Hairpin) {
             assert!(Ipv4::parse(&pkt, 0).is_ok(), "forwarded a packet that no longer parses");
         }
         if control & 0x80 != 0 {

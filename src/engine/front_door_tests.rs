@@ -1,5 +1,6 @@
-//! The engine as the office's front door: only the LAN's own sources are translated, and ICMP
-//! errors are taken only with a right checksum (RFC 5508 REQ-3).
+//! The engine as the office's front door: only the LAN's own sources are translated, ICMP
+//! errors are taken only with a right checksum (RFC 5508 REQ-3), and one from the LAN only
+//! about a packet wanlb delivered, back to its sender.
 
 use super::tests::config;
 use super::*;
@@ -9,6 +10,7 @@ const LAN_HOST: [u8; 4] = [198, 18, 3, 10];
 const ROUTED_HOST: [u8; 4] = [198, 18, 50, 1];
 const SERVER: [u8; 4] = [198, 19, 0, 1];
 const UPLINK_1: [u8; 4] = [198, 18, 1, 1];
+const ELSEWHERE: [u8; 4] = [198, 19, 0, 99];
 
 fn net(addr: [u8; 4], len: u8) -> Prefix {
     Prefix::new(u32::from_be_bytes(addr), len).unwrap()
@@ -82,4 +84,43 @@ fn icmp_errors_with_a_wrong_checksum_are_dropped_not_repaired() {
         out(&e, &mut lan_error),
         Verdict::Drop(DropReason::BadIcmpChecksum)
     );
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    Ipv4Packet::udp(src, dst, sport, dport, payload).build()
+}
+
+#[test]
+fn an_error_from_the_lan_must_quote_a_live_flows_packet_and_go_back_to_its_sender() {
+    let e = Engine::new(config((61000, 61000), vec![]));
+    let mut request = Ipv4Packet::udp(LAN_HOST, SERVER, 4000, 3478, b"stun").build();
+    let Verdict::Uplink(u) = out(&e, &mut request) else {
+        panic!("the request did not leave")
+    };
+    let uplink_addr = [198, 18, u + 1, 1];
+    // what the server's answer looked like when wanlb delivered it to the host
+    let answer = udp(SERVER, LAN_HOST, 3478, 4000, b"answer");
+    let error =
+        |dst, quote: &[u8]| Ipv4Packet::icmp(LAN_HOST, dst, 3, 3, [0; 4], &quote[..28]).build();
+    // to anyone but the answer's sender: not translated, not sent
+    let mut p = error(ELSEWHERE, &answer);
+    assert_eq!(out(&e, &mut p), Verdict::Drop(DropReason::ForgedIcmpError));
+    assert_eq!(p, error(ELSEWHERE, &answer), "left as it was");
+    // quoting a packet of no flow: another port, another server, what the host itself sent
+    for quote in [
+        udp(SERVER, LAN_HOST, 3479, 4000, b"answer"),
+        udp(ELSEWHERE, LAN_HOST, 3478, 4000, b"answer"),
+        udp(LAN_HOST, SERVER, 4000, 3478, b"stun"),
+    ] {
+        let src = [quote[12], quote[13], quote[14], quote[15]];
+        let mut p = error(src, &quote);
+        assert_eq!(out(&e, &mut p), Verdict::Drop(DropReason::ForgedIcmpError));
+    }
+    assert_eq!(e.counters().drop_count(DropReason::ForgedIcmpError), 4);
+    // the honest one leaves from the uplink's address, quoting what the server sent
+    let mut p = error(SERVER, &answer);
+    assert_eq!(out(&e, &mut p), Verdict::Uplink(u));
+    let sent = udp(SERVER, uplink_addr, 3478, 61000, b"answer");
+    let translated = Ipv4Packet::icmp(uplink_addr, SERVER, 3, 3, [0; 4], &sent[..28]).build();
+    assert_eq!(p, translated);
 }

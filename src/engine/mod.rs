@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod flow;
 pub mod forward;
 pub mod fragment;
+pub mod hairpin;
 pub mod icmp;
 pub mod nat;
 pub mod packet;
@@ -156,10 +157,22 @@ pub enum DropReason {
     /// A fragment marked for checksum offload (CHECKSUM_PARTIAL): the device would sum this piece
     /// alone, so its transport checksum could never be right.
     FragmentPartialChecksum,
+    /// An ICMP error from the LAN that answers no packet wanlb delivered: it quotes no packet
+    /// of a live flow (one the remote end sent to the LAN host), or it is not addressed to
+    /// that packet's sender. Translated, it would leave from an uplink's address to anyone.
+    ForgedIcmpError,
+    /// A LAN host's packet to a NAT port of an uplink's address (hairpinning) that the mapping
+    /// there does not take, as if it came from outside: no mapping holds the port, or its LAN
+    /// host has not sent to the sender's external address and port.
+    HairpinNoFlow,
+    /// A packet from an uplink that names one of the uplinks' own addresses as its remote end
+    /// (its source, or the destination of the packet an ICMP error quotes): forged, since only
+    /// hairpinned packets, which never leave the gateway, have such an end.
+    OwnAddressFromUplink,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -181,6 +194,9 @@ impl DropReason {
         DropReason::FragmentMalformed,
         DropReason::FragmentTableFull,
         DropReason::FragmentPartialChecksum,
+        DropReason::ForgedIcmpError,
+        DropReason::HairpinNoFlow,
+        DropReason::OwnAddressFromUplink,
     ];
 
     pub fn name(self) -> &'static str {
@@ -206,6 +222,9 @@ impl DropReason {
             DropReason::FragmentMalformed => "fragment_malformed",
             DropReason::FragmentTableFull => "fragment_table_full",
             DropReason::FragmentPartialChecksum => "fragment_partial_checksum",
+            DropReason::ForgedIcmpError => "forged_icmp_error",
+            DropReason::HairpinNoFlow => "hairpin_no_flow",
+            DropReason::OwnAddressFromUplink => "own_address_from_uplink",
         }
     }
 
@@ -237,6 +256,12 @@ pub enum Verdict {
     /// was replaced, in place, by the engine's answer to its sender (a TCP reset for a
     /// connection whose line died), as long as its IPv4 total length says.
     Tun,
+    /// From [`Engine::outbound`], for a LAN host's packet to an uplink's address: write it back
+    /// to the TUN device as it now is, its offloads (GSO, a partial checksum) kept. Either it
+    /// was hairpinned (translated to another LAN host's mapping, see [`hairpin`]), or it is
+    /// left as it was for the gateway's own stack: an echo or an ICMP error that no mapping
+    /// takes, which the kernel answers as it answers the internet.
+    Hairpin,
     Drop(DropReason),
 }
 
@@ -468,6 +493,9 @@ enum Piece {
     First(Ipv4, fragment::Fragment),
     /// A later piece, translated and bound for this uplink.
     Sent(UplinkId),
+    /// A piece of a datagram to an uplink's address: not hairpinned, but left to the gateway's
+    /// own stack, which reassembles it.
+    Local,
 }
 
 /// Why a new flow got its uplink.
@@ -478,6 +506,8 @@ enum Placed {
     ByEndpoint,
     /// Its destination's uplink, or the weighted choice.
     Other,
+    /// Hairpinned: on the uplink whose address it goes to, which it never leaves.
+    Hairpin,
 }
 
 /// What an outbound packet's flow says should happen to it.
@@ -765,11 +795,15 @@ impl Engine {
             Err(DropReason::Fragment) => match self.outbound_fragment(now, pkt, *csum)? {
                 Piece::First(ip, piece) => (ip, Some(piece)),
                 Piece::Sent(uplink) => return Ok(Verdict::Uplink(uplink)),
+                Piece::Local => return Ok(Verdict::Hairpin),
             },
             parsed => (parsed?, None),
         };
         if !self.is_from_lan(ip.src) {
             return Err(DropReason::NotFromLan);
+        }
+        if let Some(uplink) = self.uplink_at(ip.dst) {
+            return self.hairpin(now, pkt, &ip, csum, uplink);
         }
         if ip.proto == PROTO_ICMP {
             match ip.icmp_type(pkt) {
@@ -807,11 +841,11 @@ impl Engine {
         let opened = |(uplink, port): (UplinkId, u16)| (uplink, port, self.addr_of(uplink).0);
         let (uplink, ext_port, addr) = match found {
             Found::Forward(uplink, port, addr) => (uplink, port, addr),
-            Found::New => opened(self.open_flow(&mut shard, now, key, &seg, pkt.len())?),
+            Found::New => opened(self.open_flow(&mut shard, now, key, &seg, pkt.len(), None)?),
             Found::Move => {
                 self.end_flow(&mut shard, &key);
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                opened(self.open_flow(&mut shard, now, key, &seg, pkt.len())?)
+                opened(self.open_flow(&mut shard, now, key, &seg, pkt.len(), None)?)
             }
             Found::Reset => {
                 answer::reset_in_place(pkt, &ip);
@@ -845,6 +879,13 @@ impl Engine {
         if csum == L4Checksum::Partial {
             return Err(DropReason::FragmentPartialChecksum);
         }
+        if self.uplink_at(piece.key.dst).is_some() {
+            return if self.is_from_lan(piece.key.src) {
+                Ok(Piece::Local)
+            } else {
+                Err(DropReason::NotFromLan)
+            };
+        }
         if piece.is_first() {
             return Ok(Piece::First(piece.first_view(pkt)?, piece));
         }
@@ -877,6 +918,8 @@ impl Engine {
         });
     }
 
+    /// Opens the flow of `key` on the uplink chosen for it, or, hairpinned, on `on`. Returns
+    /// its uplink and external port.
     fn open_flow(
         &self,
         shard: &mut Shard,
@@ -884,18 +927,22 @@ impl Engine {
         key: FlowKey,
         seg: &Segment,
         len: usize,
+        on: Option<UplinkId>,
     ) -> Result<(UplinkId, u16), DropReason> {
         if key.proto == PROTO_TCP && seg.flags & TCP_RST != 0 {
             return Err(DropReason::NoFlow);
         }
-        let (uplink, placed) = self.choose_uplink(shard, &key, now)?;
+        let (uplink, placed) = match on {
+            Some(uplink) => (uplink, Placed::Hairpin),
+            None => self.choose_uplink(shard, &key, now)?,
+        };
         let endpoint = Endpoint {
             addr: key.int_addr,
             port: key.int_port,
             proto: key.proto,
             uplink,
         };
-        let current = placed != Placed::Pinned;
+        let current = !matches!(placed, Placed::Pinned | Placed::Hairpin);
         let ext_port = lock(&self.nat)
             .acquire(endpoint, current)
             .map_err(|e| match e {
@@ -911,7 +958,11 @@ impl Engine {
                 .affinity
                 .lookup(key.rem_addr, now)
                 .is_some_and(|u| u != uplink);
-        if !bound_elsewhere && shard.affinity.attach(key.rem_addr, uplink, now) {
+        // an uplink's own address is no destination to bind
+        if placed != Placed::Hairpin
+            && !bound_elsewhere
+            && shard.affinity.attach(key.rem_addr, uplink, now)
+        {
             counters.destinations += 1;
         }
         shard.flows.insert(Flow {
@@ -975,6 +1026,9 @@ impl Engine {
         // to come from a LAN neighbour, say)
         if !self.lan_nets.is_empty() && self.is_from_lan(ip.src) {
             return Err(DropReason::LanSourceFromUplink);
+        }
+        if self.uplink_at(ip.src).is_some() {
+            return Err(DropReason::OwnAddressFromUplink);
         }
         if usize::from(uplink) >= self.addrs.len() || ip.dst != self.addr_of(uplink).0 {
             return Err(DropReason::NotForUplink);
@@ -1081,6 +1135,9 @@ impl Engine {
         if emb.src != ip.dst {
             return Err(DropReason::NoFlow);
         }
+        if self.uplink_at(emb.dst).is_some() {
+            return Err(DropReason::OwnAddressFromUplink);
+        }
         let reply = ReplyKey {
             rem_addr: emb.dst,
             rem_port: emb.dst_port,
@@ -1100,8 +1157,11 @@ impl Engine {
         Ok(())
     }
 
-    /// An ICMP error from a LAN host about a reply wanlb delivered to it (a port unreachable
-    /// for a closed UDP socket, say).
+    /// An ICMP error from the LAN about a packet wanlb delivered there (a port unreachable for
+    /// a closed UDP socket, say): it must quote that packet, of a live flow, as the remote end
+    /// sent it to the LAN host, and go back to its sender; anything else would leave from an
+    /// uplink's address to whomever the LAN host chose. Its source may be any LAN address (a
+    /// router in front of the host, RFC 5508 REQ-5c).
     fn outbound_error(
         &self,
         pkt: &mut [u8],
@@ -1115,6 +1175,9 @@ impl Engine {
         if emb.proto == PROTO_ICMP {
             return Err(DropReason::UnsupportedIcmp);
         }
+        if ip.dst != emb.src {
+            return Err(DropReason::ForgedIcmpError);
+        }
         let key = FlowKey {
             int_addr: emb.dst,
             rem_addr: emb.src,
@@ -1123,7 +1186,10 @@ impl Engine {
             proto: emb.proto,
         };
         let mut shard = self.shard(key.rem_addr);
-        let flow = shard.flows.get_mut(&key).ok_or(DropReason::NoFlow)?;
+        let flow = shard
+            .flows
+            .get_mut(&key)
+            .ok_or(DropReason::ForgedIcmpError)?;
         let (uplink, ext_port) = (flow.uplink, flow.ext_port);
         let addr = self.ext_addr(flow);
         icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, addr, ext_port);
@@ -1273,6 +1339,10 @@ impl Engine {
             shard.flows.for_each_mut(|f| {
                 let bit = 1 << f.uplink;
                 if affected & bit == 0 {
+                    return;
+                }
+                // a hairpinned flow never crosses its line: only the address it names matters
+                if renewed.is_none() && self.is_hairpin(f) {
                     return;
                 }
                 let reset =
@@ -1461,5 +1531,7 @@ impl Engine {
 mod forward_tests;
 #[cfg(test)]
 mod front_door_tests;
+#[cfg(test)]
+mod hairpin_tests;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use crate::engine::checksum::checksum;
 use crate::engine::packet::{read_u16, read_u32, write_u16};
 use crate::health::{Change, HealthSettings, LineHealth, State};
+use crate::probe::{self, ProbeKey};
 use crate::uplink::{Addressing, LinkChange, LinkEvent, LinkKind, NextHop, Uplink, format_mac};
 
 use super::arp;
@@ -27,24 +28,20 @@ use super::packet::{ETH_HEADER, ETH_P_IP, PacketSocket};
 use super::vnet;
 use super::worker::{PacketIo, Shared};
 
-/// The echo identifier of health probes, unless the NAT pool holds it: replies to it must
-/// not look like a LAN host's ping.
-const PROBE_ID: u16 = 0x574c;
-const PROBE_PAYLOAD: &[u8; 8] = b"wanlb-hc";
-const ECHO_FRAME: usize = ETH_HEADER + 20 + 8 + PROBE_PAYLOAD.len();
+const ECHO_FRAME: usize = ETH_HEADER + 20 + 8 + probe::PAYLOAD_LEN;
 /// How often the loop looks at round deadlines when nothing arrives.
 const TICK_MS: i32 = 10;
 /// Unanswered unicast ARP requests before asking by broadcast again (a modem swapped for
 /// another with the same address has a new MAC), as the kernel's ucast_probes.
 const UNICAST_ARP_TRIES: u32 = 2;
 
-/// The identifier health probes use with NAT ports `pool`.
-pub fn probe_id(pool: (u16, u16)) -> u16 {
-    if (pool.0..=pool.1).contains(&PROBE_ID) {
-        pool.0 - 1
-    } else {
-        PROBE_ID
-    }
+/// This run's secret for its health probes, and their identifier (outside the NAT ports
+/// `pool`, where LAN hosts' pings are mapped), from the kernel's random source.
+pub fn probe_key(pool: (u16, u16)) -> io::Result<ProbeKey> {
+    let mut random = [0u8; probe::RANDOM_LEN];
+    getrandom::fill(&mut random)
+        .map_err(|e| io::Error::other(format!("reading random bytes: {e}")))?;
+    Ok(ProbeKey::new(random, pool))
 }
 
 /// What the monitor does by the settings, which a reload may change.
@@ -79,15 +76,16 @@ impl LineSockets {
     }
 }
 
-/// An echo request from the uplink's address to `target`, built in `frame` for `next_hop`:
-/// returns what to send, an Ethernet frame to the gateway or the bare IP packet to the peer.
+/// An echo request from the uplink's address to `target` with identifier `id`, sequence
+/// number `seq` and `payload`, built in `frame` for `next_hop`: returns what to send, an
+/// Ethernet frame to the gateway or the bare IP packet to the peer.
 pub fn echo_request<'a>(
     frame: &'a mut [u8; ECHO_FRAME],
     uplink: &Uplink,
     next_hop: NextHop,
     target: Ipv4Addr,
-    id: u16,
-    seq: u16,
+    (id, seq): (u16, u16),
+    payload: &[u8; probe::PAYLOAD_LEN],
 ) -> &'a [u8] {
     let start = match next_hop {
         NextHop::Gateway(mac) => {
@@ -113,23 +111,38 @@ pub fn echo_request<'a>(
     icmp[0] = 8;
     write_u16(icmp, 4, id);
     write_u16(icmp, 6, seq);
-    icmp[8..].copy_from_slice(PROBE_PAYLOAD);
+    icmp[8..].copy_from_slice(payload);
     let c = checksum(icmp, 0);
     write_u16(icmp, 2, c);
     &frame[start..]
 }
 
-/// The source and sequence number of an echo reply with identifier `id` in `ip`, an IP
-/// packet.
-pub fn echo_reply(ip: &[u8], id: u16) -> Option<(Ipv4Addr, u16)> {
+/// An echo reply, as the health probes' socket reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EchoReply<'a> {
+    pub from: Ipv4Addr,
+    pub id: u16,
+    pub seq: u16,
+    pub payload: &'a [u8],
+}
+
+/// The echo reply in `ip`, an IP packet (link-layer padding beyond its total length is not
+/// payload), if it is one.
+pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
     if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 1 {
         return None;
     }
+    let ip = ip.get(..usize::from(read_u16(ip, 2)))?;
     let icmp = ip.get(usize::from(ip[0] & 0x0f) * 4..)?;
-    if icmp.len() < 8 || icmp[0] != 0 || read_u16(icmp, 4) != id {
+    if icmp.len() < 8 || icmp[0] != 0 {
         return None;
     }
-    Some((Ipv4Addr::from(read_u32(ip, 12)), read_u16(icmp, 6)))
+    Some(EchoReply {
+        from: Ipv4Addr::from(read_u32(ip, 12)),
+        id: read_u16(icmp, 4),
+        seq: read_u16(icmp, 6),
+        payload: &icmp[8..],
+    })
 }
 
 pub struct Monitor<'a, T: PacketIo> {
@@ -147,7 +160,8 @@ pub struct Monitor<'a, T: PacketIo> {
     /// Where the engine's packets for the LAN (sequence probes) are written.
     pub tun: T,
     pub events: Events,
-    pub probe_id: u16,
+    /// What the probes carry, and what their answers must.
+    pub probe_key: ProbeKey,
 }
 
 impl<T: PacketIo> Monitor<'_, T> {
@@ -244,14 +258,23 @@ impl<T: PacketIo> Monitor<'_, T> {
                 if poller.is_ready(probe_at[i]) {
                     let link_header = uplink.link.header_len();
                     while let Ok(n) = line.probe.recv(&mut buf) {
-                        let Some((from, seq)) = buf[..n]
-                            .get(link_header..)
-                            .and_then(|ip| echo_reply(ip, self.probe_id))
-                        else {
+                        let Some(reply) = buf[..n].get(link_header..).and_then(echo_reply) else {
                             continue;
                         };
-                        if let Some(t) = targets[i].iter().position(|&a| a == from) {
-                            health[i].answer(seq, t, now);
+                        // an answer only if it carries what was sent to that target, through
+                        // this line: anything else is a guess
+                        let Some(t) = targets[i].iter().position(|&a| a == reply.from) else {
+                            continue;
+                        };
+                        let sent = self.probe_key.round_of(
+                            i as u8,
+                            reply.from,
+                            reply.id,
+                            reply.seq,
+                            reply.payload,
+                        );
+                        if let Some(round) = sent {
+                            health[i].answer(round, t, now);
                         }
                     }
                 }
@@ -430,10 +453,12 @@ impl<T: PacketIo> Monitor<'_, T> {
         let line = &self.lines[i];
         match uplink.next_hop() {
             Some(next_hop) if !targets.is_empty() => {
-                let seq = health.start_round(now);
+                let round = health.start_round(now);
                 for &t in targets {
+                    let (seq, payload) = self.probe_key.probe(i as u8, t, round);
+                    let id = self.probe_key.id();
                     let mut frame = [0u8; ECHO_FRAME];
-                    let frame = echo_request(&mut frame, uplink, next_hop, t, self.probe_id, seq);
+                    let frame = echo_request(&mut frame, uplink, next_hop, t, (id, seq), &payload);
                     if let Err(e) = line.probe.send(frame) {
                         tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
                     }
@@ -554,66 +579,78 @@ mod tests {
         }
     }
 
+    const TARGET: Ipv4Addr = Ipv4Addr::new(198, 19, 255, 1);
+
+    fn key() -> ProbeKey {
+        ProbeKey::new([9; probe::RANDOM_LEN], (1024, 32767))
+    }
+
     #[test]
     fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
+        let key = key();
+        let (seq, payload) = key.probe(0, TARGET, 7);
         let mut frame = [0u8; ECHO_FRAME];
         let f = echo_request(
             &mut frame,
             &uplink(LinkKind::Ethernet),
             NextHop::Gateway([2, 0, 0, 0, 0, 0xfe]),
-            Ipv4Addr::new(198, 19, 255, 1),
-            PROBE_ID,
-            7,
+            TARGET,
+            (key.id(), seq),
+            &payload,
         )
         .to_vec();
         assert_eq!(f.len(), ECHO_FRAME);
         assert_eq!(f[..14], [2, 0, 0, 0, 0, 0xfe, 2, 0, 0, 0, 0, 1, 8, 0]);
         assert_eq!(f[26..30], [198, 18, 1, 1]);
-        assert_eq!(f[30..34], [198, 19, 255, 1]);
+        assert_eq!(f[30..34], TARGET.octets());
         assert_eq!(checksum(&f[14..34], 0), 0);
         assert_eq!(checksum(&f[34..], 0), 0);
         assert_eq!(f[34], 8);
-        // its answer, as the target sends it back
+        assert_eq!(read_u16(&f, 38), key.id());
+        assert_eq!(read_u16(&f, 40), seq);
+        assert_eq!(f[42..], payload);
+        // its answer, as the target sends it back (padded to Ethernet's minimum)
         let mut reply = f.clone();
-        reply[26..30].copy_from_slice(&[198, 19, 255, 1]);
+        reply[26..30].copy_from_slice(&TARGET.octets());
         reply[30..34].copy_from_slice(&[198, 18, 1, 1]);
         reply[34] = 0;
-        let reply = &reply[ETH_HEADER..];
+        reply.resize(60, 0);
+        let answer = echo_reply(&reply[ETH_HEADER..]).expect("an echo reply");
         assert_eq!(
-            echo_reply(reply, PROBE_ID),
-            Some((Ipv4Addr::new(198, 19, 255, 1), 7))
+            answer,
+            EchoReply {
+                from: TARGET,
+                id: key.id(),
+                seq,
+                payload: &payload,
+            }
         );
-        assert_eq!(echo_reply(reply, PROBE_ID + 1), None);
-        assert_eq!(echo_reply(&reply[..16], PROBE_ID), None);
         assert_eq!(
-            echo_reply(&f[ETH_HEADER..], PROBE_ID),
-            None,
-            "a request is no answer"
+            key.round_of(0, answer.from, answer.id, answer.seq, answer.payload),
+            Some(7)
         );
+        assert_eq!(echo_reply(&reply[ETH_HEADER..ETH_HEADER + 16]), None);
+        assert_eq!(echo_reply(&f[ETH_HEADER..]), None, "a request is no answer");
     }
 
     #[test]
     fn on_a_point_to_point_link_the_echo_request_is_the_bare_packet() {
+        let key = key();
+        let (seq, payload) = key.probe(0, TARGET, 7);
         let mut frame = [0u8; ECHO_FRAME];
         let ip = echo_request(
             &mut frame,
             &uplink(LinkKind::PointToPoint),
             NextHop::Peer,
-            Ipv4Addr::new(198, 19, 255, 1),
-            PROBE_ID,
-            7,
+            TARGET,
+            (key.id(), seq),
+            &payload,
         );
         assert_eq!(ip.len(), ECHO_FRAME - ETH_HEADER);
         assert_eq!(ip[0], 0x45);
         assert_eq!(ip[12..16], [198, 18, 1, 1]);
-        assert_eq!(ip[16..20], [198, 19, 255, 1]);
+        assert_eq!(ip[16..20], TARGET.octets());
         assert_eq!(checksum(&ip[..20], 0), 0);
         assert_eq!(checksum(&ip[20..], 0), 0);
-    }
-
-    #[test]
-    fn the_probe_identifier_stays_out_of_the_nat_pool() {
-        assert_eq!(probe_id((61000, 65535)), PROBE_ID);
-        assert_eq!(probe_id((20000, 30000)), 19999);
     }
 }

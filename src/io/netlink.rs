@@ -18,6 +18,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
 };
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -134,6 +135,76 @@ pub fn default_routes() -> io::Result<Vec<(u32, std::net::Ipv4Addr)>> {
         }
     })?;
     Ok(routes)
+}
+
+/// The priorities of the IPv4 routing rules that send every packet to the local table (the
+/// kernel makes one, at priority 0), from a dump of the rules.
+pub fn local_rule_priorities() -> io::Result<Vec<u32>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut request = RuleMessage::default();
+    request.header.family = AddressFamily::Inet;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut message = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetRule(request)),
+    );
+    message.finalize();
+    let mut buf = vec![0u8; message.buffer_len()];
+    message.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    let mut priorities = Vec::new();
+    let mut reply = Vec::with_capacity(64 * 1024);
+    loop {
+        reply.clear();
+        socket.recv(&mut reply, 0)?;
+        let mut rest = &reply[..];
+        while let Ok(header) = NetlinkBuffer::new_checked(rest) {
+            let len = header.length() as usize;
+            let Some(one) = rest.get(..len) else { break };
+            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(one).map(|m| m.payload) {
+                Ok(NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(rule))) => {
+                    priorities.extend(local_rule_priority(&rule));
+                }
+                Ok(NetlinkPayload::Done(_)) => return Ok(priorities),
+                Ok(NetlinkPayload::Error(e)) => {
+                    return Err(io::Error::other(format!("dumping the rules: {e:?}")));
+                }
+                _ => {}
+            }
+            rest = rest.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
+        }
+    }
+}
+
+/// The priority of `rule` if it sends every IPv4 packet to the local table.
+fn local_rule_priority(rule: &RuleMessage) -> Option<u32> {
+    const LOCAL: u32 = 255;
+    let h = &rule.header;
+    let mut table = u32::from(h.table);
+    let mut priority = 0;
+    for a in &rule.attributes {
+        match a {
+            RuleAttribute::Table(t) => table = *t,
+            RuleAttribute::Priority(p) => priority = *p,
+            // -1 says "none"
+            RuleAttribute::Protocol(_)
+            | RuleAttribute::SuppressPrefixLen(u32::MAX)
+            | RuleAttribute::SuppressIfGroup(u32::MAX) => {}
+            // a selector: not every packet
+            _ => return None,
+        }
+    }
+    let every_packet = h.family == AddressFamily::Inet
+        && h.src_len == 0
+        && h.dst_len == 0
+        && h.tos == 0
+        && h.action == RuleAction::ToTable
+        && !h.flags.contains(RuleFlags::Invert);
+    (every_packet && table == LOCAL).then_some(priority)
 }
 
 /// What one netlink message says.
@@ -287,6 +358,50 @@ mod tests {
             }
         });
         seen
+    }
+
+    #[test]
+    fn only_a_rule_sending_every_packet_to_the_local_table_is_the_local_rule() {
+        let rule = |table: u8, attributes: Vec<RuleAttribute>| {
+            let mut m = RuleMessage::default();
+            m.header.family = AddressFamily::Inet;
+            m.header.table = table;
+            m.header.action = RuleAction::ToTable;
+            m.attributes = attributes;
+            m
+        };
+        // the kernel's own (as it dumps it), and one moved to priority 2
+        let kernels = rule(
+            255,
+            vec![
+                RuleAttribute::Table(255),
+                RuleAttribute::SuppressPrefixLen(u32::MAX),
+                RuleAttribute::Protocol(RouteProtocol::Kernel),
+            ],
+        );
+        assert_eq!(local_rule_priority(&kernels), Some(0));
+        assert_eq!(
+            local_rule_priority(&rule(
+                255,
+                vec![RuleAttribute::Table(255), RuleAttribute::Priority(2)]
+            )),
+            Some(2)
+        );
+        // the main table's, and a rule with a selector
+        assert_eq!(
+            local_rule_priority(&rule(254, vec![RuleAttribute::Priority(32766)])),
+            None
+        );
+        let suppressing = rule(255, vec![RuleAttribute::SuppressPrefixLen(0)]);
+        assert_eq!(local_rule_priority(&suppressing), None);
+        let marked = rule(
+            255,
+            vec![RuleAttribute::FwMark(0x7100), RuleAttribute::Priority(1)],
+        );
+        assert_eq!(local_rule_priority(&marked), None);
+        let mut inverted = rule(255, vec![]);
+        inverted.header.flags = RuleFlags::Invert;
+        assert_eq!(local_rule_priority(&inverted), None);
     }
 
     #[test]

@@ -309,6 +309,7 @@ pub fn guard_table_json(
         drop.push(json!({"drop": null}));
         items.push(rule("prerouting", Value::Array(drop)));
     }
+    items.extend(hairpin_rules(table, lans, uplinks, ports, forwards));
     items.push(rule(
         "prerouting",
         json!([iifname(&[tun]), family("ipv4"),
@@ -376,6 +377,89 @@ pub fn guard_table_json(
         FROM_UPLINK,
     ));
     json!({"nftables": items}).to_string()
+}
+
+/// The prerouting rules that take a LAN host's packets to an uplink's address to wanlb
+/// instead of the gateway's own stack, when they are wanlb's to answer (hairpinning, RFC 4787
+/// REQ-9): TCP and UDP to a NAT port (not a forwarded one, which the kernel hairpins, nor one a
+/// socket of this host has, as on the uplinks), and ICMP echo and errors (wanlb gives the
+/// kernel back what is not hairpinned). They are marked [`TUN_MARK`], which a routing rule
+/// sends to the TUN device before the local table claims the address, and kept out of
+/// conntrack.
+fn hairpin_rules(
+    table: &str,
+    lans: &[String],
+    uplinks: &[(String, Ipv4Addr)],
+    ports: (u16, u16),
+    forwards: &[TableForward],
+) -> Vec<serde_json::Value> {
+    use serde_json::{Value, json};
+    let lan_names: Vec<&str> = lans.iter().map(String::as_str).collect();
+    // IPv4 only, in the inet table
+    let ipv4 =
+        json!({"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}});
+    let rule = |expr: Vec<Value>| {
+        let expr: Vec<Value> = std::iter::once(ipv4.clone()).chain(expr).collect();
+        json!({"add": {"rule": {"family": "inet", "table": table, "chain": "prerouting", "expr": expr}}})
+    };
+    let is =
+        |left: Value, right: Value| json!({"match": {"op": "==", "left": left, "right": right}});
+    let from_lan = is(
+        json!({"meta": {"key": "iifname"}}),
+        json!({"set": lan_names}),
+    );
+    let daddr = |addr: Value| {
+        is(
+            json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+            addr,
+        )
+    };
+    let dport = json!({"payload": {"protocol": "th", "field": "dport"}});
+    let to_wanlb = [
+        json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": TUN_MARK}}),
+        json!({"notrack": null}),
+    ];
+    let mut rules = Vec::new();
+    for (i, (_, addr)) in uplinks.iter().enumerate() {
+        for proto in ["tcp", "udp"] {
+            let mut nat_port = vec![
+                from_lan.clone(),
+                daddr(json!(addr.to_string())),
+                is(json!({"meta": {"key": "l4proto"}}), json!(proto)),
+                is(dport.clone(), json!({"range": [ports.0, ports.1]})),
+            ];
+            let forwarded: Vec<u16> = forwards
+                .iter()
+                .filter(|f| f.uplink == i && f.proto == proto)
+                .map(|f| f.port)
+                .collect();
+            if !forwarded.is_empty() {
+                nat_port.push(
+                    json!({"match": {"op": "!=", "left": dport, "right": {"set": forwarded}}}),
+                );
+            }
+            let mut host_socket = nat_port.clone();
+            host_socket.push(is(json!({"socket": {"key": "transparent"}}), json!(0)));
+            host_socket.push(json!({"accept": null}));
+            rules.push(rule(host_socket));
+            nat_port.extend(to_wanlb.iter().cloned());
+            rules.push(rule(nat_port));
+        }
+    }
+    let addrs: Vec<String> = uplinks.iter().map(|(_, a)| a.to_string()).collect();
+    let mut icmp = vec![
+        from_lan,
+        daddr(json!({"set": addrs})),
+        is(json!({"meta": {"key": "l4proto"}}), json!("icmp")),
+        is(
+            json!({"payload": {"protocol": "icmp", "field": "type"}}),
+            json!({"set": ["echo-reply", "destination-unreachable", "echo-request",
+                "time-exceeded", "parameter-problem"]}),
+        ),
+    ];
+    icmp.extend(to_wanlb);
+    rules.push(rule(icmp));
+    rules
 }
 
 /// A TCP listener or bound UDP socket of this host, on one of the addresses asked about or on
@@ -515,7 +599,82 @@ mod tests {
         assert!(json.contains(r#""value":28928"#));
         assert!(json.contains(r#""right":"198.18.2.1""#));
         assert!(json.contains(r#""range":[61000,65535]"#));
-        assert!(!json.contains("nat"), "no NAT chains without forwards");
+        assert!(
+            !json.contains(r#""type":"nat""#),
+            "no NAT chains without forwards"
+        );
+    }
+
+    #[test]
+    fn lan_packets_to_the_uplinks_nat_ports_go_to_wanlb_unless_forwarded_or_the_hosts() {
+        let json = guard_table_json(
+            "wanlb_t",
+            "wanlb0",
+            &["eth0".into(), "eth3".into()],
+            &[(Ipv4Addr::new(198, 18, 3, 0), 24)],
+            &[
+                ("eth1".into(), Ipv4Addr::new(198, 18, 1, 1)),
+                ("eth2".into(), Ipv4Addr::new(198, 18, 2, 1)),
+            ],
+            (1024, 32767),
+            &[TableForward {
+                uplink: 1,
+                proto: "tcp",
+                port: 8080,
+                to: "198.18.3.10:80".parse().unwrap(),
+            }],
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let rules: Vec<String> = parsed["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["add"]["rule"].as_object())
+            .filter(|r| r["chain"] == "prerouting")
+            .map(|r| r["expr"].to_string())
+            .collect();
+        let from_lans = r#""right":{"set":["eth0","eth3"]}"#;
+        let marked = r#"{"mangle":{"key":{"meta":{"key":"mark"}},"value":28928}},{"notrack":null}"#;
+        let to_wanlb: Vec<&String> = rules
+            .iter()
+            .filter(|r| r.contains(from_lans) && r.contains(marked))
+            .collect();
+        // TCP and UDP to each uplink's NAT ports, and ICMP to either address
+        assert_eq!(to_wanlb.len(), 5, "{to_wanlb:#?}");
+        for (i, addr) in ["198.18.1.1", "198.18.2.1"].iter().enumerate() {
+            for proto in ["tcp", "udp"] {
+                let r = to_wanlb[2 * i + usize::from(proto == "udp")];
+                assert!(r.contains(&format!(r#""right":"{addr}""#)), "{r}");
+                assert!(r.contains(&format!(r#""right":"{proto}""#)), "{r}");
+                assert!(r.contains(r#""range":[1024,32767]"#), "{r}");
+                // isp2's forwarded port stays the kernel's to hairpin (DNAT)
+                let forwarded = r#"{"match":{"left":{"payload":{"field":"dport","protocol":"th"}},"op":"!=","right":{"set":[8080]}}}"#;
+                assert_eq!(r.contains(forwarded), i == 1 && proto == "tcp", "{r}");
+            }
+        }
+        let icmp = to_wanlb[4];
+        assert!(icmp.contains(r#""right":{"set":["198.18.1.1","198.18.2.1"]}"#));
+        for t in [
+            "echo-request",
+            "echo-reply",
+            "destination-unreachable",
+            "time-exceeded",
+        ] {
+            assert!(icmp.contains(t), "{icmp}");
+        }
+        // a port a socket of this host has is its own, from the LAN as from the uplinks: the
+        // rule that says so comes first
+        let at = |parts: &[&str]| {
+            rules
+                .iter()
+                .position(|r| parts.iter().all(|p| r.contains(p)))
+        };
+        let own = at(&[from_lans, "198.18.1.1", r#""right":"udp""#, "socket"]).unwrap();
+        let wanlbs = at(&[from_lans, "198.18.1.1", r#""right":"udp""#, marked]).unwrap();
+        assert!(own < wanlbs, "{rules:#?}");
+        // all before what the LAN sends elsewhere is kept out of conntrack
+        let elsewhere = at(&[from_lans, "@kernel_routed"]).unwrap();
+        assert!(rules.iter().position(|r| r == icmp).unwrap() < elsewhere);
     }
 
     /// The rules of `json` as "CHAIN EXPR COMMENT", in order.

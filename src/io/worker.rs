@@ -356,6 +356,14 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 self.write_tun(&buf[ETH_HEADER..ip_at + len]);
                 return None;
             }
+            Verdict::Hairpin => {
+                // back towards the LAN (or the gateway's own stack), offloads kept
+                let mut out = [0u8; vnet::LEN];
+                passed_on(header, 0, csum).write(&mut out);
+                buf[ETH_HEADER..ip_at].copy_from_slice(&out);
+                self.write_tun(&buf[ETH_HEADER..ETH_HEADER + n]);
+                return None;
+            }
             Verdict::Drop(reason) if reason.is_unreachable() => {
                 let mut answer = [0u8; vnet::LEN + MAX_UNREACHABLE];
                 if let Some(len) = engine.unreachable(

@@ -619,6 +619,48 @@ impl Drop for Process {
     }
 }
 
+/// Counts, in namespace `ns`, the packets its `hook` (forward for a router, input for a host)
+/// sees that match `matching`, under the counter `name`.
+pub fn count(tb: &Testbed, ns: &str, hook: &str, name: &str, matching: &str) {
+    let chain = format!("c_{hook}");
+    // adding what exists already is no error
+    tb.ok(ns, &["nft", "add", "table", "ip", "seen"]);
+    tb.ok(
+        ns,
+        &[
+            "nft",
+            &format!(
+                "add chain ip seen {chain} {{ type filter hook {hook} priority 0; policy accept; }}"
+            ),
+        ],
+    );
+    tb.ok(ns, &["nft", "add", "counter", "ip", "seen", name]);
+    tb.ok(
+        ns,
+        &[
+            "nft",
+            &format!("add rule ip seen {chain} {matching} counter name {name}"),
+        ],
+    );
+}
+
+/// The packets counted under `name` in `ns` so far.
+pub fn counted(tb: &Testbed, ns: &str, name: &str) -> u64 {
+    counter_field(tb, ns, name, "packets")
+}
+
+/// The IP bytes counted under `name` in `ns` so far.
+pub fn counted_bytes(tb: &Testbed, ns: &str, name: &str) -> u64 {
+    counter_field(tb, ns, name, "bytes")
+}
+
+fn counter_field(tb: &Testbed, ns: &str, name: &str, field: &str) -> u64 {
+    let listed = tb.ok(ns, &["nft", "list", "counter", "ip", "seen", name]);
+    let words: Vec<&str> = listed.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == field).expect("a count");
+    words[at + 1].parse().expect("a number")
+}
+
 /// A directory from `mktemp -d`, removed with what is in it when dropped.
 pub struct Scratch(pub String);
 

@@ -7,7 +7,9 @@
 //! joins two TUN devices in two namespaces into a point-to-point line, as a PPP session or a
 //! tunnel is; `spray`, `churn` and `http-crowd` are the stress harness's traffic; `http-get`
 //! and `http-raw` ask wanlb's control port, the second as an attacker would (any bytes,
-//! pipelined, over many connections held open).
+//! pipelined, over many connections held open); `udp-meet` and `tcp-meet` punch holes as
+//! peer-to-peer applications do; `forge-echo-replies` and `port-unreachable` send what a
+//! forger would.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -21,6 +23,10 @@ use wanlb::io::batch::RawUdp;
 use wanlb::io::vnet::{self, VnetHeader};
 use wanlb_testkit::Ipv4Packet;
 
+#[path = "wanlb-probe/punch.rs"]
+mod punch;
+#[path = "wanlb-probe/raw.rs"]
+mod raw;
 #[path = "wanlb-probe/stress.rs"]
 mod stress;
 
@@ -44,6 +50,92 @@ enum Command {
         /// Address to accept TCP echo connections on.
         #[arg(long, value_name = "IP:PORT")]
         tcp: Option<SocketAddrV4>,
+        /// Address to accept TCP connections on, each answered "SEEN IP:PORT" (the address it
+        /// came from) and closed.
+        #[arg(long, value_name = "IP:PORT")]
+        tcp_seen: Option<SocketAddrV4>,
+    },
+    /// Send one datagram from BIND to the reflector at DST and print "SEEN IP:PORT": where the
+    /// internet sees that socket (as a STUN client learns it).
+    UdpSeen {
+        #[arg(long, value_name = "IP:PORT")]
+        bind: SocketAddrV4,
+        #[arg(long, value_name = "IP:PORT")]
+        dst: SocketAddrV4,
+    },
+    /// UDP hole punching from BIND to PEER (the peer's external address and port): send every
+    /// 100 ms until the peer's datagrams come through ("met PEER"), then COUNT numbered
+    /// datagrams, and print how many of the peer's arrived ("got K of COUNT") and how many
+    /// came from anyone else ("stray N").
+    UdpMeet {
+        #[arg(long, value_name = "IP:PORT")]
+        bind: SocketAddrV4,
+        #[arg(long, value_name = "IP:PORT")]
+        peer: SocketAddrV4,
+        #[arg(long, default_value_t = 100)]
+        count: u32,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+    },
+    /// Send from BIND to DST on a connected socket until the port unreachable answering it
+    /// comes back; print "refused".
+    UdpRefused {
+        #[arg(long, value_name = "IP:PORT")]
+        bind: SocketAddrV4,
+        #[arg(long, value_name = "IP:PORT")]
+        dst: SocketAddrV4,
+    },
+    /// Connect from BIND to `serve --tcp-seen` at DST and print its "SEEN IP:PORT".
+    TcpSeen {
+        #[arg(long, value_name = "IP:PORT")]
+        bind: SocketAddrV4,
+        #[arg(long, value_name = "IP:PORT")]
+        dst: SocketAddrV4,
+    },
+    /// TCP hole punching: connect from BIND to PEER again and again until connected (the
+    /// peer doing the same: a simultaneous open), then send BYTES bytes and check the peer's.
+    TcpMeet {
+        #[arg(long, value_name = "IP:PORT")]
+        bind: SocketAddrV4,
+        #[arg(long, value_name = "IP:PORT")]
+        peer: SocketAddrV4,
+        #[arg(long, default_value_t = 1_000_000)]
+        bytes: u64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+    },
+    /// Send forged echo replies to TO from each --from address, with each --id and every
+    /// sequence number of --seqs, over and over for SECONDS (raw socket).
+    ForgeEchoReplies {
+        #[arg(long)]
+        to: Ipv4Addr,
+        #[arg(long, required = true)]
+        from: Vec<Ipv4Addr>,
+        #[arg(long, required = true)]
+        id: Vec<u16>,
+        /// LOW-HIGH
+        #[arg(long, default_value = "0-400", value_parser = parse_seqs)]
+        seqs: (u16, u16),
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Send, from FROM to TO, an ICMP port unreachable quoting a UDP datagram from QUOTE_SRC to
+    /// QUOTE_DST (raw socket).
+    PortUnreachable {
+        #[arg(long)]
+        from: Ipv4Addr,
+        #[arg(long)]
+        to: Ipv4Addr,
+        #[arg(long, value_name = "IP:PORT")]
+        quote_src: SocketAddrV4,
+        #[arg(long, value_name = "IP:PORT")]
+        quote_dst: SocketAddrV4,
+    },
+    /// Print "SEEN SOURCE IDENTIFIER" for the first echo request that reaches this host within
+    /// SECONDS (raw socket; the host still answers it).
+    IcmpSeen {
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
     /// Open FLOWS new UDP flows to each of COUNT destinations starting at DST and print, per
     /// flow, "DST SEEN-ADDR:PORT", then a summary per seen address. With --one-socket, every
@@ -234,13 +326,55 @@ enum Command {
     HttpCrowd(stress::CrowdArgs),
 }
 
+fn parse_seqs(s: &str) -> Result<(u16, u16)> {
+    let (lo, hi) = s.split_once('-').ok_or(format!("{s:?} is not LOW-HIGH"))?;
+    match (lo.parse(), hi.parse()) {
+        (Ok(lo), Ok(hi)) if lo <= hi => Ok((lo, hi)),
+        _ => Err(format!("{s:?} is not LOW-HIGH")),
+    }
+}
+
 fn parse_interval(s: &str) -> Result<Duration> {
     wanlb::config::parse_duration(s, "--interval").map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve { udp, udp_port, tcp } => serve(&udp, udp_port, tcp),
+        Command::Serve {
+            udp,
+            udp_port,
+            tcp,
+            tcp_seen,
+        } => serve(&udp, udp_port, tcp, tcp_seen),
+        Command::UdpSeen { bind, dst } => punch::udp_seen(bind, dst),
+        Command::UdpMeet {
+            bind,
+            peer,
+            count,
+            seconds,
+        } => punch::udp_meet(bind, peer, count, seconds),
+        Command::UdpRefused { bind, dst } => punch::udp_refused(bind, dst),
+        Command::TcpSeen { bind, dst } => punch::tcp_seen(bind, dst),
+        Command::TcpMeet {
+            bind,
+            peer,
+            bytes,
+            seconds,
+        } => punch::tcp_meet(bind, peer, bytes, seconds),
+        Command::ForgeEchoReplies {
+            to,
+            from,
+            id,
+            seqs,
+            seconds,
+        } => raw::forge_echo_replies(to, &from, &id, seqs, seconds),
+        Command::PortUnreachable {
+            from,
+            to,
+            quote_src,
+            quote_dst,
+        } => raw::port_unreachable(from, to, quote_src, quote_dst),
+        Command::IcmpSeen { seconds } => raw::icmp_seen(seconds),
         Command::Spread {
             one_socket,
             dst,
@@ -328,12 +462,25 @@ fn prefix_addrs(cidr: &str) -> Result<Vec<Ipv4Addr>> {
         .collect())
 }
 
-fn serve(prefixes: &[String], port: u16, tcp: Option<SocketAddrV4>) -> Result<()> {
+fn serve(
+    prefixes: &[String],
+    port: u16,
+    tcp: Option<SocketAddrV4>,
+    tcp_seen: Option<SocketAddrV4>,
+) -> Result<()> {
     if let Some(addr) = tcp {
         let listener = TcpListener::bind(addr).map_err(|e| format!("TCP {addr}: {e}"))?;
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 std::thread::spawn(move || echo(conn));
+            }
+        });
+    }
+    if let Some(addr) = tcp_seen {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("TCP {addr}: {e}"))?;
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                punch::tcp_seen_answer(conn);
             }
         });
     }
