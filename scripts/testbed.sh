@@ -14,6 +14,8 @@
 #   PREFIXlan2  (only after `lan2`) eth0 198.18.3.11/24 -> default via 198.18.3.100: a second
 #               host on the LAN's segment (a macvlan of PREFIXlan's eth0: same link, own MAC),
 #               for what one LAN host does to another's traffic.
+#   PREFIXlink2 (only after `link2`) eth0 198.18.6.10/24 -> default via 198.18.6.100 <- gw eth4
+#               198.18.6.100/24: a host on a second LAN link, with a network of its own.
 #   PREFIXweb   (only after `web`) eth0 198.18.4.2/24 <- gw eth3 198.18.4.1/24: a host for a
 #               browser looking at wanlb's status page; no other route, no IPv6, so nothing
 #               it tries to reach beyond 198.18.4.0/24 leaves it.
@@ -28,8 +30,9 @@
 #
 # Offloads stay at their defaults. Usage:
 #   testbed.sh up [PREFIX]        create (PREFIX defaults to "wl")
-#   testbed.sh down [PREFIX]      remove (lan2, web and r3 included)
+#   testbed.sh down [PREFIX]      remove (lan2, link2, web and r3 included)
 #   testbed.sh lan2 [PREFIX]      add PREFIXlan2
+#   testbed.sh link2 [PREFIX]     add PREFIXlink2, on the gateway's eth4
 #   testbed.sh web [PREFIX]       add PREFIXweb
 #   testbed.sh p2p [PREFIX [PROBE]]
 #                                 add PREFIXr3 and the point-to-point line to it; with the
@@ -113,11 +116,11 @@ up() {
 down() {
   # Processes still running inside the namespaces (servers, a benchmark interrupted
   # half-way, a browser) were started for the testbed: stop them, or they outlive it.
-  for n in "${NS[@]}" lan2 web r3; do
+  for n in "${NS[@]}" lan2 link2 web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     [ -n "$pids" ] && kill $pids 2>/dev/null || true
   done
-  for n in "${NS[@]}" lan2 web r3; do
+  for n in "${NS[@]}" lan2 link2 web r3; do
     pids=$(ip netns pids "$P$n" 2>/dev/null || true)
     if [ -n "$pids" ]; then sleep 0.5; kill -9 $(ip netns pids "$P$n" 2>/dev/null) 2>/dev/null || true; fi
     ip netns del "$P$n" 2>/dev/null || true
@@ -134,6 +137,16 @@ lan2() {
   ip -n "${P}lan2" link set lan2 name eth0
   addr lan2 eth0 198.18.3.11/24
   ip -n "${P}lan2" route add default via 198.18.3.100
+}
+
+link2() {
+  need ip
+  ip netns add "${P}link2"
+  ip -n "${P}link2" link set lo up
+  link gw eth4 link2 eth0
+  addr gw eth4 198.18.6.100/24
+  addr link2 eth0 198.18.6.10/24
+  ip -n "${P}link2" route add default via 198.18.6.100
 }
 
 web() {
@@ -222,10 +235,11 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   lan2) lan2 ;;
+  link2) link2 ;;
   web) web ;;
   p2p) p2p "${3:-}" ;;
   ipv6) ipv6 ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

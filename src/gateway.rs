@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec, OnUplinkDown, Reload};
 use crate::control::history::{self, History, Traffic};
 use crate::engine::forward::Forward;
+use crate::engine::limits::Eviction;
 use crate::engine::packet::PROTO_TCP;
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
@@ -85,6 +86,15 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GatewayErro
     move |source| GatewayError::Io { what, source }
 }
 
+/// The machine's memory, which sizes the flow table unless `max_flows` is given; a quarter
+/// of a gigabyte (the smallest default table) if it cannot be read.
+fn machine_memory() -> u64 {
+    system::total_memory().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the machine's memory: the flow table gets the smallest default size");
+        0
+    })
+}
+
 fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
     let pins = config
         .pins
@@ -121,6 +131,7 @@ fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
         seed: seed ^ u64::from(std::process::id()),
         reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
         udp_affinity: config.udp_affinity,
+        limits: config.limits(plan.nat_pool, machine_memory()),
     }
 }
 
@@ -454,9 +465,16 @@ fn serve(
 
     let fast_path = start_fast_path(config, resolved)?;
     tracing::debug!(networks = ?plan.lan_sources, "LAN sources translated");
-    let mut engine = Engine::new(engine_config(config, plan))
+    let engine_config = engine_config(config, plan);
+    let limits = engine_config.limits;
+    tracing::info!(
+        max_flows = limits.max_flows,
+        per_host = limits.max_flows_per_host,
+        embryonic_per_forward = limits.max_embryonic_per_forward,
+        "flow limits"
+    );
+    let mut engine = Engine::new(engine_config)
         .with_lan_nets(plan.lan_sources.clone())
-        .with_ports_per_host(config.ports_per_host(plan.nat_pool))
         .with_forwards(engine_forwards(config));
     if let Some(fast) = &fast_path {
         engine = engine.with_fast_path(Box::new(fast.clone()));
@@ -685,7 +703,7 @@ fn serve(
 
         let sig = loop {
             match signal::wait_for_control_signal().map_err(io_err("waiting for signals"))? {
-                libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun)),
+                libc::SIGUSR1 => log_status(shared, &nft_table_name(&config.tun), &config.tun),
                 libc::SIGHUP => {
                     tracing::info!("SIGHUP: reloading the settings");
                     let _ = control.apply_reload();
@@ -710,7 +728,7 @@ fn serve(
         first_error.map_or(Ok(()), Err)
     });
     let counters = shared.engine.counters();
-    log_status(&shared, &nft_table_name(&config.tun));
+    log_status(&shared, &nft_table_name(&config.tun), &config.tun);
     drop(queues);
     outcome.map(|()| counters)
 }
@@ -847,7 +865,8 @@ fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
 /// What the status and metrics report, now.
 fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate::control::Snapshot {
     use crate::control::{
-        DestinationReport, ForwardReport, PinReport, ProtoCounts, Snapshot, UplinkReport,
+        DestinationReport, ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot,
+        UplinkReport,
     };
     let counters = shared.engine.counters();
     let fast = shared
@@ -917,8 +936,12 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
         ("tun_write_error", &io.tun_write_errors),
         ("short_read", &io.short_reads),
         ("truncated", &io.truncated),
+        ("ring_full", &io.ring_full),
     ] {
         drops.push((name.to_string(), n.load(Ordering::Relaxed)));
+    }
+    if let Ok(n) = iface::tx_dropped(&config.tun) {
+        drops.push(("tun_queue_full".to_string(), n));
     }
     if let Ok(forward) = system::forward_drops(&nft_table_name(&config.tun)) {
         drops.push(("forwarded_from_uplink".to_string(), forward.from_uplink));
@@ -941,8 +964,20 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
             })
             .collect(),
         flows: ProtoCounts { tcp, udp, icmp },
+        flow_limit: u64::from(shared.engine.flow_limit()),
+        hosts: {
+            let (verified, unverified) = shared.engine.host_counts();
+            HostCounts {
+                verified: verified as u64,
+                unverified: unverified as u64,
+            }
+        },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
+        evictions: Eviction::ALL
+            .iter()
+            .map(|e| (e.name().to_string(), counters.eviction_count(*e)))
+            .collect(),
         top_destinations: if with_destinations {
             shared
                 .engine
@@ -977,7 +1012,9 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
 
 /// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit); `table` is
 /// wanlb's nftables table, whose forward rule counts what the uplinks tried to send in.
-fn log_status(shared: &Shared, table: &str) {
+fn log_status(shared: &Shared, table: &str, tun: &str) {
+    let tun_queue_full =
+        iface::tx_dropped(tun).map_or_else(|_| "unknown".into(), |n| n.to_string());
     let (counters, flows, mappings, destinations) = {
         let e = &shared.engine;
         (
@@ -987,13 +1024,22 @@ fn log_status(shared: &Shared, table: &str) {
             e.destination_count(),
         )
     };
+    let (verified_hosts, unverified_hosts) = shared.engine.host_counts();
+    let evictions: Vec<String> = Eviction::ALL
+        .iter()
+        .map(|e| format!("{}={}", e.name(), counters.eviction_count(*e)))
+        .collect();
     tracing::info!(
         flows,
+        max_flows = shared.engine.flow_limit(),
         mappings,
         destinations,
+        verified_hosts,
+        unverified_hosts,
         moved = counters.moved,
         resets = counters.resets,
         unreachables = counters.unreachables,
+        evictions = %evictions.join(" "),
         "status"
     );
     let forwards = shared.engine.forwards().iter();
@@ -1076,6 +1122,8 @@ fn log_status(shared: &Shared, table: &str) {
         tun_write_errors = io.tun_write_errors.load(Ordering::Relaxed),
         short_reads = io.short_reads.load(Ordering::Relaxed),
         truncated = io.truncated.load(Ordering::Relaxed),
+        ring_full = io.ring_full.load(Ordering::Relaxed),
+        tun_queue_full = %tun_queue_full,
         "drops"
     );
 }

@@ -141,6 +141,7 @@ fn engine(fast: &Arc<TcFastPath>) -> Engine {
         seed: 7,
         reset_tcp_on_down: true,
         udp_affinity: UdpAffinity::Endpoint,
+        limits: wanlb::engine::limits::Limits::unlimited(),
     })
     .with_fast_path(Box::new(fast.clone()))
 }

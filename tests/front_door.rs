@@ -242,6 +242,9 @@ fn one_host_cannot_take_every_port_and_hears_why() {
     let mut args = example_args();
     args.extend(["--max-ports-per-host".into(), "3".into()]);
     let gw = tb.start_wanlb(&args);
+    // the busy host completes a TCP handshake: a host of its own, whose share no other host
+    // uses (until then every unverified address of the LAN shares one)
+    tb.assert_tcp_echo("lan", "198.19.0.9:9000", 1_000);
     // each ping session is a flow of its own (its own echo identifier), holding one port
     for _ in 0..3 {
         tb.assert_pings("lan", "198.19.0.1", 1, "0.2");

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use wanlb::engine::flow::Timeouts;
+use wanlb::engine::limits::Limits;
 use wanlb::engine::{Engine, EngineConfig, UdpAffinity, UplinkConfig};
 use wanlb_testkit::{Ipv4Packet, reply_to};
 
@@ -32,6 +33,14 @@ pub fn engine() -> Engine {
         seed: 7,
         reset_tcp_on_down: true,
         udp_affinity: UdpAffinity::Endpoint,
+        // limits on, as wanlb runs, but above what the benches open: their checks are
+        // measured, not their refusals
+        limits: Limits {
+            max_flows: 4 << 20,
+            max_flows_per_host: 4 << 20,
+            max_ports_per_host: 65_536,
+            max_embryonic_per_forward: 1_024,
+        },
     })
 }
 

@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use wanlb::engine::flow::Timeouts;
+use wanlb::engine::limits::Limits;
 use wanlb::engine::packet::Ipv4;
 use wanlb::engine::{
     Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
@@ -22,6 +23,13 @@ fn engine() -> Engine {
         seed: 1,
         reset_tcp_on_down: true,
         udp_affinity: UdpAffinity::Endpoint,
+        // small, so that inputs reach every limit
+        limits: Limits {
+            max_flows: 6,
+            max_flows_per_host: 3,
+            max_ports_per_host: 2,
+            max_embryonic_per_forward: 64,
+        },
     })
 }
 

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use crate::engine::flow::Timeouts;
+use crate::engine::limits::{self, Limits};
 use crate::health::HealthSettings;
 
 mod declare;
@@ -41,8 +42,8 @@ pub use values::{FastPathMode, HostTraffic, OnUplinkDown};
 use declare::Settings;
 use load::{At, Loading, line_of};
 
-/// The most uplinks wanlb runs with.
-pub const MAX_UPLINKS: usize = 32;
+/// The most uplinks wanlb runs with: sets of uplinks are 32-bit masks in the engine.
+pub const MAX_UPLINKS: usize = crate::engine::MAX_UPLINKS;
 
 /// A setting that cannot be used, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,6 +162,14 @@ impl Config {
             l.take(err::<()>(
                 "--uplink",
                 format!("at most {MAX_UPLINKS} uplinks are supported"),
+            ));
+        }
+        if let (Some(per_host), Some(all)) = (self.max_flows_per_host, self.max_flows)
+            && per_host > all
+        {
+            l.take(err::<()>(
+                l.place("max_flows_per_host", "--max-flows-per-host"),
+                format!("{per_host} is more than max_flows ({all}): one host cannot have more flows than the table holds"),
             ));
         }
         let mut devs = HashSet::new();
@@ -283,6 +292,24 @@ impl Config {
     pub fn ports_per_host(&self, pool: (u16, u16)) -> u32 {
         let size = u32::from(pool.1 - pool.0) + 1;
         self.max_ports_per_host.unwrap_or((size / 4).max(1))
+    }
+
+    /// The engine's limits for the NAT pool `pool` on a machine with `total_memory` bytes: as
+    /// given, else flows by the memory ([`limits::default_max_flows`]), a sixteenth of them
+    /// per host, a quarter of the pool per host.
+    pub fn limits(&self, pool: (u16, u16), total_memory: u64) -> Limits {
+        let max_flows = self
+            .max_flows
+            .unwrap_or_else(|| limits::default_max_flows(total_memory));
+        Limits {
+            max_flows,
+            max_flows_per_host: self
+                .max_flows_per_host
+                .unwrap_or_else(|| limits::default_max_flows_per_host(max_flows))
+                .min(max_flows),
+            max_ports_per_host: self.ports_per_host(pool),
+            max_embryonic_per_forward: self.max_embryonic_per_forward,
+        }
     }
 }
 

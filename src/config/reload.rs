@@ -1,8 +1,8 @@
 //! What a reload may change while wanlb runs, and what only a restart can: each setting's
 //! declaration says which (`reload: Applied` or `Restart`, settings.rs and uplink.rs).
 //!
-//! Policy (weights, tiers, checks, pins, health, timeouts, what a dead line does to TCP, the
-//! host's default route, the hook, the log level) is taken by the engine, the monitor and the
+//! Policy (weights, tiers, checks, pins, health, timeouts, the limits on flows and ports,
+//! what a dead line does to TCP, the host's default route, the hook, the log level) is taken by the engine, the monitor and the
 //! control loop between two packets, by the logger at once. What is built into the running
 //! process (interfaces, the uplinks themselves, the TUN device, the workers, the NAT pool, the
 //! forwards, the fast path, the HTTP listener) is reported, and waits for a restart.

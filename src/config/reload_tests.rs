@@ -53,6 +53,34 @@ fn policy_changes_are_applied_and_listed() {
 }
 
 #[test]
+fn the_limits_change_on_reload() {
+    let started = load(&[ISP1], &[], |_| {});
+    let new = load(&[ISP1], &[], |f| {
+        f.max_flows = Some("5000".into());
+        f.max_flows_per_host = Some("100".into());
+        f.max_ports_per_host = Some("50".into());
+        f.max_embryonic_per_forward = Some("128".into());
+    });
+    let r = started.reload(&new);
+    assert!(r.need_restart.is_empty(), "{:?}", r.need_restart);
+    assert_eq!(
+        r.applied,
+        [
+            "max_flows: None -> Some(5000)",
+            "max_flows_per_host: None -> Some(100)",
+            "max_ports_per_host: None -> Some(50)",
+            "max_embryonic_per_forward: 4096 -> 128",
+        ]
+    );
+    let limits = r.config.limits((1024, 32767), 1 << 30);
+    assert_eq!((limits.max_flows, limits.max_flows_per_host), (5000, 100));
+    assert_eq!(
+        (limits.max_ports_per_host, limits.max_embryonic_per_forward),
+        (50, 128)
+    );
+}
+
+#[test]
 fn the_log_level_changes_on_reload() {
     let started = load(&[ISP1], &[], |_| {});
     let new = load(&[ISP1], &[], |f| f.log_level = Some("debug".into()));

@@ -39,6 +39,10 @@ use crate::engine::select::Prefix;
 
 /// Where the HTTP control plane listens by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
+/// Bounds of `max_flows` and `max_flows_per_host`.
+pub const MAX_FLOWS: (u32, u32) = (1_024, 67_108_864);
+/// Bounds of `max_embryonic_per_forward`: at least one per part of the table (64).
+pub const MAX_EMBRYONIC: (u32, u32) = (64, 1_048_576);
 
 settings! {
     /// The settings wanlb runs with, as the file and the flags give them, checked against
@@ -233,15 +237,50 @@ settings! {
         doc: "external ports per line and protocol; auto: the largest range clear of the ephemeral ports, this host's services and, when `listen` is on every address or an uplink's, its port; forwarded ports in it are kept aside",
     }
 
+    /// The most flows wanlb keeps, all hosts together (each costs up to 256 bytes): as it
+    /// fills, flows that never completed get shorter timeouts, and are ended to make room; a
+    /// table full of completed flows refuses new ones.
+    one max_flows: Option<u32> {
+        flag: "--max-flows" "N",
+        file: number,
+        default: (None, "one per 16 KiB of memory, 16,384 to 1,048,576"),
+        parse: |s, o| parse_count(s, o, MAX_FLOWS.0, MAX_FLOWS.1).map(Some),
+        reload: Applied,
+        doc: "flows in the table (256 bytes each at most); from 95% full, flows never answered are ended first, from 60% their timeouts shrink; 1,024 to 67,108,864",
+    }
+
+    /// The most flows one LAN host may have; addresses that never completed a TCP handshake
+    /// share one host's share per LAN network.
+    one max_flows_per_host: Option<u32> {
+        flag: "--max-flows-per-host" "N",
+        file: number,
+        default: (None, "a sixteenth of max_flows"),
+        parse: |s, o| parse_count(s, o, 1, MAX_FLOWS.1).map(Some),
+        reload: Applied,
+        doc: "flows one LAN host may have; the unverified addresses of a LAN network have as many together; at most `max_flows`",
+    }
+
     /// How many ports of each pool (uplink and protocol) one LAN host may hold; beyond that
-    /// its new flows are refused with ICMP "administratively prohibited".
+    /// its new flows are refused with ICMP "administratively prohibited". Addresses that never
+    /// completed a TCP handshake share one host's share per LAN network.
     one max_ports_per_host: Option<u32> {
         flag: "--max-ports-per-host" "N",
         file: number,
         default: (None, "a quarter of the pool"),
         parse: |s, o| parse_count(s, o, 1, 65535).map(Some),
-        reload: Restart,
-        doc: "ports one LAN host may hold per line and protocol",
+        reload: Applied,
+        doc: "ports one LAN host may hold per line and protocol; the unverified addresses of a LAN network hold as many together (see [Floods and limits](#floods-and-limits))",
+    }
+
+    /// The most connections through one port forward that have not completed their handshake
+    /// (UDP: not answered); beyond it the oldest gives way.
+    one max_embryonic_per_forward: u32 {
+        flag: "--max-embryonic-per-forward" "N",
+        file: number,
+        default: "4096",
+        parse: |s, o| parse_count(s, o, MAX_EMBRYONIC.0, MAX_EMBRYONIC.1),
+        reload: Applied,
+        doc: "connections through one port forward that have not completed their handshake; the oldest gives way to a new one; 64 to 1,048,576",
     }
 
     /// Carry steady flows (TCP, UDP, ping) in the kernel (eBPF on the LAN and uplink

@@ -126,6 +126,27 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
             .get_or_create(&labels(&[("proto", proto)]))
             .set(n as f64);
     }
+    let flow_limit = gauge(
+        &mut registry,
+        "wanlb_flows_max",
+        "The most flows the table holds (--max-flows)",
+    );
+    flow_limit
+        .get_or_create(&Vec::new())
+        .set(s.flow_limit as f64);
+    let hosts = gauge(
+        &mut registry,
+        "wanlb_lan_hosts",
+        "LAN addresses with flows: verified (a TCP handshake completed from them, each its own share) or not (one share per LAN network)",
+    );
+    for (state, n) in [
+        ("verified", s.hosts.verified),
+        ("unverified", s.hosts.unverified),
+    ] {
+        hosts
+            .get_or_create(&labels(&[("state", state)]))
+            .set(n as f64);
+    }
     let affinity = gauge(
         &mut registry,
         "wanlb_affinity_entries",
@@ -155,6 +176,16 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
     let drops = counter(&mut registry, "wanlb_drops", "Packets dropped, by reason");
     for (reason, n) in &s.drops {
         drops
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(*n);
+    }
+    let evictions = counter(
+        &mut registry,
+        "wanlb_evictions",
+        "Flows ended before their time (and destination bindings not kept) to bound the tables, by reason",
+    );
+    for (reason, n) in &s.evictions {
+        evictions
             .get_or_create(&labels(&[("reason", reason)]))
             .inc_by(*n);
     }
@@ -226,7 +257,13 @@ mod tests {
                 icmp: 6,
             },
             affinity_entries: 7,
+            flow_limit: 65_536,
+            hosts: crate::control::HostCounts {
+                verified: 3,
+                unverified: 240,
+            },
             drops: vec![("no_flow".into(), 9)],
+            evictions: vec![("early_drop".into(), 11)],
             forwards: vec![ForwardReport {
                 proto: "tcp".into(),
                 port: 8080,
@@ -257,6 +294,9 @@ mod tests {
             r#"wanlb_flows_active{proto="icmp"} 6.0"#,
             "wanlb_affinity_entries 7.0",
             r#"wanlb_drops_total{reason="no_flow"} 9"#,
+            r#"wanlb_evictions_total{reason="early_drop"} 11"#,
+            "wanlb_flows_max 65536.0",
+            r#"wanlb_lan_hosts{state="unverified"} 240.0"#,
             r#"wanlb_forward_connections_total{uplink="isp2",proto="tcp",port="8080"} 15"#,
             r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080"} 2.0"#,
             "wanlb_control_connections_total 70",

@@ -46,16 +46,33 @@ pub struct Snapshot {
     pub pins: Vec<PinReport>,
     /// Live flows by protocol.
     pub flows: ProtoCounts,
+    /// The most flows the table holds (--max-flows).
+    #[serde(default)]
+    pub flow_limit: u64,
+    /// LAN addresses the flow limits know (see the engine's `hosts`).
+    #[serde(default)]
+    pub hosts: HostCounts,
     /// Destinations bound to an uplink (the affinity table).
     pub affinity_entries: u64,
     /// Packets dropped so far, by reason (engine, data path and the uplink forward rule).
     pub drops: Vec<(String, u64)>,
+    /// Flows ended before their time, and bindings not kept, so far, by reason.
+    #[serde(default)]
+    pub evictions: Vec<(String, u64)>,
     /// The destinations whose live flows carried the most bytes, busiest first.
     #[serde(default)]
     pub top_destinations: Vec<DestinationReport>,
     /// The port forwards, as configured, with their connections.
     #[serde(default)]
     pub forwards: Vec<ForwardReport>,
+}
+
+/// LAN addresses with flows (or verified lately): those that completed a TCP handshake, and
+/// those that did not, which share one host's share per LAN network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCounts {
+    pub verified: u64,
+    pub unverified: u64,
 }
 
 /// A port of an uplink's address forwarded to a LAN host, and how busy it is.

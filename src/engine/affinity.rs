@@ -3,6 +3,11 @@
 //! A destination counts as in use while any flow to it lives, and for the idle timeout after
 //! the last packet of its last flow. Keeping a count of live flows instead of stamping every
 //! packet keeps this off the per-packet path: flows already record their last packet.
+//!
+//! Bounded: a binding with live flows costs at most one per flow (the flow table is bounded);
+//! idle ones, kept for the timeout, are at most [`Affinity::set_max_idle`]. When that many are
+//! kept, a destination whose last flow ends is forgotten at once (its next flow is placed
+//! anew), so a host spraying new destinations cannot grow the table past it.
 
 use std::collections::hash_map::Entry;
 
@@ -21,6 +26,9 @@ struct Destination {
 pub struct Affinity {
     destinations: AHashMap<u32, Destination>,
     idle_timeout_ms: u64,
+    /// Bindings without a live flow, and how many may be kept.
+    idle: usize,
+    max_idle: usize,
 }
 
 impl Affinity {
@@ -28,7 +36,15 @@ impl Affinity {
         Affinity {
             destinations: AHashMap::new(),
             idle_timeout_ms,
+            idle: 0,
+            max_idle: usize::MAX,
         }
+    }
+
+    /// How many bindings without a live flow may be kept (a reload may change it: those kept
+    /// stay until they expire).
+    pub fn set_max_idle(&mut self, max_idle: usize) {
+        self.max_idle = max_idle;
     }
 
     /// A reload's new idle timeout; it applies to bindings already made too.
@@ -64,6 +80,9 @@ impl Affinity {
             }
             Entry::Occupied(mut o) => {
                 let d = o.get_mut();
+                if d.live_flows == 0 {
+                    self.idle -= 1;
+                }
                 let stale = d.live_flows == 0 && now.since_stamp(d.last_used) >= timeout;
                 let new_binding = stale || d.uplink != uplink;
                 if d.uplink != uplink {
@@ -78,25 +97,58 @@ impl Affinity {
     }
 
     /// A flow to `dst` on `uplink` ended; its last packet was at `last_seen`. A flow left
-    /// on an uplink the destination has since moved from does not count.
-    pub fn detach(&mut self, dst: u32, uplink: UplinkId, last_seen: Stamp) {
-        if let Some(d) = self.destinations.get_mut(&dst)
-            && d.uplink == uplink
-        {
-            d.live_flows = d.live_flows.saturating_sub(1);
-            d.last_used = d.last_used.later(last_seen);
+    /// on an uplink the destination has since moved from does not count. Returns true when
+    /// that was the destination's last flow and it is forgotten at once, the idle bindings
+    /// being as many as may be kept.
+    pub fn detach(&mut self, dst: u32, uplink: UplinkId, last_seen: Stamp) -> bool {
+        let Entry::Occupied(mut o) = self.destinations.entry(dst) else {
+            return false;
+        };
+        let d = o.get_mut();
+        if d.uplink != uplink {
+            return false;
         }
+        d.last_used = d.last_used.later(last_seen);
+        // already idle: a flow placed before the destination came back to this uplink
+        if d.live_flows == 0 {
+            return false;
+        }
+        d.live_flows -= 1;
+        if d.live_flows > 0 {
+            return false;
+        }
+        if self.idle >= self.max_idle {
+            o.remove();
+            return true;
+        }
+        self.idle += 1;
+        false
     }
 
     /// Forgets every destination bound to `uplink`, so their next flow is placed anew.
     pub fn release(&mut self, uplink: UplinkId) {
-        self.destinations.retain(|_, d| d.uplink != uplink);
+        let mut idle = 0;
+        self.destinations.retain(|_, d| {
+            let keep = d.uplink != uplink;
+            if !keep && d.live_flows == 0 {
+                idle += 1;
+            }
+            keep
+        });
+        self.idle -= idle;
     }
 
     pub fn expire(&mut self, now: Timestamp) {
         let timeout = self.idle_timeout_ms;
-        self.destinations
-            .retain(|_, d| d.live_flows > 0 || now.since_stamp(d.last_used) < timeout);
+        let mut expired = 0;
+        self.destinations.retain(|_, d| {
+            let keep = d.live_flows > 0 || now.since_stamp(d.last_used) < timeout;
+            if !keep {
+                expired += 1;
+            }
+            keep
+        });
+        self.idle -= expired;
     }
 
     pub fn len(&self) -> usize {
@@ -142,5 +194,36 @@ mod tests {
         assert_eq!(a.lookup(9, t0.after_ms(10 * MIN)), Some(1));
         a.release(1);
         assert_eq!(a.lookup(9, t0.after_ms(4)), None);
+        assert_eq!(a.idle, 0);
+    }
+
+    #[test]
+    fn idle_bindings_are_bounded_and_a_full_table_forgets_the_next_at_once() {
+        let mut a = Affinity::new(10 * MIN);
+        a.set_max_idle(2);
+        let t0 = Timestamp::from_millis(0);
+        for dst in 1..=3 {
+            a.attach(dst, 0, t0);
+        }
+        assert!(!a.detach(1, 0, t0.stamp()));
+        assert!(!a.detach(2, 0, t0.stamp()));
+        assert_eq!((a.idle, a.len()), (2, 3));
+        // a third idle binding is not kept: the destination is placed anew next time
+        assert!(a.detach(3, 0, t0.stamp()));
+        assert_eq!(a.lookup(3, t0.after_ms(1)), None);
+        assert_eq!(a.len(), 2);
+        // a binding in use again is not idle; its end makes it idle again
+        a.attach(1, 0, t0.after_ms(2));
+        assert_eq!(a.idle, 1);
+        assert!(!a.detach(3, 0, t0.stamp()), "unknown: nothing to forget");
+        a.attach(4, 1, t0.after_ms(3));
+        assert!(!a.detach(4, 1, t0.stamp()));
+        assert_eq!(a.idle, 2);
+        // expiry and release count them down
+        a.expire(t0.after_ms(10 * MIN + 3));
+        assert_eq!((a.idle, a.len()), (0, 1));
+        a.release(0);
+        assert!(a.is_empty());
+        assert_eq!(a.idle, 0);
     }
 }

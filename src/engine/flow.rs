@@ -4,6 +4,7 @@
 
 use ahash::AHashMap;
 
+use super::limits::Scale;
 use super::packet::{Ipv4, PROTO_ICMP, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, read_u16};
 use super::{Stamp, Timestamp, UplinkId};
 
@@ -261,6 +262,10 @@ impl TcpState {
     const RESETTING: u8 = 32;
     /// The reset came from the remote end.
     const RESET_BY_IN: u8 = 64;
+    /// The session got as far as established once (TCP: its handshake completed; UDP and
+    /// ICMP: answered): conntrack's "assured". What never got there is what a full table
+    /// gives up first.
+    const COMPLETED: u8 = 128;
 
     /// The session opened by the LAN host's segment `seg`.
     pub fn opened(seg: &Segment) -> TcpState {
@@ -329,6 +334,9 @@ impl TcpState {
         let next = self.next(dir, seg);
         self.record(dir, seg, self.phase.is_opening());
         self.phase = next;
+        if next == TcpPhase::Established {
+            self.flags |= Self::COMPLETED;
+        }
         Change::None
     }
 
@@ -486,6 +494,23 @@ impl TcpState {
         )
     }
 
+    /// It got as far as established once since it (last) opened: a TCP handshake completed,
+    /// a UDP or ping flow answered.
+    pub fn is_completed(self) -> bool {
+        self.has(Self::COMPLETED)
+    }
+
+    /// Whether `seg`, from the LAN host, acknowledges the remote end's SYN-ACK with the
+    /// sequence number that SYN-ACK carried: the host got what was sent to its address. A
+    /// host that only claims the address never sees that number, unless the remote end that
+    /// chose it tells it (see [`super::hosts`]).
+    pub fn acknowledges_syn_ack(&self, seg: &Segment) -> bool {
+        self.phase == TcpPhase::SynAckIn
+            && seg.flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK
+            && self.known(Dir::Out)
+            && seg.ack == self.ack(Dir::Out)
+    }
+
     /// FIN seen both ways.
     pub fn is_closed(self) -> bool {
         matches!(self.phase, TcpPhase::Closing | TcpPhase::Closed)
@@ -540,7 +565,33 @@ impl Flow {
             _ => t.udp,
         }
     }
+
+    /// Whether a full table shortens its timeout (pf's adaptive timeouts): a flow never
+    /// answered, or a TCP session opening, closing, closed or reset. An open connection and
+    /// an answered UDP or ping flow keep theirs.
+    fn is_shortened_under_pressure(&self) -> bool {
+        match self.key.proto {
+            PROTO_TCP => !matches!(
+                self.tcp.phase,
+                TcpPhase::Established | TcpPhase::FinOut | TcpPhase::FinIn
+            ),
+            _ => !self.tcp.is_completed(),
+        }
+    }
+
+    /// Its idle timeout, scaled by `scale` if pressure shortens it; and whether it was.
+    fn timeout_under(&self, t: &Timeouts, scale: Scale) -> (u64, bool) {
+        let full = self.idle_timeout(t);
+        if scale.is_full() || !self.is_shortened_under_pressure() {
+            (full, false)
+        } else {
+            (scale.apply(full), true)
+        }
+    }
 }
+
+/// Live flows [`FlowTable::early_drop_candidate`] looks at.
+pub const EARLY_DROP_WINDOW: usize = 64;
 
 /// Flows in a slab, indexed by both keys. A bitmap says which slots are live, so a slot costs
 /// no more than its flow.
@@ -554,6 +605,11 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
+    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
+        let slot = *self.by_key.get(key)?;
+        Some(&self.slots[slot as usize])
+    }
+
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
         let slot = *self.by_key.get(key)?;
         Some(&mut self.slots[slot as usize])
@@ -615,15 +671,17 @@ impl FlowTable {
         }
     }
 
-    /// Removes every flow idle for longer than its timeout, handing each to `ended`. For an
-    /// flow on the fast path that looks idle, `idle_elsewhere` says how long ago the fast path last
-    /// carried a packet of it (if it did), which may keep it.
+    /// Removes every flow idle for longer than its timeout, handing each to `ended` with
+    /// whether it ended early: only because `scale` shortened its timeout. For a flow on the
+    /// fast path that looks idle, `idle_elsewhere` says how long ago the fast path last carried
+    /// a packet of it (if it did), which may keep it.
     pub fn expire(
         &mut self,
         now: Timestamp,
         timeouts: &Timeouts,
+        scale: Scale,
         mut idle_elsewhere: impl FnMut(&Flow) -> Option<u64>,
-        mut ended: impl FnMut(&Flow),
+        mut ended: impl FnMut(&Flow, bool),
     ) {
         for word in 0..self.live.len() {
             let mut bits = self.live[word];
@@ -631,7 +689,7 @@ impl FlowTable {
                 let slot = word * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 let flow = &mut self.slots[slot];
-                let timeout = flow.idle_timeout(timeouts);
+                let (timeout, shortened) = flow.timeout_under(timeouts, scale);
                 if now.since_stamp(flow.last_seen) < timeout {
                     continue;
                 }
@@ -644,14 +702,48 @@ impl FlowTable {
                     continue;
                 }
                 let flow = *flow;
+                let early =
+                    shortened && now.since_stamp(flow.last_seen) < flow.idle_timeout(timeouts);
                 self.by_key.remove(&flow.key);
                 self.by_reply.remove(&flow.reply_key());
-                ended(&flow);
+                ended(&flow, early);
                 self.set_live(slot, false);
                 self.free
                     .push(u32::try_from(slot).expect("fewer than 2^32 flows"));
             }
         }
+    }
+
+    /// The flow a nearly full table gives up: of the next [`EARLY_DROP_WINDOW`] live flows
+    /// from slot `from` on (wrapping; at most 16 times as many slots looked at), the one that
+    /// never completed and was idle longest. Returns its key, if any, and where the next look
+    /// starts. A bounded look, as conntrack's early_drop looks at a few buckets; a flow that
+    /// completed is never taken.
+    pub fn early_drop_candidate(&self, from: usize, now: Timestamp) -> (Option<FlowKey>, usize) {
+        let words = self.live.len();
+        if words == 0 {
+            return (None, 0);
+        }
+        let mut best: Option<(u64, FlowKey)> = None;
+        let mut looked = 0;
+        let mut word = (from / 64) % words;
+        for _ in 0..words.min(EARLY_DROP_WINDOW / 4) {
+            let mut bits = self.live[word];
+            while bits != 0 && looked < EARLY_DROP_WINDOW {
+                let f = &self.slots[word * 64 + bits.trailing_zeros() as usize];
+                bits &= bits - 1;
+                looked += 1;
+                let idle = now.since_stamp(f.last_seen);
+                if !f.tcp.is_completed() && best.is_none_or(|(most, _)| idle > most) {
+                    best = Some((idle, f.key));
+                }
+            }
+            word = (word + 1) % words;
+            if looked == EARLY_DROP_WINDOW {
+                break;
+            }
+        }
+        (best.map(|(_, key)| key), word * 64)
     }
 
     pub fn len(&self) -> usize {
@@ -705,8 +797,9 @@ mod tests {
         table.expire(
             Timestamp::from_millis(t.udp),
             &t,
+            Scale::FULL,
             |_| unreachable!("no flow is on the fast path"),
-            |f| ended.push(f.key.int_port),
+            |f, _| ended.push(f.key.int_port),
         );
         assert_eq!(ended, [1]);
         assert!(table.get_mut(&udp.key).is_none());
@@ -738,27 +831,30 @@ mod tests {
         table.expire(
             Timestamp::from_millis(t.udp),
             &t,
+            Scale::FULL,
             |_| {
                 asked += 1;
                 Some(1_000)
             },
-            |_| ended += 1,
+            |_, _| ended += 1,
         );
         assert_eq!((asked, ended), (1, 0));
         // refreshed to 1 s before that expiry: not even asked until the timeout runs out again
         table.expire(
             Timestamp::from_millis(2 * t.udp - 1_001),
             &t,
+            Scale::FULL,
             |_| unreachable!(),
-            |_| ended += 1,
+            |_, _| ended += 1,
         );
         assert_eq!(ended, 0);
         // the fast path saw nothing since (or never): it ends
         table.expire(
             Timestamp::from_millis(2 * t.udp - 1_000),
             &t,
+            Scale::FULL,
             |_| None,
-            |_| ended += 1,
+            |_, _| ended += 1,
         );
         assert_eq!(ended, 1);
     }

@@ -167,7 +167,9 @@ fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_lines_health() {
             .flags(flags)
             .build()
     };
+    // a simultaneous open, as hole punching makes it (an answer to a SYN opens no flow)
     out(&e, &mut tcp(A, ext, 40000, tpb, TCP_SYN));
+    out(&e, &mut tcp(B, ext, 40001, tpa, TCP_SYN));
     out(&e, &mut tcp(B, ext, 40001, tpa, TCP_SYN | 0x10));
     out(&e, &mut tcp(A, ext, 40000, tpb, 0x10));
     // far more packets both ways than any flow needs to be handed over
@@ -342,7 +344,9 @@ fn fragments_to_an_uplinks_address_are_left_to_the_gateways_stack() {
 
 #[test]
 fn a_host_out_of_echo_identifiers_can_still_ping_the_gateway() {
-    let e = engine().with_ports_per_host(1);
+    let mut cfg = config((61000, 61063), vec![]);
+    cfg.limits.max_ports_per_host = 1;
+    let e = Engine::new(cfg);
     let (u, _) = mapping(&e, PROTO_ICMP, A, 0x1111);
     let ext = addr_of(u);
     // another identifier would need another mapping: the gateway answers it all the same

@@ -14,7 +14,9 @@ pub mod flow;
 pub mod forward;
 pub mod fragment;
 pub mod hairpin;
+pub mod hosts;
 pub mod icmp;
+pub mod limits;
 pub mod nat;
 pub mod packet;
 pub mod select;
@@ -23,7 +25,9 @@ use affinity::Affinity;
 pub use flow::Flow;
 use flow::{Acked, Change, Dir, FlowKey, FlowTable, ReplyKey, Segment, TcpState, Timeouts};
 use forward::{Forward, ForwardCount, Forwards};
+use hosts::{Network, Refusal};
 use icmp::{Embedded, ErrorDirection};
+use limits::{Embryonic, Eviction, Limits, Room, idle_bindings_per_shard};
 use nat::{Endpoint, Nat};
 use packet::{
     End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK,
@@ -42,9 +46,28 @@ use arc_swap::ArcSwap;
 /// Index of an uplink in the configured order.
 pub type UplinkId = u8;
 
-/// The id of the uplink at index `i` of the configuration (which holds at most 32).
+/// The most uplinks there may be: sets of them are `u32` masks, one bit each.
+pub const MAX_UPLINKS: usize = 32;
+
+/// The id of the uplink at index `i` of the configuration (which holds at most
+/// [`MAX_UPLINKS`]).
 fn uplink_id(i: usize) -> UplinkId {
+    debug_assert!(i < MAX_UPLINKS);
     UplinkId::try_from(i).expect("at most 32 uplinks")
+}
+
+/// The bit of uplink `i` in a set of uplinks.
+fn uplink_bit(i: usize) -> u32 {
+    debug_assert!(i < MAX_UPLINKS);
+    1u32 << i
+}
+
+/// The set of the first `n` uplinks (all of them, with `n` uplinks): no bit past the 32nd.
+fn first_uplinks(n: usize) -> u32 {
+    debug_assert!(n <= MAX_UPLINKS);
+    u32::MAX
+        .checked_shr(u32::try_from(MAX_UPLINKS - n).unwrap_or(u32::MAX))
+        .unwrap_or(0)
 }
 
 /// Milliseconds on a monotonic clock of the caller's choosing.
@@ -169,10 +192,22 @@ pub enum DropReason {
     /// (its source, or the destination of the packet an ICMP error quotes): forged, since only
     /// hairpinned packets, which never leave the gateway, have such an end.
     OwnAddressFromUplink,
+    /// The flow table holds as many flows as it may (--max-flows), and none that never
+    /// completed was found to end for the new one (see [`limits`]).
+    FlowTableFull,
+    /// The LAN host has as many flows open as one host may (--max-flows-per-host).
+    HostFlowLimit,
+    /// The addresses of the LAN host's network that never completed a TCP handshake have as
+    /// many flows open, together, as one host may: made-up sources share one host's share
+    /// (see [`hosts`]).
+    UnverifiedFlowLimit,
+    /// Those addresses hold as many ports of the pool, together, as one host may
+    /// (--max-ports-per-host).
+    UnverifiedPortLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -197,6 +232,10 @@ impl DropReason {
         DropReason::ForgedIcmpError,
         DropReason::HairpinNoFlow,
         DropReason::OwnAddressFromUplink,
+        DropReason::FlowTableFull,
+        DropReason::HostFlowLimit,
+        DropReason::UnverifiedFlowLimit,
+        DropReason::UnverifiedPortLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -225,6 +264,10 @@ impl DropReason {
             DropReason::ForgedIcmpError => "forged_icmp_error",
             DropReason::HairpinNoFlow => "hairpin_no_flow",
             DropReason::OwnAddressFromUplink => "own_address_from_uplink",
+            DropReason::FlowTableFull => "flow_table_full",
+            DropReason::HostFlowLimit => "host_flow_limit",
+            DropReason::UnverifiedFlowLimit => "unverified_flow_limit",
+            DropReason::UnverifiedPortLimit => "unverified_port_limit",
         }
     }
 
@@ -235,14 +278,28 @@ impl DropReason {
     }
 
     /// The ICMP destination-unreachable code a drop is answered with: "network unreachable"
-    /// when no line can carry it, "administratively prohibited" when the ports run out.
+    /// when no line can carry it, "administratively prohibited" when the ports, the table or
+    /// the host's share run out (RFC 5508 REQ-8).
     fn unreachable_code(self) -> Option<u8> {
         match self {
             DropReason::NoUplink | DropReason::PinnedUplinkDown => Some(answer::NET_UNREACHABLE),
-            DropReason::PortsExhausted | DropReason::HostPortLimit => {
-                Some(answer::ADMIN_PROHIBITED)
-            }
+            DropReason::PortsExhausted
+            | DropReason::HostPortLimit
+            | DropReason::FlowTableFull
+            | DropReason::HostFlowLimit
+            | DropReason::UnverifiedFlowLimit
+            | DropReason::UnverifiedPortLimit => Some(answer::ADMIN_PROHIBITED),
             _ => None,
+        }
+    }
+
+    /// The drop for a host's share refused.
+    fn of_refusal(refusal: Refusal) -> DropReason {
+        match refusal {
+            Refusal::HostFlows => DropReason::HostFlowLimit,
+            Refusal::UnverifiedFlows => DropReason::UnverifiedFlowLimit,
+            Refusal::HostPorts => DropReason::HostPortLimit,
+            Refusal::UnverifiedPorts => DropReason::UnverifiedPortLimit,
         }
     }
 }
@@ -331,6 +388,8 @@ pub struct EngineConfig {
     /// cannot survive a new address); otherwise leave them, for lines that come back fast.
     pub reset_tcp_on_down: bool,
     pub udp_affinity: UdpAffinity,
+    /// How far the tables may grow (see [`limits`]).
+    pub limits: Limits,
 }
 
 /// Where a new UDP flow goes when its LAN endpoint (address and port: one socket) already
@@ -368,6 +427,8 @@ pub struct Counters {
     pub resets: u64,
     /// ICMP "network unreachable" sent to LAN hosts.
     pub unreachables: u64,
+    /// Flows ended before their time, and bindings not kept, by [`Eviction`].
+    pub evictions: [u64; Eviction::ALL.len()],
 }
 
 impl UplinkCounters {
@@ -399,11 +460,25 @@ impl Counters {
     pub fn drop_count(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
     }
+
+    pub fn eviction_count(&self, eviction: Eviction) -> u64 {
+        self.evictions[eviction as usize]
+    }
 }
 
 /// Shards of the flow table: a power of two, many more than workers, so two workers rarely
 /// want the same one at once.
 const SHARDS: usize = 64;
+
+/// The LAN endpoint a (translated) flow holds its port for.
+fn endpoint_of(flow: &Flow) -> Endpoint {
+    Endpoint {
+        addr: flow.key.int_addr,
+        port: flow.key.int_port,
+        proto: flow.key.proto,
+        uplink: flow.uplink,
+    }
+}
 
 /// One partition of the tables, by remote address: a flow and its destination's binding live
 /// in the shard of the remote end, which both directions of the flow name.
@@ -415,6 +490,10 @@ struct Shard {
     /// Fragmented datagrams in flight to this shard's remote addresses: their later pieces
     /// follow the first one's mapping.
     fragments: fragment::Fragments,
+    /// Where the next look for a flow to end early starts ([`FlowTable::early_drop_candidate`]).
+    early_drop_from: usize,
+    /// Per forward, its embryonic connections from this shard's remote addresses.
+    embryonic: Vec<Embryonic>,
 }
 
 fn shard_of(remote: u32) -> usize {
@@ -458,6 +537,8 @@ pub struct Engine {
     /// Sources translated; empty: all.
     lan_nets: Vec<Prefix>,
     forwards: Forwards,
+    /// The flow table's fill, limit and evictions.
+    room: Room,
 }
 
 /// ICMP errors the engine sends: at most 100 a second after a burst of 50 (RFC 1812 4.3.2.8
@@ -535,18 +616,24 @@ impl Engine {
         let select = Selector::new(weights, tiers);
         let shards = (0..SHARDS)
             .map(|_| {
+                let mut affinity = Affinity::new(config.affinity_timeout_ms);
+                affinity.set_max_idle(idle_bindings_per_shard(&config.limits));
                 Mutex::new(Shard {
                     flows: FlowTable::default(),
-                    affinity: Affinity::new(config.affinity_timeout_ms),
+                    affinity,
                     uplinks: vec![UplinkCounters::default(); n],
                     fragments: fragment::Fragments::default(),
+                    early_drop_from: 0,
+                    embryonic: Vec::new(),
                 })
             })
             .collect();
+        let mut nat = Nat::new(n, config.ports, config.seed);
+        nat.set_limits(&config.limits);
         Engine {
             timeouts: Mutex::new(config.timeouts),
             shards,
-            nat: Mutex::new(Nat::new(n, config.ports, config.seed)),
+            nat: Mutex::new(nat),
             pins: ArcSwap::from_pointee(Pins::new(config.pins)),
             leaving: AtomicU32::new(select.leaving()),
             down: AtomicU32::new(select.down()),
@@ -575,6 +662,7 @@ impl Engine {
             fast_path: None,
             lan_nets: Vec::new(),
             forwards: Forwards::default(),
+            room: Room::new(&config.limits),
         }
     }
 
@@ -590,13 +678,6 @@ impl Engine {
         self.lan_nets.is_empty() || self.lan_nets.iter().any(|n| n.contains(src))
     }
 
-    /// Lets one LAN host hold at most `limit` external ports per uplink and protocol;
-    /// beyond that its new flows are refused as [`DropReason::HostPortLimit`].
-    pub fn with_ports_per_host(self, limit: u32) -> Engine {
-        lock(&self.nat).limit_per_host(limit);
-        self
-    }
-
     /// Sends what arrives for these ports of the uplinks' addresses on to LAN hosts; the NAT
     /// pools keep the ports aside on every uplink.
     pub fn with_forwards(mut self, forwards: Vec<Forward>) -> Engine {
@@ -605,6 +686,11 @@ impl Engine {
             for f in &forwards {
                 nat.reserve(f.proto, f.port);
             }
+        }
+        for shard in self.shards.iter() {
+            lock(shard)
+                .embryonic
+                .resize_with(forwards.len(), Embryonic::default);
         }
         self.forwards = Forwards::new(forwards);
         self
@@ -630,7 +716,20 @@ impl Engine {
     /// starts over comes back from the fast path: the engine must see whether the reset holds
     /// (its sender falls silent) or the new connection's handshake, before it hands the flow
     /// over again.
-    fn track(&self, flow: &mut Flow, dir: Dir, seg: &Segment) {
+    ///
+    /// Returns the forward of a forwarded flow that just completed its handshake (`Some(Ok)`)
+    /// or started over (`Some(Err)`), for its count of embryonic connections.
+    fn track(&self, flow: &mut Flow, dir: Dir, seg: &Segment) -> Option<Result<usize, usize>> {
+        let completed = flow.tcp.is_completed();
+        self.track_session(flow, dir, seg);
+        if flow.tcp.is_completed() == completed {
+            return None;
+        }
+        let id = self.forward_of(flow)?;
+        Some(if completed { Err(id) } else { Ok(id) })
+    }
+
+    fn track_session(&self, flow: &mut Flow, dir: Dir, seg: &Segment) {
         let fast = self.fast_path.as_deref().filter(|_| flow.on_fast_path);
         if let Some(fast) = fast
             && seg.flags & TCP_RST != 0
@@ -722,7 +821,7 @@ impl Engine {
     }
 
     fn is_leaving(&self, uplink: UplinkId) -> bool {
-        self.leaving.load(Ordering::Relaxed) & (1 << uplink) != 0
+        self.leaving.load(Ordering::Relaxed) & uplink_bit(uplink.into()) != 0
     }
 
     /// Whether a UDP or ICMP flow on a leaving uplink must move: yes, unless a pin holds it
@@ -750,7 +849,7 @@ impl Engine {
     }
 
     fn is_up(&self, uplink: UplinkId) -> bool {
-        self.down.load(Ordering::Relaxed) & (1 << uplink) == 0
+        self.down.load(Ordering::Relaxed) & uplink_bit(uplink.into()) == 0
     }
 
     /// A packet from the LAN (read from TUN). On `Verdict::Uplink` it has been translated to
@@ -825,6 +924,8 @@ impl Engine {
         let seg = Segment::parse(pkt, &ip);
         let flags = seg.flags;
         let mut shard = self.shard(key.rem_addr);
+        let mut embryonic = None;
+        let mut verifies = false;
         let found = match shard.flows.get_mut(&key) {
             // the host's own reset ends it anyway: never answer a reset with one
             Some(flow) if flow.tcp.is_resetting() && flags & TCP_RST == 0 => Found::Reset,
@@ -832,18 +933,26 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.bytes += pkt.len() as u64;
-                self.track(flow, Dir::Out, &seg);
+                // the host got the SYN-ACK sent to its address: a host, not a made-up source
+                verifies = key.proto == PROTO_TCP
+                    && flow.tcp.acknowledges_syn_ack(&seg)
+                    && self.forward_of(flow).is_none();
+                embryonic = self.track(flow, Dir::Out, &seg);
                 self.consider_fast_path(flow);
                 Found::Forward(flow.uplink, flow.ext_port, self.ext_addr(flow))
             }
             None => Found::New,
         };
+        if verifies {
+            lock(&self.nat).verify(key.int_addr);
+        }
+        self.embryonic_changed(&mut shard, &key, embryonic);
         let opened = |(uplink, port): (UplinkId, u16)| (uplink, port, self.addr_of(uplink).0);
         let (uplink, ext_port, addr) = match found {
             Found::Forward(uplink, port, addr) => (uplink, port, addr),
             Found::New => opened(self.open_flow(&mut shard, now, key, &seg, pkt.len(), None)?),
             Found::Move => {
-                self.end_flow(&mut shard, &key);
+                self.end_flow(&mut shard, &key, now);
                 self.moved.fetch_add(1, Ordering::Relaxed);
                 opened(self.open_flow(&mut shard, now, key, &seg, pkt.len(), None)?)
             }
@@ -853,7 +962,7 @@ impl Engine {
                 self.resets.fetch_add(1, Ordering::Relaxed);
                 // the connection is over: its port goes back, and the same four-tuple may
                 // open anew on a healthy line
-                self.end_flow(&mut shard, &key);
+                self.end_flow(&mut shard, &key, now);
                 return Ok(Verdict::Tun);
             }
         };
@@ -897,29 +1006,33 @@ impl Engine {
     }
 
     /// Takes a flow out of the table and gives back what it held: its place on the fast
-    /// path, its destination's binding, its port (after the fast path let go of it).
-    fn end_flow(&self, shard: &mut Shard, key: &FlowKey) {
+    /// path, its destination's binding, its port (after the fast path let go of it), its
+    /// host's share.
+    fn end_flow(&self, shard: &mut Shard, key: &FlowKey, now: Timestamp) {
         let Some(flow) = shard.flows.remove(key) else {
             return;
         };
+        self.room.removed(1);
         self.withdraw(&flow);
         // a forwarded flow held neither
-        if self.forward_of(&flow).is_some() {
+        if let Some(id) = self.forward_of(&flow) {
+            if !flow.tcp.is_completed() {
+                shard.embryonic[id].ended();
+            }
             return;
         }
-        shard
+        if shard
             .affinity
-            .detach(key.rem_addr, flow.uplink, flow.last_seen);
-        lock(&self.nat).release(Endpoint {
-            addr: key.int_addr,
-            port: key.int_port,
-            proto: key.proto,
-            uplink: flow.uplink,
-        });
+            .detach(key.rem_addr, flow.uplink, flow.last_seen)
+        {
+            self.room.count(Eviction::AffinityFull, 1);
+        }
+        lock(&self.nat).release(endpoint_of(&flow), now);
     }
 
-    /// Opens the flow of `key` on the uplink chosen for it, or, hairpinned, on `on`. Returns
-    /// its uplink and external port.
+    /// Opens the flow of a LAN host's packet that matches none, on the uplink chosen for it, or,
+    /// hairpinned, on `on`. The host's share is asked first, before an uplink, a port or a
+    /// table entry is spent on it. Returns its uplink and external port.
     fn open_flow(
         &self,
         shard: &mut Shard,
@@ -929,13 +1042,39 @@ impl Engine {
         len: usize,
         on: Option<UplinkId>,
     ) -> Result<(UplinkId, u16), DropReason> {
-        if key.proto == PROTO_TCP && seg.flags & TCP_RST != 0 {
+        // a reset, or an answer to a SYN, opens nothing (conntrack takes neither as new): an
+        // answer from a forward's host to a connection ended early must not open one anew
+        let answers_syn = seg.flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK;
+        if key.proto == PROTO_TCP && (seg.flags & TCP_RST != 0 || answers_syn) {
             return Err(DropReason::NoFlow);
         }
+        let network = Network::of(key.int_addr, &self.lan_nets);
+        lock(&self.nat)
+            .admit(key.int_addr, network)
+            .map_err(DropReason::of_refusal)?;
+        let placed = self.place_flow(shard, now, key, seg, len, on);
+        if placed.is_err() {
+            lock(&self.nat).unadmit(key.int_addr, now);
+        }
+        placed
+    }
+
+    /// Chooses the uplink and port of a new flow its host's share admitted, and puts it in the
+    /// table (making room first if the table is nearly full).
+    fn place_flow(
+        &self,
+        shard: &mut Shard,
+        now: Timestamp,
+        key: FlowKey,
+        seg: &Segment,
+        len: usize,
+        on: Option<UplinkId>,
+    ) -> Result<(UplinkId, u16), DropReason> {
         let (uplink, placed) = match on {
             Some(uplink) => (uplink, Placed::Hairpin),
             None => self.choose_uplink(shard, &key, now)?,
         };
+        self.make_room(shard, shard_of(key.rem_addr), now)?;
         let endpoint = Endpoint {
             addr: key.int_addr,
             port: key.int_port,
@@ -947,7 +1086,7 @@ impl Engine {
             .acquire(endpoint, current)
             .map_err(|e| match e {
                 nat::Exhausted::Pool => DropReason::PortsExhausted,
-                nat::Exhausted::HostLimit => DropReason::HostPortLimit,
+                nat::Exhausted::Host(refusal) => DropReason::of_refusal(refusal),
             })?;
         let counters = &mut shard.uplinks[usize::from(uplink)];
         counters.flows += 1;
@@ -976,6 +1115,7 @@ impl Engine {
             bytes: len as u64,
             epoch: self.addr_of(uplink).1,
         });
+        self.room.added();
         Ok((uplink, ext_port))
     }
 
@@ -996,8 +1136,7 @@ impl Engine {
             _ => {}
         }
         if key.proto == PROTO_UDP && self.udp_endpoint_affinity.load(Ordering::Relaxed) {
-            let all = (1u32 << self.addrs.len()) - 1;
-            let eligible = all & !self.leaving.load(Ordering::Relaxed);
+            let eligible = first_uplinks(self.addrs.len()) & !self.leaving.load(Ordering::Relaxed);
             let newest =
                 lock(&self.nat).newest_uplink_of(key.int_addr, key.int_port, key.proto, eligible);
             if let Some(u) = newest {
@@ -1062,9 +1201,11 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.bytes += pkt.len() as u64;
-                self.track(flow, Dir::In, &seg);
+                let embryonic = self.track(flow, Dir::In, &seg);
                 self.consider_fast_path(flow);
-                (flow.key.int_addr, flow.key.int_port)
+                let key = flow.key;
+                self.embryonic_changed(&mut shard, &key, embryonic);
+                (key.int_addr, key.int_port)
             }
             None => self.open_forwarded(&mut shard, now, &reply, &seg, pkt.len())?,
         };
@@ -1101,9 +1242,11 @@ impl Engine {
             rem_port: reply.rem_port,
             proto: reply.proto,
         };
-        if shard.flows.get_mut(&key).is_some() {
+        if shard.flows.get(&key).is_some() {
             return Err(DropReason::ForwardClash);
         }
+        self.make_room(shard, shard_of(key.rem_addr), now)?;
+        self.make_embryonic_room(shard, id, now);
         shard.flows.insert(Flow {
             key,
             last_seen: now.stamp(),
@@ -1115,6 +1258,8 @@ impl Engine {
             bytes: len as u64,
             epoch: self.addr_of(reply.uplink).1,
         });
+        self.room.added();
+        self.embryonic_changed(shard, &key, Some(Err(id)));
         self.forwards.count_opened(id);
         Ok((forward.host, forward.host_port))
     }
@@ -1199,41 +1344,51 @@ impl Engine {
     }
 
     /// Removes idle flows, returns their ports to the pools and lets idle destination
-    /// bindings lapse.
+    /// bindings lapse. As the flow table fills, the timeouts of flows that never completed
+    /// and of TCP sessions opening or closing shrink ([`limits`]).
     pub fn expire(&self, now: Timestamp) {
         let fast = self.fast_path.as_deref();
         let timeouts = *lock(&self.timeouts);
+        let scale = self.room.scale();
         let mut ended = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             shard.fragments.expire(now);
             let Shard {
-                flows, affinity, ..
+                flows,
+                affinity,
+                embryonic,
+                ..
             } = &mut *shard;
             let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, self.ext_addr(f));
-            flows.expire(now, &timeouts, idle_elsewhere, |f| {
+            let (mut removed, mut early, mut unbound) = (0, 0, 0);
+            flows.expire(now, &timeouts, scale, idle_elsewhere, |f, shortened| {
+                removed += 1;
+                early += u64::from(shortened);
                 self.withdraw(f);
-                if self.forward_of(f).is_some() {
+                if let Some(id) = self.forward_of(f) {
+                    if !f.tcp.is_completed() {
+                        embryonic[id].ended();
+                    }
                     return;
                 }
-                affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
-                ended.push(Endpoint {
-                    addr: f.key.int_addr,
-                    port: f.key.int_port,
-                    proto: f.key.proto,
-                    uplink: f.uplink,
-                });
+                unbound += u64::from(affinity.detach(f.key.rem_addr, f.uplink, f.last_seen));
+                ended.push(endpoint_of(f));
             });
             affinity.expire(now);
+            self.room.removed(removed);
+            self.room.count(Eviction::AdaptiveTimeout, early);
+            self.room.count(Eviction::AffinityFull, unbound);
             // Ports return to the pools only now, after the fast path has let go of their
             // flows, and the pools are not held while it is asked (syscalls, for the kernel's).
             if !ended.is_empty() {
                 let mut nat = lock(&self.nat);
                 for endpoint in ended.drain(..) {
-                    nat.release(endpoint);
+                    nat.release(endpoint, now);
                 }
             }
         }
+        lock(&self.nat).expire_hosts(now);
     }
 
     /// Applies a health verdict. Uplinks that leave service (this one going down, or a
@@ -1255,6 +1410,8 @@ impl Engine {
     pub fn reconfigure(&self, config: &EngineConfig) {
         self.pins.store(Arc::new(Pins::new(config.pins.clone())));
         *lock(&self.timeouts) = config.timeouts;
+        self.room.set(&config.limits);
+        lock(&self.nat).set_limits(&config.limits);
         self.reset_tcp_on_down
             .store(config.reset_tcp_on_down, Ordering::Relaxed);
         self.udp_endpoint_affinity.store(
@@ -1262,9 +1419,9 @@ impl Engine {
             Ordering::Relaxed,
         );
         for shard in self.shards.iter() {
-            lock(shard)
-                .affinity
-                .set_idle_timeout(config.affinity_timeout_ms);
+            let affinity = &mut lock(shard).affinity;
+            affinity.set_idle_timeout(config.affinity_timeout_ms);
+            affinity.set_max_idle(idle_bindings_per_shard(&config.limits));
         }
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
@@ -1288,7 +1445,7 @@ impl Engine {
         };
         let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
         self.release(newly_down | newly_leaving, true, None, |f| {
-            reset && newly_down & (1 << f.uplink) != 0
+            reset && newly_down & uplink_bit(f.uplink.into()) != 0
         })
     }
 
@@ -1308,7 +1465,7 @@ impl Engine {
         let epoch = epoch.wrapping_add(1);
         // released after the previous address: whoever sees the new epoch sees it too
         self.addrs[i].store(u64::from(epoch) << 32 | u64::from(addr), Ordering::Release);
-        self.release(1 << uplink, false, Some(epoch), |_| true)
+        self.release(uplink_bit(uplink.into()), false, Some(epoch), |_| true)
     }
 
     /// Releases what the uplinks in `affected` (one bit each) hold: with `unbind`, their
@@ -1332,13 +1489,12 @@ impl Engine {
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             for u in 0..self.addrs.len() {
-                if unbind && affected & (1 << u) != 0 {
+                if unbind && affected & uplink_bit(u) != 0 {
                     shard.affinity.release(uplink_id(u));
                 }
             }
             shard.flows.for_each_mut(|f| {
-                let bit = 1 << f.uplink;
-                if affected & bit == 0 {
+                if affected & uplink_bit(f.uplink.into()) == 0 {
                     return;
                 }
                 // a hairpinned flow never crosses its line: only the address it names matters
@@ -1424,6 +1580,7 @@ impl Engine {
             moved: self.moved.load(Ordering::Relaxed),
             resets: self.resets.load(Ordering::Relaxed),
             unreachables: self.unreachables.load(Ordering::Relaxed),
+            evictions: self.room.evictions(),
         };
         for shard in self.shards.iter() {
             for (total, part) in c.uplinks.iter_mut().zip(&lock(shard).uplinks) {
@@ -1435,6 +1592,17 @@ impl Engine {
 
     pub fn flow_count(&self) -> usize {
         self.shards.iter().map(|s| lock(s).flows.len()).sum()
+    }
+
+    /// The most flows the table holds (--max-flows).
+    pub fn flow_limit(&self) -> u32 {
+        self.room.max_flows()
+    }
+
+    /// LAN addresses known: verified ones (a TCP handshake completed from them; with flows, or
+    /// lately), unverified ones with flows. See [`hosts`].
+    pub fn host_counts(&self) -> (usize, usize) {
+        lock(&self.nat).hosts().counts()
     }
 
     /// Live flows: TCP, UDP, ICMP.
@@ -1533,5 +1701,7 @@ mod forward_tests;
 mod front_door_tests;
 #[cfg(test)]
 mod hairpin_tests;
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

@@ -3,13 +3,17 @@
 //! A LAN endpoint (address, port) keeps one external port on an uplink for as long as any
 //! flow uses it, whatever the remote end. Ports come from a configured range that must not
 //! overlap the kernel's own ephemeral range, so the gateway's sockets and wanlb never collide.
+//! What each LAN host may hold, in flows and ports, is [`Hosts`]'s to say: it lives here, under
+//! the same lock, since every flow a LAN host opens or ends takes this lock anyway.
 
 use std::collections::hash_map::Entry;
 
 use ahash::AHashMap;
 
-use super::UplinkId;
+use super::hosts::{Hosts, Network, Refusal};
+use super::limits::Limits;
 use super::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use super::{Timestamp, UplinkId};
 
 /// A LAN endpoint as seen on one uplink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,17 +105,17 @@ fn proto_index(proto: u8) -> usize {
 pub enum Exhausted {
     /// The uplink's pool for the protocol is used up.
     Pool,
-    /// The LAN host already holds as many ports of that pool as one host may.
-    HostLimit,
+    /// The LAN host (or its network's unverified addresses, together) already holds as many
+    /// ports of that pool as one host may.
+    Host(Refusal),
 }
 
 #[derive(Debug)]
 pub struct Nat {
     mappings: AHashMap<Endpoint, Mapping>,
     pools: Vec<[PortPool; 3]>,
-    /// Ports each LAN host holds, per uplink and protocol, and how many it may.
-    per_host: AHashMap<(u32, UplinkId, u8), u32>,
-    max_per_host: u32,
+    /// The flows and ports each LAN host holds, and may.
+    hosts: Hosts,
     rng: u64,
     /// Mappings made so far.
     made: u64,
@@ -125,17 +129,42 @@ impl Nat {
         Nat {
             mappings: AHashMap::new(),
             pools,
-            per_host: AHashMap::new(),
-            max_per_host: u32::MAX,
+            hosts: Hosts::new(uplinks),
             rng: seed | 1,
             made: 0,
         }
     }
 
-    /// Lets one LAN host hold at most `limit` ports of each pool (uplink and protocol), so a
-    /// busy resolver or a torrent client cannot take every port from everyone else.
-    pub fn limit_per_host(&mut self, limit: u32) {
-        self.max_per_host = limit.max(1);
+    /// Lets one LAN host hold at most so many flows, and ports of each pool (uplink and
+    /// protocol), so a busy resolver or a torrent client cannot take every port from everyone
+    /// else (see [`Hosts`] for who is a host). A reload may change them: what is held stays.
+    pub fn set_limits(&mut self, limits: &Limits) {
+        self.hosts.set_limits(limits);
+    }
+
+    /// Counts a new flow of the LAN host `addr`, on `network`, unless its share is full;
+    /// before anything else is spent on the flow. It is given back by [`Nat::release`] once
+    /// the flow had its port, else by [`Nat::unadmit`].
+    pub fn admit(&mut self, addr: u32, network: Network) -> Result<(), Refusal> {
+        self.hosts.open(addr, network)
+    }
+
+    /// Gives back what [`Nat::admit`] counted, for a flow that did not open after all.
+    pub fn unadmit(&mut self, addr: u32, now: Timestamp) {
+        self.hosts.close(addr, now);
+    }
+
+    /// `addr` completed a TCP handshake (see [`Hosts::verify`]).
+    pub fn verify(&mut self, addr: u32) -> bool {
+        self.hosts.verify(addr)
+    }
+
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
+    }
+
+    pub fn expire_hosts(&mut self, now: Timestamp) {
+        self.hosts.expire(now);
     }
 
     /// Keeps `port` of `proto` out of the pools of every uplink: a forwarded port, whose
@@ -155,7 +184,8 @@ impl Nat {
         (self.rng >> 32) as u32
     }
 
-    /// The external port of `ep`, taking a new one for its first flow.
+    /// The external port of `ep`, taking a new one for its first flow (admitted first, see
+    /// [`Nat::admit`]).
     ///
     /// With `current`, the mapping becomes the endpoint's newest (where it talks now); a flow
     /// that goes its own way (a pinned destination's) leaves that as it is.
@@ -173,13 +203,15 @@ impl Nat {
                 Ok(m.ext_port)
             }
             Entry::Vacant(v) => {
-                let key = (ep.addr, ep.uplink, ep.proto);
-                if self.per_host.get(&key).copied().unwrap_or(0) >= self.max_per_host {
-                    return Err(Exhausted::HostLimit);
-                }
+                let pool_id = (ep.uplink, ep.proto);
+                self.hosts
+                    .take_port(ep.addr, pool_id)
+                    .map_err(Exhausted::Host)?;
                 let pool = &mut self.pools[usize::from(ep.uplink)][proto_index(ep.proto)];
-                let ext_port = pool.take(start).ok_or(Exhausted::Pool)?;
-                *self.per_host.entry(key).or_insert(0) += 1;
+                let Some(ext_port) = pool.take(start) else {
+                    self.hosts.give_port(ep.addr, pool_id);
+                    return Err(Exhausted::Pool);
+                };
                 v.insert(Mapping {
                     ext_port,
                     flows: 1,
@@ -190,21 +222,17 @@ impl Nat {
         }
     }
 
-    /// One flow of `ep` ended; the port goes back to the pool with the last one.
-    pub fn release(&mut self, ep: Endpoint) {
+    /// One flow of `ep` ended; the port goes back to the pool with the last one, and the
+    /// host's share gets the flow back.
+    pub fn release(&mut self, ep: Endpoint, now: Timestamp) {
         if let Entry::Occupied(mut o) = self.mappings.entry(ep) {
             o.get_mut().flows -= 1;
             if o.get().flows == 0 {
                 let port = o.remove().ext_port;
                 self.pools[usize::from(ep.uplink)][proto_index(ep.proto)].give_back(port);
-                let key = (ep.addr, ep.uplink, ep.proto);
-                if let Entry::Occupied(mut held) = self.per_host.entry(key) {
-                    *held.get_mut() -= 1;
-                    if *held.get() == 0 {
-                        held.remove();
-                    }
-                }
+                self.hosts.give_port(ep.addr, (ep.uplink, ep.proto));
             }
+            self.hosts.close(ep.addr, now);
         }
     }
 
@@ -219,7 +247,7 @@ impl Nat {
         among: u32,
     ) -> Option<UplinkId> {
         (0..self.pools.len())
-            .filter(|&u| among & (1 << u) != 0)
+            .filter(|&u| among & super::uplink_bit(u) != 0)
             .map(super::uplink_id)
             .filter_map(|uplink| {
                 let ep = Endpoint {
@@ -265,16 +293,26 @@ mod tests {
         }
     }
 
+    const T0: Timestamp = Timestamp::from_millis(0);
+
+    /// What the engine does for a new flow: count it for its host, then take its port.
+    fn open(nat: &mut Nat, e: Endpoint) -> Result<u16, Exhausted> {
+        nat.admit(e.addr, Network::of(e.addr, &[]))
+            .map_err(Exhausted::Host)?;
+        nat.acquire(e, true)
+            .inspect_err(|_| nat.unadmit(e.addr, T0))
+    }
+
     #[test]
     fn same_endpoint_same_port_until_last_release() {
         let mut nat = Nat::new(2, (61000, 61009), 7);
         let a = ep(1, 1000, PROTO_UDP, 0);
-        let p = nat.acquire(a, true).unwrap();
+        let p = open(&mut nat, a).unwrap();
         assert!((61000..=61009).contains(&p));
-        assert_eq!(nat.acquire(a, true), Ok(p));
-        nat.release(a);
+        assert_eq!(open(&mut nat, a), Ok(p));
+        nat.release(a, T0);
         assert_eq!(nat.len(), 1);
-        nat.release(a);
+        nat.release(a, T0);
         assert!(nat.is_empty());
     }
 
@@ -282,42 +320,54 @@ mod tests {
     fn exhaustion_is_an_error_and_release_makes_room() {
         let mut nat = Nat::new(1, (61000, 61003), 1);
         for port in 0..4 {
-            assert!(nat.acquire(ep(1, port, PROTO_TCP, 0), true).is_ok());
+            assert!(open(&mut nat, ep(1, port, PROTO_TCP, 0)).is_ok());
         }
         assert_eq!(
-            nat.acquire(ep(1, 99, PROTO_TCP, 0), true),
+            open(&mut nat, ep(1, 99, PROTO_TCP, 0)),
             Err(Exhausted::Pool)
         );
         // pools are per protocol: UDP still has room
-        assert!(nat.acquire(ep(1, 99, PROTO_UDP, 0), true).is_ok());
-        nat.release(ep(1, 2, PROTO_TCP, 0));
-        assert!(nat.acquire(ep(1, 99, PROTO_TCP, 0), true).is_ok());
+        assert!(open(&mut nat, ep(1, 99, PROTO_UDP, 0)).is_ok());
+        nat.release(ep(1, 2, PROTO_TCP, 0), T0);
+        assert!(open(&mut nat, ep(1, 99, PROTO_TCP, 0)).is_ok());
     }
 
     #[test]
     fn one_host_cannot_take_the_whole_pool() {
         let mut nat = Nat::new(2, (61000, 61007), 1);
-        nat.limit_per_host(3);
+        nat.set_limits(&Limits {
+            max_ports_per_host: 3,
+            ..Limits::unlimited()
+        });
         for port in 0..3 {
-            assert!(nat.acquire(ep(1, port, PROTO_UDP, 0), true).is_ok());
+            assert!(open(&mut nat, ep(1, port, PROTO_UDP, 0)).is_ok());
         }
+        // until they complete a handshake, hosts 1 and 2 share one host's share
+        assert_eq!(
+            open(&mut nat, ep(2, 9, PROTO_UDP, 0)),
+            Err(Exhausted::Host(Refusal::UnverifiedPorts))
+        );
+        assert!(nat.verify(1));
+        open(&mut nat, ep(2, 99, PROTO_UDP, 1)).unwrap();
+        assert!(nat.verify(2));
+        nat.release(ep(2, 99, PROTO_UDP, 1), T0);
         // the busy host is refused, another host is not, and another uplink or protocol
         // is another pool
         assert_eq!(
-            nat.acquire(ep(1, 9, PROTO_UDP, 0), true),
-            Err(Exhausted::HostLimit)
+            open(&mut nat, ep(1, 9, PROTO_UDP, 0)),
+            Err(Exhausted::Host(Refusal::HostPorts))
         );
-        assert!(nat.acquire(ep(2, 9, PROTO_UDP, 0), true).is_ok());
-        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 1), true).is_ok());
-        assert!(nat.acquire(ep(1, 9, PROTO_TCP, 0), true).is_ok());
+        assert!(open(&mut nat, ep(2, 9, PROTO_UDP, 0)).is_ok());
+        assert!(open(&mut nat, ep(1, 9, PROTO_UDP, 1)).is_ok());
+        assert!(open(&mut nat, ep(1, 9, PROTO_TCP, 0)).is_ok());
         // an existing mapping's next flow costs nothing more
-        assert!(nat.acquire(ep(1, 0, PROTO_UDP, 0), true).is_ok());
+        assert!(open(&mut nat, ep(1, 0, PROTO_UDP, 0)).is_ok());
         // a port given back makes room for the host again
-        nat.release(ep(1, 1, PROTO_UDP, 0));
-        assert!(nat.acquire(ep(1, 9, PROTO_UDP, 0), true).is_ok());
+        nat.release(ep(1, 1, PROTO_UDP, 0), T0);
+        assert!(open(&mut nat, ep(1, 9, PROTO_UDP, 0)).is_ok());
         assert_eq!(
-            nat.acquire(ep(1, 10, PROTO_UDP, 0), true),
-            Err(Exhausted::HostLimit)
+            open(&mut nat, ep(1, 10, PROTO_UDP, 0)),
+            Err(Exhausted::Host(Refusal::HostPorts))
         );
     }
 
@@ -328,18 +378,15 @@ mod tests {
         nat.reserve(PROTO_TCP, 61002);
         nat.reserve(PROTO_TCP, 80); // outside the pool: nothing to keep aside
         let ports: HashSet<u16> = (0..3)
-            .map(|p| nat.acquire(ep(1, p, PROTO_TCP, 1), true).unwrap())
+            .map(|p| open(&mut nat, ep(1, p, PROTO_TCP, 1)).unwrap())
             .collect();
         assert!(!ports.contains(&61002), "{ports:?}");
-        assert_eq!(
-            nat.acquire(ep(1, 9, PROTO_TCP, 1), true),
-            Err(Exhausted::Pool)
-        );
+        assert_eq!(open(&mut nat, ep(1, 9, PROTO_TCP, 1)), Err(Exhausted::Pool));
         assert_eq!(nat.in_use(1), [3, 0, 0]);
         assert_eq!(nat.in_use(0), [0, 0, 0]);
         // another protocol's pool keeps all its ports
         for p in 0..4 {
-            assert!(nat.acquire(ep(1, p, PROTO_UDP, 0), true).is_ok());
+            assert!(open(&mut nat, ep(1, p, PROTO_UDP, 0)).is_ok());
         }
     }
 
@@ -355,13 +402,13 @@ mod tests {
                 let proto = [PROTO_TCP, PROTO_UDP, PROTO_ICMP][usize::from(p)];
                 let e = ep(addr, port, proto, uplink);
                 if take {
-                    if let Ok(ext) = nat.acquire(e, true) {
+                    if let Ok(ext) = open(&mut nat, e) {
                         let entry = live.entry(e).or_insert((ext, 0));
                         prop_assert_eq!(entry.0, ext, "endpoint kept its port");
                         entry.1 += 1;
                     }
                 } else if let Some(entry) = live.get_mut(&e) {
-                    nat.release(e);
+                    nat.release(e, T0);
                     entry.1 -= 1;
                     if entry.1 == 0 { live.remove(&e); }
                 }

@@ -39,6 +39,7 @@ pub(super) fn config(ports: (u16, u16), pins: Vec<Pin>) -> EngineConfig {
         seed: 42,
         reset_tcp_on_down: true,
         udp_affinity: UdpAffinity::Endpoint,
+        limits: Limits::unlimited(),
     }
 }
 

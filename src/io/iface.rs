@@ -133,6 +133,16 @@ pub fn name_of(ifindex: u32) -> io::Result<String> {
 }
 
 /// The interface called `name`, if it exists.
+/// Packets the kernel dropped on their way out of interface `name` (its `tx_dropped`): for
+/// wanlb's TUN device, those its queue had no room for while the workers fell behind.
+pub fn tx_dropped(name: &str) -> io::Result<u64> {
+    let path = format!("/sys/class/net/{name}/statistics/tx_dropped");
+    std::fs::read_to_string(path)?
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "tx_dropped is not a number"))
+}
+
 pub fn find(name: &str) -> io::Result<Option<Interface>> {
     Ok(list()?.into_iter().find(|i| i.name == name))
 }

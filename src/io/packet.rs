@@ -223,6 +223,28 @@ impl PacketSocket {
         self.rx.is_some()
     }
 
+    /// Frames the kernel dropped for this socket since the last call, its receive ring (or
+    /// queue) being full: wanlb fell behind (PACKET_STATISTICS, which resets as it is read).
+    pub fn take_drops(&self) -> io::Result<u64> {
+        let mut stats = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `stats` is a live tpacket_stats and `len` holds its size: the kernel writes
+        // at most that many bytes into it.
+        check(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut stats as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(u64::from(stats.tp_drops))
+    }
+
     /// Receives one frame; `WouldBlock` when none is queued.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         read(&self.fd, buf)

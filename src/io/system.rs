@@ -165,6 +165,24 @@ pub fn read_sysctl(key: &str) -> Result<String, SystemError> {
         .map_err(io_err(format!("reading sysctl {key}")))
 }
 
+/// The machine's memory in bytes (MemTotal in /proc/meminfo), which sizes the flow table
+/// unless it is given.
+pub fn total_memory() -> Result<u64, SystemError> {
+    let meminfo = fs::read_to_string("/proc/meminfo").map_err(io_err("reading /proc/meminfo"))?;
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| {
+            io_err("reading /proc/meminfo")(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no MemTotal line in kB",
+            ))
+        })
+}
+
 pub fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
     fs::write(sysctl_path(key), value).map_err(io_err(format!("setting sysctl {key}={value}")))
 }

@@ -23,6 +23,8 @@ pub const BUFFER: usize = 65536 + vnet::LEN + ETH_HEADER;
 const BUDGET: usize = 64;
 /// Frames from TUN collected before they go out in one sendmmsg per uplink.
 const TX_BATCH: usize = 32;
+/// How often a worker reads how many frames the kernel dropped for its sockets.
+const DROPS_EVERY: Duration = Duration::from_secs(1);
 
 /// A source and sink of packets; TUN queues and packet sockets are both.
 pub trait PacketIo {
@@ -51,6 +53,11 @@ pub trait PacketIo {
     fn has_ring(&self) -> bool {
         false
     }
+    /// Packets the kernel dropped for this source since the last call, its queue being full;
+    /// 0 where the kernel does not say.
+    fn take_drops(&self) -> u64 {
+        0
+    }
     fn raw_fd(&self) -> std::os::fd::RawFd;
 }
 
@@ -74,6 +81,9 @@ impl<T: PacketIo> PacketIo for &T {
     }
     fn has_ring(&self) -> bool {
         (*self).has_ring()
+    }
+    fn take_drops(&self) -> u64 {
+        (*self).take_drops()
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         (*self).raw_fd()
@@ -113,6 +123,9 @@ impl PacketIo for super::packet::PacketSocket {
     fn has_ring(&self) -> bool {
         self.has_ring()
     }
+    fn take_drops(&self) -> u64 {
+        self.take_drops().unwrap_or(0)
+    }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         self.raw_fd()
     }
@@ -129,6 +142,9 @@ pub struct IoCounters {
     pub short_reads: AtomicU64,
     /// Frames too big for a receive-ring slot.
     pub truncated: AtomicU64,
+    /// Frames from the uplinks the kernel dropped, a data socket's ring being full: the
+    /// workers fell behind (read once a second).
+    pub ring_full: AtomicU64,
 }
 
 /// What the workers and the control threads share.
@@ -212,7 +228,16 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
         let mut poller = Poller::new(&fds);
         let mut spin_until = Instant::now();
+        let mut drops_read = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
+            if drops_read.elapsed() >= DROPS_EVERY {
+                drops_read = Instant::now();
+                let dropped: u64 = self.uplinks.iter().map(PacketIo::take_drops).sum();
+                self.shared
+                    .io
+                    .ring_full
+                    .fetch_add(dropped, Ordering::Relaxed);
+            }
             // While busy-polling, only look; otherwise sleep until something arrives.
             let spinning = !self.busy_poll.is_zero() && Instant::now() < spin_until;
             poller.wait(if spinning { 0 } else { 200 })?;
@@ -524,6 +549,7 @@ mod tests {
             seed: 1,
             reset_tcp_on_down: true,
             udp_affinity: UdpAffinity::Endpoint,
+            limits: crate::engine::limits::Limits::unlimited(),
         });
         let uplink = isp1();
         uplink.set_gateway_mac(GATEWAY_MAC);

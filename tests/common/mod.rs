@@ -119,6 +119,21 @@ impl Testbed {
         );
     }
 
+    /// Adds the namespace `link2` (testbed.sh link2): a host, 198.18.6.10, on a second LAN
+    /// link (gw's eth4, 198.18.6.100/24) with a network of its own. The guard removes it with
+    /// the rest.
+    pub fn add_second_link(&self) {
+        let out = Command::new(script())
+            .args(["link2", &self.prefix])
+            .output()
+            .expect("running testbed.sh");
+        assert!(
+            out.status.success(),
+            "testbed link2 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Adds the point-to-point line to router `r3` (testbed.sh p2p: TUN device tun3 on gw,
     /// no MAC, no ARP) and joins its two ends: returns the process that does, which the guard
     /// stops with the rest. Stopping it earlier takes the line's carrier away.

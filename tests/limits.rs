@@ -1,0 +1,268 @@
+//! wanlb under floods, end to end (root; CI runs as root): a LAN host claiming every free
+//! address of its network cannot keep other hosts from opening flows, one host's spray of new flows stops
+//! at its share and is counted, and a SYN flood from made-up sources on a port forward keeps
+//! its embryonic connections bounded while a real client connects. Every flood is bounded in
+//! time and stays in the testbed's namespaces, its addresses in 198.18.0.0/15.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// The value of the metric line `series` (name and labels, as /metrics writes them) in
+/// `metrics`, 0 if it is not there.
+fn metric(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse::<f64>().expect("a number") as u64)
+}
+
+fn drops(metrics: &str, reason: &str) -> u64 {
+    metric(
+        metrics,
+        &format!("wanlb_drops_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+fn evictions(metrics: &str, reason: &str) -> u64 {
+    metric(
+        metrics,
+        &format!("wanlb_evictions_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// Waits until wanlb's metrics satisfy `ready` (a wait with a generous bound, not a timing
+/// assertion); returns them.
+fn wait_for_metrics(tb: &Testbed, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = tb.metrics();
+        if ready(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{what} never happened:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Opens 20 new UDP flows from namespace `ns`, each a socket of its own with its exchange
+/// answered, and returns how many got through.
+fn twenty_new_flows(tb: &Testbed, ns: &str) -> usize {
+    let out = tb.run(
+        ns,
+        &[probe(), "spread", "--dst", "198.19.0.1", "--count", "20"],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("198.19.0."))
+        .count()
+}
+
+#[test]
+fn a_host_claiming_every_address_of_its_network_cannot_keep_other_hosts_from_new_flows() {
+    let tb = Testbed::up();
+    tb.add_second_link();
+    let _inet = tb.start_internet();
+    let mut args = example_args();
+    args.extend(["--lan".into(), "eth4".into()]);
+    let gw = tb.start_wanlb(&args);
+    // the LAN host's real address completes a TCP handshake: a host of its own from then on
+    tb.assert_tcp_echo("lan", "198.19.0.9:9000", 1_000);
+    // it sprays new UDP flows from the 252 addresses of its /24 that no host has, for at
+    // most 20 s
+    let mut flood = Process::start(tb.spawn(
+        "lan",
+        &[
+            probe(),
+            "spray",
+            "--src",
+            "198.18.3.0/24",
+            "--exclude",
+            "198.18.3.10",
+            "--exclude",
+            "198.18.3.100",
+            "--dst",
+            "198.19.1.0/24",
+            "--pps",
+            "50000",
+            "--seconds",
+            "20",
+        ],
+    ));
+    // until the made-up addresses have used up what they may hold together (on a gateway
+    // without that limit: until the pools run out)
+    let during = wait_for_metrics(&tb, "the flood reaching a limit", |m| {
+        drops(m, "unverified_port_limit") + drops(m, "ports_exhausted") > 1000
+    });
+    // while it goes on, a new host on the other LAN link, and the verified host itself, each
+    // open 20 new flows: all get through
+    let got = [twenty_new_flows(&tb, "link2"), twenty_new_flows(&tb, "lan")];
+    assert_eq!(got, [20, 20], "new flows that got through, of 20 each");
+    assert_eq!(
+        drops(&during, "ports_exhausted"),
+        0,
+        "a pool ran out:\n{during}"
+    );
+    assert!(
+        flood.is_running(),
+        "the flood ended before the hosts' flows"
+    );
+    drop(flood);
+    let after = tb.metrics();
+    // the made-up addresses held at most one host's share of each pool: a quarter of it
+    // (1024-32767 here), with the verified host's own flows beside them
+    for uplink in ["isp1", "isp2"] {
+        let held = metric(
+            &after,
+            &format!("wanlb_nat_ports_in_use{{uplink=\"{uplink}\",proto=\"udp\"}}"),
+        );
+        assert!(held <= 7936 + 50, "{uplink}: {held} ports\n{after}");
+    }
+    assert!(
+        metric(&after, r#"wanlb_lan_hosts{state="unverified"}"#) <= 253,
+        "{after}"
+    );
+    // what the kernel's queues in front of wanlb dropped, if it fell behind, is counted too
+    for reason in ["tun_queue_full", "ring_full"] {
+        let series = format!("wanlb_drops_total{{reason=\"{reason}\"}} ");
+        assert!(after.contains(&series), "{reason} missing:\n{after}");
+    }
+    eprintln!(
+        "flood refused: unverified_port_limit={} unverified_flow_limit={}; udp ports held \
+         isp1={} isp2={}; udp flows {}; kernel queues dropped tun={} rings={}",
+        drops(&after, "unverified_port_limit"),
+        drops(&after, "unverified_flow_limit"),
+        metric(
+            &after,
+            r#"wanlb_nat_ports_in_use{uplink="isp1",proto="udp"}"#
+        ),
+        metric(
+            &after,
+            r#"wanlb_nat_ports_in_use{uplink="isp2",proto="udp"}"#
+        ),
+        metric(&after, r#"wanlb_flows_active{proto="udp"}"#),
+        drops(&after, "tun_queue_full"),
+        drops(&after, "ring_full"),
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_hosts_spray_of_new_flows_stops_at_its_share_and_is_counted() {
+    let tb = Testbed::up();
+    tb.add_second_link();
+    let _inet = tb.start_internet();
+    let mut args = example_args();
+    args.extend([
+        "--lan".into(),
+        "eth4".into(),
+        "--max-flows-per-host".into(),
+        "1000".into(),
+    ]);
+    let gw = tb.start_wanlb(&args);
+    tb.assert_tcp_echo("lan", "198.19.0.9:9000", 1_000);
+    // 5,000 new flows from one socket, to 256 destinations and 20 ports each
+    let out = tb.ok(
+        "lan",
+        &[
+            probe(),
+            "udp-new-flows",
+            "--dst",
+            "198.19.1.0",
+            "--addrs",
+            "256",
+            "--count",
+            "5000",
+        ],
+    );
+    assert!(out.starts_with("sent 5000"), "{out}");
+    let m = wait_for_metrics(&tb, "the spray counted", |m| {
+        drops(m, "host_flow_limit") > 0
+    });
+    let udp = metric(&m, r#"wanlb_flows_active{proto="udp"}"#);
+    assert!((900..=1000).contains(&udp), "{udp} UDP flows\n{m}");
+    assert!(drops(&m, "host_flow_limit") >= 3000, "{m}");
+    // another host is not held back
+    assert_eq!(twenty_new_flows(&tb, "link2"), 20);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("host_flow_limit="),
+        "the SIGUSR1/exit log counts it: {log}"
+    );
+}
+
+#[test]
+fn a_syn_flood_on_a_forward_stays_bounded_and_a_real_client_connects() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let server = Process::start(tb.spawn("lan", &[probe(), "serve", "--tcp", "198.18.3.10:80"]));
+    server.wait_for("listening", "the LAN's web server");
+    // the client connects from an internet address
+    tb.ok(
+        "inet",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "198.18.2.0/24",
+            "via",
+            "198.18.102.1",
+            "src",
+            "198.19.0.5",
+        ],
+    );
+    let mut args = example_args();
+    // the default embryonic limit: 4,096 per forward, 64 per part of the table
+    args.extend(["--forward".into(), "tcp:8080=198.18.3.10:80@isp2".into()]);
+    let gw = tb.start_wanlb(&args);
+    // SYNs from 4,096 made-up sources that never answer, for at most 20 s
+    let mut flood = Process::start(tb.spawn(
+        "inet",
+        &[
+            probe(),
+            "spray",
+            "--kind",
+            "syn",
+            "--src",
+            "198.18.200.0/20",
+            "--dst",
+            "198.18.2.1",
+            "--dst-ports",
+            "8080",
+            "--pps",
+            "20000",
+            "--seconds",
+            "20",
+        ],
+    ));
+    let during = wait_for_metrics(&tb, "the forward's embryonic limit reached", |m| {
+        evictions(m, "forward_embryonic") > 10_000
+    });
+    let live = metric(
+        &during,
+        r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080"}"#,
+    );
+    assert!(live <= 4096 + 64, "{live} connections\n{during}");
+    // a real client connects through it all and its bytes come back
+    tb.assert_tcp_echo("inet", "198.18.2.1:8080", 100_000);
+    assert!(
+        flood.is_running(),
+        "the flood ended before the client connected"
+    );
+    drop(flood);
+    let after = tb.metrics();
+    let live = metric(
+        &after,
+        r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080"}"#,
+    );
+    assert!(live <= 4096 + 64, "{live} connections\n{after}");
+    eprintln!(
+        "SYN flood: {live} connections kept, forward_embryonic evictions {}",
+        evictions(&after, "forward_embryonic")
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
