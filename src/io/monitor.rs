@@ -13,11 +13,9 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
-
 use crate::engine::checksum::checksum;
 use crate::engine::packet::{read_u16, read_u32, write_u16};
-use crate::health::{Change, LineHealth, State};
+use crate::health::{Change, HealthSettings, LineHealth, State};
 use crate::probe::{self, ProbeKey};
 use crate::uplink::{Addressing, LinkChange, LinkEvent, LinkKind, NextHop, Uplink, format_mac};
 
@@ -44,6 +42,15 @@ pub fn probe_key(pool: (u16, u16)) -> io::Result<ProbeKey> {
     getrandom::fill(&mut random)
         .map_err(|e| io::Error::other(format!("reading random bytes: {e}")))?;
     Ok(ProbeKey::new(random, pool))
+}
+
+/// What the monitor does by the settings, which a reload may change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitorSettings {
+    /// How each line's health is judged.
+    pub health: HealthSettings,
+    /// Each line's health targets, in the uplinks' order.
+    pub targets: Vec<Vec<Ipv4Addr>>,
 }
 
 /// The sockets one uplink is watched through.
@@ -154,9 +161,8 @@ pub struct Monitor<'a, T: PacketIo> {
     pub addressing: Vec<Addressing>,
     /// Rebuilds wanlb's nftables table for the uplinks' addresses, in order.
     pub guard: &'a (dyn Fn(&[Ipv4Addr]) -> Result<(), String> + Sync),
-    /// The settings in force: health settings and each uplink's targets, which a reload may
-    /// change.
-    pub settings: &'a ArcSwap<Config>,
+    /// The settings in force, which a reload may change.
+    pub settings: &'a ArcSwap<MonitorSettings>,
     /// Where the engine's packets for the LAN (sequence probes) are written.
     pub tun: T,
     pub events: Events,
@@ -168,8 +174,8 @@ impl<T: PacketIo> Monitor<'_, T> {
     /// Probes every line until `shared.stop` is set.
     pub fn run(mut self) -> io::Result<()> {
         let shared = self.shared;
-        let mut applied: Arc<Config> = self.settings.load_full();
-        let mut targets: Vec<Vec<Ipv4Addr>> = line_targets(&applied);
+        let mut applied: Arc<MonitorSettings> = self.settings.load_full();
+        let mut targets: Vec<Vec<Ipv4Addr>> = applied.targets.clone();
         let mut health: Vec<LineHealth> = targets
             .iter()
             .zip(&self.lines)
@@ -211,7 +217,7 @@ impl<T: PacketIo> Monitor<'_, T> {
         while !shared.stop.load(Ordering::Relaxed) {
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
-                let new_targets = line_targets(&current);
+                let new_targets = current.targets.clone();
                 for (i, h) in health.iter_mut().enumerate() {
                     let changed = new_targets[i] != targets[i];
                     h.reconfigure(
@@ -558,15 +564,6 @@ struct Lines<'a> {
     carrier: &'a mut [bool],
     /// wanlb's nftables table could not follow an address change yet.
     guard_stale: &'a mut bool,
-}
-
-/// Each uplink's health targets under `config`, in the uplinks' order.
-fn line_targets(config: &Config) -> Vec<Vec<Ipv4Addr>> {
-    config
-        .uplinks
-        .iter()
-        .map(|u| config.targets_of(u).to_vec())
-        .collect()
 }
 
 #[cfg(test)]
