@@ -168,7 +168,8 @@ struct RunArgs {
     /// Every setting (settings.rs in src/config/ declares them).
     #[command(flatten)]
     settings: Flags,
-    /// Where the undo journal lives, so a restart after a crash can clean up.
+    /// Where the undo journal lives, so a restart after a crash can clean up (made 0700 if
+    /// missing; one that others can write is refused: its journals run as root).
     #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
     state_dir: PathBuf,
 }

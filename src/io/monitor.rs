@@ -132,8 +132,14 @@ pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
     if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 1 {
         return None;
     }
+    // a header of at least 20 bytes (the socket filter takes whatever its length field says,
+    // and a shorter one would end before the source address), within the total length
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    if header < 20 {
+        return None;
+    }
     let ip = ip.get(..usize::from(read_u16(ip, 2)))?;
-    let icmp = ip.get(usize::from(ip[0] & 0x0f) * 4..)?;
+    let icmp = ip.get(header..)?;
     if icmp.len() < 8 || icmp[0] != 0 {
         return None;
     }
@@ -631,6 +637,24 @@ mod tests {
         );
         assert_eq!(echo_reply(&reply[ETH_HEADER..ETH_HEADER + 16]), None);
         assert_eq!(echo_reply(&f[ETH_HEADER..]), None, "a request is no answer");
+    }
+
+    #[test]
+    fn a_header_that_claims_less_than_its_minimum_is_no_echo_reply() {
+        // what anyone on the uplink's segment can send to the gateway's MAC, and what the
+        // probes' socket filter keeps when the identifier ends in 0x01: a header length of
+        // 4 bytes, a total length of 12, the "ICMP header" at the IP identification field
+        // (its high byte 0: an echo reply) and the "identifier" at the TTL and the protocol
+        for ihl in 0..5u8 {
+            for total in 0..20u16 {
+                let mut ip = [0u8; 20];
+                ip[0] = 0x40 | ihl;
+                ip[2..4].copy_from_slice(&total.to_be_bytes());
+                ip[8] = 0x12;
+                ip[9] = 1;
+                assert_eq!(echo_reply(&ip), None, "ihl {ihl}, total length {total}");
+            }
+        }
     }
 
     #[test]
