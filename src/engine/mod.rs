@@ -10,6 +10,7 @@
 pub mod affinity;
 pub mod answer;
 pub mod checksum;
+pub mod failback;
 pub mod flow;
 pub mod forward;
 pub mod fragment;
@@ -22,6 +23,7 @@ pub mod packet;
 pub mod select;
 
 use affinity::Affinity;
+use failback::{Failback, FailbackPolicy};
 pub use flow::Flow;
 use flow::{Acked, Change, Dir, FlowKey, FlowTable, ReplyKey, Segment, TcpState, Timeouts};
 use forward::{Forward, ForwardCount, Forwards};
@@ -33,7 +35,9 @@ use packet::{
     End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK,
     TCP_FIN, TCP_RST, TCP_SYN,
 };
-use select::{Pin, Pins, Prefix, Selector};
+use select::{Balance, Pin, Pins, Prefix, Selector};
+
+use crate::metered::CapEffect;
 
 pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use packet::L4Checksum;
@@ -532,6 +536,11 @@ pub struct Engine {
     /// lock on every packet.
     leaving: AtomicU32,
     down: AtomicU32,
+    /// Uplinks new flows may not use ([`Selector::ineligible`]), for a UDP socket's new
+    /// destinations.
+    ineligible: AtomicU32,
+    /// When TCP connections leave a backup line for a better one that is back.
+    failback: Mutex<Failback>,
     reset_tcp_on_down: AtomicBool,
     /// [`UdpAffinity::Endpoint`]; a reload may change it.
     udp_endpoint_affinity: AtomicBool,
@@ -644,6 +653,8 @@ impl Engine {
             pins: ArcSwap::from_pointee(Pins::new(config.pins)),
             leaving: AtomicU32::new(select.leaving()),
             down: AtomicU32::new(select.down()),
+            ineligible: AtomicU32::new(select.ineligible()),
+            failback: Mutex::new(Failback::new(vec![FailbackPolicy::default(); n])),
             select: Mutex::new(select),
             reselecting: Mutex::new(()),
             reset_tcp_on_down: AtomicBool::new(config.reset_tcp_on_down),
@@ -1144,7 +1155,8 @@ impl Engine {
             _ => {}
         }
         if key.proto == PROTO_UDP && self.udp_endpoint_affinity.load(Ordering::Relaxed) {
-            let eligible = first_uplinks(self.addrs.len()) & !self.leaving.load(Ordering::Relaxed);
+            let eligible =
+                first_uplinks(self.addrs.len()) & !self.ineligible.load(Ordering::Relaxed);
             let newest =
                 lock(&self.nat).newest_uplink_of(key.int_addr, key.int_port, key.proto, eligible);
             if let Some(u) = newest {
@@ -1442,6 +1454,48 @@ impl Engine {
         debug_assert!(probes.is_empty(), "a reload takes no line down");
     }
 
+    /// What `uplink`'s cap does to it from now on: ranked below the lines under their caps
+    /// (what runs on it keeps running), or out of service as if down (its TCP connections
+    /// reset as `reset_tcp_on_down` says: the returned probes ask for their sequence numbers).
+    pub fn set_cap_effect(&self, uplink: UplinkId, effect: CapEffect) -> Vec<[u8; SEQUENCE_PROBE]> {
+        self.reselect(|select| select.set_cap(uplink, effect))
+    }
+
+    /// How new destinations are spread, and each line's failback (one per uplink); a reload
+    /// may change them.
+    pub fn set_line_policy(&self, balance: Balance, failback: Vec<FailbackPolicy>) {
+        lock(&self.select).set_balance(balance);
+        lock(&self.failback).set_policies(failback);
+    }
+
+    /// Each line's bytes over the recent window, by which `balance=bytes` places new
+    /// destinations.
+    pub fn set_recent_bytes(&self, bytes: &[u64]) {
+        lock(&self.select).set_recent_bytes(bytes);
+    }
+
+    /// Resets the TCP connections of the lines whose failback is due (`failback=move`, a
+    /// better line up for their grace): the returned probes ask for their sequence numbers.
+    /// Connections pinned to their line, and forwarded ones, stay. Called often (every
+    /// second or more): the grace is counted from the first call that sees a line outranked.
+    pub fn fail_back(&self, now: Timestamp) -> Vec<[u8; SEQUENCE_PROBE]> {
+        let due = lock(&self.failback).due(now);
+        if due == 0 {
+            return Vec::new();
+        }
+        let _one_at_a_time = lock(&self.reselecting);
+        // a line no longer outranked since (its better line gone again) keeps its flows
+        let due = due & self.leaving.load(Ordering::Relaxed) & !self.down.load(Ordering::Relaxed);
+        let pins = self.pins.load();
+        self.release(due, false, None, |f| {
+            f.key.proto == PROTO_TCP
+                && self.forward_of(f).is_none()
+                && pins
+                    .lookup(f.key.rem_addr)
+                    .is_none_or(|p| p.uplink != f.uplink)
+        })
+    }
+
     /// Changes the selector with `change`, then releases what now leaves service.
     fn reselect(&self, change: impl FnOnce(&mut Selector)) -> Vec<[u8; SEQUENCE_PROBE]> {
         // one pass at a time (the monitor's verdicts, a reload), each over the flows its own
@@ -1454,6 +1508,9 @@ impl Engine {
             let (down, leaving) = (select.down(), select.leaving());
             self.down.store(down, Ordering::Relaxed);
             self.leaving.store(leaving, Ordering::Relaxed);
+            self.ineligible
+                .store(select.ineligible(), Ordering::Relaxed);
+            lock(&self.failback).outranked(leaving & !down);
             (down & !down_before, leaving & !leaving_before)
         };
         let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
@@ -1700,5 +1757,7 @@ mod front_door_tests;
 mod hairpin_tests;
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod metered_tests;
 #[cfg(test)]
 mod tests;
