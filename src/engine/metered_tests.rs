@@ -216,8 +216,8 @@ fn by_bytes_new_destinations_go_to_the_line_below_its_share() {
     e.set_line_policy(Balance::Bytes, policy.clone());
     // weights 2:1; the first line carried ten times the second
     e.set_recent_bytes(&[10_000_000, 1_000_000]);
-    for i in 1..=10 {
-        let p = &mut Ipv4Packet::udp(LAN, dst(i), i as u16, 53, b"q").build();
+    for i in 1..=10u16 {
+        let p = &mut Ipv4Packet::udp(LAN, dst(i.into()), i, 53, b"q").build();
         assert_eq!(out(&e, t(0), p), Verdict::Uplink(1));
     }
     e.set_line_policy(Balance::Destinations, policy);

@@ -65,7 +65,7 @@ pub fn written_size(bytes: u64) -> String {
         ("KiB", 1 << 10),
     ];
     for (name, scale) in units {
-        if bytes >= scale && bytes % scale == 0 {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
             return format!("{}{name}", bytes / scale);
         }
     }
