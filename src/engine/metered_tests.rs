@@ -221,12 +221,12 @@ fn by_bytes_new_destinations_go_to_the_line_below_its_share() {
         assert_eq!(out(&e, t(0), p), Verdict::Uplink(1));
     }
     e.set_line_policy(Balance::Destinations, policy);
-    let picks: Vec<Verdict> = (11..=13)
+    let picks: Vec<Verdict> = (11..=13u16)
         .map(|i| {
             out(
                 &e,
                 t(0),
-                &mut Ipv4Packet::udp(LAN, dst(i), i as u16, 53, b"q").build(),
+                &mut Ipv4Packet::udp(LAN, dst(i.into()), i, 53, b"q").build(),
             )
         })
         .collect();
