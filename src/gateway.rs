@@ -441,7 +441,7 @@ impl Control<'_> {
 /// The monitor's part of `config`.
 fn monitor_settings(config: &Config) -> MonitorSettings {
     MonitorSettings {
-        health: config.health(),
+        health: config.line_health(),
         targets: config.line_targets(),
     }
 }

@@ -47,8 +47,8 @@ pub fn probe_key(pool: (u16, u16)) -> io::Result<ProbeKey> {
 /// What the monitor does by the settings, which a reload may change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MonitorSettings {
-    /// How each line's health is judged.
-    pub health: HealthSettings,
+    /// How each line's health is judged, in the uplinks' order.
+    pub health: Vec<HealthSettings>,
     /// Each line's health targets, in the uplinks' order.
     pub targets: Vec<Vec<Ipv4Addr>>,
 }
@@ -179,8 +179,9 @@ impl<T: PacketIo> Monitor<'_, T> {
         let mut health: Vec<LineHealth> = targets
             .iter()
             .zip(&self.lines)
-            .map(|(t, line)| {
-                let health = LineHealth::new(applied.health.clone(), t.len());
+            .zip(&applied.health)
+            .map(|((t, line), settings)| {
+                let health = LineHealth::new(settings.clone(), t.len());
                 match line.arp {
                     Some(_) => health,
                     None => health.without_arp(),
@@ -221,7 +222,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                 for (i, h) in health.iter_mut().enumerate() {
                     let changed = new_targets[i] != targets[i];
                     h.reconfigure(
-                        current.health.clone(),
+                        current.health[i].clone(),
                         changed.then(|| new_targets[i].len()),
                     );
                 }
