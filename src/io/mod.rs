@@ -4,6 +4,7 @@ pub mod arp;
 pub mod batch;
 pub mod fastpath;
 pub(crate) mod fd;
+pub mod counts;
 pub mod filters;
 pub(crate) mod gso;
 pub(crate) mod hook;
