@@ -18,11 +18,13 @@ use crate::engine::packet::PROTO_TCP;
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
+use crate::io::counts::CountsFile;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
 use crate::io::host_route::{HostRouteOwner, HostRouteSettings};
 pub use crate::io::journal::Cleanup;
 use crate::io::journal::{self, Plumbing};
+use crate::io::metering::Metering;
 use crate::io::monitor::{self, LineSockets, Monitor, MonitorSettings};
 use crate::io::netlink::LinkWatch;
 use crate::io::packet::PacketSocket;
@@ -374,6 +376,8 @@ pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counte
 /// `POST /reload`, one at a time).
 struct Control<'a> {
     shared: &'a Shared,
+    /// The lines' counts against their caps.
+    metering: &'a Metering,
     settings: &'a ArcSwap<Config>,
     /// The monitor's part of the settings.
     monitor_settings: &'a ArcSwap<MonitorSettings>,
@@ -385,7 +389,22 @@ struct Control<'a> {
 
 impl crate::control::Gateway for Control<'_> {
     fn snapshot(&self, destinations: bool) -> crate::control::Snapshot {
-        snapshot(self.shared, &self.settings.load(), destinations)
+        snapshot(
+            self.shared,
+            self.metering,
+            &self.settings.load(),
+            destinations,
+        )
+    }
+
+    fn set_count(&self, name: &str, bytes: Option<u64>) -> Result<(), String> {
+        let shared = self.shared;
+        let state_of = |i: usize| shared.uplinks[i].status().state.name();
+        let done = match bytes {
+            Some(bytes) => self.metering.set(name, bytes, &state_of),
+            None => self.metering.reset(name, &state_of),
+        };
+        done.map_err(|e| e.to_string())
     }
 
     fn history(&self) -> crate::control::history::HistoryReport {
@@ -421,6 +440,15 @@ impl Control<'_> {
         shared
             .engine
             .reconfigure(&engine_config(&reload.config, self.plan));
+        shared
+            .engine
+            .set_line_policy(reload.config.balance, reload.config.failback());
+        let state_of = |i: usize| shared.uplinks[i].status().state.name();
+        self.metering.reconfigure(
+            reload.config.caps(),
+            reload.config.balance_window_ms(),
+            &state_of,
+        );
         settings.store(Arc::new(reload.config.clone()));
         self.monitor_settings
             .store(Arc::new(monitor_settings(&reload.config)));
@@ -486,6 +514,7 @@ fn serve(
     for i in 0..resolved.len() {
         engine.set_uplink_up(i as u8, false); // until the monitor says otherwise
     }
+    engine.set_line_policy(config.balance, config.failback());
     let uplinks: Vec<Uplink> = config
         .uplinks
         .iter()
@@ -588,6 +617,21 @@ fn serve(
     };
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
     let (events, hook_events) = std::sync::mpsc::channel();
+    let counts = match CountsFile::open(&config.data_dir, &config.tun) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::warn!(data_dir = %config.data_dir.display(), error = %e,
+                "cannot keep the lines' counts there: they start at 0 and are lost at the stop");
+            None
+        }
+    };
+    let metering = Metering::new(
+        config.uplinks.iter().map(|u| u.name.clone()).collect(),
+        config.caps(),
+        config.balance_window_ms(),
+        counts,
+        events.clone(),
+    );
     let settings = ArcSwap::from_pointee(config.clone());
     let monitor_settings = ArcSwap::from_pointee(monitor_settings(config));
     let history = Mutex::new(History::new(
@@ -597,6 +641,7 @@ fn serve(
     ));
 
     let control = Control {
+        metering: &metering,
         shared: &shared,
         settings: &settings,
         monitor_settings: &monitor_settings,
@@ -650,6 +695,7 @@ fn serve(
             tun: &queues[0],
             events,
             probe_key,
+            metering: &metering,
         };
         let monitor = std::thread::Builder::new()
             .name("wanlb-monitor".into())
@@ -867,10 +913,26 @@ fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
 }
 
 /// What the status and metrics report, now.
-fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate::control::Snapshot {
+fn snapshot(
+    shared: &Shared,
+    metering: &Metering,
+    config: &Config,
+    with_destinations: bool,
+) -> crate::control::Snapshot {
     use crate::control::{
         DestinationReport, ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot,
         UplinkReport,
+    };
+    let caps = metering.status();
+    let recent = metering.recent();
+    let tier_bytes = |tier: u8| -> u64 {
+        config
+            .uplinks
+            .iter()
+            .zip(&recent)
+            .filter(|(u, _)| u.tier == tier)
+            .map(|(_, b)| b)
+            .sum()
     };
     let counters = shared.engine.counters();
     let fast = shared
@@ -924,6 +986,12 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
                 weight_share: f64::from(spec.weight)
                     / f64::from(config.tier_weight(spec.tier).max(1)),
                 nat_ports_in_use: ProtoCounts { tcp, udp, icmp },
+                period_bytes: caps[i].bytes,
+                cap: cap_report(&caps[i]),
+                byte_share: match tier_bytes(spec.tier) {
+                    0 => 0.0,
+                    all => recent[i] as f64 / all as f64,
+                },
             }
         })
         .collect();
@@ -1011,7 +1079,39 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
                 connections_total: count.opened,
             })
             .collect(),
+        balance: match config.balance {
+            crate::engine::select::Balance::Destinations => "destinations",
+            crate::engine::select::Balance::Bytes => "bytes",
+        }
+        .to_string(),
     }
+}
+
+/// A line's cap as the reports show it; None if it has none.
+fn cap_report(c: &crate::io::metering::CapStatus) -> Option<crate::control::CapReport> {
+    use crate::metered::OnCap;
+    let cap = c.settings.cap?;
+    Some(crate::control::CapReport {
+        cap_bytes: cap,
+        period_bytes: c.bytes,
+        on_cap: match c.settings.on_cap {
+            OnCap::Backup => "backup",
+            OnCap::Off => "off",
+            OnCap::Warn => "warn",
+        }
+        .to_string(),
+        warn_percent: c.settings.warn_pct,
+        period_start: c.period_start.map(|d| d.to_string()),
+        resets_on: c.resets_on.map(|d| d.to_string()),
+        state: if c.reached {
+            "reached"
+        } else if c.warned {
+            "warned"
+        } else {
+            "under"
+        }
+        .to_string(),
+    })
 }
 
 /// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit); `table` is

@@ -271,6 +271,23 @@ fn extracted_package_runs_and_its_unit_and_settings_are_those_of_the_repository(
 }
 
 #[test]
+fn the_unit_lets_wanlb_keep_its_counts_where_it_writes_them() {
+    let unit = fs::read_to_string(repo().join("contrib/wanlb.service")).unwrap();
+    // ProtectSystem=strict makes /var read-only but for the unit's StateDirectory
+    assert!(unit.lines().any(|l| l == "ProtectSystem=strict"));
+    assert!(unit.lines().any(|l| l == "StateDirectory=wanlb"), "{unit}");
+    let help = String::from_utf8(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wanlb"))
+            .args(["run", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(help.contains("[default: /var/lib/wanlb]"), "{help}");
+}
+
+#[test]
 fn unit_passes_systemd_analyze_verify() {
     // systemd need not run here: verify only reads the unit and checks its commands exist
     let root = Scratch::new("verify");

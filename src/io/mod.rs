@@ -2,9 +2,9 @@
 
 pub mod arp;
 pub mod batch;
+pub mod counts;
 pub mod fastpath;
 pub(crate) mod fd;
-pub mod counts;
 pub mod filters;
 pub(crate) mod gso;
 pub(crate) mod hook;
@@ -12,6 +12,7 @@ pub(crate) mod host_route;
 pub mod iface;
 pub(crate) mod journal;
 pub mod limits;
+pub mod metering;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
 pub mod packet;

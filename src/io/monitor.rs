@@ -23,10 +23,12 @@ use super::arp;
 use super::fd::Poller;
 use super::filters::SocketFilters;
 use super::hook::{Event, Events};
+use super::metering::Metering;
 use super::netlink::LinkWatch;
 use super::packet::{ETH_HEADER, ETH_P_IP, PacketSocket};
 use super::vnet;
 use super::worker::{PacketIo, Shared};
+use crate::metered::CapEffect;
 
 const ECHO_FRAME: usize = ETH_HEADER + 20 + 8 + probe::PAYLOAD_LEN;
 /// How often the loop looks at round deadlines when nothing arrives.
@@ -168,7 +170,13 @@ pub struct Monitor<'a, T: PacketIo> {
     pub events: Events,
     /// What the probes carry, and what their answers must.
     pub probe_key: ProbeKey,
+    /// Each line's count against its cap, read every second.
+    pub metering: &'a Metering,
 }
+
+/// How often the lines' byte counters are read: a cap reached takes effect within this of
+/// the bytes that reached it (and the time the engine takes to move the line's flows).
+const METER_EVERY_US: u64 = 1_000_000;
 
 impl<T: PacketIo> Monitor<'_, T> {
     /// Probes every line until `shared.stop` is set.
@@ -215,7 +223,13 @@ impl<T: PacketIo> Monitor<'_, T> {
         };
         // the links, addresses and routes as they are now; changes come on the socket
         self.resync(&mut lines)?;
+        let mut meter_at = 0;
+        let mut caps_applied = vec![CapEffect::None; health.len()];
         while !shared.stop.load(Ordering::Relaxed) {
+            if shared.now_us() >= meter_at {
+                meter_at = shared.now_us() + METER_EVERY_US;
+                self.meter(&mut caps_applied);
+            }
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
                 let new_targets = current.targets.clone();
@@ -268,6 +282,12 @@ impl<T: PacketIo> Monitor<'_, T> {
                         let Some(reply) = buf[..n].get(link_header..).and_then(echo_reply) else {
                             continue;
                         };
+                        // what the line carried, answer or not (the IP packet's length)
+                        self.metering.probe_bytes(
+                            i,
+                            n.saturating_sub(link_header)
+                                .min(usize::from(read_u16(&buf, link_header + 2))),
+                        );
                         // an answer only if it carries what was sent to that target, through
                         // this line: anything else is a guess
                         let Some(t) = targets[i].iter().position(|&a| a == reply.from) else {
@@ -310,7 +330,75 @@ impl<T: PacketIo> Monitor<'_, T> {
                 }
             }
         }
+        self.metering.save();
         Ok(())
+    }
+
+    /// Reads every line's byte totals into the meters, and puts into effect what the caps
+    /// now do, the balance by bytes and the failbacks that are due.
+    fn meter(&self, applied: &mut [CapEffect]) {
+        let shared = self.shared;
+        let now = shared.now();
+        let fast = match &shared.fast_path {
+            Some(f) => match f.totals() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    // a reading without them would count them twice once they are back
+                    tracing::debug!(error = %e, "cannot read the fast path's counters; no reading this second");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let counters = shared.engine.counters();
+        let probes = self.metering.probe_totals();
+        let totals: Vec<u64> = counters
+            .uplinks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let f = fast
+                    .as_ref()
+                    .and_then(|f| f.get(i).copied())
+                    .unwrap_or_default();
+                c.outbound_bytes + c.inbound_bytes + f.outbound_bytes + f.inbound_bytes + probes[i]
+            })
+            .collect();
+        let state_of = |i: usize| shared.uplinks[i].status().state.name();
+        let (effects, recent) = self.metering.read(now.as_millis(), &totals, &state_of);
+        shared.engine.set_recent_bytes(&recent);
+        for (i, (effect, was)) in effects.iter().zip(applied.iter_mut()).enumerate() {
+            if effect == was {
+                continue;
+            }
+            *was = *effect;
+            let uplink = &shared.uplinks[i].name;
+            match effect {
+                CapEffect::None => {
+                    tracing::info!(uplink = %uplink, "under its cap: back in its tier")
+                }
+                CapEffect::Backup => {
+                    tracing::warn!(uplink = %uplink, "cap reached: ranked below every line under its cap")
+                }
+                CapEffect::Off => {
+                    tracing::warn!(uplink = %uplink, "cap reached: out of service until its count starts again")
+                }
+            }
+            let probes = shared.engine.set_cap_effect(i as u8, *effect);
+            if !probes.is_empty() {
+                tracing::info!(uplink = %uplink, connections = probes.len(), "resetting TCP connections");
+            }
+            self.send_to_lan(probes);
+        }
+        let probes = shared.engine.fail_back(now);
+        if !probes.is_empty() {
+            tracing::info!(
+                connections = probes.len(),
+                "failback: resetting TCP connections still on a backup line"
+            );
+        }
+        self.send_to_lan(probes);
+        self.metering.save_if_due(now.as_millis());
     }
 
     /// Puts what the kernel said about links and addresses into effect, line by line.
@@ -466,8 +554,11 @@ impl<T: PacketIo> Monitor<'_, T> {
                     let id = self.probe_key.id();
                     let mut frame = [0u8; ECHO_FRAME];
                     let frame = echo_request(&mut frame, uplink, next_hop, t, (id, seq), &payload);
-                    if let Err(e) = line.probe.send(frame) {
-                        tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
+                    match line.probe.send(frame) {
+                        Ok(_) => self.metering.probe_bytes(i, ECHO_FRAME - ETH_HEADER),
+                        Err(e) => {
+                            tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent")
+                        }
                     }
                 }
             }
@@ -552,8 +643,10 @@ impl<T: PacketIo> Monitor<'_, T> {
         uplink.update(carrier, stats, Some((change.state, reason.clone())));
         let _ = self.events.send(Event {
             uplink: uplink.name.clone(),
+            event: change.state.name(),
             state: change.state.name(),
             reason,
+            cap: None,
         });
     }
 }

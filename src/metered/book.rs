@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::Date;
 use super::meter::{CapEffect, CapEvent, CapSettings, Meter};
 use super::window::ByteWindow;
-use super::Date;
 
 /// The meters of the lines, in the uplinks' order.
 #[derive(Clone, Debug)]
@@ -69,7 +69,13 @@ impl MeterBook {
         self.last = Some(totals.to_vec());
         self.window.add(now_ms, &grown);
         let mut events = Vec::new();
-        for (i, ((m, s), bytes)) in self.meters.iter_mut().zip(&self.caps).zip(grown).enumerate() {
+        for (i, ((m, s), bytes)) in self
+            .meters
+            .iter_mut()
+            .zip(&self.caps)
+            .zip(grown)
+            .enumerate()
+        {
             events.extend(m.count(bytes, s).into_iter().map(|e| (i, e)));
         }
         events
@@ -170,7 +176,10 @@ mod tests {
         assert_eq!(book.read(0, &[10_000, 70_000]), []);
         assert_eq!(book.meter(1).bytes, 500, "kept from the last run");
         assert_eq!(book.read(1_000, &[10_100, 70_300]), [(1, CapEvent::Warn)]);
-        assert_eq!(book.read(2_000, &[10_100, 70_500]), [(1, CapEvent::Reached)]);
+        assert_eq!(
+            book.read(2_000, &[10_100, 70_500]),
+            [(1, CapEvent::Reached)]
+        );
         assert_eq!(book.effects(), [CapEffect::None, CapEffect::Off]);
         assert_eq!(book.recent(2_000), [100, 500]);
         // a counter that went back (it never should) counts nothing
@@ -182,7 +191,10 @@ mod tests {
             cap: Some(10_000),
             ..capped
         };
-        assert_eq!(book.set_policy(vec![CapSettings::default(), raised], 600_000), []);
+        assert_eq!(
+            book.set_policy(vec![CapSettings::default(), raised], 600_000),
+            []
+        );
         assert_eq!(book.effects(), [CapEffect::None, CapEffect::None]);
     }
 }
