@@ -159,6 +159,7 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
         "copyright",
         "CONFORMANCE.md",
         "examples/wanlb.toml",
+        "examples/metered.toml",
     ] {
         assert_eq!(mode_of(&format!("/usr/share/doc/wanlb/{doc}")), readable);
     }
@@ -166,6 +167,7 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
         "wanlb",
         "wanlb-run",
         "wanlb-status",
+        "wanlb-cap",
         "wanlb-check-config",
         "wanlb-cleanup",
     ] {

@@ -110,3 +110,26 @@ fn a_reload_applies_caps_and_failback_and_the_data_dir_waits() {
         reload.need_restart
     );
 }
+
+#[test]
+fn the_metered_example_is_a_fibre_line_and_a_capped_lte_backup() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/metered.toml");
+    let c = Config::load(&Flags {
+        config: Some(path),
+        ..Flags::default()
+    })
+    .unwrap();
+    assert_eq!(c.uplinks[1].name, "lte");
+    assert_eq!(c.uplinks[1].tier, 2);
+    assert_eq!(
+        c.caps()[1],
+        CapSettings {
+            cap: Some(20_000_000_000),
+            reset: CapReset::Day(5),
+            on_cap: OnCap::Backup,
+            warn_pct: 80,
+        }
+    );
+    assert_eq!(c.failback()[1].mode, FailbackMode::Move);
+    assert_eq!(c.line_health()[1].interval, Duration::from_secs(5));
+}
