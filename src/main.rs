@@ -287,6 +287,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
             }
+            wanlb::io::signal::stop_on_panic();
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
             gateway::run(&config, &state_dir, &load)?;

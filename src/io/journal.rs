@@ -56,11 +56,27 @@ impl Undo {
 
     fn apply(&self) -> Result<(), SystemError> {
         match self {
+            // replayed after a crash that came before the rule was moved, the kernel's rule is
+            // still there: adding it again would make a second one (ours is not `proto kernel`)
+            Undo::Ip(a) if local_rule_to_put_back(a).is_some_and(local_rule_is_at) => Ok(()),
             Undo::Ip(a) => run("ip", a, None),
             Undo::Nft(a) => run("nft", a, None),
             Undo::Sysctl(k, v) => write_sysctl(k, v),
         }
     }
+}
+
+/// The priority at which `ip ARGS` puts the local table's rule back, if that is what it does.
+fn local_rule_to_put_back(args: &[String]) -> Option<u32> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words[..] {
+        ["rule", "add", "priority", at, "lookup", "local"] => at.parse().ok(),
+        _ => None,
+    }
+}
+
+fn local_rule_is_at(priority: u32) -> bool {
+    crate::io::netlink::local_rule_priorities().is_ok_and(|at| at.contains(&priority))
 }
 
 /// `ip ARGS` that removes a rule or route, or puts the local table's rule back: no option
