@@ -25,7 +25,7 @@ pub use crate::io::journal::Cleanup;
 use crate::io::journal::{self, Plumbing};
 use crate::io::monitor::{self, LineSockets, Monitor, MonitorSettings};
 use crate::io::netlink::LinkWatch;
-use crate::io::packet::PacketSocket;
+use crate::io::packet_socket::PacketSocket;
 use crate::io::system::{self, SystemError};
 use crate::io::worker::{Shared, Worker};
 use crate::io::{hook, iface, signal, tun};

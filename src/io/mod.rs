@@ -13,7 +13,7 @@ pub(crate) mod journal;
 pub mod limits;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
-pub mod packet;
+pub mod packet_socket;
 mod ring;
 pub mod signal;
 pub(crate) mod system;

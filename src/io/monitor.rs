@@ -24,7 +24,7 @@ use super::fd::Poller;
 use super::filters::SocketFilters;
 use super::hook::{Event, Events};
 use super::netlink::LinkWatch;
-use super::packet::{ETH_HEADER, ETH_P_IP, PacketSocket};
+use super::packet_socket::{ETH_HEADER, ETH_P_IP, PacketSocket};
 use super::vnet;
 use super::worker::{PacketIo, Shared};
 

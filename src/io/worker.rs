@@ -14,7 +14,7 @@ use crate::uplink::{LinkKind, NextHop, Uplink};
 use super::fastpath::TcFastPath;
 use super::fd::Poller;
 use super::gso::Packets;
-use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
+use super::packet_socket::{ETH_HEADER, ETH_P_IP, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
 /// Largest packet the kernel hands over (a 64 KiB GSO packet), plus both headers.
@@ -102,7 +102,7 @@ impl PacketIo for super::tun::TunQueue {
     }
 }
 
-impl PacketIo for super::packet::PacketSocket {
+impl PacketIo for super::packet_socket::PacketSocket {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv(buf)
     }

@@ -984,7 +984,7 @@ fn be32(b: &[u8]) -> u32 {
 
 fn capture_verify(dev: &str) -> Result<()> {
     use std::sync::atomic::Ordering;
-    use wanlb::io::{iface, packet::PacketSocket};
+    use wanlb::io::{iface, packet_socket::PacketSocket};
     let index = iface::find(dev)
         .map_err(|e| e.to_string())?
         .ok_or(format!("no interface {dev}"))?
