@@ -25,6 +25,7 @@ pub use crate::io::journal::Cleanup;
 use crate::io::journal::{self, Plumbing};
 use crate::io::monitor::{self, LineSockets, Monitor, MonitorSettings};
 use crate::io::netlink::LinkWatch;
+use crate::io::nftables;
 use crate::io::packet_socket::PacketSocket;
 use crate::io::system::{self, SystemError};
 use crate::io::worker::{Shared, Worker};
@@ -206,7 +207,7 @@ fn plumb(p: &mut Plumbing, config: &Config, plan: &Plan, mtu: u32) -> Result<(),
         // it came in by this LAN (iif): marked, it goes to the TUN device's table, even from an
         // uplink's address (hairpinned); and what the table marks of this LAN's packets to an
         // uplink's address (hairpinning) goes to the TUN device
-        let mark = system::TUN_MARK;
+        let mark = nftables::TUN_MARK;
         let rpf = format!(
             "fwmark {mark:#x} iif {lan} lookup {ROUTE_TABLE} priority {BEFORE_LOCAL_PRIORITY}"
         );
@@ -249,7 +250,7 @@ fn move_local_rule(p: &mut Plumbing) -> Result<(), GatewayError> {
     } else if at.iter().any(|&a| a <= BEFORE_LOCAL_PRIORITY) {
         tracing::warn!(priorities = ?at, "the local table's rule is at priority {BEFORE_LOCAL_PRIORITY} or below, and not at 0: left alone, so LAN hosts cannot reach each other through the uplinks' addresses (hairpinning)");
     }
-    let mark = system::TUN_MARK;
+    let mark = nftables::TUN_MARK;
     let given_back = format!(
         "fwmark {mark:#x} iif lo lookup {ROUTE_TABLE} priority {}",
         LOCAL_PRIORITY + 1
@@ -274,10 +275,10 @@ fn guard_table(
         .zip(addrs)
         .map(|(u, a)| (u.dev.clone(), *a))
         .collect();
-    let forwards: Vec<system::TableForward> = config
+    let forwards: Vec<nftables::TableForward> = config
         .forwards
         .iter()
-        .map(|f| system::TableForward {
+        .map(|f| nftables::TableForward {
             uplink: uplink_index(config, &f.uplink),
             proto: f.proto.name(),
             port: f.port,
@@ -292,7 +293,7 @@ fn guard_table(
         .filter_map(|&(addr, len)| Prefix::new(u32::from(addr), len))
         .map(|p| (Ipv4Addr::from(p.addr()), p.prefix_len()))
         .collect();
-    Ok(system::guard_table_json(
+    Ok(nftables::table_json(
         &nft_table_name(&config.tun),
         &config.tun,
         &config.lan,
@@ -580,7 +581,7 @@ fn serve(
     let table = nft_table_name(&config.tun);
     let guard = |addrs: &[Ipv4Addr]| -> Result<(), String> {
         let json = guard_table(config, plan.nat_pool, addrs).map_err(|e| e.to_string())?;
-        system::replace_nft_table(&table, &json).map_err(|e| e.to_string())
+        nftables::replace_table(&table, &json).map_err(|e| e.to_string())
     };
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
     let (events, hook_events) = std::sync::mpsc::channel();
@@ -943,7 +944,7 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
     if let Ok(n) = iface::tx_dropped(&config.tun) {
         drops.push(("tun_queue_full".to_string(), n));
     }
-    if let Ok(forward) = system::forward_drops(&nft_table_name(&config.tun)) {
+    if let Ok(forward) = nftables::forward_drops(&nft_table_name(&config.tun)) {
         drops.push(("forwarded_from_uplink".to_string(), forward.from_uplink));
         drops.push(("ipv6_forward".to_string(), forward.ipv6));
     }
@@ -1105,7 +1106,7 @@ fn log_status(shared: &Shared, table: &str, tun: &str) {
         }
     }
     let io = &shared.io;
-    let (from_uplinks, ipv6_forward) = match system::forward_drops(table) {
+    let (from_uplinks, ipv6_forward) = match nftables::forward_drops(table) {
         Ok(d) => (d.from_uplink.to_string(), d.ipv6.to_string()),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the forward counters");

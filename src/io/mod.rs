@@ -13,6 +13,7 @@ pub(crate) mod journal;
 pub mod limits;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
+pub(crate) mod nftables;
 pub mod packet_socket;
 mod ring;
 pub mod signal;
