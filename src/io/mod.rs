@@ -19,6 +19,7 @@ mod ring;
 pub mod signal;
 pub(crate) mod system;
 pub(crate) mod tun;
+pub(crate) mod uplink_sockets;
 pub mod vnet;
 pub(crate) mod worker;
 

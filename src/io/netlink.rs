@@ -291,6 +291,7 @@ fn address(m: &AddressMessage, present: bool) -> Option<Event> {
     Some(Event::Address {
         ifindex: m.header.index,
         addr,
+        prefix_len: m.header.prefix_len,
         present,
     })
 }
@@ -465,11 +466,13 @@ mod tests {
                 Event::Address {
                     ifindex: 3,
                     addr: a,
+                    prefix_len: 24,
                     present: true
                 },
                 Event::Address {
                     ifindex: 3,
                     addr: a,
+                    prefix_len: 24,
                     present: false
                 },
                 Event::DefaultRoute {
