@@ -397,7 +397,7 @@ impl<T: PacketIo> Running<'_, T> {
                 vec![verdict]
             }
             LinkChange::Gone => {
-                tracing::info!(uplink = %u.name, dev = %u.dev, "interface removed");
+                self.apply.interface_gone(w);
                 w.carrier = false;
                 vec![w.health.carrier(false)]
             }

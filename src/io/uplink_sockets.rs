@@ -8,7 +8,8 @@
 //! monitor leaves it in the worker's [`Reopened`] for that uplink and counts it there; the
 //! worker compares the count once per loop (one atomic load per uplink), and only when it
 //! changed takes the new socket (under the slot's lock), drops the old one and watches the
-//! new descriptor.
+//! new descriptor. While the interface is gone the monitor leaves no socket at all: a socket
+//! whose interface went reports the error at every poll, and its worker would spin.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -22,26 +23,29 @@ use super::filters::SocketFilters;
 use super::packet_socket::{Frame, PacketSocket};
 use super::worker::PacketIo;
 
-/// Where one worker finds its data socket on one uplink opened anew.
+/// Where one worker finds its data socket on one uplink opened anew, or closed.
 #[derive(Debug, Default)]
 pub struct Reopened {
-    next: Mutex<Option<PacketSocket>>,
-    /// Sockets left here so far.
+    /// The newest replacement not taken yet: a socket, or none (closed).
+    next: Mutex<Option<Option<PacketSocket>>>,
+    /// Replacements left here so far.
     count: AtomicU32,
 }
 
 impl Reopened {
-    fn leave(&self, socket: PacketSocket) {
+    /// From its next loop the worker uses `socket` (none: no socket).
+    fn leave(&self, socket: Option<PacketSocket>) {
         *self.next.lock().unwrap_or_else(PoisonError::into_inner) = Some(socket);
         // released after the socket is in place: a worker that sees the count finds it
         self.count.fetch_add(1, Ordering::Release);
     }
 }
 
-/// One worker's data socket on one uplink (see the module's doc).
+/// One worker's data socket on one uplink (see the module's doc); none while the uplink's
+/// interface is gone, when nothing can be sent or received on it.
 #[derive(Debug)]
 pub struct DataSocket<'a> {
-    socket: RefCell<PacketSocket>,
+    socket: RefCell<Option<PacketSocket>>,
     reopened: &'a Reopened,
     /// How many of the sockets left in `reopened` were taken.
     taken: Cell<u32>,
@@ -51,7 +55,7 @@ impl<'a> DataSocket<'a> {
     /// `socket`, replaced by whatever the monitor leaves in `reopened`.
     pub fn new(socket: PacketSocket, reopened: &'a Reopened) -> DataSocket<'a> {
         DataSocket {
-            socket: RefCell::new(socket),
+            socket: RefCell::new(Some(socket)),
             taken: Cell::new(reopened.count.load(Ordering::Acquire)),
             reopened,
         }
@@ -71,15 +75,27 @@ impl<'a> DataSocket<'a> {
     }
 }
 
+/// What sending on an uplink whose interface is gone says.
+fn gone() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENETDOWN)
+}
+
 impl PacketIo for DataSocket<'_> {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.borrow().recv(buf)
+        match &*self.socket.borrow() {
+            Some(socket) => socket.recv(buf),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
     }
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.socket.borrow().send(buf)
+        self.socket.borrow().as_ref().ok_or_else(gone)?.send(buf)
     }
     fn send_many(&self, bufs: &[&[u8]]) -> io::Result<usize> {
-        self.socket.borrow().send_many(bufs)
+        self.socket
+            .borrow()
+            .as_ref()
+            .ok_or_else(gone)?
+            .send_many(bufs)
     }
     fn receive(
         &self,
@@ -87,16 +103,21 @@ impl PacketIo for DataSocket<'_> {
         budget: usize,
         f: &mut dyn FnMut(Frame<'_>),
     ) -> io::Result<usize> {
-        self.socket.borrow().receive(buf, budget, f)
+        match &*self.socket.borrow() {
+            Some(socket) => socket.receive(buf, budget, f),
+            None => Ok(0),
+        }
     }
     fn has_ring(&self) -> bool {
-        self.socket.borrow().has_ring()
+        self.socket.borrow().as_ref().is_some_and(|s| s.has_ring())
     }
     fn take_drops(&self) -> u64 {
-        self.socket.borrow().take_drops().unwrap_or(0)
+        let socket = self.socket.borrow();
+        socket.as_ref().map_or(0, |s| s.take_drops().unwrap_or(0))
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
-        self.socket.borrow().raw_fd()
+        // poll(2) leaves a negative descriptor alone
+        self.socket.borrow().as_ref().map_or(-1, |s| s.raw_fd())
     }
     fn refresh(&self) -> bool {
         let count = self.reopened.count.load(Ordering::Acquire);
@@ -185,9 +206,17 @@ impl<'a> UplinkSockets<'a> {
         let data = DataSocket::open_all(uplink, &self.filters, self.data.len(), group)?;
         let (probe, arp) = Self::open_probes(uplink, &self.filters)?;
         for (slot, socket) in self.data.iter().zip(data) {
-            slot.leave(socket);
+            slot.leave(Some(socket));
         }
         (self.probe, self.arp, self.group) = (probe, arp, group);
         Ok(())
+    }
+
+    /// The uplink's interface is gone: the workers let go of their data sockets, which would
+    /// report the error at every poll, until [`UplinkSockets::reopen`] gives them new ones.
+    pub fn close_data(&self) {
+        for slot in self.data {
+            slot.leave(None);
+        }
     }
 }

@@ -167,6 +167,15 @@ impl<T: PacketIo> Apply<'_, T> {
         }
     }
 
+    /// Uplink `w`'s interface was removed (a PPPoE session ended, a USB modem unplugged): the
+    /// uplink is dead, which the caller tells its health, and its workers let go of their data
+    /// sockets until the interface comes back.
+    pub fn interface_gone(&self, w: &Watched<'_>) {
+        let uplink = &self.shared.uplinks[w.id];
+        tracing::info!(uplink = %uplink.name, dev = %uplink.dev, "interface removed");
+        w.sockets.close_data();
+    }
+
     /// Uplink `w`'s interface came back as a new one, number `ifindex` (pppd's redial deletes
     /// `ppp0` and makes another): the record takes its index and MAC (and forgets the
     /// gateway's, which ARP asks for again), the kernel fast path attaches its program there
