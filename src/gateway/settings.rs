@@ -85,7 +85,7 @@ pub(super) fn engine_forwards(config: &Config) -> Vec<Forward> {
 pub(super) fn monitor_settings(config: &Config) -> MonitorSettings {
     MonitorSettings {
         health: config.health(),
-        targets: config.line_targets(),
+        targets: config.uplink_targets(),
     }
 }
 

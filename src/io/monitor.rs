@@ -3,7 +3,7 @@
 //! point-to-point link (never through the routing table, which would answer "up" through
 //! another uplink), ARP to the gateway of an Ethernet uplink every round, and what the kernel
 //! says of each uplink's interface (netlink: carrier, addresses, default routes, the interface
-//! going and coming back). The answers feed one [`LineHealth`] per uplink; its verdicts, and
+//! going and coming back). The answers feed one [`UplinkHealth`] per uplink; its verdicts, and
 //! what the kernel says, are put into effect through [`apply`], the one way each change of an
 //! uplink is made.
 
@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 
 use crate::engine::checksum::checksum;
 use crate::engine::packet::{read_u16, read_u32, write_u16};
-use crate::health::{HealthSettings, LineHealth};
+use crate::health::{HealthSettings, UplinkHealth};
 use crate::probe::{self, ProbeKey};
 use crate::uplink::{Addressing, LinkChange, LinkEvent, NextHop, Uplink, UplinkId};
 
@@ -164,7 +164,7 @@ struct Watched<'a> {
     id: UplinkId,
     sockets: UplinkSockets<'a>,
     addressing: Addressing,
-    health: LineHealth,
+    health: UplinkHealth,
     carrier: bool,
     /// Its interface came back as a new one and its sockets could not be opened there: it
     /// stays down.
@@ -199,7 +199,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             .zip(&applied.targets)
             .enumerate()
             .map(|(i, ((sockets, addressing), targets))| {
-                let health = LineHealth::new(applied.health.clone(), targets.len());
+                let health = UplinkHealth::new(applied.health.clone(), targets.len());
                 Watched {
                     id: crate::uplink::id_at(i),
                     health: match sockets.arp {

@@ -17,24 +17,24 @@ fn address(ifindex: u32, last: u8, present: bool) -> LinkEvent {
 #[test]
 fn an_uplink_follows_its_interfaces_first_address() {
     let a = |last| Ipv4Addr::new(198, 18, 1, last);
-    let mut line = Addressing::new("eth1", 3, None, vec![(a(1), 24)]);
-    assert_eq!(line.current(), Some(a(1)));
+    let mut uplink = Addressing::new("eth1", 3, None, vec![(a(1), 24)]);
+    assert_eq!(uplink.current(), Some(a(1)));
     // another interface's address, or the one it has again, change nothing
-    assert_eq!(line.apply(&address(4, 9, true)), None);
-    assert_eq!(line.apply(&address(3, 1, true)), None);
+    assert_eq!(uplink.apply(&address(4, 9, true)), None);
+    assert_eq!(uplink.apply(&address(3, 1, true)), None);
     // a renewal: the new address first added, then the old one removed
-    assert_eq!(line.apply(&address(3, 2, true)), None);
+    assert_eq!(uplink.apply(&address(3, 2, true)), None);
     assert_eq!(
-        line.apply(&address(3, 1, false)),
+        uplink.apply(&address(3, 1, false)),
         Some(LinkChange::Address(Some(a(2))))
     );
     // the lease lost: no address, then one again
     assert_eq!(
-        line.apply(&address(3, 2, false)),
+        uplink.apply(&address(3, 2, false)),
         Some(LinkChange::Address(None))
     );
     assert_eq!(
-        line.apply(&address(3, 7, true)),
+        uplink.apply(&address(3, 7, true)),
         Some(LinkChange::Address(Some(a(7))))
     );
 }
@@ -49,29 +49,33 @@ fn with_gw_auto_the_gateway_follows_the_default_route() {
     };
     let mut fixed = Addressing::new("eth1", 3, None, vec![(g(1), 24)]);
     assert_eq!(fixed.apply(&route(3, 253, true)), None, "a given gw stays");
-    let mut line =
+    let mut uplink =
         Addressing::new("eth1", 3, None, vec![(g(1), 24)]).following_gateway(Some(g(254)));
-    assert_eq!(line.apply(&route(4, 9, true)), None, "another interface's");
-    // told again at start (the kernel's dump): no change
-    assert_eq!(line.apply(&route(3, 254, true)), None);
-    // a renewal removes the route, then adds one through another router
-    assert_eq!(line.apply(&route(3, 254, false)), None);
     assert_eq!(
-        line.apply(&route(3, 254, false)),
+        uplink.apply(&route(4, 9, true)),
+        None,
+        "another interface's"
+    );
+    // told again at start (the kernel's dump): no change
+    assert_eq!(uplink.apply(&route(3, 254, true)), None);
+    // a renewal removes the route, then adds one through another router
+    assert_eq!(uplink.apply(&route(3, 254, false)), None);
+    assert_eq!(
+        uplink.apply(&route(3, 254, false)),
         None,
         "the last gateway stays"
     );
     assert_eq!(
-        line.apply(&route(3, 253, true)),
+        uplink.apply(&route(3, 253, true)),
         Some(LinkChange::Gateway(g(253)))
     );
     // a replace: only the new route is told; the newest is in force
     assert_eq!(
-        line.apply(&route(3, 252, true)),
+        uplink.apply(&route(3, 252, true)),
         Some(LinkChange::Gateway(g(252)))
     );
     assert_eq!(
-        line.apply(&route(3, 252, false)),
+        uplink.apply(&route(3, 252, false)),
         Some(LinkChange::Gateway(g(253)))
     );
 }
@@ -84,23 +88,23 @@ fn a_dump_says_what_is_gone_too() {
         name: name.into(),
         carrier: true,
     };
-    let mut line = Addressing::new("eth1", 3, None, vec![(a(1), 24)]);
+    let mut uplink = Addressing::new("eth1", 3, None, vec![(a(1), 24)]);
     // the address changed while nobody listened (before start, or in an overflow)
     let dump = [link(3, "eth1"), address(3, 2, true), address(4, 9, true)];
     assert_eq!(
-        line.resync(&dump),
+        uplink.resync(&dump),
         [LinkChange::Carrier(true), LinkChange::Address(Some(a(2)))]
     );
     // the same again: only the carrier, said again
-    assert_eq!(line.resync(&dump), [LinkChange::Carrier(true)]);
+    assert_eq!(uplink.resync(&dump), [LinkChange::Carrier(true)]);
     // no address in it: none left; the interface missing: gone; back with a new index
     assert_eq!(
-        line.resync(&[link(3, "eth1")]),
+        uplink.resync(&[link(3, "eth1")]),
         [LinkChange::Carrier(true), LinkChange::Address(None)]
     );
-    assert_eq!(line.resync(&[link(4, "eth2")]), [LinkChange::Gone]);
+    assert_eq!(uplink.resync(&[link(4, "eth2")]), [LinkChange::Gone]);
     assert_eq!(
-        line.resync(&[link(7, "eth1"), address(7, 3, true)]),
+        uplink.resync(&[link(7, "eth1"), address(7, 3, true)]),
         [
             LinkChange::Reappeared {
                 ifindex: 7,
@@ -110,9 +114,9 @@ fn a_dump_says_what_is_gone_too() {
         ]
     );
     // and followed from then on
-    assert_eq!(line.ifindex(), 7);
+    assert_eq!(uplink.ifindex(), 7);
     assert_eq!(
-        line.resync(&[link(7, "eth1"), address(7, 3, true)]),
+        uplink.resync(&[link(7, "eth1"), address(7, 3, true)]),
         [LinkChange::Carrier(true)]
     );
 }
@@ -120,61 +124,61 @@ fn a_dump_says_what_is_gone_too() {
 #[test]
 fn addresses_told_again_keep_their_order() {
     let a = |last| Ipv4Addr::new(198, 18, 1, last);
-    let mut line = Addressing::new("eth1", 3, None, vec![(a(1), 24), (a(2), 24)]);
+    let mut uplink = Addressing::new("eth1", 3, None, vec![(a(1), 24), (a(2), 24)]);
     // the kernel's answer to asking for every address, at start or after an overflow
-    assert_eq!(line.apply(&address(3, 1, true)), None);
-    assert_eq!(line.apply(&address(3, 2, true)), None);
-    assert_eq!(line.current(), Some(a(1)));
+    assert_eq!(uplink.apply(&address(3, 1, true)), None);
+    assert_eq!(uplink.apply(&address(3, 2, true)), None);
+    assert_eq!(uplink.current(), Some(a(1)));
 }
 
 #[test]
 fn a_given_src_is_used_while_the_interface_has_it() {
     let a = |last| Ipv4Addr::new(198, 18, 1, last);
-    let mut line = Addressing::new("eth1", 3, Some(a(5)), vec![(a(1), 24), (a(5), 24)]);
-    assert_eq!(line.current(), Some(a(5)));
-    assert_eq!(line.apply(&address(3, 1, false)), None);
+    let mut uplink = Addressing::new("eth1", 3, Some(a(5)), vec![(a(1), 24), (a(5), 24)]);
+    assert_eq!(uplink.current(), Some(a(5)));
+    assert_eq!(uplink.apply(&address(3, 1, false)), None);
     assert_eq!(
-        line.apply(&address(3, 5, false)),
+        uplink.apply(&address(3, 5, false)),
         Some(LinkChange::Address(None))
     );
     assert_eq!(
-        line.apply(&address(3, 6, true)),
+        uplink.apply(&address(3, 6, true)),
         None,
         "not the address it was given"
     );
     assert_eq!(
-        line.apply(&address(3, 5, true)),
+        uplink.apply(&address(3, 5, true)),
         Some(LinkChange::Address(Some(a(5))))
     );
 }
 
 #[test]
 fn a_removed_interface_is_gone_and_its_return_is_noticed() {
-    let mut line = Addressing::new("ppp0", 9, None, vec![(Ipv4Addr::new(198, 18, 5, 1), 24)]);
+    let mut uplink = Addressing::new("ppp0", 9, None, vec![(Ipv4Addr::new(198, 18, 5, 1), 24)]);
     let link = |ifindex, carrier| LinkEvent::Link {
         ifindex,
         name: "ppp0".into(),
         carrier,
     };
     assert_eq!(
-        line.apply(&link(9, false)),
+        uplink.apply(&link(9, false)),
         Some(LinkChange::Carrier(false))
     );
     let gone = LinkEvent::LinkGone {
         ifindex: 9,
         name: "ppp0".into(),
     };
-    assert_eq!(line.apply(&gone), Some(LinkChange::Gone));
-    assert_eq!(line.current(), None);
+    assert_eq!(uplink.apply(&gone), Some(LinkChange::Gone));
+    assert_eq!(uplink.current(), None);
     // pppd's redial: a new ppp0, without carrier yet, then its address, then carrier
     assert_eq!(
-        line.apply(&link(12, false)),
+        uplink.apply(&link(12, false)),
         Some(LinkChange::Reappeared {
             ifindex: 12,
             carrier: false
         })
     );
-    assert_eq!(line.ifindex(), 12, "the new interface is followed");
+    assert_eq!(uplink.ifindex(), 12, "the new interface is followed");
     let (a, b) = (Ipv4Addr::new(198, 18, 5, 1), Ipv4Addr::new(198, 18, 5, 7));
     let address = |ifindex, addr, present| LinkEvent::Address {
         ifindex,
@@ -182,32 +186,35 @@ fn a_removed_interface_is_gone_and_its_return_is_noticed() {
         prefix_len: 32,
         present,
     };
-    assert_eq!(line.apply(&address(9, b, true)), None, "the old one's");
+    assert_eq!(uplink.apply(&address(9, b, true)), None, "the old one's");
     assert_eq!(
-        line.apply(&address(12, a, true)),
+        uplink.apply(&address(12, a, true)),
         Some(LinkChange::Address(Some(a)))
     );
-    assert_eq!(line.subnets(), [(a, 32)]);
-    assert_eq!(line.apply(&link(12, true)), Some(LinkChange::Carrier(true)));
-    assert_eq!(line.apply(&gone), None, "the old one is gone already");
+    assert_eq!(uplink.subnets(), [(a, 32)]);
+    assert_eq!(
+        uplink.apply(&link(12, true)),
+        Some(LinkChange::Carrier(true))
+    );
+    assert_eq!(uplink.apply(&gone), None, "the old one is gone already");
 }
 
 #[test]
 fn the_subnets_are_the_interfaces_addresses_with_their_prefixes() {
     let a = |last| Ipv4Addr::new(198, 18, 1, last);
-    let mut line = Addressing::new("eth1", 3, None, vec![(a(1), 24)]);
+    let mut uplink = Addressing::new("eth1", 3, None, vec![(a(1), 24)]);
     let on = |addr, prefix_len, present| LinkEvent::Address {
         ifindex: 3,
         addr,
         prefix_len,
         present,
     };
-    assert_eq!(line.apply(&on(a(1), 32, true)), None, "the same address");
-    assert_eq!(line.subnets(), [(a(1), 24), (a(1), 32)]);
-    assert_eq!(line.apply(&on(a(1), 24, false)), None, "still there");
-    assert_eq!(line.subnets(), [(a(1), 32)]);
+    assert_eq!(uplink.apply(&on(a(1), 32, true)), None, "the same address");
+    assert_eq!(uplink.subnets(), [(a(1), 24), (a(1), 32)]);
+    assert_eq!(uplink.apply(&on(a(1), 24, false)), None, "still there");
+    assert_eq!(uplink.subnets(), [(a(1), 32)]);
     assert_eq!(
-        line.apply(&on(a(1), 32, false)),
+        uplink.apply(&on(a(1), 32, false)),
         Some(LinkChange::Address(None))
     );
 }

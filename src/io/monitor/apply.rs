@@ -12,7 +12,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
-use crate::health::{Change, State};
+use crate::health::{State, Transition};
 use crate::uplink::{LinkKind, NextHop, Uplink, UplinkId, format_mac};
 
 use super::super::hook::{Event, Events};
@@ -92,7 +92,7 @@ impl<T: PacketIo> Apply<'_, T> {
     /// stops carrying its flows first, so that they reach the engine, which then moves or
     /// ends them; coming up, the engine takes it back into use, then the fast path (once its
     /// next hop is known). The record, and the `--on-change` command, last.
-    pub fn verdict(&self, w: &Watched<'_>, change: Change) {
+    pub fn verdict(&self, w: &Watched<'_>, change: Transition) {
         let shared = self.shared;
         let uplink = &shared.uplinks[w.id];
         let stats = w.health.stats();
