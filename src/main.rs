@@ -168,7 +168,8 @@ struct RunArgs {
     /// Every setting (settings.rs in src/config/ declares them).
     #[command(flatten)]
     settings: Flags,
-    /// Where the undo journal lives, so a restart after a crash can clean up.
+    /// Where the undo journal lives, so a restart after a crash can clean up (made 0700 if
+    /// missing; one that others can write is refused: its journals run as root).
     #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
     state_dir: PathBuf,
 }
@@ -238,6 +239,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
             }
+            wanlb::io::signal::stop_on_panic();
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
             gateway::run(&config, &state_dir, &load)?;

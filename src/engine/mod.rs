@@ -204,10 +204,14 @@ pub enum DropReason {
     /// Those addresses hold as many ports of the pool, together, as one host may
     /// (--max-ports-per-host).
     UnverifiedPortLimit,
+    /// A port forward has as many connections as one LAN host may have flows
+    /// (--max-flows-per-host), and none of them that never completed was found to end for the
+    /// new one (see [`limits`]).
+    ForwardFlowLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -236,6 +240,7 @@ impl DropReason {
         DropReason::HostFlowLimit,
         DropReason::UnverifiedFlowLimit,
         DropReason::UnverifiedPortLimit,
+        DropReason::ForwardFlowLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -268,6 +273,7 @@ impl DropReason {
             DropReason::HostFlowLimit => "host_flow_limit",
             DropReason::UnverifiedFlowLimit => "unverified_flow_limit",
             DropReason::UnverifiedPortLimit => "unverified_port_limit",
+            DropReason::ForwardFlowLimit => "forward_flow_limit",
         }
     }
 
@@ -382,7 +388,8 @@ pub struct EngineConfig {
     pub timeouts: Timeouts,
     /// Inclusive range of external ports (and ICMP identifiers) per uplink and protocol.
     pub ports: (u16, u16),
-    /// Seeds where port searches start; any value works.
+    /// The secret of where port searches start: random (from the operating system's random
+    /// source), or the external ports are predictable.
     pub seed: u64,
     /// When an uplink goes down, end its TCP connections with a reset to the LAN host (they
     /// cannot survive a new address); otherwise leave them, for lines that come back fast.
@@ -1019,6 +1026,7 @@ impl Engine {
             if !flow.tcp.is_completed() {
                 shard.embryonic[id].ended();
             }
+            self.forwards.closed(id);
             return;
         }
         if shard
@@ -1245,7 +1253,11 @@ impl Engine {
         if shard.flows.get(&key).is_some() {
             return Err(DropReason::ForwardClash);
         }
-        self.make_room(shard, shard_of(key.rem_addr), now)?;
+        self.admit_forwarded(shard, shard_of(key.rem_addr), id, now)?;
+        if let Err(reason) = self.make_room(shard, shard_of(key.rem_addr), now) {
+            self.forwards.closed(id);
+            return Err(reason);
+        }
         self.make_embryonic_room(shard, id, now);
         shard.flows.insert(Flow {
             key,
@@ -1370,6 +1382,7 @@ impl Engine {
                     if !f.tcp.is_completed() {
                         embryonic[id].ended();
                     }
+                    self.forwards.closed(id);
                     return;
                 }
                 unbound += u64::from(affinity.detach(f.key.rem_addr, f.uplink, f.last_seen));
@@ -1660,25 +1673,9 @@ impl Engine {
         self.forwards.list()
     }
 
-    /// How busy each forward is, in the order given. Walks every flow: for the status and
-    /// the metrics, not for the data path.
+    /// How busy each forward is, in the order given.
     pub fn forward_counts(&self) -> Vec<ForwardCount> {
-        let mut counts: Vec<ForwardCount> = self
-            .forwards
-            .opened()
-            .map(|opened| ForwardCount { live: 0, opened })
-            .collect();
-        if counts.is_empty() {
-            return counts;
-        }
-        for shard in self.shards.iter() {
-            lock(shard).flows.for_each_mut(|f| {
-                if let Some(id) = self.forward_of(f) {
-                    counts[id].live += 1;
-                }
-            });
-        }
-        counts
+        self.forwards.counts().collect()
     }
 
     /// NAT ports in use on `uplink`: TCP, UDP, ICMP identifiers.

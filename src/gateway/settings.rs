@@ -40,9 +40,13 @@ pub(super) fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
             uplink: uplink_id(config, &p.uplink),
         })
         .collect();
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
+    // the secret of the NAT's port choice: from a clock, the ports would be predictable
+    let seed = getrandom::u64().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no random bytes from the kernel: NAT ports are predictable");
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
     EngineConfig {
         uplinks: config
             .uplinks

@@ -116,8 +116,14 @@ pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
     if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 1 {
         return None;
     }
+    // a header of at least 20 bytes (the socket filter takes whatever its length field says,
+    // and a shorter one would end before the source address), within the total length
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    if header < 20 {
+        return None;
+    }
     let ip = ip.get(..usize::from(read_u16(ip, 2)))?;
-    let icmp = ip.get(usize::from(ip[0] & 0x0f) * 4..)?;
+    let icmp = ip.get(header..)?;
     if icmp.len() < 8 || icmp[0] != 0 {
         return None;
     }

@@ -67,6 +67,24 @@ fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
 }
 
 #[test]
+fn a_header_that_claims_less_than_its_minimum_is_no_echo_reply() {
+    // what anyone on the uplink's segment can send to the gateway's MAC, and what the
+    // probes' socket filter keeps when the identifier ends in 0x01: a header length of
+    // 4 bytes, a total length of 12, the "ICMP header" at the IP identification field
+    // (its high byte 0: an echo reply) and the "identifier" at the TTL and the protocol
+    for ihl in 0..5u8 {
+        for total in 0..20u16 {
+            let mut ip = [0u8; 20];
+            ip[0] = 0x40 | ihl;
+            ip[2..4].copy_from_slice(&total.to_be_bytes());
+            ip[8] = 0x12;
+            ip[9] = 1;
+            assert_eq!(echo_reply(&ip), None, "ihl {ihl}, total length {total}");
+        }
+    }
+}
+
+#[test]
 fn on_a_point_to_point_link_the_echo_request_is_the_bare_packet() {
     let key = key();
     let (seq, payload) = key.probe(0, TARGET, 7);
