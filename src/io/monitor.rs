@@ -243,7 +243,7 @@ impl<T: PacketIo> Monitor<'_, T> {
     }
 }
 
-impl<T: PacketIo> Running<'_, T> {
+impl<'a, T: PacketIo> Running<'a, T> {
     fn run(&mut self, mut applied: Arc<MonitorSettings>) -> io::Result<()> {
         let shared = self.apply.shared;
         let mut buf = [0u8; 2048];
@@ -358,9 +358,9 @@ impl<T: PacketIo> Running<'_, T> {
     /// Puts what the kernel said about links and addresses into effect, uplink by uplink.
     fn link_events(&mut self, events: impl Iterator<Item = LinkEvent>) {
         for event in events {
-            for i in 0..self.uplinks.len() {
-                if let Some(change) = self.uplinks[i].addressing.apply(&event) {
-                    self.link_change(i, change);
+            for id in self.ids() {
+                if let Some(change) = self.watched(id).addressing.apply(&event) {
+                    self.link_change(id, change);
                 }
             }
         }
@@ -371,22 +371,32 @@ impl<T: PacketIo> Running<'_, T> {
     fn resync(&mut self) -> io::Result<()> {
         let mut dump = Vec::new();
         self.links.ask_all(&mut |e| dump.push(e))?;
-        for i in 0..self.uplinks.len() {
-            for change in self.uplinks[i].addressing.resync(&dump) {
-                self.link_change(i, change);
+        for id in self.ids() {
+            for change in self.watched(id).addressing.resync(&dump) {
+                self.link_change(id, change);
             }
         }
         Ok(())
     }
 
-    /// Puts one change of the interface of the uplink at place `i` into effect.
-    fn link_change(&mut self, i: usize, change: LinkChange) {
+    /// Every uplink's id.
+    fn ids(&self) -> impl Iterator<Item = UplinkId> + use<T> {
+        (0..self.uplinks.len()).map(crate::uplink::id_at)
+    }
+
+    /// The monitor's part of uplink `id`.
+    fn watched(&mut self, id: UplinkId) -> &mut Watched<'a> {
+        &mut self.uplinks[usize::from(id)]
+    }
+
+    /// Puts one change of uplink `id`'s interface into effect.
+    fn link_change(&mut self, id: UplinkId, change: LinkChange) {
         let shared = self.apply.shared;
         if let LinkChange::Address(Some(addr)) = change {
             // the record and every copy of the address first, then the health
-            self.apply.readdress(&mut self.uplinks, i, addr);
+            self.apply.readdress(&mut self.uplinks, id, addr);
         }
-        let w = &mut self.uplinks[i];
+        let w = &mut self.uplinks[usize::from(id)];
         let u = &shared.uplinks[w.id];
         let verdicts = match change {
             LinkChange::Carrier(up) => {

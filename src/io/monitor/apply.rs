@@ -33,7 +33,7 @@ pub(super) struct Apply<'a, T: PacketIo> {
 }
 
 impl<T: PacketIo> Apply<'_, T> {
-    /// The uplink at place `i` of `uplinks` has address `addr` from now on: new flows leave
+    /// Uplink `id` (of `uplinks`) has address `addr` from now on: new flows leave
     /// from it, flows on the old one are ended as on a dead uplink, and the socket filters and
     /// wanlb's nftables table follow.
     ///
@@ -42,9 +42,8 @@ impl<T: PacketIo> Apply<'_, T> {
     /// itself; then the engine, whose TCP connections of the old address are reset towards
     /// the LAN. A table that could not be updated is tried again every second
     /// ([`Apply::retry_table`]).
-    pub fn readdress(&mut self, uplinks: &mut [Watched<'_>], i: usize, addr: Ipv4Addr) {
+    pub fn readdress(&mut self, uplinks: &mut [Watched<'_>], id: UplinkId, addr: Ipv4Addr) {
         let shared = self.shared;
-        let id = uplinks[i].id;
         let uplink = &shared.uplinks[id];
         let old = uplink.addr();
         if old == addr {
@@ -52,7 +51,7 @@ impl<T: PacketIo> Apply<'_, T> {
         }
         uplink.set_addr(addr);
         self.table_stale = !self.update_table(uplinks);
-        if let Err(e) = uplinks[i].sockets.filters.set_addr(addr) {
+        if let Err(e) = uplinks[usize::from(id)].sockets.filters.set_addr(addr) {
             tracing::warn!(uplink = %uplink.name, error = %e, "cannot give the socket filters the new address; replies to it are not seen");
         }
         let probes = shared.engine.set_uplink_addr(id, u32::from(addr));
@@ -244,9 +243,8 @@ impl<T: PacketIo> Apply<'_, T> {
     }
 
     fn set_fast_path(&self, uplink: &Uplink, next_hop: Option<NextHop>) {
-        let id: UplinkId = uplink.id;
         if let Some(fast) = &self.shared.fast_path
-            && let Err(e) = fast.set_next_hop(id, next_hop)
+            && let Err(e) = fast.set_next_hop(uplink.id, next_hop)
         {
             tracing::warn!(uplink = %uplink.name, error = %e,
                 "cannot update the kernel fast path for this uplink; its flows stay in userspace");
