@@ -268,7 +268,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
             for w in &mut self.uplinks {
                 if now >= w.health.next_round_at(now) {
                     send_round(&self.probe_key, &shared.uplinks[w.id], w, now);
-                    shared.uplinks[w.id].update(w.carrier, w.health.stats(), None);
+                    self.apply.figures(w);
                 }
             }
             let next = self
@@ -408,7 +408,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 tracing::debug!(uplink = %u.name, carrier = up, "carrier");
                 let verdict = w.health.carrier(up);
                 if verdict.is_none() {
-                    u.update(up, w.health.stats(), None);
+                    self.apply.figures(w);
                 }
                 vec![verdict]
             }

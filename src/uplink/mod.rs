@@ -115,7 +115,7 @@ impl Uplink {
 
     /// Its interface came back as a new one, `ifindex` with MAC `mac` (a redial): the gateway
     /// behind it is asked for its MAC anew.
-    pub fn moved_to(&self, ifindex: u32, mac: [u8; 6]) {
+    pub(crate) fn moved_to(&self, ifindex: u32, mac: [u8; 6]) {
         self.ifindex.store(ifindex, Ordering::Relaxed);
         self.mac.store(mac_to_u64(mac), Ordering::Relaxed);
         self.gateway_mac.store(0, Ordering::Relaxed);
@@ -126,7 +126,7 @@ impl Uplink {
         Ipv4Addr::from(self.addr.load(Ordering::Relaxed))
     }
 
-    pub fn set_addr(&self, addr: Ipv4Addr) {
+    pub(crate) fn set_addr(&self, addr: Ipv4Addr) {
         self.addr.store(u32::from(addr), Ordering::Relaxed);
     }
 
@@ -138,7 +138,7 @@ impl Uplink {
     }
 
     /// A new gateway (`gw=auto`): its MAC is not known any more.
-    pub fn set_gateway(&self, gateway: Ipv4Addr) {
+    pub(crate) fn set_gateway(&self, gateway: Ipv4Addr) {
         self.gateway.store(u32::from(gateway), Ordering::Relaxed);
         self.gateway_mac.store(0, Ordering::Relaxed);
     }
@@ -160,7 +160,7 @@ impl Uplink {
     }
 
     /// Records the gateway's MAC; true if it changed.
-    pub fn set_gateway_mac(&self, mac: [u8; 6]) -> bool {
+    pub(crate) fn set_gateway_mac(&self, mac: [u8; 6]) -> bool {
         self.gateway_mac.swap(mac_to_u64(mac), Ordering::Relaxed) != mac_to_u64(mac)
     }
 
@@ -173,7 +173,7 @@ impl Uplink {
     }
 
     /// Updates the health shown; `change` records a new state and why.
-    pub fn update(&self, carrier: bool, stats: Stats, change: Option<(State, String)>) {
+    pub(crate) fn update(&self, carrier: bool, stats: Stats, change: Option<(State, String)>) {
         let mut s = self.lock();
         s.carrier = carrier;
         s.stats = stats;

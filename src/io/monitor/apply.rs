@@ -87,6 +87,12 @@ impl<T: PacketIo> Apply<'_, T> {
         }
     }
 
+    /// The health figures of uplink `w` shown as they are now (carrier, RTT, loss), without a
+    /// change of state.
+    pub fn figures(&self, w: &Watched<'_>) {
+        self.shared.uplinks[w.id].update(w.carrier, w.health.stats(), None);
+    }
+
     /// Puts a health verdict about uplink `w` into effect: going down, the kernel fast path
     /// stops carrying its flows first, so that they reach the engine, which then moves or
     /// ends them; coming up, the engine takes it back into use, then the fast path (once its
