@@ -1,10 +1,10 @@
 //! Running the gateway: the order of start and stop. The system is read once, by
 //! [`crate::preflight`], whose plan the gateway runs from beside the settings; then the TUN
-//! device, the routes, rules and nftables table ([`plumbing`]), the kernel fast path, the
-//! engine, one record per uplink and its sockets, and the threads ([`threads`]); on the way
-//! out everything is undone, newest first. What the running gateway tells is in [`reports`],
-//! how it takes new settings in [`reload`], and each part's share of the settings in
-//! [`settings`].
+//! device, the routes, rules and nftables table (`plumbing.rs`), the kernel fast path, the
+//! engine, one record per uplink and its sockets, and the threads (`threads.rs`); on the way
+//! out everything is undone, newest first. What the running gateway tells is in `reports.rs`,
+//! how it takes new settings in `reload.rs`, and each part's share of the settings in
+//! `settings.rs`.
 
 mod plumbing;
 mod reload;
