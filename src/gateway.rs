@@ -17,8 +17,8 @@ use crate::config::{
 use crate::control::history::{self, History, Traffic};
 use crate::engine::forward::Forward;
 use crate::engine::limits::Eviction;
-use crate::engine::packet::PROTO_TCP;
 use crate::engine::select::{Pin, Prefix};
+use crate::engine::wire::PROTO_TCP;
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};

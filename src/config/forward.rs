@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{At, Config, ConfigError, Loading, err, number_text};
-use crate::engine::packet::{PROTO_TCP, PROTO_UDP};
 use crate::engine::select::Prefix;
+use crate::engine::wire::{PROTO_TCP, PROTO_UDP};
 use crate::io::iface::Interface;
 use crate::io::system::LocalService;
 

@@ -16,7 +16,7 @@ use super::UplinkId;
 /// A port of an uplink's address whose inbound flows go to a LAN host's port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Forward {
-    /// TCP or UDP (`packet::PROTO_TCP`, `packet::PROTO_UDP`).
+    /// TCP or UDP (`wire::PROTO_TCP`, `wire::PROTO_UDP`).
     pub proto: u8,
     /// The port on the uplink's address.
     pub port: u16,

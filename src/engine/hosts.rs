@@ -48,8 +48,8 @@
 use ahash::AHashMap;
 
 use super::limits::Limits;
-use super::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::select::Prefix;
+use super::wire::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::{Stamp, Timestamp, UplinkId};
 
 /// How long an address stays verified after its last flow ended.

@@ -12,7 +12,7 @@ use ahash::AHashMap;
 
 use super::hosts::{Hosts, Network, Refusal};
 use super::limits::Limits;
-use super::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use super::wire::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::{Timestamp, UplinkId};
 
 /// A LAN endpoint as seen on one uplink.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::engine::packet::read_u16;
+use crate::engine::wire::Ipv4Packet;
 use crate::engine::{Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict};
 use crate::uplink::{LinkKind, NextHop, Uplink};
 
@@ -376,7 +376,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             Verdict::Uplink(u) => u,
             Verdict::Tun => {
                 // the engine answered in place: write its answer back, a plain packet
-                let len = usize::from(read_u16(buf, ip_at + 2));
+                let len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
                 buf[ETH_HEADER..ip_at].fill(0);
                 self.write_tun(&buf[ETH_HEADER..ip_at + len]);
                 return None;
@@ -451,7 +451,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             return;
         }
         // The engine validated the total length; frames may carry link padding beyond it.
-        let ip_len = usize::from(read_u16(buf, ip_at + 2));
+        let ip_len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
         let mut out = [0u8; vnet::LEN];
         passed_on(header, -(link_header as i32), csum).write(&mut out);
         buf[link_header..ip_at].copy_from_slice(&out);

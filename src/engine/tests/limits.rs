@@ -2,11 +2,10 @@
 //! per-host shares and what made-up sources get, the port forwards' embryonic connections,
 //! the idle destination bindings, and 32 uplinks.
 
-use super::forward::Forward;
-use super::packet::{TCP_ACK, TCP_SYN};
-use super::select::Prefix;
-use super::tests::config;
+use super::config;
 use super::*;
+use crate::engine::forward::Forward;
+use crate::engine::select::Prefix;
 use proptest::prelude::*;
 use wanlb_testkit::{Ipv4Packet, reply_to};
 
@@ -78,7 +77,7 @@ fn tcp(src: u32, dst: u32, ports: (u16, u16), flags: u8, seq: u32, ack: u32) -> 
 /// number 5000), and the host's ACK of it with `acks` (5001 if it got the SYN-ACK).
 fn handshake(e: &Engine, src: u32, sport: u16, acks: u32) -> Verdict {
     let server = INTERNET + 80;
-    let mut syn = tcp(src, server, (sport, 443), TCP_SYN, 100, 0);
+    let mut syn = tcp(src, server, (sport, 443), tcp_flags::SYN, 100, 0);
     let v = e.outbound(t(0), &mut syn, &mut L4Checksum::Complete);
     assert!(matches!(v, Verdict::Uplink(_)), "{v:?}");
     let mut syn_ack = reply_to(&syn);
@@ -87,7 +86,7 @@ fn handshake(e: &Engine, src: u32, sport: u16, acks: u32) -> Verdict {
     } else {
         0
     };
-    syn_ack[33] = TCP_SYN | TCP_ACK;
+    syn_ack[33] = tcp_flags::SYN | tcp_flags::ACK;
     syn_ack[24..28].copy_from_slice(&5000u32.to_be_bytes());
     syn_ack[28..32].copy_from_slice(&101u32.to_be_bytes());
     wanlb_testkit::fix_checksums(&mut syn_ack);
@@ -95,7 +94,7 @@ fn handshake(e: &Engine, src: u32, sport: u16, acks: u32) -> Verdict {
         e.inbound(t(0), uplink, &mut syn_ack, &mut L4Checksum::Complete),
         Verdict::Tun
     );
-    let mut ack = tcp(src, server, (sport, 443), TCP_ACK, 101, acks);
+    let mut ack = tcp(src, server, (sport, 443), tcp_flags::ACK, 101, acks);
     e.outbound(t(0), &mut ack, &mut L4Checksum::Complete)
 }
 
@@ -181,7 +180,7 @@ fn timeouts_of_unanswered_and_opening_flows_shrink_as_the_table_fills() {
         send(&e, 0, HOST, port(1000 + i), INTERNET + 100 + i).unwrap();
     }
     assert!(sent(handshake(&e, OTHER_HOST, 3000, 5001)));
-    let mut syn = tcp(HOST, INTERNET + 99, (4000, 443), TCP_SYN, 1, 0);
+    let mut syn = tcp(HOST, INTERNET + 99, (4000, 443), tcp_flags::SYN, 1, 0);
     assert!(matches!(
         e.outbound(t(0), &mut syn, &mut L4Checksum::Complete),
         Verdict::Uplink(_)
@@ -349,7 +348,7 @@ fn forwarding(max_embryonic: u32) -> Engine {
 
 /// A SYN from `client` to the forward, through the engine.
 fn syn_in(e: &Engine, client: u32, port: u16) -> Verdict {
-    let mut syn = tcp(client, UPLINK_2, (port, 8080), TCP_SYN, 7000, 0);
+    let mut syn = tcp(client, UPLINK_2, (port, 8080), tcp_flags::SYN, 7000, 0);
     e.inbound(t(0), 1, &mut syn, &mut L4Checksum::Complete)
 }
 
@@ -367,12 +366,19 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
     };
     flood(0, 200);
     // the server's SYN-ACK, the client's ACK: established
-    let mut syn_ack = tcp(HOST, client, (80, 5555), TCP_SYN | TCP_ACK, 300, 7001);
+    let mut syn_ack = tcp(
+        HOST,
+        client,
+        (80, 5555),
+        tcp_flags::SYN | tcp_flags::ACK,
+        300,
+        7001,
+    );
     assert_eq!(
         e.outbound(t(0), &mut syn_ack, &mut L4Checksum::Complete),
         Verdict::Uplink(1)
     );
-    let mut ack = tcp(client, UPLINK_2, (5555, 8080), TCP_ACK, 7001, 301);
+    let mut ack = tcp(client, UPLINK_2, (5555, 8080), tcp_flags::ACK, 7001, 301);
     assert_eq!(
         e.inbound(t(0), 1, &mut ack, &mut L4Checksum::Complete),
         Verdict::Tun
@@ -392,7 +398,7 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
     assert_eq!(embryonic as u64, live - 1);
     assert_eq!(e.room.live() as usize, e.flow_count());
     // the client's connection completed: it stays
-    let mut data = tcp(client, UPLINK_2, (5555, 8080), TCP_ACK, 7001, 301);
+    let mut data = tcp(client, UPLINK_2, (5555, 8080), tcp_flags::ACK, 7001, 301);
     assert_eq!(
         e.inbound(t(0), 1, &mut data, &mut L4Checksum::Complete),
         Verdict::Tun
@@ -403,7 +409,7 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
         HOST,
         INTERNET + 1000,
         (80, 1024),
-        TCP_SYN | TCP_ACK,
+        tcp_flags::SYN | tcp_flags::ACK,
         300,
         7001,
     );

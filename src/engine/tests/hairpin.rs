@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use super::checksum::{fold, pseudo_header, sum};
-use super::packet::{PROTO_UDP, TCP_SYN, read_u16, write_u16};
-use super::tests::{FakeFastPath, config};
 use super::*;
+use super::{FakeFastPath, config};
+use crate::engine::checksum::{fold, pseudo_header, sum};
 use wanlb_testkit::Ipv4Packet;
 
 const A: [u8; 4] = [198, 18, 3, 10];
@@ -114,18 +113,21 @@ fn tcp_hole_punching_opens_simultaneously_through_the_uplinks_address() {
     };
     const ACK: u8 = 0x10;
     // A's SYN punches: filtered at B's mapping, but A's flow is open
-    let mut syn_a = tcp(A, ext, 40000, pb, TCP_SYN, 100, 0);
+    let mut syn_a = tcp(A, ext, 40000, pb, tcp_flags::SYN, 100, 0);
     assert_eq!(
         out(&e, &mut syn_a),
         Verdict::Drop(DropReason::HairpinNoFlow)
     );
     // B's SYN reaches A from B's external endpoint; the handshake completes both ways
-    let mut syn_b = tcp(B, ext, 40001, pa, TCP_SYN, 200, 0);
+    let mut syn_b = tcp(B, ext, 40001, pa, tcp_flags::SYN, 200, 0);
     assert_eq!(out(&e, &mut syn_b), Verdict::Hairpin);
-    assert_eq!(syn_b, tcp(ext, A, pb, 40000, TCP_SYN, 200, 0));
-    let mut synack = tcp(A, ext, 40000, pb, TCP_SYN | ACK, 100, 201);
+    assert_eq!(syn_b, tcp(ext, A, pb, 40000, tcp_flags::SYN, 200, 0));
+    let mut synack = tcp(A, ext, 40000, pb, tcp_flags::SYN | ACK, 100, 201);
     assert_eq!(out(&e, &mut synack), Verdict::Hairpin);
-    assert_eq!(synack, tcp(ext, B, pa, 40001, TCP_SYN | ACK, 100, 201));
+    assert_eq!(
+        synack,
+        tcp(ext, B, pa, 40001, tcp_flags::SYN | ACK, 100, 201)
+    );
     let mut ack = tcp(B, ext, 40001, pa, ACK, 201, 101);
     assert_eq!(out(&e, &mut ack), Verdict::Hairpin);
     assert_eq!(ack, tcp(ext, A, pb, 40000, ACK, 201, 101));
@@ -168,9 +170,9 @@ fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_lines_health() {
             .build()
     };
     // a simultaneous open, as hole punching makes it (an answer to a SYN opens no flow)
-    out(&e, &mut tcp(A, ext, 40000, tpb, TCP_SYN));
-    out(&e, &mut tcp(B, ext, 40001, tpa, TCP_SYN));
-    out(&e, &mut tcp(B, ext, 40001, tpa, TCP_SYN | 0x10));
+    out(&e, &mut tcp(A, ext, 40000, tpb, tcp_flags::SYN));
+    out(&e, &mut tcp(B, ext, 40001, tpa, tcp_flags::SYN));
+    out(&e, &mut tcp(B, ext, 40001, tpa, tcp_flags::SYN | 0x10));
     out(&e, &mut tcp(A, ext, 40000, tpb, 0x10));
     // far more packets both ways than any flow needs to be handed over
     for _ in 0..2 * HAND_OVER_ONE_WAY_AFTER {
