@@ -15,8 +15,8 @@ use crate::config::{
     SystemFacts,
 };
 use crate::control::history::{self, History, Traffic};
-use crate::engine::forward::Forward;
 use crate::engine::limits::Eviction;
+use crate::engine::port_forward::Forward;
 use crate::engine::select::{Pin, Prefix};
 use crate::engine::wire::PROTO_TCP;
 use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};

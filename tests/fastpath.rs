@@ -14,12 +14,13 @@ use common::Testbed;
 use wanlb_testkit::checksum::checksum;
 use wanlb_testkit::{Ipv4Packet, decrement_ttl, fix_ip_checksum};
 
+use wanlb::engine::Direction;
 use wanlb::engine::flow::Timeouts;
-use wanlb::engine::forward::Forward;
+use wanlb::engine::port_forward::Forward;
 use wanlb::engine::{
     Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
 };
-use wanlb::io::fastpath::{Direction, LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
+use wanlb::io::fastpath::{LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
 use wanlb::io::filters::{Filter, SocketFilters};
 use wanlb::uplink::{LinkKind, NextHop};
 

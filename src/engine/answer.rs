@@ -1,5 +1,5 @@
 //! Packets the engine writes itself, towards a LAN host: ICMP "network unreachable" when no
-//! line can carry its traffic, and the TCP segments that end a connection whose line died.
+//! uplink can carry its traffic, and the TCP segments that end a connection whose uplink died.
 //!
 //! Ending a connection needs the host's receive sequence number exactly (RFC 5961: a reset
 //! that is merely in the window is answered with a challenge ACK, not accepted). The fast

@@ -26,7 +26,7 @@
 //! outer destination: REQ-7a).
 //!
 //! Hairpinned flows stay in userspace (the fast path would send their packets out of the
-//! uplink) and ignore their uplink's health: they never cross the line. Fragmented datagrams
+//! uplink) and ignore their uplink's health: they never leave through it. Fragmented datagrams
 //! are not hairpinned: their pieces go to the gateway's own stack, which reassembles them.
 
 use super::flow::{FlowKey, ReplyKey, Segment};

@@ -129,7 +129,7 @@ impl Engine {
             })?;
         let counters = &mut shard.uplinks[usize::from(uplink)];
         counters.flows += 1;
-        // a flow placed for its socket's sake does not take its destination from the line
+        // a flow placed for its socket's sake does not take its destination from the uplink
         // the destination's other flows use (the destination sees the host from one address)
         let bound_elsewhere = placed == Placed::ByEndpoint
             && shard

@@ -25,11 +25,11 @@ pub mod affinity;
 pub mod answer;
 pub mod checksum;
 pub mod flow;
-pub mod forward;
 pub mod fragment;
 pub mod hosts;
 pub mod limits;
 pub mod nat;
+pub mod port_forward;
 pub mod select;
 pub mod time;
 pub mod translate;
@@ -47,9 +47,9 @@ mod uplinks;
 use affinity::Affinity;
 use answer::RateLimit;
 use flow::{FlowTable, Timeouts};
-use forward::{Forward, Forwards};
 use limits::{Embryonic, Limits, Room, idle_bindings_per_shard};
 use nat::{Endpoint, Nat};
+use port_forward::{Forward, Forwards};
 use select::{Pin, Pins, Prefix, Selector};
 
 pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
@@ -135,7 +135,7 @@ pub struct EngineConfig {
     /// Seeds where port searches start; any value works.
     pub seed: u64,
     /// When an uplink goes down, end its TCP connections with a reset to the LAN host (they
-    /// cannot survive a new address); otherwise leave them, for lines that come back fast.
+    /// cannot survive a new address); otherwise leave them, for uplinks that come back fast.
     pub reset_tcp_on_down: bool,
     pub udp_affinity: UdpAffinity,
     /// How far the tables may grow (see [`limits`]).
@@ -362,8 +362,8 @@ impl Engine {
     }
 
     /// Whether a UDP or ICMP flow on a leaving uplink must move: yes, unless a pin holds it
-    /// to its uplink and that uplink is up (a pinned backup line is still the pinned line), or
-    /// it is forwarded (its remote end knows that line's address only).
+    /// to its uplink and that uplink is up (a pinned backup uplink is still the pinned uplink), or
+    /// it is forwarded (its remote end knows that uplink's address only).
     fn must_move(&self, flow: &Flow) -> bool {
         // two atomic loads decide for nearly every packet; the forwards are asked only then
         let stale = self.is_stale(flow);

@@ -238,7 +238,7 @@ impl Nat {
 
     /// Of the uplinks in `among` (one bit each), the one where the LAN endpoint `addr:port`
     /// has its newest mapping: where it talks now (after a failover its flows moved there,
-    /// while an idle one may still hold a mapping on the line it left).
+    /// while an idle one may still hold a mapping on the uplink it left).
     pub fn newest_uplink_of(
         &self,
         addr: u32,

@@ -2,8 +2,8 @@
 //! load. Each walks the shards; none is on the data path.
 
 use super::flow::Flow;
-use super::forward::{Forward, ForwardCount};
 use super::limits::Eviction;
+use super::port_forward::{Forward, ForwardCount};
 use super::wire::{PROTO_TCP, PROTO_UDP};
 use super::{DropReason, Engine, Shard, UplinkId, lock};
 

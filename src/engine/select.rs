@@ -68,7 +68,7 @@ impl Pins {
 /// Weights, tiers and health of the uplinks.
 ///
 /// New flows use the healthy uplinks of the lowest tier that has one (the active tier); a
-/// backup line of tier 2 carries traffic only while every tier-1 line is down. Within the
+/// backup uplink of tier 2 carries traffic only while every tier-1 uplink is down. Within the
 /// tier the pick is nginx's smooth weighted round-robin: every pick adds each eligible
 /// uplink's weight to its credit, takes the uplink with the most credit and charges it the
 /// total. Over any run of picks each uplink's share stays within one pick of its weight share,
@@ -204,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn a_backup_tier_is_used_only_while_every_better_line_is_down() {
+    fn a_backup_tier_is_used_only_while_every_better_uplink_is_down() {
         let mut s = Selector::new(vec![2, 1, 5], vec![1, 1, 2]);
         assert!((0..30).all(|_| s.weighted() != Some(2)));
         assert_eq!(s.leaving(), 0b100);

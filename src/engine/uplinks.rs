@@ -25,11 +25,11 @@ impl Engine {
     }
 
     /// Applies what a reload may change while flows run: weights, tiers, pins, the
-    /// affinity and idle timeouts, and what a dead line does to TCP. The uplinks, their
+    /// affinity and idle timeouts, and what a dead uplink does to TCP. The uplinks, their
     /// addresses and the port pool of `config` are those the engine was made with. Flows
     /// keep their uplink and mapping, and destinations their binding, except on uplinks
-    /// that leave service (a line made a backup while a better tier is up): those are
-    /// released as when a line leaves on health.
+    /// that leave service (an uplink made a backup while a better tier is up): those are
+    /// released as when an uplink leaves on health.
     pub fn reconfigure(&self, config: &EngineConfig) {
         self.pins.store(Arc::new(Pins::new(config.pins.clone())));
         *lock(&self.timeouts) = config.timeouts;
@@ -49,7 +49,7 @@ impl Engine {
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
         let probes = self.reselect(|select| select.set_policy(weights, tiers));
-        debug_assert!(probes.is_empty(), "a reload takes no line down");
+        debug_assert!(probes.is_empty(), "a reload takes no uplink down");
     }
 
     /// Changes the selector with `change`, then releases what now leaves service.
@@ -74,7 +74,7 @@ impl Engine {
 
     /// A new address for `uplink` (a DHCP renewal, a PPPoE reconnect): new flows use it at
     /// once. Flows on the old one cannot follow it: UDP and ICMP move at their next packet
-    /// (to the same line, since their destinations keep their binding), TCP is reset towards
+    /// (to the same uplink, since their destinations keep their binding), TCP is reset towards
     /// the LAN host whatever `reset_tcp_on_down` says (the returned probes ask for the
     /// sequence numbers).
     pub fn set_uplink_addr(&self, uplink: UplinkId, addr: u32) -> Vec<[u8; SEQUENCE_PROBE]> {
@@ -120,7 +120,7 @@ impl Engine {
                 if affected & uplink_bit(f.uplink.into()) == 0 {
                     return;
                 }
-                // a hairpinned flow never crosses its line: only the address it names matters
+                // a hairpinned flow never crosses its uplink: only the address it names matters
                 if renewed.is_none() && self.is_hairpin(f) {
                     return;
                 }

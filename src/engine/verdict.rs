@@ -160,7 +160,7 @@ impl DropReason {
     }
 
     /// The ICMP destination-unreachable code a drop is answered with: "network unreachable"
-    /// when no line can carry it, "administratively prohibited" when the ports, the table or
+    /// when no uplink can carry it, "administratively prohibited" when the ports, the table or
     /// the host's share run out (RFC 5508 REQ-8).
     pub(super) fn unreachable_code(self) -> Option<u8> {
         match self {
@@ -193,7 +193,7 @@ pub enum Verdict {
     Uplink(UplinkId),
     /// Write it to the TUN device, towards the LAN. From [`super::Engine::outbound`]: the packet
     /// was replaced, in place, by the engine's answer to its sender (a TCP reset for a
-    /// connection whose line died), as long as its IPv4 total length says.
+    /// connection whose uplink died), as long as its IPv4 total length says.
     Tun,
     /// From [`super::Engine::outbound`], for a LAN host's packet to an uplink's address: write it back
     /// to the TUN device as it now is, its offloads (GSO, a partial checksum) kept. Either it

@@ -22,7 +22,7 @@ use aya::{Ebpf, EbpfLoader, Pod, include_bytes_aligned};
 use super::fd::monotonic_ns;
 use super::iface;
 use crate::engine::flow::Acked;
-use crate::engine::{FastPath, Flow, UplinkId};
+use crate::engine::{Direction, FastPath, Flow, UplinkId};
 use crate::uplink::{LinkKind, NextHop};
 
 /// The compiled programs (scripts/build-ebpf.sh makes it from ebpf/fastpath.c).
@@ -37,24 +37,14 @@ pub const CAPACITY: u32 = 262_144;
 pub const TC_NEXT: i32 = -1;
 pub const TC_REDIRECT: i32 = 7;
 
-/// Which direction a program carries packets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// From the LAN to an uplink: source translated, frame addressed to the uplink's gateway.
-    Outbound = 0,
-    /// From an uplink to the LAN: destination translated back, frame addressed by the
-    /// kernel's neighbour table.
-    Inbound = 1,
-}
-
-impl Direction {
-    /// The program that carries this direction's packets arriving on a link of kind `link`.
-    fn program(self, link: LinkKind) -> &'static str {
-        match (self, link) {
-            (Direction::Outbound, _) => "wanlb_outbound",
-            (Direction::Inbound, LinkKind::Ethernet) => "wanlb_inbound",
-            (Direction::Inbound, LinkKind::PointToPoint) => "wanlb_inbound_l3",
-        }
+/// The program that carries `direction`'s packets (from the LAN to an uplink: source translated,
+/// frame addressed to the uplink's gateway; back: destination translated back, frame
+/// addressed by the kernel's neighbour table) arriving on a link of kind `link`.
+fn program(direction: Direction, link: LinkKind) -> &'static str {
+    match (direction, link) {
+        (Direction::Outbound, _) => "wanlb_outbound",
+        (Direction::Inbound, LinkKind::Ethernet) => "wanlb_inbound",
+        (Direction::Inbound, LinkKind::PointToPoint) => "wanlb_inbound_l3",
     }
 }
 
@@ -64,7 +54,7 @@ const PROGRAMS: [&str; 3] = ["wanlb_outbound", "wanlb_inbound", "wanlb_inbound_l
 /// `struct flow_key` of ebpf/wanlb.h: a flow as a packet names it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowKey {
+pub struct FlowMapKey {
     pub saddr: [u8; 4],
     pub daddr: [u8; 4],
     pub sport: [u8; 2],
@@ -78,7 +68,7 @@ pub struct FlowKey {
 /// TCP what the last segment with ACK the program carried acknowledged.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowValue {
+pub struct FlowMapValue {
     pub addr: [u8; 4],
     pub port: [u8; 2],
     pub uplink: u16,
@@ -114,9 +104,9 @@ pub struct Counter {
 // SAFETY: each is #[repr(C)] with explicit padding fields, so it has no padding bytes, and
 // every bit pattern is a valid value of each field: aya may copy them to and from the kernel
 // as plain bytes.
-unsafe impl Pod for FlowKey {}
+unsafe impl Pod for FlowMapKey {}
 // SAFETY: as above.
-unsafe impl Pod for FlowValue {}
+unsafe impl Pod for FlowMapValue {}
 // SAFETY: as above.
 unsafe impl Pod for UplinkInfo {}
 // SAFETY: as above.
@@ -147,8 +137,8 @@ pub struct UplinkLink {
     pub mac: [u8; 6],
 }
 
-fn key(saddr: u32, daddr: u32, ports: (u16, u16), proto: u8, ifindex: u32) -> FlowKey {
-    FlowKey {
+fn key(saddr: u32, daddr: u32, ports: (u16, u16), proto: u8, ifindex: u32) -> FlowMapKey {
+    FlowMapKey {
         saddr: saddr.to_be_bytes(),
         daddr: daddr.to_be_bytes(),
         sport: ports.0.to_be_bytes(),
@@ -159,13 +149,13 @@ fn key(saddr: u32, daddr: u32, ports: (u16, u16), proto: u8, ifindex: u32) -> Fl
     }
 }
 
-fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32) -> FlowValue {
-    FlowValue {
+fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32) -> FlowMapValue {
+    FlowMapValue {
         addr: addr.to_be_bytes(),
         port: port.to_be_bytes(),
         uplink: u16::from(uplink),
         ifindex,
-        ..FlowValue::default()
+        ..FlowMapValue::default()
     }
 }
 
@@ -178,7 +168,7 @@ pub struct FastTotals {
     pub inbound_bytes: u64,
 }
 
-type FlowMap = Mutex<HashMap<MapData, FlowKey, FlowValue>>;
+type FlowMap = Mutex<HashMap<MapData, FlowMapKey, FlowMapValue>>;
 
 /// The programs, their links and their maps; dropping it detaches everything and frees the
 /// maps. The maps' updates take `&mut`; flows are handed over and withdrawn under a lock
@@ -307,8 +297,8 @@ impl TcFastPath {
         let lans = self.lans.iter().map(|l| (l.ifindex, LinkKind::Ethernet));
         let uplinks = self.uplinks.iter().map(|u| (u.ifindex, u.link));
         let mut attachments: Vec<(&str, u32)> = lans
-            .map(|(i, link)| (Direction::Outbound.program(link), i))
-            .chain(uplinks.map(|(i, link)| (Direction::Inbound.program(link), i)))
+            .map(|(i, link)| (program(Direction::Outbound, link), i))
+            .chain(uplinks.map(|(i, link)| (program(Direction::Inbound, link), i)))
             .collect();
         attachments.sort_unstable();
         attachments.dedup();
@@ -342,7 +332,7 @@ impl TcFastPath {
         frame: &[u8],
         arrived_on: u32,
     ) -> io::Result<(i32, Vec<u8>)> {
-        let name = direction.program(LinkKind::Ethernet);
+        let name = program(direction, LinkKind::Ethernet);
         let program: &SchedClassifier = self
             .ebpf
             .program(name)
@@ -420,7 +410,7 @@ impl TcFastPath {
 
     /// The keys a flow is found under: outbound (LAN ingress) and inbound (ingress of its
     /// uplink's interface).
-    fn keys(&self, flow: &Flow, ext_addr: u32) -> (FlowKey, FlowKey) {
+    fn keys(&self, flow: &Flow, ext_addr: u32) -> (FlowMapKey, FlowMapKey) {
         let k = flow.key;
         let uplink_ifindex = self.uplinks[usize::from(flow.uplink)].ifindex;
         (
@@ -616,12 +606,22 @@ mod tests {
         };
         assert_eq!(
             header("flow_key"),
-            layout!(FlowKey, saddr, daddr, sport, dport, proto, pad, ifindex)
+            layout!(FlowMapKey, saddr, daddr, sport, dport, proto, pad, ifindex)
         );
         assert_eq!(
             header("flow_value"),
             layout!(
-                FlowValue, addr, port, uplink, ifindex, ack, last_seen, window, acked, pad, bytes
+                FlowMapValue,
+                addr,
+                port,
+                uplink,
+                ifindex,
+                ack,
+                last_seen,
+                window,
+                acked,
+                pad,
+                bytes
             )
         );
         assert_eq!(

@@ -403,15 +403,15 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             }
             Verdict::Drop(_) => return None,
         };
-        let path = &self.shared.uplinks[usize::from(u)];
+        let uplink = &self.shared.uplinks[usize::from(u)];
         let mut out = [0u8; vnet::LEN];
-        match path.next_hop() {
+        match uplink.next_hop() {
             Some(NextHop::Gateway(gateway)) => {
                 passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
                 buf[..vnet::LEN].copy_from_slice(&out);
                 let eth = &mut buf[vnet::LEN..ip_at];
                 eth[0..6].copy_from_slice(&gateway);
-                eth[6..12].copy_from_slice(&path.mac);
+                eth[6..12].copy_from_slice(&uplink.mac);
                 eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
                 Some((u, 0..ETH_HEADER + n))
             }

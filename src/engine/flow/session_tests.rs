@@ -403,7 +403,7 @@ fn a_syn_starts_a_closed_or_reset_session_over_and_nothing_else() {
             SessionChange::Restarted
         );
         assert_eq!(t.phase(), phase);
-        assert!(t.is_resetting(), "a dying line's session stays dying");
+        assert!(t.is_resetting(), "a dying uplink's session stays dying");
         // with what the new SYN says, not what the old connection said
         assert_eq!(t.receive_point(dir.other()), Some(40_001));
         assert_eq!(t.receive_point(dir), None);

@@ -4,7 +4,7 @@
 use super::*;
 
 #[test]
-fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
+fn a_dead_uplinks_udp_flow_continues_from_the_other_uplink_at_its_next_packet() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     let first = &mut Ipv4Packet::udp(LAN, dst(1), 5000, 5000, b"a").build();
     assert_eq!(out(&mut e, t(0), first), Verdict::Uplink(0));
@@ -15,7 +15,7 @@ fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
     assert_eq!(
         read_u32(next, 12),
         UPLINK_2,
-        "from the other line's address"
+        "from the other uplink's address"
     );
     assert_eq!(e.counters().moved, 1);
     assert_eq!(e.flow_count(), 1, "moved, not duplicated");
@@ -27,11 +27,11 @@ fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
         Verdict::Drop(DropReason::NoFlow)
     );
 
-    // the line returns: new destinations use it again, the moved flow stays where it is
+    // the uplink returns: new destinations use it again, the moved flow stays where it is
     e.set_uplink_up(0, true);
     let again = &mut Ipv4Packet::udp(LAN, dst(1), 5000, 5000, b"c").build();
     assert_eq!(out(&mut e, t(20), again), Verdict::Uplink(1));
-    // (a socket each: one socket would keep the line its first datagram took)
+    // (a socket each: one socket would keep the uplink its first datagram took)
     let picks: Vec<_> = (2..=4u16)
         .map(|i| {
             out(
@@ -46,7 +46,7 @@ fn a_dead_lines_udp_flow_continues_from_the_other_line_at_its_next_packet() {
 }
 
 #[test]
-fn a_dead_lines_destinations_are_placed_anew_and_stay_after_it_returns() {
+fn a_dead_uplinks_destinations_are_placed_anew_and_stay_after_it_returns() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     assert_eq!(
         out(
@@ -58,7 +58,7 @@ fn a_dead_lines_destinations_are_placed_anew_and_stay_after_it_returns() {
     );
     e.set_uplink_up(0, false);
     e.set_uplink_up(0, true);
-    // released while the line was down: the next flow is placed by weight (uplink 1 is
+    // released while the uplink was down: the next flow is placed by weight (uplink 1 is
     // next in the 2:1 sequence after one pick of uplink 0)...
     assert_eq!(
         out(
@@ -80,7 +80,7 @@ fn a_dead_lines_destinations_are_placed_anew_and_stay_after_it_returns() {
 }
 
 #[test]
-fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
+fn a_dead_uplinks_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     established(&mut e);
     let probes = e.set_uplink_up(0, false);
@@ -118,9 +118,9 @@ fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
     assert_eq!(
         e.counters().uplinks[0].outbound_packets,
         2,
-        "the answer left through no line"
+        "the answer left through no uplink"
     );
-    // the connection is gone: the same four-tuple opens anew on the healthy line
+    // the connection is gone: the same four-tuple opens anew on the healthy uplink
     assert_eq!((e.flow_count(), e.mapping_count()), (0, 0));
     let syn = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
         .flags(tcp_flags::SYN)
@@ -130,7 +130,7 @@ fn a_dead_lines_tcp_connections_are_reset_with_the_hosts_own_sequence_number() {
 }
 
 #[test]
-fn with_keep_a_dead_lines_tcp_connections_are_left_alone() {
+fn with_keep_a_dead_uplinks_tcp_connections_are_left_alone() {
     let mut cfg = config((61000, 65535), vec![]);
     cfg.reset_tcp_on_down = false;
     let mut e = Engine::new(cfg);
@@ -203,7 +203,7 @@ fn a_backup_tier_carries_traffic_only_while_the_first_tier_is_down() {
 }
 
 #[test]
-fn a_strict_pin_refuses_while_its_line_is_down_and_the_host_is_told() {
+fn a_strict_pin_refuses_while_its_uplink_is_down_and_the_host_is_told() {
     let pin = Pin {
         prefix: Prefix::new(dst(91), 32).unwrap(),
         uplink: 1,

@@ -81,7 +81,7 @@ fn steady_flows_are_handed_over_once_and_withdrawn_when_they_end() {
 }
 
 #[test]
-fn a_dead_lines_flows_come_back_from_the_fast_path() {
+fn a_dead_uplinks_flows_come_back_from_the_fast_path() {
     use std::sync::Arc;
     let fake = Arc::new(FakeFastPath::default());
     let mut e = Engine::new(config((61000, 65535), vec![])).with_fast_path(Box::new(fake.clone()));
@@ -213,7 +213,7 @@ fn a_session_starting_over_comes_back_from_the_fast_path_for_its_handshake() {
 }
 
 #[test]
-fn a_dead_lines_probe_misses_the_window_the_fast_path_carried() {
+fn a_dead_uplinks_probe_misses_the_window_the_fast_path_carried() {
     use std::sync::Arc;
     let fast = Arc::new(CarryingFastPath::default());
     let mut e = tcp_engine().with_fast_path(Box::new(fast.clone()));

@@ -55,7 +55,7 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Ve
 fn udp_hairpin(e: &Engine) -> ([u8; 4], u16, u16) {
     let (u, pa) = mapping(e, PROTO_UDP, A, 4000);
     let (ub, pb) = mapping(e, PROTO_UDP, B, 5000);
-    assert_eq!(u, ub, "one destination, one line");
+    assert_eq!(u, ub, "one destination, one uplink");
     let ext = addr_of(u);
     let mut p = udp(B, ext, 5000, pa, b"from B");
     assert_eq!(out(e, &mut p), Verdict::Drop(DropReason::HairpinNoFlow));
@@ -157,7 +157,7 @@ fn ip(a: [u8; 4]) -> u32 {
 }
 
 #[test]
-fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_lines_health() {
+fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_uplinks_health() {
     let fast = Arc::new(FakeFastPath::default());
     let e = engine().with_fast_path(Box::new(fast.clone()));
     let (ext, pa, pb) = udp_hairpin(&e);
@@ -188,7 +188,7 @@ fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_lines_health() {
         );
     }
     assert_eq!(*fast.log.lock().unwrap(), Vec::<String>::new());
-    // the line dies: nothing to reset (the connection never crosses it), nothing moves
+    // the uplink dies: nothing to reset (the connection never crosses it), nothing moves
     assert_eq!(
         e.set_uplink_up(u, false),
         Vec::<[u8; SEQUENCE_PROBE]>::new()

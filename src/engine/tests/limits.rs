@@ -4,7 +4,7 @@
 
 use super::config;
 use super::*;
-use crate::engine::forward::Forward;
+use crate::engine::port_forward::Forward;
 use crate::engine::select::Prefix;
 use proptest::prelude::*;
 use wanlb_testkit::{Ipv4Packet, reply_to};

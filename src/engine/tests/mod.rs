@@ -5,12 +5,12 @@
 
 mod failover;
 mod fast_path;
-mod forward;
 mod fragments;
 mod front_door;
 mod hairpin;
 mod limits;
 mod placement;
+mod port_forward;
 mod reload;
 mod tcp;
 mod translation;

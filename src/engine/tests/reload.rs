@@ -71,7 +71,7 @@ fn a_reloaded_pin_takes_new_flows_and_leaves_running_ones() {
 }
 
 #[test]
-fn a_line_reloaded_into_a_backup_tier_gives_up_its_udp_but_not_its_tcp() {
+fn an_uplink_reloaded_into_a_backup_tier_gives_up_its_udp_but_not_its_tcp() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     // dst(1) -> uplink 0, dst(2) -> uplink 1
     out(

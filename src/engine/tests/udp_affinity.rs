@@ -65,7 +65,7 @@ fn a_udp_socket_whose_uplink_dies_follows_the_failover_rules() {
     let moved = udp_from(&mut e, 5000, dst(2));
     assert_eq!(moved.0, Verdict::Uplink(1));
     assert_eq!(udp_from(&mut e, 5000, dst(3)), moved);
-    // back up: the socket keeps its line (both ends would see a new address otherwise)
+    // back up: the socket keeps its uplink (both ends would see a new address otherwise)
     e.set_uplink_up(0, true);
     assert_eq!(udp_from(&mut e, 5000, dst(4)), moved);
 }
@@ -82,14 +82,14 @@ fn a_socket_placed_by_its_endpoint_leaves_its_destinations_other_flows_where_the
             .build()
     };
     assert_eq!(out(&mut e, t(0), &mut syn(40000)), Verdict::Uplink(1));
-    // the socket's datagram to dst(2) keeps the socket's line...
+    // the socket's datagram to dst(2) keeps the socket's uplink...
     assert_eq!(udp_from(&mut e, 5000, dst(2)).0, Verdict::Uplink(0));
     // ...and dst(2)'s next connection still takes dst(2)'s
     assert_eq!(out(&mut e, t(1), &mut syn(40001)), Verdict::Uplink(1));
 }
 
 #[test]
-fn after_a_failback_a_socket_keeps_the_line_its_flows_moved_to() {
+fn after_a_failback_a_socket_keeps_the_uplink_its_flows_moved_to() {
     let mut e = Engine::new(config((61000, 65535), vec![]));
     assert_eq!(udp_from(&mut e, 5000, dst(1)).0, Verdict::Uplink(0));
     assert_eq!(udp_from(&mut e, 5000, dst(2)).0, Verdict::Uplink(0));

@@ -3,7 +3,7 @@
 //!
 //! A forwarded flow is opened by the remote end (for TCP by its SYN), holds the forwarded port
 //! as its external port and stays on its uplink for life: the remote end knows only that
-//! line's address, so a reply through another line would be dropped as unsolicited. It takes
+//! uplink's address, so a reply through another uplink would be dropped as unsolicited. It takes
 //! no port from the NAT pool (the pool keeps forwarded ports aside, so the port alone tells a
 //! forwarded flow from a translated one), binds no destination and counts toward no weight.
 

@@ -4,7 +4,7 @@
 
 use super::*;
 use super::{FakeFastPath, config};
-use crate::engine::forward::{Forward, ForwardCount};
+use crate::engine::port_forward::{Forward, ForwardCount};
 use crate::engine::select::{Pin, Prefix};
 use std::sync::Arc;
 use wanlb_testkit::Ipv4Packet;
@@ -76,7 +76,7 @@ fn connect(e: &Engine) {
 }
 
 #[test]
-fn a_syn_to_a_forwarded_port_reaches_the_lan_host_and_its_answer_leaves_by_that_line() {
+fn a_syn_to_a_forwarded_port_reaches_the_lan_host_and_its_answer_leaves_by_that_uplink() {
     let e = engine(config(POOL, vec![]));
     let mut syn = tcp(CLIENT, UPLINK_2, (50000, 8080), tcp_flags::SYN, 7000, 0);
     assert_eq!(inb(&e, 0, 1, &mut syn), Verdict::Tun);
@@ -134,7 +134,7 @@ fn a_syn_to_a_forwarded_port_reaches_the_lan_host_and_its_answer_leaves_by_that_
 }
 
 #[test]
-fn replies_leave_by_the_forwards_line_whatever_weights_pins_and_affinity_say() {
+fn replies_leave_by_the_forwards_uplink_whatever_weights_pins_and_affinity_say() {
     let client = Prefix::new(u32::from_be_bytes(CLIENT), 32).unwrap();
     let pin = Pin {
         prefix: client,
@@ -176,7 +176,7 @@ fn what_no_forward_opens_is_dropped_and_counted() {
     let drop = |uplink: UplinkId, mut p: Vec<u8>| inb(&e, 0, uplink, &mut p);
     let no_flow = Verdict::Drop(DropReason::NoFlow);
     let not_syn = Verdict::Drop(DropReason::ForwardNotSyn);
-    // a port nobody forwarded, the forwarded port of the other line, the other protocol
+    // a port nobody forwarded, the forwarded port of the other uplink, the other protocol
     let syn = |dst, port| tcp(CLIENT, dst, (50000, port), tcp_flags::SYN, 1, 0);
     assert_eq!(drop(1, syn(UPLINK_2, 8081)), no_flow);
     assert_eq!(drop(0, syn(UPLINK_1, 8080)), no_flow);
@@ -206,7 +206,7 @@ fn what_no_forward_opens_is_dropped_and_counted() {
 
 #[test]
 fn the_pool_never_hands_out_a_forwarded_port() {
-    // a pool of three TCP ports, the middle one forwarded on isp2: every line keeps it aside
+    // a pool of three TCP ports, the middle one forwarded on isp2: every uplink keeps it aside
     for uplink in [0, 1] {
         let everything = Pin {
             prefix: Prefix::new(0, 0).unwrap(),
@@ -243,7 +243,7 @@ fn the_pool_never_hands_out_a_forwarded_port() {
 }
 
 #[test]
-fn a_forwards_line_going_down_resets_its_connections_and_moves_nothing() {
+fn a_forwards_uplink_going_down_resets_its_connections_and_moves_nothing() {
     let elsewhere = [198, 19, 9, 9];
     let pin = Pin {
         prefix: Prefix::new(u32::from_be_bytes(elsewhere), 32).unwrap(),
@@ -274,7 +274,7 @@ fn a_forwards_line_going_down_resets_its_connections_and_moves_nothing() {
     assert_eq!(tcp_of(&dupack).flags(), tcp_flags::RST | tcp_flags::ACK);
     assert_eq!(e.counters().resets, 1);
     // UDP has nowhere else to go (the remote end knows isp2's address only): it stays, to go
-    // on when the line comes back
+    // on when the uplink comes back
     let mut answer = Ipv4Packet::udp(LAN, CLIENT, 5060, 6000, b"hi").build();
     assert_eq!(out(&e, 11, &mut answer), Verdict::Uplink(1));
     assert_eq!(e.counters().moved, 0);
@@ -289,7 +289,7 @@ fn a_forwards_line_going_down_resets_its_connections_and_moves_nothing() {
     // connection keeps its port
     assert_eq!(e.mapping_count(), 1);
 
-    // with --on-uplink-down keep, the connection waits for the line
+    // with --on-uplink-down keep, the connection waits for the uplink
     let mut cfg = config(POOL, vec![]);
     cfg.reset_tcp_on_down = false;
     let e = engine(cfg);
@@ -300,7 +300,7 @@ fn a_forwards_line_going_down_resets_its_connections_and_moves_nothing() {
 }
 
 #[test]
-fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_line_leaves() {
+fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_uplink_leaves() {
     let fake = Arc::new(FakeFastPath::default());
     let e = engine(config(POOL, vec![])).with_fast_path(Box::new(fake.clone()));
     connect(&e);
@@ -338,7 +338,7 @@ fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_line_leaves()
 }
 
 #[test]
-fn a_forward_follows_its_lines_new_address() {
+fn a_forward_follows_its_uplinks_new_address() {
     let fake = Arc::new(FakeFastPath::default());
     let e = engine(config(POOL, vec![])).with_fast_path(Box::new(fake.clone()));
     connect(&e);
@@ -362,7 +362,7 @@ fn a_forward_follows_its_lines_new_address() {
     // the UDP flow comes back from the fast path, which translates to the old address
     assert_eq!(log()[1..], ["withdraw 17 5060"]);
     // the server's next datagram leaves through isp2 from its new address, still from the
-    // forwarded port: the forward follows its line, never turns into a flow of the pool
+    // forwarded port: the forward follows its uplink, never turns into a flow of the pool
     let mut next = answer();
     assert_eq!(out(&e, 10, &mut next), Verdict::Uplink(1));
     assert_eq!(
@@ -385,7 +385,7 @@ fn a_forward_follows_its_lines_new_address() {
 
 #[test]
 fn a_forward_clashing_with_the_hosts_own_flow_is_refused_and_flows_expire_cleanly() {
-    // the client pinned to isp2: the LAN host's own flow to it shares the forward's line
+    // the client pinned to isp2: the LAN host's own flow to it shares the forward's uplink
     let client = Prefix::new(u32::from_be_bytes(CLIENT), 32).unwrap();
     let pin = Pin {
         prefix: client,
