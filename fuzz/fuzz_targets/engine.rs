@@ -8,7 +8,7 @@ use wanlb::engine::limits::Limits;
 use wanlb::engine::translate::check_transport;
 use wanlb::engine::wire::Ipv4Packet;
 use wanlb::engine::{
-    Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
+    CarriedFlows, Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
 };
 
 fn engine() -> Engine {
@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(ip.is_fragment() || check_transport(&ip).is_ok(), "forwarded a packet that no longer parses");
         }
         if control & 0x80 != 0 {
-            e.expire(Timestamp::from_millis(now + 400_000));
+            e.expire(Timestamp::from_millis(now + 400_000), &CarriedFlows::NONE);
         }
     }
 });

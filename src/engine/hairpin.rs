@@ -97,7 +97,7 @@ impl Engine {
         let ext_port = match shard.flows.get_mut(&key) {
             Some(flow) => {
                 seen(flow, now, len);
-                self.track(flow, Direction::Outbound, &seg);
+                self.track(flow, Direction::Outbound, &seg, None);
                 flow.ext_port
             }
             None => match self.open_flow(&mut shard, now, key, &seg, len, Some(uplink)) {
@@ -125,7 +125,7 @@ impl Engine {
             };
         };
         seen(target, now, len);
-        self.track(target, Direction::Inbound, &seg);
+        self.track(target, Direction::Inbound, &seg, None);
         // the target answers an echo request by its identifier: the sender's external one
         let to = (
             target.key.int_addr,
@@ -161,7 +161,7 @@ impl Engine {
             return Verdict::Hairpin;
         };
         seen(target, now, len);
-        self.track(target, Direction::Inbound, &Segment::default());
+        self.track(target, Direction::Inbound, &Segment::default(), None);
         let to = (target.key.int_addr, target.key.int_port);
         translate::rewrite_end(ip, End::Source, dst, id, *csum);
         translate::rewrite_end(ip, End::Destination, to.0, to.1, *csum);

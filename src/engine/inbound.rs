@@ -3,6 +3,7 @@
 //! destination translated back to the LAN endpoint.
 
 use super::flow::{FlowKey, ReplyKey, Segment, TcpState};
+use super::offload::Carried;
 use super::translate::{self, End};
 use super::wire::icmp::ECHO_REPLY;
 use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP, PROTO_TCP, tcp};
@@ -18,7 +19,20 @@ impl Engine {
         pkt: &mut [u8],
         csum: &mut L4Checksum,
     ) -> Verdict {
-        match self.translate_inbound(now, uplink, pkt, csum) {
+        self.inbound_carried(now, uplink, pkt, csum, None)
+    }
+
+    /// [`Engine::inbound`] of a TCP reset whose flow the fast path may carry: `carried` is
+    /// what the fast path carried of it (read just before), which the reset is judged by.
+    pub fn inbound_carried(
+        &self,
+        now: Timestamp,
+        uplink: UplinkId,
+        pkt: &mut [u8],
+        csum: &mut L4Checksum,
+        carried: Option<&Carried>,
+    ) -> Verdict {
+        match self.translate_inbound(now, uplink, pkt, csum, carried) {
             Ok(()) => Verdict::Tun,
             Err(reason) => self.dropped(reason),
         }
@@ -30,6 +44,7 @@ impl Engine {
         uplink: UplinkId,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
+        carried: Option<&Carried>,
     ) -> Result<(), DropReason> {
         let len = pkt.len();
         let mut ip = Ipv4Packet::new_checked(pkt)?;
@@ -81,7 +96,7 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.bytes += len as u64;
-                let embryonic = self.track(flow, Direction::Inbound, &seg);
+                let embryonic = self.track(flow, Direction::Inbound, &seg, carried);
                 self.consider_fast_path(flow);
                 let key = flow.key;
                 self.embryonic_changed(&mut shard, &key, embryonic);

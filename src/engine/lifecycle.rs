@@ -6,6 +6,7 @@ use super::flow::{Flow, FlowKey, Segment, SessionChange, TcpState};
 use super::hosts::Network;
 use super::limits::Eviction;
 use super::nat::{self, Endpoint};
+use super::offload::{Carried, CarriedFlows, Release};
 use super::wire::{PROTO_TCP, PROTO_UDP, tcp};
 use super::{
     Direction, DropReason, Engine, Shard, Timestamp, UplinkId, endpoint_of, first_uplinks, lock,
@@ -30,10 +31,10 @@ impl Engine {
     /// Moves a flow's session along by a packet sent `dir` (UDP and ICMP too: they need to
     /// know when they are answered). The fast path shows the engine only the SYN, FIN and RST
     /// of a flow it carries, so a reset is judged by the receiver's window as the fast path
-    /// last carried it ([`TcpState::refresh`]); and a flow whose session takes a reset or
-    /// starts over comes back from the fast path: the engine must see whether the reset holds
-    /// (its sender falls silent) or the new connection's handshake, before it hands the flow
-    /// over again.
+    /// last carried it (`carried`, read by the caller; [`TcpState::refresh`]); and a flow whose
+    /// session takes a reset or starts over comes back from the fast path: the engine must see
+    /// whether the reset holds (its sender falls silent) or the new connection's handshake,
+    /// before it hands the flow over again.
     ///
     /// Returns the forward of a forwarded flow that just completed its handshake (`Some(Ok)`)
     /// or started over (`Some(Err)`), for its count of embryonic connections.
@@ -42,9 +43,10 @@ impl Engine {
         flow: &mut Flow,
         dir: Direction,
         seg: &Segment,
+        carried: Option<&Carried>,
     ) -> Option<Result<usize, usize>> {
         let completed = flow.tcp.is_completed();
-        self.track_session(flow, dir, seg);
+        self.track_session(flow, dir, seg, carried);
         if flow.tcp.is_completed() == completed {
             return None;
         }
@@ -52,19 +54,23 @@ impl Engine {
         Some(if completed { Err(id) } else { Ok(id) })
     }
 
-    fn track_session(&self, flow: &mut Flow, dir: Direction, seg: &Segment) {
-        let fast = self.fast_path.as_deref().filter(|_| flow.on_fast_path);
-        if let Some(fast) = fast
+    fn track_session(
+        &self,
+        flow: &mut Flow,
+        dir: Direction,
+        seg: &Segment,
+        carried: Option<&Carried>,
+    ) {
+        if let (true, Some(carried)) = (flow.on_fast_path, carried)
             && seg.flags & tcp::RST != 0
         {
             // both sides: the receiver's window judges the reset, and if it is taken the
             // flow comes back to the engine, which then goes on from there
-            let carried = fast.acks(flow, self.ext_addr(flow));
             for dir in [Direction::Outbound, Direction::Inbound] {
-                flow.tcp.refresh(dir, carried[dir.index()]);
+                flow.tcp.refresh(dir, carried.acks[dir.index()]);
             }
         }
-        if flow.tcp.update(dir, seg) != SessionChange::None && fast.is_some() {
+        if flow.tcp.update(dir, seg) != SessionChange::None && flow.on_fast_path {
             self.take_back(flow);
         }
     }
@@ -193,16 +199,16 @@ impl Engine {
     }
 
     /// Takes a flow out of the table and gives back what it held: its place on the fast
-    /// path, its destination's binding, its port (after the fast path let go of it), its
+    /// path, its destination's binding, its port (once the fast path let go of it), its
     /// host's share.
     pub(super) fn end_flow(&self, shard: &mut Shard, key: &FlowKey, now: Timestamp) {
         let Some(flow) = shard.flows.remove(key) else {
             return;
         };
         self.room.removed(1);
-        self.withdraw(&flow);
-        // a forwarded flow held neither
+        // a forwarded flow held neither a binding nor a port of the pools
         if let Some(id) = self.forward_of(&flow) {
+            self.withdraw(&flow, None);
             if !flow.tcp.is_completed() {
                 shard.embryonic[id].ended();
             }
@@ -214,14 +220,18 @@ impl Engine {
         {
             self.room.count(Eviction::AffinityFull, 1);
         }
-        lock(&self.nat).release(endpoint_of(&flow), now);
+        let port = Release::new(endpoint_of(&flow), now);
+        if let Some(port) = self.withdraw(&flow, Some(port)) {
+            port.give_back(&mut lock(&self.nat));
+        }
     }
 
-    /// Removes idle flows, returns their ports to the pools and lets idle destination
-    /// bindings lapse. As the flow table fills, the timeouts of flows that never completed
-    /// and of TCP sessions opening or closing shrink ([`super::limits`]).
-    pub fn expire(&self, now: Timestamp) {
-        let fast = self.fast_path.as_deref();
+    /// Removes idle flows, returns their ports to the pools (those of flows on the fast path
+    /// once it let go of them) and lets idle destination bindings lapse. A flow on the fast
+    /// path lives as long as the fast path carries it (`carried`, read just before). As the
+    /// flow table fills, the timeouts of flows that never completed and of TCP sessions
+    /// opening or closing shrink ([`super::limits`]).
+    pub fn expire(&self, now: Timestamp, carried: &CarriedFlows) {
         let timeouts = *lock(&self.timeouts);
         let scale = self.room.scale();
         let mut ended = Vec::new();
@@ -234,31 +244,30 @@ impl Engine {
                 embryonic,
                 ..
             } = &mut *shard;
-            let idle_elsewhere = |f: &Flow| fast?.idle_ms(f, self.ext_addr(f));
+            let idle_elsewhere = |f: &Flow| carried.get(&f.key)?.idle_ms;
             let (mut removed, mut early, mut unbound) = (0, 0, 0);
             flows.expire(now, &timeouts, scale, idle_elsewhere, |f, shortened| {
                 removed += 1;
                 early += u64::from(shortened);
-                self.withdraw(f);
                 if let Some(id) = self.forward_of(f) {
+                    self.withdraw(f, None);
                     if !f.tcp.is_completed() {
                         embryonic[id].ended();
                     }
                     return;
                 }
                 unbound += u64::from(affinity.detach(f.key.rem_addr, f.uplink, f.last_seen));
-                ended.push(endpoint_of(f));
+                ended.extend(self.withdraw(f, Some(Release::new(endpoint_of(f), now))));
             });
             affinity.expire(now);
             self.room.removed(removed);
             self.room.count(Eviction::AdaptiveTimeout, early);
             self.room.count(Eviction::AffinityFull, unbound);
-            // Ports return to the pools only now, after the fast path has let go of their
-            // flows, and the pools are not held while it is asked (syscalls, for the kernel's).
+            // the pools are locked once per shard, not once per flow
             if !ended.is_empty() {
                 let mut nat = lock(&self.nat);
-                for endpoint in ended.drain(..) {
-                    nat.release(endpoint, now);
+                for port in ended.drain(..) {
+                    port.give_back(&mut nat);
                 }
             }
         }

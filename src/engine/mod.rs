@@ -54,7 +54,10 @@ use select::{Pin, Pins, Prefix, Selector};
 
 pub use answer::{MAX_UNREACHABLE, SEQUENCE_PROBE};
 pub use flow::Flow;
-pub use offload::{FastPath, HAND_OVER_AFTER, HAND_OVER_ONE_WAY_AFTER};
+pub use offload::{
+    Carried, CarriedFlows, FastFlow, FastPathDone, FastPathWork, HAND_OVER_AFTER,
+    HAND_OVER_ONE_WAY_AFTER,
+};
 pub use report::{BusyDestination, Counters, UplinkCounters};
 pub use time::{Stamp, Timestamp};
 pub use verdict::{DropReason, Verdict};
@@ -221,7 +224,8 @@ pub struct Engine {
     resets: AtomicU64,
     unreachables: AtomicU64,
     unreachable_budget: Mutex<RateLimit>,
-    fast_path: Option<Box<dyn FastPath>>,
+    /// The fast path's queue of hand-overs and withdrawals, if there is one.
+    fast_path: Option<offload::FastPathQueue>,
     /// Sources translated; empty: all.
     lan_nets: Vec<Prefix>,
     forwards: Forwards,

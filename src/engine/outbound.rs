@@ -4,6 +4,7 @@
 
 use super::flow::{FlowKey, Segment};
 use super::fragment::Fragment;
+use super::offload::Carried;
 use super::translate::{self, End};
 use super::wire::icmp::ECHO_REQUEST;
 use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP, PROTO_TCP, tcp};
@@ -38,7 +39,20 @@ impl Engine {
     /// that uplink's address. `csum` says how the kernel left the transport checksum and is
     /// updated if the engine completes it.
     pub fn outbound(&self, now: Timestamp, pkt: &mut [u8], csum: &mut L4Checksum) -> Verdict {
-        match self.translate_outbound(now, pkt, csum) {
+        self.outbound_carried(now, pkt, csum, None)
+    }
+
+    /// [`Engine::outbound`] of a TCP reset whose flow the fast path may carry: `carried` is
+    /// what the fast path carried of it (read just before), which the
+    /// reset is judged by.
+    pub fn outbound_carried(
+        &self,
+        now: Timestamp,
+        pkt: &mut [u8],
+        csum: &mut L4Checksum,
+        carried: Option<&Carried>,
+    ) -> Verdict {
+        match self.translate_outbound(now, pkt, csum, carried) {
             Ok(verdict) => verdict,
             Err(reason) => self.dropped(reason),
         }
@@ -54,6 +68,7 @@ impl Engine {
         now: Timestamp,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
+        carried: Option<&Carried>,
     ) -> Result<Verdict, DropReason> {
         let len = pkt.len();
         let mut ip = Ipv4Packet::new_checked(pkt)?;
@@ -108,7 +123,7 @@ impl Engine {
                 verifies = key.proto == PROTO_TCP
                     && flow.tcp.acknowledges_syn_ack(&seg)
                     && self.forward_of(flow).is_none();
-                embryonic = self.track(flow, Direction::Outbound, &seg);
+                embryonic = self.track(flow, Direction::Outbound, &seg, carried);
                 self.consider_fast_path(flow);
                 Found::Forward(flow.uplink, flow.ext_port, self.ext_addr(flow))
             }

@@ -1,8 +1,8 @@
 //! What the engine reports: counters, table sizes, the busiest destinations, the forwards'
 //! load. Each walks the shards; none is on the data path.
 
-use super::flow::Flow;
 use super::limits::Eviction;
+use super::offload::CarriedFlows;
 use super::port_forward::{Forward, ForwardCount};
 use super::wire::{PROTO_TCP, PROTO_UDP};
 use super::{DropReason, Engine, Shard, UplinkId, lock};
@@ -44,6 +44,9 @@ pub struct Counters {
     pub unreachables: u64,
     /// Flows ended before their time, and bindings not kept, by [`Eviction`].
     pub evictions: [u64; Eviction::ALL.len()],
+    /// Flows not handed to the fast path when they were ready, its queue of work being full
+    /// (see [`super::offload::MAX_QUEUED_HAND_OVERS`]): offered again later.
+    pub hand_overs_deferred: u64,
 }
 
 impl UplinkCounters {
@@ -91,6 +94,7 @@ impl Engine {
             resets: self.resets.load(Ordering::Relaxed),
             unreachables: self.unreachables.load(Ordering::Relaxed),
             evictions: self.room.evictions(),
+            hand_overs_deferred: self.fast_path.as_ref().map_or(0, |q| q.deferred()),
         };
         for shard in self.shards.iter() {
             for (total, part) in c.uplinks.iter_mut().zip(&lock(shard).uplinks) {
@@ -129,27 +133,19 @@ impl Engine {
     }
 
     /// The `n` destinations whose live flows carried the most bytes, busiest first (one
-    /// entry per destination and uplink). Walks every flow, and asks the fast path about
-    /// those it carries outside the shard locks: for the status, not for every scrape.
-    pub fn busiest_destinations(&self, n: usize) -> Vec<BusyDestination> {
+    /// entry per destination and uplink), what the fast path carried of them included
+    /// (`carried`, read just before). Walks every flow: for the status, not for every scrape.
+    pub fn busiest_destinations(&self, n: usize, carried: &CarriedFlows) -> Vec<BusyDestination> {
         let mut totals: ahash::AHashMap<(u32, UplinkId), (u64, u64)> = ahash::AHashMap::new();
-        let mut carried: Vec<Flow> = Vec::new();
         for shard in self.shards.iter() {
             lock(shard).flows.for_each_mut(|f| {
                 let t = totals.entry((f.key.rem_addr, f.uplink)).or_default();
                 t.0 += f.bytes;
                 t.1 += 1;
-                if f.on_fast_path {
-                    carried.push(*f);
+                if let (true, Some(c)) = (f.on_fast_path, carried.get(&f.key)) {
+                    t.0 += c.bytes;
                 }
             });
-        }
-        if let Some(fast) = &self.fast_path {
-            for f in &carried {
-                if let Some(t) = totals.get_mut(&(f.key.rem_addr, f.uplink)) {
-                    t.0 += fast.bytes(f, self.ext_addr(f));
-                }
-            }
         }
         let mut busiest: Vec<BusyDestination> = totals
             .into_iter()

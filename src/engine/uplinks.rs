@@ -3,6 +3,7 @@
 
 use super::flow::Flow;
 use super::limits::idle_bindings_per_shard;
+use super::offload::CarriedFlows;
 use super::select::{Pins, Selector};
 use super::wire::PROTO_TCP;
 use super::{
@@ -19,9 +20,15 @@ impl Engine {
     /// to each is placed anew, and their UDP and ICMP flows come back from the fast path, to
     /// move at their next packet. An uplink that went down also has its TCP connections ended
     /// (unless configured to keep them): the returned packets, to be written towards the LAN,
-    /// ask each host for the sequence number its reset must carry.
-    pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) -> Vec<[u8; SEQUENCE_PROBE]> {
-        self.reselect(|select| select.set_up(uplink, up))
+    /// ask each host for the sequence number its reset must carry (where each host's window
+    /// is now for a connection on the fast path: `carried`, read just before).
+    pub fn set_uplink_up(
+        &self,
+        uplink: UplinkId,
+        up: bool,
+        carried: &CarriedFlows,
+    ) -> Vec<[u8; SEQUENCE_PROBE]> {
+        self.reselect(|select| select.set_up(uplink, up), carried)
     }
 
     /// Applies what a reload may change while flows run: weights, tiers, pins, the
@@ -48,12 +55,19 @@ impl Engine {
         }
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
-        let probes = self.reselect(|select| select.set_policy(weights, tiers));
+        let probes = self.reselect(
+            |select| select.set_policy(weights, tiers),
+            &CarriedFlows::NONE,
+        );
         debug_assert!(probes.is_empty(), "a reload takes no uplink down");
     }
 
     /// Changes the selector with `change`, then releases what now leaves service.
-    pub(super) fn reselect(&self, change: impl FnOnce(&mut Selector)) -> Vec<[u8; SEQUENCE_PROBE]> {
+    fn reselect(
+        &self,
+        change: impl FnOnce(&mut Selector),
+        carried: &CarriedFlows,
+    ) -> Vec<[u8; SEQUENCE_PROBE]> {
         // one pass at a time (the monitor's verdicts, a reload), each over the flows its own
         // change affected
         let _one_at_a_time = lock(&self.reselecting);
@@ -67,7 +81,7 @@ impl Engine {
             (down & !down_before, leaving & !leaving_before)
         };
         let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release(newly_down | newly_leaving, true, None, |f| {
+        self.release(newly_down | newly_leaving, true, None, carried, |f| {
             reset && newly_down & uplink_bit(f.uplink.into()) != 0
         })
     }
@@ -76,8 +90,13 @@ impl Engine {
     /// once. Flows on the old one cannot follow it: UDP and ICMP move at their next packet
     /// (to the same uplink, since their destinations keep their binding), TCP is reset towards
     /// the LAN host whatever `reset_tcp_on_down` says (the returned probes ask for the
-    /// sequence numbers).
-    pub fn set_uplink_addr(&self, uplink: UplinkId, addr: u32) -> Vec<[u8; SEQUENCE_PROBE]> {
+    /// sequence numbers, as [`Engine::set_uplink_up`]'s do).
+    pub fn set_uplink_addr(
+        &self,
+        uplink: UplinkId,
+        addr: u32,
+        carried: &CarriedFlows,
+    ) -> Vec<[u8; SEQUENCE_PROBE]> {
         let _one_at_a_time = lock(&self.reselecting);
         let (old, epoch) = self.addr_of(uplink);
         if old == addr {
@@ -88,7 +107,13 @@ impl Engine {
         let epoch = epoch.wrapping_add(1);
         // released after the previous address: whoever sees the new epoch sees it too
         self.addrs[i].store(u64::from(epoch) << 32 | u64::from(addr), Ordering::Release);
-        self.release(uplink_bit(uplink.into()), false, Some(epoch), |_| true)
+        self.release(
+            uplink_bit(uplink.into()),
+            false,
+            Some(epoch),
+            carried,
+            |_| true,
+        )
     }
 
     /// Releases what the uplinks in `affected` (one bit each) hold: with `unbind`, their
@@ -98,11 +123,12 @@ impl Engine {
     /// sequence number its reset must carry). Other TCP connections are left to finish, and
     /// forwarded flows stay, unless the address changed (`renewed`, the new epoch): then they
     /// come back from the fast path and go on from the new address.
-    pub(super) fn release(
+    fn release(
         &self,
         affected: u32,
         unbind: bool,
         renewed: Option<u8>,
+        carried: &CarriedFlows,
         reset_tcp: impl Fn(&Flow) -> bool,
     ) -> Vec<[u8; SEQUENCE_PROBE]> {
         let mut probes = Vec::new();
@@ -135,11 +161,9 @@ impl Engine {
                 if !stays || reset {
                     // the host's receive point as the fast path last carried it: the probe
                     // must land far from its window
-                    if let (true, true, Some(fast)) = (reset, f.on_fast_path, &self.fast_path) {
-                        f.tcp.refresh(
-                            Direction::Outbound,
-                            fast.acks(f, self.ext_addr(f))[Direction::Outbound.index()],
-                        );
+                    if let (true, true, Some(c)) = (reset, f.on_fast_path, carried.get(&f.key)) {
+                        let out = Direction::Outbound;
+                        f.tcp.refresh(out, c.acks[out.index()]);
                     }
                     self.take_back(f);
                     if let (true, Some(epoch)) = (forwarded, renewed) {

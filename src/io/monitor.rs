@@ -396,7 +396,9 @@ impl<T: PacketIo> Monitor<'_, T> {
         if let Err(e) = self.filters[i].set_addr(addr) {
             tracing::warn!(uplink = %uplink.name, error = %e, "cannot give the socket filters the new address; replies to it are not seen");
         }
-        let probes = shared.engine.set_uplink_addr(i as u8, u32::from(addr));
+        let carried = shared.carried().unwrap_or_default();
+        let probes = (shared.engine).set_uplink_addr(i as u8, u32::from(addr), &carried);
+        shared.carry_out();
         if !probes.is_empty() {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections of the old address");
         }
@@ -528,7 +530,9 @@ impl<T: PacketIo> Monitor<'_, T> {
             // stop carrying its flows in the kernel first, so they reach the engine
             self.set_fast_path(i, None);
         }
-        let probes = shared.engine.set_uplink_up(i as u8, up);
+        let carried = shared.carried().unwrap_or_default();
+        let probes = shared.engine.set_uplink_up(i as u8, up, &carried);
+        shared.carry_out();
         if !probes.is_empty() {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
         }

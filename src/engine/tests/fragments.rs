@@ -60,7 +60,7 @@ fn fragmented_udp_tcp_and_echo_datagrams_are_translated_piece_by_piece() {
     let server = dst(1);
     let payload = big_payload();
     for proto in [PROTO_UDP, PROTO_TCP, PROTO_ICMP] {
-        let mut e = single_port_engine();
+        let e = single_port_engine();
         let (sport, dport) = (40000, 443);
         if proto == PROTO_TCP {
             // a connection past its handshake, as TCP only sends data on one
@@ -68,13 +68,13 @@ fn fragmented_udp_tcp_and_echo_datagrams_are_translated_piece_by_piece() {
                 .flags(tcp_flags::SYN)
                 .seq(100)
                 .build();
-            assert_eq!(out(&mut e, t(0), syn), Verdict::Uplink(0));
+            assert_eq!(out(&e, t(0), syn), Verdict::Uplink(0));
             let synack = &mut Ipv4Packet::tcp(server, UPLINK_1, dport, 61000, b"")
                 .flags(tcp_flags::SYN | ACK)
                 .seq(4999)
                 .ack(101)
                 .build();
-            assert_eq!(inb(&mut e, t(1), 0, synack), Verdict::Tun);
+            assert_eq!(inb(&e, t(1), 0, synack), Verdict::Tun);
         }
         let build = |src: u32, port: u16| {
             let p = match proto {
@@ -90,7 +90,7 @@ fn fragmented_udp_tcp_and_echo_datagrams_are_translated_piece_by_piece() {
         assert_eq!(pieces.len(), 3);
         let mut sent = pieces.clone();
         for p in &mut sent {
-            assert_eq!(out(&mut e, t(10), p), Verdict::Uplink(0), "proto {proto}");
+            assert_eq!(out(&e, t(10), p), Verdict::Uplink(0), "proto {proto}");
         }
         // the later pieces: the source address and the header checksum, nothing else
         for (got, original) in sent.iter().zip(&pieces).skip(1) {
@@ -117,14 +117,14 @@ fn fragmented_udp_tcp_and_echo_datagrams_are_translated_piece_by_piece() {
         assert_eq!(fragments_in_flight(&e), 0);
         // the answer, reassembled by the packet sockets, comes back whole
         let mut reply = reply_to(&reassemble(&sent));
-        assert_eq!(inb(&mut e, t(11), 0, &mut reply), Verdict::Tun);
+        assert_eq!(inb(&e, t(11), 0, &mut reply), Verdict::Tun);
         assert_eq!(reply, reply_to(&whole), "proto {proto}");
     }
 }
 
 #[test]
 fn a_later_fragment_before_its_first_is_dropped_and_counted() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let whole = Ipv4Packet::udp(LAN, dst(1), 5000, 53, &big_payload())
         .dont_fragment(false)
         .id(9)
@@ -132,7 +132,7 @@ fn a_later_fragment_before_its_first_is_dropped_and_counted() {
     let pieces = pieces_of(&whole, 1480);
     let mut last = pieces[2].clone();
     assert_eq!(
-        out(&mut e, t(0), &mut last),
+        out(&e, t(0), &mut last),
         Verdict::Drop(DropReason::FragmentWithoutFirst)
     );
     assert_eq!(last, pieces[2], "a dropped piece is left as it was");
@@ -140,7 +140,7 @@ fn a_later_fragment_before_its_first_is_dropped_and_counted() {
     // once the first has gone, the others go in any order
     for i in [0, 2, 1] {
         let mut p = pieces[i].clone();
-        assert_eq!(out(&mut e, t(1), &mut p), Verdict::Uplink(0), "piece {i}");
+        assert_eq!(out(&e, t(1), &mut p), Verdict::Uplink(0), "piece {i}");
     }
     assert_eq!(e.counters().drop_count(DropReason::FragmentWithoutFirst), 1);
     assert_eq!(fragments_in_flight(&e), 0, "complete");
@@ -148,7 +148,7 @@ fn a_later_fragment_before_its_first_is_dropped_and_counted() {
 
 #[test]
 fn overlapping_and_malformed_fragments_are_dropped_and_counted() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let server = dst(1);
     let whole = Ipv4Packet::udp(LAN, server, 5000, 53, &big_payload())
         .dont_fragment(false)
@@ -156,7 +156,7 @@ fn overlapping_and_malformed_fragments_are_dropped_and_counted() {
         .build();
     let pieces = pieces_of(&whole, 1480);
     let mut first = pieces[0].clone();
-    assert_eq!(out(&mut e, t(0), &mut first), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(0), &mut first), Verdict::Uplink(0));
     let piece = |data: &[u8], offset: u16, more: bool| {
         Ipv4Packet::raw(PROTO_UDP, LAN, server, data)
             .id(9)
@@ -206,11 +206,7 @@ fn overlapping_and_malformed_fragments_are_dropped_and_counted() {
     ];
     for (bytes, reason) in cases {
         let mut p = bytes.clone();
-        assert_eq!(
-            out(&mut e, t(1), &mut p),
-            Verdict::Drop(reason),
-            "{reason:?}"
-        );
+        assert_eq!(out(&e, t(1), &mut p), Verdict::Drop(reason), "{reason:?}");
         assert_eq!(p, bytes, "a dropped piece is left as it was");
     }
     let c = e.counters();
@@ -218,7 +214,7 @@ fn overlapping_and_malformed_fragments_are_dropped_and_counted() {
     assert_eq!(c.drop_count(DropReason::FragmentMalformed), 4);
     // what was refused changed nothing: the datagram still completes
     for p in &pieces[1..] {
-        assert_eq!(out(&mut e, t(2), &mut p.clone()), Verdict::Uplink(0));
+        assert_eq!(out(&e, t(2), &mut p.clone()), Verdict::Uplink(0));
     }
     assert_eq!(fragments_in_flight(&e), 0);
 }
@@ -253,7 +249,7 @@ fn a_fragment_with_a_partial_checksum_is_dropped_and_counted() {
 
 #[test]
 fn fragment_mappings_last_30_seconds_from_the_first_piece() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let datagram = |id: u16| {
         let whole = Ipv4Packet::udp(LAN, dst(1), 5000, 53, &big_payload())
             .dont_fragment(false)
@@ -262,25 +258,25 @@ fn fragment_mappings_last_30_seconds_from_the_first_piece() {
         pieces_of(&whole, 1480)
     };
     let (a, b) = (datagram(1), datagram(2));
-    assert_eq!(out(&mut e, t(0), &mut a[0].clone()), Verdict::Uplink(0));
-    assert_eq!(out(&mut e, t(0), &mut b[0].clone()), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(0), &mut a[0].clone()), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(0), &mut b[0].clone()), Verdict::Uplink(0));
     assert_eq!(fragments_in_flight(&e), 2);
     // just in time, and then too late
     assert_eq!(
-        out(&mut e, t(fragment::TIMEOUT_MS - 1), &mut a[1].clone()),
+        out(&e, t(fragment::TIMEOUT_MS - 1), &mut a[1].clone()),
         Verdict::Uplink(0)
     );
     assert_eq!(
-        out(&mut e, t(fragment::TIMEOUT_MS), &mut a[2].clone()),
+        out(&e, t(fragment::TIMEOUT_MS), &mut a[2].clone()),
         Verdict::Drop(DropReason::FragmentWithoutFirst)
     );
     // expiry forgets the other one
-    e.expire(t(fragment::TIMEOUT_MS - 1));
+    e.expire(t(fragment::TIMEOUT_MS - 1), &CarriedFlows::NONE);
     assert_eq!(fragments_in_flight(&e), 1);
-    e.expire(t(fragment::TIMEOUT_MS));
+    e.expire(t(fragment::TIMEOUT_MS), &CarriedFlows::NONE);
     assert_eq!(fragments_in_flight(&e), 0);
     assert_eq!(
-        out(&mut e, t(fragment::TIMEOUT_MS), &mut b[1].clone()),
+        out(&e, t(fragment::TIMEOUT_MS), &mut b[1].clone()),
         Verdict::Drop(DropReason::FragmentWithoutFirst)
     );
     assert_eq!(e.counters().drop_count(DropReason::FragmentWithoutFirst), 2);
@@ -288,7 +284,7 @@ fn fragment_mappings_last_30_seconds_from_the_first_piece() {
 
 #[test]
 fn the_fragment_table_is_bounded_and_a_full_one_is_counted() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let server = dst(1);
     let datagram = |id: u16| {
         let whole = Ipv4Packet::udp(LAN, server, 5000, 53, &big_payload())
@@ -301,7 +297,7 @@ fn the_fragment_table_is_bounded_and_a_full_one_is_counted() {
     let max = u16::try_from(fragment::MAX_DATAGRAMS).unwrap();
     for id in 0..max {
         assert_eq!(
-            out(&mut e, t(0), &mut datagram(id)[0].clone()),
+            out(&e, t(0), &mut datagram(id)[0].clone()),
             Verdict::Uplink(0)
         );
     }
@@ -309,7 +305,7 @@ fn the_fragment_table_is_bounded_and_a_full_one_is_counted() {
     let refused = datagram(max);
     let mut p = refused[0].clone();
     assert_eq!(
-        out(&mut e, t(1), &mut p),
+        out(&e, t(1), &mut p),
         Verdict::Drop(DropReason::FragmentTableFull)
     );
     assert_eq!(p, refused[0], "a dropped piece is left as it was");
@@ -318,25 +314,22 @@ fn the_fragment_table_is_bounded_and_a_full_one_is_counted() {
     // the datagrams in the table still go out, and each that completes makes room
     let known = datagram(0);
     for p in &known[1..] {
-        assert_eq!(out(&mut e, t(2), &mut p.clone()), Verdict::Uplink(0));
+        assert_eq!(out(&e, t(2), &mut p.clone()), Verdict::Uplink(0));
     }
-    assert_eq!(out(&mut e, t(3), &mut p.clone()), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(3), &mut p.clone()), Verdict::Uplink(0));
     // other shards have their own room
     let elsewhere = Ipv4Packet::udp(LAN, dst(2), 5000, 53, &big_payload())
         .dont_fragment(false)
         .build();
     let mut p = pieces_of(&elsewhere, 1480)[0].clone();
-    assert!(matches!(out(&mut e, t(3), &mut p), Verdict::Uplink(_)));
+    assert!(matches!(out(&e, t(3), &mut p), Verdict::Uplink(_)));
     // once they are 30 s old, the full table takes new datagrams again
     let mut p = datagram(max + 1)[0].clone();
     assert_eq!(
-        out(&mut e, t(4), &mut p.clone()),
+        out(&e, t(4), &mut p.clone()),
         Verdict::Drop(DropReason::FragmentTableFull)
     );
-    assert_eq!(
-        out(&mut e, t(fragment::TIMEOUT_MS), &mut p),
-        Verdict::Uplink(0)
-    );
+    assert_eq!(out(&e, t(fragment::TIMEOUT_MS), &mut p), Verdict::Uplink(0));
     assert_eq!(fragments_in_flight(&e), 3, "the last three firsts");
 }
 
@@ -344,7 +337,7 @@ fn the_fragment_table_is_bounded_and_a_full_one_is_counted() {
 fn two_hosts_fragmenting_to_one_server_with_one_id_are_kept_apart() {
     // translated to one address, two datagrams with one identification would be put together
     // at the far end: the second gets the next free identification, on all its pieces
-    let mut e = Engine::new(config((61000, 61001), vec![]));
+    let e = Engine::new(config((61000, 61001), vec![]));
     let host_b = u32::from_be_bytes([198, 18, 3, 11]);
     let server = dst(1);
     let payload = big_payload();
@@ -360,8 +353,8 @@ fn two_hosts_fragmenting_to_one_server_with_one_id_are_kept_apart() {
     );
     // interleaved, as two hosts sending at once
     for (pa, pb) in a.iter_mut().zip(&mut b) {
-        assert_eq!(out(&mut e, t(0), pa), Verdict::Uplink(0));
-        assert_eq!(out(&mut e, t(0), pb), Verdict::Uplink(0));
+        assert_eq!(out(&e, t(0), pa), Verdict::Uplink(0));
+        assert_eq!(out(&e, t(0), pb), Verdict::Uplink(0));
     }
     for (sent, id) in [(&a, 7), (&b, 8)] {
         for p in sent.iter() {
@@ -380,22 +373,22 @@ fn two_hosts_fragmenting_to_one_server_with_one_id_are_kept_apart() {
     assert_ne!(read_u16(&a[0], 20), read_u16(&b[0], 20));
     // both complete: the next datagram keeps its host's identification
     let mut next = pieces_of(&whole(host_b, 7), 1480)[0].clone();
-    assert_eq!(out(&mut e, t(1), &mut next), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(1), &mut next), Verdict::Uplink(0));
     assert_eq!(read_u16(&next, 4), 7);
 }
 
 #[test]
 fn only_the_first_fragment_is_answered_with_an_unreachable() {
-    let mut e = single_port_engine();
-    e.set_uplink_up(0, false);
-    e.set_uplink_up(1, false);
+    let e = single_port_engine();
+    e.set_uplink_up(0, false, &CarriedFlows::NONE);
+    e.set_uplink_up(1, false, &CarriedFlows::NONE);
     let whole = Ipv4Packet::udp(LAN, dst(1), 5000, 53, &big_payload())
         .dont_fragment(false)
         .build();
     let pieces = pieces_of(&whole, 1480);
     let mut first = pieces[0].clone();
     assert_eq!(
-        out(&mut e, t(0), &mut first),
+        out(&e, t(0), &mut first),
         Verdict::Drop(DropReason::NoUplink)
     );
     let mut answer = [0u8; MAX_UNREACHABLE];
@@ -407,7 +400,7 @@ fn only_the_first_fragment_is_answered_with_an_unreachable() {
     assert_eq!(answer[28..len], pieces[0][..len - 28]);
     let mut later = pieces[1].clone();
     assert_eq!(
-        out(&mut e, t(0), &mut later),
+        out(&e, t(0), &mut later),
         Verdict::Drop(DropReason::FragmentWithoutFirst)
     );
     assert_eq!(
@@ -426,7 +419,7 @@ proptest! {
         len in 9usize..5000, per_piece in 1usize..186, id in any::<u16>(),
         seed in any::<u8>(),
     ) {
-        let mut e = single_port_engine();
+        let e = single_port_engine();
         let payload: Vec<u8> = (0..len).map(|i| u8::try_from(i % 256).unwrap().wrapping_mul(seed | 1)).collect();
         let build = |src: u32, port: u16| {
             Ipv4Packet::l4(proto, src, dst(1), port, 53, &payload).dont_fragment(false).id(id).build()
@@ -435,7 +428,7 @@ proptest! {
         prop_assume!(pieces.len() > 1);
         let mut sent = pieces.clone();
         for p in &mut sent {
-            prop_assert_eq!(out(&mut e, t(0), p), Verdict::Uplink(0));
+            prop_assert_eq!(out(&e, t(0), p), Verdict::Uplink(0));
             prop_assert_eq!(read_u32(p, 12), UPLINK_1);
             let mut fixed = p.clone();
             wanlb_testkit::fix_ip_checksum(&mut fixed);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::*;
-use super::{FakeFastPath, config};
+use super::{FakeFastPath, WithFastPath, config};
 use crate::engine::checksum::{fold, pseudo_header, sum};
 use wanlb_testkit::Ipv4Packet;
 
@@ -25,8 +25,8 @@ fn now() -> Timestamp {
     Timestamp::from_millis(1)
 }
 
-fn out(e: &Engine, p: &mut [u8]) -> Verdict {
-    e.outbound(now(), p, &mut L4Checksum::Complete)
+fn out(e: &impl Gateway, p: &mut [u8]) -> Verdict {
+    e.send_out(now(), p, &mut L4Checksum::Complete)
 }
 
 /// The address of `uplink` in [`config`].
@@ -36,7 +36,7 @@ fn addr_of(uplink: UplinkId) -> [u8; 4] {
 
 /// The uplink and external port (or echo identifier) of the mapping of `host:port` for
 /// `proto`, opened by a packet to the server (as a STUN client learns it).
-fn mapping(e: &Engine, proto: u8, host: [u8; 4], port: u16) -> (UplinkId, u16) {
+fn mapping(e: &impl Gateway, proto: u8, host: [u8; 4], port: u16) -> (UplinkId, u16) {
     let mut p = Ipv4Packet::l4(proto, host, SERVER, port, 3478, b"stun").build();
     let Verdict::Uplink(u) = out(e, &mut p) else {
         panic!("the packet to the server did not leave")
@@ -52,7 +52,7 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Ve
 /// A at 4000 and B at 5000 reach each other's UDP mappings through the uplink's address: B
 /// first (filtered), then A (B had sent there), then B. Returns the uplink's address, A's
 /// external port and B's.
-fn udp_hairpin(e: &Engine) -> ([u8; 4], u16, u16) {
+fn udp_hairpin(e: &impl Gateway) -> ([u8; 4], u16, u16) {
     let (u, pa) = mapping(e, PROTO_UDP, A, 4000);
     let (ub, pb) = mapping(e, PROTO_UDP, B, 5000);
     assert_eq!(u, ub, "one destination, one uplink");
@@ -159,7 +159,7 @@ fn ip(a: [u8; 4]) -> u32 {
 #[test]
 fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_uplinks_health() {
     let fast = Arc::new(FakeFastPath::default());
-    let e = engine().with_fast_path(Box::new(fast.clone()));
+    let e = WithFastPath::new(engine(), fast.clone());
     let (ext, pa, pb) = udp_hairpin(&e);
     let (u, tpa) = mapping(&e, PROTO_TCP, A, 40000);
     let (_, tpb) = mapping(&e, PROTO_TCP, B, 40001);

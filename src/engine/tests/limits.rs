@@ -188,19 +188,19 @@ fn timeouts_of_unanswered_and_opening_flows_shrink_as_the_table_fills() {
     assert_eq!(e.flow_count(), 90);
     let defaults = Timeouts::default();
     // the SYN goes at half the transitory timeout
-    e.expire(t(defaults.tcp_transitory / 2 - 1));
+    e.expire(t(defaults.tcp_transitory / 2 - 1), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 90);
-    e.expire(t(defaults.tcp_transitory / 2));
+    e.expire(t(defaults.tcp_transitory / 2), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 89);
     assert_eq!(evicted(&e, Eviction::AdaptiveTimeout), 1);
     // the unanswered UDP flows at half theirs (the table is still 89% full)
-    e.expire(t(defaults.udp * 55 / 100));
+    e.expire(t(defaults.udp * 55 / 100), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 45);
     assert_eq!(evicted(&e, Eviction::AdaptiveTimeout), 45);
     // what completed keeps its full timeout
-    e.expire(t(defaults.udp - 1));
+    e.expire(t(defaults.udp - 1), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 45);
-    e.expire(t(defaults.udp));
+    e.expire(t(defaults.udp), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 1, "the open TCP connection");
     assert_eq!(
         evicted(&e, Eviction::AdaptiveTimeout),
@@ -235,7 +235,7 @@ fn a_host_has_at_most_its_share_of_flows_and_others_are_not_held_back() {
     }
     assert!(send(&e, 0, other, 1009, INTERNET + 9).is_err());
     // a flow that ends makes room again
-    e.expire(t(Timeouts::default().udp));
+    e.expire(t(Timeouts::default().udp), &CarriedFlows::NONE);
     send(&e, 1, HOST, 1009, INTERNET + 9).unwrap();
 }
 
@@ -426,7 +426,7 @@ fn idle_destination_bindings_are_bounded_by_the_flow_limit() {
     for i in 0..5000 {
         let _ = send(&e, 0, HOST, port(i % 60_000), INTERNET + i);
     }
-    e.expire(t(Timeouts::default().udp));
+    e.expire(t(Timeouts::default().udp), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 0);
     // at most 10 idle bindings per shard (640 over 64), the rest forgotten and counted
     assert!(e.destination_count() <= 640, "{}", e.destination_count());
@@ -486,7 +486,7 @@ fn thirty_two_uplinks_work_to_the_last() {
         Verdict::Uplink(31)
     );
     // the 32nd goes down: its flows move at their next packet
-    e.set_uplink_up(31, false);
+    e.set_uplink_up(31, false, &CarriedFlows::NONE);
     let mut p = udp(HOST, 1000, INTERNET + 70_000);
     let v = e.outbound(t(1), &mut p, &mut L4Checksum::Complete);
     assert!(matches!(v, Verdict::Uplink(u) if u < 31), "{v:?}");
@@ -523,7 +523,7 @@ proptest! {
                 }
                 _ => {
                     now += 10_000;
-                    e.expire(t(now));
+                    e.expire(t(now), &CarriedFlows::NONE);
                 }
             }
             prop_assert!(e.flow_count() <= 96);
@@ -534,7 +534,7 @@ proptest! {
             prop_assert_eq!(verified, 0);
             prop_assert!(unverified <= e.flow_count());
         }
-        e.expire(t(now + 10 * Timeouts::default().udp));
+        e.expire(t(now + 10 * Timeouts::default().udp), &CarriedFlows::NONE);
         prop_assert_eq!(e.flow_count(), 0);
         prop_assert_eq!(e.mapping_count(), 0);
         prop_assert_eq!(e.host_counts(), (0, 0));

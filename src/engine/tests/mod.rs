@@ -96,60 +96,273 @@ fn t(ms: u64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-fn out(e: &mut Engine, now: Timestamp, pkt: &mut [u8]) -> Verdict {
-    e.outbound(now, pkt, &mut L4Checksum::Complete)
+fn out(e: &impl Gateway, now: Timestamp, pkt: &mut [u8]) -> Verdict {
+    e.send_out(now, pkt, &mut L4Checksum::Complete)
 }
 
-fn inb(e: &mut Engine, now: Timestamp, uplink: UplinkId, pkt: &mut [u8]) -> Verdict {
-    e.inbound(now, uplink, pkt, &mut L4Checksum::Complete)
+fn inb(e: &impl Gateway, now: Timestamp, uplink: UplinkId, pkt: &mut [u8]) -> Verdict {
+    e.send_in(now, uplink, pkt, &mut L4Checksum::Complete)
 }
 
 fn dst(i: u32) -> u32 {
     u32::from_be_bytes([198, 19, 0, 0]) + i
 }
 
-/// Records what the engine asks of a fast path; `idle` is what it answers about every flow.
+/// A fast path for the tests: it carries out the engine's work as the kernel's does, logs it
+/// ("hand over ..." and "withdraw ..."), and says it carried, of every flow it holds, `bytes`
+/// and (from the LAN host) `lan_acked`, the last packet `idle` ms ago.
 #[derive(Debug, Default)]
 pub(super) struct FakeFastPath {
     pub(super) log: Mutex<Vec<String>>,
-    idle: Mutex<Option<u64>>,
-    /// What it says it carried of every flow.
-    bytes: Mutex<u64>,
+    /// Logs the LAN port only.
+    terse: bool,
+    held: Mutex<Vec<FastFlow>>,
+    pub(super) idle: Mutex<Option<u64>>,
+    pub(super) bytes: Mutex<u64>,
+    pub(super) lan_acked: Mutex<Option<flow::Acked>>,
+    /// Refuses hand-overs, as a full map does.
+    pub(super) full: Mutex<bool>,
 }
 
-impl FastPath for std::sync::Arc<FakeFastPath> {
-    fn hand_over(&self, f: &Flow, ext_addr: u32) -> bool {
-        let k = f.key;
-        self.log.lock().unwrap().push(format!(
-            "hand over {} {}:{} -> {}:{} as {}:{}",
-            k.proto,
-            Ipv4Addr::from(k.int_addr),
-            k.int_port,
-            Ipv4Addr::from(k.rem_addr),
-            k.rem_port,
-            Ipv4Addr::from(ext_addr),
-            f.ext_port
-        ));
-        true
+impl FakeFastPath {
+    /// One that logs "hand over 40000" and "withdraw 40000".
+    pub(super) fn terse() -> FakeFastPath {
+        FakeFastPath {
+            terse: true,
+            ..FakeFastPath::default()
+        }
     }
-    fn idle_ms(&self, _: &Flow, _: u32) -> Option<u64> {
-        *self.idle.lock().unwrap()
+
+    fn carried_of(&self) -> Carried {
+        Carried {
+            idle_ms: *self.idle.lock().unwrap(),
+            bytes: *self.bytes.lock().unwrap(),
+            acks: [*self.lan_acked.lock().unwrap(), None],
+        }
     }
-    fn bytes(&self, _: &Flow, _: u32) -> u64 {
-        *self.bytes.lock().unwrap()
+
+    /// Carries out what the engine queued, in order, and tells it what came of it.
+    pub(super) fn carry_out(&self, e: &Engine) {
+        let mut work = Vec::new();
+        e.take_fast_path_work(&mut work);
+        self.carry_out_taken(e, work);
     }
-    fn withdraw(&self, f: &Flow, _: u32) {
-        let k = f.key;
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("withdraw {} {}", k.proto, k.int_port));
+
+    /// Carries out `work`, taken from `e` before, and tells it what came of it.
+    pub(super) fn carry_out_taken(&self, e: &Engine, work: Vec<FastPathWork>) {
+        let mut done = Vec::new();
+        let mut held = self.held.lock().unwrap();
+        for w in work {
+            let k = match w {
+                FastPathWork::HandOver(f) if *self.full.lock().unwrap() => {
+                    self.log
+                        .lock()
+                        .unwrap()
+                        .push(format!("refuse {}", f.key.int_port));
+                    done.push(FastPathDone::Refused(f));
+                    continue;
+                }
+                FastPathWork::HandOver(f) => {
+                    let k = f.key;
+                    self.log.lock().unwrap().push(if self.terse {
+                        format!("hand over {}", k.int_port)
+                    } else {
+                        format!(
+                            "hand over {} {}:{} -> {}:{} as {}:{}",
+                            k.proto,
+                            Ipv4Addr::from(k.int_addr),
+                            k.int_port,
+                            Ipv4Addr::from(k.rem_addr),
+                            k.rem_port,
+                            Ipv4Addr::from(f.ext_addr),
+                            f.ext_port
+                        )
+                    });
+                    held.push(f);
+                    continue;
+                }
+                FastPathWork::TakeBack(f) => {
+                    done.push(FastPathDone::TakenBack(f, *self.bytes.lock().unwrap()));
+                    f.key
+                }
+                FastPathWork::Withdraw(f, release) => {
+                    done.extend(release.map(FastPathDone::Released));
+                    f.key
+                }
+            };
+            held.retain(|h| h.key != k);
+            self.log.lock().unwrap().push(if self.terse {
+                format!("withdraw {}", k.int_port)
+            } else {
+                format!("withdraw {} {}", k.proto, k.int_port)
+            });
+        }
+        e.fast_path_done(&done);
+    }
+
+    /// The LAN ports of the flows it holds.
+    pub(super) fn held(&self) -> Vec<u16> {
+        let held = self.held.lock().unwrap();
+        held.iter().map(|f| f.key.int_port).collect()
+    }
+
+    /// What it carried of the flows it holds.
+    pub(super) fn carried(&self, e: &Engine) -> CarriedFlows {
+        self.carry_out(e);
+        let held = self.held.lock().unwrap();
+        CarriedFlows::from_entries(held.iter().map(|f| (f.key, self.carried_of())).collect())
+    }
+
+    /// What it carried of the flow of `p` (a TCP reset, sent `dir` on `uplink`), if it holds
+    /// that flow.
+    fn carried_of_reset(&self, dir: Direction, uplink: UplinkId, p: &[u8]) -> Option<Carried> {
+        let ip = wire::Ipv4Packet::new_checked(p).ok()?;
+        let t = wire::TcpSegment::new_checked(ip.payload()).ok()?;
+        if ip.protocol() != PROTO_TCP || t.flags() & tcp_flags::RST == 0 {
+            return None;
+        }
+        let held = self.held.lock().unwrap();
+        let ends = (ip.src_addr(), t.src_port(), ip.dst_addr(), t.dst_port());
+        held.iter()
+            .any(|f| match dir {
+                Direction::Outbound => {
+                    ends == (
+                        f.key.int_addr,
+                        f.key.int_port,
+                        f.key.rem_addr,
+                        f.key.rem_port,
+                    )
+                }
+                Direction::Inbound => {
+                    f.uplink == uplink
+                        && ends == (f.key.rem_addr, f.key.rem_port, f.ext_addr, f.ext_port)
+                }
+            })
+            .then(|| self.carried_of())
+    }
+}
+
+/// An engine with a [`FakeFastPath`], called as the gateway calls it: what the fast path
+/// recorded is read before a TCP reset, an expiry, an uplink's change and the busiest
+/// destinations, and the engine's work is carried out after every call.
+pub(super) struct WithFastPath {
+    engine: Engine,
+    fast: std::sync::Arc<FakeFastPath>,
+}
+
+impl std::ops::Deref for WithFastPath {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl WithFastPath {
+    /// `engine`, handing steady flows of every LAN host to `fast`.
+    pub(super) fn new(engine: Engine, fast: std::sync::Arc<FakeFastPath>) -> WithFastPath {
+        let every_host = Prefix::new(0, 0).unwrap();
+        WithFastPath {
+            engine: engine.with_fast_path(vec![every_host]),
+            fast,
+        }
+    }
+
+    pub(super) fn outbound(&self, now: Timestamp, p: &mut [u8], csum: &mut L4Checksum) -> Verdict {
+        let carried = self.fast.carried_of_reset(Direction::Outbound, 0, p);
+        let v = (self.engine).outbound_carried(now, p, csum, carried.as_ref());
+        self.fast.carry_out(&self.engine);
+        v
+    }
+
+    pub(super) fn inbound(
+        &self,
+        now: Timestamp,
+        uplink: UplinkId,
+        p: &mut [u8],
+        csum: &mut L4Checksum,
+    ) -> Verdict {
+        let carried = self.fast.carried_of_reset(Direction::Inbound, uplink, p);
+        let v = (self.engine).inbound_carried(now, uplink, p, csum, carried.as_ref());
+        self.fast.carry_out(&self.engine);
+        v
+    }
+
+    pub(super) fn expire(&self, now: Timestamp) {
+        let carried = self.fast.carried(&self.engine);
+        self.engine.expire(now, &carried);
+        self.fast.carry_out(&self.engine);
+    }
+
+    pub(super) fn set_uplink_up(&self, uplink: UplinkId, up: bool) -> Vec<[u8; SEQUENCE_PROBE]> {
+        let carried = self.fast.carried(&self.engine);
+        let probes = self.engine.set_uplink_up(uplink, up, &carried);
+        self.fast.carry_out(&self.engine);
+        probes
+    }
+
+    pub(super) fn set_uplink_addr(&self, uplink: UplinkId, addr: u32) -> Vec<[u8; SEQUENCE_PROBE]> {
+        let carried = self.fast.carried(&self.engine);
+        let probes = self.engine.set_uplink_addr(uplink, addr, &carried);
+        self.fast.carry_out(&self.engine);
+        probes
+    }
+
+    pub(super) fn reconfigure(&self, config: &EngineConfig) {
+        self.engine.reconfigure(config);
+        self.fast.carry_out(&self.engine);
+    }
+
+    pub(super) fn busiest_destinations(&self, n: usize) -> Vec<BusyDestination> {
+        let carried = self.fast.carried(&self.engine);
+        self.engine.busiest_destinations(n, &carried)
+    }
+}
+
+/// What the test helpers send packets through: an engine alone, or one with a fast path.
+pub(super) trait Gateway {
+    fn send_out(&self, now: Timestamp, p: &mut [u8], csum: &mut L4Checksum) -> Verdict;
+    fn send_in(
+        &self,
+        now: Timestamp,
+        uplink: UplinkId,
+        p: &mut [u8],
+        csum: &mut L4Checksum,
+    ) -> Verdict;
+}
+
+impl Gateway for Engine {
+    fn send_out(&self, now: Timestamp, p: &mut [u8], csum: &mut L4Checksum) -> Verdict {
+        self.outbound(now, p, csum)
+    }
+    fn send_in(
+        &self,
+        now: Timestamp,
+        uplink: UplinkId,
+        p: &mut [u8],
+        csum: &mut L4Checksum,
+    ) -> Verdict {
+        self.inbound(now, uplink, p, csum)
+    }
+}
+
+impl Gateway for WithFastPath {
+    fn send_out(&self, now: Timestamp, p: &mut [u8], csum: &mut L4Checksum) -> Verdict {
+        self.outbound(now, p, csum)
+    }
+    fn send_in(
+        &self,
+        now: Timestamp,
+        uplink: UplinkId,
+        p: &mut [u8],
+        csum: &mut L4Checksum,
+    ) -> Verdict {
+        self.inbound(now, uplink, p, csum)
     }
 }
 
 /// An established connection LAN:40000 <-> dst(1):443 on uplink 0; the server's last
 /// segment had sequence number 5000.
-fn established(e: &mut Engine) {
+fn established(e: &impl Gateway) {
     let syn = &mut Ipv4Packet::tcp(LAN, dst(1), 40000, 443, b"")
         .flags(tcp_flags::SYN)
         .seq(100)

@@ -3,7 +3,7 @@
 //! uplink, whatever weights, pins, affinity and health say.
 
 use super::*;
-use super::{FakeFastPath, config};
+use super::{FakeFastPath, WithFastPath, config};
 use crate::engine::port_forward::{Forward, ForwardCount};
 use crate::engine::select::{Pin, Prefix};
 use std::sync::Arc;
@@ -40,12 +40,12 @@ fn t(ms: u64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-fn out(e: &Engine, ms: u64, p: &mut [u8]) -> Verdict {
-    e.outbound(t(ms), p, &mut L4Checksum::Complete)
+fn out(e: &impl Gateway, ms: u64, p: &mut [u8]) -> Verdict {
+    e.send_out(t(ms), p, &mut L4Checksum::Complete)
 }
 
-fn inb(e: &Engine, ms: u64, uplink: UplinkId, p: &mut [u8]) -> Verdict {
-    e.inbound(t(ms), uplink, p, &mut L4Checksum::Complete)
+fn inb(e: &impl Gateway, ms: u64, uplink: UplinkId, p: &mut [u8]) -> Verdict {
+    e.send_in(t(ms), uplink, p, &mut L4Checksum::Complete)
 }
 
 /// A TCP segment with `flags`, sequence and acknowledgement numbers.
@@ -59,7 +59,7 @@ fn tcp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), flags: u8, seq: u32, ack: 
 
 /// The client's connection to isp2:8080 (from its port 50000), opened and established;
 /// every packet checked on the way.
-fn connect(e: &Engine) {
+fn connect(e: &impl Gateway) {
     let mut syn = tcp(CLIENT, UPLINK_2, (50000, 8080), tcp_flags::SYN, 7000, 0);
     assert_eq!(inb(e, 0, 1, &mut syn), Verdict::Tun);
     let mut synack = tcp(
@@ -258,7 +258,7 @@ fn a_forwards_uplink_going_down_resets_its_connections_and_moves_nothing() {
     assert_eq!(out(&e, 2, &mut own), Verdict::Uplink(1));
     let mut hello = Ipv4Packet::udp(CLIENT, UPLINK_2, 6000, 5060, b"hi").build();
     assert_eq!(inb(&e, 3, 1, &mut hello), Verdict::Tun);
-    let probes = e.set_uplink_up(1, false);
+    let probes = e.set_uplink_up(1, false, &CarriedFlows::NONE);
     assert_eq!(
         probes.len(),
         1,
@@ -294,7 +294,7 @@ fn a_forwards_uplink_going_down_resets_its_connections_and_moves_nothing() {
     cfg.reset_tcp_on_down = false;
     let e = engine(cfg);
     connect(&e);
-    assert!(e.set_uplink_up(1, false).is_empty());
+    assert!(e.set_uplink_up(1, false, &CarriedFlows::NONE).is_empty());
     let mut data = tcp(LAN, CLIENT, (80, 50000), tcp_flags::ACK, 301, 7001);
     assert_eq!(out(&e, 10, &mut data), Verdict::Uplink(1));
 }
@@ -302,7 +302,7 @@ fn a_forwards_uplink_going_down_resets_its_connections_and_moves_nothing() {
 #[test]
 fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_uplink_leaves() {
     let fake = Arc::new(FakeFastPath::default());
-    let e = engine(config(POOL, vec![])).with_fast_path(Box::new(fake.clone()));
+    let e = WithFastPath::new(engine(config(POOL, vec![])), fake.clone());
     connect(&e);
     for i in 0..u32::from(HAND_OVER_AFTER) {
         let mut data = tcp(LAN, CLIENT, (80, 50000), tcp_flags::ACK, 301 + i, 7001);
@@ -340,7 +340,7 @@ fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_uplink_leaves
 #[test]
 fn a_forward_follows_its_uplinks_new_address() {
     let fake = Arc::new(FakeFastPath::default());
-    let e = engine(config(POOL, vec![])).with_fast_path(Box::new(fake.clone()));
+    let e = WithFastPath::new(engine(config(POOL, vec![])), fake.clone());
     connect(&e);
     // a UDP flow through the forward, steady: on the fast path
     let hello = |to: [u8; 4]| Ipv4Packet::udp(CLIENT, to, 6000, 5060, b"hi").build();
@@ -410,10 +410,10 @@ fn a_forward_clashing_with_the_hosts_own_flow_is_refused_and_flows_expire_cleanl
     // the forwarded flow expires; the host's own keeps its port and its binding
     let udp = Timeouts::default().udp;
     assert_eq!(out(&e, udp / 2, &mut own()), Verdict::Uplink(1));
-    e.expire(t(udp + 2));
+    e.expire(t(udp + 2), &CarriedFlows::NONE);
     assert_eq!((e.flow_count(), e.mapping_count()), (1, 1));
     assert_eq!(e.forward_counts()[1], ForwardCount { live: 0, opened: 1 });
-    e.expire(t(udp + udp / 2 + 10 * 60_000));
+    e.expire(t(udp + udp / 2 + 10 * 60_000), &CarriedFlows::NONE);
     assert_eq!(
         (e.flow_count(), e.mapping_count(), e.destination_count()),
         (0, 0, 0)

@@ -98,12 +98,12 @@ pub(super) const UNREACH_OUT_NAT: [u8; 61] = [
 
 #[test]
 fn tcp_snat_and_reverse() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = TCP_SYN_OUT;
-    assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
     assert_eq!(p, TCP_SYN_OUT_NAT);
     let mut r = TCP_SYNACK_IN;
-    assert_eq!(inb(&mut e, t(1), 0, &mut r), Verdict::Tun);
+    assert_eq!(inb(&e, t(1), 0, &mut r), Verdict::Tun);
     assert_eq!(r, TCP_SYNACK_IN_NAT);
     let c = &e.counters().uplinks[0];
     assert_eq!(
@@ -114,39 +114,39 @@ fn tcp_snat_and_reverse() {
 
 #[test]
 fn udp_snat_and_reverse() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = UDP_OUT;
-    assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
     assert_eq!(p, UDP_OUT_NAT);
     let mut r = UDP_IN;
-    assert_eq!(inb(&mut e, t(1), 0, &mut r), Verdict::Tun);
+    assert_eq!(inb(&e, t(1), 0, &mut r), Verdict::Tun);
     assert_eq!(r, UDP_IN_NAT);
 }
 
 #[test]
 fn udp_without_checksum_keeps_none() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = UDP_NOCSUM_OUT;
-    assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
     assert_eq!(p, UDP_NOCSUM_OUT_NAT);
 }
 
 #[test]
 fn icmp_echo_snat_and_reverse() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = ECHO_OUT;
-    assert_eq!(out(&mut e, t(0), &mut p), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
     assert_eq!(p, ECHO_OUT_NAT);
     let mut r = ECHO_IN;
-    assert_eq!(inb(&mut e, t(1), 0, &mut r), Verdict::Tun);
+    assert_eq!(inb(&e, t(1), 0, &mut r), Verdict::Tun);
     assert_eq!(r, ECHO_IN_NAT);
 }
 
 #[test]
 fn icmp_error_from_internet_is_translated_with_its_quote() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = UDP_OUT;
-    out(&mut e, t(0), &mut p);
+    out(&e, t(0), &mut p);
     let mut err = UNREACH_IN;
     let mut csum = L4Checksum::Complete;
     assert_eq!(e.inbound(t(1), 0, &mut err, &mut csum), Verdict::Tun);
@@ -155,20 +155,20 @@ fn icmp_error_from_internet_is_translated_with_its_quote() {
 
 #[test]
 fn icmp_error_from_lan_about_a_reply_is_translated() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = UDP_OUT;
-    out(&mut e, t(0), &mut p);
+    out(&e, t(0), &mut p);
     let mut err = UNREACH_OUT;
-    assert_eq!(out(&mut e, t(1), &mut err), Verdict::Uplink(0));
+    assert_eq!(out(&e, t(1), &mut err), Verdict::Uplink(0));
     assert_eq!(err, UNREACH_OUT_NAT);
 }
 
 #[test]
 fn icmp_error_for_unknown_flow_is_dropped() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut err = UNREACH_IN;
     assert_eq!(
-        inb(&mut e, t(0), 0, &mut err),
+        inb(&e, t(0), 0, &mut err),
         Verdict::Drop(DropReason::NoFlow)
     );
     assert_eq!(err, UNREACH_IN, "a dropped packet is left as it was");
@@ -191,28 +191,25 @@ fn partial_checksum_gets_the_pseudo_header_update_only() {
 
 #[test]
 fn replies_to_the_wrong_uplink_or_endpoint_are_dropped() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let mut p = UDP_OUT;
-    out(&mut e, t(0), &mut p);
+    out(&e, t(0), &mut p);
     let mut r = UDP_IN;
     assert_eq!(
-        inb(&mut e, t(1), 1, &mut r),
+        inb(&e, t(1), 1, &mut r),
         Verdict::Drop(DropReason::NotForUplink)
     );
     // same uplink, but from another remote port: filtered (address and port dependent)
     let mut r = UDP_IN;
     r[20] = 0x01;
-    assert_eq!(
-        inb(&mut e, t(1), 0, &mut r),
-        Verdict::Drop(DropReason::NoFlow)
-    );
+    assert_eq!(inb(&e, t(1), 0, &mut r), Verdict::Drop(DropReason::NoFlow));
     assert_eq!(e.counters().drop_count(DropReason::NoFlow), 1);
     assert_eq!(e.counters().drop_count(DropReason::NotForUplink), 1);
 }
 
 #[test]
 fn unparseable_and_unsupported_packets_are_counted_by_reason() {
-    let mut e = single_port_engine();
+    let e = single_port_engine();
     let cases: [(&[u8], DropReason); 6] = [
         (&[], DropReason::Malformed),
         (&TCP_SYN_OUT[..30], DropReason::Malformed),
@@ -248,11 +245,7 @@ fn unparseable_and_unsupported_packets_are_counted_by_reason() {
     ];
     for (bytes, reason) in cases {
         let mut p = bytes.to_vec();
-        assert_eq!(
-            out(&mut e, t(0), &mut p),
-            Verdict::Drop(reason),
-            "{bytes:02x?}"
-        );
+        assert_eq!(out(&e, t(0), &mut p), Verdict::Drop(reason), "{bytes:02x?}");
         assert_eq!(
             e.counters().drop_count(reason),
             if reason == DropReason::Malformed {
@@ -265,10 +258,7 @@ fn unparseable_and_unsupported_packets_are_counted_by_reason() {
     // a header claiming more bytes than arrived
     let mut p = TCP_SYN_OUT;
     p[3] = 0x29;
-    assert_eq!(
-        out(&mut e, t(0), &mut p),
-        Verdict::Drop(DropReason::Malformed)
-    );
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Drop(DropReason::Malformed));
 }
 
 proptest! {
@@ -280,13 +270,13 @@ proptest! {
         src in any::<u32>(), d in any::<u32>(), sport in any::<u16>(), dport in 1u16..,
         payload in proptest::collection::vec(any::<u8>(), 0..64),
     ) {
-        let mut e = Engine::new(config((61000, 65535), vec![]));
+        let e = Engine::new(config((61000, 65535), vec![]));
         let original = Ipv4Packet::l4(proto, src, d, sport, dport, &payload).build();
         let mut p = original.clone();
-        let Verdict::Uplink(u) = out(&mut e, t(0), &mut p) else { panic!("dropped") };
+        let Verdict::Uplink(u) = out(&e, t(0), &mut p) else { panic!("dropped") };
         prop_assert_eq!(&p[16..20], &original[16..20], "destination untouched");
         let mut reply = reply_to(&p);
-        prop_assert_eq!(inb(&mut e, t(1), u, &mut reply), Verdict::Tun);
+        prop_assert_eq!(inb(&e, t(1), u, &mut reply), Verdict::Tun);
         prop_assert_eq!(reply, reply_to(&original));
     }
 
@@ -322,10 +312,10 @@ proptest! {
     /// Nothing the LAN or an uplink sends can make the engine panic.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128), uplink in 0u8..3) {
-        let mut e = Engine::new(config((61000, 61003), vec![]));
+        let e = Engine::new(config((61000, 61003), vec![]));
         let mut p = bytes.clone();
-        let _ = out(&mut e, t(0), &mut p);
+        let _ = out(&e, t(0), &mut p);
         let mut p = bytes;
-        let _ = inb(&mut e, t(0), uplink, &mut p);
+        let _ = inb(&e, t(0), uplink, &mut p);
     }
 }
