@@ -24,6 +24,7 @@
 pub mod affinity;
 pub mod answer;
 pub mod checksum;
+pub mod family;
 pub mod flow;
 pub mod fragment;
 pub mod hosts;

@@ -21,6 +21,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::family::{Family, V4};
 use super::flow::{Acked, Flow, FlowKey};
 use super::nat::{Endpoint, Nat};
 use super::select::Prefix;
@@ -42,56 +43,56 @@ pub const MAX_QUEUED_HAND_OVERS: usize = 65_536;
 
 /// A flow as the fast path names it: what both of its map entries are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FastFlow {
-    pub key: FlowKey,
+pub struct FastFlow<F: Family = V4> {
+    pub key: FlowKey<F>,
     pub uplink: UplinkId,
     /// The address it is translated to (its uplink's, or the one before for a flow opened
     /// before the address changed).
-    pub ext_addr: u32,
+    pub ext_addr: F::Addr,
     pub ext_port: u16,
 }
 
 /// A port to give back to its pool, once the kernel has let go of the flow that held it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Release {
-    endpoint: Endpoint,
+pub struct Release<F: Family = V4> {
+    endpoint: Endpoint<F>,
     /// When the flow ended.
     at: Timestamp,
 }
 
-impl Release {
+impl<F: Family> Release<F> {
     /// The port of `endpoint`'s mapping, whose flow ended `at`.
-    pub(super) fn new(endpoint: Endpoint, at: Timestamp) -> Release {
+    pub(super) fn new(endpoint: Endpoint<F>, at: Timestamp) -> Release<F> {
         Release { endpoint, at }
     }
 
-    pub(super) fn give_back(self, nat: &mut Nat) {
+    pub(super) fn give_back(self, nat: &mut Nat<F>) {
         nat.release(self.endpoint, self.at);
     }
 }
 
 /// What the engine asks of the fast path, to be carried out in the order given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FastPathWork {
+pub enum FastPathWork<F: Family = V4> {
     /// Start carrying this flow.
-    HandOver(FastFlow),
+    HandOver(FastFlow<F>),
     /// Stop carrying it: it came back to the engine, which counts what the fast path carried
     /// of it ([`FastPathDone::TakenBack`]).
-    TakeBack(FastFlow),
+    TakeBack(FastFlow<F>),
     /// Stop carrying it: it ended. Then its port goes back ([`FastPathDone::Released`]), if
     /// it held one of the pools.
-    Withdraw(FastFlow, Option<Release>),
+    Withdraw(FastFlow<F>, Option<Release<F>>),
 }
 
 /// What came of the work, for [`Engine::fast_path_done`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FastPathDone {
+pub enum FastPathDone<F: Family = V4> {
     /// The fast path could not take this flow (its maps full).
-    Refused(FastFlow),
+    Refused(FastFlow<F>),
     /// It let go of this flow, having carried so many IP bytes of it, both ways.
-    TakenBack(FastFlow, u64),
+    TakenBack(FastFlow<F>, u64),
     /// It let go of an ended flow: the port can be reused.
-    Released(Release),
+    Released(Release<F>),
 }
 
 /// What the fast path carried of one flow since it was handed over.
@@ -125,21 +126,27 @@ impl Carried {
 }
 
 /// What the fast path carried of each flow it holds, read at once, by flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CarriedFlows {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CarriedFlows<F: Family = V4> {
     /// Sorted by key, one entry per key.
-    flows: Vec<(FlowKey, Carried)>,
+    flows: Vec<(FlowKey<F>, Carried)>,
 }
 
-impl CarriedFlows {
+impl<F: Family> Default for CarriedFlows<F> {
+    fn default() -> CarriedFlows<F> {
+        CarriedFlows::NONE
+    }
+}
+
+impl<F: Family> CarriedFlows<F> {
     /// Nothing carried: what a gateway without a fast path has to say.
-    pub const NONE: CarriedFlows = CarriedFlows { flows: Vec::new() };
+    pub const NONE: CarriedFlows<F> = CarriedFlows { flows: Vec::new() };
 
     /// From what each map entry says, by the flow it is of (each direction of a flow has
     /// one: see [`Carried::merge`]).
-    pub fn from_entries(mut entries: Vec<(FlowKey, Carried)>) -> CarriedFlows {
+    pub fn from_entries(mut entries: Vec<(FlowKey<F>, Carried)>) -> CarriedFlows<F> {
         entries.sort_unstable_by_key(|(k, _)| sort_key(k));
-        let mut flows: Vec<(FlowKey, Carried)> = Vec::with_capacity(entries.len() / 2 + 1);
+        let mut flows: Vec<(FlowKey<F>, Carried)> = Vec::with_capacity(entries.len() / 2 + 1);
         for (key, c) in entries {
             match flows.last_mut() {
                 Some((last, both)) if *last == key => *both = both.merge(c),
@@ -150,7 +157,7 @@ impl CarriedFlows {
     }
 
     /// What was carried of the flow `key`, if the fast path holds it.
-    pub fn get(&self, key: &FlowKey) -> Option<&Carried> {
+    pub fn get(&self, key: &FlowKey<F>) -> Option<&Carried> {
         let i = self
             .flows
             .binary_search_by_key(&sort_key(key), |(k, _)| sort_key(k))
@@ -167,7 +174,8 @@ impl CarriedFlows {
     }
 }
 
-fn sort_key(k: &FlowKey) -> (u32, u32, u16, u16, u8) {
+/// The order entries are kept in: by remote end first, as the shards are.
+fn sort_key<F: Family>(k: &FlowKey<F>) -> (F::Addr, F::Addr, u16, u16, u8) {
     (k.rem_addr, k.int_addr, k.int_port, k.rem_port, k.proto)
 }
 

@@ -7,16 +7,21 @@ pub mod table;
 pub use session::{Acked, Segment, SessionChange, TcpPhase, TcpState};
 pub use table::{EARLY_DROP_WINDOW, FlowTable};
 
+use super::family::{Family, V4};
 use super::limits::Scale;
 use super::wire::{PROTO_ICMP, PROTO_TCP};
 use super::{Stamp, UplinkId};
 
 /// A flow as the LAN side sees it. For ICMP echo the "port" is the identifier and the remote
 /// port is 0.
+///
+/// Packed (13 bytes for IPv4, not 16): it sits in every flow entry, whose size is the
+/// table's. Its fields are read by value (`key.rem_addr`), never borrowed.
+#[repr(C, packed)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub int_addr: u32,
-    pub rem_addr: u32,
+pub struct FlowKey<F: Family = V4> {
+    pub int_addr: F::Addr,
+    pub rem_addr: F::Addr,
     pub int_port: u16,
     pub rem_port: u16,
     pub proto: u8,
@@ -24,8 +29,8 @@ pub struct FlowKey {
 
 /// A flow as a reply on an uplink names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ReplyKey {
-    pub rem_addr: u32,
+pub struct ReplyKey<F: Family = V4> {
+    pub rem_addr: F::Addr,
     pub rem_port: u16,
     pub ext_port: u16,
     pub proto: u8,
@@ -59,9 +64,10 @@ impl Default for Timeouts {
     }
 }
 
+/// A flow entry: 48 bytes for IPv4.
 #[derive(Clone, Copy, Debug)]
-pub struct Flow {
-    pub key: FlowKey,
+pub struct Flow<F: Family = V4> {
+    pub key: FlowKey<F>,
     pub last_seen: Stamp,
     pub ext_port: u16,
     pub uplink: UplinkId,
@@ -80,8 +86,8 @@ pub struct Flow {
     pub epoch: u8,
 }
 
-impl Flow {
-    pub fn reply_key(&self) -> ReplyKey {
+impl<F: Family> Flow<F> {
+    pub fn reply_key(&self) -> ReplyKey<F> {
         ReplyKey {
             rem_addr: self.key.rem_addr,
             rem_port: self.key.rem_port,
@@ -91,7 +97,7 @@ impl Flow {
         }
     }
 
-    fn idle_timeout(&self, t: &Timeouts) -> u64 {
+    pub(super) fn idle_timeout(&self, t: &Timeouts) -> u64 {
         match self.key.proto {
             PROTO_TCP => self.tcp.timeout(t),
             PROTO_ICMP => t.icmp,
@@ -113,7 +119,7 @@ impl Flow {
     }
 
     /// Its idle timeout, scaled by `scale` if pressure shortens it; and whether it was.
-    fn timeout_under(&self, t: &Timeouts, scale: Scale) -> (u64, bool) {
+    pub(super) fn timeout_under(&self, t: &Timeouts, scale: Scale) -> (u64, bool) {
         let full = self.idle_timeout(t);
         if scale.is_full() || !self.is_shortened_under_pressure() {
             (full, false)

@@ -143,8 +143,7 @@ pub struct Acked {
 /// the last segment they carried (`struct flow_value`, ebpf/wanlb.h), and the engine takes
 /// those before it judges a reset ([`TcpState::refresh`], [`crate::engine::FastPath::acks`]).
 ///
-/// 15 bytes, all byte-aligned, so that the flow entry stays at 40 bytes (it was 32 with a
-/// byte of flags and the remote's last sequence number).
+/// 15 bytes, all byte-aligned, so that the flow entry stays at 48 bytes (see [`super::Flow`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpState {
     phase: TcpPhase,

@@ -1,39 +1,60 @@
 //! The flow table: flows in a slab, indexed by both keys.
 
-use ahash::AHashMap;
+use std::hash::Hash;
+
+use hashbrown::HashTable;
 
 use super::{Flow, FlowKey, ReplyKey, Timeouts};
 use crate::engine::Timestamp;
+use crate::engine::family::{Family, V4};
 use crate::engine::limits::Scale;
 
 /// Live flows [`FlowTable::early_drop_candidate`] looks at.
 pub const EARLY_DROP_WINDOW: usize = 64;
 
 /// Flows in a slab, indexed by both keys. A bitmap says which slots are live, so a slot costs
-/// no more than its flow.
+/// no more than its flow; each index holds slot numbers only (4 bytes an entry, not the key
+/// again), and finds a flow by comparing with the key in its slot.
 #[derive(Debug, Default)]
-pub struct FlowTable {
-    pub(super) slots: Vec<Flow>,
+pub struct FlowTable<F: Family = V4> {
+    pub(super) slots: Vec<Flow<F>>,
     live: Vec<u64>,
     free: Vec<u32>,
-    by_key: AHashMap<FlowKey, u32>,
-    by_reply: AHashMap<ReplyKey, u32>,
+    by_key: HashTable<u32>,
+    by_reply: HashTable<u32>,
+    /// Seeded at random per table: where a key lands is no one's guess.
+    hasher: ahash::RandomState,
 }
 
-impl FlowTable {
-    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
-        let slot = *self.by_key.get(key)?;
-        Some(&self.slots[slot as usize])
+impl<F: Family> FlowTable<F> {
+    fn hash(&self, key: &impl Hash) -> u64 {
+        self.hasher.hash_one(key)
     }
 
-    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
-        let slot = *self.by_key.get(key)?;
-        Some(&mut self.slots[slot as usize])
+    fn slot_of(&self, key: &FlowKey<F>) -> Option<usize> {
+        let slots = &self.slots;
+        let found = self
+            .by_key
+            .find(self.hash(key), |&s| slots[s as usize].key == *key);
+        found.map(|&s| s as usize)
     }
 
-    pub fn get_reply_mut(&mut self, key: &ReplyKey) -> Option<&mut Flow> {
-        let slot = *self.by_reply.get(key)?;
-        Some(&mut self.slots[slot as usize])
+    pub fn get(&self, key: &FlowKey<F>) -> Option<&Flow<F>> {
+        Some(&self.slots[self.slot_of(key)?])
+    }
+
+    pub fn get_mut(&mut self, key: &FlowKey<F>) -> Option<&mut Flow<F>> {
+        let slot = self.slot_of(key)?;
+        Some(&mut self.slots[slot])
+    }
+
+    pub fn get_reply_mut(&mut self, key: &ReplyKey<F>) -> Option<&mut Flow<F>> {
+        let slots = &self.slots;
+        let found = self
+            .by_reply
+            .find(self.hash(key), |&s| slots[s as usize].reply_key() == *key);
+        let slot = *found? as usize;
+        Some(&mut self.slots[slot])
     }
 
     fn set_live(&mut self, slot: usize, live: bool) {
@@ -45,8 +66,9 @@ impl FlowTable {
         }
     }
 
-    /// Adds a flow whose key is not in the table yet.
-    pub fn insert(&mut self, flow: Flow) {
+    /// Adds a flow whose key is not in the table yet. (Were it there, or its reply key, the
+    /// index would name the new flow from then on, as a map's insert does.)
+    pub fn insert(&mut self, flow: Flow<F>) {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = flow;
@@ -61,22 +83,56 @@ impl FlowTable {
             }
         };
         self.set_live(slot as usize, true);
-        self.by_key.insert(flow.key, slot);
-        self.by_reply.insert(flow.reply_key(), slot);
+        let (key_hash, reply_hash) = (self.hash(&flow.key), self.hash(&flow.reply_key()));
+        let Self {
+            slots,
+            by_key,
+            by_reply,
+            hasher,
+            ..
+        } = self;
+        let key_of = |s: &u32| hasher.hash_one(slots[*s as usize].key);
+        let same_key = |s: &u32| *s != slot && slots[*s as usize].key == flow.key;
+        match by_key.find_entry(key_hash, same_key) {
+            Ok(mut entry) => *entry.get_mut() = slot,
+            Err(_) => {
+                by_key.insert_unique(key_hash, slot, key_of);
+            }
+        }
+        let reply_of = |s: &u32| hasher.hash_one(slots[*s as usize].reply_key());
+        let reply = flow.reply_key();
+        let same_reply = |s: &u32| *s != slot && slots[*s as usize].reply_key() == reply;
+        match by_reply.find_entry(reply_hash, same_reply) {
+            Ok(mut entry) => *entry.get_mut() = slot,
+            Err(_) => {
+                by_reply.insert_unique(reply_hash, slot, reply_of);
+            }
+        }
+    }
+
+    /// Takes slot `slot`, holding `flow`, out of both indexes.
+    fn unindex(&mut self, slot: u32, flow: &Flow<F>) {
+        let (key_hash, reply_hash) = (self.hash(&flow.key), self.hash(&flow.reply_key()));
+        if let Ok(entry) = self.by_key.find_entry(key_hash, |&s| s == slot) {
+            entry.remove();
+        }
+        if let Ok(entry) = self.by_reply.find_entry(reply_hash, |&s| s == slot) {
+            entry.remove();
+        }
     }
 
     /// Takes the flow with `key` out of the table.
-    pub fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
-        let slot = self.by_key.remove(key)?;
+    pub fn remove(&mut self, key: &FlowKey<F>) -> Option<Flow<F>> {
+        let slot = u32::try_from(self.slot_of(key)?).expect("fewer than 2^32 flows");
         let flow = self.slots[slot as usize];
-        self.by_reply.remove(&flow.reply_key());
+        self.unindex(slot, &flow);
         self.set_live(slot as usize, false);
         self.free.push(slot);
         Some(flow)
     }
 
     /// Every live flow, to be looked at or changed (not re-keyed).
-    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Flow)) {
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Flow<F>)) {
         for word in 0..self.live.len() {
             let mut bits = self.live[word];
             while bits != 0 {
@@ -96,8 +152,8 @@ impl FlowTable {
         now: Timestamp,
         timeouts: &Timeouts,
         scale: Scale,
-        mut idle_elsewhere: impl FnMut(&Flow) -> Option<u64>,
-        mut ended: impl FnMut(&Flow, bool),
+        mut idle_elsewhere: impl FnMut(&Flow<F>) -> Option<u64>,
+        mut ended: impl FnMut(&Flow<F>, bool),
     ) {
         for word in 0..self.live.len() {
             let mut bits = self.live[word];
@@ -120,8 +176,8 @@ impl FlowTable {
                 let flow = *flow;
                 let early =
                     shortened && now.since_stamp(flow.last_seen) < flow.idle_timeout(timeouts);
-                self.by_key.remove(&flow.key);
-                self.by_reply.remove(&flow.reply_key());
+                let index = u32::try_from(slot).expect("fewer than 2^32 flows");
+                self.unindex(index, &flow);
                 ended(&flow, early);
                 self.set_live(slot, false);
                 self.free
@@ -135,12 +191,12 @@ impl FlowTable {
     /// never completed and was idle longest. Returns its key, if any, and where the next look
     /// starts. A bounded look, as conntrack's early_drop looks at a few buckets; a flow that
     /// completed is never taken.
-    pub fn early_drop_candidate(&self, from: usize, now: Timestamp) -> (Option<FlowKey>, usize) {
+    pub fn early_drop_candidate(&self, from: usize, now: Timestamp) -> (Option<FlowKey<F>>, usize) {
         let words = self.live.len();
         if words == 0 {
             return (None, 0);
         }
-        let mut best: Option<(u64, FlowKey)> = None;
+        let mut best: Option<(u64, FlowKey<F>)> = None;
         let mut looked = 0;
         let mut word = (from / 64) % words;
         for _ in 0..words.min(EARLY_DROP_WINDOW / 4) {

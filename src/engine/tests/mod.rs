@@ -158,22 +158,22 @@ impl FakeFastPath {
                     self.log
                         .lock()
                         .unwrap()
-                        .push(format!("refuse {}", f.key.int_port));
+                        .push(format!("refuse {}", { f.key.int_port }));
                     done.push(FastPathDone::Refused(f));
                     continue;
                 }
                 FastPathWork::HandOver(f) => {
                     let k = f.key;
                     self.log.lock().unwrap().push(if self.terse {
-                        format!("hand over {}", k.int_port)
+                        format!("hand over {}", { k.int_port })
                     } else {
                         format!(
                             "hand over {} {}:{} -> {}:{} as {}:{}",
                             k.proto,
                             Ipv4Addr::from(k.int_addr),
-                            k.int_port,
+                            { k.int_port },
                             Ipv4Addr::from(k.rem_addr),
-                            k.rem_port,
+                            { k.rem_port },
                             Ipv4Addr::from(f.ext_addr),
                             f.ext_port
                         )
@@ -192,9 +192,9 @@ impl FakeFastPath {
             };
             held.retain(|h| h.key != k);
             self.log.lock().unwrap().push(if self.terse {
-                format!("withdraw {}", k.int_port)
+                format!("withdraw {}", { k.int_port })
             } else {
-                format!("withdraw {} {}", k.proto, k.int_port)
+                format!("withdraw {} {}", k.proto, { k.int_port })
             });
         }
         e.fast_path_done(&done);
