@@ -60,7 +60,7 @@ impl Limits {
 }
 
 /// Heap bytes one flow costs at most, with its share of the indexes, its NAT mapping and its
-/// destination's binding (`cargo bench --bench memory`: 141 to 174 in practice), rounded up.
+/// destination's binding (`cargo bench --bench memory`: 74 to 107 in practice), rounded up.
 pub const BYTES_PER_FLOW: u64 = 256;
 /// The default flow limit takes one flow per this many bytes of memory: at
 /// [`BYTES_PER_FLOW`], a full table uses under 2% of the machine's memory.
