@@ -10,10 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{
-    Config, ConfigErrors, FastPathMode, GatewaySpec, OnUplinkDown, Reload, ResolvedUplink,
-    SystemFacts,
-};
+use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec, OnUplinkDown, Reload};
 use crate::control::history::{self, History, Traffic};
 use crate::engine::limits::Eviction;
 use crate::engine::port_forward::Forward;
@@ -23,15 +20,16 @@ use crate::engine::{CarriedFlows, Counters, DropReason, Engine, EngineConfig, Up
 use crate::health::State;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
-use crate::io::host_route::HostRouteOwner;
+use crate::io::host_route::{HostRouteOwner, HostRouteSettings};
 pub use crate::io::journal::Cleanup;
 use crate::io::journal::{self, Plumbing};
-use crate::io::monitor::{self, LineSockets, Monitor};
+use crate::io::monitor::{self, LineSockets, Monitor, MonitorSettings};
 use crate::io::netlink::LinkWatch;
 use crate::io::packet::PacketSocket;
 use crate::io::system::{self, SystemError};
 use crate::io::worker::{Shared, Worker};
 use crate::io::{hook, iface, signal, tun};
+use crate::preflight::{self, Plan, PreflightError};
 use crate::uplink::{Addressing, LinkKind, Live, Uplink};
 
 /// Routing table and rule priorities wanlb uses for LAN traffic.
@@ -70,47 +68,22 @@ pub enum GatewayError {
     ThreadPanicked,
 }
 
+impl From<PreflightError> for GatewayError {
+    fn from(e: PreflightError) -> GatewayError {
+        match e {
+            PreflightError::Settings(errors) => GatewayError::Config(errors),
+            PreflightError::System(e) => GatewayError::System(e),
+            PreflightError::Io { what, source } => GatewayError::Io {
+                what: what.into(),
+                source,
+            },
+        }
+    }
+}
+
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GatewayError {
     let what = what.into();
     move |source| GatewayError::Io { what, source }
-}
-
-/// Reads what the settings are checked against.
-pub fn system_facts(config: &Config) -> Result<SystemFacts, GatewayError> {
-    let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
-    let range = system::read_sysctl("net.ipv4.ip_local_port_range")?;
-    let mut bounds = range
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u16>().ok());
-    let ephemeral_ports = (
-        bounds.next().unwrap_or(32768),
-        bounds.next().unwrap_or(60999),
-    );
-    let uplink_addrs: Vec<Ipv4Addr> = interfaces
-        .iter()
-        .filter(|i| config.uplinks.iter().any(|u| u.dev == i.name))
-        .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
-        .collect();
-    let services = system::local_services(&uplink_addrs)?;
-    let default_routes = crate::io::netlink::default_routes()
-        .map_err(io_err("reading the default routes (netlink)"))?;
-    Ok(SystemFacts {
-        interfaces,
-        ephemeral_ports,
-        services,
-        default_routes,
-    })
-}
-
-/// Checks `config` against this system without changing anything. Returns it with what it
-/// left to the system settled (the NAT pool), and each uplink's interface and address.
-pub fn check(config: &Config) -> Result<(Config, Vec<ResolvedUplink>), GatewayError> {
-    let facts = system_facts(config)?;
-    let uplinks = config.resolve(&facts)?;
-    let mut settled = config.clone();
-    settled.nat_ports = config.nat_pool(&facts);
-    settled.nat_ports_auto = false;
-    Ok((settled, uplinks))
 }
 
 /// The machine's memory, which sizes the flow table unless `max_flows` is given; a quarter
@@ -122,7 +95,7 @@ fn machine_memory() -> u64 {
     })
 }
 
-fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
+fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
     let pins = config
         .pins
         .iter()
@@ -136,14 +109,18 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
                 .expect("validated") as u8,
         })
         .collect();
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
+    // the secret of the NAT's port choice: from a clock, the ports would be predictable
+    let seed = getrandom::u64().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no random bytes from the kernel: NAT ports are predictable");
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
     EngineConfig {
         uplinks: config
             .uplinks
             .iter()
-            .zip(uplinks)
+            .zip(&plan.uplinks)
             .map(|(u, r)| UplinkConfig {
                 name: u.name.clone(),
                 addr: u32::from(r.addr),
@@ -153,12 +130,12 @@ fn engine_config(config: &Config, uplinks: &[ResolvedUplink]) -> EngineConfig {
             .collect(),
         pins,
         affinity_timeout_ms: config.affinity_timeout.as_millis() as u64,
-        timeouts: config.timeouts,
-        ports: config.nat_ports,
+        timeouts: (&config.timeouts).into(),
+        ports: plan.nat_pool,
         seed: seed ^ u64::from(std::process::id()),
         reset_tcp_on_down: config.on_uplink_down == OnUplinkDown::Reset,
         udp_affinity: config.udp_affinity,
-        limits: config.limits(machine_memory()),
+        limits: config.limits(plan.nat_pool, machine_memory()),
     }
 }
 
@@ -199,12 +176,7 @@ fn engine_forwards(config: &Config) -> Vec<Forward> {
 ///    `notrack` rule only ever exists while the rules send the LAN's traffic to wanlb);
 /// 4. forwarding on, last: at a stop it is restored first, before the rules go, so that the
 ///    main table does not forward the LAN's traffic in between (unless it did before wanlb).
-fn plumb(
-    p: &mut Plumbing,
-    config: &Config,
-    uplinks: &[ResolvedUplink],
-    mtu: u32,
-) -> Result<(), GatewayError> {
+fn plumb(p: &mut Plumbing, config: &Config, plan: &Plan, mtu: u32) -> Result<(), GatewayError> {
     let tun = &config.tun;
     // The device, its route and its sysctls vanish with the last queue, crash or not: they
     // need no undo.
@@ -252,8 +224,11 @@ fn plumb(
         p.ip(&format!("rule add {to_tun}"), &format!("rule del {to_tun}"))?;
     }
     move_local_rule(p)?;
-    let addrs: Vec<Ipv4Addr> = uplinks.iter().map(|u| u.addr).collect();
-    p.nft_table(&nft_table_name(tun), &guard_table(config, &addrs)?)?;
+    let addrs: Vec<Ipv4Addr> = plan.uplinks.iter().map(|u| u.addr).collect();
+    p.nft_table(
+        &nft_table_name(tun),
+        &guard_table(config, plan.nat_pool, &addrs)?,
+    )?;
     p.sysctl("net.ipv4.ip_forward", "1")?;
     Ok(())
 }
@@ -290,8 +265,13 @@ fn move_local_rule(p: &mut Plumbing) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// wanlb's nftables table for the uplinks' addresses `addrs` (in the settings' order).
-fn guard_table(config: &Config, addrs: &[Ipv4Addr]) -> Result<String, GatewayError> {
+/// wanlb's nftables table for the NAT pool `pool` and the uplinks' addresses `addrs` (in the
+/// settings' order).
+fn guard_table(
+    config: &Config,
+    pool: (u16, u16),
+    addrs: &[Ipv4Addr],
+) -> Result<String, GatewayError> {
     let guard: Vec<(String, Ipv4Addr)> = config
         .uplinks
         .iter()
@@ -322,7 +302,7 @@ fn guard_table(config: &Config, addrs: &[Ipv4Addr]) -> Result<String, GatewayErr
         &config.lan,
         &kernel_routed,
         &guard,
-        config.nat_ports,
+        pool,
         &forwards,
     ))
 }
@@ -353,13 +333,11 @@ pub type Loader<'a> = &'a (dyn Fn() -> Result<Config, String> + Sync);
 /// Runs until SIGINT or SIGTERM, then removes everything it added; on SIGHUP, reloads the
 /// settings with `load`. Returns the final counters.
 pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counters, GatewayError> {
-    let started = config;
-    let (config, resolved) = check(config)?;
-    let config = &config;
+    let plan = preflight::plan(config)?;
     tracing::info!(
-        first = config.nat_ports.0,
-        last = config.nat_ports.1,
-        per_host = config.ports_per_host(config.nat_ports),
+        first = plan.nat_pool.0,
+        last = plan.nat_pool.1,
+        per_host = config.ports_per_host(plan.nat_pool),
         "NAT ports"
     );
     for f in &config.forwards {
@@ -384,12 +362,7 @@ pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counte
         plumbing.teardown()?;
         return Err(GatewayError::TunExists(config.tun.clone()));
     }
-    let result = serve(
-        config,
-        &resolved,
-        &mut plumbing,
-        &Reloader { started, load },
-    );
+    let result = serve(config, &plan, &mut plumbing, load);
     let teardown = plumbing.teardown();
     let counters = result?;
     teardown?;
@@ -397,20 +370,16 @@ pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counte
     Ok(counters)
 }
 
-/// What a reload needs: the settings as loaded at start, and how to read them again.
-struct Reloader<'a> {
-    started: &'a Config,
-    load: Loader<'a>,
-}
-
 /// The running gateway as the control plane sees it: reports, and reloads (from SIGHUP or
 /// `POST /reload`, one at a time).
 struct Control<'a> {
     shared: &'a Shared,
     settings: &'a ArcSwap<Config>,
+    /// The monitor's part of the settings.
+    monitor_settings: &'a ArcSwap<MonitorSettings>,
     history: &'a Mutex<History>,
-    resolved: &'a [ResolvedUplink],
-    reloader: &'a Reloader<'a>,
+    plan: &'a Plan,
+    load: Loader<'a>,
     reloading: Mutex<()>,
 }
 
@@ -445,15 +414,17 @@ impl Control<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let (shared, settings) = (self.shared, self.settings);
-        let new = (self.reloader.load)().inspect_err(|e| {
+        let new = (self.load)().inspect_err(|e| {
             tracing::warn!(error = %e, "reload refused: the new settings cannot be used; the running ones stay");
         })?;
-        let reload = settings.load().reload(self.reloader.started, &new);
+        let reload = settings.load().reload(&new);
         shared
             .engine
-            .reconfigure(&engine_config(&reload.config, self.resolved));
+            .reconfigure(&engine_config(&reload.config, self.plan));
         shared.carry_out();
         settings.store(Arc::new(reload.config.clone()));
+        self.monitor_settings
+            .store(Arc::new(monitor_settings(&reload.config)));
         crate::logging::set_level(reload.config.log_level);
         for change in &reload.applied {
             tracing::info!(change = %change, "reloaded");
@@ -468,25 +439,38 @@ impl Control<'_> {
     }
 }
 
+/// The monitor's part of `config`.
+fn monitor_settings(config: &Config) -> MonitorSettings {
+    MonitorSettings {
+        health: config.health(),
+        targets: config.line_targets(),
+    }
+}
+
+/// The host route's part of `config`.
+fn host_route_settings(config: &Config) -> HostRouteSettings {
+    HostRouteSettings {
+        follow: config.host_traffic == crate::config::HostTraffic::Follow,
+        ranks: config.uplinks.iter().map(|u| (u.tier, u.weight)).collect(),
+    }
+}
+
 fn serve(
     config: &Config,
-    resolved: &[ResolvedUplink],
+    plan: &Plan,
     plumbing: &mut Plumbing,
-    reloader: &Reloader<'_>,
+    load: Loader<'_>,
 ) -> Result<Counters, GatewayError> {
+    let resolved = &plan.uplinks[..];
     let (queues, uso) = tun::open(&config.tun, config.workers)
         .map_err(io_err(format!("creating TUN device {}", config.tun)))?;
     let mtu = resolved.iter().map(|u| u.iface.mtu).min().unwrap_or(1500);
     tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
-    plumb(plumbing, config, resolved, mtu)?;
+    plumb(plumbing, config, plan, mtu)?;
 
     let fast_path = start_fast_path(config, resolved)?;
-    let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
-    let lan_nets = config
-        .lan_sources(&interfaces)
-        .map_err(ConfigErrors::from)?;
-    tracing::debug!(networks = ?lan_nets, "LAN sources translated");
-    let engine_config = engine_config(config, resolved);
+    tracing::debug!(networks = ?plan.lan_sources, "LAN sources translated");
+    let engine_config = engine_config(config, plan);
     let limits = engine_config.limits;
     tracing::info!(
         max_flows = limits.max_flows,
@@ -495,7 +479,7 @@ fn serve(
         "flow limits"
     );
     let mut engine = Engine::new(engine_config)
-        .with_lan_nets(lan_nets)
+        .with_lan_nets(plan.lan_sources.clone())
         .with_forwards(engine_forwards(config));
     if let Some(fast) = &fast_path {
         engine = engine.with_fast_path(fast.reaches());
@@ -546,7 +530,7 @@ fn serve(
     shared.fast_path = fast_path;
 
     let probe_key =
-        monitor::probe_key(config.nat_ports).map_err(io_err("choosing the health probes' key"))?;
+        monitor::probe_key(plan.nat_pool).map_err(io_err("choosing the health probes' key"))?;
     let probe_id = probe_key.id();
     let filters = resolved
         .iter()
@@ -558,7 +542,7 @@ fn serve(
                 .filter(|f| f.uplink == spec.name)
                 .map(|f| (f.proto.number(), f.port))
                 .collect();
-            SocketFilters::load(u.addr, u.link, config.nat_ports, &forwarded, probe_id).map_err(io_err(format!(
+            SocketFilters::load(u.addr, u.link, plan.nat_pool, &forwarded, probe_id).map_err(io_err(format!(
                 "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
                 u.iface.name
             )))
@@ -601,12 +585,13 @@ fn serve(
         .collect();
     let table = nft_table_name(&config.tun);
     let guard = |addrs: &[Ipv4Addr]| -> Result<(), String> {
-        let json = guard_table(config, addrs).map_err(|e| e.to_string())?;
+        let json = guard_table(config, plan.nat_pool, addrs).map_err(|e| e.to_string())?;
         system::replace_nft_table(&table, &json).map_err(|e| e.to_string())
     };
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
     let (events, hook_events) = std::sync::mpsc::channel();
     let settings = ArcSwap::from_pointee(config.clone());
+    let monitor_settings = ArcSwap::from_pointee(monitor_settings(config));
     let history = Mutex::new(History::new(
         config.uplinks.iter().map(|u| u.name.clone()).collect(),
         history::SAMPLE_EVERY,
@@ -616,9 +601,10 @@ fn serve(
     let control = Control {
         shared: &shared,
         settings: &settings,
+        monitor_settings: &monitor_settings,
         history: &history,
-        resolved,
-        reloader,
+        plan,
+        load,
         reloading: Mutex::new(()),
     };
 
@@ -662,7 +648,7 @@ fn serve(
             filters,
             addressing,
             guard: &guard,
-            settings,
+            settings: &monitor_settings,
             tun: &queues[0],
             events,
             probe_key,
@@ -753,13 +739,13 @@ fn serve(
     outcome.map(|()| counters)
 }
 
-/// Loads and attaches the kernel fast path, as `config.fast_path` asks. It detaches itself when
+/// Loads and attaches the kernel fast path, as `config.offload` asks. It detaches itself when
 /// dropped, or when the process dies: nothing of it outlives wanlb.
 fn start_fast_path(
     config: &Config,
-    resolved: &[ResolvedUplink],
+    resolved: &[preflight::ResolvedUplink],
 ) -> Result<Option<Arc<TcFastPath>>, GatewayError> {
-    if config.fast_path == FastPathMode::Off {
+    if config.offload == FastPathMode::Off {
         return Ok(None);
     }
     let interfaces = iface::list().map_err(io_err("listing interfaces"))?;
@@ -791,7 +777,7 @@ fn start_fast_path(
             tracing::info!("kernel fast path attached: steady flows bypass userspace");
             Ok(Some(Arc::new(fast)))
         }
-        Err(e) if config.fast_path == FastPathMode::Auto => {
+        Err(e) if config.offload == FastPathMode::Auto => {
             tracing::warn!(error = %e,
                 "could not start the kernel fast path (it needs Linux 6.6 or later, and the bpf() system call); every packet goes through userspace");
             Ok(None)
@@ -856,7 +842,7 @@ fn control_loop(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .sample_if_due(now, || uplink_traffic(shared));
-        host_route.update(&settings.load(), &shared.uplinks);
+        host_route.update(&host_route_settings(&settings.load()), &shared.uplinks);
     }
 }
 

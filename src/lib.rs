@@ -8,5 +8,6 @@ pub mod health;
 pub mod host_route;
 pub mod io;
 pub mod logging;
+pub mod preflight;
 pub mod probe;
 pub mod uplink;

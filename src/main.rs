@@ -4,11 +4,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use wanlb::config::{
-    Config, ConfigErrors, FastPathMode, Flags, GatewaySpec, TimeoutFlags, format_duration,
-};
+use wanlb::config::{Config, ConfigErrors, Flags, GatewaySpec};
 use wanlb::gateway::{self, GatewayError};
 use wanlb::logging;
+use wanlb::preflight::{self, Plan, PreflightError};
 use wanlb::uplink::LinkKind;
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
@@ -166,166 +165,11 @@ impl TokenArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// TOML configuration file; flags add to it or override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// LAN interface whose internet-bound traffic goes through wanlb (repeatable).
-    #[arg(long, value_name = "IFACE")]
-    lan: Vec<String>,
-    /// A network behind a LAN interface whose hosts wanlb translates too, besides the LAN
-    /// interfaces' own subnets (a routed LAN behind another router; repeatable). Packets
-    /// from any other source are dropped as spoofed.
-    #[arg(long, value_name = "CIDR")]
-    lan_net: Vec<String>,
-    /// An uplink: NAME,dev=IFACE[,gw=IPV4|auto][,weight=N][,tier=N][,check=IPV4]...[,src=IPV4].
-    /// gw is required on an Ethernet link (auto: the gateway of dev's default route, as a
-    /// DHCP client installs it, followed when it changes); a point-to-point link without a
-    /// link-layer header (ppp0, an LTE modem's raw-IP wwan0, a tunnel) needs none. src (the
-    /// address used) defaults to dev's first IPv4 address, whatever it becomes; weight and
-    /// tier to 1; check (repeatable) replaces --health-target for this uplink (repeatable; a
-    /// name from the file is overridden).
-    #[arg(long, value_name = "SPEC")]
-    uplink: Vec<String>,
-    /// Always send destinations in CIDR through UPLINK, e.g. 174.143.119.91/32=isp2
-    /// (repeatable; the longest prefix wins). While UPLINK is down they use the other lines;
-    /// with a trailing ! (CIDR=UPLINK!) they are refused with ICMP unreachable instead.
-    #[arg(long, value_name = "CIDR=UPLINK[!]")]
-    pin: Vec<String>,
-    /// Send connections to PORT of UPLINK's address on to HOST:PORT in the LAN, e.g.
-    /// tcp:8080=192.168.3.10:80@isp2 (repeatable). Their replies always leave through UPLINK;
-    /// LAN hosts reach the forward through UPLINK's address too.
-    #[arg(long, value_name = "PROTO:PORT=HOST:PORT@UPLINK")]
-    forward: Vec<String>,
-    /// An address beyond the gateways that answers ping, probed through every uplink
-    /// (repeatable; use two or more independent ones). Without any, health is carrier and
-    /// the gateway's ARP answers only.
-    #[arg(long, value_name = "IPV4")]
-    health_target: Vec<String>,
-    /// Time between probe rounds [default: 200ms].
-    #[arg(long, value_name = "DURATION")]
-    health_interval: Option<String>,
-    /// How long a probe's answer may take [default: 600ms].
-    #[arg(long, value_name = "DURATION")]
-    health_timeout: Option<String>,
-    /// Unanswered rounds in a row that take a line down [default: 3].
-    #[arg(long, value_name = "N")]
-    down_after: Option<String>,
-    /// Answered rounds in a row that bring a line back [default: 10].
-    #[arg(long, value_name = "N")]
-    up_after: Option<String>,
-    /// Take a line down while more than PERCENT of its probes are lost over the last 50
-    /// rounds, even if some get through [default: off].
-    #[arg(long, value_name = "PERCENT")]
-    max_loss: Option<String>,
-    /// Take a line down while its median probe RTT over the last 50 rounds is above this
-    /// [default: off].
-    #[arg(long, value_name = "DURATION")]
-    max_rtt: Option<String>,
-    /// What happens to a dead line's TCP connections: reset (the LAN host gets a TCP reset at
-    /// once, so applications reconnect) or keep (left to hang until the line returns or they
-    /// time out) [default: reset].
-    #[arg(long, value_name = "reset|keep")]
-    on_uplink_down: Option<String>,
-    /// The gateway's own traffic (updates, NTP, a resolver for the LAN): follow puts a
-    /// default route in the main table, in front of the system's, on the best line up and
-    /// moves it on failover; the system's own is in use again when wanlb stops. off leaves
-    /// the main table alone [default: off].
-    #[arg(long, value_name = "off|follow")]
-    host_traffic: Option<String>,
-    /// Where a UDP socket's new destinations go: endpoint (on the uplink where the socket
-    /// already talks, so every peer sees one public address and port: what STUN, WebRTC,
-    /// VoIP and games need) or destination (each destination placed as any flow: by its
-    /// line, else by weight) [default: endpoint].
-    #[arg(long, value_name = "endpoint|destination")]
-    udp_affinity: Option<String>,
-    /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on
-    /// ADDR, or off [default: 127.0.0.1:9911]. Anything but loopback needs --listen-token.
-    #[arg(long, value_name = "ADDR|off")]
-    listen: Option<String>,
-    /// A token every HTTP request must carry (Authorization: Bearer TOKEN). A flag is
-    /// visible to every local user in the process list: prefer listen_token in the file.
-    #[arg(long, value_name = "TOKEN")]
-    listen_token: Option<String>,
-    /// A name the status page and the API answer to, besides localhost and the address a
-    /// request arrives at: the name you open it by, if any (repeatable; a name or an IP
-    /// address, without a port). Requests naming any other host are refused, so that a web
-    /// page cannot reach wanlb by pointing its own name at the gateway (DNS rebinding).
-    #[arg(long, value_name = "NAME")]
-    listen_host: Vec<String>,
-    /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
-    /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
-    /// never delays failover).
-    #[arg(long, value_name = "CMD")]
-    on_change: Option<String>,
-    /// How long a destination keeps its uplink after its last flow ends: 600s, 10m, 1h ...
-    /// [default: 10m]
-    #[arg(long, value_name = "DURATION")]
-    affinity_timeout: Option<String>,
-    /// Idle timeout of an open TCP connection, or one closed one way; at least 2h4m (RFC 5382
-    /// REQ-5) [default: 2h4m].
-    #[arg(long, value_name = "DURATION")]
-    tcp_established_timeout: Option<String>,
-    /// Idle timeout of a TCP connection opening, or closed both ways; at least 4m (RFC 5382
-    /// REQ-5) [default: 4m].
-    #[arg(long, value_name = "DURATION")]
-    tcp_transitory_timeout: Option<String>,
-    /// How long a TCP session is kept after a reset in its window, for a reset the endpoint
-    /// did not take (RFC 7857 2.2 recommends 4m) [default: 4m].
-    #[arg(long, value_name = "DURATION")]
-    tcp_reset_timeout: Option<String>,
-    /// Idle timeout of a UDP flow; at least 2m (RFC 4787 REQ-5) [default: 5m].
-    #[arg(long, value_name = "DURATION")]
-    udp_timeout: Option<String>,
-    /// Idle timeout of a ping (ICMP echo) flow; at least 60s (RFC 5508 REQ-1) [default: 60s].
-    #[arg(long, value_name = "DURATION")]
-    icmp_timeout: Option<String>,
-    /// After a packet, workers keep looking for the next one this long before sleeping:
-    /// lower latency for more CPU time (e.g. 50us, 20ms) [default: 0, off].
-    #[arg(long, value_name = "DURATION")]
-    busy_poll: Option<String>,
-    /// Name of the TUN device to create [default: wanlb0].
-    #[arg(long, value_name = "NAME")]
-    tun: Option<String>,
-    /// Data-path threads [default: number of cores].
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-    /// External ports for NAT (and ICMP identifiers), per uplink and protocol: a range outside
-    /// net.ipv4.ip_local_port_range and this host's services, or auto: the largest such range
-    /// from 1024 up, found at start (1024-32767 with the kernel's defaults and no service in
-    /// it) [default: auto].
-    #[arg(long, value_name = "LOW-HIGH|auto")]
-    nat_ports: Option<String>,
-    /// How many ports of each pool (uplink and protocol) one LAN host may hold; beyond that
-    /// its new flows are refused with ICMP "administratively prohibited". Addresses that never
-    /// completed a TCP handshake share one host's share per LAN network [default: a quarter
-    /// of the pool].
-    #[arg(long, value_name = "N")]
-    max_ports_per_host: Option<String>,
-    /// The most flows wanlb keeps, all hosts together (each costs up to 256 bytes): as it
-    /// fills, flows that never completed get shorter timeouts, and are ended to make room; a
-    /// table full of completed flows refuses new ones [default: one per 16 KiB of memory,
-    /// 16384 to 1048576].
-    #[arg(long, value_name = "N")]
-    max_flows: Option<String>,
-    /// The most flows one LAN host may have; addresses that never completed a TCP handshake
-    /// share one host's share per LAN network [default: a sixteenth of --max-flows].
-    #[arg(long, value_name = "N")]
-    max_flows_per_host: Option<String>,
-    /// The most connections through one port forward that have not completed their handshake
-    /// (UDP: not answered); beyond it the oldest gives way [default: 4096].
-    #[arg(long, value_name = "N")]
-    max_embryonic_per_forward: Option<String>,
-    /// Carry steady flows (TCP, UDP, ping) in the kernel (eBPF on the LAN and uplink
-    /// interfaces) instead of copying every packet through wanlb: auto (if the kernel has
-    /// TCX, Linux 6.6+), on (required), off [default: auto].
-    #[arg(long, value_name = "auto|on|off")]
-    offload: Option<String>,
-    /// The least severe of wanlb's events logged: error, warn, info, debug or trace (the
-    /// libraries it uses stay at info at most) [default: info]. RUST_LOG, if set, decides
-    /// instead.
-    #[arg(long, value_name = "LEVEL")]
-    log_level: Option<String>,
-    /// Where the undo journal lives, so a restart after a crash can clean up.
+    /// Every setting (settings.rs in src/config/ declares them).
+    #[command(flatten)]
+    settings: Flags,
+    /// Where the undo journal lives, so a restart after a crash can clean up (made 0700 if
+    /// missing; one that others can write is refused: its journals run as root).
     #[arg(long, value_name = "DIR", default_value = gateway::STATE_DIR)]
     state_dir: PathBuf,
 }
@@ -370,55 +214,22 @@ fn say(journal: bool, message: &str) {
 
 /// The settings that cannot be used, if that is what `e` is about.
 fn config_errors(e: &anyhow::Error) -> Option<&ConfigErrors> {
-    match e.downcast_ref::<GatewayError>() {
-        Some(GatewayError::Config(errors)) => Some(errors),
-        _ => e.downcast_ref::<ConfigErrors>(),
+    if let Some(GatewayError::Config(errors)) = e.downcast_ref::<GatewayError>() {
+        return Some(errors);
     }
+    if let Some(PreflightError::Settings(errors)) = e.downcast_ref::<PreflightError>() {
+        return Some(errors);
+    }
+    e.downcast_ref::<ConfigErrors>()
 }
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => {
-            let flags = Flags {
-                config: args.config,
-                lan: args.lan,
-                lan_nets: args.lan_net,
-                uplinks: args.uplink,
-                pins: args.pin,
-                forwards: args.forward,
-                affinity_timeout: args.affinity_timeout,
-                busy_poll: args.busy_poll,
-                tun: args.tun,
-                workers: args.workers,
-                nat_ports: args.nat_ports,
-                max_ports_per_host: args.max_ports_per_host,
-                max_flows: args.max_flows,
-                max_flows_per_host: args.max_flows_per_host,
-                max_embryonic_per_forward: args.max_embryonic_per_forward,
-                offload: args.offload,
-                health_targets: args.health_target,
-                health_interval: args.health_interval,
-                health_timeout: args.health_timeout,
-                down_after: args.down_after,
-                up_after: args.up_after,
-                max_loss: args.max_loss,
-                max_rtt: args.max_rtt,
-                on_uplink_down: args.on_uplink_down,
-                host_traffic: args.host_traffic,
-                udp_affinity: args.udp_affinity,
-                on_change: args.on_change,
-                listen: args.listen,
-                listen_token: args.listen_token,
-                listen_hosts: args.listen_host,
-                timeouts: TimeoutFlags {
-                    tcp_established: args.tcp_established_timeout,
-                    tcp_transitory: args.tcp_transitory_timeout,
-                    tcp_reset: args.tcp_reset_timeout,
-                    udp: args.udp_timeout,
-                    icmp: args.icmp_timeout,
-                },
-                log_level: args.log_level,
-            };
+            let RunArgs {
+                settings: flags,
+                state_dir,
+            } = *args;
             let config = Config::load(&flags)?;
             logging::set_level(config.log_level);
             match wanlb::io::limits::raise_open_files() {
@@ -428,9 +239,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
             }
+            wanlb::io::signal::stop_on_panic();
             // a reload reads the file again, with the same flags over it
             let load = || Config::load(&flags).map_err(|e| e.to_string());
-            gateway::run(&config, &args.state_dir, &load)?;
+            gateway::run(&config, &state_dir, &load)?;
             Ok(())
         }
         Command::Reload { listen, token } => {
@@ -482,16 +294,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 ..Flags::default()
             };
             let config = Config::load(&flags)?;
-            let (config, addrs) = if offline {
-                let addrs = vec![None; config.uplinks.len()];
-                (config, addrs)
+            let plan = if offline {
+                None
             } else {
-                let (checked, uplinks) =
-                    gateway::check(&config).context("checking against this system")?;
-                let found = uplinks.into_iter().map(|u| Some((u.addr, u.link)));
-                (checked, found.collect())
+                Some(preflight::plan(&config).context("checking against this system")?)
             };
-            print_summary(&config, &addrs);
+            print_summary(&config, plan.as_ref());
             Ok(())
         }
     }
@@ -540,20 +348,21 @@ fn cleanup(state_dir: &std::path::Path, tun: Option<&str>) -> anyhow::Result<()>
     }
 }
 
-/// The settings for a person; with each uplink's address and kind of link when they were
-/// checked against the system.
-fn print_summary(config: &Config, found: &[Option<(std::net::Ipv4Addr, LinkKind)>]) {
+/// The settings for a person; with what they leave to the system settled when they were
+/// checked against it (`plan`).
+fn print_summary(config: &Config, plan: Option<&Plan>) {
     println!("configuration OK");
     println!("  LAN: {}", config.lan.join(", "));
-    for (u, found) in config.uplinks.iter().zip(found) {
+    for (i, u) in config.uplinks.iter().enumerate() {
+        let found = plan.map(|p| &p.uplinks[i]);
         let src = found.map_or_else(
             || "first address of dev".to_string(),
-            |(a, _)| a.to_string(),
+            |r| r.addr.to_string(),
         );
         // without a gateway it can only be a point-to-point link
         let link = found.map_or(
             u.gw.map_or(LinkKind::PointToPoint, |_| LinkKind::Ethernet),
-            |(_, l)| l,
+            |r| r.link,
         );
         let gw = match (link, u.gw) {
             (LinkKind::Ethernet, Some(GatewaySpec::Auto)) => {
@@ -604,74 +413,20 @@ fn print_summary(config: &Config, found: &[Option<(std::net::Ipv4Addr, LinkKind)
             f.uplink
         );
     }
-    let h = &config.health;
-    println!(
-        "  health: a round every {:?}, answer within {:?}; down after {} bad rounds, up after {} good{}{}; TCP on a dead line: {}",
-        h.interval,
-        h.timeout,
-        h.down_after,
-        h.up_after,
-        h.max_loss_pct
-            .map_or(String::new(), |l| format!(", or above {l}% loss")),
-        h.max_rtt
-            .map_or(String::new(), |r| format!(", or above {r:?} median RTT")),
-        match config.on_uplink_down {
-            wanlb::config::OnUplinkDown::Reset => "reset",
-            wanlb::config::OnUplinkDown::Keep => "keep",
-        }
-    );
-    println!(
-        "  the gateway's own traffic: {}",
-        match config.host_traffic {
-            wanlb::config::HostTraffic::Off => "the main table's default route, untouched",
-            wanlb::config::HostTraffic::Follow =>
-                "the host's default route follows the best line up",
-        }
-    );
-    println!("  affinity timeout: {}s", config.affinity_timeout.as_secs());
-    let idle = |ms: u64| format_duration(std::time::Duration::from_millis(ms));
-    let t = &config.timeouts;
-    println!(
-        "  idle timeouts: TCP established {}, opening or closed {}, after a reset {}; UDP {}; ICMP {}",
-        idle(t.tcp_established),
-        idle(t.tcp_transitory),
-        idle(t.tcp_reset),
-        idle(t.udp),
-        idle(t.icmp)
-    );
-    let pool = if config.nat_ports_auto {
-        "auto (the largest range clear of the ephemeral ports and this host's services)".into()
-    } else {
-        format!(
-            "{}-{}, at most {} per LAN host",
-            config.nat_ports.0,
-            config.nat_ports.1,
-            config.ports_per_host(config.nat_ports)
-        )
-    };
-    println!(
-        "  NAT ports: {pool}; TUN: {}; workers: {}",
-        config.tun, config.workers
-    );
-    let flows = config.max_flows.map_or_else(
-        || "one per 16 KiB of memory (16384 to 1048576)".to_string(),
-        |n| n.to_string(),
-    );
-    let per_host = config
-        .max_flows_per_host
-        .map_or_else(|| "a sixteenth of them".to_string(), |n| n.to_string());
-    println!(
-        "  flows: at most {flows}, {per_host} per LAN host; at most {} embryonic connections per port forward",
-        config.max_embryonic_per_forward
-    );
-    let offload = match config.fast_path {
-        FastPathMode::Auto => "auto (if the kernel has TCX)",
-        FastPathMode::On => "on",
-        FastPathMode::Off => "off",
-    };
-    println!("  kernel fast path: {offload}");
-    println!(
-        "  log level: {} (RUST_LOG, if set, decides instead)",
-        config.log_level
-    );
+    match plan.map(|p| p.nat_pool).or(config.nat_ports) {
+        Some(pool) => println!(
+            "  NAT ports: {}-{}, at most {} per LAN host",
+            pool.0,
+            pool.1,
+            config.ports_per_host(pool)
+        ),
+        None => println!(
+            "  NAT ports: auto (the largest range clear of the ephemeral ports and this host's services)"
+        ),
+    }
+    println!("  every setting (the defaults marked):");
+    for w in config.written() {
+        let default = if w.is_default { "  (default)" } else { "" };
+        println!("    {}: {}{default}", w.key, w.value);
+    }
 }

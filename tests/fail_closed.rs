@@ -163,6 +163,23 @@ fn cleanup_after_sigkill_leaves_the_gateway_as_it_was_and_then_has_nothing_to_do
 }
 
 #[test]
+fn a_crash_before_the_local_rule_moved_leaves_one_local_rule_after_cleanup() {
+    let tb = Testbed::up();
+    let before = tb.gateway_state();
+    let gw = tb.start_wanlb(&example_args());
+    kill(gw);
+    // as a crash between journaling the local rule's undo and moving it leaves the gateway:
+    // the rule still at priority 0, its undo ("put it back at 0") in the journal
+    tb.ok(
+        "gw",
+        &["ip", "rule", "add", "priority", "0", "lookup", "local"],
+    );
+    let out = cleanup(&tb, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    tb.assert_gateway_state(&before, "one local rule at 0, not two");
+}
+
+#[test]
 fn ipv6_between_the_lan_and_the_uplinks_is_dropped_while_wanlb_runs_and_after_it_dies() {
     let tb = Testbed::up();
     tb.add_ipv6();

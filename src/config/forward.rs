@@ -1,18 +1,17 @@
 //! Port forwards: `--forward PROTO:PORT=HOST:PORT@UPLINK` and `[[forward]]` in the file, and
-//! their checks against the other settings and the system.
+//! their checks against the other settings (those against the system are in
+//! `crate::preflight`).
 
-use std::collections::HashSet;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{At, Config, ConfigError, Loading, err, number_text};
-use crate::engine::select::Prefix;
+use super::declare::{Changes, ReloadClass, ReloadContext, Row, Table, Tables};
+use super::load::{At, FileText, Loading};
+use super::{Config, ConfigError, err};
 use crate::engine::wire::{PROTO_TCP, PROTO_UDP};
-use crate::io::iface::Interface;
-use crate::io::system::LocalService;
 
 const FORWARD_SPEC: &str = "PROTO:PORT=HOST:PORT@UPLINK, e.g. tcp:8080=192.168.3.10:80@isp2";
 
@@ -86,7 +85,7 @@ pub struct ForwardSpec {
 
 impl ForwardSpec {
     /// Whether `other` forwards the same port of the same line.
-    fn same_port(&self, other: &ForwardSpec) -> bool {
+    pub fn same_port(&self, other: &ForwardSpec) -> bool {
         (self.proto, self.port, &self.uplink) == (other.proto, other.port, &other.uplink)
     }
 }
@@ -107,7 +106,11 @@ impl fmt::Display for ForwardSpec {
 
 /// `PROTO:PORT=HOST:PORT@UPLINK`.
 pub fn parse_forward_flag(spec: &str) -> Result<ForwardSpec, ConfigError> {
-    let origin = format!("--forward {spec:?}");
+    from_flag("--forward", spec)
+}
+
+fn from_flag(flag: &str, spec: &str) -> Result<ForwardSpec, ConfigError> {
+    let origin = format!("{flag} {spec:?}");
     let parts = spec.rsplit_once('@').and_then(|(mapping, uplink)| {
         let (outside, to) = mapping.split_once('=')?;
         let (proto, port) = outside.split_once(':')?;
@@ -130,7 +133,7 @@ pub fn parse_forward_flag(spec: &str) -> Result<ForwardSpec, ConfigError> {
 /// `[[forward]]` in the file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FileForward {
+pub struct FileForward {
     proto: Spanned<String>,
     port: Spanned<toml::Value>,
     to: Spanned<String>,
@@ -150,19 +153,29 @@ fn twice(new: &ForwardSpec, first: &ForwardSpec) -> ConfigError {
     }
 }
 
-impl Config {
-    pub(super) fn apply_file_forwards(
-        &mut self,
-        forwards: &[FileForward],
+impl Table for ForwardSpec {
+    type File = FileForward;
+    const VALUE_NAME: &'static str = "PROTO:PORT=HOST:PORT@UPLINK";
+
+    fn help() -> String {
+        "Send connections to PORT of UPLINK's address on to HOST:PORT in the LAN, e.g. \
+         tcp:8080=192.168.3.10:80@isp2 (repeatable). Their replies always leave through UPLINK; \
+         LAN hosts reach the forward through UPLINK's address too."
+            .into()
+    }
+
+    fn apply_file(
+        t: &Tables<Self>,
+        list: &mut Vec<Self>,
+        file: &[FileForward],
         at: &At<'_>,
         l: &mut Loading,
     ) {
-        for f in forwards {
-            let proto = at.parse(l, &f.proto, "[[forward]] proto", |s, o| parse_proto(s, o));
-            let port = at.parse(l, &f.port, "[[forward]] port", |v, o| {
-                parse_port(&number_text(v), o)
-            });
-            let to = at.parse(l, &f.to, "[[forward]] to", |s, o| parse_to(s, o));
+        let key = |k: &str| format!("[[{}]] {k}", t.key);
+        for f in file {
+            let proto = at.parse(l, &f.proto, &key("proto"), |s, o| parse_proto(s, o));
+            let port = at.parse(l, &f.port, &key("port"), |v, o| parse_port(&v.text(), o));
+            let to = at.parse(l, &f.to, &key("to"), |s, o| parse_to(s, o));
             let (Some(proto), Some(port), Some(to)) = (proto, port, to) else {
                 continue;
             };
@@ -171,34 +184,64 @@ impl Config {
                 port,
                 to,
                 uplink: f.uplink.get_ref().clone(),
-                origin: at.origin(l, &f.port, "[[forward]] port"),
-                to_origin: at.origin(l, &f.to, "[[forward]] to"),
-                uplink_origin: at.origin(l, &f.uplink, "[[forward]] uplink"),
+                origin: at.origin(l, &f.port, &key("port")),
+                to_origin: at.origin(l, &f.to, &key("to")),
+                uplink_origin: at.origin(l, &f.uplink, &key("uplink")),
             };
-            match self.forwards.iter().find(|x| x.same_port(&spec)) {
+            match list.iter().find(|x| x.same_port(&spec)) {
                 Some(first) => l.errors.push(twice(&spec, first)),
-                None => self.forwards.push(spec),
+                None => list.push(spec),
             }
         }
     }
 
-    /// The flags' forwards: each replaces the file's forward of the same port and line.
-    pub(super) fn apply_forward_flags(&mut self, specs: &[String], l: &mut Loading) {
-        let mut from_flags: Vec<ForwardSpec> = Vec::new();
-        for spec in specs {
-            let Some(f) = l.take(parse_forward_flag(spec)) else {
+    /// Each flag's forward replaces the file's forward of the same port and line.
+    fn apply_flags(t: &Tables<Self>, list: &mut Vec<Self>, flags: &[String], l: &mut Loading) {
+        let mut given: Vec<ForwardSpec> = Vec::new();
+        for spec in flags {
+            let Some(f) = l.take(from_flag(t.flag, spec)) else {
                 continue;
             };
-            if let Some(first) = from_flags.iter().find(|x| x.same_port(&f)) {
+            if let Some(first) = given.iter().find(|x| x.same_port(&f)) {
                 l.errors.push(twice(&f, first));
                 continue;
             }
-            self.forwards.retain(|x| !x.same_port(&f));
-            self.forwards.push(f.clone());
-            from_flags.push(f);
+            list.retain(|x| !x.same_port(&f));
+            list.push(f.clone());
+            given.push(f);
         }
     }
 
+    /// The NAT pools, the socket filters and the nftables table are made for the forwards:
+    /// one added or removed waits for a restart.
+    fn reload(running: &mut Vec<Self>, new: &[Self], _: &ReloadContext, c: &mut Changes) {
+        let shown =
+            |f: &[ForwardSpec]| -> Vec<String> { f.iter().map(ToString::to_string).collect() };
+        let (before, after) = (shown(running), shown(new));
+        for f in after.iter().filter(|f| !before.contains(f)) {
+            c.need_restart
+                .push(format!("forward {f} is new: restart wanlb to add it"));
+        }
+        for f in before.iter().filter(|f| !after.contains(f)) {
+            c.need_restart.push(format!(
+                "forward {f} is no longer in the settings: restart wanlb to remove it"
+            ));
+        }
+    }
+
+    fn rows(t: &Tables<Self>) -> Vec<Row> {
+        vec![Row {
+            key: format!("[[{}]] proto, port, to, uplink", t.key),
+            flag: format!("{} {}", t.flag, Self::VALUE_NAME),
+            repeatable: true,
+            default: "none".into(),
+            doc: "connections to `port` (tcp or udp) of the uplink's address go to the LAN host `to` (`HOST:PORT`); their answers always leave through that uplink (see [Port forwarding](#port-forwarding))".into(),
+            reload: Some(ReloadClass::Restart),
+        }]
+    }
+}
+
+impl Config {
     /// The forwards naming an uplink that is not configured (`names`: every uplink given,
     /// refused ones too, sorted), one error each.
     pub(super) fn forwards_to_unknown_uplinks(&self, names: &[&str]) -> Vec<ConfigError> {
@@ -214,63 +257,5 @@ impl Config {
                 ),
             })
             .collect()
-    }
-
-    /// Checks each forward against the system: its host is a LAN host (in `lan_sources`, not
-    /// this gateway), and no service of this host holds its port on its uplink's address
-    /// (`uplink_addrs`, by uplink name) or on every address: wanlb keeps what arrives there
-    /// from the kernel, so such a service would be cut off from that line.
-    pub(super) fn resolve_forwards(
-        &self,
-        lan_sources: &[Prefix],
-        interfaces: &[Interface],
-        services: &[LocalService],
-        uplink_addrs: &[(&str, Ipv4Addr)],
-        errors: &mut Vec<ConfigError>,
-    ) {
-        let own: HashSet<Ipv4Addr> = interfaces
-            .iter()
-            .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
-            .collect();
-        for f in &self.forwards {
-            let host = *f.to.ip();
-            if own.contains(&host) {
-                errors.push(ConfigError {
-                    origin: f.to_origin.clone(),
-                    message: format!(
-                        "{host} is an address of this gateway; a forward goes to a LAN host"
-                    ),
-                });
-            } else if !lan_sources.iter().any(|n| n.contains(u32::from(host))) {
-                let nets: Vec<String> = lan_sources
-                    .iter()
-                    .map(|n| format!("{}/{}", Ipv4Addr::from(n.addr()), n.prefix_len()))
-                    .collect();
-                errors.push(ConfigError {
-                    origin: f.to_origin.clone(),
-                    message: format!(
-                        "{host} is not in the LAN ({}); a routed LAN's network is added with --lan-net",
-                        nets.join(", ")
-                    ),
-                });
-            }
-            let Some(&(_, addr)) = uplink_addrs.iter().find(|(name, _)| *name == f.uplink) else {
-                continue;
-            };
-            let held = services.iter().find(|s| {
-                s.proto == f.proto.name()
-                    && s.port == f.port
-                    && (s.addr == addr || s.addr.is_unspecified())
-            });
-            if let Some(s) = held {
-                errors.push(ConfigError {
-                    origin: f.origin.clone(),
-                    message: format!(
-                        "{}/{} is used by a service on this host ({}:{}): the forward would cut it off from {}; forward another port, or move the service",
-                        s.proto, s.port, s.addr, s.port, f.uplink
-                    ),
-                });
-            }
-        }
     }
 }

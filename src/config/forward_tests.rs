@@ -1,7 +1,6 @@
-//! `--forward` and `[[forward]]`: parsed, checked against the other settings and the system,
-//! every error naming the flag or the file's line and key.
+//! `--forward` and `[[forward]]`: parsed and checked against the other settings, every error
+//! naming the flag or the file's line and key (against the system: crate::preflight's tests).
 
-use super::tests::{facts, service};
 use super::*;
 
 const ISP1: &str = "isp1,dev=eth1,gw=192.168.1.254";
@@ -199,70 +198,4 @@ uplink = "isp1"
             "tcp:8080=192.168.3.99:8000@isp1"
         ]
     );
-}
-
-#[test]
-fn a_forward_goes_to_a_lan_host_from_a_port_no_service_of_the_gateway_holds() {
-    // facts(): eth0 192.168.3.100/24 (the LAN), eth1 192.168.1.1, eth2 192.168.2.1; a TCP
-    // service on port 80 of every address
-    let resolve = |forwards: &[&str], extra: &[LocalService]| -> Vec<String> {
-        let mut sys = facts();
-        sys.services.extend_from_slice(extra);
-        match Config::load(&flags(forwards)).unwrap().resolve(&sys) {
-            Ok(_) => Vec::new(),
-            Err(e) => e.errors().iter().map(ToString::to_string).collect(),
-        }
-    };
-    assert!(resolve(&["tcp:8080=192.168.3.10:80@isp2"], &[]).is_empty());
-    // outside the LAN, or the gateway itself
-    let found = resolve(&["tcp:8080=10.1.2.3:80@isp2"], &[]);
-    assert_eq!(
-        found,
-        [
-            r#"--forward "tcp:8080=10.1.2.3:80@isp2": 10.1.2.3 is not in the LAN (192.168.3.0/24); a routed LAN's network is added with --lan-net"#
-        ]
-    );
-    let found = resolve(&["tcp:8080=192.168.3.100:80@isp2"], &[]);
-    assert!(
-        found[0]
-            .ends_with("192.168.3.100 is an address of this gateway; a forward goes to a LAN host"),
-        "{found:?}"
-    );
-    // a routed LAN, once named, is the LAN
-    let mut f = flags(&["tcp:8080=10.1.2.3:80@isp2"]);
-    f.lan_nets = vec!["10.1.2.0/24".into()];
-    assert!(Config::load(&f).unwrap().resolve(&facts()).is_ok());
-
-    // a service on the port: on every address, or on that line's; not on the other line's,
-    // nor of the other protocol
-    let found = resolve(&["tcp:80=192.168.3.10:80@isp2"], &[]);
-    assert_eq!(
-        found,
-        [
-            r#"--forward "tcp:80=192.168.3.10:80@isp2": tcp/80 is used by a service on this host (0.0.0.0:80): the forward would cut it off from isp2; forward another port, or move the service"#
-        ]
-    );
-    let on_isp2 = service("udp", 5060, [192, 168, 2, 1]);
-    let on_isp1 = service("udp", 5060, [192, 168, 1, 1]);
-    let forward = ["udp:5060=192.168.3.10:5060@isp2"];
-    assert_eq!(resolve(&forward, &[on_isp2]).len(), 1);
-    assert!(resolve(&forward, &[on_isp1]).is_empty());
-    assert!(
-        resolve(
-            &["tcp:5060=192.168.3.10:5060@isp2"],
-            &[service("udp", 5060, [0; 4])]
-        )
-        .is_empty()
-    );
-}
-
-#[test]
-fn forwarded_ports_leave_the_nat_pool_as_it_would_be() {
-    // the pool keeps forwarded ports aside itself: the automatic range is not cut in two,
-    // and a given range may hold one
-    let c = Config::load(&flags(&["tcp:8080=192.168.3.10:80@isp2"])).unwrap();
-    assert_eq!(c.nat_pool(&facts()), (1024, 32767));
-    let mut f = flags(&["tcp:61000=192.168.3.10:80@isp2"]);
-    f.nat_ports = Some("61000-65535".into());
-    assert!(Config::load(&f).unwrap().resolve(&facts()).is_ok());
 }

@@ -1,6 +1,10 @@
-//! The NAT port pool, the ports one host may hold, and the limits on flows.
+//! The NAT port pool and the ports one host may hold, as given (crate::preflight settles
+//! the pool on the system), the limits on flows, and where the status is served.
 
 use super::*;
+
+/// A pool as `auto` finds it on a system with the kernel's default ephemeral ports.
+const POOL: (u16, u16) = (1024, 32767);
 
 fn flags() -> Flags {
     Flags {
@@ -10,52 +14,17 @@ fn flags() -> Flags {
     }
 }
 
-fn facts(ephemeral: (u16, u16), services: &[u16]) -> SystemFacts {
-    SystemFacts {
-        ephemeral_ports: ephemeral,
-        services: services
-            .iter()
-            .map(|&port| LocalService {
-                proto: "tcp".into(),
-                port,
-                addr: Ipv4Addr::UNSPECIFIED,
-            })
-            .collect(),
-        ..SystemFacts::default()
-    }
-}
-
-#[test]
-fn the_default_pool_is_the_largest_range_clear_of_ephemeral_ports_and_services() {
-    let c = Config::load(&flags()).unwrap();
-    assert!(c.nat_ports_auto);
-    // the kernel's defaults, no service above 1023
-    assert_eq!(c.nat_pool(&facts((32768, 60999), &[22, 80])), (1024, 32767));
-    // a service in the middle: the larger side
-    assert_eq!(c.nat_pool(&facts((32768, 60999), &[8080])), (8081, 32767));
-    // a wide ephemeral range leaves the top
-    assert_eq!(c.nat_pool(&facts((1024, 60999), &[])), (61000, 65535));
-    assert_eq!(
-        largest_free_range((32768, 60999), [5000, 20000, 20001].into_iter()),
-        (5001, 19999)
-    );
-    // a quarter of it per host, unless told
-    assert_eq!(c.ports_per_host((1024, 32767)), 7936);
-    assert_eq!(c.ports_per_host((61000, 61002)), 1);
-}
-
 #[test]
 fn a_given_pool_and_host_limit_are_taken_and_bad_ones_named() {
     let mut f = flags();
     f.nat_ports = Some("40000-40999".into());
     f.max_ports_per_host = Some("100".into());
     let c = Config::load(&f).unwrap();
-    assert!(!c.nat_ports_auto);
-    assert_eq!(c.nat_pool(&facts((32768, 60999), &[])), (40000, 40999));
+    assert_eq!(c.nat_ports, Some((40000, 40999)));
     assert_eq!(c.ports_per_host((40000, 40999)), 100);
 
     f.nat_ports = Some("auto".into());
-    assert!(Config::load(&f).unwrap().nat_ports_auto);
+    assert_eq!(Config::load(&f).unwrap().nat_ports, None, "auto");
     f.max_ports_per_host = Some("0".into());
     let e = Config::load(&f).unwrap_err().to_string();
     assert!(
@@ -68,7 +37,7 @@ fn a_given_pool_and_host_limit_are_taken_and_bad_ones_named() {
 fn the_flow_limits_follow_the_memory_unless_given() {
     const GIB: u64 = 1 << 30;
     let c = Config::load(&flags()).unwrap();
-    let l = c.limits(GIB);
+    let l = c.limits(POOL, GIB);
     assert_eq!(
         (
             l.max_flows,
@@ -77,15 +46,15 @@ fn the_flow_limits_follow_the_memory_unless_given() {
         ),
         (65_536, 4_096, 4_096)
     );
-    assert_eq!(l.max_ports_per_host, c.ports_per_host(c.nat_ports));
-    assert_eq!(c.limits(64 * GIB).max_flows, 1_048_576);
+    assert_eq!(l.max_ports_per_host, c.ports_per_host(POOL));
+    assert_eq!(c.limits(POOL, 64 * GIB).max_flows, 1_048_576);
 
     let mut f = flags();
     f.max_flows = Some("20000".into());
     f.max_flows_per_host = Some("500".into());
     f.max_embryonic_per_forward = Some("256".into());
     f.max_ports_per_host = Some("77".into());
-    let l = Config::load(&f).unwrap().limits(GIB);
+    let l = Config::load(&f).unwrap().limits(POOL, GIB);
     assert_eq!(
         (
             l.max_flows,
@@ -98,7 +67,10 @@ fn the_flow_limits_follow_the_memory_unless_given() {
     // the per-host default follows a given table size
     f.max_flows_per_host = None;
     assert_eq!(
-        Config::load(&f).unwrap().limits(GIB).max_flows_per_host,
+        Config::load(&f)
+            .unwrap()
+            .limits(POOL, GIB)
+            .max_flows_per_host,
         1_250
     );
 }
@@ -135,7 +107,7 @@ fn bad_flow_limits_are_refused_naming_the_flag_or_key() {
         ..Flags::default()
     })
     .unwrap();
-    let l = c.limits(1 << 30);
+    let l = c.limits(POOL, 1 << 30);
     assert_eq!(
         (
             l.max_flows,
@@ -172,41 +144,4 @@ fn load_err(f: &Flags) -> ConfigError {
     let errors = Config::load(f).expect_err("should be refused");
     assert_eq!(errors.errors().len(), 1, "one error only:\n{errors}");
     errors.errors()[0].clone()
-}
-
-#[test]
-fn the_auto_pool_leaves_out_the_status_port_where_the_uplinks_reach_it() {
-    let mut system = super::tests::facts();
-    system.services.clear();
-    let pool_with = |listen: &str| {
-        let mut f = flags();
-        f.listen = Some(listen.into());
-        f.listen_token = Some("s3cret".into());
-        let c = Config::load(&f).unwrap();
-        (c.nat_pool(&system), c.resolve(&system).map(|_| ()))
-    };
-    // on loopback, or another host's address, it shares nothing with the uplinks' ports
-    for listen in ["127.0.0.1:9911", "192.168.3.100:9911", "[::1]:9911"] {
-        assert_eq!(pool_with(listen), ((1024, 32767), Ok(())), "{listen}");
-    }
-    // on every address, or an uplink's: its port is kept out of the pool
-    for listen in [
-        "0.0.0.0:9911",
-        "192.168.1.1:9911",
-        "[::]:9911",
-        "[::ffff:192.168.1.1]:9911",
-    ] {
-        assert_eq!(pool_with(listen), ((9912, 32767), Ok(())), "{listen}");
-    }
-    // and a pool given with it in is refused, naming both
-    let mut f = flags();
-    f.listen = Some("0.0.0.0:9911".into());
-    f.listen_token = Some("s3cret".into());
-    f.nat_ports = Some("5000-20000".into());
-    let e = Config::load(&f).unwrap().resolve(&system).unwrap_err();
-    let e = e.errors()[0].to_string();
-    assert_eq!(
-        e,
-        "nat_ports: 5000-20000 contains port 9911, where wanlb serves its status (listen 0.0.0.0:9911) on an address the uplinks reach; choose a range without it"
-    );
 }

@@ -10,6 +10,8 @@ pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod server;
+#[cfg(test)]
+mod server_tests;
 pub mod table;
 
 use serde::{Deserialize, Serialize};

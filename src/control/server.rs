@@ -76,6 +76,11 @@ impl Server {
         listener.set_nonblocking(true)?;
         Ok(Server { listener })
     }
+
+    /// The address it listens on (the port chosen, if 0 was asked for).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
 }
 
 /// The body a request announced, as far as answering it goes.
@@ -170,21 +175,12 @@ async fn run(
     let mut open = Connections::default();
     let mut check_stop = tokio::time::interval(STOP_CHECK);
     while !stop.load(Ordering::Relaxed) {
+        // Requests waiting for an answer come before new connections, and each connection
+        // accepted lets the open ones read before the next: otherwise a client that opens
+        // connections faster than they are served makes every other one the idlest, and
+        // closed, before its request is even read.
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    count(&counters.connections);
-                    if open.len() >= MAX_CONNECTIONS && open.close_idlest() {
-                        count(&counters.closed_idlest);
-                    }
-                    open.start(stream, &calls_to, &counters);
-                }
-                Err(e) => {
-                    // out of descriptors, say: the backlog waits until one is free
-                    tracing::debug!(error = %e, "the control port cannot accept a connection now");
-                    tokio::time::sleep(STOP_CHECK).await;
-                }
-            },
+            biased;
             Some(call) = calls.recv() => {
                 let answer = respond(&call.head, call.body, call.local, access, gateway, &counters);
                 // the client may be gone, and its connection with it
@@ -198,6 +194,21 @@ async fn run(
                 open.by_task.remove(&id);
             }
             _ = check_stop.tick() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    count(&counters.connections);
+                    if open.len() >= MAX_CONNECTIONS && open.close_idlest() {
+                        count(&counters.closed_idlest);
+                    }
+                    open.start(stream, &calls_to, &counters);
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    // out of descriptors, say: the backlog waits until one is free
+                    tracing::debug!(error = %e, "the control port cannot accept a connection now");
+                    tokio::time::sleep(STOP_CHECK).await;
+                }
+            },
         }
     }
     Ok(())
@@ -248,7 +259,7 @@ impl Connections {
 /// reading.
 struct Activity {
     epoch: Instant,
-    /// Milliseconds since `epoch`.
+    /// Microseconds since `epoch` (finer than the accepts of a flood follow each other).
     last: AtomicU64,
     write_timed_out: AtomicBool,
 }
@@ -265,8 +276,8 @@ impl Activity {
     }
 
     fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.last.store(ms, Ordering::Relaxed);
+        let us = self.epoch.elapsed().as_micros() as u64;
+        self.last.store(us, Ordering::Relaxed);
     }
 }
 

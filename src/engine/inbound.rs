@@ -140,7 +140,11 @@ impl Engine {
         if shard.flows.get(&key).is_some() {
             return Err(DropReason::ForwardClash);
         }
-        self.make_room(shard, shard_of(key.rem_addr), now)?;
+        self.admit_forwarded(shard, shard_of(key.rem_addr), id, now)?;
+        if let Err(reason) = self.make_room(shard, shard_of(key.rem_addr), now) {
+            self.forwards.closed(id);
+            return Err(reason);
+        }
         self.make_embryonic_room(shard, id, now);
         shard.flows.insert(Flow {
             key,

@@ -212,6 +212,7 @@ impl Engine {
             if !flow.tcp.is_completed() {
                 shard.embryonic[id].ended();
             }
+            self.forwards.closed(id);
             return;
         }
         if shard
@@ -254,6 +255,7 @@ impl Engine {
                     if !f.tcp.is_completed() {
                         embryonic[id].ended();
                     }
+                    self.forwards.closed(id);
                     return;
                 }
                 unbound += u64::from(affinity.detach(f.key.rem_addr, f.uplink, f.last_seen));

@@ -159,6 +159,8 @@ pub(super) struct Room {
     max_flows: AtomicU32,
     /// Per shard and forward: [`Limits::max_embryonic_per_forward`] over the shards.
     embryonic_per_shard: AtomicU32,
+    /// Per forward, all its connections: [`Limits::max_flows_per_host`].
+    per_forward: AtomicU32,
     evictions: [AtomicU64; Eviction::ALL.len()],
 }
 
@@ -168,6 +170,7 @@ impl Room {
             live: AtomicU32::new(0),
             max_flows: AtomicU32::new(0),
             embryonic_per_shard: AtomicU32::new(0),
+            per_forward: AtomicU32::new(0),
             evictions: std::array::from_fn(|_| AtomicU64::new(0)),
         };
         room.set(limits);
@@ -181,6 +184,8 @@ impl Room {
             limits.max_embryonic_per_forward.div_ceil(shards),
             Ordering::Relaxed,
         );
+        self.per_forward
+            .store(limits.max_flows_per_host, Ordering::Relaxed);
     }
 
     pub(super) fn live(&self) -> u32 {
@@ -304,19 +309,66 @@ impl Engine {
         true
     }
 
+    /// Counts a new connection through forward `id` from one of `shard`'s remote addresses,
+    /// unless the forward has as many as one LAN host may have flows: its LAN host's service,
+    /// however busy, must not take the table from the LAN (the internet can keep answered
+    /// flows open without end: a UDP service answers any source, and a TCP client completes
+    /// its handshakes). At that limit, the oldest of the forward's embryonic connections in
+    /// `shard` (number `index`), or else in one of the next few shards not busy now, gives
+    /// way; without one, the new connection is refused.
+    pub(super) fn admit_forwarded(
+        &self,
+        shard: &mut Shard,
+        index: usize,
+        id: usize,
+        now: Timestamp,
+    ) -> Result<(), DropReason> {
+        let max = self.room.per_forward.load(Ordering::Relaxed);
+        if self.forwards.try_open(id, max) {
+            return Ok(());
+        }
+        let mut ended = self.end_oldest_embryonic(shard, id, now);
+        // the caller holds its own shard: another is only tried, never waited for
+        for next in 1..EARLY_DROP_SHARDS {
+            if ended {
+                break;
+            }
+            let other = &self.shards[(index + next) % SHARDS];
+            let mut other = match other.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            ended = self.end_oldest_embryonic(&mut other, id, now);
+        }
+        if ended && self.forwards.try_open(id, max) {
+            Ok(())
+        } else {
+            Err(DropReason::ForwardFlowLimit)
+        }
+    }
+
+    /// Ends the oldest embryonic connection through forward `id` in `shard`, if any.
+    fn end_oldest_embryonic(&self, shard: &mut Shard, id: usize, now: Timestamp) -> bool {
+        let Shard {
+            flows, embryonic, ..
+        } = &mut *shard;
+        let Some(oldest) = embryonic[id].oldest(|k| self.is_embryonic_of(flows, k, id)) else {
+            return false;
+        };
+        self.end_flow(shard, &oldest, now);
+        self.room.count(Eviction::ForwardEmbryonic, 1);
+        true
+    }
+
     /// Before a new connection through forward `id` from one of `shard`'s remote addresses:
     /// if the shard holds as many of the forward's embryonic connections as it may, the
     /// oldest gives way.
     pub(super) fn make_embryonic_room(&self, shard: &mut Shard, id: usize, now: Timestamp) {
         while shard.embryonic[id].live() >= self.room.embryonic_per_shard() {
-            let Shard {
-                flows, embryonic, ..
-            } = &mut *shard;
-            let Some(oldest) = embryonic[id].oldest(|k| self.is_embryonic_of(flows, k, id)) else {
+            if !self.end_oldest_embryonic(shard, id, now) {
                 return;
-            };
-            self.end_flow(shard, &oldest, now);
-            self.room.count(Eviction::ForwardEmbryonic, 1);
+            }
         }
     }
 }

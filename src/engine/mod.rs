@@ -136,7 +136,8 @@ pub struct EngineConfig {
     pub timeouts: Timeouts,
     /// Inclusive range of external ports (and ICMP identifiers) per uplink and protocol.
     pub ports: (u16, u16),
-    /// Seeds where port searches start; any value works.
+    /// The secret of where port searches start: random (from the operating system's random
+    /// source), or the external ports are predictable.
     pub seed: u64,
     /// When an uplink goes down, end its TCP connections with a reset to the LAN host (they
     /// cannot survive a new address); otherwise leave them, for uplinks that come back fast.

@@ -7,8 +7,10 @@
 //! the same lock, since every flow a LAN host opens or ends takes this lock anyway.
 
 use std::collections::hash_map::Entry;
+use std::hash::Hasher;
 
 use ahash::AHashMap;
+use siphasher::sip::SipHasher13;
 
 use super::family::{Family, V4};
 use super::hosts::{Hosts, Network, Refusal};
@@ -117,7 +119,9 @@ pub struct Nat<F: Family = V4> {
     pools: Vec<[PortPool; 3]>,
     /// The flows and ports each LAN host holds, and may.
     hosts: Hosts<F>,
-    rng: u64,
+    /// The secret of the port searches' starts, and how many were drawn.
+    key: u64,
+    drawn: u64,
     /// Mappings made so far.
     made: u64,
 }
@@ -131,7 +135,8 @@ impl<F: Family> Nat<F> {
             mappings: AHashMap::new(),
             pools,
             hosts: Hosts::new(uplinks),
-            rng: seed | 1,
+            key: seed,
+            drawn: 0,
             made: 0,
         }
     }
@@ -176,13 +181,15 @@ impl<F: Family> Nat<F> {
         }
     }
 
-    /// xorshift64: a cheap, seeded spread of where port searches start (RFC 6056 asks that
-    /// external ports not be predictable from the previous one).
+    /// Where the next port search starts: a keyed hash (SipHash, a pseudo-random function) of
+    /// how many were drawn before. RFC 6056 asks that external ports not be predictable from
+    /// the previous ones; a linear generator (xorshift, say) gives its state away to whoever
+    /// sees a few ports, and with it every port to come.
     fn next_random(&mut self) -> u32 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 32) as u32
+        self.drawn += 1;
+        let mut h = SipHasher13::new_with_keys(self.key, self.key.rotate_left(32));
+        h.write_u64(self.drawn);
+        (h.finish() >> 32) as u32
     }
 
     /// The external port of `ep`, taking a new one for its first flow (admitted first, see
@@ -389,6 +396,92 @@ mod tests {
         for p in 0..4 {
             assert!(open(&mut nat, ep(1, p, PROTO_UDP, 0)).is_ok());
         }
+    }
+
+    /// The state of a generator that an observer of the ports it gave would recover, were it
+    /// xorshift64 (linear over GF(2)): each port of a pool of 31,744 (1024 to 32767, the
+    /// automatic pool beside Linux's ephemeral ports; 2^10 * 31) tells the 10 low bits of the
+    /// generator's output. None if the ports do not determine one.
+    fn xorshift_state_from(ports: &[u16]) -> Option<u64> {
+        // each bit of the state, as the set of bits of the first state it is the sum of
+        let mut sym: [u64; 64] = std::array::from_fn(|k| 1 << k);
+        // `s ^= s << by` (left) or `s ^= s >> by`
+        let shift = |sym: &mut [u64; 64], by: usize, left: bool| {
+            let old = *sym;
+            for (k, bit) in sym.iter_mut().enumerate() {
+                let from = if left {
+                    k.checked_sub(by)
+                } else {
+                    Some(k + by)
+                };
+                if let Some(&from) = from.and_then(|f| old.get(f)) {
+                    *bit ^= from;
+                }
+            }
+        };
+        let mut equations: Vec<(u64, bool)> = Vec::new();
+        for &port in ports {
+            shift(&mut sym, 13, true);
+            shift(&mut sym, 7, false);
+            shift(&mut sym, 17, true);
+            let low = u32::from(port - 1024) % 1024;
+            for b in 0..10 {
+                equations.push((sym[32 + b], low >> b & 1 == 1));
+            }
+        }
+        // Gaussian elimination
+        let mut pivots: Vec<(u64, bool)> = Vec::new();
+        for (mut mask, mut value) in equations {
+            for &(p, v) in &pivots {
+                if mask & (1 << p.trailing_zeros()) != 0 {
+                    mask ^= p;
+                    value ^= v;
+                }
+            }
+            if mask != 0 {
+                let bit = 1 << mask.trailing_zeros();
+                for (p, v) in pivots.iter_mut() {
+                    if *p & bit != 0 {
+                        *p ^= mask;
+                        *v ^= value;
+                    }
+                }
+                pivots.push((mask, value));
+            }
+        }
+        (pivots.len() == 64).then(|| {
+            pivots
+                .iter()
+                .filter(|(_, v)| *v)
+                .map(|(p, _)| 1u64 << p.trailing_zeros())
+                .sum()
+        })
+    }
+
+    #[test]
+    fn the_ports_given_do_not_tell_the_next_ones() {
+        // an observer on the internet sees the external ports of flows it receives (a LAN
+        // resolver's queries to its server, say): were the next ones predictable, it could
+        // send forged answers to the port a query to another server will come from (RFC 6056)
+        let mut nat = Nat::new(1, (1024, 32767), 0x5eed_1234_abcd_9876);
+        let ports: Vec<u16> = (0..16)
+            .map(|i| open(&mut nat, ep(7, 5000 + i, PROTO_UDP, 0)).unwrap())
+            .collect();
+        let (seen, next) = ports.split_at(10);
+        let Some(mut state) = xorshift_state_from(seen) else {
+            return; // the ports tell no state: nothing to predict from
+        };
+        let predicted: Vec<u16> = seen
+            .iter()
+            .chain(next)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                1024 + u16::try_from((state >> 32) % 31_744).unwrap()
+            })
+            .collect();
+        assert_ne!(predicted[10..], *next, "the next ports were predicted");
     }
 
     proptest! {

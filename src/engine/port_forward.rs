@@ -7,7 +7,7 @@
 //! no port from the NAT pool (the pool keeps forwarded ports aside, so the port alone tells a
 //! forwarded flow from a translated one), binds no destination and counts toward no weight.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ahash::AHashMap;
 
@@ -35,11 +35,13 @@ pub struct ForwardCount {
     pub opened: u64,
 }
 
-/// The forwards, found by protocol, uplink and port, with how many flows each has opened.
+/// The forwards, found by protocol, uplink and port, with how many flows each has now and
+/// has opened.
 #[derive(Debug, Default)]
 pub(super) struct Forwards {
     list: Vec<Forward>,
     by_port: AHashMap<(u8, UplinkId, u16), usize>,
+    live: Vec<AtomicU32>,
     opened: Vec<AtomicU64>,
 }
 
@@ -51,6 +53,7 @@ impl Forwards {
             by_port.entry((f.proto, f.uplink, f.port)).or_insert(i);
         }
         Forwards {
+            live: forwards.iter().map(|_| AtomicU32::new(0)).collect(),
             opened: forwards.iter().map(|_| AtomicU64::new(0)).collect(),
             list: forwards,
             by_port,
@@ -73,12 +76,32 @@ impl Forwards {
         self.list[index]
     }
 
+    /// Counts one more flow through forward `index`, unless it has `max` already.
+    pub(super) fn try_open(&self, index: usize, max: u32) -> bool {
+        self.live[index]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A flow through forward `index` ended (or was counted and then not opened).
+    pub(super) fn closed(&self, index: usize) {
+        self.live[index].fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub(super) fn count_opened(&self, index: usize) {
         self.opened[index].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Flows opened through each forward so far, in order.
-    pub(super) fn opened(&self) -> impl Iterator<Item = u64> + '_ {
-        self.opened.iter().map(|n| n.load(Ordering::Relaxed))
+    /// Flows through each forward now, and opened through it so far, in order.
+    pub(super) fn counts(&self) -> impl Iterator<Item = ForwardCount> + '_ {
+        self.live
+            .iter()
+            .zip(&self.opened)
+            .map(|(live, opened)| ForwardCount {
+                live: u64::from(live.load(Ordering::Relaxed)),
+                opened: opened.load(Ordering::Relaxed),
+            })
     }
 }

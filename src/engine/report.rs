@@ -166,25 +166,9 @@ impl Engine {
         self.forwards.list()
     }
 
-    /// How busy each forward is, in the order given. Walks every flow: for the status and
-    /// the metrics, not for the data path.
+    /// How busy each forward is, in the order given.
     pub fn forward_counts(&self) -> Vec<ForwardCount> {
-        let mut counts: Vec<ForwardCount> = self
-            .forwards
-            .opened()
-            .map(|opened| ForwardCount { live: 0, opened })
-            .collect();
-        if counts.is_empty() {
-            return counts;
-        }
-        for shard in self.shards.iter() {
-            lock(shard).flows.for_each_mut(|f| {
-                if let Some(id) = self.forward_of(f) {
-                    counts[id].live += 1;
-                }
-            });
-        }
-        counts
+        self.forwards.counts().collect()
     }
 
     /// NAT ports in use on `uplink`: TCP, UDP, ICMP identifiers.

@@ -86,10 +86,14 @@ pub enum DropReason {
     /// Those addresses hold as many ports of the pool, together, as one host may
     /// (--max-ports-per-host).
     UnverifiedPortLimit,
+    /// A port forward has as many connections as one LAN host may have flows
+    /// (--max-flows-per-host), and none of them that never completed was found to end for the
+    /// new one (see [`super::limits`]).
+    ForwardFlowLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -118,6 +122,7 @@ impl DropReason {
         DropReason::HostFlowLimit,
         DropReason::UnverifiedFlowLimit,
         DropReason::UnverifiedPortLimit,
+        DropReason::ForwardFlowLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -150,6 +155,7 @@ impl DropReason {
             DropReason::HostFlowLimit => "host_flow_limit",
             DropReason::UnverifiedFlowLimit => "unverified_flow_limit",
             DropReason::UnverifiedPortLimit => "unverified_port_limit",
+            DropReason::ForwardFlowLimit => "forward_flow_limit",
         }
     }
 

@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, HostTraffic};
 use crate::host_route::{HostRoute, Line, Step};
 use crate::uplink::{LinkKind, Uplink};
 
@@ -43,6 +42,16 @@ fn route_args(uplink: &Uplink) -> String {
     )
 }
 
+/// What the host's default route follows, by the settings in force (a reload may change
+/// them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRouteSettings {
+    /// Whether wanlb's route is there at all (`host_traffic = "follow"`).
+    pub follow: bool,
+    /// Each uplink's tier and weight, in the uplinks' order.
+    pub ranks: Vec<(u8, u32)>,
+}
+
 /// The one owner of wanlb's default route in the main table: the control loop updates it.
 pub struct HostRouteOwner<'a> {
     plumbing: &'a mut Plumbing,
@@ -71,23 +80,23 @@ impl<'a> HostRouteOwner<'a> {
         }
     }
 
-    /// Makes the host's default route what `config` (the settings in force) and the
-    /// uplinks' health ask for, if it is not already; logs each change and why.
-    pub fn update(&mut self, config: &Config, uplinks: &[Uplink]) {
+    /// Makes the host's default route what `settings` (those in force) and the uplinks'
+    /// health ask for, if it is not already; logs each change and why.
+    pub fn update(&mut self, settings: &HostRouteSettings, uplinks: &[Uplink]) {
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
         let lines: Vec<Line> = uplinks
             .iter()
-            .zip(&config.uplinks)
-            .map(|(u, spec)| Line {
+            .zip(&settings.ranks)
+            .map(|(u, &(tier, weight))| Line {
                 state: u.status().state,
-                tier: spec.tier,
-                weight: spec.weight,
+                tier,
+                weight,
             })
             .collect();
         let names: Vec<&str> = uplinks.iter().map(|u| u.name.as_str()).collect();
-        let follow = config.host_traffic == HostTraffic::Follow;
+        let follow = settings.follow;
         let step = match self.route.next(follow, &lines, &names) {
             Some(step) => step,
             None => match self.pointed {

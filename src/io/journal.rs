@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::system::{SystemError, io_err, run, words, write_sysctl};
@@ -36,6 +36,8 @@ impl Undo {
         }
     }
 
+    /// The undo a journal line holds, if it is of a kind wanlb writes: the journal's
+    /// commands run as root, so nothing else is taken from it, whoever wrote it.
     fn from_line(line: &str) -> Option<Undo> {
         let mut w = words(line);
         if w.is_empty() {
@@ -43,20 +45,121 @@ impl Undo {
         }
         let kind = w.remove(0);
         match kind.as_str() {
-            "ip" => Some(Undo::Ip(w)),
-            "nft" => Some(Undo::Nft(w)),
-            "sysctl" if w.len() == 2 => Some(Undo::Sysctl(w[0].clone(), w[1].clone())),
+            "ip" if is_ip_undo(&w) => Some(Undo::Ip(w)),
+            "nft" if is_nft_undo(&w) => Some(Undo::Nft(w)),
+            "sysctl" if w.len() == 2 && is_sysctl_undo(&w[0], &w[1]) => {
+                Some(Undo::Sysctl(w[0].clone(), w[1].clone()))
+            }
             _ => None,
         }
     }
 
     fn apply(&self) -> Result<(), SystemError> {
         match self {
+            // replayed after a crash that came before the rule was moved, the kernel's rule is
+            // still there: adding it again would make a second one (ours is not `proto kernel`)
+            Undo::Ip(a) if local_rule_to_put_back(a).is_some_and(local_rule_is_at) => Ok(()),
             Undo::Ip(a) => run("ip", a, None),
             Undo::Nft(a) => run("nft", a, None),
             Undo::Sysctl(k, v) => write_sysctl(k, v),
         }
     }
+}
+
+/// The priority at which `ip ARGS` puts the local table's rule back, if that is what it does.
+fn local_rule_to_put_back(args: &[String]) -> Option<u32> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words[..] {
+        ["rule", "add", "priority", at, "lookup", "local"] => at.parse().ok(),
+        _ => None,
+    }
+}
+
+fn local_rule_is_at(priority: u32) -> bool {
+    crate::io::netlink::local_rule_priorities().is_ok_and(|at| at.contains(&priority))
+}
+
+/// `ip ARGS` that removes a rule or route, or puts the local table's rule back: no option
+/// (`-batch`, `-netns`, `-force`), no other object (`netns exec` runs any command).
+fn is_ip_undo(args: &[String]) -> bool {
+    let undoes = match args {
+        [object, verb, ..] => matches!(
+            (object.as_str(), verb.as_str()),
+            ("rule", "del" | "add") | ("route", "del" | "flush")
+        ),
+        _ => false,
+    };
+    undoes && args.iter().all(|a| !a.starts_with('-'))
+}
+
+/// `nft delete table inet wanlb_NAME`, wanlb's own table and nothing else.
+fn is_nft_undo(args: &[String]) -> bool {
+    match args {
+        [delete, table, inet, name] => {
+            (delete.as_str(), table.as_str(), inet.as_str()) == ("delete", "table", "inet")
+                && name.strip_prefix("wanlb_").is_some_and(|tun| {
+                    !tun.is_empty()
+                        && tun
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                })
+        }
+        _ => false,
+    }
+}
+
+/// A network sysctl (IPv4 or IPv6) and a value without a path: nothing outside
+/// /proc/sys/net is written.
+fn is_sysctl_undo(key: &str, value: &str) -> bool {
+    let separator = if key.contains('/') { '/' } else { '.' };
+    let mut parts = key.split(separator);
+    let family = (parts.next(), parts.next());
+    matches!(family, (Some("net"), Some("ipv4" | "ipv6")))
+        && key.split(separator).all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        && !value.is_empty()
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Makes `dir` for this user alone if it is not there, and refuses it unless only this user
+/// can write it: every journal there is commands that wanlb runs as root, so one that another
+/// user could plant (a directory under /tmp, say, or one made with a loose umask) would run
+/// theirs.
+fn own_state_dir(dir: &Path) -> Result<(), SystemError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(format!("creating {}", dir.display())))?;
+    check_state_dir(dir)
+}
+
+fn check_state_dir(dir: &Path) -> Result<(), SystemError> {
+    let meta = fs::metadata(dir).map_err(io_err(format!("reading {}", dir.display())))?;
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let why = if !meta.is_dir() {
+        "it is not a directory".to_string()
+    } else if meta.uid() != me {
+        format!(
+            "it belongs to user {}, not to {me}, who runs wanlb",
+            meta.uid()
+        )
+    } else if meta.mode() & 0o022 != 0 {
+        format!("others can write it (mode {:o})", meta.mode() & 0o7777)
+    } else {
+        return Ok(());
+    };
+    Err(SystemError::StateDir {
+        dir: dir.to_path_buf(),
+        why,
+    })
 }
 
 /// Undoes `entries` newest first, past failures. Returns those that failed for real, in
@@ -170,7 +273,16 @@ impl Held {
     /// failed, still to undo.
     fn replay(&self) -> Result<(usize, Vec<Undo>), SystemError> {
         let entries = match fs::read_to_string(&self.journal) {
-            Ok(text) => text.lines().filter_map(Undo::from_line).collect(),
+            Ok(text) => text
+                .lines()
+                .filter_map(|line| {
+                    let undo = Undo::from_line(line);
+                    if undo.is_none() && !line.trim().is_empty() {
+                        tracing::warn!(journal = %self.journal.display(), line, "not an undo wanlb writes; ignored");
+                    }
+                    undo
+                })
+                .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_err(format!("reading {}", self.journal.display()))(e)),
         };
@@ -218,7 +330,7 @@ impl Plumbing {
     /// What fails to undo is kept at the head of the new journal, to be undone after this
     /// run's own changes.
     pub fn start(dir: &Path, tun: &str) -> Result<(Plumbing, Leftovers), SystemError> {
-        fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        own_state_dir(dir)?;
         let journal = journal_path(dir, tun)?;
         let own = Held::take(&journal)?.ok_or_else(|| SystemError::Busy(lock_path(&journal)))?;
         let (found, _) = journals_here(dir)?;
@@ -359,6 +471,9 @@ pub struct Cleanup {
 /// journals of running wanlbs are left alone. A journal whose undo partly fails keeps what
 /// failed; the others, their locks and then the directory, if empty, are removed.
 pub fn cleanup(dir: &Path, tun: Option<&str>) -> Result<Cleanup, SystemError> {
+    if dir.exists() {
+        check_state_dir(dir)?;
+    }
     let (found, elsewhere) = journals_here(dir)?;
     let mut report = Cleanup {
         elsewhere,
@@ -407,6 +522,72 @@ mod tests {
             assert_eq!(Undo::from_line(&u.to_line()), Some(u));
         }
         assert_eq!(Undo::from_line("rm -rf /"), None);
+    }
+
+    #[test]
+    fn a_journal_runs_only_the_undos_wanlb_writes() {
+        // what wanlb journals, each kind
+        for line in [
+            "ip route del unreachable default metric 4294967295 table 7100",
+            "ip rule del fwmark 0x7100 iif eth0 lookup 7100 priority 1",
+            "ip rule add priority 0 lookup local",
+            "ip route flush exact 0.0.0.0/0 proto 253 table main",
+            "nft delete table inet wanlb_wanlb0",
+            "nft delete table inet wanlb_wan.0-x",
+            "sysctl net.ipv4.ip_forward 0",
+            "sysctl net/ipv4/conf/wan.0/rp_filter 2",
+        ] {
+            assert!(Undo::from_line(line).is_some(), "{line}");
+        }
+        // what a planted journal would run as root: a command, a file written anywhere,
+        // another firewall's rules flushed, another network namespace, a batch file
+        for line in [
+            "ip netns exec x /bin/sh",
+            "ip netns add x",
+            "ip vrf exec default /bin/sh",
+            "ip -batch /tmp/x",
+            "ip -n other route del default",
+            "ip rule del priority 0 lookup local -force",
+            "ip link del eth0",
+            "nft flush ruleset",
+            "nft -f /tmp/x",
+            "nft delete table inet filter",
+            "nft delete table ip wanlb_wanlb0",
+            "nft delete table inet wanlb_x extra",
+            "sysctl ../../../etc/shadow x",
+            "sysctl net/ipv4/../../../etc/shadow x",
+            "sysctl kernel.core_pattern |/tmp/x",
+            "sysctl net.ipv4.ip_forward 1/x",
+        ] {
+            assert_eq!(Undo::from_line(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_state_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Dir::new("open");
+        fs::create_dir_all(&dir.0).unwrap();
+        fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o777)).unwrap();
+        let planted = journal_path(&dir.0, "wanlb0").unwrap();
+        fs::write(&planted, format!("{FAILS}\n")).unwrap();
+        for e in [
+            Plumbing::start(&dir.0, "wanlb0").map(|_| ()).unwrap_err(),
+            cleanup(&dir.0, None).map(|_| ()).unwrap_err(),
+        ] {
+            assert!(matches!(e, SystemError::StateDir { .. }), "{e}");
+            assert!(e.to_string().contains(&dir.0.display().to_string()), "{e}");
+        }
+        assert_eq!(fs::read_to_string(&planted).unwrap(), format!("{FAILS}\n"));
+        // a new one is made for this user alone
+        let fresh = Dir::new("fresh");
+        let (plumbing, _) = Plumbing::start(&fresh.0.join("state"), "wanlb0").unwrap();
+        let mode = fs::metadata(fresh.0.join("state"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        plumbing.teardown().unwrap();
     }
 
     /// A state directory of this test's own, removed when dropped.

@@ -13,11 +13,9 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
-
 use crate::engine::wire::icmp::{self, IcmpMessage};
 use crate::engine::wire::{Ipv4Packet, PROTO_ICMP, ipv4};
-use crate::health::{Change, LineHealth, State};
+use crate::health::{Change, HealthSettings, LineHealth, State};
 use crate::probe::{self, ProbeKey};
 use crate::uplink::{Addressing, LinkChange, LinkEvent, LinkKind, NextHop, Uplink, format_mac};
 
@@ -44,6 +42,15 @@ pub fn probe_key(pool: (u16, u16)) -> io::Result<ProbeKey> {
     getrandom::fill(&mut random)
         .map_err(|e| io::Error::other(format!("reading random bytes: {e}")))?;
     Ok(ProbeKey::new(random, pool))
+}
+
+/// What the monitor does by the settings, which a reload may change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitorSettings {
+    /// How each line's health is judged.
+    pub health: HealthSettings,
+    /// Each line's health targets, in the uplinks' order.
+    pub targets: Vec<Vec<Ipv4Addr>>,
 }
 
 /// The sockets one uplink is watched through.
@@ -148,9 +155,8 @@ pub struct Monitor<'a, T: PacketIo> {
     pub addressing: Vec<Addressing>,
     /// Rebuilds wanlb's nftables table for the uplinks' addresses, in order.
     pub guard: &'a (dyn Fn(&[Ipv4Addr]) -> Result<(), String> + Sync),
-    /// The settings in force: health settings and each uplink's targets, which a reload may
-    /// change.
-    pub settings: &'a ArcSwap<Config>,
+    /// The settings in force, which a reload may change.
+    pub settings: &'a ArcSwap<MonitorSettings>,
     /// Where the engine's packets for the LAN (sequence probes) are written.
     pub tun: T,
     pub events: Events,
@@ -162,8 +168,8 @@ impl<T: PacketIo> Monitor<'_, T> {
     /// Probes every line until `shared.stop` is set.
     pub fn run(mut self) -> io::Result<()> {
         let shared = self.shared;
-        let mut applied: Arc<Config> = self.settings.load_full();
-        let mut targets: Vec<Vec<Ipv4Addr>> = line_targets(&applied);
+        let mut applied: Arc<MonitorSettings> = self.settings.load_full();
+        let mut targets: Vec<Vec<Ipv4Addr>> = applied.targets.clone();
         let mut health: Vec<LineHealth> = targets
             .iter()
             .zip(&self.lines)
@@ -205,7 +211,7 @@ impl<T: PacketIo> Monitor<'_, T> {
         while !shared.stop.load(Ordering::Relaxed) {
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
-                let new_targets = line_targets(&current);
+                let new_targets = current.targets.clone();
                 for (i, h) in health.iter_mut().enumerate() {
                     let changed = new_targets[i] != targets[i];
                     h.reconfigure(
@@ -558,15 +564,6 @@ struct Lines<'a> {
     guard_stale: &'a mut bool,
 }
 
-/// Each uplink's health targets under `config`, in the uplinks' order.
-fn line_targets(config: &Config) -> Vec<Vec<Ipv4Addr>> {
-    config
-        .uplinks
-        .iter()
-        .map(|u| config.targets_of(u).to_vec())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,6 +636,24 @@ mod tests {
         );
         assert_eq!(echo_reply(&reply[ETH_HEADER..ETH_HEADER + 16]), None);
         assert_eq!(echo_reply(&f[ETH_HEADER..]), None, "a request is no answer");
+    }
+
+    #[test]
+    fn a_header_that_claims_less_than_its_minimum_is_no_echo_reply() {
+        // what anyone on the uplink's segment can send to the gateway's MAC, and what the
+        // probes' socket filter keeps when the identifier ends in 0x01: a header length of
+        // 4 bytes, a total length of 12, the "ICMP header" at the IP identification field
+        // (its high byte 0: an echo reply) and the "identifier" at the TTL and the protocol
+        for ihl in 0..5u8 {
+            for total in 0..20u16 {
+                let mut ip = [0u8; 20];
+                ip[0] = 0x40 | ihl;
+                ip[2..4].copy_from_slice(&total.to_be_bytes());
+                ip[8] = 0x12;
+                ip[9] = 1;
+                assert_eq!(echo_reply(&ip), None, "ihl {ihl}, total length {total}");
+            }
+        }
     }
 
     #[test]

@@ -52,3 +52,21 @@ pub fn raise_in_process(sig: i32) {
         libc::kill(libc::getpid(), sig);
     }
 }
+
+/// Makes a panic in any thread stop the whole gateway the way SIGTERM does, once the panic is
+/// reported: a worker or monitor that died alone would leave wanlb half alive (a dead monitor
+/// freezes every line's health, a dead worker black-holes its share of the LAN) with nothing
+/// to restart it. The stop removes what wanlb added, then it exits with an error, which makes
+/// systemd start it again.
+pub fn stop_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            "a thread panicked: stopping"
+        );
+        raise_in_process(libc::SIGTERM);
+    }));
+}

@@ -24,6 +24,10 @@ pub enum SystemError {
         "{count} change(s) could not be undone (see the log above); kept in {journal}, one command a line: `wanlb cleanup` tries them again"
     )]
     UndoKept { count: usize, journal: PathBuf },
+    #[error(
+        "the state directory {dir} is not safe for undo journals, which hold commands wanlb runs as root: {why}; use a directory only the user running wanlb can write (--state-dir; the default /run/wanlb)"
+    )]
+    StateDir { dir: PathBuf, why: String },
 }
 
 impl SystemError {

@@ -420,6 +420,63 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
     assert_eq!(e.mapping_count(), mappings);
 }
 
+/// udp:53 of isp2 to the LAN host's resolver, which answers any query.
+const DNS: Forward = Forward {
+    proto: PROTO_UDP,
+    port: 53,
+    uplink: 1,
+    host: HOST,
+    host_port: 53,
+};
+
+#[test]
+fn a_forward_holds_one_hosts_share_of_the_table_however_many_of_its_flows_are_answered() {
+    let e = engine(Limits {
+        max_flows: 1000,
+        max_flows_per_host: 100,
+        ..Limits::unlimited()
+    })
+    .with_forwards(vec![DNS, WEB]);
+    // queries from made-up sources, each answered by the LAN host: answered flows, which no
+    // early drop ends
+    let query = |i: u32| {
+        let client = INTERNET + 1000 + i;
+        let mut q = Ipv4Packet::udp(client, UPLINK_2, 4000, 53, b"q").build();
+        let taken = e.inbound(t(0), 1, &mut q, &mut L4Checksum::Complete) == Verdict::Tun;
+        if taken {
+            let mut a = Ipv4Packet::udp(HOST, client, 53, 4000, b"a").build();
+            assert_eq!(
+                e.outbound(t(0), &mut a, &mut L4Checksum::Complete),
+                Verdict::Uplink(1)
+            );
+        }
+        taken
+    };
+    let taken = (0..5000).filter(|&i| query(i)).count();
+    assert_eq!(taken, 100);
+    assert_eq!(drops(&e, DropReason::ForwardFlowLimit), 4900);
+    assert_eq!(e.forward_counts()[0].live, 100);
+    // the LAN keeps opening flows, and so does the other forward
+    for (i, host) in (9..).zip([HOST, HOST + 1, OTHER_HOST]) {
+        let sent = send(&e, 1, host, 5000, INTERNET + i);
+        assert!(sent.is_ok(), "{sent:?}");
+    }
+    assert_eq!(syn_in(&e, INTERNET + 7, 5555), Verdict::Tun);
+    // a SYN flood on the other forward: its embryonic connections give way to new ones at
+    // its limit, so a client's SYN still gets in
+    for i in 0..5000 {
+        assert_eq!(syn_in(&e, INTERNET + 20_000 + i, port(i)), Verdict::Tun);
+    }
+    assert_eq!(e.forward_counts()[1].live, 100);
+    assert_eq!(evicted(&e, Eviction::ForwardEmbryonic), 5000 + 1 - 100);
+    // the counts are true: as flows end, so do the forwards' counts
+    e.expire(t(24 * 3600 * 1000), &CarriedFlows::NONE);
+    assert_eq!(e.flow_count(), 0);
+    let live: Vec<u64> = e.forward_counts().iter().map(|c| c.live).collect();
+    assert_eq!(live, [0, 0]);
+    assert!(query(9999));
+}
+
 #[test]
 fn idle_destination_bindings_are_bounded_by_the_flow_limit() {
     let e = engine(limits(640, u32::MAX));

@@ -1,0 +1,263 @@
+//! The uplinks: `[[uplink]]` in the file and `--uplink NAME,KEY=VALUE,...` on the command
+//! line, each key declared once for both. A new key of an uplink is one declaration in
+//! `spec_keys!` below and the code that uses it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use super::declare::{Changes, ReloadContext, Row, Table, Tables};
+use super::load::{At, Loading};
+use super::parse::{parse_ipv4, parse_target, parse_tier, parse_weight, targets};
+use super::spec::spec_keys;
+use super::values::Value;
+use super::{ConfigError, ConfigErrors, err};
+
+/// An uplink's gateway as the settings give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewaySpec {
+    Address(Ipv4Addr),
+    /// Whatever the interface's default route in the main table says (as a DHCP client
+    /// installs it), followed when it changes.
+    Auto,
+}
+
+impl fmt::Display for GatewaySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewaySpec::Address(a) => a.fmt(f),
+            GatewaySpec::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl Value for GatewaySpec {
+    fn written(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+fn parse_gateway(s: &str, origin: &str) -> Result<GatewaySpec, ConfigError> {
+    if s == "auto" {
+        return Ok(GatewaySpec::Auto);
+    }
+    parse_ipv4(s, origin, "gw").map(GatewaySpec::Address)
+}
+
+spec_keys! {
+    /// An uplink as the settings give it.
+    pub struct UplinkSpec in "uplink" { file: FileUplink }
+
+    /// the interface.
+    required dev: String {
+        value: "IFACE",
+        parse: |s, _| Ok(s.to_string()),
+        reload: Restart,
+        doc: "its interface",
+    }
+
+    /// the gateway: required on an Ethernet link (auto: the gateway of dev's default route,
+    /// as a DHCP client installs it, followed when it changes); a point-to-point link
+    /// without a link-layer header (ppp0, an LTE modem's raw-IP wwan0, a tunnel) needs none.
+    one gw: Option<GatewaySpec> {
+        value: "IPV4|auto",
+        file: text,
+        default: (None, "(required on Ethernet)"),
+        parse: |s, o| parse_gateway(s, o).map(Some),
+        reload: Restart,
+        doc: "its router's address, on `dev`'s subnet; `auto`: the gateway of `dev`'s default route in the main table, as a DHCP client installs it, followed when it changes; on a point-to-point link (PPP, raw-IP modem, tunnel) none is needed, and one given is only shown in the status",
+    }
+
+    /// its share of new destinations within its tier.
+    one weight: u32 {
+        value: "N",
+        file: number,
+        default: "1",
+        parse: parse_weight,
+        reload: Applied,
+        doc: "share of new destinations within its tier (2 and 1: two thirds and one third)",
+    }
+
+    /// new flows use the healthy uplinks of the lowest tier that has one (1 is the best).
+    one tier: u8 {
+        value: "N",
+        file: number,
+        default: "1",
+        parse: parse_tier,
+        reload: Applied,
+        doc: "a line carries traffic only while every line of a lower tier is down (a 3G/4G backup: 2)",
+    }
+
+    /// a health target for this uplink only, replacing --health-target (repeatable).
+    list check: Option<Vec<Ipv4Addr>> {
+        value: "IPV4",
+        default: "health_target",
+        parse: parse_target,
+        merge: targets,
+        reload: Applied,
+        doc: "health targets for this line only",
+    }
+
+    /// the address used: one of dev's, whatever it becomes.
+    one src: Option<Ipv4Addr> {
+        value: "IPV4",
+        file: text,
+        default: (None, "first IPv4 address of dev"),
+        parse: |s, o| parse_ipv4(s, o, "src").map(Some),
+        reload: Restart,
+        doc: "the address its traffic is translated to",
+    }
+}
+
+/// The SPEC, as `--help` and errors show it.
+fn grammar() -> String {
+    format!("NAME{}", UplinkSpec::key_grammar())
+}
+
+/// `NAME,dev=IFACE[,gw=IPV4|auto]...`, with every error in it. Whether `gw` may be left out
+/// depends on the interface: see `crate::preflight`.
+pub fn parse_uplink_flag(spec: &str) -> Result<UplinkSpec, ConfigErrors> {
+    from_flag("--uplink", spec)
+}
+
+fn from_flag(flag: &str, spec: &str) -> Result<UplinkSpec, ConfigErrors> {
+    let origin = format!("{flag} {spec:?}");
+    let Some(name) = flag_name(spec) else {
+        return Err(ConfigError {
+            origin,
+            message: format!("must start with the uplink's name: {}", grammar()),
+        }
+        .into());
+    };
+    let mut errors = Vec::new();
+    let mut pairs = Vec::new();
+    for part in spec.split(',').skip(1) {
+        let Some((k, v)) = part.split_once('=') else {
+            errors.push(ConfigError {
+                origin: origin.clone(),
+                message: format!("{part:?} is not KEY=VALUE"),
+            });
+            continue;
+        };
+        let k = k.trim();
+        if UplinkSpec::KEYS.contains(&k) {
+            pairs.push((k, v.trim()));
+        } else {
+            let keys = UplinkSpec::KEYS;
+            let (last, rest) = keys.split_last().expect("uplinks have keys");
+            errors.push(ConfigError {
+                origin: origin.clone(),
+                message: format!("unknown key {k:?} (expected {} or {last})", rest.join(", ")),
+            });
+        }
+    }
+    let uplink = UplinkSpec::from_pairs(name, &pairs, origin, &mut errors);
+    match uplink {
+        Some(u) if errors.is_empty() => Ok(u),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// The name an uplink flag starts with, if it starts with one.
+fn flag_name(spec: &str) -> Option<&str> {
+    let name = spec.split(',').next().unwrap_or("").trim();
+    (!name.is_empty() && !name.contains('=')).then_some(name)
+}
+
+impl Table for UplinkSpec {
+    type File = FileUplink;
+    const VALUE_NAME: &'static str = "SPEC";
+
+    fn help() -> String {
+        let keys: Vec<String> = UplinkSpec::key_help()
+            .into_iter()
+            .map(|(key, help)| format!("\n  {key}: {help}"))
+            .collect();
+        format!(
+            "An uplink: {} (repeatable; a name from the file is overridden){}",
+            grammar(),
+            keys.concat()
+        )
+    }
+
+    fn apply_file(
+        t: &Tables<Self>,
+        list: &mut Vec<Self>,
+        file: &[FileUplink],
+        at: &At<'_>,
+        l: &mut Loading,
+    ) {
+        let mut names = HashSet::new();
+        for (i, u) in file.iter().enumerate() {
+            let name = u.name.get_ref();
+            let origin = at.origin(l, &u.name, &format!("[[{}]] #{}", t.key, i + 1));
+            // unique within the file; flags may then override one by name
+            if !names.insert(name) {
+                l.take(err::<()>(
+                    &origin,
+                    format!("uplink name {name:?} is used twice"),
+                ));
+                continue;
+            }
+            let key = |k: &str| format!("{} {name:?} {k}", t.key);
+            match UplinkSpec::from_table(u, origin, key, at, l) {
+                Some(uplink) => list.push(uplink),
+                None => l.refused_uplinks.push(name.clone()),
+            }
+        }
+    }
+
+    fn apply_flags(t: &Tables<Self>, list: &mut Vec<Self>, flags: &[String], l: &mut Loading) {
+        let mut named = HashSet::new();
+        for spec in flags {
+            match from_flag(t.flag, spec) {
+                Ok(u) if !named.insert(u.name.clone()) => {
+                    let message = format!("uplink name {:?} is given twice", u.name);
+                    l.take(err::<()>(&u.origin, message));
+                }
+                Ok(u) => match list.iter_mut().find(|x| x.name == u.name) {
+                    Some(existing) => *existing = u,
+                    None => list.push(u),
+                },
+                Err(errors) => {
+                    l.errors.extend(errors.0);
+                    let name = flag_name(spec).unwrap_or_default();
+                    l.refused_uplinks.push(name.to_string());
+                }
+            }
+        }
+    }
+
+    /// Each running uplink takes what a reload applies of its namesake; an uplink added or
+    /// removed waits for a restart.
+    fn reload(running: &mut Vec<Self>, new: &[Self], _: &ReloadContext, c: &mut Changes) {
+        for u in running.iter_mut() {
+            match new.iter().find(|n| n.name == u.name) {
+                Some(n) => u.reload_keys(n, c),
+                None => c.need_restart.push(format!(
+                    "uplink {} is no longer in the settings: restart wanlb to remove it",
+                    u.name
+                )),
+            }
+        }
+        for n in new {
+            if !running.iter().any(|u| u.name == n.name) {
+                c.need_restart
+                    .push(format!("uplink {} is new: restart wanlb to add it", n.name));
+            }
+        }
+    }
+
+    fn rows(t: &Tables<Self>) -> Vec<Row> {
+        let mut rows = vec![Row {
+            key: format!("[[{}]] name", t.key),
+            flag: format!("{} NAME,...", t.flag),
+            repeatable: true,
+            default: "(at least one)".into(),
+            doc: "the line's name in logs, pins, status and metrics; adding or removing a line waits for a restart".into(),
+            reload: None,
+        }];
+        rows.extend(UplinkSpec::key_rows());
+        rows
+    }
+}
