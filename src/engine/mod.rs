@@ -10,8 +10,10 @@
 //!   [`inbound`](Engine::inbound) (from an uplink; port forwards open there), each one file
 //!   read top to bottom, on [`wire`]'s typed views of the bytes and [`translate`]'s rewrites;
 //! - a flow's life (opened, moved along, ended, expired): `lifecycle.rs`, on [`flow`]'s table
-//!   and session state machine, [`nat`]'s port pools, [`affinity`] and [`select`];
-//! - what the kernel fast path is handed and when it is taken back: `offload.rs`;
+//!   and session state machine, [`nat`]'s port pools, [`affinity`] and [`select`], all of them
+//!   generic over the address [`family`];
+//! - what the kernel fast path is handed and when it is taken back: `offload.rs`, as work
+//!   queued for the fast path's owner to carry out (the engine makes no syscall);
 //! - what a change to an uplink does to its flows (health, a new address, a reload):
 //!   `uplinks.rs`;
 //! - the limits at every table ([`limits`], [`hosts`]), the packets the engine writes itself
@@ -30,6 +32,7 @@ pub mod fragment;
 pub mod hosts;
 pub mod limits;
 pub mod nat;
+pub mod offload;
 pub mod port_forward;
 pub mod select;
 pub mod time;
@@ -40,7 +43,6 @@ pub mod wire;
 mod hairpin;
 mod inbound;
 mod lifecycle;
-mod offload;
 mod outbound;
 mod report;
 mod uplinks;

@@ -141,7 +141,7 @@ pub struct Acked {
 /// rule of thumb fails a long transfer, whose window has moved gigabytes, or takes forged
 /// resets), the kernel programs record per direction the acknowledgement number and window of
 /// the last segment they carried (`struct flow_value`, ebpf/wanlb.h), and the engine takes
-/// those before it judges a reset ([`TcpState::refresh`], [`crate::engine::FastPath::acks`]).
+/// those before it judges a reset ([`TcpState::refresh`], [`crate::engine::Carried::acks`]).
 ///
 /// 15 bytes, all byte-aligned, so that the flow entry stays at 48 bytes (see [`super::Flow`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
