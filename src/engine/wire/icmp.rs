@@ -348,6 +348,8 @@ mod tests {
         );
         assert!(!q.is_later_fragment());
         // a quote of 8 transport bytes holds UDP's checksum, not TCP's
+        let udp = QuotedPacket::new_checked(&UNREACHABLE[8..36]).unwrap();
+        assert_eq!(udp.transport_checksum(), Some(0xa55f));
         let mut tcp = UNREACHABLE[8..36].to_vec();
         tcp[9] = PROTO_TCP;
         let q = QuotedPacket::new_checked(&tcp[..]).unwrap();
