@@ -12,11 +12,11 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec, OnUplinkDown, Reload};
 use crate::control::history::{self, History, Traffic};
-use crate::engine::forward::Forward;
 use crate::engine::limits::Eviction;
-use crate::engine::packet::PROTO_TCP;
+use crate::engine::port_forward::Forward;
 use crate::engine::select::{Pin, Prefix};
-use crate::engine::{Counters, DropReason, Engine, EngineConfig, UplinkConfig};
+use crate::engine::wire::PROTO_TCP;
+use crate::engine::{CarriedFlows, Counters, DropReason, Engine, EngineConfig, UplinkConfig};
 use crate::health::State;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
@@ -421,6 +421,7 @@ impl Control<'_> {
         shared
             .engine
             .reconfigure(&engine_config(&reload.config, self.plan));
+        shared.carry_out();
         settings.store(Arc::new(reload.config.clone()));
         self.monitor_settings
             .store(Arc::new(monitor_settings(&reload.config)));
@@ -481,10 +482,11 @@ fn serve(
         .with_lan_nets(plan.lan_sources.clone())
         .with_forwards(engine_forwards(config));
     if let Some(fast) = &fast_path {
-        engine = engine.with_fast_path(Box::new(fast.clone()));
+        engine = engine.with_fast_path(fast.reaches());
     }
     for i in 0..resolved.len() {
-        engine.set_uplink_up(i as u8, false); // until the monitor says otherwise
+        // until the monitor says otherwise
+        engine.set_uplink_up(i as u8, false, &CarriedFlows::NONE);
     }
     let uplinks: Vec<Uplink> = config
         .uplinks
@@ -829,7 +831,11 @@ fn control_loop(
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             last_expiry = Instant::now();
             let now = shared.now();
-            shared.engine.expire(now);
+            // what the fast path carried is read first: no syscall under the engine's locks
+            if let Some(carried) = shared.carried() {
+                shared.engine.expire(now, &carried);
+                shared.carry_out();
+            }
         }
         let now = Duration::from_millis(shared.now().as_millis());
         history
@@ -985,7 +991,7 @@ fn snapshot(shared: &Shared, config: &Config, with_destinations: bool) -> crate:
         top_destinations: if with_destinations {
             shared
                 .engine
-                .busiest_destinations(TOP_DESTINATIONS)
+                .busiest_destinations(TOP_DESTINATIONS, &shared.carried().unwrap_or_default())
                 .into_iter()
                 .map(|d| DestinationReport {
                     address: Ipv4Addr::from(d.addr).to_string(),
