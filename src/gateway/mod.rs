@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec};
 use crate::control::history::{self, History};
-use crate::engine::{Counters, Engine};
+use crate::engine::{CarriedFlows, Counters, Engine};
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
 pub use crate::io::journal::Cleanup;
@@ -272,10 +272,10 @@ fn start_engine(config: &Config, plan: &Plan, fast_path: Option<&Arc<TcFastPath>
         .with_lan_nets(plan.lan_sources.clone())
         .with_forwards(engine_forwards(config));
     if let Some(fast) = fast_path {
-        engine = engine.with_fast_path(Box::new(fast.clone()));
+        engine = engine.with_fast_path(fast.reaches());
     }
     for i in 0..plan.uplinks.len() {
-        engine.set_uplink_up(uplink::id_at(i), false);
+        engine.set_uplink_up(uplink::id_at(i), false, &CarriedFlows::NONE);
     }
     engine
 }

@@ -65,6 +65,7 @@ impl Control<'_> {
         shared
             .engine
             .reconfigure(&engine_config(&reload.config, self.plan));
+        shared.carry_out();
         settings.store(Arc::new(reload.config.clone()));
         self.monitor_settings
             .store(Arc::new(monitor_settings(&reload.config)));

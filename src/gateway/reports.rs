@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::control::history::Traffic;
 use crate::engine::DropReason;
 use crate::engine::limits::Eviction;
-use crate::engine::packet::PROTO_TCP;
+use crate::engine::wire::PROTO_TCP;
 use crate::io::iface;
 use crate::io::nftables;
 use crate::io::worker::Shared;
@@ -165,7 +165,7 @@ pub(super) fn snapshot(
         top_destinations: if with_destinations {
             shared
                 .engine
-                .busiest_destinations(TOP_DESTINATIONS)
+                .busiest_destinations(TOP_DESTINATIONS, &shared.carried().unwrap_or_default())
                 .into_iter()
                 .map(|d| DestinationReport {
                     address: Ipv4Addr::from(d.addr).to_string(),

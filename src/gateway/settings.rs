@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use crate::config::{Config, HostTraffic, OnUplinkDown};
-use crate::engine::forward::Forward;
+use crate::engine::port_forward::Forward;
 use crate::engine::select::Pin;
 use crate::engine::{EngineConfig, UplinkConfig};
 use crate::io::host_route::HostRouteSettings;

@@ -210,7 +210,11 @@ fn control_loop(
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             last_expiry = Instant::now();
             let now = shared.now();
-            shared.engine.expire(now);
+            // what the fast path carried is read first: no syscall under the engine's locks
+            if let Some(carried) = shared.carried() {
+                shared.engine.expire(now, &carried);
+                shared.carry_out();
+            }
         }
         let now = Duration::from_millis(shared.now().as_millis());
         history

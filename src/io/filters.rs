@@ -13,7 +13,7 @@ use aya::maps::Array;
 use aya::programs::{SocketFilter, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 
-use crate::engine::packet::{PROTO_TCP, PROTO_UDP};
+use crate::engine::wire::{PROTO_TCP, PROTO_UDP};
 use crate::uplink::LinkKind;
 
 static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");

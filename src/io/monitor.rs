@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::engine::checksum::checksum;
-use crate::engine::packet::{read_u16, read_u32, write_u16};
+use crate::engine::wire::icmp::{self, IcmpMessage};
+use crate::engine::wire::{Ipv4Packet, PROTO_ICMP, ipv4};
 use crate::health::{HealthSettings, UplinkHealth};
 use crate::probe::{self, ProbeKey};
 use crate::uplink::{Addressing, LinkChange, LinkEvent, NextHop, Uplink, UplinkId};
@@ -80,24 +80,23 @@ pub fn echo_request<'a>(
         }
         NextHop::Peer => ETH_HEADER,
     };
-    let ip = &mut frame[ETH_HEADER..];
-    ip[0] = 0x45;
-    write_u16(ip, 2, (ECHO_FRAME - ETH_HEADER) as u16);
-    write_u16(ip, 4, seq);
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = 1;
-    ip[12..16].copy_from_slice(&uplink.addr().octets());
-    ip[16..20].copy_from_slice(&target.octets());
-    let c = checksum(&ip[..20], 0);
-    write_u16(ip, 10, c);
-    let icmp = &mut ip[20..];
-    icmp[0] = 8;
-    write_u16(icmp, 4, id);
-    write_u16(icmp, 6, seq);
-    icmp[8..].copy_from_slice(payload);
-    let c = checksum(icmp, 0);
-    write_u16(icmp, 2, c);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH_HEADER..]);
+    ip.set_version_and_header_len(ipv4::HEADER_LEN);
+    ip.set_total_len((ECHO_FRAME - ETH_HEADER) as u16);
+    ip.set_ident(seq);
+    ip.set_whole(true); // don't fragment
+    ip.set_ttl(64);
+    ip.set_protocol(PROTO_ICMP);
+    ip.set_src_addr(uplink.addr().into());
+    ip.set_dst_addr(target.into());
+    ip.fill_checksum();
+    let mut echo = IcmpMessage::new_unchecked(ip.payload_mut());
+    echo.set_msg_type(icmp::ECHO_REQUEST);
+    echo.set_code(0);
+    echo.set_echo_ident(id);
+    echo.set_echo_seq_no(seq);
+    echo.data_mut().copy_from_slice(payload);
+    echo.fill_checksum();
     &frame[start..]
 }
 
@@ -113,25 +112,20 @@ pub struct EchoReply<'a> {
 /// The echo reply in `ip`, an IP packet (link-layer padding beyond its total length is not
 /// payload), if it is one.
 pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
-    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 1 {
+    let ip = Ipv4Packet::new_checked(ip).ok()?;
+    if ip.protocol() != PROTO_ICMP {
         return None;
     }
-    // a header of at least 20 bytes (the socket filter takes whatever its length field says,
-    // and a shorter one would end before the source address), within the total length
-    let header = usize::from(ip[0] & 0x0f) * 4;
-    if header < 20 {
-        return None;
-    }
-    let ip = ip.get(..usize::from(read_u16(ip, 2)))?;
-    let icmp = ip.get(header..)?;
-    if icmp.len() < 8 || icmp[0] != 0 {
+    let from = Ipv4Addr::from(ip.src_addr());
+    let reply = IcmpMessage::new_checked(ip.into_payload()).ok()?;
+    if reply.msg_type() != icmp::ECHO_REPLY {
         return None;
     }
     Some(EchoReply {
-        from: Ipv4Addr::from(read_u32(ip, 12)),
-        id: read_u16(icmp, 4),
-        seq: read_u16(icmp, 6),
-        payload: &icmp[8..],
+        from,
+        id: reply.echo_ident(),
+        seq: reply.echo_seq_no(),
+        payload: reply.into_data(),
     })
 }
 

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::engine::packet::read_u16;
-use crate::engine::{Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict};
+use crate::engine::wire::Ipv4Packet;
+use crate::engine::{
+    CarriedFlows, Direction, Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict,
+};
 use crate::uplink::{self, LinkKind, NextHop, Uplink, Uplinks};
 
 use super::fastpath::TcFastPath;
@@ -187,6 +189,27 @@ impl Shared {
         Timestamp::from_millis(self.start.elapsed().as_millis() as u64)
     }
 
+    /// What the kernel fast path recorded of the flows it holds, read in one batch: what the
+    /// engine's expiry, an uplink's change and the busiest destinations go by. Nothing
+    /// without a fast path; `None` if its maps could not be read.
+    pub fn carried(&self) -> Option<CarriedFlows> {
+        let Some(fast) = &self.fast_path else {
+            return Some(CarriedFlows::NONE);
+        };
+        fast.carried()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot read the kernel fast path's flows"))
+            .ok()
+    }
+
+    /// Carries out what the engine asked of the kernel fast path, in the order it asked
+    /// ([`TcFastPath::carry_out`]): after every call to the engine outside the workers, which
+    /// do it after each batch.
+    pub fn carry_out(&self) {
+        if let Some(fast) = &self.fast_path {
+            fast.carry_out(&self.engine);
+        }
+    }
+
     /// The same clock in microseconds, for health probes.
     pub fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
@@ -294,6 +317,10 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                     })?;
                 }
             }
+            // what the batch decided for the fast path, outside every engine lock
+            if let Some(fast) = &self.shared.fast_path {
+                fast.try_carry_out(&self.shared.engine);
+            }
             if handled > 0 && !self.busy_poll.is_zero() {
                 spin_until = Instant::now() + self.busy_poll;
             }
@@ -394,11 +421,15 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let header = header_at(buf, ETH_HEADER);
         let mut csum = csum_state(&header);
         let engine = &self.shared.engine;
-        let u = match engine.outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum) {
+        let packet = &mut buf[ip_at..ETH_HEADER + n];
+        // a TCP reset of a flow the kernel carries is judged by what the kernel saw
+        let carried = (self.shared.fast_path.as_ref())
+            .and_then(|fast| fast.carried_of_reset(Direction::Outbound, 0, packet));
+        let u = match engine.outbound_carried(now, packet, &mut csum, carried.as_ref()) {
             Verdict::Uplink(u) => u,
             Verdict::Tun => {
                 // the engine answered in place: write its answer back, a plain packet
-                let len = usize::from(read_u16(buf, ip_at + 2));
+                let len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
                 buf[ETH_HEADER..ip_at].fill(0);
                 self.write_tun(&buf[ETH_HEADER..ip_at + len]);
                 return None;
@@ -465,15 +496,16 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         }
         let header = header_at(buf, 0);
         let mut csum = csum_state(&header);
-        let verdict = self
-            .shared
-            .engine
-            .inbound(now, u, &mut buf[ip_at..n], &mut csum);
+        let packet = &mut buf[ip_at..n];
+        let carried = (self.shared.fast_path.as_ref())
+            .and_then(|fast| fast.carried_of_reset(Direction::Inbound, u, packet));
+        let verdict =
+            (self.shared.engine).inbound_carried(now, u, packet, &mut csum, carried.as_ref());
         if verdict != Verdict::Tun {
             return;
         }
         // The engine validated the total length; frames may carry link padding beyond it.
-        let ip_len = usize::from(read_u16(buf, ip_at + 2));
+        let ip_len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
         let mut out = [0u8; vnet::LEN];
         passed_on(header, -(link_header as i32), csum).write(&mut out);
         buf[link_header..ip_at].copy_from_slice(&out);
@@ -670,7 +702,7 @@ mod tests {
     #[test]
     fn with_every_uplink_down_the_host_hears_network_unreachable() {
         let shared = shared();
-        shared.engine.set_uplink_up(0, false);
+        shared.engine.set_uplink_up(0, false, &CarriedFlows::NONE);
         let w = worker(&shared);
         let packet = udp(LAN, SERVER, 5000, 53);
         let mut slot = tun_slot(&packet);

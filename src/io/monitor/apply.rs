@@ -54,7 +54,9 @@ impl<T: PacketIo> Apply<'_, T> {
         if let Err(e) = uplinks[usize::from(id)].sockets.filters.set_addr(addr) {
             tracing::warn!(uplink = %uplink.name, error = %e, "cannot give the socket filters the new address; replies to it are not seen");
         }
-        let probes = shared.engine.set_uplink_addr(id, u32::from(addr));
+        let carried = shared.carried().unwrap_or_default();
+        let probes = shared.engine.set_uplink_addr(id, u32::from(addr), &carried);
+        shared.carry_out();
         if !probes.is_empty() {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections of the old address");
         }
@@ -131,7 +133,9 @@ impl<T: PacketIo> Apply<'_, T> {
             // stop carrying its flows in the kernel first, so they reach the engine
             self.set_fast_path(uplink, None);
         }
-        let probes = shared.engine.set_uplink_up(w.id, up);
+        let carried = shared.carried().unwrap_or_default();
+        let probes = shared.engine.set_uplink_up(w.id, up, &carried);
+        shared.carry_out();
         if !probes.is_empty() {
             tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
         }

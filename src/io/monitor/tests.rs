@@ -1,6 +1,7 @@
 //! Health probes as they leave and as their answers are read.
 
 use super::*;
+use crate::engine::checksum::checksum;
 use crate::uplink::LinkKind;
 
 fn uplink(link: LinkKind) -> Uplink {
@@ -39,8 +40,8 @@ fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
     assert_eq!(checksum(&f[14..34], 0), 0);
     assert_eq!(checksum(&f[34..], 0), 0);
     assert_eq!(f[34], 8);
-    assert_eq!(read_u16(&f, 38), key.id());
-    assert_eq!(read_u16(&f, 40), seq);
+    assert_eq!(u16::from_be_bytes([f[38], f[39]]), key.id());
+    assert_eq!(u16::from_be_bytes([f[40], f[41]]), seq);
     assert_eq!(f[42..], payload);
     // its answer, as the target sends it back (padded to Ethernet's minimum)
     let mut reply = f.clone();

@@ -3,7 +3,7 @@
 //!
 //! A forwarded flow is opened by the remote end (for TCP by its SYN), holds the forwarded port
 //! as its external port and stays on its uplink for life: the remote end knows only that
-//! line's address, so a reply through another line would be dropped as unsolicited. It takes
+//! uplink's address, so a reply through another uplink would be dropped as unsolicited. It takes
 //! no port from the NAT pool (the pool keeps forwarded ports aside, so the port alone tells a
 //! forwarded flow from a translated one), binds no destination and counts toward no weight.
 
@@ -16,7 +16,7 @@ use super::UplinkId;
 /// A port of an uplink's address whose inbound flows go to a LAN host's port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Forward {
-    /// TCP or UDP (`packet::PROTO_TCP`, `packet::PROTO_UDP`).
+    /// TCP or UDP (`wire::PROTO_TCP`, `wire::PROTO_UDP`).
     pub proto: u8,
     /// The port on the uplink's address.
     pub port: u16,

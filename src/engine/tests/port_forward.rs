@@ -2,11 +2,10 @@
 //! reaches its LAN host, and everything the LAN host sends back on it leaves through that
 //! uplink, whatever weights, pins, affinity and health say.
 
-use super::forward::{Forward, ForwardCount};
-use super::packet::{TCP_ACK, TCP_SYN};
-use super::select::{Pin, Prefix};
-use super::tests::{FakeFastPath, config};
 use super::*;
+use super::{FakeFastPath, WithFastPath, config};
+use crate::engine::port_forward::{Forward, ForwardCount};
+use crate::engine::select::{Pin, Prefix};
 use std::sync::Arc;
 use wanlb_testkit::Ipv4Packet;
 
@@ -41,12 +40,12 @@ fn t(ms: u64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-fn out(e: &Engine, ms: u64, p: &mut [u8]) -> Verdict {
-    e.outbound(t(ms), p, &mut L4Checksum::Complete)
+fn out(e: &impl Gateway, ms: u64, p: &mut [u8]) -> Verdict {
+    e.send_out(t(ms), p, &mut L4Checksum::Complete)
 }
 
-fn inb(e: &Engine, ms: u64, uplink: UplinkId, p: &mut [u8]) -> Verdict {
-    e.inbound(t(ms), uplink, p, &mut L4Checksum::Complete)
+fn inb(e: &impl Gateway, ms: u64, uplink: UplinkId, p: &mut [u8]) -> Verdict {
+    e.send_in(t(ms), uplink, p, &mut L4Checksum::Complete)
 }
 
 /// A TCP segment with `flags`, sequence and acknowledgement numbers.
@@ -60,26 +59,40 @@ fn tcp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), flags: u8, seq: u32, ack: 
 
 /// The client's connection to isp2:8080 (from its port 50000), opened and established;
 /// every packet checked on the way.
-fn connect(e: &Engine) {
-    let mut syn = tcp(CLIENT, UPLINK_2, (50000, 8080), TCP_SYN, 7000, 0);
+fn connect(e: &impl Gateway) {
+    let mut syn = tcp(CLIENT, UPLINK_2, (50000, 8080), tcp_flags::SYN, 7000, 0);
     assert_eq!(inb(e, 0, 1, &mut syn), Verdict::Tun);
-    let mut synack = tcp(LAN, CLIENT, (80, 50000), TCP_SYN | TCP_ACK, 300, 7001);
+    let mut synack = tcp(
+        LAN,
+        CLIENT,
+        (80, 50000),
+        tcp_flags::SYN | tcp_flags::ACK,
+        300,
+        7001,
+    );
     assert_eq!(out(e, 1, &mut synack), Verdict::Uplink(1));
-    let mut ack = tcp(CLIENT, UPLINK_2, (50000, 8080), TCP_ACK, 7001, 301);
+    let mut ack = tcp(CLIENT, UPLINK_2, (50000, 8080), tcp_flags::ACK, 7001, 301);
     assert_eq!(inb(e, 2, 1, &mut ack), Verdict::Tun);
 }
 
 #[test]
-fn a_syn_to_a_forwarded_port_reaches_the_lan_host_and_its_answer_leaves_by_that_line() {
+fn a_syn_to_a_forwarded_port_reaches_the_lan_host_and_its_answer_leaves_by_that_uplink() {
     let e = engine(config(POOL, vec![]));
-    let mut syn = tcp(CLIENT, UPLINK_2, (50000, 8080), TCP_SYN, 7000, 0);
+    let mut syn = tcp(CLIENT, UPLINK_2, (50000, 8080), tcp_flags::SYN, 7000, 0);
     assert_eq!(inb(&e, 0, 1, &mut syn), Verdict::Tun);
     assert_eq!(
         syn,
-        tcp(CLIENT, LAN, (50000, 80), TCP_SYN, 7000, 0),
+        tcp(CLIENT, LAN, (50000, 80), tcp_flags::SYN, 7000, 0),
         "to the LAN host's port, checksums as if it had been sent there"
     );
-    let mut synack = tcp(LAN, CLIENT, (80, 50000), TCP_SYN | TCP_ACK, 300, 7001);
+    let mut synack = tcp(
+        LAN,
+        CLIENT,
+        (80, 50000),
+        tcp_flags::SYN | tcp_flags::ACK,
+        300,
+        7001,
+    );
     assert_eq!(out(&e, 1, &mut synack), Verdict::Uplink(1));
     assert_eq!(
         synack,
@@ -87,13 +100,13 @@ fn a_syn_to_a_forwarded_port_reaches_the_lan_host_and_its_answer_leaves_by_that_
             UPLINK_2,
             CLIENT,
             (8080, 50000),
-            TCP_SYN | TCP_ACK,
+            tcp_flags::SYN | tcp_flags::ACK,
             300,
             7001
         ),
         "from isp2's address and the forwarded port"
     );
-    let mut ack = tcp(CLIENT, UPLINK_2, (50000, 8080), TCP_ACK, 7001, 301);
+    let mut ack = tcp(CLIENT, UPLINK_2, (50000, 8080), tcp_flags::ACK, 7001, 301);
     assert_eq!(inb(&e, 2, 1, &mut ack), Verdict::Tun);
     let counts = e.forward_counts();
     assert_eq!(counts[0], ForwardCount { live: 1, opened: 1 });
@@ -121,7 +134,7 @@ fn a_syn_to_a_forwarded_port_reaches_the_lan_host_and_its_answer_leaves_by_that_
 }
 
 #[test]
-fn replies_leave_by_the_forwards_line_whatever_weights_pins_and_affinity_say() {
+fn replies_leave_by_the_forwards_uplink_whatever_weights_pins_and_affinity_say() {
     let client = Prefix::new(u32::from_be_bytes(CLIENT), 32).unwrap();
     let pin = Pin {
         prefix: client,
@@ -137,13 +150,13 @@ fn replies_leave_by_the_forwards_line_whatever_weights_pins_and_affinity_say() {
     assert_eq!(out(&e, 0, &mut own), Verdict::Uplink(0));
     connect(&e);
     for i in 0..10 {
-        let mut data = tcp(LAN, CLIENT, (80, 50000), TCP_ACK, 301 + i, 7001);
+        let mut data = tcp(LAN, CLIENT, (80, 50000), tcp_flags::ACK, 301 + i, 7001);
         assert_eq!(out(&e, 10 + u64::from(i), &mut data), Verdict::Uplink(1));
     }
     // isp2 made a backup, so its flows would move: the forward's stay
     cfg.uplinks[1].tier = 2;
     e.reconfigure(&cfg);
-    let mut data = tcp(LAN, CLIENT, (80, 50000), TCP_ACK, 311, 7001);
+    let mut data = tcp(LAN, CLIENT, (80, 50000), tcp_flags::ACK, 311, 7001);
     assert_eq!(out(&e, 30, &mut data), Verdict::Uplink(1));
     let mut hello = Ipv4Packet::udp(CLIENT, UPLINK_2, 6000, 5060, b"hi").build();
     assert_eq!(inb(&e, 31, 1, &mut hello), Verdict::Tun);
@@ -163,15 +176,20 @@ fn what_no_forward_opens_is_dropped_and_counted() {
     let drop = |uplink: UplinkId, mut p: Vec<u8>| inb(&e, 0, uplink, &mut p);
     let no_flow = Verdict::Drop(DropReason::NoFlow);
     let not_syn = Verdict::Drop(DropReason::ForwardNotSyn);
-    // a port nobody forwarded, the forwarded port of the other line, the other protocol
-    let syn = |dst, port| tcp(CLIENT, dst, (50000, port), TCP_SYN, 1, 0);
+    // a port nobody forwarded, the forwarded port of the other uplink, the other protocol
+    let syn = |dst, port| tcp(CLIENT, dst, (50000, port), tcp_flags::SYN, 1, 0);
     assert_eq!(drop(1, syn(UPLINK_2, 8081)), no_flow);
     assert_eq!(drop(0, syn(UPLINK_1, 8080)), no_flow);
     let udp = Ipv4Packet::udp(CLIENT, UPLINK_2, 6000, 8080, b"x").build();
     assert_eq!(drop(1, udp), no_flow);
     // the forwarded port, but no SYN opening a connection
     let to_web = |flags| tcp(CLIENT, UPLINK_2, (50000, 8080), flags, 1, 1);
-    for flags in [TCP_ACK, TCP_SYN | TCP_ACK, TCP_RST, TCP_SYN | TCP_FIN] {
+    for flags in [
+        tcp_flags::ACK,
+        tcp_flags::SYN | tcp_flags::ACK,
+        tcp_flags::RST,
+        tcp_flags::SYN | tcp_flags::FIN,
+    ] {
         assert_eq!(drop(1, to_web(flags)), not_syn, "flags {flags:#x}");
     }
     let c = e.counters();
@@ -188,7 +206,7 @@ fn what_no_forward_opens_is_dropped_and_counted() {
 
 #[test]
 fn the_pool_never_hands_out_a_forwarded_port() {
-    // a pool of three TCP ports, the middle one forwarded on isp2: every line keeps it aside
+    // a pool of three TCP ports, the middle one forwarded on isp2: every uplink keeps it aside
     for uplink in [0, 1] {
         let everything = Pin {
             prefix: Prefix::new(0, 0).unwrap(),
@@ -199,11 +217,11 @@ fn the_pool_never_hands_out_a_forwarded_port() {
         let mut ports = Vec::new();
         for i in 0..3u8 {
             let port = 40000 + u16::from(i);
-            let mut syn = tcp(LAN, [198, 19, 1, i], (port, 443), TCP_SYN, 1, 0);
+            let mut syn = tcp(LAN, [198, 19, 1, i], (port, 443), tcp_flags::SYN, 1, 0);
             match out(&e, 0, &mut syn) {
                 Verdict::Uplink(u) => {
                     assert_eq!(u, uplink);
-                    ports.push(packet::read_u16(&syn, 20));
+                    ports.push(read_u16(&syn, 20));
                 }
                 v => assert_eq!(v, Verdict::Drop(DropReason::PortsExhausted)),
             }
@@ -216,7 +234,7 @@ fn the_pool_never_hands_out_a_forwarded_port() {
         for port in 1..=4 {
             let mut udp = Ipv4Packet::udp(LAN, [198, 19, 2, 1], port, 53, b"q").build();
             if out(&e, 0, &mut udp) == Verdict::Uplink(uplink) {
-                taken.push(packet::read_u16(&udp, 20));
+                taken.push(read_u16(&udp, 20));
             }
         }
         taken.sort_unstable();
@@ -225,7 +243,7 @@ fn the_pool_never_hands_out_a_forwarded_port() {
 }
 
 #[test]
-fn a_forwards_line_going_down_resets_its_connections_and_moves_nothing() {
+fn a_forwards_uplink_going_down_resets_its_connections_and_moves_nothing() {
     let elsewhere = [198, 19, 9, 9];
     let pin = Pin {
         prefix: Prefix::new(u32::from_be_bytes(elsewhere), 32).unwrap(),
@@ -236,33 +254,27 @@ fn a_forwards_line_going_down_resets_its_connections_and_moves_nothing() {
     connect(&e);
     // the server's own connection out from port 80, through a port of isp2's pool, not
     // answered yet
-    let mut own = tcp(LAN, elsewhere, (80, 443), TCP_SYN, 1, 0);
+    let mut own = tcp(LAN, elsewhere, (80, 443), tcp_flags::SYN, 1, 0);
     assert_eq!(out(&e, 2, &mut own), Verdict::Uplink(1));
     let mut hello = Ipv4Packet::udp(CLIENT, UPLINK_2, 6000, 5060, b"hi").build();
     assert_eq!(inb(&e, 3, 1, &mut hello), Verdict::Tun);
-    let probes = e.set_uplink_up(1, false);
+    let probes = e.set_uplink_up(1, false, &CarriedFlows::NONE);
     assert_eq!(
         probes.len(),
         1,
         "the connection is reset, as a NAT'd one would be"
     );
     let probe = &probes[0];
-    assert_eq!(packet::read_u32(probe, 12), u32::from_be_bytes(CLIENT));
-    assert_eq!(packet::read_u32(probe, 16), u32::from_be_bytes(LAN));
-    assert_eq!(
-        (packet::read_u16(probe, 20), packet::read_u16(probe, 22)),
-        (50000, 80)
-    );
+    assert_eq!(read_u32(probe, 12), u32::from_be_bytes(CLIENT));
+    assert_eq!(read_u32(probe, 16), u32::from_be_bytes(LAN));
+    assert_eq!((read_u16(probe, 20), read_u16(probe, 22)), (50000, 80));
     // the server answers with a duplicate ACK: it becomes the reset, back to the server
-    let mut dupack = tcp(LAN, CLIENT, (80, 50000), TCP_ACK, 301, 7001);
+    let mut dupack = tcp(LAN, CLIENT, (80, 50000), tcp_flags::ACK, 301, 7001);
     assert_eq!(out(&e, 10, &mut dupack), Verdict::Tun);
-    assert_eq!(
-        Ipv4::parse(&dupack, 0).unwrap().tcp_flags(&dupack),
-        TCP_RST | TCP_ACK
-    );
+    assert_eq!(tcp_of(&dupack).flags(), tcp_flags::RST | tcp_flags::ACK);
     assert_eq!(e.counters().resets, 1);
     // UDP has nowhere else to go (the remote end knows isp2's address only): it stays, to go
-    // on when the line comes back
+    // on when the uplink comes back
     let mut answer = Ipv4Packet::udp(LAN, CLIENT, 5060, 6000, b"hi").build();
     assert_eq!(out(&e, 11, &mut answer), Verdict::Uplink(1));
     assert_eq!(e.counters().moved, 0);
@@ -277,23 +289,23 @@ fn a_forwards_line_going_down_resets_its_connections_and_moves_nothing() {
     // connection keeps its port
     assert_eq!(e.mapping_count(), 1);
 
-    // with --on-uplink-down keep, the connection waits for the line
+    // with --on-uplink-down keep, the connection waits for the uplink
     let mut cfg = config(POOL, vec![]);
     cfg.reset_tcp_on_down = false;
     let e = engine(cfg);
     connect(&e);
-    assert!(e.set_uplink_up(1, false).is_empty());
-    let mut data = tcp(LAN, CLIENT, (80, 50000), TCP_ACK, 301, 7001);
+    assert!(e.set_uplink_up(1, false, &CarriedFlows::NONE).is_empty());
+    let mut data = tcp(LAN, CLIENT, (80, 50000), tcp_flags::ACK, 301, 7001);
     assert_eq!(out(&e, 10, &mut data), Verdict::Uplink(1));
 }
 
 #[test]
-fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_line_leaves() {
+fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_uplink_leaves() {
     let fake = Arc::new(FakeFastPath::default());
-    let e = engine(config(POOL, vec![])).with_fast_path(Box::new(fake.clone()));
+    let e = WithFastPath::new(engine(config(POOL, vec![])), fake.clone());
     connect(&e);
     for i in 0..u32::from(HAND_OVER_AFTER) {
-        let mut data = tcp(LAN, CLIENT, (80, 50000), TCP_ACK, 301 + i, 7001);
+        let mut data = tcp(LAN, CLIENT, (80, 50000), tcp_flags::ACK, 301 + i, 7001);
         assert_eq!(out(&e, 10, &mut data), Verdict::Uplink(1));
     }
     let exchange = |client_port: u16| {
@@ -326,9 +338,9 @@ fn the_fast_path_carries_forwarded_flows_and_keeps_them_when_their_line_leaves()
 }
 
 #[test]
-fn a_forward_follows_its_lines_new_address() {
+fn a_forward_follows_its_uplinks_new_address() {
     let fake = Arc::new(FakeFastPath::default());
-    let e = engine(config(POOL, vec![])).with_fast_path(Box::new(fake.clone()));
+    let e = WithFastPath::new(engine(config(POOL, vec![])), fake.clone());
     connect(&e);
     // a UDP flow through the forward, steady: on the fast path
     let hello = |to: [u8; 4]| Ipv4Packet::udp(CLIENT, to, 6000, 5060, b"hi").build();
@@ -350,7 +362,7 @@ fn a_forward_follows_its_lines_new_address() {
     // the UDP flow comes back from the fast path, which translates to the old address
     assert_eq!(log()[1..], ["withdraw 17 5060"]);
     // the server's next datagram leaves through isp2 from its new address, still from the
-    // forwarded port: the forward follows its line, never turns into a flow of the pool
+    // forwarded port: the forward follows its uplink, never turns into a flow of the pool
     let mut next = answer();
     assert_eq!(out(&e, 10, &mut next), Verdict::Uplink(1));
     assert_eq!(
@@ -373,7 +385,7 @@ fn a_forward_follows_its_lines_new_address() {
 
 #[test]
 fn a_forward_clashing_with_the_hosts_own_flow_is_refused_and_flows_expire_cleanly() {
-    // the client pinned to isp2: the LAN host's own flow to it shares the forward's line
+    // the client pinned to isp2: the LAN host's own flow to it shares the forward's uplink
     let client = Prefix::new(u32::from_be_bytes(CLIENT), 32).unwrap();
     let pin = Pin {
         prefix: client,
@@ -398,10 +410,10 @@ fn a_forward_clashing_with_the_hosts_own_flow_is_refused_and_flows_expire_cleanl
     // the forwarded flow expires; the host's own keeps its port and its binding
     let udp = Timeouts::default().udp;
     assert_eq!(out(&e, udp / 2, &mut own()), Verdict::Uplink(1));
-    e.expire(t(udp + 2));
+    e.expire(t(udp + 2), &CarriedFlows::NONE);
     assert_eq!((e.flow_count(), e.mapping_count()), (1, 1));
     assert_eq!(e.forward_counts()[1], ForwardCount { live: 0, opened: 1 });
-    e.expire(t(udp + udp / 2 + 10 * 60_000));
+    e.expire(t(udp + udp / 2 + 10 * 60_000), &CarriedFlows::NONE);
     assert_eq!(
         (e.flow_count(), e.mapping_count(), e.destination_count()),
         (0, 0, 0)

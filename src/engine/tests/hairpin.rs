@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use super::checksum::{fold, pseudo_header, sum};
-use super::packet::{PROTO_UDP, TCP_SYN, read_u16, write_u16};
-use super::tests::{FakeFastPath, config};
 use super::*;
+use super::{FakeFastPath, WithFastPath, config};
+use crate::engine::checksum::{fold, pseudo_header, sum};
 use wanlb_testkit::Ipv4Packet;
 
 const A: [u8; 4] = [198, 18, 3, 10];
@@ -26,8 +25,8 @@ fn now() -> Timestamp {
     Timestamp::from_millis(1)
 }
 
-fn out(e: &Engine, p: &mut [u8]) -> Verdict {
-    e.outbound(now(), p, &mut L4Checksum::Complete)
+fn out(e: &impl Gateway, p: &mut [u8]) -> Verdict {
+    e.send_out(now(), p, &mut L4Checksum::Complete)
 }
 
 /// The address of `uplink` in [`config`].
@@ -37,7 +36,7 @@ fn addr_of(uplink: UplinkId) -> [u8; 4] {
 
 /// The uplink and external port (or echo identifier) of the mapping of `host:port` for
 /// `proto`, opened by a packet to the server (as a STUN client learns it).
-fn mapping(e: &Engine, proto: u8, host: [u8; 4], port: u16) -> (UplinkId, u16) {
+fn mapping(e: &impl Gateway, proto: u8, host: [u8; 4], port: u16) -> (UplinkId, u16) {
     let mut p = Ipv4Packet::l4(proto, host, SERVER, port, 3478, b"stun").build();
     let Verdict::Uplink(u) = out(e, &mut p) else {
         panic!("the packet to the server did not leave")
@@ -53,10 +52,10 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Ve
 /// A at 4000 and B at 5000 reach each other's UDP mappings through the uplink's address: B
 /// first (filtered), then A (B had sent there), then B. Returns the uplink's address, A's
 /// external port and B's.
-fn udp_hairpin(e: &Engine) -> ([u8; 4], u16, u16) {
+fn udp_hairpin(e: &impl Gateway) -> ([u8; 4], u16, u16) {
     let (u, pa) = mapping(e, PROTO_UDP, A, 4000);
     let (ub, pb) = mapping(e, PROTO_UDP, B, 5000);
-    assert_eq!(u, ub, "one destination, one line");
+    assert_eq!(u, ub, "one destination, one uplink");
     let ext = addr_of(u);
     let mut p = udp(B, ext, 5000, pa, b"from B");
     assert_eq!(out(e, &mut p), Verdict::Drop(DropReason::HairpinNoFlow));
@@ -114,18 +113,21 @@ fn tcp_hole_punching_opens_simultaneously_through_the_uplinks_address() {
     };
     const ACK: u8 = 0x10;
     // A's SYN punches: filtered at B's mapping, but A's flow is open
-    let mut syn_a = tcp(A, ext, 40000, pb, TCP_SYN, 100, 0);
+    let mut syn_a = tcp(A, ext, 40000, pb, tcp_flags::SYN, 100, 0);
     assert_eq!(
         out(&e, &mut syn_a),
         Verdict::Drop(DropReason::HairpinNoFlow)
     );
     // B's SYN reaches A from B's external endpoint; the handshake completes both ways
-    let mut syn_b = tcp(B, ext, 40001, pa, TCP_SYN, 200, 0);
+    let mut syn_b = tcp(B, ext, 40001, pa, tcp_flags::SYN, 200, 0);
     assert_eq!(out(&e, &mut syn_b), Verdict::Hairpin);
-    assert_eq!(syn_b, tcp(ext, A, pb, 40000, TCP_SYN, 200, 0));
-    let mut synack = tcp(A, ext, 40000, pb, TCP_SYN | ACK, 100, 201);
+    assert_eq!(syn_b, tcp(ext, A, pb, 40000, tcp_flags::SYN, 200, 0));
+    let mut synack = tcp(A, ext, 40000, pb, tcp_flags::SYN | ACK, 100, 201);
     assert_eq!(out(&e, &mut synack), Verdict::Hairpin);
-    assert_eq!(synack, tcp(ext, B, pa, 40001, TCP_SYN | ACK, 100, 201));
+    assert_eq!(
+        synack,
+        tcp(ext, B, pa, 40001, tcp_flags::SYN | ACK, 100, 201)
+    );
     let mut ack = tcp(B, ext, 40001, pa, ACK, 201, 101);
     assert_eq!(out(&e, &mut ack), Verdict::Hairpin);
     assert_eq!(ack, tcp(ext, A, pb, 40000, ACK, 201, 101));
@@ -155,9 +157,9 @@ fn ip(a: [u8; 4]) -> u32 {
 }
 
 #[test]
-fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_lines_health() {
+fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_uplinks_health() {
     let fast = Arc::new(FakeFastPath::default());
-    let e = engine().with_fast_path(Box::new(fast.clone()));
+    let e = WithFastPath::new(engine(), fast.clone());
     let (ext, pa, pb) = udp_hairpin(&e);
     let (u, tpa) = mapping(&e, PROTO_TCP, A, 40000);
     let (_, tpb) = mapping(&e, PROTO_TCP, B, 40001);
@@ -168,9 +170,9 @@ fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_lines_health() {
             .build()
     };
     // a simultaneous open, as hole punching makes it (an answer to a SYN opens no flow)
-    out(&e, &mut tcp(A, ext, 40000, tpb, TCP_SYN));
-    out(&e, &mut tcp(B, ext, 40001, tpa, TCP_SYN));
-    out(&e, &mut tcp(B, ext, 40001, tpa, TCP_SYN | 0x10));
+    out(&e, &mut tcp(A, ext, 40000, tpb, tcp_flags::SYN));
+    out(&e, &mut tcp(B, ext, 40001, tpa, tcp_flags::SYN));
+    out(&e, &mut tcp(B, ext, 40001, tpa, tcp_flags::SYN | 0x10));
     out(&e, &mut tcp(A, ext, 40000, tpb, 0x10));
     // far more packets both ways than any flow needs to be handed over
     for _ in 0..2 * HAND_OVER_ONE_WAY_AFTER {
@@ -186,7 +188,7 @@ fn hairpinned_flows_never_go_to_the_fast_path_nor_follow_their_lines_health() {
         );
     }
     assert_eq!(*fast.log.lock().unwrap(), Vec::<String>::new());
-    // the line dies: nothing to reset (the connection never crosses it), nothing moves
+    // the uplink dies: nothing to reset (the connection never crosses it), nothing moves
     assert_eq!(
         e.set_uplink_up(u, false),
         Vec::<[u8; SEQUENCE_PROBE]>::new()

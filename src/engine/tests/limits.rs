@@ -2,11 +2,10 @@
 //! per-host shares and what made-up sources get, the port forwards' embryonic connections,
 //! the idle destination bindings, and 32 uplinks.
 
-use super::forward::Forward;
-use super::packet::{TCP_ACK, TCP_SYN};
-use super::select::Prefix;
-use super::tests::config;
+use super::config;
 use super::*;
+use crate::engine::port_forward::Forward;
+use crate::engine::select::Prefix;
 use proptest::prelude::*;
 use wanlb_testkit::{Ipv4Packet, reply_to};
 
@@ -78,7 +77,7 @@ fn tcp(src: u32, dst: u32, ports: (u16, u16), flags: u8, seq: u32, ack: u32) -> 
 /// number 5000), and the host's ACK of it with `acks` (5001 if it got the SYN-ACK).
 fn handshake(e: &Engine, src: u32, sport: u16, acks: u32) -> Verdict {
     let server = INTERNET + 80;
-    let mut syn = tcp(src, server, (sport, 443), TCP_SYN, 100, 0);
+    let mut syn = tcp(src, server, (sport, 443), tcp_flags::SYN, 100, 0);
     let v = e.outbound(t(0), &mut syn, &mut L4Checksum::Complete);
     assert!(matches!(v, Verdict::Uplink(_)), "{v:?}");
     let mut syn_ack = reply_to(&syn);
@@ -87,7 +86,7 @@ fn handshake(e: &Engine, src: u32, sport: u16, acks: u32) -> Verdict {
     } else {
         0
     };
-    syn_ack[33] = TCP_SYN | TCP_ACK;
+    syn_ack[33] = tcp_flags::SYN | tcp_flags::ACK;
     syn_ack[24..28].copy_from_slice(&5000u32.to_be_bytes());
     syn_ack[28..32].copy_from_slice(&101u32.to_be_bytes());
     wanlb_testkit::fix_checksums(&mut syn_ack);
@@ -95,7 +94,7 @@ fn handshake(e: &Engine, src: u32, sport: u16, acks: u32) -> Verdict {
         e.inbound(t(0), uplink, &mut syn_ack, &mut L4Checksum::Complete),
         Verdict::Tun
     );
-    let mut ack = tcp(src, server, (sport, 443), TCP_ACK, 101, acks);
+    let mut ack = tcp(src, server, (sport, 443), tcp_flags::ACK, 101, acks);
     e.outbound(t(0), &mut ack, &mut L4Checksum::Complete)
 }
 
@@ -181,7 +180,7 @@ fn timeouts_of_unanswered_and_opening_flows_shrink_as_the_table_fills() {
         send(&e, 0, HOST, port(1000 + i), INTERNET + 100 + i).unwrap();
     }
     assert!(sent(handshake(&e, OTHER_HOST, 3000, 5001)));
-    let mut syn = tcp(HOST, INTERNET + 99, (4000, 443), TCP_SYN, 1, 0);
+    let mut syn = tcp(HOST, INTERNET + 99, (4000, 443), tcp_flags::SYN, 1, 0);
     assert!(matches!(
         e.outbound(t(0), &mut syn, &mut L4Checksum::Complete),
         Verdict::Uplink(_)
@@ -189,19 +188,19 @@ fn timeouts_of_unanswered_and_opening_flows_shrink_as_the_table_fills() {
     assert_eq!(e.flow_count(), 90);
     let defaults = Timeouts::default();
     // the SYN goes at half the transitory timeout
-    e.expire(t(defaults.tcp_transitory / 2 - 1));
+    e.expire(t(defaults.tcp_transitory / 2 - 1), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 90);
-    e.expire(t(defaults.tcp_transitory / 2));
+    e.expire(t(defaults.tcp_transitory / 2), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 89);
     assert_eq!(evicted(&e, Eviction::AdaptiveTimeout), 1);
     // the unanswered UDP flows at half theirs (the table is still 89% full)
-    e.expire(t(defaults.udp * 55 / 100));
+    e.expire(t(defaults.udp * 55 / 100), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 45);
     assert_eq!(evicted(&e, Eviction::AdaptiveTimeout), 45);
     // what completed keeps its full timeout
-    e.expire(t(defaults.udp - 1));
+    e.expire(t(defaults.udp - 1), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 45);
-    e.expire(t(defaults.udp));
+    e.expire(t(defaults.udp), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 1, "the open TCP connection");
     assert_eq!(
         evicted(&e, Eviction::AdaptiveTimeout),
@@ -236,7 +235,7 @@ fn a_host_has_at_most_its_share_of_flows_and_others_are_not_held_back() {
     }
     assert!(send(&e, 0, other, 1009, INTERNET + 9).is_err());
     // a flow that ends makes room again
-    e.expire(t(Timeouts::default().udp));
+    e.expire(t(Timeouts::default().udp), &CarriedFlows::NONE);
     send(&e, 1, HOST, 1009, INTERNET + 9).unwrap();
 }
 
@@ -349,7 +348,7 @@ fn forwarding(max_embryonic: u32) -> Engine {
 
 /// A SYN from `client` to the forward, through the engine.
 fn syn_in(e: &Engine, client: u32, port: u16) -> Verdict {
-    let mut syn = tcp(client, UPLINK_2, (port, 8080), TCP_SYN, 7000, 0);
+    let mut syn = tcp(client, UPLINK_2, (port, 8080), tcp_flags::SYN, 7000, 0);
     e.inbound(t(0), 1, &mut syn, &mut L4Checksum::Complete)
 }
 
@@ -367,12 +366,19 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
     };
     flood(0, 200);
     // the server's SYN-ACK, the client's ACK: established
-    let mut syn_ack = tcp(HOST, client, (80, 5555), TCP_SYN | TCP_ACK, 300, 7001);
+    let mut syn_ack = tcp(
+        HOST,
+        client,
+        (80, 5555),
+        tcp_flags::SYN | tcp_flags::ACK,
+        300,
+        7001,
+    );
     assert_eq!(
         e.outbound(t(0), &mut syn_ack, &mut L4Checksum::Complete),
         Verdict::Uplink(1)
     );
-    let mut ack = tcp(client, UPLINK_2, (5555, 8080), TCP_ACK, 7001, 301);
+    let mut ack = tcp(client, UPLINK_2, (5555, 8080), tcp_flags::ACK, 7001, 301);
     assert_eq!(
         e.inbound(t(0), 1, &mut ack, &mut L4Checksum::Complete),
         Verdict::Tun
@@ -392,7 +398,7 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
     assert_eq!(embryonic as u64, live - 1);
     assert_eq!(e.room.live() as usize, e.flow_count());
     // the client's connection completed: it stays
-    let mut data = tcp(client, UPLINK_2, (5555, 8080), TCP_ACK, 7001, 301);
+    let mut data = tcp(client, UPLINK_2, (5555, 8080), tcp_flags::ACK, 7001, 301);
     assert_eq!(
         e.inbound(t(0), 1, &mut data, &mut L4Checksum::Complete),
         Verdict::Tun
@@ -403,7 +409,7 @@ fn a_syn_flood_on_a_forward_keeps_its_embryonic_connections_bounded_and_a_real_c
         HOST,
         INTERNET + 1000,
         (80, 1024),
-        TCP_SYN | TCP_ACK,
+        tcp_flags::SYN | tcp_flags::ACK,
         300,
         7001,
     );
@@ -464,7 +470,7 @@ fn a_forward_holds_one_hosts_share_of_the_table_however_many_of_its_flows_are_an
     assert_eq!(e.forward_counts()[1].live, 100);
     assert_eq!(evicted(&e, Eviction::ForwardEmbryonic), 5000 + 1 - 100);
     // the counts are true: as flows end, so do the forwards' counts
-    e.expire(t(24 * 3600 * 1000));
+    e.expire(t(24 * 3600 * 1000), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 0);
     let live: Vec<u64> = e.forward_counts().iter().map(|c| c.live).collect();
     assert_eq!(live, [0, 0]);
@@ -477,7 +483,7 @@ fn idle_destination_bindings_are_bounded_by_the_flow_limit() {
     for i in 0..5000 {
         let _ = send(&e, 0, HOST, port(i % 60_000), INTERNET + i);
     }
-    e.expire(t(Timeouts::default().udp));
+    e.expire(t(Timeouts::default().udp), &CarriedFlows::NONE);
     assert_eq!(e.flow_count(), 0);
     // at most 10 idle bindings per shard (640 over 64), the rest forgotten and counted
     assert!(e.destination_count() <= 640, "{}", e.destination_count());
@@ -537,7 +543,7 @@ fn thirty_two_uplinks_work_to_the_last() {
         Verdict::Uplink(31)
     );
     // the 32nd goes down: its flows move at their next packet
-    e.set_uplink_up(31, false);
+    e.set_uplink_up(31, false, &CarriedFlows::NONE);
     let mut p = udp(HOST, 1000, INTERNET + 70_000);
     let v = e.outbound(t(1), &mut p, &mut L4Checksum::Complete);
     assert!(matches!(v, Verdict::Uplink(u) if u < 31), "{v:?}");
@@ -574,7 +580,7 @@ proptest! {
                 }
                 _ => {
                     now += 10_000;
-                    e.expire(t(now));
+                    e.expire(t(now), &CarriedFlows::NONE);
                 }
             }
             prop_assert!(e.flow_count() <= 96);
@@ -585,7 +591,7 @@ proptest! {
             prop_assert_eq!(verified, 0);
             prop_assert!(unverified <= e.flow_count());
         }
-        e.expire(t(now + 10 * Timeouts::default().udp));
+        e.expire(t(now + 10 * Timeouts::default().udp), &CarriedFlows::NONE);
         prop_assert_eq!(e.flow_count(), 0);
         prop_assert_eq!(e.mapping_count(), 0);
         prop_assert_eq!(e.host_counts(), (0, 0));

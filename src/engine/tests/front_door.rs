@@ -2,7 +2,7 @@
 //! errors are taken only with a right checksum (RFC 5508 REQ-3), and one from the LAN only
 //! about a packet wanlb delivered, back to its sender.
 
-use super::tests::config;
+use super::config;
 use super::*;
 use wanlb_testkit::Ipv4Packet;
 

@@ -8,25 +8,27 @@
 //! normal path, which leads to wanlb's own data path. The engine remains the only one that
 //! decides.
 
+mod flows;
+
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, IterableMap, MapData, PerCpuArray};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, Pod, include_bytes_aligned};
 
-use super::fd::monotonic_ns;
 use super::iface;
-use crate::engine::flow::Acked;
-use crate::engine::{FastPath, Flow, UplinkId};
+use crate::engine::select::Prefix;
+use crate::engine::{Direction, FastPathWork, UplinkId};
 use crate::uplink::{LinkKind, NextHop, format_mac};
 
 /// The compiled programs (scripts/build-ebpf.sh makes it from ebpf/fastpath.c).
-static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/fastpath.o");
+static OBJECT: &[u8] = include_bytes_aligned!("../../../ebpf/fastpath.o");
 
 /// Flows the kernel can carry at once (MAX_FLOWS in ebpf/wanlb.h); later ones stay in
 /// userspace until room frees up. Entries are allocated as flows are added.
@@ -37,24 +39,14 @@ pub const CAPACITY: u32 = 262_144;
 pub const TC_NEXT: i32 = -1;
 pub const TC_REDIRECT: i32 = 7;
 
-/// Which direction a program carries packets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// From the LAN to an uplink: source translated, frame addressed to the uplink's gateway.
-    Outbound = 0,
-    /// From an uplink to the LAN: destination translated back, frame addressed by the
-    /// kernel's neighbour table.
-    Inbound = 1,
-}
-
-impl Direction {
-    /// The program that carries this direction's packets arriving on a link of kind `link`.
-    fn program(self, link: LinkKind) -> &'static str {
-        match (self, link) {
-            (Direction::Outbound, _) => "wanlb_outbound",
-            (Direction::Inbound, LinkKind::Ethernet) => "wanlb_inbound",
-            (Direction::Inbound, LinkKind::PointToPoint) => "wanlb_inbound_l3",
-        }
+/// The program that carries `direction`'s packets (from the LAN to an uplink: source translated,
+/// frame addressed to the uplink's gateway; back: destination translated back, frame
+/// addressed by the kernel's neighbour table) arriving on a link of kind `link`.
+fn program(direction: Direction, link: LinkKind) -> &'static str {
+    match (direction, link) {
+        (Direction::Outbound, _) => "wanlb_outbound",
+        (Direction::Inbound, LinkKind::Ethernet) => "wanlb_inbound",
+        (Direction::Inbound, LinkKind::PointToPoint) => "wanlb_inbound_l3",
     }
 }
 
@@ -64,7 +56,7 @@ const PROGRAMS: [&str; 3] = ["wanlb_outbound", "wanlb_inbound", "wanlb_inbound_l
 /// `struct flow_key` of ebpf/wanlb.h: a flow as a packet names it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowKey {
+pub struct FlowMapKey {
     pub saddr: [u8; 4],
     pub daddr: [u8; 4],
     pub sport: [u8; 2],
@@ -78,7 +70,7 @@ pub struct FlowKey {
 /// TCP what the last segment with ACK the program carried acknowledged.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowValue {
+pub struct FlowMapValue {
     pub addr: [u8; 4],
     pub port: [u8; 2],
     pub uplink: u16,
@@ -114,9 +106,9 @@ pub struct Counter {
 // SAFETY: each is #[repr(C)] with explicit padding fields, so it has no padding bytes, and
 // every bit pattern is a valid value of each field: aya may copy them to and from the kernel
 // as plain bytes.
-unsafe impl Pod for FlowKey {}
+unsafe impl Pod for FlowMapKey {}
 // SAFETY: as above.
-unsafe impl Pod for FlowValue {}
+unsafe impl Pod for FlowMapValue {}
 // SAFETY: as above.
 unsafe impl Pod for UplinkInfo {}
 // SAFETY: as above.
@@ -162,28 +154,6 @@ impl UplinkSlot {
     }
 }
 
-fn key(saddr: u32, daddr: u32, ports: (u16, u16), proto: u8, ifindex: u32) -> FlowKey {
-    FlowKey {
-        saddr: saddr.to_be_bytes(),
-        daddr: daddr.to_be_bytes(),
-        sport: ports.0.to_be_bytes(),
-        dport: ports.1.to_be_bytes(),
-        proto,
-        pad: [0; 3],
-        ifindex,
-    }
-}
-
-fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32) -> FlowValue {
-    FlowValue {
-        addr: addr.to_be_bytes(),
-        port: port.to_be_bytes(),
-        uplink: u16::from(uplink),
-        ifindex,
-        ..FlowValue::default()
-    }
-}
-
 /// Packets and bytes the fast path carried for one uplink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FastTotals {
@@ -193,16 +163,23 @@ pub struct FastTotals {
     pub inbound_bytes: u64,
 }
 
-type FlowMap = Mutex<HashMap<MapData, FlowKey, FlowValue>>;
+type FlowMap = Mutex<HashMap<MapData, FlowMapKey, FlowMapValue>>;
 
 /// The programs, their links and their maps; dropping it detaches everything and frees the
-/// maps. The maps' updates take `&mut`; flows are handed over and withdrawn under a lock
-/// each, which is held only for the one syscall.
+/// maps. This is the one handle to the fast path (the engine has none: it queues what it
+/// decides, and [`TcFastPath::carry_out`] does it). The maps' updates take `&mut`: each is
+/// made under its map's lock, held only for the one syscall.
 pub struct TcFastPath {
     /// The programs; locked only to attach one, or for a test run.
     ebpf: Mutex<Ebpf>,
     outbound: FlowMap,
     inbound: FlowMap,
+    /// The flow maps' descriptors again, to read them whole without their locks.
+    outbound_fd: OwnedFd,
+    inbound_fd: OwnedFd,
+    /// Held while the engine's work is carried out, so that one caller's work never
+    /// overtakes another's; it holds the work taken, its room reused.
+    carrying: Mutex<Vec<FastPathWork>>,
     uplink_info: Mutex<Array<MapData, UplinkInfo>>,
     counters: PerCpuArray<MapData, Counter>,
     uplinks: Vec<UplinkSlot>,
@@ -320,9 +297,19 @@ impl TcFastPath {
             take("wanlb_counters")?,
         );
         let maps = |e| load_error("the fast path's maps", e);
+        let outbound: HashMap<_, FlowMapKey, FlowMapValue> =
+            HashMap::try_from(outbound).map_err(maps)?;
+        let inbound: HashMap<_, FlowMapKey, FlowMapValue> =
+            HashMap::try_from(inbound).map_err(maps)?;
+        let fd = |m: &HashMap<MapData, FlowMapKey, FlowMapValue>| {
+            IterableMap::map(m).fd().as_fd().try_clone_to_owned()
+        };
         Ok(TcFastPath {
-            outbound: Mutex::new(HashMap::try_from(outbound).map_err(maps)?),
-            inbound: Mutex::new(HashMap::try_from(inbound).map_err(maps)?),
+            outbound_fd: fd(&outbound)?,
+            inbound_fd: fd(&inbound)?,
+            outbound: Mutex::new(outbound),
+            inbound: Mutex::new(inbound),
+            carrying: Mutex::new(Vec::new()),
             uplink_info: Mutex::new(Array::try_from(uplink_info).map_err(maps)?),
             counters: PerCpuArray::try_from(counters).map_err(maps)?,
             ebpf: Mutex::new(ebpf),
@@ -349,8 +336,8 @@ impl TcFastPath {
         let lans = self.lans.iter().map(|l| (l.ifindex, LinkKind::Ethernet));
         let uplinks = self.uplinks.iter().map(|u| (u.ifindex(), u.link));
         let mut attachments: Vec<(&str, u32)> = lans
-            .map(|(i, link)| (Direction::Outbound.program(link), i))
-            .chain(uplinks.map(|(i, link)| (Direction::Inbound.program(link), i)))
+            .map(|(i, link)| (program(Direction::Outbound, link), i))
+            .chain(uplinks.map(|(i, link)| (program(Direction::Inbound, link), i)))
             .collect();
         attachments.sort_unstable();
         attachments.dedup();
@@ -369,19 +356,22 @@ impl TcFastPath {
     pub fn reattach_uplink(&self, uplink: UplinkId, ifindex: u32, mac: [u8; 6]) -> io::Result<()> {
         let u = &self.uplinks[usize::from(uplink)];
         self.set_next_hop(uplink, None)?;
-        let program = Direction::Inbound.program(u.link);
-        attach(&mut lock(&self.ebpf), program, ifindex)?;
+        let inbound_program = program(Direction::Inbound, u.link);
+        attach(&mut lock(&self.ebpf), inbound_program, ifindex)?;
         *lock(&u.mac) = mac;
+        // no work is carried out meanwhile: a flow handed over or withdrawn now is keyed
+        // by the one interface or the other, never half
+        let _no_work = lock(&self.carrying);
         let mut inbound = lock(&self.inbound);
         let old = u.ifindex.swap(ifindex, Ordering::Relaxed);
-        let moving: Vec<(FlowKey, FlowValue)> = inbound
+        let moving: Vec<(FlowMapKey, FlowMapValue)> = inbound
             .iter()
             .filter_map(Result::ok)
             .filter(|(k, v)| k.ifindex == old && v.uplink == u16::from(uplink))
             .collect();
         for (key, value) in moving {
             inbound
-                .insert(FlowKey { ifindex, ..key }, value, 0)
+                .insert(FlowMapKey { ifindex, ..key }, value, 0)
                 .map_err(map_error)?;
             inbound.remove(&key).map_err(map_error)?;
         }
@@ -400,7 +390,7 @@ impl TcFastPath {
         frame: &[u8],
         arrived_on: u32,
     ) -> io::Result<(i32, Vec<u8>)> {
-        let name = direction.program(LinkKind::Ethernet);
+        let name = program(direction, LinkKind::Ethernet);
         let ebpf = lock(&self.ebpf);
         let program: &SchedClassifier = ebpf
             .program(name)
@@ -467,6 +457,15 @@ impl TcFastPath {
             .collect()
     }
 
+    /// The LAN subnets whose hosts the programs reach: a host behind another router is not
+    /// one the fast path can hand a packet to.
+    pub fn reaches(&self) -> Vec<Prefix> {
+        self.lans
+            .iter()
+            .filter_map(|l| Prefix::new(u32::from(l.addr), l.prefix_len))
+            .collect()
+    }
+
     /// Flows handed over, flows taken back, and flows the kernel refused (its maps full).
     pub fn flow_counts(&self) -> (u64, u64, u64) {
         (
@@ -475,246 +474,7 @@ impl TcFastPath {
             self.refused.load(Ordering::Relaxed),
         )
     }
-
-    /// The keys a flow is found under: outbound (LAN ingress) and inbound (ingress of its
-    /// uplink's interface).
-    fn keys(&self, flow: &Flow, ext_addr: u32) -> (FlowKey, FlowKey) {
-        let k = flow.key;
-        let uplink_ifindex = self.uplinks[usize::from(flow.uplink)].ifindex();
-        (
-            key(k.int_addr, k.rem_addr, (k.int_port, k.rem_port), k.proto, 0),
-            key(
-                k.rem_addr,
-                ext_addr,
-                (k.rem_port, flow.ext_port),
-                k.proto,
-                uplink_ifindex,
-            ),
-        )
-    }
-
-    /// Ok(false): not a flow the programs can carry (a LAN host behind another router).
-    fn try_hand_over(&self, flow: &Flow, ext_addr: u32) -> io::Result<bool> {
-        let Some(lan) = self.lans.iter().find(|l| l.holds(flow.key.int_addr)) else {
-            return Ok(false);
-        };
-        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
-        let out = value(ext_addr, flow.ext_port, flow.uplink, 0);
-        let back = value(
-            flow.key.int_addr,
-            flow.key.int_port,
-            flow.uplink,
-            lan.ifindex,
-        );
-        let inserted = lock(&self.inbound).insert(inbound_key, back, 0);
-        inserted.map_err(map_error)?;
-        let inserted = lock(&self.outbound).insert(outbound_key, out, 0);
-        if let Err(e) = inserted {
-            let removed = lock(&self.inbound).remove(&inbound_key);
-            removed.map_err(map_error)?;
-            return Err(map_error(e));
-        }
-        Ok(true)
-    }
-}
-
-impl FastPath for std::sync::Arc<TcFastPath> {
-    fn hand_over(&self, flow: &Flow, ext_addr: u32) -> bool {
-        match self.try_hand_over(flow, ext_addr) {
-            Ok(true) => {
-                self.handed_over.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Ok(false) => false,
-            Err(e) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "fast path refused a flow");
-                false
-            }
-        }
-    }
-
-    fn idle_ms(&self, flow: &Flow, ext_addr: u32) -> Option<u64> {
-        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
-        let mut last = 0u64;
-        for (map, k) in [(&self.outbound, outbound_key), (&self.inbound, inbound_key)] {
-            if let Ok(v) = lock(map).get(&k, 0) {
-                last = last.max(v.last_seen);
-            }
-        }
-        (last != 0).then(|| monotonic_ns().saturating_sub(last) / 1_000_000)
-    }
-
-    fn bytes(&self, flow: &Flow, ext_addr: u32) -> u64 {
-        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
-        [(&self.outbound, outbound_key), (&self.inbound, inbound_key)]
-            .iter()
-            .filter_map(|(map, k)| lock(map).get(k, 0).ok())
-            .map(|v| v.bytes)
-            .sum()
-    }
-
-    fn acks(&self, flow: &Flow, ext_addr: u32) -> [Option<Acked>; 2] {
-        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
-        [(&self.outbound, outbound_key), (&self.inbound, inbound_key)].map(|(map, k)| {
-            let v = lock(map).get(&k, 0).ok()?;
-            (v.acked != 0).then_some(Acked {
-                ack: v.ack,
-                window: v.window,
-            })
-        })
-    }
-
-    fn withdraw(&self, flow: &Flow, ext_addr: u32) {
-        let (outbound_key, inbound_key) = self.keys(flow, ext_addr);
-        let outbound = lock(&self.outbound).remove(&outbound_key);
-        let inbound = lock(&self.inbound).remove(&inbound_key);
-        let removed = outbound.and(inbound).map_err(map_error);
-        match removed {
-            Ok(()) => {
-                self.withdrawn.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) if self.withdraw_failed.swap(true, Ordering::Relaxed) => {
-                tracing::debug!(error = %e, "could not withdraw a flow from the fast path");
-            }
-            Err(e) => tracing::warn!(error = %e,
-                "could not withdraw a flow from the fast path (any more such at debug level)"),
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::mem::{offset_of, size_of};
-
-    fn u16_at(b: &[u8], at: usize) -> usize {
-        usize::from(u16::from_le_bytes([b[at], b[at + 1]]))
-    }
-
-    fn u32_at(b: &[u8], at: usize) -> usize {
-        u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
-    }
-
-    fn u64_at(b: &[u8], at: usize) -> usize {
-        u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
-    }
-
-    /// The `.BTF` section of an ELF object (little-endian ELF64, as clang writes for bpf).
-    fn btf_section(elf: &[u8]) -> &[u8] {
-        let (shoff, shentsize) = (u64_at(elf, 0x28), u16_at(elf, 0x3a));
-        let (shnum, shstrndx) = (u16_at(elf, 0x3c), u16_at(elf, 0x3e));
-        let section = |i: usize| {
-            let h = &elf[shoff + i * shentsize..];
-            (u32_at(h, 0), u64_at(h, 0x18), u64_at(h, 0x20))
-        };
-        let (_, names, _) = section(shstrndx);
-        (0..shnum)
-            .map(section)
-            .find(|&(name, _, _)| elf[names + name..].starts_with(b".BTF\0"))
-            .map(|(_, off, size)| &elf[off..off + size])
-            .expect("a .BTF section")
-    }
-
-    /// A struct's size, and its members' names and byte offsets.
-    type Layout = (usize, Vec<(String, usize)>);
-
-    /// Every struct the BTF describes, by name.
-    fn btf_structs(btf: &[u8]) -> Vec<(String, Layout)> {
-        assert_eq!(u16_at(btf, 0), 0xeb9f, "BTF magic");
-        let hdr = u32_at(btf, 4);
-        let types = &btf[hdr + u32_at(btf, 8)..][..u32_at(btf, 12)];
-        let strings = &btf[hdr + u32_at(btf, 16)..][..u32_at(btf, 20)];
-        let name = |off: usize| {
-            let s = &strings[off..];
-            String::from_utf8_lossy(&s[..s.iter().position(|&c| c == 0).unwrap()]).into_owned()
-        };
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at < types.len() {
-            let info = u32_at(types, at + 4);
-            let (vlen, kind) = (info & 0xffff, (info >> 24) & 0x1f);
-            let extra = match kind {
-                1 | 14 | 17 => 4,
-                3 => 12,
-                4 | 5 | 15 | 19 => 12 * vlen,
-                6 | 13 => 8 * vlen,
-                _ => 0,
-            };
-            if kind == 4 {
-                let members = (0..vlen)
-                    .map(|m| {
-                        let mm = &types[at + 12 + 12 * m..];
-                        (name(u32_at(mm, 0)), (u32_at(mm, 8) & 0xff_ffff) / 8)
-                    })
-                    .collect();
-                out.push((name(u32_at(types, at)), (u32_at(types, at + 8), members)));
-            }
-            at += 12 + extra;
-        }
-        out
-    }
-
-    macro_rules! layout {
-        ($t:ty, $($field:ident),+) => {
-            (size_of::<$t>(), vec![$((stringify!($field).to_string(), offset_of!($t, $field))),+])
-        };
-    }
-
-    #[test]
-    fn map_types_are_laid_out_as_the_header_says() {
-        let structs = btf_structs(btf_section(OBJECT));
-        let header = |name: &str| -> Layout {
-            structs
-                .iter()
-                .find(|(n, _)| n == name)
-                .unwrap_or_else(|| panic!("struct {name} in ebpf/fastpath.o"))
-                .1
-                .clone()
-        };
-        assert_eq!(
-            header("flow_key"),
-            layout!(FlowKey, saddr, daddr, sport, dport, proto, pad, ifindex)
-        );
-        assert_eq!(
-            header("flow_value"),
-            layout!(
-                FlowValue, addr, port, uplink, ifindex, ack, last_seen, window, acked, pad, bytes
-            )
-        );
-        assert_eq!(
-            header("uplink_info"),
-            layout!(UplinkInfo, ifindex, point_to_point, dst_mac, src_mac, pad)
-        );
-        assert_eq!(header("counter"), layout!(Counter, packets, bytes));
-    }
-
-    #[test]
-    fn keys_and_values_hold_addresses_and_ports_as_packets_do() {
-        let k = key(
-            u32::from_be_bytes([198, 19, 0, 1]),
-            u32::from_be_bytes([198, 18, 1, 1]),
-            (443, 61000),
-            6,
-            3,
-        );
-        assert_eq!(k.saddr, [198, 19, 0, 1]);
-        assert_eq!(k.daddr, [198, 18, 1, 1]);
-        assert_eq!((k.sport, k.dport), ([0x01, 0xbb], [0xee, 0x48]));
-        assert_eq!((k.proto, k.ifindex), (6, 3));
-        let v = value(u32::from_be_bytes([198, 18, 3, 10]), 40000, 1, 7);
-        assert_eq!((v.addr, v.port), ([198, 18, 3, 10], [0x9c, 0x40]));
-        assert_eq!((v.uplink, v.ifindex, v.last_seen), (1, 7, 0));
-    }
-
-    #[test]
-    fn lan_links_hold_their_subnet_only() {
-        let lan = LanLink {
-            ifindex: 3,
-            addr: Ipv4Addr::new(198, 18, 3, 100),
-            prefix_len: 24,
-        };
-        assert!(lan.holds(u32::from(Ipv4Addr::new(198, 18, 3, 10))));
-        assert!(!lan.holds(u32::from(Ipv4Addr::new(198, 18, 4, 10))));
-    }
-}
+mod tests;
