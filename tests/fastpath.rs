@@ -1067,3 +1067,53 @@ fn reads_back_what_was_carried(links: &Links) {
         "on the other uplink"
     );
 }
+
+#[test]
+fn an_uplinks_flows_follow_its_interface_when_it_comes_back_as_a_new_one() {
+    in_own_netns(
+        "an_uplinks_flows_follow_its_interface_when_it_comes_back_as_a_new_one",
+        follows_a_new_interface,
+    );
+}
+
+fn follows_a_new_interface(links: &Links) {
+    let fast = fast_path(links);
+    let engine = engine(&fast);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let flow = open(&engine, UDP, u32::from_be_bytes([198, 19, 0, 1]), 40000, 53);
+    assert_carried_as_the_engine(&fast, &engine, links, &flow, 0, &mut rng, "before");
+
+    // the uplink's interface comes back as a new one (pppd's redial): here another veth
+    let made = std::process::Command::new("ip")
+        .args([
+            "link", "add", "new1", "type", "veth", "peer", "name", "new1p",
+        ])
+        .status()
+        .expect("running ip");
+    assert!(made.success(), "ip link add new1");
+    let new = ifindex("new1");
+    let uplink = flow.uplink as u8;
+    fast.reattach_uplink(uplink, new, UPLINK_MACS[flow.uplink])
+        .expect("attaching to the new interface");
+    fast.set_next_hop(uplink, Some(NextHop::Gateway(GATEWAY_MACS[flow.uplink])))
+        .expect("uplink map");
+    let mut moved = Links {
+        lan: links.lan,
+        uplinks: links.uplinks,
+    };
+    moved.uplinks[flow.uplink] = new;
+    // the flow handed over before goes on from the new interface, and a new one is carried
+    assert_carried_as_the_engine(&fast, &engine, &moved, &flow, 0, &mut rng, "moved");
+    let reply = frame(&flow.inbound(0, b"late"));
+    assert_passed(
+        &fast,
+        Direction::Inbound,
+        &reply,
+        links.uplinks[flow.uplink],
+        "from the old interface",
+    );
+    // a new flow on the same uplink (the same LAN socket keeps its uplink)
+    let later = open(&engine, UDP, u32::from_be_bytes([198, 19, 0, 2]), 40000, 53);
+    assert_eq!(later.uplink, flow.uplink);
+    assert_carried_as_the_engine(&fast, &engine, &moved, &later, 0, &mut rng, "new");
+}

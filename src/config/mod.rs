@@ -259,7 +259,7 @@ impl Config {
     }
 
     /// Each uplink's health targets, in the uplinks' order.
-    pub fn line_targets(&self) -> Vec<Vec<Ipv4Addr>> {
+    pub fn uplink_targets(&self) -> Vec<Vec<Ipv4Addr>> {
         self.uplinks
             .iter()
             .map(|u| self.targets_of(u).to_vec())

@@ -136,7 +136,7 @@ impl SocketFilters {
         // given (a point-to-point socket is bound to IPv4: it sees nothing else).
         let protocol = match self.link {
             LinkKind::Ethernet => frame.get(12..14).unwrap_or(&[0, 0]),
-            // IPv4's ethertype (packet.rs, which uses these filters, names it too)
+            // IPv4's ethertype (packet_socket.rs, which uses these filters, names it too)
             LinkKind::PointToPoint => &[0x08, 0x00][..],
         };
         let mut data = vec![0u8; 12];

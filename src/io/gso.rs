@@ -2,7 +2,7 @@
 //! nothing would be handed. A partial checksum is completed, and a GSO super-packet is cut into
 //! the segments the kernel would have cut it into (TCP: sequence numbers, FIN, PSH and CWR;
 //! UDP: lengths), each with its own IP header and complete checksums. Point-to-point uplinks
-//! need this: see `BareSender` in io/packet.rs.
+//! need this: see `BareSender` in io/packet_socket.rs.
 
 use super::vnet::{self, VnetHeader};
 use crate::engine::checksum::{checksum, pseudo_header};

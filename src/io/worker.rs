@@ -11,12 +11,12 @@ use crate::engine::wire::Ipv4Packet;
 use crate::engine::{
     CarriedFlows, Direction, Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict,
 };
-use crate::uplink::{LinkKind, NextHop, Uplink};
+use crate::uplink::{self, LinkKind, NextHop, Uplink, Uplinks};
 
 use super::fastpath::TcFastPath;
 use super::fd::Poller;
 use super::gso::Packets;
-use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
+use super::packet_socket::{ETH_HEADER, ETH_P_IP, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
 /// Largest packet the kernel hands over (a 64 KiB GSO packet), plus both headers.
@@ -61,6 +61,12 @@ pub trait PacketIo {
         0
     }
     fn raw_fd(&self) -> std::os::fd::RawFd;
+    /// Takes up the descriptor that replaces this one, if one is waiting (an uplink's data
+    /// socket, opened anew when its interface came back as a new one: io/uplink_sockets.rs);
+    /// true if it did: whoever polls `raw_fd` must poll the new one.
+    fn refresh(&self) -> bool {
+        false
+    }
 }
 
 impl<T: PacketIo> PacketIo for &T {
@@ -90,6 +96,9 @@ impl<T: PacketIo> PacketIo for &T {
     fn raw_fd(&self) -> std::os::fd::RawFd {
         (*self).raw_fd()
     }
+    fn refresh(&self) -> bool {
+        (*self).refresh()
+    }
 }
 
 impl PacketIo for super::tun::TunQueue {
@@ -104,7 +113,7 @@ impl PacketIo for super::tun::TunQueue {
     }
 }
 
-impl PacketIo for super::packet::PacketSocket {
+impl PacketIo for super::packet_socket::PacketSocket {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv(buf)
     }
@@ -153,7 +162,8 @@ pub struct IoCounters {
 #[derive(Debug)]
 pub struct Shared {
     pub engine: Engine,
-    pub uplinks: Vec<Uplink>,
+    /// Each uplink's record, indexed by its id.
+    pub uplinks: Uplinks,
     pub stop: AtomicBool,
     pub io: IoCounters,
     /// The in-kernel fast path the engine hands steady flows to, if it runs.
@@ -162,10 +172,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The engine, and the records of the uplinks in the settings' order.
     pub fn new(engine: Engine, uplinks: Vec<Uplink>) -> Shared {
         Shared {
             engine,
-            uplinks,
+            uplinks: Uplinks::new(uplinks),
             stop: AtomicBool::new(false),
             io: IoCounters::default(),
             fast_path: None,
@@ -247,12 +258,15 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let mut complete = Packets::default();
         let mut pending: Vec<Vec<(usize, Range<usize>)>> =
             vec![Vec::with_capacity(TX_BATCH); self.uplinks.len()];
-        let mut fds = vec![self.tun.raw_fd()];
-        fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
-        let mut poller = Poller::new(&fds);
+        let mut poller = self.poller();
         let mut spin_until = Instant::now();
         let mut drops_read = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
+            // an uplink's socket opened anew (its interface came back as a new one)
+            let renewed = self.uplinks.iter().fold(false, |any, u| u.refresh() | any);
+            if renewed {
+                poller = self.poller();
+            }
             if drops_read.elapsed() >= DROPS_EVERY {
                 drops_read = Instant::now();
                 let dropped: u64 = self.uplinks.iter().map(PacketIo::take_drops).sum();
@@ -296,7 +310,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 // shows it without another poll, so look whenever we sent something.
                 if poller.is_ready(u + 1) || (sent_any && socket.has_ring()) {
                     handled += socket.receive(&mut buf, BUDGET, &mut |frame| match frame {
-                        Frame::Whole(frame) => self.forward_inbound(now, u as u8, frame),
+                        Frame::Whole(frame) => self.forward_inbound(now, uplink::id_at(u), frame),
                         Frame::Truncated => {
                             self.shared.io.truncated.fetch_add(1, Ordering::Relaxed);
                         }
@@ -314,6 +328,13 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         Ok(())
     }
 
+    /// Waits for the TUN queue (descriptor 0) and each uplink's socket (1 and up).
+    fn poller(&self) -> Poller {
+        let mut fds = vec![self.tun.raw_fd()];
+        fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
+        Poller::new(&fds)
+    }
+
     /// Sends the frames waiting in `slots` (each a slot and the frame's bytes in it), one
     /// batch per uplink. A point-to-point uplink's socket takes no virtio-net header: its
     /// frames become complete packets in `complete` first.
@@ -323,11 +344,12 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         pending: &mut [Vec<(usize, Range<usize>)>],
         complete: &mut Packets,
     ) {
-        for (u, frames) in pending.iter_mut().enumerate() {
+        for (uplink, frames) in self.shared.uplinks.iter().zip(pending.iter_mut()) {
+            let u = usize::from(uplink.id);
             let frame_bytes = |(slot, frame): &(usize, Range<usize>)| -> &[u8] {
                 &slots[slot * BUFFER..][frame.clone()]
             };
-            match self.shared.uplinks[u].link {
+            match uplink.link {
                 LinkKind::Ethernet => {
                     let mut batch: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
                     for (b, f) in batch.iter_mut().zip(frames.iter()) {
@@ -434,7 +456,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             }
             Verdict::Drop(_) => return None,
         };
-        let uplink = &self.shared.uplinks[usize::from(u)];
+        let uplink = &self.shared.uplinks[u];
         let mut out = [0u8; vnet::LEN];
         match uplink.next_hop() {
             Some(NextHop::Gateway(gateway)) => {
@@ -442,7 +464,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 buf[..vnet::LEN].copy_from_slice(&out);
                 let eth = &mut buf[vnet::LEN..ip_at];
                 eth[0..6].copy_from_slice(&gateway);
-                eth[6..12].copy_from_slice(&uplink.mac);
+                eth[6..12].copy_from_slice(&uplink.mac());
                 eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
                 Some((u, 0..ETH_HEADER + n))
             }
@@ -464,9 +486,9 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
 
     /// `buf` holds a virtio-net header and a frame from uplink `u`: an Ethernet frame, or on
     /// a point-to-point link an IP packet.
-    fn forward_inbound(&self, now: Timestamp, u: u8, buf: &mut [u8]) {
+    fn forward_inbound(&self, now: Timestamp, u: UplinkId, buf: &mut [u8]) {
         let n = buf.len();
-        let link_header = self.shared.uplinks[usize::from(u)].link.header_len();
+        let link_header = self.shared.uplinks[u].link.header_len();
         let ip_at = vnet::LEN + link_header;
         if n < ip_at {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
@@ -506,7 +528,7 @@ mod tests {
     use super::*;
     use crate::engine::flow::Timeouts;
     use crate::engine::{EngineConfig, UdpAffinity, UplinkConfig};
-    use crate::uplink::{LinkKind, Live};
+    use crate::uplink::LinkKind;
     use std::cell::RefCell;
     use wanlb_testkit::Ipv4Packet;
 
@@ -544,26 +566,16 @@ mod tests {
 
     /// The test uplink, its gateway's MAC not known yet.
     fn isp1() -> Uplink {
-        Uplink {
-            name: "isp1".into(),
-            dev: "eth1".into(),
-            ifindex: 3,
-            link: LinkKind::Ethernet,
-            mac: OUR_MAC,
-            live: Live::new(UPLINK.into(), Some([198, 18, 1, 254].into())),
-        }
+        Uplink::new(0, "isp1", "eth1", LinkKind::Ethernet)
+            .on_interface(3, OUR_MAC)
+            .with_address(UPLINK.into(), Some([198, 18, 1, 254].into()))
     }
 
     /// The test uplink as a point-to-point link (a PPP session, say).
     fn ppp() -> Uplink {
-        Uplink {
-            name: "isp1".into(),
-            dev: "ppp0".into(),
-            ifindex: 3,
-            link: LinkKind::PointToPoint,
-            mac: [0; 6],
-            live: Live::new(UPLINK.into(), None),
-        }
+        Uplink::new(0, "isp1", "ppp0", LinkKind::PointToPoint)
+            .on_interface(3, [0; 6])
+            .with_address(UPLINK.into(), None)
     }
 
     fn shared() -> Shared {

@@ -150,6 +150,33 @@ impl Testbed {
         self.wire_point_to_point()
     }
 
+    /// Deletes gw's end of the point-to-point line, tun3, and makes it anew with the same
+    /// name and address (testbed.sh redial), as pppd's redial does: a new interface index.
+    /// Stop the process joining the line's ends first, and join them again after
+    /// ([`Testbed::wire_point_to_point`]).
+    pub fn redial_point_to_point(&self) {
+        self.testbed("redial");
+    }
+
+    /// Deletes the link between gw's eth1 (isp1) and r1 and makes it anew with the same names
+    /// and addresses (testbed.sh replug): new interface indexes and MACs at both ends.
+    pub fn replug_uplink_1(&self) {
+        self.testbed("replug");
+    }
+
+    /// Runs `testbed.sh WHAT PREFIX`, which must succeed.
+    fn testbed(&self, what: &str) {
+        let out = Command::new(script())
+            .args([what, &self.prefix])
+            .output()
+            .expect("running testbed.sh");
+        assert!(
+            out.status.success(),
+            "testbed {what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Joins the two ends of the point-to-point line (again): its carrier comes (back).
     pub fn wire_point_to_point(&self) -> Process {
         let r3 = self.ns("r3");

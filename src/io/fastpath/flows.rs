@@ -147,7 +147,7 @@ impl TcFastPath {
     /// uplink's interface).
     fn keys(&self, f: &FastFlow) -> (FlowMapKey, FlowMapKey) {
         let k = f.key;
-        let uplink_ifindex = self.uplinks[usize::from(f.uplink)].ifindex;
+        let uplink_ifindex = self.uplinks[usize::from(f.uplink)].ifindex();
         (
             key(k.int_addr, k.rem_addr, (k.int_port, k.rem_port), k.proto, 0),
             key(
@@ -279,14 +279,14 @@ impl TcFastPath {
                 let out = lock(&self.outbound)
                     .get(&key(src, dst, ports, PROTO_TCP, 0), 0)
                     .ok()?;
-                let ifindex = self.uplinks.get(usize::from(out.uplink))?.ifindex;
+                let ifindex = self.uplinks.get(usize::from(out.uplink))?.ifindex();
                 let ext = (u32::from_be_bytes(out.addr), u16::from_be_bytes(out.port));
                 let back_key = key(dst, ext.0, (ports.1, ext.1), PROTO_TCP, ifindex);
                 let back = lock(&self.inbound).get(&back_key, 0).ok();
                 (Some(out), back)
             }
             Direction::Inbound => {
-                let ifindex = self.uplinks.get(usize::from(uplink))?.ifindex;
+                let ifindex = self.uplinks.get(usize::from(uplink))?.ifindex();
                 let back = lock(&self.inbound)
                     .get(&key(src, dst, ports, PROTO_TCP, ifindex), 0)
                     .ok()?;

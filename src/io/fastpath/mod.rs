@@ -13,7 +13,7 @@ mod flows;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use aya::maps::{Array, HashMap, IterableMap, MapData, PerCpuArray};
@@ -25,7 +25,7 @@ use aya::{Ebpf, EbpfLoader, Pod, include_bytes_aligned};
 use super::iface;
 use crate::engine::select::Prefix;
 use crate::engine::{Direction, FastPathWork, UplinkId};
-use crate::uplink::{LinkKind, NextHop};
+use crate::uplink::{LinkKind, NextHop, format_mac};
 
 /// The compiled programs (scripts/build-ebpf.sh makes it from ebpf/fastpath.c).
 static OBJECT: &[u8] = include_bytes_aligned!("../../../ebpf/fastpath.o");
@@ -139,6 +139,21 @@ pub struct UplinkLink {
     pub mac: [u8; 6],
 }
 
+/// An uplink as the programs address it now: its interface changes when it comes back as a
+/// new one ([`TcFastPath::reattach_uplink`]).
+#[derive(Debug)]
+struct UplinkSlot {
+    link: LinkKind,
+    ifindex: AtomicU32,
+    mac: Mutex<[u8; 6]>,
+}
+
+impl UplinkSlot {
+    fn ifindex(&self) -> u32 {
+        self.ifindex.load(Ordering::Relaxed)
+    }
+}
+
 /// Packets and bytes the fast path carried for one uplink.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FastTotals {
@@ -155,7 +170,8 @@ type FlowMap = Mutex<HashMap<MapData, FlowMapKey, FlowMapValue>>;
 /// decides, and [`TcFastPath::carry_out`] does it). The maps' updates take `&mut`: each is
 /// made under its map's lock, held only for the one syscall.
 pub struct TcFastPath {
-    ebpf: Ebpf,
+    /// The programs; locked only to attach one, or for a test run.
+    ebpf: Mutex<Ebpf>,
     outbound: FlowMap,
     inbound: FlowMap,
     /// The flow maps' descriptors again, to read them whole without their locks.
@@ -166,7 +182,7 @@ pub struct TcFastPath {
     carrying: Mutex<Vec<FastPathWork>>,
     uplink_info: Mutex<Array<MapData, UplinkInfo>>,
     counters: PerCpuArray<MapData, Counter>,
-    uplinks: Vec<UplinkLink>,
+    uplinks: Vec<UplinkSlot>,
     lans: Vec<LanLink>,
     handed_over: AtomicU64,
     withdrawn: AtomicU64,
@@ -188,6 +204,25 @@ impl std::fmt::Debug for TcFastPath {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Attaches `program_name` to the ingress of interface `ifindex` with a TCX link (Linux 6.6 or
+/// later), which closes with wanlb, however it exits, or with the interface.
+fn attach(ebpf: &mut Ebpf, program_name: &str, ifindex: u32) -> io::Result<()> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(program_name)
+        .ok_or_else(|| io::Error::other("program gone"))?
+        .try_into()
+        .map_err(|e| load_error(program_name, e))?;
+    let name = iface::name_of(ifindex)?;
+    program
+        .attach_with_options(
+            &name,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(|e| load_error(&format!("attaching {program_name} to {name}"), e))?;
+    Ok(())
 }
 
 /// An aya error as an io::Error, with the verifier's log when the kernel refused a program.
@@ -277,8 +312,15 @@ impl TcFastPath {
             carrying: Mutex::new(Vec::new()),
             uplink_info: Mutex::new(Array::try_from(uplink_info).map_err(maps)?),
             counters: PerCpuArray::try_from(counters).map_err(maps)?,
-            ebpf,
-            uplinks,
+            ebpf: Mutex::new(ebpf),
+            uplinks: uplinks
+                .into_iter()
+                .map(|u| UplinkSlot {
+                    link: u.link,
+                    ifindex: AtomicU32::new(u.ifindex),
+                    mac: Mutex::new(u.mac),
+                })
+                .collect(),
             lans,
             handed_over: AtomicU64::new(0),
             withdrawn: AtomicU64::new(0),
@@ -292,29 +334,48 @@ impl TcFastPath {
     /// gets its program once, however many LAN subnets or uplinks it carries.
     pub fn attach(&mut self) -> io::Result<()> {
         let lans = self.lans.iter().map(|l| (l.ifindex, LinkKind::Ethernet));
-        let uplinks = self.uplinks.iter().map(|u| (u.ifindex, u.link));
+        let uplinks = self.uplinks.iter().map(|u| (u.ifindex(), u.link));
         let mut attachments: Vec<(&str, u32)> = lans
             .map(|(i, link)| (program(Direction::Outbound, link), i))
             .chain(uplinks.map(|(i, link)| (program(Direction::Inbound, link), i)))
             .collect();
         attachments.sort_unstable();
         attachments.dedup();
+        let ebpf = self.ebpf.get_mut().unwrap_or_else(|p| p.into_inner());
         for (program_name, ifindex) in attachments {
-            let program: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(program_name)
-                .ok_or_else(|| io::Error::other("program gone"))?
-                .try_into()
-                .map_err(|e| load_error(program_name, e))?;
-            let name = iface::name_of(ifindex)?;
-            program
-                .attach_with_options(
-                    &name,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map_err(|e| load_error(&format!("attaching {program_name} to {name}"), e))?;
+            attach(ebpf, program_name, ifindex)?;
         }
+        Ok(())
+    }
+
+    /// Uplink `uplink`'s interface came back as a new one, `ifindex` with MAC `mac` (pppd's
+    /// redial): attaches its inbound program there, and moves its flows' inbound entries,
+    /// which name the interface their packets arrive on, to the new one. The uplink carries
+    /// nothing until [`TcFastPath::set_next_hop`] says where its packets go now. The old
+    /// interface's link went with it.
+    pub fn reattach_uplink(&self, uplink: UplinkId, ifindex: u32, mac: [u8; 6]) -> io::Result<()> {
+        let u = &self.uplinks[usize::from(uplink)];
+        self.set_next_hop(uplink, None)?;
+        let inbound_program = program(Direction::Inbound, u.link);
+        attach(&mut lock(&self.ebpf), inbound_program, ifindex)?;
+        *lock(&u.mac) = mac;
+        // no work is carried out meanwhile: a flow handed over or withdrawn now is keyed
+        // by the one interface or the other, never half
+        let _no_work = lock(&self.carrying);
+        let mut inbound = lock(&self.inbound);
+        let old = u.ifindex.swap(ifindex, Ordering::Relaxed);
+        let moving: Vec<(FlowMapKey, FlowMapValue)> = inbound
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| k.ifindex == old && v.uplink == u16::from(uplink))
+            .collect();
+        for (key, value) in moving {
+            inbound
+                .insert(FlowMapKey { ifindex, ..key }, value, 0)
+                .map_err(map_error)?;
+            inbound.remove(&key).map_err(map_error)?;
+        }
+        tracing::debug!(uplink, ifindex, mac = %format_mac(mac), "fast path follows the new interface");
         Ok(())
     }
 
@@ -330,8 +391,8 @@ impl TcFastPath {
         arrived_on: u32,
     ) -> io::Result<(i32, Vec<u8>)> {
         let name = program(direction, LinkKind::Ethernet);
-        let program: &SchedClassifier = self
-            .ebpf
+        let ebpf = lock(&self.ebpf);
+        let program: &SchedClassifier = ebpf
             .program(name)
             .ok_or_else(|| io::Error::other("program gone"))?
             .try_into()
@@ -356,13 +417,13 @@ impl TcFastPath {
         let u = &self.uplinks[usize::from(uplink)];
         let info = match next_hop {
             Some(NextHop::Gateway(mac)) => UplinkInfo {
-                ifindex: u.ifindex,
+                ifindex: u.ifindex(),
                 dst_mac: mac,
-                src_mac: u.mac,
+                src_mac: *lock(&u.mac),
                 ..UplinkInfo::default()
             },
             Some(NextHop::Peer) => UplinkInfo {
-                ifindex: u.ifindex,
+                ifindex: u.ifindex(),
                 point_to_point: 1,
                 ..UplinkInfo::default()
             },

@@ -988,7 +988,7 @@ fn segment_and_check(
 
 fn capture_verify(dev: &str) -> Result<()> {
     use std::sync::atomic::Ordering;
-    use wanlb::io::{iface, packet::PacketSocket};
+    use wanlb::io::{iface, packet_socket::PacketSocket};
     let index = iface::find(dev)
         .map_err(|e| e.to_string())?
         .ok_or(format!("no interface {dev}"))?
