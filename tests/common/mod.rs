@@ -76,6 +76,9 @@ pub fn require_root_and_tools() {
 
 pub struct Testbed {
     pub prefix: String,
+    /// The LAN host's next source port for [`Testbed::spread`]: every flow of a test gets one
+    /// of its own, below the ephemeral ports.
+    next_port: AtomicU32,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -92,7 +95,10 @@ impl Testbed {
             .args(["up", &prefix])
             .output()
             .expect("running testbed.sh");
-        let tb = Testbed { prefix };
+        let tb = Testbed {
+            prefix,
+            next_port: AtomicU32::new(20000),
+        };
         assert!(
             out.status.success(),
             "testbed up failed: {}",
@@ -364,6 +370,13 @@ impl Testbed {
     /// Runs `wanlb-probe spread` from the LAN host and returns (destination, seen address)
     /// for every flow.
     pub fn spread(&self, dst: &str, count: u32, flows: u32) -> Vec<(String, String)> {
+        // fresh source ports: a port reused while an earlier flow's mapping lives would follow
+        // that mapping's uplink (endpoint affinity) instead of the weights
+        let first = self.next_port.fetch_add(count * flows, Ordering::Relaxed);
+        assert!(
+            first + count * flows < 32768,
+            "source ports run into the ephemeral range"
+        );
         let out = self.ok(
             "lan",
             &[
@@ -375,6 +388,8 @@ impl Testbed {
                 &count.to_string(),
                 "--flows",
                 &flows.to_string(),
+                "--first-port",
+                &first.to_string(),
             ],
         );
         out.lines()

@@ -152,6 +152,12 @@ enum Command {
         flows: u32,
         #[arg(long, default_value_t = 7)]
         port: u16,
+        /// Bind the flows' sockets to this port and the ones after it, one each, instead of
+        /// ports the system picks: a port the system picks again may still have a mapping of
+        /// an earlier flow in wanlb, whose uplink a new socket there then takes (endpoint
+        /// affinity) rather than a weighted pick.
+        #[arg(long)]
+        first_port: Option<u16>,
     },
     /// Check the checksums of every IPv4 frame arriving on DEV until SIGINT or SIGTERM, then
     /// print a summary. Partial checksums (offloaded, as veth passes them) must hold the
@@ -382,7 +388,8 @@ fn main() -> ExitCode {
             count,
             flows,
             port,
-        } => spread(dst, count, flows, port, one_socket),
+            first_port,
+        } => spread(dst, count, flows, port, one_socket, first_port),
         Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
         Command::UdpBigCheck {
             dst,
@@ -534,14 +541,14 @@ fn echo(mut conn: TcpStream) {
     }
 }
 
-/// Sends one request on a fresh socket (a new flow) and returns the address the far end saw.
-fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
-    exchange(&reply_socket()?, None, dst, &format!("probe {dst}"))
-}
-
 /// A UDP socket on a port of the system's choosing, waiting at most 500 ms for a reply.
 fn reply_socket() -> Result<UdpSocket> {
-    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    reply_socket_on(0)
+}
+
+/// The same on `port` (0: the system's choice).
+fn reply_socket_on(port: u16) -> Result<UdpSocket> {
+    let s = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
     Ok(s)
@@ -631,7 +638,15 @@ fn udp_check(dst: SocketAddrV4, count: u32, software_checksum: bool) -> Result<(
     Ok(())
 }
 
-fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16, one_socket: bool) -> Result<()> {
+fn spread(
+    dst: Ipv4Addr,
+    count: u32,
+    flows: u32,
+    port: u16,
+    one_socket: bool,
+    first_port: Option<u16>,
+) -> Result<()> {
+    let mut next_port = first_port;
     let mut summary: Vec<(Ipv4Addr, u32, u32)> = Vec::new();
     let shared = if one_socket {
         Some(reply_socket()?)
@@ -644,7 +659,11 @@ fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16, one_socket: bool) ->
         for _ in 0..flows {
             let seen = match &shared {
                 Some(s) => exchange(s, None, d, &format!("probe {d}"))?,
-                None => one_flow(d)?,
+                None => {
+                    let local = next_port.unwrap_or(0);
+                    next_port = next_port.map(|p| p.wrapping_add(1));
+                    exchange(&reply_socket_on(local)?, None, d, &format!("probe {d}"))?
+                }
             };
             println!("{} {}", d.ip(), seen);
             let SocketAddr::V4(v4) = seen else {
