@@ -72,7 +72,7 @@ ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.0.7 --flows 6 | g
 say "pin: 6 new flows to the IRC server 198.19.200.91 (pinned to isp2)"
 ip netns exec "${P}lan" "$BIN/wanlb-probe" spread --dst 198.19.200.91 --flows 6 | grep '^via' | sed 's/^/  /'
 
-log_since() { tail -n +"$1" "/tmp/$P.log" | grep -E 'uplink (up|down)|resetting' | sed -E 's/^[^ ]+ +INFO wanlb::io::monitor: /  wanlb: /'; }
+log_since() { tail -n +"$1" "/tmp/$P.log" | grep -E 'uplink (up|down)|resetting' | sed -E 's/^[^ ]+ +INFO wanlb::io::monitor(::apply)?: /  wanlb: /'; }
 wait_log() { for _ in $(seq 100); do tail -n +"$1" "/tmp/$P.log" | grep -q "$2" && return; sleep 0.1; done; }
 
 say "isp1's line dies beyond its modem (r1 stops forwarding but still answers ARP)"
@@ -98,5 +98,5 @@ say "stopping wanlb (SIGTERM): its own per-uplink totals"
 kill -TERM "$wanlb_pid"
 wait "$wanlb_pid" || true
 pids=("${pids[@]/$wanlb_pid}")
-grep -E ' status |uplink totals|fast path|drops|stopped' "/tmp/$P.log" | sed -E 's/^[^ ]+ +INFO wanlb::gateway: /  /'
+grep -E ' status |uplink totals|fast path|drops|stopped' "/tmp/$P.log" | sed -E 's/^[^ ]+ +INFO wanlb::gateway(::[a-z]+)?: /  /'
 rm -f "/tmp/$P.log" "/tmp/$P.spread"

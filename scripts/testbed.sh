@@ -39,6 +39,12 @@
 #                                 path of wanlb-probe, also start the process that joins the
 #                                 line's two ends (without, the caller starts it: the line
 #                                 has no carrier until then)
+#   testbed.sh redial [PREFIX]    delete gw's tun3 and make it anew, with its address, as pppd's
+#                                 redial does (a new interface index); stop the process
+#                                 joining the line's ends first, and start it again after
+#   testbed.sh replug [PREFIX]    delete the link between gw's eth1 and r1 and make it anew,
+#                                 with its addresses (new interface indexes and MACs at both
+#                                 ends, as a NIC or USB modem unplugged and plugged again)
 #   testbed.sh ipv6 [PREFIX]      add the IPv6 addresses and routes above
 #   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
 #                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
@@ -183,6 +189,25 @@ p2p() {
   fi
 }
 
+redial() {
+  need ip
+  ip -n "${P}gw" link del tun3
+  ip -n "${P}gw" tuntap add dev tun3 mode tun
+  ip -n "${P}gw" addr add 198.18.5.1 peer 198.18.5.254 dev tun3
+  ip -n "${P}gw" link set tun3 up
+}
+
+replug() {
+  need ip
+  # one end of a veth pair takes the other with it
+  ip -n "${P}gw" link del eth1
+  link gw eth1 r1 eth0
+  addr gw eth1 198.18.1.1/24
+  addr r1 eth0 198.18.1.254/24
+  # the gateway's own default route went with the interface
+  ip -n "${P}gw" route replace default via 198.18.1.254
+}
+
 ipv6() {
   need ip
   x gw sysctl -qw net.ipv6.conf.all.forwarding=1
@@ -238,8 +263,10 @@ case "$cmd" in
   link2) link2 ;;
   web) web ;;
   p2p) p2p "${3:-}" ;;
+  redial) redial ;;
+  replug) replug ;;
   ipv6) ipv6 ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

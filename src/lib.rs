@@ -5,7 +5,7 @@ pub mod control;
 pub mod engine;
 pub mod gateway;
 pub mod health;
-pub mod host_route;
+pub mod host_traffic;
 pub mod io;
 pub mod logging;
 pub mod metered;

@@ -88,7 +88,8 @@ pub struct ResolvedUplink {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// What the gateway runs from besides the settings: what they left to the system, settled.
+/// What the gateway runs from besides the settings: what they left to the system, settled,
+/// and the system as it was read, once, at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// Each uplink, in the settings' order.
@@ -97,6 +98,8 @@ pub struct Plan {
     pub nat_pool: (u16, u16),
     /// The sources wanlb translates: the LAN interfaces' subnets and `lan_net`.
     pub lan_sources: Vec<Prefix>,
+    /// Every interface of the system, as checked.
+    pub interfaces: Vec<Interface>,
 }
 
 /// Reads the system and checks `config` against it, changing nothing.
@@ -146,6 +149,7 @@ pub fn check(config: &Config, system: &SystemFacts) -> Result<Plan, ConfigErrors
             uplinks,
             nat_pool: pool,
             lan_sources,
+            interfaces: system.interfaces.clone(),
         }),
         _ => Err(errors.into()),
     }

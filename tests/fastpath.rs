@@ -14,12 +14,13 @@ use common::Testbed;
 use wanlb_testkit::checksum::checksum;
 use wanlb_testkit::{Ipv4Packet, decrement_ttl, fix_ip_checksum};
 
-use wanlb::engine::flow::Timeouts;
-use wanlb::engine::forward::Forward;
+use wanlb::engine::Direction;
+use wanlb::engine::flow::{Acked, FlowKey, Timeouts};
+use wanlb::engine::port_forward::Forward;
 use wanlb::engine::{
     Engine, EngineConfig, L4Checksum, Timestamp, UdpAffinity, UplinkConfig, Verdict,
 };
-use wanlb::io::fastpath::{Direction, LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
+use wanlb::io::fastpath::{LanLink, TC_NEXT, TC_REDIRECT, TcFastPath, UplinkLink};
 use wanlb::io::filters::{Filter, SocketFilters};
 use wanlb::uplink::{LinkKind, NextHop};
 
@@ -122,8 +123,50 @@ fn fast_path(links: &Links) -> Arc<TcFastPath> {
     Arc::new(fast)
 }
 
-fn engine(fast: &Arc<TcFastPath>) -> Engine {
-    Engine::new(EngineConfig {
+/// The engine and the fast path, called as a worker calls them: a TCP reset is judged by what
+/// the fast path carried of its flow, the engine's work for the fast path is carried out after
+/// each call, and an expiry goes by what the fast path recorded, read in one batch.
+struct Gateway {
+    engine: Engine,
+    fast: Arc<TcFastPath>,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Gateway {
+    fn outbound(&self, now: Timestamp, p: &mut [u8], csum: &mut L4Checksum) -> Verdict {
+        let carried = self.fast.carried_of_reset(Direction::Outbound, 0, p);
+        let verdict = self.engine.outbound_carried(now, p, csum, carried.as_ref());
+        self.fast.carry_out(&self.engine);
+        verdict
+    }
+
+    fn inbound(&self, now: Timestamp, uplink: u8, p: &mut [u8], csum: &mut L4Checksum) -> Verdict {
+        let carried = self.fast.carried_of_reset(Direction::Inbound, uplink, p);
+        let verdict = (self.engine).inbound_carried(now, uplink, p, csum, carried.as_ref());
+        self.fast.carry_out(&self.engine);
+        verdict
+    }
+
+    fn expire(&self, now: Timestamp) {
+        let carried = self.fast.carried().expect("reading the flow maps");
+        self.engine.expire(now, &carried);
+        self.fast.carry_out(&self.engine);
+    }
+}
+
+fn engine(fast: &Arc<TcFastPath>) -> Gateway {
+    forwarding(fast, vec![])
+}
+
+/// The engine of [`engine`], with port forwards.
+fn forwarding(fast: &Arc<TcFastPath>, forwards: Vec<Forward>) -> Gateway {
+    let engine = Engine::new(EngineConfig {
         uplinks: UPLINK_ADDRS
             .iter()
             .enumerate()
@@ -143,7 +186,12 @@ fn engine(fast: &Arc<TcFastPath>) -> Engine {
         udp_affinity: UdpAffinity::Endpoint,
         limits: wanlb::engine::limits::Limits::unlimited(),
     })
-    .with_fast_path(Box::new(fast.clone()))
+    .with_forwards(forwards)
+    .with_fast_path(fast.reaches());
+    Gateway {
+        engine,
+        fast: fast.clone(),
+    }
 }
 
 /// An IPv4 packet with correct checksums: TCP (with `flags`), UDP (checksum 0 if `flags` is
@@ -205,7 +253,7 @@ struct HandedOver {
 
 /// Runs a flow through the engine until it is handed over: a TCP handshake and one data
 /// segment, or two exchanges of UDP or ping.
-fn open(engine: &Engine, proto: u8, remote: u32, lan_port: u16, remote_port: u16) -> HandedOver {
+fn open(engine: &Gateway, proto: u8, remote: u32, lan_port: u16, remote_port: u16) -> HandedOver {
     let mut now = 0;
     let mut out_and_back = |out_flags: u8, in_flags: u8, reply: bool| {
         now += 1;
@@ -297,7 +345,7 @@ impl HandedOver {
     }
 
     /// The engine's translation of `p` (which must go out on this flow's uplink).
-    fn engine_out(&self, engine: &Engine, p: &[u8]) -> Vec<u8> {
+    fn engine_out(&self, engine: &Gateway, p: &[u8]) -> Vec<u8> {
         let mut e = p.to_vec();
         let v = engine.outbound(
             Timestamp::from_millis(self.now),
@@ -308,7 +356,7 @@ impl HandedOver {
         e
     }
 
-    fn engine_in(&self, engine: &Engine, p: &[u8]) -> Vec<u8> {
+    fn engine_in(&self, engine: &Gateway, p: &[u8]) -> Vec<u8> {
         let mut e = p.to_vec();
         let v = engine.inbound(
             Timestamp::from_millis(self.now),
@@ -371,7 +419,7 @@ fn translates_as_the_engine(links: &Links) {
 /// exactly, both ways: the kernel carries each, byte for byte as the engine translates it.
 fn assert_carried_as_the_engine(
     fast: &TcFastPath,
-    engine: &Engine,
+    engine: &Gateway,
     links: &Links,
     flow: &HandedOver,
     flags: u8,
@@ -440,7 +488,7 @@ fn carries_forwarded_connections_as_the_engine(links: &Links) {
         host: LAN_HOST,
         host_port: 80,
     };
-    let engine = engine(&fast).with_forwards(vec![web]);
+    let engine = forwarding(&fast, vec![web]);
     let remote = u32::from_be_bytes([198, 19, 7, 7]);
     let flow = HandedOver {
         proto: TCP,
@@ -912,4 +960,160 @@ fn judges_resets_by_what_was_carried(links: &Links) {
             "from_lan {from_lan}: the reset not taken"
         );
     }
+}
+
+#[test]
+fn what_the_fast_path_carried_is_read_back_in_one_batch() {
+    in_own_netns(
+        "what_the_fast_path_carried_is_read_back_in_one_batch",
+        reads_back_what_was_carried,
+    );
+}
+
+/// The engine's view of a handed-over flow's key.
+fn flow_key(f: &HandedOver) -> FlowKey {
+    FlowKey {
+        int_addr: LAN_HOST,
+        rem_addr: f.remote,
+        int_port: f.lan_port,
+        rem_port: if f.proto == ICMP { 0 } else { f.remote_port },
+        proto: f.proto,
+    }
+}
+
+/// Expiry, a dead uplink's resets and the busiest destinations go by what the programs
+/// recorded of each flow, read from both maps at once: each flow's bytes both ways, when it
+/// was last carried, each side's last acknowledgement. More flows than one batch of the read
+/// holds, so that it goes on from batch to batch; a TCP reset's flow is found from either side.
+fn reads_back_what_was_carried(links: &Links) {
+    let fast = fast_path(links);
+    let engine = engine(&fast);
+    let flows: Vec<HandedOver> = (0..5000u32)
+        .map(|i| {
+            let remote = u32::from_be_bytes([198, 19, 0, 0]) + 256 + i;
+            open(&engine, [UDP, ICMP][i as usize % 2], remote, 20000, 53)
+        })
+        .collect();
+    let tcp = open(
+        &engine,
+        TCP,
+        u32::from_be_bytes([198, 19, 100, 1]),
+        41000,
+        443,
+    );
+    assert_eq!(fast.flow_counts().0, 5001, "handed over");
+    // the programs carry a datagram each way of the first flow, and a segment of the TCP
+    // one from the LAN host, acknowledging 0x2000 with a window of 1000
+    let first = &flows[0];
+    let (out, back) = (first.outbound(0, b"12345"), first.inbound(0, b"678"));
+    let carry = |direction, p: &[u8], on| {
+        let (verdict, _) = fast.test_run(direction, &frame(p), on).expect("test run");
+        assert_eq!(verdict, TC_REDIRECT);
+    };
+    carry(Direction::Outbound, &out, links.lan);
+    carry(Direction::Inbound, &back, links.uplinks[first.uplink]);
+    let ack = Ipv4Packet::tcp(LAN_HOST, tcp.remote, tcp.lan_port, tcp.remote_port, b"")
+        .flags(ACK)
+        .seq(0x1000)
+        .ack(0x2000)
+        .window(1000)
+        .build();
+    carry(Direction::Outbound, &ack, links.lan);
+
+    let carried = fast.carried().expect("reading the flow maps");
+    assert_eq!(carried.len(), 5001);
+    let of = |f: &HandedOver| *carried.get(&flow_key(f)).expect("a flow handed over");
+    let c = of(first);
+    assert_eq!(
+        c.bytes,
+        (out.len() + back.len()) as u64,
+        "both ways, IP bytes"
+    );
+    assert!(c.idle_ms.is_some_and(|ms| ms < 60_000), "{c:?}");
+    assert_eq!(c.acks, [None, None], "no TCP");
+    for f in &flows[1..] {
+        assert_eq!((of(f).bytes, of(f).idle_ms), (0, None), "never carried");
+    }
+    let acked = Some(Acked {
+        ack: 0x2000,
+        window: 1000,
+    });
+    assert_eq!(of(&tcp).acks, [acked, None]);
+    assert_eq!(of(&tcp).bytes, ack.len() as u64);
+
+    // a reset of the TCP flow: its flow is found from the LAN host's side and from the
+    // remote's, with what both sides recorded
+    let ports = (tcp.lan_port, tcp.remote_port);
+    let rst_out = packet(TCP, LAN_HOST, tcp.remote, ports, RST, b"");
+    let found = fast.carried_of_reset(Direction::Outbound, 0, &rst_out);
+    assert_eq!(found.map(|c| (c.acks, c.bytes)), Some(([acked, None], 40)));
+    let to_us = (tcp.remote_port, tcp.ext_port);
+    let ext = UPLINK_ADDRS[tcp.uplink];
+    let rst_in = packet(TCP, tcp.remote, ext, to_us, RST | ACK, b"");
+    let uplink = tcp.uplink as u8;
+    let found = fast.carried_of_reset(Direction::Inbound, uplink, &rst_in);
+    assert_eq!(found.map(|c| (c.acks, c.bytes)), Some(([acked, None], 40)));
+    // nothing is looked up for what is no reset, and a reset of no flow finds none
+    let data = packet(TCP, LAN_HOST, tcp.remote, ports, ACK, b"");
+    assert_eq!(fast.carried_of_reset(Direction::Outbound, 0, &data), None);
+    let stranger = packet(TCP, LAN_HOST, tcp.remote, (41001, 443), RST, b"");
+    assert_eq!(
+        fast.carried_of_reset(Direction::Outbound, 0, &stranger),
+        None
+    );
+    assert_eq!(
+        fast.carried_of_reset(Direction::Inbound, 1 - uplink, &rst_in),
+        None,
+        "on the other uplink"
+    );
+}
+
+#[test]
+fn an_uplinks_flows_follow_its_interface_when_it_comes_back_as_a_new_one() {
+    in_own_netns(
+        "an_uplinks_flows_follow_its_interface_when_it_comes_back_as_a_new_one",
+        follows_a_new_interface,
+    );
+}
+
+fn follows_a_new_interface(links: &Links) {
+    let fast = fast_path(links);
+    let engine = engine(&fast);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let flow = open(&engine, UDP, u32::from_be_bytes([198, 19, 0, 1]), 40000, 53);
+    assert_carried_as_the_engine(&fast, &engine, links, &flow, 0, &mut rng, "before");
+
+    // the uplink's interface comes back as a new one (pppd's redial): here another veth
+    let made = std::process::Command::new("ip")
+        .args([
+            "link", "add", "new1", "type", "veth", "peer", "name", "new1p",
+        ])
+        .status()
+        .expect("running ip");
+    assert!(made.success(), "ip link add new1");
+    let new = ifindex("new1");
+    let uplink = flow.uplink as u8;
+    fast.reattach_uplink(uplink, new, UPLINK_MACS[flow.uplink])
+        .expect("attaching to the new interface");
+    fast.set_next_hop(uplink, Some(NextHop::Gateway(GATEWAY_MACS[flow.uplink])))
+        .expect("uplink map");
+    let mut moved = Links {
+        lan: links.lan,
+        uplinks: links.uplinks,
+    };
+    moved.uplinks[flow.uplink] = new;
+    // the flow handed over before goes on from the new interface, and a new one is carried
+    assert_carried_as_the_engine(&fast, &engine, &moved, &flow, 0, &mut rng, "moved");
+    let reply = frame(&flow.inbound(0, b"late"));
+    assert_passed(
+        &fast,
+        Direction::Inbound,
+        &reply,
+        links.uplinks[flow.uplink],
+        "from the old interface",
+    );
+    // a new flow on the same uplink (the same LAN socket keeps its uplink)
+    let later = open(&engine, UDP, u32::from_be_bytes([198, 19, 0, 2]), 40000, 53);
+    assert_eq!(later.uplink, flow.uplink);
+    assert_carried_as_the_engine(&fast, &engine, &moved, &later, 0, &mut rng, "new");
 }

@@ -431,13 +431,26 @@ impl Container {
             leader,
             name,
         };
-        wait_until("the container's systemd to finish booting", || {
+        // a loaded machine (the other package tests pack and unpack at the same time) boots
+        // slowly: wait longer than for anything else, and say what was still running
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
             let state = container.run(&["systemctl", "is-system-running"]);
             let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
-            ["running", "degraded"]
-                .contains(&state.as_str())
-                .then_some(())
-        });
+            if ["running", "degraded"].contains(&state.as_str()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let jobs = container.run(&["systemctl", "list-jobs", "--no-pager"]);
+                panic!(
+                    "waited in vain for the container's systemd to finish booting: {state:?}\n\
+                     jobs:\n{}\nconsole:\n{}",
+                    String::from_utf8_lossy(&jobs.stdout),
+                    container.nspawn.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         container
     }
 

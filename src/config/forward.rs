@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::declare::{Changes, ReloadClass, ReloadContext, Row, Table, Tables};
 use super::load::{At, FileText, Loading};
 use super::{Config, ConfigError, err};
-use crate::engine::packet::{PROTO_TCP, PROTO_UDP};
+use crate::engine::wire::{PROTO_TCP, PROTO_UDP};
 
 const FORWARD_SPEC: &str = "PROTO:PORT=HOST:PORT@UPLINK, e.g. tcp:8080=192.168.3.10:80@isp2";
 

@@ -52,7 +52,7 @@ fn a_capped_line_from_the_file_and_from_a_flag() {
             policy(FailbackMode::Keep, 30),
         ]
     );
-    let intervals: Vec<Duration> = c.line_health().iter().map(|h| h.interval).collect();
+    let intervals: Vec<Duration> = c.uplink_health().iter().map(|h| h.interval).collect();
     assert_eq!(
         intervals,
         [
@@ -131,5 +131,5 @@ fn the_metered_example_is_a_fibre_line_and_a_capped_lte_backup() {
         }
     );
     assert_eq!(c.failback()[1].mode, FailbackMode::Move);
-    assert_eq!(c.line_health()[1].interval, Duration::from_secs(5));
+    assert_eq!(c.uplink_health()[1].interval, Duration::from_secs(5));
 }

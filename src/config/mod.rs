@@ -261,16 +261,16 @@ impl Config {
     }
 
     /// Each uplink's health targets, in the uplinks' order.
-    pub fn line_targets(&self) -> Vec<Vec<Ipv4Addr>> {
+    pub fn uplink_targets(&self) -> Vec<Vec<Ipv4Addr>> {
         self.uplinks
             .iter()
             .map(|u| self.targets_of(u).to_vec())
             .collect()
     }
 
-    /// How each line's health is judged, in the uplinks' order: as `health()`, at the
-    /// line's own `interval` if it has one.
-    pub fn line_health(&self) -> Vec<HealthSettings> {
+    /// How each uplink's health is judged, in the uplinks' order: as `health()`, at the
+    /// uplink's own `interval` if it has one.
+    pub fn uplink_health(&self) -> Vec<HealthSettings> {
         self.uplinks
             .iter()
             .map(|u| HealthSettings {

@@ -13,6 +13,7 @@ use std::collections::hash_map::Entry;
 
 use ahash::AHashMap;
 
+use super::family::{Family, V4};
 use super::{Stamp, Timestamp, UplinkId};
 
 #[derive(Clone, Copy, Debug)]
@@ -23,16 +24,16 @@ struct Destination {
 }
 
 #[derive(Debug)]
-pub struct Affinity {
-    destinations: AHashMap<u32, Destination>,
+pub struct Affinity<F: Family = V4> {
+    destinations: AHashMap<F::Addr, Destination>,
     idle_timeout_ms: u64,
     /// Bindings without a live flow, and how many may be kept.
     idle: usize,
     max_idle: usize,
 }
 
-impl Affinity {
-    pub fn new(idle_timeout_ms: u64) -> Affinity {
+impl<F: Family> Affinity<F> {
+    pub fn new(idle_timeout_ms: u64) -> Affinity<F> {
         Affinity {
             destinations: AHashMap::new(),
             idle_timeout_ms,
@@ -57,7 +58,7 @@ impl Affinity {
     }
 
     /// The uplink `dst` is bound to, if the binding has not expired.
-    pub fn lookup(&self, dst: u32, now: Timestamp) -> Option<UplinkId> {
+    pub fn lookup(&self, dst: F::Addr, now: Timestamp) -> Option<UplinkId> {
         self.destinations
             .get(&dst)
             .filter(|d| self.fresh(d, now))
@@ -67,7 +68,7 @@ impl Affinity {
     /// A new flow to `dst` on `uplink`. Returns true when this binds the destination anew
     /// (it had no fresh binding, or a different uplink), for the per-uplink counters. Moving
     /// a destination to another uplink counts only the flows on the new one as its own.
-    pub fn attach(&mut self, dst: u32, uplink: UplinkId, now: Timestamp) -> bool {
+    pub fn attach(&mut self, dst: F::Addr, uplink: UplinkId, now: Timestamp) -> bool {
         let timeout = self.idle_timeout_ms;
         match self.destinations.entry(dst) {
             Entry::Vacant(v) => {
@@ -100,7 +101,7 @@ impl Affinity {
     /// on an uplink the destination has since moved from does not count. Returns true when
     /// that was the destination's last flow and it is forgotten at once, the idle bindings
     /// being as many as may be kept.
-    pub fn detach(&mut self, dst: u32, uplink: UplinkId, last_seen: Stamp) -> bool {
+    pub fn detach(&mut self, dst: F::Addr, uplink: UplinkId, last_seen: Stamp) -> bool {
         let Entry::Occupied(mut o) = self.destinations.entry(dst) else {
             return false;
         };
@@ -168,7 +169,7 @@ mod tests {
 
     #[test]
     fn binding_lives_while_flows_live_and_idle_timeout_after() {
-        let mut a = Affinity::new(10 * MIN);
+        let mut a = Affinity::<V4>::new(10 * MIN);
         let t0 = Timestamp::from_millis(1000);
         assert!(a.attach(7, 1, t0));
         // flow alive for an hour without being detached: still bound
@@ -182,7 +183,7 @@ mod tests {
 
     #[test]
     fn rebinding_counts_as_new() {
-        let mut a = Affinity::new(MIN);
+        let mut a = Affinity::<V4>::new(MIN);
         let t0 = Timestamp::from_millis(0);
         assert!(a.attach(9, 0, t0));
         assert!(!a.attach(9, 0, t0.after_ms(1)));
@@ -199,7 +200,7 @@ mod tests {
 
     #[test]
     fn idle_bindings_are_bounded_and_a_full_table_forgets_the_next_at_once() {
-        let mut a = Affinity::new(10 * MIN);
+        let mut a = Affinity::<V4>::new(10 * MIN);
         a.set_max_idle(2);
         let t0 = Timestamp::from_millis(0);
         for dst in 1..=3 {

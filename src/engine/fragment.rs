@@ -34,10 +34,8 @@ use ahash::AHashMap;
 use std::collections::hash_map::Entry;
 
 use super::checksum::Delta;
-use super::packet::{
-    ICMP_ECHO_REQUEST, IP_CHECKSUM, IP_DST, IP_SRC, IPV4_MIN_HEADER, Ipv4, PROTO_ICMP, PROTO_TCP,
-    PROTO_UDP, read_u16, read_u32, write_u16, write_u32,
-};
+use super::wire::icmp::{self, IcmpMessage};
+use super::wire::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpSegment, ipv4};
 use super::{DropReason, Stamp, Timestamp, UplinkId};
 
 /// How long after its first piece a datagram's mapping is kept (the kernel's `ipfrag_time`).
@@ -48,14 +46,6 @@ pub const MAX_DATAGRAMS: usize = 128;
 /// Separate runs of bytes one datagram may have sent at a time: pieces that come in order
 /// keep one run; more disorder than this is dropped.
 const MAX_RUNS: usize = 8;
-/// Bytes of data after the IP header an IPv4 datagram can carry: a piece reaching past this
-/// is malformed (the "ping of death").
-const MAX_DATA: u32 = 65_535 - 20;
-
-const IP_ID: usize = 4;
-const IP_FRAGMENT: usize = 6;
-const MORE_FRAGMENTS: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
 
 /// What names one datagram's pieces (RFC 791: source, destination, protocol, identification).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,41 +69,32 @@ pub struct Fragment {
 }
 
 impl Fragment {
-    /// Reads the IP header of a packet [`Ipv4::parse`] refused as a fragment. Malformed: a
-    /// piece without data, one that is not the last and whose data is not a multiple of 8
-    /// bytes, one reaching past 64 KiB. Protocols other than TCP, UDP and ICMP are refused as
-    /// they are whole.
-    pub fn parse(buf: &[u8]) -> Result<Fragment, DropReason> {
-        if buf.len() < IPV4_MIN_HEADER || buf[0] >> 4 != 4 {
-            return Err(DropReason::Malformed);
-        }
-        let ihl = usize::from(buf[0] & 0x0f) * 4;
-        let total = usize::from(read_u16(buf, 2));
-        if ihl < IPV4_MIN_HEADER || total < ihl || total > buf.len() {
-            return Err(DropReason::Malformed);
-        }
-        let field = read_u16(buf, IP_FRAGMENT);
-        let more = field & MORE_FRAGMENTS != 0;
-        let offset = (field & OFFSET_MASK) * 8;
-        let len = u16::try_from(total - ihl).expect("a total length is 16 bits");
+    /// The place of `ip`, a piece of a fragmented datagram ([`Ipv4Packet::is_fragment`]).
+    /// Malformed: a piece without data, one that is not the last and whose data is not a
+    /// multiple of 8 bytes, one reaching past 64 KiB. Protocols other than TCP, UDP and ICMP
+    /// are refused as they are whole.
+    pub fn of<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> Result<Fragment, DropReason> {
+        let more = ip.more_frags();
+        let offset = ip.frag_offset();
+        let len = u16::try_from(ip.payload().len()).expect("a total length is 16 bits");
         if !more && offset == 0 {
             return Err(DropReason::Malformed); // not a fragment: the caller's mistake
         }
         if len == 0
             || (more && !len.is_multiple_of(8))
-            || u32::from(offset) + u32::from(len) > MAX_DATA
+            || usize::from(offset) + usize::from(len) > ipv4::MAX_DATA_LEN
         {
             return Err(DropReason::FragmentMalformed);
         }
-        let proto = buf[9];
+        let proto = ip.protocol();
         if !matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP) {
             return Err(DropReason::UnsupportedProtocol);
         }
         Ok(Fragment {
             key: DatagramKey {
-                src: read_u32(buf, IP_SRC),
-                dst: read_u32(buf, IP_DST),
-                id: read_u16(buf, IP_ID),
+                src: ip.src_addr(),
+                dst: ip.dst_addr(),
+                id: ip.ident(),
                 proto,
             },
             offset,
@@ -126,40 +107,31 @@ impl Fragment {
         self.offset == 0
     }
 
-    /// The view the translation works on, for a first piece (`self` parsed from `buf`): its
-    /// transport header must be whole in it (RFC 1858's tiny fragments are refused), and
-    /// of ICMP only echo requests are fragmented traffic wanlb translates.
-    pub fn first_view(&self, buf: &[u8]) -> Result<Ipv4, DropReason> {
+    /// Whether a first piece `ip` (that `self` was read from) can be translated as a whole
+    /// packet is: its transport header must be whole in it (RFC 1858's tiny fragments are
+    /// refused), and of ICMP only echo requests are fragmented traffic wanlb translates.
+    pub fn check_first<T: AsRef<[u8]>>(&self, ip: &Ipv4Packet<T>) -> Result<(), DropReason> {
         debug_assert!(self.is_first());
-        let ihl = usize::from(buf[0] & 0x0f) * 4;
-        let end = ihl + usize::from(self.len);
-        let l4 = &buf[ihl..end];
+        let l4 = ip.payload();
         let whole = match self.key.proto {
-            PROTO_TCP => {
-                l4.len() >= 20 && (20..=l4.len()).contains(&(usize::from(l4[12] >> 4) * 4))
-            }
+            PROTO_TCP => TcpSegment::new_checked(l4).is_ok_and(|t| t.header_len() <= l4.len()),
             _ => l4.len() >= 8,
         };
         if !whole {
             return Err(DropReason::FragmentMalformed);
         }
-        if self.key.proto == PROTO_ICMP && l4[0] != ICMP_ECHO_REQUEST {
+        if self.key.proto == PROTO_ICMP
+            && IcmpMessage::new_unchecked(l4).msg_type() != icmp::ECHO_REQUEST
+        {
             return Err(DropReason::UnsupportedIcmp);
         }
-        Ok(Ipv4 {
-            base: 0,
-            proto: self.key.proto,
-            src: self.key.src,
-            dst: self.key.dst,
-            l4: ihl,
-            end,
-        })
+        Ok(())
     }
 }
 
 /// Where a datagram's pieces go and how they are named there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
+pub struct DatagramMapping {
     pub uplink: UplinkId,
     /// The source address its pieces are translated to.
     pub addr: u32,
@@ -167,32 +139,28 @@ pub struct Mapping {
     pub id: u16,
 }
 
-/// Rewrites the identification of a piece (validated by [`Fragment::parse`]) and updates its
-/// IP header checksum (RFC 1624).
-pub fn rewrite_id(buf: &mut [u8], id: u16) {
-    let delta = Delta::new().word(read_u16(buf, IP_ID), id);
-    write_u16(buf, IP_ID, id);
-    let check = delta.apply_complete(read_u16(buf, IP_CHECKSUM));
-    write_u16(buf, IP_CHECKSUM, check);
+/// Rewrites the identification of a piece and updates its IP header checksum (RFC 1624).
+pub fn rewrite_id(ip: &mut Ipv4Packet<&mut [u8]>, id: u16) {
+    let delta = Delta::new().word(ip.ident(), id);
+    ip.set_ident(id);
+    ip.set_checksum(delta.apply_complete(ip.checksum()));
 }
 
-/// Translates a later piece (validated by [`Fragment::parse`]) by its datagram's mapping:
-/// source address, identification and the IP header checksum (RFC 1624); it has no transport
-/// header to touch.
-pub fn rewrite_later(buf: &mut [u8], to: &Mapping) {
+/// Translates a later piece by its datagram's mapping: source address, identification and
+/// the IP header checksum (RFC 1624); it has no transport header to touch.
+pub fn rewrite_later(ip: &mut Ipv4Packet<&mut [u8]>, to: &DatagramMapping) {
     let delta = Delta::new()
-        .addr(read_u32(buf, IP_SRC), to.addr)
-        .word(read_u16(buf, IP_ID), to.id);
-    write_u32(buf, IP_SRC, to.addr);
-    write_u16(buf, IP_ID, to.id);
-    let check = delta.apply_complete(read_u16(buf, IP_CHECKSUM));
-    write_u16(buf, IP_CHECKSUM, check);
+        .addr(ip.src_addr(), to.addr)
+        .word(ip.ident(), to.id);
+    ip.set_src_addr(to.addr);
+    ip.set_ident(to.id);
+    ip.set_checksum(delta.apply_complete(ip.checksum()));
 }
 
 /// A datagram whose first piece went out.
 #[derive(Clone, Copy, Debug)]
 struct Datagram {
-    to: Mapping,
+    to: DatagramMapping,
     /// When its first piece came.
     since: Stamp,
     /// Byte ranges of its data sent so far: sorted, apart (never touching), `runs` of them.
@@ -309,7 +277,7 @@ impl Fragments {
         };
         let mut sent = [(0, 0); MAX_RUNS];
         sent[0] = (0, frag.len);
-        let to = Mapping { uplink, addr, id };
+        let to = DatagramMapping { uplink, addr, id };
         self.datagrams.insert(
             frag.key,
             Datagram {
@@ -325,7 +293,11 @@ impl Fragments {
 
     /// The mapping of a later piece: its first piece's. Its bytes are recorded as sent; the
     /// entry goes once the datagram is complete.
-    pub fn later(&mut self, now: Timestamp, frag: &Fragment) -> Result<Mapping, DropReason> {
+    pub fn later(
+        &mut self,
+        now: Timestamp,
+        frag: &Fragment,
+    ) -> Result<DatagramMapping, DropReason> {
         let Entry::Occupied(mut entry) = self.datagrams.entry(frag.key) else {
             return Err(DropReason::FragmentWithoutFirst);
         };

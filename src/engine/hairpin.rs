@@ -26,13 +26,14 @@
 //! outer destination: REQ-7a).
 //!
 //! Hairpinned flows stay in userspace (the fast path would send their packets out of the
-//! uplink) and ignore their uplink's health: they never cross the line. Fragmented datagrams
+//! uplink) and ignore their uplink's health: they never leave through it. Fragmented datagrams
 //! are not hairpinned: their pieces go to the gateway's own stack, which reassembles them.
 
-use super::flow::{Dir, FlowKey, ReplyKey, Segment};
-use super::icmp::{self, Embedded, ErrorDirection};
-use super::packet::{self, End, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Ipv4, PROTO_ICMP};
-use super::{DropReason, Engine, Flow, L4Checksum, Timestamp, UplinkId, Verdict, uplink_id};
+use super::flow::{FlowKey, ReplyKey, Segment};
+use super::translate::{self, End};
+use super::wire::icmp::{ECHO_REPLY, ECHO_REQUEST};
+use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP};
+use super::{Direction, DropReason, Engine, Flow, Timestamp, UplinkId, Verdict, uplink_id};
 
 impl Engine {
     /// The uplink whose address `addr` is now, if any.
@@ -47,23 +48,25 @@ impl Engine {
         flow.key.rem_addr == self.ext_addr(flow)
     }
 
-    /// A packet from the LAN to the address of `uplink`, validated as `ip`. (A fragment is
-    /// not hairpinned: the gateway's own stack gets it, see `Engine::outbound_fragment`.)
+    /// A packet from the LAN to the address of `uplink` (`len` bytes as it came). (A fragment
+    /// is not hairpinned: the gateway's own stack gets it, see `Engine::outbound_fragment`.)
     pub(super) fn hairpin(
         &self,
         now: Timestamp,
-        pkt: &mut [u8],
-        ip: &Ipv4,
+        ip: &mut Ipv4Packet<&mut [u8]>,
+        len: usize,
         csum: &mut L4Checksum,
         uplink: UplinkId,
     ) -> Result<Verdict, DropReason> {
-        if ip.proto != PROTO_ICMP {
-            return self.hairpin_flow(now, pkt, ip, csum, uplink);
+        if ip.protocol() != PROTO_ICMP {
+            return self.hairpin_flow(now, ip, len, csum, uplink);
         }
-        match ip.icmp_type(pkt) {
-            ICMP_ECHO_REQUEST => self.hairpin_flow(now, pkt, ip, csum, uplink),
-            ICMP_ECHO_REPLY => Ok(self.hairpin_echo_reply(now, pkt, ip, csum, uplink)),
-            t if icmp::is_error(t) => self.hairpin_error(pkt, ip, csum, uplink),
+        let message = translate::icmp(ip);
+        let (msg_type, is_error) = (message.msg_type(), message.is_error());
+        match msg_type {
+            ECHO_REQUEST => self.hairpin_flow(now, ip, len, csum, uplink),
+            ECHO_REPLY => Ok(self.hairpin_echo_reply(now, ip, len, csum, uplink)),
+            _ if is_error => self.hairpin_error(ip, csum, uplink),
             _ => Ok(Verdict::Hairpin),
         }
     }
@@ -73,28 +76,28 @@ impl Engine {
     fn hairpin_flow(
         &self,
         now: Timestamp,
-        pkt: &mut [u8],
-        ip: &Ipv4,
+        ip: &mut Ipv4Packet<&mut [u8]>,
+        len: usize,
         csum: &mut L4Checksum,
         uplink: UplinkId,
     ) -> Result<Verdict, DropReason> {
-        let (int_port, rem_port) = ip.ports(pkt);
+        let (int_port, rem_port) = translate::ports(ip);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let key = FlowKey {
-            int_addr: ip.src,
-            rem_addr: ip.dst,
+            int_addr: src,
+            rem_addr: dst,
             int_port,
             rem_port,
-            proto: ip.proto,
+            proto: ip.protocol(),
         };
-        let seg = Segment::parse(pkt, ip);
-        let len = pkt.len();
-        let echo = ip.proto == PROTO_ICMP;
-        let mut shard = self.shard(ip.dst);
+        let seg = Segment::of(ip);
+        let echo = key.proto == PROTO_ICMP;
+        let mut shard = self.shard(dst);
         // the sender's half: its own mapping on this uplink, opened as any new flow's would be
         let ext_port = match shard.flows.get_mut(&key) {
             Some(flow) => {
                 seen(flow, now, len);
-                self.track(flow, Dir::Out, &seg);
+                self.track(flow, Direction::Outbound, &seg, None);
                 flow.ext_port
             }
             None => match self.open_flow(&mut shard, now, key, &seg, len, Some(uplink)) {
@@ -107,10 +110,10 @@ impl Engine {
         // the target's half, as if from outside: from the sender's external endpoint (an echo
         // request names its target by its identifier, and has no remote port)
         let reply = ReplyKey {
-            rem_addr: ip.dst,
+            rem_addr: dst,
             rem_port: if echo { 0 } else { ext_port },
             ext_port: if echo { int_port } else { rem_port },
-            proto: ip.proto,
+            proto: key.proto,
             uplink,
         };
         let Some(target) = shard.flows.get_reply_mut(&reply) else {
@@ -122,14 +125,14 @@ impl Engine {
             };
         };
         seen(target, now, len);
-        self.track(target, Dir::In, &seg);
+        self.track(target, Direction::Inbound, &seg, None);
         // the target answers an echo request by its identifier: the sender's external one
         let to = (
             target.key.int_addr,
             if echo { ext_port } else { target.key.int_port },
         );
-        packet::rewrite(pkt, ip, End::Source, ip.dst, ext_port, *csum);
-        packet::rewrite(pkt, ip, End::Destination, to.0, to.1, *csum);
+        translate::rewrite_end(ip, End::Source, dst, ext_port, *csum);
+        translate::rewrite_end(ip, End::Destination, to.0, to.1, *csum);
         Ok(Verdict::Hairpin)
     }
 
@@ -139,28 +142,29 @@ impl Engine {
     fn hairpin_echo_reply(
         &self,
         now: Timestamp,
-        pkt: &mut [u8],
-        ip: &Ipv4,
+        ip: &mut Ipv4Packet<&mut [u8]>,
+        len: usize,
         csum: &mut L4Checksum,
         uplink: UplinkId,
     ) -> Verdict {
-        let (id, _) = ip.ports(pkt);
+        let (id, _) = translate::ports(ip);
+        let dst = ip.dst_addr();
         let reply = ReplyKey {
-            rem_addr: ip.dst,
+            rem_addr: dst,
             rem_port: 0,
             ext_port: id,
             proto: PROTO_ICMP,
             uplink,
         };
-        let mut shard = self.shard(ip.dst);
+        let mut shard = self.shard(dst);
         let Some(target) = shard.flows.get_reply_mut(&reply) else {
             return Verdict::Hairpin;
         };
-        seen(target, now, pkt.len());
-        self.track(target, Dir::In, &Segment::default());
+        seen(target, now, len);
+        self.track(target, Direction::Inbound, &Segment::default(), None);
         let to = (target.key.int_addr, target.key.int_port);
-        packet::rewrite(pkt, ip, End::Source, ip.dst, id, *csum);
-        packet::rewrite(pkt, ip, End::Destination, to.0, to.1, *csum);
+        translate::rewrite_end(ip, End::Source, dst, id, *csum);
+        translate::rewrite_end(ip, End::Destination, to.0, to.1, *csum);
         Verdict::Hairpin
     }
 
@@ -170,39 +174,40 @@ impl Engine {
     /// do not refresh flows.
     fn hairpin_error(
         &self,
-        pkt: &mut [u8],
-        ip: &Ipv4,
+        ip: &mut Ipv4Packet<&mut [u8]>,
         csum: &mut L4Checksum,
         uplink: UplinkId,
     ) -> Result<Verdict, DropReason> {
-        if !icmp::checksum_ok(pkt, ip, *csum) {
+        if !translate::icmp_checksum_ok(ip, *csum) {
             return Err(DropReason::BadIcmpChecksum);
         }
-        let emb = Embedded::parse(pkt, ip)?;
+        let dst = ip.dst_addr();
+        let quoted = translate::quoted(ip)?;
         // an error goes back to the sender of the packet it quotes
-        if emb.src != ip.dst {
+        if quoted.src_addr() != dst {
             return Err(DropReason::ForgedIcmpError);
         }
-        if emb.proto == PROTO_ICMP {
+        if quoted.protocol() == PROTO_ICMP {
             return Ok(Verdict::Hairpin);
         }
+        let (src_port, dst_port) = translate::quoted_ports(&quoted);
         let key = FlowKey {
-            int_addr: emb.dst,
-            rem_addr: emb.src,
-            int_port: emb.dst_port,
-            rem_port: emb.src_port,
-            proto: emb.proto,
+            int_addr: quoted.dst_addr(),
+            rem_addr: quoted.src_addr(),
+            int_port: dst_port,
+            rem_port: src_port,
+            proto: quoted.protocol(),
         };
-        let mut shard = self.shard(ip.dst);
+        let mut shard = self.shard(dst);
         let Some(sender) = shard.flows.get_mut(&key) else {
             return Ok(Verdict::Hairpin);
         };
         let ext_port = sender.ext_port;
         let reply = ReplyKey {
-            rem_addr: ip.dst,
+            rem_addr: dst,
             rem_port: ext_port,
-            ext_port: emb.src_port,
-            proto: emb.proto,
+            ext_port: src_port,
+            proto: key.proto,
             uplink,
         };
         let target = shard
@@ -210,10 +215,9 @@ impl Engine {
             .get_reply_mut(&reply)
             .ok_or(DropReason::HairpinNoFlow)?;
         let to = (target.key.int_addr, target.key.int_port);
-        icmp::translate(pkt, ip, &emb, ErrorDirection::Outbound, ip.dst, ext_port);
+        translate::translate_error(ip, Direction::Outbound, dst, ext_port);
         // the quote now names the sender's external endpoint
-        let emb = Embedded::parse(pkt, ip)?;
-        icmp::translate(pkt, ip, &emb, ErrorDirection::Inbound, to.0, to.1);
+        translate::translate_error(ip, Direction::Inbound, to.0, to.1);
         *csum = L4Checksum::Complete;
         Ok(Verdict::Hairpin)
     }

@@ -47,9 +47,10 @@
 
 use ahash::AHashMap;
 
+use super::family::{Family, V4};
 use super::limits::Limits;
-use super::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::select::Prefix;
+use super::wire::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::{Stamp, Timestamp, UplinkId};
 
 /// How long an address stays verified after its last flow ended.
@@ -59,21 +60,22 @@ pub const MAX_IDLE_VERIFIED: usize = 65_536;
 
 /// A LAN network, whose unverified addresses share one host's share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Network {
-    addr: u32,
+pub struct Network<F: Family = V4> {
+    addr: F::Addr,
     len: u8,
 }
 
-impl Network {
-    /// The network of `addr`: the most specific of `lan_nets` that holds it, else its /24.
-    pub fn of(addr: u32, lan_nets: &[Prefix]) -> Network {
+impl<F: Family> Network<F> {
+    /// The network of `addr`: the most specific of `lan_nets` that holds it, else its
+    /// [`Family::HOST_NET`] (an IPv4 /24).
+    pub fn of(addr: F::Addr, lan_nets: &[Prefix<F>]) -> Network<F> {
         let prefix = lan_nets
             .iter()
             .filter(|n| n.contains(addr))
             .max_by_key(|n| n.prefix_len())
             .copied()
-            .or_else(|| Prefix::new(addr, 24))
-            .expect("24 bits is a prefix length");
+            .or_else(|| Prefix::masked(addr, F::HOST_NET))
+            .expect("a family's host network is a prefix length");
         Network {
             addr: prefix.addr(),
             len: prefix.prefix_len(),
@@ -95,9 +97,9 @@ pub enum Refusal {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Host {
+struct Host<F: Family> {
     flows: u32,
-    network: Network,
+    network: Network<F>,
     verified: bool,
     /// When its last flow ended (verified addresses without flows only).
     idle_since: Stamp,
@@ -108,22 +110,22 @@ type Pool = (UplinkId, u8);
 
 /// The LAN addresses with flows, or verified lately, and what each holds.
 #[derive(Debug)]
-pub struct Hosts {
-    hosts: AHashMap<u32, Host>,
+pub struct Hosts<F: Family = V4> {
+    hosts: AHashMap<F::Addr, Host<F>>,
     /// Per network, the flows its unverified addresses hold together.
-    unverified_flows: AHashMap<Network, u32>,
+    unverified_flows: AHashMap<Network<F>, u32>,
     /// Ports each address holds, per pool.
-    ports: AHashMap<(u32, Pool), u32>,
+    ports: AHashMap<(F::Addr, Pool), u32>,
     /// Per network and pool, the ports its unverified addresses hold together.
-    unverified_ports: AHashMap<(Network, Pool), u32>,
+    unverified_ports: AHashMap<(Network<F>, Pool), u32>,
     uplinks: usize,
     max_flows: u32,
     max_ports: u32,
     idle_verified: usize,
 }
 
-impl Hosts {
-    pub fn new(uplinks: usize) -> Hosts {
+impl<F: Family> Hosts<F> {
+    pub fn new(uplinks: usize) -> Hosts<F> {
         Hosts {
             hosts: AHashMap::new(),
             unverified_flows: AHashMap::new(),
@@ -143,7 +145,7 @@ impl Hosts {
     }
 
     /// Counts one more flow of `addr`, on `network`, unless its share is full.
-    pub fn open(&mut self, addr: u32, network: Network) -> Result<(), Refusal> {
+    pub fn open(&mut self, addr: F::Addr, network: Network<F>) -> Result<(), Refusal> {
         let host = self.hosts.get(&addr);
         let (flows, verified) = host.map_or((0, false), |h| (h.flows, h.verified));
         // the network it was counted on while it has flows: a lan_net change needs a restart
@@ -172,7 +174,7 @@ impl Hosts {
     }
 
     /// One flow of `addr` ended (or was counted and then not opened).
-    pub fn close(&mut self, addr: u32, now: Timestamp) {
+    pub fn close(&mut self, addr: F::Addr, now: Timestamp) {
         let Some(host) = self.hosts.get_mut(&addr) else {
             debug_assert!(false, "a flow closed that was never counted");
             return;
@@ -193,7 +195,7 @@ impl Hosts {
 
     /// Counts one more port of `pool` held by `addr` (which has a flow counted), unless its
     /// share of the pool is full.
-    pub fn take_port(&mut self, addr: u32, pool: Pool) -> Result<(), Refusal> {
+    pub fn take_port(&mut self, addr: F::Addr, pool: Pool) -> Result<(), Refusal> {
         let held = self.ports.get(&(addr, pool)).copied().unwrap_or(0);
         if held >= self.max_ports {
             return Err(Refusal::HostPorts);
@@ -211,7 +213,7 @@ impl Hosts {
     }
 
     /// `addr` gave a port of `pool` back (before its flow is closed).
-    pub fn give_port(&mut self, addr: u32, pool: Pool) {
+    pub fn give_port(&mut self, addr: F::Addr, pool: Pool) {
         less(&mut self.ports, (addr, pool));
         if let Some(h) = self.hosts.get(&addr).filter(|h| !h.verified) {
             less(&mut self.unverified_ports, (h.network, pool));
@@ -221,7 +223,7 @@ impl Hosts {
     /// `addr` (which has a flow) completed a TCP handshake: from now on it holds a share of
     /// its own, and what it held moves out of its network's common share. True if it was not
     /// verified before.
-    pub fn verify(&mut self, addr: u32) -> bool {
+    pub fn verify(&mut self, addr: F::Addr) -> bool {
         let Some(host) = self.hosts.get_mut(&addr).filter(|h| !h.verified) else {
             return false;
         };
@@ -299,7 +301,7 @@ mod tests {
     }
 
     fn net(addr: u32) -> Network {
-        Network::of(addr, &[])
+        Network::<V4>::of(addr, &[])
     }
 
     #[test]
@@ -308,15 +310,15 @@ mod tests {
         let nets = [lan([198, 18, 0, 0], 16), lan([198, 18, 3, 0], 24)];
         let a = u32::from_be_bytes([198, 18, 3, 77]);
         let b = u32::from_be_bytes([198, 18, 9, 1]);
-        assert_eq!(Network::of(a, &nets), Network { addr: NET, len: 24 });
+        assert_eq!(Network::<V4>::of(a, &nets), Network { addr: NET, len: 24 });
         assert_eq!(
-            Network::of(b, &nets),
+            Network::<V4>::of(b, &nets),
             Network {
                 addr: u32::from_be_bytes([198, 18, 0, 0]),
                 len: 16
             }
         );
-        assert_eq!(Network::of(a, &[]), Network { addr: NET, len: 24 });
+        assert_eq!(Network::<V4>::of(a, &[]), Network { addr: NET, len: 24 });
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::collections::VecDeque;
 use std::sync::TryLockError;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::family::{Family, V4};
 use super::flow::{FlowKey, FlowTable};
 use super::{DropReason, Engine, SHARDS, Shard, Timestamp};
 
@@ -59,7 +60,7 @@ impl Limits {
 }
 
 /// Heap bytes one flow costs at most, with its share of the indexes, its NAT mapping and its
-/// destination's binding (`cargo bench --bench memory`: 141 to 174 in practice), rounded up.
+/// destination's binding (`cargo bench --bench memory`: 74 to 107 in practice), rounded up.
 pub const BYTES_PER_FLOW: u64 = 256;
 /// The default flow limit takes one flow per this many bytes of memory: at
 /// [`BYTES_PER_FLOW`], a full table uses under 2% of the machine's memory.
@@ -381,20 +382,29 @@ pub(super) fn idle_bindings_per_shard(limits: &Limits) -> usize {
 /// One forward's embryonic connections in one shard: how many there are, exactly, and their
 /// keys, oldest first. Keys of connections that completed or ended since are left in place
 /// and dropped when they come to the front, or when they outnumber the live ones.
-#[derive(Debug, Default)]
-pub(super) struct Embryonic {
-    queue: VecDeque<FlowKey>,
+#[derive(Debug)]
+pub(super) struct Embryonic<F: Family = V4> {
+    queue: VecDeque<FlowKey<F>>,
     live: usize,
 }
 
-impl Embryonic {
+impl<F: Family> Default for Embryonic<F> {
+    fn default() -> Embryonic<F> {
+        Embryonic {
+            queue: VecDeque::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<F: Family> Embryonic<F> {
     pub(super) fn live(&self) -> usize {
         self.live
     }
 
     /// A connection `key` opened (or started over). `still` says whether a key in the queue
     /// is still an embryonic connection of this forward.
-    pub(super) fn opened(&mut self, key: FlowKey, still: impl Fn(&FlowKey) -> bool) {
+    pub(super) fn opened(&mut self, key: FlowKey<F>, still: impl Fn(&FlowKey<F>) -> bool) {
         self.live += 1;
         self.queue.push_back(key);
         if self.queue.len() > 2 * self.live.max(16) {
@@ -409,7 +419,7 @@ impl Embryonic {
     }
 
     /// The oldest one still embryonic, taken out of the queue.
-    pub(super) fn oldest(&mut self, still: impl Fn(&FlowKey) -> bool) -> Option<FlowKey> {
+    pub(super) fn oldest(&mut self, still: impl Fn(&FlowKey<F>) -> bool) -> Option<FlowKey<F>> {
         while let Some(key) = self.queue.pop_front() {
             if still(&key) {
                 return Some(key);

@@ -12,15 +12,16 @@ use std::hash::Hasher;
 use ahash::AHashMap;
 use siphasher::sip::SipHasher13;
 
+use super::family::{Family, V4};
 use super::hosts::{Hosts, Network, Refusal};
 use super::limits::Limits;
-use super::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use super::wire::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::{Timestamp, UplinkId};
 
 /// A LAN endpoint as seen on one uplink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Endpoint {
-    pub addr: u32,
+pub struct Endpoint<F: Family = V4> {
+    pub addr: F::Addr,
     pub port: u16,
     pub proto: u8,
     pub uplink: UplinkId,
@@ -113,11 +114,11 @@ pub enum Exhausted {
 }
 
 #[derive(Debug)]
-pub struct Nat {
-    mappings: AHashMap<Endpoint, Mapping>,
+pub struct Nat<F: Family = V4> {
+    mappings: AHashMap<Endpoint<F>, Mapping>,
     pools: Vec<[PortPool; 3]>,
     /// The flows and ports each LAN host holds, and may.
-    hosts: Hosts,
+    hosts: Hosts<F>,
     /// The secret of the port searches' starts, and how many were drawn.
     key: u64,
     drawn: u64,
@@ -125,8 +126,8 @@ pub struct Nat {
     made: u64,
 }
 
-impl Nat {
-    pub fn new(uplinks: usize, ports: (u16, u16), seed: u64) -> Nat {
+impl<F: Family> Nat<F> {
+    pub fn new(uplinks: usize, ports: (u16, u16), seed: u64) -> Nat<F> {
         let pools = (0..uplinks)
             .map(|_| std::array::from_fn(|_| PortPool::new(ports.0, ports.1)))
             .collect();
@@ -150,21 +151,21 @@ impl Nat {
     /// Counts a new flow of the LAN host `addr`, on `network`, unless its share is full;
     /// before anything else is spent on the flow. It is given back by [`Nat::release`] once
     /// the flow had its port, else by [`Nat::unadmit`].
-    pub fn admit(&mut self, addr: u32, network: Network) -> Result<(), Refusal> {
+    pub fn admit(&mut self, addr: F::Addr, network: Network<F>) -> Result<(), Refusal> {
         self.hosts.open(addr, network)
     }
 
     /// Gives back what [`Nat::admit`] counted, for a flow that did not open after all.
-    pub fn unadmit(&mut self, addr: u32, now: Timestamp) {
+    pub fn unadmit(&mut self, addr: F::Addr, now: Timestamp) {
         self.hosts.close(addr, now);
     }
 
     /// `addr` completed a TCP handshake (see [`Hosts::verify`]).
-    pub fn verify(&mut self, addr: u32) -> bool {
+    pub fn verify(&mut self, addr: F::Addr) -> bool {
         self.hosts.verify(addr)
     }
 
-    pub fn hosts(&self) -> &Hosts {
+    pub fn hosts(&self) -> &Hosts<F> {
         &self.hosts
     }
 
@@ -196,7 +197,7 @@ impl Nat {
     ///
     /// With `current`, the mapping becomes the endpoint's newest (where it talks now); a flow
     /// that goes its own way (a pinned destination's) leaves that as it is.
-    pub fn acquire(&mut self, ep: Endpoint, current: bool) -> Result<u16, Exhausted> {
+    pub fn acquire(&mut self, ep: Endpoint<F>, current: bool) -> Result<u16, Exhausted> {
         let start = self.next_random();
         if current {
             self.made += 1;
@@ -231,7 +232,7 @@ impl Nat {
 
     /// One flow of `ep` ended; the port goes back to the pool with the last one, and the
     /// host's share gets the flow back.
-    pub fn release(&mut self, ep: Endpoint, now: Timestamp) {
+    pub fn release(&mut self, ep: Endpoint<F>, now: Timestamp) {
         if let Entry::Occupied(mut o) = self.mappings.entry(ep) {
             o.get_mut().flows -= 1;
             if o.get().flows == 0 {
@@ -245,10 +246,10 @@ impl Nat {
 
     /// Of the uplinks in `among` (one bit each), the one where the LAN endpoint `addr:port`
     /// has its newest mapping: where it talks now (after a failover its flows moved there,
-    /// while an idle one may still hold a mapping on the line it left).
+    /// while an idle one may still hold a mapping on the uplink it left).
     pub fn newest_uplink_of(
         &self,
-        addr: u32,
+        addr: F::Addr,
         port: u16,
         proto: u8,
         among: u32,

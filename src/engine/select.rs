@@ -1,41 +1,42 @@
 //! Uplink choice for a new destination: pins, then a smooth weighted round-robin.
 
 use super::UplinkId;
+use super::family::{Family, V4};
 use crate::metered::CapEffect;
 
-/// An IPv4 prefix, `addr/len`, stored with the host bits cleared.
+/// A prefix, `addr/len`, stored with the host bits cleared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefix {
-    addr: u32,
+pub struct Prefix<F: Family = V4> {
+    addr: F::Addr,
     len: u8,
 }
 
-impl Prefix {
-    /// `None` when `len` exceeds 32.
-    pub fn new(addr: u32, len: u8) -> Option<Prefix> {
-        (len <= 32).then(|| Prefix {
-            addr: addr & Self::mask(len),
+impl Prefix<V4> {
+    /// An IPv4 prefix (see [`Prefix::masked`]); `None` when `len` exceeds 32.
+    pub fn new(addr: u32, len: u8) -> Option<Prefix<V4>> {
+        Prefix::masked(addr, len)
+    }
+}
+
+impl<F: Family> Prefix<F> {
+    /// The prefix of `len` bits of `addr`, its host bits cleared; `None` when `len` exceeds
+    /// the family's address length.
+    pub fn masked(addr: F::Addr, len: u8) -> Option<Prefix<F>> {
+        (len <= F::BITS).then(|| Prefix {
+            addr: F::mask(addr, len),
             len,
         })
     }
 
-    fn mask(len: u8) -> u32 {
-        if len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(len))
-        }
-    }
-
-    pub fn contains(&self, addr: u32) -> bool {
-        addr & Self::mask(self.len) == self.addr
+    pub fn contains(&self, addr: F::Addr) -> bool {
+        F::mask(addr, self.len) == self.addr
     }
 
     pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
-    pub fn addr(&self) -> u32 {
+    pub fn addr(&self) -> F::Addr {
         self.addr
     }
 }
@@ -292,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn a_backup_tier_is_used_only_while_every_better_line_is_down() {
+    fn a_backup_tier_is_used_only_while_every_better_uplink_is_down() {
         let mut s = Selector::new(vec![2, 1, 5], vec![1, 1, 2]);
         assert!((0..30).all(|_| s.weighted() != Some(2)));
         assert_eq!(s.leaving(), 0b100);

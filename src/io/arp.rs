@@ -1,7 +1,7 @@
 //! ARP frames: asking for an uplink gateway's MAC address and reading its answers. The
 //! monitor asks every probe round, so a gateway that stops answering is noticed.
 
-use super::packet::ETH_P_ARP;
+use super::packet_socket::ETH_P_ARP;
 
 pub const FRAME_LEN: usize = 42;
 const OP_REQUEST: u16 = 1;

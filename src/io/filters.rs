@@ -13,7 +13,7 @@ use aya::maps::Array;
 use aya::programs::{SocketFilter, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 
-use crate::engine::packet::{PROTO_TCP, PROTO_UDP};
+use crate::engine::wire::{PROTO_TCP, PROTO_UDP};
 use crate::uplink::LinkKind;
 
 static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");
@@ -136,7 +136,7 @@ impl SocketFilters {
         // given (a point-to-point socket is bound to IPv4: it sees nothing else).
         let protocol = match self.link {
             LinkKind::Ethernet => frame.get(12..14).unwrap_or(&[0, 0]),
-            // IPv4's ethertype (packet.rs, which uses these filters, names it too)
+            // IPv4's ethertype (packet_socket.rs, which uses these filters, names it too)
             LinkKind::PointToPoint => &[0x08, 0x00][..],
         };
         let mut data = vec![0u8; 12];

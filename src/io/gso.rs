@@ -2,22 +2,19 @@
 //! nothing would be handed. A partial checksum is completed, and a GSO super-packet is cut into
 //! the segments the kernel would have cut it into (TCP: sequence numbers, FIN, PSH and CWR;
 //! UDP: lengths), each with its own IP header and complete checksums. Point-to-point uplinks
-//! need this: see `BareSender` in io/packet.rs.
+//! need this: see `BareSender` in io/packet_socket.rs.
 
 use super::vnet::{self, VnetHeader};
 use crate::engine::checksum::{checksum, pseudo_header};
-use crate::engine::packet::{read_u16, read_u32, write_u16, write_u32};
+use crate::engine::wire::tcp::{self, TcpSegment};
+use crate::engine::wire::udp::{self, UdpDatagram};
+use crate::engine::wire::{Ipv4Packet, PROTO_TCP as TCP, PROTO_UDP as UDP};
 
 const GSO_NONE: u8 = 0;
 const GSO_TCPV4: u8 = 1;
 const GSO_UDP_L4: u8 = 5;
 /// Set with GSO_TCPV4 when the segments carry ECN: only CWR needs care, done for every TCP.
 const GSO_ECN: u8 = 0x80;
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
 
 /// A frame that cannot be made into complete packets: headers that do not hold together, or
 /// a kind of GSO an IPv4 gateway is never handed.
@@ -55,17 +52,12 @@ impl Packets {
             .split_first_chunk::<{ vnet::LEN }>()
             .ok_or(Unsendable)?;
         let header = VnetHeader::read(header);
-        let ihl = usize::from(ip.first().ok_or(Unsendable)? & 0x0f) * 4;
-        if ip.len() < 20 || ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-            return Err(Unsendable);
-        }
-        let total = usize::from(read_u16(ip, 2));
-        let ip = ip.get(..total).filter(|_| total >= ihl).ok_or(Unsendable)?;
+        let ip = Ipv4Packet::new_checked(ip).map_err(|_| Unsendable)?;
         let (before, start) = (self.ends.len(), self.data.len());
-        let added = match (header.gso_type & !GSO_ECN, ip[9]) {
-            (GSO_NONE, _) => self.whole(ip, &header),
-            (GSO_TCPV4, TCP) => self.segments(ip, ihl, &header, TCP),
-            (GSO_UDP_L4, UDP) => self.segments(ip, ihl, &header, UDP),
+        let added = match (header.gso_type & !GSO_ECN, ip.protocol()) {
+            (GSO_NONE, _) => self.whole(ip.datagram(), &header),
+            (GSO_TCPV4, TCP) => self.segments(&ip, &header),
+            (GSO_UDP_L4, UDP) => self.segments(&ip, &header),
             _ => Err(Unsendable),
         };
         if added.is_err() {
@@ -87,76 +79,79 @@ impl Packets {
             }
             // the field holds the pseudo header's sum, which the sum from `start` takes in
             let mut c = checksum(&self.data[start..], 0);
-            if c == 0 && ip[9] == UDP && header.csum_offset == 6 {
+            let udp = Ipv4Packet::new_unchecked(ip).protocol() == UDP;
+            if c == 0 && udp && usize::from(header.csum_offset) == udp::field::CHECKSUM.start {
                 c = 0xffff; // 0 would mean "no checksum"
             }
-            write_u16(&mut self.data, field, c);
+            self.data[field..field + 2].copy_from_slice(&c.to_be_bytes());
         }
         self.ends.push(self.data.len());
         Ok(())
     }
 
-    /// The segments of GSO packet `ip` (TCP or UDP, by `proto`): `gso_size` bytes of payload
-    /// each, the last one shorter.
-    fn segments(
-        &mut self,
-        ip: &[u8],
-        ihl: usize,
-        header: &VnetHeader,
-        proto: u8,
-    ) -> Result<(), Unsendable> {
-        let (l4_header, least) = match proto {
-            TCP => (
-                usize::from(ip.get(ihl + 12).ok_or(Unsendable)? >> 4) * 4,
-                20,
-            ),
-            _ => (8, 8),
+    /// The segments of GSO packet `ip` (TCP or UDP): `gso_size` bytes of payload each, the
+    /// last one shorter.
+    fn segments(&mut self, ip: &Ipv4Packet<&[u8]>, header: &VnetHeader) -> Result<(), Unsendable> {
+        let proto = ip.protocol();
+        let l4 = ip.payload();
+        let l4_header = if proto == TCP {
+            let segment = TcpSegment::new_checked(l4).map_err(|_| Unsendable)?;
+            segment.header_len()
+        } else {
+            UdpDatagram::new_checked(l4).map_err(|_| Unsendable)?;
+            udp::HEADER_LEN
         };
-        let headers = ihl + l4_header;
         let mss = usize::from(header.gso_size);
-        if l4_header < least || headers > ip.len() || mss == 0 {
+        if l4_header > l4.len() || mss == 0 {
             return Err(Unsendable);
         }
-        let payload = &ip[headers..];
+        let ihl = ip.header_len();
+        let headers = ihl + l4_header;
+        let payload = &l4[l4_header..];
         if payload.is_empty() {
-            return self.whole(ip, header);
+            return self.whole(ip.datagram(), header);
         }
-        let (src, dst) = (read_u32(ip, 12), read_u32(ip, 16));
-        let (id, seq) = (read_u16(ip, 4), read_u32(ip, ihl + 4));
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let id = ip.ident();
+        let seq = TcpSegment::new_unchecked(l4).seq_number();
         let count = payload.len().div_ceil(mss);
         for (k, chunk) in payload.chunks(mss).enumerate() {
             let at = self.data.len();
-            self.data.extend_from_slice(&ip[..headers]);
+            self.data.extend_from_slice(&ip.datagram()[..headers]);
             self.data.extend_from_slice(chunk);
-            let segment = &mut self.data[at..];
-            let len = u16::try_from(segment.len()).map_err(|_| Unsendable)?;
-            write_u16(segment, 2, len);
+            let len = u16::try_from(self.data.len() - at).map_err(|_| Unsendable)?;
+            let mut segment = Ipv4Packet::new_unchecked(&mut self.data[at..]);
+            segment.set_total_len(len);
             // as the kernel's segmentation does: one IP identifier after another
-            write_u16(segment, 4, id.wrapping_add(k as u16));
-            write_u16(segment, 10, 0);
-            let c = checksum(&segment[..ihl], 0);
-            write_u16(segment, 10, c);
-            let l4 = &mut segment[ihl..];
+            segment.set_ident(id.wrapping_add(k as u16));
+            segment.fill_checksum();
             let l4_len = len - ihl as u16;
-            let field = if proto == TCP {
-                write_u32(l4, 4, seq.wrapping_add((k * mss) as u32));
+            let pseudo = pseudo_header(src, dst, proto, l4_len);
+            let l4 = segment.payload_mut();
+            if proto == TCP {
+                let mut t = TcpSegment::new_unchecked(&mut l4[..]);
+                t.set_seq_number(seq.wrapping_add((k * mss) as u32));
+                let mut flags = t.flags();
                 if k + 1 < count {
-                    l4[13] &= !(TCP_FIN | TCP_PSH);
+                    flags &= !(tcp::FIN | tcp::PSH);
                 }
                 if k > 0 {
-                    l4[13] &= !TCP_CWR;
+                    flags &= !tcp::CWR;
                 }
-                16
+                t.set_flags(flags);
+                t.set_checksum(0);
+                let c = checksum(l4, pseudo);
+                TcpSegment::new_unchecked(l4).set_checksum(c);
             } else {
-                write_u16(l4, 4, l4_len);
-                6
-            };
-            write_u16(l4, field, 0);
-            let mut c = checksum(l4, pseudo_header(src, dst, proto, l4_len));
-            if c == 0 && proto == UDP {
-                c = 0xffff;
+                let mut u = UdpDatagram::new_unchecked(&mut l4[..]);
+                u.set_len_field(l4_len);
+                u.set_checksum(0);
+                let c = match checksum(l4, pseudo) {
+                    0 => 0xffff,
+                    c => c,
+                };
+                UdpDatagram::new_unchecked(l4).set_checksum(c);
             }
-            write_u16(l4, field, c);
             self.ends.push(self.data.len());
         }
         Ok(())
@@ -179,8 +174,10 @@ mod tests {
         if header.needs_csum() {
             let l4 = usize::from(header.csum_start);
             let len = (p.len() - l4) as u16;
-            let pseudo = pseudo_header(read_u32(&p, 12), read_u32(&p, 16), p[9], len);
-            write_u16(&mut p, l4 + usize::from(header.csum_offset), fold(pseudo));
+            let ip = crate::engine::wire::Ipv4Packet::new_checked(&p[..]).unwrap();
+            let pseudo = pseudo_header(ip.src_addr(), ip.dst_addr(), ip.protocol(), len);
+            let at = l4 + usize::from(header.csum_offset);
+            p[at..at + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
         }
         let mut f = [0u8; vnet::LEN];
         header.write(&mut f);
@@ -219,7 +216,7 @@ mod tests {
         let data = payload(2500);
         let big = |p: Ipv4Packet| p.seq(1000).id(7);
         let gso = big(Ipv4Packet::tcp(LAN_SIDE, SERVER, 40000, 443, &data))
-            .flags(TCP_ACK | TCP_PSH | TCP_FIN | TCP_CWR)
+            .flags(TCP_ACK | TCP_PSH | TCP_FIN | tcp::CWR)
             .build();
         let header = VnetHeader {
             gso_type: GSO_TCPV4,
@@ -238,7 +235,7 @@ mod tests {
                 .build()
         };
         let expected = [
-            segment(0, TCP_ACK | TCP_CWR),
+            segment(0, TCP_ACK | tcp::CWR),
             segment(1, TCP_ACK),
             segment(2, TCP_ACK | TCP_PSH | TCP_FIN),
         ];

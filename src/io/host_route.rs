@@ -1,9 +1,9 @@
 //! The host's default route with `host_traffic = "follow"`: wanlb puts a default route of its
-//! own in front of the system's and points it at the line [`HostRoute`] chooses.
+//! own in front of the system's and points it at the uplink [`HostRoute`] chooses.
 //!
 //! wanlb's route is `default via GW dev DEV src ADDR metric 0 proto 113`, prepended: metric 0
 //! comes before every other, and of the routes with the same destination and metric the
-//! kernel uses the first. The source address makes replies come back on that line. The
+//! kernel uses the first. The source address makes replies come back on that uplink. The
 //! system's own default routes are never changed, so when wanlb's is gone they are in use
 //! again exactly as they were, with what `ip -j` cannot show (a locked MTU) and without
 //! wanlb reading them. The protocol number marks wanlb's route: one command removes it
@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::host_route::{HostRoute, Line, Step};
-use crate::uplink::{LinkKind, Uplink};
+use crate::host_traffic::{HostRoute, Step, UplinkRank};
+use crate::uplink::{LinkKind, Uplink, UplinkId, Uplinks};
 
 use super::journal::{Plumbing, Recorded};
 use super::system::{self, SystemError};
@@ -63,9 +63,9 @@ pub struct HostRouteOwner<'a> {
     /// The failure last logged as a warning: the same again is logged at debug.
     failing: Option<String>,
     /// The uplink wanlb's route points at, the address it gave as the source and the gateway
-    /// it goes via: when the line's address (the kernel then removes the route) or gateway
+    /// it goes via: when the uplink's address (the kernel then removes the route) or gateway
     /// (`gw=auto`) changes, the route is made again.
-    pointed: Option<(usize, std::net::Ipv4Addr, Option<std::net::Ipv4Addr>)>,
+    pointed: Option<(UplinkId, std::net::Ipv4Addr, Option<std::net::Ipv4Addr>)>,
 }
 
 impl<'a> HostRouteOwner<'a> {
@@ -82,14 +82,14 @@ impl<'a> HostRouteOwner<'a> {
 
     /// Makes the host's default route what `settings` (those in force) and the uplinks'
     /// health ask for, if it is not already; logs each change and why.
-    pub fn update(&mut self, settings: &HostRouteSettings, uplinks: &[Uplink]) {
+    pub fn update(&mut self, settings: &HostRouteSettings, uplinks: &Uplinks) {
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        let lines: Vec<Line> = uplinks
+        let ranks: Vec<UplinkRank> = uplinks
             .iter()
             .zip(&settings.ranks)
-            .map(|(u, &(tier, weight))| Line {
+            .map(|(u, &(tier, weight))| UplinkRank {
                 state: u.status().state,
                 tier,
                 weight,
@@ -97,7 +97,7 @@ impl<'a> HostRouteOwner<'a> {
             .collect();
         let names: Vec<&str> = uplinks.iter().map(|u| u.name.as_str()).collect();
         let follow = settings.follow;
-        let step = match self.route.next(follow, &lines, &names) {
+        let step = match self.route.next(follow, &ranks, &names) {
             Some(step) => step,
             None => match self.pointed {
                 Some((to, addr, gateway))
@@ -112,7 +112,7 @@ impl<'a> HostRouteOwner<'a> {
             },
         };
         let made = match &step {
-            Step::Use { to, .. } => self.point_at(*to, &uplinks[*to]),
+            Step::Use { to, .. } => self.point_at(&uplinks[*to]),
             Step::Restore => self.remove(),
         };
         if let Err(e) = made {
@@ -141,10 +141,9 @@ impl<'a> HostRouteOwner<'a> {
         (self.retry_at, self.failing) = (None, None);
     }
 
-    /// Points wanlb's default route at `uplink` (number `index`), journaling its removal
-    /// first.
-    fn point_at(&mut self, index: usize, uplink: &Uplink) -> Result<(), SystemError> {
-        self.pointed = Some((index, uplink.addr(), uplink.gateway()));
+    /// Points wanlb's default route at `uplink`, journaling its removal first.
+    fn point_at(&mut self, uplink: &Uplink) -> Result<(), SystemError> {
+        self.pointed = Some((uplink.id, uplink.addr(), uplink.gateway()));
         if self.journaled.is_none() {
             self.journaled = Some(self.plumbing.journal_ip(&remove_args())?);
         }
@@ -166,34 +165,4 @@ impl<'a> HostRouteOwner<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::uplink::Live;
-
-    #[test]
-    fn the_route_leaves_from_the_uplink_and_its_removal_takes_only_wanlbs() {
-        let uplink = |link, dev: &str, gateway: Option<&str>| Uplink {
-            name: "isp2".into(),
-            dev: dev.into(),
-            ifindex: 4,
-            link,
-            mac: [2, 0, 0, 0, 0, 2],
-            live: Live::new(
-                "198.18.2.1".parse().unwrap(),
-                gateway.map(|g| g.parse().unwrap()),
-            ),
-        };
-        assert_eq!(
-            route_args(&uplink(LinkKind::Ethernet, "eth2", Some("198.18.2.254"))),
-            "route prepend default via 198.18.2.254 dev eth2 src 198.18.2.1 metric 0 proto 113 table main"
-        );
-        assert_eq!(
-            route_args(&uplink(LinkKind::PointToPoint, "ppp0", None)),
-            "route prepend default dev ppp0 src 198.18.2.1 metric 0 proto 113 table main"
-        );
-        assert_eq!(
-            remove_args(),
-            "route flush exact 0.0.0.0/0 proto 113 table main"
-        );
-    }
-}
+mod tests;

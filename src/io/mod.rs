@@ -15,11 +15,13 @@ pub mod limits;
 pub mod metering;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
-pub mod packet;
+pub(crate) mod nftables;
+pub mod packet_socket;
 mod ring;
 pub mod signal;
 pub(crate) mod system;
 pub(crate) mod tun;
+pub(crate) mod uplink_sockets;
 pub mod vnet;
 pub(crate) mod worker;
 

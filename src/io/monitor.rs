@@ -1,34 +1,38 @@
-//! Watching every line through that line: ICMP echo to the health targets, sent from the
+//! Watching every uplink through that uplink: ICMP echo to the health targets, sent from the
 //! uplink's address on its own packet socket to its gateway's MAC, or bare to the far end of a
 //! point-to-point link (never through the routing table, which would answer "up" through
-//! another line), ARP to the gateway of an Ethernet line every round, and carrier from
-//! netlink. The answers feed one [`LineHealth`] per uplink; its verdicts are
-//! applied here: to the engine (which moves or ends the line's flows), the fast path, the
-//! uplink's shared state, the log and the `--on-change` command.
+//! another uplink), ARP to the gateway of an Ethernet uplink every round, and what the kernel
+//! says of each uplink's interface (netlink: carrier, addresses, default routes, the interface
+//! going and coming back). The answers feed one [`UplinkHealth`] per uplink; its verdicts, and
+//! what the kernel says, are put into effect through [`apply`], the one way each change of an
+//! uplink is made.
 
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::engine::checksum::checksum;
-use crate::engine::packet::{read_u16, read_u32, write_u16};
-use crate::health::{Change, HealthSettings, LineHealth, State};
+use crate::engine::wire::icmp::{self, IcmpMessage};
+use crate::engine::wire::{Ipv4Packet, PROTO_ICMP, ipv4};
+use crate::health::{HealthSettings, UplinkHealth};
 use crate::probe::{self, ProbeKey};
-use crate::uplink::{Addressing, LinkChange, LinkEvent, LinkKind, NextHop, Uplink, format_mac};
+use crate::uplink::{Addressing, LinkChange, LinkEvent, NextHop, Uplink, UplinkId};
 
 use super::arp;
 use super::fd::Poller;
-use super::filters::SocketFilters;
-use super::hook::{Event, Events};
+use super::hook::Events;
 use super::metering::Metering;
 use super::netlink::LinkWatch;
-use super::packet::{ETH_HEADER, ETH_P_IP, PacketSocket};
-use super::vnet;
+use super::packet_socket::{ETH_HEADER, ETH_P_IP};
+use super::uplink_sockets::UplinkSockets;
 use super::worker::{PacketIo, Shared};
-use crate::metered::CapEffect;
+
+mod apply;
+
+use apply::Apply;
 
 const ECHO_FRAME: usize = ETH_HEADER + 20 + 8 + probe::PAYLOAD_LEN;
 /// How often the loop looks at round deadlines when nothing arrives.
@@ -36,6 +40,8 @@ const TICK_MS: i32 = 10;
 /// Unanswered unicast ARP requests before asking by broadcast again (a modem swapped for
 /// another with the same address has a new MAC), as the kernel's ucast_probes.
 const UNICAST_ARP_TRIES: u32 = 2;
+/// How long after a failed update of wanlb's nftables table it is tried again.
+const TABLE_RETRY: Duration = Duration::from_secs(1);
 
 /// This run's secret for its health probes, and their identifier (outside the NAT ports
 /// `pool`, where LAN hosts' pings are mapped), from the kernel's random source.
@@ -49,33 +55,10 @@ pub fn probe_key(pool: (u16, u16)) -> io::Result<ProbeKey> {
 /// What the monitor does by the settings, which a reload may change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MonitorSettings {
-    /// How each line's health is judged, in the uplinks' order.
+    /// How each uplink's health is judged, in the uplinks' order.
     pub health: Vec<HealthSettings>,
-    /// Each line's health targets, in the uplinks' order.
+    /// Each uplink's health targets, in the uplinks' order.
     pub targets: Vec<Vec<Ipv4Addr>>,
-}
-
-/// The sockets one uplink is watched through.
-#[derive(Debug)]
-pub struct LineSockets {
-    /// Sends echo requests, receives their replies (and nothing else).
-    pub probe: PacketSocket,
-    /// On an Ethernet line, ARP to its gateway (the uplink's, as it is now).
-    pub arp: Option<PacketSocket>,
-}
-
-impl LineSockets {
-    pub fn open(uplink: &Uplink, filters: &SocketFilters) -> io::Result<LineSockets> {
-        let arp = match (uplink.link, uplink.gateway()) {
-            (LinkKind::Ethernet, Some(_)) => Some(PacketSocket::open_arp(uplink.ifindex)?),
-            // a point-to-point link has no MAC to find
-            _ => None,
-        };
-        Ok(LineSockets {
-            probe: PacketSocket::open_probe(uplink.ifindex, uplink.link, filters)?,
-            arp,
-        })
-    }
 }
 
 /// An echo request from the uplink's address to `target` with identifier `id`, sequence
@@ -92,30 +75,29 @@ pub fn echo_request<'a>(
     let start = match next_hop {
         NextHop::Gateway(mac) => {
             frame[0..6].copy_from_slice(&mac);
-            frame[6..12].copy_from_slice(&uplink.mac);
+            frame[6..12].copy_from_slice(&uplink.mac());
             frame[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
             0
         }
         NextHop::Peer => ETH_HEADER,
     };
-    let ip = &mut frame[ETH_HEADER..];
-    ip[0] = 0x45;
-    write_u16(ip, 2, (ECHO_FRAME - ETH_HEADER) as u16);
-    write_u16(ip, 4, seq);
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = 1;
-    ip[12..16].copy_from_slice(&uplink.addr().octets());
-    ip[16..20].copy_from_slice(&target.octets());
-    let c = checksum(&ip[..20], 0);
-    write_u16(ip, 10, c);
-    let icmp = &mut ip[20..];
-    icmp[0] = 8;
-    write_u16(icmp, 4, id);
-    write_u16(icmp, 6, seq);
-    icmp[8..].copy_from_slice(payload);
-    let c = checksum(icmp, 0);
-    write_u16(icmp, 2, c);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH_HEADER..]);
+    ip.set_version_and_header_len(ipv4::HEADER_LEN);
+    ip.set_total_len((ECHO_FRAME - ETH_HEADER) as u16);
+    ip.set_ident(seq);
+    ip.set_whole(true); // don't fragment
+    ip.set_ttl(64);
+    ip.set_protocol(PROTO_ICMP);
+    ip.set_src_addr(uplink.addr().into());
+    ip.set_dst_addr(target.into());
+    ip.fill_checksum();
+    let mut echo = IcmpMessage::new_unchecked(ip.payload_mut());
+    echo.set_msg_type(icmp::ECHO_REQUEST);
+    echo.set_code(0);
+    echo.set_echo_ident(id);
+    echo.set_echo_seq_no(seq);
+    echo.data_mut().copy_from_slice(payload);
+    echo.fill_checksum();
     &frame[start..]
 }
 
@@ -131,38 +113,52 @@ pub struct EchoReply<'a> {
 /// The echo reply in `ip`, an IP packet (link-layer padding beyond its total length is not
 /// payload), if it is one.
 pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
-    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 1 {
+    let ip = Ipv4Packet::new_checked(ip).ok()?;
+    if ip.protocol() != PROTO_ICMP {
         return None;
     }
-    // a header of at least 20 bytes (the socket filter takes whatever its length field says,
-    // and a shorter one would end before the source address), within the total length
-    let header = usize::from(ip[0] & 0x0f) * 4;
-    if header < 20 {
-        return None;
-    }
-    let ip = ip.get(..usize::from(read_u16(ip, 2)))?;
-    let icmp = ip.get(header..)?;
-    if icmp.len() < 8 || icmp[0] != 0 {
+    let from = Ipv4Addr::from(ip.src_addr());
+    let reply = IcmpMessage::new_checked(ip.into_payload()).ok()?;
+    if reply.msg_type() != icmp::ECHO_REPLY {
         return None;
     }
     Some(EchoReply {
-        from: Ipv4Addr::from(read_u32(ip, 12)),
-        id: read_u16(icmp, 4),
-        seq: read_u16(icmp, 6),
-        payload: &icmp[8..],
+        from,
+        id: reply.echo_ident(),
+        seq: reply.echo_seq_no(),
+        payload: reply.into_data(),
     })
 }
 
+/// The length of the IP packet `ip` (a link layer's padding beyond it is not the uplink's
+/// traffic), or of what was read if its header says more.
+fn ip_len(ip: &[u8]) -> usize {
+    match ip.get(2..4) {
+        Some(&[hi, lo]) => ip.len().min(usize::from(u16::from_be_bytes([hi, lo]))),
+        _ => ip.len(),
+    }
+}
+
+/// An uplink as wanlb's nftables table names it: the address it uses now, and the subnets of
+/// its interface (which the kernel routes itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableUplink<'s> {
+    pub addr: Ipv4Addr,
+    pub subnets: &'s [(Ipv4Addr, u8)],
+}
+
+/// Makes wanlb's nftables table name the uplinks as they are now (in the uplinks' order); the
+/// error says why it could not.
+pub type TableUpdate<'a> = &'a (dyn Fn(&[TableUplink<'_>]) -> Result<(), String> + Sync);
+
+/// The monitor, as the gateway starts it.
 pub struct Monitor<'a, T: PacketIo> {
     pub shared: &'a Shared,
-    pub lines: Vec<LineSockets>,
     pub links: LinkWatch,
-    /// Each line's socket filters, which follow its address.
-    pub filters: Vec<SocketFilters>,
-    /// What the kernel says about each line's interface, and so its address.
-    pub addressing: Vec<Addressing>,
-    /// Rebuilds wanlb's nftables table for the uplinks' addresses, in order.
-    pub guard: &'a (dyn Fn(&[Ipv4Addr]) -> Result<(), String> + Sync),
+    /// Each uplink's sockets, and what the kernel says of its interface at start, in the
+    /// uplinks' order.
+    pub uplinks: Vec<(UplinkSockets<'a>, Addressing)>,
+    pub table: TableUpdate<'a>,
     /// The settings in force, which a reload may change.
     pub settings: &'a ArcSwap<MonitorSettings>,
     /// Where the engine's packets for the LAN (sequence probes) are written.
@@ -170,163 +166,207 @@ pub struct Monitor<'a, T: PacketIo> {
     pub events: Events,
     /// What the probes carry, and what their answers must.
     pub probe_key: ProbeKey,
-    /// Each line's count against its cap, read every second.
+    /// Each uplink's count against its cap, read every second.
     pub metering: &'a Metering,
 }
 
-/// How often the lines' byte counters are read: a cap reached takes effect within this of
-/// the bytes that reached it (and the time the engine takes to move the line's flows).
+/// How often the uplinks' byte counters are read: a cap reached takes effect within this of
+/// the bytes that reached it (and the time the engine takes to move the uplink's flows).
 const METER_EVERY_US: u64 = 1_000_000;
 
+/// The monitor's part of one uplink: its sockets, what the kernel says of its interface, its
+/// health as judged so far, and where its sockets are in the poller.
+struct Watched<'a> {
+    id: UplinkId,
+    sockets: UplinkSockets<'a>,
+    addressing: Addressing,
+    health: UplinkHealth,
+    carrier: bool,
+    /// Its interface came back as a new one and its sockets could not be opened there: it
+    /// stays down.
+    stranded: bool,
+    arp_misses: u32,
+    /// Its health targets, as the settings in force name them.
+    targets: Vec<Ipv4Addr>,
+    probe_at: usize,
+    arp_at: Option<usize>,
+}
+
+/// The monitor at work.
+struct Running<'a, T: PacketIo> {
+    apply: Apply<'a, T>,
+    uplinks: Vec<Watched<'a>>,
+    links: LinkWatch,
+    settings: &'a ArcSwap<MonitorSettings>,
+    probe_key: ProbeKey,
+    poller: Poller,
+    /// An uplink's sockets were opened anew: the poller must watch the new ones.
+    poller_stale: bool,
+    table_retry: Instant,
+    metering: &'a Metering,
+}
+
 impl<T: PacketIo> Monitor<'_, T> {
-    /// Probes every line until `shared.stop` is set.
-    pub fn run(mut self) -> io::Result<()> {
-        let shared = self.shared;
-        let mut applied: Arc<MonitorSettings> = self.settings.load_full();
-        let mut targets: Vec<Vec<Ipv4Addr>> = applied.targets.clone();
-        let mut health: Vec<LineHealth> = targets
-            .iter()
-            .zip(&self.lines)
-            .zip(&applied.health)
-            .map(|((t, line), settings)| {
-                let health = LineHealth::new(settings.clone(), t.len());
-                match line.arp {
-                    Some(_) => health,
-                    None => health.without_arp(),
+    /// Probes every uplink until `shared.stop` is set.
+    pub fn run(self) -> io::Result<()> {
+        let applied = self.settings.load_full();
+        let uplinks = self
+            .uplinks
+            .into_iter()
+            .zip(applied.targets.iter().zip(&applied.health))
+            .enumerate()
+            .map(|(i, ((sockets, addressing), (targets, settings)))| {
+                let health = UplinkHealth::new(settings.clone(), targets.len());
+                Watched {
+                    id: crate::uplink::id_at(i),
+                    health: match sockets.arp {
+                        Some(_) => health,
+                        None => health.without_arp(),
+                    },
+                    sockets,
+                    addressing,
+                    carrier: true,
+                    stranded: false,
+                    arp_misses: 0,
+                    targets: targets.clone(),
+                    probe_at: 0,
+                    arp_at: None,
                 }
             })
             .collect();
-        let mut carrier = vec![true; health.len()];
-        let mut arp_misses = vec![0u32; health.len()];
-        // where each line's sockets are in `fds`, for the poller
-        let mut fds = vec![self.links.raw_fd()];
-        let mut probe_at = Vec::new();
-        let mut arp_at = Vec::new();
-        for l in &self.lines {
-            probe_at.push(fds.len());
-            fds.push(l.probe.raw_fd());
-            arp_at.push(l.arp.as_ref().map(|a| {
-                fds.push(a.raw_fd());
-                fds.len() - 1
-            }));
-        }
-        let mut poller = Poller::new(&fds);
+        let mut running = Running {
+            apply: Apply {
+                shared: self.shared,
+                table: self.table,
+                tun: self.tun,
+                events: self.events,
+                table_stale: false,
+                caps: Vec::new(),
+            },
+            uplinks,
+            poller: Poller::new(&[]),
+            poller_stale: true,
+            links: self.links,
+            settings: self.settings,
+            probe_key: self.probe_key,
+            table_retry: Instant::now(),
+            metering: self.metering,
+        };
+        running.run(applied)
+    }
+}
+
+impl<'a, T: PacketIo> Running<'a, T> {
+    fn run(&mut self, mut applied: Arc<MonitorSettings>) -> io::Result<()> {
+        let shared = self.apply.shared;
         let mut buf = [0u8; 2048];
         let mut kernel_says = Vec::new();
-        let mut guard_stale = false;
-        let mut guard_retry = std::time::Instant::now();
-        let mut lines = Lines {
-            health: &mut health,
-            targets: &targets,
-            carrier: &mut carrier,
-            guard_stale: &mut guard_stale,
-        };
         // the links, addresses and routes as they are now; changes come on the socket
-        self.resync(&mut lines)?;
+        self.resync()?;
         let mut meter_at = 0;
-        let mut caps_applied = vec![CapEffect::None; health.len()];
         while !shared.stop.load(Ordering::Relaxed) {
             if shared.now_us() >= meter_at {
                 meter_at = shared.now_us() + METER_EVERY_US;
-                self.meter(&mut caps_applied);
+                self.meter();
+            }
+            if self.poller_stale {
+                self.watch_sockets();
             }
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
-                let new_targets = current.targets.clone();
-                for (i, h) in health.iter_mut().enumerate() {
-                    let changed = new_targets[i] != targets[i];
-                    h.reconfigure(
-                        current.health[i].clone(),
-                        changed.then(|| new_targets[i].len()),
-                    );
+                for ((w, targets), health) in self
+                    .uplinks
+                    .iter_mut()
+                    .zip(&current.targets)
+                    .zip(&current.health)
+                {
+                    let changed = *targets != w.targets;
+                    w.health
+                        .reconfigure(health.clone(), changed.then_some(targets.len()));
+                    w.targets.clone_from(targets);
                 }
-                (applied, targets) = (Arc::clone(&current), new_targets);
+                applied = Arc::clone(&current);
             }
             let now = shared.now_us();
-            for (i, h) in health.iter_mut().enumerate() {
-                if now >= h.next_round_at(now) {
-                    self.send_round(i, h, &targets[i], now, &mut arp_misses[i]);
-                    shared.uplinks[i].update(carrier[i], h.stats(), None);
+            for w in &mut self.uplinks {
+                if now >= w.health.next_round_at(now) {
+                    send_round(
+                        &self.probe_key,
+                        &shared.uplinks[w.id],
+                        w,
+                        now,
+                        self.metering,
+                    );
+                    self.apply.figures(w);
                 }
             }
-            let next = health
+            let next = self
+                .uplinks
                 .iter()
-                .map(|h| h.next_round_at(now))
+                .map(|w| w.health.next_round_at(now))
                 .min()
                 .unwrap_or(now);
             let wait = next.saturating_sub(shared.now_us()).div_ceil(1000) as i32;
-            poller.wait(wait.clamp(0, TICK_MS))?;
+            self.poller.wait(wait.clamp(0, TICK_MS))?;
             let now = shared.now_us();
-            if poller.is_ready(0) {
+            if self.poller.is_ready(0) {
                 let overflowed = self.links.read(|e| kernel_says.push(e))?;
-                let mut lines = Lines {
-                    health: &mut health,
-                    targets: &targets,
-                    carrier: &mut carrier,
-                    guard_stale: &mut guard_stale,
-                };
-                self.link_events(kernel_says.drain(..), &mut lines);
+                self.link_events(kernel_says.drain(..));
                 if overflowed {
-                    self.resync(&mut lines)?;
+                    self.resync()?;
                 }
             }
-            if guard_stale && guard_retry.elapsed() >= std::time::Duration::from_secs(1) {
-                guard_retry = std::time::Instant::now();
-                guard_stale = !self.update_guard();
+            if self.apply.table_stale && self.table_retry.elapsed() >= TABLE_RETRY {
+                self.table_retry = Instant::now();
+                self.apply.retry_table(&self.uplinks);
             }
-            for (i, line) in self.lines.iter().enumerate() {
-                let uplink = &shared.uplinks[i];
-                if poller.is_ready(probe_at[i]) {
+            for w in &mut self.uplinks {
+                let uplink = &shared.uplinks[w.id];
+                if self.poller.is_ready(w.probe_at) {
                     let link_header = uplink.link.header_len();
-                    while let Ok(n) = line.probe.recv(&mut buf) {
-                        let Some(reply) = buf[..n].get(link_header..).and_then(echo_reply) else {
+                    while let Ok(n) = w.sockets.probe.recv(&mut buf) {
+                        let Some(ip) = buf[..n].get(link_header..) else {
                             continue;
                         };
-                        // what the line carried, answer or not (the IP packet's length)
-                        self.metering.probe_bytes(
-                            i,
-                            n.saturating_sub(link_header)
-                                .min(usize::from(read_u16(&buf, link_header + 2))),
-                        );
+                        // what the uplink carried, answer or not (the IP packet's length)
+                        self.metering.probe_bytes(usize::from(w.id), ip_len(ip));
+                        let Some(reply) = echo_reply(ip) else {
+                            continue;
+                        };
                         // an answer only if it carries what was sent to that target, through
-                        // this line: anything else is a guess
-                        let Some(t) = targets[i].iter().position(|&a| a == reply.from) else {
+                        // this uplink: anything else is a guess
+                        let Some(t) = w.targets.iter().position(|&a| a == reply.from) else {
                             continue;
                         };
                         let sent = self.probe_key.round_of(
-                            i as u8,
+                            w.id,
                             reply.from,
                             reply.id,
                             reply.seq,
                             reply.payload,
                         );
                         if let Some(round) = sent {
-                            health[i].answer(round, t, now);
+                            w.health.answer(round, t, now);
                         }
                     }
                 }
                 if let (Some(arp), Some(at), Some(gateway)) =
-                    (&line.arp, arp_at[i], uplink.gateway())
-                    && poller.is_ready(at)
+                    (&w.sockets.arp, w.arp_at, uplink.gateway())
+                    && self.poller.is_ready(at)
                 {
                     while let Ok(n) = arp.recv(&mut buf) {
                         let Some(mac) = arp::sender_mac(&buf[..n], u32::from(gateway)) else {
                             continue;
                         };
-                        health[i].arp_answer(now);
-                        arp_misses[i] = 0;
-                        if uplink.set_gateway_mac(mac) {
-                            tracing::info!(uplink = %uplink.name, mac = %format_mac(mac), "gateway resolved");
-                            if uplink.is_up() {
-                                self.set_fast_path(i, Some(NextHop::Gateway(mac)));
-                            }
-                        }
+                        w.health.arp_answer(now);
+                        w.arp_misses = 0;
+                        self.apply.gateway_resolved(uplink, mac);
                     }
                 }
             }
-            for (i, h) in health.iter_mut().enumerate() {
-                for c in h.tick(now) {
-                    self.apply(i, c, h, &targets[i], carrier[i]);
+            for w in &mut self.uplinks {
+                for change in w.health.tick(now) {
+                    self.apply.verdict(w, change);
                 }
             }
         }
@@ -334,10 +374,11 @@ impl<T: PacketIo> Monitor<'_, T> {
         Ok(())
     }
 
-    /// Reads every line's byte totals into the meters, and puts into effect what the caps
-    /// now do, the balance by bytes and the failbacks that are due.
-    fn meter(&self, applied: &mut [CapEffect]) {
-        let shared = self.shared;
+    /// Reads every uplink's byte totals (the engine's, the kernel fast path's and the
+    /// probes') into the meters, and puts into effect what the caps now do, the balance by
+    /// bytes and the failbacks that are due.
+    fn meter(&mut self) {
+        let shared = self.apply.shared;
         let now = shared.now();
         let fast = match &shared.fast_path {
             Some(f) => match f.totals() {
@@ -364,49 +405,41 @@ impl<T: PacketIo> Monitor<'_, T> {
                 c.outbound_bytes + c.inbound_bytes + f.outbound_bytes + f.inbound_bytes + probes[i]
             })
             .collect();
-        let state_of = |i: usize| shared.uplinks[i].status().state.name();
+        let state_of = |i: usize| {
+            shared.uplinks[crate::uplink::id_at(i)]
+                .status()
+                .state
+                .name()
+        };
         let (effects, recent) = self.metering.read(now.as_millis(), &totals, &state_of);
         shared.engine.set_recent_bytes(&recent);
-        for (i, (effect, was)) in effects.iter().zip(applied.iter_mut()).enumerate() {
-            if effect == was {
-                continue;
-            }
-            *was = *effect;
-            let uplink = &shared.uplinks[i].name;
-            match effect {
-                CapEffect::None => {
-                    tracing::info!(uplink = %uplink, "under its cap: back in its tier")
-                }
-                CapEffect::Backup => {
-                    tracing::warn!(uplink = %uplink, "cap reached: ranked below every line under its cap")
-                }
-                CapEffect::Off => {
-                    tracing::warn!(uplink = %uplink, "cap reached: out of service until its count starts again")
-                }
-            }
-            let probes = shared.engine.set_cap_effect(i as u8, *effect);
-            if !probes.is_empty() {
-                tracing::info!(uplink = %uplink, connections = probes.len(), "resetting TCP connections");
-            }
-            self.send_to_lan(probes);
-        }
-        let probes = shared.engine.fail_back(now);
-        if !probes.is_empty() {
-            tracing::info!(
-                connections = probes.len(),
-                "failback: resetting TCP connections still on a backup line"
-            );
-        }
-        self.send_to_lan(probes);
+        self.apply.caps(&effects);
+        self.apply.fail_back(now);
         self.metering.save_if_due(now.as_millis());
     }
 
-    /// Puts what the kernel said about links and addresses into effect, line by line.
-    fn link_events(&mut self, events: impl Iterator<Item = LinkEvent>, lines: &mut Lines<'_>) {
+    /// Builds the poller anew: netlink first, then each uplink's probe socket and, on an
+    /// Ethernet uplink, its ARP socket.
+    fn watch_sockets(&mut self) {
+        let mut fds = vec![self.links.raw_fd()];
+        for w in &mut self.uplinks {
+            w.probe_at = fds.len();
+            fds.push(w.sockets.probe.raw_fd());
+            w.arp_at = w.sockets.arp.as_ref().map(|a| {
+                fds.push(a.raw_fd());
+                fds.len() - 1
+            });
+        }
+        self.poller = Poller::new(&fds);
+        self.poller_stale = false;
+    }
+
+    /// Puts what the kernel said about links and addresses into effect, uplink by uplink.
+    fn link_events(&mut self, events: impl Iterator<Item = LinkEvent>) {
         for event in events {
-            for i in 0..self.shared.uplinks.len() {
-                if let Some(change) = self.addressing[i].apply(&event) {
-                    self.link_change(i, change, lines);
+            for id in self.ids() {
+                if let Some(change) = self.watched(id).addressing.apply(&event) {
+                    self.link_change(id, change);
                 }
             }
         }
@@ -414,361 +447,124 @@ impl<T: PacketIo> Monitor<'_, T> {
 
     /// Asks the kernel for every link, address and route, and takes the answer as the truth
     /// (at start, and after changes overflowed the socket).
-    fn resync(&mut self, lines: &mut Lines<'_>) -> io::Result<()> {
+    fn resync(&mut self) -> io::Result<()> {
         let mut dump = Vec::new();
         self.links.ask_all(&mut |e| dump.push(e))?;
-        for i in 0..self.shared.uplinks.len() {
-            for change in self.addressing[i].resync(&dump) {
-                self.link_change(i, change, lines);
+        for id in self.ids() {
+            for change in self.watched(id).addressing.resync(&dump) {
+                self.link_change(id, change);
             }
         }
         Ok(())
     }
 
-    /// Puts one change of uplink `i`'s interface into effect.
-    fn link_change(&mut self, i: usize, change: LinkChange, lines: &mut Lines<'_>) {
-        let shared = self.shared;
-        let u = &shared.uplinks[i];
-        let verdict = match change {
-            LinkChange::Carrier(up) if lines.carrier[i] != up => {
-                lines.carrier[i] = up;
-                tracing::debug!(uplink = %u.name, carrier = up, "carrier");
-                let verdict = lines.health[i].carrier(up);
-                if verdict.is_none() {
-                    u.update(up, lines.health[i].stats(), None);
+    /// Every uplink's id.
+    fn ids(&self) -> impl Iterator<Item = UplinkId> + use<T> {
+        (0..self.uplinks.len()).map(crate::uplink::id_at)
+    }
+
+    /// The monitor's part of uplink `id`.
+    fn watched(&mut self, id: UplinkId) -> &mut Watched<'a> {
+        &mut self.uplinks[usize::from(id)]
+    }
+
+    /// Puts one change of uplink `id`'s interface into effect.
+    fn link_change(&mut self, id: UplinkId, change: LinkChange) {
+        let shared = self.apply.shared;
+        if let LinkChange::Address(Some(addr)) = change {
+            // the record and every copy of the address first, then the health
+            self.apply.readdress(&mut self.uplinks, id, addr);
+        }
+        let w = &mut self.uplinks[usize::from(id)];
+        let u = &shared.uplinks[w.id];
+        let verdicts = match change {
+            LinkChange::Carrier(up) => {
+                let up = up && !w.stranded;
+                if w.carrier == up {
+                    return;
                 }
-                verdict
+                w.carrier = up;
+                tracing::debug!(uplink = %u.name, carrier = up, "carrier");
+                let verdict = w.health.carrier(up);
+                if verdict.is_none() {
+                    self.apply.figures(w);
+                }
+                vec![verdict]
             }
-            LinkChange::Carrier(_) => None,
             LinkChange::Gone => {
-                tracing::info!(uplink = %u.name, dev = %u.dev, "interface removed");
-                lines.carrier[i] = false;
-                lines.health[i].carrier(false)
+                self.apply.interface_gone(w);
+                w.carrier = false;
+                vec![w.health.carrier(false)]
             }
-            LinkChange::Reappeared { ifindex } => {
-                tracing::warn!(uplink = %u.name, dev = %u.dev, ifindex,
-                    "the interface is back as a new one, but this line's sockets are bound to the old one: restart wanlb to use it");
-                None
+            LinkChange::Reappeared { ifindex, carrier } => {
+                w.stranded = !self.apply.redial(w, ifindex);
+                self.poller_stale = true;
+                // it has what the kernel says of the new interface: carrier, and the
+                // addresses it told already (none, unless it told them all at once)
+                w.carrier = carrier && !w.stranded;
+                let addressed = w.addressing.current().is_some();
+                vec![w.health.carrier(w.carrier), w.health.address(addressed)]
             }
             LinkChange::Address(None) => {
-                tracing::info!(uplink = %u.name, dev = %u.dev, address = %u.addr(), "the interface lost the line's address");
-                lines.health[i].address(false)
+                tracing::info!(uplink = %u.name, dev = %u.dev, address = %u.addr(), "the interface lost the uplink's address");
+                vec![w.health.address(false)]
             }
-            LinkChange::Address(Some(addr)) => {
-                if !self.readdress(i, addr) {
-                    *lines.guard_stale = true;
-                }
-                lines.health[i].address(true)
-            }
+            LinkChange::Address(Some(_)) => vec![w.health.address(true)],
             LinkChange::Gateway(gateway) => {
-                tracing::info!(uplink = %u.name, dev = %u.dev, gateway = %gateway,
-                    "gateway changed (the interface's default route)");
-                // its MAC is asked for anew; until then the kernel leaves the line's
-                // flows to userspace, which waits for it
-                u.set_gateway(gateway);
-                // a point-to-point line's peer needs no MAC: nothing else changes
-                if self.lines[i].arp.is_some() {
-                    self.set_fast_path(i, None);
-                }
-                None
+                self.apply.gateway_changed(w, gateway);
+                return;
             }
         };
-        if let Some(c) = verdict {
-            self.apply(i, c, &lines.health[i], &lines.targets[i], lines.carrier[i]);
+        for change in verdicts.into_iter().flatten() {
+            self.apply.verdict(w, change);
         }
     }
+}
 
-    /// Uplink `i` has address `addr` from now on: new flows leave from it, flows on the old
-    /// one are ended as on a dead line, and the socket filters and wanlb's nftables table
-    /// follow.
-    ///
-    /// The nftables table and the socket filters take the new address before the first flow
-    /// uses it, so the kernel never answers its replies itself. Returns false if the table
-    /// could not be updated (the caller tries again).
-    fn readdress(&mut self, i: usize, addr: Ipv4Addr) -> bool {
-        let shared = self.shared;
-        let uplink = &shared.uplinks[i];
-        let old = uplink.addr();
-        if old == addr {
-            return true;
-        }
-        uplink.set_addr(addr);
-        let guarded = self.update_guard();
-        if let Err(e) = self.filters[i].set_addr(addr) {
-            tracing::warn!(uplink = %uplink.name, error = %e, "cannot give the socket filters the new address; replies to it are not seen");
-        }
-        let probes = shared.engine.set_uplink_addr(i as u8, u32::from(addr));
-        if !probes.is_empty() {
-            tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections of the old address");
-        }
-        self.send_to_lan(probes);
-        // said once it is all in effect
-        tracing::info!(uplink = %uplink.name, from = %old, to = %addr, "uplink address changed");
-        guarded
-    }
-
-    /// Makes wanlb's nftables table name the uplinks' addresses as they are now; false if it
-    /// could not.
-    fn update_guard(&self) -> bool {
-        let addrs: Vec<Ipv4Addr> = self.shared.uplinks.iter().map(Uplink::addr).collect();
-        match (self.guard)(&addrs) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot update wanlb's nftables table for a new address; trying again every second");
-                false
-            }
-        }
-    }
-
-    /// Writes the engine's packets for LAN hosts (sequence probes) to TUN.
-    fn send_to_lan(&self, probes: Vec<[u8; crate::engine::SEQUENCE_PROBE]>) {
-        let mut frame = [0u8; vnet::LEN + crate::engine::SEQUENCE_PROBE];
-        for p in probes {
-            frame[vnet::LEN..].copy_from_slice(&p);
-            if self.tun.send(&frame).is_err() {
-                self.shared
-                    .io
-                    .tun_write_errors
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// One round's probes through uplink `i`: an echo request to every target (on Ethernet
-    /// once the gateway's MAC is known) and on Ethernet an ARP request to the gateway.
-    fn send_round(
-        &self,
-        i: usize,
-        health: &mut LineHealth,
-        targets: &[Ipv4Addr],
-        now: u64,
-        arp_misses: &mut u32,
-    ) {
-        let uplink = &self.shared.uplinks[i];
-        let line = &self.lines[i];
-        match uplink.next_hop() {
-            Some(next_hop) if !targets.is_empty() => {
-                let round = health.start_round(now);
-                for &t in targets {
-                    let (seq, payload) = self.probe_key.probe(i as u8, t, round);
-                    let id = self.probe_key.id();
-                    let mut frame = [0u8; ECHO_FRAME];
-                    let frame = echo_request(&mut frame, uplink, next_hop, t, (id, seq), &payload);
-                    match line.probe.send(frame) {
-                        Ok(_) => self.metering.probe_bytes(i, ECHO_FRAME - ETH_HEADER),
-                        Err(e) => {
-                            tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent")
-                        }
+/// One round's probes through uplink `w`, whose record is `uplink`: an echo request to every
+/// target (on Ethernet once the gateway's MAC is known) and on Ethernet an ARP request to the
+/// gateway.
+fn send_round(key: &ProbeKey, uplink: &Uplink, w: &mut Watched<'_>, now: u64, metering: &Metering) {
+    match uplink.next_hop() {
+        Some(next_hop) if !w.targets.is_empty() => {
+            let round = w.health.start_round(now);
+            for &t in &w.targets {
+                let (seq, payload) = key.probe(w.id, t, round);
+                let mut frame = [0u8; ECHO_FRAME];
+                let frame =
+                    echo_request(&mut frame, uplink, next_hop, t, (key.id(), seq), &payload);
+                match w.sockets.probe.send(frame) {
+                    Ok(_) => metering.probe_bytes(usize::from(w.id), ECHO_FRAME - ETH_HEADER),
+                    Err(e) => {
+                        tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent")
                     }
                 }
             }
-            None if !targets.is_empty() => health.unsent_round(now),
-            // without targets the ARP request below is the round's probe (on a point-to-point
-            // link, carrier is)
-            _ => {
-                health.start_round(now);
-            }
         }
-        let (Some(arp), Some(gateway)) = (&line.arp, uplink.gateway()) else {
-            return;
-        };
-        let to = uplink
-            .gateway_mac()
-            .filter(|_| *arp_misses < UNICAST_ARP_TRIES);
-        *arp_misses += 1;
-        let request = arp::request(uplink.mac, u32::from(uplink.addr()), u32::from(gateway), to);
-        if let Err(e) = arp.send(&request) {
-            tracing::debug!(uplink = %uplink.name, error = %e, "ARP request not sent");
+        None if !w.targets.is_empty() => w.health.unsent_round(now),
+        // without targets the ARP request below is the round's probe (on a point-to-point
+        // link, carrier is)
+        _ => {
+            w.health.start_round(now);
         }
     }
-
-    fn set_fast_path(&self, i: usize, next_hop: Option<NextHop>) {
-        if let Some(fast) = &self.shared.fast_path
-            && let Err(e) = fast.set_next_hop(i as u8, next_hop)
-        {
-            tracing::warn!(uplink = %self.shared.uplinks[i].name, error = %e,
-                "cannot update the kernel fast path for this uplink; its flows stay in userspace");
-        }
+    let (Some(arp), Some(gateway)) = (&w.sockets.arp, uplink.gateway()) else {
+        return;
+    };
+    let to = uplink
+        .gateway_mac()
+        .filter(|_| w.arp_misses < UNICAST_ARP_TRIES);
+    w.arp_misses += 1;
+    let request = arp::request(
+        uplink.mac(),
+        u32::from(uplink.addr()),
+        u32::from(gateway),
+        to,
+    );
+    if let Err(e) = arp.send(&request) {
+        tracing::debug!(uplink = %uplink.name, error = %e, "ARP request not sent");
     }
-
-    /// Puts a health verdict into effect.
-    fn apply(
-        &self,
-        i: usize,
-        change: Change,
-        health: &LineHealth,
-        targets: &[Ipv4Addr],
-        carrier: bool,
-    ) {
-        let shared = self.shared;
-        let uplink = &shared.uplinks[i];
-        let stats = health.stats();
-        let up = change.state == State::Up;
-        let reason = change.reason.to_string();
-        let rtt_ms = stats.rtt_ms_text();
-        let loss_pct = stats.loss_pct();
-        let probed: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-        if up {
-            tracing::info!(uplink = %uplink.name, reason = %reason, targets = %probed.join(","),
-                rtt_ms = %rtt_ms, loss_pct, "uplink up");
-        } else {
-            let unanswered: Vec<String> = health
-                .unanswered()
-                .iter()
-                .filter_map(|&t| targets.get(t).map(|a| a.to_string()))
-                .collect();
-            let unanswered = if unanswered.is_empty() {
-                "none".to_string()
-            } else {
-                unanswered.join(",")
-            };
-            let gateway_mac = match uplink.link {
-                LinkKind::Ethernet => uplink.gateway_mac().map_or("unknown".into(), format_mac),
-                LinkKind::PointToPoint => "none (point-to-point)".into(),
-            };
-            tracing::info!(uplink = %uplink.name, reason = %reason, unanswered = %unanswered,
-                targets = %probed.join(","), carrier, gateway_mac = %gateway_mac,
-                rtt_ms = %rtt_ms, loss_pct, "uplink down");
-            // stop carrying its flows in the kernel first, so they reach the engine
-            self.set_fast_path(i, None);
-        }
-        let probes = shared.engine.set_uplink_up(i as u8, up);
-        if !probes.is_empty() {
-            tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
-        }
-        self.send_to_lan(probes);
-        if up && let Some(next_hop) = uplink.next_hop() {
-            self.set_fast_path(i, Some(next_hop));
-        }
-        uplink.update(carrier, stats, Some((change.state, reason.clone())));
-        let _ = self.events.send(Event {
-            uplink: uplink.name.clone(),
-            event: change.state.name(),
-            state: change.state.name(),
-            reason,
-            cap: None,
-        });
-    }
-}
-
-/// The monitor's view of every line, as link events change it.
-struct Lines<'a> {
-    health: &'a mut [LineHealth],
-    targets: &'a [Vec<Ipv4Addr>],
-    carrier: &'a mut [bool],
-    /// wanlb's nftables table could not follow an address change yet.
-    guard_stale: &'a mut bool,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::uplink::Live;
-
-    fn uplink(link: LinkKind) -> Uplink {
-        Uplink {
-            name: "isp1".into(),
-            dev: "eth1".into(),
-            ifindex: 3,
-            link,
-            mac: [2, 0, 0, 0, 0, 1],
-            live: Live::new(
-                Ipv4Addr::new(198, 18, 1, 1),
-                Some(Ipv4Addr::new(198, 18, 1, 254)),
-            ),
-        }
-    }
-
-    const TARGET: Ipv4Addr = Ipv4Addr::new(198, 19, 255, 1);
-
-    fn key() -> ProbeKey {
-        ProbeKey::new([9; probe::RANDOM_LEN], (1024, 32767))
-    }
-
-    #[test]
-    fn an_echo_request_leaves_from_the_uplink_to_its_gateway() {
-        let key = key();
-        let (seq, payload) = key.probe(0, TARGET, 7);
-        let mut frame = [0u8; ECHO_FRAME];
-        let f = echo_request(
-            &mut frame,
-            &uplink(LinkKind::Ethernet),
-            NextHop::Gateway([2, 0, 0, 0, 0, 0xfe]),
-            TARGET,
-            (key.id(), seq),
-            &payload,
-        )
-        .to_vec();
-        assert_eq!(f.len(), ECHO_FRAME);
-        assert_eq!(f[..14], [2, 0, 0, 0, 0, 0xfe, 2, 0, 0, 0, 0, 1, 8, 0]);
-        assert_eq!(f[26..30], [198, 18, 1, 1]);
-        assert_eq!(f[30..34], TARGET.octets());
-        assert_eq!(checksum(&f[14..34], 0), 0);
-        assert_eq!(checksum(&f[34..], 0), 0);
-        assert_eq!(f[34], 8);
-        assert_eq!(read_u16(&f, 38), key.id());
-        assert_eq!(read_u16(&f, 40), seq);
-        assert_eq!(f[42..], payload);
-        // its answer, as the target sends it back (padded to Ethernet's minimum)
-        let mut reply = f.clone();
-        reply[26..30].copy_from_slice(&TARGET.octets());
-        reply[30..34].copy_from_slice(&[198, 18, 1, 1]);
-        reply[34] = 0;
-        reply.resize(60, 0);
-        let answer = echo_reply(&reply[ETH_HEADER..]).expect("an echo reply");
-        assert_eq!(
-            answer,
-            EchoReply {
-                from: TARGET,
-                id: key.id(),
-                seq,
-                payload: &payload,
-            }
-        );
-        assert_eq!(
-            key.round_of(0, answer.from, answer.id, answer.seq, answer.payload),
-            Some(7)
-        );
-        assert_eq!(echo_reply(&reply[ETH_HEADER..ETH_HEADER + 16]), None);
-        assert_eq!(echo_reply(&f[ETH_HEADER..]), None, "a request is no answer");
-    }
-
-    #[test]
-    fn a_header_that_claims_less_than_its_minimum_is_no_echo_reply() {
-        // what anyone on the uplink's segment can send to the gateway's MAC, and what the
-        // probes' socket filter keeps when the identifier ends in 0x01: a header length of
-        // 4 bytes, a total length of 12, the "ICMP header" at the IP identification field
-        // (its high byte 0: an echo reply) and the "identifier" at the TTL and the protocol
-        for ihl in 0..5u8 {
-            for total in 0..20u16 {
-                let mut ip = [0u8; 20];
-                ip[0] = 0x40 | ihl;
-                ip[2..4].copy_from_slice(&total.to_be_bytes());
-                ip[8] = 0x12;
-                ip[9] = 1;
-                assert_eq!(echo_reply(&ip), None, "ihl {ihl}, total length {total}");
-            }
-        }
-    }
-
-    #[test]
-    fn on_a_point_to_point_link_the_echo_request_is_the_bare_packet() {
-        let key = key();
-        let (seq, payload) = key.probe(0, TARGET, 7);
-        let mut frame = [0u8; ECHO_FRAME];
-        let ip = echo_request(
-            &mut frame,
-            &uplink(LinkKind::PointToPoint),
-            NextHop::Peer,
-            TARGET,
-            (key.id(), seq),
-            &payload,
-        );
-        assert_eq!(ip.len(), ECHO_FRAME - ETH_HEADER);
-        assert_eq!(ip[0], 0x45);
-        assert_eq!(ip[12..16], [198, 18, 1, 1]);
-        assert_eq!(ip[16..20], TARGET.octets());
-        assert_eq!(checksum(&ip[..20], 0), 0);
-        assert_eq!(checksum(&ip[20..], 0), 0);
-    }
-}
+mod tests;

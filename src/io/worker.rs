@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::engine::packet::read_u16;
-use crate::engine::{Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict};
-use crate::uplink::{LinkKind, NextHop, Uplink};
+use crate::engine::wire::Ipv4Packet;
+use crate::engine::{
+    CarriedFlows, Direction, Engine, L4Checksum, MAX_UNREACHABLE, Timestamp, UplinkId, Verdict,
+};
+use crate::uplink::{self, LinkKind, NextHop, Uplink, Uplinks};
 
 use super::fastpath::TcFastPath;
 use super::fd::Poller;
 use super::gso::Packets;
-use super::packet::{ETH_HEADER, ETH_P_IP, Frame, read_each};
+use super::packet_socket::{ETH_HEADER, ETH_P_IP, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
 /// Largest packet the kernel hands over (a 64 KiB GSO packet), plus both headers.
@@ -59,6 +61,12 @@ pub trait PacketIo {
         0
     }
     fn raw_fd(&self) -> std::os::fd::RawFd;
+    /// Takes up the descriptor that replaces this one, if one is waiting (an uplink's data
+    /// socket, opened anew when its interface came back as a new one: io/uplink_sockets.rs);
+    /// true if it did: whoever polls `raw_fd` must poll the new one.
+    fn refresh(&self) -> bool {
+        false
+    }
 }
 
 impl<T: PacketIo> PacketIo for &T {
@@ -88,6 +96,9 @@ impl<T: PacketIo> PacketIo for &T {
     fn raw_fd(&self) -> std::os::fd::RawFd {
         (*self).raw_fd()
     }
+    fn refresh(&self) -> bool {
+        (*self).refresh()
+    }
 }
 
 impl PacketIo for super::tun::TunQueue {
@@ -102,7 +113,7 @@ impl PacketIo for super::tun::TunQueue {
     }
 }
 
-impl PacketIo for super::packet::PacketSocket {
+impl PacketIo for super::packet_socket::PacketSocket {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv(buf)
     }
@@ -151,7 +162,8 @@ pub struct IoCounters {
 #[derive(Debug)]
 pub struct Shared {
     pub engine: Engine,
-    pub uplinks: Vec<Uplink>,
+    /// Each uplink's record, indexed by its id.
+    pub uplinks: Uplinks,
     pub stop: AtomicBool,
     pub io: IoCounters,
     /// The in-kernel fast path the engine hands steady flows to, if it runs.
@@ -160,10 +172,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The engine, and the records of the uplinks in the settings' order.
     pub fn new(engine: Engine, uplinks: Vec<Uplink>) -> Shared {
         Shared {
             engine,
-            uplinks,
+            uplinks: Uplinks::new(uplinks),
             stop: AtomicBool::new(false),
             io: IoCounters::default(),
             fast_path: None,
@@ -174,6 +187,27 @@ impl Shared {
     /// The engine's clock: milliseconds since start.
     pub fn now(&self) -> Timestamp {
         Timestamp::from_millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// What the kernel fast path recorded of the flows it holds, read in one batch: what the
+    /// engine's expiry, an uplink's change and the busiest destinations go by. Nothing
+    /// without a fast path; `None` if its maps could not be read.
+    pub fn carried(&self) -> Option<CarriedFlows> {
+        let Some(fast) = &self.fast_path else {
+            return Some(CarriedFlows::NONE);
+        };
+        fast.carried()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot read the kernel fast path's flows"))
+            .ok()
+    }
+
+    /// Carries out what the engine asked of the kernel fast path, in the order it asked
+    /// ([`TcFastPath::carry_out`]): after every call to the engine outside the workers, which
+    /// do it after each batch.
+    pub fn carry_out(&self) {
+        if let Some(fast) = &self.fast_path {
+            fast.carry_out(&self.engine);
+        }
     }
 
     /// The same clock in microseconds, for health probes.
@@ -224,12 +258,15 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let mut complete = Packets::default();
         let mut pending: Vec<Vec<(usize, Range<usize>)>> =
             vec![Vec::with_capacity(TX_BATCH); self.uplinks.len()];
-        let mut fds = vec![self.tun.raw_fd()];
-        fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
-        let mut poller = Poller::new(&fds);
+        let mut poller = self.poller();
         let mut spin_until = Instant::now();
         let mut drops_read = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
+            // an uplink's socket opened anew (its interface came back as a new one)
+            let renewed = self.uplinks.iter().fold(false, |any, u| u.refresh() | any);
+            if renewed {
+                poller = self.poller();
+            }
             if drops_read.elapsed() >= DROPS_EVERY {
                 drops_read = Instant::now();
                 let dropped: u64 = self.uplinks.iter().map(PacketIo::take_drops).sum();
@@ -273,18 +310,29 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 // shows it without another poll, so look whenever we sent something.
                 if poller.is_ready(u + 1) || (sent_any && socket.has_ring()) {
                     handled += socket.receive(&mut buf, BUDGET, &mut |frame| match frame {
-                        Frame::Whole(frame) => self.forward_inbound(now, u as u8, frame),
+                        Frame::Whole(frame) => self.forward_inbound(now, uplink::id_at(u), frame),
                         Frame::Truncated => {
                             self.shared.io.truncated.fetch_add(1, Ordering::Relaxed);
                         }
                     })?;
                 }
             }
+            // what the batch decided for the fast path, outside every engine lock
+            if let Some(fast) = &self.shared.fast_path {
+                fast.try_carry_out(&self.shared.engine);
+            }
             if handled > 0 && !self.busy_poll.is_zero() {
                 spin_until = Instant::now() + self.busy_poll;
             }
         }
         Ok(())
+    }
+
+    /// Waits for the TUN queue (descriptor 0) and each uplink's socket (1 and up).
+    fn poller(&self) -> Poller {
+        let mut fds = vec![self.tun.raw_fd()];
+        fds.extend(self.uplinks.iter().map(|s| s.raw_fd()));
+        Poller::new(&fds)
     }
 
     /// Sends the frames waiting in `slots` (each a slot and the frame's bytes in it), one
@@ -296,11 +344,12 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         pending: &mut [Vec<(usize, Range<usize>)>],
         complete: &mut Packets,
     ) {
-        for (u, frames) in pending.iter_mut().enumerate() {
+        for (uplink, frames) in self.shared.uplinks.iter().zip(pending.iter_mut()) {
+            let u = usize::from(uplink.id);
             let frame_bytes = |(slot, frame): &(usize, Range<usize>)| -> &[u8] {
                 &slots[slot * BUFFER..][frame.clone()]
             };
-            match self.shared.uplinks[u].link {
+            match uplink.link {
                 LinkKind::Ethernet => {
                     let mut batch: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
                     for (b, f) in batch.iter_mut().zip(frames.iter()) {
@@ -372,11 +421,15 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         let header = header_at(buf, ETH_HEADER);
         let mut csum = csum_state(&header);
         let engine = &self.shared.engine;
-        let u = match engine.outbound(now, &mut buf[ip_at..ETH_HEADER + n], &mut csum) {
+        let packet = &mut buf[ip_at..ETH_HEADER + n];
+        // a TCP reset of a flow the kernel carries is judged by what the kernel saw
+        let carried = (self.shared.fast_path.as_ref())
+            .and_then(|fast| fast.carried_of_reset(Direction::Outbound, 0, packet));
+        let u = match engine.outbound_carried(now, packet, &mut csum, carried.as_ref()) {
             Verdict::Uplink(u) => u,
             Verdict::Tun => {
                 // the engine answered in place: write its answer back, a plain packet
-                let len = usize::from(read_u16(buf, ip_at + 2));
+                let len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
                 buf[ETH_HEADER..ip_at].fill(0);
                 self.write_tun(&buf[ETH_HEADER..ip_at + len]);
                 return None;
@@ -403,15 +456,15 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             }
             Verdict::Drop(_) => return None,
         };
-        let path = &self.shared.uplinks[usize::from(u)];
+        let uplink = &self.shared.uplinks[u];
         let mut out = [0u8; vnet::LEN];
-        match path.next_hop() {
+        match uplink.next_hop() {
             Some(NextHop::Gateway(gateway)) => {
                 passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
                 buf[..vnet::LEN].copy_from_slice(&out);
                 let eth = &mut buf[vnet::LEN..ip_at];
                 eth[0..6].copy_from_slice(&gateway);
-                eth[6..12].copy_from_slice(&path.mac);
+                eth[6..12].copy_from_slice(&uplink.mac());
                 eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
                 Some((u, 0..ETH_HEADER + n))
             }
@@ -433,9 +486,9 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
 
     /// `buf` holds a virtio-net header and a frame from uplink `u`: an Ethernet frame, or on
     /// a point-to-point link an IP packet.
-    fn forward_inbound(&self, now: Timestamp, u: u8, buf: &mut [u8]) {
+    fn forward_inbound(&self, now: Timestamp, u: UplinkId, buf: &mut [u8]) {
         let n = buf.len();
-        let link_header = self.shared.uplinks[usize::from(u)].link.header_len();
+        let link_header = self.shared.uplinks[u].link.header_len();
         let ip_at = vnet::LEN + link_header;
         if n < ip_at {
             self.shared.io.short_reads.fetch_add(1, Ordering::Relaxed);
@@ -443,15 +496,16 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         }
         let header = header_at(buf, 0);
         let mut csum = csum_state(&header);
-        let verdict = self
-            .shared
-            .engine
-            .inbound(now, u, &mut buf[ip_at..n], &mut csum);
+        let packet = &mut buf[ip_at..n];
+        let carried = (self.shared.fast_path.as_ref())
+            .and_then(|fast| fast.carried_of_reset(Direction::Inbound, u, packet));
+        let verdict =
+            (self.shared.engine).inbound_carried(now, u, packet, &mut csum, carried.as_ref());
         if verdict != Verdict::Tun {
             return;
         }
         // The engine validated the total length; frames may carry link padding beyond it.
-        let ip_len = usize::from(read_u16(buf, ip_at + 2));
+        let ip_len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
         let mut out = [0u8; vnet::LEN];
         passed_on(header, -(link_header as i32), csum).write(&mut out);
         buf[link_header..ip_at].copy_from_slice(&out);
@@ -474,7 +528,7 @@ mod tests {
     use super::*;
     use crate::engine::flow::Timeouts;
     use crate::engine::{EngineConfig, UdpAffinity, UplinkConfig};
-    use crate::uplink::{LinkKind, Live};
+    use crate::uplink::LinkKind;
     use std::cell::RefCell;
     use wanlb_testkit::Ipv4Packet;
 
@@ -512,26 +566,16 @@ mod tests {
 
     /// The test uplink, its gateway's MAC not known yet.
     fn isp1() -> Uplink {
-        Uplink {
-            name: "isp1".into(),
-            dev: "eth1".into(),
-            ifindex: 3,
-            link: LinkKind::Ethernet,
-            mac: OUR_MAC,
-            live: Live::new(UPLINK.into(), Some([198, 18, 1, 254].into())),
-        }
+        Uplink::new(0, "isp1", "eth1", LinkKind::Ethernet)
+            .on_interface(3, OUR_MAC)
+            .with_address(UPLINK.into(), Some([198, 18, 1, 254].into()))
     }
 
     /// The test uplink as a point-to-point link (a PPP session, say).
     fn ppp() -> Uplink {
-        Uplink {
-            name: "isp1".into(),
-            dev: "ppp0".into(),
-            ifindex: 3,
-            link: LinkKind::PointToPoint,
-            mac: [0; 6],
-            live: Live::new(UPLINK.into(), None),
-        }
+        Uplink::new(0, "isp1", "ppp0", LinkKind::PointToPoint)
+            .on_interface(3, [0; 6])
+            .with_address(UPLINK.into(), None)
     }
 
     fn shared() -> Shared {
@@ -658,7 +702,7 @@ mod tests {
     #[test]
     fn with_every_uplink_down_the_host_hears_network_unreachable() {
         let shared = shared();
-        shared.engine.set_uplink_up(0, false);
+        shared.engine.set_uplink_up(0, false, &CarriedFlows::NONE);
         let w = worker(&shared);
         let packet = udp(LAN, SERVER, 5000, 53);
         let mut slot = tun_slot(&packet);

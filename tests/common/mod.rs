@@ -76,6 +76,9 @@ pub fn require_root_and_tools() {
 
 pub struct Testbed {
     pub prefix: String,
+    /// The LAN host's next source port for [`Testbed::spread`]: every flow of a test gets one
+    /// of its own, below the ephemeral ports.
+    next_port: AtomicU32,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -92,7 +95,10 @@ impl Testbed {
             .args(["up", &prefix])
             .output()
             .expect("running testbed.sh");
-        let tb = Testbed { prefix };
+        let tb = Testbed {
+            prefix,
+            next_port: AtomicU32::new(20000),
+        };
         assert!(
             out.status.success(),
             "testbed up failed: {}",
@@ -148,6 +154,33 @@ impl Testbed {
             String::from_utf8_lossy(&out.stderr)
         );
         self.wire_point_to_point()
+    }
+
+    /// Deletes gw's end of the point-to-point line, tun3, and makes it anew with the same
+    /// name and address (testbed.sh redial), as pppd's redial does: a new interface index.
+    /// Stop the process joining the line's ends first, and join them again after
+    /// ([`Testbed::wire_point_to_point`]).
+    pub fn redial_point_to_point(&self) {
+        self.testbed("redial");
+    }
+
+    /// Deletes the link between gw's eth1 (isp1) and r1 and makes it anew with the same names
+    /// and addresses (testbed.sh replug): new interface indexes and MACs at both ends.
+    pub fn replug_uplink_1(&self) {
+        self.testbed("replug");
+    }
+
+    /// Runs `testbed.sh WHAT PREFIX`, which must succeed.
+    fn testbed(&self, what: &str) {
+        let out = Command::new(script())
+            .args([what, &self.prefix])
+            .output()
+            .expect("running testbed.sh");
+        assert!(
+            out.status.success(),
+            "testbed {what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Joins the two ends of the point-to-point line (again): its carrier comes (back).
@@ -337,6 +370,13 @@ impl Testbed {
     /// Runs `wanlb-probe spread` from the LAN host and returns (destination, seen address)
     /// for every flow.
     pub fn spread(&self, dst: &str, count: u32, flows: u32) -> Vec<(String, String)> {
+        // fresh source ports: a port reused while an earlier flow's mapping lives would follow
+        // that mapping's uplink (endpoint affinity) instead of the weights
+        let first = self.next_port.fetch_add(count * flows, Ordering::Relaxed);
+        assert!(
+            first + count * flows < 32768,
+            "source ports run into the ephemeral range"
+        );
         let out = self.ok(
             "lan",
             &[
@@ -348,6 +388,8 @@ impl Testbed {
                 &count.to_string(),
                 "--flows",
                 &flows.to_string(),
+                "--first-port",
+                &first.to_string(),
             ],
         );
         out.lines()

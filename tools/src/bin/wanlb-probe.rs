@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use wanlb::io::monotonic_ns;
 
 use clap::{Parser, Subcommand};
+use wanlb::engine::wire;
 use wanlb::io::batch::RawUdp;
 use wanlb::io::vnet::{self, VnetHeader};
 use wanlb_testkit::Ipv4Packet;
@@ -151,6 +152,12 @@ enum Command {
         flows: u32,
         #[arg(long, default_value_t = 7)]
         port: u16,
+        /// Bind the flows' sockets to this port and the ones after it, one each, instead of
+        /// ports the system picks: a port the system picks again may still have a mapping of
+        /// an earlier flow in wanlb, whose uplink a new socket there then takes (endpoint
+        /// affinity) rather than a weighted pick.
+        #[arg(long)]
+        first_port: Option<u16>,
     },
     /// Check the checksums of every IPv4 frame arriving on DEV until SIGINT or SIGTERM, then
     /// print a summary. Partial checksums (offloaded, as veth passes them) must hold the
@@ -381,7 +388,8 @@ fn main() -> ExitCode {
             count,
             flows,
             port,
-        } => spread(dst, count, flows, port, one_socket),
+            first_port,
+        } => spread(dst, count, flows, port, one_socket, first_port),
         Command::TcpCheck { dst, bytes } => tcp_check(dst, bytes),
         Command::UdpBigCheck {
             dst,
@@ -533,14 +541,14 @@ fn echo(mut conn: TcpStream) {
     }
 }
 
-/// Sends one request on a fresh socket (a new flow) and returns the address the far end saw.
-fn one_flow(dst: SocketAddr) -> Result<SocketAddr> {
-    exchange(&reply_socket()?, None, dst, &format!("probe {dst}"))
-}
-
 /// A UDP socket on a port of the system's choosing, waiting at most 500 ms for a reply.
 fn reply_socket() -> Result<UdpSocket> {
-    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    reply_socket_on(0)
+}
+
+/// The same on `port` (0: the system's choice).
+fn reply_socket_on(port: u16) -> Result<UdpSocket> {
+    let s = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
     Ok(s)
@@ -630,7 +638,15 @@ fn udp_check(dst: SocketAddrV4, count: u32, software_checksum: bool) -> Result<(
     Ok(())
 }
 
-fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16, one_socket: bool) -> Result<()> {
+fn spread(
+    dst: Ipv4Addr,
+    count: u32,
+    flows: u32,
+    port: u16,
+    one_socket: bool,
+    first_port: Option<u16>,
+) -> Result<()> {
+    let mut next_port = first_port;
     let mut summary: Vec<(Ipv4Addr, u32, u32)> = Vec::new();
     let shared = if one_socket {
         Some(reply_socket()?)
@@ -643,7 +659,11 @@ fn spread(dst: Ipv4Addr, count: u32, flows: u32, port: u16, one_socket: bool) ->
         for _ in 0..flows {
             let seen = match &shared {
                 Some(s) => exchange(s, None, d, &format!("probe {d}"))?,
-                None => one_flow(d)?,
+                None => {
+                    let local = next_port.unwrap_or(0);
+                    next_port = next_port.map(|p| p.wrapping_add(1));
+                    exchange(&reply_socket_on(local)?, None, d, &format!("probe {d}"))?
+                }
             };
             println!("{} {}", d.ip(), seen);
             let SocketAddr::V4(v4) = seen else {
@@ -831,35 +851,38 @@ struct Tally {
     bad: Vec<String>,
 }
 
+/// Where the transport checksum of `proto` is, from the start of its header.
+fn checksum_field(proto: u8) -> Option<usize> {
+    match proto {
+        wire::PROTO_TCP => Some(wire::tcp::field::CHECKSUM.start),
+        wire::PROTO_UDP => Some(wire::udp::field::CHECKSUM.start),
+        wire::PROTO_ICMP => Some(wire::icmp::field::CHECKSUM.start),
+        _ => None,
+    }
+}
+
 /// Checks one frame (`vnet` header, then Ethernet) and records the outcome.
 fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
-    use wanlb_testkit::checksum::{checksum, fold, pseudo_header, sum};
-    let Some(ip) = frame.get(14..) else { return };
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
+    use wanlb_testkit::checksum::{fold, pseudo_header, sum};
+    let Some(Ok(ip)) = frame.get(14..).map(wire::Ipv4Packet::new_checked) else {
         return;
-    }
-    let ihl = usize::from(ip[0] & 0xf) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ihl >= 20 && total <= ip.len() && u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    };
+    let (proto, src, dst) = (ip.protocol(), ip.src_addr(), ip.dst_addr());
+    if ip.is_fragment() {
         t.fragments += 1;
-        if checksum(&ip[..ihl], 0) != 0 {
+        if !ip.verify_checksum() {
             t.bad.push(format!(
                 "IPv4 header checksum of a fragment: {} -> {}",
-                Ipv4Addr::from(be32(&ip[12..16])),
-                Ipv4Addr::from(be32(&ip[16..20]))
+                Ipv4Addr::from(src),
+                Ipv4Addr::from(dst)
             ));
         }
         return;
     }
-    if ihl < 20 || total < ihl + 8 || total > ip.len() {
+    let l4 = ip.payload();
+    let total = ip.total_len();
+    let Some(at) = checksum_field(proto).filter(|_| l4.len() >= 8) else {
         return;
-    }
-    let (proto, src, dst) = (ip[9], be32(&ip[12..16]), be32(&ip[16..20]));
-    let at = match proto {
-        6 => 16,
-        17 => 6,
-        1 => 2,
-        _ => return,
     };
     let describe = |what: &str| {
         format!(
@@ -868,13 +891,15 @@ fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
             Ipv4Addr::from(dst)
         )
     };
-    if checksum(&ip[..ihl], 0) != 0 {
+    if !ip.verify_checksum() {
         t.bad.push(describe("IPv4 header checksum"));
         return;
     }
-    let l4 = &ip[ihl..total];
-    let field = u16::from_be_bytes([l4[at], l4[at + 1]]);
-    let pseudo = if proto == 1 {
+    let Some(field) = l4.get(at..at + 2).map(|f| u16::from_be_bytes([f[0], f[1]])) else {
+        t.bad.push(describe("transport header cut short"));
+        return;
+    };
+    let pseudo = if proto == wire::PROTO_ICMP {
         0
     } else {
         pseudo_header(src, dst, proto, l4.len() as u16)
@@ -882,7 +907,7 @@ fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
     if h.gso_type != 0 {
         t.gso += 1;
         if h.needs_csum() {
-            match segment_and_check(ip, ihl, total, proto, h) {
+            match segment_and_check(&ip, h) {
                 Ok(n) => t.segments += n,
                 Err(e) => t.bad.push(describe(&e)),
             }
@@ -890,7 +915,8 @@ fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
     }
     if h.needs_csum() {
         t.partial += 1;
-        let placed = usize::from(h.csum_start) == 14 + ihl && usize::from(h.csum_offset) == at;
+        let placed =
+            usize::from(h.csum_start) == 14 + ip.header_len() && usize::from(h.csum_offset) == at;
         // what the device will compute equals the checksum of the final segment iff the
         // field holds the pseudo-header sum (one's complement: 0 and 0xffff are equal)
         let ok = fold(u64::from(field) + (0xffff - u64::from(fold(pseudo)))).is_multiple_of(0xffff);
@@ -904,7 +930,7 @@ fn verify_frame(h: &VnetHeader, frame: &[u8], t: &mut Tally) {
         }
     } else {
         t.complete += 1;
-        if !(proto == 17 && field == 0) && fold(sum(l4, pseudo)) != 0xffff {
+        if !(proto == wire::PROTO_UDP && field == 0) && fold(sum(l4, pseudo)) != 0xffff {
             t.bad.push(describe(&format!("checksum {field:04x}")));
         }
     }
@@ -919,20 +945,20 @@ const GSO_UDP_L4: u8 = 5;
 /// device would, and checks it against a checksum computed from scratch. Returns how many
 /// segments were checked.
 fn segment_and_check(
-    ip: &[u8],
-    ihl: usize,
-    total: usize,
-    proto: u8,
+    ip: &wire::Ipv4Packet<&[u8]>,
     h: &VnetHeader,
 ) -> std::result::Result<u64, String> {
     use wanlb_testkit::checksum::{checksum, fold, pseudo_header, sum};
     let gso_type = h.gso_type & 0x7f;
     let mss = usize::from(h.gso_size);
-    let (src, dst) = (be32(&ip[12..16]), be32(&ip[16..20]));
-    let l4 = &ip[ihl..total];
+    let (proto, src, dst) = (ip.protocol(), ip.src_addr(), ip.dst_addr());
+    let l4 = ip.payload();
     let (hlen, at) = match (gso_type, proto) {
-        (GSO_TCPV4, 6) => (usize::from(l4[12] >> 4) * 4, 16),
-        (GSO_UDP_L4, 17) => (8, 6),
+        (GSO_TCPV4, wire::PROTO_TCP) => {
+            let segment = wire::TcpSegment::new_checked(l4).map_err(|e| format!("TCP: {e:?}"))?;
+            (segment.header_len(), wire::tcp::field::CHECKSUM.start)
+        }
+        (GSO_UDP_L4, wire::PROTO_UDP) => (wire::udp::HEADER_LEN, wire::udp::field::CHECKSUM.start),
         _ => return Err(format!("GSO type {gso_type} on protocol {proto}")),
     };
     if mss == 0 || hlen > l4.len() {
@@ -940,23 +966,24 @@ fn segment_and_check(
     }
     let payload = &l4[hlen..];
     let field = u16::from_be_bytes([l4[at], l4[at + 1]]);
-    let seq = u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]);
     let mut n = 0;
     for (k, chunk) in payload.chunks(mss).enumerate() {
         let mut seg = l4[..hlen].to_vec();
         seg.extend_from_slice(chunk);
         let seg_len = seg.len() as u16;
         if gso_type == GSO_TCPV4 {
-            seg[4..8].copy_from_slice(&seq.wrapping_add((k * mss) as u32).to_be_bytes());
-            let last = (k + 1) * mss >= payload.len();
-            if !last {
-                seg[13] &= !0x09; // FIN and PSH only on the last segment
+            let mut t = wire::TcpSegment::new_unchecked(&mut seg[..]);
+            t.set_seq_number(t.seq_number().wrapping_add((k * mss) as u32));
+            let mut flags = t.flags();
+            if (k + 1) * mss < payload.len() {
+                flags &= !(wire::tcp::FIN | wire::tcp::PSH); // only on the last segment
             }
             if k > 0 {
-                seg[13] &= !0x80; // CWR only on the first
+                flags &= !wire::tcp::CWR; // only on the first
             }
+            t.set_flags(flags);
         } else {
-            seg[4..6].copy_from_slice(&seg_len.to_be_bytes());
+            wire::UdpDatagram::new_unchecked(&mut seg[..]).set_len_field(seg_len);
         }
         // the partial checksum carries the pseudo header with the whole length; the
         // segmentation swaps in the segment's length
@@ -978,13 +1005,9 @@ fn segment_and_check(
     Ok(n)
 }
 
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
 fn capture_verify(dev: &str) -> Result<()> {
     use std::sync::atomic::Ordering;
-    use wanlb::io::{iface, packet::PacketSocket};
+    use wanlb::io::{iface, packet_socket::PacketSocket};
     let index = iface::find(dev)
         .map_err(|e| e.to_string())?
         .ok_or(format!("no interface {dev}"))?

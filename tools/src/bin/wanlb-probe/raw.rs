@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use wanlb::engine::wire;
 use wanlb_testkit::Ipv4Packet;
 
 use super::Result;
@@ -147,11 +148,15 @@ pub fn icmp_seen(seconds: f64) -> Result<()> {
         let Some(n) = raw.recv(&mut buf, left)? else {
             continue;
         };
-        let ihl = usize::from(buf[0] & 0x0f) * 4;
-        if n >= ihl + 8 && buf[ihl] == 8 {
-            let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
-            let id = u16::from_be_bytes([buf[ihl + 4], buf[ihl + 5]]);
-            println!("SEEN {src} {id}");
+        let Ok(ip) = wire::Ipv4Packet::new_checked(&buf[..n]) else {
+            continue;
+        };
+        let request = wire::IcmpMessage::new_checked(ip.payload())
+            .ok()
+            .filter(|m| m.msg_type() == wire::icmp::ECHO_REQUEST);
+        if let Some(request) = request {
+            let src = Ipv4Addr::from(ip.src_addr());
+            println!("SEEN {src} {}", request.echo_ident());
             return Ok(());
         }
     }

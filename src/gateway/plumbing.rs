@@ -1,0 +1,227 @@
+//! What wanlb adds to the system, and in what order: the TUN device's settings, routes,
+//! rules, sysctls and wanlb's nftables table, each journaled as its undo before it is made
+//! (io/journal.rs), so that a stop, or the next start after a crash, removes it.
+
+use std::net::Ipv4Addr;
+
+use crate::config::Config;
+use crate::engine::select::Prefix;
+use crate::io::journal::Plumbing;
+use crate::io::monitor::TableUplink;
+use crate::io::netlink;
+use crate::io::nftables::{self, TUN_MARK, TableForward};
+use crate::io::system::{self, words};
+use crate::preflight::Plan;
+
+use super::{GatewayError, io_err, settings::uplink_id};
+
+/// Routing table and rule priorities wanlb uses for LAN traffic.
+pub const ROUTE_TABLE: u32 = 7100;
+const RULE_PRIORITY: u32 = 7100;
+/// The metric of the `unreachable` default route in [`ROUTE_TABLE`], behind the TUN device's
+/// (metric 0): it takes over when the device goes, with the process, however it ends.
+const FAIL_CLOSED_METRIC: u32 = u32::MAX;
+/// The rules that must see marked packets before the kernel's local table claims the uplinks'
+/// addresses (hairpinning), and where the local table's rule moves to, below them: no rule
+/// can come before the kernel's own, at priority 0.
+const BEFORE_LOCAL_PRIORITY: u32 = 1;
+const LOCAL_PRIORITY: u32 = 2;
+/// Packets each TUN queue holds for its worker. The default (500) overflows when a LAN host
+/// sends a burst while the worker is waking up; this absorbs a few milliseconds of bursts.
+const TUN_QUEUE_LEN: u32 = 8192;
+
+/// Routes, rules, sysctls and the nftables table for `config`, all journaled, in an order
+/// that never lets the LAN's traffic out untranslated, even for a moment, and that the undo
+/// (newest first) reverses just as safely:
+/// 1. the `unreachable` default route in wanlb's table, behind the TUN device's: when wanlb
+///    dies, the device and its route go, and this one refuses what the LAN sends to the
+///    internet (ICMP host unreachable to the host) instead of the main table's default
+///    route carrying it untranslated; it stays until a clean stop, the next start or
+///    `wanlb cleanup`;
+/// 2. the TUN device's route, then the rules that send the LAN's traffic to the table;
+/// 3. the nftables table, IPv6 between the LAN and the uplinks dropped with it (its
+///    `notrack` rule only ever exists while the rules send the LAN's traffic to wanlb);
+/// 4. forwarding on, last: at a stop it is restored first, before the rules go, so that the
+///    main table does not forward the LAN's traffic in between (unless it did before wanlb).
+pub(super) fn plumb(
+    p: &mut Plumbing,
+    config: &Config,
+    plan: &Plan,
+    table: &NftTable,
+    mtu: u32,
+) -> Result<(), GatewayError> {
+    let tun = &config.tun;
+    // The device, its route and its sysctls vanish with the last queue, crash or not: they
+    // need no undo.
+    system::run(
+        "ip",
+        &words(&format!(
+            "link set dev {tun} mtu {mtu} txqueuelen {TUN_QUEUE_LEN} up"
+        )),
+        None,
+    )?;
+    // Replies written to TUN come from internet addresses the main table routes elsewhere,
+    // and ICMP errors from the uplink's own router come from a directly connected subnet. The
+    // table marks what arrives from TUN, the mark counts in the reverse-path check
+    // (src_valid_mark), and a rule per LAN below sends marked reverse lookups to the TUN
+    // device: the check passes whatever rp_filter says, for these packets only.
+    system::write_sysctl(&system::interface_sysctl(tun, "rp_filter"), "2")?;
+    system::write_sysctl(&system::interface_sysctl(tun, "src_valid_mark"), "1")?;
+    let fail_closed =
+        format!("unreachable default metric {FAIL_CLOSED_METRIC} table {ROUTE_TABLE}");
+    p.ip(
+        &format!("route add {fail_closed}"),
+        &format!("route del {fail_closed}"),
+    )?;
+    system::run(
+        "ip",
+        &words(&format!("route add default dev {tun} table {ROUTE_TABLE}")),
+        None,
+    )?;
+    for (i, lan) in config.lan.iter().enumerate() {
+        // the reverse-path check of a packet from TUN to this LAN looks up its source as if
+        // it came in by this LAN (iif): marked, it goes to the TUN device's table, even from an
+        // uplink's address (hairpinned); and what the table marks of this LAN's packets to an
+        // uplink's address (hairpinning) goes to the TUN device
+        let rpf = format!(
+            "fwmark {TUN_MARK:#x} iif {lan} lookup {ROUTE_TABLE} priority {BEFORE_LOCAL_PRIORITY}"
+        );
+        p.ip(&format!("rule add {rpf}"), &format!("rule del {rpf}"))?;
+        let prio = RULE_PRIORITY + 2 * i as u32;
+        // LAN-to-LAN and directly connected destinations keep using the main table; only
+        // what would have taken a default route goes to wanlb.
+        let local = format!("iif {lan} lookup main suppress_prefixlength 0 priority {prio}");
+        p.ip(&format!("rule add {local}"), &format!("rule del {local}"))?;
+        let to_tun = format!("iif {lan} lookup {ROUTE_TABLE} priority {}", prio + 1);
+        p.ip(&format!("rule add {to_tun}"), &format!("rule del {to_tun}"))?;
+    }
+    move_local_rule(p)?;
+    p.nft_table(&table.name, &table.json(&NftTable::at_start(plan)))?;
+    p.sysctl("net.ipv4.ip_forward", "1")?;
+    Ok(())
+}
+
+/// Moves the kernel's local-table rule from priority 0 to just below wanlb's rules that must
+/// come first (hairpinning), journaled: it is back at 0 once wanlb stops, or after a crash at
+/// the next start. Where another tool has moved it already, it is left alone. Also lets what
+/// wanlb gives back to the gateway's own stack from the TUN device pass the reverse-path check
+/// (the lookup of a locally delivered packet's source has no input interface: `iif lo`).
+fn move_local_rule(p: &mut Plumbing) -> Result<(), GatewayError> {
+    let at =
+        netlink::local_rule_priorities().map_err(io_err("reading the routing rules (netlink)"))?;
+    if at.contains(&0) {
+        let moved = format!("priority {LOCAL_PRIORITY} lookup local");
+        if !at.contains(&LOCAL_PRIORITY) {
+            p.ip(&format!("rule add {moved}"), &format!("rule del {moved}"))?;
+        }
+        p.ip(
+            "rule del priority 0 lookup local",
+            "rule add priority 0 lookup local",
+        )?;
+    } else if at.iter().any(|&a| a <= BEFORE_LOCAL_PRIORITY) {
+        tracing::warn!(priorities = ?at, "the local table's rule is at priority {BEFORE_LOCAL_PRIORITY} or below, and not at 0: left alone, so LAN hosts cannot reach each other through the uplinks' addresses (hairpinning)");
+    }
+    let given_back = format!(
+        "fwmark {TUN_MARK:#x} iif lo lookup {ROUTE_TABLE} priority {}",
+        LOCAL_PRIORITY + 1
+    );
+    p.ip(
+        &format!("rule add {given_back}"),
+        &format!("rule del {given_back}"),
+    )?;
+    Ok(())
+}
+
+/// The name of wanlb's nftables table (family `inet`) for TUN device `tun`: one name per TUN
+/// name (nft takes every character a TUN name may have: letters, digits, `.`, `-`, `_`).
+pub fn nft_table_name(tun: &str) -> String {
+    format!("wanlb_{tun}")
+}
+
+/// wanlb's nftables table as the settings and the system at start make it; the uplinks'
+/// addresses, and their interfaces' subnets, are given each time it is made (at start, and
+/// when an uplink's address changes).
+pub(super) struct NftTable {
+    pub name: String,
+    tun: String,
+    lans: Vec<String>,
+    /// Each uplink's interface, in the uplinks' order.
+    devs: Vec<String>,
+    pool: (u16, u16),
+    forwards: Vec<TableForward>,
+    /// The subnets of this host's interfaces that carry no uplink, as read at start.
+    other_subnets: Vec<(Ipv4Addr, u8)>,
+}
+
+/// `addr`/`len` as the subnet it names, its host bits cleared.
+fn subnet(&(addr, len): &(Ipv4Addr, u8)) -> Option<(Ipv4Addr, u8)> {
+    Prefix::new(u32::from(addr), len).map(|p| (Ipv4Addr::from(p.addr()), p.prefix_len()))
+}
+
+impl NftTable {
+    pub fn new(config: &Config, plan: &Plan) -> NftTable {
+        let devs: Vec<String> = config.uplinks.iter().map(|u| u.dev.clone()).collect();
+        NftTable {
+            name: nft_table_name(&config.tun),
+            tun: config.tun.clone(),
+            lans: config.lan.clone(),
+            pool: plan.nat_pool,
+            forwards: config
+                .forwards
+                .iter()
+                .map(|f| TableForward {
+                    uplink: usize::from(uplink_id(config, &f.uplink)),
+                    proto: f.proto.name(),
+                    port: f.port,
+                    to: f.to,
+                })
+                .collect(),
+            other_subnets: plan
+                .interfaces
+                .iter()
+                .filter(|i| !devs.contains(&i.name))
+                .flat_map(|i| i.ipv4.iter().filter_map(subnet))
+                .collect(),
+            devs,
+        }
+    }
+
+    /// The uplinks as the plan found them at start.
+    pub fn at_start(plan: &Plan) -> Vec<TableUplink<'_>> {
+        plan.uplinks
+            .iter()
+            .map(|r| TableUplink {
+                addr: r.addr,
+                subnets: &r.iface.ipv4,
+            })
+            .collect()
+    }
+
+    /// The table for `uplinks` (in the uplinks' order), as nftables JSON.
+    pub fn json(&self, uplinks: &[TableUplink<'_>]) -> String {
+        let guarded: Vec<(String, Ipv4Addr)> = self
+            .devs
+            .iter()
+            .zip(uplinks)
+            .map(|(dev, u)| (dev.clone(), u.addr))
+            .collect();
+        // what the kernel routes itself from the LAN: the subnets of this host's interfaces
+        let mut kernel_routed = self.other_subnets.clone();
+        kernel_routed.extend(
+            uplinks
+                .iter()
+                .flat_map(|u| u.subnets.iter().filter_map(subnet)),
+        );
+        kernel_routed.sort_unstable();
+        kernel_routed.dedup();
+        nftables::table_json(
+            &self.name,
+            &self.tun,
+            &self.lans,
+            &kernel_routed,
+            &guarded,
+            self.pool,
+            &self.forwards,
+        )
+    }
+}
