@@ -321,10 +321,15 @@ impl Testbed {
         )
     }
 
-    /// Starts wanlb on gw with `args` and waits until it reports ready.
+    /// Starts wanlb on gw with `args` and waits until it reports ready. Its counts of the
+    /// uplinks' bytes are kept in this test bed's directory unless `args` say where.
     pub fn start_wanlb(&self, args: &[String]) -> Process {
         let state = format!("/tmp/wanlb-test-{}", self.prefix);
+        let data = format!("{state}/data");
         let mut cmd: Vec<&str> = vec![WANLB, "run", "--state-dir", &state];
+        if !args.iter().any(|a| a == "--data-dir") {
+            cmd.extend(["--data-dir", &data]);
+        }
         cmd.extend(args.iter().map(String::as_str));
         let p = Process::start(self.spawn("gw", &cmd));
         p.wait_for(" ready ", "wanlb");
