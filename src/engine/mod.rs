@@ -48,6 +48,7 @@ mod lifecycle;
 mod metered;
 mod outbound;
 mod report;
+pub mod segments;
 mod uplinks;
 
 use affinity::Affinity;
@@ -244,6 +245,9 @@ pub struct Engine {
     forwards: Forwards,
     /// The flow table's fill, limit and evictions.
     room: Room,
+    /// Per uplink, outbound and inbound, what GSO super-packets carry beyond their own
+    /// length ([`segments`]).
+    segments: Vec<[segments::SegmentCounts; 2]>,
 }
 
 /// A panic while a lock was held leaves the tables consistent (no update spans a panic
@@ -309,6 +313,7 @@ impl Engine {
             lan_nets: Vec::new(),
             forwards: Forwards::default(),
             room: Room::new(&config.limits),
+            segments: (0..n).map(|_| Default::default()).collect(),
         }
     }
 
