@@ -158,3 +158,179 @@ fn a_line_at_its_cap_as_backup_takes_new_destinations_only_while_the_other_is_cu
     assert_eq!(via_counts(&flows), (0, 6), "{flows:?}");
     gw.stop();
 }
+
+/// The value of `metric` (name and labels, as exposed) in what wanlb serves at /metrics.
+fn metric(tb: &Testbed, metric: &str) -> Option<f64> {
+    tb.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(metric)?.trim().parse().ok())
+}
+
+const ISP2_BYTES: &str = "wanlb_uplink_period_bytes{uplink=\"isp2\"}";
+
+/// The example network weighted 1:1, with the 198.19.2.0/24 destinations pinned to isp2 and
+/// `more` flags.
+fn one_to_one(more: &[&str]) -> Vec<String> {
+    let mut a = health_args();
+    let isp1 = a.iter().position(|x| x.starts_with("isp1,")).unwrap();
+    a[isp1] = "isp1,dev=eth1,gw=198.18.1.254,weight=1".into();
+    a.extend(["--pin", "198.19.2.0/24"].map(String::from));
+    let pin = a.len() - 1;
+    a[pin] += "=isp2";
+    a.extend(more.iter().map(|s| s.to_string()));
+    a
+}
+
+#[test]
+fn by_bytes_new_destinations_go_to_the_line_below_its_share_by_destinations_as_before() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    for (balance, expected) in [("destinations", (6, 6)), ("bytes", (12, 0))] {
+        let gw = tb.start_wanlb(&one_to_one(&["--balance", balance]));
+        gw.wait_for_count("uplink up", 2, "both lines up");
+        // one destination pulls 40 MB (20 MB each way) through isp2, by its pin
+        let before = metric(&tb, ISP2_BYTES).unwrap_or(0.0);
+        tb.assert_tcp_echo("lan", "198.19.2.1:9000", 20_000_000);
+        wait_for("the count of the transfer", || {
+            metric(&tb, ISP2_BYTES).unwrap_or(0.0) >= before + 40e6
+        });
+        // then a dozen new destinations, each on its own
+        let flows = tb.spread("198.19.0.1", 12, 1);
+        assert_eq!(
+            via_counts(&flows),
+            expected,
+            "--balance {balance}: {flows:?}"
+        );
+        let status = tb.ok("gw", &[WANLB, "status"]);
+        if balance == "bytes" {
+            assert!(status.contains("bytes (weight)"), "{status}");
+        }
+        gw.stop();
+    }
+}
+
+/// The TCP segments namespace `name` has sent so far (its stack's OutSegs: a GSO packet
+/// counts as its segments, retransmissions included).
+fn tcp_segments_sent(tb: &Testbed, name: &str) -> u64 {
+    let snmp = tb.ok(name, &["cat", "/proc/net/snmp"]);
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().expect("names"), tcp.next().expect("values"));
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "OutSegs")
+        .expect("OutSegs");
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+#[test]
+fn what_a_line_is_counted_is_what_it_carries_segment_by_segment() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    for offload in ["off", "on"] {
+        let scratch = Scratch::new();
+        let gw = tb.start_wanlb(&one_to_one(&[
+            "--offload",
+            offload,
+            "--data-dir",
+            &scratch.0,
+        ]));
+        gw.wait_for_count("uplink up", 2, "both lines up");
+        let counted_before = metric(&tb, ISP2_BYTES).unwrap_or(0.0);
+        let sent_before = tcp_segments_sent(&tb, "lan") + tcp_segments_sent(&tb, "inet");
+        // 20 MB each way through isp2, in GSO super-packets (the stacks' TSO, kept whole)
+        tb.assert_tcp_echo("lan", "198.19.2.1:9000", 20_000_000);
+        let segments = tcp_segments_sent(&tb, "lan") + tcp_segments_sent(&tb, "inet") - sent_before;
+        // what crossed the line: the payload, and 52 bytes of headers a segment (IP, and TCP
+        // with its timestamps; the handshake's few are larger)
+        let crossed = 40e6 + segments as f64 * 52.0;
+        // the count catches up within a second or two; it must come within 0.5% of what
+        // crossed (the health probes meanwhile are a few kB)
+        let close = |counted: f64| (counted - counted_before - crossed).abs() < crossed * 0.005;
+        let mut counted = 0.0;
+        for _ in 0..100 {
+            counted = metric(&tb, ISP2_BYTES).unwrap_or(0.0);
+            if close(counted) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!(
+            "--offload {offload}: counted {}, {crossed} crossed in {segments} segments ({:+.3}%)",
+            counted - counted_before,
+            ((counted - counted_before) / crossed - 1.0) * 100.0
+        );
+        assert!(
+            close(counted),
+            "--offload {offload}: counted {}, {crossed} crossed in {segments} segments ({:+.2}%)",
+            counted - counted_before,
+            ((counted - counted_before) / crossed - 1.0) * 100.0
+        );
+        if offload == "on" {
+            let log = gw.output();
+            assert!(log.contains("kernel fast path attached"), "{log}");
+        }
+        gw.stop();
+    }
+}
+
+#[test]
+fn the_status_page_shows_a_cap_used_and_its_reset_date_and_by_bytes_shares_of_bytes() {
+    const TOKEN: &str = "page-test-token";
+    let tb = Testbed::up();
+    tb.add_web();
+    let _inet = tb.start_internet();
+    let listen = format!("{GW_WEB}:9911");
+    let mut a: Vec<String> = health_args()
+        .into_iter()
+        .map(|x| {
+            if x.starts_with("isp2,") {
+                format!("{x},cap=3MB,cap_reset=5,on_cap=off")
+            } else {
+                x
+            }
+        })
+        .collect();
+    a.extend(
+        [
+            "--pin",
+            "198.19.2.0/24=isp2",
+            "--balance",
+            "bytes",
+            "--listen",
+            &listen,
+            "--listen-token",
+            TOKEN,
+        ]
+        .map(String::from),
+    );
+    let gw = tb.start_wanlb(&a);
+    gw.wait_for_count("uplink up", 2, "both lines up");
+    tb.assert_tcp_echo("lan", "198.19.2.1:9000", 2_000_000);
+    gw.wait_for("cap reached: out of service", "the cap taking effect");
+    let url = format!("http://{listen}/#token={TOKEN}");
+    let dom = tb.browse(&url, &["--virtual-time-budget=5000", "--dump-dom"]);
+    let card = |name: &str| -> &str {
+        let start = dom
+            .find(&format!(r#"<article class="card" data-uplink="{name}""#))
+            .unwrap_or_else(|| panic!("no card for {name} in:\n{dom}"));
+        let len = dom[start..].find("</article>").expect("the card's end");
+        &dom[start..start + len]
+    };
+    let isp2 = card("isp2");
+    assert!(
+        isp2.contains(r#"<p class="cap" data-cap="reached">"#),
+        "{isp2}"
+    );
+    assert!(
+        isp2.contains(" of 3 MB used (cap reached), starts again on 20"),
+        "{isp2}"
+    );
+    assert!(isp2.contains("-05<"), "on the 5th: {isp2}");
+    let isp1 = card("isp1");
+    assert!(
+        isp1.contains("of the recent bytes, 67% by weight"),
+        "{isp1}"
+    );
+    assert!(!isp1.contains("class=\"cap\""), "isp1 has no cap: {isp1}");
+    gw.stop();
+}

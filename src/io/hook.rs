@@ -1,7 +1,7 @@
 //! The `--on-change` command: run through `sh -c` for every uplink state change and data
-//! cap event, with the event in its environment. Each runs at once in a process of its own, started from a
-//! thread of its own, so a slow command never delays the probes, the data path or the next
-//! change's command. The hysteresis keeps one line's changes seconds apart.
+//! cap event, with the event in its environment. Each runs at once in a process of its own,
+//! started from a thread of its own, so a slow command never delays the probes, the data path
+//! or the next change's command. The hysteresis keeps one line's changes seconds apart.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
