@@ -321,11 +321,17 @@ impl Testbed {
         )
     }
 
+    /// Where wanlb keeps its counts of the uplinks' bytes in this test bed (beside its state
+    /// directory, which its stop or `wanlb cleanup` removes); removed with the test bed.
+    pub fn data_dir(&self) -> String {
+        format!("/tmp/wanlb-test-{}-data", self.prefix)
+    }
+
     /// Starts wanlb on gw with `args` and waits until it reports ready. Its counts of the
-    /// uplinks' bytes are kept in this test bed's directory unless `args` say where.
+    /// uplinks' bytes are kept in [`Testbed::data_dir`] unless `args` say where.
     pub fn start_wanlb(&self, args: &[String]) -> Process {
         let state = format!("/tmp/wanlb-test-{}", self.prefix);
-        let data = format!("{state}/data");
+        let data = self.data_dir();
         let mut cmd: Vec<&str> = vec![WANLB, "run", "--state-dir", &state];
         if !args.iter().any(|a| a == "--data-dir") {
             cmd.extend(["--data-dir", &data]);
@@ -539,6 +545,7 @@ impl Drop for Testbed {
     fn drop(&mut self) {
         let _ = Command::new(script()).args(["down", &self.prefix]).output();
         let _ = std::fs::remove_dir_all(format!("/tmp/wanlb-test-{}", self.prefix));
+        let _ = std::fs::remove_dir_all(self.data_dir());
     }
 }
 
