@@ -130,6 +130,7 @@ pub(super) fn snapshot(
     if let Ok(forward) = nftables::forward_drops(&nft_table_name(&config.tun)) {
         drops.push(("forwarded_from_uplink".to_string(), forward.from_uplink));
         drops.push(("ipv6_forward".to_string(), forward.ipv6));
+        drops.push(("forwarded_from_tun".to_string(), forward.from_tun));
     }
     Snapshot {
         taken_at: unix(SystemTime::now()),
@@ -289,17 +290,22 @@ pub(super) fn log_status(shared: &Shared, table: &str, tun: &str) {
         }
     }
     let io = &shared.io;
-    let (from_uplinks, ipv6_forward) = match nftables::forward_drops(table) {
-        Ok(d) => (d.from_uplink.to_string(), d.ipv6.to_string()),
+    let (from_uplinks, ipv6_forward, from_tun) = match nftables::forward_drops(table) {
+        Ok(d) => (
+            d.from_uplink.to_string(),
+            d.ipv6.to_string(),
+            d.from_tun.to_string(),
+        ),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the forward counters");
-            ("unknown".into(), "unknown".into())
+            ("unknown".into(), "unknown".into(), "unknown".into())
         }
     };
     tracing::info!(
         engine = %drops.join(" "),
         forwarded_from_uplinks = %from_uplinks,
         ipv6_forward = %ipv6_forward,
+        forwarded_from_tun = %from_tun,
         no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
         send_errors = io.send_errors.load(Ordering::Relaxed),
         unsendable = io.unsendable.load(Ordering::Relaxed),
