@@ -96,6 +96,7 @@ pub type Loader<'a> = &'a (dyn Fn() -> Result<Config, String> + Sync);
 /// settings with `load`. Returns the final counters.
 pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counters, GatewayError> {
     let plan = preflight::plan(config)?;
+    preflight::warn_of_loose_reverse_path(&config.lan);
     tracing::info!(
         first = plan.nat_pool.0,
         last = plan.nat_pool.1,
