@@ -251,14 +251,14 @@ settings! {
 
     /// The most flows one LAN host may have; addresses that never completed a TCP handshake
     /// share one host's share per LAN network, and one port forward's connections hold as
-    /// many.
+    /// many (an eighth of that from one remote /24).
     one max_flows_per_host: Option<u32> {
         flag: "--max-flows-per-host" "N",
         file: number,
         default: (None, "a sixteenth of max_flows"),
         parse: |s, o| parse_count(s, o, 1, MAX_FLOWS.1).map(Some),
         reload: Applied,
-        doc: "flows one LAN host may have; the unverified addresses of a LAN network have as many together, and so do the connections through one port forward; at most `max_flows`",
+        doc: "flows one LAN host may have; the unverified addresses of a LAN network have as many together, and so do the connections through one port forward (an eighth of that from one remote /24); at most `max_flows`",
     }
 
     /// How many ports of each pool (uplink and protocol) one LAN host may hold; beyond that
