@@ -9,6 +9,7 @@ pub mod access;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod recent;
 pub mod server;
 #[cfg(test)]
 mod server_tests;

@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec};
 use crate::control::history::{self, History};
+use crate::control::recent::Recent;
 use crate::engine::{CarriedFlows, Counters, Engine};
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
@@ -228,6 +229,7 @@ fn serve(
         plan,
         load,
         reloading: Mutex::new(()),
+        destinations: Mutex::new(Recent::new(reload::DESTINATIONS_KEPT_MS)),
     };
     let monitor = Monitor {
         shared: &shared,

@@ -42,15 +42,26 @@ pub(super) fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
         .collect()
 }
 
-/// What the status and metrics report, now.
-pub(super) fn snapshot(
-    shared: &Shared,
-    config: &Config,
-    with_destinations: bool,
-) -> crate::control::Snapshot {
+/// The busiest destinations now: a walk over every flow, and the fast path's.
+pub(super) fn busiest_destinations(shared: &Shared) -> Vec<crate::control::DestinationReport> {
+    shared
+        .engine
+        .busiest_destinations(TOP_DESTINATIONS, &shared.carried().unwrap_or_default())
+        .into_iter()
+        .map(|d| crate::control::DestinationReport {
+            address: Ipv4Addr::from(d.addr).to_string(),
+            uplink: shared.uplinks[d.uplink].name.clone(),
+            bytes: d.bytes,
+            flows: d.flows,
+        })
+        .collect()
+}
+
+/// What the status and metrics report, now, but the busiest destinations (see
+/// [`busiest_destinations`]).
+pub(super) fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snapshot {
     use crate::control::{
-        DestinationReport, ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot,
-        UplinkReport,
+        ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot, UplinkReport,
     };
     let counters = shared.engine.counters();
     let fast = shared
@@ -163,21 +174,8 @@ pub(super) fn snapshot(
             .iter()
             .map(|e| (e.name().to_string(), counters.eviction_count(*e)))
             .collect(),
-        top_destinations: if with_destinations {
-            shared
-                .engine
-                .busiest_destinations(TOP_DESTINATIONS, &shared.carried().unwrap_or_default())
-                .into_iter()
-                .map(|d| DestinationReport {
-                    address: Ipv4Addr::from(d.addr).to_string(),
-                    uplink: shared.uplinks[d.uplink].name.clone(),
-                    bytes: d.bytes,
-                    flows: d.flows,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
+        // the control plane's, kept for a while: see [`busiest_destinations`]
+        top_destinations: Vec::new(),
         // the engine's forwards are the configured ones, in order
         forwards: config
             .forwards
