@@ -201,8 +201,9 @@ settings! {
     }
 
     /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
-    /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
-    /// never delays failover).
+    /// down) and WANLB_REASON in its environment (in the background: a slow command never
+    /// delays failover). At most 4 at once, each killed after 60 s; while they all run, a
+    /// line's newer change replaces its waiting one.
     one on_change: Option<String> {
         flag: "--on-change" "CMD",
         file: text,

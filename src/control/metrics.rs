@@ -189,6 +189,16 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
             .get_or_create(&labels(&[("reason", reason)]))
             .inc_by(*n);
     }
+    let on_change = counter(
+        &mut registry,
+        "wanlb_on_change_commands",
+        "--on-change commands, by outcome: started, failed, timed_out (killed), superseded (a newer change of the line came while it waited)",
+    );
+    for (outcome, n) in &s.on_change {
+        on_change
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(*n);
+    }
     let connections = counter(
         &mut registry,
         "wanlb_control_connections",

@@ -68,6 +68,9 @@ pub struct Snapshot {
     /// The port forwards, as configured, with their connections.
     #[serde(default)]
     pub forwards: Vec<ForwardReport>,
+    /// What became of the `--on-change` commands so far, by outcome.
+    #[serde(default)]
+    pub on_change: Vec<(String, u64)>,
 }
 
 /// LAN addresses with flows (or verified lately): those that completed a TCP handshake, and
