@@ -68,6 +68,10 @@ pub struct Snapshot {
     /// The port forwards, as configured, with their connections.
     #[serde(default)]
     pub forwards: Vec<ForwardReport>,
+    /// Flows the fast path could have taken but whose hand-over waited, its queue being full
+    /// (the workers fell behind carrying it out); they are offered again later.
+    #[serde(default)]
+    pub hand_overs_deferred: u64,
     /// What became of the `--on-change` commands so far, by outcome.
     #[serde(default)]
     pub on_change: Vec<(String, u64)>,

@@ -170,6 +170,7 @@ pub(super) fn snapshot(shared: &Shared, config: &Config) -> crate::control::Snap
         },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
+        hand_overs_deferred: counters.hand_overs_deferred,
         on_change: shared.io.hooks.counts(),
         evictions: Eviction::ALL
             .iter()
