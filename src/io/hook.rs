@@ -1,14 +1,14 @@
-//! The `--on-change` command: run through `sh -c` for every uplink state change, with the
-//! change in its environment. Each runs in a process group of its own, started from a thread
-//! of its own, so a slow command never delays the probes, the data path or the next change's
-//! command. The hysteresis keeps one line's changes seconds apart.
+//! The `--on-change` command: run through `sh -c` for every uplink state change and data
+//! cap event, with the event in its environment. Each runs in a process group of its own,
+//! started from a thread of its own, so a slow command never delays the probes, the data path
+//! or the next change's command. The hysteresis keeps one line's changes seconds apart.
 //!
 //! Bounded, so that a command that hangs while a line flaps cannot pile up processes:
 //! - at most [`HookLimits::max_running`] commands run at once; a change that comes while
 //!   they all run waits for one to finish;
-//! - one change waits per uplink: a newer change of the same uplink takes the waiting one's
-//!   place (`superseded`, logged), so the command always hears each line's latest state, and
-//!   the changes in between are counted, not run;
+//! - one state change and one cap event wait per uplink: a newer one of the same uplink and
+//!   kind takes the waiting one's place (`superseded`, logged), so the command always hears
+//!   each line's latest state and cap event, and those in between are counted, not run;
 //! - a command still running after [`HookLimits::timeout`] is killed, with everything it
 //!   started in its process group (`timed_out`, logged).
 //!
@@ -22,13 +22,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-/// One state change, as the command sees it.
+/// One state change or cap event, as the command sees it.
 #[derive(Clone, Debug)]
 pub struct Event {
     pub uplink: String,
-    /// `up` or `down`.
+    /// `up` or `down` (a state change), `cap-warn`, `cap-reached` or `cap-reset`.
+    pub event: &'static str,
+    /// The line's health: `up` or `down` (`unknown` before the first verdict).
     pub state: &'static str,
     pub reason: String,
+    /// For a cap event: the count of the period, and the cap if there is one.
+    pub cap: Option<(u64, Option<u64>)>,
+}
+
+impl Event {
+    /// Whether `other` is of the same uplink and kind (a state change, or a cap event), so
+    /// that the newer of the two may stand for both while they wait.
+    fn same_kind(&self, other: &Event) -> bool {
+        self.uplink == other.uplink && self.cap.is_some() == other.cap.is_some()
+    }
 }
 
 /// Where the monitor sends events.
@@ -97,8 +109,8 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(100)) {
             Ok(event) => {
-                if let Some(old) = waiting.iter_mut().find(|e| e.uplink == event.uplink) {
-                    tracing::warn!(uplink = %event.uplink, skipped = old.state, now = event.state, "--on-change commands all busy: a change of this uplink waiting to be run is replaced by the newer one");
+                if let Some(old) = waiting.iter_mut().find(|e| e.same_kind(&event)) {
+                    tracing::warn!(uplink = %event.uplink, skipped = old.event, now = event.event, "--on-change commands all busy: an event of this uplink waiting to be run is replaced by the newer one");
                     counts.superseded.fetch_add(1, Ordering::Relaxed);
                     *old = event;
                 } else {
@@ -125,15 +137,23 @@ pub fn run(
 }
 
 fn start(command: &str, event: Event, counts: &HookCounts) -> Option<Running> {
-    let child = Command::new("sh")
+    let mut child = Command::new("sh");
+    child
         .args(["-c", command])
         .env("WANLB_UPLINK", &event.uplink)
+        .env("WANLB_EVENT", event.event)
         .env("WANLB_STATE", event.state)
         .env("WANLB_REASON", &event.reason)
         .stdin(Stdio::null())
         // a group of its own, so that a timeout kills what the command started too
-        .process_group(0)
-        .spawn();
+        .process_group(0);
+    if let Some((bytes, cap)) = event.cap {
+        child.env("WANLB_PERIOD_BYTES", bytes.to_string());
+        if let Some(cap) = cap {
+            child.env("WANLB_CAP_BYTES", cap.to_string());
+        }
+    }
+    let child = child.spawn();
     match child {
         Ok(child) => {
             counts.started.fetch_add(1, Ordering::Relaxed);

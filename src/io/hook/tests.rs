@@ -8,8 +8,10 @@ use super::*;
 fn event(uplink: &str, state: &'static str) -> Event {
     Event {
         uplink: uplink.into(),
+        event: state,
         state,
         reason: "test".into(),
+        cap: None,
     }
 }
 
