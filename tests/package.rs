@@ -420,11 +420,14 @@ impl Container {
             .expect("systemd-nspawn (scripts/test.sh installs systemd-container)");
         let nspawn = Process::start(child);
         let nspawn_pid = nspawn.child.id().to_string();
-        // systemd, the container's PID 1, is systemd-nspawn's child
+        // systemd, the container's PID 1, is systemd-nspawn's child once started; until then
+        // the child is systemd-nspawn's own helper, which exits (taking it for the leader left
+        // every later nsenter failing), so wait for a child that runs systemd
         let leader = wait_until("the container to start", || {
             let children = run("pgrep", &["-P", &nspawn_pid]);
             let pid = String::from_utf8_lossy(&children.stdout).trim().to_string();
-            (!pid.is_empty() && !pid.contains('\n')).then_some(pid)
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (!pid.is_empty() && !pid.contains('\n') && comm.trim() == "systemd").then_some(pid)
         });
         let container = Container {
             nspawn,
