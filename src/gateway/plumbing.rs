@@ -167,13 +167,14 @@ impl NftTable {
             lans: config.lan.clone(),
             pool: plan.nat_pool,
             forwards: config
-                .forwards
-                .iter()
-                .map(|f| TableForward {
-                    uplink: usize::from(uplink_id(config, &f.uplink)),
-                    proto: f.proto.name(),
-                    port: f.port,
-                    to: f.to,
+                .forwards4()
+                .filter_map(|f| {
+                    Some(TableForward {
+                        uplink: usize::from(uplink_id(config, &f.uplink)),
+                        proto: f.proto.name(),
+                        port: f.port,
+                        to: f.to4()?,
+                    })
                 })
                 .collect(),
             other_subnets: plan

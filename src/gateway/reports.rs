@@ -138,11 +138,7 @@ pub(super) fn snapshot(
             .pins
             .iter()
             .map(|p| PinReport {
-                prefix: format!(
-                    "{}/{}",
-                    Ipv4Addr::from(p.prefix.addr()),
-                    p.prefix.prefix_len()
-                ),
+                prefix: p.prefix.to_string(),
                 uplink: p.uplink.clone(),
                 strict: p.strict,
             })
@@ -179,8 +175,7 @@ pub(super) fn snapshot(
         },
         // the engine's forwards are the configured ones, in order
         forwards: config
-            .forwards
-            .iter()
+            .forwards4()
             .zip(shared.engine.forward_counts())
             .map(|(f, count)| ForwardReport {
                 proto: f.proto.name().to_string(),

@@ -34,10 +34,12 @@ pub(super) fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
     let pins = config
         .pins
         .iter()
-        .map(|p| Pin {
-            prefix: p.prefix,
-            strict: p.strict,
-            uplink: uplink_id(config, &p.uplink),
+        .filter_map(|p| {
+            Some(Pin {
+                prefix: p.prefix.v4()?,
+                strict: p.strict,
+                uplink: uplink_id(config, &p.uplink),
+            })
         })
         .collect();
     // the secret of the NAT's port choice: from a clock, the ports would be predictable
@@ -73,14 +75,16 @@ pub(super) fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
 /// The forwards as the engine takes them.
 pub(super) fn engine_forwards(config: &Config) -> Vec<Forward> {
     config
-        .forwards
-        .iter()
-        .map(|f| Forward {
-            proto: f.proto.number(),
-            port: f.port,
-            uplink: uplink_id(config, &f.uplink),
-            host: u32::from(*f.to.ip()),
-            host_port: f.to.port(),
+        .forwards4()
+        .filter_map(|f| {
+            let to = f.to4()?;
+            Some(Forward {
+                proto: f.proto.number(),
+                port: f.port,
+                uplink: uplink_id(config, &f.uplink),
+                host: u32::from(*to.ip()),
+                host_port: to.port(),
+            })
         })
         .collect()
 }
@@ -90,6 +94,7 @@ pub(super) fn monitor_settings(config: &Config) -> MonitorSettings {
     MonitorSettings {
         health: config.health(),
         targets: config.uplink_targets(),
+        targets6: config.uplink_targets6(),
     }
 }
 
