@@ -83,6 +83,21 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
         "wanlb_uplink_state_changes",
         "Health state changes of the uplink",
     );
+    let ipv6_up = gauge(
+        &mut registry,
+        "wanlb_uplink_ipv6_up",
+        "1 while the uplink carries new IPv6 flows (its IPv6 up, judged apart from IPv4), else 0; only uplinks with IPv6",
+    );
+    let ipv6_rtt = gauge(
+        &mut registry,
+        "wanlb_uplink_ipv6_rtt_seconds",
+        "Median IPv6 health-probe round-trip time over the recent window",
+    );
+    let ipv6_loss = gauge(
+        &mut registry,
+        "wanlb_uplink_ipv6_loss_ratio",
+        "Fraction of IPv6 health probes lost over the recent window",
+    );
     let ports = gauge(
         &mut registry,
         "wanlb_nat_ports_in_use",
@@ -103,6 +118,15 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
         tx_packets.get_or_create(&l).inc_by(u.tx_packets);
         rx_packets.get_or_create(&l).inc_by(u.rx_packets);
         changes.get_or_create(&l).inc_by(u.state_changes);
+        if let Some(v6) = &u.ipv6 {
+            ipv6_up
+                .get_or_create(&l)
+                .set(if v6.usable { 1.0 } else { 0.0 });
+            if let Some(r) = v6.rtt_median_seconds {
+                ipv6_rtt.get_or_create(&l).set(r);
+            }
+            ipv6_loss.get_or_create(&l).set(v6.loss_ratio);
+        }
         for (proto, n) in [
             ("tcp", u.nat_ports_in_use.tcp),
             ("udp", u.nat_ports_in_use.udp),
@@ -249,6 +273,13 @@ mod tests {
                     udp: 2,
                     icmp: 0,
                 },
+                ipv6: Some(crate::control::Ipv6Report {
+                    state: "down".into(),
+                    usable: false,
+                    rtt_median_seconds: Some(0.02),
+                    loss_ratio: 1.0,
+                    ..crate::control::Ipv6Report::default()
+                }),
                 ..UplinkReport::default()
             }],
             flows: ProtoCounts {
@@ -282,6 +313,9 @@ mod tests {
         let text = render(&s, &control);
         for line in [
             r#"wanlb_uplink_up{uplink="isp1"} 1.0"#,
+            r#"wanlb_uplink_ipv6_up{uplink="isp1"} 0.0"#,
+            r#"wanlb_uplink_ipv6_rtt_seconds{uplink="isp1"} 0.02"#,
+            r#"wanlb_uplink_ipv6_loss_ratio{uplink="isp1"} 1.0"#,
             r#"wanlb_uplink_weight{uplink="isp1"} 2.0"#,
             r#"wanlb_uplink_tx_bytes_total{uplink="isp1"} 1000"#,
             r#"wanlb_uplink_rx_bytes_total{uplink="isp1"} 2000"#,

@@ -49,7 +49,7 @@ pub(super) fn snapshot(
     with_destinations: bool,
 ) -> crate::control::Snapshot {
     use crate::control::{
-        DestinationReport, ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot,
+        DestinationReport, ForwardReport, HostCounts, Ipv6Report, PinReport, ProtoCounts, Snapshot,
         UplinkReport,
     };
     let counters = shared.engine.counters();
@@ -104,6 +104,19 @@ pub(super) fn snapshot(
                 weight_share: f64::from(spec.weight)
                     / f64::from(config.tier_weight(spec.tier).max(1)),
                 nat_ports_in_use: ProtoCounts { tcp, udp, icmp },
+                ipv6: u.ipv6().map(|v6| Ipv6Report {
+                    state: v6.state.name().to_string(),
+                    usable: v6.is_up(status.state == crate::health::State::Up),
+                    since: unix(v6.since),
+                    reason: v6.reason.clone(),
+                    address: v6.addr.map(|a| a.to_string()),
+                    router: v6.router.map(|a| a.to_string()),
+                    router_mac: v6.router_mac.map(crate::uplink::format_mac),
+                    prefix: v6.prefix.map(|(p, len)| format!("{p}/{len}")),
+                    translation: v6.translation().to_string(),
+                    rtt_median_seconds: v6.stats.rtt_median_us.map(|us| us as f64 / 1e6),
+                    loss_ratio: v6.stats.loss(),
+                }),
             }
         })
         .collect();
