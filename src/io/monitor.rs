@@ -140,7 +140,13 @@ pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
 pub struct TableUplink<'s> {
     pub addr: Ipv4Addr,
     pub subnets: &'s [(Ipv4Addr, u8)],
+    /// On a line with IPv6: the address NAT66 uses and the prefix it delegated, now.
+    pub v6: Option<TableUplink6>,
 }
+
+/// An uplink's IPv6 as wanlb's nftables table names it: the address NAT66 uses, and the
+/// prefix it delegated.
+pub type TableUplink6 = (Option<Ipv6Addr>, Option<(Ipv6Addr, u8)>);
 
 /// Makes wanlb's nftables table name the uplinks as they are now (in the uplinks' order); the
 /// error says why it could not.
@@ -442,11 +448,14 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 v6.verdict(uplink, verdict);
             }
         }
-        if matches!(
-            change,
-            LinkChange::Address6(_) | LinkChange::Router6(_) | LinkChange::Prefix6(_)
-        ) {
-            return;
+        match change {
+            // the kernel must not answer for the new address or prefix either
+            LinkChange::Address6(_) | LinkChange::Prefix6(_) => {
+                self.apply.retry_table(&self.uplinks);
+                return;
+            }
+            LinkChange::Router6(_) => return,
+            _ => {}
         }
         if let LinkChange::Address(Some(addr)) = change {
             // the record and every copy of the address first, then the health

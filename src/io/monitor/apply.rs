@@ -75,9 +75,13 @@ impl<T: PacketIo> Apply<'_, T> {
     fn update_table(&self, uplinks: &[Watched<'_>]) -> bool {
         let now: Vec<TableUplink<'_>> = uplinks
             .iter()
-            .map(|w| TableUplink {
-                addr: self.shared.uplinks[w.id].addr(),
-                subnets: w.addressing.subnets(),
+            .map(|w| {
+                let uplink = &self.shared.uplinks[w.id];
+                TableUplink {
+                    addr: uplink.addr(),
+                    subnets: w.addressing.subnets(),
+                    v6: uplink.ipv6().map(|v6| (v6.addr, v6.prefix)),
+                }
             })
             .collect();
         match (self.table)(&now) {
