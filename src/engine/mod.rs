@@ -32,6 +32,7 @@ pub mod fragment;
 pub mod hosts;
 pub mod limits;
 pub mod nat;
+pub mod nptv6;
 pub mod offload;
 pub mod port_forward;
 pub mod select;
