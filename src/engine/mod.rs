@@ -32,6 +32,7 @@ pub mod fragment;
 pub mod hosts;
 pub mod limits;
 pub mod nat;
+pub mod nptv6;
 pub mod offload;
 pub mod port_forward;
 pub mod select;
@@ -46,6 +47,7 @@ mod lifecycle;
 mod outbound;
 mod report;
 mod uplinks;
+mod v6;
 
 use affinity::Affinity;
 use answer::RateLimit;
@@ -63,6 +65,7 @@ pub use offload::{
 };
 pub use report::{BusyDestination, Counters, UplinkCounters};
 pub use time::{Stamp, Timestamp};
+pub use v6::{SEQUENCE_PROBE6, Uplink6};
 pub use verdict::{DropReason, Verdict};
 pub use wire::L4Checksum;
 
@@ -233,8 +236,10 @@ pub struct Engine {
     /// Sources translated; empty: all.
     lan_nets: Vec<Prefix>,
     forwards: Forwards,
-    /// The flow table's fill, limit and evictions.
+    /// The flow table's fill, limit and evictions (IPv6 flows count too).
     room: Room,
+    /// The IPv6 tables and each line's IPv6 (see `v6`).
+    v6: v6::State6,
 }
 
 /// A panic while a lock was held leaves the tables consistent (no update spans a panic
@@ -245,6 +250,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
+        let v6 = v6::State6::new(&config);
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
         let n = config.uplinks.len();
@@ -298,6 +304,7 @@ impl Engine {
             lan_nets: Vec::new(),
             forwards: Forwards::default(),
             room: Room::new(&config.limits),
+            v6,
         }
     }
 

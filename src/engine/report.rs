@@ -101,11 +101,18 @@ impl Engine {
                 total.add(part);
             }
         }
+        // a line's traffic and flows, whichever the family
+        self.v6.add_counters(&mut c.uplinks);
         c
     }
 
+    /// Live flows, IPv4 and IPv6 ([`Engine::flows6`] for IPv6 alone).
     pub fn flow_count(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).flows.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| lock(s).flows.len())
+            .sum::<usize>()
+            + self.flows6()
     }
 
     /// The most flows the table holds (--max-flows).

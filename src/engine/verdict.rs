@@ -9,7 +9,7 @@ use super::{UplinkId, answer, wire};
 pub enum DropReason {
     /// Too short, or a length field that does not fit.
     Malformed,
-    /// IPv6 or anything else that is not IPv4 (IPv6 support comes later).
+    /// Neither IPv4 nor IPv6 (the version nibble says another); the name predates IPv6.
     NotIpv4,
     /// A fragment that cannot be translated: one from an uplink (the packet sockets
     /// reassemble what arrives there, so none should get here), or an ICMP error quoting a
@@ -90,10 +90,21 @@ pub enum DropReason {
     /// (--max-flows-per-host), and none of them that never completed was found to end for the
     /// new one (see [`super::limits`]).
     ForwardFlowLimit,
+    /// An IPv6 packet with an extension header the engine does not walk (a routing header
+    /// with segments left, ESP, AH, mobility, more headers than a host sends): see
+    /// [`super::wire::ipv6`].
+    Ipv6ExtensionHeader,
+    /// An IPv6 packet NPTv6 cannot translate: the 16-bit word its checksum-neutral adjustment
+    /// goes into reads 0xffff (RFC 6296 3.5 and 3.6), or its address is outside the LAN
+    /// prefix the uplink's prefix maps.
+    Nptv6Untranslatable,
+    /// An IPv6 packet from the LAN while no uplink has IPv6 (no address, no prefix, or its
+    /// IPv6 down): [`DropReason::NoUplink`] is for lines that are down altogether.
+    NoIpv6Uplink,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -123,6 +134,9 @@ impl DropReason {
         DropReason::UnverifiedFlowLimit,
         DropReason::UnverifiedPortLimit,
         DropReason::ForwardFlowLimit,
+        DropReason::Ipv6ExtensionHeader,
+        DropReason::Nptv6Untranslatable,
+        DropReason::NoIpv6Uplink,
     ];
 
     pub fn name(self) -> &'static str {
@@ -156,6 +170,9 @@ impl DropReason {
             DropReason::UnverifiedFlowLimit => "unverified_flow_limit",
             DropReason::UnverifiedPortLimit => "unverified_port_limit",
             DropReason::ForwardFlowLimit => "forward_flow_limit",
+            DropReason::Ipv6ExtensionHeader => "ipv6_extension_header",
+            DropReason::Nptv6Untranslatable => "nptv6_untranslatable",
+            DropReason::NoIpv6Uplink => "no_ipv6_uplink",
         }
     }
 
@@ -217,6 +234,7 @@ impl From<wire::Error> for DropReason {
         match e {
             wire::Error::Truncated | wire::Error::Malformed => DropReason::Malformed,
             wire::Error::Version => DropReason::NotIpv4,
+            wire::Error::ExtensionHeader => DropReason::Ipv6ExtensionHeader,
         }
     }
 }
