@@ -561,8 +561,12 @@ fn check_forwards(
                     ),
                 });
             }
-            // the kernel's own IPv6 services on the uplink are checked with the IPv4 ones:
-            // `ss` lists both, and a wildcard one holds both
+            errors.push(ConfigError {
+                origin: f.origin.clone(),
+                message: format!(
+                    "{f}: forwarding a port to an IPv6 host is not carried yet (IPv4 forwards are); with prefix6 (NPTv6) the host is reachable at its translated address once its own firewall and wanlb's let a connection in, which they do not yet either"
+                ),
+            });
             continue;
         }
         let Some(&(_, addr)) = uplink_addrs.iter().find(|(name, _)| *name == f.uplink) else {

@@ -37,7 +37,7 @@ use crate::uplink::{self, Addressing, Ipv6Facts, LinkKind, Uplink};
 use plumbing::{NftTable, plumb};
 pub use plumbing::{ROUTE_TABLE, nft_table_name};
 use reload::Control;
-use settings::{engine_config, engine_forwards, monitor_settings};
+use settings::{engine_config, engine_forwards, engine_pins6, monitor_settings, net6};
 
 pub const STATE_DIR: &str = "/run/wanlb";
 
@@ -271,8 +271,11 @@ fn start_engine(config: &Config, plan: &Plan, fast_path: Option<&Arc<TcFastPath>
         embryonic_per_forward = limits.max_embryonic_per_forward,
         "flow limits"
     );
+    let lan6 = plan.lan_sources6.iter().filter_map(|n| net6(*n)).collect();
     let mut engine = Engine::new(engine_config)
         .with_lan_nets(plan.lan_sources.clone())
+        .with_lan_nets6(lan6)
+        .with_pins6(engine_pins6(config))
         .with_forwards(engine_forwards(config));
     if let Some(fast) = fast_path {
         engine = engine.with_fast_path(fast.reaches());

@@ -4,9 +4,10 @@
 
 use std::time::SystemTime;
 
-use crate::config::{Config, HostTraffic, OnUplinkDown};
+use crate::config::{Config, HostTraffic, Net6, OnUplinkDown};
+use crate::engine::family::V6;
 use crate::engine::port_forward::Forward;
-use crate::engine::select::Pin;
+use crate::engine::select::{Pin, Prefix};
 use crate::engine::{EngineConfig, UplinkConfig};
 use crate::io::host_route::HostRouteSettings;
 use crate::io::monitor::MonitorSettings;
@@ -70,6 +71,27 @@ pub(super) fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
         udp_affinity: config.udp_affinity,
         limits: config.limits(plan.nat_pool, machine_memory()),
     }
+}
+
+/// The IPv6 pins as the engine takes them.
+pub(super) fn engine_pins6(config: &Config) -> Vec<Pin<V6>> {
+    config
+        .pins
+        .iter()
+        .filter_map(|p| {
+            let net = p.prefix.v6()?;
+            Some(Pin {
+                prefix: net6(net)?,
+                strict: p.strict,
+                uplink: uplink_id(config, &p.uplink),
+            })
+        })
+        .collect()
+}
+
+/// An IPv6 network of the settings as the engine keeps it.
+pub(super) fn net6(net: Net6) -> Option<Prefix<V6>> {
+    Prefix::masked(u128::from(net.addr()), net.prefix_len())
 }
 
 /// The forwards as the engine takes them.

@@ -374,9 +374,12 @@ impl<'a, T: PacketIo> Running<'a, T> {
                     self.apply.verdict(w, change);
                 }
                 if let Some(v6) = &mut w.v6 {
+                    let uplink = &shared.uplinks[w.id];
                     for change in v6.health.tick(now) {
-                        v6.verdict(&shared.uplinks[w.id], change);
+                        v6.verdict(uplink, change);
                     }
+                    let probes = v6.tell(&shared.engine, uplink, &mut w.sockets.filters);
+                    self.apply.send_to_lan(probes);
                 }
             }
         }

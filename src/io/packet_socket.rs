@@ -19,6 +19,8 @@ pub const ETH_HEADER: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86DD;
+/// Every protocol: what a data socket of a line with IPv6 is bound to.
+const ETH_P_ALL: u16 = 0x0003;
 
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_VNET_HDR: libc::c_int = 15;
@@ -51,6 +53,9 @@ pub struct PacketSocket {
 struct BareSender {
     fd: OwnedFd,
     to: libc::sockaddr_ll,
+    /// On a line with IPv6, the sender of its IPv6 packets (the protocol goes with the
+    /// address).
+    v6: Option<Box<BareSender>>,
 }
 
 impl BareSender {
@@ -64,11 +69,27 @@ impl BareSender {
         Ok(BareSender {
             fd,
             to: link_address(ifindex, ethertype),
+            v6: None,
         })
     }
 
+    /// Sends the first packets of `packets` that are of one IP version; returns how many
+    /// went.
     fn send_many(&self, packets: &[&[u8]]) -> io::Result<usize> {
-        super::batch::send_batch_via(self.fd.as_raw_fd(), packets, &self.to)
+        let is_v6 = |p: &&[u8]| p.first().is_some_and(|b| b >> 4 == 6);
+        let Some(v6) = &self.v6 else {
+            return super::batch::send_batch_via(self.fd.as_raw_fd(), packets, &self.to);
+        };
+        let first_v6 = packets.first().is_some_and(is_v6);
+        let run = packets
+            .iter()
+            .position(|p| is_v6(p) != first_v6)
+            .unwrap_or(packets.len());
+        let (fd, to) = match first_v6 {
+            true => (v6.fd.as_raw_fd(), &v6.to),
+            false => (self.fd.as_raw_fd(), &self.to),
+        };
+        super::batch::send_batch_via(fd, &packets[..run], to)
     }
 }
 
@@ -122,15 +143,17 @@ fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
 }
 
 impl PacketSocket {
-    /// A data socket on `ifindex`, a link of kind `link`, for IPv4 frames passing `filter`,
-    /// with the virtio-net header, joined to fanout group `fanout_group` (one group per
-    /// uplink). On a point-to-point link it sends complete IP packets, without the virtio-net
-    /// header, through a socket of its own.
+    /// A data socket on `ifindex`, a link of kind `link`, for IPv4 frames passing `filter`
+    /// (with `ipv6`, IPv6 ones too: it is bound to every protocol), with the virtio-net
+    /// header, joined to fanout group `fanout_group` (one group per uplink). On a
+    /// point-to-point link it sends complete IP packets, without the virtio-net header,
+    /// through a socket of its own per IP version.
     pub fn open_data(
         ifindex: u32,
         link: LinkKind,
         filters: &SocketFilters,
         fanout_group: u16,
+        ipv6: bool,
     ) -> io::Result<PacketSocket> {
         let fd = vnet_socket()?;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
@@ -141,7 +164,7 @@ impl PacketSocket {
             )
             .ok();
         filters.attach(Filter::Replies, &fd)?;
-        bind(&fd, ifindex, ETH_P_IP)?;
+        bind(&fd, ifindex, if ipv6 { ETH_P_ALL } else { ETH_P_IP })?;
         let fanout =
             u32::from(fanout_group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
         setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT, &fanout)?;
@@ -151,7 +174,13 @@ impl PacketSocket {
         set_nonblocking(&fd)?;
         let bare = match link {
             LinkKind::Ethernet => None,
-            LinkKind::PointToPoint => Some(BareSender::open(ifindex, ETH_P_IP)?),
+            LinkKind::PointToPoint => Some(BareSender {
+                v6: match ipv6 {
+                    true => Some(Box::new(BareSender::open(ifindex, ETH_P_IPV6)?)),
+                    false => None,
+                },
+                ..BareSender::open(ifindex, ETH_P_IP)?
+            }),
         };
         Ok(PacketSocket { fd, rx, bare })
     }

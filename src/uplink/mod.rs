@@ -183,6 +183,15 @@ impl Uplink {
         }
     }
 
+    /// Where its IPv6 packets go next: its IPv6 router once neighbour discovery found its
+    /// MAC, or the peer of a point-to-point link.
+    pub fn next_hop6(&self) -> Option<NextHop> {
+        match self.link {
+            LinkKind::Ethernet => self.ipv6()?.router_mac.map(NextHop::Gateway),
+            LinkKind::PointToPoint => self.v6.as_ref().map(|_| NextHop::Peer),
+        }
+    }
+
     pub fn gateway_mac(&self) -> Option<[u8; 6]> {
         match self.gateway_mac.load(Ordering::Relaxed) {
             0 => None,

@@ -5,10 +5,13 @@
 
 use std::net::Ipv6Addr;
 
+use crate::engine::select::Prefix;
+use crate::engine::{Engine, SEQUENCE_PROBE6, Uplink6};
 use crate::health::{HealthSettings, State, Transition, UplinkHealth};
 use crate::probe::ProbeKey;
 use crate::uplink::{LinkChange, LinkKind, Uplink, UplinkId, format_mac};
 
+use super::super::filters::SocketFilters;
 use super::super::packet_socket::PacketSocket;
 use super::ipv6::{self, ECHO6_FRAME, Hop6};
 
@@ -22,6 +25,8 @@ pub(super) struct Watch6 {
     nd_misses: u32,
     /// Where its socket is in the poller.
     pub at: usize,
+    /// What the engine and the socket filters were last told of the line's IPv6.
+    told: Option<Uplink6>,
 }
 
 impl Watch6 {
@@ -41,6 +46,7 @@ impl Watch6 {
             targets,
             nd_misses: 0,
             at: 0,
+            told: None,
         })
     }
 
@@ -216,6 +222,45 @@ impl Watch6 {
         .into_iter()
         .flatten()
         .collect()
+    }
+}
+
+impl Watch6 {
+    /// Tells the engine, and the socket filters `filters`, the line's IPv6 as the record has
+    /// it now, if that changed since they were last told: the address NAT66 uses, the prefix
+    /// NPTv6 maps into, and whether new IPv6 flows may use the line. Returns the engine's
+    /// packets for LAN hosts (TCP connections of the line ended).
+    pub fn tell(
+        &mut self,
+        engine: &Engine,
+        uplink: &Uplink,
+        filters: &mut SocketFilters,
+    ) -> Vec<[u8; SEQUENCE_PROBE6]> {
+        let Some(facts) = uplink.ipv6() else {
+            return Vec::new();
+        };
+        let now = Uplink6 {
+            addr: facts.addr.map(u128::from),
+            prefix: facts
+                .prefix
+                .and_then(|(p, len)| Prefix::masked(u128::from(p), len)),
+            up: facts.is_up(uplink.is_up()),
+        };
+        if self.told == Some(now) {
+            return Vec::new();
+        }
+        let moved = self
+            .told
+            .is_none_or(|t| (t.addr, t.prefix) != (now.addr, now.prefix));
+        if moved && let Err(e) = filters.set_ipv6(facts.addr, facts.prefix) {
+            tracing::warn!(uplink = %uplink.name, error = %e,
+                "cannot give the socket filters the line's IPv6; its IPv6 replies are not seen");
+        }
+        if self.told.is_some_and(|t| t.up != now.up) || (self.told.is_none() && now.up) {
+            tracing::info!(uplink = %uplink.name, takes_ipv6_flows = now.up, "IPv6 flows through this line");
+        }
+        self.told = Some(now);
+        engine.set_uplink6(uplink.id, now)
     }
 }
 
