@@ -727,7 +727,7 @@ impl Stream {
 fn tcp_check(dst: SocketAddr, bytes: u64) -> Result<()> {
     const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
     const CHUNK: usize = 64 * 1024;
-    let conn = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))
+    let conn = TcpStream::connect_timeout(&dst, Duration::from_secs(5))
         .map_err(|e| format!("connect {dst}: {e}"))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
