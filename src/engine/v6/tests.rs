@@ -388,6 +388,12 @@ fn an_error_from_the_lan_goes_back_for_a_flow_it_quotes() {
         unreachable,
         error(LINE0_ADDR, server(1), 1, [0; 4], &as_sent)
     );
+    // one quoting a live flow's packet but sent elsewhere than that packet's sender
+    let mut elsewhere = error(HOST, server(7), 1, [0; 4], &delivered);
+    assert_eq!(
+        out(&e, t(1), &mut elsewhere),
+        Verdict::Drop(DropReason::ForgedIcmpError)
+    );
     // one about no flow would leave from the line's address to anyone
     let stray = packet(server(9), HOST, PROTO_UDP, &udp(53, 5353, b"x"));
     let mut forged = error(HOST, server(9), 1, [0; 4], &stray);
@@ -574,6 +580,13 @@ fn a_tcp_connection_on_a_dead_line_is_reset_with_the_hosts_own_sequence_number()
         &tcp(40000, 443, 100, 0, SYN, &[]),
     );
     assert_eq!(out(&e, t(0), &mut syn), Verdict::Uplink(0));
+    let as_sent = packet(
+        LINE0_ADDR,
+        server(1),
+        PROTO_TCP,
+        &tcp(61000, 443, 100, 0, SYN, &[]),
+    );
+    assert_eq!(syn, as_sent);
     let mut syn_ack = packet(
         server(1),
         LINE0_ADDR,
