@@ -444,3 +444,95 @@ fn a_stop_undoes_the_ipv6_settings_and_a_crash_refuses_the_lans_ipv6() {
     tb.ok("gw", &[WANLB, "cleanup", "--state-dir", &state_dir]);
     assert_eq!(state(&tb), before);
 }
+
+/// An Ethernet frame holding an IPv6 packet to `dst` whose next header is `next` and whose
+/// payload starts with `l4`.
+fn frame6(dst: &str, next: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[next, 64]);
+    f.extend_from_slice(&"2001:2:ff::1".parse::<Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(l4);
+    f
+}
+
+#[test]
+fn the_data_sockets_filter_keeps_the_lines_ipv6_and_leaves_the_kernel_its_own() {
+    use wanlb::io::filters::{Filter, SocketFilters};
+    use wanlb::uplink::LinkKind;
+    require_root_and_tools();
+    let mut filters = SocketFilters::load(
+        [198, 18, 1, 1].into(),
+        LinkKind::Ethernet,
+        (1024, 32767),
+        &[],
+        40000,
+    )
+    .expect("filters load");
+    let keeps =
+        |f: &SocketFilters, frame: &[u8]| f.keeps(Filter::Replies, frame).expect("test run");
+    let ports = |dport: u16| {
+        let mut l4 = vec![0u8; 8];
+        l4[..2].copy_from_slice(&443u16.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4
+    };
+    let icmp6 = |kind: u8, id: u16| {
+        let mut l4 = vec![kind, 0, 0, 0];
+        l4.extend_from_slice(&id.to_be_bytes());
+        l4.extend_from_slice(&[0, 1]);
+        l4
+    };
+    const ADDR: &str = "2001:2:0:2::1";
+    // nothing before the line's IPv6 is known
+    assert!(!keeps(&filters, &frame6(ADDR, 17, &ports(2000))));
+    filters
+        .set_ipv6(
+            Some(ADDR.parse().unwrap()),
+            Some(("2001:2:1::".parse().unwrap(), 48)),
+        )
+        .unwrap();
+    // NAT66: TCP and UDP to the pool, not the gateway's own ports
+    assert!(keeps(&filters, &frame6(ADDR, 17, &ports(2000))));
+    assert!(keeps(&filters, &frame6(ADDR, 6, &ports(32767))));
+    assert!(!keeps(&filters, &frame6(ADDR, 6, &ports(22))));
+    assert!(!keeps(&filters, &frame6(ADDR, 17, &ports(40000))));
+    // ICMPv6: errors and echo replies in the pool are wanlb's; the health probes' replies,
+    // echo requests and neighbour discovery the kernel's (or the probe socket's)
+    assert!(keeps(&filters, &frame6(ADDR, 58, &icmp6(2, 0))));
+    assert!(keeps(&filters, &frame6(ADDR, 58, &icmp6(1, 0))));
+    assert!(keeps(&filters, &frame6(ADDR, 58, &icmp6(129, 5000))));
+    assert!(!keeps(&filters, &frame6(ADDR, 58, &icmp6(129, 40000))));
+    assert!(!keeps(&filters, &frame6(ADDR, 58, &icmp6(128, 5000))));
+    for nd in [133, 134, 135, 136, 137] {
+        assert!(
+            !keeps(&filters, &frame6(ADDR, 58, &icmp6(nd, 0))),
+            "type {nd}"
+        );
+    }
+    // NPTv6: everything to the delegated prefix (the engine filters it), nothing beside it
+    assert!(keeps(
+        &filters,
+        &frame6("2001:2:1:0:dcff::10", 17, &ports(22))
+    ));
+    assert!(keeps(
+        &filters,
+        &frame6("2001:2:1:ffff::1", 58, &icmp6(128, 0))
+    ));
+    assert!(!keeps(&filters, &frame6("2001:2:2::1", 17, &ports(2000))));
+    assert!(!keeps(&filters, &frame6("2001:2:0:2::2", 17, &ports(2000))));
+    // a frame too short for its addresses
+    assert!(!keeps(&filters, &frame6(ADDR, 17, &ports(2000))[..40]));
+    // IPv4 as before
+    let mut v4 = vec![0u8; 12];
+    v4.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    v4.extend_from_slice(&[198, 19, 0, 1, 198, 18, 1, 1]);
+    v4.extend_from_slice(&ports(2000));
+    assert!(keeps(&filters, &v4));
+    // the address gone, the prefix withdrawn: nothing
+    filters.set_ipv6(None, None).unwrap();
+    assert!(!keeps(&filters, &frame6(ADDR, 17, &ports(2000))));
+    assert!(!keeps(&filters, &frame6("2001:2:1::1", 17, &ports(2000))));
+}
