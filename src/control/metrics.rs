@@ -139,8 +139,15 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
     let flows = gauge(
         &mut registry,
         "wanlb_flows_active",
-        "Live flows, per protocol",
+        "Live flows, per protocol (IPv4)",
     );
+    gauge(
+        &mut registry,
+        "wanlb_flows_ipv6_active",
+        "Live IPv6 flows, every protocol",
+    )
+    .get_or_create(&labels(&[]))
+    .set(s.flows_ipv6 as f64);
     for (proto, n) in [
         ("tcp", s.flows.tcp),
         ("udp", s.flows.udp),
@@ -287,6 +294,7 @@ mod tests {
                 udp: 5,
                 icmp: 6,
             },
+            flows_ipv6: 12,
             affinity_entries: 7,
             flow_limit: 65_536,
             hosts: crate::control::HostCounts {
@@ -326,6 +334,7 @@ mod tests {
             r#"wanlb_uplink_state_changes_total{uplink="isp1"} 3"#,
             r#"wanlb_nat_ports_in_use{uplink="isp1",proto="udp"} 2.0"#,
             r#"wanlb_flows_active{proto="icmp"} 6.0"#,
+            "wanlb_flows_ipv6_active 12.0",
             "wanlb_affinity_entries 7.0",
             r#"wanlb_drops_total{reason="no_flow"} 9"#,
             r#"wanlb_evictions_total{reason="early_drop"} 11"#,

@@ -46,8 +46,11 @@ pub struct Snapshot {
     pub taken_at: u64,
     pub uplinks: Vec<UplinkReport>,
     pub pins: Vec<PinReport>,
-    /// Live flows by protocol.
+    /// Live flows by protocol (IPv4).
     pub flows: ProtoCounts,
+    /// Live IPv6 flows, every protocol.
+    #[serde(default)]
+    pub flows_ipv6: u64,
     /// The most flows the table holds (--max-flows).
     #[serde(default)]
     pub flow_limit: u64,

@@ -87,6 +87,9 @@ pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
         "flows: {} tcp, {} udp, {} icmp; destinations bound: {}\n",
         s.flows.tcp, s.flows.udp, s.flows.icmp, s.affinity_entries
     );
+    if s.uplinks.iter().any(|u| u.ipv6.is_some()) {
+        out += &format!("IPv6 flows: {}\n", s.flows_ipv6);
+    }
     for p in &s.pins {
         out += &format!(
             "pin {} -> {}{}\n",

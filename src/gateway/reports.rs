@@ -121,6 +121,7 @@ pub(super) fn snapshot(
         })
         .collect();
     let [tcp, udp, icmp] = shared.engine.flows_by_proto();
+    let flows_ipv6 = shared.engine.flows6() as u64;
     let io = &shared.io;
     let mut drops: Vec<(String, u64)> = DropReason::ALL
         .iter()
@@ -157,6 +158,7 @@ pub(super) fn snapshot(
             })
             .collect(),
         flows: ProtoCounts { tcp, udp, icmp },
+        flows_ipv6,
         flow_limit: u64::from(shared.engine.flow_limit()),
         hosts: {
             let (verified, unverified) = shared.engine.host_counts();
