@@ -442,9 +442,15 @@ fn print_summary(config: &Config, plan: Option<&Plan>) {
                 (false, _) => format!("ping {}", targets.join(", ")),
             }
         );
-        print_ipv6(config, u, found.and_then(|r| r.v6.as_ref()), link);
+        if config.has_ipv6() {
+            print_ipv6(config, u, found.and_then(|r| r.v6.as_ref()), link);
+        }
     }
-    if config.has_ipv6() {
+    if !config.has_ipv6() {
+        println!(
+            "  IPv6: not carried (no uplink has gw6); the kernel's forwarding of the LAN's IPv6 to the lines stays dropped"
+        );
+    } else {
         let lan6: Vec<String> = match plan {
             Some(p) => p.lan_sources6.iter().map(ToString::to_string).collect(),
             None => config
