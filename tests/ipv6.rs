@@ -536,3 +536,49 @@ fn the_data_sockets_filter_keeps_the_lines_ipv6_and_leaves_the_kernel_its_own() 
     assert!(!keeps(&filters, &frame6(ADDR, 17, &ports(2000))));
     assert!(!keeps(&filters, &frame6("2001:2:1::1", 17, &ports(2000))));
 }
+
+#[test]
+fn prefix6_auto_follows_a_delegated_prefix_and_its_renumbering_without_a_restart() {
+    let tb = testbed();
+    let _inet = start_internet6(&tb);
+    // what systemd-networkd and dhcpcd put in for a delegated prefix
+    let delegate = |verb: &str, prefix: &str| {
+        tb.ok(
+            "gw",
+            &[
+                "ip",
+                "-6",
+                "route",
+                verb,
+                "unreachable",
+                prefix,
+                "proto",
+                "dhcp",
+            ],
+        );
+    };
+    delegate("add", "2001:2:1::/56");
+    let mut auto = args(&["--pin", "2001:2:ff::/48=isp1"]);
+    auto[3] = "isp1,dev=eth1,gw=198.18.1.254,weight=2,gw6=2001:2:0:1::fe,prefix6=auto".into();
+    let gw = start(&tb, &auto);
+    let seen = spread6(&tb, INTERNET6, 4, 1, 22000);
+    assert!(
+        seen.iter().all(|(_, a)| in_prefix(*a, "2001:2:1::/64")),
+        "the LAN's /64 maps to the delegated /56's first: {seen:?}"
+    );
+    // the client renews with another prefix and withdraws the old one
+    delegate("add", "2001:2:1:100::/56");
+    delegate("del", "2001:2:1::/56");
+    gw.wait_for(
+        "delegated IPv6 prefix uplink=isp1 prefix=2001:2:1:100::/56",
+        "the new prefix",
+    );
+    // new flows (new destinations) leave from the new prefix
+    let seen = spread6(&tb, "2001:2:ff::20", 4, 1, 22100);
+    assert!(
+        seen.iter().all(|(_, a)| in_prefix(*a, "2001:2:1:100::/64")),
+        "{seen:?}"
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}

@@ -53,10 +53,22 @@ pub(super) fn plumb(
     let tun = &config.tun;
     // The device, its route and its sysctls vanish with the last queue, crash or not: they
     // need no undo.
+    // The gateway's own IPv6 stack would talk on the device (duplicate address detection,
+    // router solicitations, multicast listener reports, from a link-local address), and wanlb
+    // would read that as LAN traffic from outside the LAN: without lines that carry IPv6 the
+    // device has no IPv6 at all; with, it makes no link-local address, which is what the
+    // stack would talk from, and no multicast (its listener reports would go out without
+    // one).
+    let v6 = match config.has_ipv6() {
+        false => ("disable_ipv6", "1", ""),
+        true => ("addr_gen_mode", "1", " multicast off"),
+    };
+    system::write_sysctl(&format!("net/ipv6/conf/{tun}/{}", v6.0), v6.1)?;
     system::run(
         "ip",
         &words(&format!(
-            "link set dev {tun} mtu {mtu} txqueuelen {TUN_QUEUE_LEN} up"
+            "link set dev {tun} mtu {mtu} txqueuelen {TUN_QUEUE_LEN}{} up",
+            v6.2
         )),
         None,
     )?;

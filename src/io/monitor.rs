@@ -452,9 +452,17 @@ impl<'a, T: PacketIo> Running<'a, T> {
             }
         }
         match change {
-            // the kernel must not answer for the new address or prefix either
+            // the record first, then the nftables table (the kernel must not answer for the
+            // new address or prefix either), the socket filters and the engine
             LinkChange::Address6(_) | LinkChange::Prefix6(_) => {
                 self.apply.retry_table(&self.uplinks);
+                let w = &mut self.uplinks[usize::from(id)];
+                let uplink = &shared.uplinks[w.id];
+                if let Some(v6) = &mut w.v6 {
+                    let probes = v6.tell(&shared.engine, uplink, &mut w.sockets.filters);
+                    self.apply.send_to_lan(probes);
+                }
+                watch6::log_renumbering(uplink, &change);
                 return;
             }
             LinkChange::Router6(_) => return,

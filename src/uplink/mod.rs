@@ -66,6 +66,9 @@ pub struct Uplink {
     status: Mutex<Status>,
     /// Its IPv6, on a line that carries IPv6 (`gw6`).
     v6: Option<Mutex<Ipv6Facts>>,
+    /// Its IPv6 router's MAC in the low 48 bits (0 while unknown), kept beside the facts
+    /// for the packet path, which reads it for every IPv6 packet it sends.
+    router_mac6: AtomicU64,
 }
 
 impl Uplink {
@@ -92,6 +95,7 @@ impl Uplink {
                 changes: 0,
             }),
             v6: None,
+            router_mac6: AtomicU64::new(0),
         }
     }
 
@@ -116,7 +120,11 @@ impl Uplink {
     /// IPv6).
     pub(crate) fn update_ipv6<R>(&self, f: impl FnOnce(&mut Ipv6Facts) -> R) -> Option<R> {
         let v6 = self.v6.as_ref()?;
-        Some(f(&mut v6.lock().unwrap_or_else(|p| p.into_inner())))
+        let mut facts = v6.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(&mut facts);
+        let mac = facts.router_mac.map_or(0, mac_to_u64);
+        self.router_mac6.store(mac, Ordering::Relaxed);
+        Some(r)
     }
 
     /// On interface `ifindex`, whose MAC is `mac` (all zero on a point-to-point link).
@@ -186,9 +194,11 @@ impl Uplink {
     /// Where its IPv6 packets go next: its IPv6 router once neighbour discovery found its
     /// MAC, or the peer of a point-to-point link.
     pub fn next_hop6(&self) -> Option<NextHop> {
-        match self.link {
-            LinkKind::Ethernet => self.ipv6()?.router_mac.map(NextHop::Gateway),
-            LinkKind::PointToPoint => self.v6.as_ref().map(|_| NextHop::Peer),
+        self.v6.as_ref()?;
+        match (self.link, self.router_mac6.load(Ordering::Relaxed)) {
+            (LinkKind::Ethernet, 0) => None,
+            (LinkKind::Ethernet, mac) => Some(NextHop::Gateway(u64_to_mac(mac))),
+            (LinkKind::PointToPoint, _) => Some(NextHop::Peer),
         }
     }
 

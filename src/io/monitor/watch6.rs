@@ -190,10 +190,6 @@ impl Watch6 {
                 vec![self.health.carrier(carrier && !stranded)]
             }
             LinkChange::Address6(addr) => {
-                match addr {
-                    Some(a) => tracing::info!(uplink = %name, address = %a, "IPv6 address"),
-                    None => tracing::info!(uplink = %name, "the interface has no IPv6 address for the line"),
-                }
                 uplink.update_ipv6(|f| f.addr = addr);
                 vec![self.health.address(addr.is_some())]
             }
@@ -210,10 +206,6 @@ impl Watch6 {
                 Vec::new()
             }
             LinkChange::Prefix6(prefix) => {
-                match prefix {
-                    Some((p, len)) => tracing::info!(uplink = %name, prefix = %format!("{p}/{len}"), "delegated IPv6 prefix"),
-                    None => tracing::info!(uplink = %name, "the delegated IPv6 prefix is gone: IPv6 flows through this line stop until one is delegated again"),
-                }
                 uplink.update_ipv6(|f| f.prefix = prefix);
                 Vec::new()
             }
@@ -261,6 +253,26 @@ impl Watch6 {
         }
         self.told = Some(now);
         engine.set_uplink6(uplink.id, now)
+    }
+}
+
+/// Says in the log that `uplink`'s IPv6 address or delegated prefix changed, once the change
+/// is in effect everywhere.
+pub(super) fn log_renumbering(uplink: &Uplink, change: &LinkChange) {
+    let name = &uplink.name;
+    match *change {
+        LinkChange::Address6(Some(a)) => {
+            tracing::info!(uplink = %name, address = %a, "IPv6 address")
+        }
+        LinkChange::Address6(None) => {
+            tracing::info!(uplink = %name, "the interface has no IPv6 address for the line")
+        }
+        LinkChange::Prefix6(Some((p, len))) => {
+            tracing::info!(uplink = %name, prefix = %format!("{p}/{len}"), "delegated IPv6 prefix")
+        }
+        LinkChange::Prefix6(None) => tracing::info!(uplink = %name,
+            "the delegated IPv6 prefix is gone: IPv6 flows through this line stop until one is delegated again"),
+        _ => {}
     }
 }
 
