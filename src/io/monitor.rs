@@ -24,6 +24,7 @@ use crate::uplink::{Addressing, LinkChange, LinkEvent, NextHop, Uplink, UplinkId
 use super::arp;
 use super::fd::Poller;
 use super::hook::Events;
+use super::metering::Metering;
 use super::netlink::LinkWatch;
 use super::packet_socket::{ETH_HEADER, ETH_P_IP};
 use super::uplink_sockets::UplinkSockets;
@@ -57,8 +58,8 @@ pub fn probe_key(pool: (u16, u16)) -> io::Result<ProbeKey> {
 /// What the monitor does by the settings, which a reload may change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MonitorSettings {
-    /// How each uplink's health is judged.
-    pub health: HealthSettings,
+    /// How each uplink's health is judged, in the uplinks' order.
+    pub health: Vec<HealthSettings>,
     /// Each uplink's health targets, in the uplinks' order.
     pub targets: Vec<Vec<Ipv4Addr>>,
     /// Each uplink's IPv6 health targets, in the uplinks' order.
@@ -134,6 +135,15 @@ pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
     })
 }
 
+/// The length of the IP packet `ip` (a link layer's padding beyond it is not the uplink's
+/// traffic), or of what was read if its header says more.
+fn ip_len(ip: &[u8]) -> usize {
+    match ip.get(2..4) {
+        Some(&[hi, lo]) => ip.len().min(usize::from(u16::from_be_bytes([hi, lo]))),
+        _ => ip.len(),
+    }
+}
+
 /// An uplink as wanlb's nftables table names it: the address it uses now, and the subnets of
 /// its interface (which the kernel routes itself).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,7 +177,13 @@ pub struct Monitor<'a, T: PacketIo> {
     pub events: Events,
     /// What the probes carry, and what their answers must.
     pub probe_key: ProbeKey,
+    /// Each uplink's count against its cap, read every second.
+    pub metering: &'a Metering,
 }
+
+/// How often the uplinks' byte counters are read: a cap reached takes effect within this of
+/// the bytes that reached it (and the time the engine takes to move the uplink's flows).
+const METER_EVERY_US: u64 = 1_000_000;
 
 /// The monitor's part of one uplink: its sockets, what the kernel says of its interface, its
 /// health as judged so far, and where its sockets are in the poller.
@@ -200,6 +216,7 @@ struct Running<'a, T: PacketIo> {
     /// An uplink's sockets were opened anew: the poller must watch the new ones.
     poller_stale: bool,
     table_retry: Instant,
+    metering: &'a Metering,
 }
 
 impl<T: PacketIo> Monitor<'_, T> {
@@ -207,20 +224,21 @@ impl<T: PacketIo> Monitor<'_, T> {
     pub fn run(self) -> io::Result<()> {
         let applied = self.settings.load_full();
         let mut v6 = Vec::new();
-        for (u, targets6) in self.shared.uplinks.iter().zip(&applied.targets6) {
+        let each = applied.targets6.iter().zip(&applied.health);
+        for (u, (targets6, health)) in self.shared.uplinks.iter().zip(each) {
             v6.push(match u.ipv6() {
-                Some(_) => Some(Watch6::open(u, applied.health.clone(), targets6.clone())?),
+                Some(_) => Some(Watch6::open(u, health.clone(), targets6.clone())?),
                 None => None,
             });
         }
         let uplinks = self
             .uplinks
             .into_iter()
-            .zip(&applied.targets)
+            .zip(applied.targets.iter().zip(&applied.health))
             .zip(v6)
             .enumerate()
-            .map(|(i, (((sockets, addressing), targets), v6))| {
-                let health = UplinkHealth::new(applied.health.clone(), targets.len());
+            .map(|(i, (((sockets, addressing), (targets, settings)), v6))| {
+                let health = UplinkHealth::new(settings.clone(), targets.len());
                 Watched {
                     v6,
                     id: crate::uplink::id_at(i),
@@ -246,6 +264,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                 tun: self.tun,
                 events: self.events,
                 table_stale: false,
+                caps: Vec::new(),
             },
             uplinks,
             poller: Poller::new(&[]),
@@ -254,6 +273,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             settings: self.settings,
             probe_key: self.probe_key,
             table_retry: Instant::now(),
+            metering: self.metering,
         };
         running.run(applied)
     }
@@ -266,23 +286,34 @@ impl<'a, T: PacketIo> Running<'a, T> {
         let mut kernel_says = Vec::new();
         // the links, addresses and routes as they are now; changes come on the socket
         self.resync()?;
+        let mut meter_at = 0;
         while !shared.stop.load(Ordering::Relaxed) {
+            if shared.now_us() >= meter_at {
+                meter_at = shared.now_us() + METER_EVERY_US;
+                self.meter();
+            }
             if self.poller_stale {
                 self.watch_sockets();
             }
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
-                for (w, targets) in self.uplinks.iter_mut().zip(&current.targets) {
+                for ((w, targets), health) in self
+                    .uplinks
+                    .iter_mut()
+                    .zip(&current.targets)
+                    .zip(&current.health)
+                {
                     let changed = *targets != w.targets;
                     w.health
-                        .reconfigure(current.health.clone(), changed.then_some(targets.len()));
+                        .reconfigure(health.clone(), changed.then_some(targets.len()));
                     w.targets.clone_from(targets);
                 }
-                for (w, targets) in self.uplinks.iter_mut().zip(&current.targets6) {
+                let each = current.targets6.iter().zip(&current.health);
+                for (w, (targets, health)) in self.uplinks.iter_mut().zip(each) {
                     if let Some(v6) = &mut w.v6 {
                         let changed = *targets != v6.targets;
                         v6.health
-                            .reconfigure(current.health.clone(), changed.then_some(targets.len()));
+                            .reconfigure(health.clone(), changed.then_some(targets.len()));
                         v6.targets.clone_from(targets);
                     }
                 }
@@ -291,7 +322,13 @@ impl<'a, T: PacketIo> Running<'a, T> {
             let now = shared.now_us();
             for w in &mut self.uplinks {
                 if now >= w.health.next_round_at(now) {
-                    send_round(&self.probe_key, &shared.uplinks[w.id], w, now);
+                    send_round(
+                        &self.probe_key,
+                        &shared.uplinks[w.id],
+                        w,
+                        now,
+                        self.metering,
+                    );
                     self.apply.figures(w);
                 }
                 if let Some(v6) = &mut w.v6
@@ -330,7 +367,12 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 if self.poller.is_ready(w.probe_at) {
                     let link_header = uplink.link.header_len();
                     while let Ok(n) = w.sockets.probe.recv(&mut buf) {
-                        let Some(reply) = buf[..n].get(link_header..).and_then(echo_reply) else {
+                        let Some(ip) = buf[..n].get(link_header..) else {
+                            continue;
+                        };
+                        // what the uplink carried, answer or not (the IP packet's length)
+                        self.metering.probe_bytes(usize::from(w.id), ip_len(ip));
+                        let Some(reply) = echo_reply(ip) else {
                             continue;
                         };
                         // an answer only if it carries what was sent to that target, through
@@ -383,7 +425,52 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 }
             }
         }
+        self.metering.save();
         Ok(())
+    }
+
+    /// Reads every uplink's byte totals (the engine's, the kernel fast path's and the
+    /// probes') into the meters, and puts into effect what the caps now do, the balance by
+    /// bytes and the failbacks that are due.
+    fn meter(&mut self) {
+        let shared = self.apply.shared;
+        let now = shared.now();
+        let fast = match &shared.fast_path {
+            Some(f) => match f.totals() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    // a reading without them would count them twice once they are back
+                    tracing::debug!(error = %e, "cannot read the fast path's counters; no reading this second");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let counters = shared.engine.counters();
+        let probes = self.metering.probe_totals();
+        let totals: Vec<u64> = counters
+            .uplinks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let f = fast
+                    .as_ref()
+                    .and_then(|f| f.get(i).copied())
+                    .unwrap_or_default();
+                c.outbound_bytes + c.inbound_bytes + f.outbound_bytes + f.inbound_bytes + probes[i]
+            })
+            .collect();
+        let state_of = |i: usize| {
+            shared.uplinks[crate::uplink::id_at(i)]
+                .status()
+                .state
+                .name()
+        };
+        let (effects, recent) = self.metering.read(now.as_millis(), &totals, &state_of);
+        shared.engine.set_recent_bytes(&recent);
+        self.apply.caps(&effects);
+        self.apply.fail_back(now);
+        self.metering.save_if_due(now.as_millis());
     }
 
     /// Builds the poller anew: netlink first, then each uplink's probe socket and, on an
@@ -522,7 +609,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
 /// One round's probes through uplink `w`, whose record is `uplink`: an echo request to every
 /// target (on Ethernet once the gateway's MAC is known) and on Ethernet an ARP request to the
 /// gateway.
-fn send_round(key: &ProbeKey, uplink: &Uplink, w: &mut Watched<'_>, now: u64) {
+fn send_round(key: &ProbeKey, uplink: &Uplink, w: &mut Watched<'_>, now: u64, metering: &Metering) {
     match uplink.next_hop() {
         Some(next_hop) if !w.targets.is_empty() => {
             let round = w.health.start_round(now);
@@ -531,8 +618,11 @@ fn send_round(key: &ProbeKey, uplink: &Uplink, w: &mut Watched<'_>, now: u64) {
                 let mut frame = [0u8; ECHO_FRAME];
                 let frame =
                     echo_request(&mut frame, uplink, next_hop, t, (key.id(), seq), &payload);
-                if let Err(e) = w.sockets.probe.send(frame) {
-                    tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
+                match w.sockets.probe.send(frame) {
+                    Ok(_) => metering.probe_bytes(usize::from(w.id), ECHO_FRAME - ETH_HEADER),
+                    Err(e) => {
+                        tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent")
+                    }
                 }
             }
         }
