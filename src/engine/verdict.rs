@@ -187,7 +187,9 @@ impl DropReason {
     /// the host's share run out (RFC 5508 REQ-8).
     pub(super) fn unreachable_code(self) -> Option<u8> {
         match self {
-            DropReason::NoUplink | DropReason::PinnedUplinkDown => Some(answer::NET_UNREACHABLE),
+            DropReason::NoUplink | DropReason::PinnedUplinkDown | DropReason::NoIpv6Uplink => {
+                Some(answer::NET_UNREACHABLE)
+            }
             DropReason::PortsExhausted
             | DropReason::HostPortLimit
             | DropReason::FlowTableFull

@@ -21,7 +21,7 @@ mod inbound6;
 mod outbound6;
 mod translate6;
 
-pub use answer6::SEQUENCE_PROBE6;
+pub use answer6::{MAX_UNREACHABLE6, SEQUENCE_PROBE6};
 
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;

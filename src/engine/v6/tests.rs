@@ -567,6 +567,17 @@ fn a_line_whose_ipv6_is_down_takes_no_ipv6_flow_and_ipv4_goes_on() {
         out(&e, t(2), &mut p),
         Verdict::Drop(DropReason::NoIpv6Uplink)
     );
+    // the host hears so at once, from the destination, quoting its packet
+    let mut answer = [0u8; crate::engine::MAX_UNREACHABLE];
+    let len = e
+        .unreachable(t(2), DropReason::NoIpv6Uplink, &p, &mut answer)
+        .expect("answered");
+    assert_eq!(
+        answer[..len],
+        error(server(3), HOST, 1, [0; 4], &p)[..],
+        "no route to destination"
+    );
+    assert_eq!(e.counters().unreachables, 1);
 }
 
 #[test]
@@ -683,5 +694,28 @@ fn idle_ipv6_flows_expire_and_give_their_ports_back() {
     assert_eq!(
         out(&e, t(Timeouts::default().udp + 2), &mut q),
         Verdict::Uplink(0)
+    );
+}
+
+#[test]
+fn an_unreachable_quotes_the_start_of_a_long_packet_and_never_answers_an_error() {
+    let e = engine((61000, 61000));
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, &[9; 300]));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::NoIpv6Uplink)
+    );
+    let mut answer = [0u8; crate::engine::MAX_UNREACHABLE];
+    let len = e
+        .unreachable(t(0), DropReason::NoIpv6Uplink, &p, &mut answer)
+        .expect("answered");
+    assert_eq!(len, 40 + 8 + answer6::UNREACHABLE6_QUOTE);
+    assert_eq!(&answer[48..len], &p[..answer6::UNREACHABLE6_QUOTE]);
+    assert!(transport_ok(&answer[..len]));
+    let about = packet(server(1), HOST, PROTO_UDP, &udp(53, 5000, b"x"));
+    let err = error(HOST, server(1), 1, [0; 4], &about);
+    assert_eq!(
+        e.unreachable(t(0), DropReason::NoIpv6Uplink, &err, &mut answer),
+        None
     );
 }
