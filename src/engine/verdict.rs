@@ -11,9 +11,10 @@ pub enum DropReason {
     Malformed,
     /// Neither IPv4 nor IPv6 (the version nibble says another); the name predates IPv6.
     NotIpv4,
-    /// A fragment that cannot be translated: one from an uplink (the packet sockets
-    /// reassemble what arrives there, so none should get here), or an ICMP error quoting a
-    /// non-first fragment (it quotes no ports). Outbound fragments have the reasons below.
+    /// A fragment that cannot be translated: an IPv4 one from an uplink (the packet sockets
+    /// reassemble what arrives there, so none should get here), a fragmented ICMPv6 error
+    /// from an uplink, or an ICMP error quoting a non-first fragment (it quotes no
+    /// ports). Other fragments have the reasons below.
     Fragment,
     /// An IP protocol other than TCP, UDP and ICMP.
     UnsupportedProtocol,

@@ -719,3 +719,58 @@ fn an_unreachable_quotes_the_start_of_a_long_packet_and_never_answers_an_error()
         None
     );
 }
+
+#[test]
+fn a_fragmented_answer_from_a_line_reaches_the_host_piece_by_piece() {
+    let e = nat66_engine();
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5353, 53, b"query"));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
+    let frag = crate::engine::wire::ipv6::FRAGMENT;
+    let header = |off_more: u16| {
+        let mut h = vec![PROTO_UDP, 0];
+        h.extend_from_slice(&off_more.to_be_bytes());
+        h.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+        h
+    };
+    let raw = |dst: u128, ext: &[u8], l4: &[u8]| {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&u16::try_from(ext.len() + l4.len()).unwrap().to_be_bytes());
+        p.extend_from_slice(&[frag, 64]);
+        p.extend_from_slice(&server(1).to_be_bytes());
+        p.extend_from_slice(&dst.to_be_bytes());
+        p.extend_from_slice(ext);
+        p.extend_from_slice(l4);
+        p
+    };
+    // the whole answer's UDP header and checksum, then its pieces
+    let whole = |dst: u128, port: u16| {
+        let mut u = udp(53, port, b"abcdefghijklmnop");
+        let c = plain_checksum(server(1), dst, PROTO_UDP, &u);
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        u
+    };
+    let mut later = raw(LINE0_ADDR, &header(16), b"ijklmnop");
+    assert_eq!(
+        inb(&e, t(1), 0, &mut later),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    let mut first = raw(LINE0_ADDR, &header(1), &whole(LINE0_ADDR, 61000)[..16]);
+    assert_eq!(inb(&e, t(2), 0, &mut first), Verdict::Tun);
+    assert_eq!(first, raw(HOST, &header(1), &whole(HOST, 5353)[..16]));
+    // a later piece on another line is no piece of it
+    let mut elsewhere = raw(LINE0_ADDR, &header(16), b"ijklmnop");
+    assert_eq!(
+        inb(&e, t(3), 1, &mut elsewhere),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    let mut later = raw(LINE0_ADDR, &header(16), b"ijklmnop");
+    assert_eq!(inb(&e, t(3), 0, &mut later), Verdict::Tun);
+    assert_eq!(later, raw(HOST, &header(16), b"ijklmnop"));
+    // an unsolicited first piece opens nothing, and so its later pieces follow nothing
+    let mut stray = raw(LINE0_ADDR, &header(1), &whole(LINE0_ADDR, 61001)[..16]);
+    stray[44..48].copy_from_slice(&7u32.to_be_bytes());
+    assert_eq!(
+        inb(&e, t(4), 0, &mut stray),
+        Verdict::Drop(DropReason::NoFlow)
+    );
+}
