@@ -102,10 +102,14 @@ pub enum DropReason {
     /// An IPv6 packet from the LAN while no uplink has IPv6 (no address, no prefix, or its
     /// IPv6 down): [`DropReason::NoUplink`] is for lines that are down altogether.
     NoIpv6Uplink,
+    /// An IPv6 packet that never leaves its link: from a link-local or the unspecified
+    /// address, or to a multicast group (the TUN device's own neighbour discovery and
+    /// multicast listener reports, say). Not translated, and not counted as spoofed.
+    Ipv6LinkScope,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 32] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -138,6 +142,7 @@ impl DropReason {
         DropReason::Ipv6ExtensionHeader,
         DropReason::Nptv6Untranslatable,
         DropReason::NoIpv6Uplink,
+        DropReason::Ipv6LinkScope,
     ];
 
     pub fn name(self) -> &'static str {
@@ -174,6 +179,7 @@ impl DropReason {
             DropReason::Ipv6ExtensionHeader => "ipv6_extension_header",
             DropReason::Nptv6Untranslatable => "nptv6_untranslatable",
             DropReason::NoIpv6Uplink => "no_ipv6_uplink",
+            DropReason::Ipv6LinkScope => "ipv6_link_scope",
         }
     }
 

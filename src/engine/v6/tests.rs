@@ -442,6 +442,24 @@ fn extension_headers_are_walked_or_dropped_and_counted() {
         out(&e, t(0), &mut p),
         Verdict::Drop(DropReason::Ipv6ExtensionHeader)
     );
+    // the link's own: neighbour discovery from a link-local address, a listener report
+    // from the unspecified one to a group
+    let link_local = 0xfe80_u128 << 112 | 1;
+    let mut p = packet(link_local, server(1), PROTO_UDP, &udp(1, 53, b"l"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::Ipv6LinkScope)
+    );
+    let mut p = packet(0, 0xff02_u128 << 112 | 0x16, PROTO_UDP, &udp(1, 53, b"m"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::Ipv6LinkScope)
+    );
+    let mut p = packet(HOST, 0xff05_u128 << 112 | 2, PROTO_UDP, &udp(1, 53, b"m"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::Ipv6LinkScope)
+    );
     // a LAN packet from outside the LAN's prefixes
     let mut p = packet(server(5), server(1), PROTO_UDP, &udp(1, 53, b"s"));
     assert_eq!(out(&e, t(0), &mut p), Verdict::Drop(DropReason::NotFromLan));
