@@ -19,6 +19,9 @@
 //!   [`failback`]'s pure state machine;
 //! - the limits at every table ([`limits`], [`hosts`]), the packets the engine writes itself
 //!   ([`answer`]), and what it reports (`report.rs`).
+//! - IPv6 (a packet whose version is 6 branches off at the top of both walks): `v6/`, with
+//!   its own tables of the same generic kinds, each line translating by NAT66 or by prefix
+//!   ([`nptv6`]), on [`wire::ipv6`]'s view and its walk over the extension headers.
 
 // The packet code: a cast that could cut a length, a port or an index short is a bug here, so
 // each one is a conversion that cannot lose bits, or says why losing them is the point.

@@ -31,7 +31,7 @@ pub struct UplinkCounters {
     pub destinations: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counters {
     pub drops: [u64; DropReason::ALL.len()],
     pub uplinks: Vec<UplinkCounters>,
@@ -47,6 +47,21 @@ pub struct Counters {
     /// Flows not handed to the fast path when they were ready, its queue of work being full
     /// (see [`super::offload::MAX_QUEUED_HAND_OVERS`]): offered again later.
     pub hand_overs_deferred: u64,
+}
+
+// by hand: arrays have a derived default up to 32 entries, and there are more reasons
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            drops: [0; DropReason::ALL.len()],
+            uplinks: Vec::new(),
+            moved: 0,
+            resets: 0,
+            unreachables: 0,
+            evictions: [0; Eviction::ALL.len()],
+            hand_overs_deferred: 0,
+        }
+    }
 }
 
 impl UplinkCounters {

@@ -11,9 +11,10 @@ pub enum DropReason {
     Malformed,
     /// Neither IPv4 nor IPv6 (the version nibble says another); the name predates IPv6.
     NotIpv4,
-    /// A fragment that cannot be translated: one from an uplink (the packet sockets
-    /// reassemble what arrives there, so none should get here), or an ICMP error quoting a
-    /// non-first fragment (it quotes no ports). Outbound fragments have the reasons below.
+    /// A fragment that cannot be translated: an IPv4 one from an uplink (the packet sockets
+    /// reassemble what arrives there, so none should get here), a fragmented ICMPv6 error
+    /// from an uplink, or an ICMP error quoting a non-first fragment (it quotes no
+    /// ports). Other fragments have the reasons below.
     Fragment,
     /// An IP protocol other than TCP, UDP and ICMP.
     UnsupportedProtocol,
@@ -101,10 +102,14 @@ pub enum DropReason {
     /// An IPv6 packet from the LAN while no uplink has IPv6 (no address, no prefix, or its
     /// IPv6 down): [`DropReason::NoUplink`] is for lines that are down altogether.
     NoIpv6Uplink,
+    /// An IPv6 packet that never leaves its link: from a link-local or the unspecified
+    /// address, or to a multicast group (the TUN device's own neighbour discovery and
+    /// multicast listener reports, say). Not translated, and not counted as spoofed.
+    Ipv6LinkScope,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 32] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -137,6 +142,7 @@ impl DropReason {
         DropReason::Ipv6ExtensionHeader,
         DropReason::Nptv6Untranslatable,
         DropReason::NoIpv6Uplink,
+        DropReason::Ipv6LinkScope,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,6 +179,7 @@ impl DropReason {
             DropReason::Ipv6ExtensionHeader => "ipv6_extension_header",
             DropReason::Nptv6Untranslatable => "nptv6_untranslatable",
             DropReason::NoIpv6Uplink => "no_ipv6_uplink",
+            DropReason::Ipv6LinkScope => "ipv6_link_scope",
         }
     }
 
@@ -187,7 +194,9 @@ impl DropReason {
     /// the host's share run out (RFC 5508 REQ-8).
     pub(super) fn unreachable_code(self) -> Option<u8> {
         match self {
-            DropReason::NoUplink | DropReason::PinnedUplinkDown => Some(answer::NET_UNREACHABLE),
+            DropReason::NoUplink | DropReason::PinnedUplinkDown | DropReason::NoIpv6Uplink => {
+                Some(answer::NET_UNREACHABLE)
+            }
             DropReason::PortsExhausted
             | DropReason::HostPortLimit
             | DropReason::FlowTableFull

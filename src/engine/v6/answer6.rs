@@ -1,11 +1,16 @@
 //! The IPv6 packets the engine writes itself towards a LAN host: the segment that asks a
-//! host for its sequence number, and the reset built from its answer in place (see
-//! [`crate::engine::answer`] for why).
+//! host for its sequence number, the reset built from its answer in place (see
+//! [`crate::engine::answer`] for why), and ICMPv6 destination unreachable when no line can
+//! carry its IPv6 (so that its stack falls back to IPv4 at once).
 
+use crate::engine::answer::NET_UNREACHABLE;
 use crate::engine::checksum::{checksum, pseudo_header6};
 use crate::engine::wire::ipv6::{self, Headers};
 use crate::engine::wire::tcp::{self, TcpSegment};
-use crate::engine::wire::{Ipv6Packet, PROTO_TCP};
+use crate::engine::wire::{Ipv6Packet, PROTO_ICMPV6, PROTO_TCP, icmp, icmpv6};
+use crate::engine::{Engine, Timestamp, lock};
+
+use std::sync::atomic::Ordering;
 
 const IP_HEADER: usize = ipv6::HEADER_LEN;
 const TCP_HEADER: usize = tcp::HEADER_LEN;
@@ -89,4 +94,70 @@ pub(in crate::engine) fn reset_in_place6(ip: Ipv6Packet<&mut [u8]>, h: &Headers)
         0,
     );
     IP_HEADER + TCP_HEADER
+}
+
+/// Bytes of the packet an ICMPv6 destination unreachable quotes at most: its header, a few
+/// extension headers and its transport header (RFC 4443 asks for as much as fits in 1280
+/// bytes; what the host needs to find its socket is at the start).
+pub const UNREACHABLE6_QUOTE: usize = 128;
+/// Largest ICMPv6 error built.
+pub const MAX_UNREACHABLE6: usize = IP_HEADER + icmp::HEADER_LEN + UNREACHABLE6_QUOTE;
+
+/// Writes into `out` an ICMPv6 destination unreachable of `code` (ICMPv6's) about `ip`,
+/// addressed to its sender from its destination, as IPv4's is. Returns its length.
+pub(in crate::engine) fn unreachable6<T: AsRef<[u8]>>(
+    ip: &Ipv6Packet<T>,
+    code: u8,
+    out: &mut [u8],
+) -> usize {
+    let quoted = &ip.packet()[..ip.total_len().min(UNREACHABLE6_QUOTE)];
+    let message_len = icmp::HEADER_LEN + quoted.len();
+    let (src, dst) = (ip.dst_addr(), ip.src_addr());
+    let mut header = Ipv6Packet::new_unchecked(&mut out[..]);
+    header.set_version();
+    header.set_payload_len(u16::try_from(message_len).expect("under 64 KiB"));
+    header.set_next_header(PROTO_ICMPV6);
+    header.set_hop_limit(64);
+    header.set_src_addr(src);
+    header.set_dst_addr(dst);
+    let message = &mut out[IP_HEADER..IP_HEADER + message_len];
+    message[..icmp::HEADER_LEN].fill(0);
+    message[0] = icmpv6::DEST_UNREACHABLE;
+    message[1] = code;
+    message[icmp::HEADER_LEN..].copy_from_slice(quoted);
+    icmpv6::fill_checksum(src, dst, message);
+    IP_HEADER + message_len
+}
+
+impl Engine {
+    /// [`Engine::unreachable`] of an IPv6 packet.
+    pub(in crate::engine) fn unreachable6(
+        &self,
+        now: Timestamp,
+        code: u8,
+        pkt: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let ip = Ipv6Packet::new_checked(pkt).ok()?;
+        let h = ip.headers().ok()?;
+        // of a fragmented datagram only the first piece; never an error about an error
+        if h.fragment.is_some_and(|f| !f.is_first()) {
+            return None;
+        }
+        if h.proto == PROTO_ICMPV6 {
+            let l4 = ip.from(h.transport_at);
+            if l4.first().is_none_or(|&t| icmpv6::is_error(t)) {
+                return None;
+            }
+        }
+        let code = match code {
+            NET_UNREACHABLE => icmpv6::NO_ROUTE,
+            _ => icmpv6::ADMIN_PROHIBITED,
+        };
+        if !lock(&self.unreachable_budget).take(now) {
+            return None;
+        }
+        self.unreachables.fetch_add(1, Ordering::Relaxed);
+        Some(unreachable6(&ip, code, out))
+    }
 }

@@ -1,6 +1,7 @@
-//! Fragmented IPv6 datagrams from the LAN in flight: the first piece (with the transport
-//! header) is translated as a whole packet and its mapping kept here by (source,
-//! destination, identification); a later piece follows it, or is dropped and counted. A
+//! Fragmented IPv6 datagrams in flight, both ways (an uplink's packet sockets reassemble
+//! IPv4 only): the first piece (with the transport header) is translated as a whole packet
+//! and its mapping kept here by (source, destination, identification) as it arrived; a later
+//! piece follows it, or is dropped and counted. A
 //! piece that overlaps another is left to the destination, which discards the whole datagram
 //! (RFC 5722), so no runs are tracked as IPv4's are.
 
@@ -15,8 +16,9 @@ pub(super) type DatagramKey = (u128, u128, u32);
 #[derive(Clone, Copy, Debug)]
 struct Datagram {
     uplink: UplinkId,
-    /// The source its pieces leave from.
-    src: u128,
+    /// The address its later pieces are translated to: their source going out, their
+    /// destination coming in.
+    to: u128,
     first_seen: Timestamp,
 }
 
@@ -28,13 +30,14 @@ pub(super) struct Fragments6 {
 }
 
 impl Fragments6 {
-    /// Remembers the mapping of a datagram whose first piece leaves by `uplink` from `src`.
+    /// Remembers the mapping of a datagram whose first piece went through `uplink`,
+    /// translated to `to`.
     pub(super) fn first(
         &mut self,
         now: Timestamp,
         key: DatagramKey,
         uplink: UplinkId,
-        src: u128,
+        to: u128,
     ) -> Result<(), DropReason> {
         if self.datagrams.len() >= MAX_DATAGRAMS && !self.datagrams.contains_key(&key) {
             self.expire(now);
@@ -47,14 +50,14 @@ impl Fragments6 {
             key,
             Datagram {
                 uplink,
-                src,
+                to,
                 first_seen,
             },
         );
         Ok(())
     }
 
-    /// The uplink and source of a later piece of `key`'s datagram.
+    /// The uplink and the address of a later piece of `key`'s datagram.
     pub(super) fn later(
         &self,
         now: Timestamp,
@@ -62,7 +65,7 @@ impl Fragments6 {
     ) -> Result<(UplinkId, u128), DropReason> {
         match self.datagrams.get(key) {
             Some(d) if now.as_millis().saturating_sub(d.first_seen.as_millis()) < TIMEOUT_MS => {
-                Ok((d.uplink, d.src))
+                Ok((d.uplink, d.to))
             }
             _ => Err(DropReason::FragmentWithoutFirst),
         }

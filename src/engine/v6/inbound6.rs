@@ -33,11 +33,26 @@ impl Engine {
         let len = pkt.len();
         let mut ip = Ipv6Packet::new_checked(pkt)?;
         let h = ip.headers()?;
-        if h.fragment.is_some_and(|f| !f.is_atomic()) {
-            return Err(DropReason::Fragment);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        // a fragment: the first piece is translated below like any packet and its mapping
+        // kept; a later one follows it (the filter held for the first)
+        let fragment = h.fragment.filter(|f| !f.is_atomic());
+        if let Some(f) = fragment {
+            if *csum == L4Checksum::Partial {
+                return Err(DropReason::FragmentPartialChecksum);
+            }
+            if !f.is_first() {
+                let mut shard = self.v6.shard(src);
+                let (on, to) = shard.fragments.later(now, &(src, dst, f.ident))?;
+                if on != uplink {
+                    return Err(DropReason::FragmentWithoutFirst);
+                }
+                ip.set_dst_addr(to);
+                count(&mut shard, uplink, len, Direction::Inbound);
+                return Ok(());
+            }
         }
         translate6::check_transport6(&ip, &h)?;
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         if self.v6.is_from_lan(src) {
             return Err(DropReason::LanSourceFromUplink);
         }
@@ -50,6 +65,8 @@ impl Engine {
             let message = IcmpMessage::new_unchecked(ip.from(h.transport_at));
             match message.msg_type() {
                 icmpv6::ECHO_REPLY => {}
+                // an error fits in the minimum MTU: a fragmented one is made up
+                _ if fragment.is_some() => return Err(DropReason::Fragment),
                 t if icmpv6::is_error(t) => {
                     return self.inbound_error6(uplink, &line, arrived, &mut ip, &h, len, csum);
                 }
@@ -95,6 +112,14 @@ impl Engine {
             Arrived::Nat => Rewrite::Nat(flow.key.int_addr, flow.key.int_port),
             Arrived::Prefix(int_addr) => Rewrite::Prefix(int_addr),
         };
+        if let Some(f) = fragment {
+            let int_addr = match to {
+                Rewrite::Nat(a, _) | Rewrite::Prefix(a) => a,
+            };
+            shard
+                .fragments
+                .first(now, (src, dst, f.ident), uplink, int_addr)?;
+        }
         translate6::rewrite_end6(&mut ip, &h, End::Destination, to, *csum);
         count(&mut shard, uplink, len, Direction::Inbound);
         Ok(())

@@ -21,10 +21,10 @@ mod inbound6;
 mod outbound6;
 mod translate6;
 
-pub use answer6::SEQUENCE_PROBE6;
+pub use answer6::{MAX_UNREACHABLE6, SEQUENCE_PROBE6};
 
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -100,6 +100,8 @@ pub(super) struct State6 {
     nat: Mutex<Nat<V6>>,
     /// Weights and tiers as IPv4's; up: the lines whose IPv6 is up and usable.
     select: Mutex<Selector>,
+    /// The selector's [`Selector::leaving`], readable without its lock on every packet.
+    leaving: AtomicU32,
     pins: ArcSwap<Pins<V6>>,
     lan_nets: Vec<Prefix<V6>>,
 }
@@ -138,6 +140,7 @@ impl State6 {
                 })
                 .collect(),
             nat: Mutex::new(nat),
+            leaving: AtomicU32::new(select.leaving()),
             select: Mutex::new(select),
             pins: ArcSwap::from_pointee(Pins::default()),
             lan_nets: Vec::new(),
@@ -160,7 +163,9 @@ impl State6 {
     pub(super) fn reconfigure(&self, config: &EngineConfig) {
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
-        lock(&self.select).set_policy(weights, tiers);
+        let mut select = lock(&self.select);
+        select.set_policy(weights, tiers);
+        self.leaving.store(select.leaving(), Ordering::Relaxed);
         lock(&self.nat).set_limits(&config.limits);
         for shard in self.shards.iter() {
             let affinity = &mut lock(shard).affinity;
@@ -236,7 +241,11 @@ impl Engine {
         self.v6.lines.store(std::sync::Arc::new(lines));
         let usable = facts.up && (facts.addr.is_some() || npt.is_some());
         let went_down = before.facts.up && !usable;
-        lock(&self.v6.select).set_up(uplink, usable);
+        {
+            let mut select = lock(&self.v6.select);
+            select.set_up(uplink, usable);
+            self.v6.leaving.store(select.leaving(), Ordering::Relaxed);
+        }
         if !renumbered && !went_down {
             return Vec::new();
         }
@@ -281,7 +290,8 @@ impl Engine {
     /// Whether an IPv6 UDP or ICMPv6 flow must move: its line's IPv6 is no longer eligible
     /// or its address changed, unless a pin holds it to a line whose IPv6 is up.
     fn must_move6(&self, flow: &Flow<V6>, line: &Line6) -> bool {
-        let eligible = lock(&self.v6.select).is_eligible(flow.uplink);
+        let eligible =
+            self.v6.leaving.load(Ordering::Relaxed) & uplink_bit(flow.uplink.into()) == 0;
         if line.epoch != flow.epoch {
             return true;
         }
@@ -344,10 +354,7 @@ impl Engine {
 
     /// The line set of the uplinks whose IPv6 may take new flows (for the tests and status).
     pub fn ipv6_up(&self) -> u32 {
-        let select = lock(&self.v6.select);
-        (0..self.addrs.len())
-            .filter(|&i| select.is_eligible(super::uplink_id(i)))
-            .fold(0, |m, i| m | uplink_bit(i))
+        !self.v6.leaving.load(Ordering::Relaxed) & super::first_uplinks(self.addrs.len())
     }
 
     /// IPv6 flows live (status, metrics).

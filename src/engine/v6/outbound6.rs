@@ -37,6 +37,9 @@ impl Engine {
         let mut ip = Ipv6Packet::new_checked(pkt)?;
         let h = ip.headers()?;
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if is_link_scope(src, dst) {
+            return Err(DropReason::Ipv6LinkScope);
+        }
         if !self.v6.is_from_lan(src) {
             return Err(DropReason::NotFromLan);
         }
@@ -289,6 +292,12 @@ impl Engine {
         count(&mut shard, uplink, len, Direction::Outbound);
         Ok(uplink)
     }
+}
+
+/// Whether a packet from `src` to `dst` stays on its link: from the unspecified address or
+/// fe80::/10, or to ff00::/8.
+fn is_link_scope(src: u128, dst: u128) -> bool {
+    src == 0 || src >> 118 == 0x3fa || dst >> 120 == 0xff
 }
 
 /// How a flow of the LAN address `src` with external port `ext_port` (0: by prefix) is

@@ -442,6 +442,24 @@ fn extension_headers_are_walked_or_dropped_and_counted() {
         out(&e, t(0), &mut p),
         Verdict::Drop(DropReason::Ipv6ExtensionHeader)
     );
+    // the link's own: neighbour discovery from a link-local address, a listener report
+    // from the unspecified one to a group
+    let link_local = 0xfe80_u128 << 112 | 1;
+    let mut p = packet(link_local, server(1), PROTO_UDP, &udp(1, 53, b"l"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::Ipv6LinkScope)
+    );
+    let mut p = packet(0, 0xff02_u128 << 112 | 0x16, PROTO_UDP, &udp(1, 53, b"m"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::Ipv6LinkScope)
+    );
+    let mut p = packet(HOST, 0xff05_u128 << 112 | 2, PROTO_UDP, &udp(1, 53, b"m"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::Ipv6LinkScope)
+    );
     // a LAN packet from outside the LAN's prefixes
     let mut p = packet(server(5), server(1), PROTO_UDP, &udp(1, 53, b"s"));
     assert_eq!(out(&e, t(0), &mut p), Verdict::Drop(DropReason::NotFromLan));
@@ -567,6 +585,17 @@ fn a_line_whose_ipv6_is_down_takes_no_ipv6_flow_and_ipv4_goes_on() {
         out(&e, t(2), &mut p),
         Verdict::Drop(DropReason::NoIpv6Uplink)
     );
+    // the host hears so at once, from the destination, quoting its packet
+    let mut answer = [0u8; crate::engine::MAX_UNREACHABLE];
+    let len = e
+        .unreachable(t(2), DropReason::NoIpv6Uplink, &p, &mut answer)
+        .expect("answered");
+    assert_eq!(
+        answer[..len],
+        error(server(3), HOST, 1, [0; 4], &p)[..],
+        "no route to destination"
+    );
+    assert_eq!(e.counters().unreachables, 1);
 }
 
 #[test]
@@ -683,5 +712,83 @@ fn idle_ipv6_flows_expire_and_give_their_ports_back() {
     assert_eq!(
         out(&e, t(Timeouts::default().udp + 2), &mut q),
         Verdict::Uplink(0)
+    );
+}
+
+#[test]
+fn an_unreachable_quotes_the_start_of_a_long_packet_and_never_answers_an_error() {
+    let e = engine((61000, 61000));
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, &[9; 300]));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::NoIpv6Uplink)
+    );
+    let mut answer = [0u8; crate::engine::MAX_UNREACHABLE];
+    let len = e
+        .unreachable(t(0), DropReason::NoIpv6Uplink, &p, &mut answer)
+        .expect("answered");
+    assert_eq!(len, 40 + 8 + answer6::UNREACHABLE6_QUOTE);
+    assert_eq!(&answer[48..len], &p[..answer6::UNREACHABLE6_QUOTE]);
+    assert!(transport_ok(&answer[..len]));
+    let about = packet(server(1), HOST, PROTO_UDP, &udp(53, 5000, b"x"));
+    let err = error(HOST, server(1), 1, [0; 4], &about);
+    assert_eq!(
+        e.unreachable(t(0), DropReason::NoIpv6Uplink, &err, &mut answer),
+        None
+    );
+}
+
+#[test]
+fn a_fragmented_answer_from_a_line_reaches_the_host_piece_by_piece() {
+    let e = nat66_engine();
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5353, 53, b"query"));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
+    let frag = crate::engine::wire::ipv6::FRAGMENT;
+    let header = |off_more: u16| {
+        let mut h = vec![PROTO_UDP, 0];
+        h.extend_from_slice(&off_more.to_be_bytes());
+        h.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+        h
+    };
+    let raw = |dst: u128, ext: &[u8], l4: &[u8]| {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&u16::try_from(ext.len() + l4.len()).unwrap().to_be_bytes());
+        p.extend_from_slice(&[frag, 64]);
+        p.extend_from_slice(&server(1).to_be_bytes());
+        p.extend_from_slice(&dst.to_be_bytes());
+        p.extend_from_slice(ext);
+        p.extend_from_slice(l4);
+        p
+    };
+    // the whole answer's UDP header and checksum, then its pieces
+    let whole = |dst: u128, port: u16| {
+        let mut u = udp(53, port, b"abcdefghijklmnop");
+        let c = plain_checksum(server(1), dst, PROTO_UDP, &u);
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        u
+    };
+    let mut later = raw(LINE0_ADDR, &header(16), b"ijklmnop");
+    assert_eq!(
+        inb(&e, t(1), 0, &mut later),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    let mut first = raw(LINE0_ADDR, &header(1), &whole(LINE0_ADDR, 61000)[..16]);
+    assert_eq!(inb(&e, t(2), 0, &mut first), Verdict::Tun);
+    assert_eq!(first, raw(HOST, &header(1), &whole(HOST, 5353)[..16]));
+    // a later piece on another line is no piece of it
+    let mut elsewhere = raw(LINE0_ADDR, &header(16), b"ijklmnop");
+    assert_eq!(
+        inb(&e, t(3), 1, &mut elsewhere),
+        Verdict::Drop(DropReason::FragmentWithoutFirst)
+    );
+    let mut later = raw(LINE0_ADDR, &header(16), b"ijklmnop");
+    assert_eq!(inb(&e, t(3), 0, &mut later), Verdict::Tun);
+    assert_eq!(later, raw(HOST, &header(16), b"ijklmnop"));
+    // an unsolicited first piece opens nothing, and so its later pieces follow nothing
+    let mut stray = raw(LINE0_ADDR, &header(1), &whole(LINE0_ADDR, 61001)[..16]);
+    stray[44..48].copy_from_slice(&7u32.to_be_bytes());
+    assert_eq!(
+        inb(&e, t(4), 0, &mut stray),
+        Verdict::Drop(DropReason::NoFlow)
     );
 }
