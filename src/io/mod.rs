@@ -2,6 +2,7 @@
 
 pub mod arp;
 pub mod batch;
+pub mod counts;
 pub mod fastpath;
 pub(crate) mod fd;
 pub mod filters;
@@ -11,6 +12,7 @@ pub(crate) mod host_route;
 pub mod iface;
 pub(crate) mod journal;
 pub mod limits;
+pub mod metering;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
 pub(crate) mod nftables;

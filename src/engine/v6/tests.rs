@@ -792,3 +792,22 @@ fn a_fragmented_answer_from_a_line_reaches_the_host_piece_by_piece() {
         Verdict::Drop(DropReason::NoFlow)
     );
 }
+
+#[test]
+fn a_line_off_for_its_cap_takes_no_ipv6_flow() {
+    let e = engine((61000, 61999));
+    e.set_uplink6(0, nat66_line(true));
+    e.set_uplink6(1, npt_line(true));
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, b"a"));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
+    let none = crate::engine::CarriedFlows::NONE;
+    e.set_cap_effect(0, crate::metered::CapEffect::Off, &none);
+    assert_eq!(e.ipv6_up(), 0b10);
+    // its flow moves at its next packet, and new ones go elsewhere
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, b"a"));
+    assert_eq!(out(&e, t(1), &mut p), Verdict::Uplink(1));
+    let mut p = packet(HOST, server(2), PROTO_UDP, &udp(5001, 53, b"b"));
+    assert_eq!(out(&e, t(1), &mut p), Verdict::Uplink(1));
+    e.set_cap_effect(0, crate::metered::CapEffect::None, &none);
+    assert_eq!(e.ipv6_up(), 0b11);
+}
