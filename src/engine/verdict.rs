@@ -100,7 +100,8 @@ pub enum DropReason {
     /// prefix the uplink's prefix maps.
     Nptv6Untranslatable,
     /// An IPv6 packet from the LAN while no uplink has IPv6 (no address, no prefix, or its
-    /// IPv6 down): [`DropReason::NoUplink`] is for lines that are down altogether.
+    /// IPv6 down), or no LAN prefix is given (IPv6 not set up): [`DropReason::NoUplink`] is
+    /// for lines that are down altogether. Answered with ICMPv6 no route.
     NoIpv6Uplink,
     /// An IPv6 packet that never leaves its link: from a link-local or the unspecified
     /// address, or to a multicast group (the TUN device's own neighbour discovery and

@@ -198,7 +198,8 @@ impl Engine {
     /// The LAN's IPv6 prefixes (those on the LAN interfaces, global or ULA, and IPv6
     /// `--lan-net`s): only packets from them are translated, and packets from a line with a
     /// source in them are forged. The first is the one NPTv6 maps to each line's prefix. Call
-    /// once, before any [`Engine::set_uplink6`]. Without any, no IPv6 is translated.
+    /// once, before any [`Engine::set_uplink6`]. Without any, no IPv6 is translated
+    /// (dropped as [`super::DropReason::NoIpv6Uplink`] and answered, so hosts fall back to IPv4).
     pub fn with_lan_nets6(mut self, nets: Vec<Prefix<V6>>) -> Engine {
         self.v6.lan_nets = nets;
         self
