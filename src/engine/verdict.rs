@@ -91,6 +91,9 @@ pub enum DropReason {
     /// (--max-flows-per-host), and none of them that never completed was found to end for the
     /// new one (see [`super::limits`]).
     ForwardFlowLimit,
+    /// A port forward has as many connections from the new one's source (its /24) as one
+    /// source may ([`super::Limits::max_flows_per_forward_source`]).
+    ForwardSourceLimit,
     /// An IPv6 packet with an extension header the engine does not walk (a routing header
     /// with segments left, ESP, AH, mobility, more headers than a host sends): see
     /// [`super::wire::ipv6`].
@@ -100,7 +103,8 @@ pub enum DropReason {
     /// prefix the uplink's prefix maps.
     Nptv6Untranslatable,
     /// An IPv6 packet from the LAN while no uplink has IPv6 (no address, no prefix, or its
-    /// IPv6 down): [`DropReason::NoUplink`] is for lines that are down altogether.
+    /// IPv6 down), or no LAN prefix is given (IPv6 not set up): [`DropReason::NoUplink`] is
+    /// for lines that are down altogether. Answered with ICMPv6 no route.
     NoIpv6Uplink,
     /// An IPv6 packet that never leaves its link: from a link-local or the unspecified
     /// address, or to a multicast group (the TUN device's own neighbour discovery and
@@ -109,7 +113,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 34] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -139,6 +143,7 @@ impl DropReason {
         DropReason::UnverifiedFlowLimit,
         DropReason::UnverifiedPortLimit,
         DropReason::ForwardFlowLimit,
+        DropReason::ForwardSourceLimit,
         DropReason::Ipv6ExtensionHeader,
         DropReason::Nptv6Untranslatable,
         DropReason::NoIpv6Uplink,
@@ -176,6 +181,7 @@ impl DropReason {
             DropReason::UnverifiedFlowLimit => "unverified_flow_limit",
             DropReason::UnverifiedPortLimit => "unverified_port_limit",
             DropReason::ForwardFlowLimit => "forward_flow_limit",
+            DropReason::ForwardSourceLimit => "forward_source_limit",
             DropReason::Ipv6ExtensionHeader => "ipv6_extension_header",
             DropReason::Nptv6Untranslatable => "nptv6_untranslatable",
             DropReason::NoIpv6Uplink => "no_ipv6_uplink",

@@ -98,8 +98,8 @@ pub(super) struct State6 {
     lines: ArcSwap<Vec<Line6>>,
     shards: Box<[Mutex<Shard6>]>,
     nat: Mutex<Nat<V6>>,
-    /// Weights and tiers as IPv4's; up: the lines whose IPv6 is up and usable.
-    select: Mutex<Selector>,
+    /// Weights, tiers, caps and balance as IPv4's; up: the lines whose IPv6 is up and usable.
+    pub(super) select: Mutex<Selector>,
     /// The selector's [`Selector::leaving`], readable without its lock on every packet.
     leaving: AtomicU32,
     pins: ArcSwap<Pins<V6>>,
@@ -198,7 +198,8 @@ impl Engine {
     /// The LAN's IPv6 prefixes (those on the LAN interfaces, global or ULA, and IPv6
     /// `--lan-net`s): only packets from them are translated, and packets from a line with a
     /// source in them are forged. The first is the one NPTv6 maps to each line's prefix. Call
-    /// once, before any [`Engine::set_uplink6`]. Without any, no IPv6 is translated.
+    /// once, before any [`Engine::set_uplink6`]. Without any, no IPv6 is translated
+    /// (dropped as [`super::DropReason::NoIpv6Uplink`] and answered, so hosts fall back to IPv4).
     pub fn with_lan_nets6(mut self, nets: Vec<Prefix<V6>>) -> Engine {
         self.v6.lan_nets = nets;
         self
@@ -285,6 +286,26 @@ impl Engine {
             });
         }
         probes
+    }
+
+    /// A line's data cap, as [`Engine::set_cap_effect`] gives it, for IPv6: new IPv6 flows
+    /// rank the line as IPv4's do, and if it leaves service its UDP and ICMPv6 flows move.
+    /// Its IPv6 TCP connections are left to finish, whatever the cap says.
+    pub(super) fn set_cap_effect6(&self, uplink: UplinkId, effect: crate::metered::CapEffect) {
+        let _one_at_a_time = lock(&self.reselecting);
+        let newly_leaving = {
+            let mut select = lock(&self.v6.select);
+            let before = select.leaving();
+            select.set_cap(uplink, effect);
+            let leaving = select.leaving();
+            self.v6.leaving.store(leaving, Ordering::Relaxed);
+            leaving & !before
+        };
+        for i in 0..self.addrs.len() {
+            if newly_leaving & uplink_bit(i) != 0 {
+                self.release6(super::uplink_id(i), false);
+            }
+        }
     }
 
     /// Whether an IPv6 UDP or ICMPv6 flow must move: its line's IPv6 is no longer eligible

@@ -40,6 +40,10 @@ impl Engine {
         if is_link_scope(src, dst) {
             return Err(DropReason::Ipv6LinkScope);
         }
+        // IPv6 not set up: told so, the host falls back to IPv4 at once
+        if self.v6.lan_nets.is_empty() {
+            return Err(DropReason::NoIpv6Uplink);
+        }
         if !self.v6.is_from_lan(src) {
             return Err(DropReason::NotFromLan);
         }

@@ -30,6 +30,10 @@ fn t(ms: u64) -> Timestamp {
 }
 
 fn engine(ports: (u16, u16)) -> Engine {
+    engine_without_lan_prefix(ports).with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()])
+}
+
+fn engine_without_lan_prefix(ports: (u16, u16)) -> Engine {
     let uplinks = [("isp1", 1u8, 2u32), ("isp2", 2, 1)]
         .iter()
         .map(|&(name, net, weight)| UplinkConfig {
@@ -50,7 +54,6 @@ fn engine(ports: (u16, u16)) -> Engine {
         udp_affinity: UdpAffinity::Destination,
         limits: Limits::unlimited(),
     })
-    .with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()])
 }
 
 fn nat66_line(up: bool) -> Uplink6 {
@@ -790,5 +793,40 @@ fn a_fragmented_answer_from_a_line_reaches_the_host_piece_by_piece() {
     assert_eq!(
         inb(&e, t(4), 0, &mut stray),
         Verdict::Drop(DropReason::NoFlow)
+    );
+}
+
+#[test]
+fn a_line_off_for_its_cap_takes_no_ipv6_flow() {
+    let e = engine((61000, 61999));
+    e.set_uplink6(0, nat66_line(true));
+    e.set_uplink6(1, npt_line(true));
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, b"a"));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
+    let none = crate::engine::CarriedFlows::NONE;
+    e.set_cap_effect(0, crate::metered::CapEffect::Off, &none);
+    assert_eq!(e.ipv6_up(), 0b10);
+    // its flow moves at its next packet, and new ones go elsewhere
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, b"a"));
+    assert_eq!(out(&e, t(1), &mut p), Verdict::Uplink(1));
+    let mut p = packet(HOST, server(2), PROTO_UDP, &udp(5001, 53, b"b"));
+    assert_eq!(out(&e, t(1), &mut p), Verdict::Uplink(1));
+    e.set_cap_effect(0, crate::metered::CapEffect::None, &none);
+    assert_eq!(e.ipv6_up(), 0b11);
+}
+
+#[test]
+fn without_a_lan_prefix_ipv6_is_refused_and_answered() {
+    let e = engine_without_lan_prefix((61000, 61000));
+    e.set_uplink6(0, nat66_line(true));
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, b"a"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::NoIpv6Uplink)
+    );
+    let mut answer = [0u8; crate::engine::MAX_UNREACHABLE];
+    assert!(
+        e.unreachable(t(0), DropReason::NoIpv6Uplink, &p, &mut answer)
+            .is_some()
     );
 }
