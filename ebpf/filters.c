@@ -22,6 +22,27 @@ struct {
 	__type(value, __be32);
 } wanlb_uplink_addr SEC(".maps");
 
+/* The uplink's IPv6, in entry 0, as wanlb follows it: the address NAT66 translates to, and the
+ * prefix it delegated (NPTv6) with its mask, every byte in packet order; a flag says which are
+ * set. */
+struct uplink_ipv6 {
+	__u32 addr[4];
+	__u32 prefix[4];
+	__u32 mask[4];
+	__u32 has_addr;
+	__u32 has_prefix;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uplink_ipv6);
+} wanlb_uplink_ipv6 SEC(".maps");
+
+#define IPPROTO_ICMPV6_ 58
+#define ICMPV6_ECHO_REPLY 129
+
 /* The NAT port range (ports and echo identifiers wanlb translates to), and the identifier of
  * wanlb's own health probes. */
 const volatile __u16 first_port = 0;
@@ -70,15 +91,61 @@ static __always_inline int is_forwarded(__u8 proto, __be16 port)
 	return forwarded_udp[p >> 3] & (1 << (p & 7));
 }
 
+/* An IPv6 frame for wanlb: anything to the delegated prefix (NPTv6: the engine filters it,
+ * statefully); to the NAT66 address, TCP and UDP to a NAT port, ICMPv6 echo replies to a NAT
+ * identifier, ICMPv6 errors (types below 128), and whatever comes behind an extension header
+ * (the engine walks them, and drops what it does not); never neighbour discovery, router
+ * advertisements or other informational ICMPv6, nor echo replies outside the pool (the IPv6
+ * health probes', read by a socket of their own), all the kernel's. */
+static __always_inline __u32 ipv6_replies(struct __sk_buff *skb)
+{
+	__u32 entry = 0;
+	struct uplink_ipv6 *v6 = bpf_map_lookup_elem(&wanlb_uplink_ipv6, &entry);
+	__u32 daddr[4];
+	__u8 next;
+	if (!v6 || bpf_skb_load_bytes(skb, link_header + 24, daddr, 16) ||
+	    bpf_skb_load_bytes(skb, link_header + 6, &next, 1))
+		return 0;
+	if (v6->has_prefix && (daddr[0] & v6->mask[0]) == v6->prefix[0] &&
+	    (daddr[1] & v6->mask[1]) == v6->prefix[1] &&
+	    (daddr[2] & v6->mask[2]) == v6->prefix[2] &&
+	    (daddr[3] & v6->mask[3]) == v6->prefix[3])
+		return KEEP;
+	if (!v6->has_addr || daddr[0] != v6->addr[0] || daddr[1] != v6->addr[1] ||
+	    daddr[2] != v6->addr[2] || daddr[3] != v6->addr[3])
+		return 0;
+	__u32 l4 = link_header + 40;
+	if (next == IPPROTO_TCP || next == IPPROTO_UDP) {
+		__be16 dport;
+		if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
+			return 0;
+		return in_pool(dport) || is_forwarded(next, dport) ? KEEP : 0;
+	}
+	if (next != IPPROTO_ICMPV6_)
+		return KEEP;
+	__u8 type;
+	__be16 id;
+	if (bpf_skb_load_bytes(skb, l4, &type, 1))
+		return 0;
+	if (type < 128)
+		return KEEP;
+	if (type != ICMPV6_ECHO_REPLY || bpf_skb_load_bytes(skb, l4 + 4, &id, 2))
+		return 0;
+	return in_pool(id) ? KEEP : 0;
+}
+
 /* The data path's sockets: TCP and UDP to a NAT port or a forwarded one, ICMP echo replies to
  * a NAT identifier, and other ICMP (errors, whatever they quote: the engine matches them to
  * flows). Echo replies outside the pool are the health probes', which have a socket of their
- * own. */
+ * own. IPv6 as ipv6_replies says, on a line with IPv6 (whose sockets are bound to every
+ * protocol). */
 SEC("socket")
 int wanlb_replies(struct __sk_buff *skb)
 {
 	__u8 proto;
 	__u32 l4;
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return ipv6_replies(skb);
 	if (!ipv4_to_uplink(skb, &proto, &l4))
 		return 0;
 	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {

@@ -4,6 +4,7 @@
 #   scripts/bench.sh [all|tcp|udp|latency|flows|failover] [--reps N] [--seconds S] [--workers N]
 #   scripts/bench.sh stress [--seconds S] [--phases 1,2,3,4] [--no-kernel] [--wanlb-arg=ARG ...]
 #   scripts/bench.sh soak [--minutes M] [--warmup-minutes W] [--wanlb-arg=ARG ...]
+#   scripts/bench.sh ipv6 [--reps N] [--seconds S] [--workers N]
 #
 # Writes bench-report/report.md (table with wanlb/kernel ratios), report.json and report.svg.
 # `failover` (also part of `all`) measures wanlb alone, the kernel recipe having none: isp1's
@@ -16,7 +17,11 @@
 # idle connections plus a pipelining client on the control port; meanwhile a second LAN host
 # opens connections and `wanlb status` is asked every second. `soak` (not part of `all`)
 # churns 2000 new flows a second through wanlb for M minutes (default 30) and samples its
-# memory. --wanlb-arg passes a flag to every wanlb started (e.g. --wanlb-arg=--max-flows=N).
+# memory. `ipv6` (not part of `all`) puts IPv6 on both lines (testbed.sh ipv6lines) and
+# measures TCP each way and ping RTT through wanlb (NPTv6 on isp1, NAT66 on isp2) against the
+# kernel's own IPv6 recipe (a multipath route 2:1, `snat ip6 prefix to` and masquerade), into
+# bench-report/ipv6-report.md. --wanlb-arg passes a flag to every wanlb started (e.g.
+# --wanlb-arg=--max-flows=N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -23,6 +23,15 @@
 #               on a gateway where the admin turned it on: lan eth0 fd00:3::10/64 -> default via
 #               gw eth0 fd00:3::100/64; gw eth1 fd00:1::1/64 -> default via r1 eth0
 #               fd00:1::254/64, which routes fd00:3::/64 back via the gateway.
+#   IPv6 lines  (only after `ipv6lines`) IPv6 through both lines, in 2001:2::/48 (RFC 5180)
+#               and fd00::/8: lan eth0 fd00:3::10/64 -> default via gw eth0 fd00:3::100/64;
+#               gw eth1 2001:2:0:1::1/64 (isp1, r1 eth0 2001:2:0:1::fe/64, which routes the
+#               prefix it delegates to the gateway, 2001:2:1::/48, to it), gw eth2
+#               2001:2:0:2::1/64 (isp2, r2 eth0 2001:2:0:2::fe/64, no prefix: NAT66);
+#               r1 eth1 2001:2:0:101::1/64 and r2 eth1 2001:2:0:102::1/64 -> inet eth1
+#               2001:2:0:101::2/64, eth2 2001:2:0:102::2/64, where every address of
+#               2001:2:ff::/48 is local; routes back only to the lines' subnets and isp1's
+#               prefix. IPv6 forwarding stays off in gw (wanlb turns it on).
 #   PREFIXr3    (only after `p2p`) the router at the far end of a point-to-point line, as a
 #               PPPoE session or a tunnel is: gw tun3 198.18.5.1 peer 198.18.5.254 (isp3) <->
 #               r3 tun0 198.18.5.254 peer 198.18.5.1, two TUN devices (no MAC, no ARP) joined
@@ -46,6 +55,7 @@
 #                                 with its addresses (new interface indexes and MACs at both
 #                                 ends, as a NIC or USB modem unplugged and plugged again)
 #   testbed.sh ipv6 [PREFIX]      add the IPv6 addresses and routes above
+#   testbed.sh ipv6lines [PREFIX] add IPv6 through both lines, as above
 #   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
 #                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
 #   testbed.sh nokernel [PREFIX]  remove the kernel recipe again
@@ -221,6 +231,26 @@ ipv6() {
   ip -n "${P}r1" -6 route add fd00:3::/64 via fd00:1::1
 }
 
+ipv6lines() {
+  need ip
+  ip -n "${P}lan" -6 addr add fd00:3::10/64 dev eth0 nodad
+  ip -n "${P}lan" -6 route add default via fd00:3::100
+  ip -n "${P}gw" -6 addr add fd00:3::100/64 dev eth0 nodad
+  ip -n "${P}gw" -6 addr add 2001:2:0:1::1/64 dev eth1 nodad
+  ip -n "${P}gw" -6 addr add 2001:2:0:2::1/64 dev eth2 nodad
+  for r in 1 2; do
+    x "r$r" sysctl -qw net.ipv6.conf.all.forwarding=1
+    ip -n "${P}r$r" -6 addr add "2001:2:0:$r::fe/64" dev eth0 nodad
+    ip -n "${P}r$r" -6 addr add "2001:2:0:10$r::1/64" dev eth1 nodad
+    ip -n "${P}r$r" -6 route add default via "2001:2:0:10$r::2"
+    ip -n "${P}inet" -6 addr add "2001:2:0:10$r::2/64" dev "eth$r" nodad
+    ip -n "${P}inet" -6 route add "2001:2:0:$r::/64" via "2001:2:0:10$r::1"
+  done
+  ip -n "${P}r1" -6 route add 2001:2:1::/48 via 2001:2:0:1::1
+  ip -n "${P}inet" -6 route add 2001:2:1::/48 via 2001:2:0:101::1
+  ip -n "${P}inet" -6 route add local 2001:2:ff::/48 dev lo
+  x inet sysctl -qw net.ipv6.ip_nonlocal_bind=1
+}
 kernel() {
   need ip nft
   x gw sysctl -qw net.ipv4.ip_forward=1
@@ -266,7 +296,8 @@ case "$cmd" in
   redial) redial ;;
   replug) replug ;;
   ipv6) ipv6 ;;
+  ipv6lines) ipv6lines ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,61p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

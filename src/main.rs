@@ -4,11 +4,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use wanlb::config::{Config, ConfigErrors, Flags, GatewaySpec};
+use wanlb::config::{
+    Config, ConfigErrors, Flags, Gateway6Spec, GatewaySpec, Prefix6Spec, UplinkSpec,
+};
 use wanlb::gateway::{self, GatewayError};
 use wanlb::logging;
 use wanlb::preflight::{self, Plan, PreflightError};
-use wanlb::uplink::LinkKind;
+use wanlb::uplink::{Addressing6, LinkKind};
 
 /// wanlb: a multi-WAN load-balancing NAT gateway.
 ///
@@ -468,6 +470,53 @@ fn cleanup(state_dir: &std::path::Path, tun: Option<&str>) -> anyhow::Result<()>
     }
 }
 
+/// Uplink `u`'s IPv6 for a person, as found on the system (`found`) if it was checked.
+fn print_ipv6(config: &Config, u: &UplinkSpec, found: Option<&Addressing6>, link: LinkKind) {
+    let Some(gw6) = u.gw6 else {
+        println!("    IPv6: none (no gw6)");
+        return;
+    };
+    let router = match (link, gw6, found.and_then(Addressing6::router)) {
+        (LinkKind::PointToPoint, _, _) => "the peer (point-to-point)".to_string(),
+        (_, Gateway6Spec::Auto, Some(r)) => {
+            format!("{r} (auto: the interface's default route, followed)")
+        }
+        (_, Gateway6Spec::Auto, None) => {
+            "auto (no IPv6 default route yet: its IPv6 waits for one)".to_string()
+        }
+        (_, Gateway6Spec::Address(a), _) => a.to_string(),
+    };
+    let addr = match (found.and_then(Addressing6::current), u.src6) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(src6)) => src6.to_string(),
+        (None, None) => "none yet (a stable global address of dev, once it has one)".into(),
+    };
+    let translation = match (u.prefix6, found.and_then(Addressing6::prefix)) {
+        (None, _) => "NAT66 to its address".to_string(),
+        (Some(_), Some((p, len))) => format!("NPTv6 into {p}/{len}"),
+        (Some(Prefix6Spec::Auto), None) => {
+            "NPTv6 into the delegated prefix (none delegated yet)".to_string()
+        }
+        (Some(p), None) => format!("NPTv6 into {p}"),
+    };
+    let targets: Vec<String> = config
+        .targets6_of(u)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let health = if targets.is_empty() {
+        match link {
+            LinkKind::Ethernet => {
+                "up while the line is up and its router answers neighbour discovery".to_string()
+            }
+            LinkKind::PointToPoint => "up while the line is up".to_string(),
+        }
+    } else {
+        format!("ping6 {} (judged apart from IPv4)", targets.join(", "))
+    };
+    println!("    IPv6: router {router}, address {addr}, {translation}; health: {health}");
+}
+
 /// The settings for a person; with what they leave to the system settled when they were
 /// checked against it (`plan`).
 fn print_summary(config: &Config, plan: Option<&Plan>) {
@@ -493,7 +542,11 @@ fn print_summary(config: &Config, plan: Option<&Plan>) {
             (_, None) => "none (point-to-point)".to_string(),
         };
         let tier_total = config.tier_weight(u.tier);
-        let targets: Vec<String> = config.targets_of(u).iter().map(|t| t.to_string()).collect();
+        let targets: Vec<String> = config
+            .targets4_of(u)
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
         println!(
             "  uplink {}: dev {} gw {} src {} weight {} tier {} ({:.0}% of new destinations in its tier); health: {}",
             u.name,
@@ -509,12 +562,37 @@ fn print_summary(config: &Config, plan: Option<&Plan>) {
                 (false, _) => format!("ping {}", targets.join(", ")),
             }
         );
+        if config.has_ipv6() {
+            print_ipv6(config, u, found.and_then(|r| r.v6.as_ref()), link);
+        }
+    }
+    if !config.has_ipv6() {
+        println!(
+            "  IPv6: not carried (no uplink has gw6); the kernel's forwarding of the LAN's IPv6 to the lines stays dropped"
+        );
+    } else {
+        let lan6: Vec<String> = match plan {
+            Some(p) => p.lan_sources6.iter().map(ToString::to_string).collect(),
+            None => config
+                .lan_net
+                .iter()
+                .filter_map(|n| n.v6())
+                .map(|n| n.to_string())
+                .collect(),
+        };
+        println!(
+            "  LAN IPv6 prefixes: {}",
+            if lan6.is_empty() {
+                "none yet (give --lan-net, or an address on a LAN interface)".to_string()
+            } else {
+                lan6.join(", ")
+            }
+        );
     }
     for p in &config.pins {
         println!(
-            "  pin {}/{} -> {}{}",
-            std::net::Ipv4Addr::from(p.prefix.addr()),
-            p.prefix.prefix_len(),
+            "  pin {} -> {}{}",
+            p.prefix,
             p.uplink,
             if p.strict {
                 " (strict: refused while it is down)"

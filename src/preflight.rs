@@ -11,13 +11,16 @@
 //! sits above `config` and `io`, which know nothing of each other.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use crate::config::{Config, ConfigError, ConfigErrors, GatewaySpec, UplinkSpec};
+use crate::config::{
+    Cidr, Config, ConfigError, ConfigErrors, Gateway6Spec, GatewaySpec, Net6, Prefix6Spec,
+    UplinkSpec,
+};
 use crate::engine::select::Prefix;
 use crate::io::iface::{self, Interface};
 use crate::io::system::{self, LocalService, SystemError};
-use crate::uplink::LinkKind;
+use crate::uplink::{Addressing6, Delegation, LinkEvent, LinkKind, Router6};
 
 /// The pool when no range of ports is free at all (the kernel's ephemeral ports and this
 /// host's services cover them).
@@ -31,6 +34,8 @@ pub struct SystemFacts {
     pub services: Vec<LocalService>,
     /// The IPv4 default routes of the main table: interface index and gateway.
     pub default_routes: Vec<(u32, Ipv4Addr)>,
+    /// What the kernel says of IPv6: addresses, default routes, delegated prefixes.
+    pub ipv6: Vec<LinkEvent>,
 }
 
 /// Why the system could not be checked, or the settings do not fit it.
@@ -67,13 +72,26 @@ impl SystemFacts {
             .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
             .collect();
         let services = system::local_services(&uplink_addrs)?;
-        let default_routes = crate::io::netlink::default_routes()
-            .map_err(io("reading the default routes (netlink)"))?;
+        let mut default_routes = Vec::new();
+        let mut ipv6 = Vec::new();
+        let dump = |e: LinkEvent| match e {
+            LinkEvent::DefaultRoute {
+                ifindex,
+                gateway,
+                present: true,
+            } => default_routes.push((ifindex, gateway)),
+            LinkEvent::Address6 { .. }
+            | LinkEvent::DefaultRoute6 { .. }
+            | LinkEvent::Delegated { .. } => ipv6.push(e),
+            _ => {}
+        };
+        crate::io::netlink::dump(dump).map_err(io("reading addresses and routes (netlink)"))?;
         Ok(SystemFacts {
             interfaces,
             ephemeral_ports,
             services,
             default_routes,
+            ipv6,
         })
     }
 }
@@ -86,6 +104,8 @@ pub struct ResolvedUplink {
     pub addr: Ipv4Addr,
     /// The gateway ARP asks for: as given, or with `gw=auto` the interface's default route's.
     pub gateway: Option<Ipv4Addr>,
+    /// Its IPv6 as the kernel shows it now, on a line with `gw6`.
+    pub v6: Option<Addressing6>,
 }
 
 /// What the gateway runs from besides the settings: what they left to the system, settled,
@@ -98,6 +118,9 @@ pub struct Plan {
     pub nat_pool: (u16, u16),
     /// The sources wanlb translates: the LAN interfaces' subnets and `lan_net`.
     pub lan_sources: Vec<Prefix>,
+    /// The IPv6 sources wanlb translates: the LAN interfaces' global and unique-local
+    /// prefixes, and `lan_net`'s IPv6 ones.
+    pub lan_sources6: Vec<Net6>,
     /// Every interface of the system, as checked.
     pub interfaces: Vec<Interface>,
 }
@@ -183,15 +206,21 @@ pub fn check(config: &Config, system: &SystemFacts) -> Result<Plan, ConfigErrors
             Err(e) => errors.push(e),
         }
     }
+    let lan_sources6 = lan_sources6(config, system);
     // a forward's host is judged against the LAN only when the LAN could be told
     if let Some(lan_sources) = &lan_sources {
-        errors.extend(check_forwards(config, lan_sources, system, &uplink_addrs));
+        let lan = Lan {
+            v4: lan_sources,
+            v6: &lan_sources6,
+        };
+        errors.extend(check_forwards(config, lan, system, &uplink_addrs));
     }
     match lan_sources {
         Some(lan_sources) if errors.is_empty() => Ok(Plan {
             uplinks,
             nat_pool: pool,
             lan_sources,
+            lan_sources6,
             interfaces: system.interfaces.clone(),
         }),
         _ => Err(errors.into()),
@@ -205,7 +234,7 @@ pub fn lan_sources(config: &Config, interfaces: &[Interface]) -> Result<Vec<Pref
         .flat_map(|i| i.ipv4.iter())
         .filter_map(|&(addr, len)| Prefix::new(u32::from(addr), len))
         .collect();
-    nets.extend(config.lan_net.iter().copied());
+    nets.extend(config.lan_net.iter().filter_map(Cidr::v4));
     if nets.is_empty() {
         return Err(ConfigError {
             origin: "--lan".into(),
@@ -216,6 +245,34 @@ pub fn lan_sources(config: &Config, interfaces: &[Interface]) -> Result<Vec<Pref
         });
     }
     Ok(nets)
+}
+
+/// The IPv6 sources wanlb translates: the LAN interfaces' global and unique-local prefixes
+/// (never link-local: the kernel keeps those on their link) and `lan_net`'s IPv6 ones.
+pub fn lan_sources6(config: &Config, system: &SystemFacts) -> Vec<Net6> {
+    let lan_indexes: Vec<u32> = system
+        .interfaces
+        .iter()
+        .filter(|i| config.lan.contains(&i.name))
+        .map(|i| i.index)
+        .collect();
+    let mut nets: Vec<Net6> = Vec::new();
+    let on_lan = system.ipv6.iter().filter_map(|e| match e {
+        LinkEvent::Address6 {
+            ifindex,
+            addr,
+            prefix_len,
+            present: true,
+            ..
+        } if lan_indexes.contains(ifindex) => Net6::new(*addr, *prefix_len),
+        _ => None,
+    });
+    for net in on_lan.chain(config.lan_net.iter().filter_map(Cidr::v6)) {
+        if !nets.contains(&net) {
+            nets.push(net);
+        }
+    }
+    nets
 }
 
 /// The NAT port pool on this system: as configured, or (`auto`, the default) the largest
@@ -386,32 +443,140 @@ fn resolve_uplink(u: &UplinkSpec, system: &SystemFacts) -> Result<ResolvedUplink
         // the peer of a point-to-point link is reached without its address
         (LinkKind::PointToPoint, _) => {}
     }
+    let v6 = match u.gw6 {
+        Some(gw6) => Some(resolve_ipv6(u, gw6, iface, link, system)?),
+        None => None,
+    };
     Ok(ResolvedUplink {
         iface: iface.clone(),
         link,
         addr,
         gateway,
+        v6,
     })
 }
 
-/// Checks each forward against the system: its host is a LAN host (in `lan_sources`, not
-/// this gateway), and no service of this host holds its port on its uplink's address
-/// (`uplink_addrs`, by uplink name) or on every address: wanlb keeps what arrives there
-/// from the kernel, so such a service would be cut off from that line.
+/// Uplink `u`'s IPv6 on the system, as it is now. An address or a router that is not there
+/// yet (router advertisements and DHCPv6 take their time) is no error: the line's IPv6 is
+/// down until they come. An address or router that can never be right is.
+fn resolve_ipv6(
+    u: &UplinkSpec,
+    gw6: Gateway6Spec,
+    iface: &Interface,
+    link: LinkKind,
+    system: &SystemFacts,
+) -> Result<Addressing6, ConfigError> {
+    let refuse = |message: String| ConfigError {
+        origin: u.origin.clone(),
+        message,
+    };
+    let subnets: Vec<Net6> = system
+        .ipv6
+        .iter()
+        .filter_map(|e| match e {
+            LinkEvent::Address6 {
+                ifindex,
+                addr,
+                prefix_len,
+                present: true,
+                ..
+            } if *ifindex == iface.index => Net6::new(*addr, *prefix_len),
+            _ => None,
+        })
+        .collect();
+    let router = match (link, gw6) {
+        (LinkKind::PointToPoint, _) => Router6::Peer,
+        (LinkKind::Ethernet, Gateway6Spec::Auto) => Router6::Auto(Vec::new()),
+        (LinkKind::Ethernet, Gateway6Spec::Address(gw)) => {
+            if !gw.is_unicast_link_local() && !subnets.iter().any(|n| n.contains(gw)) {
+                return Err(refuse(format!(
+                    "gw6 {gw} is not on {}'s IPv6 subnets (a router's link-local address, fe80::..., always is)",
+                    u.dev
+                )));
+            }
+            Router6::Fixed(gw)
+        }
+    };
+    if let Some(src6) = u.src6
+        && !system.ipv6.iter().any(|e| {
+            matches!(e, LinkEvent::Address6 { ifindex, addr, present: true, .. }
+                if *ifindex == iface.index && *addr == src6)
+        })
+    {
+        return Err(refuse(format!(
+            "src6 {src6} is not an address of {}",
+            u.dev
+        )));
+    }
+    let delegation = match u.prefix6 {
+        None => Delegation::None,
+        Some(Prefix6Spec::Net(n)) => Delegation::Fixed(n.addr(), n.prefix_len()),
+        Some(Prefix6Spec::Auto) => Delegation::Auto(Vec::new()),
+    };
+    let mut v6 = Addressing6::new(u.src6, router, delegation);
+    let ours = system.ipv6.iter().filter(|e| match e {
+        LinkEvent::Address6 { ifindex, .. } | LinkEvent::DefaultRoute6 { ifindex, .. } => {
+            *ifindex == iface.index
+        }
+        LinkEvent::Delegated { .. } => true,
+        _ => false,
+    });
+    v6.resync(ours);
+    Ok(v6)
+}
+
+/// The LAN's sources of both families.
+#[derive(Clone, Copy)]
+struct Lan<'a> {
+    v4: &'a [Prefix],
+    v6: &'a [Net6],
+}
+
+impl Lan<'_> {
+    fn contains(&self, host: IpAddr) -> bool {
+        match host {
+            IpAddr::V4(a) => self.v4.iter().any(|n| n.contains(u32::from(a))),
+            IpAddr::V6(a) => self.v6.iter().any(|n| n.contains(a)),
+        }
+    }
+
+    /// Its networks of `host`'s family, as the settings write them.
+    fn shown(&self, host: IpAddr) -> String {
+        let nets: Vec<String> = match host {
+            IpAddr::V4(_) => self.v4.iter().map(|n| Cidr::V4(*n).to_string()).collect(),
+            IpAddr::V6(_) => self.v6.iter().map(ToString::to_string).collect(),
+        };
+        if nets.is_empty() {
+            "none".into()
+        } else {
+            nets.join(", ")
+        }
+    }
+}
+
+/// Checks each forward against the system: its host is a LAN host (in the LAN's sources of
+/// its family, not this gateway), an IPv6 one's uplink carries IPv6, and no service of this
+/// host holds its port on its uplink's address (`uplink_addrs`, by uplink name) or on every
+/// address: wanlb keeps what arrives there from the kernel, so such a service would be cut
+/// off from that line.
 fn check_forwards(
     config: &Config,
-    lan_sources: &[Prefix],
+    lan: Lan<'_>,
     system: &SystemFacts,
     uplink_addrs: &[(&str, Ipv4Addr)],
 ) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    let own: HashSet<Ipv4Addr> = system
+    let own: HashSet<IpAddr> = system
         .interfaces
         .iter()
-        .flat_map(|i| i.ipv4.iter().map(|(a, _)| *a))
+        .flat_map(|i| i.ipv4.iter().map(|(a, _)| IpAddr::V4(*a)))
+        .chain(system.ipv6.iter().filter_map(|e| match e {
+            LinkEvent::Address6 { addr, .. } => Some(IpAddr::V6(*addr)),
+            _ => None,
+        }))
         .collect();
     for f in &config.forwards {
-        let host = *f.to.ip();
+        let host = f.to.ip();
         if own.contains(&host) {
             errors.push(ConfigError {
                 origin: f.to_origin.clone(),
@@ -419,18 +584,33 @@ fn check_forwards(
                     "{host} is an address of this gateway; a forward goes to a LAN host"
                 ),
             });
-        } else if !lan_sources.iter().any(|n| n.contains(u32::from(host))) {
-            let nets: Vec<String> = lan_sources
-                .iter()
-                .map(|n| format!("{}/{}", Ipv4Addr::from(n.addr()), n.prefix_len()))
-                .collect();
+        } else if !lan.contains(host) {
             errors.push(ConfigError {
                 origin: f.to_origin.clone(),
                 message: format!(
                     "{host} is not in the LAN ({}); a routed LAN's network is added with --lan-net",
-                    nets.join(", ")
+                    lan.shown(host)
                 ),
             });
+        }
+        if host.is_ipv6() {
+            let uplink = config.uplinks.iter().find(|u| u.name == f.uplink);
+            if uplink.is_some_and(|u| u.gw6.is_none()) {
+                errors.push(ConfigError {
+                    origin: f.uplink_origin.clone(),
+                    message: format!(
+                        "{} carries no IPv6 (it has no gw6): an IPv6 host's forward needs a line that does",
+                        f.uplink
+                    ),
+                });
+            }
+            errors.push(ConfigError {
+                origin: f.origin.clone(),
+                message: format!(
+                    "{f}: forwarding a port to an IPv6 host is not carried yet (IPv4 forwards are); with prefix6 (NPTv6) the host is reachable at its translated address once its own firewall and wanlb's let a connection in, which they do not yet either"
+                ),
+            });
+            continue;
         }
         let Some(&(_, addr)) = uplink_addrs.iter().find(|(name, _)| *name == f.uplink) else {
             continue;
@@ -453,5 +633,7 @@ fn check_forwards(
     errors
 }
 
+#[cfg(test)]
+mod ipv6_tests;
 #[cfg(test)]
 mod tests;

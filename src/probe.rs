@@ -15,6 +15,8 @@
 //! The randomness comes from the caller (read in `io/`): this module is pure.
 
 use std::hash::Hasher;
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 
 use siphasher::sip::SipHasher24;
@@ -66,10 +68,13 @@ impl ProbeKey {
         self.id
     }
 
-    fn tag(&self, uplink: u8, target: Ipv4Addr, round: u32) -> u64 {
+    fn tag(&self, uplink: u8, target: IpAddr, round: u32) -> u64 {
         let mut h = SipHasher24::new_with_key(&self.key);
         h.write_u8(uplink);
-        h.write(&target.octets());
+        match target {
+            IpAddr::V4(a) => h.write(&a.octets()),
+            IpAddr::V6(a) => h.write(&a.octets()),
+        }
         h.write(&round.to_be_bytes());
         h.write(&self.id.to_be_bytes());
         h.finish()
@@ -77,8 +82,13 @@ impl ProbeKey {
 
     /// The sequence number and payload of round `round`'s probe to `target` through uplink
     /// number `uplink`.
-    pub fn probe(&self, uplink: u8, target: Ipv4Addr, round: u32) -> (u16, [u8; PAYLOAD_LEN]) {
-        let tag = self.tag(uplink, target, round).to_be_bytes();
+    pub fn probe(
+        &self,
+        uplink: u8,
+        target: impl Into<IpAddr>,
+        round: u32,
+    ) -> (u16, [u8; PAYLOAD_LEN]) {
+        let tag = self.tag(uplink, target.into(), round).to_be_bytes();
         let mut payload = [0u8; PAYLOAD_LEN];
         payload[..4].copy_from_slice(&round.to_be_bytes());
         payload[4..].copy_from_slice(&tag);
@@ -90,7 +100,7 @@ impl ProbeKey {
     pub fn round_of(
         &self,
         uplink: u8,
-        target: Ipv4Addr,
+        target: impl Into<IpAddr>,
         id: u16,
         seq: u16,
         payload: &[u8],

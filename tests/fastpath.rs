@@ -670,6 +670,29 @@ fn passes_what_the_engine_must_see(links: &Links) {
     }
     out(&ping, "an unanswered ping");
 
+    // IPv6, whatever it holds, both ways: the engine's alone (the fast path carries IPv4)
+    let v6 = |ports: [u8; 4]| {
+        let mut f = HOST_MAC.to_vec();
+        f.extend_from_slice(&LAN_HOST_MAC);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 12, 17, 64]);
+        f.extend_from_slice(&[0xfd, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+        f.extend_from_slice(&[0x20, 1, 0, 2, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&ports);
+        f.extend_from_slice(&[0, 12, 0, 0, b'v', b'6', b'!', b'!']);
+        f
+    };
+    // the ports of a flow the engine handed over, and a packet of its length
+    let [a, b] = 40001u16.to_be_bytes();
+    let ipv6 = v6([a, b, 0, 53]);
+    assert_passed(&fast, Direction::Outbound, &ipv6, lan, "IPv6 from the LAN");
+    assert_passed(
+        &fast,
+        Direction::Inbound,
+        &v6([0, 53, a, b]),
+        udp_uplink,
+        "IPv6 from an uplink",
+    );
+
     // and what was handed over is still carried, up to exactly the MTU
     let full = frame(&udp.outbound(0, &[7u8; 1500 - 28]));
     let (verdict, _) = fast

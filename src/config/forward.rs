@@ -3,17 +3,18 @@
 //! `crate::preflight`).
 
 use std::fmt;
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::declare::{Changes, ReloadClass, ReloadContext, Row, Table, Tables};
 use super::load::{At, FileText, Loading};
+use super::net::is_routable_unicast6;
 use super::{Config, ConfigError, err};
 use crate::engine::wire::{PROTO_TCP, PROTO_UDP};
 
-const FORWARD_SPEC: &str = "PROTO:PORT=HOST:PORT@UPLINK, e.g. tcp:8080=192.168.3.10:80@isp2";
+const FORWARD_SPEC: &str = "PROTO:PORT=HOST:PORT@UPLINK, e.g. tcp:8080=192.168.3.10:80@isp2 or tcp:8080=[fd00:3::10]:80@isp2";
 
 /// The protocols a port can be forwarded for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,13 +59,23 @@ fn parse_port(s: &str, origin: &str) -> Result<u16, ConfigError> {
     }
 }
 
-/// `HOST:PORT`, the LAN end of a forward.
-fn parse_to(s: &str, origin: &str) -> Result<SocketAddrV4, ConfigError> {
-    match s.trim().parse::<SocketAddrV4>() {
+/// `HOST:PORT` or `[IPV6]:PORT`, the LAN end of a forward.
+fn parse_to(s: &str, origin: &str) -> Result<SocketAddr, ConfigError> {
+    match s.trim().parse::<SocketAddr>() {
+        Ok(SocketAddr::V6(to)) if to.scope_id() != 0 || to.flowinfo() != 0 => err(
+            origin,
+            format!("{s:?}: a forward's host is a global or unique-local address, without a zone"),
+        ),
+        Ok(SocketAddr::V6(to)) if !is_routable_unicast6(*to.ip()) => err(
+            origin,
+            format!("{s:?}: a forward's host is a global or unique-local address"),
+        ),
         Ok(to) if to.port() > 0 => Ok(to),
         _ => err(
             origin,
-            format!("{s:?} is not a LAN host's address and port like 192.168.3.10:80"),
+            format!(
+                "{s:?} is not a LAN host's address and port like 192.168.3.10:80 or [fd00:3::10]:80"
+            ),
         ),
     }
 }
@@ -74,7 +85,9 @@ fn parse_to(s: &str, origin: &str) -> Result<SocketAddrV4, ConfigError> {
 pub struct ForwardSpec {
     pub proto: ForwardProto,
     pub port: u16,
-    pub to: SocketAddrV4,
+    /// The LAN host: an IPv4 one for the uplink's IPv4 address, an IPv6 one for its IPv6
+    /// address.
+    pub to: SocketAddr,
     pub uplink: String,
     /// Where it was given: the flag, or the file's line of `port`.
     pub origin: String,
@@ -84,9 +97,18 @@ pub struct ForwardSpec {
 }
 
 impl ForwardSpec {
-    /// Whether `other` forwards the same port of the same line.
+    /// Whether `other` forwards the same port of the same line and family.
     pub fn same_port(&self, other: &ForwardSpec) -> bool {
-        (self.proto, self.port, &self.uplink) == (other.proto, other.port, &other.uplink)
+        (self.proto, self.port, &self.uplink, self.to.is_ipv4())
+            == (other.proto, other.port, &other.uplink, other.to.is_ipv4())
+    }
+
+    /// Its LAN host, if an IPv4 one.
+    pub fn to4(&self) -> Option<SocketAddrV4> {
+        match self.to {
+            SocketAddr::V4(to) => Some(to),
+            SocketAddr::V6(_) => None,
+        }
     }
 }
 
@@ -159,7 +181,8 @@ impl Table for ForwardSpec {
 
     fn help() -> String {
         "Send connections to PORT of UPLINK's address on to HOST:PORT in the LAN, e.g. \
-         tcp:8080=192.168.3.10:80@isp2 (repeatable). Their replies always leave through UPLINK; \
+         tcp:8080=192.168.3.10:80@isp2 (repeatable); [IPV6]:PORT forwards PORT of UPLINK's \
+         IPv6 address. Their replies always leave through UPLINK; \
          LAN hosts reach the forward through UPLINK's address too."
             .into()
     }
@@ -235,13 +258,18 @@ impl Table for ForwardSpec {
             flag: format!("{} {}", t.flag, Self::VALUE_NAME),
             repeatable: true,
             default: "none".into(),
-            doc: "connections to `port` (tcp or udp) of the uplink's address go to the LAN host `to` (`HOST:PORT`); their answers always leave through that uplink (see [Port forwarding](#port-forwarding))".into(),
+            doc: "connections to `port` (tcp or udp) of the uplink's address go to the LAN host `to` (`HOST:PORT`; `[IPV6]:PORT` for the port of the uplink's IPv6 address); their answers always leave through that uplink (see [Port forwarding](#port-forwarding))".into(),
             reload: Some(ReloadClass::Restart),
         }]
     }
 }
 
 impl Config {
+    /// The forwards to IPv4 LAN hosts, in the settings' order.
+    pub fn forwards4(&self) -> impl Iterator<Item = &ForwardSpec> {
+        self.forwards.iter().filter(|f| f.to.is_ipv4())
+    }
+
     /// The forwards naming an uplink that is not configured (`names`: every uplink given,
     /// refused ones too, sorted), one error each.
     pub(super) fn forwards_to_unknown_uplinks(&self, names: &[&str]) -> Vec<ConfigError> {

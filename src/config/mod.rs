@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use crate::engine::flow::Timeouts;
@@ -20,6 +20,7 @@ mod forward;
 mod listen;
 mod load;
 mod metered;
+mod net;
 mod parse;
 mod pin;
 pub mod reference;
@@ -32,13 +33,14 @@ mod values;
 pub use declare::{ReloadClass, Row, Written};
 pub use forward::{ForwardProto, ForwardSpec, parse_forward_flag};
 pub use metered::ByteSize;
+pub use net::{Cidr, Net6, is_routable_unicast6};
 pub use parse::{
     format_duration, parse_duration, parse_ipv4, parse_ports, parse_prefix, parse_target,
 };
 pub use pin::{PinSpec, parse_pin_flag};
 pub use reload::Reload;
 pub use settings::{Config, DEFAULT_LISTEN, Flags, IdleTimeouts, TimeoutFlags};
-pub use uplink::{GatewaySpec, UplinkSpec, parse_uplink_flag};
+pub use uplink::{Gateway6Spec, GatewaySpec, Prefix6Spec, UplinkSpec, parse_uplink_flag};
 pub use values::{FastPathMode, HostTraffic, OnUplinkDown};
 
 use declare::Settings;
@@ -193,6 +195,7 @@ impl Config {
             };
             l.take(err::<()>(&u.origin, format!("dev {:?} {clash}", u.dev)));
         }
+        self.check_ipv6(l);
         if let Some(addr) = self.listen
             && !addr.ip().is_loopback()
             && self.listen_token.is_none()
@@ -244,6 +247,53 @@ impl Config {
         l.errors.extend(unknown_for_forwards);
     }
 
+    /// The uplinks' IPv6 keys against each other.
+    fn check_ipv6(&self, l: &mut Loading) {
+        let mut prefixes: Vec<(Net6, &str)> = Vec::new();
+        let mut auto: Option<&str> = None;
+        for u in &self.uplinks {
+            if u.gw6.is_none() && (u.prefix6.is_some() || u.src6.is_some()) {
+                let key = if u.prefix6.is_some() {
+                    "prefix6"
+                } else {
+                    "src6"
+                };
+                l.take(err::<()>(
+                    &u.origin,
+                    format!(
+                        "{key} needs gw6 (IPV6|auto): without a router the line carries no IPv6"
+                    ),
+                ));
+            }
+            match u.prefix6 {
+                Some(Prefix6Spec::Auto) => match auto {
+                    Some(first) => {
+                        l.take(err::<()>(
+                            &u.origin,
+                            format!("prefix6=auto is also given to uplink {first:?}: the kernel's route for a delegated prefix does not say through which line it came, so only one line can follow it; give the others' prefixes"),
+                        ));
+                    }
+                    None => auto = Some(&u.name),
+                },
+                Some(Prefix6Spec::Net(n)) => {
+                    let overlap = prefixes
+                        .iter()
+                        .find(|(p, _)| p.contains(n.addr()) || n.contains(p.addr()));
+                    match overlap {
+                        Some((p, name)) => {
+                            l.take(err::<()>(
+                                &u.origin,
+                                format!("prefix6 {n} overlaps uplink {name:?}'s {p}: each line delegates a prefix of its own"),
+                            ));
+                        }
+                        None => prefixes.push((n, &u.name)),
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
     /// Every setting at its default: what a file and flags that give nothing load to (but
     /// for the checks, which want a LAN and an uplink).
     pub fn defaults() -> Config {
@@ -255,17 +305,42 @@ impl Config {
         <Config as Settings>::written(self, &Config::defaults())
     }
 
-    /// The health targets probed through `uplink`.
-    pub fn targets_of<'a>(&'a self, uplink: &'a UplinkSpec) -> &'a [Ipv4Addr] {
+    /// The health targets probed through `uplink`, of both families.
+    pub fn targets_of<'a>(&'a self, uplink: &'a UplinkSpec) -> &'a [IpAddr] {
         uplink.check.as_deref().unwrap_or(&self.health_target)
     }
 
-    /// Each uplink's health targets, in the uplinks' order.
+    /// The IPv4 health targets probed through `uplink`: they judge the line.
+    pub fn targets4_of(&self, uplink: &UplinkSpec) -> Vec<Ipv4Addr> {
+        let v4 = |a: &IpAddr| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        };
+        self.targets_of(uplink).iter().filter_map(v4).collect()
+    }
+
+    /// The IPv6 health targets probed through `uplink`: they judge the line's IPv6 alone.
+    pub fn targets6_of(&self, uplink: &UplinkSpec) -> Vec<Ipv6Addr> {
+        let v6 = |a: &IpAddr| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        };
+        self.targets_of(uplink).iter().filter_map(v6).collect()
+    }
+
+    /// Each uplink's IPv4 health targets, in the uplinks' order.
     pub fn uplink_targets(&self) -> Vec<Vec<Ipv4Addr>> {
-        self.uplinks
-            .iter()
-            .map(|u| self.targets_of(u).to_vec())
-            .collect()
+        self.uplinks.iter().map(|u| self.targets4_of(u)).collect()
+    }
+
+    /// Each uplink's IPv6 health targets, in the uplinks' order.
+    pub fn uplink_targets6(&self) -> Vec<Vec<Ipv6Addr>> {
+        self.uplinks.iter().map(|u| self.targets6_of(u)).collect()
+    }
+
+    /// Whether any uplink carries IPv6 (has an IPv6 router).
+    pub fn has_ipv6(&self) -> bool {
+        self.uplinks.iter().any(|u| u.gw6.is_some())
     }
 
     /// How each uplink's health is judged, in the uplinks' order: as `health()`, at the
@@ -349,6 +424,8 @@ impl From<&IdleTimeouts> for Timeouts {
 mod forward_tests;
 #[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod ipv6_tests;
 #[cfg(test)]
 mod listen_tests;
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Value parsers: text (a flag's value, or the file's) to a typed value, with an error naming
 //! where the text came from (`origin`). None panics, whatever the text.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
@@ -341,36 +341,51 @@ pub fn parse_tun(s: &str, origin: &str) -> Result<String, ConfigError> {
     check_name(s, origin, "TUN name").map(|()| s.to_string())
 }
 
-/// A health target: an address that answers ping, beyond the uplink's gateway.
-pub fn parse_target(s: &str, origin: &str) -> Result<Ipv4Addr, ConfigError> {
-    let a = parse_ipv4(s.trim(), origin, "health target")?;
+/// A health target: an address that answers ping (ICMP echo, or ICMPv6 echo for an IPv6
+/// one), beyond the uplink's gateway.
+pub fn parse_target(s: &str, origin: &str) -> Result<IpAddr, ConfigError> {
+    let s = s.trim();
+    if s.contains(':') {
+        let a = super::net::parse_ipv6(s, origin, "health target")?;
+        if !super::net::is_routable_unicast6(a) {
+            return err(
+                origin,
+                format!(
+                    "health target {a} must be a global or unique-local unicast address beyond the gateway (not link-local, multicast, loopback or IPv4-mapped)"
+                ),
+            );
+        }
+        return Ok(IpAddr::V6(a));
+    }
+    let a = parse_ipv4(s, origin, "health target")?;
     if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
         return err(
             origin,
             format!("health target {a} must be a unicast address beyond the gateway"),
         );
     }
-    Ok(a)
+    Ok(IpAddr::V4(a))
 }
 
 /// Health targets from one place (the file, or the flags) replace those before; one listed
-/// twice, and one beyond [`MAX_TARGETS`], is refused.
+/// twice, and one beyond [`MAX_TARGETS`] of its family, is refused.
 pub fn targets(
-    list: &mut Vec<Ipv4Addr>,
-    given: Vec<(Ipv4Addr, String)>,
+    list: &mut Vec<IpAddr>,
+    given: Vec<(IpAddr, String)>,
     errors: &mut Vec<ConfigError>,
 ) {
     list.clear();
     for (target, origin) in given {
+        let same_family = list.iter().filter(|t| t.is_ipv4() == target.is_ipv4());
         if list.contains(&target) {
             errors.push(ConfigError {
                 origin,
                 message: format!("health target {target} is listed twice"),
             });
-        } else if list.len() == MAX_TARGETS {
+        } else if same_family.count() == MAX_TARGETS {
             errors.push(ConfigError {
                 origin,
-                message: format!("at most {MAX_TARGETS} health targets per uplink"),
+                message: format!("at most {MAX_TARGETS} health targets of each family per uplink"),
             });
             break;
         } else {

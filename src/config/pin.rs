@@ -1,19 +1,16 @@
 //! Pins: `--pin CIDR=UPLINK[!]` and `[[pin]]` in the file.
 
-use std::net::Ipv4Addr;
-
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::declare::{Changes, ReloadClass, ReloadContext, Row, Table, Tables};
 use super::load::{At, Loading};
-use super::parse::parse_prefix;
+use super::net::{Cidr, parse_cidr};
 use super::{ConfigError, err};
-use crate::engine::select::Prefix;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PinSpec {
-    pub prefix: Prefix,
+    pub prefix: Cidr,
     pub uplink: String,
     /// Refuse the traffic while the uplink is down instead of sending it elsewhere.
     pub strict: bool,
@@ -25,9 +22,8 @@ impl std::fmt::Display for PinSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}/{}={}{}",
-            Ipv4Addr::from(self.prefix.addr()),
-            self.prefix.prefix_len(),
+            "{}={}{}",
+            self.prefix,
             self.uplink,
             if self.strict { "!" } else { "" }
         )
@@ -53,7 +49,7 @@ fn from_flag(flag: &str, spec: &str) -> Result<PinSpec, ConfigError> {
         None => (uplink, false),
     };
     Ok(PinSpec {
-        prefix: parse_prefix(cidr.trim(), &origin)?,
+        prefix: parse_cidr(cidr.trim(), &origin)?,
         uplink: uplink.to_string(),
         strict,
         origin,
@@ -74,8 +70,8 @@ impl Table for PinSpec {
     const VALUE_NAME: &'static str = "CIDR=UPLINK[!]";
 
     fn help() -> String {
-        "Always send destinations in CIDR through UPLINK, e.g. 174.143.119.91/32=isp2 \
-         (repeatable; the longest prefix wins). While UPLINK is down they use the other lines; \
+        "Always send destinations in CIDR (IPv4 or IPv6) through UPLINK, e.g. \
+         174.143.119.91/32=isp2 (repeatable; the longest prefix wins). While UPLINK is down they use the other lines; \
          with a trailing ! (CIDR=UPLINK!) they are refused with ICMP unreachable instead."
             .into()
     }
@@ -89,7 +85,7 @@ impl Table for PinSpec {
     ) {
         for p in file {
             let dst = format!("[[{}]] dst", t.key);
-            let prefix = at.parse(l, &p.dst, &dst, |s, o| parse_prefix(s, o));
+            let prefix = at.parse(l, &p.dst, &dst, |s, o| parse_cidr(s, o));
             let origin = at.origin(l, &p.uplink, &format!("[[{}]] uplink", t.key));
             if let Some(prefix) = prefix {
                 list.push(PinSpec {

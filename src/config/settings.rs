@@ -21,7 +21,7 @@
 //!
 //! The order is the reference's, and the order in which the flags' errors are reported.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,13 +31,14 @@ use super::declare::{settings, union};
 use super::forward::ForwardSpec;
 use super::listen::parse_listen_host;
 use super::metered::{BALANCE_WINDOW, FAILBACK_GRACE, parse_balance, parse_data_dir};
+use super::net::{Cidr, parse_cidr};
 use super::parse::*;
 use super::pin::PinSpec;
 use super::uplink::UplinkSpec;
 use super::values::{FastPathMode, HostTraffic, OnUplinkDown};
 use crate::engine::UdpAffinity;
+
 use crate::engine::select::Balance;
-use crate::engine::select::Prefix;
 
 /// Where the HTTP control plane listens by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
@@ -71,27 +72,28 @@ settings! {
     }
 
     /// A network behind a LAN interface whose hosts wanlb translates too, besides the LAN
-    /// interfaces' own subnets (a routed LAN behind another router; repeatable). Packets
-    /// from any other source are dropped as spoofed.
-    list lan_net: Vec<Prefix> {
+    /// interfaces' own subnets (a routed LAN behind another router; repeatable): IPv4 or
+    /// IPv6. Packets from any other source are dropped as spoofed.
+    list lan_net: Vec<Cidr> {
         flag: "--lan-net" "CIDR",
-        default: "the LAN interfaces' subnets",
-        parse: parse_prefix,
+        default: "the LAN interfaces' subnets (IPv6: global and unique-local, not link-local)",
+        parse: parse_cidr,
         merge: union,
         reload: Restart,
-        doc: "more source networks to translate (a routed LAN behind another router); other sources are dropped as spoofed",
+        doc: "more source networks to translate (a routed LAN behind another router), IPv4 or IPv6; other sources are dropped as spoofed",
     }
 
     /// An address beyond the gateways that answers ping, probed through every uplink
     /// (repeatable; use two or more independent ones). Without any, health is carrier and
-    /// the gateway's ARP answers only.
-    list health_target: Vec<Ipv4Addr> {
-        flag: "--health-target" "IPV4",
+    /// the gateway's ARP answers only. An IPv6 address is probed with ICMPv6 echo through
+    /// each line's IPv6 and judges that line's IPv6 alone.
+    list health_target: Vec<IpAddr> {
+        flag: "--health-target" "IP",
         default: "none (carrier and ARP only)",
         parse: parse_target,
         merge: targets,
         reload: Applied,
-        doc: "addresses beyond the gateways that answer ping, probed through every line (the flags replace the file's)",
+        doc: "addresses beyond the gateways that answer ping, probed through every line (the flags replace the file's); IPv6 ones judge the lines' IPv6 only (see [IPv6](#ipv6))",
     }
 
     /// Time between probe rounds.

@@ -77,7 +77,7 @@ fn the_example_file_parses_to_the_example_network() {
     assert_eq!(c.pins.len(), 1);
     assert_eq!(
         c.pins[0].prefix,
-        Prefix::new(u32::from(Ipv4Addr::new(174, 143, 119, 91)), 32).unwrap()
+        super::Cidr::V4(Prefix::new(u32::from(Ipv4Addr::new(174, 143, 119, 91)), 32).unwrap())
     );
 }
 

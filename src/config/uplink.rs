@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::engine::failback::FailbackMode;
@@ -15,6 +15,7 @@ use super::load::{At, Loading};
 use super::metered::{
     ByteSize, parse_cap, parse_cap_reset, parse_cap_warn, parse_failback, parse_on_cap,
 };
+use super::net::{Net6, is_routable_unicast6, parse_ipv6, parse_net6};
 use super::parse::parse_bounded;
 use super::parse::{parse_ipv4, parse_target, parse_tier, parse_weight, targets};
 use super::spec::spec_keys;
@@ -50,6 +51,100 @@ fn parse_gateway(s: &str, origin: &str) -> Result<GatewaySpec, ConfigError> {
         return Ok(GatewaySpec::Auto);
     }
     parse_ipv4(s, origin, "gw").map(GatewaySpec::Address)
+}
+
+/// An uplink's IPv6 router as the settings give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gateway6Spec {
+    /// Its address on the link: usually link-local (fe80::1), as routers advertise themselves.
+    Address(Ipv6Addr),
+    /// Whatever the interface's IPv6 default route says (from router advertisements, or a
+    /// DHCPv6 client's), followed when it changes.
+    Auto,
+}
+
+impl fmt::Display for Gateway6Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Gateway6Spec::Address(a) => a.fmt(f),
+            Gateway6Spec::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl Value for Gateway6Spec {
+    fn written(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+fn parse_gateway6(s: &str, origin: &str) -> Result<Gateway6Spec, ConfigError> {
+    if s.trim() == "auto" {
+        return Ok(Gateway6Spec::Auto);
+    }
+    let a = parse_ipv6(s, origin, "gw6")?;
+    if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some() {
+        return err(
+            origin,
+            format!("gw6 {a} must be the router's unicast address on the link (often fe80::1)"),
+        );
+    }
+    Ok(Gateway6Spec::Address(a))
+}
+
+/// The prefix a line delegates to the gateway, as the settings give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefix6Spec {
+    Net(Net6),
+    /// What the system's DHCPv6 client was delegated through the interface, followed when it
+    /// changes.
+    Auto,
+}
+
+impl fmt::Display for Prefix6Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Prefix6Spec::Net(n) => n.fmt(f),
+            Prefix6Spec::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl Value for Prefix6Spec {
+    fn written(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+/// The shortest and longest delegated prefixes NPTv6 maps LAN /64s into.
+pub const PREFIX6_LEN: (u8, u8) = (32, 64);
+
+fn parse_prefix6(s: &str, origin: &str) -> Result<Prefix6Spec, ConfigError> {
+    if s.trim() == "auto" {
+        return Ok(Prefix6Spec::Auto);
+    }
+    let n = parse_net6(s, origin)?;
+    let (shortest, longest) = PREFIX6_LEN;
+    if !(shortest..=longest).contains(&n.prefix_len()) || !is_routable_unicast6(n.addr()) {
+        return err(
+            origin,
+            format!(
+                "prefix6 {s:?} must be a global or unique-local prefix from /{shortest} to /{longest}, as a line delegates (2001:db8:1::/48, /56, /60 or /64)"
+            ),
+        );
+    }
+    Ok(Prefix6Spec::Net(n))
+}
+
+fn parse_src6(s: &str, origin: &str) -> Result<Ipv6Addr, ConfigError> {
+    let a = parse_ipv6(s, origin, "src6")?;
+    if !is_routable_unicast6(a) {
+        return err(
+            origin,
+            format!("src6 {a} must be a global or unique-local address of dev"),
+        );
+    }
+    Ok(a)
 }
 
 spec_keys! {
@@ -97,8 +192,8 @@ spec_keys! {
     }
 
     /// a health target for this uplink only, replacing --health-target (repeatable).
-    list check: Option<Vec<Ipv4Addr>> {
-        value: "IPV4",
+    list check: Option<Vec<IpAddr>> {
+        value: "IP",
         default: "health_target",
         parse: parse_target,
         merge: targets,
@@ -114,6 +209,39 @@ spec_keys! {
         parse: |s, o| parse_ipv4(s, o, "src").map(Some),
         reload: Restart,
         doc: "the address its traffic is translated to",
+    }
+
+    /// the IPv6 router: an address on the link (auto: the router of dev's IPv6 default
+    /// route, from router advertisements, followed when it changes); without it, the line
+    /// carries no IPv6.
+    one gw6: Option<Gateway6Spec> {
+        value: "IPV6|auto",
+        file: text,
+        default: (None, "none: no IPv6 through this line"),
+        parse: |s, o| parse_gateway6(s, o).map(Some),
+        reload: Restart,
+        doc: "its IPv6 router's address on the link (usually link-local, fe80::1); `auto`: the router of `dev`'s IPv6 default route, as router advertisements install it, followed when it changes; without it the line carries no IPv6",
+    }
+
+    /// the IPv6 prefix the line delegates to the gateway (auto: as the system's DHCPv6
+    /// client was delegated): LAN addresses are translated into it without state (NPTv6).
+    one prefix6: Option<Prefix6Spec> {
+        value: "CIDR|auto",
+        file: text,
+        default: (None, "none: NAT66 to the line's address"),
+        parse: |s, o| parse_prefix6(s, o).map(Some),
+        reload: Restart,
+        doc: "the prefix the line delegates to the gateway (/32 to /64): LAN addresses are translated into it 1:1 without state (NPTv6, RFC 6296); `auto`: the prefix the system's DHCPv6 client was delegated, followed (see [IPv6](#ipv6)); without it, IPv6 flows share the line's address (NAT66)",
+    }
+
+    /// the IPv6 address NAT66 translates to: one of dev's, whatever it becomes.
+    one src6: Option<Ipv6Addr> {
+        value: "IPV6",
+        file: text,
+        default: (None, "a stable global address of dev"),
+        parse: |s, o| parse_src6(s, o).map(Some),
+        reload: Restart,
+        doc: "the IPv6 address its IPv6 flows are translated to without prefix6 (default: a global address of `dev`, not temporary or deprecated)",
     }
 
     /// time between its probe rounds, replacing --health-interval (probe a metered line

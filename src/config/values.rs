@@ -2,11 +2,12 @@
 //! (check-config) and as a reload reports a change.
 
 use std::fmt::Debug;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
+use super::net::{Cidr, Net6};
 use super::parse::format_duration;
 use crate::engine::UdpAffinity;
 use crate::engine::select::Prefix;
@@ -33,7 +34,9 @@ macro_rules! written_as_displayed {
     };
 }
 
-written_as_displayed!(u8, u32, usize, String, Ipv4Addr, SocketAddr);
+written_as_displayed!(
+    u8, u32, usize, String, Ipv4Addr, Ipv6Addr, IpAddr, SocketAddr, Cidr, Net6
+);
 
 impl Value for Duration {
     fn written(&self) -> Option<String> {

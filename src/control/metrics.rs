@@ -83,6 +83,21 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
         "wanlb_uplink_state_changes",
         "Health state changes of the uplink",
     );
+    let ipv6_up = gauge(
+        &mut registry,
+        "wanlb_uplink_ipv6_up",
+        "1 while the uplink carries new IPv6 flows (its IPv6 up, judged apart from IPv4), else 0; only uplinks with IPv6",
+    );
+    let ipv6_rtt = gauge(
+        &mut registry,
+        "wanlb_uplink_ipv6_rtt_seconds",
+        "Median IPv6 health-probe round-trip time over the recent window",
+    );
+    let ipv6_loss = gauge(
+        &mut registry,
+        "wanlb_uplink_ipv6_loss_ratio",
+        "Fraction of IPv6 health probes lost over the recent window",
+    );
     let ports = gauge(
         &mut registry,
         "wanlb_nat_ports_in_use",
@@ -117,6 +132,15 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
         tx_packets.get_or_create(&l).inc_by(u.tx_packets);
         rx_packets.get_or_create(&l).inc_by(u.rx_packets);
         changes.get_or_create(&l).inc_by(u.state_changes);
+        if let Some(v6) = &u.ipv6 {
+            ipv6_up
+                .get_or_create(&l)
+                .set(if v6.usable { 1.0 } else { 0.0 });
+            if let Some(r) = v6.rtt_median_seconds {
+                ipv6_rtt.get_or_create(&l).set(r);
+            }
+            ipv6_loss.get_or_create(&l).set(v6.loss_ratio);
+        }
         for (proto, n) in [
             ("tcp", u.nat_ports_in_use.tcp),
             ("udp", u.nat_ports_in_use.udp),
@@ -129,8 +153,15 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
     let flows = gauge(
         &mut registry,
         "wanlb_flows_active",
-        "Live flows, per protocol",
+        "Live flows, per protocol (IPv4)",
     );
+    gauge(
+        &mut registry,
+        "wanlb_flows_ipv6_active",
+        "Live IPv6 flows, every protocol",
+    )
+    .get_or_create(&labels(&[]))
+    .set(s.flows_ipv6 as f64);
     for (proto, n) in [
         ("tcp", s.flows.tcp),
         ("udp", s.flows.udp),
@@ -280,6 +311,13 @@ mod tests {
                     udp: 2,
                     icmp: 0,
                 },
+                ipv6: Some(crate::control::Ipv6Report {
+                    state: "down".into(),
+                    usable: false,
+                    rtt_median_seconds: Some(0.02),
+                    loss_ratio: 1.0,
+                    ..crate::control::Ipv6Report::default()
+                }),
                 ..UplinkReport::default()
             }],
             flows: ProtoCounts {
@@ -287,6 +325,7 @@ mod tests {
                 udp: 5,
                 icmp: 6,
             },
+            flows_ipv6: 12,
             affinity_entries: 7,
             flow_limit: 65_536,
             hosts: crate::control::HostCounts {
@@ -315,6 +354,9 @@ mod tests {
         let text = render(&s, &control);
         for line in [
             r#"wanlb_uplink_up{uplink="isp1"} 1.0"#,
+            r#"wanlb_uplink_ipv6_up{uplink="isp1"} 0.0"#,
+            r#"wanlb_uplink_ipv6_rtt_seconds{uplink="isp1"} 0.02"#,
+            r#"wanlb_uplink_ipv6_loss_ratio{uplink="isp1"} 1.0"#,
             r#"wanlb_uplink_weight{uplink="isp1"} 2.0"#,
             r#"wanlb_uplink_tx_bytes_total{uplink="isp1"} 1000"#,
             r#"wanlb_uplink_rx_bytes_total{uplink="isp1"} 2000"#,
@@ -325,6 +367,7 @@ mod tests {
             r#"wanlb_uplink_state_changes_total{uplink="isp1"} 3"#,
             r#"wanlb_nat_ports_in_use{uplink="isp1",proto="udp"} 2.0"#,
             r#"wanlb_flows_active{proto="icmp"} 6.0"#,
+            "wanlb_flows_ipv6_active 12.0",
             "wanlb_affinity_entries 7.0",
             r#"wanlb_drops_total{reason="no_flow"} 9"#,
             r#"wanlb_evictions_total{reason="early_drop"} 11"#,

@@ -55,8 +55,11 @@ pub struct Snapshot {
     pub taken_at: u64,
     pub uplinks: Vec<UplinkReport>,
     pub pins: Vec<PinReport>,
-    /// Live flows by protocol.
+    /// Live flows by protocol (IPv4).
     pub flows: ProtoCounts,
+    /// Live IPv6 flows, every protocol.
+    #[serde(default)]
+    pub flows_ipv6: u64,
     /// The most flows the table holds (--max-flows).
     #[serde(default)]
     pub flow_limit: u64,
@@ -173,6 +176,31 @@ pub struct UplinkReport {
     /// against `weight_share`).
     #[serde(default)]
     pub byte_share: f64,
+    /// Its IPv6, on a line with `gw6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Report>,
+}
+
+/// An uplink's IPv6, judged apart from its IPv4.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ipv6Report {
+    /// `up`, `down` or `unknown`: the health of its IPv6 alone.
+    pub state: String,
+    /// Whether new IPv6 flows may use it now: its IPv6 up, an address and a next hop, and
+    /// (without IPv6 targets of its own) the line up.
+    pub usable: bool,
+    pub since: u64,
+    pub reason: String,
+    /// The address NAT66 translates to, if it has one.
+    pub address: Option<String>,
+    pub router: Option<String>,
+    pub router_mac: Option<String>,
+    /// The prefix delegated to the gateway through it (NPTv6), if any.
+    pub prefix: Option<String>,
+    /// `nptv6` or `nat66`.
+    pub translation: String,
+    pub rtt_median_seconds: Option<f64>,
+    pub loss_ratio: f64,
 }
 
 /// A line's data cap, and its count against it.

@@ -28,6 +28,28 @@ fn rate(bytes: u64, earlier: Option<u64>, seconds: f64) -> String {
     }
 }
 
+/// An uplink's IPv6 in a line: whether new IPv6 flows use it, how they are translated, and
+/// why not.
+fn ipv6_line(v6: &super::Ipv6Report) -> String {
+    let state = match (v6.usable, v6.state.as_str()) {
+        (true, _) => "up",
+        // its own health is up, but it has no address or router yet, or the line is down
+        (false, "up") => "waiting",
+        (false, other) => other,
+    };
+    let translation = match (&v6.prefix, &v6.address) {
+        (Some(p), _) if v6.translation == "nptv6" => format!("NPTv6 {p}"),
+        (None, _) if v6.translation == "nptv6" => "NPTv6 (no prefix delegated yet)".into(),
+        (_, Some(a)) => format!("NAT66 {a}"),
+        (_, None) => "NAT66 (no address yet)".into(),
+    };
+    let mut line = format!("IPv6 {state}, {translation}");
+    if !v6.usable && !v6.reason.is_empty() {
+        line += &format!(": {}", v6.reason);
+    }
+    line
+}
+
 /// The table for `now`; with an earlier snapshot, throughput over the time between them.
 pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
     let seconds = earlier.map_or(0.0, |e| s.taken_at.saturating_sub(e.taken_at) as f64);
@@ -73,6 +95,9 @@ pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
         if u.state != "up" && !u.reason.is_empty() {
             out += &format!("{:<10} {}\n", "", u.reason);
         }
+        if let Some(v6) = &u.ipv6 {
+            out += &format!("{:<10} {}\n", "", ipv6_line(v6));
+        }
         if let Some(c) = &u.cap {
             use crate::metered::size::human_size;
             out += &format!(
@@ -91,6 +116,9 @@ pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
         "flows: {} tcp, {} udp, {} icmp; destinations bound: {}\n",
         s.flows.tcp, s.flows.udp, s.flows.icmp, s.affinity_entries
     );
+    if s.uplinks.iter().any(|u| u.ipv6.is_some()) {
+        out += &format!("IPv6 flows: {}\n", s.flows_ipv6);
+    }
     for p in &s.pins {
         out += &format!(
             "pin {} -> {}{}\n",
@@ -209,5 +237,45 @@ mod tests {
             table.contains("forward tcp:8080 of isp2 -> 198.18.3.10:80: 2 now, 15 so far"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn an_uplinks_ipv6_is_a_line_of_its_own() {
+        let with = |ipv6| Snapshot {
+            uplinks: vec![UplinkReport {
+                name: "isp1".into(),
+                state: "up".into(),
+                ipv6,
+                ..UplinkReport::default()
+            }],
+            ..Snapshot::default()
+        };
+        let v6 = crate::control::Ipv6Report {
+            state: "up".into(),
+            usable: true,
+            prefix: Some("2001:2:1::/48".into()),
+            translation: "nptv6".into(),
+            ..crate::control::Ipv6Report::default()
+        };
+        let table = render(&with(Some(v6.clone())), None);
+        assert_eq!(
+            table.lines().nth(2),
+            Some("           IPv6 up, NPTv6 2001:2:1::/48")
+        );
+        let dead = crate::control::Ipv6Report {
+            state: "down".into(),
+            usable: false,
+            reason: "3 probe rounds in a row unanswered".into(),
+            address: Some("2001:2:0:1::1".into()),
+            translation: "nat66".into(),
+            ..v6
+        };
+        let table = render(&with(Some(dead)), None);
+        assert_eq!(
+            table.lines().nth(2),
+            Some("           IPv6 down, NAT66 2001:2:0:1::1: 3 probe rounds in a row unanswered")
+        );
+        // a line without IPv6 says nothing of it
+        assert!(!render(&with(None), None).contains("IPv6"));
     }
 }

@@ -24,9 +24,15 @@ const TCP_HEADER: usize = tcp::HEADER_LEN;
 pub const NET_UNREACHABLE: u8 = 0;
 /// ICMP destination unreachable, code 13: communication administratively prohibited.
 pub const ADMIN_PROHIBITED: u8 = 13;
-/// Largest ICMP error built: header, ICMP header, quoted header with options, 8 bytes.
-pub const MAX_UNREACHABLE: usize =
+/// Largest ICMPv4 error built: header, ICMP header, quoted header with options, 8 bytes.
+const MAX_UNREACHABLE4: usize =
     IP_HEADER + icmp::HEADER_LEN + ipv4::MAX_HEADER_LEN + icmp::QUOTED_TRANSPORT_LEN;
+/// Largest ICMP or ICMPv6 error built: what [`Engine::unreachable`] needs of `out`.
+pub const MAX_UNREACHABLE: usize = if MAX_UNREACHABLE4 > super::v6::MAX_UNREACHABLE6 {
+    MAX_UNREACHABLE4
+} else {
+    super::v6::MAX_UNREACHABLE6
+};
 /// Length of the segment that asks a host for its sequence numbers.
 pub const SEQUENCE_PROBE: usize = IP_HEADER + TCP_HEADER + 1;
 
@@ -172,7 +178,8 @@ impl RateLimit {
 
 impl Engine {
     /// Writes into `out` (at least [`MAX_UNREACHABLE`] bytes) the ICMP destination
-    /// unreachable answering `pkt`, a packet `outbound` dropped for `reason`; `None` if the
+    /// unreachable (ICMPv6 for an IPv6 packet) answering `pkt`, a packet `outbound` dropped
+    /// for `reason`; `None` if the
     /// reason is not answered ([`DropReason::is_unreachable`]), the packet must not be, or
     /// the rate limit says no. Returns the answer's length.
     pub fn unreachable(
@@ -183,6 +190,9 @@ impl Engine {
         out: &mut [u8],
     ) -> Option<usize> {
         let code = reason.unreachable_code()?;
+        if ipv4::version_of(pkt) == Some(6) {
+            return self.unreachable6(now, code, pkt, out);
+        }
         let ip = Ipv4Packet::new_checked(pkt).ok()?;
         if ip.is_fragment() {
             // of a fragmented datagram, only the first piece is answered (RFC 1812 4.3.2.7)

@@ -55,6 +55,15 @@ pub fn pseudo_header(src: u32, dst: u32, proto: u8, l4_len: u16) -> u64 {
         + u64::from(l4_len)
 }
 
+/// Sum of the IPv6 pseudo header (RFC 8200 8.1) used by TCP, UDP and ICMPv6.
+pub fn pseudo_header6(src: u128, dst: u128, proto: u8, l4_len: u32) -> u64 {
+    sum(&src.to_be_bytes(), 0)
+        + sum(&dst.to_be_bytes(), 0)
+        + u64::from(proto)
+        + u64::from(l4_len >> 16)
+        + u64::from(l4_len & 0xffff)
+}
+
 /// The accumulated change of some 16-bit words: the sum of `~old + new` over each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Delta(u64);
@@ -73,6 +82,11 @@ impl Delta {
         let ([o1, o2, o3, o4], [n1, n2, n3, n4]) = (old.to_be_bytes(), new.to_be_bytes());
         self.word(u16::from_be_bytes([o1, o2]), u16::from_be_bytes([n1, n2]))
             .word(u16::from_be_bytes([o3, o4]), u16::from_be_bytes([n3, n4]))
+    }
+
+    /// The change of an IPv6 address: its eight words.
+    pub fn addr6(self, old: u128, new: u128) -> Self {
+        Self(self.0 + sum(&(!old).to_be_bytes(), 0) + sum(&new.to_be_bytes(), 0))
     }
 
     pub fn plus(self, other: Delta) -> Self {
@@ -139,6 +153,18 @@ mod tests {
             let completed = !fold(sum(&payload, u64::from(updated)));
             let full = checksum(&payload, pseudo_header(new_src, dst, 17, len));
             prop_assert!(completed == full || (completed ^ full) == 0xffff && (completed == 0 || full == 0));
+        }
+
+        #[test]
+        fn a_v6_address_change_updates_as_recomputation_does(
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            src in any::<u128>(), dst in any::<u128>(), new_src in any::<u128>(),
+        ) {
+            let len = u32::try_from(payload.len()).unwrap();
+            let check = checksum(&payload, pseudo_header6(src, dst, 17, len));
+            let updated = Delta::new().addr6(src, new_src).apply_complete(check);
+            let full = checksum(&payload, pseudo_header6(new_src, dst, 17, len));
+            prop_assert!(updated == full || (updated ^ full) == 0xffff && (updated == 0 || full == 0));
         }
     }
 }

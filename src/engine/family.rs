@@ -1,7 +1,6 @@
 //! Address families. The flow table, the NAT's mappings, the destination bindings and the
 //! per-host shares are written once, for any family; an IPv4 flow keeps 4-byte addresses, and
-//! IPv6 adds its family beside [`V4`] (with its packet view beside `wire::ipv4`) without
-//! touching them.
+//! [`V6`] beside it keeps 16-byte ones (its packet view is `wire::ipv6`).
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -37,6 +36,20 @@ impl Family for V4 {
     }
 }
 
+/// IPv6: addresses as 128-bit numbers, most significant byte first on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V6;
+
+impl Family for V6 {
+    type Addr = u128;
+    const BITS: u8 = 128;
+    const HOST_NET: u8 = 64;
+
+    fn mask(addr: u128, len: u8) -> u128 {
+        addr & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +61,16 @@ mod tests {
         assert_eq!(V4::mask(addr, 0), 0);
         assert_eq!(V4::mask(addr, 32), addr);
         assert_eq!(V4::mask(addr, 15), u32::from_be_bytes([198, 18, 0, 0]));
+    }
+
+    #[test]
+    fn a_v6_mask_keeps_the_prefix_bits_only() {
+        let addr = u128::from_be_bytes([
+            0x20, 0x01, 0x00, 0x02, 0x00, 0x00, 0x01, 0x23, 0, 0, 0, 0, 0, 0, 0, 0x0a,
+        ]);
+        assert_eq!(V6::mask(addr, 48), 0x2001_0002_0000_u128 << 80);
+        assert_eq!(V6::mask(addr, 56), 0x0020_0100_0200_0001_u128 << 72);
+        assert_eq!(V6::mask(addr, 0), 0);
+        assert_eq!(V6::mask(addr, 128), addr);
     }
 }

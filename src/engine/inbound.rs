@@ -6,12 +6,12 @@ use super::flow::{FlowKey, ReplyKey, Segment, TcpState};
 use super::offload::Carried;
 use super::translate::{self, End};
 use super::wire::icmp::ECHO_REPLY;
-use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP, PROTO_TCP, tcp};
+use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP, PROTO_TCP, ipv4, tcp};
 use super::{Direction, DropReason, Engine, Flow, Shard, Timestamp, UplinkId, Verdict, shard_of};
 
 impl Engine {
-    /// A packet that arrived on `uplink`. On `Verdict::Tun` it has been translated back to the
-    /// LAN endpoint.
+    /// A packet that arrived on `uplink`, IPv4 or IPv6 (ethertype 0x86DD: by its version
+    /// nibble). On `Verdict::Tun` it has been translated back to the LAN endpoint.
     pub fn inbound(
         &self,
         now: Timestamp,
@@ -46,6 +46,9 @@ impl Engine {
         csum: &mut L4Checksum,
         carried: Option<&Carried>,
     ) -> Result<(), DropReason> {
+        if ipv4::version_of(pkt) == Some(6) {
+            return self.translate_inbound6(now, uplink, pkt, csum);
+        }
         let len = pkt.len();
         let mut ip = Ipv4Packet::new_checked(pkt)?;
         if ip.is_fragment() {

@@ -23,6 +23,7 @@ impl Engine {
         effect: CapEffect,
         carried: &CarriedFlows,
     ) -> Vec<[u8; SEQUENCE_PROBE]> {
+        self.set_cap_effect6(uplink, effect);
         self.reselect(|select| select.set_cap(uplink, effect), carried)
     }
 
@@ -30,6 +31,7 @@ impl Engine {
     /// may change them.
     pub fn set_line_policy(&self, balance: Balance, failback: Vec<FailbackPolicy>) {
         lock(&self.select).set_balance(balance);
+        lock(&self.v6.select).set_balance(balance);
         lock(&self.failback).set_policies(failback);
     }
 
@@ -37,6 +39,7 @@ impl Engine {
     /// destinations.
     pub fn set_recent_bytes(&self, bytes: &[u64]) {
         lock(&self.select).set_recent_bytes(bytes);
+        lock(&self.v6.select).set_recent_bytes(bytes);
     }
 
     /// The uplinks whose failback is due now (`failback=move`, a better uplink up for their

@@ -19,6 +19,9 @@
 //!   [`failback`]'s pure state machine;
 //! - the limits at every table ([`limits`], [`hosts`]), the packets the engine writes itself
 //!   ([`answer`]), and what it reports (`report.rs`).
+//! - IPv6 (a packet whose version is 6 branches off at the top of both walks): `v6/`, with
+//!   its own tables of the same generic kinds, each line translating by NAT66 or by prefix
+//!   ([`nptv6`]), on [`wire::ipv6`]'s view and its walk over the extension headers.
 
 // The packet code: a cast that could cut a length, a port or an index short is a bug here, so
 // each one is a conversion that cannot lose bits, or says why losing them is the point.
@@ -34,6 +37,7 @@ pub mod fragment;
 pub mod hosts;
 pub mod limits;
 pub mod nat;
+pub mod nptv6;
 pub mod offload;
 pub mod port_forward;
 pub mod select;
@@ -50,6 +54,7 @@ mod outbound;
 mod report;
 pub mod segments;
 mod uplinks;
+mod v6;
 
 use affinity::Affinity;
 use answer::RateLimit;
@@ -68,6 +73,7 @@ pub use offload::{
 };
 pub use report::{BusyDestination, Counters, UplinkCounters};
 pub use time::{Stamp, Timestamp};
+pub use v6::{SEQUENCE_PROBE6, Uplink6};
 pub use verdict::{DropReason, Verdict};
 pub use wire::L4Checksum;
 
@@ -243,8 +249,10 @@ pub struct Engine {
     /// Sources translated; empty: all.
     lan_nets: Vec<Prefix>,
     forwards: Forwards,
-    /// The flow table's fill, limit and evictions.
+    /// The flow table's fill, limit and evictions (IPv6 flows count too).
     room: Room,
+    /// The IPv6 tables and each line's IPv6 (see `v6`).
+    v6: v6::State6,
     /// Per uplink, outbound and inbound, what GSO super-packets carry beyond their own
     /// length ([`segments`]).
     segments: Vec<[segments::SegmentCounts; 2]>,
@@ -258,6 +266,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
+        let v6 = v6::State6::new(&config);
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
         let n = config.uplinks.len();
@@ -313,6 +322,7 @@ impl Engine {
             lan_nets: Vec::new(),
             forwards: Forwards::default(),
             room: Room::new(&config.limits),
+            v6,
             segments: (0..n).map(|_| Default::default()).collect(),
         }
     }

@@ -15,7 +15,7 @@ use siphasher::sip::SipHasher13;
 use super::family::{Family, V4};
 use super::hosts::{Hosts, Network, Refusal};
 use super::limits::Limits;
-use super::wire::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use super::wire::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use super::{Timestamp, UplinkId};
 
 /// A LAN endpoint as seen on one uplink.
@@ -98,7 +98,8 @@ fn proto_index(proto: u8) -> usize {
     match proto {
         PROTO_TCP => 0,
         PROTO_UDP => 1,
-        PROTO_ICMP => 2,
+        // an echo's identifier, of ICMP or ICMPv6 (whose pools are their family's own)
+        PROTO_ICMP | PROTO_ICMPV6 => 2,
         _ => unreachable!("the parser admits only TCP, UDP and ICMP"),
     }
 }

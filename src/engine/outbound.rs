@@ -7,7 +7,7 @@ use super::fragment::Fragment;
 use super::offload::Carried;
 use super::translate::{self, End};
 use super::wire::icmp::ECHO_REQUEST;
-use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP, PROTO_TCP, tcp};
+use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP, PROTO_TCP, ipv4, tcp};
 use super::{Direction, DropReason, Engine, Timestamp, UplinkId, Verdict, answer, fragment, lock};
 
 use std::sync::atomic::Ordering;
@@ -35,8 +35,11 @@ enum Found {
 }
 
 impl Engine {
-    /// A packet from the LAN (read from TUN). On `Verdict::Uplink` it has been translated to
-    /// that uplink's address. `csum` says how the kernel left the transport checksum and is
+    /// A packet from the LAN (read from TUN), IPv4 or IPv6 (by its version nibble). On
+    /// `Verdict::Uplink` it has been translated to that uplink's address (IPv6: its address or
+    /// its prefix): the caller sends it with the ethertype of its version (0x86DD for 6) to the
+    /// uplink's router for that family. On `Verdict::Tun` of an IPv6 packet (a reset), the
+    /// answer's length is 40 bytes plus its payload length. `csum` says how the kernel left the transport checksum and is
     /// updated if the engine completes it.
     pub fn outbound(&self, now: Timestamp, pkt: &mut [u8], csum: &mut L4Checksum) -> Verdict {
         self.outbound_carried(now, pkt, csum, None)
@@ -70,6 +73,9 @@ impl Engine {
         csum: &mut L4Checksum,
         carried: Option<&Carried>,
     ) -> Result<Verdict, DropReason> {
+        if ipv4::version_of(pkt) == Some(6) {
+            return self.translate_outbound6(now, pkt, csum);
+        }
         let len = pkt.len();
         let mut ip = Ipv4Packet::new_checked(pkt)?;
         // a fragment: the first piece is translated below like any packet and its mapping

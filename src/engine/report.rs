@@ -31,7 +31,7 @@ pub struct UplinkCounters {
     pub destinations: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counters {
     pub drops: [u64; DropReason::ALL.len()],
     pub uplinks: Vec<UplinkCounters>,
@@ -47,6 +47,21 @@ pub struct Counters {
     /// Flows not handed to the fast path when they were ready, its queue of work being full
     /// (see [`super::offload::MAX_QUEUED_HAND_OVERS`]): offered again later.
     pub hand_overs_deferred: u64,
+}
+
+// by hand: arrays have a derived default up to 32 entries, and there are more reasons
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            drops: [0; DropReason::ALL.len()],
+            uplinks: Vec::new(),
+            moved: 0,
+            resets: 0,
+            unreachables: 0,
+            evictions: [0; Eviction::ALL.len()],
+            hand_overs_deferred: 0,
+        }
+    }
 }
 
 impl UplinkCounters {
@@ -101,6 +116,8 @@ impl Engine {
                 total.add(part);
             }
         }
+        // a line's traffic and flows, whichever the family
+        self.v6.add_counters(&mut c.uplinks);
         // the segments of GSO super-packets, each with its own headers, as the line carries
         // them
         for (total, [out, back]) in c.uplinks.iter_mut().zip(&self.segments) {
@@ -113,8 +130,13 @@ impl Engine {
         c
     }
 
+    /// Live flows, IPv4 and IPv6 ([`Engine::flows6`] for IPv6 alone).
     pub fn flow_count(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).flows.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| lock(s).flows.len())
+            .sum::<usize>()
+            + self.flows6()
     }
 
     /// The most flows the table holds (--max-flows).

@@ -42,8 +42,8 @@ impl<F: Family> Prefix<F> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pin {
-    pub prefix: Prefix,
+pub struct Pin<F: Family = V4> {
+    pub prefix: Prefix<F>,
     pub uplink: UplinkId,
     /// While the uplink is down its destinations are refused rather than sent elsewhere.
     pub strict: bool,
@@ -51,18 +51,24 @@ pub struct Pin {
 
 /// The pins, longest prefix first. A reload replaces them whole (the engine swaps them
 /// atomically), so the packet path reads them without a lock.
-#[derive(Debug, Default)]
-pub struct Pins(Vec<Pin>);
+#[derive(Debug)]
+pub struct Pins<F: Family = V4>(Vec<Pin<F>>);
 
-impl Pins {
-    pub fn new(mut pins: Vec<Pin>) -> Pins {
+impl<F: Family> Default for Pins<F> {
+    fn default() -> Pins<F> {
+        Pins(Vec::new())
+    }
+}
+
+impl<F: Family> Pins<F> {
+    pub fn new(mut pins: Vec<Pin<F>>) -> Pins<F> {
         // Longest prefix first, so the first match is the one that wins.
         pins.sort_by_key(|p| std::cmp::Reverse(p.prefix.len));
         Pins(pins)
     }
 
     /// The longest pin covering `dst`, whether or not its uplink is up.
-    pub fn lookup(&self, dst: u32) -> Option<Pin> {
+    pub fn lookup(&self, dst: F::Addr) -> Option<Pin<F>> {
         self.0.iter().find(|p| p.prefix.contains(dst)).copied()
     }
 }

@@ -55,7 +55,7 @@ pub enum End {
 /// A transport checksum after a rewrite: `pseudo` changed the pseudo header (the addresses),
 /// `port` the header itself. UDP without a checksum (0) keeps none, and a UDP checksum that
 /// comes to 0 is sent as 0xffff.
-fn updated(check: u16, csum: L4Checksum, pseudo: Delta, port: Delta, udp: bool) -> u16 {
+pub(super) fn updated(check: u16, csum: L4Checksum, pseudo: Delta, port: Delta, udp: bool) -> u16 {
     match csum {
         L4Checksum::Partial => pseudo.apply_partial(check),
         L4Checksum::Complete if udp && check == 0 => 0,

@@ -9,11 +9,12 @@ use super::{UplinkId, answer, wire};
 pub enum DropReason {
     /// Too short, or a length field that does not fit.
     Malformed,
-    /// IPv6 or anything else that is not IPv4 (IPv6 support comes later).
+    /// Neither IPv4 nor IPv6 (the version nibble says another); the name predates IPv6.
     NotIpv4,
-    /// A fragment that cannot be translated: one from an uplink (the packet sockets
-    /// reassemble what arrives there, so none should get here), or an ICMP error quoting a
-    /// non-first fragment (it quotes no ports). Outbound fragments have the reasons below.
+    /// A fragment that cannot be translated: an IPv4 one from an uplink (the packet sockets
+    /// reassemble what arrives there, so none should get here), a fragmented ICMPv6 error
+    /// from an uplink, or an ICMP error quoting a non-first fragment (it quotes no
+    /// ports). Other fragments have the reasons below.
     Fragment,
     /// An IP protocol other than TCP, UDP and ICMP.
     UnsupportedProtocol,
@@ -93,10 +94,26 @@ pub enum DropReason {
     /// A port forward has as many connections from the new one's source (its /24) as one
     /// source may ([`super::Limits::max_flows_per_forward_source`]).
     ForwardSourceLimit,
+    /// An IPv6 packet with an extension header the engine does not walk (a routing header
+    /// with segments left, ESP, AH, mobility, more headers than a host sends): see
+    /// [`super::wire::ipv6`].
+    Ipv6ExtensionHeader,
+    /// An IPv6 packet NPTv6 cannot translate: the 16-bit word its checksum-neutral adjustment
+    /// goes into reads 0xffff (RFC 6296 3.5 and 3.6), or its address is outside the LAN
+    /// prefix the uplink's prefix maps.
+    Nptv6Untranslatable,
+    /// An IPv6 packet from the LAN while no uplink has IPv6 (no address, no prefix, or its
+    /// IPv6 down), or no LAN prefix is given (IPv6 not set up): [`DropReason::NoUplink`] is
+    /// for lines that are down altogether. Answered with ICMPv6 no route.
+    NoIpv6Uplink,
+    /// An IPv6 packet that never leaves its link: from a link-local or the unspecified
+    /// address, or to a multicast group (the TUN device's own neighbour discovery and
+    /// multicast listener reports, say). Not translated, and not counted as spoofed.
+    Ipv6LinkScope,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 34] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -127,6 +144,10 @@ impl DropReason {
         DropReason::UnverifiedPortLimit,
         DropReason::ForwardFlowLimit,
         DropReason::ForwardSourceLimit,
+        DropReason::Ipv6ExtensionHeader,
+        DropReason::Nptv6Untranslatable,
+        DropReason::NoIpv6Uplink,
+        DropReason::Ipv6LinkScope,
     ];
 
     pub fn name(self) -> &'static str {
@@ -161,6 +182,10 @@ impl DropReason {
             DropReason::UnverifiedPortLimit => "unverified_port_limit",
             DropReason::ForwardFlowLimit => "forward_flow_limit",
             DropReason::ForwardSourceLimit => "forward_source_limit",
+            DropReason::Ipv6ExtensionHeader => "ipv6_extension_header",
+            DropReason::Nptv6Untranslatable => "nptv6_untranslatable",
+            DropReason::NoIpv6Uplink => "no_ipv6_uplink",
+            DropReason::Ipv6LinkScope => "ipv6_link_scope",
         }
     }
 
@@ -175,7 +200,9 @@ impl DropReason {
     /// the host's share run out (RFC 5508 REQ-8).
     pub(super) fn unreachable_code(self) -> Option<u8> {
         match self {
-            DropReason::NoUplink | DropReason::PinnedUplinkDown => Some(answer::NET_UNREACHABLE),
+            DropReason::NoUplink | DropReason::PinnedUplinkDown | DropReason::NoIpv6Uplink => {
+                Some(answer::NET_UNREACHABLE)
+            }
             DropReason::PortsExhausted
             | DropReason::HostPortLimit
             | DropReason::FlowTableFull
@@ -222,6 +249,7 @@ impl From<wire::Error> for DropReason {
         match e {
             wire::Error::Truncated | wire::Error::Malformed => DropReason::Malformed,
             wire::Error::Version => DropReason::NotIpv4,
+            wire::Error::ExtensionHeader => DropReason::Ipv6ExtensionHeader,
         }
     }
 }

@@ -35,12 +35,12 @@ use crate::io::uplink_sockets::{DataSocket, Reopened, UplinkSockets, fanout_grou
 use crate::io::worker::Shared;
 use crate::io::{signal, tun};
 use crate::preflight::{self, Plan, PreflightError};
-use crate::uplink::{self, Addressing, LinkKind, Uplink};
+use crate::uplink::{self, Addressing, Ipv6Facts, LinkKind, Uplink};
 
 use plumbing::{NftTable, plumb};
 pub use plumbing::{ROUTE_TABLE, nft_table_name};
 use reload::Control;
-use settings::{engine_config, engine_forwards, monitor_settings};
+use settings::{engine_config, engine_forwards, engine_pins6, monitor_settings, net6};
 
 pub const STATE_DIR: &str = "/run/wanlb";
 
@@ -168,8 +168,7 @@ fn serve(
     let mut opened = Vec::new();
     for (uplink, spec) in shared.uplinks.iter().zip(&config.uplinks) {
         let forwarded: Vec<(u8, u16)> = config
-            .forwards
-            .iter()
+            .forwards4()
             .filter(|f| f.uplink == spec.name)
             .map(|f| (f.proto.number(), f.port))
             .collect();
@@ -208,6 +207,10 @@ fn serve(
         let addressing = match spec.gw {
             Some(GatewaySpec::Auto) => addressing.following_gateway(r.gateway),
             _ => addressing,
+        };
+        let addressing = match &r.v6 {
+            Some(v6) => addressing.with_ipv6(v6.clone()),
+            None => addressing,
         };
         watched.push((sockets, addressing));
     }
@@ -290,8 +293,11 @@ fn start_engine(config: &Config, plan: &Plan, fast_path: Option<&Arc<TcFastPath>
         embryonic_per_forward = limits.max_embryonic_per_forward,
         "flow limits"
     );
+    let lan6 = plan.lan_sources6.iter().filter_map(|n| net6(*n)).collect();
     let mut engine = Engine::new(engine_config)
         .with_lan_nets(plan.lan_sources.clone())
+        .with_lan_nets6(lan6)
+        .with_pins6(engine_pins6(config))
         .with_forwards(engine_forwards(config));
     if let Some(fast) = fast_path {
         engine = engine.with_fast_path(fast.reaches());
@@ -311,9 +317,18 @@ fn uplink_records(config: &Config, plan: &Plan) -> Vec<Uplink> {
         .zip(&plan.uplinks)
         .enumerate()
         .map(|(i, (u, r))| {
-            Uplink::new(uplink::id_at(i), &u.name, &u.dev, r.link)
+            let record = Uplink::new(uplink::id_at(i), &u.name, &u.dev, r.link)
                 .on_interface(r.iface.index, r.iface.mac)
-                .with_address(r.addr, r.gateway)
+                .with_address(r.addr, r.gateway);
+            match &r.v6 {
+                Some(v6) => record.with_ipv6(Ipv6Facts::new(
+                    v6.current(),
+                    v6.router(),
+                    v6.prefix(),
+                    v6.to_peer(),
+                )),
+                None => record,
+            }
         })
         .collect()
 }
@@ -326,7 +341,7 @@ fn warn_unwatched(config: &Config, uplinks: &[Uplink]) {
             .uplinks
             .iter()
             .zip(uplinks)
-            .filter(|(spec, u)| u.link == link && config.targets_of(spec).is_empty())
+            .filter(|(spec, u)| u.link == link && config.targets4_of(spec).is_empty())
             .map(|(_, u)| u.name.as_str())
             .collect();
         names.join(",")
@@ -345,6 +360,23 @@ fn warn_unwatched(config: &Config, uplinks: &[Uplink]) {
     for u in uplinks.iter().filter(|u| u.link == LinkKind::PointToPoint) {
         tracing::info!(uplink = %u.name, dev = %u.dev,
             "point-to-point link: packets leave without a link-layer header, no ARP");
+    }
+    for (spec, u) in config.uplinks.iter().zip(uplinks) {
+        let Some(v6) = u.ipv6() else { continue };
+        let targets: Vec<String> = config
+            .targets6_of(spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let judged_by = match (targets.is_empty(), u.link) {
+            (false, _) => format!(
+                "ICMPv6 echo to {} through the line, apart from IPv4: a line whose IPv6 is dead while its IPv4 works takes no new IPv6 flows, and the other way round",
+                targets.join(",")
+            ),
+            (true, LinkKind::Ethernet) => "no IPv6 health target: its IPv6 is up while the line is up (by its IPv4 targets, carrier and ARP) and its IPv6 router answers neighbour discovery; add an IPv6 --health-target (or check=) to judge its IPv6 beyond the router".to_string(),
+            (true, LinkKind::PointToPoint) => "no IPv6 health target: its IPv6 is up while the line is up; add an IPv6 --health-target (or check=) to judge its IPv6 beyond the far end".to_string(),
+        };
+        tracing::info!(uplink = %u.name, translation = v6.translation(), "IPv6 health: {judged_by}");
     }
 }
 

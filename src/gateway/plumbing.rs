@@ -9,7 +9,7 @@ use crate::engine::select::Prefix;
 use crate::io::journal::Plumbing;
 use crate::io::monitor::TableUplink;
 use crate::io::netlink;
-use crate::io::nftables::{self, TUN_MARK, TableForward};
+use crate::io::nftables::{self, TUN_MARK, Table6Uplink, TableForward};
 use crate::io::system::{self, words};
 use crate::preflight::Plan;
 
@@ -53,10 +53,22 @@ pub(super) fn plumb(
     let tun = &config.tun;
     // The device, its route and its sysctls vanish with the last queue, crash or not: they
     // need no undo.
+    // The gateway's own IPv6 stack would talk on the device (duplicate address detection,
+    // router solicitations, multicast listener reports, from a link-local address), and wanlb
+    // would read that as LAN traffic from outside the LAN: without lines that carry IPv6 the
+    // device has no IPv6 at all; with, it makes no link-local address, which is what the
+    // stack would talk from, and no multicast (its listener reports would go out without
+    // one).
+    let v6 = match config.has_ipv6() {
+        false => ("disable_ipv6", "1", ""),
+        true => ("addr_gen_mode", "1", " multicast off"),
+    };
+    system::write_sysctl(&format!("net/ipv6/conf/{tun}/{}", v6.0), v6.1)?;
     system::run(
         "ip",
         &words(&format!(
-            "link set dev {tun} mtu {mtu} txqueuelen {TUN_QUEUE_LEN} up"
+            "link set dev {tun} mtu {mtu} txqueuelen {TUN_QUEUE_LEN}{} up",
+            v6.2
         )),
         None,
     )?;
@@ -96,8 +108,61 @@ pub(super) fn plumb(
         p.ip(&format!("rule add {to_tun}"), &format!("rule del {to_tun}"))?;
     }
     move_local_rule(p)?;
+    if config.has_ipv6() {
+        route_ipv6(p, config)?;
+    }
     p.nft_table(&table.name, &table.json(&NftTable::at_start(plan)))?;
+    if config.has_ipv6() {
+        forward_ipv6(p, config)?;
+    }
     p.sysctl("net.ipv4.ip_forward", "1")?;
+    Ok(())
+}
+
+/// The LAN's IPv6 to the TUN device, as its IPv4 (steps 1 and 2 of [`plumb`]): the
+/// `unreachable` default route first (ICMPv6 unreachable to the host once wanlb is gone,
+/// which makes a dual-stack host fall back to IPv4 at once), then the device's route, then
+/// the rules.
+fn route_ipv6(p: &mut Plumbing, config: &Config) -> Result<(), GatewayError> {
+    let tun = &config.tun;
+    let fail_closed =
+        format!("unreachable default metric {FAIL_CLOSED_METRIC} table {ROUTE_TABLE}");
+    p.ip(
+        &format!("-6 route add {fail_closed}"),
+        &format!("-6 route del {fail_closed}"),
+    )?;
+    system::run(
+        "ip",
+        &words(&format!(
+            "-6 route add default dev {tun} table {ROUTE_TABLE}"
+        )),
+        None,
+    )?;
+    for (i, lan) in config.lan.iter().enumerate() {
+        let prio = RULE_PRIORITY + 2 * i as u32;
+        let local = format!("iif {lan} lookup main suppress_prefixlength 0 priority {prio}");
+        p.ip(
+            &format!("-6 rule add {local}"),
+            &format!("-6 rule del {local}"),
+        )?;
+        let to_tun = format!("iif {lan} lookup {ROUTE_TABLE} priority {}", prio + 1);
+        p.ip(
+            &format!("-6 rule add {to_tun}"),
+            &format!("-6 rule del {to_tun}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// IPv6 forwarding on (step 4 of [`plumb`]). With it on, the kernel ignores router
+/// advertisements on every interface whose `accept_ra` is not 2: the uplinks would lose their
+/// SLAAC addresses and default routes (and `gw6=auto` its router) as they expire. So each
+/// uplink with IPv6 takes `accept_ra=2` first; both are journaled and undone at a stop.
+fn forward_ipv6(p: &mut Plumbing, config: &Config) -> Result<(), GatewayError> {
+    for u in config.uplinks.iter().filter(|u| u.gw6.is_some()) {
+        p.sysctl(&format!("net/ipv6/conf/{}/accept_ra", u.dev), "2")?;
+    }
+    p.sysctl("net/ipv6/conf/all/forwarding", "1")?;
     Ok(())
 }
 
@@ -167,13 +232,14 @@ impl NftTable {
             lans: config.lan.clone(),
             pool: plan.nat_pool,
             forwards: config
-                .forwards
-                .iter()
-                .map(|f| TableForward {
-                    uplink: usize::from(uplink_id(config, &f.uplink)),
-                    proto: f.proto.name(),
-                    port: f.port,
-                    to: f.to,
+                .forwards4()
+                .filter_map(|f| {
+                    Some(TableForward {
+                        uplink: usize::from(uplink_id(config, &f.uplink)),
+                        proto: f.proto.name(),
+                        port: f.port,
+                        to: f.to4()?,
+                    })
                 })
                 .collect(),
             other_subnets: plan
@@ -193,6 +259,7 @@ impl NftTable {
             .map(|r| TableUplink {
                 addr: r.addr,
                 subnets: &r.iface.ipv4,
+                v6: r.v6.as_ref().map(|v6| (v6.current(), v6.prefix())),
             })
             .collect()
     }
@@ -214,7 +281,7 @@ impl NftTable {
         );
         kernel_routed.sort_unstable();
         kernel_routed.dedup();
-        nftables::table_json(
+        let v4 = nftables::table_json(
             &self.name,
             &self.tun,
             &self.lans,
@@ -222,6 +289,28 @@ impl NftTable {
             &guarded,
             self.pool,
             &self.forwards,
-        )
+        );
+        let v6: Vec<Table6Uplink> = self
+            .devs
+            .iter()
+            .zip(uplinks)
+            .filter_map(|(dev, u)| {
+                let (addr, prefix) = u.v6?;
+                Some(Table6Uplink {
+                    dev: dev.clone(),
+                    addr,
+                    prefix,
+                })
+            })
+            .collect();
+        if v6.is_empty() {
+            return v4;
+        }
+        let mut batch: serde_json::Value =
+            serde_json::from_str(&v4).expect("table_json writes JSON");
+        if let Some(items) = batch["nftables"].as_array_mut() {
+            items.extend(nftables::ipv6_rules(&self.name, &self.tun, &v6, self.pool));
+        }
+        batch.to_string()
     }
 }

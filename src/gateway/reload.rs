@@ -107,6 +107,9 @@ impl Control<'_> {
         shared
             .engine
             .reconfigure(&engine_config(&reload.config, self.plan));
+        shared
+            .engine
+            .set_pins6(super::settings::engine_pins6(&reload.config));
         shared.carry_out();
         shared
             .engine

@@ -68,7 +68,7 @@ pub(super) fn snapshot(
     config: &Config,
 ) -> crate::control::Snapshot {
     use crate::control::{
-        ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot, UplinkReport,
+        ForwardReport, HostCounts, Ipv6Report, PinReport, ProtoCounts, Snapshot, UplinkReport,
     };
     let caps = metering.status();
     let recent = metering.recent();
@@ -139,10 +139,24 @@ pub(super) fn snapshot(
                     0 => 0.0,
                     all => recent[i] as f64 / all as f64,
                 },
+                ipv6: u.ipv6().map(|v6| Ipv6Report {
+                    state: v6.state.name().to_string(),
+                    usable: v6.is_up(status.state == crate::health::State::Up),
+                    since: unix(v6.since),
+                    reason: v6.reason.clone(),
+                    address: v6.addr.map(|a| a.to_string()),
+                    router: v6.router.map(|a| a.to_string()),
+                    router_mac: v6.router_mac.map(crate::uplink::format_mac),
+                    prefix: v6.prefix.map(|(p, len)| format!("{p}/{len}")),
+                    translation: v6.translation().to_string(),
+                    rtt_median_seconds: v6.stats.rtt_median_us.map(|us| us as f64 / 1e6),
+                    loss_ratio: v6.stats.loss(),
+                }),
             }
         })
         .collect();
     let [tcp, udp, icmp] = shared.engine.flows_by_proto();
+    let flows_ipv6 = shared.engine.flows6() as u64;
     let io = &shared.io;
     let mut drops: Vec<(String, u64)> = DropReason::ALL
         .iter()
@@ -174,16 +188,13 @@ pub(super) fn snapshot(
             .pins
             .iter()
             .map(|p| PinReport {
-                prefix: format!(
-                    "{}/{}",
-                    Ipv4Addr::from(p.prefix.addr()),
-                    p.prefix.prefix_len()
-                ),
+                prefix: p.prefix.to_string(),
                 uplink: p.uplink.clone(),
                 strict: p.strict,
             })
             .collect(),
         flows: ProtoCounts { tcp, udp, icmp },
+        flows_ipv6,
         flow_limit: u64::from(shared.engine.flow_limit()),
         hosts: {
             let (verified, unverified) = shared.engine.host_counts();
@@ -204,8 +215,7 @@ pub(super) fn snapshot(
         top_destinations: Vec::new(),
         // the engine's forwards are the configured ones, in order
         forwards: config
-            .forwards
-            .iter()
+            .forwards4()
             .zip(shared.engine.forward_counts())
             .map(|(f, count)| ForwardReport {
                 proto: f.proto.name().to_string(),

@@ -4,9 +4,10 @@
 
 use std::time::SystemTime;
 
-use crate::config::{Config, HostTraffic, OnUplinkDown};
+use crate::config::{Config, HostTraffic, Net6, OnUplinkDown};
+use crate::engine::family::V6;
 use crate::engine::port_forward::Forward;
-use crate::engine::select::Pin;
+use crate::engine::select::{Pin, Prefix};
 use crate::engine::{EngineConfig, UplinkConfig};
 use crate::io::host_route::HostRouteSettings;
 use crate::io::monitor::MonitorSettings;
@@ -34,10 +35,12 @@ pub(super) fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
     let pins = config
         .pins
         .iter()
-        .map(|p| Pin {
-            prefix: p.prefix,
-            strict: p.strict,
-            uplink: uplink_id(config, &p.uplink),
+        .filter_map(|p| {
+            Some(Pin {
+                prefix: p.prefix.v4()?,
+                strict: p.strict,
+                uplink: uplink_id(config, &p.uplink),
+            })
         })
         .collect();
     // the secret of the NAT's port choice: from a clock, the ports would be predictable
@@ -70,17 +73,40 @@ pub(super) fn engine_config(config: &Config, plan: &Plan) -> EngineConfig {
     }
 }
 
+/// The IPv6 pins as the engine takes them.
+pub(super) fn engine_pins6(config: &Config) -> Vec<Pin<V6>> {
+    config
+        .pins
+        .iter()
+        .filter_map(|p| {
+            let net = p.prefix.v6()?;
+            Some(Pin {
+                prefix: net6(net)?,
+                strict: p.strict,
+                uplink: uplink_id(config, &p.uplink),
+            })
+        })
+        .collect()
+}
+
+/// An IPv6 network of the settings as the engine keeps it.
+pub(super) fn net6(net: Net6) -> Option<Prefix<V6>> {
+    Prefix::masked(u128::from(net.addr()), net.prefix_len())
+}
+
 /// The forwards as the engine takes them.
 pub(super) fn engine_forwards(config: &Config) -> Vec<Forward> {
     config
-        .forwards
-        .iter()
-        .map(|f| Forward {
-            proto: f.proto.number(),
-            port: f.port,
-            uplink: uplink_id(config, &f.uplink),
-            host: u32::from(*f.to.ip()),
-            host_port: f.to.port(),
+        .forwards4()
+        .filter_map(|f| {
+            let to = f.to4()?;
+            Some(Forward {
+                proto: f.proto.number(),
+                port: f.port,
+                uplink: uplink_id(config, &f.uplink),
+                host: u32::from(*to.ip()),
+                host_port: to.port(),
+            })
         })
         .collect()
 }
@@ -90,6 +116,7 @@ pub(super) fn monitor_settings(config: &Config) -> MonitorSettings {
     MonitorSettings {
         health: config.uplink_health(),
         targets: config.uplink_targets(),
+        targets6: config.uplink_targets6(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! object is dropped (but then its address can no longer change).
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 
 use aya::maps::Array;
@@ -33,6 +33,49 @@ impl Filter {
         match self {
             Filter::Replies => "wanlb_replies",
             Filter::Probes => "wanlb_probes",
+        }
+    }
+}
+
+/// `struct uplink_ipv6` of ebpf/filters.c: every word in packet byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct UplinkIpv6 {
+    addr: [u32; 4],
+    prefix: [u32; 4],
+    mask: [u32; 4],
+    has_addr: u32,
+    has_prefix: u32,
+}
+
+// SAFETY: plain old data of u32s, no padding, as the kernel's map value.
+unsafe impl aya::Pod for UplinkIpv6 {}
+
+impl UplinkIpv6 {
+    fn new(addr: Option<Ipv6Addr>, prefix: Option<(Ipv6Addr, u8)>) -> UplinkIpv6 {
+        // the words as the packet holds them, read in this machine's order, as the filter does
+        let words = |bits: u128| -> [u32; 4] {
+            let b = bits.to_be_bytes();
+            std::array::from_fn(|i| {
+                u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+            })
+        };
+        let has_prefix = u32::from(prefix.is_some());
+        let (prefix, mask) = match prefix {
+            Some((p, len)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(len.min(128)))
+                    .unwrap_or(0);
+                (words(u128::from(p) & mask), words(mask))
+            }
+            None => ([0; 4], [0; 4]),
+        };
+        UplinkIpv6 {
+            addr: addr.map_or([0; 4], |a| words(u128::from(a))),
+            prefix,
+            mask,
+            has_addr: u32::from(addr.is_some()),
+            has_prefix,
         }
     }
 }
@@ -113,6 +156,24 @@ impl SocketFilters {
             .map_err(|e| error("setting the uplink's address", e))
     }
 
+    /// The uplink's IPv6 from now on (the address NAT66 uses, the prefix it delegated), for
+    /// every data socket with these filters.
+    pub fn set_ipv6(
+        &mut self,
+        addr: Option<Ipv6Addr>,
+        prefix: Option<(Ipv6Addr, u8)>,
+    ) -> io::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("wanlb_uplink_ipv6")
+            .ok_or_else(|| io::Error::other("wanlb_uplink_ipv6 is not in ebpf/filters.o"))?;
+        let mut entry: Array<_, UplinkIpv6> =
+            Array::try_from(map).map_err(|e| error("wanlb_uplink_ipv6", e))?;
+        entry
+            .set(0, UplinkIpv6::new(addr, prefix), 0)
+            .map_err(|e| error("setting the uplink's IPv6", e))
+    }
+
     fn program(&self, filter: Filter) -> io::Result<&SocketFilter> {
         self.ebpf
             .program(filter.program())
@@ -136,7 +197,10 @@ impl SocketFilters {
         // given (a point-to-point socket is bound to IPv4: it sees nothing else).
         let protocol = match self.link {
             LinkKind::Ethernet => frame.get(12..14).unwrap_or(&[0, 0]),
-            // IPv4's ethertype (packet_socket.rs, which uses these filters, names it too)
+            // the ethertype of the packet's version, as the link layer gives it
+            LinkKind::PointToPoint if frame.first().is_some_and(|b| b >> 4 == 6) => {
+                &[0x86, 0xdd][..]
+            }
             LinkKind::PointToPoint => &[0x08, 0x00][..],
         };
         let mut data = vec![0u8; 12];

@@ -80,8 +80,13 @@ fn local_rule_is_at(priority: u32) -> bool {
 }
 
 /// `ip ARGS` that removes a rule or route, or puts the local table's rule back: no option
-/// (`-batch`, `-netns`, `-force`), no other object (`netns exec` runs any command).
+/// (`-batch`, `-netns`, `-force`) but a leading `-6` (IPv6's rules and routes), no other
+/// object (`netns exec` runs any command).
 fn is_ip_undo(args: &[String]) -> bool {
+    let args = match args {
+        [family, rest @ ..] if family == "-6" => rest,
+        _ => args,
+    };
     let undoes = match args {
         [object, verb, ..] => matches!(
             (object.as_str(), verb.as_str()),

@@ -8,7 +8,7 @@
 //! uplink is made.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,8 +31,11 @@ use super::uplink_sockets::UplinkSockets;
 use super::worker::{PacketIo, Shared};
 
 mod apply;
+mod ipv6;
+mod watch6;
 
 use apply::Apply;
+use watch6::Watch6;
 
 const ECHO_FRAME: usize = ETH_HEADER + 20 + 8 + probe::PAYLOAD_LEN;
 /// How often the loop looks at round deadlines when nothing arrives.
@@ -59,6 +62,8 @@ pub struct MonitorSettings {
     pub health: Vec<HealthSettings>,
     /// Each uplink's health targets, in the uplinks' order.
     pub targets: Vec<Vec<Ipv4Addr>>,
+    /// Each uplink's IPv6 health targets, in the uplinks' order.
+    pub targets6: Vec<Vec<Ipv6Addr>>,
 }
 
 /// An echo request from the uplink's address to `target` with identifier `id`, sequence
@@ -145,7 +150,13 @@ fn ip_len(ip: &[u8]) -> usize {
 pub struct TableUplink<'s> {
     pub addr: Ipv4Addr,
     pub subnets: &'s [(Ipv4Addr, u8)],
+    /// On a line with IPv6: the address NAT66 uses and the prefix it delegated, now.
+    pub v6: Option<TableUplink6>,
 }
+
+/// An uplink's IPv6 as wanlb's nftables table names it: the address NAT66 uses, and the
+/// prefix it delegated.
+pub type TableUplink6 = (Option<Ipv6Addr>, Option<(Ipv6Addr, u8)>);
 
 /// Makes wanlb's nftables table name the uplinks as they are now (in the uplinks' order); the
 /// error says why it could not.
@@ -190,6 +201,8 @@ struct Watched<'a> {
     targets: Vec<Ipv4Addr>,
     probe_at: usize,
     arp_at: Option<usize>,
+    /// Its IPv6, on a line that carries IPv6.
+    v6: Option<Watch6>,
 }
 
 /// The monitor at work.
@@ -210,14 +223,24 @@ impl<T: PacketIo> Monitor<'_, T> {
     /// Probes every uplink until `shared.stop` is set.
     pub fn run(self) -> io::Result<()> {
         let applied = self.settings.load_full();
+        let mut v6 = Vec::new();
+        let each = applied.targets6.iter().zip(&applied.health);
+        for (u, (targets6, health)) in self.shared.uplinks.iter().zip(each) {
+            v6.push(match u.ipv6() {
+                Some(_) => Some(Watch6::open(u, health.clone(), targets6.clone())?),
+                None => None,
+            });
+        }
         let uplinks = self
             .uplinks
             .into_iter()
             .zip(applied.targets.iter().zip(&applied.health))
+            .zip(v6)
             .enumerate()
-            .map(|(i, ((sockets, addressing), (targets, settings)))| {
+            .map(|(i, (((sockets, addressing), (targets, settings)), v6))| {
                 let health = UplinkHealth::new(settings.clone(), targets.len());
                 Watched {
+                    v6,
                     id: crate::uplink::id_at(i),
                     health: match sockets.arp {
                         Some(_) => health,
@@ -285,6 +308,15 @@ impl<'a, T: PacketIo> Running<'a, T> {
                         .reconfigure(health.clone(), changed.then_some(targets.len()));
                     w.targets.clone_from(targets);
                 }
+                let each = current.targets6.iter().zip(&current.health);
+                for (w, (targets, health)) in self.uplinks.iter_mut().zip(each) {
+                    if let Some(v6) = &mut w.v6 {
+                        let changed = *targets != v6.targets;
+                        v6.health
+                            .reconfigure(health.clone(), changed.then_some(targets.len()));
+                        v6.targets.clone_from(targets);
+                    }
+                }
                 applied = Arc::clone(&current);
             }
             let now = shared.now_us();
@@ -299,11 +331,21 @@ impl<'a, T: PacketIo> Running<'a, T> {
                     );
                     self.apply.figures(w);
                 }
+                if let Some(v6) = &mut w.v6
+                    && now >= v6.health.next_round_at(now)
+                {
+                    let uplink = &shared.uplinks[w.id];
+                    v6.send_round(&self.probe_key, uplink, w.id, now);
+                    v6.figures(uplink);
+                }
             }
             let next = self
                 .uplinks
                 .iter()
-                .map(|w| w.health.next_round_at(now))
+                .flat_map(|w| {
+                    let v6 = w.v6.as_ref().map(|v6| v6.health.next_round_at(now));
+                    std::iter::once(w.health.next_round_at(now)).chain(v6)
+                })
                 .min()
                 .unwrap_or(now);
             let wait = next.saturating_sub(shared.now_us()).div_ceil(1000) as i32;
@@ -350,6 +392,11 @@ impl<'a, T: PacketIo> Running<'a, T> {
                         }
                     }
                 }
+                if let Some(v6) = &mut w.v6
+                    && self.poller.is_ready(v6.at)
+                {
+                    v6.receive(&self.probe_key, uplink, w.id, now);
+                }
                 if let (Some(arp), Some(at), Some(gateway)) =
                     (&w.sockets.arp, w.arp_at, uplink.gateway())
                     && self.poller.is_ready(at)
@@ -367,6 +414,14 @@ impl<'a, T: PacketIo> Running<'a, T> {
             for w in &mut self.uplinks {
                 for change in w.health.tick(now) {
                     self.apply.verdict(w, change);
+                }
+                if let Some(v6) = &mut w.v6 {
+                    let uplink = &shared.uplinks[w.id];
+                    for change in v6.health.tick(now) {
+                        v6.verdict(uplink, change);
+                    }
+                    let probes = v6.tell(&shared.engine, uplink, &mut w.sockets.filters);
+                    self.apply.send_to_lan(probes);
                 }
             }
         }
@@ -429,6 +484,10 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 fds.push(a.raw_fd());
                 fds.len() - 1
             });
+            if let Some(v6) = &mut w.v6 {
+                v6.at = fds.len();
+                fds.push(v6.socket.raw_fd());
+            }
         }
         self.poller = Poller::new(&fds);
         self.poller_stale = false;
@@ -471,6 +530,31 @@ impl<'a, T: PacketIo> Running<'a, T> {
     /// Puts one change of uplink `id`'s interface into effect.
     fn link_change(&mut self, id: UplinkId, change: LinkChange) {
         let shared = self.apply.shared;
+        let w = &mut self.uplinks[usize::from(id)];
+        if let Some(v6) = &mut w.v6 {
+            let uplink = &shared.uplinks[w.id];
+            let stranded = w.stranded;
+            for verdict in v6.link_change(uplink, &change, stranded) {
+                v6.verdict(uplink, verdict);
+            }
+        }
+        match change {
+            // the record first, then the nftables table (the kernel must not answer for the
+            // new address or prefix either), the socket filters and the engine
+            LinkChange::Address6(_) | LinkChange::Prefix6(_) => {
+                self.apply.retry_table(&self.uplinks);
+                let w = &mut self.uplinks[usize::from(id)];
+                let uplink = &shared.uplinks[w.id];
+                if let Some(v6) = &mut w.v6 {
+                    let probes = v6.tell(&shared.engine, uplink, &mut w.sockets.filters);
+                    self.apply.send_to_lan(probes);
+                }
+                watch6::log_renumbering(uplink, &change);
+                return;
+            }
+            LinkChange::Router6(_) => return,
+            _ => {}
+        }
         if let LinkChange::Address(Some(addr)) = change {
             // the record and every copy of the address first, then the health
             self.apply.readdress(&mut self.uplinks, id, addr);
@@ -514,6 +598,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 self.apply.gateway_changed(w, gateway);
                 return;
             }
+            LinkChange::Address6(_) | LinkChange::Router6(_) | LinkChange::Prefix6(_) => return,
         };
         for change in verdicts.into_iter().flatten() {
             self.apply.verdict(w, change);

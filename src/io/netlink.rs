@@ -13,10 +13,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -27,6 +27,8 @@ use crate::uplink::LinkEvent as Event;
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 
 #[derive(Debug)]
 pub struct LinkWatch {
@@ -41,7 +43,11 @@ impl LinkWatch {
         let mut changes = Socket::new(NETLINK_ROUTE)?;
         changes.bind(&SocketAddr::new(
             0,
-            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE,
+            RTMGRP_LINK
+                | RTMGRP_IPV4_IFADDR
+                | RTMGRP_IPV4_ROUTE
+                | RTMGRP_IPV6_IFADDR
+                | RTMGRP_IPV6_ROUTE,
         ))?;
         changes.set_non_blocking(true)?;
         let mut queries = Socket::new(NETLINK_ROUTE)?;
@@ -62,6 +68,16 @@ impl LinkWatch {
             RouteNetlinkMessage::GetRoute({
                 let mut m = RouteMessage::default();
                 m.header.address_family = AddressFamily::Inet;
+                m
+            }),
+            RouteNetlinkMessage::GetAddress({
+                let mut m = AddressMessage::default();
+                m.header.family = AddressFamily::Inet6;
+                m
+            }),
+            RouteNetlinkMessage::GetRoute({
+                let mut m = RouteMessage::default();
+                m.header.address_family = AddressFamily::Inet6;
                 m
             }),
         ];
@@ -121,20 +137,9 @@ impl LinkWatch {
     }
 }
 
-/// The IPv4 default routes of the main table: the interface each leaves by, and its gateway.
-pub fn default_routes() -> io::Result<Vec<(u32, std::net::Ipv4Addr)>> {
-    let mut routes = Vec::new();
-    LinkWatch::open()?.ask_all(&mut |e| {
-        if let Event::DefaultRoute {
-            ifindex,
-            gateway,
-            present: true,
-        } = e
-        {
-            routes.push((ifindex, gateway));
-        }
-    })?;
-    Ok(routes)
+/// Hands every link, address and followed route there is to `f`, once.
+pub fn dump(mut f: impl FnMut(Event)) -> io::Result<()> {
+    LinkWatch::open()?.ask_all(&mut f)
 }
 
 /// The priorities of the IPv4 routing rules that send every packet to the local table (the
@@ -251,10 +256,10 @@ fn event(message: RouteNetlinkMessage) -> Option<Event> {
             ifindex: m.header.index,
             name: link_name(&m),
         }),
-        RouteNetlinkMessage::NewAddress(m) => address(&m, true),
-        RouteNetlinkMessage::DelAddress(m) => address(&m, false),
-        RouteNetlinkMessage::NewRoute(m) => default_route(&m, true),
-        RouteNetlinkMessage::DelRoute(m) => default_route(&m, false),
+        RouteNetlinkMessage::NewAddress(m) => address(&m, true).or_else(|| address6(&m, true)),
+        RouteNetlinkMessage::DelAddress(m) => address(&m, false).or_else(|| address6(&m, false)),
+        RouteNetlinkMessage::NewRoute(m) => default_route(&m, true).or_else(|| route6(&m, true)),
+        RouteNetlinkMessage::DelRoute(m) => default_route(&m, false).or_else(|| route6(&m, false)),
         _ => None,
     }
 }
@@ -294,6 +299,89 @@ fn address(m: &AddressMessage, present: bool) -> Option<Event> {
         prefix_len: m.header.prefix_len,
         present,
     })
+}
+
+fn address6(m: &AddressMessage, present: bool) -> Option<Event> {
+    if m.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let addr = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(IpAddr::V6(addr)) => Some(*addr),
+        _ => None,
+    })?;
+    if addr.is_unicast_link_local() || addr.is_loopback() {
+        return None;
+    }
+    // IFA_FLAGS holds all of them; the header only the first eight
+    let flags = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(*f),
+            _ => None,
+        })
+        .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(m.header.flags.bits())));
+    // IFA_F_TEMPORARY is IFA_F_SECONDARY's bit, for IPv6
+    let unstable = AddressFlags::Secondary
+        | AddressFlags::Deprecated
+        | AddressFlags::Tentative
+        | AddressFlags::Dadfailed;
+    Some(Event::Address6 {
+        ifindex: m.header.index,
+        addr,
+        prefix_len: m.header.prefix_len,
+        stable: !flags.intersects(unstable),
+        present,
+    })
+}
+
+/// An IPv6 route of the main table wanlb follows: a default route through a link, or the
+/// `unreachable` route a DHCPv6 client puts in for a prefix it was delegated.
+fn route6(m: &RouteMessage, present: bool) -> Option<Event> {
+    let h = &m.header;
+    if h.address_family != AddressFamily::Inet6
+        || route_table(m) != u32::from(RouteHeader::RT_TABLE_MAIN)
+        || h.protocol == RouteProtocol::from(super::host_route::ROUTE_PROTO)
+    {
+        return None;
+    }
+    if h.kind == RouteType::Unreachable && h.protocol == RouteProtocol::Dhcp {
+        let prefix = m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet6(d)) => Some(*d),
+            _ => None,
+        })?;
+        return Some(Event::Delegated {
+            prefix,
+            prefix_len: h.destination_prefix_length,
+            present,
+        });
+    }
+    if h.destination_prefix_length != 0 || h.kind != RouteType::Unicast {
+        return None;
+    }
+    let ifindex = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })?;
+    let gateway = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
+        _ => None,
+    })?;
+    Some(Event::DefaultRoute6 {
+        ifindex,
+        gateway,
+        present,
+    })
+}
+
+fn route_table(m: &RouteMessage) -> u32 {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table))
 }
 
 fn default_route(m: &RouteMessage, present: bool) -> Option<Event> {

@@ -365,5 +365,8 @@ fn hairpin_rules(
     rules
 }
 
+mod ipv6;
+pub use ipv6::{Table6Uplink, ipv6_rules};
+
 #[cfg(test)]
 mod tests;

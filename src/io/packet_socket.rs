@@ -18,6 +18,9 @@ use crate::uplink::LinkKind;
 pub const ETH_HEADER: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+/// Every protocol: what a data socket of a line with IPv6 is bound to.
+const ETH_P_ALL: u16 = 0x0003;
 
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_VNET_HDR: libc::c_int = 15;
@@ -50,10 +53,13 @@ pub struct PacketSocket {
 struct BareSender {
     fd: OwnedFd,
     to: libc::sockaddr_ll,
+    /// On a line with IPv6, the sender of its IPv6 packets (the protocol goes with the
+    /// address).
+    v6: Option<Box<BareSender>>,
 }
 
 impl BareSender {
-    fn open(ifindex: u32) -> io::Result<BareSender> {
+    fn open(ifindex: u32, ethertype: u16) -> io::Result<BareSender> {
         // SAFETY: socket() with integer arguments.
         let fd = own(unsafe {
             libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
@@ -62,12 +68,28 @@ impl BareSender {
         set_nonblocking(&fd)?;
         Ok(BareSender {
             fd,
-            to: link_address(ifindex, ETH_P_IP),
+            to: link_address(ifindex, ethertype),
+            v6: None,
         })
     }
 
+    /// Sends the first packets of `packets` that are of one IP version; returns how many
+    /// went.
     fn send_many(&self, packets: &[&[u8]]) -> io::Result<usize> {
-        super::batch::send_batch_via(self.fd.as_raw_fd(), packets, &self.to)
+        let is_v6 = |p: &&[u8]| p.first().is_some_and(|b| b >> 4 == 6);
+        let Some(v6) = &self.v6 else {
+            return super::batch::send_batch_via(self.fd.as_raw_fd(), packets, &self.to);
+        };
+        let first_v6 = packets.first().is_some_and(is_v6);
+        let run = packets
+            .iter()
+            .position(|p| is_v6(p) != first_v6)
+            .unwrap_or(packets.len());
+        let (fd, to) = match first_v6 {
+            true => (v6.fd.as_raw_fd(), &v6.to),
+            false => (self.fd.as_raw_fd(), &self.to),
+        };
+        super::batch::send_batch_via(fd, &packets[..run], to)
     }
 }
 
@@ -121,15 +143,17 @@ fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
 }
 
 impl PacketSocket {
-    /// A data socket on `ifindex`, a link of kind `link`, for IPv4 frames passing `filter`,
-    /// with the virtio-net header, joined to fanout group `fanout_group` (one group per
-    /// uplink). On a point-to-point link it sends complete IP packets, without the virtio-net
-    /// header, through a socket of its own.
+    /// A data socket on `ifindex`, a link of kind `link`, for IPv4 frames passing `filter`
+    /// (with `ipv6`, IPv6 ones too: it is bound to every protocol), with the virtio-net
+    /// header, joined to fanout group `fanout_group` (one group per uplink). On a
+    /// point-to-point link it sends complete IP packets, without the virtio-net header,
+    /// through a socket of its own per IP version.
     pub fn open_data(
         ifindex: u32,
         link: LinkKind,
         filters: &SocketFilters,
         fanout_group: u16,
+        ipv6: bool,
     ) -> io::Result<PacketSocket> {
         let fd = vnet_socket()?;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SOCKET_BUFFER)?;
@@ -140,7 +164,7 @@ impl PacketSocket {
             )
             .ok();
         filters.attach(Filter::Replies, &fd)?;
-        bind(&fd, ifindex, ETH_P_IP)?;
+        bind(&fd, ifindex, if ipv6 { ETH_P_ALL } else { ETH_P_IP })?;
         let fanout =
             u32::from(fanout_group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
         setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT, &fanout)?;
@@ -150,7 +174,13 @@ impl PacketSocket {
         set_nonblocking(&fd)?;
         let bare = match link {
             LinkKind::Ethernet => None,
-            LinkKind::PointToPoint => Some(BareSender::open(ifindex)?),
+            LinkKind::PointToPoint => Some(BareSender {
+                v6: match ipv6 {
+                    true => Some(Box::new(BareSender::open(ifindex, ETH_P_IPV6)?)),
+                    false => None,
+                },
+                ..BareSender::open(ifindex, ETH_P_IP)?
+            }),
         };
         Ok(PacketSocket { fd, rx, bare })
     }
@@ -191,6 +221,34 @@ impl PacketSocket {
             rx: None,
             bare: None,
         })
+    }
+
+    /// A socket that sends IPv6 out of `ifindex`, a link of kind `link` (Ethernet frames, or
+    /// bare packets on a point-to-point link), and receives only ICMPv6 echo replies and
+    /// neighbour advertisements right after the IPv6 header: the health probes' answers and
+    /// the router's MAC. A classic BPF filter, so that the committed eBPF objects need not
+    /// change for it.
+    pub fn open_icmp6(ifindex: u32, link: LinkKind) -> io::Result<PacketSocket> {
+        let (fd, bare, ip_at) = match link {
+            LinkKind::Ethernet => (raw_socket()?, None, ETH_HEADER as u32),
+            LinkKind::PointToPoint => {
+                // SAFETY: socket() with integer arguments.
+                let fd = own(unsafe {
+                    libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+                })?;
+                setsockopt(
+                    &fd,
+                    libc::SOL_PACKET,
+                    PACKET_IGNORE_OUTGOING,
+                    &1 as &libc::c_int,
+                )?;
+                (fd, Some(BareSender::open(ifindex, ETH_P_IPV6)?), 0)
+            }
+        };
+        attach_icmp6_filter(&fd, ip_at)?;
+        bind(&fd, ifindex, ETH_P_IPV6)?;
+        set_nonblocking(&fd)?;
+        Ok(PacketSocket { fd, rx: None, bare })
     }
 
     /// A socket for ARP frames on `ifindex` (no virtio-net header).
@@ -270,6 +328,44 @@ impl PacketSocket {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// ICMPv6 types the IPv6 health socket keeps: echo reply, neighbour advertisement.
+const ICMP6_ECHO_REPLY: u32 = 129;
+const ICMP6_NEIGHBOUR_ADVERT: u32 = 136;
+
+/// Attaches to `fd` a classic BPF filter keeping IPv6 packets (starting `ip_at` bytes into
+/// the frame) whose next header is ICMPv6 (58) and whose ICMPv6 type is an echo reply or a
+/// neighbour advertisement.
+fn attach_icmp6_filter(fd: &OwnedFd, ip_at: u32) -> io::Result<()> {
+    const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut program = [
+        op(LD_B_ABS, 0, 0, ip_at + 6),
+        op(JEQ_K, 0, 4, 58),
+        op(LD_B_ABS, 0, 0, ip_at + 40),
+        op(JEQ_K, 1, 0, ICMP6_ECHO_REPLY),
+        op(JEQ_K, 0, 1, ICMP6_NEIGHBOUR_ADVERT),
+        op(RET_K, 0, 0, 0xffff),
+        op(RET_K, 0, 0, 0),
+    ];
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points to `program`, which outlives the call; the kernel copies it.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
 }
 
 /// Reads up to `budget` packets one by one into `buf` with `recv`, handing each to `f`;

@@ -70,7 +70,10 @@ impl<'a> DataSocket<'a> {
         group: u16,
     ) -> io::Result<Vec<PacketSocket>> {
         (0..workers)
-            .map(|_| PacketSocket::open_data(uplink.ifindex(), uplink.link, filters, group))
+            .map(|_| {
+                let ipv6 = uplink.ipv6().is_some();
+                PacketSocket::open_data(uplink.ifindex(), uplink.link, filters, group, ipv6)
+            })
             .collect()
     }
 }

@@ -16,7 +16,7 @@ use crate::uplink::{self, LinkKind, NextHop, Uplink, Uplinks};
 use super::fastpath::TcFastPath;
 use super::fd::Poller;
 use super::gso::Packets;
-use super::packet_socket::{ETH_HEADER, ETH_P_IP, Frame, read_each};
+use super::packet_socket::{ETH_HEADER, ETH_P_IP, ETH_P_IPV6, Frame, read_each};
 use super::vnet::{self, F_NEEDS_CSUM, VnetHeader};
 
 /// Largest packet the kernel hands over (a 64 KiB GSO packet), plus both headers.
@@ -431,7 +431,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             Verdict::Uplink(u) => u,
             Verdict::Tun => {
                 // the engine answered in place: write its answer back, a plain packet
-                let len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
+                let len = ip_len(&buf[ip_at..]);
                 buf[ETH_HEADER..ip_at].fill(0);
                 self.write_tun(&buf[ETH_HEADER..ip_at + len]);
                 return None;
@@ -468,14 +468,19 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         }
         let uplink = &self.shared.uplinks[u];
         let mut out = [0u8; vnet::LEN];
-        match uplink.next_hop() {
+        let is_v6 = buf.get(ip_at).is_some_and(|b| b >> 4 == 6);
+        let (next_hop, ethertype) = match is_v6 {
+            false => (uplink.next_hop(), ETH_P_IP),
+            true => (uplink.next_hop6(), ETH_P_IPV6),
+        };
+        match next_hop {
             Some(NextHop::Gateway(gateway)) => {
                 passed_on(header, ETH_HEADER as i32, csum).write(&mut out);
                 buf[..vnet::LEN].copy_from_slice(&out);
                 let eth = &mut buf[vnet::LEN..ip_at];
                 eth[0..6].copy_from_slice(&gateway);
                 eth[6..12].copy_from_slice(&uplink.mac());
-                eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+                eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
                 Some((u, 0..ETH_HEADER + n))
             }
             // the packet goes as it is, behind its virtio-net header
@@ -515,8 +520,8 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             return;
         }
         // The engine validated the total length; frames may carry link padding beyond it.
-        let ip_len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
-        if header.gso_size != 0 {
+        let ip_len = ip_len(&buf[ip_at..]);
+        if header.gso_size != 0 && buf[ip_at] >> 4 == 4 {
             (self.shared.engine).count_segments(
                 u,
                 Direction::Inbound,
@@ -538,6 +543,17 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
                 .tun_write_errors
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The length of the IP packet `packet` starts with, as its header says (the engine checked
+/// it): IPv4's total length, or IPv6's header and payload.
+fn ip_len(packet: &[u8]) -> usize {
+    match packet.first().map(|b| b >> 4) {
+        Some(6) if packet.len() >= 40 => {
+            40 + usize::from(u16::from_be_bytes([packet[4], packet[5]]))
+        }
+        _ => Ipv4Packet::new_unchecked(packet).total_len(),
     }
 }
 

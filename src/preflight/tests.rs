@@ -61,6 +61,7 @@ fn facts() -> SystemFacts {
         ephemeral_ports: (32768, 60999),
         services: vec![service("tcp", 80, [0, 0, 0, 0])],
         default_routes: vec![],
+        ipv6: vec![],
     }
 }
 

@@ -2,7 +2,9 @@
 //! routes), and so the address the uplink uses: a pure tracker, fed the kernel's events, that
 //! says what changed for its uplink.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::addressing6::Addressing6;
 
 /// A change the kernel reported about links, IPv4 addresses and default routes (netlink).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +32,30 @@ pub enum LinkEvent {
         gateway: Ipv4Addr,
         present: bool,
     },
+    /// An IPv6 address of a link (not link-local), added or removed, and whether it is one a
+    /// line's traffic may use for long: not temporary (RFC 8981), deprecated, tentative or
+    /// failed duplicate address detection.
+    Address6 {
+        ifindex: u32,
+        addr: Ipv6Addr,
+        prefix_len: u8,
+        stable: bool,
+        present: bool,
+    },
+    /// An IPv6 default route of the main table through a link (what router advertisements
+    /// install), added or removed.
+    DefaultRoute6 {
+        ifindex: u32,
+        gateway: Ipv6Addr,
+        present: bool,
+    },
+    /// A prefix a DHCPv6 client was delegated, as systemd-networkd and dhcpcd mark it: an
+    /// `unreachable` route of protocol dhcp in the main table.
+    Delegated {
+        prefix: Ipv6Addr,
+        prefix_len: u8,
+        present: bool,
+    },
 }
 
 /// What a [`LinkEvent`] means for one uplink.
@@ -50,6 +76,12 @@ pub enum LinkChange {
     Address(Option<Ipv4Addr>),
     /// With `gw=auto`: the gateway its interface's default route names now.
     Gateway(Ipv4Addr),
+    /// The IPv6 address its IPv6 flows use now, or none.
+    Address6(Option<Ipv6Addr>),
+    /// The IPv6 router its IPv6 goes to now, or none (`gw6=auto` without a default route).
+    Router6(Option<Ipv6Addr>),
+    /// The IPv6 prefix it was delegated now, or none.
+    Prefix6(Option<(Ipv6Addr, u8)>),
 }
 
 /// What the kernel says about one uplink's interface, and so the address the uplink uses: the
@@ -64,6 +96,8 @@ pub struct Addressing {
     addrs: Vec<(Ipv4Addr, u8)>,
     /// With `gw=auto`, the gateways of the interface's default routes, newest first.
     gateways: Option<Vec<Ipv4Addr>>,
+    /// Its IPv6, on a line that carries IPv6.
+    v6: Option<Addressing6>,
 }
 
 impl Addressing {
@@ -81,7 +115,19 @@ impl Addressing {
             src,
             addrs,
             gateways: None,
+            v6: None,
         }
+    }
+
+    /// Follows the uplink's IPv6 too, as `v6` says.
+    pub fn with_ipv6(mut self, v6: Addressing6) -> Addressing {
+        self.v6 = Some(v6);
+        self
+    }
+
+    /// Its IPv6, on a line that carries IPv6.
+    pub fn v6(&self) -> Option<&Addressing6> {
+        self.v6.as_ref()
     }
 
     /// Follows the gateway of the interface's default route (`gw=auto`), `gateway` at start.
@@ -149,6 +195,16 @@ impl Addressing {
         if self.current() != before {
             changes.push(LinkChange::Address(self.current()));
         }
+        if let Some(v6) = &mut self.v6 {
+            let ifindex = self.ifindex;
+            let ours = dump.iter().filter(|e| match e {
+                LinkEvent::Address6 { ifindex: i, .. }
+                | LinkEvent::DefaultRoute6 { ifindex: i, .. } => *i == ifindex,
+                LinkEvent::Delegated { .. } => true,
+                _ => false,
+            });
+            changes.extend(v6.resync(ours));
+        }
         if let Some(gateways) = &mut self.gateways {
             let before = gateways.first().copied();
             let now: Vec<Ipv4Addr> = dump
@@ -188,6 +244,9 @@ impl Addressing {
                 // a new interface of its name: its addresses come in events of their own
                 self.ifindex = *ifindex;
                 self.addrs.clear();
+                if let Some(v6) = &mut self.v6 {
+                    v6.forget_interface();
+                }
                 Some(LinkChange::Reappeared {
                     ifindex: *ifindex,
                     carrier: *carrier,
@@ -195,8 +254,17 @@ impl Addressing {
             }
             LinkEvent::LinkGone { ifindex, .. } if *ifindex == self.ifindex => {
                 self.addrs.clear();
+                if let Some(v6) = &mut self.v6 {
+                    v6.forget_interface();
+                }
                 Some(LinkChange::Gone)
             }
+            LinkEvent::Address6 { ifindex, .. } | LinkEvent::DefaultRoute6 { ifindex, .. }
+                if *ifindex == self.ifindex =>
+            {
+                self.v6.as_mut()?.apply(event)
+            }
+            LinkEvent::Delegated { .. } => self.v6.as_mut()?.apply(event),
             LinkEvent::Address {
                 ifindex,
                 addr,

@@ -13,6 +13,8 @@
 //! tier, health targets) is in the settings, which a reload may change: never copied here.
 
 mod addressing;
+mod addressing6;
+mod ipv6;
 mod link;
 
 use std::net::Ipv4Addr;
@@ -24,6 +26,8 @@ use std::time::SystemTime;
 pub use crate::engine::UplinkId;
 use crate::health::{State, Stats};
 pub use addressing::{Addressing, LinkChange, LinkEvent};
+pub use addressing6::{Addressing6, Delegation, Router6};
+pub use ipv6::Ipv6Facts;
 pub use link::{LinkKind, NextHop, format_mac};
 use link::{mac_to_u64, u64_to_mac};
 
@@ -60,6 +64,11 @@ pub struct Uplink {
     /// The gateway's MAC in the low 48 bits; 0 while unknown.
     gateway_mac: AtomicU64,
     status: Mutex<Status>,
+    /// Its IPv6, on a line that carries IPv6 (`gw6`).
+    v6: Option<Mutex<Ipv6Facts>>,
+    /// Its IPv6 router's MAC in the low 48 bits (0 while unknown), kept beside the facts
+    /// for the packet path, which reads it for every IPv6 packet it sends.
+    router_mac6: AtomicU64,
 }
 
 impl Uplink {
@@ -85,7 +94,37 @@ impl Uplink {
                 stats: Stats::default(),
                 changes: 0,
             }),
+            v6: None,
+            router_mac6: AtomicU64::new(0),
         }
+    }
+
+    /// Carrying IPv6 too, with these facts at start.
+    pub fn with_ipv6(mut self, facts: Ipv6Facts) -> Uplink {
+        self.v6 = Some(Mutex::new(facts));
+        self
+    }
+
+    /// Its IPv6 as last learned, on a line that carries IPv6.
+    pub fn ipv6(&self) -> Option<Ipv6Facts> {
+        let v6 = self.v6.as_ref()?;
+        Some(v6.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Whether new IPv6 flows may use it now.
+    pub fn ipv6_up(&self) -> bool {
+        self.ipv6().is_some_and(|v6| v6.is_up(self.is_up()))
+    }
+
+    /// Changes its IPv6 facts with `f`; returns what `f` returns (None on a line without
+    /// IPv6).
+    pub(crate) fn update_ipv6<R>(&self, f: impl FnOnce(&mut Ipv6Facts) -> R) -> Option<R> {
+        let v6 = self.v6.as_ref()?;
+        let mut facts = v6.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(&mut facts);
+        let mac = facts.router_mac.map_or(0, mac_to_u64);
+        self.router_mac6.store(mac, Ordering::Relaxed);
+        Some(r)
     }
 
     /// On interface `ifindex`, whose MAC is `mac` (all zero on a point-to-point link).
@@ -149,6 +188,17 @@ impl Uplink {
         match self.link {
             LinkKind::Ethernet => self.gateway_mac().map(NextHop::Gateway),
             LinkKind::PointToPoint => Some(NextHop::Peer),
+        }
+    }
+
+    /// Where its IPv6 packets go next: its IPv6 router once neighbour discovery found its
+    /// MAC, or the peer of a point-to-point link.
+    pub fn next_hop6(&self) -> Option<NextHop> {
+        self.v6.as_ref()?;
+        match (self.link, self.router_mac6.load(Ordering::Relaxed)) {
+            (LinkKind::Ethernet, 0) => None,
+            (LinkKind::Ethernet, mac) => Some(NextHop::Gateway(u64_to_mac(mac))),
+            (LinkKind::PointToPoint, _) => Some(NextHop::Peer),
         }
     }
 
@@ -243,5 +293,7 @@ pub fn id_at(i: usize) -> UplinkId {
     UplinkId::try_from(i).expect("at most MAX_UPLINKS uplinks, which fit an UplinkId")
 }
 
+#[cfg(test)]
+mod addressing6_tests;
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,12 @@ impl Segment {
         if ip.protocol() != PROTO_TCP {
             return Segment::default();
         }
-        let t = TcpSegment::new_unchecked(ip.payload());
+        Segment::of_tcp(ip.payload())
+    }
+
+    /// The segment of the TCP header at the start of `l4` (checked to hold the fixed header).
+    pub fn of_tcp(l4: &[u8]) -> Segment {
+        let t = TcpSegment::new_unchecked(l4);
         let flags = t.flags();
         Segment {
             flags,

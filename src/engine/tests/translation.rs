@@ -214,8 +214,9 @@ fn unparseable_and_unsupported_packets_are_counted_by_reason() {
         (&[], DropReason::Malformed),
         (&TCP_SYN_OUT[..30], DropReason::Malformed),
         (
+            // version 5: neither IPv4 nor IPv6 (a cut IPv6 header is malformed, see v6)
             &[
-                0x60, 0, 0, 0, 0, 8, 17, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0x50, 0, 0, 0, 0, 8, 17, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             ],
             DropReason::NotIpv4,
         ),

@@ -8,18 +8,21 @@
 //! constants in each module's `field`; version and header-length parsing is written once, in
 //! [`ipv4`].
 //!
-//! The network-layer views sit beside each other by family ([`ipv4`] now; IPv6 adds its own);
+//! The network-layer views sit beside each other by family ([`ipv4`], [`ipv6`]);
 //! the transport views ([`tcp`], [`udp`], [`icmp`]) take the transport bytes of either.
 //! A view only locates fields: option bytes (IPv4, TCP) are skipped by their length fields,
 //! and what a field means for the NAT is the engine's business, not the view's.
 
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 
 pub use icmp::{IcmpMessage, QuotedPacket};
 pub use ipv4::Ipv4Packet;
+pub use ipv6::Ipv6Packet;
 pub use tcp::TcpSegment;
 pub use udp::UdpDatagram;
 
@@ -27,6 +30,7 @@ pub use udp::UdpDatagram;
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
 
 /// Why bytes are not the packet a view was asked to see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +42,9 @@ pub enum Error {
     Malformed,
     /// Another IP version than the view's.
     Version,
+    /// An IPv6 extension header the engine does not walk: a routing header with segments
+    /// left, ESP, AH, mobility and the like, or more of them than a host sends.
+    ExtensionHeader,
 }
 
 /// How the kernel handed over the transport checksum.

@@ -26,6 +26,10 @@ fn a_journal_runs_only_the_undos_wanlb_writes() {
         "nft delete table inet wanlb_wan.0-x",
         "sysctl net.ipv4.ip_forward 0",
         "sysctl net/ipv4/conf/wan.0/rp_filter 2",
+        "ip -6 route del unreachable default metric 4294967295 table 7100",
+        "ip -6 rule del iif eth0 lookup 7100 priority 7101",
+        "sysctl net/ipv6/conf/eth1/accept_ra 1",
+        "sysctl net/ipv6/conf/all/forwarding 0",
     ] {
         assert!(Undo::from_line(line).is_some(), "{line}");
     }
@@ -37,6 +41,9 @@ fn a_journal_runs_only_the_undos_wanlb_writes() {
         "ip vrf exec default /bin/sh",
         "ip -batch /tmp/x",
         "ip -n other route del default",
+        "ip -6 -batch /tmp/x",
+        "ip -6 netns exec x /bin/sh",
+        "ip -4 -6 route del default",
         "ip rule del priority 0 lookup local -force",
         "ip link del eth0",
         "nft flush ruleset",

@@ -80,9 +80,13 @@ impl<T: PacketIo> Apply<'_, T> {
     fn update_table(&self, uplinks: &[Watched<'_>]) -> bool {
         let now: Vec<TableUplink<'_>> = uplinks
             .iter()
-            .map(|w| TableUplink {
-                addr: self.shared.uplinks[w.id].addr(),
-                subnets: w.addressing.subnets(),
+            .map(|w| {
+                let uplink = &self.shared.uplinks[w.id];
+                TableUplink {
+                    addr: uplink.addr(),
+                    subnets: w.addressing.subnets(),
+                    v6: uplink.ipv6().map(|v6| (v6.addr, v6.prefix)),
+                }
             })
             .collect();
         match (self.table)(&now) {
@@ -300,11 +304,11 @@ impl<T: PacketIo> Apply<'_, T> {
         true
     }
 
-    /// Writes the engine's packets for LAN hosts (sequence probes) to TUN.
-    fn send_to_lan(&self, probes: Vec<[u8; crate::engine::SEQUENCE_PROBE]>) {
-        let mut frame = [0u8; vnet::LEN + crate::engine::SEQUENCE_PROBE];
+    /// Writes the engine's packets for LAN hosts (sequence probes, IPv4's or IPv6's) to TUN.
+    pub fn send_to_lan<const N: usize>(&self, probes: Vec<[u8; N]>) {
         for p in probes {
-            frame[vnet::LEN..].copy_from_slice(&p);
+            let mut frame = vec![0u8; vnet::LEN];
+            frame.extend_from_slice(&p);
             if self.tun.send(&frame).is_err() {
                 self.shared
                     .io

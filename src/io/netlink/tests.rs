@@ -169,3 +169,104 @@ fn malformed_datagrams_end_the_walk_without_a_panic() {
     short.extend([16, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert!(events(&short).is_empty());
 }
+
+#[test]
+fn ipv6_addresses_default_routes_and_delegated_prefixes_become_events() {
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+    let address = |addr: &str, flags: AddressFlags| {
+        let mut m = AddressMessage::default();
+        m.header = AddressHeader {
+            family: AddressFamily::Inet6,
+            prefix_len: 64,
+            index: 3,
+            ..AddressHeader::default()
+        };
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(v6(addr))));
+        m.attributes.push(AddressAttribute::Flags(flags));
+        m
+    };
+    let route = |dst: Option<(&str, u8)>, kind: RouteType, protocol: RouteProtocol| {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.kind = kind;
+        m.header.protocol = protocol;
+        if let Some((d, len)) = dst {
+            m.header.destination_prefix_length = len;
+            m.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet6(v6(d))));
+        }
+        m.attributes.push(RouteAttribute::Oif(3));
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(v6("fe80::1"))));
+        m
+    };
+    let buf = datagram(vec![
+        RouteNetlinkMessage::NewAddress(address("2001:2:0:1::1", AddressFlags::Permanent)),
+        // temporary (IFA_F_TEMPORARY, IFA_F_SECONDARY's bit) and deprecated: not stable
+        RouteNetlinkMessage::NewAddress(address("2001:2:0:1::aa", AddressFlags::Secondary)),
+        RouteNetlinkMessage::DelAddress(address("2001:2:0:1::bb", AddressFlags::Deprecated)),
+        // link-local: the kernel's business
+        RouteNetlinkMessage::NewAddress(address("fe80::2", AddressFlags::Permanent)),
+        RouteNetlinkMessage::NewRoute(route(None, RouteType::Unicast, RouteProtocol::Ra)),
+        RouteNetlinkMessage::DelRoute(route(None, RouteType::Unicast, RouteProtocol::Ra)),
+        RouteNetlinkMessage::NewRoute(route(
+            Some(("2001:2:1::", 48)),
+            RouteType::Unreachable,
+            RouteProtocol::Dhcp,
+        )),
+        // an unreachable route of the admin's, and a subnet's route: nothing
+        RouteNetlinkMessage::NewRoute(route(
+            Some(("2001:2:9::", 48)),
+            RouteType::Unreachable,
+            RouteProtocol::Static,
+        )),
+        RouteNetlinkMessage::NewRoute(route(
+            Some(("2001:2:0:1::", 64)),
+            RouteType::Unicast,
+            RouteProtocol::Kernel,
+        )),
+    ]);
+    assert_eq!(
+        events(&buf),
+        [
+            Event::Address6 {
+                ifindex: 3,
+                addr: v6("2001:2:0:1::1"),
+                prefix_len: 64,
+                stable: true,
+                present: true,
+            },
+            Event::Address6 {
+                ifindex: 3,
+                addr: v6("2001:2:0:1::aa"),
+                prefix_len: 64,
+                stable: false,
+                present: true,
+            },
+            Event::Address6 {
+                ifindex: 3,
+                addr: v6("2001:2:0:1::bb"),
+                prefix_len: 64,
+                stable: false,
+                present: false,
+            },
+            Event::DefaultRoute6 {
+                ifindex: 3,
+                gateway: v6("fe80::1"),
+                present: true,
+            },
+            Event::DefaultRoute6 {
+                ifindex: 3,
+                gateway: v6("fe80::1"),
+                present: false,
+            },
+            Event::Delegated {
+                prefix: v6("2001:2:1::"),
+                prefix_len: 48,
+                present: true,
+            },
+        ]
+    );
+}

@@ -23,6 +23,8 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+#[path = "wanlb-bench/ipv6.rs"]
+mod ipv6;
 #[path = "wanlb-bench/report.rs"]
 mod report;
 #[path = "wanlb-bench/soak.rs"]
@@ -103,6 +105,8 @@ enum What {
     Stress,
     /// Flow churn at a steady rate for --minutes, memory sampled (not part of `all`).
     Soak,
+    /// IPv6 through both lines against the kernel's own IPv6 recipe (not part of `all`).
+    Ipv6,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -1339,6 +1343,7 @@ fn run(cli: &Cli) -> Result<()> {
     match cli.what {
         What::Stress => return stress::run(&bed, cli),
         What::Soak => return soak::run(&bed, cli),
+        What::Ipv6 => return ipv6::run(&bed, cli),
         _ => {}
     }
     let want = |w: What| cli.what == What::All || cli.what == w;

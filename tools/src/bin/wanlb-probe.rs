@@ -12,7 +12,7 @@
 //! forger would.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -48,9 +48,9 @@ enum Command {
         udp: Vec<String>,
         #[arg(long, default_value_t = 7)]
         udp_port: u16,
-        /// Address to accept TCP echo connections on.
+        /// Address to accept TCP echo connections on ([IPV6]:PORT too).
         #[arg(long, value_name = "IP:PORT")]
-        tcp: Option<SocketAddrV4>,
+        tcp: Option<SocketAddr>,
         /// Address to accept TCP connections on, each answered "SEEN IP:PORT" (the address it
         /// came from) and closed.
         #[arg(long, value_name = "IP:PORT")]
@@ -144,8 +144,9 @@ enum Command {
     Spread {
         #[arg(long)]
         one_socket: bool,
+        /// The first destination, IPv4 or IPv6.
         #[arg(long)]
-        dst: Ipv4Addr,
+        dst: IpAddr,
         #[arg(long, default_value_t = 1)]
         count: u32,
         #[arg(long, default_value_t = 1)]
@@ -244,7 +245,7 @@ enum Command {
     /// Send BYTES pseudo-random bytes to a TCP echo and verify what comes back.
     TcpCheck {
         #[arg(long, value_name = "IP:PORT")]
-        dst: SocketAddrV4,
+        dst: SocketAddr,
         #[arg(long, default_value_t = 20_000_000)]
         bytes: u64,
     },
@@ -474,7 +475,22 @@ fn main() -> ExitCode {
 
 type Result<T> = std::result::Result<T, String>;
 
-fn prefix_addrs(cidr: &str) -> Result<Vec<Ipv4Addr>> {
+fn prefix_addrs(cidr: &str) -> Result<Vec<IpAddr>> {
+    if cidr.contains(':') {
+        let (a, l) = cidr.split_once('/').unwrap_or((cidr, "128"));
+        let base: std::net::Ipv6Addr = a
+            .parse()
+            .map_err(|_| format!("--udp {cidr:?}: not an IPv6 prefix"))?;
+        let len: u32 = l
+            .parse()
+            .ok()
+            .filter(|l| (116..=128).contains(l))
+            .ok_or(format!("--udp {cidr:?}: length must be 116 to 128"))?;
+        let first = u128::from(base) & (u128::MAX << (128 - len));
+        return Ok((0..1u128 << (128 - len))
+            .map(|i| IpAddr::V6((first + i).into()))
+            .collect());
+    }
     let (a, l) = cidr.split_once('/').unwrap_or((cidr, "32"));
     let base: Ipv4Addr = a
         .parse()
@@ -486,14 +502,14 @@ fn prefix_addrs(cidr: &str) -> Result<Vec<Ipv4Addr>> {
         .ok_or(format!("--udp {cidr:?}: length must be 20 to 32"))?;
     let first = u32::from(base) & (u32::MAX << (32 - len));
     Ok((0..1u32 << (32 - len))
-        .map(|i| Ipv4Addr::from(first + i))
+        .map(|i| IpAddr::V4(Ipv4Addr::from(first + i)))
         .collect())
 }
 
 fn serve(
     prefixes: &[String],
     port: u16,
-    tcp: Option<SocketAddrV4>,
+    tcp: Option<SocketAddr>,
     tcp_seen: Option<SocketAddrV4>,
 ) -> Result<()> {
     if let Some(addr) = tcp {
@@ -561,14 +577,10 @@ fn echo(mut conn: TcpStream) {
     }
 }
 
-/// A UDP socket on a port of the system's choosing, waiting at most 500 ms for a reply.
-fn reply_socket() -> Result<UdpSocket> {
-    reply_socket_on(0)
-}
-
-/// The same on `port` (0: the system's choice).
-fn reply_socket_on(port: u16) -> Result<UdpSocket> {
-    let s = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
+/// A UDP socket for IPv6 (`v6`) or IPv4 on `port` (0: the system's choice), with a read timeout.
+fn reply_socket_of(v6: bool, port: u16) -> Result<UdpSocket> {
+    let any = if v6 { "::" } else { "0.0.0.0" };
+    let s = UdpSocket::bind((any, port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
     Ok(s)
@@ -659,7 +671,7 @@ fn udp_check(dst: SocketAddrV4, count: u32, software_checksum: bool) -> Result<(
 }
 
 fn spread(
-    dst: Ipv4Addr,
+    dst: IpAddr,
     count: u32,
     flows: u32,
     port: u16,
@@ -667,29 +679,36 @@ fn spread(
     first_port: Option<u16>,
 ) -> Result<()> {
     let mut next_port = first_port;
-    let mut summary: Vec<(Ipv4Addr, u32, u32)> = Vec::new();
+    let mut summary: Vec<(IpAddr, u32, u32)> = Vec::new();
+    let v6 = dst.is_ipv6();
     let shared = if one_socket {
-        Some(reply_socket()?)
+        Some(reply_socket_of(v6, 0)?)
     } else {
         None
     };
     for i in 0..count {
-        let d = SocketAddr::from((Ipv4Addr::from(u32::from(dst) + i), port));
-        let mut seen_here: Vec<Ipv4Addr> = Vec::new();
+        let d = match dst {
+            IpAddr::V4(a) => SocketAddr::from((Ipv4Addr::from(u32::from(a) + i), port)),
+            IpAddr::V6(a) => SocketAddr::from((
+                std::net::Ipv6Addr::from(u128::from(a) + u128::from(i)),
+                port,
+            )),
+        };
+        let mut seen_here: Vec<IpAddr> = Vec::new();
         for _ in 0..flows {
             let seen = match &shared {
                 Some(s) => exchange(s, None, d, &format!("probe {d}"))?,
                 None => {
                     let local = next_port.unwrap_or(0);
                     next_port = next_port.map(|p| p.wrapping_add(1));
-                    exchange(&reply_socket_on(local)?, None, d, &format!("probe {d}"))?
+                    exchange(&reply_socket_of(v6, local)?, None, d, &format!("probe {d}"))?
                 }
             };
             println!("{} {}", d.ip(), seen);
-            let SocketAddr::V4(v4) = seen else {
-                return Err(format!("{d}: IPv6 seen"));
-            };
-            let ip = *v4.ip();
+            if seen.is_ipv6() != v6 {
+                return Err(format!("{d}: {seen} seen, of another family"));
+            }
+            let ip = seen.ip();
             let entry = match summary.iter_mut().find(|e| e.0 == ip) {
                 Some(e) => e,
                 None => {
@@ -725,10 +744,10 @@ impl Stream {
     }
 }
 
-fn tcp_check(dst: SocketAddrV4, bytes: u64) -> Result<()> {
+fn tcp_check(dst: SocketAddr, bytes: u64) -> Result<()> {
     const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
     const CHUNK: usize = 64 * 1024;
-    let conn = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))
+    let conn = TcpStream::connect_timeout(&dst, Duration::from_secs(5))
         .map_err(|e| format!("connect {dst}: {e}"))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;

@@ -1,0 +1,409 @@
+//! IPv6 through the lines: each line translates the LAN's IPv6 either by prefix (NPTv6, when
+//! it delegates a prefix: [`super::nptv6`]) or to its own address with a port pool (NAT66,
+//! endpoint-independent like IPv4's NAT). Either way the filter in front of the LAN stays
+//! stateful (RFC 6092): a packet from a line reaches the LAN only for a flow a LAN host
+//! opened, or as an ICMPv6 error about one.
+//!
+//! The IPv6 tables sit beside the IPv4 ones (an IPv4 flow keeps its 48 bytes) and use the
+//! same code: the flow table and session state machine, the port pools and host shares, the
+//! destination bindings, pins and the weighted choice, over [`V6`] addresses. A line's IPv6
+//! has a health of its own ([`Uplink6::up`]): a line whose IPv6 is dead while its IPv4 works
+//! stops taking IPv6 flows only. IPv6 flows stay on the engine's path (never handed to the
+//! fast path), and no IPv6 port is forwarded yet.
+//!
+//! A line with a prefix translates only the LAN prefix it maps (see [`Nptv6::for_lan`], with
+//! the first LAN prefix given); sources outside it are placed on lines that can take them
+//! (NAT66, or another prefix that maps them).
+
+mod answer6;
+mod fragments6;
+mod inbound6;
+mod outbound6;
+mod translate6;
+
+pub use answer6::{MAX_UNREACHABLE6, SEQUENCE_PROBE6};
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arc_swap::ArcSwap;
+
+use super::affinity::Affinity;
+use super::family::V6;
+use super::flow::{Flow, FlowKey, FlowTable};
+use super::limits::idle_bindings_per_shard;
+use super::nat::{Endpoint, Nat};
+use super::nptv6::Nptv6;
+use super::select::{Pin, Pins, Prefix, Selector};
+use super::wire::PROTO_TCP;
+use super::{
+    Direction, Engine, EngineConfig, SHARDS, Timestamp, UplinkCounters, UplinkId, lock, uplink_bit,
+};
+
+/// What the engine needs to know of one line's IPv6 (the monitor's to give, through
+/// [`Engine::set_uplink6`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uplink6 {
+    /// The line's own global address (`src6=`, else a stable one it has): NAT66 translates
+    /// to it. `None`: no NAT66 on this line.
+    pub addr: Option<u128>,
+    /// The prefix the line delegates to the gateway (`prefix6=`): NPTv6 from the first LAN
+    /// prefix ([`Engine::with_lan_nets6`]) to it.
+    pub prefix: Option<Prefix<V6>>,
+    /// Whether IPv6 through the line works (its IPv6 health; with only IPv4 targets, what the
+    /// caller decides that means).
+    pub up: bool,
+}
+
+/// A line's IPv6 as the packet path reads it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Line6 {
+    facts: Uplink6,
+    npt: Option<Nptv6>,
+    /// How many times its address or prefix changed (modulo 256): a flow of an earlier
+    /// epoch names an address the line no longer has.
+    epoch: u8,
+}
+
+impl Line6 {
+    /// Whether new flows from `src` may use this line (its health aside): it can translate
+    /// the source.
+    fn serves(&self, src: u128) -> bool {
+        self.facts.addr.is_some() || self.npt.is_some_and(|n| n.internal().contains(src))
+    }
+
+    /// The address `src` leaves this line from, and whether by prefix (its port kept).
+    fn ext_of(&self, src: u128) -> Option<(u128, bool)> {
+        if let Some(npt) = &self.npt
+            && npt.internal().contains(src)
+        {
+            return npt.outbound(src).map(|a| (a, true));
+        }
+        self.facts.addr.map(|a| (a, false))
+    }
+}
+
+/// One partition of the IPv6 tables, by remote address, as [`super::Shard`] is of IPv4's.
+#[derive(Debug)]
+pub(super) struct Shard6 {
+    flows: FlowTable<V6>,
+    affinity: Affinity<V6>,
+    fragments: fragments6::Fragments6,
+    uplinks: Vec<UplinkCounters>,
+}
+
+/// The engine's IPv6 state.
+#[derive(Debug)]
+pub(super) struct State6 {
+    lines: ArcSwap<Vec<Line6>>,
+    shards: Box<[Mutex<Shard6>]>,
+    nat: Mutex<Nat<V6>>,
+    /// Weights, tiers, caps and balance as IPv4's; up: the lines whose IPv6 is up and usable.
+    pub(super) select: Mutex<Selector>,
+    /// The selector's [`Selector::leaving`], readable without its lock on every packet.
+    leaving: AtomicU32,
+    pins: ArcSwap<Pins<V6>>,
+    lan_nets: Vec<Prefix<V6>>,
+}
+
+/// The shard of an IPv6 remote address: its four 32-bit words folded into one, then spread
+/// as an IPv4 address is.
+fn shard_of6(remote: u128) -> usize {
+    let b = remote.to_be_bytes();
+    let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    super::shard_of(word(0) ^ word(4) ^ word(8) ^ word(12))
+}
+
+impl State6 {
+    pub(super) fn new(config: &EngineConfig) -> State6 {
+        let n = config.uplinks.len();
+        let weights = config.uplinks.iter().map(|u| u.weight).collect();
+        let tiers = config.uplinks.iter().map(|u| u.tier).collect();
+        let mut select = Selector::new(weights, tiers);
+        for u in 0..n {
+            select.set_up(super::uplink_id(u), false);
+        }
+        let mut nat = Nat::new(n, config.ports, config.seed.rotate_left(17));
+        nat.set_limits(&config.limits);
+        State6 {
+            lines: ArcSwap::from_pointee(vec![Line6::default(); n]),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    let mut affinity = Affinity::new(config.affinity_timeout_ms);
+                    affinity.set_max_idle(idle_bindings_per_shard(&config.limits));
+                    Mutex::new(Shard6 {
+                        flows: FlowTable::default(),
+                        affinity,
+                        fragments: fragments6::Fragments6::default(),
+                        uplinks: vec![UplinkCounters::default(); n],
+                    })
+                })
+                .collect(),
+            nat: Mutex::new(nat),
+            leaving: AtomicU32::new(select.leaving()),
+            select: Mutex::new(select),
+            pins: ArcSwap::from_pointee(Pins::default()),
+            lan_nets: Vec::new(),
+        }
+    }
+
+    fn shard(&self, remote: u128) -> std::sync::MutexGuard<'_, Shard6> {
+        lock(&self.shards[shard_of6(remote)])
+    }
+
+    fn is_from_lan(&self, src: u128) -> bool {
+        self.lan_nets.iter().any(|n| n.contains(src))
+    }
+
+    fn line(&self, uplink: UplinkId) -> Option<Line6> {
+        self.lines.load().get(usize::from(uplink)).copied()
+    }
+
+    /// Applies what a reload may change: weights, tiers, timeouts.
+    pub(super) fn reconfigure(&self, config: &EngineConfig) {
+        let weights = config.uplinks.iter().map(|u| u.weight).collect();
+        let tiers = config.uplinks.iter().map(|u| u.tier).collect();
+        let mut select = lock(&self.select);
+        select.set_policy(weights, tiers);
+        self.leaving.store(select.leaving(), Ordering::Relaxed);
+        lock(&self.nat).set_limits(&config.limits);
+        for shard in self.shards.iter() {
+            let affinity = &mut lock(shard).affinity;
+            affinity.set_idle_timeout(config.affinity_timeout_ms);
+            affinity.set_max_idle(idle_bindings_per_shard(&config.limits));
+        }
+    }
+
+    /// Adds each shard's IPv6 traffic to `into`, one entry per uplink.
+    pub(super) fn add_counters(&self, into: &mut [UplinkCounters]) {
+        for shard in self.shards.iter() {
+            for (total, c) in into.iter_mut().zip(&lock(shard).uplinks) {
+                total.outbound_packets += c.outbound_packets;
+                total.outbound_bytes += c.outbound_bytes;
+                total.inbound_packets += c.inbound_packets;
+                total.inbound_bytes += c.inbound_bytes;
+                total.flows += c.flows;
+                total.destinations += c.destinations;
+            }
+        }
+    }
+
+    /// IPv6 flows live.
+    pub(super) fn flows(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).flows.len()).sum()
+    }
+}
+
+impl Engine {
+    /// The LAN's IPv6 prefixes (those on the LAN interfaces, global or ULA, and IPv6
+    /// `--lan-net`s): only packets from them are translated, and packets from a line with a
+    /// source in them are forged. The first is the one NPTv6 maps to each line's prefix. Call
+    /// once, before any [`Engine::set_uplink6`]. Without any, no IPv6 is translated
+    /// (dropped as [`super::DropReason::NoIpv6Uplink`] and answered, so hosts fall back to IPv4).
+    pub fn with_lan_nets6(mut self, nets: Vec<Prefix<V6>>) -> Engine {
+        self.v6.lan_nets = nets;
+        self
+    }
+
+    /// The IPv6 pins (`--pin`/`pin` with an IPv6 prefix), as [`Engine::with_pins6`] and on
+    /// reload: a pinned destination's new flows take its uplink while that line's IPv6 is up.
+    pub fn set_pins6(&self, pins: Vec<Pin<V6>>) {
+        self.v6.pins.store(std::sync::Arc::new(Pins::new(pins)));
+    }
+
+    /// [`Engine::set_pins6`] at construction.
+    pub fn with_pins6(self, pins: Vec<Pin<V6>>) -> Engine {
+        self.set_pins6(pins);
+        self
+    }
+
+    /// A line's IPv6 facts, whenever any of them changes (its address or prefix appears,
+    /// changes or goes; its IPv6 health changes): from io/monitor/apply.rs, as
+    /// [`Engine::set_uplink_addr`] and [`Engine::set_uplink_up`] are for IPv4. A line whose
+    /// IPv6 went down or that lost its address or prefix stops taking new IPv6 flows; its UDP
+    /// and ICMPv6 flows move at their next packet; its TCP connections are ended towards the
+    /// LAN host when it went down (if the engine resets TCP on a dead line) or when its address
+    /// or prefix changed (always): the returned packets are IPv6 sequence probes
+    /// ([`SEQUENCE_PROBE6`] bytes each) to write to the TUN device, as IPv4's are.
+    pub fn set_uplink6(&self, uplink: UplinkId, facts: Uplink6) -> Vec<[u8; SEQUENCE_PROBE6]> {
+        let _one_at_a_time = lock(&self.reselecting);
+        let i = usize::from(uplink);
+        let mut lines = Vec::clone(&self.v6.lines.load());
+        let Some(before) = lines.get(i).copied() else {
+            return Vec::new();
+        };
+        let npt = match (facts.prefix, self.v6.lan_nets.first()) {
+            (Some(delegated), Some(lan)) => Nptv6::for_lan(*lan, delegated),
+            _ => None,
+        };
+        let renumbered = facts.addr != before.facts.addr || npt != before.npt;
+        let epoch = before.epoch.wrapping_add(u8::from(renumbered));
+        lines[i] = Line6 { facts, npt, epoch };
+        self.v6.lines.store(std::sync::Arc::new(lines));
+        let usable = facts.up && (facts.addr.is_some() || npt.is_some());
+        let went_down = before.facts.up && !usable;
+        {
+            let mut select = lock(&self.v6.select);
+            select.set_up(uplink, usable);
+            self.v6.leaving.store(select.leaving(), Ordering::Relaxed);
+        }
+        if !renumbered && !went_down {
+            return Vec::new();
+        }
+        let reset = renumbered || self.reset_tcp_on_down.load(Ordering::Relaxed);
+        self.release6(uplink, reset)
+    }
+
+    /// Ends the TCP connections on `uplink` (with `reset`) by asking each host for its
+    /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows move at
+    /// their next packet.
+    fn release6(&self, uplink: UplinkId, reset: bool) -> Vec<[u8; SEQUENCE_PROBE6]> {
+        let mut probes = Vec::new();
+        for shard in self.v6.shards.iter() {
+            let mut shard = lock(shard);
+            shard.affinity.release(uplink);
+            shard.flows.for_each_mut(|f| {
+                if f.uplink != uplink || f.key.proto != PROTO_TCP || !reset {
+                    return;
+                }
+                if f.tcp.is_reset_or_resetting() {
+                    return;
+                }
+                f.tcp.set_resetting();
+                if f.tcp.is_answered()
+                    && !f.tcp.is_closed()
+                    && let Some(host_expects) = f.tcp.receive_point(Direction::Outbound)
+                {
+                    let mut probe = [0u8; SEQUENCE_PROBE6];
+                    answer6::sequence_probe6(
+                        &mut probe,
+                        (f.key.rem_addr, f.key.rem_port),
+                        (f.key.int_addr, f.key.int_port),
+                        host_expects,
+                    );
+                    probes.push(probe);
+                }
+            });
+        }
+        probes
+    }
+
+    /// A line's data cap, as [`Engine::set_cap_effect`] gives it, for IPv6: new IPv6 flows
+    /// rank the line as IPv4's do, and if it leaves service its UDP and ICMPv6 flows move.
+    /// Its IPv6 TCP connections are left to finish, whatever the cap says.
+    pub(super) fn set_cap_effect6(&self, uplink: UplinkId, effect: crate::metered::CapEffect) {
+        let _one_at_a_time = lock(&self.reselecting);
+        let newly_leaving = {
+            let mut select = lock(&self.v6.select);
+            let before = select.leaving();
+            select.set_cap(uplink, effect);
+            let leaving = select.leaving();
+            self.v6.leaving.store(leaving, Ordering::Relaxed);
+            leaving & !before
+        };
+        for i in 0..self.addrs.len() {
+            if newly_leaving & uplink_bit(i) != 0 {
+                self.release6(super::uplink_id(i), false);
+            }
+        }
+    }
+
+    /// Whether an IPv6 UDP or ICMPv6 flow must move: its line's IPv6 is no longer eligible
+    /// or its address changed, unless a pin holds it to a line whose IPv6 is up.
+    fn must_move6(&self, flow: &Flow<V6>, line: &Line6) -> bool {
+        let eligible =
+            self.v6.leaving.load(Ordering::Relaxed) & uplink_bit(flow.uplink.into()) == 0;
+        if line.epoch != flow.epoch {
+            return true;
+        }
+        if eligible {
+            return false;
+        }
+        let pinned_here = (self.v6.pins.load())
+            .lookup(flow.key.rem_addr)
+            .is_some_and(|p| p.uplink == flow.uplink);
+        !(pinned_here && line.facts.up)
+    }
+
+    /// Removes idle IPv6 flows (see [`Engine::expire`], which calls it), giving back their
+    /// ports and shares.
+    pub(super) fn expire6(&self, now: Timestamp) {
+        let timeouts = *lock(&self.timeouts);
+        let scale = self.room.scale();
+        for shard in self.v6.shards.iter() {
+            let mut shard = lock(shard);
+            let Shard6 {
+                flows,
+                affinity,
+                fragments,
+                ..
+            } = &mut *shard;
+            let mut ended = Vec::new();
+            flows.expire(now, &timeouts, scale, |_| None, |f, _| ended.push(*f));
+            for f in &ended {
+                self.room.removed(1);
+                affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
+                self.give_back6(f, now);
+            }
+            affinity.expire(now);
+            fragments.expire(now);
+        }
+        lock(&self.v6.nat).expire_hosts(now);
+    }
+
+    /// Gives back what an ended IPv6 flow held: its NAT66 port, its host's share.
+    fn give_back6(&self, flow: &Flow<V6>, now: Timestamp) {
+        let mut nat = lock(&self.v6.nat);
+        if is_npt_flow(flow) {
+            nat.unadmit(flow.key.int_addr, now);
+        } else {
+            nat.release(endpoint6(flow), now);
+        }
+    }
+
+    /// Ends one IPv6 flow now.
+    fn end_flow6(&self, shard: &mut Shard6, key: &FlowKey<V6>, now: Timestamp) {
+        let Some(flow) = shard.flows.remove(key) else {
+            return;
+        };
+        self.room.removed(1);
+        shard
+            .affinity
+            .detach(key.rem_addr, flow.uplink, flow.last_seen);
+        self.give_back6(&flow, now);
+    }
+
+    /// The line set of the uplinks whose IPv6 may take new flows (for the tests and status).
+    pub fn ipv6_up(&self) -> u32 {
+        !self.v6.leaving.load(Ordering::Relaxed) & super::first_uplinks(self.addrs.len())
+    }
+
+    /// IPv6 flows live (status, metrics).
+    pub fn flows6(&self) -> usize {
+        self.v6.flows()
+    }
+}
+
+/// Whether `flow` is translated by prefix (NPTv6), keeping its port: its external port is 0,
+/// which no pool holds (they start at 1024). Its reply key is then no one's, and never
+/// looked up: replies to it are found by its own key, their destination translated back.
+fn is_npt_flow(flow: &Flow<V6>) -> bool {
+    is_npt_port(flow.ext_port)
+}
+
+/// See [`is_npt_flow`].
+fn is_npt_port(ext_port: u16) -> bool {
+    ext_port == 0
+}
+
+fn endpoint6(flow: &Flow<V6>) -> Endpoint<V6> {
+    Endpoint {
+        addr: flow.key.int_addr,
+        port: flow.key.int_port,
+        proto: flow.key.proto,
+        uplink: flow.uplink,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+//! The IPv6 rules of wanlb's table: what arrives on an uplink for wanlb's IPv6 (its NAT66
+//! ports on the line's address, anything to the prefix the line delegated for NPTv6) is
+//! dropped before conntrack, as for IPv4, so that the kernel, which also sees every reply,
+//! never answers one (a reset, an unreachable, or a forward through its own routes): wanlb
+//! reads those frames from its packet sockets and filters them itself, statefully (RFC 6092:
+//! NPTv6 is stateless, the filter in front of the LAN is not). The gateway's own neighbour
+//! discovery and router advertisements (RFC 4890) pass untouched; nothing else of the
+//! gateway's own IPv6 is matched. What wanlb writes to its TUN device stays out of conntrack.
+
+use std::net::Ipv6Addr;
+
+use serde_json::{Value, json};
+
+/// An uplink's IPv6 as the table names it: its interface, the address NAT66 uses, and the
+/// prefix it delegated, as they are now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table6Uplink {
+    pub dev: String,
+    pub addr: Option<Ipv6Addr>,
+    pub prefix: Option<(Ipv6Addr, u8)>,
+}
+
+/// The IPv6 rules (for the prerouting chain, made before them) of `table`, NAT ports `ports`.
+pub fn ipv6_rules(
+    table: &str,
+    tun: &str,
+    uplinks: &[Table6Uplink],
+    ports: (u16, u16),
+) -> Vec<Value> {
+    let rule = |expr: Vec<Value>| json!({"add": {"rule": {"family": "inet", "table": table, "chain": "prerouting", "expr": expr}}});
+    let is =
+        |left: Value, right: Value| json!({"match": {"op": "==", "left": left, "right": right}});
+    let iifname = |dev: &str| is(json!({"meta": {"key": "iifname"}}), json!(dev));
+    let daddr = |right: Value| {
+        is(
+            json!({"payload": {"protocol": "ip6", "field": "daddr"}}),
+            right,
+        )
+    };
+    let mut rules = vec![rule(vec![
+        iifname(tun),
+        is(json!({"meta": {"key": "nfproto"}}), json!("ipv6")),
+        json!({"notrack": null}),
+    ])];
+    for u in uplinks {
+        if let Some(addr) = u.addr {
+            let nat_port = vec![
+                iifname(&u.dev),
+                daddr(json!(addr.to_string())),
+                is(
+                    json!({"meta": {"key": "l4proto"}}),
+                    json!({"set": ["tcp", "udp"]}),
+                ),
+                is(
+                    json!({"payload": {"protocol": "th", "field": "dport"}}),
+                    json!({"range": [ports.0, ports.1]}),
+                ),
+            ];
+            // a socket of this host on the port (its resolver's answers) keeps it
+            let mut host_socket = nat_port.clone();
+            host_socket.push(is(json!({"socket": {"key": "transparent"}}), json!(0)));
+            host_socket.push(json!({"accept": null}));
+            rules.push(rule(host_socket));
+            let mut drop = nat_port;
+            drop.push(json!({"drop": null}));
+            rules.push(rule(drop));
+        }
+        if let Some((prefix, len)) = u.prefix {
+            let to_prefix = daddr(json!({"prefix": {"addr": prefix.to_string(), "len": len}}));
+            // neighbour discovery stays the kernel's, should the prefix be on the link
+            rules.push(rule(vec![
+                iifname(&u.dev),
+                to_prefix.clone(),
+                is(json!({"meta": {"key": "l4proto"}}), json!("ipv6-icmp")),
+                is(
+                    json!({"payload": {"protocol": "icmpv6", "field": "type"}}),
+                    json!({"set": ["nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-redirect"]}),
+                ),
+                json!({"accept": null}),
+            ]));
+            rules.push(rule(vec![
+                iifname(&u.dev),
+                to_prefix,
+                json!({"drop": null}),
+            ]));
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests;
