@@ -284,7 +284,7 @@ spec_keys! {
         default: "backup",
         parse: parse_on_cap,
         reload: Applied,
-        doc: "at the cap: `backup`: below every line under its cap, whatever the tiers, new flows only while none of those is up, what runs keeps running; `off`: out of service as if down; `warn`: only tell",
+        doc: "at the cap: `backup`: below every line under its cap, whatever the tiers, new flows only while none of those is up, what runs keeps running; `off`: out of service as if down, its forwards open no new connection; `warn`: only tell",
     }
 
     /// the percentage of the cap at which to warn (the hook, the log).

@@ -7,7 +7,10 @@ use super::offload::Carried;
 use super::translate::{self, End};
 use super::wire::icmp::ECHO_REPLY;
 use super::wire::{Ipv4Packet, L4Checksum, PROTO_ICMP, PROTO_TCP, ipv4, tcp};
-use super::{Direction, DropReason, Engine, Flow, Shard, Timestamp, UplinkId, Verdict, shard_of};
+use super::{
+    Direction, DropReason, Engine, Flow, Shard, Timestamp, UplinkId, Verdict, shard_of, uplink_bit,
+};
+use std::sync::atomic::Ordering;
 
 impl Engine {
     /// A packet that arrived on `uplink`, IPv4 or IPv6 (ethertype 0x86DD: by its version
@@ -127,6 +130,9 @@ impl Engine {
             .forwards
             .find(reply.proto, reply.uplink, reply.ext_port)
             .ok_or(DropReason::NoFlow)?;
+        if self.off_for_cap.load(Ordering::Relaxed) & uplink_bit(reply.uplink.into()) != 0 {
+            return Err(DropReason::ForwardUplinkOff);
+        }
         if reply.proto == PROTO_TCP
             && seg.flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN
         {

@@ -231,6 +231,8 @@ pub struct Engine {
     /// lock on every packet.
     leaving: AtomicU32,
     down: AtomicU32,
+    /// The selector's [`Selector::off_for_cap`]: their forwards open no new connection.
+    off_for_cap: AtomicU32,
     /// Uplinks new flows may not use ([`Selector::ineligible`]), for a UDP socket's new
     /// destinations.
     ineligible: AtomicU32,
@@ -294,6 +296,7 @@ impl Engine {
             pins: ArcSwap::from_pointee(Pins::new(config.pins)),
             leaving: AtomicU32::new(select.leaving()),
             down: AtomicU32::new(select.down()),
+            off_for_cap: AtomicU32::new(select.off_for_cap()),
             ineligible: AtomicU32::new(select.ineligible()),
             failback: Mutex::new(Failback::new(vec![FailbackPolicy::default(); n])),
             select: Mutex::new(select),

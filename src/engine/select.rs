@@ -169,6 +169,13 @@ impl Selector {
         (self.caps[i] == CapEffect::Backup, self.tiers[i])
     }
 
+    /// Uplinks out of service for their cap (`on_cap=off`), one bit each.
+    pub fn off_for_cap(&self) -> u32 {
+        (0..self.caps.len())
+            .filter(|&i| self.caps[i] == CapEffect::Off)
+            .fold(0, |mask, i| mask | 1 << i)
+    }
+
     /// Uplinks that are down (or off for their cap), one bit each.
     pub fn down(&self) -> u32 {
         (0..self.up.len())

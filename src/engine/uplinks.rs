@@ -78,6 +78,8 @@ impl Engine {
             change(&mut select);
             let (down, leaving) = (select.down(), select.leaving());
             self.down.store(down, Ordering::Relaxed);
+            self.off_for_cap
+                .store(select.off_for_cap(), Ordering::Relaxed);
             self.leaving.store(leaving, Ordering::Relaxed);
             self.ineligible
                 .store(select.ineligible(), Ordering::Relaxed);

@@ -44,6 +44,9 @@ pub enum DropReason {
     /// exchanges packets with, from the same port, through a flow it opened itself (with a port
     /// of the pool): one flow per LAN end and remote end.
     ForwardClash,
+    /// A connection to a forwarded port of an uplink that is out of service for its data cap
+    /// (`on_cap=off`): it would cost what the cap is there to stop.
+    ForwardUplinkOff,
     /// A packet on an uplink not addressed to that uplink's address.
     NotForUplink,
     /// A later piece of a fragmented datagram whose first piece (the one with the transport
@@ -113,7 +116,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 34] = [
+    pub const ALL: [DropReason; 35] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -129,6 +132,7 @@ impl DropReason {
         DropReason::NoFlow,
         DropReason::ForwardNotSyn,
         DropReason::ForwardClash,
+        DropReason::ForwardUplinkOff,
         DropReason::NotForUplink,
         DropReason::FragmentWithoutFirst,
         DropReason::FragmentOverlap,
@@ -167,6 +171,7 @@ impl DropReason {
             DropReason::NoFlow => "no_flow",
             DropReason::ForwardNotSyn => "forward_not_syn",
             DropReason::ForwardClash => "forward_clash",
+            DropReason::ForwardUplinkOff => "forward_uplink_off",
             DropReason::NotForUplink => "not_for_uplink",
             DropReason::FragmentWithoutFirst => "fragment_without_first",
             DropReason::FragmentOverlap => "fragment_overlap",

@@ -419,3 +419,25 @@ fn a_forward_clashing_with_the_hosts_own_flow_is_refused_and_flows_expire_cleanl
         (0, 0, 0)
     );
 }
+
+#[test]
+fn a_forward_of_an_uplink_off_for_its_cap_opens_nothing_until_the_cap_is_lifted() {
+    use crate::metered::CapEffect;
+    let none = &crate::engine::offload::CarriedFlows::NONE;
+    let e = engine(config(POOL, vec![]));
+    let syn = || tcp(CLIENT, UPLINK_2, (50000, 8080), tcp_flags::SYN, 7000, 0);
+    let sip = || Ipv4Packet::udp(CLIENT, UPLINK_2, 6000, 5060, b"INVITE").build();
+    // ranked below for its cap (backup), or only told (warn): the forward still serves
+    e.set_cap_effect(1, CapEffect::Backup, none);
+    assert_eq!(inb(&e, 0, 1, &mut syn()), Verdict::Tun);
+    // off for its cap: neither a new connection nor a new datagram exchange
+    e.set_cap_effect(1, CapEffect::Off, none);
+    let off = Verdict::Drop(DropReason::ForwardUplinkOff);
+    let mut other = tcp(CLIENT, UPLINK_2, (50001, 8080), tcp_flags::SYN, 1, 0);
+    assert_eq!(inb(&e, 10, 1, &mut other), off);
+    assert_eq!(inb(&e, 10, 1, &mut sip()), off);
+    assert_eq!(e.counters().drop_count(DropReason::ForwardUplinkOff), 2);
+    // a new period lifts the cap: the forward serves again
+    e.set_cap_effect(1, CapEffect::None, none);
+    assert_eq!(inb(&e, 20, 1, &mut sip()), Verdict::Tun);
+}
