@@ -562,3 +562,62 @@ fn fragmented_datagrams_cross_in_userspace() {
 fn fragmented_datagrams_cross_with_the_fast_path_on() {
     assert_fragmented_datagrams_cross("on");
 }
+
+/// The CPUs a thread of process `pid` named `name` may run on, as /proc lists them ("0-1").
+fn cpus_of_thread(pid: u32, name: &str) -> String {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = task.expect("task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let status = std::fs::read_to_string(dir.join("status")).expect("status");
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .expect("Cpus_allowed_list")
+                .trim()
+                .to_string();
+        }
+    }
+    panic!("no thread {name} in {pid}");
+}
+
+#[test]
+fn each_worker_runs_on_its_own_cpu_and_takes_the_packets_arriving_there() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("one CPU: nothing to steer");
+        return;
+    }
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let mut args = args_with_offload("off");
+    args.extend(["--workers".into(), cpus.to_string()]);
+    let gw = tb.start_wanlb(&args);
+    for worker in 0..cpus {
+        let name = format!("wanlb-worker-{worker}");
+        assert_eq!(cpus_of_thread(gw.child.id(), &name), worker.to_string());
+    }
+    // new flows sent from every CPU in turn (steered to that CPU's worker), and their answers
+    // (taken by the same worker, the packet socket's fanout going by CPU too), all arrive
+    for cpu in 0..cpus {
+        let cpu = cpu.to_string();
+        let out = tb.ok(
+            "lan",
+            &[
+                "taskset",
+                "-c",
+                &cpu,
+                probe(),
+                "udp-first",
+                "--dst",
+                "198.19.0.2:7",
+                "--count",
+                "20",
+                "--pause",
+                "1ms",
+            ],
+        );
+        assert!(out.contains("answered 20 of 20"), "from CPU {cpu}: {out}");
+    }
+    assert!(!gw.output().contains("cannot steer"), "{}", gw.output());
+}

@@ -2,6 +2,7 @@
 
 pub mod arp;
 pub mod batch;
+pub(crate) mod cpu;
 pub mod fastpath;
 pub(crate) mod fd;
 pub mod filters;
@@ -17,6 +18,7 @@ pub(crate) mod nftables;
 pub mod packet_socket;
 mod ring;
 pub mod signal;
+pub(crate) mod steering;
 pub(crate) mod system;
 pub(crate) mod tun;
 pub(crate) mod uplink_sockets;
