@@ -37,7 +37,7 @@ pub use pin::{PinSpec, parse_pin_flag};
 pub use reload::Reload;
 pub use settings::{Config, DEFAULT_LISTEN, Flags, IdleTimeouts, TimeoutFlags};
 pub use uplink::{GatewaySpec, UplinkSpec, parse_uplink_flag};
-pub use values::{FastPathMode, HostTraffic, OnUplinkDown};
+pub use values::{FastPathMode, HostTraffic, OnUplinkDown, Steering};
 
 use declare::Settings;
 use load::{At, Loading, line_of};

@@ -33,7 +33,7 @@ use super::listen::parse_listen_host;
 use super::parse::*;
 use super::pin::PinSpec;
 use super::uplink::UplinkSpec;
-use super::values::{FastPathMode, HostTraffic, OnUplinkDown};
+use super::values::{FastPathMode, HostTraffic, OnUplinkDown, Steering};
 use crate::engine::UdpAffinity;
 use crate::engine::select::Prefix;
 
@@ -294,6 +294,17 @@ settings! {
         parse: parse_fast_path_mode,
         reload: Restart,
         doc: "carry steady flows in the kernel (eBPF, Linux 6.6+)",
+    }
+
+    /// Which worker takes a packet: the one of the CPU it arrives on (each pinned to CPUs of
+    /// its own), or the one its flow's hash names.
+    one steer: Steering {
+        flag: "--steer" "cpu|flow",
+        file: text,
+        default: "cpu",
+        parse: parse_steering,
+        reload: Restart,
+        doc: "which worker takes a packet: the one on the CPU it arrives on, or by its flow's hash",
     }
 
     /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on

@@ -119,6 +119,17 @@ pub enum FastPathMode {
     Off,
 }
 
+/// Which worker takes a packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Steering {
+    /// The worker of the CPU it arrives on, each worker pinned to CPUs of its own: waking it
+    /// never needs another CPU woken (where every worker can have a CPU of its own).
+    #[default]
+    Cpu,
+    /// The worker its flow's hash names, wherever the scheduler runs it.
+    Flow,
+}
+
 /// What happens to an uplink's TCP connections when it goes down.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnUplinkDown {
@@ -154,6 +165,10 @@ words! {
     HostTraffic {
         HostTraffic::Off => "off",
         HostTraffic::Follow => "follow",
+    }
+    Steering {
+        Steering::Cpu => "cpu",
+        Steering::Flow => "flow",
     }
     UdpAffinity {
         UdpAffinity::Endpoint => "endpoint",

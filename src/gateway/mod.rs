@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec};
+use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec, Steering};
 use crate::control::history::{self, History};
 use crate::engine::{CarriedFlows, Counters, Engine};
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
@@ -148,7 +148,10 @@ fn serve(
         .min()
         .unwrap_or(1500);
     tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
-    let worker_cpus = steer_to_workers(config.workers, &queues[0]);
+    let worker_cpus = match config.steer {
+        Steering::Cpu => steer_to_workers(config.workers, &queues[0]),
+        Steering::Flow => None,
+    };
     let table = NftTable::new(config, plan);
     plumb(plumbing, config, plan, &table, mtu)?;
 
@@ -259,7 +262,7 @@ fn serve(
     outcome.map(|()| counters)
 }
 
-/// Each worker's CPUs, if every worker can have some of its own and the TUN device (the
+/// With `--steer cpu`: each worker's CPUs, if every worker can have some of its own and the TUN device (the
 /// device of `queue`) took the program that steers each packet to the queue of its CPU; the
 /// uplinks' data sockets are then spread by CPU too (io/cpu.rs says why). Otherwise `None`:
 /// the workers run where the scheduler puts them and packets are spread by flow.
