@@ -113,6 +113,8 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir, cons
 		.ifindex = dir == INBOUND ? skb->ingress_ifindex : 0,
 	};
 	__u8 proto = ip->protocol;
+	/* the IP and transport headers, which each segment of a GSO packet has of its own */
+	__u32 headers = 20 + 8;
 	/* TCP: what the segment acknowledges, and its window, for the engine */
 	__u32 ack = 0;
 	__u16 window = 0;
@@ -133,6 +135,7 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir, cons
 		key.sport = *(__be16 *)tcp;
 		key.dport = *(__be16 *)(tcp + 2);
 		acked = tcp[13] & TCP_ACK;
+		headers = 20 + (tcp[12] >> 4) * 4;
 		ack = bpf_ntohl(*(__be32 *)(tcp + 8));
 		window = bpf_ntohs(*(__be16 *)(tcp + 14));
 	} else if (proto == IPPROTO_UDP) {
@@ -240,13 +243,17 @@ static __always_inline int carry(struct __sk_buff *skb, enum direction dir, cons
 	if (bpf_l4_csum_replace(skb, csum_at, old_port, new_port, csum_flags | 2))
 		return TC_ACT_SHOT;
 
+	/* what the line carries, and the ISP counts: a GSO packet's segments each with its own
+	 * headers */
+	__u32 segments = skb->gso_segs ? skb->gso_segs : 1;
+	__u64 bytes = skb->len - ETH_LEN + (__u64)(segments - 1) * headers;
 	__u32 index = 2 * (__u32)flow->uplink + dir;
 	struct counter *count = bpf_map_lookup_elem(&wanlb_counters, &index);
 	if (count) {
-		count->packets += skb->gso_segs ? skb->gso_segs : 1;
-		count->bytes += skb->len - ETH_LEN;
+		count->packets += segments;
+		count->bytes += bytes;
 	}
-	flow->bytes += skb->len - ETH_LEN;
+	flow->bytes += bytes;
 
 	if (dir == OUTBOUND)
 		return bpf_redirect(out_ifindex, 0);

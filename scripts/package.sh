@@ -52,6 +52,9 @@ the settings the systemd unit runs wanlb with (a commented example:
 the undo journal: what a running wanlb added, so that a start after a crash, or
 .BR "wanlb cleanup" ,
 removes it
+.TP
+.I /var/lib/wanlb
+each line's count against its data cap (data_dir), kept across restarts and reboots
 [SEE ALSO]
 $see_also,
 .BR systemctl (1),

@@ -8,6 +8,7 @@ pub mod health;
 pub mod host_traffic;
 pub mod io;
 pub mod logging;
+pub mod metered;
 pub mod preflight;
 pub mod probe;
 pub mod uplink;

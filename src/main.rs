@@ -89,6 +89,20 @@ used (every one is listed, naming the flag, or the file's line and key).")]
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// See a line's count of IP bytes in its current period against its data cap, align it
+    /// with the carrier's meter (set), or start it again (reset: a prepaid bucket topped up).
+    #[command(after_help = "\
+Examples:
+  wanlb cap show                  every line's count, cap and reset day
+  wanlb cap set lte 12.4GB        the carrier's app says 12.4 GB are used
+  wanlb cap reset lte             a new prepaid bucket: the count starts at 0
+
+The count is written to disk at once; a line whose cap is reached takes effect (or leaves
+that state) within a second or two.")]
+    Cap {
+        #[command(subcommand)]
+        action: CapAction,
+    },
     /// Undo what a wanlb that is no longer running left on this system (after a crash, kill
     /// -9 or the OOM killer): its rules, routes, nftables table and sysctls, including those
     /// that keep the LAN from the uplinks while no wanlb runs, as recorded in its undo journal.
@@ -120,6 +134,40 @@ when wanlb cannot run (a unit that gave up restarting it, a package being remove
         #[arg(long)]
         offline: bool,
     },
+}
+
+/// What `wanlb cap` does.
+#[derive(Subcommand)]
+enum CapAction {
+    /// Each line's count against its cap (or only UPLINK's).
+    Show {
+        uplink: Option<String>,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Set UPLINK's count of this period to SIZE (500MB, 12.4GB, 20GiB, or bytes).
+    Set {
+        uplink: String,
+        size: String,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Start UPLINK's count again from 0, in a period starting today.
+    Reset {
+        uplink: String,
+        #[command(flatten)]
+        at: Running,
+    },
+}
+
+/// Where the running wanlb is, and its token.
+#[derive(clap::Args)]
+struct Running {
+    /// Where the running wanlb serves its status (its --listen).
+    #[arg(long, value_name = "ADDR", default_value = wanlb::config::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
 /// The running wanlb's --listen-token, for `wanlb status` and `wanlb reload`: from
@@ -288,6 +336,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Cleanup { state_dir, tun } => cleanup(&state_dir, tun.as_deref()),
+        Command::Cap { action } => cap(action),
         Command::CheckConfig { config, offline } => {
             let flags = Flags {
                 config: Some(config),
@@ -303,6 +352,77 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `wanlb cap`: shows, sets or resets a line's count through the control port.
+fn cap(action: CapAction) -> anyhow::Result<()> {
+    use wanlb::control::http;
+    use wanlb::metered::size::{human_size, parse_size};
+    let (at, only) = match &action {
+        CapAction::Show { uplink, at } => (at, uplink.clone()),
+        CapAction::Set { uplink, at, .. } | CapAction::Reset { uplink, at } => {
+            (at, Some(uplink.clone()))
+        }
+    };
+    let token = at.token.token()?;
+    let token = token.as_deref();
+    match &action {
+        CapAction::Show { .. } => {}
+        CapAction::Set { uplink, size, .. } => {
+            let bytes = parse_size(size).map_err(|e| anyhow::anyhow!("SIZE: {e}"))?;
+            http::request_count(at.listen, token, uplink, Some(bytes))?;
+        }
+        CapAction::Reset { uplink, .. } => http::request_count(at.listen, token, uplink, None)?,
+    }
+    let status = http::fetch_status(at.listen, token)?;
+    let lines: Vec<_> = status
+        .uplinks
+        .iter()
+        .filter(|u| only.as_ref().is_none_or(|n| *n == u.name))
+        .collect();
+    if lines.is_empty() {
+        let names: Vec<&str> = status.uplinks.iter().map(|u| u.name.as_str()).collect();
+        anyhow::bail!(
+            "no uplink is called {:?} (uplinks: {})",
+            only.unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    for u in lines {
+        match &u.cap {
+            Some(c) => {
+                let pct = 100.0 * c.period_bytes as f64 / c.cap_bytes.max(1) as f64;
+                let since = c
+                    .period_start
+                    .as_deref()
+                    .unwrap_or("(the clock is not set yet)");
+                let next = c
+                    .resets_on
+                    .as_ref()
+                    .map_or("starts again only when reset (prepaid)".to_string(), |d| {
+                        format!("starts again on {d}")
+                    });
+                println!(
+                    "{}: {} of {} ({pct:.0}%), {}, since {since}, {next}; at the cap: {}",
+                    u.name,
+                    human_size(c.period_bytes),
+                    human_size(c.cap_bytes),
+                    match c.state.as_str() {
+                        "reached" => "cap reached",
+                        "warned" => "past its warning",
+                        _ => "under its cap",
+                    },
+                    c.on_cap
+                );
+            }
+            None => println!(
+                "{}: {} this period (no cap)",
+                u.name,
+                human_size(u.period_bytes)
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// `wanlb cleanup`: undoes, then says what it did, found running, or could not undo.

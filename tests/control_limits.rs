@@ -18,7 +18,8 @@ const LISTEN: &str = "127.0.0.1:9911";
 fn start_wanlb(tb: &Testbed, args: &[String]) -> Process {
     let state = format!("/tmp/wanlb-test-{}", tb.prefix);
     let mut cmd = vec!["prlimit", "--nofile=1024:4096", WANLB, "run"];
-    cmd.extend(["--state-dir", &state]);
+    let data = tb.data_dir();
+    cmd.extend(["--state-dir", &state, "--data-dir", &data]);
     cmd.extend(args.iter().map(String::as_str));
     let p = Process::start(tb.spawn("gw", &cmd));
     p.wait_for(" ready ", "wanlb");

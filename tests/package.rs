@@ -159,6 +159,7 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
         "copyright",
         "CONFORMANCE.md",
         "examples/wanlb.toml",
+        "examples/metered.toml",
     ] {
         assert_eq!(mode_of(&format!("/usr/share/doc/wanlb/{doc}")), readable);
     }
@@ -166,6 +167,7 @@ fn contents_are_the_binary_the_unit_the_settings_the_man_pages_and_the_docs() {
         "wanlb",
         "wanlb-run",
         "wanlb-status",
+        "wanlb-cap",
         "wanlb-check-config",
         "wanlb-cleanup",
     ] {
@@ -268,6 +270,23 @@ fn extracted_package_runs_and_its_unit_and_settings_are_those_of_the_repository(
             "{option} is missing from wanlb-run(8)"
         );
     }
+}
+
+#[test]
+fn the_unit_lets_wanlb_keep_its_counts_where_it_writes_them() {
+    let unit = fs::read_to_string(repo().join("contrib/wanlb.service")).unwrap();
+    // ProtectSystem=strict makes /var read-only but for the unit's StateDirectory
+    assert!(unit.lines().any(|l| l == "ProtectSystem=strict"));
+    assert!(unit.lines().any(|l| l == "StateDirectory=wanlb"), "{unit}");
+    let help = String::from_utf8(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wanlb"))
+            .args(["run", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(help.contains("[default: /var/lib/wanlb]"), "{help}");
 }
 
 #[test]

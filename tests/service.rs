@@ -54,7 +54,9 @@ fn setpriv(caps: &[String]) -> Vec<String> {
 fn start(tb: &Testbed, caps: &[String]) -> Process {
     let state = format!("/tmp/wanlb-test-{}", tb.prefix);
     let mut cmd = setpriv(caps);
+    let data = tb.data_dir();
     cmd.extend([WANLB.into(), "run".into(), "--state-dir".into(), state]);
+    cmd.extend(["--data-dir".into(), data]);
     cmd.extend(health_args());
     cmd.extend(["--offload".into(), "on".into()]);
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();

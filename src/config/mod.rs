@@ -19,6 +19,7 @@ mod declare;
 mod forward;
 mod listen;
 mod load;
+mod metered;
 mod parse;
 mod pin;
 pub mod reference;
@@ -30,6 +31,7 @@ mod values;
 
 pub use declare::{ReloadClass, Row, Written};
 pub use forward::{ForwardProto, ForwardSpec, parse_forward_flag};
+pub use metered::ByteSize;
 pub use parse::{
     format_duration, parse_duration, parse_ipv4, parse_ports, parse_prefix, parse_target,
 };
@@ -266,7 +268,19 @@ impl Config {
             .collect()
     }
 
-    /// How each line's health is judged.
+    /// How each uplink's health is judged, in the uplinks' order: as `health()`, at the
+    /// uplink's own `interval` if it has one.
+    pub fn uplink_health(&self) -> Vec<HealthSettings> {
+        self.uplinks
+            .iter()
+            .map(|u| HealthSettings {
+                interval: u.interval.unwrap_or(self.health_interval),
+                ..self.health()
+            })
+            .collect()
+    }
+
+    /// How a line's health is judged (at `health_interval`).
     pub fn health(&self) -> HealthSettings {
         HealthSettings {
             interval: self.health_interval,
@@ -333,6 +347,8 @@ mod forward_tests;
 mod health_tests;
 #[cfg(test)]
 mod listen_tests;
+#[cfg(test)]
+mod metered_tests;
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]

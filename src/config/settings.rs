@@ -30,11 +30,13 @@ use tracing::level_filters::LevelFilter;
 use super::declare::{settings, union};
 use super::forward::ForwardSpec;
 use super::listen::parse_listen_host;
+use super::metered::{BALANCE_WINDOW, FAILBACK_GRACE, parse_balance, parse_data_dir};
 use super::parse::*;
 use super::pin::PinSpec;
 use super::uplink::UplinkSpec;
 use super::values::{FastPathMode, HostTraffic, OnUplinkDown, Steering};
 use crate::engine::UdpAffinity;
+use crate::engine::select::Balance;
 use crate::engine::select::Prefix;
 
 /// Where the HTTP control plane listens by default: loopback only.
@@ -200,16 +202,28 @@ settings! {
         doc: "`endpoint`: a UDP socket that already talks through a line sends to new destinations through it too, from the same public address and port; `destination`: each destination placed like any flow (see [One public address per UDP socket](#one-public-address-per-udp-socket))",
     }
 
-    /// Run CMD with sh -c on every uplink state change, with WANLB_UPLINK, WANLB_STATE (up or
-    /// down) and WANLB_REASON in its environment (at once, in the background: a slow command
-    /// never delays failover).
+    /// How long a better line must have been up before the TCP connections of a line with
+    /// failback=move are reset (per uplink: failback_grace=).
+    one failback_grace: Duration {
+        flag: "--failback-grace" "DURATION",
+        file: text,
+        default: "5m",
+        parse: |s, o| parse_bounded(s, o, FAILBACK_GRACE.0, FAILBACK_GRACE.1),
+        reload: Applied,
+        doc: "how long a better line must have been up before a line's `failback=move` resets its TCP connections; 1s to 1d",
+    }
+
+    /// Run CMD with sh -c on every uplink state change and data cap event, with WANLB_UPLINK,
+    /// WANLB_EVENT (up, down, cap-warn, cap-reached or cap-reset), WANLB_STATE (up or down)
+    /// and WANLB_REASON in its environment (at once, in the background: a slow command never
+    /// delays failover).
     one on_change: Option<String> {
         flag: "--on-change" "CMD",
         file: text,
         default: (None, "none"),
         parse: |s, o| parse_command(s, o).map(Some),
         reload: Applied,
-        doc: "`sh -c CMD` on every state change, with `WANLB_UPLINK`, `WANLB_STATE`, `WANLB_REASON`",
+        doc: "`sh -c CMD` on every state change and cap event, with `WANLB_UPLINK`, `WANLB_EVENT`, `WANLB_STATE`, `WANLB_REASON` (see [The hook](#the-hook))",
     }
 
     /// How long a destination keeps its uplink after its last flow ends: 600s, 10m, 1h ...
@@ -220,6 +234,28 @@ settings! {
         parse: parse_affinity,
         reload: Applied,
         doc: "how long a destination keeps its line after its last flow",
+    }
+
+    /// How new destinations are spread over the lines of a tier: destinations (by count, as
+    /// the weights say) or bytes (to the line furthest below its weight's share of the bytes
+    /// carried over --balance-window).
+    one balance: Balance {
+        flag: "--balance" "destinations|bytes",
+        file: text,
+        default: "destinations",
+        parse: parse_balance,
+        reload: Applied,
+        doc: "`destinations`: weights share out new destinations; `bytes`: a new destination goes to the line furthest below its weight's share of the bytes of the last `balance_window`",
+    }
+
+    /// The window over which balance=bytes counts each line's bytes.
+    one balance_window: Duration {
+        flag: "--balance-window" "DURATION",
+        file: text,
+        default: "10m",
+        parse: |s, o| parse_bounded(s, o, BALANCE_WINDOW.0, BALANCE_WINDOW.1),
+        reload: Applied,
+        doc: "the sliding window of `balance = \"bytes\"`; 10s to 1d",
     }
 
     section timeouts: IdleTimeouts { flags: TimeoutFlags, file: FileTimeouts }
@@ -351,6 +387,17 @@ settings! {
         parse: parse_tun,
         reload: Restart,
         doc: "the TUN device wanlb creates (letters, digits, `-`, `_`, `.`); its nftables table is `inet wanlb_NAME`. One wanlb runs per network namespace",
+    }
+
+    /// Where each line's count against its cap is kept across restarts, crashes and
+    /// reboots (a file per TUN device, written at least once a minute).
+    one data_dir: PathBuf {
+        flag: "--data-dir" "DIR",
+        file: text,
+        default: "/var/lib/wanlb",
+        parse: parse_data_dir,
+        reload: Restart,
+        doc: "where the lines' counts against their caps are kept: `TUN.json`, written at least once a minute and at a stop (see [Metered lines](#metered-lines))",
     }
 
     /// Data-path threads.

@@ -5,9 +5,17 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::engine::failback::FailbackMode;
+use crate::metered::{CapReset, OnCap};
 
 use super::declare::{Changes, ReloadContext, Row, Table, Tables};
 use super::load::{At, Loading};
+use super::metered::{
+    ByteSize, parse_cap, parse_cap_reset, parse_cap_warn, parse_failback, parse_on_cap,
+};
+use super::parse::parse_bounded;
 use super::parse::{parse_ipv4, parse_target, parse_tier, parse_weight, targets};
 use super::spec::spec_keys;
 use super::values::Value;
@@ -106,6 +114,83 @@ spec_keys! {
         parse: |s, o| parse_ipv4(s, o, "src").map(Some),
         reload: Restart,
         doc: "the address its traffic is translated to",
+    }
+
+    /// time between its probe rounds, replacing --health-interval (probe a metered line
+    /// less often).
+    one interval: Option<Duration> {
+        value: "DURATION",
+        file: text,
+        default: (None, "health_interval"),
+        parse: |s, o| parse_bounded(s, o, Duration::from_millis(10), Duration::from_secs(60)).map(Some),
+        reload: Applied,
+        doc: "time between this line's probe rounds (a metered line probed less often: see [Metered lines](#metered-lines))",
+    }
+
+    /// the data its plan allows per period (500MB, 30GB, 1TB; KiB, MiB, GiB, TiB).
+    one cap: Option<ByteSize> {
+        value: "SIZE",
+        file: text,
+        default: (None, "none"),
+        parse: |s, o| parse_cap(s, o).map(Some),
+        reload: Applied,
+        doc: "the data its plan allows per period, IP bytes both ways (`500MB`, `30GB`, `1TB`; SI units, or `KiB` to `TiB`)",
+    }
+
+    /// the day of the month its count starts again, at local midnight (1-28), or never
+    /// (prepaid: `wanlb cap reset` starts a new bucket).
+    one cap_reset: CapReset {
+        value: "DAY|never",
+        file: number,
+        default: "1",
+        parse: parse_cap_reset,
+        reload: Applied,
+        doc: "the day of the month (1 to 28) its count starts again at local midnight; `never`: prepaid, started again by `wanlb cap reset`",
+    }
+
+    /// what happens once the cap is reached: backup (ranked below every line under its
+    /// cap), off (out of service as if down) or warn (only tell).
+    one on_cap: OnCap {
+        value: "backup|off|warn",
+        file: text,
+        default: "backup",
+        parse: parse_on_cap,
+        reload: Applied,
+        doc: "at the cap: `backup`: below every line under its cap, whatever the tiers, new flows only while none of those is up, what runs keeps running; `off`: out of service as if down; `warn`: only tell",
+    }
+
+    /// the percentage of the cap at which to warn (the hook, the log).
+    one cap_warn: u8 {
+        value: "PERCENT",
+        file: number,
+        default: "80",
+        parse: parse_cap_warn,
+        reload: Applied,
+        doc: "percent of the cap at which the hook and the log warn",
+    }
+
+    /// what its TCP connections do once a better line is back: keep (finish here) or move
+    /// (reset after failback_grace, so applications reconnect through the better line).
+    one failback: Option<FailbackMode> {
+        value: "keep|move",
+        file: text,
+        default: (None, "move with a cap, keep without"),
+        parse: |s, o| parse_failback(s, o).map(Some),
+        reload: Applied,
+        doc: "once a better line is back: `keep`: its TCP connections finish here; `move`: they are reset after `failback_grace`, so applications reconnect through the better line (UDP, ping and destinations move back either way)",
+    }
+
+    /// how long a better line must have been up before failback=move resets its TCP.
+    one failback_grace: Option<Duration> {
+        value: "DURATION",
+        file: text,
+        default: (None, "failback_grace"),
+        parse: |s, o| {
+            let (min, max) = super::metered::FAILBACK_GRACE;
+            parse_bounded(s, o, min, max).map(Some)
+        },
+        reload: Applied,
+        doc: "how long the better line must have been up, without a break, before `failback=move` resets",
     }
 }
 

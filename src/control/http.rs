@@ -90,7 +90,7 @@ pub(super) fn respond(
         );
     }
     let path = head.uri.path();
-    let (wanted, allow) = if path == "/reload" {
+    let (wanted, allow) = if matches!(path, "/reload" | "/cap/set" | "/cap/reset") {
         (Method::POST, "POST")
     } else {
         (Method::GET, "GET")
@@ -146,10 +146,43 @@ pub(super) fn respond(
             // the settings in the file are wrong, not the request
             Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
         },
+        "/cap/set" | "/cap/reset" => set_count(head, gateway),
         _ => text(
             StatusCode::NOT_FOUND,
-            "wanlb: try /, /metrics, /status, /history, or POST /reload\n",
+            "wanlb: try /, /metrics, /status, /history, or POST /reload, /cap/set, /cap/reset\n",
         ),
+    }
+}
+
+/// `POST /cap/set?uplink=NAME&bytes=N` and `POST /cap/reset?uplink=NAME`.
+fn set_count(head: &Parts, gateway: &impl Gateway) -> Answer {
+    let query = head.uri.query().unwrap_or("");
+    let value = |key: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
+    let Some(uplink) = value("uplink") else {
+        return error(StatusCode::BAD_REQUEST, "which uplink? (?uplink=NAME)");
+    };
+    let bytes = if head.uri.path() == "/cap/set" {
+        match value("bytes").map(str::parse::<u64>) {
+            Some(Ok(b)) if b <= crate::metered::size::MAX_SIZE => Some(b),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bytes=N: the count in bytes, at most a petabyte",
+                );
+            }
+        }
+    } else {
+        None
+    };
+    match gateway.set_count(uplink, bytes) {
+        Ok(()) => json(StatusCode::OK, Ok("{}".to_string())),
+        Err(e) => error(StatusCode::NOT_FOUND, &e),
     }
 }
 
@@ -158,6 +191,21 @@ pub fn fetch_status(listen: SocketAddr, token: Option<&str>) -> io::Result<Snaps
     let body = call(listen, token, Method::GET, "/status")?;
     serde_json::from_str(&body)
         .map_err(|e| io::Error::other(format!("{listen} sent a status wanlb cannot read: {e}")))
+}
+
+/// `POST /cap/set` (with `Some(bytes)`) or `/cap/reset` of `uplink` to a running wanlb at
+/// `listen`.
+pub fn request_count(
+    listen: SocketAddr,
+    token: Option<&str>,
+    uplink: &str,
+    bytes: Option<u64>,
+) -> io::Result<()> {
+    let path = match bytes {
+        Some(b) => format!("/cap/set?uplink={uplink}&bytes={b}"),
+        None => format!("/cap/reset?uplink={uplink}"),
+    };
+    call(listen, token, Method::POST, &path).map(|_| ())
 }
 
 /// `POST /reload` to a running wanlb at `listen`: what it applied and what waits for a
@@ -234,6 +282,7 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         reloads: Cell<u32>,
+        counts: std::cell::RefCell<Vec<Option<u64>>>,
     }
 
     impl Gateway for Fake {
@@ -249,6 +298,13 @@ mod tests {
         fn reload(&self) -> Result<ReloadReport, String> {
             self.reloads.set(self.reloads.get() + 1);
             Ok(ReloadReport::default())
+        }
+        fn set_count(&self, name: &str, bytes: Option<u64>) -> Result<(), String> {
+            if name != "lte" {
+                return Err(format!("no uplink is called {name:?}"));
+            }
+            self.counts.borrow_mut().push(bytes);
+            Ok(())
         }
     }
 
@@ -441,6 +497,76 @@ mod tests {
         );
         let (status, _, _) = ask(&access, &gateway, &counters, Method::GET, "/nothing", &host);
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_count_is_set_by_a_post_with_the_token_from_no_other_site() {
+        let access = Access::new(Some("t0k3n".into()), &[]);
+        let (gateway, counters) = (Fake::default(), Counters::default());
+        let host = ("host", "localhost");
+        let auth = ("authorization", "Bearer t0k3n");
+        let set = "/cap/set?uplink=lte&bytes=1500000000";
+        let (status, _, _) = ask(&access, &gateway, &counters, Method::POST, set, &[host]);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let foreign = [host, auth, ("origin", "http://attacker.example")];
+        let (status, _, _) = ask(&access, &gateway, &counters, Method::POST, set, &foreign);
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, _) = ask(
+            &access,
+            &gateway,
+            &counters,
+            Method::GET,
+            set,
+            &[host, auth],
+        );
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(gateway.counts.borrow().is_empty());
+        let (status, _, _) = ask(
+            &access,
+            &gateway,
+            &counters,
+            Method::POST,
+            set,
+            &[host, auth],
+        );
+        assert_eq!(status, StatusCode::OK);
+        let reset = "/cap/reset?uplink=lte";
+        let (status, _, _) = ask(
+            &access,
+            &gateway,
+            &counters,
+            Method::POST,
+            reset,
+            &[host, auth],
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(*gateway.counts.borrow(), [Some(1_500_000_000), None]);
+        for (bad, expected, says) in [
+            (
+                "/cap/set?uplink=lte&bytes=20GB",
+                StatusCode::BAD_REQUEST,
+                "bytes=N",
+            ),
+            ("/cap/set?uplink=lte", StatusCode::BAD_REQUEST, "bytes=N"),
+            ("/cap/reset", StatusCode::BAD_REQUEST, "which uplink"),
+            (
+                "/cap/reset?uplink=dsl",
+                StatusCode::NOT_FOUND,
+                "no uplink is called",
+            ),
+        ] {
+            let (status, body, _) = ask(
+                &access,
+                &gateway,
+                &counters,
+                Method::POST,
+                bad,
+                &[host, auth],
+            );
+            assert_eq!(status, expected, "{bad}");
+            assert!(body.contains(says), "{bad}: {body}");
+        }
+        assert_eq!(gateway.counts.borrow().len(), 2);
     }
 
     #[test]

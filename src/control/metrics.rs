@@ -88,8 +88,22 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
         "wanlb_nat_ports_in_use",
         "NAT ports (and ICMP identifiers) in use, per uplink and protocol",
     );
+    let cap = gauge(
+        &mut registry,
+        "wanlb_uplink_cap_bytes",
+        "The uplink's data cap per period (IP bytes both ways), for uplinks with one",
+    );
+    let period = gauge(
+        &mut registry,
+        "wanlb_uplink_period_bytes",
+        "IP bytes both ways counted in the uplink's current period (health probes included)",
+    );
     for u in &s.uplinks {
         let l = labels(&[("uplink", &u.name)]);
+        period.get_or_create(&l).set(u.period_bytes as f64);
+        if let Some(c) = &u.cap {
+            cap.get_or_create(&l).set(c.cap_bytes as f64);
+        }
         up.get_or_create(&l)
             .set(if u.state == "up" { 1.0 } else { 0.0 });
         weight.get_or_create(&l).set(f64::from(u.weight));

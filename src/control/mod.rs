@@ -28,6 +28,9 @@ pub trait Gateway {
     /// Reads the settings again and applies what can change while running, as SIGHUP does;
     /// the error says why the new settings cannot be used.
     fn reload(&self) -> Result<ReloadReport, String>;
+    /// `wanlb cap set` (`Some(bytes)`) or `reset` (`None`) of the uplink `name`; the error
+    /// says why it was refused (no such uplink).
+    fn set_count(&self, name: &str, bytes: Option<u64>) -> Result<(), String>;
 }
 
 /// What a reload did.
@@ -67,6 +70,9 @@ pub struct Snapshot {
     /// The port forwards, as configured, with their connections.
     #[serde(default)]
     pub forwards: Vec<ForwardReport>,
+    /// How new destinations are spread: `destinations` or `bytes`.
+    #[serde(default)]
+    pub balance: String,
 }
 
 /// LAN addresses with flows (or verified lately): those that completed a TCP handshake, and
@@ -144,6 +150,33 @@ pub struct UplinkReport {
     pub weight_share: f64,
     /// NAT ports in use, by protocol.
     pub nat_ports_in_use: ProtoCounts,
+    /// IP bytes both ways counted in its current period (health probes included).
+    #[serde(default)]
+    pub period_bytes: u64,
+    /// Its data cap and where it stands, if it has one.
+    #[serde(default)]
+    pub cap: Option<CapReport>,
+    /// Its share of its tier's bytes over the balance window (what `balance=bytes` weighs
+    /// against `weight_share`).
+    #[serde(default)]
+    pub byte_share: f64,
+}
+
+/// A line's data cap, and its count against it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapReport {
+    pub cap_bytes: u64,
+    /// IP bytes counted in the current period.
+    pub period_bytes: u64,
+    /// `backup`, `off` or `warn`.
+    pub on_cap: String,
+    pub warn_percent: u8,
+    /// The period's first day (YYYY-MM-DD), once a believed clock said it.
+    pub period_start: Option<String>,
+    /// The day the count starts again by itself; None for a prepaid plan.
+    pub resets_on: Option<String>,
+    /// `under`, `warned` or `reached`.
+    pub state: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

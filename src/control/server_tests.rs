@@ -23,6 +23,9 @@ impl Gateway for Fake {
     fn reload(&self) -> Result<ReloadReport, String> {
         Ok(ReloadReport::default())
     }
+    fn set_count(&self, _: &str, _: Option<u64>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[test]

@@ -34,7 +34,19 @@ pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
     let before = |name: &str| earlier?.uplinks.iter().find(|u| u.name == name);
     let mut out = format!(
         "{:<10} {:<6} {:>6} {:>9} {:>6} {:>12} {:>12} {:>7} {:>14}\n",
-        "uplink", "state", "since", "rtt", "loss", "out", "in", "flows", "share (weight)"
+        "uplink",
+        "state",
+        "since",
+        "rtt",
+        "loss",
+        "out",
+        "in",
+        "flows",
+        if s.balance == "bytes" {
+            "bytes (weight)"
+        } else {
+            "share (weight)"
+        }
     );
     for u in &s.uplinks {
         let prev = before(&u.name);
@@ -51,11 +63,28 @@ pub fn render(s: &Snapshot, earlier: Option<&Snapshot>) -> String {
             rate(u.tx_bytes, prev.map(|p| p.tx_bytes), seconds),
             rate(u.rx_bytes, prev.map(|p| p.rx_bytes), seconds),
             u.nat_ports_in_use.tcp + u.nat_ports_in_use.udp + u.nat_ports_in_use.icmp,
-            u.share * 100.0,
+            if s.balance == "bytes" {
+                u.byte_share
+            } else {
+                u.share
+            } * 100.0,
             u.weight_share * 100.0,
         );
         if u.state != "up" && !u.reason.is_empty() {
             out += &format!("{:<10} {}\n", "", u.reason);
+        }
+        if let Some(c) = &u.cap {
+            use crate::metered::size::human_size;
+            out += &format!(
+                "{:<10} cap: {} of {} ({}){}\n",
+                "",
+                human_size(c.period_bytes),
+                human_size(c.cap_bytes),
+                c.state,
+                c.resets_on
+                    .as_ref()
+                    .map_or(String::new(), |d| format!(", starts again on {d}"))
+            );
         }
     }
     out += &format!(

@@ -181,7 +181,8 @@ impl Engine {
             _ => {}
         }
         if key.proto == PROTO_UDP && self.udp_endpoint_affinity.load(Ordering::Relaxed) {
-            let eligible = first_uplinks(self.addrs.len()) & !self.leaving.load(Ordering::Relaxed);
+            let eligible =
+                first_uplinks(self.addrs.len()) & !self.ineligible.load(Ordering::Relaxed);
             let newest =
                 lock(&self.nat).newest_uplink_of(key.int_addr, key.int_port, key.proto, eligible);
             if let Some(u) = newest {

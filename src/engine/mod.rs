@@ -15,7 +15,8 @@
 //! - what the kernel fast path is handed and when it is taken back: `offload.rs`, as work
 //!   queued for the fast path's owner to carry out (the engine makes no syscall);
 //! - what a change to an uplink does to its flows (health, a new address, a reload):
-//!   `uplinks.rs`;
+//!   `uplinks.rs`; what a data cap, failback and balance by bytes do: `metered.rs`, on
+//!   [`failback`]'s pure state machine;
 //! - the limits at every table ([`limits`], [`hosts`]), the packets the engine writes itself
 //!   ([`answer`]), and what it reports (`report.rs`).
 
@@ -26,6 +27,7 @@
 pub mod affinity;
 pub mod answer;
 pub mod checksum;
+pub mod failback;
 pub mod family;
 pub mod flow;
 pub mod fragment;
@@ -43,12 +45,15 @@ pub mod wire;
 mod hairpin;
 mod inbound;
 mod lifecycle;
+mod metered;
 mod outbound;
 mod report;
+pub mod segments;
 mod uplinks;
 
 use affinity::Affinity;
 use answer::RateLimit;
+use failback::{Failback, FailbackPolicy};
 use flow::{FlowTable, Timeouts};
 use limits::{Embryonic, Limits, Room, idle_bindings_per_shard};
 use nat::{Endpoint, Nat};
@@ -220,6 +225,11 @@ pub struct Engine {
     /// lock on every packet.
     leaving: AtomicU32,
     down: AtomicU32,
+    /// Uplinks new flows may not use ([`Selector::ineligible`]), for a UDP socket's new
+    /// destinations.
+    ineligible: AtomicU32,
+    /// When TCP connections leave a backup uplink for a better one that is back.
+    failback: Mutex<Failback>,
     reset_tcp_on_down: AtomicBool,
     /// [`UdpAffinity::Endpoint`]; a reload may change it.
     udp_endpoint_affinity: AtomicBool,
@@ -235,6 +245,9 @@ pub struct Engine {
     forwards: Forwards,
     /// The flow table's fill, limit and evictions.
     room: Room,
+    /// Per uplink, outbound and inbound, what GSO super-packets carry beyond their own
+    /// length ([`segments`]).
+    segments: Vec<[segments::SegmentCounts; 2]>,
 }
 
 /// A panic while a lock was held leaves the tables consistent (no update spans a panic
@@ -272,6 +285,8 @@ impl Engine {
             pins: ArcSwap::from_pointee(Pins::new(config.pins)),
             leaving: AtomicU32::new(select.leaving()),
             down: AtomicU32::new(select.down()),
+            ineligible: AtomicU32::new(select.ineligible()),
+            failback: Mutex::new(Failback::new(vec![FailbackPolicy::default(); n])),
             select: Mutex::new(select),
             reselecting: Mutex::new(()),
             reset_tcp_on_down: AtomicBool::new(config.reset_tcp_on_down),
@@ -298,6 +313,7 @@ impl Engine {
             lan_nets: Vec::new(),
             forwards: Forwards::default(),
             room: Room::new(&config.limits),
+            segments: (0..n).map(|_| Default::default()).collect(),
         }
     }
 

@@ -101,6 +101,15 @@ impl Engine {
                 total.add(part);
             }
         }
+        // the segments of GSO super-packets, each with its own headers, as the line carries
+        // them
+        for (total, [out, back]) in c.uplinks.iter_mut().zip(&self.segments) {
+            let ((out_packets, out_bytes), (in_packets, in_bytes)) = (out.read(), back.read());
+            total.outbound_packets += out_packets;
+            total.outbound_bytes += out_bytes;
+            total.inbound_packets += in_packets;
+            total.inbound_bytes += in_bytes;
+        }
         c
     }
 

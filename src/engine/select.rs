@@ -2,6 +2,7 @@
 
 use super::UplinkId;
 use super::family::{Family, V4};
+use crate::metered::CapEffect;
 
 /// A prefix, `addr/len`, stored with the host bits cleared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,20 +67,39 @@ impl Pins {
     }
 }
 
-/// Weights, tiers and health of the uplinks.
+/// How new destinations are spread over the lines of the active tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// By count of destinations: 2:1 sends two of every three new destinations to the first.
+    #[default]
+    Destinations,
+    /// By bytes: each new destination goes to the line furthest below its weight's share of
+    /// the bytes carried over the recent window.
+    Bytes,
+}
+
+/// Weights, tiers, caps and health of the uplinks.
 ///
-/// New flows use the healthy uplinks of the lowest tier that has one (the active tier); a
-/// backup uplink of tier 2 carries traffic only while every tier-1 uplink is down. Within the
-/// tier the pick is nginx's smooth weighted round-robin: every pick adds each eligible
-/// uplink's weight to its credit, takes the uplink with the most credit and charges it the
-/// total. Over any run of picks each uplink's share stays within one pick of its weight share,
-/// and the picks interleave (2:1 gives a, b, a, a, b, a ...) rather than bunching.
+/// New flows use the healthy uplinks of the best rank that has one (the active rank). A
+/// line's rank is its tier, below every line whose cap is not reached once its own is (with
+/// `on_cap=backup`); a line whose cap is reached with `on_cap=off` counts as down. So a
+/// backup line of tier 2 carries traffic only while every tier-1 line is down or capped.
+/// Within the rank the pick is, by destinations, nginx's smooth weighted round-robin: every
+/// pick adds each eligible uplink's weight to its credit, takes the uplink with the most
+/// credit and charges it the total. Over any run of picks each uplink's share stays within
+/// one pick of its weight share, and the picks interleave (2:1 gives a, b, a, a, b, a ...)
+/// rather than bunching. By bytes, the pick is the line furthest below its weight's share of
+/// the recent bytes (round-robin while none were carried).
 #[derive(Debug)]
 pub struct Selector {
     weights: Vec<u32>,
     tiers: Vec<u8>,
     credit: Vec<i64>,
     up: Vec<bool>,
+    caps: Vec<CapEffect>,
+    balance: Balance,
+    /// Each line's bytes over the recent window, for [`Balance::Bytes`].
+    recent: Vec<u64>,
 }
 
 impl Selector {
@@ -91,6 +111,9 @@ impl Selector {
             tiers,
             credit: vec![0; n],
             up: vec![true; n],
+            caps: vec![CapEffect::None; n],
+            balance: Balance::Destinations,
+            recent: vec![0; n],
         }
     }
 
@@ -112,47 +135,92 @@ impl Selector {
         }
     }
 
-    fn is_up(&self, uplink: UplinkId) -> bool {
-        self.up.get(usize::from(uplink)).copied().unwrap_or(false)
+    /// What `uplink`'s cap does to it now.
+    pub fn set_cap(&mut self, uplink: UplinkId, effect: CapEffect) {
+        if let Some(slot) = self.caps.get_mut(usize::from(uplink)) {
+            *slot = effect;
+        }
     }
 
-    /// Uplinks that are down, one bit each.
+    pub fn set_balance(&mut self, balance: Balance) {
+        self.balance = balance;
+    }
+
+    /// Each line's bytes over the recent window (one per uplink).
+    pub fn set_recent_bytes(&mut self, bytes: &[u64]) {
+        for (r, b) in self.recent.iter_mut().zip(bytes) {
+            *r = *b;
+        }
+    }
+
+    /// Healthy, and not off for its cap.
+    fn serves(&self, i: usize) -> bool {
+        self.up[i] && self.caps[i] != CapEffect::Off
+    }
+
+    /// Lower is better: a line whose cap is reached comes after every other, then by tier.
+    fn rank(&self, i: usize) -> (bool, u8) {
+        (self.caps[i] == CapEffect::Backup, self.tiers[i])
+    }
+
+    /// Uplinks that are down (or off for their cap), one bit each.
     pub fn down(&self) -> u32 {
         (0..self.up.len())
-            .filter(|&i| !self.up[i])
+            .filter(|&i| !self.serves(i))
             .fold(0, |mask, i| mask | 1 << i)
     }
 
-    /// The lowest tier with a healthy uplink.
-    fn active_tier(&self) -> Option<u8> {
+    /// The best rank with a healthy uplink.
+    fn active_rank(&self) -> Option<(bool, u8)> {
         (0..self.up.len())
-            .filter(|&i| self.up[i])
-            .map(|i| self.tiers[i])
+            .filter(|&i| self.serves(i))
+            .map(|i| self.rank(i))
             .min()
     }
 
-    /// Whether new flows may use `uplink`: healthy and in the active tier.
+    /// Whether new flows may use `uplink`: serving and of the active rank.
     pub fn is_eligible(&self, uplink: UplinkId) -> bool {
-        self.is_up(uplink) && Some(self.tiers[usize::from(uplink)]) == self.active_tier()
+        let i = usize::from(uplink);
+        i < self.up.len() && self.serves(i) && Some(self.rank(i)) == self.active_rank()
     }
 
-    /// Uplinks whose flows should move elsewhere (down, or a backup whose better tier is
-    /// back), one bit each.
-    pub fn leaving(&self) -> u32 {
+    /// Uplinks new flows may not use, one bit each.
+    pub fn ineligible(&self) -> u32 {
         (0..self.up.len())
             .filter(|&i| !self.is_eligible(super::uplink_id(i)))
             .fold(0, |mask, i| mask | 1 << i)
     }
 
-    /// The next uplink by weight among the eligible ones; `None` when none is up.
+    /// Uplinks whose flows should move elsewhere, one bit each: down, or a backup whose
+    /// better tier is back. A line that is only ranked lower for its cap keeps what runs on
+    /// it (unless a line of a better tier is back as well).
+    pub fn leaving(&self) -> u32 {
+        let serving: Vec<usize> = (0..self.up.len()).filter(|&i| self.serves(i)).collect();
+        (0..self.up.len())
+            .filter(|&i| {
+                !self.serves(i)
+                    || serving
+                        .iter()
+                        .any(|&j| self.tiers[j] < self.tiers[i] && self.rank(j) < self.rank(i))
+            })
+            .fold(0, |mask, i| mask | 1 << i)
+    }
+
+    /// The next uplink among the eligible ones, by the balance in force; `None` when none is
+    /// up.
     pub fn weighted(&mut self) -> Option<UplinkId> {
-        let active = self.active_tier()?;
+        let active = self.active_rank()?;
+        let eligible: Vec<usize> = (0..self.weights.len())
+            .filter(|&i| self.serves(i) && self.rank(i) == active)
+            .collect();
+        if self.balance == Balance::Bytes
+            && let Some(i) = self.furthest_below_share(&eligible)
+        {
+            return Some(super::uplink_id(i));
+        }
         let mut total = 0i64;
         let mut best: Option<usize> = None;
-        for i in 0..self.weights.len() {
-            if !self.up[i] || self.tiers[i] != active {
-                continue;
-            }
+        for &i in &eligible {
             let w = i64::from(self.weights[i]);
             self.credit[i] += w;
             total += w;
@@ -163,6 +231,26 @@ impl Selector {
         let best = best?;
         self.credit[best] -= total;
         Some(super::uplink_id(best))
+    }
+
+    /// Of `lines`, the one furthest below its weight's share of their recent bytes; None
+    /// while they carried nothing.
+    fn furthest_below_share(&self, lines: &[usize]) -> Option<usize> {
+        let bytes: u128 = lines.iter().map(|&i| u128::from(self.recent[i])).sum();
+        let weights: u128 = lines.iter().map(|&i| u128::from(self.weights[i])).sum();
+        if bytes == 0 || weights == 0 {
+            return None;
+        }
+        // weight share minus byte share, scaled by bytes * weights to stay in integers
+        let below = |i: usize| {
+            let w = u128::from(self.weights[i]) * bytes;
+            let b = u128::from(self.recent[i]) * weights;
+            w as i128 - b as i128
+        };
+        lines
+            .iter()
+            .copied()
+            .min_by_key(|&i| std::cmp::Reverse(below(i)))
     }
 }
 
@@ -218,6 +306,77 @@ mod tests {
         s.set_up(1, true);
         assert_eq!(s.weighted(), Some(1));
         assert_eq!(s.leaving(), 0b101);
+    }
+
+    #[test]
+    fn a_capped_line_ranks_below_every_line_under_its_cap_whatever_their_tiers() {
+        // a tier-1 line at its cap, a tier-1 line and a tier-2 backup
+        let mut s = Selector::new(vec![1, 1, 1], vec![1, 1, 2]);
+        s.set_cap(0, CapEffect::Backup);
+        assert!((0..10).all(|_| s.weighted() == Some(1)));
+        assert_eq!(s.ineligible(), 0b101);
+        // what runs on it keeps running; the backup is still leaving
+        assert_eq!(s.leaving(), 0b100);
+        assert_eq!(s.down(), 0);
+        // the other tier-1 line down: the tier-2 line under its cap before the capped one
+        s.set_up(1, false);
+        assert!((0..10).all(|_| s.weighted() == Some(2)));
+        assert_eq!(s.leaving(), 0b010);
+        // and only with none of them up does the capped line take new flows
+        s.set_up(2, false);
+        assert!((0..10).all(|_| s.weighted() == Some(0)));
+        assert!(s.is_eligible(0));
+        // its cap off again: it is the better tier, the backup leaves
+        s.set_up(2, true);
+        s.set_cap(0, CapEffect::None);
+        assert_eq!(s.weighted(), Some(0));
+        assert_eq!(s.leaving(), 0b110);
+    }
+
+    #[test]
+    fn a_capped_backup_fails_back_to_a_better_tier_and_off_is_down() {
+        // fibre, and an LTE backup whose cap is reached while the fibre is down
+        let mut s = Selector::new(vec![1, 1], vec![1, 2]);
+        s.set_up(0, false);
+        s.set_cap(1, CapEffect::Backup);
+        assert_eq!(s.weighted(), Some(1));
+        assert_eq!(s.leaving(), 0b01);
+        s.set_up(0, true);
+        assert_eq!(s.leaving(), 0b10, "the fibre is back: its flows move");
+        s.set_cap(1, CapEffect::Off);
+        assert_eq!(s.down(), 0b10);
+        s.set_up(0, false);
+        assert_eq!(s.weighted(), None, "off is as if down");
+    }
+
+    #[test]
+    fn by_bytes_a_new_destination_goes_to_the_line_furthest_below_its_share() {
+        let mut s = Selector::new(vec![2, 1, 1], vec![1, 1, 2]);
+        s.set_balance(Balance::Bytes);
+        // nothing carried yet: by weight
+        let picks: Vec<_> = (0..3).map(|_| s.weighted().unwrap()).collect();
+        assert_eq!(picks, [0, 1, 0]);
+        // 2:1 of weight, 1:1 of bytes: the first is below its share
+        s.set_recent_bytes(&[50, 50, 0]);
+        assert!((0..5).all(|_| s.weighted() == Some(0)));
+        // one destination pulled a lot through the first: the second until it catches up
+        s.set_recent_bytes(&[90_000_000, 1_000_000, 7]);
+        assert!((0..5).all(|_| s.weighted() == Some(1)));
+        s.set_recent_bytes(&[60, 30, 1_000]);
+        assert_eq!(s.weighted(), Some(0), "2:1 held: the first of the tied");
+        // the backup tier's bytes count for nothing while it is not in use
+        s.set_up(0, false);
+        s.set_recent_bytes(&[0, 10, 1_000_000]);
+        assert_eq!(s.weighted(), Some(1));
+        s.set_balance(Balance::Destinations);
+        s.set_up(0, true);
+        s.set_recent_bytes(&[90_000_000, 0, 0]);
+        let picks: Vec<_> = (0..3).map(|_| s.weighted().unwrap()).collect();
+        assert_eq!(
+            picks.iter().filter(|&&u| u == 0).count(),
+            2,
+            "by destinations"
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Engine {
     }
 
     /// Changes the selector with `change`, then releases what now leaves service.
-    fn reselect(
+    pub(super) fn reselect(
         &self,
         change: impl FnOnce(&mut Selector),
         carried: &CarriedFlows,
@@ -78,6 +78,9 @@ impl Engine {
             let (down, leaving) = (select.down(), select.leaving());
             self.down.store(down, Ordering::Relaxed);
             self.leaving.store(leaving, Ordering::Relaxed);
+            self.ineligible
+                .store(select.ineligible(), Ordering::Relaxed);
+            lock(&self.failback).outranked(leaving & !down);
             (down & !down_before, leaving & !leaving_before)
         };
         let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
@@ -123,7 +126,7 @@ impl Engine {
     /// sequence number its reset must carry). Other TCP connections are left to finish, and
     /// forwarded flows stay, unless the address changed (`renewed`, the new epoch): then they
     /// come back from the fast path and go on from the new address.
-    fn release(
+    pub(super) fn release(
         &self,
         affected: u32,
         unbind: bool,

@@ -20,10 +20,12 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec, Steering};
 use crate::control::history::{self, History};
 use crate::engine::{CarriedFlows, Counters, Engine};
+use crate::io::counts::CountsFile;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
 pub use crate::io::journal::Cleanup;
 use crate::io::journal::{self, Plumbing};
+use crate::io::metering::Metering;
 use crate::io::monitor::{self, Monitor, TableUplink};
 use crate::io::netlink::LinkWatch;
 use crate::io::nftables;
@@ -217,6 +219,21 @@ fn serve(
     };
     let links = LinkWatch::open().map_err(io_err("watching link state (netlink)"))?;
     let (events, hook_events) = std::sync::mpsc::channel();
+    let counts = match CountsFile::open(&config.data_dir, &config.tun) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::warn!(data_dir = %config.data_dir.display(), error = %e,
+                "cannot keep the uplinks' counts there: they start at 0 and are lost at the stop");
+            None
+        }
+    };
+    let metering = Metering::new(
+        config.uplinks.iter().map(|u| u.name.clone()).collect(),
+        config.caps(),
+        config.balance_window_ms(),
+        counts,
+        events.clone(),
+    );
     let settings = ArcSwap::from_pointee(config.clone());
     let monitor_settings = ArcSwap::from_pointee(monitor_settings(config));
     let history = Mutex::new(History::new(
@@ -226,6 +243,7 @@ fn serve(
     ));
     let control = Control {
         shared: &shared,
+        metering: &metering,
         settings: &settings,
         monitor_settings: &monitor_settings,
         history: &history,
@@ -242,6 +260,7 @@ fn serve(
         tun: &queues[0],
         events,
         probe_key,
+        metering: &metering,
     };
     let outcome = threads::run(threads::Parts {
         config,
@@ -314,6 +333,7 @@ fn start_engine(config: &Config, plan: &Plan, fast_path: Option<&Arc<TcFastPath>
     for i in 0..plan.uplinks.len() {
         engine.set_uplink_up(uplink::id_at(i), false, &CarriedFlows::NONE);
     }
+    engine.set_line_policy(config.balance, config.failback());
     engine
 }
 

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, Reload};
 use crate::control::history::History;
+use crate::io::metering::Metering;
 use crate::io::monitor::MonitorSettings;
 use crate::io::worker::Shared;
 use crate::preflight::Plan;
@@ -18,6 +19,8 @@ use super::settings::{engine_config, monitor_settings};
 
 pub(super) struct Control<'a> {
     pub shared: &'a Shared,
+    /// The uplinks' counts against their caps.
+    pub metering: &'a Metering,
     pub settings: &'a ArcSwap<Config>,
     /// The monitor's part of the settings.
     pub monitor_settings: &'a ArcSwap<MonitorSettings>,
@@ -29,7 +32,20 @@ pub(super) struct Control<'a> {
 
 impl crate::control::Gateway for Control<'_> {
     fn snapshot(&self, destinations: bool) -> crate::control::Snapshot {
-        snapshot(self.shared, &self.settings.load(), destinations)
+        snapshot(
+            self.shared,
+            self.metering,
+            &self.settings.load(),
+            destinations,
+        )
+    }
+
+    fn set_count(&self, name: &str, bytes: Option<u64>) -> Result<(), String> {
+        let done = match bytes {
+            Some(bytes) => self.metering.set(name, bytes, &self.state_of()),
+            None => self.metering.reset(name, &self.state_of()),
+        };
+        done.map_err(|e| e.to_string())
     }
 
     fn history(&self) -> crate::control::history::HistoryReport {
@@ -49,6 +65,16 @@ impl crate::control::Gateway for Control<'_> {
 }
 
 impl Control<'_> {
+    /// Uplink `i`'s health by name, for the `--on-change` command.
+    fn state_of(&self) -> impl Fn(usize) -> &'static str + '_ {
+        |i| {
+            self.shared.uplinks[crate::uplink::id_at(i)]
+                .status()
+                .state
+                .name()
+        }
+    }
+
     /// Reads the settings again and puts into effect what can change while running (see
     /// [`Config::reload`]): in the engine at once, in the monitor, the hook and the reports
     /// through `settings`. Logs what changed, what waits for a restart, or why nothing did.
@@ -66,6 +92,14 @@ impl Control<'_> {
             .engine
             .reconfigure(&engine_config(&reload.config, self.plan));
         shared.carry_out();
+        shared
+            .engine
+            .set_line_policy(reload.config.balance, reload.config.failback());
+        self.metering.reconfigure(
+            reload.config.caps(),
+            reload.config.balance_window_ms(),
+            &self.state_of(),
+        );
         settings.store(Arc::new(reload.config.clone()));
         self.monitor_settings
             .store(Arc::new(monitor_settings(&reload.config)));

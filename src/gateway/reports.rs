@@ -9,10 +9,13 @@ use crate::config::Config;
 use crate::control::history::Traffic;
 use crate::engine::DropReason;
 use crate::engine::limits::Eviction;
+use crate::engine::select::Balance;
 use crate::engine::wire::PROTO_TCP;
 use crate::io::iface;
+use crate::io::metering::{CapStatus, Metering};
 use crate::io::nftables;
 use crate::io::worker::Shared;
+use crate::metered::OnCap;
 
 use super::plumbing::nft_table_name;
 
@@ -45,12 +48,24 @@ pub(super) fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
 /// What the status and metrics report, now.
 pub(super) fn snapshot(
     shared: &Shared,
+    metering: &Metering,
     config: &Config,
     with_destinations: bool,
 ) -> crate::control::Snapshot {
     use crate::control::{
         DestinationReport, ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot,
         UplinkReport,
+    };
+    let caps = metering.status();
+    let recent = metering.recent();
+    let tier_bytes = |tier: u8| -> u64 {
+        config
+            .uplinks
+            .iter()
+            .zip(&recent)
+            .filter(|(u, _)| u.tier == tier)
+            .map(|(_, b)| b)
+            .sum()
     };
     let counters = shared.engine.counters();
     let fast = shared
@@ -104,6 +119,12 @@ pub(super) fn snapshot(
                 weight_share: f64::from(spec.weight)
                     / f64::from(config.tier_weight(spec.tier).max(1)),
                 nat_ports_in_use: ProtoCounts { tcp, udp, icmp },
+                period_bytes: caps[i].bytes,
+                cap: cap_report(&caps[i]),
+                byte_share: match tier_bytes(spec.tier) {
+                    0 => 0.0,
+                    all => recent[i] as f64 / all as f64,
+                },
             }
         })
         .collect();
@@ -191,7 +212,38 @@ pub(super) fn snapshot(
                 connections_total: count.opened,
             })
             .collect(),
+        balance: match config.balance {
+            Balance::Destinations => "destinations",
+            Balance::Bytes => "bytes",
+        }
+        .to_string(),
     }
+}
+
+/// An uplink's cap as the reports show it; None if it has none.
+fn cap_report(c: &CapStatus) -> Option<crate::control::CapReport> {
+    let cap = c.settings.cap?;
+    Some(crate::control::CapReport {
+        cap_bytes: cap,
+        period_bytes: c.bytes,
+        on_cap: match c.settings.on_cap {
+            OnCap::Backup => "backup",
+            OnCap::Off => "off",
+            OnCap::Warn => "warn",
+        }
+        .to_string(),
+        warn_percent: c.settings.warn_pct,
+        period_start: c.period_start.map(|d| d.to_string()),
+        resets_on: c.resets_on.map(|d| d.to_string()),
+        state: if c.reached {
+            "reached"
+        } else if c.warned {
+            "warned"
+        } else {
+            "under"
+        }
+        .to_string(),
+    })
 }
 
 /// Logs the table sizes, per-uplink totals and drops (on SIGUSR1 and at exit); `table` is

@@ -88,7 +88,7 @@ pub(super) fn engine_forwards(config: &Config) -> Vec<Forward> {
 /// The monitor's part of `config`.
 pub(super) fn monitor_settings(config: &Config) -> MonitorSettings {
     MonitorSettings {
-        health: config.health(),
+        health: config.uplink_health(),
         targets: config.uplink_targets(),
     }
 }

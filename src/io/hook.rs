@@ -1,20 +1,24 @@
-//! The `--on-change` command: run through `sh -c` for every uplink state change, with the
-//! change in its environment. Each runs at once in a process of its own, started from a
-//! thread of its own, so a slow command never delays the probes, the data path or the next
-//! change's command. The hysteresis keeps one line's changes seconds apart.
+//! The `--on-change` command: run through `sh -c` for every uplink state change and data
+//! cap event, with the event in its environment. Each runs at once in a process of its own,
+//! started from a thread of its own, so a slow command never delays the probes, the data path
+//! or the next change's command. The hysteresis keeps one line's changes seconds apart.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
-/// One state change, as the command sees it.
+/// One state change or cap event, as the command sees it.
 #[derive(Clone, Debug)]
 pub struct Event {
     pub uplink: String,
-    /// `up` or `down`.
+    /// `up` or `down` (a state change), `cap-warn`, `cap-reached` or `cap-reset`.
+    pub event: &'static str,
+    /// The line's health: `up` or `down` (`unknown` before the first verdict).
     pub state: &'static str,
     pub reason: String,
+    /// For a cap event: the count of the period, and the cap if there is one.
+    pub cap: Option<(u64, Option<u64>)>,
 }
 
 /// Where the monitor sends events.
@@ -29,13 +33,21 @@ pub fn run(command: impl Fn() -> Option<String>, events: Receiver<Event>, stop: 
         match events.recv_timeout(Duration::from_millis(100)) {
             Ok(event) => {
                 if let Some(command) = command() {
-                    let child = Command::new("sh")
+                    let mut child = Command::new("sh");
+                    child
                         .args(["-c", &command])
                         .env("WANLB_UPLINK", &event.uplink)
+                        .env("WANLB_EVENT", event.event)
                         .env("WANLB_STATE", event.state)
                         .env("WANLB_REASON", &event.reason)
-                        .stdin(Stdio::null())
-                        .spawn();
+                        .stdin(Stdio::null());
+                    if let Some((bytes, cap)) = event.cap {
+                        child.env("WANLB_PERIOD_BYTES", bytes.to_string());
+                        if let Some(cap) = cap {
+                            child.env("WANLB_CAP_BYTES", cap.to_string());
+                        }
+                    }
+                    let child = child.spawn();
                     match child {
                         Ok(c) => running.push((c, event.uplink)),
                         Err(e) => {

@@ -2,6 +2,7 @@
 
 pub mod arp;
 pub mod batch;
+pub mod counts;
 pub(crate) mod cpu;
 pub mod fastpath;
 pub(crate) mod fd;
@@ -12,6 +13,7 @@ pub(crate) mod host_route;
 pub mod iface;
 pub(crate) mod journal;
 pub mod limits;
+pub mod metering;
 pub(crate) mod monitor;
 pub(crate) mod netlink;
 pub(crate) mod nftables;

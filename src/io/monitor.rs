@@ -24,6 +24,7 @@ use crate::uplink::{Addressing, LinkChange, LinkEvent, NextHop, Uplink, UplinkId
 use super::arp;
 use super::fd::Poller;
 use super::hook::Events;
+use super::metering::Metering;
 use super::netlink::LinkWatch;
 use super::packet_socket::{ETH_HEADER, ETH_P_IP};
 use super::uplink_sockets::UplinkSockets;
@@ -54,8 +55,8 @@ pub fn probe_key(pool: (u16, u16)) -> io::Result<ProbeKey> {
 /// What the monitor does by the settings, which a reload may change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MonitorSettings {
-    /// How each uplink's health is judged.
-    pub health: HealthSettings,
+    /// How each uplink's health is judged, in the uplinks' order.
+    pub health: Vec<HealthSettings>,
     /// Each uplink's health targets, in the uplinks' order.
     pub targets: Vec<Vec<Ipv4Addr>>,
 }
@@ -129,6 +130,15 @@ pub fn echo_reply(ip: &[u8]) -> Option<EchoReply<'_>> {
     })
 }
 
+/// The length of the IP packet `ip` (a link layer's padding beyond it is not the uplink's
+/// traffic), or of what was read if its header says more.
+fn ip_len(ip: &[u8]) -> usize {
+    match ip.get(2..4) {
+        Some(&[hi, lo]) => ip.len().min(usize::from(u16::from_be_bytes([hi, lo]))),
+        _ => ip.len(),
+    }
+}
+
 /// An uplink as wanlb's nftables table names it: the address it uses now, and the subnets of
 /// its interface (which the kernel routes itself).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +166,13 @@ pub struct Monitor<'a, T: PacketIo> {
     pub events: Events,
     /// What the probes carry, and what their answers must.
     pub probe_key: ProbeKey,
+    /// Each uplink's count against its cap, read every second.
+    pub metering: &'a Metering,
 }
+
+/// How often the uplinks' byte counters are read: a cap reached takes effect within this of
+/// the bytes that reached it (and the time the engine takes to move the uplink's flows).
+const METER_EVERY_US: u64 = 1_000_000;
 
 /// The monitor's part of one uplink: its sockets, what the kernel says of its interface, its
 /// health as judged so far, and where its sockets are in the poller.
@@ -187,6 +203,7 @@ struct Running<'a, T: PacketIo> {
     /// An uplink's sockets were opened anew: the poller must watch the new ones.
     poller_stale: bool,
     table_retry: Instant,
+    metering: &'a Metering,
 }
 
 impl<T: PacketIo> Monitor<'_, T> {
@@ -196,10 +213,10 @@ impl<T: PacketIo> Monitor<'_, T> {
         let uplinks = self
             .uplinks
             .into_iter()
-            .zip(&applied.targets)
+            .zip(applied.targets.iter().zip(&applied.health))
             .enumerate()
-            .map(|(i, ((sockets, addressing), targets))| {
-                let health = UplinkHealth::new(applied.health.clone(), targets.len());
+            .map(|(i, ((sockets, addressing), (targets, settings)))| {
+                let health = UplinkHealth::new(settings.clone(), targets.len());
                 Watched {
                     id: crate::uplink::id_at(i),
                     health: match sockets.arp {
@@ -224,6 +241,7 @@ impl<T: PacketIo> Monitor<'_, T> {
                 tun: self.tun,
                 events: self.events,
                 table_stale: false,
+                caps: Vec::new(),
             },
             uplinks,
             poller: Poller::new(&[]),
@@ -232,6 +250,7 @@ impl<T: PacketIo> Monitor<'_, T> {
             settings: self.settings,
             probe_key: self.probe_key,
             table_retry: Instant::now(),
+            metering: self.metering,
         };
         running.run(applied)
     }
@@ -244,16 +263,26 @@ impl<'a, T: PacketIo> Running<'a, T> {
         let mut kernel_says = Vec::new();
         // the links, addresses and routes as they are now; changes come on the socket
         self.resync()?;
+        let mut meter_at = 0;
         while !shared.stop.load(Ordering::Relaxed) {
+            if shared.now_us() >= meter_at {
+                meter_at = shared.now_us() + METER_EVERY_US;
+                self.meter();
+            }
             if self.poller_stale {
                 self.watch_sockets();
             }
             let current = self.settings.load();
             if !Arc::ptr_eq(&current, &applied) {
-                for (w, targets) in self.uplinks.iter_mut().zip(&current.targets) {
+                for ((w, targets), health) in self
+                    .uplinks
+                    .iter_mut()
+                    .zip(&current.targets)
+                    .zip(&current.health)
+                {
                     let changed = *targets != w.targets;
                     w.health
-                        .reconfigure(current.health.clone(), changed.then_some(targets.len()));
+                        .reconfigure(health.clone(), changed.then_some(targets.len()));
                     w.targets.clone_from(targets);
                 }
                 applied = Arc::clone(&current);
@@ -261,7 +290,13 @@ impl<'a, T: PacketIo> Running<'a, T> {
             let now = shared.now_us();
             for w in &mut self.uplinks {
                 if now >= w.health.next_round_at(now) {
-                    send_round(&self.probe_key, &shared.uplinks[w.id], w, now);
+                    send_round(
+                        &self.probe_key,
+                        &shared.uplinks[w.id],
+                        w,
+                        now,
+                        self.metering,
+                    );
                     self.apply.figures(w);
                 }
             }
@@ -290,7 +325,12 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 if self.poller.is_ready(w.probe_at) {
                     let link_header = uplink.link.header_len();
                     while let Ok(n) = w.sockets.probe.recv(&mut buf) {
-                        let Some(reply) = buf[..n].get(link_header..).and_then(echo_reply) else {
+                        let Some(ip) = buf[..n].get(link_header..) else {
+                            continue;
+                        };
+                        // what the uplink carried, answer or not (the IP packet's length)
+                        self.metering.probe_bytes(usize::from(w.id), ip_len(ip));
+                        let Some(reply) = echo_reply(ip) else {
                             continue;
                         };
                         // an answer only if it carries what was sent to that target, through
@@ -330,7 +370,52 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 }
             }
         }
+        self.metering.save();
         Ok(())
+    }
+
+    /// Reads every uplink's byte totals (the engine's, the kernel fast path's and the
+    /// probes') into the meters, and puts into effect what the caps now do, the balance by
+    /// bytes and the failbacks that are due.
+    fn meter(&mut self) {
+        let shared = self.apply.shared;
+        let now = shared.now();
+        let fast = match &shared.fast_path {
+            Some(f) => match f.totals() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    // a reading without them would count them twice once they are back
+                    tracing::debug!(error = %e, "cannot read the fast path's counters; no reading this second");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let counters = shared.engine.counters();
+        let probes = self.metering.probe_totals();
+        let totals: Vec<u64> = counters
+            .uplinks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let f = fast
+                    .as_ref()
+                    .and_then(|f| f.get(i).copied())
+                    .unwrap_or_default();
+                c.outbound_bytes + c.inbound_bytes + f.outbound_bytes + f.inbound_bytes + probes[i]
+            })
+            .collect();
+        let state_of = |i: usize| {
+            shared.uplinks[crate::uplink::id_at(i)]
+                .status()
+                .state
+                .name()
+        };
+        let (effects, recent) = self.metering.read(now.as_millis(), &totals, &state_of);
+        shared.engine.set_recent_bytes(&recent);
+        self.apply.caps(&effects);
+        self.apply.fail_back(now);
+        self.metering.save_if_due(now.as_millis());
     }
 
     /// Builds the poller anew: netlink first, then each uplink's probe socket and, on an
@@ -439,7 +524,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
 /// One round's probes through uplink `w`, whose record is `uplink`: an echo request to every
 /// target (on Ethernet once the gateway's MAC is known) and on Ethernet an ARP request to the
 /// gateway.
-fn send_round(key: &ProbeKey, uplink: &Uplink, w: &mut Watched<'_>, now: u64) {
+fn send_round(key: &ProbeKey, uplink: &Uplink, w: &mut Watched<'_>, now: u64, metering: &Metering) {
     match uplink.next_hop() {
         Some(next_hop) if !w.targets.is_empty() => {
             let round = w.health.start_round(now);
@@ -448,8 +533,11 @@ fn send_round(key: &ProbeKey, uplink: &Uplink, w: &mut Watched<'_>, now: u64) {
                 let mut frame = [0u8; ECHO_FRAME];
                 let frame =
                     echo_request(&mut frame, uplink, next_hop, t, (key.id(), seq), &payload);
-                if let Err(e) = w.sockets.probe.send(frame) {
-                    tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent");
+                match w.sockets.probe.send(frame) {
+                    Ok(_) => metering.probe_bytes(usize::from(w.id), ECHO_FRAME - ETH_HEADER),
+                    Err(e) => {
+                        tracing::debug!(uplink = %uplink.name, error = %e, "probe not sent")
+                    }
                 }
             }
         }

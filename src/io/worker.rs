@@ -456,6 +456,14 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             }
             Verdict::Drop(_) => return None,
         };
+        if header.gso_size != 0 {
+            engine.count_segments(
+                u,
+                Direction::Outbound,
+                &buf[ip_at..ETH_HEADER + n],
+                header.gso_size,
+            );
+        }
         let uplink = &self.shared.uplinks[u];
         let mut out = [0u8; vnet::LEN];
         match uplink.next_hop() {
@@ -506,6 +514,14 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         }
         // The engine validated the total length; frames may carry link padding beyond it.
         let ip_len = Ipv4Packet::new_unchecked(&buf[ip_at..]).total_len();
+        if header.gso_size != 0 {
+            (self.shared.engine).count_segments(
+                u,
+                Direction::Inbound,
+                &buf[ip_at..ip_at + ip_len],
+                header.gso_size,
+            );
+        }
         let mut out = [0u8; vnet::LEN];
         passed_on(header, -(link_header as i32), csum).write(&mut out);
         buf[link_header..ip_at].copy_from_slice(&out);

@@ -321,10 +321,21 @@ impl Testbed {
         )
     }
 
-    /// Starts wanlb on gw with `args` and waits until it reports ready.
+    /// Where wanlb keeps its counts of the uplinks' bytes in this test bed (beside its state
+    /// directory, which its stop or `wanlb cleanup` removes); removed with the test bed.
+    pub fn data_dir(&self) -> String {
+        format!("/tmp/wanlb-test-{}-data", self.prefix)
+    }
+
+    /// Starts wanlb on gw with `args` and waits until it reports ready. Its counts of the
+    /// uplinks' bytes are kept in [`Testbed::data_dir`] unless `args` say where.
     pub fn start_wanlb(&self, args: &[String]) -> Process {
         let state = format!("/tmp/wanlb-test-{}", self.prefix);
+        let data = self.data_dir();
         let mut cmd: Vec<&str> = vec![WANLB, "run", "--state-dir", &state];
+        if !args.iter().any(|a| a == "--data-dir") {
+            cmd.extend(["--data-dir", &data]);
+        }
         cmd.extend(args.iter().map(String::as_str));
         let p = Process::start(self.spawn("gw", &cmd));
         p.wait_for(" ready ", "wanlb");
@@ -534,6 +545,7 @@ impl Drop for Testbed {
     fn drop(&mut self) {
         let _ = Command::new(script()).args(["down", &self.prefix]).output();
         let _ = std::fs::remove_dir_all(format!("/tmp/wanlb-test-{}", self.prefix));
+        let _ = std::fs::remove_dir_all(self.data_dir());
     }
 }
 

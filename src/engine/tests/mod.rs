@@ -9,6 +9,7 @@ mod fragments;
 mod front_door;
 mod hairpin;
 mod limits;
+mod metered;
 mod placement;
 mod port_forward;
 mod reload;

@@ -4,7 +4,8 @@
 //! the uplink takes them), its socket filters (the address replies come to), wanlb's nftables
 //! table (the addresses the kernel must not answer for, and the subnets it routes itself),
 //! the kernel fast path (where the uplink's packets go, and the interface they come in on)
-//! and its sockets (bound to its interface). Each method here changes the record and every
+//! and its sockets (bound to its interface). What an uplink's data cap does to it, and its
+//! failback, are put into the engine here too. Each method here changes the record and every
 //! copy together, in the order that change needs, and says so in the log once it is all in
 //! effect. The host's default route (io/host_route.rs) and the reports read the record and
 //! follow. Only the monitor thread makes these changes.
@@ -12,7 +13,9 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
+use crate::engine::Timestamp;
 use crate::health::{State, Transition};
+use crate::metered::CapEffect;
 use crate::uplink::{LinkKind, NextHop, Uplink, UplinkId, format_mac};
 
 use super::super::hook::{Event, Events};
@@ -30,6 +33,8 @@ pub(super) struct Apply<'a, T: PacketIo> {
     pub events: Events,
     /// wanlb's nftables table could not follow an address change yet.
     pub table_stale: bool,
+    /// What each uplink's cap does to it, as put into the engine (none yet: no cap).
+    pub caps: Vec<CapEffect>,
 }
 
 impl<T: PacketIo> Apply<'_, T> {
@@ -146,9 +151,66 @@ impl<T: PacketIo> Apply<'_, T> {
         uplink.update(w.carrier, stats, Some((change.state, reason.clone())));
         let _ = self.events.send(Event {
             uplink: uplink.name.clone(),
+            event: change.state.name(),
             state: change.state.name(),
             reason,
+            cap: None,
         });
+    }
+
+    /// Puts what each uplink's cap does now (`effects`, in the uplinks' order, from the
+    /// meters) into the engine, where it changed: ranked below the uplinks under their caps,
+    /// out of service (its flows handled as at failover), or back in its tier.
+    pub fn caps(&mut self, effects: &[CapEffect]) {
+        let shared = self.shared;
+        self.caps.resize(effects.len(), CapEffect::None);
+        for (i, &effect) in effects.iter().enumerate() {
+            if self.caps[i] == effect {
+                continue;
+            }
+            self.caps[i] = effect;
+            let uplink = &shared.uplinks[crate::uplink::id_at(i)];
+            match effect {
+                CapEffect::None => {
+                    tracing::info!(uplink = %uplink.name, "under its cap: back in its tier")
+                }
+                CapEffect::Backup => {
+                    tracing::warn!(uplink = %uplink.name, "cap reached: ranked below every uplink under its cap")
+                }
+                CapEffect::Off => {
+                    tracing::warn!(uplink = %uplink.name, "cap reached: out of service until its count starts again")
+                }
+            }
+            let carried = shared.carried().unwrap_or_default();
+            let probes = shared.engine.set_cap_effect(uplink.id, effect, &carried);
+            shared.carry_out();
+            if !probes.is_empty() {
+                tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
+            }
+            self.send_to_lan(probes);
+        }
+    }
+
+    /// Resets the TCP connections still on uplinks whose failback is due (`failback=move`,
+    /// a better uplink up for the grace).
+    pub fn fail_back(&self, now: Timestamp) {
+        let shared = self.shared;
+        let due = shared.engine.failbacks_due(now);
+        if due == 0 {
+            return;
+        }
+        let carried = shared.carried().unwrap_or_default();
+        let probes = shared.engine.fail_back(due, &carried);
+        shared.carry_out();
+        let names: Vec<&str> = shared
+            .uplinks
+            .iter()
+            .filter(|u| due & 1 << u.id != 0)
+            .map(|u| u.name.as_str())
+            .collect();
+        tracing::info!(uplinks = %names.join(","), connections = probes.len(),
+            "failback: resetting the TCP connections still on a backup uplink");
+        self.send_to_lan(probes);
     }
 
     /// With `gw=auto`, uplink `w`'s interface's default route names another gateway: its MAC
