@@ -603,7 +603,12 @@ fn each_worker_runs_on_its_own_cpu_and_takes_the_packets_arriving_there() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();
     let mut args = args_with_offload("off");
-    args.extend(["--workers".into(), cpus.to_string()]);
+    args.extend([
+        "--workers".into(),
+        cpus.to_string(),
+        "--steer".into(),
+        "cpu".into(),
+    ]);
     let gw = tb.start_wanlb(&args);
     let pid = gw.child.id().to_string();
     for worker in 0..cpus {

@@ -290,7 +290,7 @@ pub fn parse_steering(s: &str, origin: &str) -> Result<Steering, ConfigError> {
     match s {
         "cpu" => Ok(Steering::Cpu),
         "flow" => Ok(Steering::Flow),
-        _ => err(origin, "steer must be cpu or flow"),
+        _ => err(origin, "steer must be flow or cpu"),
     }
 }
 

@@ -332,15 +332,16 @@ settings! {
         doc: "carry steady flows in the kernel (eBPF, Linux 6.6+)",
     }
 
-    /// Which worker takes a packet: the one of the CPU it arrives on (each pinned to CPUs of
-    /// its own), or the one its flow's hash names.
+    /// Which worker takes a packet: the one its flow's hash names, or the one of the CPU it
+    /// arrives on (each pinned to CPUs of its own: a new flow's first packets wait less, but a
+    /// flow arriving on several CPUs may be reordered).
     one steer: Steering {
-        flag: "--steer" "cpu|flow",
+        flag: "--steer" "flow|cpu",
         file: text,
-        default: "cpu",
+        default: "flow",
         parse: parse_steering,
         reload: Restart,
-        doc: "which worker takes a packet: the one on the CPU it arrives on, or by its flow's hash",
+        doc: "which worker takes a packet: by its flow's hash, or the one on the CPU it arrives on (see [Where the time goes](#where-the-time-goes))",
     }
 
     /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on

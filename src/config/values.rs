@@ -123,10 +123,11 @@ pub enum FastPathMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Steering {
     /// The worker of the CPU it arrives on, each worker pinned to CPUs of its own: waking it
-    /// never needs another CPU woken (where every worker can have a CPU of its own).
-    #[default]
+    /// never needs another CPU woken (where every worker can have a CPU of its own). A flow
+    /// whose packets arrive on several CPUs meets several workers, and may be reordered.
     Cpu,
     /// The worker its flow's hash names, wherever the scheduler runs it.
+    #[default]
     Flow,
 }
 
