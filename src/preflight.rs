@@ -102,6 +102,49 @@ pub struct Plan {
     pub interfaces: Vec<Interface>,
 }
 
+/// The LAN interfaces whose reverse-path filter is not strict, with its effective value (the
+/// larger of `all`'s and the interface's `rp_filter`, as the kernel takes it), when there are
+/// two or more: only strict filtering (1) keeps a host on one LAN link from sending from
+/// another link's network, and so from using that network's per-host shares. `rp_filter`
+/// reads the value for an interface name, or `all`; one it cannot read is left out.
+pub fn loose_reverse_path(
+    lans: &[String],
+    rp_filter: impl Fn(&str) -> Option<u8>,
+) -> Vec<(String, u8)> {
+    if lans.len() < 2 {
+        return Vec::new();
+    }
+    let all = rp_filter("all").unwrap_or(0);
+    lans.iter()
+        .filter_map(|lan| Some((lan.clone(), rp_filter(lan)?.max(all))))
+        .filter(|&(_, effective)| effective != 1)
+        .collect()
+}
+
+/// [`loose_reverse_path`] of the running system, logged as a warning naming the interfaces
+/// and the sysctls to set.
+pub fn warn_of_loose_reverse_path(lans: &[String]) {
+    let loose = loose_reverse_path(lans, |dev| {
+        system::read_sysctl(&system::interface_sysctl(dev, "rp_filter"))
+            .ok()?
+            .parse()
+            .ok()
+    });
+    if loose.is_empty() {
+        return;
+    }
+    let found: Vec<String> = loose.iter().map(|(l, v)| format!("{l}={v}")).collect();
+    let fix: Vec<String> = loose
+        .iter()
+        .map(|(l, _)| format!("net.ipv4.conf.{l}.rp_filter=1"))
+        .collect();
+    tracing::warn!(
+        rp_filter = %found.join(","),
+        "reverse-path filtering is not strict on LAN interfaces: a host on one LAN link can send from another LAN network and take that network's per-host shares; set {} and net.ipv4.conf.all.rp_filter to 0 or 1 (the kernel uses the larger)",
+        fix.join(" ")
+    );
+}
+
 /// Reads the system and checks `config` against it, changing nothing.
 pub fn plan(config: &Config) -> Result<Plan, PreflightError> {
     let facts = SystemFacts::read(config)?;

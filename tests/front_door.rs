@@ -159,6 +159,57 @@ fn nothing_gets_in_from_an_uplink_that_the_lan_did_not_ask_for() {
 }
 
 #[test]
+fn nothing_written_to_the_tun_device_is_forwarded_to_an_uplink() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let gw = tb.start_wanlb(&example_args());
+    tb.assert_pings("lan", "198.19.0.1", 1, "0.2");
+    // the reverse-path check (wanlb sets the TUN device's to loose) refuses such a packet
+    // today; the table must not rely on it: an admin's `net.ipv4.conf.*.rp_filter = 0`
+    // glob, which udev applies to every new device, turns it off
+    tb.ok("gw", &["sysctl", "-qw", "net.ipv4.conf.wanlb0.rp_filter=0"]);
+    let from_lan = "ip saddr 198.18.3.0/24";
+    for ns in ["r1", "r2", "inet"] {
+        tb.watch(ns, &[from_lan]);
+    }
+    // what wanlb would write if it gave the gateway back a LAN host's datagram to an
+    // address the gateway no longer has: the main table's default route (via r1) takes it
+    let out = tb.ok(
+        "gw",
+        &[
+            probe(),
+            "tun-inject",
+            "--dev",
+            "wanlb0",
+            "--src",
+            "198.18.3.2",
+            "--dst",
+            "198.19.0.1",
+            "--count",
+            "5",
+        ],
+    );
+    assert_eq!(out.trim(), "written 5");
+    let dropped = || {
+        tb.metrics().lines().find_map(|l| {
+            l.strip_prefix(r#"wanlb_drops_total{reason="forwarded_from_tun"}"#)?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let seen = || ["r1", "r2", "inet"].map(|ns| tb.seen(ns, from_lan));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dropped() < Some(5) && seen() == [0; 3] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(seen(), [0; 3], "r1, r2, inet saw the LAN's source");
+    assert_eq!(dropped(), Some(5), "{}", tb.metrics());
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
 fn spoofed_sources_are_not_translated_unless_their_network_is_named() {
     let tb = Testbed::up();
     let _inet = tb.start_internet();

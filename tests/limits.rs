@@ -266,3 +266,31 @@ fn a_syn_flood_on_a_forward_stays_bounded_and_a_real_client_connects() {
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn two_lan_links_without_strict_reverse_path_filtering_are_named_in_a_warning() {
+    let tb = Testbed::up();
+    tb.add_second_link();
+    let _inet = tb.start_internet();
+    // as systemd's sysctl.d sets it on Debian: loose (2) for every interface
+    tb.ok("gw", &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    tb.ok("gw", &["sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=1"]);
+    tb.ok("gw", &["sysctl", "-qw", "net.ipv4.conf.eth4.rp_filter=2"]);
+    let mut args = example_args();
+    args.extend(["--lan".into(), "eth4".into()]);
+    let gw = tb.start_wanlb(&args);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reverse-path filtering is not strict"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(
+        warned[0].contains("rp_filter=eth4=2")
+            && warned[0].contains("set net.ipv4.conf.eth4.rp_filter=1 and")
+            && !warned[0].contains("eth0"),
+        "{}",
+        warned[0]
+    );
+}

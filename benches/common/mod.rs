@@ -40,6 +40,7 @@ pub fn engine() -> Engine {
             max_flows_per_host: 16 << 20,
             max_ports_per_host: 65_536,
             max_embryonic_per_forward: 1_024,
+            max_flows_per_forward_source: 4 << 20,
         },
     })
 }

@@ -310,19 +310,23 @@ impl Config {
 
     /// The engine's limits for the NAT pool `pool` on a machine with `total_memory` bytes: as
     /// given, else flows by the memory ([`limits::default_max_flows`]), a sixteenth of them
-    /// per host, a quarter of the pool per host.
+    /// per host, a quarter of the pool per host; a forward's connections from one source, an
+    /// eighth of its (one host's) share.
     pub fn limits(&self, pool: (u16, u16), total_memory: u64) -> Limits {
         let max_flows = self
             .max_flows
             .unwrap_or_else(|| limits::default_max_flows(total_memory));
+        let max_flows_per_host = self
+            .max_flows_per_host
+            .unwrap_or_else(|| limits::default_max_flows_per_host(max_flows))
+            .min(max_flows);
         Limits {
             max_flows,
-            max_flows_per_host: self
-                .max_flows_per_host
-                .unwrap_or_else(|| limits::default_max_flows_per_host(max_flows))
-                .min(max_flows),
+            max_flows_per_host,
             max_ports_per_host: self.ports_per_host(pool),
             max_embryonic_per_forward: self.max_embryonic_per_forward,
+            max_flows_per_forward_source: (max_flows_per_host / limits::FORWARD_SOURCE_SHARE)
+                .max(1),
         }
     }
 }

@@ -215,8 +215,9 @@ settings! {
 
     /// Run CMD with sh -c on every uplink state change and data cap event, with WANLB_UPLINK,
     /// WANLB_EVENT (up, down, cap-warn, cap-reached or cap-reset), WANLB_STATE (up or down)
-    /// and WANLB_REASON in its environment (at once, in the background: a slow command never
-    /// delays failover).
+    /// and WANLB_REASON in its environment (in the background: a slow command never delays
+    /// failover). At most 4 at once, each killed after 60 s; while they all run, a line's
+    /// newer event of a kind replaces its waiting one.
     one on_change: Option<String> {
         flag: "--on-change" "CMD",
         file: text,
@@ -287,14 +288,14 @@ settings! {
 
     /// The most flows one LAN host may have; addresses that never completed a TCP handshake
     /// share one host's share per LAN network, and one port forward's connections hold as
-    /// many.
+    /// many (an eighth of that from one remote /24).
     one max_flows_per_host: Option<u32> {
         flag: "--max-flows-per-host" "N",
         file: number,
         default: (None, "a sixteenth of max_flows"),
         parse: |s, o| parse_count(s, o, 1, MAX_FLOWS.1).map(Some),
         reload: Applied,
-        doc: "flows one LAN host may have; the unverified addresses of a LAN network have as many together, and so do the connections through one port forward; at most `max_flows`",
+        doc: "flows one LAN host may have; the unverified addresses of a LAN network have as many together, and so do the connections through one port forward (an eighth of that from one remote /24); at most `max_flows`",
     }
 
     /// How many ports of each pool (uplink and protocol) one LAN host may hold; beyond that

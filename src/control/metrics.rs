@@ -203,6 +203,23 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
             .get_or_create(&labels(&[("reason", reason)]))
             .inc_by(*n);
     }
+    counter(
+        &mut registry,
+        "wanlb_fast_path_hand_overs_deferred",
+        "Hand-overs to the fast path that waited, its queue being full; offered again later",
+    )
+    .get_or_create(&Vec::new())
+    .inc_by(s.hand_overs_deferred);
+    let on_change = counter(
+        &mut registry,
+        "wanlb_on_change_commands",
+        "--on-change commands, by outcome: started, failed, timed_out (killed), superseded (a newer change of the line came while it waited)",
+    );
+    for (outcome, n) in &s.on_change {
+        on_change
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(*n);
+    }
     let connections = counter(
         &mut registry,
         "wanlb_control_connections",
@@ -278,6 +295,8 @@ mod tests {
             },
             drops: vec![("no_flow".into(), 9)],
             evictions: vec![("early_drop".into(), 11)],
+            hand_overs_deferred: 12,
+            on_change: vec![("timed_out".into(), 13), ("superseded".into(), 14)],
             forwards: vec![ForwardReport {
                 proto: "tcp".into(),
                 port: 8080,
@@ -309,6 +328,9 @@ mod tests {
             "wanlb_affinity_entries 7.0",
             r#"wanlb_drops_total{reason="no_flow"} 9"#,
             r#"wanlb_evictions_total{reason="early_drop"} 11"#,
+            "wanlb_fast_path_hand_overs_deferred_total 12",
+            r#"wanlb_on_change_commands_total{outcome="timed_out"} 13"#,
+            r#"wanlb_on_change_commands_total{outcome="superseded"} 14"#,
             "wanlb_flows_max 65536.0",
             r#"wanlb_lan_hosts{state="unverified"} 240.0"#,
             r#"wanlb_forward_connections_total{uplink="isp2",proto="tcp",port="8080"} 15"#,

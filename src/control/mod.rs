@@ -9,6 +9,7 @@ pub mod access;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod recent;
 pub mod server;
 #[cfg(test)]
 mod server_tests;
@@ -70,6 +71,13 @@ pub struct Snapshot {
     /// The port forwards, as configured, with their connections.
     #[serde(default)]
     pub forwards: Vec<ForwardReport>,
+    /// Flows the fast path could have taken but whose hand-over waited, its queue being full
+    /// (the workers fell behind carrying it out); they are offered again later.
+    #[serde(default)]
+    pub hand_overs_deferred: u64,
+    /// What became of the `--on-change` commands so far, by outcome.
+    #[serde(default)]
+    pub on_change: Vec<(String, u64)>,
     /// How new destinations are spread: `destinations` or `bytes`.
     #[serde(default)]
     pub balance: String,

@@ -140,9 +140,9 @@ impl Engine {
         if shard.flows.get(&key).is_some() {
             return Err(DropReason::ForwardClash);
         }
-        self.admit_forwarded(shard, shard_of(key.rem_addr), id, now)?;
+        self.admit_forwarded(shard, key.rem_addr, id, now)?;
         if let Err(reason) = self.make_room(shard, shard_of(key.rem_addr), now) {
-            self.forwards.closed(id);
+            self.forwards.closed(id, key.rem_addr);
             return Err(reason);
         }
         self.make_embryonic_room(shard, id, now);

@@ -213,7 +213,7 @@ impl Engine {
             if !flow.tcp.is_completed() {
                 shard.embryonic[id].ended();
             }
-            self.forwards.closed(id);
+            self.forwards.closed(id, key.rem_addr);
             return;
         }
         if shard
@@ -256,7 +256,7 @@ impl Engine {
                     if !f.tcp.is_completed() {
                         embryonic[id].ended();
                     }
-                    self.forwards.closed(id);
+                    self.forwards.closed(id, f.key.rem_addr);
                     return;
                 }
                 unbound += u64::from(affinity.detach(f.key.rem_addr, f.uplink, f.last_seen));

@@ -17,6 +17,10 @@
 //!   are at most [`Limits::max_embryonic_per_forward`]; the oldest gives way to a new one, so a
 //!   flood of SYNs from made-up sources cannot keep a real client out, as long as its
 //!   handshake completes before that many newer ones arrive.
+//!   All its connections are at most [`Limits::max_flows_per_host`], and those from one
+//!   source (a remote /24) at most [`Limits::max_flows_per_forward_source`]: a source at its
+//!   share is refused ([`super::DropReason::ForwardSourceLimit`]) before anyone's connection
+//!   gives way to it.
 //! - **The destination bindings** (affinity) and the **fragment** tables are bounded in their
 //!   own modules; the NAT mappings and the host table hold entries of live flows only (and,
 //!   for hosts, a bounded number more).
@@ -30,6 +34,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::family::{Family, V4};
 use super::flow::{FlowKey, FlowTable};
+use super::port_forward::Full;
 use super::{DropReason, Engine, SHARDS, Shard, Timestamp};
 
 /// The limits a reload may change while flows run.
@@ -45,6 +50,10 @@ pub struct Limits {
     /// flows the LAN host has not answered). Kept as [`super::SHARDS`] equal parts, by remote
     /// address, each rounded up.
     pub max_embryonic_per_forward: u32,
+    /// Connections through one port forward from one source (a remote /24), all kinds
+    /// together: one client, or one block of made-up sources, leaves the rest of the
+    /// forward's connections to the others.
+    pub max_flows_per_forward_source: u32,
 }
 
 impl Limits {
@@ -55,9 +64,14 @@ impl Limits {
             max_flows_per_host: u32::MAX,
             max_ports_per_host: u32::MAX,
             max_embryonic_per_forward: u32::MAX,
+            max_flows_per_forward_source: u32::MAX,
         }
     }
 }
+
+/// A forward's connections from one source are at most this fraction of its limit: the
+/// default of [`Limits::max_flows_per_forward_source`].
+pub const FORWARD_SOURCE_SHARE: u32 = 8;
 
 /// Heap bytes one flow costs at most, with its share of the indexes, its NAT mapping and its
 /// destination's binding (`cargo bench --bench memory`: 74 to 107 in practice), rounded up.
@@ -161,6 +175,8 @@ pub(super) struct Room {
     embryonic_per_shard: AtomicU32,
     /// Per forward, all its connections: [`Limits::max_flows_per_host`].
     per_forward: AtomicU32,
+    /// Per forward and source: [`Limits::max_flows_per_forward_source`].
+    per_forward_source: AtomicU32,
     evictions: [AtomicU64; Eviction::ALL.len()],
 }
 
@@ -171,6 +187,7 @@ impl Room {
             max_flows: AtomicU32::new(0),
             embryonic_per_shard: AtomicU32::new(0),
             per_forward: AtomicU32::new(0),
+            per_forward_source: AtomicU32::new(0),
             evictions: std::array::from_fn(|_| AtomicU64::new(0)),
         };
         room.set(limits);
@@ -186,6 +203,8 @@ impl Room {
         );
         self.per_forward
             .store(limits.max_flows_per_host, Ordering::Relaxed);
+        self.per_forward_source
+            .store(limits.max_flows_per_forward_source, Ordering::Relaxed);
     }
 
     pub(super) fn live(&self) -> u32 {
@@ -309,24 +328,29 @@ impl Engine {
         true
     }
 
-    /// Counts a new connection through forward `id` from one of `shard`'s remote addresses,
+    /// Counts a new connection through forward `id` from `remote` (whose shard `shard` is),
     /// unless the forward has as many as one LAN host may have flows: its LAN host's service,
     /// however busy, must not take the table from the LAN (the internet can keep answered
     /// flows open without end: a UDP service answers any source, and a TCP client completes
     /// its handshakes). At that limit, the oldest of the forward's embryonic connections in
-    /// `shard` (number `index`), or else in one of the next few shards not busy now, gives
-    /// way; without one, the new connection is refused.
+    /// `shard`, or else in one of the next few shards not busy now, gives way; without one, the
+    /// new connection is refused. A source (a /24) that has its share of the forward's
+    /// connections is refused at once: nobody else's connection gives way to it.
     pub(super) fn admit_forwarded(
         &self,
         shard: &mut Shard,
-        index: usize,
+        remote: u32,
         id: usize,
         now: Timestamp,
     ) -> Result<(), DropReason> {
         let max = self.room.per_forward.load(Ordering::Relaxed);
-        if self.forwards.try_open(id, max) {
-            return Ok(());
+        let per_source = self.room.per_forward_source.load(Ordering::Relaxed);
+        match self.forwards.try_open(id, remote, max, per_source) {
+            Ok(()) => return Ok(()),
+            Err(Full::Source) => return Err(DropReason::ForwardSourceLimit),
+            Err(Full::Forward) => {}
         }
+        let index = super::shard_of(remote);
         let mut ended = self.end_oldest_embryonic(shard, id, now);
         // the caller holds its own shard: another is only tried, never waited for
         for next in 1..EARLY_DROP_SHARDS {
@@ -341,10 +365,10 @@ impl Engine {
             };
             ended = self.end_oldest_embryonic(&mut other, id, now);
         }
-        if ended && self.forwards.try_open(id, max) {
-            Ok(())
-        } else {
-            Err(DropReason::ForwardFlowLimit)
+        match ended.then(|| self.forwards.try_open(id, remote, max, per_source)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(Full::Source)) => Err(DropReason::ForwardSourceLimit),
+            _ => Err(DropReason::ForwardFlowLimit),
         }
     }
 

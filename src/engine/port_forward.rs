@@ -7,11 +7,25 @@
 //! no port from the NAT pool (the pool keeps forwarded ports aside, so the port alone tells a
 //! forwarded flow from a translated one), binds no destination and counts toward no weight.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ahash::AHashMap;
 
-use super::UplinkId;
+use super::{UplinkId, lock};
+
+/// The remote addresses that count as one source against a forward: a /24, as a client's
+/// provider hands out neighbouring addresses and an attacker holds a block, not one address.
+const SOURCE_MASK: u32 = 0xffff_ff00;
+
+/// Why a forward takes no new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Full {
+    /// It has as many as it may.
+    Forward,
+    /// It has as many from the new one's source (its /24) as one source may.
+    Source,
+}
 
 /// A port of an uplink's address whose inbound flows go to a LAN host's port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +57,9 @@ pub(super) struct Forwards {
     by_port: AHashMap<(u8, UplinkId, u16), usize>,
     live: Vec<AtomicU32>,
     opened: Vec<AtomicU64>,
+    /// Live connections per forward and source /24; an entry only while it has some, so at
+    /// most as many as the forwards' live connections.
+    sources: Mutex<AHashMap<(usize, u32), u32>>,
 }
 
 impl Forwards {
@@ -57,6 +74,7 @@ impl Forwards {
             opened: forwards.iter().map(|_| AtomicU64::new(0)).collect(),
             list: forwards,
             by_port,
+            sources: Mutex::default(),
         }
     }
 
@@ -76,18 +94,41 @@ impl Forwards {
         self.list[index]
     }
 
-    /// Counts one more flow through forward `index`, unless it has `max` already.
-    pub(super) fn try_open(&self, index: usize, max: u32) -> bool {
+    /// Counts one more flow through forward `index` from `remote`, unless the forward has
+    /// `max` already, or `remote`'s /24 has `per_source` of them.
+    pub(super) fn try_open(
+        &self,
+        index: usize,
+        remote: u32,
+        max: u32,
+        per_source: u32,
+    ) -> Result<(), Full> {
+        let mut sources = lock(&self.sources);
+        let source = (index, remote & SOURCE_MASK);
+        if sources.get(&source).is_some_and(|&n| n >= per_source) {
+            return Err(Full::Source);
+        }
         self.live[index]
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
             })
-            .is_ok()
+            .map_err(|_| Full::Forward)?;
+        *sources.entry(source).or_default() += 1;
+        Ok(())
     }
 
-    /// A flow through forward `index` ended (or was counted and then not opened).
-    pub(super) fn closed(&self, index: usize) {
+    /// A flow through forward `index` from `remote` ended (or was counted and then not
+    /// opened).
+    pub(super) fn closed(&self, index: usize, remote: u32) {
         self.live[index].fetch_sub(1, Ordering::Relaxed);
+        let mut sources = lock(&self.sources);
+        let source = (index, remote & SOURCE_MASK);
+        if let Some(n) = sources.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                sources.remove(&source);
+            }
+        }
     }
 
     pub(super) fn count_opened(&self, index: usize) {

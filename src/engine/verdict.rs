@@ -90,10 +90,13 @@ pub enum DropReason {
     /// (--max-flows-per-host), and none of them that never completed was found to end for the
     /// new one (see [`super::limits`]).
     ForwardFlowLimit,
+    /// A port forward has as many connections from the new one's source (its /24) as one
+    /// source may ([`super::Limits::max_flows_per_forward_source`]).
+    ForwardSourceLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -123,6 +126,7 @@ impl DropReason {
         DropReason::UnverifiedFlowLimit,
         DropReason::UnverifiedPortLimit,
         DropReason::ForwardFlowLimit,
+        DropReason::ForwardSourceLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -156,6 +160,7 @@ impl DropReason {
             DropReason::UnverifiedFlowLimit => "unverified_flow_limit",
             DropReason::UnverifiedPortLimit => "unverified_port_limit",
             DropReason::ForwardFlowLimit => "forward_flow_limit",
+            DropReason::ForwardSourceLimit => "forward_source_limit",
         }
     }
 

@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec, Steering};
 use crate::control::history::{self, History};
+use crate::control::recent::Recent;
 use crate::engine::{CarriedFlows, Counters, Engine};
 use crate::io::counts::CountsFile;
 use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
@@ -99,6 +100,7 @@ pub type Loader<'a> = &'a (dyn Fn() -> Result<Config, String> + Sync);
 /// settings with `load`. Returns the final counters.
 pub fn run(config: &Config, state_dir: &Path, load: Loader<'_>) -> Result<Counters, GatewayError> {
     let plan = preflight::plan(config)?;
+    preflight::warn_of_loose_reverse_path(&config.lan);
     tracing::info!(
         first = plan.nat_pool.0,
         last = plan.nat_pool.1,
@@ -250,6 +252,7 @@ fn serve(
         plan,
         load,
         reloading: Mutex::new(()),
+        destinations: Mutex::new(Recent::new(reload::DESTINATIONS_KEPT_MS)),
     };
     let monitor = Monitor {
         shared: &shared,

@@ -7,14 +7,16 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, Reload};
+use crate::control::DestinationReport;
 use crate::control::history::History;
+use crate::control::recent::Recent;
 use crate::io::metering::Metering;
 use crate::io::monitor::MonitorSettings;
 use crate::io::worker::Shared;
 use crate::preflight::Plan;
 
 use super::Loader;
-use super::reports::snapshot;
+use super::reports::{busiest_destinations, snapshot};
 use super::settings::{engine_config, monitor_settings};
 
 pub(super) struct Control<'a> {
@@ -28,16 +30,26 @@ pub(super) struct Control<'a> {
     pub plan: &'a Plan,
     pub load: Loader<'a>,
     pub reloading: Mutex<()>,
+    /// The busiest destinations, worked out at most once a second (a walk over every flow,
+    /// under each shard's lock in turn), however often the status is asked for.
+    pub destinations: Mutex<Recent<Vec<DestinationReport>>>,
 }
+
+/// How long the status's busiest destinations are kept.
+pub(super) const DESTINATIONS_KEPT_MS: u64 = 1000;
 
 impl crate::control::Gateway for Control<'_> {
     fn snapshot(&self, destinations: bool) -> crate::control::Snapshot {
-        snapshot(
-            self.shared,
-            self.metering,
-            &self.settings.load(),
-            destinations,
-        )
+        let mut snapshot = snapshot(self.shared, self.metering, &self.settings.load());
+        if destinations {
+            let now = self.shared.now().as_millis();
+            snapshot.top_destinations = self
+                .destinations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(now, || busiest_destinations(self.shared));
+        }
+        snapshot
     }
 
     fn set_count(&self, name: &str, bytes: Option<u64>) -> Result<(), String> {

@@ -45,16 +45,30 @@ pub(super) fn uplink_traffic(shared: &Shared) -> Vec<Traffic> {
         .collect()
 }
 
-/// What the status and metrics report, now.
+/// The busiest destinations now: a walk over every flow, and the fast path's.
+pub(super) fn busiest_destinations(shared: &Shared) -> Vec<crate::control::DestinationReport> {
+    shared
+        .engine
+        .busiest_destinations(TOP_DESTINATIONS, &shared.carried().unwrap_or_default())
+        .into_iter()
+        .map(|d| crate::control::DestinationReport {
+            address: Ipv4Addr::from(d.addr).to_string(),
+            uplink: shared.uplinks[d.uplink].name.clone(),
+            bytes: d.bytes,
+            flows: d.flows,
+        })
+        .collect()
+}
+
+/// What the status and metrics report, now, but the busiest destinations (see
+/// [`busiest_destinations`]).
 pub(super) fn snapshot(
     shared: &Shared,
     metering: &Metering,
     config: &Config,
-    with_destinations: bool,
 ) -> crate::control::Snapshot {
     use crate::control::{
-        DestinationReport, ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot,
-        UplinkReport,
+        ForwardReport, HostCounts, PinReport, ProtoCounts, Snapshot, UplinkReport,
     };
     let caps = metering.status();
     let recent = metering.recent();
@@ -151,6 +165,7 @@ pub(super) fn snapshot(
     if let Ok(forward) = nftables::forward_drops(&nft_table_name(&config.tun)) {
         drops.push(("forwarded_from_uplink".to_string(), forward.from_uplink));
         drops.push(("ipv6_forward".to_string(), forward.ipv6));
+        drops.push(("forwarded_from_tun".to_string(), forward.from_tun));
     }
     Snapshot {
         taken_at: unix(SystemTime::now()),
@@ -179,25 +194,14 @@ pub(super) fn snapshot(
         },
         affinity_entries: shared.engine.destination_count() as u64,
         drops,
+        hand_overs_deferred: counters.hand_overs_deferred,
+        on_change: shared.io.hooks.counts(),
         evictions: Eviction::ALL
             .iter()
             .map(|e| (e.name().to_string(), counters.eviction_count(*e)))
             .collect(),
-        top_destinations: if with_destinations {
-            shared
-                .engine
-                .busiest_destinations(TOP_DESTINATIONS, &shared.carried().unwrap_or_default())
-                .into_iter()
-                .map(|d| DestinationReport {
-                    address: Ipv4Addr::from(d.addr).to_string(),
-                    uplink: shared.uplinks[d.uplink].name.clone(),
-                    bytes: d.bytes,
-                    flows: d.flows,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
+        // the control plane's, kept for a while: see [`busiest_destinations`]
+        top_destinations: Vec::new(),
         // the engine's forwards are the configured ones, in order
         forwards: config
             .forwards
@@ -341,17 +345,22 @@ pub(super) fn log_status(shared: &Shared, table: &str, tun: &str) {
         }
     }
     let io = &shared.io;
-    let (from_uplinks, ipv6_forward) = match nftables::forward_drops(table) {
-        Ok(d) => (d.from_uplink.to_string(), d.ipv6.to_string()),
+    let (from_uplinks, ipv6_forward, from_tun) = match nftables::forward_drops(table) {
+        Ok(d) => (
+            d.from_uplink.to_string(),
+            d.ipv6.to_string(),
+            d.from_tun.to_string(),
+        ),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the forward counters");
-            ("unknown".into(), "unknown".into())
+            ("unknown".into(), "unknown".into(), "unknown".into())
         }
     };
     tracing::info!(
         engine = %drops.join(" "),
         forwarded_from_uplinks = %from_uplinks,
         ipv6_forward = %ipv6_forward,
+        forwarded_from_tun = %from_tun,
         no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
         send_errors = io.send_errors.load(Ordering::Relaxed),
         unsendable = io.unsendable.load(Ordering::Relaxed),

@@ -110,7 +110,8 @@ pub(super) fn run(parts: Parts<'_, '_>) -> Result<(), GatewayError> {
             .name("wanlb-hook".into())
             .spawn_scoped(s, move || {
                 let command = || settings.load().on_change.clone();
-                hook::run(command, hook_events, &shared.stop)
+                let limits = hook::HookLimits::default();
+                hook::run(command, hook_events, &shared.stop, limits, &shared.io.hooks)
             })
             .map_err(io_err("starting the hook thread"))?;
         let control_thread = std::thread::Builder::new()

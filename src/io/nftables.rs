@@ -12,6 +12,7 @@ use super::system::{SystemError, io_err, run, words};
 const FROM_UPLINK: &str = "from an uplink";
 const IPV6_FROM_LAN: &str = "IPv6 from the LAN to an uplink";
 const IPV6_TO_LAN: &str = "IPv6 from an uplink to the LAN";
+const FROM_TUN: &str = "from the TUN device to an uplink";
 
 /// What the forward chain of wanlb's table dropped so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub struct ForwardDrops {
     pub from_uplink: u64,
     /// IPv6 between the LAN and an uplink, either way (wanlb translates IPv4 only).
     pub ipv6: u64,
+    /// What wanlb wrote to its TUN device that the kernel would have forwarded to an uplink,
+    /// untranslated.
+    pub from_tun: u64,
 }
 
 /// The drop counters of the forward chain of wanlb's table `table`, read from `nft -j`
@@ -55,6 +59,7 @@ pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
     Ok(ForwardDrops {
         from_uplink: packets(FROM_UPLINK)?,
         ipv6: packets(IPV6_FROM_LAN)? + packets(IPV6_TO_LAN)?,
+        from_tun: packets(FROM_TUN)?,
     })
 }
 
@@ -111,7 +116,12 @@ pub struct TableForward {
 ///   translates IPv4 only, and a gateway with IPv6 forwarding on would otherwise pass the
 ///   LAN's IPv6 natively, unfiltered. The gateway's own IPv6 (neighbour discovery, router
 ///   advertisements, its own connections) is not forwarded and passes; so does IPv6 between
-///   LAN interfaces.
+///   LAN interfaces;
+/// - forward, from the TUN device to an uplink: dropped and counted, either family. What wanlb
+///   writes to the TUN device goes to the LAN or to the gateway itself; what it gives back to
+///   the gateway untouched (an echo, an ICMP error, a fragment to an uplink's address) would
+///   otherwise leave by the main table's default route with its LAN source, untranslated, if
+///   that address stopped being local before the engine heard of it.
 ///
 /// The table is of the `inet` family, for that last chain; every other rule is for IPv4 only
 /// (explicitly, or by its IPv4 address match). It is kernel state: after a crash it stays, and
@@ -248,6 +258,10 @@ pub fn table_json(
     items.push(counted_drop(
         vec![family("ipv6"), iifname(&devs), oifname(&lan_names)],
         IPV6_TO_LAN,
+    ));
+    items.push(counted_drop(
+        vec![iifname(&[tun]), oifname(&devs)],
+        FROM_TUN,
     ));
     items.push(rule(
         "forward",

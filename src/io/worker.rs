@@ -156,6 +156,8 @@ pub struct IoCounters {
     /// Frames from the uplinks the kernel dropped, a data socket's ring being full: the
     /// workers fell behind (read once a second).
     pub ring_full: AtomicU64,
+    /// What became of the `--on-change` commands.
+    pub hooks: super::hook::HookCounts,
 }
 
 /// What the workers and the control threads share.

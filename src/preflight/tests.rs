@@ -417,3 +417,41 @@ fn a_given_pool_is_the_pool() {
         [Prefix::new(u32::from(Ipv4Addr::new(192, 168, 3, 0)), 24).unwrap()]
     );
 }
+
+#[test]
+fn loose_reverse_path_filtering_is_named_only_with_two_lans_or_more() {
+    let lans = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let sysctls = |all: u8, eth0: u8, eth4: u8| {
+        move |dev: &str| match dev {
+            "all" => Some(all),
+            "eth0" => Some(eth0),
+            "eth4" => Some(eth4),
+            _ => None,
+        }
+    };
+    // one LAN: nothing to take from another network's shares
+    assert_eq!(loose_reverse_path(&lans(&["eth0"]), sysctls(0, 2, 2)), []);
+    // strict on both, by the interface or by `all`
+    assert_eq!(
+        loose_reverse_path(&lans(&["eth0", "eth4"]), sysctls(0, 1, 1)),
+        []
+    );
+    assert_eq!(
+        loose_reverse_path(&lans(&["eth0", "eth4"]), sysctls(1, 0, 1)),
+        []
+    );
+    // the kernel takes the larger: loose (2) anywhere wins over strict
+    assert_eq!(
+        loose_reverse_path(&lans(&["eth0", "eth4"]), sysctls(2, 1, 1)),
+        [("eth0".to_string(), 2), ("eth4".to_string(), 2)]
+    );
+    assert_eq!(
+        loose_reverse_path(&lans(&["eth0", "eth4"]), sysctls(0, 1, 0)),
+        [("eth4".to_string(), 0)]
+    );
+    // one it cannot read is left out
+    assert_eq!(
+        loose_reverse_path(&lans(&["eth0", "wan.9"]), sysctls(0, 2, 1)),
+        [("eth0".to_string(), 2)]
+    );
+}

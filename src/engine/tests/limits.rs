@@ -478,6 +478,53 @@ fn a_forward_holds_one_hosts_share_of_the_table_however_many_of_its_flows_are_an
 }
 
 #[test]
+fn one_source_takes_at_most_its_share_of_a_forward_and_evicts_nobody_for_it() {
+    let e = engine(Limits {
+        max_flows_per_host: 64,
+        max_flows_per_forward_source: 8,
+        ..Limits::unlimited()
+    })
+    .with_forwards(vec![WEB]);
+    // others' connections, from eight other /24s: embryonic, so the oldest would give way
+    let others: Vec<u32> = (1..=8).map(|n| INTERNET + (n << 8) + 5).collect();
+    for &other in &others {
+        assert_eq!(syn_in(&e, other, 4000), Verdict::Tun);
+    }
+    // one source, from every address of its /24 and many ports: its first eight get in (a
+    // client completing its handshakes would keep them for hours)
+    let source = INTERNET + (200 << 8);
+    let verdicts: Vec<Verdict> = (0..2000u32)
+        .map(|i| syn_in(&e, source + i % 256, port(i)))
+        .collect();
+    assert!(
+        verdicts[..8].iter().all(|v| *v == Verdict::Tun),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts[8..]
+            .iter()
+            .all(|v| *v == Verdict::Drop(DropReason::ForwardSourceLimit))
+    );
+    assert_eq!(drops(&e, DropReason::ForwardSourceLimit), 1992);
+    // nobody's connection gave way to it, and the forward has room for others still
+    assert_eq!(evicted(&e, Eviction::ForwardEmbryonic), 0);
+    assert_eq!(e.forward_counts()[0].live, 16);
+    for &other in &others {
+        assert_eq!(syn_in(&e, other, 4001), Verdict::Tun);
+    }
+    // its connections ended, the source may open as many again
+    e.expire(t(24 * 3600 * 1000), &CarriedFlows::NONE);
+    assert_eq!(e.forward_counts()[0].live, 0);
+    for i in 0..8 {
+        assert_eq!(syn_in(&e, source + 77, port(i)), Verdict::Tun);
+    }
+    assert_eq!(
+        syn_in(&e, source + 78, port(9)),
+        Verdict::Drop(DropReason::ForwardSourceLimit)
+    );
+}
+
+#[test]
 fn idle_destination_bindings_are_bounded_by_the_flow_limit() {
     let e = engine(limits(640, u32::MAX));
     for i in 0..5000 {

@@ -21,8 +21,8 @@ fn the_table_is_one_batch_with_a_rule_per_uplink() {
     assert!(
         json.starts_with(r#"{"nftables":[{"add":{"table":{"family":"inet","name":"wanlb_t"}}}"#)
     );
-    // a NAT-port rule per uplink, the forward rule for both, IPv6 both ways
-    assert_eq!(json.matches(r#""drop":null"#).count(), 5);
+    // a NAT-port rule per uplink, the forward rule for both, IPv6 both ways, TUN to uplinks
+    assert_eq!(json.matches(r#""drop":null"#).count(), 6);
     assert!(json.contains(r#""elem":[{"prefix":{"addr":"198.18.3.0","len":24}}]"#));
     assert!(json.contains(r#""right":{"set":["eth1","eth2"]}"#));
     assert!(json.contains(r#""value":28928"#));
@@ -162,9 +162,23 @@ fn ipv6_between_the_lan_and_the_uplinks_is_dropped_and_every_other_rule_is_ipv4(
             "{rule}"
         );
     }
+    // what wanlb wrote to the TUN device never goes on to an uplink, either family
+    let from_tun: Vec<&String> = rules.iter().filter(|r| r.contains(FROM_TUN)).collect();
+    assert_eq!(from_tun.len(), 1, "{rules:#?}");
+    assert!(
+        from_tun[0].starts_with("forward ")
+            && from_tun[0].contains(r#""right":{"set":["wanlb0"]}"#)
+            && from_tun[0].contains(&format!("oifname\"}}}},\"op\":\"==\",{uplinks}"))
+            && from_tun[0].contains(r#"{"drop":null}"#),
+        "{}",
+        from_tun[0]
+    );
     // the rest is IPv4's: by an explicit match or an IPv4 address (nft then adds it)
     let ipv4 = r#""right":"ipv4""#;
-    for rule in rules.iter().filter(|r| !r.contains(ipv6)) {
+    for rule in rules
+        .iter()
+        .filter(|r| !r.contains(ipv6) && !r.contains(FROM_TUN))
+    {
         assert!(
             rule.contains(ipv4) || rule.contains(r#""protocol":"ip""#),
             "{rule}"

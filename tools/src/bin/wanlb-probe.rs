@@ -347,6 +347,20 @@ enum Command {
         #[arg(long)]
         peer_dev: String,
     },
+    /// Write COUNT UDP datagrams from SRC to DST (port 7) into TUN device DEV, which another
+    /// process (wanlb) made with a virtio-net header and queues of its own: this joins it as
+    /// one more queue for as long as it writes, so the kernel takes the datagrams as if that
+    /// process had written them. Prints "written N".
+    TunInject {
+        #[arg(long)]
+        dev: String,
+        #[arg(long)]
+        src: Ipv4Addr,
+        #[arg(long)]
+        dst: Ipv4Addr,
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+    },
     /// Flood new flows from a raw socket for SECONDS, each packet a new flow (source,
     /// ports and destination at random), UDP datagrams or TCP SYNs, sources made up at will
     /// within --src. Prints "sent N seconds S rate R".
@@ -475,6 +489,12 @@ fn main() -> ExitCode {
             peer_netns,
             peer_dev,
         } => tun_wire(&dev, &peer_netns, &peer_dev),
+        Command::TunInject {
+            dev,
+            src,
+            dst,
+            count,
+        } => tun_inject(&dev, src, dst, count),
         Command::Spray(a) => stress::spray(&a),
         Command::Churn(a) => stress::churn(&a),
         Command::HttpCrowd(a) => stress::http_crowd(&a),
@@ -1471,6 +1491,43 @@ fn open_tun(name: &str) -> Result<std::fs::File> {
         return Err(format!("TUN {name}: {}", std::io::Error::last_os_error()));
     }
     Ok(tun)
+}
+
+fn tun_inject(dev: &str, src: Ipv4Addr, dst: Ipv4Addr, count: u32) -> Result<()> {
+    let tun = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| format!("/dev/net/tun: {e}"))?;
+    if dev.is_empty() || dev.len() >= libc::IFNAMSIZ {
+        return Err(format!("{dev:?} is no interface name"));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(dev.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // the device's own flags: a queue that joins with others would change them for all
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE)
+            as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes the ifreq we pass, which lives on our stack.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+        return Err(format!("TUN {dev}: {}", std::io::Error::last_os_error()));
+    }
+    let mut written = 0;
+    for i in 0..count {
+        let sport = 40000 + (i % 1000) as u16;
+        // a virtio-net header of zeros (no offload, checksum complete), then the datagram
+        let mut frame = vec![0u8; 10];
+        frame.extend(Ipv4Packet::udp(src, dst, sport, 7, b"from the TUN device").build());
+        (&tun)
+            .write_all(&frame)
+            .map_err(|e| format!("writing to {dev}: {e}"))?;
+        written += 1;
+    }
+    println!("written {written}");
+    Ok(())
 }
 
 /// Moves this thread into network namespace `name`, as `ip netns exec` would.
