@@ -1,5 +1,5 @@
-//! Which CPUs the workers run on, with `--steer cpu`. When each worker can have CPUs of its own
-//! allowed CPUs whose number modulo the number of workers is i), packets are steered to the
+//! Which CPUs the workers run on, with `--steer cpu`. When each worker can have CPUs of its
+//! own (worker i the allowed CPUs whose number modulo the number of workers is i), packets are steered to the
 //! worker of the CPU they arrive on (the TUN device's steering program, `ebpf/steering.c`,
 //! and the uplinks' fanout by CPU): waking that worker then never needs another CPU woken,
 //! which on a virtual machine costs tens of microseconds per packet that finds it asleep.
