@@ -74,6 +74,11 @@ impl Access {
         answered.then_some(()).ok_or(Refusal::Host)
     }
 
+    /// Whether a token is set (`listen_token`).
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// Whether the request carries the token, if one is needed.
     pub fn token(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let Some(token) = &self.token else {

@@ -4,7 +4,7 @@
 //! its limits, is `server.rs`; who is answered, `access.rs`.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -56,13 +56,23 @@ fn error(status: StatusCode, message: &str) -> Answer {
     answer(status, "application/json", body)
 }
 
-/// The answer to the request `head` that arrived at the local address `local`; `counters`
-/// count the refusals. With a token in `access`, every request but the page's must carry
-/// `Authorization: Bearer TOKEN`.
+/// The two ends of a connection to the control port.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ends {
+    /// The address it arrived at (the gateway's own).
+    pub local: SocketAddr,
+    /// The client's.
+    pub client: SocketAddr,
+}
+
+/// The answer to the request `head` on a connection between `ends`; `counters` count the
+/// refusals. With a token in `access`, every request but the page's must carry
+/// `Authorization: Bearer TOKEN`; without one, a POST (a change) must come from root or
+/// wanlb's own user.
 pub(super) fn respond(
     head: &Parts,
     body: RequestBody,
-    local: IpAddr,
+    ends: Ends,
     access: &Access,
     gateway: &impl Gateway,
     counters: &Counters,
@@ -81,7 +91,7 @@ pub(super) fn respond(
             .insert(CONNECTION, HeaderValue::from_static("close"));
         return a;
     }
-    if access.host(&head.headers, local) == Err(Refusal::Host) {
+    if access.host(&head.headers, ends.local.ip()) == Err(Refusal::Host) {
         count(&counters.refused_host);
         return text(
             StatusCode::MISDIRECTED_REQUEST,
@@ -128,6 +138,19 @@ pub(super) fn respond(
         return text(
             StatusCode::UNAUTHORIZED,
             "a token is needed: Authorization: Bearer TOKEN\n",
+        );
+    }
+    // without a token, any local user reaches the port: they may read the status, but a
+    // change (a reload, a line's count set or started again) is root's
+    if head.method == Method::POST
+        && !access.has_token()
+        && !gateway.is_own_user(ends.client, ends.local)
+    {
+        count(&counters.refused_token);
+        return text(
+            StatusCode::FORBIDDEN,
+            "without listen_token, only root (wanlb's own user) may change wanlb through the \
+             control port; set listen_token to let others with the token do it\n",
         );
     }
     match path {
@@ -278,11 +301,13 @@ mod tests {
     use super::*;
     use crate::control::history::HistoryReport;
 
-    /// A gateway that counts the reloads asked of it.
+    /// A gateway that counts the reloads asked of it; `stranger`: its clients are local
+    /// users other than root.
     #[derive(Default)]
     struct Fake {
         reloads: Cell<u32>,
         counts: std::cell::RefCell<Vec<Option<u64>>>,
+        stranger: bool,
     }
 
     impl Gateway for Fake {
@@ -306,6 +331,9 @@ mod tests {
             self.counts.borrow_mut().push(bytes);
             Ok(())
         }
+        fn is_own_user(&self, _: SocketAddr, _: SocketAddr) -> bool {
+            !self.stranger
+        }
     }
 
     fn body_of(a: &Answer) -> Bytes {
@@ -317,7 +345,13 @@ mod tests {
         collected.to_bytes()
     }
 
-    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    /// A local client of the port at 127.0.0.1:9911.
+    fn ends() -> Ends {
+        Ends {
+            local: "127.0.0.1:9911".parse().unwrap(),
+            client: "127.0.0.1:41000".parse().unwrap(),
+        }
+    }
 
     fn ask(
         access: &Access,
@@ -335,7 +369,7 @@ mod tests {
         let a = respond(
             &head,
             RequestBody::Ignored,
-            LOCAL,
+            ends(),
             access,
             gateway,
             counters,
@@ -469,7 +503,7 @@ mod tests {
         let a = respond(
             &head,
             RequestBody::TooLarge,
-            LOCAL,
+            ends(),
             &access,
             &gateway,
             &counters,
@@ -497,6 +531,42 @@ mod tests {
         );
         let (status, _, _) = ask(&access, &gateway, &counters, Method::GET, "/nothing", &host);
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn without_a_token_only_root_changes_wanlb_and_others_read_the_status() {
+        let stranger = Fake {
+            stranger: true,
+            ..Fake::default()
+        };
+        let (access, counters) = (Access::new(None, &[]), Counters::default());
+        let host = [("host", "localhost")];
+        for change in [
+            "/cap/reset?uplink=lte",
+            "/cap/set?uplink=lte&bytes=0",
+            "/reload",
+        ] {
+            let (status, body, _) = ask(&access, &stranger, &counters, Method::POST, change, &host);
+            assert_eq!(status, StatusCode::FORBIDDEN, "{change}");
+            assert!(body.contains("only root"), "{body}");
+        }
+        assert!(stranger.counts.borrow().is_empty());
+        assert_eq!(stranger.reloads.get(), 0);
+        assert_eq!(counters.refused_token.load(Ordering::Relaxed), 3);
+        let (status, _, _) = ask(&access, &stranger, &counters, Method::GET, "/status", &host);
+        assert_eq!(status, StatusCode::OK, "reading stays open");
+        // root, without a token
+        let root = Fake::default();
+        let reset = "/cap/reset?uplink=lte";
+        let (status, _, _) = ask(&access, &root, &counters, Method::POST, reset, &host);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(*root.counts.borrow(), [None]);
+        // with a token, the token decides, whoever holds it
+        let access = Access::new(Some("t0k3n".into()), &[]);
+        let with = [("host", "localhost"), ("authorization", "Bearer t0k3n")];
+        let (status, _, _) = ask(&access, &stranger, &counters, Method::POST, reset, &with);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(*stranger.counts.borrow(), [None]);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod server;
 mod server_tests;
 pub mod table;
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 
 use history::HistoryReport;
@@ -32,6 +34,9 @@ pub trait Gateway {
     /// `wanlb cap set` (`Some(bytes)`) or `reset` (`None`) of the uplink `name`; the error
     /// says why it was refused (no such uplink).
     fn set_count(&self, name: &str, bytes: Option<u64>) -> Result<(), String>;
+    /// Whether the local client at `client`, connected to the control port at `server`,
+    /// runs as root or as wanlb's own user: without a token, only they may change wanlb.
+    fn is_own_user(&self, client: SocketAddr, server: SocketAddr) -> bool;
 }
 
 /// What a reload did.

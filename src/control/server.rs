@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,7 +47,7 @@ use tokio::time::Sleep;
 
 use super::Gateway;
 use super::access::Access;
-use super::http::respond;
+use super::http::{Ends, respond};
 
 /// Connections open at once; the next one closes the idlest.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -142,8 +142,8 @@ fn count(c: &AtomicU64) {
 struct Call {
     head: Parts,
     body: RequestBody,
-    /// The address the request arrived at (the gateway's own).
-    local: IpAddr,
+    /// Where the request arrived (the gateway's own address) and where it came from.
+    ends: Ends,
     answer: oneshot::Sender<Response<Full<Bytes>>>,
 }
 
@@ -182,7 +182,7 @@ async fn run(
         tokio::select! {
             biased;
             Some(call) = calls.recv() => {
-                let answer = respond(&call.head, call.body, call.local, access, gateway, &counters);
+                let answer = respond(&call.head, call.body, call.ends, access, gateway, &counters);
                 // the client may be gone, and its connection with it
                 let _ = call.answer.send(answer);
             }
@@ -288,9 +288,10 @@ async fn connection(
     calls: mpsc::Sender<Call>,
     counters: Arc<Counters>,
 ) {
-    let Ok(local) = stream.local_addr().map(|a| a.ip()) else {
+    let (Ok(local), Ok(client)) = (stream.local_addr(), stream.peer_addr()) else {
         return;
     };
+    let ends = Ends { local, client };
     let io = TokioIo::new(Timed {
         stream,
         activity: activity.clone(),
@@ -309,7 +310,7 @@ async fn connection(
             let call = Call {
                 head,
                 body,
-                local,
+                ends,
                 answer,
             };
             let stopping = || io::Error::other("wanlb is stopping");

@@ -26,6 +26,9 @@ impl Gateway for Fake {
     fn set_count(&self, _: &str, _: Option<u64>) -> Result<(), String> {
         Ok(())
     }
+    fn is_own_user(&self, _: std::net::SocketAddr, _: std::net::SocketAddr) -> bool {
+        true
+    }
 }
 
 #[test]

@@ -60,6 +60,10 @@ impl crate::control::Gateway for Control<'_> {
         done.map_err(|e| e.to_string())
     }
 
+    fn is_own_user(&self, client: std::net::SocketAddr, server: std::net::SocketAddr) -> bool {
+        crate::io::peer::is_own_user(client, server)
+    }
+
     fn history(&self) -> crate::control::history::HistoryReport {
         let now = Duration::from_millis(self.shared.now().as_millis());
         self.history

@@ -220,10 +220,10 @@ fn control_loop(
         }
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             last_expiry = Instant::now();
-            let now = shared.now();
-            // what the fast path carried is read first: no syscall under the engine's locks
+            // what the fast path carried is read first: no syscall under the engine's locks;
+            // the clock after it, so that fewer stamps are later than the sweep's `now`
             if let Some(carried) = shared.carried() {
-                shared.engine.expire(now, &carried);
+                shared.engine.expire(shared.now(), &carried);
                 shared.carry_out();
             }
         }

@@ -18,6 +18,7 @@ pub(crate) mod monitor;
 pub(crate) mod netlink;
 pub(crate) mod nftables;
 pub mod packet_socket;
+pub mod peer;
 mod ring;
 pub mod signal;
 pub(crate) mod steering;

@@ -440,3 +440,26 @@ fn hosts_the_fast_path_cannot_reach_stay_in_the_engine() {
     fast.carry_out(&e);
     assert_eq!(fast.held(), [5006]);
 }
+
+#[test]
+fn a_flow_used_after_the_sweep_read_its_clock_is_not_idle() {
+    // The sweep reads its clock, then the fast path's maps (syscalls, slow on a loaded
+    // machine), then each shard in turn: meanwhile a worker stamps a flow with a later time.
+    // That flow was just used: it keeps its mapping, and its answers reach the LAN host.
+    let e = Engine::new(config((61000, 65535), vec![]));
+    let p = &mut Ipv4Packet::udp(LAN, dst(1), 5000, 5000, b"a").build();
+    let Verdict::Uplink(u) = out(&e, t(10_001), p) else {
+        panic!("not sent");
+    };
+    let (addr, ext) = (read_u32(p, 12), read_u16(p, 20));
+    e.expire(t(10_000), &CarriedFlows::NONE);
+    assert_eq!(e.flow_count(), 1, "just used: not idle");
+    let answer = &mut Ipv4Packet::udp(dst(1), addr, 5000, ext, b"b").build();
+    assert_eq!(inb(&e, t(10_002), u, answer), Verdict::Tun);
+    assert_eq!(read_u32(answer, 16), LAN);
+    // and it still expires once idle for its timeout
+    e.expire(t(10_001 + Timeouts::default().udp), &CarriedFlows::NONE);
+    assert_eq!(e.flow_count(), 1, "answered at 10 002");
+    e.expire(t(10_002 + Timeouts::default().udp), &CarriedFlows::NONE);
+    assert_eq!(e.flow_count(), 0);
+}
