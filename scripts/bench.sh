@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # wanlb against the kernel recipe it replaces, side by side on the netns testbed, in one run.
 #
-#   scripts/bench.sh [all|tcp|udp|latency|flows|failover] [--reps N] [--seconds S] [--workers N]
+#   scripts/bench.sh [all|tcp|udp|latency|first|cost|flows|failover ...] [--reps N] [--seconds S]
+#                    [--workers N] [--userspace] [--no-routed] [--wanlb-arg=ARG ...]
 #   scripts/bench.sh stress [--seconds S] [--phases 1,2,3,4] [--no-kernel] [--wanlb-arg=ARG ...]
 #   scripts/bench.sh soak [--minutes M] [--warmup-minutes W] [--wanlb-arg=ARG ...]
 #   scripts/bench.sh ipv6 [--reps N] [--seconds S] [--workers N]
 #
-# Writes bench-report/report.md (table with wanlb/kernel ratios), report.json and report.svg.
+# Several measurements may be named at once (`tcp udp first`). Each repetition runs the kernel
+# recipe, plain routing without NAT (tcp, udp, first, cost; not with --no-routed), wanlb and,
+# with --userspace, wanlb --offload off, one after another, so drift on a shared machine hits
+# them alike. Writes bench-report/report.md (per path the median with the lowest and highest
+# repetition, and the ratios to the kernel recipe), report.json and report.svg.
+# tcp: one stream each way, 8 streams to 8 destinations, 8 streams to one destination.
+# first: 500 request/answer pairs, each from a new UDP socket (a new flow): p50 and p99.
+# cost: CPU time per GB at 3 Gbit/s of TCP and per million 64-byte datagrams at 100 kpps,
+# read from a cgroup holding every process the benchmark starts (and one for wanlb alone).
+# The figures in the README come from
+#   scripts/bench.sh tcp udp latency first cost flows --reps 5 --userspace
 # `failover` (also part of `all`) measures wanlb alone, the kernel recipe having none: isp1's
 # line is cut beyond the gateway and at its link, 5 times each by default, and the report
 # gives the gap a UDP stream sees, the datagrams it loses and when a TCP connection is reset.

@@ -59,6 +59,9 @@
 #   testbed.sh kernel [PREFIX]    add the old kernel recipe on gw: multipath default route
 #                                 2:1, a table and rule per uplink, the IRC pin, MASQUERADE
 #   testbed.sh nokernel [PREFIX]  remove the kernel recipe again
+#   testbed.sh routed [PREFIX]    plain routing, no NAT: gw forwards through isp1 and r1 and
+#                                 inet route the LAN's subnet back (the floor for any NAT)
+#   testbed.sh norouted [PREFIX]  remove plain routing again
 set -euo pipefail
 
 cmd=${1:-}
@@ -286,6 +289,19 @@ nokernel() {
   x gw sysctl -qw net.ipv4.ip_forward=0
 }
 
+routed() {
+  need ip
+  x gw sysctl -qw net.ipv4.ip_forward=1
+  ip -n "${P}r1" route add 198.18.3.0/24 via 198.18.1.1
+  ip -n "${P}inet" route add 198.18.3.0/24 via 198.18.101.1
+}
+
+norouted() {
+  ip -n "${P}inet" route del 198.18.3.0/24 2>/dev/null || true
+  ip -n "${P}r1" route del 198.18.3.0/24 2>/dev/null || true
+  x gw sysctl -qw net.ipv4.ip_forward=0
+}
+
 case "$cmd" in
   up) up ;;
   down) down ;;
@@ -299,5 +315,7 @@ case "$cmd" in
   ipv6lines) ipv6lines ;;
   kernel) kernel ;;
   nokernel) nokernel ;;
-  *) sed -n '2,61p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  routed) routed ;;
+  norouted) norouted ;;
+  *) sed -n '2,64p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

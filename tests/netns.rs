@@ -562,3 +562,85 @@ fn fragmented_datagrams_cross_in_userspace() {
 fn fragmented_datagrams_cross_with_the_fast_path_on() {
     assert_fragmented_datagrams_cross("on");
 }
+
+/// A CPU list as /proc writes it ("0-2,5"), as numbers.
+fn cpu_list(text: &str) -> Vec<usize> {
+    let number = |s: &str| s.trim().parse::<usize>().expect("a CPU number");
+    text.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (number(a)..=number(b)).collect::<Vec<_>>(),
+            None => vec![number(part)],
+        })
+        .collect()
+}
+
+/// The CPUs thread `name` of process `pid` may run on ("self" and "" for this process).
+fn cpus_of_thread(pid: &str, name: &str) -> Vec<usize> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    let dir = (tasks.map(|t| t.expect("task").path()))
+        .find(|dir| {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            name.is_empty() || comm.trim() == name
+        })
+        .unwrap_or_else(|| panic!("no thread {name} in {pid}"));
+    let status = std::fs::read_to_string(dir.join("status")).expect("status");
+    let list = (status.lines())
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    cpu_list(list)
+}
+
+#[test]
+fn each_worker_runs_on_its_own_cpu_and_takes_the_packets_arriving_there() {
+    // wanlb inherits this process's CPUs; worker i gets those whose number modulo the
+    // number of workers is i
+    let allowed = cpus_of_thread("self", "");
+    let cpus = allowed.len();
+    if cpus < 2 || (0..cpus).any(|i| !allowed.iter().any(|c| c % cpus == i)) {
+        eprintln!("CPUs {allowed:?}: no CPU of its own for every worker, nothing to steer");
+        return;
+    }
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let mut args = args_with_offload("off");
+    args.extend([
+        "--workers".into(),
+        cpus.to_string(),
+        "--steer".into(),
+        "cpu".into(),
+    ]);
+    let gw = tb.start_wanlb(&args);
+    let pid = gw.child.id().to_string();
+    for worker in 0..cpus {
+        let name = format!("wanlb-worker-{worker}");
+        let own: Vec<usize> = allowed
+            .iter()
+            .copied()
+            .filter(|c| c % cpus == worker)
+            .collect();
+        assert_eq!(cpus_of_thread(&pid, &name), own, "{name}");
+    }
+    // new flows sent from every CPU in turn (steered to that CPU's worker), and their answers
+    // (taken by the same worker, the packet socket's fanout going by CPU too), all arrive
+    for cpu in allowed {
+        let cpu = cpu.to_string();
+        let out = tb.ok(
+            "lan",
+            &[
+                "taskset",
+                "-c",
+                &cpu,
+                probe(),
+                "udp-first",
+                "--dst",
+                "198.19.0.2:7",
+                "--count",
+                "20",
+                "--pause",
+                "1ms",
+            ],
+        );
+        assert!(out.contains("answered 20 of 20"), "from CPU {cpu}: {out}");
+    }
+    assert!(!gw.output().contains("cannot steer"), "{}", gw.output());
+}

@@ -36,8 +36,8 @@ pub fn engine() -> Engine {
         // limits on, as wanlb runs, but above what the benches open: their checks are
         // measured, not their refusals
         limits: Limits {
-            max_flows: 4 << 20,
-            max_flows_per_host: 4 << 20,
+            max_flows: 16 << 20,
+            max_flows_per_host: 16 << 20,
             max_ports_per_host: 65_536,
             max_embryonic_per_forward: 1_024,
             max_flows_per_forward_source: 4 << 20,

@@ -41,7 +41,7 @@ pub use pin::{PinSpec, parse_pin_flag};
 pub use reload::Reload;
 pub use settings::{Config, DEFAULT_LISTEN, Flags, IdleTimeouts, TimeoutFlags};
 pub use uplink::{Gateway6Spec, GatewaySpec, Prefix6Spec, UplinkSpec, parse_uplink_flag};
-pub use values::{FastPathMode, HostTraffic, OnUplinkDown};
+pub use values::{FastPathMode, HostTraffic, OnUplinkDown, Steering};
 
 use declare::Settings;
 use load::{At, Loading, line_of};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
-use super::values::{FastPathMode, HostTraffic, OnUplinkDown};
+use super::values::{FastPathMode, HostTraffic, OnUplinkDown, Steering};
 use super::{ConfigError, err};
 use crate::engine::UdpAffinity;
 use crate::engine::select::Prefix;
@@ -283,6 +283,14 @@ pub fn parse_fast_path_mode(s: &str, origin: &str) -> Result<FastPathMode, Confi
         "on" => Ok(FastPathMode::On),
         "off" => Ok(FastPathMode::Off),
         _ => err(origin, "offload must be auto, on or off"),
+    }
+}
+
+pub fn parse_steering(s: &str, origin: &str) -> Result<Steering, ConfigError> {
+    match s {
+        "cpu" => Ok(Steering::Cpu),
+        "flow" => Ok(Steering::Flow),
+        _ => err(origin, "steer must be flow or cpu"),
     }
 }
 

@@ -35,7 +35,7 @@ use super::net::{Cidr, parse_cidr};
 use super::parse::*;
 use super::pin::PinSpec;
 use super::uplink::UplinkSpec;
-use super::values::{FastPathMode, HostTraffic, OnUplinkDown};
+use super::values::{FastPathMode, HostTraffic, OnUplinkDown, Steering};
 use crate::engine::UdpAffinity;
 
 use crate::engine::select::Balance;
@@ -333,6 +333,18 @@ settings! {
         parse: parse_fast_path_mode,
         reload: Restart,
         doc: "carry steady flows in the kernel (eBPF, Linux 6.6+)",
+    }
+
+    /// Which worker takes a packet: the one its flow's hash names, or the one of the CPU it
+    /// arrives on (each pinned to CPUs of its own: a new flow's first packets wait less, but a
+    /// flow arriving on several CPUs may be reordered).
+    one steer: Steering {
+        flag: "--steer" "flow|cpu",
+        file: text,
+        default: "flow",
+        parse: parse_steering,
+        reload: Restart,
+        doc: "which worker takes a packet: by its flow's hash, or the one on the CPU it arrives on (see [Where the time goes](#where-the-time-goes))",
     }
 
     /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on

@@ -122,6 +122,18 @@ pub enum FastPathMode {
     Off,
 }
 
+/// Which worker takes a packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Steering {
+    /// The worker of the CPU it arrives on, each worker pinned to CPUs of its own: waking it
+    /// never needs another CPU woken (where every worker can have a CPU of its own). A flow
+    /// whose packets arrive on several CPUs meets several workers, and may be reordered.
+    Cpu,
+    /// The worker its flow's hash names, wherever the scheduler runs it.
+    #[default]
+    Flow,
+}
+
 /// What happens to an uplink's TCP connections when it goes down.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnUplinkDown {
@@ -157,6 +169,10 @@ words! {
     HostTraffic {
         HostTraffic::Off => "off",
         HostTraffic::Follow => "follow",
+    }
+    Steering {
+        Steering::Cpu => "cpu",
+        Steering::Flow => "flow",
     }
     UdpAffinity {
         UdpAffinity::Endpoint => "endpoint",

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec};
+use crate::config::{Config, ConfigErrors, FastPathMode, GatewaySpec, Steering};
 use crate::control::history::{self, History};
 use crate::control::recent::Recent;
 use crate::engine::{CarriedFlows, Counters, Engine};
@@ -31,9 +31,10 @@ use crate::io::monitor::{self, Monitor, TableUplink};
 use crate::io::netlink::LinkWatch;
 use crate::io::nftables;
 use crate::io::system::SystemError;
+use crate::io::tun::TunQueue;
 use crate::io::uplink_sockets::{DataSocket, Reopened, UplinkSockets, fanout_group};
 use crate::io::worker::Shared;
-use crate::io::{signal, tun};
+use crate::io::{cpu, signal, steering, tun};
 use crate::preflight::{self, Plan, PreflightError};
 use crate::uplink::{self, Addressing, Ipv6Facts, LinkKind, Uplink};
 
@@ -151,6 +152,10 @@ fn serve(
         .min()
         .unwrap_or(1500);
     tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
+    let worker_cpus = match config.steer {
+        Steering::Cpu => steer_to_workers(config.workers, &queues[0]),
+        Steering::Flow => None,
+    };
     let table = NftTable::new(config, plan);
     plumb(plumbing, config, plan, &table, mtu)?;
 
@@ -176,8 +181,8 @@ fn serve(
             "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
             uplink.dev
         )))?;
-        let group = fanout_group(usize::from(uplink.id));
-        let sockets = DataSocket::open_all(uplink, &f, config.workers, group)
+        let fanout = fanout_group(usize::from(uplink.id), worker_cpus.is_some());
+        let sockets = DataSocket::open_all(uplink, &f, config.workers, fanout)
             .map_err(io_err(format!("opening a packet socket on {}", uplink.dev)))?;
         opened.push(sockets);
         filters.push(f);
@@ -198,8 +203,8 @@ fn serve(
             .iter()
             .zip(config.uplinks.iter().zip(&plan.uplinks)),
     ) {
-        let group = fanout_group(usize::from(uplink.id));
-        let sockets = UplinkSockets::open(uplink, f, data, group).map_err(io_err(format!(
+        let fanout = fanout_group(usize::from(uplink.id), worker_cpus.is_some());
+        let sockets = UplinkSockets::open(uplink, f, data, fanout).map_err(io_err(format!(
             "opening the probe sockets on {}",
             uplink.dev
         )))?;
@@ -268,6 +273,7 @@ fn serve(
         shared: &shared,
         queues: &queues,
         workers,
+        worker_cpus: worker_cpus.as_deref(),
         monitor,
         settings: &settings,
         history: &history,
@@ -279,6 +285,37 @@ fn serve(
     reports::log_status(&shared, &table.name, &config.tun);
     drop(queues);
     outcome.map(|()| counters)
+}
+
+/// With `--steer cpu`: each worker's CPUs, if every worker can have some of its own and the TUN device (the
+/// device of `queue`) took the program that steers each packet to the queue of its CPU; the
+/// uplinks' data sockets are then spread by CPU too (io/cpu.rs says why). Otherwise `None`:
+/// the workers run where the scheduler puts them and packets are spread by flow.
+fn steer_to_workers(workers: usize, queue: &TunQueue) -> Option<Vec<Vec<usize>>> {
+    let allowed = cpu::allowed()
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot read the CPUs wanlb may run on"))
+        .ok()?;
+    let Some(sets) = cpu::per_worker(&allowed, workers) else {
+        tracing::info!(
+            workers,
+            cpus = allowed.len(),
+            "more workers than CPUs: packets spread by flow, workers not pinned"
+        );
+        return None;
+    };
+    match steering::steer_by_cpu(queue) {
+        Ok(()) => {
+            tracing::debug!(
+                ?sets,
+                "each worker pinned to its CPUs; packets go to the worker of the CPU they arrive on"
+            );
+            Some(sets)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot steer packets by CPU: spread by flow, workers not pinned (a new flow's first packet may wait longer)");
+            None
+        }
+    }
 }
 
 /// The engine for `config` and `plan`, handing flows to `fast_path` if it runs, with every

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::control::history::History;
 use crate::health::State;
+use crate::io::cpu;
 use crate::io::hook::{self, Event};
 use crate::io::host_route::HostRouteOwner;
 use crate::io::journal::Plumbing;
@@ -33,6 +34,8 @@ pub(super) struct Parts<'a, 'p> {
     pub queues: &'a [TunQueue],
     /// Each worker's data socket on each uplink, one worker per TUN queue.
     pub workers: Vec<Vec<DataSocket<'a>>>,
+    /// Each worker's CPUs, if they are pinned (io/cpu.rs).
+    pub worker_cpus: Option<&'a [Vec<usize>]>,
     pub monitor: Monitor<'a, &'a TunQueue>,
     /// The settings in force, which a reload may change.
     pub settings: &'a ArcSwap<Config>,
@@ -50,6 +53,7 @@ pub(super) fn run(parts: Parts<'_, '_>) -> Result<(), GatewayError> {
         shared,
         queues,
         workers,
+        worker_cpus,
         monitor,
         settings,
         history,
@@ -71,6 +75,12 @@ pub(super) fn run(parts: Parts<'_, '_>) -> Result<(), GatewayError> {
                 std::thread::Builder::new()
                     .name(format!("wanlb-worker-{i}"))
                     .spawn_scoped(s, move || {
+                        if let Some(cpus) = worker_cpus.map(|all| &all[i]) {
+                            // only slower if it fails: the packets still reach this worker
+                            if let Err(e) = cpu::pin_current_thread(cpus) {
+                                tracing::warn!(worker = i, ?cpus, error = %e, "cannot pin the worker to its CPUs");
+                            }
+                        }
                         let r = Worker {
                             shared,
                             tun,

@@ -3,6 +3,7 @@
 pub mod arp;
 pub mod batch;
 pub mod counts;
+pub(crate) mod cpu;
 pub mod fastpath;
 pub(crate) mod fd;
 pub mod filters;
@@ -20,6 +21,7 @@ pub mod packet_socket;
 pub mod peer;
 mod ring;
 pub mod signal;
+pub(crate) mod steering;
 pub(crate) mod system;
 pub(crate) mod tun;
 pub(crate) mod uplink_sockets;

@@ -26,11 +26,22 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_CPU: u32 = 2;
 /// Reassemble IP fragments before choosing a fanout member, so a fragmented reply
 /// reaches wanlb whole.
 const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
+
+/// A fanout group of an uplink's data sockets (one per worker, joined in the workers' order),
+/// and how it spreads the frames among them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    pub group: u16,
+    /// To the socket of the worker of the CPU the frame arrives on (the workers being pinned
+    /// so: io/cpu.rs), rather than by the hash of its flow.
+    pub by_cpu: bool,
+}
 
 #[derive(Debug)]
 pub struct PacketSocket {
@@ -145,14 +156,14 @@ fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
 impl PacketSocket {
     /// A data socket on `ifindex`, a link of kind `link`, for IPv4 frames passing `filter`
     /// (with `ipv6`, IPv6 ones too: it is bound to every protocol), with the virtio-net
-    /// header, joined to fanout group `fanout_group` (one group per uplink). On a
+    /// header, joined to the fanout group `fanout` (one group per uplink). On a
     /// point-to-point link it sends complete IP packets, without the virtio-net header,
     /// through a socket of its own per IP version.
     pub fn open_data(
         ifindex: u32,
         link: LinkKind,
         filters: &SocketFilters,
-        fanout_group: u16,
+        fanout: Fanout,
         ipv6: bool,
     ) -> io::Result<PacketSocket> {
         let fd = vnet_socket()?;
@@ -165,8 +176,12 @@ impl PacketSocket {
             .ok();
         filters.attach(Filter::Replies, &fd)?;
         bind(&fd, ifindex, if ipv6 { ETH_P_ALL } else { ETH_P_IP })?;
-        let fanout =
-            u32::from(fanout_group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        let mode = if fanout.by_cpu {
+            PACKET_FANOUT_CPU
+        } else {
+            PACKET_FANOUT_HASH
+        };
+        let fanout = u32::from(fanout.group) | ((mode | PACKET_FANOUT_FLAG_DEFRAG) << 16);
         setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT, &fanout)?;
         // No PACKET_QDISC_BYPASS: the uplink's qdisc (fq_codel, cake) is what keeps a home
         // line's latency down under load, and bypassing it measured no faster (64-byte UDP

@@ -20,7 +20,7 @@ use crate::engine::MAX_UPLINKS;
 use crate::uplink::{LinkKind, Uplink};
 
 use super::filters::SocketFilters;
-use super::packet_socket::{Frame, PacketSocket};
+use super::packet_socket::{Fanout, Frame, PacketSocket};
 use super::worker::PacketIo;
 
 /// Where one worker finds its data socket on one uplink opened anew, or closed.
@@ -62,17 +62,17 @@ impl<'a> DataSocket<'a> {
     }
 
     /// One data socket for each of `workers` workers on `uplink`'s interface, with `filters`,
-    /// in fanout group `group`.
+    /// in the fanout group `fanout` (worker 0's first: a fanout by CPU counts on the order).
     pub fn open_all(
         uplink: &Uplink,
         filters: &SocketFilters,
         workers: usize,
-        group: u16,
+        fanout: Fanout,
     ) -> io::Result<Vec<PacketSocket>> {
         (0..workers)
             .map(|_| {
                 let ipv6 = uplink.ipv6().is_some();
-                PacketSocket::open_data(uplink.ifindex(), uplink.link, filters, group, ipv6)
+                PacketSocket::open_data(uplink.ifindex(), uplink.link, filters, fanout, ipv6)
             })
             .collect()
     }
@@ -146,10 +146,13 @@ impl PacketIo for DataSocket<'_> {
 }
 
 /// The fanout group of uplink number `index`'s data sockets at start, for this process (the
-/// groups are shared by the whole network namespace).
-pub fn fanout_group(index: usize) -> u16 {
+/// groups are shared by the whole network namespace), spreading frames by CPU or by flow.
+pub fn fanout_group(index: usize, by_cpu: bool) -> Fanout {
     let base = (std::process::id() as u16).wrapping_mul(32);
-    base.wrapping_add(index as u16)
+    Fanout {
+        group: base.wrapping_add(index as u16),
+        by_cpu,
+    }
 }
 
 /// An uplink's sockets (see the module's doc).
@@ -163,17 +166,17 @@ pub struct UplinkSockets<'a> {
     /// Where each worker finds its data socket opened anew.
     data: &'a [Reopened],
     /// The data sockets' fanout group.
-    group: u16,
+    fanout: Fanout,
 }
 
 impl<'a> UplinkSockets<'a> {
     /// The probe and ARP sockets on `uplink`'s interface, beside the workers' data sockets
-    /// (in fanout group `group`, and opened anew through `data`), all with `filters`.
+    /// (in the fanout group `fanout`, and opened anew through `data`), all with `filters`.
     pub fn open(
         uplink: &Uplink,
         filters: SocketFilters,
         data: &'a [Reopened],
-        group: u16,
+        fanout: Fanout,
     ) -> io::Result<UplinkSockets<'a>> {
         let (probe, arp) = Self::open_probes(uplink, &filters)?;
         Ok(UplinkSockets {
@@ -181,7 +184,7 @@ impl<'a> UplinkSockets<'a> {
             probe,
             arp,
             data,
-            group,
+            fanout,
         })
     }
 
@@ -205,13 +208,16 @@ impl<'a> UplinkSockets<'a> {
     pub fn reopen(&mut self, uplink: &Uplink) -> io::Result<()> {
         // a group of its own: the old sockets may still be in the old one for a moment, and
         // a fanout group takes sockets of one interface only
-        let group = self.group.wrapping_add(MAX_UPLINKS as u16);
-        let data = DataSocket::open_all(uplink, &self.filters, self.data.len(), group)?;
+        let fanout = Fanout {
+            group: self.fanout.group.wrapping_add(MAX_UPLINKS as u16),
+            ..self.fanout
+        };
+        let data = DataSocket::open_all(uplink, &self.filters, self.data.len(), fanout)?;
         let (probe, arp) = Self::open_probes(uplink, &self.filters)?;
         for (slot, socket) in self.data.iter().zip(data) {
             slot.leave(Some(socket));
         }
-        (self.probe, self.arp, self.group) = (probe, arp, group);
+        (self.probe, self.arp, self.fanout) = (probe, arp, fanout);
         Ok(())
     }
 

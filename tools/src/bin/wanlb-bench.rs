@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +23,13 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use cases::Cgroup;
+use compare::Path;
+
+#[path = "wanlb-bench/cases.rs"]
+mod cases;
+#[path = "wanlb-bench/compare.rs"]
+mod compare;
 #[path = "wanlb-bench/ipv6.rs"]
 mod ipv6;
 #[path = "wanlb-bench/report.rs"]
@@ -43,9 +50,9 @@ mod watch;
     about = "wanlb vs the kernel recipe on the netns testbed"
 )]
 struct Cli {
-    /// What to measure.
-    #[arg(value_enum, default_value = "all")]
-    what: What,
+    /// What to measure (several may be named: `tcp udp first`).
+    #[arg(value_enum, default_values = ["all"])]
+    what: Vec<What>,
     /// Prefix of the (already created) testbed namespaces.
     #[arg(long)]
     prefix: String,
@@ -79,6 +86,14 @@ struct Cli {
     /// the first packets of every flow see.
     #[arg(long)]
     no_userspace_ping: bool,
+    /// Also measure wanlb without its kernel fast path (`--offload off`) in every repetition
+    /// of tcp, udp, first and cost, alternating with the others.
+    #[arg(long)]
+    userspace: bool,
+    /// Leave out plain routing (the gateway forwarding without NAT), which tcp, udp, first
+    /// and cost otherwise measure as the floor for any NAT.
+    #[arg(long)]
+    no_routed: bool,
     /// An argument added to every `wanlb run` (repeatable), e.g. --wanlb-arg=--offload
     /// --wanlb-arg=off to measure the userspace data path alone.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
@@ -94,9 +109,17 @@ struct Cli {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum What {
     All,
+    /// TCP: one stream each way, 8 streams to 8 destinations, 8 streams to one destination.
     Tcp,
+    /// 64-byte UDP datagrams over 64 flows, as fast as the sender goes.
     Udp,
+    /// Ping round trips through a settled flow (and through wanlb's userspace path).
     Latency,
+    /// The first exchange of new flows: 500 request/answer pairs, each from a new socket.
+    First,
+    /// CPU time per GB at a fixed offered load (3 Gbit/s TCP, 100 kpps 64-byte UDP).
+    Cost,
+    /// New flows a second, and how many are held.
     Flows,
     /// wanlb alone: a line of isp1 cut beyond the gateway and at the gateway's link.
     Failover,
@@ -131,7 +154,7 @@ struct Sample {
     unit: &'static str,
     /// Whether a larger value is better (throughput) or worse (latency, memory).
     higher_is_better: bool,
-    path: Gateway,
+    path: Path,
     rep: usize,
     value: f64,
 }
@@ -330,22 +353,32 @@ impl Drop for Proc {
 /// The path under test, set up for as long as it lives.
 enum Active<'a> {
     Kernel(&'a Bed),
-    Wanlb(Proc),
+    Routed(&'a Bed),
+    Wanlb {
+        proc: Proc,
+        /// Where its CPU time is counted, if the benchmark has a cgroup.
+        cgroup: Option<Cgroup>,
+    },
 }
 
 impl Active<'_> {
     fn start<'a>(
         bed: &'a Bed,
-        path: Gateway,
+        path: Path,
         workers: usize,
         extra: &[&str],
+        cgroup: Option<&Cgroup>,
     ) -> Result<Active<'a>> {
         match path {
-            Gateway::Kernel => {
+            Path::Kernel => {
                 bed.testbed("kernel")?;
                 Ok(Active::Kernel(bed))
             }
-            Gateway::Wanlb => {
+            Path::Routed => {
+                bed.testbed("routed")?;
+                Ok(Active::Routed(bed))
+            }
+            Path::Wanlb | Path::WanlbOffloadOff => {
                 let wanlb = bed.bin.join("wanlb").display().to_string();
                 let state = format!("/tmp/wanlb-bench-{}", bed.prefix);
                 let workers = workers.to_string();
@@ -359,9 +392,20 @@ impl Active<'_> {
                 ];
                 args.extend_from_slice(&wanlb_testkit::EXAMPLE_FLAGS);
                 args.extend_from_slice(extra);
-                let p = Proc::start(bed.cmd("gw", &args))?;
-                p.wait_for(" ready ", "wanlb")?;
-                Ok(Active::Wanlb(p))
+                if path == Path::WanlbOffloadOff {
+                    args.extend(["--offload", "off"]);
+                }
+                let proc = Proc::start(bed.cmd("gw", &args))?;
+                let cgroup = match cgroup {
+                    Some(parent) => {
+                        let own = parent.child("wanlb")?;
+                        own.add(proc.child.id())?;
+                        Some(own)
+                    }
+                    None => None,
+                };
+                proc.wait_for(" ready ", "wanlb")?;
+                Ok(Active::Wanlb { proc, cgroup })
             }
         }
     }
@@ -369,8 +413,10 @@ impl Active<'_> {
     fn stop(self) -> Result<()> {
         match self {
             Active::Kernel(bed) => bed.testbed("nokernel"),
-            Active::Wanlb(p) => {
-                let log = p.stop();
+            Active::Routed(bed) => bed.testbed("norouted"),
+            Active::Wanlb { proc, cgroup } => {
+                let log = proc.stop();
+                drop(cgroup);
                 if log.contains("stopped") {
                     Ok(())
                 } else {
@@ -430,6 +476,8 @@ fn retry<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
 struct Run<'a> {
     bed: &'a Bed,
     cli: &'a Cli,
+    /// Holds every process the benchmark starts, for the cost's CPU time.
+    cgroup: Option<Cgroup>,
     samples: Vec<Sample>,
     failover: Vec<FailoverSample>,
 }
@@ -440,7 +488,7 @@ impl Run<'_> {
         metric: &'static str,
         unit: &'static str,
         higher_is_better: bool,
-        path: Gateway,
+        path: Path,
         rep: usize,
         value: f64,
     ) {
@@ -454,7 +502,7 @@ impl Run<'_> {
         });
     }
 
-    fn tcp(&mut self, path: Gateway, rep: usize) -> Result<()> {
+    fn tcp(&mut self, path: Path, rep: usize) -> Result<()> {
         let secs = self.cli.seconds.unwrap_or(5).to_string();
         let bed = self.bed;
         let one = |extra: &[&str]| {
@@ -480,31 +528,9 @@ impl Run<'_> {
             rep,
             down / 1e9,
         );
-        let eight = || -> Result<f64> {
-            let clients: Vec<Child> = (11..19)
-                .map(|i| {
-                    bed.cmd(
-                        "lan",
-                        &["iperf3", "-c", &format!("198.19.0.{i}"), "-t", &secs, "-J"],
-                    )
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                })
-                .collect::<std::io::Result<_>>()
-                .map_err(|e| e.to_string())?;
-            let mut total = 0.0;
-            let mut first_error = None;
-            for c in clients {
-                let out = c.wait_with_output().map_err(|e| e.to_string())?;
-                match iperf_bps(&String::from_utf8_lossy(&out.stdout)) {
-                    Ok(bps) => total += bps,
-                    Err(e) => first_error = first_error.or(Some(e)),
-                }
-            }
-            first_error.map_or(Ok(total), Err)
-        };
-        let total = retry("TCP 8 streams", eight)?;
+        let targets: Vec<(String, u16)> =
+            (11..19).map(|i| (format!("198.19.0.{i}"), 5201)).collect();
+        let total = retry("TCP 8 streams", || self.streams(&targets))?;
         self.push(
             "TCP 8 streams to 8 destinations",
             "Gbit/s",
@@ -513,10 +539,10 @@ impl Run<'_> {
             rep,
             total / 1e9,
         );
-        Ok(())
+        self.one_destination(path, rep)
     }
 
-    fn udp(&mut self, path: Gateway, rep: usize) -> Result<()> {
+    fn udp(&mut self, path: Path, rep: usize) -> Result<()> {
         let probe = self.bed.probe();
         let sink = Proc::start(
             self.bed
@@ -562,7 +588,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn latency(&mut self, path: Gateway, rep: usize, label: &'static str) -> Result<()> {
+    fn latency(&mut self, path: Path, rep: usize, label: &'static str) -> Result<()> {
         // warm the flow, then 300 probes at 10 ms intervals: low load
         self.bed
             .run("lan", &["ping", "-c", "3", "-i", "0.05", "198.19.0.3"])?;
@@ -619,7 +645,7 @@ impl Run<'_> {
         Ok((delivered, seconds.ok_or(format!("no seconds in {sent:?}"))?))
     }
 
-    fn flows(&mut self, path: Gateway, rep: usize, active: &Active) -> Result<()> {
+    fn flows(&mut self, path: Path, rep: usize, active: &Active) -> Result<()> {
         let (delivered, seconds) = self.open_flows(200_000)?;
         self.push(
             "new UDP flows/s",
@@ -640,7 +666,7 @@ impl Run<'_> {
             delivered / 1e3,
         );
         match active {
-            Active::Kernel(_) => {
+            Active::Kernel(_) | Active::Routed(_) => {
                 let held = self
                     .bed
                     .run("gw", &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])?;
@@ -653,7 +679,7 @@ impl Run<'_> {
                     held.trim().parse::<f64>().unwrap_or(0.0) / 1e3,
                 );
             }
-            Active::Wanlb(p) => {
+            Active::Wanlb { proc: p, .. } => {
                 p.signal("-USR1");
                 std::thread::sleep(Duration::from_millis(300));
                 let log = p.output();
@@ -699,8 +725,8 @@ impl Run<'_> {
         echo.wait_for("listening", "TCP echo server")?;
         let mut extra: Vec<&str> = self.cli.wanlb_arg.iter().map(String::as_str).collect();
         extra.extend(FAILOVER_ARGS);
-        let active = Active::start(bed, Gateway::Wanlb, self.cli.workers, &extra)?;
-        let Active::Wanlb(wanlb) = &active else {
+        let active = Active::start(bed, Path::Wanlb, self.cli.workers, &extra, None)?;
+        let Active::Wanlb { proc: wanlb, .. } = &active else {
             return Err("failover runs on wanlb only".into());
         };
         for rep in 1..=reps {
@@ -827,6 +853,10 @@ impl Run<'_> {
             })
     }
 }
+
+/// wanlb's flow limits while `flows` is measured (unless --wanlb-arg sets them): above what
+/// the measurement opens, for one LAN host too.
+const FLOWS_LIMITS: [&str; 4] = ["--max-flows", "2000000", "--max-flows-per-host", "2000000"];
 
 /// Blocks UDP to the ports the flow generator uses in the simulated internet, so it does not
 /// answer each with a port unreachable.
@@ -1137,49 +1167,6 @@ fn failover_markdown(lines: &[FailoverLine], flags: &str) -> String {
     md
 }
 
-#[derive(Serialize)]
-struct Line {
-    metric: &'static str,
-    unit: &'static str,
-    kernel: f64,
-    wanlb: f64,
-    ratio: f64,
-    higher_is_better: bool,
-}
-
-/// Medians per metric, in the order the metrics were first measured.
-fn summarize(samples: &[Sample]) -> Vec<Line> {
-    let mut metrics: Vec<&Sample> = Vec::new();
-    for s in samples {
-        if !metrics.iter().any(|m| m.metric == s.metric) {
-            metrics.push(s);
-        }
-    }
-    metrics
-        .into_iter()
-        .map(|m| {
-            let values = |g: Gateway| {
-                median(
-                    samples
-                        .iter()
-                        .filter(|s| s.metric == m.metric && s.path == g)
-                        .map(|s| s.value)
-                        .collect(),
-                )
-            };
-            let (kernel, wanlb) = (values(Gateway::Kernel), values(Gateway::Wanlb));
-            Line {
-                metric: m.metric,
-                unit: m.unit,
-                kernel,
-                wanlb,
-                ratio: wanlb / kernel,
-                higher_is_better: m.higher_is_better,
-            }
-        })
-        .collect()
-}
-
 fn fmt(v: f64) -> String {
     if v.is_nan() {
         "n/a".into()
@@ -1190,112 +1177,6 @@ fn fmt(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
-}
-
-fn markdown(lines: &[Line], reps: usize, meta: &str) -> String {
-    let mut md = format!("# wanlb vs the kernel recipe\n\n{meta}\n");
-    if lines.is_empty() {
-        return md;
-    }
-    md += &format!("\nMedians of {reps} repetitions.\n\n");
-    md += "| metric | unit | kernel recipe | wanlb | wanlb/kernel |\n|---|---|---:|---:|---:|\n";
-    for l in lines {
-        let note = if l.higher_is_better {
-            ""
-        } else {
-            " (lower is better)"
-        };
-        md += &format!(
-            "| {}{} | {} | {} | {} | {} |\n",
-            l.metric,
-            note,
-            l.unit,
-            fmt(l.kernel),
-            fmt(l.wanlb),
-            fmt(l.ratio)
-        );
-    }
-    for l in lines
-        .iter()
-        .filter(|l| l.metric.starts_with("ping RTT p50"))
-    {
-        md += &format!(
-            "\n{}: wanlb adds {} µs.\n",
-            l.metric,
-            fmt(l.wanlb - l.kernel)
-        );
-    }
-    md
-}
-
-fn chart(lines: &[Line], path: &Path) -> Result<()> {
-    use plotters::prelude::*;
-    let shown: Vec<&Line> = lines.iter().filter(|l| l.ratio.is_finite()).collect();
-    let max = shown.iter().map(|l| l.ratio).fold(1.2f64, f64::max) * 1.1;
-    let height = 80 + 44 * shown.len() as u32;
-    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut c = ChartBuilder::on(&root)
-        .caption(
-            "wanlb / kernel recipe (medians; right of 1.0 is more for wanlb)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(330)
-        .build_cartesian_2d(0f64..max, 0f64..shown.len() as f64)
-        .map_err(|e| e.to_string())?;
-    let names: Vec<String> = shown
-        .iter()
-        .map(|l| format!("{} ({})", l.metric, l.unit))
-        .collect();
-    c.configure_mesh()
-        .disable_y_mesh()
-        .light_line_style(WHITE)
-        .y_labels(shown.len() * 2 + 1)
-        .y_label_formatter(&|y| {
-            let i = *y - 0.5;
-            if i >= 0.0 && i.fract().abs() < 1e-6 {
-                names.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .x_desc("ratio")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    c.draw_series(shown.iter().enumerate().map(|(i, l)| {
-        let good = if l.higher_is_better {
-            l.ratio >= 1.0
-        } else {
-            l.ratio <= 1.0
-        };
-        let color = if good {
-            RGBColor(46, 139, 87)
-        } else {
-            RGBColor(205, 92, 92)
-        };
-        Rectangle::new(
-            [(0.0, i as f64 + 0.15), (l.ratio, i as f64 + 0.85)],
-            color.filled(),
-        )
-    }))
-    .map_err(|e| e.to_string())?;
-    c.draw_series(shown.iter().enumerate().map(|(i, l)| {
-        Text::new(
-            format!("{:.2}", l.ratio),
-            (l.ratio + max * 0.01, i as f64 + 0.6),
-            ("sans-serif", 14),
-        )
-    }))
-    .map_err(|e| e.to_string())?;
-    c.draw_series(LineSeries::new(
-        [(1.0, 0.0), (1.0, shown.len() as f64)],
-        BLACK.stroke_width(1),
-    ))
-    .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 /// A line above the progress bar, or on its own when stderr is not a terminal (the bar is
@@ -1340,40 +1221,95 @@ fn run(cli: &Cli) -> Result<()> {
         bin: cli.bin.clone(),
         script: root.join("scripts/testbed.sh"),
     };
-    match cli.what {
-        What::Stress => return stress::run(&bed, cli),
-        What::Soak => return soak::run(&bed, cli),
-        What::Ipv6 => return ipv6::run(&bed, cli),
-        _ => {}
+    let want = |w: What| cli.what.contains(&What::All) || cli.what.contains(&w);
+    let alone = |w: What| cli.what.len() == 1 && cli.what[0] == w;
+    if alone(What::Stress) {
+        return stress::run(&bed, cli);
     }
-    let want = |w: What| cli.what == What::All || cli.what == w;
+    if alone(What::Soak) {
+        return soak::run(&bed, cli);
+    }
+    if alone(What::Ipv6) {
+        return ipv6::run(&bed, cli);
+    }
+    if [What::Stress, What::Soak, What::Ipv6]
+        .iter()
+        .any(|w| cli.what.contains(w))
+    {
+        return Err("stress, soak and ipv6 run alone, not with other measurements".into());
+    }
     let reps = cli.reps.unwrap_or(3);
     let failover_reps = if want(What::Failover) {
         cli.reps.unwrap_or(5)
     } else {
         0
     };
+    // every process started from here on is counted in it (the cost's CPU time)
+    let cgroup = if want(What::Cost) {
+        Some(Cgroup::enter_new(&format!("wanlb-bench-{}", cli.prefix))?)
+    } else {
+        None
+    };
 
     // servers in the simulated internet, for the whole run
     let mut servers = Vec::new();
-    if want(What::Tcp) {
-        for i in std::iter::once(7).chain(11..19) {
+    if want(What::Tcp) || want(What::Cost) {
+        let mut listen: Vec<(String, u16)> =
+            (11..19).map(|i| (format!("198.19.0.{i}"), 5201)).collect();
+        listen.extend(cases::ONE_DESTINATION_PORTS.map(|p| (cases::TCP_SERVER.to_string(), p)));
+        for (addr, port) in listen {
+            let port = port.to_string();
             servers.push(Proc::start(
-                bed.cmd("inet", &["iperf3", "-s", "-B", &format!("198.19.0.{i}")]),
+                bed.cmd("inet", &["iperf3", "-s", "-B", &addr, "-p", &port]),
             )?);
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+    if want(What::First) {
+        let probe = bed.probe();
+        let first = format!("{}/32", cases::FIRST_SERVER);
+        let reflector = Proc::start(bed.cmd("inet", &[&probe, "serve", "--udp", &first]))?;
+        reflector.wait_for("listening", "UDP reflector")?;
+        servers.push(reflector);
     }
     if want(What::Flows) {
         quiet_internet(&bed)?;
     }
 
-    let per_rep = [What::Tcp, What::Udp, What::Latency, What::Flows]
-        .iter()
-        .filter(|w| want(**w))
-        .count();
-    // the side-by-side measurements run on both paths; failover twice (two cuts) on wanlb
-    let bar = ProgressBar::new((reps * 2 * per_rep + failover_reps * 2) as u64);
+    let cases = [
+        (What::Tcp, "TCP"),
+        (What::Udp, "UDP"),
+        (What::Latency, "latency"),
+        (What::First, "first exchange"),
+        (What::Cost, "cost"),
+        (What::Flows, "flows"),
+    ];
+    // which case runs on which path: plain routing and wanlb without its fast path only
+    // where they say something (no NAT table to count, the userspace ping has its own run)
+    let runs_on = |what: What, path: Path| match path {
+        Path::Kernel | Path::Wanlb => true,
+        Path::Routed => {
+            !cli.no_routed && matches!(what, What::Tcp | What::Udp | What::First | What::Cost)
+        }
+        Path::WanlbOffloadOff => {
+            cli.userspace && matches!(what, What::Tcp | What::Udp | What::First | What::Cost)
+        }
+    };
+    let planned: Vec<(Path, Vec<(What, &str)>)> = compare::PATHS
+        .into_iter()
+        .map(|path| {
+            let here = cases
+                .iter()
+                .copied()
+                .filter(|(w, _)| want(*w) && runs_on(*w, path))
+                .collect::<Vec<_>>();
+            (path, here)
+        })
+        .filter(|(_, here)| !here.is_empty())
+        .collect();
+    let per_rep: usize = planned.iter().map(|(_, here)| here.len()).sum();
+    // failover twice (two cuts) on wanlb
+    let bar = ProgressBar::new((reps * per_rep + failover_reps * 2) as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .map_err(|e| e.to_string())?
@@ -1382,45 +1318,46 @@ fn run(cli: &Cli) -> Result<()> {
     let mut r = Run {
         bed: &bed,
         cli,
+        cgroup,
         samples: Vec::new(),
         failover: Vec::new(),
     };
+    let mut extra: Vec<&str> = cli.wanlb_arg.iter().map(String::as_str).collect();
+    // the benchmark's one LAN host would meet its share of the flow table (a sixteenth)
+    // long before the path's speed: lift the limits unless told otherwise
+    if want(What::Flows) && !extra.iter().any(|a| a.starts_with("--max-flows")) {
+        extra.extend(FLOWS_LIMITS);
+    }
     for rep in (1..=reps).filter(|_| per_rep > 0) {
-        for path in [Gateway::Kernel, Gateway::Wanlb] {
-            let extra: Vec<&str> = cli.wanlb_arg.iter().map(String::as_str).collect();
-            let active = Active::start(&bed, path, cli.workers, &extra)?;
-            for (what, name) in [
-                (What::Tcp, "TCP"),
-                (What::Udp, "UDP"),
-                (What::Latency, "latency"),
-                (What::Flows, "flows"),
-            ] {
-                if !want(what) {
-                    continue;
-                }
+        for (path, here) in &planned {
+            let path = *path;
+            let active = Active::start(&bed, path, cli.workers, &extra, r.cgroup.as_ref())?;
+            for (what, name) in here {
                 bar.set_message(format!("rep {rep}/{reps}: {} {name}", path.name()));
                 let before = r.samples.len();
                 match what {
                     What::Tcp => r.tcp(path, rep)?,
                     What::Udp => r.udp(path, rep)?,
                     What::Latency => r.latency(path, rep, "")?,
+                    What::First => r.first_exchange(path, rep)?,
+                    What::Cost => r.cost(path, rep, &active)?,
                     _ => r.flows(path, rep, &active)?,
                 }
                 log_samples(&bar, &r.samples[before..]);
                 bar.inc(1);
             }
             active.stop()?;
-            if want(What::Latency) && !cli.no_userspace_ping {
+            if here.iter().any(|(w, _)| *w == What::Latency) && !cli.no_userspace_ping {
                 // the same ping through wanlb's userspace path (and the kernel again)
                 let mut extra = extra.clone();
                 extra.extend(["--offload", "off"]);
-                let active = Active::start(&bed, path, cli.workers, &extra)?;
+                let active = Active::start(&bed, path, cli.workers, &extra, None)?;
                 let before = r.samples.len();
                 r.latency(path, rep, "userspace")?;
                 log_samples(&bar, &r.samples[before..]);
                 active.stop()?;
             }
-            if want(What::Flows) {
+            if here.iter().any(|(w, _)| *w == What::Flows) {
                 // let the held flows go before the next path runs
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -1432,18 +1369,19 @@ fn run(cli: &Cli) -> Result<()> {
     }
     bar.finish_with_message("done");
 
-    let lines = summarize(&r.samples);
+    let lines = compare::summarize(&r.samples);
     let failover = summarize_failover(&r.failover);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let meta = format!(
-        "Linux {}, {} CPUs, wanlb --workers {}, {} s per throughput run.",
-        kernel.trim(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cli.workers,
+        "{} {} s per throughput run.",
+        report::machine(cli),
         cli.seconds.unwrap_or(5)
     );
+    let meta = format!(
+        "{meta}\nLoad average (1, 5, 15 min) at the end: {}.",
+        report::load_average()
+    );
     std::fs::create_dir_all(&cli.out).map_err(|e| e.to_string())?;
-    let mut md = markdown(&lines, reps, &meta);
+    let mut md = compare::markdown(&lines, reps, &meta);
     let flags: Vec<&str> = FAILOVER_ARGS
         .into_iter()
         .chain(cli.wanlb_arg.iter().map(String::as_str))
@@ -1474,7 +1412,7 @@ fn run(cli: &Cli) -> Result<()> {
         let _ = std::fs::remove_file(cli.out.join("report.svg"));
         "{md,json}"
     } else {
-        chart(&lines, &cli.out.join("report.svg"))?;
+        compare::chart(&lines, &cli.out.join("report.svg"))?;
         "{md,json,svg}"
     };
     println!("\n{md}\nreport: {}/report.{files}", cli.out.display());

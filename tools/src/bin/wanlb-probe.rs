@@ -24,6 +24,8 @@ use wanlb::io::batch::RawUdp;
 use wanlb::io::vnet::{self, VnetHeader};
 use wanlb_testkit::Ipv4Packet;
 
+#[path = "wanlb-probe/pace.rs"]
+mod pace;
 #[path = "wanlb-probe/punch.rs"]
 mod punch;
 #[path = "wanlb-probe/raw.rs"]
@@ -189,6 +191,32 @@ enum Command {
         seconds: f64,
         #[arg(long, default_value_t = 5001)]
         port: u16,
+    },
+    /// Send PPS datagrams a second over FLOWS flows (one per destination address from DST
+    /// up, port 5001) for SECONDS, in batches every millisecond: a fixed offered load.
+    UdpPaced {
+        #[arg(long)]
+        dst: Ipv4Addr,
+        #[arg(long, default_value_t = 64)]
+        flows: u32,
+        /// UDP payload bytes; 18 makes a 64-byte Ethernet frame (with FCS).
+        #[arg(long, default_value_t = 18)]
+        payload: usize,
+        #[arg(long)]
+        pps: u64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// COUNT request/answer exchanges with the reflector at DST, each from a new socket (a
+    /// new flow, as a DNS lookup is), PAUSE apart; prints each round trip ("rtt US") and
+    /// "answered N of COUNT p50 US p99 US".
+    UdpFirst {
+        #[arg(long)]
+        dst: SocketAddrV4,
+        #[arg(long, default_value_t = 500)]
+        count: u32,
+        #[arg(long, default_value = "2ms", value_parser = parse_interval)]
+        pause: Duration,
     },
     /// Send one UDP GSO super-packet of SEGMENTS datagrams of SIZE bytes (UDP_SEGMENT) to the
     /// reflector and check every datagram comes back answered and intact.
@@ -415,6 +443,14 @@ fn main() -> ExitCode {
         Command::CaptureVerify { dev } => capture_verify(&dev),
         Command::UdpSink { udp, port } => udp_sink(&udp, port),
         Command::UdpNewFlows { dst, addrs, count } => udp_new_flows(dst, addrs, count),
+        Command::UdpPaced {
+            dst,
+            flows,
+            payload,
+            pps,
+            seconds,
+        } => pace::udp_paced(dst, flows, payload, pps, seconds),
+        Command::UdpFirst { dst, count, pause } => pace::udp_first(dst, count, pause),
         Command::UdpGsoCheck {
             dst,
             segments,

@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use super::{
-    Bed, Cli, Gateway, Proc, Result, Sample, iperf_bps, markdown, percentile, retry, summarize,
-};
+use super::compare::{Path, markdown, summarize};
+use super::{Bed, Cli, Proc, Result, Sample, iperf_bps, percentile, retry};
 
 /// wanlb with IPv6 on both lines, as the kernel recipe below.
 const WANLB_ARGS: [&str; 6] = [
@@ -36,9 +35,9 @@ enum Active6 {
     Wanlb(Proc),
 }
 
-fn start(bed: &Bed, path: Gateway, cli: &Cli) -> Result<Active6> {
+fn start(bed: &Bed, path: Path, cli: &Cli) -> Result<Active6> {
     match path {
-        Gateway::Kernel => {
+        Path::Kernel => {
             bed.run("gw", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
             bed.ip(
                 "gw",
@@ -80,7 +79,10 @@ fn start(bed: &Bed, path: Gateway, cli: &Cli) -> Result<Active6> {
             }
             Ok(Active6::Kernel)
         }
-        Gateway::Wanlb => {
+        Path::Routed | Path::WanlbOffloadOff => {
+            Err(format!("the IPv6 run has no {} path", path.name()))
+        }
+        Path::Wanlb => {
             let wanlb = bed.bin.join("wanlb").display().to_string();
             let state = format!("/tmp/wanlb-bench-{}", bed.prefix);
             let workers = cli.workers.to_string();
@@ -129,13 +131,7 @@ fn stop(bed: &Bed, active: Active6) -> Result<()> {
 }
 
 /// One repetition on `path`: TCP both ways to one destination, ping RTT.
-fn measure(
-    bed: &Bed,
-    cli: &Cli,
-    path: Gateway,
-    rep: usize,
-    samples: &mut Vec<Sample>,
-) -> Result<()> {
+fn measure(bed: &Bed, cli: &Cli, path: Path, rep: usize, samples: &mut Vec<Sample>) -> Result<()> {
     let secs = cli.seconds.unwrap_or(5).to_string();
     let mut push = |metric, unit, higher_is_better, value| {
         samples.push(Sample {
@@ -196,7 +192,7 @@ pub fn run(bed: &Bed, cli: &Cli) -> Result<()> {
     let reps = cli.reps.unwrap_or(3);
     let mut samples = Vec::new();
     for rep in 1..=reps {
-        for path in [Gateway::Kernel, Gateway::Wanlb] {
+        for path in [Path::Kernel, Path::Wanlb] {
             eprintln!("rep {rep}/{reps}: {} IPv6", path.name());
             let active = start(bed, path, cli)?;
             let measured = measure(bed, cli, path, rep, &mut samples);
