@@ -425,7 +425,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 }
             }
         }
-        self.metering.save();
+        self.meter_at_stop();
         Ok(())
     }
 
@@ -435,13 +435,47 @@ impl<'a, T: PacketIo> Running<'a, T> {
     fn meter(&mut self) {
         let shared = self.apply.shared;
         let now = shared.now();
+        let Some(totals) = self.totals() else {
+            return;
+        };
+        let (effects, recent) = self
+            .metering
+            .read(now.as_millis(), &totals, &|i| self.state_name(i));
+        shared.engine.set_recent_bytes(&recent);
+        self.apply.caps(&effects);
+        self.apply.fail_back(now);
+        self.metering.save_if_due(now.as_millis());
+    }
+
+    /// A last reading at the stop, so the counts saved hold the last second's bytes too;
+    /// nothing is put into effect any more.
+    fn meter_at_stop(&self) {
+        if let Some(totals) = self.totals() {
+            let now = self.apply.shared.now().as_millis();
+            self.metering.read(now, &totals, &|i| self.state_name(i));
+        }
+        self.metering.save();
+    }
+
+    /// The health state of the uplink at `i`, as the hook names it.
+    fn state_name(&self, i: usize) -> &'static str {
+        self.apply.shared.uplinks[crate::uplink::id_at(i)]
+            .status()
+            .state
+            .name()
+    }
+
+    /// Every uplink's byte total now: the engine's, the kernel fast path's and the probes';
+    /// none while the fast path's counters cannot be read.
+    fn totals(&self) -> Option<Vec<u64>> {
+        let shared = self.apply.shared;
         let fast = match &shared.fast_path {
             Some(f) => match f.totals() {
                 Ok(t) => Some(t),
                 Err(e) => {
                     // a reading without them would count them twice once they are back
                     tracing::debug!(error = %e, "cannot read the fast path's counters; no reading this second");
-                    return;
+                    return None;
                 }
             },
             None => None,
@@ -460,17 +494,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 c.outbound_bytes + c.inbound_bytes + f.outbound_bytes + f.inbound_bytes + probes[i]
             })
             .collect();
-        let state_of = |i: usize| {
-            shared.uplinks[crate::uplink::id_at(i)]
-                .status()
-                .state
-                .name()
-        };
-        let (effects, recent) = self.metering.read(now.as_millis(), &totals, &state_of);
-        shared.engine.set_recent_bytes(&recent);
-        self.apply.caps(&effects);
-        self.apply.fail_back(now);
-        self.metering.save_if_due(now.as_millis());
+        Some(totals)
     }
 
     /// Builds the poller anew: netlink first, then each uplink's probe socket and, on an
