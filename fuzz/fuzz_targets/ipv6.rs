@@ -48,6 +48,7 @@ fn engine() -> Engine {
             max_flows_per_host: 3,
             max_ports_per_host: 2,
             max_embryonic_per_forward: 64,
+            max_flows_per_forward_source: 2,
         },
     })
     // one byte of the source to guess: fd00::/8
