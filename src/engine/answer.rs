@@ -106,22 +106,30 @@ pub fn sequence_probe(
 pub fn reset_in_place(ip: Ipv4Packet<&mut [u8]>) -> usize {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     let segment = TcpSegment::new_unchecked(ip.payload());
-    let (seq, ack, flags) = (segment.seq_number(), segment.ack_number(), segment.flags());
     let (src_port, dst_port) = (segment.src_port(), segment.dst_port());
-    let payload = u32::try_from(segment.payload_len()).expect("an IPv4 packet is under 64 KiB");
-    let consumed = payload + u32::from(flags & tcp::SYN != 0) + u32::from(flags & tcp::FIN != 0);
-    // a SYN acknowledges nothing yet: its reset carries no sequence number the host checks
-    let reset_seq = if flags & tcp::ACK != 0 { ack } else { 0 };
+    let (seq, ack) = reset_numbers(&segment);
     tcp_segment(
         ip.into_inner(),
         (dst, dst_port),
         (src, src_port),
-        reset_seq,
-        seq.wrapping_add(consumed),
+        seq,
+        ack,
         tcp::RST | tcp::ACK,
         0,
     );
     IP_HEADER + TCP_HEADER
+}
+
+/// The sequence and acknowledgement numbers of the reset that answers `segment` (either
+/// family): the segment's acknowledgement number (the host's next expected byte), and an
+/// acknowledgement of everything the segment carried.
+pub(in crate::engine) fn reset_numbers(segment: &TcpSegment<&[u8]>) -> (u32, u32) {
+    let (seq, ack, flags) = (segment.seq_number(), segment.ack_number(), segment.flags());
+    let payload = u32::try_from(segment.payload_len()).expect("a packet is under 64 KiB");
+    let consumed = payload + u32::from(flags & tcp::SYN != 0) + u32::from(flags & tcp::FIN != 0);
+    // a SYN acknowledges nothing yet: its reset carries no sequence number the host checks
+    let reset_seq = if flags & tcp::ACK != 0 { ack } else { 0 };
+    (reset_seq, seq.wrapping_add(consumed))
 }
 
 /// Writes into `out` an ICMP destination unreachable of `code` about `ip` (checked),

@@ -87,7 +87,31 @@ pub fn rewrite_end(
     }
     ip.set_checksum(addr_delta.apply_complete(ip.checksum()));
     let proto = ip.protocol();
-    let l4 = ip.payload_mut();
+    // ICMP has no pseudo header: only the identifier counts
+    rewrite_port(
+        ip.payload_mut(),
+        proto,
+        end,
+        port,
+        csum,
+        addr_delta,
+        Delta::new(),
+    );
+}
+
+/// Rewrites the port (TCP, UDP) or the echo identifier (ICMP, ICMPv6) at `end` of the
+/// transport header `l4` of protocol `proto`, with its checksum: `addr_delta` is what the
+/// address change did to the pseudo header, `icmp_delta` the part of it ICMP covers (nothing
+/// for ICMPv4, the addresses for ICMPv6).
+pub(super) fn rewrite_port(
+    l4: &mut [u8],
+    proto: u8,
+    end: End,
+    port: u16,
+    csum: L4Checksum,
+    addr_delta: Delta,
+    icmp_delta: Delta,
+) {
     match proto {
         PROTO_TCP => {
             let mut t = TcpSegment::new_unchecked(l4);
@@ -116,11 +140,10 @@ pub fn rewrite_end(
             u.set_checksum(updated(u.checksum(), csum, addr_delta, port_delta, true));
         }
         _ => {
-            // ICMP has no pseudo header: only the identifier counts
             let mut m = IcmpMessage::new_unchecked(l4);
             let port_delta = Delta::new().word(m.echo_ident(), port);
             m.set_echo_ident(port);
-            m.set_checksum(updated(m.checksum(), csum, Delta::new(), port_delta, false));
+            m.set_checksum(updated(m.checksum(), csum, icmp_delta, port_delta, false));
         }
     }
 }

@@ -3,7 +3,7 @@
 //! [`crate::engine::answer`] for why), and ICMPv6 destination unreachable when no line can
 //! carry its IPv6 (so that its stack falls back to IPv4 at once).
 
-use crate::engine::answer::NET_UNREACHABLE;
+use crate::engine::answer::{NET_UNREACHABLE, reset_numbers};
 use crate::engine::checksum::{checksum, pseudo_header6};
 use crate::engine::wire::ipv6::{self, Headers};
 use crate::engine::wire::tcp::{self, TcpSegment};
@@ -79,17 +79,14 @@ pub(in crate::engine) fn sequence_probe6(
 pub(in crate::engine) fn reset_in_place6(ip: Ipv6Packet<&mut [u8]>, h: &Headers) -> usize {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     let segment = TcpSegment::new_unchecked(ip.from(h.transport_at));
-    let (seq, ack, flags) = (segment.seq_number(), segment.ack_number(), segment.flags());
     let (src_port, dst_port) = (segment.src_port(), segment.dst_port());
-    let payload = u32::try_from(segment.payload_len()).expect("an IPv6 packet is under 64 KiB");
-    let consumed = payload + u32::from(flags & tcp::SYN != 0) + u32::from(flags & tcp::FIN != 0);
-    let reset_seq = if flags & tcp::ACK != 0 { ack } else { 0 };
+    let (seq, ack) = reset_numbers(&segment);
     tcp_segment6(
         ip.into_inner(),
         (dst, dst_port),
         (src, src_port),
-        reset_seq,
-        seq.wrapping_add(consumed),
+        seq,
+        ack,
         tcp::RST | tcp::ACK,
         0,
     );

@@ -5,7 +5,7 @@
 //! checksum as it is.
 
 use crate::engine::checksum::Delta;
-use crate::engine::translate::{End, updated};
+use crate::engine::translate::{End, rewrite_port};
 use crate::engine::wire::icmp::IcmpMessage;
 use crate::engine::wire::icmpv6::{self, QuotedPacket6};
 use crate::engine::wire::ipv6::Headers;
@@ -79,42 +79,9 @@ pub(super) fn rewrite_end6(
         return;
     };
     let addr_delta = Delta::new().addr6(old, addr);
+    // ICMPv6, unlike ICMPv4, covers the addresses through its pseudo header
     let l4 = ip.from_mut(h.transport_at);
-    match h.proto {
-        PROTO_TCP => {
-            let mut t = TcpSegment::new_unchecked(l4);
-            let old = match end {
-                End::Source => t.src_port(),
-                End::Destination => t.dst_port(),
-            };
-            match end {
-                End::Source => t.set_src_port(port),
-                End::Destination => t.set_dst_port(port),
-            }
-            let port_delta = Delta::new().word(old, port);
-            t.set_checksum(updated(t.checksum(), csum, addr_delta, port_delta, false));
-        }
-        PROTO_UDP => {
-            let mut u = UdpDatagram::new_unchecked(l4);
-            let old = match end {
-                End::Source => u.src_port(),
-                End::Destination => u.dst_port(),
-            };
-            match end {
-                End::Source => u.set_src_port(port),
-                End::Destination => u.set_dst_port(port),
-            }
-            let port_delta = Delta::new().word(old, port);
-            u.set_checksum(updated(u.checksum(), csum, addr_delta, port_delta, true));
-        }
-        _ => {
-            // ICMPv6, unlike ICMPv4, covers the addresses through its pseudo header
-            let mut m = IcmpMessage::new_unchecked(l4);
-            let port_delta = Delta::new().word(m.echo_ident(), port);
-            m.set_echo_ident(port);
-            m.set_checksum(updated(m.checksum(), csum, addr_delta, port_delta, false));
-        }
-    }
+    rewrite_port(l4, h.proto, end, port, csum, addr_delta, addr_delta);
 }
 
 /// Whether the ICMPv6 message at `h` has a right checksum (a partial one has none yet).
