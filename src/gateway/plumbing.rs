@@ -158,11 +158,24 @@ fn route_ipv6(p: &mut Plumbing, config: &Config) -> Result<(), GatewayError> {
 /// advertisements on every interface whose `accept_ra` is not 2: the uplinks would lose their
 /// SLAAC addresses and default routes (and `gw6=auto` its router) as they expire. So each
 /// uplink with IPv6 takes `accept_ra=2` first; both are journaled and undone at a stop.
+/// Writing `all/forwarding` writes every interface's value and the default's, and so does
+/// writing it back: those the admin had set otherwise are journaled as they are, to be
+/// written back after it (the undo runs newest first).
 fn forward_ipv6(p: &mut Plumbing, config: &Config) -> Result<(), GatewayError> {
     for u in config.uplinks.iter().filter(|u| u.gw6.is_some()) {
         p.sysctl(&format!("net/ipv6/conf/{}/accept_ra", u.dev), "2")?;
     }
-    p.sysctl("net/ipv6/conf/all/forwarding", "1")?;
+    let all = "net/ipv6/conf/all/forwarding";
+    let was = system::read_sysctl(all)?;
+    if was != "1" {
+        for name in system::ipv6_conf_names()? {
+            let key = format!("net/ipv6/conf/{name}/forwarding");
+            if name != "all" && system::read_sysctl(&key)? != was {
+                p.keep_sysctl(&key)?;
+            }
+        }
+    }
+    p.sysctl(all, "1")?;
     Ok(())
 }
 

@@ -138,6 +138,18 @@ pub fn total_memory() -> Result<u64, SystemError> {
         })
 }
 
+/// The names under /proc/sys/net/ipv6/conf: every interface with IPv6, `all` and `default`.
+pub fn ipv6_conf_names() -> Result<Vec<String>, SystemError> {
+    let dir = "/proc/sys/net/ipv6/conf";
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(format!("reading {dir}")))? {
+        let entry = entry.map_err(io_err(format!("reading {dir}")))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
 pub fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
     fs::write(sysctl_path(key), value).map_err(io_err(format!("setting sysctl {key}={value}")))
 }

@@ -122,7 +122,8 @@ fn rules_of(json: &str) -> Vec<String> {
 }
 
 #[test]
-fn ipv6_between_the_lan_and_the_uplinks_is_dropped_and_every_other_rule_is_ipv4() {
+fn ipv6_from_an_uplink_and_from_the_lan_past_the_tun_device_is_dropped_and_every_other_rule_is_ipv4()
+ {
     let json = table_json(
         "wanlb_t",
         "wanlb0",
@@ -145,23 +146,30 @@ fn ipv6_between_the_lan_and_the_uplinks_is_dropped_and_every_other_rule_is_ipv4(
     let ipv6_rules: Vec<&String> = rules.iter().filter(|r| r.contains(ipv6)).collect();
     let lans = r#""right":{"set":["eth0","eth3"]}"#;
     let uplinks = r#""right":{"set":["eth1","eth2"]}"#;
+    let counted = r#"{"counter":{"bytes":0,"packets":0}},{"drop":null}]"#;
     assert_eq!(ipv6_rules.len(), 2, "{rules:#?}");
-    for (rule, from, to, comment) in [
-        (ipv6_rules[0], lans, uplinks, IPV6_FROM_LAN),
-        (ipv6_rules[1], uplinks, lans, IPV6_TO_LAN),
-    ] {
-        assert!(rule.starts_with("forward "), "{rule}");
-        let (iif, oif) = (rule.find("iifname").unwrap(), rule.find("oifname").unwrap());
-        assert!(
-            rule[iif..oif].contains(from) && rule[oif..].contains(to),
-            "{rule}"
-        );
-        let counted = r#"{"counter":{"bytes":0,"packets":0}},{"drop":null}]"#;
-        assert!(
-            rule.ends_with(&format!("{counted} \"{comment}\"")),
-            "{rule}"
-        );
-    }
+    // from the LAN: to anything but the LAN and the TUN device
+    let from_lan = ipv6_rules[0];
+    assert!(from_lan.starts_with("forward "), "{from_lan}");
+    let oif = from_lan.find("oifname").unwrap();
+    assert!(from_lan[..oif].contains(lans), "{from_lan}");
+    assert!(
+        from_lan[oif..].contains(r#""op":"!=","right":{"set":["eth0","eth3","wanlb0"]}"#),
+        "{from_lan}"
+    );
+    assert!(
+        from_lan.ends_with(&format!("{counted} \"{IPV6_FROM_LAN}\"")),
+        "{from_lan}"
+    );
+    // from an uplink: to anywhere (another line's segment, an interface not named --lan)
+    let from_uplink = ipv6_rules[1];
+    assert!(from_uplink.starts_with("forward "), "{from_uplink}");
+    assert!(from_uplink.contains(uplinks), "{from_uplink}");
+    assert!(!from_uplink.contains("oifname"), "{from_uplink}");
+    assert!(
+        from_uplink.ends_with(&format!("{counted} \"{IPV6_FROM_UPLINK}\"")),
+        "{from_uplink}"
+    );
     // what wanlb wrote to the TUN device never goes on to an uplink, either family
     let from_tun: Vec<&String> = rules.iter().filter(|r| r.contains(FROM_TUN)).collect();
     assert_eq!(from_tun.len(), 1, "{rules:#?}");
