@@ -113,10 +113,15 @@ pub enum DropReason {
     /// address, or to a multicast group (the TUN device's own neighbour discovery and
     /// multicast listener reports, say). Not translated, and not counted as spoofed.
     Ipv6LinkScope,
+    /// A packet from an uplink whose TTL (IPv6: hop limit) is 1 or less: the gateway's own
+    /// hop would end it, and the kernel, forwarding it from the TUN device to the LAN, would
+    /// answer the internet with a time exceeded quoting the LAN host's internal address and
+    /// port.
+    TtlExceeded,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 35] = [
+    pub const ALL: [DropReason; 36] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -152,6 +157,7 @@ impl DropReason {
         DropReason::Nptv6Untranslatable,
         DropReason::NoIpv6Uplink,
         DropReason::Ipv6LinkScope,
+        DropReason::TtlExceeded,
     ];
 
     pub fn name(self) -> &'static str {
@@ -191,6 +197,7 @@ impl DropReason {
             DropReason::Nptv6Untranslatable => "nptv6_untranslatable",
             DropReason::NoIpv6Uplink => "no_ipv6_uplink",
             DropReason::Ipv6LinkScope => "ipv6_link_scope",
+            DropReason::TtlExceeded => "ttl_exceeded",
         }
     }
 

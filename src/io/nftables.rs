@@ -25,14 +25,17 @@ pub struct ForwardDrops {
     /// What wanlb wrote to its TUN device that the kernel would have forwarded to an uplink,
     /// untranslated.
     pub from_tun: u64,
+    /// The gateway's own ICMP errors that would have left through an uplink quoting a packet
+    /// to a LAN address (output chain).
+    pub errors_quoting_lan: u64,
 }
 
-/// The drop counters of the forward chain of wanlb's table `table`, read from `nft -j`
-/// (JSON, not the text meant for people).
+/// The drop counters of the forward and output chains of wanlb's table `table`, read from
+/// `nft -j` (JSON, not the text meant for people).
 pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
-    let command = format!("nft -j list chain inet {table} forward");
+    let command = format!("nft -j list table inet {table}");
     let out = Command::new("nft")
-        .args(["-j", "list", "chain", "inet", table, "forward"])
+        .args(["-j", "list", "table", "inet", table])
         .stdin(Stdio::null())
         .output()
         .map_err(|source| SystemError::Spawn {
@@ -44,14 +47,20 @@ pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
             command: command.clone(),
             stderr: format!("{e}: {}", String::from_utf8_lossy(&out.stderr)),
         })?;
-    let packets = |comment: &str| {
+    let counted = |comment: &str| {
         parsed["nftables"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|item| item["rule"]["comment"] == comment)
             .flat_map(|item| item["rule"]["expr"].as_array().cloned().unwrap_or_default())
-            .find_map(|expr| expr["counter"]["packets"].as_u64())
+            .filter_map(|expr| expr["counter"]["packets"].as_u64())
+            .collect::<Vec<u64>>()
+    };
+    let packets = |comment: &str| {
+        counted(comment)
+            .first()
+            .copied()
             .ok_or(SystemError::Command {
                 command: command.clone(),
                 stderr: format!("no counter on the rule {comment:?}"),
@@ -61,6 +70,8 @@ pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
         from_uplink: packets(FROM_UPLINK)?,
         ipv6: packets(IPV6_FROM_LAN)? + packets(IPV6_FROM_UPLINK)?,
         from_tun: packets(FROM_TUN)?,
+        // one rule per LAN network, none without
+        errors_quoting_lan: counted(output::ERROR_QUOTING_LAN).iter().sum(),
     })
 }
 
@@ -372,7 +383,9 @@ fn hairpin_rules(
 }
 
 mod ipv6;
+mod output;
 pub use ipv6::{Table6Uplink, ipv6_rules};
+pub use output::output_rules;
 
 #[cfg(test)]
 mod tests;

@@ -294,3 +294,52 @@ fn forwarded_ports_are_kept_from_the_kernel_and_hairpinned() {
     assert!(chains.contains(&r#""hairpin" "nat" "prerouting" -100"#.to_string()));
     assert!(chains.contains(&r#""hairpin_source" "nat" "postrouting" 100"#.to_string()));
 }
+
+#[test]
+fn the_gateways_errors_quoting_a_lan_address_never_leave_through_an_uplink() {
+    let items = output_rules(
+        "wanlb_t",
+        &["eth1", "eth2"],
+        &[(Ipv4Addr::new(198, 18, 3, 0), 24)],
+        &[
+            ("fd00:3::".parse().unwrap(), 64),
+            ("::".parse().unwrap(), 0),
+        ],
+    );
+    let rules: Vec<String> = items[1..].iter().map(|r| r.to_string()).collect();
+    // one rule per LAN network; a /0 would take every error, so it takes none
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    let quote =
+        |offset: u32| format!(r#"{{"payload":{{"base":"th","len":32,"offset":{offset}}}}}"#);
+    // IPv4: the quoted destination 8 + 16 bytes in, its /24
+    assert!(rules[0].contains(r#""right":"icmp""#), "{}", rules[0]);
+    assert!(
+        rules[0].contains(&format!(r#"{{"&":[{},4294967040]}}"#, quote(192)))
+            && rules[0].contains(&format!(r#""right":{}"#, 0xc612_0300_u32)),
+        "{}",
+        rules[0]
+    );
+    // IPv6: 8 + 24 bytes in, its first two words whole
+    assert!(rules[1].contains(r#""right":"ipv6-icmp""#), "{}", rules[1]);
+    assert!(rules[1].contains("packet-too-big"), "{}", rules[1]);
+    for (offset, word) in [(256, 0xfd00_0003_u32), (288, 0)] {
+        assert!(
+            rules[1].contains(&format!(
+                r#""left":{},"op":"==","right":{word}}}"#,
+                quote(offset)
+            )),
+            "{}",
+            rules[1]
+        );
+    }
+    for rule in &rules {
+        assert!(
+            rule.contains(r#""right":{"set":["eth1","eth2"]}"#),
+            "{rule}"
+        );
+        assert!(
+            rule.contains(r#"{"counter":{"bytes":0,"packets":0}},{"drop":null}"#),
+            "{rule}"
+        );
+    }
+}
