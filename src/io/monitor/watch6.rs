@@ -24,6 +24,9 @@ pub(super) struct Watch6 {
     pub health: UplinkHealth,
     pub targets: Vec<Ipv6Addr>,
     nd_misses: u32,
+    /// The source of the solicitation to the router still unanswered: only an advertisement
+    /// answering it is believed.
+    asked_from: Option<Ipv6Addr>,
     /// Where its socket is in the poller.
     pub at: usize,
     /// What the engine and the socket filters were last told of the line's IPv6.
@@ -46,6 +49,7 @@ impl Watch6 {
             },
             targets,
             nd_misses: 0,
+            asked_from: None,
             at: 0,
             told: None,
         })
@@ -111,7 +115,10 @@ impl Watch6 {
         self.nd_misses += 1;
         let ns = ipv6::neighbour_solicitation(uplink.mac(), src, router, known);
         match self.socket.send(&ns) {
-            Ok(_) => metering.probe_bytes(usize::from(id), ns.len() - link_header),
+            Ok(_) => {
+                self.asked_from = Some(src);
+                metering.probe_bytes(usize::from(id), ns.len() - link_header);
+            }
             Err(e) => {
                 tracing::debug!(uplink = %uplink.name, error = %e, "neighbour solicitation not sent")
             }
@@ -135,9 +142,11 @@ impl Watch6 {
         while let Ok(n) = self.socket.recv(&mut buf) {
             let frame = &buf[..n];
             if let Some(router) = router
+                && let Some(asked_from) = self.asked_from
                 && uplink.link == LinkKind::Ethernet
-                && let Some(mac) = ipv6::advertised_mac(frame, router)
+                && let Some(mac) = ipv6::advertised_mac(frame, router, asked_from)
             {
+                self.asked_from = None;
                 metering.probe_bytes(usize::from(id), n.saturating_sub(link_header));
                 self.health.arp_answer(now);
                 self.nd_misses = 0;
