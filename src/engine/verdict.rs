@@ -202,7 +202,8 @@ impl DropReason {
     }
 
     /// Drops the LAN host is told about with ICMP destination unreachable, so its stack
-    /// fails fast instead of waiting for a time-out.
+    /// fails fast instead of waiting for a time-out ([`DropReason::NotFromLan`]: of IPv6
+    /// only).
     pub fn is_unreachable(self) -> bool {
         self.unreachable_code().is_some()
     }
@@ -221,6 +222,7 @@ impl DropReason {
             | DropReason::HostFlowLimit
             | DropReason::UnverifiedFlowLimit
             | DropReason::UnverifiedPortLimit => Some(answer::ADMIN_PROHIBITED),
+            DropReason::NotFromLan => Some(answer::SOURCE_POLICY),
             _ => None,
         }
     }
