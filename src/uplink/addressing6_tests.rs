@@ -216,6 +216,9 @@ fn the_record_takes_ipv6_flows_only_while_its_ipv6_is_up_and_reachable() {
     f.addr = None;
     assert!(!f.is_up(true));
     assert_eq!(f.translation(), "nat66");
+    // NPTv6 needs only the prefix: a line whose side has a link-local address alone
+    f.prefix = Some((a("2001:2:1::"), 48));
+    assert!(f.is_up(true));
 }
 
 #[test]

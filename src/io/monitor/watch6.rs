@@ -105,8 +105,13 @@ impl Watch6 {
                 self.health.start_round(now);
             }
         }
-        let (LinkKind::Ethernet, Some(router), Some(src)) = (uplink.link, facts.router, facts.addr)
-        else {
+        // from the line's address, else from the interface's link-local one (RFC 4861 7.2.2
+        // allows any of its addresses): a line with a delegated prefix and no global address
+        // on its side still finds its router
+        let src = facts
+            .addr
+            .or_else(|| super::super::system::link_local6(uplink.ifindex()));
+        let (LinkKind::Ethernet, Some(router), Some(src)) = (uplink.link, facts.router, src) else {
             return;
         };
         let known = facts
