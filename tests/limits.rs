@@ -294,3 +294,94 @@ fn two_lan_links_without_strict_reverse_path_filtering_are_named_in_a_warning() 
         warned[0]
     );
 }
+
+/// Opens up to `flows` new UDP flows from namespace `ns` to `dst`, each a socket of its own,
+/// and returns how many were answered (it stops at the first that is not).
+fn new_flows_to(tb: &Testbed, ns: &str, dst: &str, flows: u32) -> usize {
+    let n = flows.to_string();
+    let out = tb.run(
+        ns,
+        &[
+            probe(),
+            "spread",
+            "--dst",
+            dst,
+            "--count",
+            "1",
+            "--flows",
+            &n,
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(dst) && !l.starts_with("via"))
+        .count()
+}
+
+#[test]
+fn a_host_answering_for_many_addresses_holds_one_share_and_another_host_gets_through() {
+    const PER_HOST: u32 = 40;
+    const ADDRS: u32 = 8;
+    let tb = Testbed::up();
+    tb.add_lan2();
+    let _inet = tb.start_internet();
+    let mut args = example_args();
+    args.extend(["--max-flows-per-host".into(), PER_HOST.to_string()]);
+    let gw = tb.start_wanlb(&args);
+    // the LAN host gives itself 8 more addresses (it answers ARP for them, from its one MAC)
+    // and talks to its own destination from each: a route with that source
+    let via = |i: u32| {
+        (
+            format!("198.18.3.{}", 20 + i),
+            format!("198.19.0.{}", 100 + i),
+        )
+    };
+    for i in 0..ADDRS {
+        let (src, dst) = via(i);
+        tb.ok(
+            "lan",
+            &["ip", "addr", "add", &format!("{src}/24"), "dev", "eth0"],
+        );
+        tb.ok(
+            "lan",
+            &[
+                "ip",
+                "route",
+                "add",
+                &dst,
+                "via",
+                "198.18.3.100",
+                "src",
+                &src,
+            ],
+        );
+    }
+    // each address completes a TCP handshake: verified, each
+    for i in 0..ADDRS {
+        tb.assert_tcp_echo("lan", &format!("{}:9000", via(i).1), 1_000);
+    }
+    // the gateway's kernel asked ARP for each to deliver the answers: one MAC for all
+    wait_for_metrics(&tb, "the neighbour table's identities", |m| {
+        metric(m, "wanlb_lan_host_identities") >= u64::from(ADDRS)
+    });
+    // 10 new flows from each address: together they hold one host's share (40 flows, their
+    // 8 TCP connections included), not 40 each
+    let opened: usize = (0..ADDRS)
+        .map(|i| new_flows_to(&tb, "lan", &via(i).1, 10))
+        .sum();
+    let m = tb.metrics();
+    assert!(
+        (1..=(PER_HOST - ADDRS) as usize).contains(&opened),
+        "{opened} flows opened from one MAC's addresses\n{m}"
+    );
+    assert!(drops(&m, "host_flow_limit") > 0, "{m}");
+    // the second host on the segment, its own MAC, has its own share whole
+    tb.assert_tcp_echo("lan2", "198.19.0.9:9000", 1_000);
+    assert_eq!(twenty_new_flows(&tb, "lan2"), 20);
+    eprintln!(
+        "one MAC's {ADDRS} addresses opened {opened} UDP flows; host_flow_limit={}",
+        drops(&m, "host_flow_limit")
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}

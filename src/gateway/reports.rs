@@ -198,9 +198,12 @@ pub(super) fn snapshot(
         flow_limit: u64::from(shared.engine.flow_limit()),
         hosts: {
             let (verified, unverified) = shared.engine.host_counts();
+            let (identified, identities_refused) = shared.engine.host_identity_counts();
             HostCounts {
                 verified: verified as u64,
                 unverified: unverified as u64,
+                identified: identified as u64,
+                identities_refused,
             }
         },
         affinity_entries: shared.engine.destination_count() as u64,
