@@ -385,3 +385,80 @@ fn a_host_answering_for_many_addresses_holds_one_share_and_another_host_gets_thr
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn a_flood_to_a_forward_does_not_crowd_out_the_replies_to_the_lans_flows() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let server = Process::start(tb.spawn("lan", &[probe(), "serve", "--tcp", "198.18.3.10:80"]));
+    server.wait_for("listening", "the LAN's web server");
+    let mut args = example_args();
+    args.extend(["--forward".into(), "tcp:8080=198.18.3.10:80@isp2".into()]);
+    let gw = tb.start_wanlb(&args);
+    // two senders of SYNs from made-up sources at isp2's forward, as fast as they can (more
+    // than the userspace path takes), for at most 30 s
+    let spray = || {
+        Process::start(tb.spawn(
+            "inet",
+            &[
+                probe(),
+                "spray",
+                "--kind",
+                "syn",
+                "--src",
+                "198.18.200.0/20",
+                "--dst",
+                UPLINK_2,
+                "--dst-ports",
+                "8080",
+                "--seconds",
+                "30",
+            ],
+        ))
+    };
+    let mut floods = [spray(), spray()];
+    // until the rings overflow: the flood is more than wanlb takes
+    wait_for_metrics(&tb, "the rings overflowing", |m| {
+        drops(m, "forward_ring_full") + drops(m, "ring_full") > 1000
+    });
+    // meanwhile the LAN host talks through isp2 (its destination is pinned there): each of
+    // its exchanges gets its answer to the first request, and nothing of the replies to the
+    // LAN's flows is dropped for want of room in a ring
+    let out = tb.ok(
+        "lan",
+        &[
+            probe(),
+            "udp-check",
+            "--dst",
+            &format!("{PINNED}:7"),
+            "--count",
+            "1000",
+            "--tries",
+            "1",
+        ],
+    );
+    assert!(
+        out.starts_with("ok 1000 exchanges answered intact"),
+        "{out}"
+    );
+    tb.assert_tcp_echo("lan", &format!("{PINNED}:9000"), 1_000_000);
+    let during = tb.metrics();
+    assert!(
+        floods.iter_mut().all(|f| f.is_running()),
+        "the flood ended before the LAN host's exchanges"
+    );
+    drop(floods);
+    assert_eq!(
+        drops(&during, "ring_full"),
+        0,
+        "replies dropped in the ring:\n{during}"
+    );
+    assert!(drops(&during, "forward_ring_full") > 1000, "{during}");
+    eprintln!(
+        "SYN flood on a forward: forward_ring_full={} ring_full={}",
+        drops(&during, "forward_ring_full"),
+        drops(&during, "ring_full")
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}

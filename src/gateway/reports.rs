@@ -170,6 +170,7 @@ pub(super) fn snapshot(
         ("short_read", &io.short_reads),
         ("truncated", &io.truncated),
         ("ring_full", &io.ring_full),
+        ("forward_ring_full", &io.forward_ring_full),
     ] {
         drops.push((name.to_string(), n.load(Ordering::Relaxed)));
     }
@@ -381,6 +382,7 @@ pub(super) fn log_status(shared: &Shared, table: &str, tun: &str) {
         short_reads = io.short_reads.load(Ordering::Relaxed),
         truncated = io.truncated.load(Ordering::Relaxed),
         ring_full = io.ring_full.load(Ordering::Relaxed),
+        forward_ring_full = io.forward_ring_full.load(Ordering::Relaxed),
         tun_queue_full = %tun_queue_full,
         "drops"
     );
