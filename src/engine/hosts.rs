@@ -30,7 +30,8 @@
 //!   share itself.
 //! - IPv6 the same way, per address: a LAN's hosts usually share one /64, so the /64 cannot
 //!   stand for a host. A host's privacy addresses are verified one by one (each by a
-//!   handshake of its own), and unverified addresses share per LAN prefix.
+//!   handshake of its own; those at one MAC then hold one share together, as in IPv4), and
+//!   unverified addresses share per LAN prefix.
 //!
 //! What this guarantees, with each LAN link on a network of its own and reverse-path
 //! filtering strict on the LAN interfaces (`rp_filter=1`, so a host cannot send from another
