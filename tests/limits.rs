@@ -364,14 +364,15 @@ fn a_host_answering_for_many_addresses_holds_one_share_and_another_host_gets_thr
     wait_for_metrics(&tb, "the neighbour table's identities", |m| {
         metric(m, "wanlb_lan_host_identities") >= u64::from(ADDRS)
     });
-    // 10 new flows from each address: together they hold one host's share (40 flows, their
-    // 8 TCP connections included), not 40 each
+    // 10 new flows from each address: together they hold one host's share (40 flows), not
+    // 40 each (80 would open). The 8 TCP connections' flows may or may not have ended by
+    // now (closed connections leave the table after a short wait), so up to 40 open.
     let opened: usize = (0..ADDRS)
         .map(|i| new_flows_to(&tb, "lan", &via(i).1, 10))
         .sum();
     let m = tb.metrics();
     assert!(
-        (1..=(PER_HOST - ADDRS) as usize).contains(&opened),
+        (1..=PER_HOST as usize).contains(&opened),
         "{opened} flows opened from one MAC's addresses\n{m}"
     );
     assert!(drops(&m, "host_flow_limit") > 0, "{m}");
