@@ -2,14 +2,14 @@
 //! rules, sysctls and wanlb's nftables table, each journaled as its undo before it is made
 //! (io/journal.rs), so that a stop, or the next start after a crash, removes it.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::config::Config;
 use crate::engine::select::Prefix;
 use crate::io::journal::Plumbing;
 use crate::io::monitor::TableUplink;
 use crate::io::netlink;
-use crate::io::nftables::{self, TUN_MARK, Table6Uplink, TableForward};
+use crate::io::nftables::{self, TUN_MARK, Table6Lan, Table6Uplink, TableForward};
 use crate::io::system::{self, words};
 use crate::preflight::Plan;
 
@@ -214,6 +214,10 @@ pub(super) struct NftTable {
     devs: Vec<String>,
     pool: (u16, u16),
     forwards: Vec<TableForward>,
+    /// The forwards to IPv6 hosts: uplink (index), `tcp` or `udp`, port.
+    forwards6: Vec<(usize, &'static str, u16)>,
+    /// The LAN's IPv6 prefixes.
+    lan6: Vec<(Ipv6Addr, u8)>,
     /// The subnets of this host's interfaces that carry no uplink, as read at start.
     other_subnets: Vec<(Ipv4Addr, u8)>,
 }
@@ -241,6 +245,16 @@ impl NftTable {
                         to: f.to4()?,
                     })
                 })
+                .collect(),
+            forwards6: (config.forwards.iter())
+                .filter(|f| f.to.is_ipv6())
+                .map(|f| {
+                    let uplink = usize::from(uplink_id(config, &f.uplink));
+                    (uplink, f.proto.name(), f.port)
+                })
+                .collect(),
+            lan6: (plan.lan_sources6.iter())
+                .map(|n| (n.addr(), n.prefix_len()))
                 .collect(),
             other_subnets: plan
                 .interfaces
@@ -294,12 +308,17 @@ impl NftTable {
             .devs
             .iter()
             .zip(uplinks)
-            .filter_map(|(dev, u)| {
+            .enumerate()
+            .filter_map(|(i, (dev, u))| {
                 let (addr, prefix) = u.v6?;
                 Some(Table6Uplink {
                     dev: dev.clone(),
                     addr,
                     prefix,
+                    forwarded: (self.forwards6.iter())
+                        .filter(|f| f.0 == i)
+                        .map(|f| (f.1, f.2))
+                        .collect(),
                 })
             })
             .collect();
@@ -309,7 +328,13 @@ impl NftTable {
         let mut batch: serde_json::Value =
             serde_json::from_str(&v4).expect("table_json writes JSON");
         if let Some(items) = batch["nftables"].as_array_mut() {
-            items.extend(nftables::ipv6_rules(&self.name, &self.tun, &v6, self.pool));
+            let lan = Table6Lan {
+                interfaces: &self.lans,
+                prefixes: &self.lan6,
+            };
+            items.extend(nftables::ipv6_rules(
+                &self.name, &self.tun, lan, &v6, self.pool,
+            ));
         }
         batch.to_string()
     }

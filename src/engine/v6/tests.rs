@@ -33,8 +33,9 @@ fn engine(ports: (u16, u16)) -> Engine {
     engine_without_lan_prefix(ports).with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()])
 }
 
-fn engine_without_lan_prefix(ports: (u16, u16)) -> Engine {
-    let uplinks = [("isp1", 1u8, 2u32), ("isp2", 2, 1)]
+/// Line 0 (isp1, weight 2) and line 1 (isp2, weight 1).
+fn uplink_configs() -> Vec<UplinkConfig> {
+    [("isp1", 1u8, 2u32), ("isp2", 2, 1)]
         .iter()
         .map(|&(name, net, weight)| UplinkConfig {
             name: name.into(),
@@ -42,9 +43,12 @@ fn engine_without_lan_prefix(ports: (u16, u16)) -> Engine {
             weight,
             tier: 1,
         })
-        .collect();
+        .collect()
+}
+
+fn engine_without_lan_prefix(ports: (u16, u16)) -> Engine {
     Engine::new(EngineConfig {
-        uplinks,
+        uplinks: uplink_configs(),
         pins: vec![],
         affinity_timeout_ms: 10 * MIN,
         timeouts: Timeouts::default(),
@@ -200,6 +204,8 @@ fn transport_ok(p: &[u8]) -> bool {
     let dst = u128::from_be_bytes(p[24..40].try_into().unwrap());
     plain_checksum(src, dst, p[6], &p[40..]) == 0
 }
+
+mod forward6;
 
 #[test]
 fn nat66_translates_a_udp_flow_both_ways_byte_for_byte() {

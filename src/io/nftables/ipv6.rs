@@ -5,25 +5,39 @@
 //! reads those frames from its packet sockets and filters them itself, statefully (RFC 6092:
 //! NPTv6 is stateless, the filter in front of the LAN is not). The gateway's own neighbour
 //! discovery and router advertisements (RFC 4890) pass untouched; nothing else of the
-//! gateway's own IPv6 is matched. What wanlb writes to its TUN device stays out of conntrack.
+//! gateway's own IPv6 is matched. The ports of a line's address forwarded to IPv6 LAN hosts are
+//! wanlb's too, as the NAT66 ports are. What wanlb writes to its TUN device stays out of
+//! conntrack, and so does what the LAN sends it (as IPv4's): the LAN's IPv6 to anything but
+//! the gateway itself, its link-local and multicast neighbours and the LAN's own prefixes
+//! (what the kernel routes itself).
 
 use std::net::Ipv6Addr;
 
 use serde_json::{Value, json};
 
 /// An uplink's IPv6 as the table names it: its interface, the address NAT66 uses, and the
-/// prefix it delegated, as they are now.
+/// prefix it delegated, as they are now; and the ports of its address forwarded to IPv6 LAN
+/// hosts (`tcp` or `udp`, port).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table6Uplink {
     pub dev: String,
     pub addr: Option<Ipv6Addr>,
     pub prefix: Option<(Ipv6Addr, u8)>,
+    pub forwarded: Vec<(&'static str, u16)>,
+}
+
+/// The LAN as the IPv6 rules name it: its interfaces and its IPv6 prefixes.
+#[derive(Clone, Copy, Debug)]
+pub struct Table6Lan<'a> {
+    pub interfaces: &'a [String],
+    pub prefixes: &'a [(Ipv6Addr, u8)],
 }
 
 /// The IPv6 rules (for the prerouting chain, made before them) of `table`, NAT ports `ports`.
 pub fn ipv6_rules(
     table: &str,
     tun: &str,
+    lan: Table6Lan<'_>,
     uplinks: &[Table6Uplink],
     ports: (u16, u16),
 ) -> Vec<Value> {
@@ -37,13 +51,53 @@ pub fn ipv6_rules(
             right,
         )
     };
+    let ipv6 = is(json!({"meta": {"key": "nfproto"}}), json!("ipv6"));
     let mut rules = vec![rule(vec![
         iifname(tun),
-        is(json!({"meta": {"key": "nfproto"}}), json!("ipv6")),
+        ipv6.clone(),
         json!({"notrack": null}),
     ])];
+    let kernel_routed: Vec<Value> = [("fe80::", 10), ("ff00::", 8)]
+        .iter()
+        .map(|&(addr, len)| json!({"prefix": {"addr": addr, "len": len}}))
+        .chain(
+            (lan.prefixes.iter())
+                .map(|(addr, len)| json!({"prefix": {"addr": addr.to_string(), "len": len}})),
+        )
+        .collect();
+    rules.push(rule(vec![
+        is(
+            json!({"meta": {"key": "iifname"}}),
+            json!({"set": lan.interfaces}),
+        ),
+        ipv6,
+        json!({"match": {"op": "!=", "left": {"payload": {"protocol": "ip6", "field": "daddr"}},
+            "right": {"set": kernel_routed}}}),
+        json!({"match": {"op": "!=", "left": {"fib": {"result": "type", "flags": ["daddr"]}},
+            "right": "local"}}),
+        json!({"notrack": null}),
+    ]));
     for u in uplinks {
         if let Some(addr) = u.addr {
+            // a forwarded port is the LAN host's, whatever socket the gateway has on it
+            for proto in ["tcp", "udp"] {
+                let ports: Vec<u16> = (u.forwarded.iter())
+                    .filter(|f| f.0 == proto)
+                    .map(|f| f.1)
+                    .collect();
+                if !ports.is_empty() {
+                    rules.push(rule(vec![
+                        iifname(&u.dev),
+                        daddr(json!(addr.to_string())),
+                        is(json!({"meta": {"key": "l4proto"}}), json!(proto)),
+                        is(
+                            json!({"payload": {"protocol": "th", "field": "dport"}}),
+                            json!({"set": ports}),
+                        ),
+                        json!({"drop": null}),
+                    ]));
+                }
+            }
             let nat_port = vec![
                 iifname(&u.dev),
                 daddr(json!(addr.to_string())),
