@@ -3,7 +3,8 @@
 //! prefix 2001:2:1::/48 (NPTv6) and has an address of its own, isp2 by its address (NAT66).
 //! A connection from the internet reaches the LAN host's server at the forwarded port of
 //! each line's address, and on isp1 at the host's translated address; every answer leaves
-//! through the line it came in by; nothing else gets in.
+//! through the line it came in by; nothing else gets in. A LAN host reaches them through the
+//! same addresses (hairpinning).
 
 mod common;
 
@@ -94,7 +95,7 @@ fn translated(tb: &Testbed) -> Ipv6Addr {
 }
 
 #[test]
-fn an_ipv6_forward_reaches_the_lan_host_on_both_lines_and_nothing_else_gets_in() {
+fn an_ipv6_forward_reaches_the_lan_host_on_both_lines_hairpins_and_nothing_else_gets_in() {
     let tb = testbed();
     let server = Process::start(tb.spawn("lan", &[probe(), "serve", "--tcp", "[::]:80"]));
     server.wait_for("listening", "the LAN host's server");
@@ -169,6 +170,31 @@ fn an_ipv6_forward_reaches_the_lan_host_on_both_lines_and_nothing_else_gets_in()
     assert_eq!(
         tb.seen("lan", &format!("ip6 daddr {HOST} tcp dport != 80")),
         0
+    );
+
+    // a LAN host reaches the forwards through the lines' addresses too (hairpinning), and
+    // the server sees it come from the line's address, its answers back through the gateway
+    tb.watch(
+        "lan",
+        &[
+            &format!("ip6 saddr {ISP2_6} ip6 daddr {HOST} tcp dport 80"),
+            &format!("ip6 saddr {ISP1_6} ip6 daddr {HOST} tcp dport 80"),
+        ],
+    );
+    tb.assert_tcp_echo("lan", &format!("[{ISP2_6}]:8080"), 200_000);
+    assert!(
+        tb.seen(
+            "lan",
+            &format!("ip6 saddr {ISP2_6} ip6 daddr {HOST} tcp dport 80")
+        ) > 0
+    );
+    tb.assert_tcp_echo("lan", &format!("[{outside}]:80"), 200_000);
+    tb.assert_tcp_echo("lan", &format!("[{ISP1_6}]:80"), 200_000);
+    assert!(
+        tb.seen(
+            "lan",
+            &format!("ip6 saddr {ISP1_6} ip6 daddr {HOST} tcp dport 80")
+        ) > 0
     );
 
     // the status counts them, beside the family

@@ -2,14 +2,15 @@
 //! rules, sysctls and wanlb's nftables table, each journaled as its undo before it is made
 //! (io/journal.rs), so that a stop, or the next start after a crash, removes it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use crate::config::Config;
+use crate::engine::nptv6::Nptv6;
 use crate::engine::select::Prefix;
 use crate::io::journal::Plumbing;
 use crate::io::monitor::TableUplink;
 use crate::io::netlink;
-use crate::io::nftables::{self, TUN_MARK, Table6Lan, Table6Uplink, TableForward};
+use crate::io::nftables::{self, TUN_MARK, Table6Forward, Table6Lan, Table6Uplink, TableForward};
 use crate::io::system::{self, words};
 use crate::preflight::Plan;
 
@@ -214,8 +215,8 @@ pub(super) struct NftTable {
     devs: Vec<String>,
     pool: (u16, u16),
     forwards: Vec<TableForward>,
-    /// The forwards to IPv6 hosts: uplink (index), `tcp` or `udp`, port.
-    forwards6: Vec<(usize, &'static str, u16)>,
+    /// The forwards to IPv6 hosts: uplink (index), `tcp` or `udp`, port, LAN host.
+    forwards6: Vec<(usize, &'static str, u16, SocketAddrV6)>,
     /// The LAN's IPv6 prefixes.
     lan6: Vec<(Ipv6Addr, u8)>,
     /// The subnets of this host's interfaces that carry no uplink, as read at start.
@@ -247,10 +248,12 @@ impl NftTable {
                 })
                 .collect(),
             forwards6: (config.forwards.iter())
-                .filter(|f| f.to.is_ipv6())
-                .map(|f| {
+                .filter_map(|f| {
+                    let SocketAddr::V6(to) = f.to else {
+                        return None;
+                    };
                     let uplink = usize::from(uplink_id(config, &f.uplink));
-                    (uplink, f.proto.name(), f.port)
+                    Some((uplink, f.proto.name(), f.port, to))
                 })
                 .collect(),
             lan6: (plan.lan_sources6.iter())
@@ -264,6 +267,26 @@ impl NftTable {
                 .collect(),
             devs,
         }
+    }
+
+    /// `to`'s address as a line's delegated `prefix` translates it (as the engine does: from
+    /// the LAN's first IPv6 prefix), if the forward answers there: its port is the host's.
+    fn translated(
+        &self,
+        prefix: Option<(Ipv6Addr, u8)>,
+        to: SocketAddrV6,
+        port: u16,
+    ) -> Option<Ipv6Addr> {
+        let (addr, len) = prefix.filter(|_| to.port() == port)?;
+        let &(lan, lan_len) = self.lan6.first()?;
+        let npt = Nptv6::for_lan(
+            Prefix::masked(u128::from(lan), lan_len)?,
+            Prefix::masked(u128::from(addr), len)?,
+        )?;
+        (npt.internal().contains(u128::from(*to.ip())))
+            .then(|| npt.outbound(u128::from(*to.ip())))
+            .flatten()
+            .map(Ipv6Addr::from)
     }
 
     /// The uplinks as the plan found them at start.
@@ -315,9 +338,14 @@ impl NftTable {
                     dev: dev.clone(),
                     addr,
                     prefix,
-                    forwarded: (self.forwards6.iter())
+                    forwards: (self.forwards6.iter())
                         .filter(|f| f.0 == i)
-                        .map(|f| (f.1, f.2))
+                        .map(|&(_, proto, port, to)| Table6Forward {
+                            proto,
+                            port,
+                            to,
+                            translated: self.translated(prefix, to, port),
+                        })
                         .collect(),
                 })
             })

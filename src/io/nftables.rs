@@ -366,7 +366,7 @@ fn hairpin_rules(
 }
 
 mod ipv6;
-pub use ipv6::{Table6Lan, Table6Uplink, ipv6_rules};
+pub use ipv6::{Table6Forward, Table6Lan, Table6Uplink, ipv6_rules};
 
 #[cfg(test)]
 mod tests;
