@@ -582,3 +582,21 @@ fn prefix6_auto_follows_a_delegated_prefix_and_its_renumbering_without_a_restart
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn the_lans_ipv6_to_wanlb_stays_out_of_conntrack() {
+    let tb = testbed();
+    let _inet = start_internet6(&tb);
+    let gw = start(&tb, &args(&[]));
+    // UDP and ping over both lines, and a TCP connection
+    let flows = spread6(&tb, INTERNET6, 2, 8, 20500);
+    let lines = via6(&flows);
+    assert!(lines.0 > 0 && lines.1 > 0, "{flows:?}");
+    tb.assert_pings("lan", INTERNET6, 2, "0.2");
+    tb.assert_tcp_echo("lan", "[2001:2:ff::1]:9006", 100_000);
+    // the kernel routed all of it to the TUN device and wanlb tracked it: conntrack did not
+    let tracked = tb.ok("gw", &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]);
+    assert_eq!(tracked.trim(), "0", "the LAN's IPv6 went through conntrack");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
