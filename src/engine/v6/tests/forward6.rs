@@ -25,19 +25,9 @@ fn forwards() -> Vec<Forward<V6>> {
 }
 
 fn forwarding(limits: Limits) -> Engine {
-    let e = Engine::new(EngineConfig {
-        uplinks: uplink_configs(),
-        pins: vec![],
-        affinity_timeout_ms: 10 * MIN,
-        timeouts: Timeouts::default(),
-        ports: (61000, 61999),
-        seed: 42,
-        reset_tcp_on_down: true,
-        udp_affinity: UdpAffinity::Destination,
-        limits,
-    })
-    .with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()])
-    .with_forwards6(forwards());
+    let e = engine_with_limits((61000, 61999), limits)
+        .with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()])
+        .with_forwards6(forwards());
     e.set_uplink6(0, nat66_line(true));
     e.set_uplink6(1, npt_line(true));
     e
