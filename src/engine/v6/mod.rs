@@ -258,19 +258,23 @@ impl Engine {
             return Vec::new();
         }
         let reset = renumbered || self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release6(uplink, reset)
+        self.release6(uplink, |_| reset)
     }
 
-    /// Ends the TCP connections on `uplink` (with `reset`) by asking each host for its
+    /// Ends the TCP connections on `uplink` that `reset` names by asking each host for its
     /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows move at
     /// their next packet.
-    fn release6(&self, uplink: UplinkId, reset: bool) -> Vec<[u8; SEQUENCE_PROBE6]> {
+    fn release6(
+        &self,
+        uplink: UplinkId,
+        reset: impl Fn(&Flow<V6>) -> bool,
+    ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let mut probes = Vec::new();
         for shard in self.v6.shards.iter() {
             let mut shard = lock(shard);
             shard.affinity.release(uplink);
             shard.flows.for_each_mut(|f| {
-                if f.uplink != uplink || f.key.proto != PROTO_TCP || !reset {
+                if f.uplink != uplink || f.key.proto != PROTO_TCP || !reset(f) {
                     return;
                 }
                 if f.tcp.is_reset_or_resetting() {
@@ -297,22 +301,54 @@ impl Engine {
 
     /// A line's data cap, as [`Engine::set_cap_effect`] gives it, for IPv6: new IPv6 flows
     /// rank the line as IPv4's do, and if it leaves service its UDP and ICMPv6 flows move.
-    /// Its IPv6 TCP connections are left to finish, whatever the cap says.
-    pub(super) fn set_cap_effect6(&self, uplink: UplinkId, effect: crate::metered::CapEffect) {
+    /// A line out of service for its cap is as if down: its IPv6 TCP connections are reset as
+    /// `reset_tcp_on_down` says (the returned probes ask for their sequence numbers).
+    pub(super) fn set_cap_effect6(
+        &self,
+        uplink: UplinkId,
+        effect: crate::metered::CapEffect,
+    ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let _one_at_a_time = lock(&self.reselecting);
-        let newly_leaving = {
+        let (newly_down, newly_leaving) = {
             let mut select = lock(&self.v6.select);
-            let before = select.leaving();
+            let (down_before, leaving_before) = (select.down(), select.leaving());
             select.set_cap(uplink, effect);
-            let leaving = select.leaving();
+            let (down, leaving) = (select.down(), select.leaving());
             self.v6.leaving.store(leaving, Ordering::Relaxed);
-            leaving & !before
+            (down & !down_before, leaving & !leaving_before)
         };
+        let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
+        let mut probes = Vec::new();
         for i in 0..self.addrs.len() {
-            if newly_leaving & uplink_bit(i) != 0 {
-                self.release6(super::uplink_id(i), false);
+            if (newly_down | newly_leaving) & uplink_bit(i) != 0 {
+                let down = newly_down & uplink_bit(i) != 0;
+                probes.extend(self.release6(super::uplink_id(i), |_| reset && down));
             }
         }
+        probes
+    }
+
+    /// [`Engine::fail_back`] for IPv6: the TCP connections on the lines in `due` whose IPv6
+    /// is still outranked (not down) are reset, but for those pinned to their line and
+    /// forwarded ones.
+    pub(super) fn fail_back6(&self, due: u32) -> Vec<[u8; SEQUENCE_PROBE6]> {
+        let outranked = {
+            let select = lock(&self.v6.select);
+            select.leaving() & !select.down()
+        };
+        let pins = self.v6.pins.load();
+        let mut probes = Vec::new();
+        for i in 0..self.addrs.len() {
+            if due & outranked & uplink_bit(i) != 0 {
+                probes.extend(self.release6(super::uplink_id(i), |f| {
+                    self.forward_of6(f).is_none()
+                        && pins
+                            .lookup(f.key.rem_addr)
+                            .is_none_or(|p| p.uplink != f.uplink)
+                }));
+            }
+        }
+        probes
     }
 
     /// Whether an IPv6 UDP or ICMPv6 flow must move: its line's IPv6 is no longer eligible

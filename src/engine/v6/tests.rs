@@ -206,6 +206,7 @@ fn transport_ok(p: &[u8]) -> bool {
 }
 
 mod forward6;
+mod resets6;
 
 #[test]
 fn nat66_translates_a_udp_flow_both_ways_byte_for_byte() {
