@@ -887,3 +887,21 @@ fn a_handshake_verifies_an_ipv6_host_whose_flows_then_spare_its_neighbours() {
     );
     assert_eq!(out(&e, t(4), &mut p), Verdict::Uplink(0));
 }
+
+/// A source NPTv6 cannot translate (an all-ones interface identifier, whose adjusted word
+/// would be 0xffff) is refused before it holds a flow or a port, not stored to fail later.
+#[test]
+fn a_source_no_line_can_translate_is_refused_before_it_holds_anything() {
+    let e = npt_engine();
+    let untranslatable = LAN_NET | u128::from(u64::MAX);
+    let mut p = packet(untranslatable, server(1), PROTO_UDP, &udp(5000, 53, b"q"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::NoIpv6Uplink)
+    );
+    assert_eq!(e.flows6(), 0);
+    // its neighbour is translated as ever
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, b"q"));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(1));
+    assert_eq!(e.flows6(), 1);
+}
