@@ -621,7 +621,8 @@ fn each_worker_runs_on_its_own_cpu_and_takes_the_packets_arriving_there() {
         assert_eq!(cpus_of_thread(&pid, &name), own, "{name}");
     }
     // new flows sent from every CPU in turn (steered to that CPU's worker), and their answers
-    // (taken by the same worker, the packet socket's fanout going by CPU too), all arrive
+    // (taken by the worker of the CPU they arrive on, the packet sockets' fanout steered by
+    // the same program), all arrive
     for cpu in allowed {
         let cpu = cpu.to_string();
         let out = tb.ok(

@@ -335,16 +335,16 @@ settings! {
         doc: "carry steady flows in the kernel (eBPF, Linux 6.6+)",
     }
 
-    /// Which worker takes a packet: the one its flow's hash names, or the one of the CPU it
-    /// arrives on (each pinned to CPUs of its own: a new flow's first packets wait less, but a
-    /// flow arriving on several CPUs may be reordered).
+    /// Which worker takes a flow: the one of the CPU its first packet arrives on (each worker
+    /// pinned to CPUs of its own, so a new flow's first packets wait less), or the one its
+    /// hash names, the workers unpinned.
     one steer: Steering {
-        flag: "--steer" "flow|cpu",
+        flag: "--steer" "cpu|flow",
         file: text,
-        default: "flow",
+        default: "cpu",
         parse: parse_steering,
         reload: Restart,
-        doc: "which worker takes a packet: by its flow's hash, or the one on the CPU it arrives on (see [Where the time goes](#where-the-time-goes))",
+        doc: "which worker takes a flow: the one on the CPU its first packet arrives on, kept for the whole flow, or the one its hash names (see [Where the time goes](#where-the-time-goes))",
     }
 
     /// Serve the metrics (GET /metrics, Prometheus) and the status (GET /status, JSON) on

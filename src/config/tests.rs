@@ -239,15 +239,15 @@ fn flags_override_file_uplinks_by_name_and_add_new_ones() {
 }
 
 #[test]
-fn steering_by_flow_unless_told_by_cpu() {
+fn steering_by_cpu_unless_told_by_flow() {
     use crate::config::Steering;
     assert_eq!(
         Config::load(&flags(&[ISP1], &[])).unwrap().steer,
-        Steering::Flow
+        Steering::Cpu
     );
     let mut f = flags(&[ISP1], &[]);
-    f.steer = Some("cpu".into());
-    assert_eq!(Config::load(&f).unwrap().steer, Steering::Cpu);
+    f.steer = Some("flow".into());
+    assert_eq!(Config::load(&f).unwrap().steer, Steering::Flow);
     f.steer = Some("rss".into());
     let e = load_err(&f).to_string();
     assert!(e.contains("--steer") && e.contains("flow or cpu"), "{e}");

@@ -125,12 +125,12 @@ pub enum FastPathMode {
 /// Which worker takes a packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Steering {
-    /// The worker of the CPU it arrives on, each worker pinned to CPUs of its own: waking it
-    /// never needs another CPU woken (where every worker can have a CPU of its own). A flow
-    /// whose packets arrive on several CPUs meets several workers, and may be reordered.
+    /// The worker of the CPU its flow's first packet arrived on, for the whole flow, each
+    /// worker pinned to CPUs of its own: waking it for a new flow never needs another CPU
+    /// woken (where every worker can have a CPU of its own), and a flow stays in order.
+    #[default]
     Cpu,
     /// The worker its flow's hash names, wherever the scheduler runs it.
-    #[default]
     Flow,
 }
 

@@ -24,6 +24,11 @@ const TCP_HEADER: usize = tcp::HEADER_LEN;
 pub const NET_UNREACHABLE: u8 = 0;
 /// ICMP destination unreachable, code 13: communication administratively prohibited.
 pub const ADMIN_PROHIBITED: u8 = 13;
+/// Not an ICMP code: the source is outside the LAN's networks, answered for IPv6 only
+/// (ICMPv6 code 5, source address failed ingress policy), so that a host whose prefix
+/// wanlb does not know (the LAN renumbered while it runs) falls back to IPv4 at once. An
+/// IPv4 source outside the LAN is a spoofed one, and not answered.
+pub const SOURCE_POLICY: u8 = 0xff;
 /// Largest ICMPv4 error built: header, ICMP header, quoted header with options, 8 bytes.
 const MAX_UNREACHABLE4: usize =
     IP_HEADER + icmp::HEADER_LEN + ipv4::MAX_HEADER_LEN + icmp::QUOTED_TRANSPORT_LEN;
@@ -200,6 +205,9 @@ impl Engine {
         let code = reason.unreachable_code()?;
         if ipv4::version_of(pkt) == Some(6) {
             return self.unreachable6(now, code, pkt, out);
+        }
+        if code == SOURCE_POLICY {
+            return None;
         }
         let ip = Ipv4Packet::new_checked(pkt).ok()?;
         if ip.is_fragment() {

@@ -57,6 +57,9 @@ impl Engine {
         if ip.is_fragment() {
             return Err(DropReason::Fragment);
         }
+        if ip.ttl() <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
         translate::check_transport(&ip)?;
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         // an uplink has no business sending a LAN source: forged (an error that would seem

@@ -113,10 +113,15 @@ pub enum DropReason {
     /// address, or to a multicast group (the TUN device's own neighbour discovery and
     /// multicast listener reports, say). Not translated, and not counted as spoofed.
     Ipv6LinkScope,
+    /// A packet from an uplink whose TTL (IPv6: hop limit) is 1 or less: the gateway's own
+    /// hop would end it, and the kernel, forwarding it from the TUN device to the LAN, would
+    /// answer the internet with a time exceeded quoting the LAN host's internal address and
+    /// port.
+    TtlExceeded,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 35] = [
+    pub const ALL: [DropReason; 36] = [
         DropReason::Malformed,
         DropReason::NotIpv4,
         DropReason::Fragment,
@@ -152,6 +157,7 @@ impl DropReason {
         DropReason::Nptv6Untranslatable,
         DropReason::NoIpv6Uplink,
         DropReason::Ipv6LinkScope,
+        DropReason::TtlExceeded,
     ];
 
     pub fn name(self) -> &'static str {
@@ -191,11 +197,13 @@ impl DropReason {
             DropReason::Nptv6Untranslatable => "nptv6_untranslatable",
             DropReason::NoIpv6Uplink => "no_ipv6_uplink",
             DropReason::Ipv6LinkScope => "ipv6_link_scope",
+            DropReason::TtlExceeded => "ttl_exceeded",
         }
     }
 
     /// Drops the LAN host is told about with ICMP destination unreachable, so its stack
-    /// fails fast instead of waiting for a time-out.
+    /// fails fast instead of waiting for a time-out ([`DropReason::NotFromLan`]: of IPv6
+    /// only).
     pub fn is_unreachable(self) -> bool {
         self.unreachable_code().is_some()
     }
@@ -214,6 +222,7 @@ impl DropReason {
             | DropReason::HostFlowLimit
             | DropReason::UnverifiedFlowLimit
             | DropReason::UnverifiedPortLimit => Some(answer::ADMIN_PROHIBITED),
+            DropReason::NotFromLan => Some(answer::SOURCE_POLICY),
             _ => None,
         }
     }

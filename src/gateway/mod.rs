@@ -12,6 +12,7 @@ mod reports;
 mod settings;
 mod threads;
 
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -30,11 +31,12 @@ use crate::io::metering::Metering;
 use crate::io::monitor::{self, Monitor, TableUplink};
 use crate::io::netlink::LinkWatch;
 use crate::io::nftables;
+use crate::io::steering::{self, FlowSteering};
 use crate::io::system::SystemError;
 use crate::io::tun::TunQueue;
 use crate::io::uplink_sockets::{DataSocket, Reopened, UplinkSockets, fanout_group};
 use crate::io::worker::Shared;
-use crate::io::{cpu, signal, steering, tun};
+use crate::io::{cpu, signal, tun};
 use crate::preflight::{self, Plan, PreflightError};
 use crate::uplink::{self, Addressing, Ipv6Facts, LinkKind, Uplink};
 
@@ -154,10 +156,14 @@ fn serve(
         .min()
         .unwrap_or(1500);
     tracing::debug!(tun = %config.tun, mtu, udp_segmentation_offload = uso, "TUN device created");
-    let worker_cpus = match config.steer {
+    // the steering program stays loaded while the uplinks' sockets may join its groups
+    let (worker_cpus, _steering, steering_program) = match config.steer {
         Steering::Cpu => steer_to_workers(config.workers, &queues[0]),
         Steering::Flow => None,
-    };
+    }
+    .map_or((None, None, None), |(cpus, program, fd)| {
+        (Some(cpus), Some(program), Some(fd))
+    });
     let table = NftTable::new(config, plan);
     plumb(plumbing, config, plan, &table, mtu)?;
 
@@ -186,7 +192,7 @@ fn serve(
             "loading the socket filters for {} (wanlb needs the bpf() system call: root, or CAP_BPF and CAP_NET_ADMIN)",
             uplink.dev
         )))?;
-        let fanout = fanout_group(usize::from(uplink.id), worker_cpus.is_some());
+        let fanout = fanout_group(usize::from(uplink.id), steering_program);
         let sockets = DataSocket::open_all(uplink, &f, config.workers, fanout)
             .map_err(io_err(format!("opening a packet socket on {}", uplink.dev)))?;
         opened.push(sockets);
@@ -208,7 +214,7 @@ fn serve(
             .iter()
             .zip(config.uplinks.iter().zip(&plan.uplinks)),
     ) {
-        let fanout = fanout_group(usize::from(uplink.id), worker_cpus.is_some());
+        let fanout = fanout_group(usize::from(uplink.id), steering_program);
         let sockets = UplinkSockets::open(uplink, f, data, fanout).map_err(io_err(format!(
             "opening the probe sockets on {}",
             uplink.dev
@@ -292,11 +298,15 @@ fn serve(
     outcome.map(|()| counters)
 }
 
-/// With `--steer cpu`: each worker's CPUs, if every worker can have some of its own and the TUN device (the
-/// device of `queue`) took the program that steers each packet to the queue of its CPU; the
-/// uplinks' data sockets are then spread by CPU too (io/cpu.rs says why). Otherwise `None`:
-/// the workers run where the scheduler puts them and packets are spread by flow.
-fn steer_to_workers(workers: usize, queue: &TunQueue) -> Option<Vec<Vec<usize>>> {
+/// With `--steer cpu`: each worker's CPUs, if every worker can have some of its own, and the
+/// steering program, given to the TUN device (the device of `queue`) and to be given to the
+/// uplinks' fanout groups: a flow goes to the worker of the CPU its first packet arrives on,
+/// and stays with it (io/steering.rs says why). Otherwise `None`: the workers run where the
+/// scheduler puts them and packets are spread by the hash of their flow.
+fn steer_to_workers(
+    workers: usize,
+    queue: &TunQueue,
+) -> Option<(Vec<Vec<usize>>, FlowSteering, RawFd)> {
     let allowed = cpu::allowed()
         .inspect_err(|e| tracing::warn!(error = %e, "cannot read the CPUs wanlb may run on"))
         .ok()?;
@@ -308,13 +318,18 @@ fn steer_to_workers(workers: usize, queue: &TunQueue) -> Option<Vec<Vec<usize>>>
         );
         return None;
     };
-    match steering::steer_by_cpu(queue) {
-        Ok(()) => {
+    let steered = FlowSteering::load(steering::FLOWS_REMEMBERED).and_then(|mut program| {
+        program.steer_tun(queue)?;
+        let fd = program.program_fd()?;
+        Ok((program, fd))
+    });
+    match steered {
+        Ok((program, fd)) => {
             tracing::debug!(
                 ?sets,
-                "each worker pinned to its CPUs; packets go to the worker of the CPU they arrive on"
+                "each worker pinned to its CPUs; a flow goes to the worker of the CPU it starts on"
             );
-            Some(sets)
+            Some((sets, program, fd))
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot steer packets by CPU: spread by flow, workers not pinned (a new flow's first packet may wait longer)");

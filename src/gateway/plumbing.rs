@@ -159,11 +159,24 @@ fn route_ipv6(p: &mut Plumbing, config: &Config) -> Result<(), GatewayError> {
 /// advertisements on every interface whose `accept_ra` is not 2: the uplinks would lose their
 /// SLAAC addresses and default routes (and `gw6=auto` its router) as they expire. So each
 /// uplink with IPv6 takes `accept_ra=2` first; both are journaled and undone at a stop.
+/// Writing `all/forwarding` writes every interface's value and the default's, and so does
+/// writing it back: those the admin had set otherwise are journaled as they are, to be
+/// written back after it (the undo runs newest first).
 fn forward_ipv6(p: &mut Plumbing, config: &Config) -> Result<(), GatewayError> {
     for u in config.uplinks.iter().filter(|u| u.gw6.is_some()) {
         p.sysctl(&format!("net/ipv6/conf/{}/accept_ra", u.dev), "2")?;
     }
-    p.sysctl("net/ipv6/conf/all/forwarding", "1")?;
+    let all = "net/ipv6/conf/all/forwarding";
+    let was = system::read_sysctl(all)?;
+    if was != "1" {
+        for name in system::ipv6_conf_names()? {
+            let key = format!("net/ipv6/conf/{name}/forwarding");
+            if name != "all" && system::read_sysctl(&key)? != was {
+                p.keep_sysctl(&key)?;
+            }
+        }
+    }
+    p.sysctl(all, "1")?;
     Ok(())
 }
 
@@ -217,10 +230,12 @@ pub(super) struct NftTable {
     forwards: Vec<TableForward>,
     /// The forwards to IPv6 hosts: uplink (index), `tcp` or `udp`, port, LAN host.
     forwards6: Vec<(usize, &'static str, u16, SocketAddrV6)>,
-    /// The LAN's IPv6 prefixes.
-    lan6: Vec<(Ipv6Addr, u8)>,
     /// The subnets of this host's interfaces that carry no uplink, as read at start.
     other_subnets: Vec<(Ipv4Addr, u8)>,
+    /// The LAN's networks, whose addresses no error the gateway sends to an uplink may quote
+    /// (IPv6's, the first of them, are also what NPTv6 maps into a line's prefix).
+    lan4: Vec<(Ipv4Addr, u8)>,
+    lan6: Vec<(Ipv6Addr, u8)>,
 }
 
 /// `addr`/`len` as the subnet it names, its host bits cleared.
@@ -256,14 +271,21 @@ impl NftTable {
                     Some((uplink, f.proto.name(), f.port, to))
                 })
                 .collect(),
-            lan6: (plan.lan_sources6.iter())
-                .map(|n| (n.addr(), n.prefix_len()))
-                .collect(),
             other_subnets: plan
                 .interfaces
                 .iter()
                 .filter(|i| !devs.contains(&i.name))
                 .flat_map(|i| i.ipv4.iter().filter_map(subnet))
+                .collect(),
+            lan4: plan
+                .lan_sources
+                .iter()
+                .map(|p| (Ipv4Addr::from(p.addr()), p.prefix_len()))
+                .collect(),
+            lan6: plan
+                .lan_sources6
+                .iter()
+                .map(|n| (n.addr(), n.prefix_len()))
                 .collect(),
             devs,
         }
@@ -350,18 +372,21 @@ impl NftTable {
                 })
             })
             .collect();
-        if v6.is_empty() {
-            return v4;
-        }
         let mut batch: serde_json::Value =
             serde_json::from_str(&v4).expect("table_json writes JSON");
         if let Some(items) = batch["nftables"].as_array_mut() {
-            let lan = Table6Lan {
-                interfaces: &self.lans,
-                prefixes: &self.lan6,
-            };
-            items.extend(nftables::ipv6_rules(
-                &self.name, &self.tun, lan, &v6, self.pool,
+            if !v6.is_empty() {
+                let lan = Table6Lan {
+                    interfaces: &self.lans,
+                    prefixes: &self.lan6,
+                };
+                items.extend(nftables::ipv6_rules(
+                    &self.name, &self.tun, lan, &v6, self.pool,
+                ));
+            }
+            let devs: Vec<&str> = self.devs.iter().map(String::as_str).collect();
+            items.extend(nftables::output_rules(
+                &self.name, &devs, &self.lan4, &self.lan6,
             ));
         }
         batch.to_string()

@@ -181,6 +181,10 @@ pub(super) fn snapshot(
         drops.push(("forwarded_from_uplink".to_string(), forward.from_uplink));
         drops.push(("ipv6_forward".to_string(), forward.ipv6));
         drops.push(("forwarded_from_tun".to_string(), forward.from_tun));
+        drops.push((
+            "icmp_error_quoting_lan".to_string(),
+            forward.errors_quoting_lan,
+        ));
     }
     Snapshot {
         taken_at: unix(SystemTime::now()),
@@ -381,15 +385,17 @@ pub(super) fn log_status(shared: &Shared, table: &str, tun: &str) {
         }
     }
     let io = &shared.io;
-    let (from_uplinks, ipv6_forward, from_tun) = match nftables::forward_drops(table) {
+    let (from_uplinks, ipv6_forward, from_tun, quoting_lan) = match nftables::forward_drops(table) {
         Ok(d) => (
             d.from_uplink.to_string(),
             d.ipv6.to_string(),
             d.from_tun.to_string(),
+            d.errors_quoting_lan.to_string(),
         ),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the forward counters");
-            ("unknown".into(), "unknown".into(), "unknown".into())
+            let unknown = || "unknown".to_string();
+            (unknown(), unknown(), unknown(), unknown())
         }
     };
     tracing::info!(
@@ -397,6 +403,7 @@ pub(super) fn log_status(shared: &Shared, table: &str, tun: &str) {
         forwarded_from_uplinks = %from_uplinks,
         ipv6_forward = %ipv6_forward,
         forwarded_from_tun = %from_tun,
+        icmp_errors_quoting_lan = %quoting_lan,
         no_gateway_mac = io.no_gateway_mac.load(Ordering::Relaxed),
         send_errors = io.send_errors.load(Ordering::Relaxed),
         unsendable = io.unsendable.load(Ordering::Relaxed),

@@ -413,6 +413,14 @@ impl Plumbing {
         write_sysctl(key, value)
     }
 
+    /// Journals a sysctl's value as it is now, to be written back at teardown, without
+    /// changing it: for a value that setting another one changes (an interface's IPv6
+    /// `forwarding`, which writing `all/forwarding` overwrites).
+    pub fn keep_sysctl(&mut self, key: &str) -> Result<(), SystemError> {
+        let now = super::system::read_sysctl(key)?;
+        self.record(Undo::Sysctl(key.into(), now))
+    }
+
     /// Loads an nftables JSON batch that creates table `inet NAME`, deleting it at teardown.
     pub fn nft_table(&mut self, name: &str, batch_json: &str) -> Result<(), SystemError> {
         self.record(Undo::Nft(words(&format!("delete table inet {name}"))))?;

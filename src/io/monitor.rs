@@ -335,7 +335,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
                     && now >= v6.health.next_round_at(now)
                 {
                     let uplink = &shared.uplinks[w.id];
-                    v6.send_round(&self.probe_key, uplink, w.id, now);
+                    v6.send_round(&self.probe_key, uplink, w.id, now, self.metering);
                     v6.figures(uplink);
                 }
             }
@@ -395,7 +395,7 @@ impl<'a, T: PacketIo> Running<'a, T> {
                 if let Some(v6) = &mut w.v6
                     && self.poller.is_ready(v6.at)
                 {
-                    v6.receive(&self.probe_key, uplink, w.id, now);
+                    v6.receive(&self.probe_key, uplink, w.id, now, self.metering);
                 }
                 if let (Some(arp), Some(at), Some(gateway)) =
                     (&w.sockets.arp, w.arp_at, uplink.gateway())

@@ -367,9 +367,19 @@ fn route6(m: &RouteMessage, present: bool) -> Option<Event> {
         RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
         _ => None,
     })?;
+    // the kernel's own default when the route names none (ip -6 route: 1024)
+    let metric = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Priority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(1024);
     Some(Event::DefaultRoute6 {
         ifindex,
         gateway,
+        metric,
         present,
     })
 }

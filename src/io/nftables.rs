@@ -10,8 +10,8 @@ use super::system::{SystemError, io_err, run, words};
 
 /// The comments of the counted drop rules in the forward chain of wanlb's table.
 const FROM_UPLINK: &str = "from an uplink";
-const IPV6_FROM_LAN: &str = "IPv6 from the LAN to an uplink";
-const IPV6_TO_LAN: &str = "IPv6 from an uplink to the LAN";
+const IPV6_FROM_LAN: &str = "IPv6 from the LAN past the TUN device";
+const IPV6_FROM_UPLINK: &str = "IPv6 from an uplink";
 const FROM_TUN: &str = "from the TUN device to an uplink";
 
 /// What the forward chain of wanlb's table dropped so far.
@@ -19,19 +19,23 @@ const FROM_TUN: &str = "from the TUN device to an uplink";
 pub struct ForwardDrops {
     /// IPv4 an uplink sent to be forwarded, which answered nothing the LAN opened.
     pub from_uplink: u64,
-    /// IPv6 between the LAN and an uplink, either way (wanlb translates IPv4 only).
+    /// IPv6 forwarded from an uplink to anywhere, or from the LAN to anywhere but the TUN
+    /// device and the LAN (wanlb translates the LAN's IPv6 itself).
     pub ipv6: u64,
     /// What wanlb wrote to its TUN device that the kernel would have forwarded to an uplink,
     /// untranslated.
     pub from_tun: u64,
+    /// The gateway's own ICMP errors that would have left through an uplink quoting a packet
+    /// to a LAN address (output chain).
+    pub errors_quoting_lan: u64,
 }
 
-/// The drop counters of the forward chain of wanlb's table `table`, read from `nft -j`
-/// (JSON, not the text meant for people).
+/// The drop counters of the forward and output chains of wanlb's table `table`, read from
+/// `nft -j` (JSON, not the text meant for people).
 pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
-    let command = format!("nft -j list chain inet {table} forward");
+    let command = format!("nft -j list table inet {table}");
     let out = Command::new("nft")
-        .args(["-j", "list", "chain", "inet", table, "forward"])
+        .args(["-j", "list", "table", "inet", table])
         .stdin(Stdio::null())
         .output()
         .map_err(|source| SystemError::Spawn {
@@ -43,14 +47,20 @@ pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
             command: command.clone(),
             stderr: format!("{e}: {}", String::from_utf8_lossy(&out.stderr)),
         })?;
-    let packets = |comment: &str| {
+    let counted = |comment: &str| {
         parsed["nftables"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|item| item["rule"]["comment"] == comment)
             .flat_map(|item| item["rule"]["expr"].as_array().cloned().unwrap_or_default())
-            .find_map(|expr| expr["counter"]["packets"].as_u64())
+            .filter_map(|expr| expr["counter"]["packets"].as_u64())
+            .collect::<Vec<u64>>()
+    };
+    let packets = |comment: &str| {
+        counted(comment)
+            .first()
+            .copied()
             .ok_or(SystemError::Command {
                 command: command.clone(),
                 stderr: format!("no counter on the rule {comment:?}"),
@@ -58,8 +68,10 @@ pub fn forward_drops(table: &str) -> Result<ForwardDrops, SystemError> {
     };
     Ok(ForwardDrops {
         from_uplink: packets(FROM_UPLINK)?,
-        ipv6: packets(IPV6_FROM_LAN)? + packets(IPV6_TO_LAN)?,
+        ipv6: packets(IPV6_FROM_LAN)? + packets(IPV6_FROM_UPLINK)?,
         from_tun: packets(FROM_TUN)?,
+        // one rule per LAN network, none without
+        errors_quoting_lan: counted(output::ERROR_QUOTING_LAN).iter().sum(),
     })
 }
 
@@ -112,11 +124,14 @@ pub struct TableForward {
 ///   a connection the LAN opened through the kernel on an uplink (to the modem's own subnet):
 ///   the front door. Replies to wanlb's flows, and connections to forwarded ports, reach the
 ///   LAN through the TUN device or the fast path, never forwarded from an uplink;
-/// - forward, IPv6: between the LAN and the uplinks, either way, dropped and counted. wanlb
-///   translates IPv4 only, and a gateway with IPv6 forwarding on would otherwise pass the
-///   LAN's IPv6 natively, unfiltered. The gateway's own IPv6 (neighbour discovery, router
-///   advertisements, its own connections) is not forwarded and passes; so does IPv6 between
-///   LAN interfaces;
+/// - forward, IPv6: everything an uplink sends to be forwarded, whatever the interface it
+///   would leave by (another uplink's segment, an interface not named `--lan`), and what the
+///   LAN sends anywhere but to the TUN device and the LAN, dropped and counted. wanlb
+///   translates the LAN's IPv6 itself, and the kernel, with IPv6 forwarding on for every
+///   interface, would otherwise route between the lines' segments and into other networks of
+///   the host, unfiltered, as IPv4's "from an uplink" rule forbids. The gateway's own IPv6
+///   (neighbour discovery, router advertisements, its own connections) is not forwarded and
+///   passes; so does IPv6 between LAN interfaces;
 /// - forward, from the TUN device to an uplink: dropped and counted, either family. What wanlb
 ///   writes to the TUN device goes to the LAN or to the gateway itself; what it gives back to
 ///   the gateway untouched (an echo, an ICMP error, a fragment to an uplink's address) would
@@ -251,13 +266,15 @@ pub fn table_json(
         }
     }
     items.push(chain("forward", "forward", 0));
+    let lan_or_tun: Vec<&str> = lan_names.iter().copied().chain([tun]).collect();
     items.push(counted_drop(
-        vec![family("ipv6"), iifname(&lan_names), oifname(&devs)],
+        vec![family("ipv6"), iifname(&lan_names),
+            json!({"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": {"set": lan_or_tun}}})],
         IPV6_FROM_LAN,
     ));
     items.push(counted_drop(
-        vec![family("ipv6"), iifname(&devs), oifname(&lan_names)],
-        IPV6_TO_LAN,
+        vec![family("ipv6"), iifname(&devs)],
+        IPV6_FROM_UPLINK,
     ));
     items.push(counted_drop(
         vec![iifname(&[tun]), oifname(&devs)],
@@ -366,7 +383,9 @@ fn hairpin_rules(
 }
 
 mod ipv6;
+mod output;
 pub use ipv6::{Table6Forward, Table6Lan, Table6Uplink, ipv6_rules};
+pub use output::output_rules;
 
 #[cfg(test)]
 mod tests;

@@ -25,8 +25,9 @@ const ETH_P_ALL: u16 = 0x0003;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_FANOUT_HASH: u32 = 0;
-const PACKET_FANOUT_CPU: u32 = 2;
+const PACKET_FANOUT_EBPF: u32 = 7;
 /// Reassemble IP fragments before choosing a fanout member, so a fragmented reply
 /// reaches wanlb whole.
 const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
@@ -38,9 +39,10 @@ const SOCKET_BUFFER: libc::c_int = 8 << 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fanout {
     pub group: u16,
-    /// To the socket of the worker of the CPU the frame arrives on (the workers being pinned
-    /// so: io/cpu.rs), rather than by the hash of its flow.
-    pub by_cpu: bool,
+    /// The program that names each frame's socket (io/steering.rs: the worker a flow started
+    /// on, the workers being pinned to CPUs of their own), rather than the hash of its flow;
+    /// its descriptor stays open as long as the sockets.
+    pub steering: Option<RawFd>,
 }
 
 #[derive(Debug)]
@@ -176,13 +178,16 @@ impl PacketSocket {
             .ok();
         filters.attach(filter, &fd)?;
         bind(&fd, ifindex, if ipv6 { ETH_P_ALL } else { ETH_P_IP })?;
-        let mode = if fanout.by_cpu {
-            PACKET_FANOUT_CPU
-        } else {
-            PACKET_FANOUT_HASH
+        let mode = match fanout.steering {
+            Some(_) => PACKET_FANOUT_EBPF,
+            None => PACKET_FANOUT_HASH,
         };
-        let fanout = u32::from(fanout.group) | ((mode | PACKET_FANOUT_FLAG_DEFRAG) << 16);
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT, &fanout)?;
+        let group = u32::from(fanout.group) | ((mode | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT, &group)?;
+        if let Some(program) = fanout.steering {
+            // the group's program, for all its sockets (each joining sets it again)
+            setsockopt(&fd, libc::SOL_PACKET, PACKET_FANOUT_DATA, &program)?;
+        }
         // No PACKET_QDISC_BYPASS: the uplink's qdisc (fq_codel, cake) is what keeps a home
         // line's latency down under load, and bypassing it measured no faster (64-byte UDP
         // through the userspace path: 0.19 Mpps with it, 0.20 without).

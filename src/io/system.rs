@@ -138,6 +138,39 @@ pub fn total_memory() -> Result<u64, SystemError> {
         })
 }
 
+/// The link-local IPv6 address of interface `ifindex` (not tentative, not failed duplicate
+/// address detection), from /proc/net/if_inet6.
+pub fn link_local6(ifindex: u32) -> Option<std::net::Ipv6Addr> {
+    link_local6_in(&fs::read_to_string("/proc/net/if_inet6").ok()?, ifindex)
+}
+
+/// [`link_local6`] from the text of /proc/net/if_inet6: per line the address (32 hex
+/// digits), the interface index, the prefix length, the scope and the flags (hex), the name.
+fn link_local6_in(text: &str, ifindex: u32) -> Option<std::net::Ipv6Addr> {
+    const SCOPE_LINK: u32 = 0x20;
+    const TENTATIVE_OR_FAILED: u32 = 0x40 | 0x08;
+    text.lines().find_map(|line| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| u32::from_str_radix(w.get(i)?, 16).ok();
+        let fine =
+            hex(1)? == ifindex && hex(3)? == SCOPE_LINK && hex(4)? & TENTATIVE_OR_FAILED == 0;
+        let addr = u128::from_str_radix(w.first().filter(|a| a.len() == 32)?, 16).ok()?;
+        fine.then(|| std::net::Ipv6Addr::from(addr))
+    })
+}
+
+/// The names under /proc/sys/net/ipv6/conf: every interface with IPv6, `all` and `default`.
+pub fn ipv6_conf_names() -> Result<Vec<String>, SystemError> {
+    let dir = "/proc/sys/net/ipv6/conf";
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(format!("reading {dir}")))? {
+        let entry = entry.map_err(io_err(format!("reading {dir}")))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
 pub fn write_sysctl(key: &str, value: &str) -> Result<(), SystemError> {
     fs::write(sysctl_path(key), value).map_err(io_err(format!("setting sysctl {key}={value}")))
 }
@@ -222,6 +255,25 @@ fn services(text: &str, proto: &str, addrs: &[Ipv4Addr]) -> Vec<LocalService> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_link_local_address_is_the_settled_one_of_link_scope_on_the_interface() {
+        let text = "\
+20010002000000010000000000000001 03 40 00 80     eth1
+fe800000000000000000000000000007 03 40 20 c0     eth1
+fe8000000000000000000000000000aa 04 40 20 80     eth2
+fe800000000000000000000000000002 03 40 20 80     eth1
+";
+        // the global one is not link-local; the first link-local one is tentative (0x40)
+        assert_eq!(link_local6_in(text, 3), Some("fe80::2".parse().unwrap()));
+        assert_eq!(link_local6_in(text, 4), Some("fe80::aa".parse().unwrap()));
+        assert_eq!(link_local6_in(text, 5), None);
+        assert_eq!(
+            link_local6_in("fe80 03 40 20 80 eth1\n", 3),
+            None,
+            "cut short"
+        );
+    }
 
     #[test]
     fn services_on_the_uplinks_the_wildcard_and_ipv6_wildcard_are_found() {

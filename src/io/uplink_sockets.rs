@@ -20,6 +20,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -239,12 +240,13 @@ impl PacketIo for DataSocket<'_> {
 }
 
 /// The fanout group of uplink number `index`'s data sockets at start, for this process (the
-/// groups are shared by the whole network namespace), spreading frames by CPU or by flow.
-pub fn fanout_group(index: usize, by_cpu: bool) -> Fanout {
+/// groups are shared by the whole network namespace), spreading frames by the `steering`
+/// program (io/steering.rs) or by the hash of their flow.
+pub fn fanout_group(index: usize, steering: Option<RawFd>) -> Fanout {
     let base = (std::process::id() as u16).wrapping_mul(32);
     Fanout {
         group: base.wrapping_add(index as u16),
-        by_cpu,
+        steering,
     }
 }
 

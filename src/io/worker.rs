@@ -530,7 +530,7 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
         }
         // The engine validated the total length; frames may carry link padding beyond it.
         let ip_len = ip_len(&buf[ip_at..]);
-        if header.gso_size != 0 && buf[ip_at] >> 4 == 4 {
+        if header.gso_size != 0 {
             (self.shared.engine).count_segments(
                 u,
                 Direction::Inbound,

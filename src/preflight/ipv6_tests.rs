@@ -52,6 +52,7 @@ fn facts() -> SystemFacts {
             LinkEvent::DefaultRoute6 {
                 ifindex: 3,
                 gateway: a("fe80::1"),
+                metric: 1024,
                 present: true,
             },
             LinkEvent::Delegated {

@@ -47,6 +47,8 @@ pub enum LinkEvent {
     DefaultRoute6 {
         ifindex: u32,
         gateway: Ipv6Addr,
+        /// Its metric (priority): the kernel takes the lowest.
+        metric: u32,
         present: bool,
     },
     /// A prefix a DHCPv6 client was delegated, as systemd-networkd and dhcpcd mark it: an

@@ -11,8 +11,10 @@ use super::addressing::{LinkChange, LinkEvent};
 pub enum Router6 {
     /// As the settings give it.
     Fixed(Ipv6Addr),
-    /// The interface's IPv6 default routes' routers (`gw6=auto`), newest first.
-    Auto(Vec<Ipv6Addr>),
+    /// The interface's IPv6 default routes (`gw6=auto`): their routers and metrics, the one
+    /// the kernel's lookup takes first (the lowest metric; of equal ones, the oldest, so that
+    /// a new advertisement does not take over a line's IPv6 by being newest).
+    Auto(Vec<(Ipv6Addr, u32)>),
     /// A point-to-point link: the peer, reached without an address.
     Peer,
 }
@@ -80,7 +82,7 @@ impl Addressing6 {
     pub fn router(&self) -> Option<Ipv6Addr> {
         match &self.router {
             Router6::Fixed(a) => Some(*a),
-            Router6::Auto(routers) => routers.first().copied(),
+            Router6::Auto(routers) => routers.first().map(|r| r.0),
             Router6::Peer => None,
         }
     }
@@ -145,12 +147,17 @@ impl Addressing6 {
                 }
             }
             LinkEvent::DefaultRoute6 {
-                gateway, present, ..
+                gateway,
+                metric,
+                present,
+                ..
             } => {
                 if let Router6::Auto(routers) = &mut self.router {
-                    routers.retain(|g| g != gateway);
+                    let route = (*gateway, *metric);
+                    routers.retain(|r| *r != route);
                     if *present {
-                        routers.insert(0, *gateway);
+                        let at = routers.partition_point(|r| r.1 <= *metric);
+                        routers.insert(at, route);
                     }
                 }
             }

@@ -19,9 +19,14 @@ fn addr6(ifindex: u32, addr: &str, stable: bool, present: bool) -> LinkEvent {
 }
 
 fn route6(ifindex: u32, gateway: &str, present: bool) -> LinkEvent {
+    route6_metric(ifindex, gateway, 1024, present)
+}
+
+fn route6_metric(ifindex: u32, gateway: &str, metric: u32, present: bool) -> LinkEvent {
     LinkEvent::DefaultRoute6 {
         ifindex,
         gateway: a(gateway),
+        metric,
         present,
     }
 }
@@ -77,17 +82,38 @@ fn src6_is_used_only_while_the_interface_has_it() {
 }
 
 #[test]
-fn gw6_auto_follows_the_newest_default_route_and_loses_it_with_the_route() {
+fn gw6_auto_follows_the_kernels_default_route_and_loses_it_with_the_route() {
     let mut ad = addressing(Router6::Auto(Vec::new()), Delegation::None);
     assert_eq!(
         ad.apply(&route6(3, "fe80::1", true)),
         Some(LinkChange::Router6(Some(a("fe80::1"))))
     );
+    // a second router of the same metric (a rogue advertisement, say) takes nothing over:
+    // the kernel keeps using the first
+    assert_eq!(ad.apply(&route6(3, "fe80::2", true)), None);
+    assert_eq!(ad.v6().unwrap().router(), Some(a("fe80::1")));
+    // a higher metric neither
+    assert_eq!(ad.apply(&route6_metric(3, "fe80::3", 2048, true)), None);
+    // the lowest metric wins, whenever it came
     assert_eq!(
-        ad.apply(&route6(3, "fe80::2", true)),
+        ad.apply(&route6_metric(3, "fe80::4", 100, true)),
+        Some(LinkChange::Router6(Some(a("fe80::4"))))
+    );
+    assert_eq!(
+        ad.apply(&route6_metric(3, "fe80::4", 100, false)),
+        Some(LinkChange::Router6(Some(a("fe80::1"))))
+    );
+    assert_eq!(ad.apply(&route6_metric(3, "fe80::3", 2048, false)), None);
+    assert_eq!(ad.apply(&route6(9, "fe80::9", true)), None);
+    assert_eq!(
+        ad.apply(&route6(3, "fe80::1", false)),
         Some(LinkChange::Router6(Some(a("fe80::2"))))
     );
-    assert_eq!(ad.apply(&route6(9, "fe80::9", true)), None);
+    assert_eq!(
+        ad.apply(&route6(3, "fe80::1", true)),
+        None,
+        "back, behind the one in force"
+    );
     assert_eq!(
         ad.apply(&route6(3, "fe80::2", false)),
         Some(LinkChange::Router6(Some(a("fe80::1"))))
@@ -190,6 +216,9 @@ fn the_record_takes_ipv6_flows_only_while_its_ipv6_is_up_and_reachable() {
     f.addr = None;
     assert!(!f.is_up(true));
     assert_eq!(f.translation(), "nat66");
+    // NPTv6 needs only the prefix: a line whose side has a link-local address alone
+    f.prefix = Some((a("2001:2:1::"), 48));
+    assert!(f.is_up(true));
 }
 
 #[test]

@@ -63,7 +63,9 @@ impl Ipv6Facts {
 
     fn ipv6_alive(&self) -> bool {
         self.state == State::Up
-            && self.addr.is_some()
+            // NAT66 needs the line's address; NPTv6 needs only its prefix (a line with no
+            // global address on its side, only the link-local one, is common)
+            && (self.addr.is_some() || self.prefix.is_some())
             && (self.to_peer || self.router_mac.is_some())
     }
 

@@ -185,7 +185,7 @@ impl Testbed {
     }
 
     /// Runs `testbed.sh WHAT PREFIX`, which must succeed.
-    fn testbed(&self, what: &str) {
+    pub fn testbed(&self, what: &str) {
         let out = Command::new(script())
             .args([what, &self.prefix])
             .output()

@@ -124,3 +124,45 @@ fn an_error_from_the_lan_must_quote_a_live_flows_packet_and_go_back_to_its_sende
     let translated = Ipv4Packet::icmp(uplink_addr, SERVER, 3, 3, [0; 4], &sent[..28]).build();
     assert_eq!(p, translated);
 }
+
+#[test]
+fn a_reply_with_no_hop_left_is_dropped_and_counted_not_handed_to_the_kernel() {
+    let e = engine();
+    let mut request = Ipv4Packet::udp(LAN_HOST, SERVER, 5556, 7000, b"q").build();
+    assert_eq!(out(&e, &mut request), Verdict::Uplink(0));
+    let reply = |ttl: u8| {
+        let mut p = Ipv4Packet::udp(SERVER, UPLINK_1, 7000, 61000, b"answer").build();
+        p[8] = ttl;
+        wanlb_testkit::fix_ip_checksum(&mut p);
+        p
+    };
+    // the kernel would end it on the gateway's own hop, and tell the internet the LAN
+    // host's address and port in its time exceeded
+    for ttl in [1, 0] {
+        let mut p = reply(ttl);
+        let sent = p.clone();
+        assert_eq!(
+            e.inbound(
+                Timestamp::from_millis(1),
+                0,
+                &mut p,
+                &mut L4Checksum::Complete
+            ),
+            Verdict::Drop(DropReason::TtlExceeded)
+        );
+        assert_eq!(p, sent, "not translated");
+    }
+    assert_eq!(e.counters().drop_count(DropReason::TtlExceeded), 2);
+    // one hop left: it reaches the host, its TTL the kernel's to take
+    let mut p = reply(2);
+    assert_eq!(
+        e.inbound(
+            Timestamp::from_millis(1),
+            0,
+            &mut p,
+            &mut L4Checksum::Complete
+        ),
+        Verdict::Tun
+    );
+    assert_eq!((p[8], &p[16..20]), (2, &LAN_HOST[..]));
+}

@@ -3,7 +3,7 @@
 //! [`crate::engine::answer`] for why), and ICMPv6 destination unreachable when no line can
 //! carry its IPv6 (so that its stack falls back to IPv4 at once).
 
-use crate::engine::answer::{NET_UNREACHABLE, reset_numbers};
+use crate::engine::answer::{NET_UNREACHABLE, SOURCE_POLICY, reset_numbers};
 use crate::engine::checksum::{checksum, pseudo_header6};
 use crate::engine::wire::ipv6::{self, Headers};
 use crate::engine::wire::tcp::{self, TcpSegment};
@@ -149,6 +149,7 @@ impl Engine {
         }
         let code = match code {
             NET_UNREACHABLE => icmpv6::NO_ROUTE,
+            SOURCE_POLICY => icmpv6::SOURCE_POLICY,
             _ => icmpv6::ADMIN_PROHIBITED,
         };
         if !lock(&self.unreachable_budget).take(now) {

@@ -34,6 +34,9 @@ impl Engine {
         let len = pkt.len();
         let mut ip = Ipv6Packet::new_checked(pkt)?;
         let h = ip.headers()?;
+        if ip.hop_limit() <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         // a fragment: the first piece is translated below like any packet and its mapping
         // kept; a later one follows it (the filter held for the first)

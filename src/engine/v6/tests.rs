@@ -905,3 +905,4 @@ fn a_source_no_line_can_translate_is_refused_before_it_holds_anything() {
     assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(1));
     assert_eq!(e.flows6(), 1);
 }
+mod edges;

@@ -18,6 +18,8 @@ pub const ECHO_REPLY: u8 = 129;
 pub const NO_ROUTE: u8 = 0;
 /// Destination unreachable, code 1: communication administratively prohibited.
 pub const ADMIN_PROHIBITED: u8 = 1;
+/// Destination unreachable, code 5: source address failed ingress/egress policy.
+pub const SOURCE_POLICY: u8 = 5;
 
 /// Whether messages of `msg_type` are errors about another packet (RFC 4443 2.1: the types
 /// below 128; those the engine translates).

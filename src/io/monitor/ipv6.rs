@@ -119,6 +119,9 @@ pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
     )
 }
 
+/// The solicited flag of a neighbour advertisement (RFC 4861 4.4).
+const NA_SOLICITED: u8 = 0x40;
+
 /// A neighbour solicitation for `router` from `src` (an address of ours on the link) and our
 /// MAC `ours`: to the router's MAC `known` when it is known (a check that it still answers
 /// there), else to its solicited-node multicast group.
@@ -186,13 +189,18 @@ pub fn echo_reply(ip: &[u8]) -> Option<EchoReply6<'_>> {
 }
 
 /// The MAC `router` advertises in `frame` (an Ethernet frame), if it is a neighbour
-/// advertisement for it, not forwarded, with a correct checksum: the target link-layer
+/// advertisement for it that answers our solicitation from `asked_from` (its solicited flag
+/// set, sent to that address), not forwarded, with a correct checksum: the target link-layer
 /// address option's, else the frame's source (RFC 4861 allows leaving the option out of an
-/// answer to a unicast solicitation).
-pub fn advertised_mac(frame: &[u8], router: Ipv6Addr) -> Option<[u8; 6]> {
+/// answer to a unicast solicitation). An unsolicited advertisement (RFC 4861 7.2.5: it may
+/// only update an entry, never make one reachable) steers nothing.
+pub fn advertised_mac(frame: &[u8], router: Ipv6Addr, asked_from: Ipv6Addr) -> Option<[u8; 6]> {
     let ip = frame.get(ETH_HEADER..)?;
     let (_, m) = icmp6(ip, Some(ND_HOP_LIMIT))?;
     if m[0] != NEIGHBOUR_ADVERT || m[1] != 0 || m.get(8..24)? != router.octets() {
+        return None;
+    }
+    if m[4] & NA_SOLICITED == 0 || ip.get(24..40)? != asked_from.octets() {
         return None;
     }
     let mut options = m.get(24..)?;

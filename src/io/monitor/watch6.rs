@@ -12,6 +12,7 @@ use crate::probe::ProbeKey;
 use crate::uplink::{LinkChange, LinkKind, Uplink, UplinkId, format_mac};
 
 use super::super::filters::SocketFilters;
+use super::super::metering::Metering;
 use super::super::packet_socket::PacketSocket;
 use super::ipv6::{self, ECHO6_FRAME, Hop6};
 
@@ -23,6 +24,9 @@ pub(super) struct Watch6 {
     pub health: UplinkHealth,
     pub targets: Vec<Ipv6Addr>,
     nd_misses: u32,
+    /// The source of the solicitation to the router still unanswered: only an advertisement
+    /// answering it is believed.
+    asked_from: Option<Ipv6Addr>,
     /// Where its socket is in the poller.
     pub at: usize,
     /// What the engine and the socket filters were last told of the line's IPv6.
@@ -45,6 +49,7 @@ impl Watch6 {
             },
             targets,
             nd_misses: 0,
+            asked_from: None,
             at: 0,
             told: None,
         })
@@ -59,7 +64,16 @@ impl Watch6 {
 
     /// One round through `uplink`, number `id`: an echo request to every IPv6 target (once
     /// the router's MAC is known) and a neighbour solicitation to the router.
-    pub fn send_round(&mut self, key: &ProbeKey, uplink: &Uplink, id: UplinkId, now: u64) {
+    /// What the line carries of them is metered, as IPv4's probes are.
+    pub fn send_round(
+        &mut self,
+        key: &ProbeKey,
+        uplink: &Uplink,
+        id: UplinkId,
+        now: u64,
+        metering: &Metering,
+    ) {
+        let link_header = uplink.link.header_len();
         let Some(facts) = uplink.ipv6() else { return };
         let hop = match (uplink.link, facts.router_mac) {
             (LinkKind::PointToPoint, _) => Some(Hop6::Peer),
@@ -77,8 +91,11 @@ impl Watch6 {
                     let mut frame = [0u8; ECHO6_FRAME];
                     let frame =
                         ipv6::echo_request(&mut frame, hop, (src, t), (key.id(), seq), &payload);
-                    if let Err(e) = self.socket.send(frame) {
-                        tracing::debug!(uplink = %uplink.name, error = %e, "IPv6 probe not sent");
+                    match self.socket.send(frame) {
+                        Ok(_) => metering.probe_bytes(usize::from(id), frame.len() - link_header),
+                        Err(e) => {
+                            tracing::debug!(uplink = %uplink.name, error = %e, "IPv6 probe not sent")
+                        }
                     }
                 }
             }
@@ -88,8 +105,13 @@ impl Watch6 {
                 self.health.start_round(now);
             }
         }
-        let (LinkKind::Ethernet, Some(router), Some(src)) = (uplink.link, facts.router, facts.addr)
-        else {
+        // from the line's address, else from the interface's link-local one (RFC 4861 7.2.2
+        // allows any of its addresses): a line with a delegated prefix and no global address
+        // on its side still finds its router
+        let src = facts
+            .addr
+            .or_else(|| super::super::system::link_local6(uplink.ifindex()));
+        let (LinkKind::Ethernet, Some(router), Some(src)) = (uplink.link, facts.router, src) else {
             return;
         };
         let known = facts
@@ -97,23 +119,40 @@ impl Watch6 {
             .filter(|_| self.nd_misses < UNICAST_ND_TRIES);
         self.nd_misses += 1;
         let ns = ipv6::neighbour_solicitation(uplink.mac(), src, router, known);
-        if let Err(e) = self.socket.send(&ns) {
-            tracing::debug!(uplink = %uplink.name, error = %e, "neighbour solicitation not sent");
+        match self.socket.send(&ns) {
+            Ok(_) => {
+                self.asked_from = Some(src);
+                metering.probe_bytes(usize::from(id), ns.len() - link_header);
+            }
+            Err(e) => {
+                tracing::debug!(uplink = %uplink.name, error = %e, "neighbour solicitation not sent")
+            }
         }
     }
 
     /// Reads what arrived on the socket for `uplink`, number `id`: echo replies answer their
-    /// round, the router's advertisement its MAC.
-    pub fn receive(&mut self, key: &ProbeKey, uplink: &Uplink, id: UplinkId, now: u64) {
+    /// round, the router's advertisement its MAC. Those are metered; the rest (echo replies
+    /// of the LAN's own flows, which the workers count) is not.
+    pub fn receive(
+        &mut self,
+        key: &ProbeKey,
+        uplink: &Uplink,
+        id: UplinkId,
+        now: u64,
+        metering: &Metering,
+    ) {
         let mut buf = [0u8; 2048];
         let link_header = uplink.link.header_len();
         let router = uplink.ipv6().and_then(|f| f.router);
         while let Ok(n) = self.socket.recv(&mut buf) {
             let frame = &buf[..n];
             if let Some(router) = router
+                && let Some(asked_from) = self.asked_from
                 && uplink.link == LinkKind::Ethernet
-                && let Some(mac) = ipv6::advertised_mac(frame, router)
+                && let Some(mac) = ipv6::advertised_mac(frame, router, asked_from)
             {
+                self.asked_from = None;
+                metering.probe_bytes(usize::from(id), n.saturating_sub(link_header));
                 self.health.arp_answer(now);
                 self.nd_misses = 0;
                 router_resolved(uplink, mac);
@@ -127,6 +166,7 @@ impl Watch6 {
             };
             let round = key.round_of(id, reply.from, reply.id, reply.seq, reply.payload);
             if let Some(round) = round {
+                metering.probe_bytes(usize::from(id), n.saturating_sub(link_header));
                 self.health.answer(round, t, now);
             }
         }

@@ -200,6 +200,7 @@ fn ipv6_addresses_default_routes_and_delegated_prefixes_become_events() {
         m.attributes.push(RouteAttribute::Oif(3));
         m.attributes
             .push(RouteAttribute::Gateway(RouteAddress::Inet6(v6("fe80::1"))));
+        m.attributes.push(RouteAttribute::Priority(512));
         m
     };
     let buf = datagram(vec![
@@ -255,11 +256,13 @@ fn ipv6_addresses_default_routes_and_delegated_prefixes_become_events() {
             Event::DefaultRoute6 {
                 ifindex: 3,
                 gateway: v6("fe80::1"),
+                metric: 512,
                 present: true,
             },
             Event::DefaultRoute6 {
                 ifindex: 3,
                 gateway: v6("fe80::1"),
+                metric: 512,
                 present: false,
             },
             Event::Delegated {

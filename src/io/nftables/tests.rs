@@ -122,7 +122,8 @@ fn rules_of(json: &str) -> Vec<String> {
 }
 
 #[test]
-fn ipv6_between_the_lan_and_the_uplinks_is_dropped_and_every_other_rule_is_ipv4() {
+fn ipv6_from_an_uplink_and_from_the_lan_past_the_tun_device_is_dropped_and_every_other_rule_is_ipv4()
+ {
     let json = table_json(
         "wanlb_t",
         "wanlb0",
@@ -145,23 +146,30 @@ fn ipv6_between_the_lan_and_the_uplinks_is_dropped_and_every_other_rule_is_ipv4(
     let ipv6_rules: Vec<&String> = rules.iter().filter(|r| r.contains(ipv6)).collect();
     let lans = r#""right":{"set":["eth0","eth3"]}"#;
     let uplinks = r#""right":{"set":["eth1","eth2"]}"#;
+    let counted = r#"{"counter":{"bytes":0,"packets":0}},{"drop":null}]"#;
     assert_eq!(ipv6_rules.len(), 2, "{rules:#?}");
-    for (rule, from, to, comment) in [
-        (ipv6_rules[0], lans, uplinks, IPV6_FROM_LAN),
-        (ipv6_rules[1], uplinks, lans, IPV6_TO_LAN),
-    ] {
-        assert!(rule.starts_with("forward "), "{rule}");
-        let (iif, oif) = (rule.find("iifname").unwrap(), rule.find("oifname").unwrap());
-        assert!(
-            rule[iif..oif].contains(from) && rule[oif..].contains(to),
-            "{rule}"
-        );
-        let counted = r#"{"counter":{"bytes":0,"packets":0}},{"drop":null}]"#;
-        assert!(
-            rule.ends_with(&format!("{counted} \"{comment}\"")),
-            "{rule}"
-        );
-    }
+    // from the LAN: to anything but the LAN and the TUN device
+    let from_lan = ipv6_rules[0];
+    assert!(from_lan.starts_with("forward "), "{from_lan}");
+    let oif = from_lan.find("oifname").unwrap();
+    assert!(from_lan[..oif].contains(lans), "{from_lan}");
+    assert!(
+        from_lan[oif..].contains(r#""op":"!=","right":{"set":["eth0","eth3","wanlb0"]}"#),
+        "{from_lan}"
+    );
+    assert!(
+        from_lan.ends_with(&format!("{counted} \"{IPV6_FROM_LAN}\"")),
+        "{from_lan}"
+    );
+    // from an uplink: to anywhere (another line's segment, an interface not named --lan)
+    let from_uplink = ipv6_rules[1];
+    assert!(from_uplink.starts_with("forward "), "{from_uplink}");
+    assert!(from_uplink.contains(uplinks), "{from_uplink}");
+    assert!(!from_uplink.contains("oifname"), "{from_uplink}");
+    assert!(
+        from_uplink.ends_with(&format!("{counted} \"{IPV6_FROM_UPLINK}\"")),
+        "{from_uplink}"
+    );
     // what wanlb wrote to the TUN device never goes on to an uplink, either family
     let from_tun: Vec<&String> = rules.iter().filter(|r| r.contains(FROM_TUN)).collect();
     assert_eq!(from_tun.len(), 1, "{rules:#?}");
@@ -285,4 +293,53 @@ fn forwarded_ports_are_kept_from_the_kernel_and_hairpinned() {
         .collect();
     assert!(chains.contains(&r#""hairpin" "nat" "prerouting" -100"#.to_string()));
     assert!(chains.contains(&r#""hairpin_source" "nat" "postrouting" 100"#.to_string()));
+}
+
+#[test]
+fn the_gateways_errors_quoting_a_lan_address_never_leave_through_an_uplink() {
+    let items = output_rules(
+        "wanlb_t",
+        &["eth1", "eth2"],
+        &[(Ipv4Addr::new(198, 18, 3, 0), 24)],
+        &[
+            ("fd00:3::".parse().unwrap(), 64),
+            ("::".parse().unwrap(), 0),
+        ],
+    );
+    let rules: Vec<String> = items[1..].iter().map(|r| r.to_string()).collect();
+    // one rule per LAN network; a /0 would take every error, so it takes none
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    let quote =
+        |offset: u32| format!(r#"{{"payload":{{"base":"th","len":32,"offset":{offset}}}}}"#);
+    // IPv4: the quoted destination 8 + 16 bytes in, its /24
+    assert!(rules[0].contains(r#""right":"icmp""#), "{}", rules[0]);
+    assert!(
+        rules[0].contains(&format!(r#"{{"&":[{},4294967040]}}"#, quote(192)))
+            && rules[0].contains(&format!(r#""right":{}"#, 0xc612_0300_u32)),
+        "{}",
+        rules[0]
+    );
+    // IPv6: 8 + 24 bytes in, its first two words whole
+    assert!(rules[1].contains(r#""right":"ipv6-icmp""#), "{}", rules[1]);
+    assert!(rules[1].contains("packet-too-big"), "{}", rules[1]);
+    for (offset, word) in [(256, 0xfd00_0003_u32), (288, 0)] {
+        assert!(
+            rules[1].contains(&format!(
+                r#""left":{},"op":"==","right":{word}}}"#,
+                quote(offset)
+            )),
+            "{}",
+            rules[1]
+        );
+    }
+    for rule in &rules {
+        assert!(
+            rule.contains(r#""right":{"set":["eth1","eth2"]}"#),
+            "{rule}"
+        );
+        assert!(
+            rule.contains(r#"{"counter":{"bytes":0,"packets":0}},{"drop":null}"#),
+            "{rule}"
+        );
+    }
 }

@@ -120,26 +120,44 @@ fn an_advertisement_gives_the_routers_mac_if_it_is_believable() {
     let tlla = [2, 1, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f];
     let na = advert(router, ours, 255, &tlla);
     assert_eq!(
-        advertised_mac(&na, router),
+        advertised_mac(&na, router, ours),
         Some([0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f])
     );
     // without the option: the frame's source
     assert_eq!(
-        advertised_mac(&advert(router, ours, 255, &[]), router),
+        advertised_mac(&advert(router, ours, 255, &[]), router, ours),
         Some(ROUTER_MAC)
     );
     // another target, a forwarded one, a bad checksum, a zero-length option: none
-    assert_eq!(advertised_mac(&na, a("fe80::2")), None);
+    assert_eq!(advertised_mac(&na, a("fe80::2"), ours), None);
     assert_eq!(
-        advertised_mac(&advert(router, ours, 254, &tlla), router),
+        advertised_mac(&advert(router, ours, 254, &tlla), router, ours),
         None
     );
     let mut bad = na.clone();
     bad[ETH_HEADER + IPV6_HEADER + 30] ^= 0xff;
-    assert_eq!(advertised_mac(&bad, router), None);
+    assert_eq!(advertised_mac(&bad, router, ours), None);
     let zero = advert(router, ours, 255, &[2, 0, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(advertised_mac(&zero, router), None);
+    assert_eq!(advertised_mac(&zero, router, ours), None);
     for cut in 0..na.len() {
-        let _ = advertised_mac(&na[..cut], router);
+        let _ = advertised_mac(&na[..cut], router, ours);
+    }
+}
+
+#[test]
+fn only_an_advertisement_answering_our_solicitation_gives_the_routers_mac() {
+    let (router, ours) = (a("fe80::1"), a("fd00:1::1"));
+    let tlla = [2, 1, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f];
+    let na = advert(router, ours, 255, &tlla);
+    assert!(advertised_mac(&na, router, ours).is_some());
+    // unsolicited (the S flag clear), as anyone on the segment can send it: none
+    let mut unsolicited = na.clone();
+    unsolicited[ETH_HEADER + IPV6_HEADER + 4] = 0xa0; // router, override
+    fill_icmp6_checksum(&mut unsolicited[ETH_HEADER..]);
+    assert_eq!(advertised_mac(&unsolicited, router, ours), None);
+    // to all nodes, or to another address than our solicitation's source: none
+    for to in [a("ff02::1"), a("fd00:1::2")] {
+        let elsewhere = advert(router, to, 255, &tlla);
+        assert_eq!(advertised_mac(&elsewhere, router, ours), None);
     }
 }
