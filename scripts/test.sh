@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_tools "${BASE_TOOLS[@]}" "${BROWSER_TOOLS[@]}"
+# tests/router6.rs runs radvd inside the testbed's namespaces, as an ISP router advertising
+# itself (only 2001:2::/48 on the test link)
+ensure_tools radvd:radvd
 # tests/udp_affinity.rs runs coturn's RFC 5780 client against its STUN server, in namespaces
 ensure_coturn
 # tests/service.rs starts wanlb as the systemd unit would (setpriv); tests/package.rs runs

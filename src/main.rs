@@ -47,7 +47,9 @@ unreachable. A tier-2 line (tier=2) carries traffic only while every tier-1 line
 
 Port forwards: --forward tcp:443=192.168.3.10:443@isp1 sends connections to port 443 of
 isp1's address on to the LAN host; its answers always leave through isp1, and LAN hosts
-reach it through isp1's address too. Every other port stays closed.
+reach it through isp1's address too. Every other port stays closed. To an IPv6 host,
+--forward tcp:443=[fd00:3::10]:443@isp1 forwards the port of isp1's IPv6 address (and, with
+prefix6, of the host's own translated address).
 
 Signals: SIGINT or SIGTERM stop wanlb and remove everything it added. SIGHUP reloads the
 settings: the file is read again (the flags still override it); weights, tiers, checks,

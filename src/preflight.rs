@@ -604,12 +604,7 @@ fn check_forwards(
                     ),
                 });
             }
-            errors.push(ConfigError {
-                origin: f.origin.clone(),
-                message: format!(
-                    "{f}: forwarding a port to an IPv6 host is not carried yet (IPv4 forwards are); with prefix6 (NPTv6) the host is reachable at its translated address once its own firewall and wanlb's let a connection in, which they do not yet either"
-                ),
-            });
+            // the IPv4 address's services are what the checks below are about
             continue;
         }
         let Some(&(_, addr)) = uplink_addrs.iter().find(|(name, _)| *name == f.uplink) else {

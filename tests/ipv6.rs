@@ -582,3 +582,131 @@ fn prefix6_auto_follows_a_delegated_prefix_and_its_renumbering_without_a_restart
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn the_lans_ipv6_to_wanlb_stays_out_of_conntrack() {
+    let tb = testbed();
+    let _inet = start_internet6(&tb);
+    let gw = start(&tb, &args(&[]));
+    // UDP and ping over both lines, and a TCP connection
+    let flows = spread6(&tb, INTERNET6, 2, 8, 20500);
+    let lines = via6(&flows);
+    assert!(lines.0 > 0 && lines.1 > 0, "{flows:?}");
+    tb.assert_pings("lan", INTERNET6, 2, "0.2");
+    tb.assert_tcp_echo("lan", "[2001:2:ff::1]:9006", 100_000);
+    // the kernel routed all of it to the TUN device and wanlb tracked it: conntrack did not
+    let tracked = tb.ok("gw", &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]);
+    assert_eq!(tracked.trim(), "0", "the LAN's IPv6 went through conntrack");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// A `tcp6-watch` line: source, source port, destination, destination port, flags,
+/// sequence and acknowledgement numbers, checksum verdict.
+#[derive(Debug)]
+struct Seg6 {
+    src: String,
+    sport: u16,
+    dst: String,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    csum: String,
+}
+
+/// The segments `watch` (a `tcp6-watch`) printed so far.
+fn segments6(watch: &Process) -> Vec<Seg6> {
+    watch
+        .output()
+        .lines()
+        .filter(|l| l.starts_with("tcp6 "))
+        .map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let field = |name: &str| {
+                w.iter()
+                    .find_map(|x| x.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("{name} in {line}"))
+            };
+            Seg6 {
+                src: w[1].to_string(),
+                sport: w[2].parse().unwrap(),
+                dst: w[3].to_string(),
+                dport: w[4].parse().unwrap(),
+                flags: u8::from_str_radix(field("flags="), 16).unwrap(),
+                seq: field("seq=").parse().unwrap(),
+                ack: field("ack=").parse().unwrap(),
+                csum: field("csum=").to_string(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn an_ipv6_tcp_connection_on_a_line_that_dies_is_reset_at_the_lan_host_with_its_own_number() {
+    const SERVER: &str = "2001:2:ff::7";
+    let tb = testbed();
+    let _inet = start_internet6(&tb);
+    let gw = start(&tb, &args(&["--pin", "2001:2:ff::/48=isp2"]));
+    // what reaches the LAN host, and what it sends (seen arriving at the gateway)
+    let to_host = Process::start(tb.spawn("lan", &[probe(), "tcp6-watch", "--dev", "eth0"]));
+    to_host.wait_for("listening", "tcp6-watch");
+    let from_host = Process::start(tb.spawn("gw", &[probe(), "tcp6-watch", "--dev", "eth0"]));
+    from_host.wait_for("listening", "tcp6-watch");
+    // a connection gone quiet after a few exchanges (a download waiting for data): after
+    // the cut the host sends nothing, so wanlb must ask it for its sequence number
+    let hold = Process::start(tb.spawn(
+        "lan",
+        &[
+            probe(),
+            "tcp-hold",
+            "--dst",
+            &format!("[{SERVER}]:9006"),
+            "--idle-after",
+            "3",
+        ],
+    ));
+    hold.wait_for("connected", "tcp-hold");
+    // r2 stops forwarding IPv6: isp2's IPv6 dies, its IPv4 lives on
+    tb.ok("r2", &["nft", "add", "table", "ip6", "cut"]);
+    tb.ok(
+        "r2",
+        &[
+            "nft",
+            "add chain ip6 cut forward { type filter hook forward priority 0; policy drop; }",
+        ],
+    );
+    gw.wait_for("uplink IPv6 down uplink=isp2", "isp2's IPv6 going down");
+    hold.wait_for("reset ", "the connection reset at the LAN host");
+    to_host.wait_for(" flags=14 ", "the reset on the wire");
+    let arrived = segments6(&to_host);
+    let at = arrived
+        .iter()
+        .position(|s| s.flags & 0x04 != 0)
+        .expect("a reset");
+    let reset = &arrived[at];
+    assert_eq!(
+        (reset.src.as_str(), reset.sport, reset.dst.as_str()),
+        (SERVER, 9006, LAN6),
+        "{reset:?}"
+    );
+    assert_eq!(reset.flags, 0x14, "RST and ACK");
+    assert_eq!(reset.csum, "ok", "the reset's checksum, from scratch");
+    // before it, wanlb's probe, from the server's address, its checksum right too
+    let probe_in = arrived[..at]
+        .iter()
+        .rev()
+        .find(|s| s.src == SERVER)
+        .expect("wanlb's probe");
+    assert_eq!(probe_in.csum, "ok", "the probe's checksum");
+    // the reset's sequence number is what the host expects next: the acknowledgement of
+    // its last segment on the connection (its answer to the probe)
+    let host_last = segments6(&from_host)
+        .into_iter()
+        .rev()
+        .find(|s| s.src == LAN6 && s.sport == reset.dport && s.dst == SERVER)
+        .expect("the host's answer to the probe");
+    assert_eq!(reset.seq, host_last.ack, "{host_last:?}");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}

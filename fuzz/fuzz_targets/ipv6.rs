@@ -1,12 +1,14 @@
 //! Untrusted IPv6 bytes: the extension-header walk and the quote of an ICMPv6 error on their
 //! own, then the engine both ways with one line by NAT66 and one by NPTv6, its lines changing
-//! under it. Nothing may panic, and whatever the engine forwards must still parse.
+//! under it, a port forwarded on each. Nothing may panic, and whatever the engine forwards
+//! must still parse.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wanlb::engine::family::V6;
 use wanlb::engine::flow::Timeouts;
 use wanlb::engine::limits::Limits;
+use wanlb::engine::port_forward::Forward;
 use wanlb::engine::select::Prefix;
 use wanlb::engine::wire::icmpv6::QuotedPacket6;
 use wanlb::engine::wire::{Ipv6Packet, ipv6};
@@ -52,7 +54,13 @@ fn engine() -> Engine {
         },
     })
     // one byte of the source to guess: fd00::/8
-    .with_lan_nets6(vec![prefix(0xfd_u128 << 120, 8)]);
+    .with_lan_nets6(vec![prefix(0xfd_u128 << 120, 8)])
+    // a TCP port of line 0's address (in the pool: kept aside), a UDP port of line 1 whose
+    // host keeps it (reached at the host's translated address too)
+    .with_forwards6(vec![
+        Forward { proto: 6, port: 61003, uplink: 0, host: 0xfd_u128 << 120 | 0xa, host_port: 80 },
+        Forward { proto: 17, port: 53, uplink: 1, host: 0xfd_u128 << 120 | 0xb, host_port: 53 },
+    ]);
     e.set_uplink6(0, line(0, true));
     e.set_uplink6(1, line(1, true));
     e

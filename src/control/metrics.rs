@@ -226,7 +226,12 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
     );
     for f in &s.forwards {
         let port = f.port.to_string();
-        let l = labels(&[("uplink", &f.uplink), ("proto", &f.proto), ("port", &port)]);
+        let mut l = labels(&[("uplink", &f.uplink), ("proto", &f.proto), ("port", &port)]);
+        // a port of the line's IPv6 address: a series of its own beside the IPv4 one's,
+        // which keeps its labels
+        if f.to.starts_with('[') {
+            l.extend(labels(&[("family", "ipv6")]));
+        }
         forward_total.get_or_create(&l).inc_by(f.connections_total);
         forward_live
             .get_or_create(&l)
@@ -352,14 +357,24 @@ mod tests {
             evictions: vec![("early_drop".into(), 11)],
             hand_overs_deferred: 12,
             on_change: vec![("timed_out".into(), 13), ("superseded".into(), 14)],
-            forwards: vec![ForwardReport {
-                proto: "tcp".into(),
-                port: 8080,
-                to: "198.18.3.10:80".into(),
-                uplink: "isp2".into(),
-                connections_live: 2,
-                connections_total: 15,
-            }],
+            forwards: vec![
+                ForwardReport {
+                    proto: "tcp".into(),
+                    port: 8080,
+                    to: "198.18.3.10:80".into(),
+                    uplink: "isp2".into(),
+                    connections_live: 2,
+                    connections_total: 15,
+                },
+                ForwardReport {
+                    proto: "tcp".into(),
+                    port: 8080,
+                    to: "[fd00:3::10]:80".into(),
+                    uplink: "isp2".into(),
+                    connections_live: 1,
+                    connections_total: 4,
+                },
+            ],
             ..Snapshot::default()
         };
         let control = ControlCounts {
@@ -396,6 +411,8 @@ mod tests {
             "wanlb_lan_host_identities_refused_total 1",
             r#"wanlb_forward_connections_total{uplink="isp2",proto="tcp",port="8080"} 15"#,
             r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080"} 2.0"#,
+            r#"wanlb_forward_connections_total{uplink="isp2",proto="tcp",port="8080",family="ipv6"} 4"#,
+            r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080",family="ipv6"} 1.0"#,
             "wanlb_control_connections_total 70",
             r#"wanlb_control_connections_closed_total{reason="idlest"} 6"#,
             r#"wanlb_control_connections_closed_total{reason="timeout"} 1"#,

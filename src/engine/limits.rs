@@ -215,6 +215,14 @@ impl Room {
         self.max_flows.load(Ordering::Relaxed)
     }
 
+    /// A forward's connections at most, and those from one source at most.
+    pub(super) fn per_forward(&self) -> (u32, u32) {
+        (
+            self.per_forward.load(Ordering::Relaxed),
+            self.per_forward_source.load(Ordering::Relaxed),
+        )
+    }
+
     pub(super) fn embryonic_per_shard(&self) -> usize {
         self.embryonic_per_shard.load(Ordering::Relaxed) as usize
     }

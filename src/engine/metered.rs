@@ -7,24 +7,45 @@ use super::failback::FailbackPolicy;
 use super::offload::CarriedFlows;
 use super::select::Balance;
 use super::wire::PROTO_TCP;
-use super::{Engine, SEQUENCE_PROBE, Timestamp, UplinkId, lock};
+use super::{Engine, SEQUENCE_PROBE, SEQUENCE_PROBE6, Timestamp, UplinkId, lock};
 use crate::metered::CapEffect;
 
 use std::sync::atomic::Ordering;
 
+/// The sequence probes of TCP connections being reset, IPv4's and IPv6's, to write to the
+/// TUN device: each asks its LAN host for its sequence number, and its answer is turned into
+/// the reset.
+#[derive(Debug, Default)]
+pub struct Resets {
+    pub v4: Vec<[u8; SEQUENCE_PROBE]>,
+    pub v6: Vec<[u8; SEQUENCE_PROBE6]>,
+}
+
+impl Resets {
+    /// Connections being reset.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Engine {
     /// What `uplink`'s cap does to it from now on: ranked below the uplinks under their caps
-    /// (what runs on it keeps running), or out of service as if down (its TCP connections
-    /// reset as `reset_tcp_on_down` says: the returned probes ask for their sequence numbers,
-    /// `carried` saying where the fast path's connections are).
+    /// (what runs on it keeps running), or out of service as if down (its TCP connections,
+    /// IPv4 and IPv6, reset as `reset_tcp_on_down` says: the returned probes ask for their
+    /// sequence numbers, `carried` saying where the fast path's connections are).
     pub fn set_cap_effect(
         &self,
         uplink: UplinkId,
         effect: CapEffect,
         carried: &CarriedFlows,
-    ) -> Vec<[u8; SEQUENCE_PROBE]> {
-        self.set_cap_effect6(uplink, effect);
-        self.reselect(|select| select.set_cap(uplink, effect), carried)
+    ) -> Resets {
+        let v6 = self.set_cap_effect6(uplink, effect);
+        let v4 = self.reselect(|select| select.set_cap(uplink, effect), carried);
+        Resets { v4, v6 }
     }
 
     /// How new destinations are spread, and each uplink's failback (one per uplink); a reload
@@ -50,24 +71,26 @@ impl Engine {
         lock(&self.failback).due(now)
     }
 
-    /// Resets the TCP connections of the uplinks in `due` ([`Engine::failbacks_due`]) that
-    /// are still outranked: the returned probes ask for their sequence numbers (`carried`
-    /// saying where the fast path's connections are). Connections pinned to their uplink, and
-    /// forwarded ones, stay.
-    pub fn fail_back(&self, due: u32, carried: &CarriedFlows) -> Vec<[u8; SEQUENCE_PROBE]> {
+    /// Resets the TCP connections, IPv4 and IPv6, of the uplinks in `due`
+    /// ([`Engine::failbacks_due`]) that are still outranked: the returned probes ask for their
+    /// sequence numbers (`carried` saying where the fast path's connections are). Connections
+    /// pinned to their uplink, and forwarded ones, stay.
+    pub fn fail_back(&self, due: u32, carried: &CarriedFlows) -> Resets {
         if due == 0 {
-            return Vec::new();
+            return Resets::default();
         }
         let _one_at_a_time = lock(&self.reselecting);
+        let v6 = self.fail_back6(due);
         // an uplink no longer outranked since (its better uplink gone again) keeps its flows
         let due = due & self.leaving.load(Ordering::Relaxed) & !self.down.load(Ordering::Relaxed);
         let pins = self.pins.load();
-        self.release(due, false, None, carried, |f| {
+        let v4 = self.release(due, false, None, carried, |f| {
             f.key.proto == PROTO_TCP
                 && self.forward_of(f).is_none()
                 && pins
                     .lookup(f.key.rem_addr)
                     .is_none_or(|p| p.uplink != f.uplink)
-        })
+        });
+        Resets { v4, v6 }
     }
 }

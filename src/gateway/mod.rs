@@ -43,7 +43,9 @@ use crate::uplink::{self, Addressing, Ipv6Facts, LinkKind, Uplink};
 use plumbing::{NftTable, plumb};
 pub use plumbing::{ROUTE_TABLE, nft_table_name};
 use reload::Control;
-use settings::{engine_config, engine_forwards, engine_pins6, monitor_settings, net6};
+use settings::{
+    engine_config, engine_forwards, engine_forwards6, engine_pins6, monitor_settings, net6,
+};
 
 pub const STATE_DIR: &str = "/run/wanlb";
 
@@ -178,8 +180,11 @@ fn serve(
     let mut filters = Vec::new();
     let mut opened = Vec::new();
     for (uplink, spec) in shared.uplinks.iter().zip(&config.uplinks) {
+        // IPv4's and IPv6's in one set: a port forwarded in one family only is read in the
+        // other too, and dropped there by the engine as unsolicited (counted)
         let forwarded: Vec<(u8, u16)> = config
-            .forwards4()
+            .forwards
+            .iter()
             .filter(|f| f.uplink == spec.name)
             .map(|f| (f.proto.number(), f.port))
             .collect();
@@ -350,7 +355,8 @@ fn start_engine(config: &Config, plan: &Plan, fast_path: Option<&Arc<TcFastPath>
         .with_lan_nets(plan.lan_sources.clone())
         .with_lan_nets6(lan6)
         .with_pins6(engine_pins6(config))
-        .with_forwards(engine_forwards(config));
+        .with_forwards(engine_forwards(config))
+        .with_forwards6(engine_forwards6(config));
     if let Some(fast) = fast_path {
         engine = engine.with_fast_path(fast.reaches());
     }

@@ -2,14 +2,15 @@
 //! rules, sysctls and wanlb's nftables table, each journaled as its undo before it is made
 //! (io/journal.rs), so that a stop, or the next start after a crash, removes it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use crate::config::Config;
+use crate::engine::nptv6::Nptv6;
 use crate::engine::select::Prefix;
 use crate::io::journal::Plumbing;
 use crate::io::monitor::TableUplink;
 use crate::io::netlink;
-use crate::io::nftables::{self, TUN_MARK, Table6Uplink, TableForward};
+use crate::io::nftables::{self, TUN_MARK, Table6Forward, Table6Lan, Table6Uplink, TableForward};
 use crate::io::system::{self, words};
 use crate::preflight::Plan;
 
@@ -227,9 +228,12 @@ pub(super) struct NftTable {
     devs: Vec<String>,
     pool: (u16, u16),
     forwards: Vec<TableForward>,
+    /// The forwards to IPv6 hosts: uplink (index), `tcp` or `udp`, port, LAN host.
+    forwards6: Vec<(usize, &'static str, u16, SocketAddrV6)>,
     /// The subnets of this host's interfaces that carry no uplink, as read at start.
     other_subnets: Vec<(Ipv4Addr, u8)>,
-    /// The LAN's networks, whose addresses no error the gateway sends to an uplink may quote.
+    /// The LAN's networks, whose addresses no error the gateway sends to an uplink may quote
+    /// (IPv6's, the first of them, are also what NPTv6 maps into a line's prefix).
     lan4: Vec<(Ipv4Addr, u8)>,
     lan6: Vec<(Ipv6Addr, u8)>,
 }
@@ -258,6 +262,15 @@ impl NftTable {
                     })
                 })
                 .collect(),
+            forwards6: (config.forwards.iter())
+                .filter_map(|f| {
+                    let SocketAddr::V6(to) = f.to else {
+                        return None;
+                    };
+                    let uplink = usize::from(uplink_id(config, &f.uplink));
+                    Some((uplink, f.proto.name(), f.port, to))
+                })
+                .collect(),
             other_subnets: plan
                 .interfaces
                 .iter()
@@ -276,6 +289,26 @@ impl NftTable {
                 .collect(),
             devs,
         }
+    }
+
+    /// `to`'s address as a line's delegated `prefix` translates it (as the engine does: from
+    /// the LAN's first IPv6 prefix), if the forward answers there: its port is the host's.
+    fn translated(
+        &self,
+        prefix: Option<(Ipv6Addr, u8)>,
+        to: SocketAddrV6,
+        port: u16,
+    ) -> Option<Ipv6Addr> {
+        let (addr, len) = prefix.filter(|_| to.port() == port)?;
+        let &(lan, lan_len) = self.lan6.first()?;
+        let npt = Nptv6::for_lan(
+            Prefix::masked(u128::from(lan), lan_len)?,
+            Prefix::masked(u128::from(addr), len)?,
+        )?;
+        (npt.internal().contains(u128::from(*to.ip())))
+            .then(|| npt.outbound(u128::from(*to.ip())))
+            .flatten()
+            .map(Ipv6Addr::from)
     }
 
     /// The uplinks as the plan found them at start.
@@ -320,12 +353,22 @@ impl NftTable {
             .devs
             .iter()
             .zip(uplinks)
-            .filter_map(|(dev, u)| {
+            .enumerate()
+            .filter_map(|(i, (dev, u))| {
                 let (addr, prefix) = u.v6?;
                 Some(Table6Uplink {
                     dev: dev.clone(),
                     addr,
                     prefix,
+                    forwards: (self.forwards6.iter())
+                        .filter(|f| f.0 == i)
+                        .map(|&(_, proto, port, to)| Table6Forward {
+                            proto,
+                            port,
+                            to,
+                            translated: self.translated(prefix, to, port),
+                        })
+                        .collect(),
                 })
             })
             .collect();
@@ -333,7 +376,13 @@ impl NftTable {
             serde_json::from_str(&v4).expect("table_json writes JSON");
         if let Some(items) = batch["nftables"].as_array_mut() {
             if !v6.is_empty() {
-                items.extend(nftables::ipv6_rules(&self.name, &self.tun, &v6, self.pool));
+                let lan = Table6Lan {
+                    interfaces: &self.lans,
+                    prefixes: &self.lan6,
+                };
+                items.extend(nftables::ipv6_rules(
+                    &self.name, &self.tun, lan, &v6, self.pool,
+                ));
             }
             let devs: Vec<&str> = self.devs.iter().map(String::as_str).collect();
             items.extend(nftables::output_rules(

@@ -1,7 +1,7 @@
 //! What the running gateway tells: the snapshot behind `/status` and `/metrics`, the status
 //! logged on SIGUSR1 and at exit, and each uplink's traffic for the history chart.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
@@ -221,10 +221,14 @@ pub(super) fn snapshot(
             .collect(),
         // the control plane's, kept for a while: see [`busiest_destinations`]
         top_destinations: Vec::new(),
-        // the engine's forwards are the configured ones, in order
+        // the engine's forwards are the configured ones, in order: IPv4's, then IPv6's
         forwards: config
             .forwards4()
             .zip(shared.engine.forward_counts())
+            .chain(
+                (config.forwards.iter().filter(|f| f.to.is_ipv6()))
+                    .zip(shared.engine.forward_counts6()),
+            )
             .map(|(f, count)| ForwardReport {
                 proto: f.proto.name().to_string(),
                 port: f.port,
@@ -300,16 +304,34 @@ pub(super) fn log_status(shared: &Shared, table: &str, tun: &str) {
         evictions = %evictions.join(" "),
         "status"
     );
-    let forwards = shared.engine.forwards().iter();
-    for (f, count) in forwards.zip(shared.engine.forward_counts()) {
+    let forwards4 = (shared.engine.forwards().iter())
+        .map(|f| {
+            (
+                f.proto,
+                f.port,
+                f.uplink,
+                SocketAddr::from((Ipv4Addr::from(f.host), f.host_port)),
+            )
+        })
+        .zip(shared.engine.forward_counts());
+    let forwards6 = (shared.engine.forwards6().iter())
+        .map(|f| {
+            (
+                f.proto,
+                f.port,
+                f.uplink,
+                SocketAddr::from((Ipv6Addr::from(f.host), f.host_port)),
+            )
+        })
+        .zip(shared.engine.forward_counts6());
+    for ((proto, port, uplink, to), count) in forwards4.chain(forwards6) {
         tracing::info!(
             forward = %format!(
-                "{}:{} of {} -> {}:{}",
-                if f.proto == PROTO_TCP { "tcp" } else { "udp" },
-                f.port,
-                shared.uplinks[f.uplink].name,
-                Ipv4Addr::from(f.host),
-                f.host_port
+                "{}:{} of {} -> {}",
+                if proto == PROTO_TCP { "tcp" } else { "udp" },
+                port,
+                shared.uplinks[uplink].name,
+                to
             ),
             connections_now = count.live,
             connections_so_far = count.opened,

@@ -94,7 +94,27 @@ pub(super) fn net6(net: Net6) -> Option<Prefix<V6>> {
     Prefix::masked(u128::from(net.addr()), net.prefix_len())
 }
 
-/// The forwards as the engine takes them.
+/// The forwards to IPv6 hosts as the engine takes them.
+pub(super) fn engine_forwards6(config: &Config) -> Vec<Forward<V6>> {
+    config
+        .forwards
+        .iter()
+        .filter_map(|f| {
+            let std::net::SocketAddr::V6(to) = f.to else {
+                return None;
+            };
+            Some(Forward {
+                proto: f.proto.number(),
+                port: f.port,
+                uplink: uplink_id(config, &f.uplink),
+                host: u128::from(*to.ip()),
+                host_port: to.port(),
+            })
+        })
+        .collect()
+}
+
+/// The forwards to IPv4 hosts as the engine takes them.
 pub(super) fn engine_forwards(config: &Config) -> Vec<Forward> {
     config
         .forwards4()

@@ -384,7 +384,7 @@ fn hairpin_rules(
 
 mod ipv6;
 mod output;
-pub use ipv6::{Table6Uplink, ipv6_rules};
+pub use ipv6::{Table6Forward, Table6Lan, Table6Uplink, ipv6_rules};
 pub use output::output_rules;
 
 #[cfg(test)]

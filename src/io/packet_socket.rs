@@ -208,8 +208,13 @@ impl PacketSocket {
     /// A socket that sees every IPv4 frame arriving on `ifindex`, with the virtio-net header
     /// (for tests that check what crossed a link).
     pub fn open_capture(ifindex: u32) -> io::Result<PacketSocket> {
+        PacketSocket::open_capture_of(ifindex, ETH_P_IP)
+    }
+
+    /// [`PacketSocket::open_capture`] for the frames of `ethertype` (IPv6's, for instance).
+    pub fn open_capture_of(ifindex: u32, ethertype: u16) -> io::Result<PacketSocket> {
         let fd = vnet_socket()?;
-        bind(&fd, ifindex, ETH_P_IP)?;
+        bind(&fd, ifindex, ethertype)?;
         set_nonblocking(&fd)?;
         Ok(PacketSocket {
             fd,

@@ -134,30 +134,26 @@ fn what_can_never_be_right_is_refused() {
 }
 
 #[test]
-fn an_ipv6_forward_is_refused_and_says_why() {
-    // the engine forwards IPv4 ports only, for now: said plainly
-    let e = refused(&flags(
+fn an_ipv6_forward_needs_a_lan_host_and_a_line_with_ipv6() {
+    let c = Config::load(&flags(
         &[ISP1_V6, ISP2_V6],
         &[],
         &["tcp:80=[fd00:3::10]:80@isp1"],
-    ));
-    assert_eq!(e.len(), 1, "{e:?}");
-    assert!(
-        e[0].contains("forwarding a port to an IPv6 host is not carried yet"),
-        "{e:?}"
-    );
+    ))
+    .unwrap();
+    assert!(check(&c, &facts()).is_ok());
     let e = refused(&flags(
         &[ISP1_V6, "isp2,dev=eth2,gw=198.18.2.254"],
         &[],
         &["tcp:80=[fd00:9::10]:80@isp1", "tcp:81=[fd00:3::10]:80@isp2"],
     ));
-    assert_eq!(e.len(), 4, "{e:?}");
+    assert_eq!(e.len(), 2, "{e:?}");
     assert!(
         e[0].contains("fd00:9::10 is not in the LAN (fd00:3::/64)"),
         "{e:?}"
     );
     assert!(
-        e[2].contains("isp2 carries no IPv6 (it has no gw6)"),
+        e[1].contains("isp2 carries no IPv6 (it has no gw6)"),
         "{e:?}"
     );
     let e = refused(&flags(&[ISP1_V6], &[], &["tcp:80=[fd00:3::100]:80@isp1"]));

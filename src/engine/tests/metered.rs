@@ -11,7 +11,7 @@ const NONE: &CarriedFlows = &CarriedFlows::NONE;
 
 /// Resets the TCP connections whose failback is due at `now`.
 fn fail_back(e: &Engine, now: Timestamp) -> Vec<[u8; SEQUENCE_PROBE]> {
-    e.fail_back(e.failbacks_due(now), NONE)
+    e.fail_back(e.failbacks_due(now), NONE).v4
 }
 
 /// A fibre line (0) and an LTE backup of tier 2 (1) whose failback is `mode`, 5 minutes.

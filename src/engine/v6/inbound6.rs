@@ -2,6 +2,7 @@
 //! its ICMPv6 error translated, or its flow found (closed by default, RFC 6092: nothing
 //! unsolicited reaches the LAN, by prefix or not), and its destination translated back.
 
+use super::forward6::Knock;
 use super::outbound6::count;
 use super::translate6::{self, Rewrite};
 use super::{Line6, is_npt_flow};
@@ -14,7 +15,7 @@ use crate::engine::{Direction, DropReason, Engine, Timestamp, UplinkId};
 
 /// Which of a line's IPv6 addresses a packet from it goes to.
 #[derive(Clone, Copy, Debug)]
-enum Arrived {
+pub(super) enum Arrived {
     /// The line's own address (NAT66): the flow is found by its external port.
     Nat,
     /// An address of the line's prefix (NPTv6), of this LAN address.
@@ -103,16 +104,32 @@ impl Engine {
                 proto: h.proto,
             }),
         };
-        // closed by default: a flow a LAN host opened on this line, at this address
+        // closed by default: a flow a LAN host opened on this line, at this address, or one a
+        // forward opens now
         let flow = flow
             .filter(|f| f.uplink == uplink && f.epoch == line.epoch)
-            .filter(|f| is_npt_flow(f) == matches!(arrived, Arrived::Prefix(_)))
-            .ok_or(DropReason::NoFlow)?;
-        flow.last_seen = now.stamp();
-        flow.bytes += len as u64;
-        flow.tcp.update(Direction::Inbound, &seg);
+            .filter(|f| is_npt_flow(f) == matches!(arrived, Arrived::Prefix(_)));
+        let (host, host_port) = match flow {
+            Some(flow) => {
+                flow.last_seen = now.stamp();
+                flow.bytes += len as u64;
+                flow.tcp.update(Direction::Inbound, &seg);
+                (flow.key.int_addr, flow.key.int_port)
+            }
+            None => {
+                let knock = Knock {
+                    uplink,
+                    arrived,
+                    proto: h.proto,
+                    rem_addr: src,
+                    rem_port,
+                    port,
+                };
+                self.open_forwarded6(&mut shard, now, &knock, &seg, len, line.epoch)?
+            }
+        };
         let to = match arrived {
-            Arrived::Nat => Rewrite::Nat(flow.key.int_addr, flow.key.int_port),
+            Arrived::Nat => Rewrite::Nat(host, host_port),
             Arrived::Prefix(int_addr) => Rewrite::Prefix(int_addr),
         };
         if let Some(f) = fragment {

@@ -9,13 +9,14 @@
 //! destination bindings, pins and the weighted choice, over [`V6`] addresses. A line's IPv6
 //! has a health of its own ([`Uplink6::up`]): a line whose IPv6 is dead while its IPv4 works
 //! stops taking IPv6 flows only. IPv6 flows stay on the engine's path (never handed to the
-//! fast path), and no IPv6 port is forwarded yet.
+//! fast path). Ports are forwarded to IPv6 LAN hosts as IPv4's are ([`forward6`]).
 //!
 //! A line with a prefix translates only the LAN prefix it maps (see [`Nptv6::for_lan`], with
 //! the first LAN prefix given); sources outside it are placed on lines that can take them
 //! (NAT66, or another prefix that maps them).
 
 mod answer6;
+mod forward6;
 mod fragments6;
 mod inbound6;
 mod outbound6;
@@ -34,6 +35,7 @@ use super::flow::{Flow, FlowKey, FlowTable};
 use super::limits::idle_bindings_per_shard;
 use super::nat::{Endpoint, Nat};
 use super::nptv6::Nptv6;
+use super::port_forward::Forwards;
 use super::select::{Pin, Pins, Prefix, Selector};
 use super::wire::PROTO_TCP;
 use super::{
@@ -90,6 +92,8 @@ pub(super) struct Shard6 {
     affinity: Affinity<V6>,
     fragments: fragments6::Fragments6,
     uplinks: Vec<UplinkCounters>,
+    /// Per IPv6 forward, its embryonic connections from this shard's remote addresses.
+    embryonic: Vec<forward6::Embryonic6>,
 }
 
 /// The engine's IPv6 state.
@@ -104,6 +108,7 @@ pub(super) struct State6 {
     leaving: AtomicU32,
     pins: ArcSwap<Pins<V6>>,
     lan_nets: Vec<Prefix<V6>>,
+    forwards: Forwards<V6>,
 }
 
 /// The shard of an IPv6 remote address: its four 32-bit words folded into one, then spread
@@ -136,6 +141,7 @@ impl State6 {
                         affinity,
                         fragments: fragments6::Fragments6::default(),
                         uplinks: vec![UplinkCounters::default(); n],
+                        embryonic: Vec::new(),
                     })
                 })
                 .collect(),
@@ -144,6 +150,7 @@ impl State6 {
             select: Mutex::new(select),
             pins: ArcSwap::from_pointee(Pins::default()),
             lan_nets: Vec::new(),
+            forwards: Forwards::default(),
         }
     }
 
@@ -251,19 +258,23 @@ impl Engine {
             return Vec::new();
         }
         let reset = renumbered || self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release6(uplink, reset)
+        self.release6(uplink, |_| reset)
     }
 
-    /// Ends the TCP connections on `uplink` (with `reset`) by asking each host for its
+    /// Ends the TCP connections on `uplink` that `reset` names by asking each host for its
     /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows move at
     /// their next packet.
-    fn release6(&self, uplink: UplinkId, reset: bool) -> Vec<[u8; SEQUENCE_PROBE6]> {
+    fn release6(
+        &self,
+        uplink: UplinkId,
+        reset: impl Fn(&Flow<V6>) -> bool,
+    ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let mut probes = Vec::new();
         for shard in self.v6.shards.iter() {
             let mut shard = lock(shard);
             shard.affinity.release(uplink);
             shard.flows.for_each_mut(|f| {
-                if f.uplink != uplink || f.key.proto != PROTO_TCP || !reset {
+                if f.uplink != uplink || f.key.proto != PROTO_TCP || !reset(f) {
                     return;
                 }
                 if f.tcp.is_reset_or_resetting() {
@@ -290,22 +301,54 @@ impl Engine {
 
     /// A line's data cap, as [`Engine::set_cap_effect`] gives it, for IPv6: new IPv6 flows
     /// rank the line as IPv4's do, and if it leaves service its UDP and ICMPv6 flows move.
-    /// Its IPv6 TCP connections are left to finish, whatever the cap says.
-    pub(super) fn set_cap_effect6(&self, uplink: UplinkId, effect: crate::metered::CapEffect) {
+    /// A line out of service for its cap is as if down: its IPv6 TCP connections are reset as
+    /// `reset_tcp_on_down` says (the returned probes ask for their sequence numbers).
+    pub(super) fn set_cap_effect6(
+        &self,
+        uplink: UplinkId,
+        effect: crate::metered::CapEffect,
+    ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let _one_at_a_time = lock(&self.reselecting);
-        let newly_leaving = {
+        let (newly_down, newly_leaving) = {
             let mut select = lock(&self.v6.select);
-            let before = select.leaving();
+            let (down_before, leaving_before) = (select.down(), select.leaving());
             select.set_cap(uplink, effect);
-            let leaving = select.leaving();
+            let (down, leaving) = (select.down(), select.leaving());
             self.v6.leaving.store(leaving, Ordering::Relaxed);
-            leaving & !before
+            (down & !down_before, leaving & !leaving_before)
         };
+        let reset = self.reset_tcp_on_down.load(Ordering::Relaxed);
+        let mut probes = Vec::new();
         for i in 0..self.addrs.len() {
-            if newly_leaving & uplink_bit(i) != 0 {
-                self.release6(super::uplink_id(i), false);
+            if (newly_down | newly_leaving) & uplink_bit(i) != 0 {
+                let down = newly_down & uplink_bit(i) != 0;
+                probes.extend(self.release6(super::uplink_id(i), |_| reset && down));
             }
         }
+        probes
+    }
+
+    /// [`Engine::fail_back`] for IPv6: the TCP connections on the lines in `due` whose IPv6
+    /// is still outranked (not down) are reset, but for those pinned to their line and
+    /// forwarded ones.
+    pub(super) fn fail_back6(&self, due: u32) -> Vec<[u8; SEQUENCE_PROBE6]> {
+        let outranked = {
+            let select = lock(&self.v6.select);
+            select.leaving() & !select.down()
+        };
+        let pins = self.v6.pins.load();
+        let mut probes = Vec::new();
+        for i in 0..self.addrs.len() {
+            if due & outranked & uplink_bit(i) != 0 {
+                probes.extend(self.release6(super::uplink_id(i), |f| {
+                    self.forward_of6(f).is_none()
+                        && pins
+                            .lookup(f.key.rem_addr)
+                            .is_none_or(|p| p.uplink != f.uplink)
+                }));
+            }
+        }
+        probes
     }
 
     /// Whether an IPv6 UDP or ICMPv6 flow must move: its line's IPv6 is no longer eligible
@@ -313,11 +356,15 @@ impl Engine {
     fn must_move6(&self, flow: &Flow<V6>, line: &Line6) -> bool {
         let eligible =
             self.v6.leaving.load(Ordering::Relaxed) & uplink_bit(flow.uplink.into()) == 0;
+        if line.epoch == flow.epoch && eligible {
+            return false;
+        }
+        // a forwarded flow never moves: its client knows only this line's address
+        if self.forward_of6(flow).is_some() {
+            return false;
+        }
         if line.epoch != flow.epoch {
             return true;
-        }
-        if eligible {
-            return false;
         }
         let pinned_here = (self.v6.pins.load())
             .lookup(flow.key.rem_addr)
@@ -342,8 +389,9 @@ impl Engine {
             flows.expire(now, &timeouts, scale, |_| None, |f, _| ended.push(*f));
             for f in &ended {
                 self.room.removed(1);
-                affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
-                self.give_back6(f, now);
+                if !self.give_back6(f, now) {
+                    affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
+                }
             }
             affinity.expire(now);
             fragments.expire(now);
@@ -351,14 +399,21 @@ impl Engine {
         lock(&self.v6.nat).expire_hosts(now);
     }
 
-    /// Gives back what an ended IPv6 flow held: its NAT66 port, its host's share.
-    fn give_back6(&self, flow: &Flow<V6>, now: Timestamp) {
+    /// Gives back what an ended IPv6 flow held: its NAT66 port, its host's share, its place
+    /// in its forward. Returns whether it was forwarded (it bound no destination).
+    fn give_back6(&self, flow: &Flow<V6>, now: Timestamp) -> bool {
+        let forward = self.forward_of6(flow);
+        if let Some(id) = forward {
+            self.v6.forwards.closed(id, flow.key.rem_addr);
+        }
         let mut nat = lock(&self.v6.nat);
         if is_npt_flow(flow) {
             nat.unadmit(flow.key.int_addr, now);
-        } else {
+        } else if forward.is_none() {
+            // a forwarded port was never the pool's
             nat.release(endpoint6(flow), now);
         }
+        forward.is_some()
     }
 
     /// Ends one IPv6 flow now.
@@ -367,10 +422,11 @@ impl Engine {
             return;
         };
         self.room.removed(1);
-        shard
-            .affinity
-            .detach(key.rem_addr, flow.uplink, flow.last_seen);
-        self.give_back6(&flow, now);
+        if !self.give_back6(&flow, now) {
+            shard
+                .affinity
+                .detach(key.rem_addr, flow.uplink, flow.last_seen);
+        }
     }
 
     /// The line set of the uplinks whose IPv6 may take new flows (for the tests and status).

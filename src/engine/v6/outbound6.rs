@@ -188,12 +188,7 @@ impl Engine {
             }
         };
         drop(nat);
-        let counters = &mut shard.uplinks[usize::from(uplink)];
-        counters.flows += 1;
-        if shard.affinity.attach(key.rem_addr, uplink, now) {
-            counters.destinations += 1;
-        }
-        shard.flows.insert(Flow {
+        let flow = Flow {
             key,
             last_seen: now.stamp(),
             ext_port,
@@ -203,7 +198,16 @@ impl Engine {
             on_fast_path: false,
             bytes: len as u64,
             epoch: line.epoch,
-        });
+        };
+        let counters = &mut shard.uplinks[usize::from(uplink)];
+        counters.flows += 1;
+        // from a forwarded port of a line that keeps ports: the forward's, bound to nothing
+        if !(by_prefix && self.own_forwarded6(&flow))
+            && shard.affinity.attach(key.rem_addr, uplink, now)
+        {
+            counters.destinations += 1;
+        }
+        shard.flows.insert(flow);
         self.room.added();
         Ok((uplink, ext_port))
     }

@@ -205,6 +205,9 @@ fn transport_ok(p: &[u8]) -> bool {
     plain_checksum(src, dst, p[6], &p[40..]) == 0
 }
 
+mod forward6;
+mod resets6;
+
 #[test]
 fn nat66_translates_a_udp_flow_both_ways_byte_for_byte() {
     let e = nat66_engine();

@@ -191,7 +191,8 @@ impl<T: PacketIo> Apply<'_, T> {
             if !probes.is_empty() {
                 tracing::info!(uplink = %uplink.name, connections = probes.len(), "resetting TCP connections");
             }
-            self.send_to_lan(probes);
+            self.send_to_lan(probes.v4);
+            self.send_to_lan(probes.v6);
         }
     }
 
@@ -214,7 +215,8 @@ impl<T: PacketIo> Apply<'_, T> {
             .collect();
         tracing::info!(uplinks = %names.join(","), connections = probes.len(),
             "failback: resetting the TCP connections still on a backup uplink");
-        self.send_to_lan(probes);
+        self.send_to_lan(probes.v4);
+        self.send_to_lan(probes.v6);
     }
 
     /// With `gw=auto`, uplink `w`'s interface's default route names another gateway: its MAC

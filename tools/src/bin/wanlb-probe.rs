@@ -12,7 +12,9 @@
 //! forger would.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -41,6 +43,10 @@ use hold::*;
 #[path = "wanlb-probe/capture.rs"]
 mod capture;
 use capture::*;
+
+#[path = "wanlb-probe/capture6.rs"]
+mod capture6;
+use capture6::*;
 #[path = "wanlb-probe/udp.rs"]
 mod udp;
 use udp::*;
@@ -182,6 +188,13 @@ enum Command {
     /// pseudo-header sum; complete ones must verify. IP fragments are counted, and only their
     /// header checksum is checked.
     CaptureVerify {
+        #[arg(long)]
+        dev: String,
+    },
+    /// Print every IPv6 TCP segment crossing DEV, either way, one line each ("tcp6 SRC SPORT
+    /// DST DPORT flags=FF seq=N ack=N csum=ok|bad|partial": the checksum checked from
+    /// scratch, partial where the sender left it to the device), until SIGINT or SIGTERM.
+    Tcp6Watch {
         #[arg(long)]
         dev: String,
     },
@@ -349,7 +362,7 @@ enum Command {
     /// does, and only listens.
     TcpHold {
         #[arg(long, value_name = "IP:PORT")]
-        dst: SocketAddrV4,
+        dst: SocketAddr,
         #[arg(long, value_name = "N")]
         idle_after: Option<u64>,
     },
@@ -460,6 +473,7 @@ fn main() -> ExitCode {
             alternate_small,
         } => udp_big_check(dst, size, count, alternate_small),
         Command::CaptureVerify { dev } => capture_verify(&dev),
+        Command::Tcp6Watch { dev } => tcp6_watch(&dev),
         Command::UdpSink { udp, port } => udp_sink(&udp, port),
         Command::UdpNewFlows { dst, addrs, count } => udp_new_flows(dst, addrs, count),
         Command::UdpPaced {

@@ -3,11 +3,11 @@
 
 use super::*;
 
-pub(crate) fn tcp_hold(dst: SocketAddrV4, idle_after: Option<u64>) -> Result<()> {
+pub(crate) fn tcp_hold(dst: SocketAddr, idle_after: Option<u64>) -> Result<()> {
     use std::sync::atomic::Ordering;
     const EVERY: Duration = Duration::from_millis(100);
     let stop = stop_flag()?;
-    let mut conn = TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))
+    let mut conn = TcpStream::connect_timeout(&dst, Duration::from_secs(5))
         .map_err(|e| format!("connect {dst}: {e}"))?;
     let _ = conn.set_nodelay(true);
     let local = conn.local_addr().map_err(|e| e.to_string())?;
