@@ -275,6 +275,6 @@ impl Engine {
             }
         }
         lock(&self.nat).expire_hosts(now);
-        self.expire6(now);
+        self.expire6(now, carried);
     }
 }

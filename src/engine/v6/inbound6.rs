@@ -6,6 +6,7 @@ use super::outbound6::count;
 use super::translate6::{self, Rewrite};
 use super::{Line6, is_npt_flow};
 use crate::engine::flow::{FlowKey, ReplyKey, Segment};
+use crate::engine::offload::Carried;
 use crate::engine::translate::End;
 use crate::engine::wire::icmp::IcmpMessage;
 use crate::engine::wire::ipv6::Headers;
@@ -29,6 +30,7 @@ impl Engine {
         uplink: UplinkId,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
+        carried: Option<&Carried>,
     ) -> Result<(), DropReason> {
         let len = pkt.len();
         let mut ip = Ipv6Packet::new_checked(pkt)?;
@@ -107,7 +109,8 @@ impl Engine {
             .ok_or(DropReason::NoFlow)?;
         flow.last_seen = now.stamp();
         flow.bytes += len as u64;
-        flow.tcp.update(Direction::Inbound, &seg);
+        self.track6(flow, Direction::Inbound, &seg, carried);
+        self.consider_fast_path6(flow);
         let to = match arrived {
             Arrived::Nat => Rewrite::Nat(flow.key.int_addr, flow.key.int_port),
             Arrived::Prefix(int_addr) => Rewrite::Prefix(int_addr),

@@ -8,8 +8,8 @@
 //! same code: the flow table and session state machine, the port pools and host shares, the
 //! destination bindings, pins and the weighted choice, over [`V6`] addresses. A line's IPv6
 //! has a health of its own ([`Uplink6::up`]): a line whose IPv6 is dead while its IPv4 works
-//! stops taking IPv6 flows only. IPv6 flows stay on the engine's path (never handed to the
-//! fast path), and no IPv6 port is forwarded yet.
+//! stops taking IPv6 flows only. Steady IPv6 flows are handed to the kernel fast path as
+//! IPv4's are ([`offload6`]), and no IPv6 port is forwarded yet.
 //!
 //! A line with a prefix translates only the LAN prefix it maps (see [`Nptv6::for_lan`], with
 //! the first LAN prefix given); sources outside it are placed on lines that can take them
@@ -18,6 +18,7 @@
 mod answer6;
 mod fragments6;
 mod inbound6;
+mod offload6;
 mod outbound6;
 mod translate6;
 
@@ -34,6 +35,7 @@ use super::flow::{Flow, FlowKey, FlowTable};
 use super::limits::idle_bindings_per_shard;
 use super::nat::{Endpoint, Nat};
 use super::nptv6::Nptv6;
+use super::offload::CarriedFlows;
 use super::select::{Pin, Pins, Prefix, Selector};
 use super::wire::PROTO_TCP;
 use super::{
@@ -251,22 +253,28 @@ impl Engine {
             return Vec::new();
         }
         let reset = renumbered || self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release6(uplink, reset)
+        self.release6(uplink, reset, &before)
     }
 
     /// Ends the TCP connections on `uplink` (with `reset`) by asking each host for its
-    /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows move at
-    /// their next packet.
-    fn release6(&self, uplink: UplinkId, reset: bool) -> Vec<[u8; SEQUENCE_PROBE6]> {
+    /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows come back
+    /// from the fast path (`was`: the line as the fast path was told of it) and move at their
+    /// next packet, and so do flows of an address or prefix the line no longer has.
+    fn release6(&self, uplink: UplinkId, reset: bool, was: &Line6) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let mut probes = Vec::new();
+        let now = self.v6.line(uplink).unwrap_or_default();
         for shard in self.v6.shards.iter() {
             let mut shard = lock(shard);
             shard.affinity.release(uplink);
             shard.flows.for_each_mut(|f| {
-                if f.uplink != uplink || f.key.proto != PROTO_TCP || !reset {
+                if f.uplink != uplink {
                     return;
                 }
-                if f.tcp.is_reset_or_resetting() {
+                let resets = f.key.proto == PROTO_TCP && reset && !f.tcp.is_reset_or_resetting();
+                if f.key.proto != PROTO_TCP || resets || f.epoch != now.epoch {
+                    self.take_back6(f, was);
+                }
+                if !resets {
                     return;
                 }
                 f.tcp.set_resetting();
@@ -303,7 +311,9 @@ impl Engine {
         };
         for i in 0..self.addrs.len() {
             if newly_leaving & uplink_bit(i) != 0 {
-                self.release6(super::uplink_id(i), false);
+                let uplink = super::uplink_id(i);
+                let line = self.v6.line(uplink).unwrap_or_default();
+                self.release6(uplink, false, &line);
             }
         }
     }
@@ -326,10 +336,13 @@ impl Engine {
     }
 
     /// Removes idle IPv6 flows (see [`Engine::expire`], which calls it), giving back their
-    /// ports and shares.
-    pub(super) fn expire6(&self, now: Timestamp) {
+    /// shares, and their ports once the fast path let go of them. A flow on the fast path
+    /// lives as long as the fast path carries it (`carried`).
+    pub(super) fn expire6(&self, now: Timestamp, carried: &CarriedFlows) {
         let timeouts = *lock(&self.timeouts);
         let scale = self.room.scale();
+        let lines = self.v6.lines.load();
+        let mut ports = Vec::new();
         for shard in self.v6.shards.iter() {
             let mut shard = lock(shard);
             let Shard6 {
@@ -339,26 +352,25 @@ impl Engine {
                 ..
             } = &mut *shard;
             let mut ended = Vec::new();
-            flows.expire(now, &timeouts, scale, |_| None, |f, _| ended.push(*f));
+            let idle_elsewhere = |f: &Flow<V6>| carried.get6(&f.key)?.idle_ms;
+            flows.expire(now, &timeouts, scale, idle_elsewhere, |f, _| ended.push(*f));
             for f in &ended {
                 self.room.removed(1);
                 affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
-                self.give_back6(f, now);
+                let line = lines
+                    .get(usize::from(f.uplink))
+                    .copied()
+                    .unwrap_or_default();
+                ports.extend(self.ended6(f, &line, now));
             }
             affinity.expire(now);
             fragments.expire(now);
         }
-        lock(&self.v6.nat).expire_hosts(now);
-    }
-
-    /// Gives back what an ended IPv6 flow held: its NAT66 port, its host's share.
-    fn give_back6(&self, flow: &Flow<V6>, now: Timestamp) {
         let mut nat = lock(&self.v6.nat);
-        if is_npt_flow(flow) {
-            nat.unadmit(flow.key.int_addr, now);
-        } else {
-            nat.release(endpoint6(flow), now);
+        for port in ports {
+            port.give_back(&mut nat);
         }
+        nat.expire_hosts(now);
     }
 
     /// Ends one IPv6 flow now.
@@ -370,7 +382,10 @@ impl Engine {
         shard
             .affinity
             .detach(key.rem_addr, flow.uplink, flow.last_seen);
-        self.give_back6(&flow, now);
+        let line = self.v6.line(flow.uplink).unwrap_or_default();
+        if let Some(port) = self.ended6(&flow, &line, now) {
+            port.give_back(&mut lock(&self.v6.nat));
+        }
     }
 
     /// The line set of the uplinks whose IPv6 may take new flows (for the tests and status).

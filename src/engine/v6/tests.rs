@@ -830,3 +830,5 @@ fn without_a_lan_prefix_ipv6_is_refused_and_answered() {
             .is_some()
     );
 }
+
+mod fast_path6;
