@@ -25,19 +25,29 @@ pub fn is_own_user(client: SocketAddr, server: SocketAddr) -> bool {
 }
 
 /// The owner of the socket at `client` connected to `server`, from the text of a kernel TCP
-/// table (`sl local_address rem_address st queues tr retrnsmt uid ...`).
+/// table (`sl local_address rem_address st queues tr retrnsmt uid timeout inode ...`).
+///
+/// Only a live, open socket counts: established, with an inode. Once its owner has closed
+/// it, the kernel prints it with uid 0 (a timewait socket) or keeps it orphaned without an
+/// inode, so a client that sent its request and closed at once would pass for root.
 fn owner(table: &str, client: SocketAddr, server: SocketAddr) -> Option<u32> {
     let same = |a: SocketAddr, b: SocketAddr| {
         a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
     };
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local, remote, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
-        (same(endpoint(local)?, client) && same(endpoint(remote)?, server))
-            .then(|| uid.parse().ok())
-            .flatten()
+        let (local, remote, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+        let (uid, inode) = (fields.get(7)?, fields.get(9)?);
+        if !(same(endpoint(local)?, client) && same(endpoint(remote)?, server)) {
+            return None;
+        }
+        let open = *state == ESTABLISHED && *inode != "0";
+        open.then(|| uid.parse().ok()).flatten()
     })
 }
+
+/// The `st` column of an established connection.
+const ESTABLISHED: &str = "01";
 
 /// `ADDR:PORT` as the kernel prints it: the address as 32-bit words in the machine's byte
 /// order, in hex, then the port in hex.
@@ -78,6 +88,27 @@ mod tests {
         let nobody = SocketAddr::new(peer.ip(), 1);
         assert_eq!(owner(&table, nobody, server), None);
         assert!(!is_own_user(nobody, server));
+    }
+
+    #[test]
+    fn a_closed_or_orphaned_client_socket_is_nobodys() {
+        // the same client as a timewait socket (printed as root's, without an inode), an
+        // orphan still sending its FIN (its user's, without an inode), and one that shut
+        // its sending side down (FIN_WAIT2, its user's, with an inode)
+        let rows = [
+            "0100007F:A1B2 0100007F:26B7 06 00000000:00000000 03:00000D2D 00000000     0        0 0 3 0000000000000000",
+            "0100007F:A1B2 0100007F:26B7 05 00000000:00000000 03:00000D2D 00000000     0        0 0 3 0000000000000000",
+            "0100007F:A1B2 0100007F:26B7 04 00000000:00000000 01:00000014 00000000 65534        0 0 2 0000000000000000",
+            "0100007F:A1B2 0100007F:26B7 05 00000000:00000000 00:00000000 00000000     0        0 7 1 0000000000000000",
+        ];
+        if cfg!(target_endian = "little") {
+            let server: SocketAddr = "127.0.0.1:9911".parse().unwrap();
+            let client = SocketAddr::new(server.ip(), 0xA1B2);
+            for row in rows {
+                let table = format!("  sl  local_address rem_address   st\n   0: {row}\n");
+                assert_eq!(owner(&table, client, server), None, "{row}");
+            }
+        }
     }
 
     #[test]

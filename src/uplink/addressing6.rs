@@ -34,6 +34,9 @@ pub struct Addressing6 {
     /// The interface's IPv6 addresses (not link-local), their prefix lengths and whether they
     /// are stable, in the order the kernel gave them.
     addrs: Vec<(Ipv6Addr, u8, bool)>,
+    /// The address chosen for NAT66 (without `src6`), kept while it stays fit: choosing
+    /// anew resets the line's IPv6 TCP connections.
+    chosen: Option<Ipv6Addr>,
     router: Router6,
     delegation: Delegation,
 }
@@ -43,21 +46,33 @@ impl Addressing6 {
         Addressing6 {
             src6,
             addrs: Vec::new(),
+            chosen: None,
             router,
             delegation,
         }
     }
 
     /// The address the uplink's IPv6 flows are translated to now: `src6` while the interface
-    /// has it, else its first stable global address, else its first stable unique-local one.
+    /// has it, else the one chosen among its stable addresses (see [`Addressing6::choose`]).
     pub fn current(&self) -> Option<Ipv6Addr> {
         if let Some(src6) = self.src6 {
             return self.addrs.iter().any(|a| a.0 == src6).then_some(src6);
         }
+        self.chosen
+    }
+
+    /// Keeps the chosen address while the interface has it stable and it is global, or no
+    /// stable global one exists; else takes the first stable global address, else the first
+    /// stable unique-local one. The kernel tells an address again each time a router
+    /// advertisement or a DHCPv6 renewal refreshes its lifetimes: that changes nothing.
+    fn choose(&mut self) {
         let stable = || self.addrs.iter().filter(|a| a.2).map(|a| a.0);
-        stable()
-            .find(|a| !a.is_unique_local())
-            .or_else(|| stable().next())
+        let global = stable().find(|a| !a.is_unique_local());
+        let fit =
+            |a: &Ipv6Addr| stable().any(|s| s == *a) && (global.is_none() || !a.is_unique_local());
+        if !self.chosen.is_some_and(|a| fit(&a)) {
+            self.chosen = global.or_else(|| stable().next());
+        }
     }
 
     /// The router its IPv6 goes to now (None on a point-to-point link, or while
@@ -93,6 +108,7 @@ impl Addressing6 {
     /// their own.
     pub fn forget_interface(&mut self) {
         self.addrs.clear();
+        self.chosen = None;
         if let Router6::Auto(routers) = &mut self.router {
             routers.clear();
         }
@@ -102,6 +118,15 @@ impl Addressing6 {
     /// says what changed, if anything.
     pub fn apply(&mut self, event: &LinkEvent) -> Option<LinkChange> {
         let before = self.snapshot();
+        if !self.take(event) {
+            return None;
+        }
+        self.choose();
+        self.changes_since(before).into_iter().next()
+    }
+
+    /// Takes in `event` without choosing anew; false if it is not about IPv6.
+    fn take(&mut self, event: &LinkEvent) -> bool {
         match event {
             LinkEvent::Address6 {
                 addr,
@@ -110,9 +135,13 @@ impl Addressing6 {
                 present,
                 ..
             } => {
-                self.addrs.retain(|a| a.0 != *addr);
-                if *present {
-                    self.addrs.push((*addr, *prefix_len, *stable));
+                // told again, an address keeps its place
+                let entry = (*addr, *prefix_len, *stable);
+                match self.addrs.iter().position(|a| a.0 == *addr) {
+                    Some(i) if *present => self.addrs[i] = entry,
+                    Some(i) => drop(self.addrs.remove(i)),
+                    None if *present => self.addrs.push(entry),
+                    None => {}
                 }
             }
             LinkEvent::DefaultRoute6 {
@@ -131,16 +160,19 @@ impl Addressing6 {
                 present,
             } => {
                 if let Delegation::Auto(prefixes) = &mut self.delegation {
+                    // a new prefix goes first; one told again (a renewal) keeps its place
                     let entry = (*prefix, *prefix_len);
-                    prefixes.retain(|p| *p != entry);
-                    if *present {
+                    let known = prefixes.contains(&entry);
+                    if !*present {
+                        prefixes.retain(|p| *p != entry);
+                    } else if !known {
                         prefixes.insert(0, entry);
                     }
                 }
             }
-            _ => return None,
+            _ => return false,
         }
-        self.changes_since(before).into_iter().next()
+        true
     }
 
     /// Takes in the kernel's whole state (`dump`, the events about this interface and the
@@ -151,12 +183,20 @@ impl Addressing6 {
         if let Router6::Auto(routers) = &mut self.router {
             routers.clear();
         }
-        if let Delegation::Auto(prefixes) = &mut self.delegation {
-            prefixes.clear();
-        }
+        let known = match &mut self.delegation {
+            Delegation::Auto(prefixes) => std::mem::take(prefixes),
+            _ => Vec::new(),
+        };
         for e in dump {
-            self.apply(e);
+            self.take(e);
         }
+        // prefixes known before keep their order, after any new ones
+        if let Delegation::Auto(prefixes) = &mut self.delegation {
+            let still: Vec<_> = known.into_iter().filter(|p| prefixes.contains(p)).collect();
+            prefixes.retain(|p| !still.contains(p));
+            prefixes.extend(still);
+        }
+        self.choose();
         self.changes_since(before)
     }
 

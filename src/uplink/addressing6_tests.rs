@@ -191,3 +191,57 @@ fn the_record_takes_ipv6_flows_only_while_its_ipv6_is_up_and_reachable() {
     assert!(!f.is_up(true));
     assert_eq!(f.translation(), "nat66");
 }
+
+#[test]
+fn an_address_or_prefix_told_again_changes_nothing() {
+    // two stable global addresses (two prefixes in the RA, or SLAAC beside DHCPv6): each RA
+    // refreshes their lifetimes, and the kernel tells each again
+    let mut ad = Addressing6::new(
+        None,
+        Router6::Fixed(a("fe80::1")),
+        Delegation::Auto(Vec::new()),
+    );
+    assert_eq!(
+        ad.apply(&addr6(3, "2001:2:0:1::1", true, true)),
+        Some(LinkChange::Address6(Some(a("2001:2:0:1::1"))))
+    );
+    assert_eq!(ad.apply(&addr6(3, "2001:2:0:1::2", true, true)), None);
+    for refreshed in ["2001:2:0:1::1", "2001:2:0:1::2", "2001:2:0:1::1"] {
+        assert_eq!(
+            ad.apply(&addr6(3, refreshed, true, true)),
+            None,
+            "{refreshed}"
+        );
+    }
+    // the chosen one deprecated: the other takes over, and keeps the line when the first is
+    // refreshed again
+    assert_eq!(
+        ad.apply(&addr6(3, "2001:2:0:1::1", false, true)),
+        Some(LinkChange::Address6(Some(a("2001:2:0:1::2"))))
+    );
+    assert_eq!(ad.apply(&addr6(3, "2001:2:0:1::1", true, true)), None);
+    // a resync with both keeps the choice, whatever the dump's order
+    let dump = [
+        addr6(3, "2001:2:0:1::1", true, true),
+        addr6(3, "2001:2:0:1::2", true, true),
+    ];
+    assert_eq!(ad.resync(dump.iter()), []);
+    assert_eq!(ad.current(), Some(a("2001:2:0:1::2")));
+
+    // two delegated prefixes: a renewal of the older one does not put it first
+    let delegated = |p: &str| LinkEvent::Delegated {
+        prefix: a(p),
+        prefix_len: 56,
+        present: true,
+    };
+    ad.apply(&delegated("2001:2:1:100::"));
+    assert_eq!(
+        ad.apply(&delegated("2001:2:1:200::")),
+        Some(LinkChange::Prefix6(Some((a("2001:2:1:200::"), 56))))
+    );
+    assert_eq!(ad.apply(&delegated("2001:2:1:100::")), None);
+    let dump = [delegated("2001:2:1:100::"), delegated("2001:2:1:200::")];
+    assert_eq!(ad.resync(dump.iter()), [LinkChange::Address6(None)]);
+    assert_eq!(ad.current(), None, "the addresses were not in the dump");
+    assert_eq!(ad.prefix(), Some((a("2001:2:1:200::"), 56)));
+}
