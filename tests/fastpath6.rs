@@ -629,3 +629,34 @@ fn reads_back_what_was_carried(links: &Links) {
     assert_eq!(carried.get6(&tcp.key()), None, "withdrawn");
     assert!(carried.get6(&udp.key()).is_some());
 }
+
+#[test]
+fn to_a_point_to_point_uplink_ipv6_goes_without_a_mac() {
+    in_own_netns(
+        "to_a_point_to_point_uplink_ipv6_goes_without_a_mac",
+        carries_to_a_point_to_point_uplink,
+    );
+}
+
+/// The outbound program, to point-to-point uplinks (PPP, TUN, WireGuard): no MAC is written,
+/// IPv6 as IPv4. (The inbound program for such uplinks runs on real packets only; a test run
+/// hands over Ethernet frames.)
+fn carries_to_a_point_to_point_uplink(links: &Links) {
+    let fast = fast_path(links);
+    let gw = Gateway::new(&fast);
+    for uplink in 0..2 {
+        fast.set_next_hop6(uplink, Some(NextHop::Peer))
+            .expect("uplink map");
+    }
+    for (case, proto) in [TCP, UDP, ICMPV6].into_iter().enumerate() {
+        let flow = open(&gw, proto, remote(100 + case as u32), 40000, 443);
+        let out = flow.outbound(ACK, b"over the line");
+        let f = frame(&out);
+        let (verdict, sent) =
+            (fast.test_run(Direction::Outbound, &f, links.lan)).expect("test run");
+        let what = format!("proto {proto}");
+        assert_eq!(verdict, TC_REDIRECT, "{what}: not carried");
+        assert_eq!(sent[..14], f[..14], "{what}: no MAC written");
+        assert_bytes(&sent[14..], &forwarded(flow.engine_out(&gw, &out)), &what);
+    }
+}
