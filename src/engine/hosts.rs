@@ -19,9 +19,9 @@
 //!   subnets and the `lan_net` networks that holds them; /24 without any) together hold one
 //!   share: as many flows, and ports of each pool, as one host. Each also holds at most one
 //!   share itself.
-//! - The IPv6 form, when wanlb translates IPv6: a host may use every address of its /64
-//!   (privacy addresses, or a /64 routed to it), so the per-host share is per /64 and a /64 is
-//!   verified as one address is here; unverified /64s share per LAN prefix.
+//! - IPv6 the same way, per address: a LAN's hosts usually share one /64, so the /64 cannot
+//!   stand for a host. A host's privacy addresses are verified one by one (each by a
+//!   handshake of its own), and unverified addresses share per LAN prefix.
 //!
 //! What this guarantees, with each LAN link on a network of its own and reverse-path
 //! filtering strict on the LAN interfaces (`rp_filter=1`, so a host cannot send from another

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -50,17 +50,12 @@ impl CountsFile {
             .recursive(true)
             .mode(0o755)
             .create(dir)?;
-        let meta = fs::metadata(dir)?;
-        // SAFETY: geteuid takes nothing and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me || meta.mode() & 0o022 != 0 {
-            return Err(io::Error::other(format!(
-                "{} is not safe for wanlb's counts, which it writes as root: it must belong to the user running wanlb and be writable by it alone (mode {:o}, owner {})",
-                dir.display(),
-                meta.mode() & 0o7777,
-                meta.uid()
-            )));
-        }
+        let dir = super::trusted_dir::trusted_dir(dir).map_err(|why| {
+            io::Error::other(format!(
+                "{} is not safe for wanlb's counts, which it writes as root: {why}",
+                dir.display()
+            ))
+        })?;
         Ok(CountsFile {
             path: dir.join(format!("{tun}.json")),
         })

@@ -15,6 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::system::{SystemError, io_err, run, words, write_sysctl};
+use super::trusted_dir::trusted_dir;
 
 /// One recorded change, as the line that undoes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,8 +136,8 @@ fn is_sysctl_undo(key: &str, value: &str) -> bool {
 /// Makes `dir` for this user alone if it is not there, and refuses it unless only this user
 /// can write it: every journal there is commands that wanlb runs as root, so one that another
 /// user could plant (a directory under /tmp, say, or one made with a loose umask) would run
-/// theirs.
-fn own_state_dir(dir: &Path) -> Result<(), SystemError> {
+/// theirs. Returns it resolved, to be used from now on.
+fn own_state_dir(dir: &Path) -> Result<PathBuf, SystemError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -145,23 +146,9 @@ fn own_state_dir(dir: &Path) -> Result<(), SystemError> {
     check_state_dir(dir)
 }
 
-fn check_state_dir(dir: &Path) -> Result<(), SystemError> {
-    let meta = fs::metadata(dir).map_err(io_err(format!("reading {}", dir.display())))?;
-    // SAFETY: geteuid takes nothing and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    let why = if !meta.is_dir() {
-        "it is not a directory".to_string()
-    } else if meta.uid() != me {
-        format!(
-            "it belongs to user {}, not to {me}, who runs wanlb",
-            meta.uid()
-        )
-    } else if meta.mode() & 0o022 != 0 {
-        format!("others can write it (mode {:o})", meta.mode() & 0o7777)
-    } else {
-        return Ok(());
-    };
-    Err(SystemError::StateDir {
+/// `dir` resolved, if it is fit for journals ([`trusted_dir`]).
+fn check_state_dir(dir: &Path) -> Result<PathBuf, SystemError> {
+    trusted_dir(dir).map_err(|why| SystemError::StateDir {
         dir: dir.to_path_buf(),
         why,
     })
@@ -335,7 +322,7 @@ impl Plumbing {
     /// What fails to undo is kept at the head of the new journal, to be undone after this
     /// run's own changes.
     pub fn start(dir: &Path, tun: &str) -> Result<(Plumbing, Leftovers), SystemError> {
-        own_state_dir(dir)?;
+        let dir = &own_state_dir(dir)?;
         let journal = journal_path(dir, tun)?;
         let own = Held::take(&journal)?.ok_or_else(|| SystemError::Busy(lock_path(&journal)))?;
         let (found, _) = journals_here(dir)?;
@@ -476,9 +463,13 @@ pub struct Cleanup {
 /// journals of running wanlbs are left alone. A journal whose undo partly fails keeps what
 /// failed; the others, their locks and then the directory, if empty, are removed.
 pub fn cleanup(dir: &Path, tun: Option<&str>) -> Result<Cleanup, SystemError> {
-    if dir.exists() {
-        check_state_dir(dir)?;
-    }
+    let resolved;
+    let dir = if dir.exists() {
+        resolved = check_state_dir(dir)?;
+        resolved.as_path()
+    } else {
+        dir
+    };
     let (found, elsewhere) = journals_here(dir)?;
     let mut report = Cleanup {
         elsewhere,

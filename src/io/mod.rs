@@ -23,6 +23,7 @@ mod ring;
 pub mod signal;
 pub(crate) mod steering;
 pub(crate) mod system;
+pub(crate) mod trusted_dir;
 pub(crate) mod tun;
 pub(crate) mod uplink_sockets;
 pub mod vnet;

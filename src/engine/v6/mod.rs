@@ -71,7 +71,7 @@ impl Line6 {
     /// Whether new flows from `src` may use this line (its health aside): it can translate
     /// the source.
     fn serves(&self, src: u128) -> bool {
-        self.facts.addr.is_some() || self.npt.is_some_and(|n| n.internal().contains(src))
+        self.ext_of(src).is_some()
     }
 
     /// The address `src` leaves this line from, and whether by prefix (its port kept).

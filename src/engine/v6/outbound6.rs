@@ -90,6 +90,7 @@ impl Engine {
         };
         let lines = self.v6.lines.load();
         let mut shard = self.v6.shard(dst);
+        let mut verifies = false;
         let found = match shard.flows.get_mut(&key) {
             Some(flow) if flow.tcp.is_resetting() && seg.flags & tcp::RST == 0 => Found::Reset,
             Some(flow)
@@ -101,12 +102,17 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.bytes += len as u64;
+                // the host got the SYN-ACK sent to its address: a host, not a made-up source
+                verifies = key.proto == PROTO_TCP && flow.tcp.acknowledges_syn_ack(&seg);
                 self.track6(flow, Direction::Outbound, &seg, carried);
                 self.consider_fast_path6(flow);
                 Found::Forward(flow.uplink, flow.ext_port)
             }
             None => Found::New,
         };
+        if verifies {
+            lock(&self.v6.nat).verify(key.int_addr);
+        }
         let (uplink, ext_port) = match found {
             Found::Forward(uplink, port) => (uplink, port),
             Found::New => self.open_flow6(&mut shard, now, key, &seg, len, &lines)?,

@@ -34,6 +34,10 @@ fn engine(ports: (u16, u16)) -> Engine {
 }
 
 fn engine_without_lan_prefix(ports: (u16, u16)) -> Engine {
+    engine_with_limits(ports, Limits::unlimited())
+}
+
+fn engine_with_limits(ports: (u16, u16), limits: Limits) -> Engine {
     let uplinks = [("isp1", 1u8, 2u32), ("isp2", 2, 1)]
         .iter()
         .map(|&(name, net, weight)| UplinkConfig {
@@ -52,7 +56,7 @@ fn engine_without_lan_prefix(ports: (u16, u16)) -> Engine {
         seed: 42,
         reset_tcp_on_down: true,
         udp_affinity: UdpAffinity::Destination,
-        limits: Limits::unlimited(),
+        limits,
     })
 }
 
@@ -829,6 +833,74 @@ fn without_a_lan_prefix_ipv6_is_refused_and_answered() {
         e.unreachable(t(0), DropReason::NoIpv6Uplink, &p, &mut answer)
             .is_some()
     );
+}
+
+/// A completed handshake verifies an IPv6 address as it does an IPv4 one: a busy host holds a
+/// share of its own, and its neighbours on the same /64 keep theirs.
+#[test]
+fn a_handshake_verifies_an_ipv6_host_whose_flows_then_spare_its_neighbours() {
+    let limits = Limits {
+        max_flows_per_host: 4,
+        ..Limits::unlimited()
+    };
+    let e = engine_with_limits((61000, 61999), limits)
+        .with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()]);
+    assert!(e.set_uplink6(0, nat66_line(true)).is_empty());
+    // HOST completes a TCP handshake: SYN, SYN-ACK, ACK
+    let mut p = packet(
+        HOST,
+        server(1),
+        PROTO_TCP,
+        &tcp(40000, 443, 100, 0, SYN, &[]),
+    );
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(0));
+    let ext_port = u16::from_be_bytes([p[40], p[41]]);
+    let answer = tcp(443, ext_port, 9000, 101, SYN | ACK, &[]);
+    let mut p = packet(server(1), LINE0_ADDR, PROTO_TCP, &answer);
+    assert_eq!(inb(&e, t(1), 0, &mut p), Verdict::Tun);
+    let mut p = packet(
+        HOST,
+        server(1),
+        PROTO_TCP,
+        &tcp(40000, 443, 101, 9001, ACK, &[]),
+    );
+    assert_eq!(out(&e, t(2), &mut p), Verdict::Uplink(0));
+    // three flows more: its own share, full
+    for n in 0..3 {
+        let mut p = packet(HOST, server(10 + n), PROTO_UDP, &udp(5000, 53, b"q"));
+        assert_eq!(out(&e, t(3), &mut p), Verdict::Uplink(0));
+    }
+    let mut p = packet(HOST, server(20), PROTO_UDP, &udp(5000, 53, b"q"));
+    assert_eq!(
+        out(&e, t(3), &mut p),
+        Verdict::Drop(DropReason::HostFlowLimit)
+    );
+    // HOST_B, on the same /64, still opens its flows from the LAN's unverified share
+    let mut p = packet(
+        HOST_B,
+        server(50),
+        PROTO_TCP,
+        &tcp(40001, 443, 1, 0, SYN, &[]),
+    );
+    assert_eq!(out(&e, t(4), &mut p), Verdict::Uplink(0));
+}
+
+/// A source NPTv6 cannot translate (an all-ones interface identifier, whose adjusted word
+/// would be 0xffff) is refused before it holds a flow or a port, not stored to fail later.
+#[test]
+fn a_source_no_line_can_translate_is_refused_before_it_holds_anything() {
+    let e = npt_engine();
+    let untranslatable = LAN_NET | u128::from(u64::MAX);
+    let mut p = packet(untranslatable, server(1), PROTO_UDP, &udp(5000, 53, b"q"));
+    assert_eq!(
+        out(&e, t(0), &mut p),
+        Verdict::Drop(DropReason::NoIpv6Uplink)
+    );
+    assert_eq!(e.flows6(), 0);
+    // its neighbour is translated as ever
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5000, 53, b"q"));
+    assert_eq!(out(&e, t(0), &mut p), Verdict::Uplink(1));
+    assert_eq!(e.flows6(), 1);
 }
 
 mod fast_path6;
