@@ -91,13 +91,29 @@ static __always_inline int is_forwarded(__u8 proto, __be16 port)
 	return forwarded_udp[p >> 3] & (1 << (p & 7));
 }
 
+/* Where a frame for wanlb goes: an uplink's data sockets take the replies to the NAT pool (and
+ * everything else of wanlb's), and, on an uplink with port forwards, a socket of their own per
+ * worker takes what comes to a forwarded port, so a flood of it fills that socket's ring and
+ * not the one the LAN's replies arrive in. */
+#define NOT_WANLBS 0
+#define FOR_REPLIES 1
+#define FOR_FORWARDS 2
+
+/* TCP or UDP to port `dport` of the uplink's address: a forward's, the pool's, or neither. */
+static __always_inline int by_port(__u8 proto, __be16 dport)
+{
+	if (is_forwarded(proto, dport))
+		return FOR_FORWARDS;
+	return in_pool(dport) ? FOR_REPLIES : NOT_WANLBS;
+}
+
 /* An IPv6 frame for wanlb: anything to the delegated prefix (NPTv6: the engine filters it,
- * statefully); to the NAT66 address, TCP and UDP to a NAT port, ICMPv6 echo replies to a NAT
- * identifier, ICMPv6 errors (types below 128), and whatever comes behind an extension header
- * (the engine walks them, and drops what it does not); never neighbour discovery, router
- * advertisements or other informational ICMPv6, nor echo replies outside the pool (the IPv6
- * health probes', read by a socket of their own), all the kernel's. */
-static __always_inline __u32 ipv6_replies(struct __sk_buff *skb)
+ * statefully); to the NAT66 address, TCP and UDP to a NAT port or a forwarded one, ICMPv6 echo
+ * replies to a NAT identifier, ICMPv6 errors (types below 128), and whatever comes behind an
+ * extension header (the engine walks them, and drops what it does not); never neighbour
+ * discovery, router advertisements or other informational ICMPv6, nor echo replies outside
+ * the pool (the IPv6 health probes', read by a socket of their own), all the kernel's. */
+static __always_inline int ipv6_class(struct __sk_buff *skb)
 {
 	__u32 entry = 0;
 	struct uplink_ipv6 *v6 = bpf_map_lookup_elem(&wanlb_uplink_ipv6, &entry);
@@ -105,66 +121,78 @@ static __always_inline __u32 ipv6_replies(struct __sk_buff *skb)
 	__u8 next;
 	if (!v6 || bpf_skb_load_bytes(skb, link_header + 24, daddr, 16) ||
 	    bpf_skb_load_bytes(skb, link_header + 6, &next, 1))
-		return 0;
+		return NOT_WANLBS;
 	if (v6->has_prefix && (daddr[0] & v6->mask[0]) == v6->prefix[0] &&
 	    (daddr[1] & v6->mask[1]) == v6->prefix[1] &&
 	    (daddr[2] & v6->mask[2]) == v6->prefix[2] &&
 	    (daddr[3] & v6->mask[3]) == v6->prefix[3])
-		return KEEP;
+		return FOR_REPLIES;
 	if (!v6->has_addr || daddr[0] != v6->addr[0] || daddr[1] != v6->addr[1] ||
 	    daddr[2] != v6->addr[2] || daddr[3] != v6->addr[3])
-		return 0;
+		return NOT_WANLBS;
 	__u32 l4 = link_header + 40;
 	if (next == IPPROTO_TCP || next == IPPROTO_UDP) {
 		__be16 dport;
 		if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
-			return 0;
-		return in_pool(dport) || is_forwarded(next, dport) ? KEEP : 0;
+			return NOT_WANLBS;
+		return by_port(next, dport);
 	}
 	if (next != IPPROTO_ICMPV6_)
-		return KEEP;
+		return FOR_REPLIES;
 	__u8 type;
 	__be16 id;
 	if (bpf_skb_load_bytes(skb, l4, &type, 1))
-		return 0;
+		return NOT_WANLBS;
 	if (type < 128)
-		return KEEP;
+		return FOR_REPLIES;
 	if (type != ICMPV6_ECHO_REPLY || bpf_skb_load_bytes(skb, l4 + 4, &id, 2))
-		return 0;
-	return in_pool(id) ? KEEP : 0;
+		return NOT_WANLBS;
+	return in_pool(id) ? FOR_REPLIES : NOT_WANLBS;
 }
 
-/* The data path's sockets: TCP and UDP to a NAT port or a forwarded one, ICMP echo replies to
- * a NAT identifier, and other ICMP (errors, whatever they quote: the engine matches them to
- * flows). Echo replies outside the pool are the health probes', which have a socket of their
- * own. IPv6 as ipv6_replies says, on a line with IPv6 (whose sockets are bound to every
- * protocol). */
-SEC("socket")
-int wanlb_replies(struct __sk_buff *skb)
+/* What is wanlb's: TCP and UDP to a NAT port or a forwarded one, ICMP echo replies to a NAT
+ * identifier, and other ICMP (errors, whatever they quote: the engine matches them to flows).
+ * Echo replies outside the pool are the health probes', which have a socket of their own.
+ * IPv6 as ipv6_class says, on a line with IPv6 (whose sockets are bound to every protocol). */
+static __always_inline int frame_class(struct __sk_buff *skb)
 {
 	__u8 proto;
 	__u32 l4;
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return ipv6_replies(skb);
+		return ipv6_class(skb);
 	if (!ipv4_to_uplink(skb, &proto, &l4))
-		return 0;
+		return NOT_WANLBS;
 	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
 		__be16 dport;
 		if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
-			return 0;
-		return in_pool(dport) || is_forwarded(proto, dport) ? KEEP : 0;
+			return NOT_WANLBS;
+		return by_port(proto, dport);
 	}
 	if (proto != IPPROTO_ICMP)
-		return 0;
+		return NOT_WANLBS;
 	__u8 type;
 	__be16 id;
 	if (bpf_skb_load_bytes(skb, l4, &type, 1))
-		return 0;
+		return NOT_WANLBS;
 	if (type != ICMP_ECHO_REPLY)
-		return KEEP;
+		return FOR_REPLIES;
 	if (bpf_skb_load_bytes(skb, l4 + 4, &id, 2))
-		return 0;
-	return in_pool(id) ? KEEP : 0;
+		return NOT_WANLBS;
+	return in_pool(id) ? FOR_REPLIES : NOT_WANLBS;
+}
+
+/* The data sockets: what is wanlb's, but what comes to a forwarded port. */
+SEC("socket")
+int wanlb_replies(struct __sk_buff *skb)
+{
+	return frame_class(skb) == FOR_REPLIES ? KEEP : 0;
+}
+
+/* The forwarded ports' sockets: TCP and UDP to a forwarded port of the uplink's address. */
+SEC("socket")
+int wanlb_forwards(struct __sk_buff *skb)
+{
+	return frame_class(skb) == FOR_FORWARDS ? KEEP : 0;
 }
 
 /* The health probes' socket: echo replies with the probes' identifier, nothing else. */

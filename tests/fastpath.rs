@@ -837,16 +837,19 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
         let p = Ipv4Packet::icmp(there, dst, icmp_type, 0, [hi, lo, 0, 1], b"");
         ethernet(0x0800, &p.build())
     };
-    use Filter::{Probes, Replies};
+    use Filter::{Forwards, Probes, Replies};
     // the NAT pool's ports, both ends of it, for TCP and UDP
     assert!(keeps(Replies, &port(TCP, me, 61000)));
     assert!(keeps(Replies, &port(UDP, me, 65535)));
     // the gateway's own services and ephemeral ports stay with the kernel
     assert!(!keeps(Replies, &port(TCP, me, 80)));
     assert!(!keeps(Replies, &port(UDP, me, 60999)));
-    // the forwarded ports come to wanlb, each for its own protocol, and their neighbours not
-    assert!(keeps(Replies, &port(TCP, me, 8080)));
-    assert!(keeps(Replies, &port(UDP, me, 5060)));
+    // the forwarded ports come to wanlb through sockets of their own, each for its own
+    // protocol, and their neighbours not
+    assert!(keeps(Forwards, &port(TCP, me, 8080)));
+    assert!(keeps(Forwards, &port(UDP, me, 5060)));
+    assert!(!keeps(Replies, &port(TCP, me, 8080)));
+    assert!(!keeps(Replies, &port(UDP, me, 5060)));
     for (proto, p) in [
         (UDP, 8080),
         (TCP, 5060),
@@ -855,8 +858,13 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
         (UDP, 5061),
     ] {
         assert!(!keeps(Replies, &port(proto, me, p)), "{proto} {p}");
+        assert!(!keeps(Forwards, &port(proto, me, p)), "{proto} {p}");
     }
+    // nothing of the pool, of ICMP or of another address goes to the forwards' sockets
+    assert!(!keeps(Forwards, &port(TCP, me, 61000)));
+    assert!(!keeps(Forwards, &icmp(me, 3, 0)));
     assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 8080)));
+    assert!(!keeps(Forwards, &port(TCP, [198, 18, 1, 2], 8080)));
     assert!(!keeps(Probes, &port(TCP, me, 8080)));
     // other addresses, protocols and ethertypes
     assert!(!keeps(Replies, &port(TCP, [198, 18, 1, 2], 61000)));
@@ -892,7 +900,8 @@ fn filters_keep_only_what_is_wanlbs(_: &Links) {
     let bare_keeps = |filter, f: &[u8]| bare.keeps(filter, &f[14..]).expect("test run");
     assert!(bare_keeps(Replies, &port(TCP, me, 61000)));
     assert!(bare_keeps(Replies, &port(UDP, me, 65535)));
-    assert!(bare_keeps(Replies, &port(TCP, me, 8080)));
+    assert!(bare_keeps(Forwards, &port(TCP, me, 8080)));
+    assert!(!bare_keeps(Replies, &port(TCP, me, 8080)));
     assert!(!bare_keeps(Replies, &port(UDP, me, 60999)));
     assert!(!bare_keeps(Replies, &port(UDP, [198, 18, 1, 2], 61000)));
     assert!(bare_keeps(Replies, &icmp(me, 3, 0)));

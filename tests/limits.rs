@@ -294,3 +294,171 @@ fn two_lan_links_without_strict_reverse_path_filtering_are_named_in_a_warning() 
         warned[0]
     );
 }
+
+/// Opens up to `flows` new UDP flows from namespace `ns` to `dst`, each a socket of its own,
+/// and returns how many were answered (it stops at the first that is not).
+fn new_flows_to(tb: &Testbed, ns: &str, dst: &str, flows: u32) -> usize {
+    let n = flows.to_string();
+    let out = tb.run(
+        ns,
+        &[
+            probe(),
+            "spread",
+            "--dst",
+            dst,
+            "--count",
+            "1",
+            "--flows",
+            &n,
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(dst) && !l.starts_with("via"))
+        .count()
+}
+
+#[test]
+fn a_host_answering_for_many_addresses_holds_one_share_and_another_host_gets_through() {
+    const PER_HOST: u32 = 40;
+    const ADDRS: u32 = 8;
+    let tb = Testbed::up();
+    tb.add_lan2();
+    let _inet = tb.start_internet();
+    let mut args = example_args();
+    args.extend(["--max-flows-per-host".into(), PER_HOST.to_string()]);
+    let gw = tb.start_wanlb(&args);
+    // the LAN host gives itself 8 more addresses (it answers ARP for them, from its one MAC)
+    // and talks to its own destination from each: a route with that source
+    let via = |i: u32| {
+        (
+            format!("198.18.3.{}", 20 + i),
+            format!("198.19.0.{}", 100 + i),
+        )
+    };
+    for i in 0..ADDRS {
+        let (src, dst) = via(i);
+        tb.ok(
+            "lan",
+            &["ip", "addr", "add", &format!("{src}/24"), "dev", "eth0"],
+        );
+        tb.ok(
+            "lan",
+            &[
+                "ip",
+                "route",
+                "add",
+                &dst,
+                "via",
+                "198.18.3.100",
+                "src",
+                &src,
+            ],
+        );
+    }
+    // each address completes a TCP handshake: verified, each
+    for i in 0..ADDRS {
+        tb.assert_tcp_echo("lan", &format!("{}:9000", via(i).1), 1_000);
+    }
+    // the gateway's kernel asked ARP for each to deliver the answers: one MAC for all
+    wait_for_metrics(&tb, "the neighbour table's identities", |m| {
+        metric(m, "wanlb_lan_host_identities") >= u64::from(ADDRS)
+    });
+    // 10 new flows from each address: together they hold one host's share (40 flows, their
+    // 8 TCP connections included), not 40 each
+    let opened: usize = (0..ADDRS)
+        .map(|i| new_flows_to(&tb, "lan", &via(i).1, 10))
+        .sum();
+    let m = tb.metrics();
+    assert!(
+        (1..=(PER_HOST - ADDRS) as usize).contains(&opened),
+        "{opened} flows opened from one MAC's addresses\n{m}"
+    );
+    assert!(drops(&m, "host_flow_limit") > 0, "{m}");
+    // the second host on the segment, its own MAC, has its own share whole
+    tb.assert_tcp_echo("lan2", "198.19.0.9:9000", 1_000);
+    assert_eq!(twenty_new_flows(&tb, "lan2"), 20);
+    eprintln!(
+        "one MAC's {ADDRS} addresses opened {opened} UDP flows; host_flow_limit={}",
+        drops(&m, "host_flow_limit")
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_flood_to_a_forward_does_not_crowd_out_the_replies_to_the_lans_flows() {
+    let tb = Testbed::up();
+    let _inet = tb.start_internet();
+    let server = Process::start(tb.spawn("lan", &[probe(), "serve", "--tcp", "198.18.3.10:80"]));
+    server.wait_for("listening", "the LAN's web server");
+    let mut args = example_args();
+    args.extend(["--forward".into(), "tcp:8080=198.18.3.10:80@isp2".into()]);
+    let gw = tb.start_wanlb(&args);
+    // two senders of SYNs from made-up sources at isp2's forward, as fast as they can (more
+    // than the userspace path takes), for at most 30 s
+    let spray = || {
+        Process::start(tb.spawn(
+            "inet",
+            &[
+                probe(),
+                "spray",
+                "--kind",
+                "syn",
+                "--src",
+                "198.18.200.0/20",
+                "--dst",
+                UPLINK_2,
+                "--dst-ports",
+                "8080",
+                "--seconds",
+                "30",
+            ],
+        ))
+    };
+    let mut floods = [spray(), spray()];
+    // until the rings overflow: the flood is more than wanlb takes
+    wait_for_metrics(&tb, "the rings overflowing", |m| {
+        drops(m, "forward_ring_full") + drops(m, "ring_full") > 1000
+    });
+    // meanwhile the LAN host talks through isp2 (its destination is pinned there): each of
+    // its exchanges gets its answer to the first request, and nothing of the replies to the
+    // LAN's flows is dropped for want of room in a ring
+    let out = tb.ok(
+        "lan",
+        &[
+            probe(),
+            "udp-check",
+            "--dst",
+            &format!("{PINNED}:7"),
+            "--count",
+            "1000",
+            "--tries",
+            "1",
+        ],
+    );
+    assert!(
+        out.starts_with("ok 1000 exchanges answered intact"),
+        "{out}"
+    );
+    tb.assert_tcp_echo("lan", &format!("{PINNED}:9000"), 1_000_000);
+    let during = tb.metrics();
+    assert!(
+        floods.iter_mut().all(|f| f.is_running()),
+        "the flood ended before the LAN host's exchanges"
+    );
+    drop(floods);
+    assert_eq!(
+        drops(&during, "ring_full"),
+        0,
+        "replies dropped in the ring:\n{during}"
+    );
+    assert!(drops(&during, "forward_ring_full") > 1000, "{during}");
+    eprintln!(
+        "SYN flood on a forward: forward_ring_full={} ring_full={}",
+        drops(&during, "forward_ring_full"),
+        drops(&during, "ring_full")
+    );
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}

@@ -192,6 +192,20 @@ pub fn render(s: &Snapshot, control: &ControlCounts) -> String {
             .get_or_create(&labels(&[("state", state)]))
             .set(n as f64);
     }
+    gauge(
+        &mut registry,
+        "wanlb_lan_host_identities",
+        "LAN addresses whose link and MAC the neighbour table gives: verified addresses of one MAC are one host",
+    )
+    .get_or_create(&Vec::new())
+    .set(s.hosts.identified as f64);
+    counter(
+        &mut registry,
+        "wanlb_lan_host_identities_refused",
+        "Identities from the neighbour table not kept, wanlb's table of them being full: those addresses stay hosts of their own",
+    )
+    .get_or_create(&Vec::new())
+    .inc_by(s.hosts.identities_refused);
     let affinity = gauge(
         &mut registry,
         "wanlb_affinity_entries",
@@ -331,6 +345,8 @@ mod tests {
             hosts: crate::control::HostCounts {
                 verified: 3,
                 unverified: 240,
+                identified: 5,
+                identities_refused: 1,
             },
             drops: vec![("no_flow".into(), 9)],
             evictions: vec![("early_drop".into(), 11)],
@@ -376,6 +392,8 @@ mod tests {
             r#"wanlb_on_change_commands_total{outcome="superseded"} 14"#,
             "wanlb_flows_max 65536.0",
             r#"wanlb_lan_hosts{state="unverified"} 240.0"#,
+            "wanlb_lan_host_identities 5.0",
+            "wanlb_lan_host_identities_refused_total 1",
             r#"wanlb_forward_connections_total{uplink="isp2",proto="tcp",port="8080"} 15"#,
             r#"wanlb_forward_connections_active{uplink="isp2",proto="tcp",port="8080"} 2.0"#,
             "wanlb_control_connections_total 70",

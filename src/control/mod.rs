@@ -97,6 +97,14 @@ pub struct Snapshot {
 pub struct HostCounts {
     pub verified: u64,
     pub unverified: u64,
+    /// LAN addresses whose link and MAC the neighbour table gives (verified ones of one MAC
+    /// are one host).
+    #[serde(default)]
+    pub identified: u64,
+    /// Identities not kept, wanlb's table of them being full (those addresses stay hosts of
+    /// their own).
+    #[serde(default)]
+    pub identities_refused: u64,
 }
 
 /// A port of an uplink's address forwarded to a LAN host, and how busy it is.

@@ -15,13 +15,23 @@
 //!   its own share: [`Limits::max_flows_per_host`] flows and [`Limits::max_ports_per_host`]
 //!   ports of each pool. It stays verified while it has flows, and for [`VERIFIED_KEPT_MS`]
 //!   after its last one ended.
+//! - **One host, many addresses**: the io side follows the kernel's neighbour table on the LAN
+//!   links and tells the engine each address's [`HostId`] (its link and MAC) as it changes
+//!   ([`Hosts::set_identity`]). Verified addresses of one identity hold **one** share
+//!   together, so a host that answers ARP for many addresses gets one share, not one per
+//!   address. Its holdings follow an address whose entry changes (learned late, failed: the
+//!   address is then its own host again); an address whose MAC changes to another is
+//!   verified anew, by a handshake answered at the new MAC, so a host that rewrites the
+//!   table (ARP) cannot charge its flows to another host's MAC by it. An address without an
+//!   entry, or with a failed one, is a host of its own, as before.
 //! - **Unverified addresses** of one LAN network (the most specific of the LAN interfaces'
 //!   subnets and the `lan_net` networks that holds them; /24 without any) together hold one
 //!   share: as many flows, and ports of each pool, as one host. Each also holds at most one
 //!   share itself.
 //! - IPv6 the same way, per address: a LAN's hosts usually share one /64, so the /64 cannot
 //!   stand for a host. A host's privacy addresses are verified one by one (each by a
-//!   handshake of its own), and unverified addresses share per LAN prefix.
+//!   handshake of its own; those at one MAC then hold one share together, as in IPv4), and
+//!   unverified addresses share per LAN prefix.
 //!
 //! What this guarantees, with each LAN link on a network of its own and reverse-path
 //! filtering strict on the LAN interfaces (`rp_filter=1`, so a host cannot send from another
@@ -38,10 +48,11 @@
 //! - an unverified host on the same LAN network (a new one, or one that only speaks UDP)
 //!   competes with the made-up addresses for their common share, and may be refused while the
 //!   flood lasts: it is verified by its first TCP connection that gets through;
-//! - a host that answers ARP for the addresses it makes up (so that their packets reach it)
-//!   verifies each of them and gets a share for each; so does one whose remote end helps it,
-//!   by choosing the SYN-ACK's sequence number where the LAN host can guess it. The global
-//!   limit bounds what such a host holds in all, not what it takes from the others;
+//! - a host that answers ARP for the addresses it makes up from a MAC of its own for each
+//!   (a forged source MAC per address) verifies each and gets a share per MAC: a switch's
+//!   port security (a MAC limit per port) bounds that, wanlb's global limit bounds what it
+//!   holds in all, not what it takes from the others; so does one whose remote end helps it,
+//!   by choosing the SYN-ACK's sequence number where the LAN host can guess it;
 //! - a host that sends from a real, verified host's address shares (and can use up) that
 //!   host's share.
 
@@ -57,6 +68,19 @@ use super::{Stamp, Timestamp, UplinkId};
 pub const VERIFIED_KEPT_MS: u64 = 60 * 60 * 1000;
 /// Verified addresses without a flow kept at most; past that the expiry forgets some early.
 pub const MAX_IDLE_VERIFIED: usize = 65_536;
+/// Addresses whose link and MAC are known, at most (the kernel's own neighbour table holds
+/// 1,024 per family by default, `gc_thresh3`); past that a new one stays a host of its own.
+pub const MAX_IDENTITIES: usize = 65_536;
+
+/// Who a LAN address belongs to beyond the address itself: the LAN link and MAC the kernel's
+/// neighbour table (ARP, neighbour discovery) says it answers at. The engine compares them,
+/// nothing more: verified addresses with one identity are one host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostId {
+    /// The LAN interface's index.
+    pub link: u32,
+    pub mac: [u8; 6],
+}
 
 /// A LAN network, whose unverified addresses share one host's share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,11 +110,12 @@ impl<F: Family> Network<F> {
 /// Why a LAN host's new flow, or its new mapping's port, is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The address has as many flows as one host may.
+    /// The host (its address, or the verified addresses of its MAC) has as many flows as one
+    /// host may.
     HostFlows,
     /// Its network's unverified addresses have as many flows, together, as one host may.
     UnverifiedFlows,
-    /// The address holds as many ports of the pool as one host may.
+    /// The host holds as many ports of the pool as one host may.
     HostPorts,
     /// Its network's unverified addresses hold as many ports of the pool as one host may.
     UnverifiedPorts,
@@ -103,21 +128,49 @@ struct Host<F: Family> {
     verified: bool,
     /// When its last flow ended (verified addresses without flows only).
     idle_since: Stamp,
+    /// The last identity the address had while known here: one that moves to another MAC
+    /// is verified anew.
+    seen_as: Option<HostId>,
 }
 
 /// A pool: an uplink and a protocol.
 type Pool = (UplinkId, u8);
 
+/// Who holds a verified address's flows and ports: the address itself, or, when its
+/// identity is known, every verified address of that identity together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Holder<A> {
+    Addr(A),
+    Id(HostId),
+}
+
+/// The common count an address's flows and ports are in, besides its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share<F: Family> {
+    /// Its network's unverified addresses'.
+    Unverified(Network<F>),
+    /// Its host's (verified).
+    Host(Holder<F::Addr>),
+}
+
 /// The LAN addresses with flows, or verified lately, and what each holds.
 #[derive(Debug)]
 pub struct Hosts<F: Family = V4> {
     hosts: AHashMap<F::Addr, Host<F>>,
+    /// The identity of each address the neighbour table knows (a bounded number).
+    identities: AHashMap<F::Addr, HostId>,
+    /// Identities not kept, the table being full.
+    identities_refused: u64,
     /// Per network, the flows its unverified addresses hold together.
     unverified_flows: AHashMap<Network<F>, u32>,
+    /// Per host, the flows its verified addresses hold together.
+    host_flows: AHashMap<Holder<F::Addr>, u32>,
     /// Ports each address holds, per pool.
     ports: AHashMap<(F::Addr, Pool), u32>,
     /// Per network and pool, the ports its unverified addresses hold together.
     unverified_ports: AHashMap<(Network<F>, Pool), u32>,
+    /// Per host and pool, the ports its verified addresses hold together.
+    host_ports: AHashMap<(Holder<F::Addr>, Pool), u32>,
     uplinks: usize,
     max_flows: u32,
     max_ports: u32,
@@ -128,9 +181,13 @@ impl<F: Family> Hosts<F> {
     pub fn new(uplinks: usize) -> Hosts<F> {
         Hosts {
             hosts: AHashMap::new(),
+            identities: AHashMap::new(),
+            identities_refused: 0,
             unverified_flows: AHashMap::new(),
+            host_flows: AHashMap::new(),
             ports: AHashMap::new(),
             unverified_ports: AHashMap::new(),
+            host_ports: AHashMap::new(),
             uplinks,
             max_flows: u32::MAX,
             max_ports: u32::MAX,
@@ -144,28 +201,93 @@ impl<F: Family> Hosts<F> {
         self.max_ports = limits.max_ports_per_host.max(1);
     }
 
+    fn holder(&self, addr: F::Addr) -> Holder<F::Addr> {
+        self.identities
+            .get(&addr)
+            .map_or(Holder::Addr(addr), |&id| Holder::Id(id))
+    }
+
+    /// The common count `addr` (known here) is in.
+    fn share_of(&self, addr: F::Addr, host: &Host<F>) -> Share<F> {
+        match host.verified {
+            true => Share::Host(self.holder(addr)),
+            false => Share::Unverified(host.network),
+        }
+    }
+
+    fn flows_in(&self, share: Share<F>) -> u32 {
+        match share {
+            Share::Unverified(n) => self.unverified_flows.get(&n),
+            Share::Host(h) => self.host_flows.get(&h),
+        }
+        .copied()
+        .unwrap_or(0)
+    }
+
+    fn ports_in(&self, share: Share<F>, pool: Pool) -> u32 {
+        match share {
+            Share::Unverified(n) => self.unverified_ports.get(&(n, pool)),
+            Share::Host(h) => self.host_ports.get(&(h, pool)),
+        }
+        .copied()
+        .unwrap_or(0)
+    }
+
+    /// Adds `n` flows to `share`'s count (`add`), or takes them off.
+    fn count_flows(&mut self, share: Share<F>, n: u32, add: bool) {
+        match share {
+            Share::Unverified(net) => change(&mut self.unverified_flows, net, n, add),
+            Share::Host(h) => change(&mut self.host_flows, h, n, add),
+        }
+    }
+
+    fn count_ports(&mut self, share: Share<F>, pool: Pool, n: u32, add: bool) {
+        match share {
+            Share::Unverified(net) => change(&mut self.unverified_ports, (net, pool), n, add),
+            Share::Host(h) => change(&mut self.host_ports, (h, pool), n, add),
+        }
+    }
+
+    /// Adds what `addr` holds to its common count (`add`), or takes it out: around a change
+    /// of the count it is in (verified, its identity changed).
+    fn count_all(&mut self, addr: F::Addr, add: bool) {
+        let Some(host) = self.hosts.get(&addr).copied() else {
+            return;
+        };
+        let share = self.share_of(addr, &host);
+        self.count_flows(share, host.flows, add);
+        for uplink in 0..self.uplinks {
+            for proto in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
+                let pool = (super::uplink_id(uplink), proto);
+                let held = self.ports.get(&(addr, pool)).copied().unwrap_or(0);
+                self.count_ports(share, pool, held, add);
+            }
+        }
+    }
+
     /// Counts one more flow of `addr`, on `network`, unless its share is full.
     pub fn open(&mut self, addr: F::Addr, network: Network<F>) -> Result<(), Refusal> {
-        let host = self.hosts.get(&addr);
-        let (flows, verified) = host.map_or((0, false), |h| (h.flows, h.verified));
-        // the network it was counted on while it has flows: a lan_net change needs a restart
-        let network = host.map_or(network, |h| h.network);
-        if flows >= self.max_flows {
-            return Err(Refusal::HostFlows);
-        }
-        if !verified {
-            let shared = self.unverified_flows.get(&network).copied().unwrap_or(0);
-            if shared >= self.max_flows {
-                return Err(Refusal::UnverifiedFlows);
-            }
-            *self.unverified_flows.entry(network).or_insert(0) += 1;
-        }
-        let host = self.hosts.entry(addr).or_insert(Host {
+        let host = self.hosts.get(&addr).copied().unwrap_or(Host {
             flows: 0,
             network,
             verified: false,
             idle_since: Stamp::default(),
+            seen_as: None,
         });
+        // each address holds at most one share itself, whatever it shares in
+        if host.flows >= self.max_flows {
+            return Err(Refusal::HostFlows);
+        }
+        let share = self.share_of(addr, &host);
+        if self.flows_in(share) >= self.max_flows {
+            return Err(match share {
+                Share::Unverified(_) => Refusal::UnverifiedFlows,
+                Share::Host(_) => Refusal::HostFlows,
+            });
+        }
+        self.count_flows(share, 1, true);
+        let seen_as = self.identities.get(&addr).copied();
+        let host = self.hosts.entry(addr).or_insert(Host { seen_as, ..host });
         if host.verified && host.flows == 0 {
             self.idle_verified -= 1;
         }
@@ -175,14 +297,14 @@ impl<F: Family> Hosts<F> {
 
     /// One flow of `addr` ended (or was counted and then not opened).
     pub fn close(&mut self, addr: F::Addr, now: Timestamp) {
-        let Some(host) = self.hosts.get_mut(&addr) else {
+        let Some(host) = self.hosts.get(&addr).copied() else {
             debug_assert!(false, "a flow closed that was never counted");
             return;
         };
+        let share = self.share_of(addr, &host);
+        self.count_flows(share, 1, false);
+        let host = self.hosts.get_mut(&addr).expect("just read");
         host.flows -= 1;
-        if !host.verified {
-            less(&mut self.unverified_flows, host.network);
-        }
         if host.flows == 0 {
             if host.verified {
                 host.idle_since = now.stamp();
@@ -200,13 +322,15 @@ impl<F: Family> Hosts<F> {
         if held >= self.max_ports {
             return Err(Refusal::HostPorts);
         }
-        if let Some(h) = self.hosts.get(&addr).filter(|h| !h.verified) {
-            let key = (h.network, pool);
-            let shared = self.unverified_ports.get(&key).copied().unwrap_or(0);
-            if shared >= self.max_ports {
-                return Err(Refusal::UnverifiedPorts);
+        if let Some(host) = self.hosts.get(&addr).copied() {
+            let share = self.share_of(addr, &host);
+            if self.ports_in(share, pool) >= self.max_ports {
+                return Err(match share {
+                    Share::Unverified(_) => Refusal::UnverifiedPorts,
+                    Share::Host(_) => Refusal::HostPorts,
+                });
             }
-            *self.unverified_ports.entry(key).or_insert(0) += 1;
+            self.count_ports(share, pool, 1, true);
         }
         *self.ports.entry((addr, pool)).or_insert(0) += 1;
         Ok(())
@@ -215,33 +339,81 @@ impl<F: Family> Hosts<F> {
     /// `addr` gave a port of `pool` back (before its flow is closed).
     pub fn give_port(&mut self, addr: F::Addr, pool: Pool) {
         less(&mut self.ports, (addr, pool));
-        if let Some(h) = self.hosts.get(&addr).filter(|h| !h.verified) {
-            less(&mut self.unverified_ports, (h.network, pool));
+        if let Some(host) = self.hosts.get(&addr).copied() {
+            let share = self.share_of(addr, &host);
+            self.count_ports(share, pool, 1, false);
         }
     }
 
     /// `addr` (which has a flow) completed a TCP handshake: from now on it holds a share of
-    /// its own, and what it held moves out of its network's common share. True if it was not
-    /// verified before.
+    /// its own (its identity's, with the other verified addresses of that identity), and what
+    /// it held moves out of its network's common share. True if it was not verified before.
     pub fn verify(&mut self, addr: F::Addr) -> bool {
-        let Some(host) = self.hosts.get_mut(&addr).filter(|h| !h.verified) else {
+        if self.hosts.get(&addr).is_none_or(|h| h.verified) {
             return false;
-        };
-        host.verified = true;
-        let (network, flows) = (host.network, host.flows);
-        for _ in 0..flows {
-            less(&mut self.unverified_flows, network);
         }
-        for uplink in 0..self.uplinks {
-            for proto in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
-                let pool = (super::uplink_id(uplink), proto);
-                let held = self.ports.get(&(addr, pool)).copied().unwrap_or(0);
-                for _ in 0..held {
-                    less(&mut self.unverified_ports, (network, pool));
+        self.count_all(addr, false);
+        let seen_as = self.identities.get(&addr).copied();
+        let host = self.hosts.get_mut(&addr).expect("just read");
+        host.verified = true;
+        host.seen_as = seen_as.or(host.seen_as);
+        self.count_all(addr, true);
+        true
+    }
+
+    /// The kernel's neighbour table says `addr` answers at `id` (none: it knows no MAC for it,
+    /// or the entry failed or went): its flows and ports, if it is verified, move to that
+    /// host's share (none: its own). A verified address whose MAC changed to another is
+    /// verified anew, by a handshake answered at the new MAC: until then it is one of its
+    /// network's unverified addresses, so that a host that rewrites the table cannot charge
+    /// its flows to another's MAC. False if the identity could not be kept: the table holds
+    /// [`MAX_IDENTITIES`] (the address then stays a host of its own).
+    pub fn set_identity(&mut self, addr: F::Addr, id: Option<HostId>) -> bool {
+        if self.identities.get(&addr) == id.as_ref() {
+            return true;
+        }
+        let full = id.is_some()
+            && !self.identities.contains_key(&addr)
+            && self.identities.len() >= MAX_IDENTITIES;
+        if full {
+            self.identities_refused += 1;
+        }
+        self.count_all(addr, false);
+        match id {
+            Some(id) if !full => self.identities.insert(addr, id),
+            _ => self.identities.remove(&addr),
+        };
+        if let (Some(host), Some(id)) = (self.hosts.get_mut(&addr), id) {
+            if host.verified && host.seen_as.is_some_and(|seen| seen != id) {
+                host.verified = false;
+                if host.flows == 0 {
+                    self.hosts.remove(&addr);
+                    self.idle_verified -= 1;
                 }
+            } else {
+                host.seen_as = Some(id);
             }
         }
-        true
+        self.count_all(addr, true);
+        !full
+    }
+
+    /// Every identity the neighbour table holds now, in place of those known (after its
+    /// changes could not all be heard): as [`Hosts::set_identity`] for each change.
+    pub fn set_identities(&mut self, all: impl IntoIterator<Item = (F::Addr, HostId)>) {
+        let all: AHashMap<F::Addr, HostId> = all.into_iter().collect();
+        let gone: Vec<F::Addr> = self
+            .identities
+            .keys()
+            .filter(|a| !all.contains_key(a))
+            .copied()
+            .collect();
+        for addr in gone {
+            self.set_identity(addr, None);
+        }
+        for (addr, id) in all {
+            self.set_identity(addr, Some(id));
+        }
     }
 
     /// Forgets verified addresses whose last flow ended [`VERIFIED_KEPT_MS`] ago, and, past
@@ -269,18 +441,34 @@ impl<F: Family> Hosts<F> {
         let verified = self.hosts.values().filter(|h| h.verified).count();
         (verified, self.hosts.len() - verified)
     }
+
+    /// Addresses whose identity is known, and identities not kept for the table's limit.
+    pub fn identity_counts(&self) -> (usize, u64) {
+        (self.identities.len(), self.identities_refused)
+    }
 }
 
-/// Takes one off `key`'s count, forgetting it at 0.
-fn less<K: std::hash::Hash + Eq>(counts: &mut AHashMap<K, u32>, key: K) {
-    if let Some(n) = counts.get_mut(&key) {
-        *n -= 1;
-        if *n == 0 {
+/// Adds `n` to `key`'s count (`add`), or takes `n` off, forgetting it at 0.
+fn change<K: std::hash::Hash + Eq>(counts: &mut AHashMap<K, u32>, key: K, n: u32, add: bool) {
+    if n == 0 {
+        return;
+    }
+    if add {
+        *counts.entry(key).or_insert(0) += n;
+    } else if let Some(c) = counts.get_mut(&key) {
+        debug_assert!(*c >= n, "a count taken below 0");
+        *c = c.saturating_sub(n);
+        if *c == 0 {
             counts.remove(&key);
         }
     } else {
         debug_assert!(false, "a count taken below 0");
     }
+}
+
+/// Takes one off `key`'s count, forgetting it at 0.
+fn less<K: std::hash::Hash + Eq>(counts: &mut AHashMap<K, u32>, key: K) {
+    change(counts, key, 1, false);
 }
 
 #[cfg(test)]
@@ -413,5 +601,174 @@ mod tests {
         h.expire(now);
         assert_eq!(h.idle_verified, MAX_IDLE_VERIFIED);
         assert_eq!(h.hosts.len(), MAX_IDLE_VERIFIED);
+    }
+
+    const MAC_A: HostId = HostId {
+        link: 3,
+        mac: [2, 0, 0, 0, 0, 0xa],
+    };
+    const MAC_B: HostId = HostId {
+        link: 3,
+        mac: [2, 0, 0, 0, 0, 0xb],
+    };
+
+    /// `addr` with one flow, verified.
+    fn verified(h: &mut Hosts, addr: u32) {
+        h.open(addr, net(addr)).unwrap();
+        assert!(h.verify(addr));
+    }
+
+    fn all_counts_empty(h: &Hosts) -> bool {
+        h.host_flows.is_empty()
+            && h.host_ports.is_empty()
+            && h.unverified_flows.is_empty()
+            && h.unverified_ports.is_empty()
+            && h.ports.is_empty()
+    }
+
+    #[test]
+    fn verified_addresses_of_one_mac_share_one_hosts_share() {
+        let mut h = hosts(8, 4);
+        // one host answering ARP for 16 addresses, each verified: one share for them all
+        for i in 1..=16 {
+            assert!(h.set_identity(NET + i, Some(MAC_A)));
+        }
+        for i in 1..=8 {
+            verified(&mut h, NET + i);
+        }
+        assert_eq!(h.open(NET + 1, net(NET)), Err(Refusal::HostFlows));
+        assert_eq!(
+            h.open(NET + 9, net(NET)),
+            Ok(()),
+            "unverified: its network's share"
+        );
+        assert!(!h.verify(NET + 9) || h.open(NET + 10, net(NET)).is_ok());
+        for i in 1..=4 {
+            assert_eq!(h.take_port(NET + i, (0, PROTO_UDP)), Ok(()));
+        }
+        assert_eq!(
+            h.take_port(NET + 5, (0, PROTO_UDP)),
+            Err(Refusal::HostPorts)
+        );
+        assert_eq!(h.take_port(NET + 5, (1, PROTO_UDP)), Ok(()), "another pool");
+        // another MAC is another host: its own share, untouched
+        h.set_identity(NET + 100, Some(MAC_B));
+        verified(&mut h, NET + 100);
+        for _ in 1..8 {
+            assert_eq!(h.open(NET + 100, net(NET)), Ok(()));
+        }
+        assert_eq!(h.take_port(NET + 100, (0, PROTO_UDP)), Ok(()));
+        assert_eq!(h.host_flows[&Holder::Id(MAC_B)], 8);
+        assert!(h.host_flows[&Holder::Id(MAC_A)] >= 8);
+    }
+
+    #[test]
+    fn an_address_whose_mac_is_learned_late_takes_its_holdings_along() {
+        let mut h = hosts(4, 4);
+        // two verified addresses before their MAC is known: two hosts, 3 flows and 1 port each
+        for a in [NET + 1, NET + 2] {
+            verified(&mut h, a);
+            h.open(a, net(a)).unwrap();
+            h.open(a, net(a)).unwrap();
+            h.take_port(a, (0, PROTO_TCP)).unwrap();
+        }
+        h.set_identity(NET + 1, Some(MAC_A));
+        h.set_identity(NET + 2, Some(MAC_A));
+        // one host now, over its share (6 of 4 flows): nothing is ended, nothing new opens
+        assert_eq!(h.host_flows[&Holder::Id(MAC_A)], 6);
+        assert_eq!(h.host_ports[&(Holder::Id(MAC_A), (0, PROTO_TCP))], 2);
+        assert_eq!(h.open(NET + 1, net(NET)), Err(Refusal::HostFlows));
+        // the neighbour entry of one fails: that address is a host of its own again
+        h.set_identity(NET + 2, None);
+        assert_eq!(h.host_flows[&Holder::Id(MAC_A)], 3);
+        assert_eq!(h.host_flows[&Holder::Addr(NET + 2)], 3);
+        assert_eq!(h.open(NET + 1, net(NET)), Ok(()));
+        assert_eq!(h.open(NET + 2, net(NET)), Ok(()));
+        // everything given back, every count at 0
+        for a in [NET + 1, NET + 2] {
+            h.give_port(a, (0, PROTO_TCP));
+            for _ in 0..4 {
+                h.close(a, Timestamp::from_millis(1));
+            }
+        }
+        assert!(all_counts_empty(&h), "{h:?}");
+        assert_eq!(h.counts(), (2, 0));
+    }
+
+    #[test]
+    fn an_address_that_moves_to_another_mac_is_verified_anew() {
+        let mut h = hosts(4, 4);
+        h.set_identity(NET + 1, Some(MAC_A));
+        verified(&mut h, NET + 1);
+        h.take_port(NET + 1, (0, PROTO_UDP)).unwrap();
+        // the table now says another MAC: its flow and port go to the unverified share, not
+        // to the other MAC's host
+        h.set_identity(NET + 1, Some(MAC_B));
+        assert_eq!(h.counts(), (0, 1));
+        assert!(!h.host_flows.contains_key(&Holder::Id(MAC_B)));
+        assert_eq!(h.unverified_flows[&net(NET)], 1);
+        assert_eq!(h.unverified_ports[&(net(NET), (0, PROTO_UDP))], 1);
+        // a handshake answered at the new MAC verifies it for that host
+        assert!(h.verify(NET + 1));
+        assert_eq!(h.host_flows[&Holder::Id(MAC_B)], 1);
+        // through a failed entry and back to a third MAC: anew again; to the same: kept
+        h.set_identity(NET + 1, None);
+        h.set_identity(NET + 1, Some(MAC_B));
+        assert_eq!(h.counts(), (1, 0));
+        h.set_identity(NET + 1, None);
+        h.set_identity(NET + 1, Some(MAC_A));
+        assert_eq!(h.counts(), (0, 1));
+        h.give_port(NET + 1, (0, PROTO_UDP));
+        h.close(NET + 1, Timestamp::from_millis(1));
+        assert!(all_counts_empty(&h));
+        assert_eq!(h.counts(), (0, 0));
+        // an idle verified address that moves is forgotten
+        h.set_identity(NET + 2, Some(MAC_A));
+        verified(&mut h, NET + 2);
+        h.close(NET + 2, Timestamp::from_millis(1));
+        h.set_identity(NET + 2, Some(MAC_B));
+        assert_eq!((h.counts(), h.idle_verified), ((0, 0), 0));
+    }
+
+    #[test]
+    fn a_host_with_a_mac_per_address_gets_a_share_per_mac_and_unverified_ones_share_one() {
+        let mut h = hosts(2, 2);
+        // made-up MACs for made-up addresses: unverified, they share their network's share
+        for i in 1..=8u8 {
+            let id = HostId {
+                link: 3,
+                mac: [2, 0, 0, 0, 1, i],
+            };
+            h.set_identity(NET + u32::from(i), Some(id));
+        }
+        assert_eq!(h.open(NET + 1, net(NET)), Ok(()));
+        assert_eq!(h.open(NET + 2, net(NET)), Ok(()));
+        assert_eq!(h.open(NET + 3, net(NET)), Err(Refusal::UnverifiedFlows));
+        // each one verified is a host of its own: what the flow limit bounds
+        assert!(h.verify(NET + 1));
+        assert_eq!(h.open(NET + 3, net(NET)), Ok(()));
+    }
+
+    #[test]
+    fn identities_are_bounded_and_a_refused_one_leaves_the_address_its_own_host() {
+        let mut h = hosts(1, 1);
+        let many = u32::try_from(MAX_IDENTITIES).unwrap();
+        for i in 0..many {
+            assert!(h.set_identity(i, Some(MAC_A)));
+        }
+        assert!(!h.set_identity(many, Some(MAC_A)));
+        assert!(h.set_identity(0, Some(MAC_B)), "a known address may change");
+        assert_eq!(h.identity_counts(), (MAX_IDENTITIES, 1));
+        // the refused address is a host of its own: MAC_A's share does not hold it
+        verified(&mut h, 1);
+        assert_eq!(h.open(2, net(2)), Ok(()));
+        assert!(!h.verify(2) || h.open(2, net(2)).is_err());
+        verified(&mut h, many);
+        assert_eq!(h.host_flows[&Holder::Addr(many)], 1);
+        // a new full picture replaces what was known
+        h.set_identities([(many, MAC_B)]);
+        assert_eq!(h.identity_counts().0, 1);
+        assert_eq!(h.host_flows[&Holder::Id(MAC_B)], 1);
+        assert!(!h.host_flows.contains_key(&Holder::Id(MAC_A)));
     }
 }

@@ -3,7 +3,7 @@
 //! port, binding and share given back), expired when idle.
 
 use super::flow::{Flow, FlowKey, Segment, SessionChange, TcpState};
-use super::hosts::Network;
+use super::hosts::{HostId, Network};
 use super::limits::Eviction;
 use super::nat::{self, Endpoint};
 use super::offload::{Carried, CarriedFlows, Release};
@@ -13,6 +13,7 @@ use super::{
     shard_of,
 };
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 /// Why a new flow got its uplink.
@@ -276,5 +277,38 @@ impl Engine {
         }
         lock(&self.nat).expire_hosts(now);
         self.expire6(now, carried);
+    }
+
+    /// What the kernel's neighbour table says of LAN address `addr`: the link and MAC it
+    /// answers at, or none (no entry, or a failed one). Verified addresses of one identity
+    /// are one host (see [`super::hosts`]). False if the identity could not be kept (the
+    /// table of them is full: the address stays a host of its own).
+    pub fn set_host_identity(&self, addr: IpAddr, id: Option<HostId>) -> bool {
+        match addr {
+            IpAddr::V4(a) => lock(&self.nat).set_host_identity(u32::from(a), id),
+            IpAddr::V6(a) => self.nat6().set_host_identity(u128::from(a), id),
+        }
+    }
+
+    /// Every identity the neighbour table holds, in place of those known (after some of its
+    /// changes were lost).
+    pub fn set_host_identities(&self, all: &[(IpAddr, HostId)]) {
+        let v4 = all.iter().filter_map(|&(a, id)| match a {
+            IpAddr::V4(a) => Some((u32::from(a), id)),
+            IpAddr::V6(_) => None,
+        });
+        lock(&self.nat).set_host_identities(v4);
+        let v6 = all.iter().filter_map(|&(a, id)| match a {
+            IpAddr::V6(a) => Some((u128::from(a), id)),
+            IpAddr::V4(_) => None,
+        });
+        self.nat6().set_host_identities(v6);
+    }
+
+    /// LAN addresses whose identity is known, and identities not kept (the table full).
+    pub fn host_identity_counts(&self) -> (usize, u64) {
+        let (v4, refused4) = lock(&self.nat).hosts().identity_counts();
+        let (v6, refused6) = self.nat6().hosts().identity_counts();
+        (v4 + v6, refused4 + refused6)
     }
 }

@@ -13,7 +13,7 @@ use ahash::AHashMap;
 use siphasher::sip::SipHasher13;
 
 use super::family::{Family, V4};
-use super::hosts::{Hosts, Network, Refusal};
+use super::hosts::{HostId, Hosts, Network, Refusal};
 use super::limits::Limits;
 use super::wire::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use super::{Timestamp, UplinkId};
@@ -164,6 +164,16 @@ impl<F: Family> Nat<F> {
     /// `addr` completed a TCP handshake (see [`Hosts::verify`]).
     pub fn verify(&mut self, addr: F::Addr) -> bool {
         self.hosts.verify(addr)
+    }
+
+    /// `addr`'s link and MAC, as the neighbour table says (see [`Hosts::set_identity`]).
+    pub fn set_host_identity(&mut self, addr: F::Addr, id: Option<HostId>) -> bool {
+        self.hosts.set_identity(addr, id)
+    }
+
+    /// Every identity the neighbour table holds (see [`Hosts::set_identities`]).
+    pub fn set_host_identities(&mut self, all: impl IntoIterator<Item = (F::Addr, HostId)>) {
+        self.hosts.set_identities(all);
     }
 
     pub fn hosts(&self) -> &Hosts<F> {

@@ -170,6 +170,7 @@ pub(super) fn snapshot(
         ("short_read", &io.short_reads),
         ("truncated", &io.truncated),
         ("ring_full", &io.ring_full),
+        ("forward_ring_full", &io.forward_ring_full),
     ] {
         drops.push((name.to_string(), n.load(Ordering::Relaxed)));
     }
@@ -198,9 +199,12 @@ pub(super) fn snapshot(
         flow_limit: u64::from(shared.engine.flow_limit()),
         hosts: {
             let (verified, unverified) = shared.engine.host_counts();
+            let (identified, identities_refused) = shared.engine.host_identity_counts();
             HostCounts {
                 verified: verified as u64,
                 unverified: unverified as u64,
+                identified: identified as u64,
+                identities_refused,
             }
         },
         affinity_entries: shared.engine.destination_count() as u64,
@@ -378,6 +382,7 @@ pub(super) fn log_status(shared: &Shared, table: &str, tun: &str) {
         short_reads = io.short_reads.load(Ordering::Relaxed),
         truncated = io.truncated.load(Ordering::Relaxed),
         ring_full = io.ring_full.load(Ordering::Relaxed),
+        forward_ring_full = io.forward_ring_full.load(Ordering::Relaxed),
         tun_queue_full = %tun_queue_full,
         "drops"
     );

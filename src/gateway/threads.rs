@@ -1,4 +1,5 @@
-//! The gateway's threads: one worker per TUN queue, the monitor, the hook (the
+//! The gateway's threads: one worker per TUN queue, the monitor, the neighbour table's
+//! follower (which LAN addresses are one host), the hook (the
 //! `--on-change` commands), the control loop (expiry, history, readiness, the host route),
 //! the HTTP server; and their stop, on SIGINT or SIGTERM, or when a data-path thread fails.
 
@@ -17,6 +18,7 @@ use crate::io::hook::{self, Event};
 use crate::io::host_route::HostRouteOwner;
 use crate::io::journal::Plumbing;
 use crate::io::monitor::Monitor;
+use crate::io::neighbours::NeighbourWatch;
 use crate::io::signal;
 use crate::io::tun::TunQueue;
 use crate::io::uplink_sockets::DataSocket;
@@ -106,6 +108,11 @@ pub(super) fn run(parts: Parts<'_, '_>) -> Result<(), GatewayError> {
                 r.map_err(io_err("uplink monitor"))
             })
             .map_err(io_err("starting the monitor thread"))?;
+        // which LAN addresses are one host (engine/hosts.rs): without it, each is its own
+        let neighbours = std::thread::Builder::new()
+            .name("wanlb-neighbours".into())
+            .spawn_scoped(s, move || watch_neighbours(config, shared))
+            .map_err(io_err("starting the neighbour thread"))?;
         let hooks = std::thread::Builder::new()
             .name("wanlb-hook".into())
             .spawn_scoped(s, move || {
@@ -175,8 +182,29 @@ pub(super) fn run(parts: Parts<'_, '_>) -> Result<(), GatewayError> {
             let _ = h.join();
         }
         let _ = hooks.join();
+        let _ = neighbours.join();
         first_error.map_or(Ok(()), Err)
     })
+}
+
+/// Follows the LAN interfaces' neighbour tables into the engine's host identities until the
+/// stop; if they cannot be read, every LAN address stays a host of its own, as it is without.
+fn watch_neighbours(config: &Config, shared: &Shared) {
+    let lans: Vec<u32> = config
+        .lan
+        .iter()
+        .filter_map(|name| match crate::io::iface::find(name) {
+            Ok(Some(iface)) => Some(iface.index),
+            _ => None,
+        })
+        .collect();
+    match NeighbourWatch::open(lans) {
+        Ok(watch) => watch.run(&shared.engine, &shared.stop),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot follow the LAN's neighbour table: the per-host limits count each address as a host"
+        ),
+    }
 }
 
 struct StopOnDrop<'a>(&'a AtomicBool);

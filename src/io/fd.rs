@@ -64,6 +64,37 @@ pub(crate) fn setsockopt<T>(
     Ok(())
 }
 
+/// Several descriptors watched as one (an epoll instance, level-triggered): poll(2) reports
+/// it readable while any of them is, so a caller that polls one descriptor per source can
+/// take a source made of several.
+#[derive(Debug)]
+pub struct PollSet {
+    fd: OwnedFd,
+}
+
+impl PollSet {
+    pub fn new(fds: &[RawFd]) -> io::Result<PollSet> {
+        // SAFETY: epoll_create1 with a flag only.
+        let fd = own(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        for &watched in fds {
+            let mut event = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: watched as u64,
+            };
+            // SAFETY: both descriptors are open, `event` is a live epoll_event the kernel
+            // copies.
+            check(unsafe {
+                libc::epoll_ctl(fd.as_raw_fd(), libc::EPOLL_CTL_ADD, watched, &mut event)
+            })?;
+        }
+        Ok(PollSet { fd })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// Waits for any of a fixed set of descriptors to become readable; allocates only once.
 #[derive(Debug)]
 pub struct Poller {

@@ -21,9 +21,13 @@ static OBJECT: &[u8] = include_bytes_aligned!("../../ebpf/filters.o");
 /// Which of an uplink's sockets a filter is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {
-    /// The data path's: TCP and UDP to a NAT port or a forwarded one, echo replies to a NAT
-    /// identifier, ICMP errors.
+    /// The data path's: TCP and UDP to a NAT port, echo replies to a NAT identifier, ICMP
+    /// errors (IPv6: everything to the delegated prefix too).
     Replies,
+    /// The data path's sockets for the forwarded ports (an uplink with forwards has them
+    /// apart, so that a flood of them fills their ring, not the replies'): TCP and UDP to a
+    /// forwarded port.
+    Forwards,
     /// The health probes': echo replies with the probes' identifier.
     Probes,
 }
@@ -32,6 +36,7 @@ impl Filter {
     fn program(self) -> &'static str {
         match self {
             Filter::Replies => "wanlb_replies",
+            Filter::Forwards => "wanlb_forwards",
             Filter::Probes => "wanlb_probes",
         }
     }
@@ -84,6 +89,8 @@ impl UplinkIpv6 {
 pub struct SocketFilters {
     ebpf: Ebpf,
     link: LinkKind,
+    /// Whether the uplink has forwarded ports (whose frames [`Filter::Forwards`] keeps).
+    forwards: bool,
 }
 
 fn error(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -119,7 +126,7 @@ impl SocketFilters {
             .override_global("probe_id", &probe_id, true)
             .load(OBJECT)
             .map_err(|e| error("loading ebpf/filters.o", e))?;
-        for filter in [Filter::Replies, Filter::Probes] {
+        for filter in [Filter::Replies, Filter::Forwards, Filter::Probes] {
             let name = filter.program();
             let program: &mut SocketFilter = ebpf
                 .program_mut(name)
@@ -137,9 +144,20 @@ impl SocketFilters {
                 e => error(name, e),
             })?;
         }
-        let mut filters = SocketFilters { ebpf, link };
+        let forwards = !forwarded.is_empty();
+        let mut filters = SocketFilters {
+            ebpf,
+            link,
+            forwards,
+        };
         filters.set_addr(addr)?;
         Ok(filters)
+    }
+
+    /// Whether the uplink has forwarded ports: its data sockets then have the forwarded ports'
+    /// sockets beside them.
+    pub fn has_forwards(&self) -> bool {
+        self.forwards
     }
 
     /// The uplink's address from now on, for every socket with these filters.

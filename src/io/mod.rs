@@ -15,6 +15,7 @@ pub(crate) mod journal;
 pub mod limits;
 pub mod metering;
 pub(crate) mod monitor;
+pub(crate) mod neighbours;
 pub(crate) mod netlink;
 pub(crate) mod nftables;
 pub mod packet_socket;

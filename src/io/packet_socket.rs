@@ -155,14 +155,14 @@ fn bind(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
 
 impl PacketSocket {
     /// A data socket on `ifindex`, a link of kind `link`, for IPv4 frames passing `filter`
-    /// (with `ipv6`, IPv6 ones too: it is bound to every protocol), with the virtio-net
+    /// of `filters` (with `ipv6`, IPv6 ones too: it is bound to every protocol), with the virtio-net
     /// header, joined to the fanout group `fanout` (one group per uplink). On a
     /// point-to-point link it sends complete IP packets, without the virtio-net header,
     /// through a socket of its own per IP version.
     pub fn open_data(
         ifindex: u32,
         link: LinkKind,
-        filters: &SocketFilters,
+        (filters, filter): (&SocketFilters, Filter),
         fanout: Fanout,
         ipv6: bool,
     ) -> io::Result<PacketSocket> {
@@ -174,7 +174,7 @@ impl PacketSocket {
                 |e| tracing::warn!(error = %e, "no receive ring; reading frames one by one"),
             )
             .ok();
-        filters.attach(Filter::Replies, &fd)?;
+        filters.attach(filter, &fd)?;
         bind(&fd, ifindex, if ipv6 { ETH_P_ALL } else { ETH_P_IP })?;
         let mode = if fanout.by_cpu {
             PACKET_FANOUT_CPU

@@ -4,6 +4,13 @@
 //! new one (pppd's redial deletes `ppp0` and makes another, with a new index), every one of
 //! them is opened again on the new interface ([`UplinkSockets::reopen`]).
 //!
+//! On an uplink with port forwards, each worker's data socket has a second one beside it for
+//! what comes to the forwarded ports, with a ring of its own ([`DataSockets`]): unsolicited
+//! traffic to a forward (a SYN flood) fills that ring, and the kernel drops its excess there
+//! (counted as `forward_ring_full`), while the replies to the LAN's own flows keep arriving in
+//! the other. The worker reads both in each batch, the forwards' at most half of the batch
+//! when replies are waiting, so neither starves the other.
+//!
 //! A worker owns its data sockets and takes a new one without a lock on the packet path: the
 //! monitor leaves it in the worker's [`Reopened`] for that uplink and counts it there; the
 //! worker compares the count once per loop (one atomic load per uplink), and only when it
@@ -19,22 +26,65 @@ use std::sync::{Mutex, PoisonError};
 use crate::engine::MAX_UPLINKS;
 use crate::uplink::{LinkKind, Uplink};
 
-use super::filters::SocketFilters;
+use super::fd::PollSet;
+use super::filters::{Filter, SocketFilters};
 use super::packet_socket::{Fanout, Frame, PacketSocket};
 use super::worker::PacketIo;
+
+/// One worker's data sockets on one uplink: the replies' and, on an uplink with forwards, the
+/// forwarded ports', watched as one descriptor.
+#[derive(Debug)]
+pub struct DataSockets {
+    replies: PacketSocket,
+    forwards: Option<(PacketSocket, PollSet)>,
+}
+
+impl DataSockets {
+    /// Of a batch of `budget` frames, what the forwarded ports' ring may take when the
+    /// replies' ring gave `replies` of them: the rest of the batch, but at most half of it
+    /// while replies are waiting.
+    fn forwards_budget(budget: usize, replies: usize) -> usize {
+        if replies >= budget / 2 {
+            budget / 2
+        } else {
+            budget - replies
+        }
+    }
+
+    fn receive(
+        &self,
+        buf: &mut [u8],
+        budget: usize,
+        f: &mut dyn FnMut(Frame<'_>),
+    ) -> io::Result<usize> {
+        let replies = self.replies.receive(buf, budget, f)?;
+        let forwarded = match &self.forwards {
+            Some((socket, _)) => socket.receive(buf, Self::forwards_budget(budget, replies), f)?,
+            None => 0,
+        };
+        Ok(replies + forwarded)
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match &self.forwards {
+            Some((_, both)) => both.raw_fd(),
+            None => self.replies.raw_fd(),
+        }
+    }
+}
 
 /// Where one worker finds its data socket on one uplink opened anew, or closed.
 #[derive(Debug, Default)]
 pub struct Reopened {
-    /// The newest replacement not taken yet: a socket, or none (closed).
-    next: Mutex<Option<Option<PacketSocket>>>,
+    /// The newest replacement not taken yet: sockets, or none (closed).
+    next: Mutex<Option<Option<DataSockets>>>,
     /// Replacements left here so far.
     count: AtomicU32,
 }
 
 impl Reopened {
     /// From its next loop the worker uses `socket` (none: no socket).
-    fn leave(&self, socket: Option<PacketSocket>) {
+    fn leave(&self, socket: Option<DataSockets>) {
         *self.next.lock().unwrap_or_else(PoisonError::into_inner) = Some(socket);
         // released after the socket is in place: a worker that sees the count finds it
         self.count.fetch_add(1, Ordering::Release);
@@ -45,7 +95,7 @@ impl Reopened {
 /// interface is gone, when nothing can be sent or received on it.
 #[derive(Debug)]
 pub struct DataSocket<'a> {
-    socket: RefCell<Option<PacketSocket>>,
+    socket: RefCell<Option<DataSockets>>,
     reopened: &'a Reopened,
     /// How many of the sockets left in `reopened` were taken.
     taken: Cell<u32>,
@@ -53,7 +103,7 @@ pub struct DataSocket<'a> {
 
 impl<'a> DataSocket<'a> {
     /// `socket`, replaced by whatever the monitor leaves in `reopened`.
-    pub fn new(socket: PacketSocket, reopened: &'a Reopened) -> DataSocket<'a> {
+    pub fn new(socket: DataSockets, reopened: &'a Reopened) -> DataSocket<'a> {
         DataSocket {
             socket: RefCell::new(Some(socket)),
             taken: Cell::new(reopened.count.load(Ordering::Acquire)),
@@ -61,22 +111,49 @@ impl<'a> DataSocket<'a> {
         }
     }
 
-    /// One data socket for each of `workers` workers on `uplink`'s interface, with `filters`,
-    /// in the fanout group `fanout` (worker 0's first: a fanout by CPU counts on the order).
+    /// The data sockets of each of `workers` workers on `uplink`'s interface, with
+    /// `filters`, in the fanout group `fanout` (worker 0's first: a fanout by CPU counts on
+    /// the order), the forwarded ports' in a group of their own.
     pub fn open_all(
         uplink: &Uplink,
         filters: &SocketFilters,
         workers: usize,
         fanout: Fanout,
-    ) -> io::Result<Vec<PacketSocket>> {
+    ) -> io::Result<Vec<DataSockets>> {
+        let ipv6 = uplink.ipv6().is_some();
+        let open = |filter, fanout| {
+            PacketSocket::open_data(
+                uplink.ifindex(),
+                uplink.link,
+                (filters, filter),
+                fanout,
+                ipv6,
+            )
+        };
+        let forwards_fanout = Fanout {
+            group: fanout.group ^ FORWARDS_GROUP,
+            ..fanout
+        };
         (0..workers)
             .map(|_| {
-                let ipv6 = uplink.ipv6().is_some();
-                PacketSocket::open_data(uplink.ifindex(), uplink.link, filters, fanout, ipv6)
+                let replies = open(Filter::Replies, fanout)?;
+                let forwards = match filters.has_forwards() {
+                    true => {
+                        let socket = open(Filter::Forwards, forwards_fanout)?;
+                        let both = PollSet::new(&[replies.raw_fd(), socket.raw_fd()])?;
+                        Some((socket, both))
+                    }
+                    false => None,
+                };
+                Ok(DataSockets { replies, forwards })
             })
             .collect()
     }
 }
+
+/// The bit that tells an uplink's forwarded ports' fanout group from its data sockets' (the
+/// groups of a namespace's uplinks and redials count up from a base far below it).
+const FORWARDS_GROUP: u16 = 0x8000;
 
 /// What sending on an uplink whose interface is gone says.
 fn gone() -> io::Error {
@@ -86,18 +163,24 @@ fn gone() -> io::Error {
 impl PacketIo for DataSocket<'_> {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         match &*self.socket.borrow() {
-            Some(socket) => socket.recv(buf),
+            Some(socket) => socket.replies.recv(buf),
             None => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.socket.borrow().as_ref().ok_or_else(gone)?.send(buf)
+        self.socket
+            .borrow()
+            .as_ref()
+            .ok_or_else(gone)?
+            .replies
+            .send(buf)
     }
     fn send_many(&self, bufs: &[&[u8]]) -> io::Result<usize> {
         self.socket
             .borrow()
             .as_ref()
             .ok_or_else(gone)?
+            .replies
             .send_many(bufs)
     }
     fn receive(
@@ -112,11 +195,21 @@ impl PacketIo for DataSocket<'_> {
         }
     }
     fn has_ring(&self) -> bool {
-        self.socket.borrow().as_ref().is_some_and(|s| s.has_ring())
+        self.socket
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| s.replies.has_ring())
     }
     fn take_drops(&self) -> u64 {
         let socket = self.socket.borrow();
-        socket.as_ref().map_or(0, |s| s.take_drops().unwrap_or(0))
+        socket
+            .as_ref()
+            .map_or(0, |s| s.replies.take_drops().unwrap_or(0))
+    }
+    fn take_forward_drops(&self) -> u64 {
+        let socket = self.socket.borrow();
+        let forwards = socket.as_ref().and_then(|s| s.forwards.as_ref());
+        forwards.map_or(0, |(f, _)| f.take_drops().unwrap_or(0))
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         // poll(2) leaves a negative descriptor alone
@@ -227,5 +320,24 @@ impl<'a> UplinkSockets<'a> {
         for slot in self.data {
             slot.leave(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataSockets;
+
+    #[test]
+    fn the_forwards_take_the_rest_of_a_batch_but_half_of_it_while_replies_wait() {
+        let share = |replies| DataSockets::forwards_budget(64, replies);
+        assert_eq!(share(0), 64, "nothing waits: all of it");
+        assert_eq!(share(10), 54);
+        assert_eq!(share(31), 33);
+        assert_eq!(share(32), 32);
+        assert_eq!(
+            share(64),
+            32,
+            "replies take a batch: the forwards half of one"
+        );
     }
 }

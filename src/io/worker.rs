@@ -60,6 +60,10 @@ pub trait PacketIo {
     fn take_drops(&self) -> u64 {
         0
     }
+    /// The same for what came to a forwarded port, where it has a queue of its own.
+    fn take_forward_drops(&self) -> u64 {
+        0
+    }
     fn raw_fd(&self) -> std::os::fd::RawFd;
     /// Takes up the descriptor that replaces this one, if one is waiting (an uplink's data
     /// socket, opened anew when its interface came back as a new one: io/uplink_sockets.rs);
@@ -92,6 +96,9 @@ impl<T: PacketIo> PacketIo for &T {
     }
     fn take_drops(&self) -> u64 {
         (*self).take_drops()
+    }
+    fn take_forward_drops(&self) -> u64 {
+        (*self).take_forward_drops()
     }
     fn raw_fd(&self) -> std::os::fd::RawFd {
         (*self).raw_fd()
@@ -156,6 +163,8 @@ pub struct IoCounters {
     /// Frames from the uplinks the kernel dropped, a data socket's ring being full: the
     /// workers fell behind (read once a second).
     pub ring_full: AtomicU64,
+    /// The same for the rings of the forwarded ports' sockets (io/uplink_sockets.rs).
+    pub forward_ring_full: AtomicU64,
     /// What became of the `--on-change` commands.
     pub hooks: super::hook::HookCounts,
 }
@@ -272,10 +281,10 @@ impl<T: PacketIo, P: PacketIo> Worker<'_, T, P> {
             if drops_read.elapsed() >= DROPS_EVERY {
                 drops_read = Instant::now();
                 let dropped: u64 = self.uplinks.iter().map(PacketIo::take_drops).sum();
-                self.shared
-                    .io
-                    .ring_full
-                    .fetch_add(dropped, Ordering::Relaxed);
+                let io = &self.shared.io;
+                io.ring_full.fetch_add(dropped, Ordering::Relaxed);
+                let forwarded: u64 = self.uplinks.iter().map(PacketIo::take_forward_drops).sum();
+                io.forward_ring_full.fetch_add(forwarded, Ordering::Relaxed);
             }
             // While busy-polling, only look; otherwise sleep until something arrives.
             let spinning = !self.busy_poll.is_zero() && Instant::now() < spin_until;

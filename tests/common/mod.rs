@@ -140,6 +140,20 @@ impl Testbed {
         );
     }
 
+    /// Adds the namespace `lan2` (testbed.sh lan2): a second host, 198.18.3.11, on the LAN's
+    /// segment with a MAC of its own. The guard removes it with the rest.
+    pub fn add_lan2(&self) {
+        let out = Command::new(script())
+            .args(["lan2", &self.prefix])
+            .output()
+            .expect("running testbed.sh");
+        assert!(
+            out.status.success(),
+            "testbed lan2 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Adds the point-to-point line to router `r3` (testbed.sh p2p: TUN device tun3 on gw,
     /// no MAC, no ARP) and joins its two ends: returns the process that does, which the guard
     /// stops with the rest. Stopping it earlier takes the line's carrier away.

@@ -644,3 +644,52 @@ proptest! {
         prop_assert_eq!(e.host_counts(), (0, 0));
     }
 }
+
+#[test]
+fn addresses_the_neighbour_table_puts_at_one_mac_are_one_host() {
+    use crate::engine::hosts::HostId;
+    use std::net::{IpAddr, Ipv4Addr};
+    let e = engine(limits(100_000, 10));
+    let at = |mac: u8| HostId {
+        link: 7,
+        mac: [2, 0, 0, 0, 0, mac],
+    };
+    let ip = |a: u32| IpAddr::V4(Ipv4Addr::from(a));
+    // one host answering ARP for four addresses, each verified by a handshake of its own
+    let many: Vec<u32> = (0..4).map(|i| HOST + 100 + i).collect();
+    for &a in &many {
+        assert!(e.set_host_identity(ip(a), Some(at(0xa))));
+        assert!(sent(handshake(&e, a, 999, 5001)));
+    }
+    assert!(e.set_host_identity(ip(HOST), Some(at(0xb))));
+    assert!(sent(handshake(&e, HOST, 999, 5001)));
+    assert_eq!(e.host_counts(), (5, 0));
+    // its four addresses hold ten flows together, not ten each
+    let mut opened = 4;
+    for (i, &a) in many.iter().cycle().take(40).enumerate() {
+        let port = 1000 + u16::try_from(i).unwrap();
+        match send(&e, 0, a, port, INTERNET + u32::try_from(i).unwrap()) {
+            Ok(_) => opened += 1,
+            Err(reason) => assert_eq!(reason, DropReason::HostFlowLimit),
+        }
+    }
+    assert_eq!(opened, 10);
+    // the other host, another MAC, has its own share whole
+    for i in 0..9 {
+        send(&e, 0, HOST, 2000 + i, INTERNET + u32::from(i)).unwrap();
+    }
+    assert!(send(&e, 0, HOST, 2009, INTERNET + 9).is_err());
+    // the neighbour table forgets one address (its entry failed): a host of its own again
+    e.set_host_identities(&[
+        (ip(many[0]), at(0xa)),
+        (ip(many[1]), at(0xa)),
+        (ip(many[2]), at(0xa)),
+    ]);
+    assert_eq!(send(&e, 0, many[3], 3000, INTERNET + 77).map(drop), Ok(()));
+    // and the three left hold what they held, within their one share
+    let more = (0..10u16)
+        .take_while(|&i| send(&e, 0, many[0], 3000 + i, INTERNET + 88).is_ok())
+        .count();
+    assert!(more < 10, "{more}");
+    assert_eq!(drops(&e, DropReason::HostFlowLimit), 34 + 1 + 1);
+}

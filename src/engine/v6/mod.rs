@@ -397,6 +397,11 @@ impl Engine {
     pub fn flows6(&self) -> usize {
         self.v6.flows()
     }
+
+    /// The IPv6 host table, for the neighbour table's identities ([`Engine::set_host_identity`]).
+    pub(in crate::engine) fn nat6(&self) -> std::sync::MutexGuard<'_, Nat<V6>> {
+        lock(&self.v6.nat)
+    }
 }
 
 /// Whether `flow` is translated by prefix (NPTv6), keeping its port: its external port is 0,

@@ -254,6 +254,10 @@ enum Command {
         dst: SocketAddrV4,
         #[arg(long, default_value_t = 100)]
         count: u32,
+        /// Times each request is sent, half a second apart, before the check fails (1: every
+        /// answer must come to the first request).
+        #[arg(long, default_value_t = 6)]
+        tries: u32,
         /// Send the requests through a raw socket with checksums computed here (complete,
         /// not offloaded), as a NIC without offloads would deliver them.
         #[arg(long)]
@@ -475,8 +479,9 @@ fn main() -> ExitCode {
         Command::UdpCheck {
             dst,
             count,
+            tries,
             software_checksum,
-        } => udp_check(dst, count, software_checksum),
+        } => udp_check(dst, (count, tries), software_checksum),
         Command::UdpFlood {
             dst,
             flows,

@@ -17,6 +17,17 @@ pub(crate) fn exchange(
     dst: SocketAddr,
     request: &str,
 ) -> Result<SocketAddr> {
+    exchange_tries(s, raw, dst, request, 6)
+}
+
+/// An exchange, the request sent at most `tries` times (a read timeout apart).
+pub(crate) fn exchange_tries(
+    s: &UdpSocket,
+    raw: Option<&RawUdp>,
+    dst: SocketAddr,
+    request: &str,
+    tries: u32,
+) -> Result<SocketAddr> {
     // with `raw`: the datagram, checksum included, built once from `s`'s address and port
     let raw = match (raw, dst, s.local_addr()) {
         (None, ..) => None,
@@ -26,7 +37,7 @@ pub(crate) fn exchange(
         (Some(_), ..) => return Err("raw sends need IPv4 and a connected socket".into()),
     };
     let mut buf = [0u8; 2048];
-    for _ in 0..6 {
+    for _ in 0..tries {
         let sent = match &raw {
             Some((raw, d, datagram)) => raw.send_to(datagram, *d),
             None => s.send_to(request.as_bytes(), dst),
@@ -55,11 +66,11 @@ pub(crate) fn exchanges(
     s: &UdpSocket,
     raw: Option<&RawUdp>,
     dst: SocketAddr,
-    count: u32,
+    (count, tries): (u32, u32),
 ) -> Result<Option<SocketAddr>> {
     let mut seen: Option<SocketAddr> = None;
     for i in 0..count {
-        let now = exchange(s, raw, dst, &format!("exchange {i} of {count}"))?;
+        let now = exchange_tries(s, raw, dst, &format!("exchange {i} of {count}"), tries)?;
         if *seen.get_or_insert(now) != now {
             return Err(format!(
                 "exchange {i}: the far end saw {now}, before it saw {}",
@@ -70,7 +81,11 @@ pub(crate) fn exchanges(
     Ok(seen)
 }
 
-pub(crate) fn udp_check(dst: SocketAddrV4, count: u32, software_checksum: bool) -> Result<()> {
+pub(crate) fn udp_check(
+    dst: SocketAddrV4,
+    (count, tries): (u32, u32),
+    software_checksum: bool,
+) -> Result<()> {
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
@@ -81,7 +96,7 @@ pub(crate) fn udp_check(dst: SocketAddrV4, count: u32, software_checksum: bool) 
     } else {
         None
     };
-    let seen = exchanges(&s, raw.as_ref(), dst.into(), count)?;
+    let seen = exchanges(&s, raw.as_ref(), dst.into(), (count, tries))?;
     let via = seen.map_or("nothing".into(), |a| a.to_string());
     println!("ok {count} exchanges answered intact, all via {via}");
     Ok(())

@@ -117,7 +117,7 @@ pub(crate) fn udp_gso_check(
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| e.to_string())?;
-    exchanges(&s, None, dst.into(), warmup)?;
+    exchanges(&s, None, dst.into(), (warmup, 6))?;
     s.connect(dst).map_err(|e| e.to_string())?;
     wanlb::io::batch::set_udp_segment(&s, size).map_err(|e| format!("UDP_SEGMENT: {e}"))?;
     // segment i: its number, then a byte pattern of its own
