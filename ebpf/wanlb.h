@@ -47,16 +47,47 @@ struct flow_value {
 	__u64 bytes;
 };
 
-/* Where an uplink's frames go: its interface (0: the fast path does not carry its flows, its
- * gateway is unknown or the line is down) and the Ethernet addresses to put on them, or
+/* An IPv6 flow as a packet names it, as struct flow_key does an IPv4 one. */
+struct flow_key6 {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+	__u32 ifindex;
+};
+
+/* What an IPv6 flow's packets are translated to, as struct flow_value says of an IPv4 one:
+ * the address (the line's for NAT66, the LAN address's by prefix for NPTv6) and port (the
+ * pool's, or the flow's own by prefix) that replace the source (outbound) or destination
+ * (inbound). */
+struct flow_value6 {
+	__u8 addr[16];
+	__be16 port;
+	__u16 uplink;
+	__u32 ifindex;
+	__u32 ack;
+	__u16 window;
+	__u8 acked;
+	__u8 pad[1];
+	__u64 last_seen;
+	__u64 bytes;
+};
+
+/* Where an uplink's frames go: its interface (0: the fast path does not carry its IPv4 flows,
+ * its gateway is unknown or the line is down) and the Ethernet addresses to put on them, or
  * point_to_point 1: the link has no link-layer header (PPP, TUN, WireGuard...), packets leave
- * bare and the MACs are unused. */
+ * bare and the MACs are unused. Its IPv6 the same way: ifindex6 0 while the line's IPv6 router
+ * is unknown or its IPv6 is down, and that router's MAC (which may not be the IPv4 gateway's). */
 struct uplink_info {
 	__u32 ifindex;
 	__u32 point_to_point;
 	__u8 dst_mac[6];
 	__u8 src_mac[6];
-	__u8 pad[4];
+	__u8 dst_mac6[6];
+	__u8 pad[2];
+	__u32 ifindex6;
 };
 
 /* What the fast path carried, per CPU, uplink and direction (index 2 * uplink + direction):

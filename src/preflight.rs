@@ -121,6 +121,9 @@ pub struct Plan {
     /// The IPv6 sources wanlb translates: the LAN interfaces' global and unique-local
     /// prefixes, and `lan_net`'s IPv6 ones.
     pub lan_sources6: Vec<Net6>,
+    /// The LAN interfaces' own IPv6 prefixes, with the interface each is on: the hosts the
+    /// kernel fast path reaches directly.
+    pub lan_links6: Vec<(u32, Net6)>,
     /// Every interface of the system, as checked.
     pub interfaces: Vec<Interface>,
 }
@@ -221,6 +224,7 @@ pub fn check(config: &Config, system: &SystemFacts) -> Result<Plan, ConfigErrors
             nat_pool: pool,
             lan_sources,
             lan_sources6,
+            lan_links6: lan_links6(config, system),
             interfaces: system.interfaces.clone(),
         }),
         _ => Err(errors.into()),
@@ -250,29 +254,38 @@ pub fn lan_sources(config: &Config, interfaces: &[Interface]) -> Result<Vec<Pref
 /// The IPv6 sources wanlb translates: the LAN interfaces' global and unique-local prefixes
 /// (never link-local: the kernel keeps those on their link) and `lan_net`'s IPv6 ones.
 pub fn lan_sources6(config: &Config, system: &SystemFacts) -> Vec<Net6> {
-    let lan_indexes: Vec<u32> = system
-        .interfaces
-        .iter()
-        .filter(|i| config.lan.contains(&i.name))
-        .map(|i| i.index)
-        .collect();
     let mut nets: Vec<Net6> = Vec::new();
-    let on_lan = system.ipv6.iter().filter_map(|e| match e {
-        LinkEvent::Address6 {
-            ifindex,
-            addr,
-            prefix_len,
-            present: true,
-            ..
-        } if lan_indexes.contains(ifindex) => Net6::new(*addr, *prefix_len),
-        _ => None,
-    });
+    let on_lan = lan_links6(config, system).into_iter().map(|(_, net)| net);
     for net in on_lan.chain(config.lan_net.iter().filter_map(Cidr::v6)) {
         if !nets.contains(&net) {
             nets.push(net);
         }
     }
     nets
+}
+
+/// The LAN interfaces' global and unique-local IPv6 prefixes, each with its interface.
+fn lan_links6(config: &Config, system: &SystemFacts) -> Vec<(u32, Net6)> {
+    let lan_indexes: Vec<u32> = system
+        .interfaces
+        .iter()
+        .filter(|i| config.lan.contains(&i.name))
+        .map(|i| i.index)
+        .collect();
+    system
+        .ipv6
+        .iter()
+        .filter_map(|e| match e {
+            LinkEvent::Address6 {
+                ifindex,
+                addr,
+                prefix_len,
+                present: true,
+                ..
+            } if lan_indexes.contains(ifindex) => Some((*ifindex, Net6::new(*addr, *prefix_len)?)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The NAT port pool on this system: as configured, or (`auto`, the default) the largest

@@ -670,7 +670,8 @@ fn passes_what_the_engine_must_see(links: &Links) {
     }
     out(&ping, "an unanswered ping");
 
-    // IPv6, whatever it holds, both ways: the engine's alone (the fast path carries IPv4)
+    // IPv6 of a flow the engine never handed over (its IPv4 twin was), both ways: the
+    // engine's alone
     let v6 = |ports: [u8; 4]| {
         let mut f = HOST_MAC.to_vec();
         f.extend_from_slice(&LAN_HOST_MAC);

@@ -215,13 +215,68 @@ fn ipv6_flows_split_by_weight_stick_and_follow_pins_over_nptv6_and_nat66() {
     // the pin: eight flows to 2001:2:ff::3f, all through isp2
     assert_eq!(via6(&spread6(&tb, "2001:2:ff::3f", 1, 8, 20200)), (0, 8));
 
-    // TCP, byte for byte, through the fast path's programs (which leave IPv6 to userspace)
+    // TCP, byte for byte, with the fast path on (which carries the steady part)
     for dst in ["[2001:2:ff::5]:9006", "[2001:2:ff::6]:9006"] {
         tb.assert_tcp_echo("lan", dst, 5_000_000);
     }
     tb.assert_pings("lan", "2001:2:ff::9", 3, "0.2");
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
+}
+
+/// The figures the stop logs under `marker`, for `key`, of line `uplink`.
+fn logged(log: &str, marker: &str, uplink: &str, key: &str) -> Vec<u64> {
+    let (prefix, line) = (format!("{key}="), format!("uplink={uplink}"));
+    log.lines()
+        .filter(|l| l.contains(marker) && l.split_whitespace().any(|w| w == line))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(&prefix)?.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn steady_ipv6_flows_are_carried_by_the_kernel_over_nptv6_and_nat66() {
+    let tb = testbed();
+    let _inet = start_internet6(&tb);
+    let pins = [
+        "--pin",
+        "2001:2:ff::5/128=isp1",
+        "--pin",
+        "2001:2:ff::6/128=isp2",
+    ];
+    let gw = start(&tb, &args(&pins));
+    // 5 MB each way over each line, every byte back as sent
+    tb.assert_tcp_echo("lan", "[2001:2:ff::5]:9006", 5_000_000);
+    tb.assert_tcp_echo("lan", "[2001:2:ff::6]:9006", 5_000_000);
+    tb.assert_pings("lan", "2001:2:ff::6", 8, "0.2");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let handed_over: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("kernel fast path"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("handed_over=")?.parse().ok())
+        })
+        .collect();
+    assert!(
+        handed_over.last().is_some_and(|n| *n >= 3),
+        "both connections and the ping were handed over: {log}"
+    );
+    // most of each line's bytes went through the kernel, both ways
+    for line in ["isp1", "isp2"] {
+        let fast = |key| logged(&log, "uplink fast path totals", line, key);
+        let slow = logged(&log, "uplink totals", line, "outbound_bytes");
+        let (out, back) = (fast("outbound_bytes"), fast("inbound_bytes"));
+        assert!(
+            out.last().is_some_and(|b| *b > 4_000_000)
+                && back.last().is_some_and(|b| *b > 4_000_000)
+                && slow.last().is_some_and(|b| *b < 1_000_000),
+            "{line}: fast path {out:?} out, {back:?} in; userspace {slow:?} out: {log}"
+        );
+    }
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl Engine {
         carried: Option<&Carried>,
     ) -> Result<(), DropReason> {
         if ipv4::version_of(pkt) == Some(6) {
-            return self.translate_inbound6(now, uplink, pkt, csum);
+            return self.translate_inbound6(now, uplink, pkt, csum, carried);
         }
         let len = pkt.len();
         let mut ip = Ipv4Packet::new_checked(pkt)?;

@@ -276,7 +276,7 @@ impl Engine {
             }
         }
         lock(&self.nat).expire_hosts(now);
-        self.expire6(now);
+        self.expire6(now, carried);
     }
 
     /// What the kernel's neighbour table says of LAN address `addr`: the link and MAC it

@@ -21,7 +21,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::family::{Family, V4};
+use super::family::{Family, V4, V6};
 use super::flow::{Acked, Flow, FlowKey};
 use super::nat::{Endpoint, Nat};
 use super::select::Prefix;
@@ -125,58 +125,82 @@ impl Carried {
     }
 }
 
-/// What the fast path carried of each flow it holds, read at once, by flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CarriedFlows<F: Family = V4> {
+/// What the fast path carried of each flow it holds, read at once, by flow, of both families.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CarriedFlows {
     /// Sorted by key, one entry per key.
-    flows: Vec<(FlowKey<F>, Carried)>,
+    flows: Vec<(FlowKey<V4>, Carried)>,
+    flows6: Vec<(FlowKey<V6>, Carried)>,
 }
 
-impl<F: Family> Default for CarriedFlows<F> {
-    fn default() -> CarriedFlows<F> {
-        CarriedFlows::NONE
-    }
-}
-
-impl<F: Family> CarriedFlows<F> {
+impl CarriedFlows {
     /// Nothing carried: what a gateway without a fast path has to say.
-    pub const NONE: CarriedFlows<F> = CarriedFlows { flows: Vec::new() };
+    pub const NONE: CarriedFlows = CarriedFlows {
+        flows: Vec::new(),
+        flows6: Vec::new(),
+    };
 
-    /// From what each map entry says, by the flow it is of (each direction of a flow has
-    /// one: see [`Carried::merge`]).
-    pub fn from_entries(mut entries: Vec<(FlowKey<F>, Carried)>) -> CarriedFlows<F> {
-        entries.sort_unstable_by_key(|(k, _)| sort_key(k));
-        let mut flows: Vec<(FlowKey<F>, Carried)> = Vec::with_capacity(entries.len() / 2 + 1);
-        for (key, c) in entries {
-            match flows.last_mut() {
-                Some((last, both)) if *last == key => *both = both.merge(c),
-                _ => flows.push((key, c)),
-            }
+    /// From what each IPv4 map entry says, by the flow it is of (each direction of a flow
+    /// has one: see [`Carried::merge`]).
+    pub fn from_entries(entries: Vec<(FlowKey<V4>, Carried)>) -> CarriedFlows {
+        CarriedFlows {
+            flows: by_flow(entries),
+            flows6: Vec::new(),
         }
-        CarriedFlows { flows }
     }
 
-    /// What was carried of the flow `key`, if the fast path holds it.
-    pub fn get(&self, key: &FlowKey<F>) -> Option<&Carried> {
-        let i = self
-            .flows
-            .binary_search_by_key(&sort_key(key), |(k, _)| sort_key(k))
-            .ok()?;
-        Some(&self.flows[i].1)
+    /// With what each IPv6 map entry says, as [`CarriedFlows::from_entries`].
+    pub fn with_entries6(mut self, entries: Vec<(FlowKey<V6>, Carried)>) -> CarriedFlows {
+        self.flows6 = by_flow(entries);
+        self
     }
 
+    /// What was carried of the IPv4 flow `key`, if the fast path holds it.
+    pub fn get(&self, key: &FlowKey<V4>) -> Option<&Carried> {
+        find(&self.flows, key)
+    }
+
+    /// What was carried of the IPv6 flow `key`, if the fast path holds it.
+    pub fn get6(&self, key: &FlowKey<V6>) -> Option<&Carried> {
+        find(&self.flows6, key)
+    }
+
+    /// Flows of both families.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.flows.len() + self.flows6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.len() == 0
     }
+}
+
+/// One entry per flow, sorted, each direction's entries merged.
+fn by_flow<F: Family>(mut entries: Vec<(FlowKey<F>, Carried)>) -> Vec<(FlowKey<F>, Carried)> {
+    entries.sort_unstable_by_key(|(k, _)| sort_key(k));
+    let mut flows: Vec<(FlowKey<F>, Carried)> = Vec::with_capacity(entries.len() / 2 + 1);
+    for (key, c) in entries {
+        match flows.last_mut() {
+            Some((last, both)) if *last == key => *both = both.merge(c),
+            _ => flows.push((key, c)),
+        }
+    }
+    flows
 }
 
 /// The order entries are kept in: by remote end first, as the shards are.
 fn sort_key<F: Family>(k: &FlowKey<F>) -> (F::Addr, F::Addr, u16, u16, u8) {
     (k.rem_addr, k.int_addr, k.int_port, k.rem_port, k.proto)
+}
+
+fn find<'a, F: Family>(
+    flows: &'a [(FlowKey<F>, Carried)],
+    key: &FlowKey<F>,
+) -> Option<&'a Carried> {
+    let i = flows
+        .binary_search_by_key(&sort_key(key), |(k, _)| sort_key(k))
+        .ok()?;
+    Some(&flows[i].1)
 }
 
 /// The fast path's queue of work, and what the engine needs to know to fill it.
@@ -185,6 +209,8 @@ pub(super) struct FastPathQueue {
     /// The LAN networks whose hosts the fast path reaches (its LAN links' subnets): a host
     /// behind another router is not handed over.
     reaches: Vec<Prefix>,
+    /// The same of IPv6 (its LAN links' IPv6 prefixes).
+    pub(super) reaches6: Vec<Prefix<V6>>,
     work: Mutex<Queued>,
     /// Whether `work` holds anything: looked at without its lock after every batch.
     pending: AtomicBool,
@@ -193,16 +219,38 @@ pub(super) struct FastPathQueue {
     deferred: AtomicU64,
 }
 
+/// The work of both families: each in the order decided (the two never touch the same map).
+/// Two lists rather than one of either kind, so each family's work reaches the fast path's
+/// owner as the type its maps take, and IPv4's work stays as small as it was.
 #[derive(Debug, Default)]
-struct Queued {
+pub(super) struct Queued {
     work: Vec<FastPathWork>,
+    work6: Vec<FastPathWork<V6>>,
     hand_overs: usize,
+}
+
+/// A family the fast path carries: where its work is queued.
+pub(super) trait Offloaded: Family {
+    fn queue(q: &mut Queued) -> &mut Vec<FastPathWork<Self>>;
+}
+
+impl Offloaded for V4 {
+    fn queue(q: &mut Queued) -> &mut Vec<FastPathWork<V4>> {
+        &mut q.work
+    }
+}
+
+impl Offloaded for V6 {
+    fn queue(q: &mut Queued) -> &mut Vec<FastPathWork<V6>> {
+        &mut q.work6
+    }
 }
 
 impl FastPathQueue {
     pub(super) fn new(reaches: Vec<Prefix>, max_hand_overs: usize) -> FastPathQueue {
         FastPathQueue {
             reaches,
+            reaches6: Vec::new(),
             work: Mutex::new(Queued::default()),
             pending: AtomicBool::new(false),
             max_hand_overs,
@@ -211,7 +259,7 @@ impl FastPathQueue {
     }
 
     /// Queues `work` after what is queued; false for a hand-over past the limit.
-    fn push(&self, work: FastPathWork) -> bool {
+    pub(super) fn push<F: Offloaded>(&self, work: FastPathWork<F>) -> bool {
         let mut queued = lock(&self.work);
         if let FastPathWork::HandOver(_) = work {
             if queued.hand_overs >= self.max_hand_overs {
@@ -220,13 +268,49 @@ impl FastPathQueue {
             }
             queued.hand_overs += 1;
         }
-        queued.work.push(work);
+        F::queue(&mut queued).push(work);
         self.pending.store(true, Ordering::Release);
         true
     }
 
     pub(super) fn deferred(&self) -> u64 {
         self.deferred.load(Ordering::Relaxed)
+    }
+
+    /// Offers `flow`, of a packet just seen, once it is steady: answered, and for TCP no SYN,
+    /// FIN or RST pending (nothing left for the engine to watch), after [`HAND_OVER_AFTER`]
+    /// packets; one-way UDP (a media stream, say) after [`HAND_OVER_ONE_WAY_AFTER`]. `reached`:
+    /// whether the fast path reaches its LAN host; `fast`: the flow as the fast path names it.
+    /// A flow refused is asked again after as many packets.
+    pub(super) fn offer<F: Offloaded>(
+        &self,
+        flow: &mut Flow<F>,
+        reached: bool,
+        fast: impl FnOnce(&Flow<F>) -> FastFlow<F>,
+    ) {
+        flow.hits = flow.hits.saturating_add(1);
+        let ready = if flow.tcp.is_steady() {
+            flow.hits >= HAND_OVER_AFTER
+        } else {
+            flow.key.proto == PROTO_UDP && flow.hits >= HAND_OVER_ONE_WAY_AFTER
+        };
+        if !ready {
+            return;
+        }
+        flow.on_fast_path = reached && self.push(FastPathWork::HandOver(fast(flow)));
+        if !flow.on_fast_path {
+            flow.hits = 0;
+        }
+    }
+
+    /// Queues `flow`'s coming back (`fast`: as the fast path was told of it) if it is on the
+    /// fast path; it is offered again only once steady anew.
+    pub(super) fn take_back<F: Offloaded>(&self, flow: &mut Flow<F>, fast: FastFlow<F>) {
+        if flow.on_fast_path {
+            self.push(FastPathWork::TakeBack(fast));
+        }
+        flow.on_fast_path = false;
+        flow.hits = 0;
     }
 }
 
@@ -253,10 +337,15 @@ impl Engine {
     /// Moves the fast path's queued work into `into`, in the order it was decided. The caller
     /// carries it out in that order, before it takes more, and reports with
     /// [`Engine::fast_path_done`].
-    pub fn take_fast_path_work(&self, into: &mut Vec<FastPathWork>) {
+    pub fn take_fast_path_work(
+        &self,
+        into: &mut Vec<FastPathWork>,
+        into6: &mut Vec<FastPathWork<V6>>,
+    ) {
         let Some(q) = &self.fast_path else { return };
         let mut queued = lock(&q.work);
         into.append(&mut queued.work);
+        into6.append(&mut queued.work6);
         queued.hand_overs = 0;
         q.pending.store(false, Ordering::Release);
     }
@@ -314,11 +403,10 @@ impl Engine {
     /// Brings `flow` back from the fast path: the engine sees its packets again, and it is
     /// offered again only once steady anew.
     pub(super) fn take_back(&self, flow: &mut Flow) {
-        if let (true, Some(q)) = (flow.on_fast_path, &self.fast_path) {
-            q.push(FastPathWork::TakeBack(self.fast_flow(flow)));
+        match &self.fast_path {
+            Some(q) => q.take_back(flow, self.fast_flow(flow)),
+            None => (flow.on_fast_path, flow.hits) = (false, 0),
         }
-        flow.on_fast_path = false;
-        flow.hits = 0;
     }
 
     /// Counts a packet of `flow` and offers the flow to the fast path once it is steady. Runs
@@ -335,22 +423,8 @@ impl Engine {
         {
             return;
         }
-        flow.hits = flow.hits.saturating_add(1);
-        // both ways and, for TCP, no SYN, FIN or RST pending: nothing left for the engine to
-        // watch; UDP may also be one-way (a media stream, say)
-        let ready = if flow.tcp.is_steady() {
-            flow.hits >= HAND_OVER_AFTER
-        } else {
-            flow.key.proto == PROTO_UDP && flow.hits >= HAND_OVER_ONE_WAY_AFTER
-        };
-        if !ready {
-            return;
-        }
         let reached = q.reaches.iter().any(|n| n.contains(flow.key.int_addr));
-        flow.on_fast_path = reached && q.push(FastPathWork::HandOver(self.fast_flow(flow)));
-        if !flow.on_fast_path {
-            flow.hits = 0; // ask again after as many packets
-        }
+        q.offer(flow, reached, |f| self.fast_flow(f));
     }
 }
 

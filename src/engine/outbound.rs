@@ -74,7 +74,7 @@ impl Engine {
         carried: Option<&Carried>,
     ) -> Result<Verdict, DropReason> {
         if ipv4::version_of(pkt) == Some(6) {
-            return self.translate_outbound6(now, pkt, csum);
+            return self.translate_outbound6(now, pkt, csum, carried);
         }
         let len = pkt.len();
         let mut ip = Ipv4Packet::new_checked(pkt)?;

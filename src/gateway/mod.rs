@@ -23,7 +23,7 @@ use crate::control::history::{self, History};
 use crate::control::recent::Recent;
 use crate::engine::{CarriedFlows, Counters, Engine};
 use crate::io::counts::CountsFile;
-use crate::io::fastpath::{LanLink, TcFastPath, UplinkLink};
+use crate::io::fastpath::{LanLink, LanLink6, TcFastPath, UplinkLink};
 use crate::io::filters::SocketFilters;
 pub use crate::io::journal::Cleanup;
 use crate::io::journal::{self, Plumbing};
@@ -358,7 +358,9 @@ fn start_engine(config: &Config, plan: &Plan, fast_path: Option<&Arc<TcFastPath>
         .with_forwards(engine_forwards(config))
         .with_forwards6(engine_forwards6(config));
     if let Some(fast) = fast_path {
-        engine = engine.with_fast_path(fast.reaches());
+        engine = engine
+            .with_fast_path(fast.reaches())
+            .with_fast_path6(fast.reaches6());
     }
     for i in 0..plan.uplinks.len() {
         engine.set_uplink_up(uplink::id_at(i), false, &CarriedFlows::NONE);
@@ -465,7 +467,18 @@ fn start_fast_path(config: &Config, plan: &Plan) -> Result<Option<Arc<TcFastPath
             mac: u.iface.mac,
         })
         .collect();
+    let lans6 = plan
+        .lan_links6
+        .iter()
+        .filter_map(|&(ifindex, net)| {
+            Some(LanLink6 {
+                ifindex,
+                prefix: net6(net)?,
+            })
+        })
+        .collect();
     let started = TcFastPath::load(lans, uplinks).and_then(|mut fast| {
+        fast.set_lans6(lans6);
         fast.attach()?;
         Ok(fast)
     });

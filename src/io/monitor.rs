@@ -420,8 +420,17 @@ impl<'a, T: PacketIo> Running<'a, T> {
                     for change in v6.health.tick(now) {
                         v6.verdict(uplink, change);
                     }
+                    // the kernel stops carrying the line's IPv6 before the engine takes its
+                    // flows back, and starts once the engine takes new ones
+                    let hop = v6.fast_path_hop(uplink);
+                    if hop == Some(None) {
+                        self.apply.set_fast_path6(uplink, None);
+                    }
                     let probes = v6.tell(&shared.engine, uplink, &mut w.sockets.filters);
                     self.apply.send_to_lan(probes);
+                    if let Some(Some(hop)) = hop {
+                        self.apply.set_fast_path6(uplink, Some(hop));
+                    }
                 }
             }
         }

@@ -366,7 +366,7 @@ fn a_refused_hand_over_is_taken_back_behind_a_later_one_and_offered_again() {
     let port = open_tcp(&e);
     // a worker takes the hand-over...
     let mut taken = Vec::new();
-    e.take_fast_path_work(&mut taken);
+    e.take_fast_path_work(&mut taken, &mut Vec::new());
     assert_eq!(taken.len(), 1);
     // ...and meanwhile the flow is taken back (a reset the server does not take: the LAN host
     // goes on), then steady again and handed over anew

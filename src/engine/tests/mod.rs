@@ -145,7 +145,7 @@ impl FakeFastPath {
     /// Carries out what the engine queued, in order, and tells it what came of it.
     pub(super) fn carry_out(&self, e: &Engine) {
         let mut work = Vec::new();
-        e.take_fast_path_work(&mut work);
+        e.take_fast_path_work(&mut work, &mut Vec::new());
         self.carry_out_taken(e, work);
     }
 

@@ -7,6 +7,7 @@ use super::outbound6::count;
 use super::translate6::{self, Rewrite};
 use super::{Line6, is_npt_flow};
 use crate::engine::flow::{FlowKey, ReplyKey, Segment};
+use crate::engine::offload::Carried;
 use crate::engine::translate::End;
 use crate::engine::wire::icmp::IcmpMessage;
 use crate::engine::wire::ipv6::Headers;
@@ -30,6 +31,7 @@ impl Engine {
         uplink: UplinkId,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
+        carried: Option<&Carried>,
     ) -> Result<(), DropReason> {
         let len = pkt.len();
         let mut ip = Ipv6Packet::new_checked(pkt)?;
@@ -113,7 +115,8 @@ impl Engine {
             Some(flow) => {
                 flow.last_seen = now.stamp();
                 flow.bytes += len as u64;
-                flow.tcp.update(Direction::Inbound, &seg);
+                self.track6(flow, Direction::Inbound, &seg, carried);
+                self.consider_fast_path6(flow);
                 (flow.key.int_addr, flow.key.int_port)
             }
             None => {

@@ -8,8 +8,9 @@
 //! same code: the flow table and session state machine, the port pools and host shares, the
 //! destination bindings, pins and the weighted choice, over [`V6`] addresses. A line's IPv6
 //! has a health of its own ([`Uplink6::up`]): a line whose IPv6 is dead while its IPv4 works
-//! stops taking IPv6 flows only. IPv6 flows stay on the engine's path (never handed to the
-//! fast path). Ports are forwarded to IPv6 LAN hosts as IPv4's are ([`forward6`]).
+//! stops taking IPv6 flows only. Steady IPv6 flows are handed to the kernel fast path as
+//! IPv4's are ([`offload6`]), forwarded ones aside. Ports are forwarded to IPv6 LAN hosts as
+//! IPv4's are ([`forward6`]).
 //!
 //! A line with a prefix translates only the LAN prefix it maps (see [`Nptv6::for_lan`], with
 //! the first LAN prefix given); sources outside it are placed on lines that can take them
@@ -19,6 +20,7 @@ mod answer6;
 mod forward6;
 mod fragments6;
 mod inbound6;
+mod offload6;
 mod outbound6;
 mod translate6;
 
@@ -35,6 +37,7 @@ use super::flow::{Flow, FlowKey, FlowTable};
 use super::limits::idle_bindings_per_shard;
 use super::nat::{Endpoint, Nat};
 use super::nptv6::Nptv6;
+use super::offload::{CarriedFlows, Release};
 use super::port_forward::Forwards;
 use super::select::{Pin, Pins, Prefix, Selector};
 use super::wire::PROTO_TCP;
@@ -258,26 +261,33 @@ impl Engine {
             return Vec::new();
         }
         let reset = renumbered || self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release6(uplink, |_| reset)
+        self.release6(uplink, |_| reset, &before)
     }
 
     /// Ends the TCP connections on `uplink` that `reset` names by asking each host for its
-    /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows move at
-    /// their next packet.
+    /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows come back
+    /// from the fast path (`was`: the line as the fast path was told of it) and move at their
+    /// next packet, and so do flows of an address or prefix the line no longer has.
     fn release6(
         &self,
         uplink: UplinkId,
         reset: impl Fn(&Flow<V6>) -> bool,
+        was: &Line6,
     ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let mut probes = Vec::new();
+        let now = self.v6.line(uplink).unwrap_or_default();
         for shard in self.v6.shards.iter() {
             let mut shard = lock(shard);
             shard.affinity.release(uplink);
             shard.flows.for_each_mut(|f| {
-                if f.uplink != uplink || f.key.proto != PROTO_TCP || !reset(f) {
+                if f.uplink != uplink {
                     return;
                 }
-                if f.tcp.is_reset_or_resetting() {
+                let resets = f.key.proto == PROTO_TCP && !f.tcp.is_reset_or_resetting() && reset(f);
+                if f.key.proto != PROTO_TCP || resets || f.epoch != now.epoch {
+                    self.take_back6(f, was);
+                }
+                if !resets {
                     return;
                 }
                 f.tcp.set_resetting();
@@ -321,8 +331,10 @@ impl Engine {
         let mut probes = Vec::new();
         for i in 0..self.addrs.len() {
             if (newly_down | newly_leaving) & uplink_bit(i) != 0 {
+                let uplink = super::uplink_id(i);
                 let down = newly_down & uplink_bit(i) != 0;
-                probes.extend(self.release6(super::uplink_id(i), |_| reset && down));
+                let line = self.v6.line(uplink).unwrap_or_default();
+                probes.extend(self.release6(uplink, |_| reset && down, &line));
             }
         }
         probes
@@ -340,12 +352,15 @@ impl Engine {
         let mut probes = Vec::new();
         for i in 0..self.addrs.len() {
             if due & outranked & uplink_bit(i) != 0 {
-                probes.extend(self.release6(super::uplink_id(i), |f| {
+                let uplink = super::uplink_id(i);
+                let line = self.v6.line(uplink).unwrap_or_default();
+                let moves = |f: &Flow<V6>| {
                     self.forward_of6(f).is_none()
                         && pins
                             .lookup(f.key.rem_addr)
                             .is_none_or(|p| p.uplink != f.uplink)
-                }));
+                };
+                probes.extend(self.release6(uplink, moves, &line));
             }
         }
         probes
@@ -373,10 +388,13 @@ impl Engine {
     }
 
     /// Removes idle IPv6 flows (see [`Engine::expire`], which calls it), giving back their
-    /// ports and shares.
-    pub(super) fn expire6(&self, now: Timestamp) {
+    /// shares, and their ports once the fast path let go of them. A flow on the fast path
+    /// lives as long as the fast path carries it (`carried`).
+    pub(super) fn expire6(&self, now: Timestamp, carried: &CarriedFlows) {
         let timeouts = *lock(&self.timeouts);
         let scale = self.room.scale();
+        let lines = self.v6.lines.load();
+        let mut ports = Vec::new();
         for shard in self.v6.shards.iter() {
             let mut shard = lock(shard);
             let Shard6 {
@@ -386,34 +404,54 @@ impl Engine {
                 ..
             } = &mut *shard;
             let mut ended = Vec::new();
-            flows.expire(now, &timeouts, scale, |_| None, |f, _| ended.push(*f));
+            let idle_elsewhere = |f: &Flow<V6>| carried.get6(&f.key)?.idle_ms;
+            flows.expire(now, &timeouts, scale, idle_elsewhere, |f, _| ended.push(*f));
             for f in &ended {
                 self.room.removed(1);
-                if !self.give_back6(f, now) {
+                let line = lines
+                    .get(usize::from(f.uplink))
+                    .copied()
+                    .unwrap_or_default();
+                let (forwarded, port) = self.give_back6(f, &line, now);
+                ports.extend(port);
+                if !forwarded {
                     affinity.detach(f.key.rem_addr, f.uplink, f.last_seen);
                 }
             }
             affinity.expire(now);
             fragments.expire(now);
         }
-        lock(&self.v6.nat).expire_hosts(now);
+        let mut nat = lock(&self.v6.nat);
+        for port in ports {
+            port.give_back(&mut nat);
+        }
+        nat.expire_hosts(now);
     }
 
-    /// Gives back what an ended IPv6 flow held: its NAT66 port, its host's share, its place
-    /// in its forward. Returns whether it was forwarded (it bound no destination).
-    fn give_back6(&self, flow: &Flow<V6>, now: Timestamp) -> bool {
+    /// Gives back what an ended IPv6 flow held: its place in its forward, its host's share,
+    /// its NAT66 port (a forwarded port was never the pool's), and withdraws it from the fast
+    /// path if it is there (`line`: its line). Returns whether it was forwarded (it bound no
+    /// destination), and the port to give back now, if the fast path does not hold it.
+    fn give_back6(
+        &self,
+        flow: &Flow<V6>,
+        line: &Line6,
+        now: Timestamp,
+    ) -> (bool, Option<Release<V6>>) {
         let forward = self.forward_of6(flow);
         if let Some(id) = forward {
             self.v6.forwards.closed(id, flow.key.rem_addr);
         }
-        let mut nat = lock(&self.v6.nat);
-        if is_npt_flow(flow) {
-            nat.unadmit(flow.key.int_addr, now);
+        let port = if is_npt_flow(flow) {
+            self.withdraw6(flow, line, None);
+            lock(&self.v6.nat).unadmit(flow.key.int_addr, now);
+            None
         } else if forward.is_none() {
-            // a forwarded port was never the pool's
-            nat.release(endpoint6(flow), now);
-        }
-        forward.is_some()
+            self.withdraw6(flow, line, Some(Release::new(endpoint6(flow), now)))
+        } else {
+            self.withdraw6(flow, line, None)
+        };
+        (forward.is_some(), port)
     }
 
     /// Ends one IPv6 flow now.
@@ -422,7 +460,12 @@ impl Engine {
             return;
         };
         self.room.removed(1);
-        if !self.give_back6(&flow, now) {
+        let line = self.v6.line(flow.uplink).unwrap_or_default();
+        let (forwarded, port) = self.give_back6(&flow, &line, now);
+        if let Some(port) = port {
+            port.give_back(&mut lock(&self.v6.nat));
+        }
+        if !forwarded {
             shard
                 .affinity
                 .detach(key.rem_addr, flow.uplink, flow.last_seen);

@@ -9,6 +9,7 @@ use crate::engine::family::V6;
 use crate::engine::flow::{Flow, FlowKey, Segment, TcpState};
 use crate::engine::hosts::Network;
 use crate::engine::nat::{self, Endpoint};
+use crate::engine::offload::Carried;
 use crate::engine::translate::End;
 use crate::engine::wire::ipv6::Headers;
 use crate::engine::wire::{Ipv6Packet, L4Checksum, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, icmpv6};
@@ -32,6 +33,7 @@ impl Engine {
         now: Timestamp,
         pkt: &mut [u8],
         csum: &mut L4Checksum,
+        carried: Option<&Carried>,
     ) -> Result<Verdict, DropReason> {
         let len = pkt.len();
         let mut ip = Ipv6Packet::new_checked(pkt)?;
@@ -102,7 +104,8 @@ impl Engine {
                 flow.bytes += len as u64;
                 // the host got the SYN-ACK sent to its address: a host, not a made-up source
                 verifies = key.proto == PROTO_TCP && flow.tcp.acknowledges_syn_ack(&seg);
-                flow.tcp.update(Direction::Outbound, &seg);
+                self.track6(flow, Direction::Outbound, &seg, carried);
+                self.consider_fast_path6(flow);
                 Found::Forward(flow.uplink, flow.ext_port)
             }
             None => Found::New,

@@ -906,3 +906,4 @@ fn a_source_no_line_can_translate_is_refused_before_it_holds_anything() {
     assert_eq!(e.flows6(), 1);
 }
 mod edges;
+mod fast_path6;

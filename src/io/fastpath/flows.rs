@@ -2,12 +2,14 @@
 //! what they recorded of each flow read back, all of them at once or one reset's flow.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
-use super::{FlowMapKey, FlowMapValue, TcFastPath, lock, map_error};
+use super::family::Mapped;
+use super::{Carrying, TcFastPath, lock, map_error};
+use crate::engine::family::{V4, V6};
 use crate::engine::flow::{Acked, FlowKey};
-use crate::engine::wire::{Ipv4Packet, PROTO_TCP, TcpSegment, tcp};
+use crate::engine::wire::{Ipv4Packet, Ipv6Packet, PROTO_TCP, TcpSegment, tcp};
 use crate::engine::{
     Carried, CarriedFlows, Direction, Engine, FastFlow, FastPathDone, FastPathWork, UplinkId,
 };
@@ -18,70 +20,46 @@ use crate::io::fd::monotonic_ns;
 /// packets soon.
 const ROUNDS: usize = 4;
 
-pub(super) fn key(
-    saddr: u32,
-    daddr: u32,
-    ports: (u16, u16),
-    proto: u8,
-    ifindex: u32,
-) -> FlowMapKey {
-    FlowMapKey {
-        saddr: saddr.to_be_bytes(),
-        daddr: daddr.to_be_bytes(),
-        sport: ports.0.to_be_bytes(),
-        dport: ports.1.to_be_bytes(),
-        proto,
-        pad: [0; 3],
-        ifindex,
-    }
-}
-
-pub(super) fn value(addr: u32, port: u16, uplink: UplinkId, ifindex: u32) -> FlowMapValue {
-    FlowMapValue {
-        addr: addr.to_be_bytes(),
-        port: port.to_be_bytes(),
-        uplink: u16::from(uplink),
-        ifindex,
-        ..FlowMapValue::default()
-    }
-}
-
 /// What one map entry (one direction of a flow) recorded, at `now_ns` on the kernel's
 /// monotonic clock.
-fn carried_one(v: &FlowMapValue, direction: Direction, now_ns: u64) -> Carried {
+fn carried_one<F: Mapped>(v: &F::Value, direction: Direction, now_ns: u64) -> Carried {
+    let (_, _, r) = F::value_parts(v);
     let mut acks = [None; 2];
-    if v.acked != 0 {
+    if r.acked != 0 {
         acks[direction.index()] = Some(Acked {
-            ack: v.ack,
-            window: v.window,
+            ack: r.ack,
+            window: r.window,
         });
     }
     Carried {
-        idle_ms: (v.last_seen != 0).then(|| now_ns.saturating_sub(v.last_seen) / 1_000_000),
-        bytes: v.bytes,
+        idle_ms: (r.last_seen != 0).then(|| now_ns.saturating_sub(r.last_seen) / 1_000_000),
+        bytes: r.bytes,
         acks,
     }
 }
 
 /// The flow an outbound entry is of (its key names the LAN end and the remote end).
-fn outbound_flow(k: &FlowMapKey) -> FlowKey {
+fn outbound_flow<F: Mapped>(k: &F::Key) -> FlowKey<F> {
+    let (int_addr, rem_addr, (int_port, rem_port), proto, _) = F::key_parts(k);
     FlowKey {
-        int_addr: u32::from_be_bytes(k.saddr),
-        rem_addr: u32::from_be_bytes(k.daddr),
-        int_port: u16::from_be_bytes(k.sport),
-        rem_port: u16::from_be_bytes(k.dport),
-        proto: k.proto,
+        int_addr,
+        rem_addr,
+        int_port,
+        rem_port,
+        proto,
     }
 }
 
 /// The flow an inbound entry is of (its key names the remote end, its value the LAN end).
-fn inbound_flow(k: &FlowMapKey, v: &FlowMapValue) -> FlowKey {
+fn inbound_flow<F: Mapped>(k: &F::Key, v: &F::Value) -> FlowKey<F> {
+    let (rem_addr, _, (rem_port, _), proto, _) = F::key_parts(k);
+    let (int_addr, int_port, _) = F::value_parts(v);
     FlowKey {
-        int_addr: u32::from_be_bytes(v.addr),
-        rem_addr: u32::from_be_bytes(k.saddr),
-        int_port: u16::from_be_bytes(v.port),
-        rem_port: u16::from_be_bytes(k.sport),
-        proto: k.proto,
+        int_addr,
+        rem_addr,
+        int_port,
+        rem_port,
+        proto,
     }
 }
 
@@ -110,47 +88,49 @@ impl TcFastPath {
         self.carry_out_with(engine, work);
     }
 
-    fn carry_out_with(
-        &self,
-        engine: &Engine,
-        mut work: std::sync::MutexGuard<'_, Vec<FastPathWork>>,
-    ) {
-        let mut done = Vec::new();
+    fn carry_out_with(&self, engine: &Engine, mut work: std::sync::MutexGuard<'_, Carrying>) {
         for _ in 0..ROUNDS {
-            engine.take_fast_path_work(&mut work);
-            if work.is_empty() {
+            let Carrying { work: four, work6 } = &mut *work;
+            engine.take_fast_path_work(four, work6);
+            if four.is_empty() && work6.is_empty() {
                 break;
             }
-            for w in work.drain(..) {
-                match w {
-                    FastPathWork::HandOver(f) => {
-                        if !self.hand_over(&f) {
-                            done.push(FastPathDone::Refused(f));
-                        }
-                    }
-                    FastPathWork::TakeBack(f) => {
-                        let bytes = self.withdraw(&f, true);
-                        done.push(FastPathDone::TakenBack(f, bytes));
-                    }
-                    FastPathWork::Withdraw(f, release) => {
-                        self.withdraw(&f, false);
-                        done.extend(release.map(FastPathDone::Released));
+            engine.fast_path_done(&self.carry_out_family::<V4>(&mut work));
+            engine.fast_path_done6(&self.carry_out_family::<V6>(&mut work));
+        }
+    }
+
+    /// Carries out one family's work taken, in order; returns what came of it.
+    fn carry_out_family<F: Mapped>(&self, work: &mut Carrying) -> Vec<FastPathDone<F>> {
+        let mut done = Vec::new();
+        for w in F::carrying(work).drain(..) {
+            match w {
+                FastPathWork::HandOver(f) => {
+                    if !self.hand_over(&f) {
+                        done.push(FastPathDone::Refused(f));
                     }
                 }
+                FastPathWork::TakeBack(f) => {
+                    let bytes = self.withdraw(&f, true);
+                    done.push(FastPathDone::TakenBack(f, bytes));
+                }
+                FastPathWork::Withdraw(f, release) => {
+                    self.withdraw(&f, false);
+                    done.extend(release.map(FastPathDone::Released));
+                }
             }
-            engine.fast_path_done(&done);
-            done.clear();
         }
+        done
     }
 
     /// The keys a flow is found under: outbound (LAN ingress) and inbound (ingress of its
     /// uplink's interface).
-    fn keys(&self, f: &FastFlow) -> (FlowMapKey, FlowMapKey) {
+    fn keys<F: Mapped>(&self, f: &FastFlow<F>) -> (F::Key, F::Key) {
         let k = f.key;
         let uplink_ifindex = self.uplinks[usize::from(f.uplink)].ifindex();
         (
-            key(k.int_addr, k.rem_addr, (k.int_port, k.rem_port), k.proto, 0),
-            key(
+            F::key(k.int_addr, k.rem_addr, (k.int_port, k.rem_port), k.proto, 0),
+            F::key(
                 k.rem_addr,
                 f.ext_addr,
                 (k.rem_port, f.ext_port),
@@ -162,7 +142,7 @@ impl TcFastPath {
 
     /// Starts carrying `f`; false if the kernel refused it (its maps full), or no LAN link
     /// holds its host (the engine hands over only hosts of [`TcFastPath::reaches`]).
-    fn hand_over(&self, f: &FastFlow) -> bool {
+    fn hand_over<F: Mapped>(&self, f: &FastFlow<F>) -> bool {
         match self.try_hand_over(f) {
             Ok(true) => {
                 self.handed_over.fetch_add(1, Ordering::Relaxed);
@@ -177,18 +157,19 @@ impl TcFastPath {
         }
     }
 
-    fn try_hand_over(&self, f: &FastFlow) -> io::Result<bool> {
-        let Some(lan) = self.lans.iter().find(|l| l.holds(f.key.int_addr)) else {
+    fn try_hand_over<F: Mapped>(&self, f: &FastFlow<F>) -> io::Result<bool> {
+        let Some(lan_ifindex) = F::lan_of(self, f.key.int_addr) else {
             return Ok(false);
         };
+        let (outbound, inbound) = F::maps(self);
         let (outbound_key, inbound_key) = self.keys(f);
-        let out = value(f.ext_addr, f.ext_port, f.uplink, 0);
-        let back = value(f.key.int_addr, f.key.int_port, f.uplink, lan.ifindex);
-        let inserted = lock(&self.inbound).insert(inbound_key, back, 0);
+        let out = F::value(f.ext_addr, f.ext_port, f.uplink, 0);
+        let back = F::value(f.key.int_addr, f.key.int_port, f.uplink, lan_ifindex);
+        let inserted = lock(inbound).insert(inbound_key, back, 0);
         inserted.map_err(map_error)?;
-        let inserted = lock(&self.outbound).insert(outbound_key, out, 0);
+        let inserted = lock(outbound).insert(outbound_key, out, 0);
         if let Err(e) = inserted {
-            let removed = lock(&self.inbound).remove(&inbound_key);
+            let removed = lock(inbound).remove(&inbound_key);
             removed.map_err(map_error)?;
             return Err(map_error(e));
         }
@@ -198,21 +179,20 @@ impl TcFastPath {
     /// Stops carrying `f`. With `count`, first reads the IP bytes it carried of it, both
     /// ways, and returns them. A flow the kernel never took (its hand-over refused) has
     /// nothing to remove: that is no failure.
-    fn withdraw(&self, f: &FastFlow, count: bool) -> u64 {
+    fn withdraw<F: Mapped>(&self, f: &FastFlow<F>, count: bool) -> u64 {
+        let (outbound_map, inbound_map) = F::maps(self);
         let (outbound_key, inbound_key) = self.keys(f);
         let bytes = if count {
-            [(&self.outbound, outbound_key), (&self.inbound, inbound_key)]
+            [(outbound_map, outbound_key), (inbound_map, inbound_key)]
                 .iter()
                 .filter_map(|(map, k)| lock(map).get(k, 0).ok())
-                .map(|v| v.bytes)
+                .map(|v| F::value_parts(&v).2.bytes)
                 .sum()
         } else {
             0
         };
-        let outbound = lock(&self.outbound)
-            .remove(&outbound_key)
-            .map_err(map_error);
-        let inbound = lock(&self.inbound).remove(&inbound_key).map_err(map_error);
+        let outbound = lock(outbound_map).remove(&outbound_key).map_err(map_error);
+        let inbound = lock(inbound_map).remove(&inbound_key).map_err(map_error);
         let absent = |r: &io::Result<()>| {
             r.as_ref()
                 .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
@@ -235,26 +215,40 @@ impl TcFastPath {
         bytes
     }
 
-    /// What the programs recorded of every flow they hold: when each last carried a packet,
-    /// its bytes, each side's last acknowledgement. Read in one batch of syscalls per map
-    /// (BPF_MAP_LOOKUP_BATCH), without any lock the engine or the workers take.
+    /// What the programs recorded of every flow they hold, of both families: when each last
+    /// carried a packet, its bytes, each side's last acknowledgement. Read in one batch of
+    /// syscalls per map (BPF_MAP_LOOKUP_BATCH), without any lock the engine or the workers
+    /// take.
     pub fn carried(&self) -> io::Result<CarriedFlows> {
-        let outbound = read_map(self.outbound_fd.as_fd(), &self.outbound)?;
-        let inbound = read_map(self.inbound_fd.as_fd(), &self.inbound)?;
-        let now = monotonic_ns();
-        let entries = outbound
-            .iter()
-            .map(|(k, v)| (outbound_flow(k), carried_one(v, Direction::Outbound, now)))
-            .chain(
-                inbound
-                    .iter()
-                    .map(|(k, v)| (inbound_flow(k, v), carried_one(v, Direction::Inbound, now))),
-            )
-            .collect();
-        Ok(CarriedFlows::from_entries(entries))
+        let four = self.entries::<V4>(&self.outbound_fd, &self.inbound_fd)?;
+        let six = self.entries::<V6>(&self.outbound6_fd, &self.inbound6_fd)?;
+        Ok(CarriedFlows::from_entries(four).with_entries6(six))
     }
 
-    /// What the programs recorded of the flow of `packet` (an IPv4 packet that came
+    /// Every entry of one family's maps (`outbound_fd`, `inbound_fd`), by the flow it is of.
+    fn entries<F: Mapped>(
+        &self,
+        outbound_fd: &OwnedFd,
+        inbound_fd: &OwnedFd,
+    ) -> io::Result<Vec<(FlowKey<F>, Carried)>> {
+        let (outbound_map, inbound_map) = F::maps(self);
+        let outbound = read_map::<F>(outbound_fd.as_fd(), outbound_map)?;
+        let inbound = read_map::<F>(inbound_fd.as_fd(), inbound_map)?;
+        let now = monotonic_ns();
+        Ok(outbound
+            .iter()
+            .map(|(k, v)| {
+                let c = carried_one::<F>(v, Direction::Outbound, now);
+                (outbound_flow::<F>(k), c)
+            })
+            .chain(inbound.iter().map(|(k, v)| {
+                let c = carried_one::<F>(v, Direction::Inbound, now);
+                (inbound_flow::<F>(k, v), c)
+            }))
+            .collect())
+    }
+
+    /// What the programs recorded of the flow of `packet` (an IP packet that came
     /// `direction`, on `uplink` if inbound), if it is a TCP reset and the fast path holds its
     /// flow: the engine judges the reset by the windows as they are now. Nothing is read for
     /// any other packet; one or two lookups for a reset.
@@ -264,42 +258,63 @@ impl TcFastPath {
         uplink: UplinkId,
         packet: &[u8],
     ) -> Option<Carried> {
+        if packet.first().is_some_and(|b| b >> 4 == 6) {
+            let ip = Ipv6Packet::new_checked(packet).ok()?;
+            // the fast path carries only packets without extension headers
+            if ip.next_header() != PROTO_TCP {
+                return None;
+            }
+            let ends = (ip.src_addr(), ip.dst_addr());
+            return self.carried_of_segment::<V6>(direction, uplink, ends, ip.from(40));
+        }
         let ip = Ipv4Packet::new_checked(packet).ok()?;
         if ip.protocol() != PROTO_TCP || ip.is_fragment() {
             return None;
         }
-        let segment = TcpSegment::new_checked(ip.payload()).ok()?;
+        let ends = (ip.src_addr(), ip.dst_addr());
+        self.carried_of_segment::<V4>(direction, uplink, ends, ip.payload())
+    }
+
+    /// [`TcFastPath::carried_of_reset`] of the TCP segment `tcp` between `ends`.
+    fn carried_of_segment<F: Mapped>(
+        &self,
+        direction: Direction,
+        uplink: UplinkId,
+        (src, dst): (F::Addr, F::Addr),
+        tcp: &[u8],
+    ) -> Option<Carried> {
+        let segment = TcpSegment::new_checked(tcp).ok()?;
         if segment.flags() & tcp::RST == 0 {
             return None;
         }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let (outbound, inbound) = F::maps(self);
         let ports = (segment.src_port(), segment.dst_port());
         let (out, back) = match direction {
             Direction::Outbound => {
-                let out = lock(&self.outbound)
-                    .get(&key(src, dst, ports, PROTO_TCP, 0), 0)
+                let out = lock(outbound)
+                    .get(&F::key(src, dst, ports, PROTO_TCP, 0), 0)
                     .ok()?;
-                let ifindex = self.uplinks.get(usize::from(out.uplink))?.ifindex();
-                let ext = (u32::from_be_bytes(out.addr), u16::from_be_bytes(out.port));
-                let back_key = key(dst, ext.0, (ports.1, ext.1), PROTO_TCP, ifindex);
-                let back = lock(&self.inbound).get(&back_key, 0).ok();
+                let (ext_addr, ext_port, r) = F::value_parts(&out);
+                let ifindex = self.uplinks.get(usize::from(r.uplink))?.ifindex();
+                let back_key = F::key(dst, ext_addr, (ports.1, ext_port), PROTO_TCP, ifindex);
+                let back = lock(inbound).get(&back_key, 0).ok();
                 (Some(out), back)
             }
             Direction::Inbound => {
                 let ifindex = self.uplinks.get(usize::from(uplink))?.ifindex();
-                let back = lock(&self.inbound)
-                    .get(&key(src, dst, ports, PROTO_TCP, ifindex), 0)
+                let back = lock(inbound)
+                    .get(&F::key(src, dst, ports, PROTO_TCP, ifindex), 0)
                     .ok()?;
-                let lan = (u32::from_be_bytes(back.addr), u16::from_be_bytes(back.port));
-                let out_key = key(lan.0, src, (lan.1, ports.0), PROTO_TCP, 0);
-                let out = lock(&self.outbound).get(&out_key, 0).ok();
+                let (lan_addr, lan_port, _) = F::value_parts(&back);
+                let out_key = F::key(lan_addr, src, (lan_port, ports.0), PROTO_TCP, 0);
+                let out = lock(outbound).get(&out_key, 0).ok();
                 (out, Some(back))
             }
         };
         let now = monotonic_ns();
         [(out, Direction::Outbound), (back, Direction::Inbound)]
             .into_iter()
-            .filter_map(|(v, d)| Some(carried_one(&v?, d, now)))
+            .filter_map(|(v, d)| Some(carried_one::<F>(&v?, d, now)))
             .reduce(Carried::merge)
     }
 }
@@ -326,12 +341,12 @@ const BATCH: usize = 4096;
 /// Every entry of the flow map `fd` (`locked`'s descriptor, for the fallback), in batches of
 /// [`BATCH`] per syscall (Linux 5.6 and later; the fast path needs 6.6). A kernel without
 /// batch lookups gets the map walked key by key under its lock.
-fn read_map(
+fn read_map<F: Mapped>(
     fd: BorrowedFd<'_>,
-    locked: &super::FlowMap,
-) -> io::Result<Vec<(FlowMapKey, FlowMapValue)>> {
-    let mut keys = vec![FlowMapKey::default(); BATCH];
-    let mut values = vec![FlowMapValue::default(); BATCH];
+    locked: &super::FlowMap<F>,
+) -> io::Result<Vec<(F::Key, F::Value)>> {
+    let mut keys = vec![F::Key::default(); BATCH];
+    let mut values = vec![F::Value::default(); BATCH];
     let mut entries = Vec::new();
     // a hash map's batch position: the next bucket
     let (mut at, mut next) = (0u32, 0u32);
@@ -349,9 +364,9 @@ fn read_map(
         // SAFETY: `attr` is the kernel's layout for the batch commands, zero past its last
         // field; its pointers name `at` and `next` (4 bytes each, a hash map's batch position)
         // and `keys` and `values`, room for `count` entries of the map's key and value sizes
-        // (the #[repr(C)] mirrors of struct flow_key and struct flow_value, checked against the
-        // object's BTF by a test), all alive and unaliased for the call. The kernel writes
-        // `count` and `next` back, and nothing else outside them.
+        // (the #[repr(C)] mirrors of struct flow_key and struct flow_value, or of their IPv6
+        // kin, checked against the object's BTF by a test), all alive and unaliased for the
+        // call. The kernel writes `count` and `next` back, and nothing else outside them.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_bpf,

@@ -8,6 +8,7 @@
 //! normal path, which leads to wanlb's own data path. The engine remains the only one that
 //! decides.
 
+mod family;
 mod flows;
 
 use std::io;
@@ -23,9 +24,11 @@ use aya::programs::{ProgramError, SchedClassifier, TcAttachType, TestRun, TestRu
 use aya::{Ebpf, EbpfLoader, Pod, include_bytes_aligned};
 
 use super::iface;
+use crate::engine::family::{V4, V6};
 use crate::engine::select::Prefix;
 use crate::engine::{Direction, FastPathWork, UplinkId};
 use crate::uplink::{LinkKind, NextHop, format_mac};
+use family::Mapped;
 
 /// The compiled programs (scripts/build-ebpf.sh makes it from ebpf/fastpath.c).
 static OBJECT: &[u8] = include_bytes_aligned!("../../../ebpf/fastpath.o");
@@ -83,16 +86,50 @@ pub struct FlowMapValue {
     pub bytes: u64,
 }
 
-/// `struct uplink_info` of ebpf/wanlb.h: where an uplink's frames go.
+/// `struct flow_key6` of ebpf/wanlb.h: an IPv6 flow as a packet names it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowMapKey6 {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub pad: [u8; 3],
+    pub ifindex: u32,
+}
+
+/// `struct flow_value6` of ebpf/wanlb.h, as [`FlowMapValue`] of IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowMapValue6 {
+    pub addr: [u8; 16],
+    pub port: [u8; 2],
+    pub uplink: u16,
+    pub ifindex: u32,
+    pub ack: u32,
+    pub window: u16,
+    pub acked: u8,
+    pub pad: [u8; 1],
+    pub last_seen: u64,
+    pub bytes: u64,
+}
+
+/// `struct uplink_info` of ebpf/wanlb.h: where an uplink's frames go, of each family.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UplinkInfo {
+    /// 0: its IPv4 is not carried.
     pub ifindex: u32,
     /// 1: no link-layer header; the MACs are unused.
     pub point_to_point: u32,
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
-    pub pad: [u8; 4],
+    /// The IPv6 router's MAC.
+    pub dst_mac6: [u8; 6],
+    pub pad: [u8; 2],
+    /// 0: its IPv6 is not carried.
+    pub ifindex6: u32,
 }
 
 /// `struct counter` of ebpf/wanlb.h.
@@ -109,6 +146,10 @@ pub struct Counter {
 unsafe impl Pod for FlowMapKey {}
 // SAFETY: as above.
 unsafe impl Pod for FlowMapValue {}
+// SAFETY: as above.
+unsafe impl Pod for FlowMapKey6 {}
+// SAFETY: as above.
+unsafe impl Pod for FlowMapValue6 {}
 // SAFETY: as above.
 unsafe impl Pod for UplinkInfo {}
 // SAFETY: as above.
@@ -128,6 +169,19 @@ impl LanLink {
             .checked_shl(32 - u32::from(self.prefix_len))
             .unwrap_or(0);
         host & mask == u32::from(self.addr) & mask
+    }
+}
+
+/// A LAN interface and an IPv6 prefix on it, as [`LanLink`] of IPv6.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LanLink6 {
+    pub ifindex: u32,
+    pub prefix: Prefix<V6>,
+}
+
+impl LanLink6 {
+    fn holds(&self, host: u128) -> bool {
+        self.prefix.contains(host)
     }
 }
 
@@ -163,7 +217,14 @@ pub struct FastTotals {
     pub inbound_bytes: u64,
 }
 
-type FlowMap = Mutex<HashMap<MapData, FlowMapKey, FlowMapValue>>;
+type FlowMap<F = V4> = Mutex<HashMap<MapData, <F as Mapped>::Key, <F as Mapped>::Value>>;
+
+/// The engine's work being carried out, of each family.
+#[derive(Debug, Default)]
+struct Carrying {
+    work: Vec<FastPathWork<V4>>,
+    work6: Vec<FastPathWork<V6>>,
+}
 
 /// The programs, their links and their maps; dropping it detaches everything and frees the
 /// maps. This is the one handle to the fast path (the engine has none: it queues what it
@@ -174,16 +235,21 @@ pub struct TcFastPath {
     ebpf: Mutex<Ebpf>,
     outbound: FlowMap,
     inbound: FlowMap,
+    outbound6: FlowMap<V6>,
+    inbound6: FlowMap<V6>,
     /// The flow maps' descriptors again, to read them whole without their locks.
     outbound_fd: OwnedFd,
     inbound_fd: OwnedFd,
+    outbound6_fd: OwnedFd,
+    inbound6_fd: OwnedFd,
     /// Held while the engine's work is carried out, so that one caller's work never
     /// overtakes another's; it holds the work taken, its room reused.
-    carrying: Mutex<Vec<FastPathWork>>,
+    carrying: Mutex<Carrying>,
     uplink_info: Mutex<Array<MapData, UplinkInfo>>,
     counters: PerCpuArray<MapData, Counter>,
     uplinks: Vec<UplinkSlot>,
     lans: Vec<LanLink>,
+    lans6: Vec<LanLink6>,
     handed_over: AtomicU64,
     withdrawn: AtomicU64,
     refused: AtomicU64,
@@ -197,6 +263,7 @@ impl std::fmt::Debug for TcFastPath {
         f.debug_struct("TcFastPath")
             .field("uplinks", &self.uplinks)
             .field("lans", &self.lans)
+            .field("lans6", &self.lans6)
             .field("flow_counts", &self.flow_counts())
             .finish_non_exhaustive()
     }
@@ -290,9 +357,11 @@ impl TcFastPath {
             ebpf.take_map(name)
                 .ok_or_else(|| io::Error::other(format!("map {name} is not in ebpf/fastpath.o")))
         };
-        let (outbound, inbound, uplink_info, counters) = (
+        let (outbound, inbound, outbound6, inbound6, uplink_info, counters) = (
             take("outbound_flows")?,
             take("inbound_flows")?,
+            take("outbound_flows6")?,
+            take("inbound_flows6")?,
             take("wanlb_uplinks")?,
             take("wanlb_counters")?,
         );
@@ -301,15 +370,21 @@ impl TcFastPath {
             HashMap::try_from(outbound).map_err(maps)?;
         let inbound: HashMap<_, FlowMapKey, FlowMapValue> =
             HashMap::try_from(inbound).map_err(maps)?;
-        let fd = |m: &HashMap<MapData, FlowMapKey, FlowMapValue>| {
-            IterableMap::map(m).fd().as_fd().try_clone_to_owned()
-        };
+        let outbound6: HashMap<_, FlowMapKey6, FlowMapValue6> =
+            HashMap::try_from(outbound6).map_err(maps)?;
+        let inbound6: HashMap<_, FlowMapKey6, FlowMapValue6> =
+            HashMap::try_from(inbound6).map_err(maps)?;
+        let fd = |m: &MapData| m.fd().as_fd().try_clone_to_owned();
         Ok(TcFastPath {
-            outbound_fd: fd(&outbound)?,
-            inbound_fd: fd(&inbound)?,
+            outbound_fd: fd(IterableMap::map(&outbound))?,
+            inbound_fd: fd(IterableMap::map(&inbound))?,
+            outbound6_fd: fd(IterableMap::map(&outbound6))?,
+            inbound6_fd: fd(IterableMap::map(&inbound6))?,
             outbound: Mutex::new(outbound),
             inbound: Mutex::new(inbound),
-            carrying: Mutex::new(Vec::new()),
+            outbound6: Mutex::new(outbound6),
+            inbound6: Mutex::new(inbound6),
+            carrying: Mutex::new(Carrying::default()),
             uplink_info: Mutex::new(Array::try_from(uplink_info).map_err(maps)?),
             counters: PerCpuArray::try_from(counters).map_err(maps)?,
             ebpf: Mutex::new(ebpf),
@@ -322,6 +397,7 @@ impl TcFastPath {
                 })
                 .collect(),
             lans,
+            lans6: Vec::new(),
             handed_over: AtomicU64::new(0),
             withdrawn: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -329,11 +405,19 @@ impl TcFastPath {
         })
     }
 
+    /// The LAN interfaces' IPv6 prefixes, whose hosts the programs reach by IPv6 (before
+    /// [`TcFastPath::attach`]).
+    pub fn set_lans6(&mut self, lans6: Vec<LanLink6>) {
+        self.lans6 = lans6;
+    }
+
     /// Attaches the programs to the ingress of the LAN interfaces and the uplinks with TCX
     /// links (Linux 6.6 or later), which close with wanlb, however it exits. Each interface
     /// gets its program once, however many LAN subnets or uplinks it carries.
     pub fn attach(&mut self) -> io::Result<()> {
-        let lans = self.lans.iter().map(|l| (l.ifindex, LinkKind::Ethernet));
+        let lans = (self.lans.iter().map(|l| l.ifindex))
+            .chain(self.lans6.iter().map(|l| l.ifindex))
+            .map(|i| (i, LinkKind::Ethernet));
         let uplinks = self.uplinks.iter().map(|u| (u.ifindex(), u.link));
         let mut attachments: Vec<(&str, u32)> = lans
             .map(|(i, link)| (program(Direction::Outbound, link), i))
@@ -356,26 +440,36 @@ impl TcFastPath {
     pub fn reattach_uplink(&self, uplink: UplinkId, ifindex: u32, mac: [u8; 6]) -> io::Result<()> {
         let u = &self.uplinks[usize::from(uplink)];
         self.set_next_hop(uplink, None)?;
+        self.set_next_hop6(uplink, None)?;
         let inbound_program = program(Direction::Inbound, u.link);
         attach(&mut lock(&self.ebpf), inbound_program, ifindex)?;
         *lock(&u.mac) = mac;
         // no work is carried out meanwhile: a flow handed over or withdrawn now is keyed
         // by the one interface or the other, never half
         let _no_work = lock(&self.carrying);
-        let mut inbound = lock(&self.inbound);
         let old = u.ifindex.swap(ifindex, Ordering::Relaxed);
-        let moving: Vec<(FlowMapKey, FlowMapValue)> = inbound
+        self.move_inbound::<V4>(uplink, old, ifindex)?;
+        self.move_inbound::<V6>(uplink, old, ifindex)?;
+        tracing::debug!(uplink, ifindex, mac = %format_mac(mac), "fast path follows the new interface");
+        Ok(())
+    }
+
+    /// Moves `uplink`'s inbound entries of one family from interface `old` to `new`.
+    fn move_inbound<F: Mapped>(&self, uplink: UplinkId, old: u32, new: u32) -> io::Result<()> {
+        let mut inbound = lock(F::maps(self).1);
+        let moving: Vec<(F::Key, F::Value)> = inbound
             .iter()
             .filter_map(Result::ok)
-            .filter(|(k, v)| k.ifindex == old && v.uplink == u16::from(uplink))
+            .filter(|(k, v)| {
+                F::key_parts(k).4 == old && F::value_parts(v).2.uplink == u16::from(uplink)
+            })
             .collect();
         for (key, value) in moving {
             inbound
-                .insert(FlowMapKey { ifindex, ..key }, value, 0)
+                .insert(F::with_key_ifindex(key, new), value, 0)
                 .map_err(map_error)?;
             inbound.remove(&key).map_err(map_error)?;
         }
-        tracing::debug!(uplink, ifindex, mac = %format_mac(mac), "fast path follows the new interface");
         Ok(())
     }
 
@@ -412,26 +506,52 @@ impl TcFastPath {
         Ok((result.return_value as i32, out))
     }
 
-    /// Sends the uplink's fast-path traffic to `next_hop`, or stops carrying it (`None`).
+    /// Sends the uplink's IPv4 fast-path traffic to `next_hop`, or stops carrying it (`None`).
     pub fn set_next_hop(&self, uplink: UplinkId, next_hop: Option<NextHop>) -> io::Result<()> {
+        self.update_uplink_info(uplink, |info, u| match next_hop {
+            Some(NextHop::Gateway(mac)) => {
+                info.ifindex = u.ifindex();
+                info.dst_mac = mac;
+                info.src_mac = *lock(&u.mac);
+            }
+            Some(NextHop::Peer) => {
+                info.ifindex = u.ifindex();
+                info.point_to_point = 1;
+            }
+            None => info.ifindex = 0,
+        })
+    }
+
+    /// Sends the uplink's IPv6 fast-path traffic to `next_hop` (its IPv6 router, which need
+    /// not be its IPv4 gateway), or stops carrying it (`None`: the router unknown, the line's
+    /// IPv6 down).
+    pub fn set_next_hop6(&self, uplink: UplinkId, next_hop: Option<NextHop>) -> io::Result<()> {
+        self.update_uplink_info(uplink, |info, u| match next_hop {
+            Some(NextHop::Gateway(mac)) => {
+                info.ifindex6 = u.ifindex();
+                info.dst_mac6 = mac;
+                info.src_mac = *lock(&u.mac);
+            }
+            Some(NextHop::Peer) => {
+                info.ifindex6 = u.ifindex();
+                info.point_to_point = 1;
+            }
+            None => info.ifindex6 = 0,
+        })
+    }
+
+    /// Changes the uplink's entry with `change`, under the lock: each family changes its own
+    /// half of it.
+    fn update_uplink_info(
+        &self,
+        uplink: UplinkId,
+        change: impl FnOnce(&mut UplinkInfo, &UplinkSlot),
+    ) -> io::Result<()> {
         let u = &self.uplinks[usize::from(uplink)];
-        let info = match next_hop {
-            Some(NextHop::Gateway(mac)) => UplinkInfo {
-                ifindex: u.ifindex(),
-                dst_mac: mac,
-                src_mac: *lock(&u.mac),
-                ..UplinkInfo::default()
-            },
-            Some(NextHop::Peer) => UplinkInfo {
-                ifindex: u.ifindex(),
-                point_to_point: 1,
-                ..UplinkInfo::default()
-            },
-            None => UplinkInfo::default(),
-        };
-        lock(&self.uplink_info)
-            .set(u32::from(uplink), info, 0)
-            .map_err(map_error)
+        let mut array = lock(&self.uplink_info);
+        let mut info = array.get(&u32::from(uplink), 0).map_err(map_error)?;
+        change(&mut info, u);
+        array.set(u32::from(uplink), info, 0).map_err(map_error)
     }
 
     /// What the programs carried, per uplink, summed over CPUs.
@@ -464,6 +584,11 @@ impl TcFastPath {
             .iter()
             .filter_map(|l| Prefix::new(u32::from(l.addr), l.prefix_len))
             .collect()
+    }
+
+    /// The LAN prefixes whose hosts the programs reach by IPv6.
+    pub fn reaches6(&self) -> Vec<Prefix<V6>> {
+        self.lans6.iter().map(|l| l.prefix).collect()
     }
 
     /// Flows handed over, flows taken back, and flows the kernel refused (its maps full).

@@ -1,6 +1,6 @@
 //! The fast path's map types against the compiled programs, and its keys and values.
 
-use super::flows::{key, value};
+use super::family::Mapped;
 use super::*;
 use std::mem::{offset_of, size_of};
 
@@ -109,15 +109,44 @@ fn map_types_are_laid_out_as_the_header_says() {
         )
     );
     assert_eq!(
+        header("flow_key6"),
+        layout!(FlowMapKey6, saddr, daddr, sport, dport, proto, pad, ifindex)
+    );
+    assert_eq!(
+        header("flow_value6"),
+        layout!(
+            FlowMapValue6,
+            addr,
+            port,
+            uplink,
+            ifindex,
+            ack,
+            window,
+            acked,
+            pad,
+            last_seen,
+            bytes
+        )
+    );
+    assert_eq!(
         header("uplink_info"),
-        layout!(UplinkInfo, ifindex, point_to_point, dst_mac, src_mac, pad)
+        layout!(
+            UplinkInfo,
+            ifindex,
+            point_to_point,
+            dst_mac,
+            src_mac,
+            dst_mac6,
+            pad,
+            ifindex6
+        )
     );
     assert_eq!(header("counter"), layout!(Counter, packets, bytes));
 }
 
 #[test]
 fn keys_and_values_hold_addresses_and_ports_as_packets_do() {
-    let k = key(
+    let k = V4::key(
         u32::from_be_bytes([198, 19, 0, 1]),
         u32::from_be_bytes([198, 18, 1, 1]),
         (443, 61000),
@@ -128,9 +157,33 @@ fn keys_and_values_hold_addresses_and_ports_as_packets_do() {
     assert_eq!(k.daddr, [198, 18, 1, 1]);
     assert_eq!((k.sport, k.dport), ([0x01, 0xbb], [0xee, 0x48]));
     assert_eq!((k.proto, k.ifindex), (6, 3));
-    let v = value(u32::from_be_bytes([198, 18, 3, 10]), 40000, 1, 7);
+    let v = V4::value(u32::from_be_bytes([198, 18, 3, 10]), 40000, 1, 7);
     assert_eq!((v.addr, v.port), ([198, 18, 3, 10], [0x9c, 0x40]));
     assert_eq!((v.uplink, v.ifindex, v.last_seen), (1, 7, 0));
+    assert_eq!(
+        V4::key_parts(&k),
+        (0xc613_0001, 0xc612_0101, (443, 61000), 6, 3)
+    );
+}
+
+#[test]
+fn ipv6_keys_and_values_hold_addresses_and_ports_as_packets_do() {
+    let remote: u128 = 0x2001_0002_00ff_0000_0000_0000_0000_0001;
+    let ext: u128 = 0x2001_0002_0000_0100_0000_0000_0000_000a;
+    let k = V6::key(remote, ext, (443, 40000), 17, 3);
+    assert_eq!(k.saddr[..4], [0x20, 0x01, 0x00, 0x02]);
+    assert_eq!((k.saddr[15], k.daddr[15], k.daddr[7]), (1, 0x0a, 0x00));
+    assert_eq!((k.sport, k.dport), ([0x01, 0xbb], [0x9c, 0x40]));
+    assert_eq!((k.proto, k.ifindex), (17, 3));
+    assert_eq!(V6::key_parts(&k), (remote, ext, (443, 40000), 17, 3));
+    let lan: u128 = 0xfd00_0001_0002_0005_0000_0000_0000_000a;
+    let v = V6::value(lan, 40000, 1, 7);
+    assert_eq!((v.addr, v.port), (lan.to_be_bytes(), [0x9c, 0x40]));
+    let (addr, port, r) = V6::value_parts(&v);
+    assert_eq!(
+        (addr, port, r.uplink, r.ifindex, r.last_seen),
+        (lan, 40000, 1, 7, 0)
+    );
 }
 
 #[test]

@@ -320,6 +320,16 @@ impl<T: PacketIo> Apply<'_, T> {
         }
     }
 
+    /// [`Apply::set_fast_path`] of the line's IPv6.
+    pub fn set_fast_path6(&self, uplink: &Uplink, next_hop: Option<NextHop>) {
+        if let Some(fast) = &self.shared.fast_path
+            && let Err(e) = fast.set_next_hop6(uplink.id, next_hop)
+        {
+            tracing::warn!(uplink = %uplink.name, error = %e,
+                "cannot update the kernel fast path for this uplink's IPv6; its IPv6 flows stay in userspace");
+        }
+    }
+
     fn set_fast_path(&self, uplink: &Uplink, next_hop: Option<NextHop>) {
         if let Some(fast) = &self.shared.fast_path
             && let Err(e) = fast.set_next_hop(uplink.id, next_hop)

@@ -9,7 +9,7 @@ use crate::engine::select::Prefix;
 use crate::engine::{Engine, SEQUENCE_PROBE6, Uplink6};
 use crate::health::{HealthSettings, State, Transition, UplinkHealth};
 use crate::probe::ProbeKey;
-use crate::uplink::{LinkChange, LinkKind, Uplink, UplinkId, format_mac};
+use crate::uplink::{LinkChange, LinkKind, NextHop, Uplink, UplinkId, format_mac};
 
 use super::super::filters::SocketFilters;
 use super::super::metering::Metering;
@@ -31,6 +31,8 @@ pub(super) struct Watch6 {
     pub at: usize,
     /// What the engine and the socket filters were last told of the line's IPv6.
     told: Option<Uplink6>,
+    /// Where the kernel fast path was last told to send the line's IPv6.
+    told_hop: Option<Option<NextHop>>,
 }
 
 impl Watch6 {
@@ -52,6 +54,7 @@ impl Watch6 {
             asked_from: None,
             at: 0,
             told: None,
+            told_hop: None,
         })
     }
 
@@ -222,6 +225,8 @@ impl Watch6 {
             }
             LinkChange::Reappeared { carrier, .. } => {
                 uplink.update_ipv6(|f| f.router_mac = None);
+                // the fast path let go of the old interface: it is told anew
+                self.told_hop = None;
                 if !stranded && let Err(e) = self.reopen(uplink) {
                     tracing::warn!(uplink = %name, error = %e,
                         "cannot open the IPv6 socket on the new interface: its IPv6 stays down");
@@ -293,6 +298,20 @@ impl Watch6 {
         }
         self.told = Some(now);
         engine.set_uplink6(uplink.id, now)
+    }
+}
+
+impl Watch6 {
+    /// Where the kernel fast path is to send the line's IPv6 now, if that changed since it
+    /// was last told: its router (or peer) while its IPv6 takes flows, else nowhere.
+    pub fn fast_path_hop(&mut self, uplink: &Uplink) -> Option<Option<NextHop>> {
+        let up = uplink.ipv6().is_some_and(|f| f.is_up(uplink.is_up()));
+        let hop = if up { uplink.next_hop6() } else { None };
+        if self.told_hop == Some(hop) {
+            return None;
+        }
+        self.told_hop = Some(hop);
+        Some(hop)
     }
 }
 

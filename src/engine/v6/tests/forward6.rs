@@ -2,6 +2,7 @@
 //! translated address of the host, closed elsewhere, with IPv4's limits.
 
 use super::*;
+use crate::engine::offload::CarriedFlows;
 use crate::engine::port_forward::{Forward, ForwardCount};
 
 /// tcp:8080 of line 0 (NAT66) to HOST:80, and tcp:22 of line 1 (NPTv6) to HOST_B:22.
@@ -79,7 +80,7 @@ fn a_connection_to_a_nat66_lines_forwarded_port_reaches_the_host_and_is_answered
     let _ = out(&e, t(2), &mut own);
     assert_ne!(u16::from_be_bytes([own[40], own[41]]), 8080);
     // the flow ends, and the forward counts it out
-    e.expire6(t(3 * 60 * 60 * 1000));
+    e.expire6(t(3 * 60 * 60 * 1000), &CarriedFlows::default());
     assert_eq!(e.forward_counts6()[0].live, 0);
 }
 
@@ -117,7 +118,7 @@ fn a_connection_to_a_hosts_translated_address_on_an_npt_line_reaches_it_untouche
         &tcp(40000, 22, 8, 301, ACK, b"hi"),
     );
     assert_eq!(inb(&e, t(2), 1, &mut ack), Verdict::Tun);
-    e.expire6(t(3 * 60 * 60 * 1000));
+    e.expire6(t(3 * 60 * 60 * 1000), &CarriedFlows::default());
     assert_eq!(e.forward_counts6()[1].live, 0);
     assert_eq!(e.flows6(), 0);
 }
