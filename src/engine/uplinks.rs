@@ -53,7 +53,8 @@ impl Engine {
             affinity.set_idle_timeout(config.affinity_timeout_ms);
             affinity.set_max_idle(idle_bindings_per_shard(&config.limits));
         }
-        self.v6.reconfigure(config);
+        let leaving6 = self.v6.reconfigure(config);
+        self.release6_leaving(leaving6);
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
         let probes = self.reselect(

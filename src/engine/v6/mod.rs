@@ -68,6 +68,27 @@ pub(super) struct Line6 {
     /// How many times its address or prefix changed (modulo 256): a flow of an earlier
     /// epoch names an address the line no longer has.
     epoch: u8,
+    /// Its address and prefix before the last change (epoch - 1): flows of that epoch still
+    /// on the fast path are named by them until they are taken back.
+    before: Option<(Option<u128>, Option<Nptv6>)>,
+}
+
+impl Line6 {
+    /// The line as flows of `epoch` were translated (and handed to the fast path) on it:
+    /// now, or before its last renumbering.
+    fn as_of(&self, epoch: u8) -> Option<Line6> {
+        if epoch == self.epoch {
+            return Some(*self);
+        }
+        let (addr, npt) = self.before?;
+        let facts = Uplink6 { addr, ..self.facts };
+        (epoch == self.epoch.wrapping_sub(1)).then_some(Line6 {
+            facts,
+            npt,
+            epoch,
+            before: None,
+        })
+    }
 }
 
 impl Line6 {
@@ -169,19 +190,32 @@ impl State6 {
         self.lines.load().get(usize::from(uplink)).copied()
     }
 
-    /// Applies what a reload may change: weights, tiers, timeouts.
-    pub(super) fn reconfigure(&self, config: &EngineConfig) {
+    /// The line as `flow` was translated on it (see [`Line6::as_of`]); a default one, which
+    /// names nothing, for a flow older than that.
+    fn line_of(&self, flow: &Flow<V6>) -> Line6 {
+        self.line(flow.uplink)
+            .and_then(|l| l.as_of(flow.epoch))
+            .unwrap_or_default()
+    }
+
+    /// Applies what a reload may change: weights, tiers, timeouts. Returns the lines that
+    /// left service by it (a tier changed), to release.
+    pub(super) fn reconfigure(&self, config: &EngineConfig) -> u32 {
         let weights = config.uplinks.iter().map(|u| u.weight).collect();
         let tiers = config.uplinks.iter().map(|u| u.tier).collect();
         let mut select = lock(&self.select);
+        let leaving_before = select.leaving();
         select.set_policy(weights, tiers);
-        self.leaving.store(select.leaving(), Ordering::Relaxed);
+        let leaving = select.leaving();
+        self.leaving.store(leaving, Ordering::Relaxed);
+        drop(select);
         lock(&self.nat).set_limits(&config.limits);
         for shard in self.shards.iter() {
             let affinity = &mut lock(shard).affinity;
             affinity.set_idle_timeout(config.affinity_timeout_ms);
             affinity.set_max_idle(idle_bindings_per_shard(&config.limits));
         }
+        leaving & !leaving_before
     }
 
     /// Adds each shard's IPv6 traffic to `into`, one entry per uplink.
@@ -248,31 +282,55 @@ impl Engine {
         };
         let renumbered = facts.addr != before.facts.addr || npt != before.npt;
         let epoch = before.epoch.wrapping_add(u8::from(renumbered));
-        lines[i] = Line6 { facts, npt, epoch };
+        let was = match renumbered {
+            true => Some((before.facts.addr, before.npt)),
+            false => before.before,
+        };
+        lines[i] = Line6 {
+            facts,
+            npt,
+            epoch,
+            before: was,
+        };
         self.v6.lines.store(std::sync::Arc::new(lines));
         let usable = facts.up && (facts.addr.is_some() || npt.is_some());
         let went_down = before.facts.up && !usable;
-        {
+        let newly_leaving = {
             let mut select = lock(&self.v6.select);
+            let leaving_before = select.leaving();
             select.set_up(uplink, usable);
-            self.v6.leaving.store(select.leaving(), Ordering::Relaxed);
-        }
+            let leaving = select.leaving();
+            self.v6.leaving.store(leaving, Ordering::Relaxed);
+            leaving & !leaving_before & !uplink_bit(i)
+        };
+        // other lines this one outranks again (a backup tier when the primary's IPv6 came
+        // back): their flows come back from the fast path and move at their next packet
+        self.release6_leaving(newly_leaving);
         if !renumbered && !went_down {
             return Vec::new();
         }
         let reset = renumbered || self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release6(uplink, |_| reset, &before)
+        self.release6(uplink, |_| reset)
+    }
+
+    /// Releases the lines in `leaving`, which left service, without resetting anything.
+    pub(super) fn release6_leaving(&self, leaving: u32) {
+        for i in 0..self.addrs.len() {
+            if leaving & uplink_bit(i) != 0 {
+                self.release6(super::uplink_id(i), |_| false);
+            }
+        }
     }
 
     /// Ends the TCP connections on `uplink` that `reset` names by asking each host for its
     /// sequence number, and unbinds the line's destinations; UDP and ICMPv6 flows come back
-    /// from the fast path (`was`: the line as the fast path was told of it) and move at their
-    /// next packet, and so do flows of an address or prefix the line no longer has.
+    /// from the fast path and move at their next packet, and so do flows of an address or
+    /// prefix the line no longer has. A forwarded flow never moves: one of an earlier address
+    /// takes the line's new one, which its forward is at now.
     fn release6(
         &self,
         uplink: UplinkId,
         reset: impl Fn(&Flow<V6>) -> bool,
-        was: &Line6,
     ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let mut probes = Vec::new();
         let now = self.v6.line(uplink).unwrap_or_default();
@@ -285,7 +343,12 @@ impl Engine {
                 }
                 let resets = f.key.proto == PROTO_TCP && !f.tcp.is_reset_or_resetting() && reset(f);
                 if f.key.proto != PROTO_TCP || resets || f.epoch != now.epoch {
-                    self.take_back6(f, was);
+                    // named by the line as the fast path was told of it
+                    self.take_back6(f, &now.as_of(f.epoch).unwrap_or_default());
+                }
+                if f.epoch != now.epoch && f.key.proto != PROTO_TCP && self.forward_of6(f).is_some()
+                {
+                    f.epoch = now.epoch;
                 }
                 if !resets {
                     return;
@@ -331,10 +394,8 @@ impl Engine {
         let mut probes = Vec::new();
         for i in 0..self.addrs.len() {
             if (newly_down | newly_leaving) & uplink_bit(i) != 0 {
-                let uplink = super::uplink_id(i);
                 let down = newly_down & uplink_bit(i) != 0;
-                let line = self.v6.line(uplink).unwrap_or_default();
-                probes.extend(self.release6(uplink, |_| reset && down, &line));
+                probes.extend(self.release6(super::uplink_id(i), |_| reset && down));
             }
         }
         probes
@@ -352,15 +413,13 @@ impl Engine {
         let mut probes = Vec::new();
         for i in 0..self.addrs.len() {
             if due & outranked & uplink_bit(i) != 0 {
-                let uplink = super::uplink_id(i);
-                let line = self.v6.line(uplink).unwrap_or_default();
                 let moves = |f: &Flow<V6>| {
                     self.forward_of6(f).is_none()
                         && pins
                             .lookup(f.key.rem_addr)
                             .is_none_or(|p| p.uplink != f.uplink)
                 };
-                probes.extend(self.release6(uplink, moves, &line));
+                probes.extend(self.release6(super::uplink_id(i), moves));
             }
         }
         probes
@@ -408,9 +467,8 @@ impl Engine {
             flows.expire(now, &timeouts, scale, idle_elsewhere, |f, _| ended.push(*f));
             for f in &ended {
                 self.room.removed(1);
-                let line = lines
-                    .get(usize::from(f.uplink))
-                    .copied()
+                let line = (lines.get(usize::from(f.uplink)))
+                    .and_then(|l| l.as_of(f.epoch))
                     .unwrap_or_default();
                 let (forwarded, port) = self.give_back6(f, &line, now);
                 ports.extend(port);
@@ -460,7 +518,7 @@ impl Engine {
             return;
         };
         self.room.removed(1);
-        let line = self.v6.line(flow.uplink).unwrap_or_default();
+        let line = self.v6.line_of(&flow);
         let (forwarded, port) = self.give_back6(&flow, &line, now);
         if let Some(port) = port {
             port.give_back(&mut lock(&self.v6.nat));

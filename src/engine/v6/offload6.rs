@@ -124,10 +124,8 @@ impl Engine {
                 flow.tcp.refresh(dir, carried.acks[dir.index()]);
             }
         }
-        if flow.tcp.update(dir, seg) != SessionChange::None
-            && flow.on_fast_path
-            && let Some(line) = self.v6.line(flow.uplink)
-        {
+        if flow.tcp.update(dir, seg) != SessionChange::None && flow.on_fast_path {
+            let line = self.v6.line_of(flow);
             self.take_back6(flow, &line);
         }
     }

@@ -244,3 +244,80 @@ fn a_refused_hand_over_is_asked_again_after_as_many_packets() {
     exchange(&e, 0, (LINE0_ADDR, 61000), 1, 200);
     assert_eq!(taken(&e), [FastPathWork::HandOver(flow)]);
 }
+
+#[test]
+fn flows_of_the_address_before_a_renumbering_are_named_by_it_until_taken_back() {
+    let e = with_fast_path(nat66_engine());
+    let first = e.v6.line(0).unwrap().epoch;
+    let moved = Uplink6 {
+        addr: Some(LINE0_ADDR + 1),
+        ..nat66_line(true)
+    };
+    e.set_uplink6(0, moved);
+    let line = e.v6.line(0).unwrap();
+    assert_eq!(line.as_of(first).unwrap().facts.addr, Some(LINE0_ADDR));
+    assert_eq!(
+        line.as_of(first.wrapping_add(1)).unwrap().facts.addr,
+        Some(LINE0_ADDR + 1)
+    );
+    // a change of health alone keeps what the line was before
+    e.set_uplink6(0, Uplink6 { up: false, ..moved });
+    let line = e.v6.line(0).unwrap();
+    assert_eq!(line.as_of(first).unwrap().facts.addr, Some(LINE0_ADDR));
+    // two renumberings back, nothing is named: those flows were taken back at the first
+    e.set_uplink6(
+        0,
+        Uplink6 {
+            addr: Some(LINE0_ADDR + 2),
+            ..moved
+        },
+    );
+    assert!(e.v6.line(0).unwrap().as_of(first).is_none());
+}
+
+#[test]
+fn a_backup_lines_flows_come_back_when_a_better_line_returns() {
+    let uplinks = [("isp1", 1u8, 1u8), ("backup", 2, 2)]
+        .iter()
+        .map(|&(name, net, tier)| UplinkConfig {
+            name: name.into(),
+            addr: u32::from_be_bytes([198, 18, net, 1]),
+            weight: 1,
+            tier,
+        })
+        .collect();
+    let e = Engine::new(EngineConfig {
+        uplinks,
+        pins: vec![],
+        affinity_timeout_ms: 10 * MIN,
+        timeouts: Timeouts::default(),
+        ports: (61000, 61000),
+        seed: 42,
+        reset_tcp_on_down: true,
+        udp_affinity: UdpAffinity::Destination,
+        limits: Limits::unlimited(),
+    })
+    .with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()]);
+    let e = with_fast_path(e);
+    let backup = Uplink6 {
+        addr: Some(LINE1_PREFIX | 2),
+        ..nat66_line(true)
+    };
+    e.set_uplink6(1, backup);
+    // the primary's IPv6 is down: the flow takes the backup and is handed over there
+    exchange(
+        &e,
+        1,
+        (LINE1_PREFIX | 2, 61000),
+        u64::from(HAND_OVER_AFTER),
+        0,
+    );
+    let flow = udp_flow(1, (LINE1_PREFIX | 2, 61000));
+    assert_eq!(taken(&e), [FastPathWork::HandOver(flow)]);
+    // it comes back: the backup leaves service, and its flow comes back from the kernel to
+    // move at its next packet
+    assert!(e.set_uplink6(0, nat66_line(true)).is_empty());
+    assert_eq!(taken(&e), [FastPathWork::TakeBack(flow)]);
+    let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5353, 53, b"q"));
+    assert_eq!(out(&e, t(100), &mut p), Verdict::Uplink(0));
+}

@@ -206,3 +206,39 @@ fn one_source_block_gets_its_share_and_the_oldest_embryonic_gives_way() {
         "one embryonic connection ended"
     );
 }
+
+#[test]
+fn a_forwarded_udp_flow_follows_its_lines_new_address() {
+    let forward = Forward {
+        proto: PROTO_UDP,
+        port: 5000,
+        uplink: 0,
+        host: HOST,
+        host_port: 5000,
+    };
+    let e = engine_with_limits((61000, 61999), Limits::unlimited())
+        .with_lan_nets6(vec![Prefix::masked(LAN_NET, 64).unwrap()])
+        .with_forwards6(vec![forward]);
+    e.set_uplink6(0, nat66_line(true));
+    let mut knock = packet(server(1), LINE0_ADDR, PROTO_UDP, &udp(7000, 5000, b"hi"));
+    assert_eq!(inb(&e, t(0), 0, &mut knock), Verdict::Tun);
+    // the line's address changes; the flow keeps its line (its client knows only it) and is
+    // reached at the new address, where the forward now is
+    let moved = LINE0_ADDR + 1;
+    e.set_uplink6(
+        0,
+        Uplink6 {
+            addr: Some(moved),
+            ..nat66_line(true)
+        },
+    );
+    let mut answer = packet(HOST, server(1), PROTO_UDP, &udp(5000, 7000, b"ho"));
+    assert_eq!(out(&e, t(1), &mut answer), Verdict::Uplink(0));
+    assert_eq!(&answer[8..24], &moved.to_be_bytes());
+    let mut again = packet(server(1), moved, PROTO_UDP, &udp(7000, 5000, b"hi"));
+    assert_eq!(inb(&e, t(2), 0, &mut again), Verdict::Tun);
+    assert_eq!(
+        again,
+        packet(server(1), HOST, PROTO_UDP, &udp(7000, 5000, b"hi"))
+    );
+}
