@@ -43,7 +43,7 @@ impl Engine {
         effect: CapEffect,
         carried: &CarriedFlows,
     ) -> Resets {
-        let v6 = self.set_cap_effect6(uplink, effect);
+        let v6 = self.set_cap_effect6(uplink, effect, carried);
         let v4 = self.reselect(|select| select.set_cap(uplink, effect), carried);
         Resets { v4, v6 }
     }
@@ -80,7 +80,7 @@ impl Engine {
             return Resets::default();
         }
         let _one_at_a_time = lock(&self.reselecting);
-        let v6 = self.fail_back6(due);
+        let v6 = self.fail_back6(due, carried);
         // an uplink no longer outranked since (its better uplink gone again) keeps its flows
         let due = due & self.leaving.load(Ordering::Relaxed) & !self.down.load(Ordering::Relaxed);
         let pins = self.pins.load();

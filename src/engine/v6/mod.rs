@@ -310,14 +310,14 @@ impl Engine {
             return Vec::new();
         }
         let reset = renumbered || self.reset_tcp_on_down.load(Ordering::Relaxed);
-        self.release6(uplink, |_| reset)
+        self.release6(uplink, |_| reset, &CarriedFlows::NONE)
     }
 
     /// Releases the lines in `leaving`, which left service, without resetting anything.
     pub(super) fn release6_leaving(&self, leaving: u32) {
         for i in 0..self.addrs.len() {
             if leaving & uplink_bit(i) != 0 {
-                self.release6(super::uplink_id(i), |_| false);
+                self.release6(super::uplink_id(i), |_| false, &CarriedFlows::NONE);
             }
         }
     }
@@ -327,10 +327,14 @@ impl Engine {
     /// from the fast path and move at their next packet, and so do flows of an address or
     /// prefix the line no longer has. A forwarded flow never moves: one of an earlier address
     /// takes the line's new one, which its forward is at now.
+    ///
+    /// A reset connection's sequence probe is built from the host's receive point as the fast
+    /// path last carried it (`carried`), so that it lands far from the host's window.
     fn release6(
         &self,
         uplink: UplinkId,
         reset: impl Fn(&Flow<V6>) -> bool,
+        carried: &CarriedFlows,
     ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let mut probes = Vec::new();
         let now = self.v6.line(uplink).unwrap_or_default();
@@ -342,6 +346,10 @@ impl Engine {
                     return;
                 }
                 let resets = f.key.proto == PROTO_TCP && !f.tcp.is_reset_or_resetting() && reset(f);
+                if let (true, true, Some(c)) = (resets, f.on_fast_path, carried.get6(&f.key)) {
+                    let out = Direction::Outbound;
+                    f.tcp.refresh(out, c.acks[out.index()]);
+                }
                 if f.key.proto != PROTO_TCP || resets || f.epoch != now.epoch {
                     // named by the line as the fast path was told of it
                     self.take_back6(f, &now.as_of(f.epoch).unwrap_or_default());
@@ -380,6 +388,7 @@ impl Engine {
         &self,
         uplink: UplinkId,
         effect: crate::metered::CapEffect,
+        carried: &CarriedFlows,
     ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let _one_at_a_time = lock(&self.reselecting);
         let (newly_down, newly_leaving) = {
@@ -395,7 +404,8 @@ impl Engine {
         for i in 0..self.addrs.len() {
             if (newly_down | newly_leaving) & uplink_bit(i) != 0 {
                 let down = newly_down & uplink_bit(i) != 0;
-                probes.extend(self.release6(super::uplink_id(i), |_| reset && down));
+                let resets = |_: &Flow<V6>| reset && down;
+                probes.extend(self.release6(super::uplink_id(i), resets, carried));
             }
         }
         probes
@@ -404,7 +414,11 @@ impl Engine {
     /// [`Engine::fail_back`] for IPv6: the TCP connections on the lines in `due` whose IPv6
     /// is still outranked (not down) are reset, but for those pinned to their line and
     /// forwarded ones.
-    pub(super) fn fail_back6(&self, due: u32) -> Vec<[u8; SEQUENCE_PROBE6]> {
+    pub(super) fn fail_back6(
+        &self,
+        due: u32,
+        carried: &CarriedFlows,
+    ) -> Vec<[u8; SEQUENCE_PROBE6]> {
         let outranked = {
             let select = lock(&self.v6.select);
             select.leaving() & !select.down()
@@ -419,7 +433,7 @@ impl Engine {
                             .lookup(f.key.rem_addr)
                             .is_none_or(|p| p.uplink != f.uplink)
                 };
-                probes.extend(self.release6(super::uplink_id(i), moves));
+                probes.extend(self.release6(super::uplink_id(i), moves, carried));
             }
         }
         probes

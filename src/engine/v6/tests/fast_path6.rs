@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::HAND_OVER_AFTER;
+use crate::engine::flow::Acked;
 use crate::engine::offload::{Carried, CarriedFlows, FastFlow, FastPathDone, FastPathWork};
 
 /// `e` handing steady IPv6 flows of every host to a fast path (and no IPv4 one).
@@ -320,4 +321,48 @@ fn a_backup_lines_flows_come_back_when_a_better_line_returns() {
     assert_eq!(taken(&e), [FastPathWork::TakeBack(flow)]);
     let mut p = packet(HOST, server(1), PROTO_UDP, &udp(5353, 53, b"q"));
     assert_eq!(out(&e, t(100), &mut p), Verdict::Uplink(0));
+}
+
+#[test]
+fn a_cap_reset_asks_for_the_sequence_number_the_fast_path_last_carried() {
+    let e = with_fast_path(nat66_engine());
+    let seg_out = |flags, seq, ack| {
+        let l4 = tcp(40000, 443, seq, ack, flags, b"");
+        packet(HOST, server(1), PROTO_TCP, &l4)
+    };
+    let seg_in = |flags, seq, ack| {
+        let l4 = tcp(443, 61000, seq, ack, flags, b"");
+        packet(server(1), LINE0_ADDR, PROTO_TCP, &l4)
+    };
+    assert_eq!(out(&e, t(0), &mut seg_out(SYN, 100, 0)), Verdict::Uplink(0));
+    let mut answer = seg_in(SYN | ACK, 5000, 101);
+    assert_eq!(inb(&e, t(1), 0, &mut answer), Verdict::Tun);
+    for i in 0..u64::from(HAND_OVER_AFTER) {
+        let mut p = seg_out(ACK, 101, 5001);
+        assert_eq!(out(&e, t(2 + i), &mut p), Verdict::Uplink(0));
+    }
+    let work = taken(&e);
+    let [FastPathWork::HandOver(f)] = work.as_slice() else {
+        panic!("one hand-over: {work:?}");
+    };
+    // the kernel carried 9 MB since: the host now acknowledges 9,005,001
+    let acked = Acked {
+        ack: 9_005_001,
+        window: 1000,
+    };
+    let carried = Carried {
+        acks: [Some(acked), None],
+        ..Carried::default()
+    };
+    let carried = CarriedFlows::default().with_entries6(vec![(f.key, carried)]);
+    let resets = e.set_cap_effect(0, crate::metered::CapEffect::Off, &carried);
+    let [probe] = resets.v6.as_slice() else {
+        panic!("one probe: {resets:?}");
+    };
+    let seq = u32::from_be_bytes(probe[44..48].try_into().unwrap());
+    assert_eq!(
+        seq,
+        9_005_001u32.wrapping_add(1 << 31),
+        "far from the window as it is now"
+    );
 }
