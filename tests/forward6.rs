@@ -20,22 +20,6 @@ const ISP2_6: &str = "2001:2:0:2::1";
 const CLIENT_VIA_R1: &str = "2001:2:0:101::2";
 const CLIENT_VIA_R2: &str = "2001:2:0:102::2";
 
-fn testbed() -> Testbed {
-    let tb = Testbed::up();
-    let out = std::process::Command::new(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh"),
-    )
-    .args(["ipv6lines", &tb.prefix])
-    .output()
-    .expect("running testbed.sh");
-    assert!(
-        out.status.success(),
-        "testbed ipv6lines failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tb
-}
-
 /// Both lines with IPv6, the internet pinned to isp1 (so the LAN host's own flow shows its
 /// address by isp1's prefix), and two forwards to the LAN host's port 80: 8080 of isp2, and
 /// 80 of isp1 (its address, and the host's address by its prefix).
@@ -96,7 +80,7 @@ fn translated(tb: &Testbed) -> Ipv6Addr {
 
 #[test]
 fn an_ipv6_forward_reaches_the_lan_host_on_both_lines_hairpins_and_nothing_else_gets_in() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let server = Process::start(tb.spawn("lan", &[probe(), "serve", "--tcp", "[::]:80"]));
     server.wait_for("listening", "the LAN host's server");
     let gw = tb.start_wanlb(&args());

@@ -17,26 +17,8 @@ const LAN6: &str = "fd00:3::10";
 /// isp1's address and delegated prefix, isp2's address.
 const ISP1_PREFIX: &str = "2001:2:1::/48";
 const ISP2_6: &str = "2001:2:0:2::1";
-/// The IPv6 health target, in the simulated internet.
-const TARGET6: &str = "2001:2:ff:ffff::1";
 /// IPv6 destinations in the simulated internet: 2001:2:ff::1 and up.
 const INTERNET6: &str = "2001:2:ff::1";
-
-fn testbed() -> Testbed {
-    let tb = Testbed::up();
-    let out = std::process::Command::new(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh"),
-    )
-    .args(["ipv6lines", &tb.prefix])
-    .output()
-    .expect("running testbed.sh");
-    assert!(
-        out.status.success(),
-        "testbed ipv6lines failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tb
-}
 
 /// Both lines with IPv6 (isp1 by prefix, isp2 by its address), IPv4 and IPv6 health targets,
 /// the fast path on, and `more`.
@@ -167,7 +149,7 @@ fn word_sum(a: Ipv6Addr) -> u16 {
 
 #[test]
 fn ipv6_flows_split_by_weight_stick_and_follow_pins_over_nptv6_and_nat66() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let _inet = start_internet6(&tb);
     let gw = start(&tb, &args(&["--pin", "2001:2:ff::3f/128=isp2"]));
 
@@ -238,7 +220,7 @@ fn logged(log: &str, marker: &str, uplink: &str, key: &str) -> Vec<u64> {
 
 #[test]
 fn steady_ipv6_flows_are_carried_by_the_kernel_over_nptv6_and_nat66() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let _inet = start_internet6(&tb);
     let pins = [
         "--pin",
@@ -281,7 +263,7 @@ fn steady_ipv6_flows_are_carried_by_the_kernel_over_nptv6_and_nat66() {
 
 #[test]
 fn the_modems_own_icmpv6_errors_reach_the_lan_host() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let gw = start(&tb, &args(&["--pin", "2001:2:ff::/48=isp1"]));
     tb.assert_pings("lan", "2001:2:ff::1", 1, "0.2");
     // traceroute's second hop: r1 answers "time exceeded" from its own address
@@ -336,7 +318,7 @@ fn the_modems_own_icmpv6_errors_reach_the_lan_host() {
 
 #[test]
 fn a_line_whose_ipv6_dies_while_its_ipv4_works_takes_no_new_ipv6_flows() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let _inet = start_internet6(&tb);
     let _inet4 = tb.start_internet();
     let gw = start(&tb, &args(&[]));
@@ -388,7 +370,7 @@ fn a_line_whose_ipv6_dies_while_its_ipv4_works_takes_no_new_ipv6_flows() {
 
 #[test]
 fn nothing_unsolicited_reaches_the_lan_over_ipv6() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     // the internet and the modem know a way to the LAN's own prefix too
     tb.ok(
         "inet",
@@ -447,7 +429,7 @@ fn spread_one(tb: &Testbed) -> Ipv6Addr {
 
 #[test]
 fn a_stop_undoes_the_ipv6_settings_and_a_crash_refuses_the_lans_ipv6() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let state = |tb: &Testbed| {
         let mut s = String::new();
         for cmd in [
@@ -594,7 +576,7 @@ fn the_data_sockets_filter_keeps_the_lines_ipv6_and_leaves_the_kernel_its_own() 
 
 #[test]
 fn prefix6_auto_follows_a_delegated_prefix_and_its_renumbering_without_a_restart() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let _inet = start_internet6(&tb);
     // what systemd-networkd and dhcpcd put in for a delegated prefix
     let delegate = |verb: &str, prefix: &str| {
@@ -640,7 +622,7 @@ fn prefix6_auto_follows_a_delegated_prefix_and_its_renumbering_without_a_restart
 
 #[test]
 fn the_lans_ipv6_to_wanlb_stays_out_of_conntrack() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let _inet = start_internet6(&tb);
     let gw = start(&tb, &args(&[]));
     // UDP and ping over both lines, and a TCP connection
@@ -700,7 +682,7 @@ fn segments6(watch: &Process) -> Vec<Seg6> {
 #[test]
 fn an_ipv6_tcp_connection_on_a_line_that_dies_is_reset_at_the_lan_host_with_its_own_number() {
     const SERVER: &str = "2001:2:ff::7";
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let _inet = start_internet6(&tb);
     let gw = start(&tb, &args(&["--pin", "2001:2:ff::/48=isp2"]));
     // what reaches the LAN host, and what it sends (seen arriving at the gateway)

@@ -12,26 +12,8 @@ const R1_6: &str = "2001:2:0:1::fe";
 const R2_6: &str = "2001:2:0:2::fe";
 /// The gateway's addresses on isp1's and isp2's segments.
 const GW_ISP1_6: &str = "2001:2:0:1::1";
-/// The IPv6 health target, in the simulated internet.
-const TARGET6: &str = "2001:2:ff:ffff::1";
 /// A host on a second link of the gateway (eth4), not named --lan.
 const LINK2_6: &str = "fd00:6::10";
-
-fn testbed() -> Testbed {
-    let tb = Testbed::up();
-    let out = std::process::Command::new(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh"),
-    )
-    .args(["ipv6lines", &tb.prefix])
-    .output()
-    .expect("running testbed.sh");
-    assert!(
-        out.status.success(),
-        "testbed ipv6lines failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tb
-}
 
 /// Both lines with IPv6 (isp1 by prefix, isp2 by its address), IPv4 and IPv6 health targets,
 /// and `more`.
@@ -73,7 +55,7 @@ fn forwarding(tb: &Testbed, name: &str) -> String {
 
 #[test]
 fn ipv6_from_a_line_goes_nowhere_and_the_lans_only_to_wanlb_and_an_interfaces_forwarding_is_kept() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     // a host on a link of the gateway that is not the LAN
     tb.add_second_link();
     tb.ok(
@@ -227,7 +209,7 @@ fn logged_drops(gw: &Process, name: &str) -> u64 {
 
 #[test]
 fn replies_with_no_hop_left_or_too_big_for_the_lan_never_make_the_gateway_quote_the_lan() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     // the gateway's own IPv6 default route, as router advertisements install it: the
     // kernel's own errors leave by it (IPv4's is isp1's)
     tb.ok(

@@ -12,22 +12,6 @@ use common::*;
 
 const ISP2_6: &str = "2001:2:0:2::1";
 
-fn testbed() -> Testbed {
-    let tb = Testbed::up();
-    let out = std::process::Command::new(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh"),
-    )
-    .args(["ipv6lines", &tb.prefix])
-    .output()
-    .expect("running testbed.sh");
-    assert!(
-        out.status.success(),
-        "testbed ipv6lines failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tb
-}
-
 /// radvd on r2's eth0: the router for a minute, its line's own subnet on the link (no
 /// address made from it), every 3 to 4 seconds. Runs until dropped (it then advertises a
 /// lifetime of 0: the router is gone).
@@ -94,7 +78,7 @@ fn seen_through_isp2(tb: &Testbed, first_port: u16) -> String {
 
 #[test]
 fn gw6_auto_learns_the_router_from_its_advertisement_with_forwarding_on_and_follows_a_new_one() {
-    let tb = testbed();
+    let tb = Testbed::up_ipv6();
     let dir = Scratch::new();
     let inet = Process::start(tb.spawn("inet", &[probe(), "serve", "--udp", "2001:2:ff::/126"]));
     inet.wait_for("listening", "probe server");

@@ -184,6 +184,14 @@ impl Testbed {
         self.testbed("replug");
     }
 
+    /// [`Testbed::up`] with IPv6 on both lines (`testbed.sh ipv6lines`): isp1 delegates a
+    /// prefix, isp2 gives the gateway an address, the LAN is fd00:3::/64.
+    pub fn up_ipv6() -> Testbed {
+        let tb = Testbed::up();
+        tb.testbed("ipv6lines");
+        tb
+    }
+
     /// Runs `testbed.sh WHAT PREFIX`, which must succeed.
     pub fn testbed(&self, what: &str) {
         let out = Command::new(script())
@@ -497,6 +505,8 @@ pub const R1_6: &str = "fd00:1::254";
 
 /// The health targets the failover tests probe: addresses of the simulated internet.
 pub const TARGETS: [&str; 2] = ["198.19.255.1", "198.19.255.2"];
+/// The IPv6 health target in the simulated internet (`testbed.sh ipv6lines`).
+pub const TARGET6: &str = "2001:2:ff:ffff::1";
 
 /// `example_args()` with the health targets above.
 pub fn health_args() -> Vec<String> {
